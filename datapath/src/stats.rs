@@ -1,0 +1,195 @@
+//! Drop reasons and counters (hot path writes, control path reads).
+//!
+//! Counters are single-writer: the worker that owns a port is the only one that updates that
+//! port's counters, with relaxed load + store (no read-modify-write needed). Readers (the control
+//! thread) load them relaxed and may see a slightly old value, never a torn one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a frame was dropped. `#[repr(u8)]` so that it indexes a counter array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header, or a header inside it is truncated.
+    Truncated = 0,
+    /// A length field disagrees with the frame (IPv4 total length, IHL, UDP length, …).
+    BadLength,
+    /// An unsupported or invalid header version / value (IPv4 IHL < 5, IP version mismatch, …).
+    BadHeader,
+    /// Source MAC address is multicast or broadcast.
+    BadSrcMac,
+    /// A tagged frame arrived on an access port, or an untagged one on a trunk without native VLAN.
+    VlanNotAllowed,
+    /// The destination was learned on the port the frame came in on.
+    SameSegment,
+    /// No output port for the frame (e.g. flood in a VLAN with no other member).
+    NoOutput,
+    /// The output port's tx queue was full.
+    TxQueueFull,
+    /// A frame too big for the output port, that could not be segmented.
+    TooBig,
+    /// The MAC table was full and a new source address could not be learned (frame still forwarded).
+    MacTableFull,
+    /// The port's backend dropped frames (kernel ring overflow, tx errors).
+    Backend,
+    /// Frames received on a port that is being removed.
+    PortDown,
+}
+
+impl DropReason {
+    /// Number of reasons, for sizing counter arrays.
+    pub const COUNT: usize = 12;
+    /// All reasons in counter order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::Truncated,
+        Self::BadLength,
+        Self::BadHeader,
+        Self::BadSrcMac,
+        Self::VlanNotAllowed,
+        Self::SameSegment,
+        Self::NoOutput,
+        Self::TxQueueFull,
+        Self::TooBig,
+        Self::MacTableFull,
+        Self::Backend,
+        Self::PortDown,
+    ];
+
+    /// Stable snake_case name used in the control protocol and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::BadLength => "bad_length",
+            Self::BadHeader => "bad_header",
+            Self::BadSrcMac => "bad_src_mac",
+            Self::VlanNotAllowed => "vlan_not_allowed",
+            Self::SameSegment => "same_segment",
+            Self::NoOutput => "no_output",
+            Self::TxQueueFull => "tx_queue_full",
+            Self::TooBig => "too_big",
+            Self::MacTableFull => "mac_table_full",
+            Self::Backend => "backend",
+            Self::PortDown => "port_down",
+        }
+    }
+}
+
+/// A counter with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker may call this (single writer).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port, written by the worker that owns the port.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_pkts: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames transmitted (after segmentation: one per segment on the wire).
+    pub tx_pkts: Counter,
+    /// Bytes transmitted.
+    pub tx_bytes: Counter,
+    /// Frames received that were larger than 1518 bytes (GSO super-frames, jumbo frames).
+    pub rx_jumbo: Counter,
+    /// Frames transmitted that were larger than 1518 bytes.
+    pub tx_jumbo: Counter,
+    /// Drops of frames received on this port, by reason.
+    pub rx_drops: [Counter; DropReason::COUNT],
+    /// Drops of frames to be sent on this port, by reason.
+    pub tx_drops: [Counter; DropReason::COUNT],
+}
+
+/// A plain copy of [`PortCounters`] for readers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortCountersSnapshot {
+    /// Frames received.
+    pub rx_pkts: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_pkts: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Frames received larger than 1518 bytes.
+    pub rx_jumbo: u64,
+    /// Frames transmitted larger than 1518 bytes.
+    pub tx_jumbo: u64,
+    /// Receive-side drops by reason (indexed by `DropReason as usize`).
+    pub rx_drops: [u64; DropReason::COUNT],
+    /// Transmit-side drops by reason.
+    pub tx_drops: [u64; DropReason::COUNT],
+}
+
+impl PortCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> PortCountersSnapshot {
+        let mut s = PortCountersSnapshot {
+            rx_pkts: self.rx_pkts.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_pkts: self.tx_pkts.get(),
+            tx_bytes: self.tx_bytes.get(),
+            rx_jumbo: self.rx_jumbo.get(),
+            tx_jumbo: self.tx_jumbo.get(),
+            ..Default::default()
+        };
+        for (i, c) in self.rx_drops.iter().enumerate() {
+            s.rx_drops[i] = c.get();
+        }
+        for (i, c) in self.tx_drops.iter().enumerate() {
+            s.tx_drops[i] = c.get();
+        }
+        s
+    }
+}
+
+impl PortCountersSnapshot {
+    /// Total receive-side drops.
+    pub fn rx_dropped(&self) -> u64 {
+        self.rx_drops.iter().sum()
+    }
+    /// Total transmit-side drops.
+    pub fn tx_dropped(&self) -> u64 {
+        self.tx_drops.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reasons_index_their_counters_in_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn counters_snapshot_reads_what_was_added() {
+        let c = PortCounters::default();
+        c.rx_pkts.add(3);
+        c.rx_drops[DropReason::BadLength as usize].add(2);
+        let s = c.snapshot();
+        assert_eq!(s.rx_pkts, 3);
+        assert_eq!(s.rx_drops[DropReason::BadLength as usize], 2);
+        assert_eq!(s.rx_dropped(), 2);
+    }
+}

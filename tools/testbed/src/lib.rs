@@ -1,0 +1,1 @@
+//! Test topology builders (being written).
