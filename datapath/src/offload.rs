@@ -1,1 +1,1180 @@
-//! Being written.
+//! Checksum completion and software segmentation for ports without offloads (hot path).
+//!
+//! Frames can arrive with work left to do (see [`Offload`], the `virtio_net_hdr` semantics):
+//! - from a TAP port with `IFF_VNET_HDR`, a frame may carry `F_NEEDS_CSUM` (the L4 checksum
+//!   field holds only the pseudo-header sum; the rest is to be summed from `csum_start`) and may
+//!   be a GSO super-frame of up to 64 KiB to be cut into `gso_size` segments;
+//! - from an AF_XDP port on a veth, frames that a container stack sent with `CHECKSUM_PARTIAL`
+//!   arrive with that partial sum in the field but *no* metadata saying so (the state is lost
+//!   crossing XDP), so they look like frames with a bad checksum.
+//!
+//! Before such a frame goes to a port that cannot carry offload state, the worker calls:
+//! - [`repair_partial_csum`] on every frame received from AF_XDP (in place, one pass);
+//! - [`complete_csum`] when only `F_NEEDS_CSUM` is set (in place);
+//! - [`segment`] for GSO frames (and, conveniently, for any frame with pending work): it writes
+//!   each complete segment into a [`SegmentBuf`] and hands it to a callback.
+//!
+//! Nothing here allocates except [`SegmentBuf::new`], called once per worker at start. Malformed
+//! input yields a [`ParseError`] (or [`CsumState::NotApplicable`]), never a panic.
+//!
+//! Thread-safety: pure functions; a [`SegmentBuf`] belongs to one worker.
+
+use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::buf::Offload;
+use crate::wire::{
+    EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, ParseError, TcpFlags, TcpPacket,
+    UdpPacket, checksum, ethernet, ipv6, tcp, udp, vlan,
+};
+
+/// Most VLAN tags looked through (an 802.1ad service tag and an 802.1Q customer tag).
+const MAX_TAGS: usize = 2;
+
+/// What [`repair_partial_csum`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CsumState {
+    /// The full L4 checksum was already correct (or a UDP/IPv4 checksum of 0, "none").
+    Valid,
+    /// The field held the pseudo-header sum only; the checksum was completed in place.
+    Completed,
+    /// Neither a valid checksum nor a partial one; the frame was left as it was.
+    Bad,
+    /// Not TCP or UDP over IP, a fragment, or headers too malformed to tell; left as it was.
+    NotApplicable,
+}
+
+/// Source and destination of the IP header in front of an L4 header.
+#[derive(Clone, Copy, Debug)]
+enum Addrs {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+impl Addrs {
+    /// Pseudo-header sum for an L4 segment of `len` bytes.
+    #[inline]
+    fn pseudo(&self, protocol: IpProtocol, len: usize) -> Result<u16, ParseError> {
+        Ok(match self {
+            Self::V4(s, d) => checksum::pseudo_header_v4(
+                *s,
+                *d,
+                protocol,
+                u16::try_from(len).map_err(|_| ParseError::BadLength)?,
+            ),
+            Self::V6(s, d) => checksum::pseudo_header_v6(
+                s,
+                d,
+                protocol,
+                u32::try_from(len).map_err(|_| ParseError::BadLength)?,
+            ),
+        })
+    }
+}
+
+/// Where the IP and L4 headers of a frame are.
+#[derive(Clone, Copy, Debug)]
+struct Headers {
+    /// Offset of the IP header (after any VLAN tags).
+    l3: usize,
+    /// Offset of the L4 header (after IPv4 options or IPv6 extension headers).
+    l4: usize,
+    /// End of the IP packet (total length / payload length; Ethernet padding excluded).
+    end: usize,
+    /// Upper-layer protocol.
+    protocol: IpProtocol,
+    /// IP addresses.
+    addrs: Addrs,
+    /// A fragment that does not hold a whole L4 packet.
+    fragment: bool,
+    /// IPv4 identification (0 for IPv6).
+    ident: u16,
+}
+
+impl Headers {
+    #[inline]
+    fn is_v4(&self) -> bool {
+        matches!(self.addrs, Addrs::V4(..))
+    }
+}
+
+/// Finds the IP and L4 headers of an Ethernet frame with up to two VLAN tags.
+fn parse_headers(frame: &[u8]) -> Result<Headers, ParseError> {
+    let eth = EthernetFrame::new_checked(frame)?;
+    let mut ty = eth.ethertype();
+    let mut l3 = ethernet::HEADER_LEN;
+    let mut tags = 0;
+    while ty.is_vlan_tpid() {
+        if tags == MAX_TAGS {
+            return Err(ParseError::BadHeader);
+        }
+        let tag = vlan::Packet::new_checked(frame.get(l3..).ok_or(ParseError::Truncated)?)?;
+        ty = tag.ethertype();
+        l3 += vlan::HEADER_LEN;
+        tags += 1;
+    }
+    let ip = frame.get(l3..).ok_or(ParseError::Truncated)?;
+    match ty {
+        EtherType::IPV4 => {
+            let p = Ipv4Packet::new_checked(ip)?;
+            Ok(Headers {
+                l3,
+                l4: l3 + p.header_len(),
+                end: l3 + usize::from(p.total_len()),
+                protocol: p.protocol(),
+                addrs: Addrs::V4(p.src_addr(), p.dst_addr()),
+                fragment: p.is_fragment(),
+                ident: p.ident(),
+            })
+        }
+        EtherType::IPV6 => {
+            let p = Ipv6Packet::new_checked(ip)?;
+            let upper = p.upper_layer()?;
+            Ok(Headers {
+                l3,
+                l4: l3 + upper.offset,
+                end: l3 + ipv6::HEADER_LEN + usize::from(p.payload_len()),
+                protocol: upper.protocol,
+                addrs: Addrs::V6(p.src_addr(), p.dst_addr()),
+                fragment: upper.fragment.is_some_and(|f| !f.is_atomic()),
+                ident: 0,
+            })
+        }
+        _ => Err(ParseError::BadHeader),
+    }
+}
+
+#[inline]
+fn read_u16(b: &[u8], at: usize) -> Option<u16> {
+    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
+}
+
+#[inline]
+fn write_u16(b: &mut [u8], at: usize, v: u16) -> Result<(), ParseError> {
+    b.get_mut(at..at + 2)
+        .ok_or(ParseError::Truncated)?
+        .copy_from_slice(&v.to_be_bytes());
+    Ok(())
+}
+
+/// Completes an `F_NEEDS_CSUM` checksum in place: sums `frame[csum_start..]` (whose checksum
+/// field, at `csum_start + csum_offset`, already holds the pseudo-header sum, as virtio and
+/// Linux `CHECKSUM_PARTIAL` leave it) and stores the inverted result. Like Linux, a result of
+/// 0 is stored as `0xffff` (required for UDP, equivalent for TCP). Does nothing when
+/// `F_NEEDS_CSUM` is not set; the caller clears the flag in its copy of the offload state.
+///
+/// # Errors
+/// [`ParseError::Truncated`] when `csum_start` or the checksum field lie outside the frame;
+/// [`ParseError::BadHeader`] when `csum_offset` is odd (the field would straddle words).
+pub fn complete_csum(frame: &mut [u8], off: &Offload) -> Result<(), ParseError> {
+    if !off.needs_csum() {
+        return Ok(());
+    }
+    let start = usize::from(off.csum_start);
+    let at = start + usize::from(off.csum_offset);
+    if !off.csum_offset.is_multiple_of(2) {
+        return Err(ParseError::BadHeader);
+    }
+    if at + 2 > frame.len() {
+        return Err(ParseError::Truncated);
+    }
+    let sum = checksum::sum(&frame[start..]);
+    write_u16(frame, at, checksum::udp_wire(!sum))
+}
+
+/// Looks at the TCP or UDP checksum of a frame received without offload metadata (AF_XDP) and
+/// completes it when it holds only the pseudo-header sum, as a Linux stack sending with
+/// `CHECKSUM_PARTIAL` leaves it (folded, not inverted). One pass over the L4 bytes decides:
+///
+/// - the full checksum verifies → [`CsumState::Valid`] (also a UDP/IPv4 checksum of 0);
+/// - the field equals the pseudo-header sum → the checksum is completed in place (a UDP result
+///   of 0 is stored as `0xffff`) → [`CsumState::Completed`];
+/// - otherwise → [`CsumState::Bad`], frame untouched (a UDP/IPv6 checksum of 0 is bad);
+/// - not TCP/UDP over IPv4/IPv6, fragments, and malformed headers →
+///   [`CsumState::NotApplicable`], frame untouched (flow extraction will judge those).
+///
+/// Looks through up to two VLAN tags and IPv6 extension headers. The UDP checksum covers the
+/// UDP length; the TCP checksum the IP payload.
+pub fn repair_partial_csum(frame: &mut [u8]) -> CsumState {
+    let Ok(h) = parse_headers(frame) else {
+        return CsumState::NotApplicable;
+    };
+    if h.fragment {
+        return CsumState::NotApplicable;
+    }
+    let Some(l4) = frame.get(h.l4..h.end) else {
+        return CsumState::NotApplicable;
+    };
+    let (seg_len, field_off) = match h.protocol {
+        IpProtocol::TCP => match TcpPacket::new_checked(l4) {
+            Ok(_) => (l4.len(), tcp::CHECKSUM_OFFSET),
+            Err(_) => return CsumState::NotApplicable,
+        },
+        IpProtocol::UDP => match UdpPacket::new_checked(l4) {
+            Ok(u) => (usize::from(u.len()), udp::CHECKSUM_OFFSET),
+            Err(_) => return CsumState::NotApplicable,
+        },
+        _ => return CsumState::NotApplicable,
+    };
+    let seg = &l4[..seg_len];
+    let Some(field) = read_u16(seg, field_off) else {
+        return CsumState::NotApplicable;
+    };
+    let is_udp = h.protocol == IpProtocol::UDP;
+    if is_udp && field == 0 {
+        return if h.is_v4() {
+            CsumState::Valid
+        } else {
+            CsumState::Bad
+        };
+    }
+    let Ok(pseudo) = h.addrs.pseudo(h.protocol, seg_len) else {
+        return CsumState::NotApplicable;
+    };
+    let sum = checksum::sum(seg);
+    if checksum::combine(pseudo, sum) == 0xffff {
+        return CsumState::Valid;
+    }
+    // 0 and 0xffff are the same one's complement number.
+    let is_partial = field == pseudo || (field | pseudo == 0xffff && field & pseudo == 0);
+    if !is_partial {
+        return CsumState::Bad;
+    }
+    // The segment sums to data + pseudo-header: exactly what the checksum must invert.
+    let mut csum = !sum;
+    if is_udp {
+        csum = checksum::udp_wire(csum);
+    }
+    match write_u16(frame, h.l4 + field_off, csum) {
+        Ok(()) => CsumState::Completed,
+        Err(_) => CsumState::NotApplicable,
+    }
+}
+
+/// Scratch space for one segment, allocated once per worker at start.
+pub struct SegmentBuf {
+    buf: Box<[u8]>,
+}
+
+impl SegmentBuf {
+    /// Bytes of scratch: a 64 KiB IP packet plus room for link headers and tags.
+    pub const CAPACITY: usize = 65536 + 256;
+
+    /// Allocates the scratch buffer (the only allocation of this module; call at start-up).
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            buf: vec![0u8; Self::CAPACITY].into_boxed_slice(),
+        }
+    }
+}
+
+impl Default for SegmentBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for SegmentBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentBuf")
+            .field("capacity", &self.buf.len())
+            .finish()
+    }
+}
+
+/// Turns `frame` with offload state `off` into complete frames and passes each to `emit`;
+/// returns how many were emitted.
+///
+/// - Not GSO: the frame is copied, its checksum completed if `F_NEEDS_CSUM` ([`complete_csum`]),
+///   and emitted once.
+/// - `GSO_TCPV4`, `GSO_TCPV6` (with or without `GSO_ECN`): each segment gets a copy of the
+///   headers (Ethernet, tags, IP with options or extension headers, TCP with options) and at
+///   most `gso_size` payload bytes; IPv4 total length, identification (+1 per segment) and
+///   header checksum, or IPv6 payload length, are rewritten; the TCP sequence number advances
+///   by the payload already sent; FIN and PSH stay on the last segment only, CWR on the first
+///   only; the TCP checksum is computed in full.
+/// - `GSO_UDP_L4`: each segment is a UDP datagram of its own with its length and a full
+///   checksum (0 sent as `0xffff`); IPv4 identification advances as for TCP.
+///
+/// The header length is recomputed from the parsed headers: `off.hdr_len` is only checked to
+/// lie within the frame (older kernels set it loosely). Ethernet padding after the IP packet is
+/// dropped. The incoming L4 checksum field is ignored (it is usually a partial sum).
+///
+/// # Errors
+/// - [`ParseError::BadHeader`]: `gso_size` is 0, the GSO type is unknown or unsupported (legacy
+///   UFO, `GSO_UDP`, would need IP fragmentation), the headers do not match the GSO type (no
+///   TCP header for `GSO_TCPV4`, IPv6 for `GSO_TCPV4`, …), or the packet is an IP fragment;
+/// - [`ParseError::BadLength`]: `hdr_len` beyond the frame, or a frame larger than
+///   [`SegmentBuf::CAPACITY`];
+/// - any error of the header views (truncated or inconsistent headers).
+///
+/// Nothing is emitted when an error is returned.
+pub fn segment(
+    frame: &[u8],
+    off: &Offload,
+    out: &mut SegmentBuf,
+    emit: &mut dyn FnMut(&[u8]),
+) -> Result<usize, ParseError> {
+    if frame.len() > out.buf.len() {
+        return Err(ParseError::BadLength);
+    }
+    if !off.is_gso() {
+        let copy = &mut out.buf[..frame.len()];
+        copy.copy_from_slice(frame);
+        complete_csum(copy, off)?;
+        emit(copy);
+        return Ok(1);
+    }
+    let kind = off.gso_type & !Offload::GSO_ECN;
+    if off.gso_size == 0 {
+        return Err(ParseError::BadHeader);
+    }
+    if usize::from(off.hdr_len) > frame.len() {
+        return Err(ParseError::BadLength);
+    }
+    let h = parse_headers(frame)?;
+    if h.fragment {
+        return Err(ParseError::BadHeader);
+    }
+    let l4 = frame.get(h.l4..h.end).ok_or(ParseError::Truncated)?;
+    let l4_hdr_len = match (kind, h.protocol, h.is_v4()) {
+        (Offload::GSO_TCPV4, IpProtocol::TCP, true)
+        | (Offload::GSO_TCPV6, IpProtocol::TCP, false) => TcpPacket::new_checked(l4)?.header_len(),
+        (Offload::GSO_UDP_L4, IpProtocol::UDP, _) => {
+            UdpPacket::new_checked(l4)?;
+            udp::HEADER_LEN
+        }
+        _ => return Err(ParseError::BadHeader),
+    };
+    let is_tcp = h.protocol == IpProtocol::TCP;
+    let hdr_len = h.l4 + l4_hdr_len;
+    let payload = &frame[hdr_len..h.end];
+    let gso_size = usize::from(off.gso_size);
+    let (seq0, flags0) = if is_tcp {
+        let t = TcpPacket::new_unchecked(l4);
+        (t.seq_number(), t.flags())
+    } else {
+        (0, 0)
+    };
+    let count = payload.len().div_ceil(gso_size).max(1);
+    // The IP length field: whole packet for IPv4, after the fixed header for IPv6.
+    let ip_len_of = |seg_len: usize| {
+        let ip_len = seg_len - h.l3 - if h.is_v4() { 0 } else { ipv6::HEADER_LEN };
+        u16::try_from(ip_len).map_err(|_| ParseError::BadLength)
+    };
+    // Validate every length before emitting anything (the first segment is the longest).
+    ip_len_of(hdr_len + payload.len().min(gso_size))?;
+    u16::try_from(count - 1).map_err(|_| ParseError::BadLength)?;
+
+    let mut sent = 0usize;
+    for i in 0..count {
+        let start = i * gso_size;
+        let chunk = &payload[start..payload.len().min(start + gso_size)];
+        let seg_len = hdr_len + chunk.len();
+        let buf = &mut out.buf[..seg_len];
+        buf[..hdr_len].copy_from_slice(&frame[..hdr_len]);
+        buf[hdr_len..].copy_from_slice(chunk);
+        let ip_len = ip_len_of(seg_len)?;
+        let seq_i = u16::try_from(i).map_err(|_| ParseError::BadLength)?;
+        if h.is_v4() {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[h.l3..]);
+            ip.set_total_len(ip_len);
+            ip.set_ident(h.ident.wrapping_add(seq_i));
+            ip.set_checksum(0);
+            ip.fill_checksum();
+        } else {
+            let mut ip = Ipv6Packet::new_unchecked(&mut buf[h.l3..]);
+            ip.set_payload_len(ip_len);
+        }
+        let l4_len = seg_len - h.l4;
+        let pseudo = h.addrs.pseudo(h.protocol, l4_len)?;
+        let seg = &mut buf[h.l4..];
+        if is_tcp {
+            let mut t = TcpPacket::new_unchecked(&mut *seg);
+            let sent32 = u32::try_from(sent).map_err(|_| ParseError::BadLength)?;
+            t.set_seq_number(seq0.wrapping_add(sent32));
+            let mut flags = flags0;
+            if i != 0 {
+                flags &= !TcpFlags::CWR;
+            }
+            if i + 1 != count {
+                flags &= !(TcpFlags::FIN | TcpFlags::PSH);
+            }
+            t.set_flags(flags);
+            let c = checksum::compute(pseudo, seg, tcp::CHECKSUM_OFFSET);
+            write_u16(seg, tcp::CHECKSUM_OFFSET, c)?;
+        } else {
+            let udp_len = u16::try_from(l4_len).map_err(|_| ParseError::BadLength)?;
+            UdpPacket::new_unchecked(&mut *seg).set_len(udp_len);
+            let c = checksum::udp_wire(checksum::compute(pseudo, seg, udp::CHECKSUM_OFFSET));
+            write_u16(seg, udp::CHECKSUM_OFFSET, c)?;
+        }
+        emit(&out.buf[..seg_len]);
+        sent += chunk.len();
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{
+        IpNumber, Ipv4Header, Ipv6Header, NetHeaders, PacketBuilder, PacketHeaders,
+        TransportHeader, VlanId,
+    };
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::pcap;
+
+    const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0xa];
+    const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 0xb];
+    const V4_A: [u8; 4] = [10, 0, 0, 1];
+    const V4_B: [u8; 4] = [10, 0, 0, 2];
+    const V6_A: [u8; 16] = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const V6_B: [u8; 16] = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| u8::try_from((i * 7 + i / 251) % 256).unwrap())
+            .collect()
+    }
+
+    /// A TCP/IPv4 frame with PSH|FIN|CWR|ACK and a timestamp-like option.
+    fn tcp4_frame(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(V4_A, V4_B, 64)
+            .tcp(40000, 80, 0xffff_f000, 65000)
+            .ack(77)
+            .psh()
+            .fin()
+            .cwr()
+            .options_raw(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])
+            .unwrap()
+            .write(&mut out, data)
+            .unwrap();
+        // A non-zero identification, to see it advance.
+        out[18..20].copy_from_slice(&0xfffeu16.to_be_bytes());
+        let mut ip = Ipv4Packet::new_unchecked(&mut out[14..]);
+        ip.fill_checksum();
+        out
+    }
+
+    /// A TCP/IPv6 frame behind one VLAN tag.
+    fn tcp6_frame(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .single_vlan(VlanId::try_new(100).unwrap())
+            .ipv6(V6_A, V6_B, 64)
+            .tcp(40000, 443, 1000, 65000)
+            .ack(5)
+            .psh()
+            .cwr()
+            .ece()
+            .write(&mut out, data)
+            .unwrap();
+        out
+    }
+
+    /// A UDP frame (IPv4 or IPv6).
+    fn udp_frame(v6: bool, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
+        if v6 {
+            b.ipv6(V6_A, V6_B, 64).udp(5000, 6000).write(&mut out, data)
+        } else {
+            b.ipv4(V4_A, V4_B, 64).udp(5000, 6000).write(&mut out, data)
+        }
+        .unwrap();
+        out
+    }
+
+    /// Inserts an 8-byte IPv6 destination-options header after the fixed header at `l3`.
+    fn with_dest_opts(frame: &[u8], l3: usize) -> Vec<u8> {
+        let mut out = frame[..l3 + 40].to_vec();
+        let next = out[l3 + 6];
+        out[l3 + 6] = 60;
+        let plen = u16::from_be_bytes([out[l3 + 4], out[l3 + 5]]) + 8;
+        out[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
+        out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]); // PadN
+        out.extend_from_slice(&frame[l3 + 40..]);
+        out
+    }
+
+    fn collect(frame: &[u8], off: &Offload) -> Result<Vec<Vec<u8>>, ParseError> {
+        let mut buf = SegmentBuf::new();
+        let mut segs = Vec::new();
+        let n = segment(frame, off, &mut buf, &mut |s: &[u8]| segs.push(s.to_vec()))?;
+        assert_eq!(n, segs.len());
+        Ok(segs)
+    }
+
+    /// Re-parses a segment with etherparse and checks IP and L4 checksums both ways.
+    fn check_segment(seg: &[u8]) -> (NetHeaders, TransportHeader, Vec<u8>) {
+        let p = PacketHeaders::from_ethernet_slice(seg).unwrap();
+        let net = p.net.clone().unwrap();
+        let tr = p.transport.clone().unwrap();
+        let data = p.payload.slice().to_vec();
+        let h = parse_headers(seg).unwrap();
+        let l4 = &seg[h.l4..h.end];
+        match (&net, &tr) {
+            (NetHeaders::Ipv4(ip, _), TransportHeader::Tcp(t)) => {
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                assert_eq!(t.checksum, t.calc_checksum_ipv4(ip, &data).unwrap());
+                assert!(checksum::verify_v4(
+                    ip.source.into(),
+                    ip.destination.into(),
+                    IpProtocol::TCP,
+                    l4
+                ));
+            }
+            (NetHeaders::Ipv6(ip, _), TransportHeader::Tcp(t)) => {
+                assert_eq!(t.checksum, t.calc_checksum_ipv6(ip, &data).unwrap());
+                assert!(checksum::verify_v6(
+                    &ip.source.into(),
+                    &ip.destination.into(),
+                    IpProtocol::TCP,
+                    l4
+                ));
+            }
+            (NetHeaders::Ipv4(ip, _), TransportHeader::Udp(u)) => {
+                assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                assert_eq!(u.checksum, u.calc_checksum_ipv4(ip, &data).unwrap());
+                assert!(
+                    UdpPacket::new_checked(l4)
+                        .unwrap()
+                        .verify_checksum_v4(ip.source.into(), ip.destination.into())
+                );
+            }
+            (NetHeaders::Ipv6(ip, _), TransportHeader::Udp(u)) => {
+                assert_eq!(u.checksum, u.calc_checksum_ipv6(ip, &data).unwrap());
+                assert!(
+                    UdpPacket::new_checked(l4)
+                        .unwrap()
+                        .verify_checksum_v6(&ip.source.into(), &ip.destination.into())
+                );
+            }
+            other => panic!("unexpected headers {other:?}"),
+        }
+        (net, tr, data)
+    }
+
+    fn tcp_of(tr: &TransportHeader) -> &etherparse::TcpHeader {
+        match tr {
+            TransportHeader::Tcp(t) => t,
+            _ => panic!("not TCP"),
+        }
+    }
+
+    fn gso(
+        kind: u8,
+        hdr_len: usize,
+        gso_size: u16,
+        csum_start: usize,
+        csum_offset: u16,
+    ) -> Offload {
+        Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: kind,
+            hdr_len: u16::try_from(hdr_len).unwrap(),
+            gso_size,
+            csum_start: u16::try_from(csum_start).unwrap(),
+            csum_offset,
+        }
+    }
+
+    #[test]
+    fn segments_a_tcp_ipv4_super_frame() {
+        let data = payload(10_000);
+        let mut frame = tcp4_frame(&data);
+        // As a TAP would deliver it: the TCP checksum holds a partial sum.
+        frame[34 + 16..34 + 18].copy_from_slice(&[0x12, 0x34]);
+        let hdr_len = 14 + 20 + 32;
+        let segs = collect(&frame, &gso(Offload::GSO_TCPV4, hdr_len, 1448, 34, 16)).unwrap();
+        assert_eq!(segs.len(), 7);
+        let mut joined = Vec::new();
+        let mut next_seq = 0xffff_f000u32;
+        for (i, s) in segs.iter().enumerate() {
+            let (net, tr, d) = check_segment(s);
+            let NetHeaders::Ipv4(ip, _) = net else {
+                panic!()
+            };
+            assert_eq!(usize::from(ip.total_len), s.len() - 14);
+            assert_eq!(
+                ip.identification,
+                0xfffeu16.wrapping_add(u16::try_from(i).unwrap())
+            );
+            assert!(ip.dont_fragment || !ip.more_fragments);
+            let t = tcp_of(&tr);
+            assert_eq!(t.sequence_number, next_seq, "segment {i}");
+            assert_eq!(t.acknowledgment_number, 77);
+            assert!(t.ack);
+            assert_eq!(t.options.as_slice(), &[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+            let last = i + 1 == segs.len();
+            assert_eq!(t.fin, last, "FIN on segment {i}");
+            assert_eq!(t.psh, last, "PSH on segment {i}");
+            assert_eq!(t.cwr, i == 0, "CWR on segment {i}");
+            assert!(d.len() <= 1448);
+            if !last {
+                assert_eq!(d.len(), 1448);
+            }
+            next_seq = next_seq.wrapping_add(u32::try_from(d.len()).unwrap());
+            joined.extend_from_slice(&d);
+        }
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn segments_a_tagged_tcp_ipv6_super_frame_with_extension_headers() {
+        let data = payload(7_001);
+        for ext in [false, true] {
+            let frame = tcp6_frame(&data);
+            let frame = if ext {
+                with_dest_opts(&frame, 18)
+            } else {
+                frame
+            };
+            let l4 = 18 + 40 + if ext { 8 } else { 0 };
+            let off = gso(Offload::GSO_TCPV6 | Offload::GSO_ECN, l4 + 20, 1000, l4, 16);
+            let segs = collect(&frame, &off).unwrap();
+            assert_eq!(segs.len(), 8);
+            let mut joined = Vec::new();
+            let mut next_seq = 1000u32;
+            for (i, s) in segs.iter().enumerate() {
+                assert_eq!(&s[12..16], &[0x81, 0x00, 0x00, 100]);
+                let (net, tr, d) = check_segment(s);
+                let NetHeaders::Ipv6(ip, exts) = net else {
+                    panic!()
+                };
+                assert_eq!(usize::from(ip.payload_length), s.len() - 18 - 40);
+                assert_eq!(exts.destination_options.is_some(), ext);
+                let t = tcp_of(&tr);
+                assert_eq!(t.sequence_number, next_seq);
+                assert_eq!(t.cwr, i == 0);
+                assert!(t.ece, "ECE is kept on every segment");
+                assert_eq!(t.psh, i + 1 == segs.len());
+                assert!(!t.fin);
+                next_seq += u32::try_from(d.len()).unwrap();
+                joined.extend_from_slice(&d);
+            }
+            assert_eq!(joined, data);
+            assert_eq!(segs.last().unwrap().len(), l4 + 20 + 1);
+        }
+    }
+
+    #[test]
+    fn segments_udp_l4_over_ipv4_and_ipv6() {
+        let data = payload(4_000);
+        for v6 in [false, true] {
+            let frame = udp_frame(v6, &data);
+            let l4 = if v6 { 54 } else { 34 };
+            let segs = collect(&frame, &gso(Offload::GSO_UDP_L4, l4 + 8, 1200, l4, 6)).unwrap();
+            assert_eq!(segs.len(), 4);
+            let mut joined = Vec::new();
+            for (i, s) in segs.iter().enumerate() {
+                let (net, tr, d) = check_segment(s);
+                let TransportHeader::Udp(u) = tr else {
+                    panic!()
+                };
+                assert_eq!(usize::from(u.length), d.len() + 8);
+                assert_ne!(u.checksum, 0);
+                if let NetHeaders::Ipv4(ip, _) = net {
+                    assert_eq!(usize::from(ip.identification), i);
+                }
+                joined.extend_from_slice(&d);
+            }
+            assert_eq!(joined, data);
+        }
+    }
+
+    #[test]
+    fn a_loose_or_missing_hdr_len_is_recomputed() {
+        let data = payload(3_000);
+        let frame = tcp4_frame(&data);
+        let want = collect(&frame, &gso(Offload::GSO_TCPV4, 66, 1448, 34, 16)).unwrap();
+        for hdr_len in [0, 14, 54, 128, 1500, frame.len()] {
+            let got = collect(&frame, &gso(Offload::GSO_TCPV4, hdr_len, 1448, 34, 16)).unwrap();
+            assert_eq!(got, want, "hdr_len {hdr_len}");
+        }
+        assert_eq!(
+            collect(
+                &frame,
+                &gso(Offload::GSO_TCPV4, frame.len() + 1, 1448, 34, 16)
+            ),
+            Err(ParseError::BadLength)
+        );
+    }
+
+    #[test]
+    fn a_super_frame_smaller_than_gso_size_becomes_one_segment() {
+        let data = payload(100);
+        let frame = tcp4_frame(&data);
+        let segs = collect(&frame, &gso(Offload::GSO_TCPV4, 66, 1448, 34, 16)).unwrap();
+        assert_eq!(segs.len(), 1);
+        let (_, tr, d) = check_segment(&segs[0]);
+        let t = tcp_of(&tr);
+        assert!(t.fin && t.psh && t.cwr);
+        assert_eq!(d, data);
+        // No payload at all: the headers alone.
+        let frame = tcp4_frame(&[]);
+        let segs = collect(&frame, &gso(Offload::GSO_TCPV4, 66, 1448, 34, 16)).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].len(), 66);
+        check_segment(&segs[0]);
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_segmented() {
+        let data = payload(2_000);
+        let mut frame = tcp4_frame(&data);
+        frame.extend_from_slice(&[0xee; 6]);
+        let segs = collect(&frame, &gso(Offload::GSO_TCPV4, 66, 1448, 34, 16)).unwrap();
+        let joined: Vec<u8> = segs.iter().flat_map(|s| check_segment(s).2).collect();
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn malformed_gso_input_is_an_error_not_a_panic() {
+        let data = payload(3_000);
+        let tcp4 = tcp4_frame(&data);
+        let udp4 = udp_frame(false, &data);
+        let tcp6 = tcp6_frame(&data);
+        let ok = gso(Offload::GSO_TCPV4, 66, 1448, 34, 16);
+        let cases: &[(&[u8], Offload, ParseError)] = &[
+            (&tcp4, Offload { gso_size: 0, ..ok }, ParseError::BadHeader),
+            (&udp4, ok, ParseError::BadHeader),
+            (&tcp6, ok, ParseError::BadHeader),
+            (
+                &tcp4,
+                Offload {
+                    gso_type: Offload::GSO_TCPV6,
+                    ..ok
+                },
+                ParseError::BadHeader,
+            ),
+            (
+                &tcp4,
+                Offload {
+                    gso_type: Offload::GSO_UDP_L4,
+                    ..ok
+                },
+                ParseError::BadHeader,
+            ),
+            (
+                &udp4,
+                Offload {
+                    gso_type: Offload::GSO_UDP,
+                    ..ok
+                },
+                ParseError::BadHeader,
+            ),
+            (&tcp4, Offload { gso_type: 9, ..ok }, ParseError::BadHeader),
+            (
+                &tcp4[..30],
+                Offload { hdr_len: 0, ..ok },
+                ParseError::Truncated,
+            ),
+            (
+                &tcp4[..1000],
+                Offload { hdr_len: 0, ..ok },
+                ParseError::BadLength,
+            ),
+        ];
+        for (i, (frame, off, err)) in cases.iter().enumerate() {
+            assert_eq!(collect(frame, off), Err(*err), "case {i}");
+        }
+        // An IPv4 fragment.
+        let mut frag = tcp4.clone();
+        frag[20] |= 0x20;
+        Ipv4Packet::new_unchecked(&mut frag[14..]).fill_checksum();
+        assert_eq!(collect(&frag, &ok), Err(ParseError::BadHeader));
+        // A TCP data offset below 5.
+        let mut bad = tcp4.clone();
+        bad[34 + 12] = 0x40;
+        assert_eq!(collect(&bad, &ok), Err(ParseError::BadHeader));
+        // Too big for the scratch buffer.
+        let huge = vec![0u8; SegmentBuf::CAPACITY + 1];
+        assert_eq!(collect(&huge, &ok), Err(ParseError::BadLength));
+        // Every truncation of every kind of super-frame fails cleanly or succeeds.
+        for (frame, off) in [
+            (&tcp4, ok),
+            (&udp4, gso(Offload::GSO_UDP_L4, 42, 500, 34, 6)),
+            (&tcp6, gso(Offload::GSO_TCPV6, 78, 1000, 58, 16)),
+        ] {
+            for len in 0..frame.len() {
+                let r = collect(&frame[..len], &Offload { hdr_len: 0, ..off });
+                assert!(r.is_err(), "cut at {len} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_that_only_needs_its_checksum_is_completed_and_emitted_once() {
+        let data = payload(300);
+        let good = tcp4_frame(&data);
+        let mut partial = good.clone();
+        let pseudo = checksum::pseudo_header_v4(V4_A.into(), V4_B.into(), IpProtocol::TCP, 332);
+        partial[50..52].copy_from_slice(&pseudo.to_be_bytes());
+        let off = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 16,
+            ..Offload::NONE
+        };
+        let segs = collect(&partial, &off).unwrap();
+        assert_eq!(segs, vec![good.clone()]);
+        // A complete frame is passed through unchanged.
+        assert_eq!(collect(&good, &Offload::NONE).unwrap(), vec![good]);
+    }
+
+    /// Replaces the L4 checksum at `at` by the pseudo-header sum only, as Linux leaves it.
+    fn make_partial(frame: &mut [u8], at: usize, pseudo: u16) {
+        frame[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+    }
+
+    #[test]
+    fn complete_csum_matches_a_full_computation() {
+        for v6 in [false, true] {
+            let good = udp_frame(v6, &payload(501));
+            let l4 = if v6 { 54 } else { 34 };
+            let len = good.len() - l4;
+            let pseudo = if v6 {
+                checksum::pseudo_header_v6(
+                    &V6_A.into(),
+                    &V6_B.into(),
+                    IpProtocol::UDP,
+                    u32::try_from(len).unwrap(),
+                )
+            } else {
+                checksum::pseudo_header_v4(
+                    V4_A.into(),
+                    V4_B.into(),
+                    IpProtocol::UDP,
+                    u16::try_from(len).unwrap(),
+                )
+            };
+            let mut f = good.clone();
+            make_partial(&mut f, l4 + 6, pseudo);
+            let off = Offload {
+                flags: Offload::F_NEEDS_CSUM,
+                csum_start: u16::try_from(l4).unwrap(),
+                csum_offset: 6,
+                ..Offload::NONE
+            };
+            complete_csum(&mut f, &off).unwrap();
+            assert_eq!(f, good);
+            // Without the flag nothing happens.
+            let mut g = f.clone();
+            g[l4 + 6] ^= 0xff;
+            let before = g.clone();
+            complete_csum(&mut g, &Offload::NONE).unwrap();
+            assert_eq!(g, before);
+        }
+        let mut f = udp_frame(false, &payload(10));
+        let len = f.len();
+        let bad = |start: usize, offset: u16| Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            csum_start: u16::try_from(start).unwrap(),
+            csum_offset: offset,
+            ..Offload::NONE
+        };
+        assert_eq!(
+            complete_csum(&mut f, &bad(len, 0)),
+            Err(ParseError::Truncated)
+        );
+        assert_eq!(
+            complete_csum(&mut f, &bad(len - 1, 0)),
+            Err(ParseError::Truncated)
+        );
+        assert_eq!(
+            complete_csum(&mut f, &bad(34, 60)),
+            Err(ParseError::Truncated)
+        );
+        assert_eq!(
+            complete_csum(&mut f, &bad(34, 7)),
+            Err(ParseError::BadHeader)
+        );
+        assert_eq!(
+            complete_csum(&mut f, &bad(usize::from(u16::MAX), u16::MAX - 1)),
+            Err(ParseError::Truncated)
+        );
+    }
+
+    /// Frames of every shape repair covers, with the offset of their checksum field and its
+    /// pseudo-header sum.
+    fn repair_cases() -> Vec<(&'static str, Vec<u8>, usize, u16)> {
+        let d = payload(777);
+        let mut out = vec![];
+        let v4 = |proto, len: usize| {
+            checksum::pseudo_header_v4(V4_A.into(), V4_B.into(), proto, u16::try_from(len).unwrap())
+        };
+        let v6 = |proto, len: usize| {
+            checksum::pseudo_header_v6(
+                &V6_A.into(),
+                &V6_B.into(),
+                proto,
+                u32::try_from(len).unwrap(),
+            )
+        };
+        let f = tcp4_frame(&d);
+        let n = f.len() - 34;
+        out.push(("tcp4", f, 34 + 16, v4(IpProtocol::TCP, n)));
+        let f = tcp6_frame(&d);
+        let n = f.len() - 58;
+        out.push(("tcp6 tagged", f, 58 + 16, v6(IpProtocol::TCP, n)));
+        let f = with_dest_opts(&tcp6_frame(&d), 18);
+        out.push(("tcp6 ext", f, 66 + 16, v6(IpProtocol::TCP, n)));
+        let f = udp_frame(false, &d);
+        let n = f.len() - 34;
+        out.push(("udp4", f, 34 + 6, v4(IpProtocol::UDP, n)));
+        let f = udp_frame(true, &d);
+        let n = f.len() - 54;
+        out.push(("udp6", f, 54 + 6, v6(IpProtocol::UDP, n)));
+        // Double-tagged (802.1ad + 802.1Q) UDP/IPv4.
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
+            .ipv4(V4_A, V4_B, 64)
+            .udp(1, 2)
+            .write(&mut f, &d)
+            .unwrap();
+        let n = f.len() - 42;
+        out.push(("udp4 qinq", f, 42 + 6, v4(IpProtocol::UDP, n)));
+        out
+    }
+
+    #[test]
+    fn repair_completes_partial_checksums_and_keeps_valid_ones() {
+        for (name, good, at, pseudo) in repair_cases() {
+            let mut f = good.clone();
+            assert_eq!(repair_partial_csum(&mut f), CsumState::Valid, "{name}");
+            assert_eq!(f, good, "{name}");
+            make_partial(&mut f, at, pseudo);
+            assert_eq!(repair_partial_csum(&mut f), CsumState::Completed, "{name}");
+            assert_eq!(f, good, "{name}");
+            check_segment(&f);
+            // A wrong checksum is left alone.
+            f[at] ^= 0x40;
+            let broken = f.clone();
+            assert_eq!(repair_partial_csum(&mut f), CsumState::Bad, "{name}");
+            assert_eq!(f, broken, "{name}");
+        }
+    }
+
+    #[test]
+    fn repair_handles_zero_udp_checksums_per_family() {
+        for (v6, want) in [(false, CsumState::Valid), (true, CsumState::Bad)] {
+            let mut f = udp_frame(v6, &payload(20));
+            let at = if v6 { 60 } else { 40 };
+            f[at..at + 2].copy_from_slice(&[0, 0]);
+            let before = f.clone();
+            assert_eq!(repair_partial_csum(&mut f), want);
+            assert_eq!(f, before);
+        }
+    }
+
+    #[test]
+    fn repair_stores_a_computed_udp_zero_as_all_ones() {
+        // Choose the last two data bytes so that the full checksum computes to 0.
+        let mut f = udp_frame(false, &payload(64));
+        let len = f.len();
+        f[len - 2..].copy_from_slice(&[0, 0]);
+        let pseudo = checksum::pseudo_header_v4(V4_A.into(), V4_B.into(), IpProtocol::UDP, 72);
+        let c = checksum::compute(pseudo, &f[34..], 6);
+        f[len - 2..].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(checksum::compute(pseudo, &f[34..], 6), 0);
+        make_partial(&mut f, 40, pseudo);
+        assert_eq!(repair_partial_csum(&mut f), CsumState::Completed);
+        assert_eq!(&f[40..42], &[0xff, 0xff]);
+        assert_eq!(repair_partial_csum(&mut f), CsumState::Valid);
+    }
+
+    #[test]
+    fn repair_leaves_non_tcp_udp_fragments_and_junk_alone() {
+        let mut icmp = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(V4_A, V4_B, 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut icmp, &payload(30))
+            .unwrap();
+        let mut frag = udp_frame(false, &payload(100));
+        frag[20] |= 0x20; // more fragments
+        let mut frag6 = udp_frame(true, &payload(100));
+        {
+            // Insert a non-atomic fragment header.
+            let mut g = frag6[..54].to_vec();
+            g[20] = 44;
+            g[18..20].copy_from_slice(&(108u16 + 8).to_be_bytes());
+            g.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 9]);
+            g.extend_from_slice(&frag6[54..]);
+            frag6 = g;
+        }
+        let arp = pcap::kernel_traffic()
+            .into_iter()
+            .map(|f| f[34 + 8 + 8..].to_vec()) // inner frames of VXLAN packets
+            .find(|f| f.len() > 14 && f[12..14] == [0x08, 0x06])
+            .unwrap();
+        for (name, mut f) in [
+            ("icmp", icmp),
+            ("ipv4 fragment", frag),
+            ("ipv6 fragment", frag6),
+            ("arp", arp),
+            ("empty", vec![]),
+            ("junk", vec![0x45; 80]),
+        ] {
+            let before = f.clone();
+            assert_eq!(
+                repair_partial_csum(&mut f),
+                CsumState::NotApplicable,
+                "{name}"
+            );
+            assert_eq!(f, before, "{name}");
+        }
+        for (_, good, at, pseudo) in repair_cases() {
+            let mut f = good.clone();
+            make_partial(&mut f, at, pseudo);
+            for len in 0..f.len() {
+                let mut g = f[..len].to_vec();
+                let before = g.clone();
+                let r = repair_partial_csum(&mut g);
+                assert_ne!(r, CsumState::Completed, "cut at {len}");
+                if r == CsumState::NotApplicable {
+                    assert_eq!(g, before);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repair_completes_the_partial_checksums_of_real_kernel_frames() {
+        let mut completed = 0;
+        for (i, mut f) in pcap::kernel_traffic().into_iter().enumerate() {
+            let state = repair_partial_csum(&mut f);
+            let Ok(p) = PacketHeaders::from_ethernet_slice(&f) else {
+                continue;
+            };
+            match (&p.net, &p.transport) {
+                (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Tcp(t))) => {
+                    assert_ne!(state, CsumState::Bad, "frame {}", i + 1);
+                    assert_eq!(
+                        t.checksum,
+                        t.calc_checksum_ipv4(ip, p.payload.slice()).unwrap()
+                    );
+                }
+                (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Tcp(t))) => {
+                    assert_ne!(state, CsumState::Bad, "frame {}", i + 1);
+                    assert_eq!(
+                        t.checksum,
+                        t.calc_checksum_ipv6(ip, p.payload.slice()).unwrap()
+                    );
+                }
+                (Some(NetHeaders::Ipv4(ip, _)), Some(TransportHeader::Udp(u)))
+                    if !ip.is_fragmenting_payload() =>
+                {
+                    assert_ne!(state, CsumState::Bad, "frame {}", i + 1);
+                    if u.checksum != 0 {
+                        assert_eq!(
+                            u.checksum,
+                            u.calc_checksum_ipv4(ip, p.payload.slice()).unwrap(),
+                            "frame {}",
+                            i + 1
+                        );
+                    }
+                }
+                (Some(NetHeaders::Ipv6(ip, _)), Some(TransportHeader::Udp(u))) => {
+                    assert_ne!(state, CsumState::Bad, "frame {}", i + 1);
+                    assert_eq!(
+                        u.checksum,
+                        u.calc_checksum_ipv6(ip, p.payload.slice()).unwrap()
+                    );
+                }
+                _ => assert_eq!(state, CsumState::NotApplicable, "frame {}", i + 1),
+            }
+            if state == CsumState::Completed {
+                completed += 1;
+            }
+        }
+        assert!(
+            completed >= 20,
+            "only {completed} partial checksums in the fixture"
+        );
+    }
+
+    #[test]
+    fn segment_buf_has_the_documented_capacity() {
+        let b = SegmentBuf::default();
+        assert_eq!(b.buf.len(), SegmentBuf::CAPACITY);
+        assert!(format!("{b:?}").contains("65792"));
+    }
+
+    #[test]
+    fn etherparse_headers_agree_with_ours() {
+        // Sanity check of the builders used above.
+        let f = tcp4_frame(&payload(10));
+        let (ip, _) = Ipv4Header::from_slice(&f[14..]).unwrap();
+        assert_eq!(ip.protocol, IpNumber::TCP);
+        let h = parse_headers(&f).unwrap();
+        assert_eq!((h.l3, h.l4, h.end), (14, 34, f.len()));
+        let f = tcp6_frame(&payload(10));
+        let (ip, _) = Ipv6Header::from_slice(&f[18..]).unwrap();
+        assert_eq!(ip.next_header, IpNumber::TCP);
+        let h = parse_headers(&f).unwrap();
+        assert_eq!((h.l3, h.l4, h.end), (18, 58, f.len()));
+    }
+
+    proptest! {
+        #[test]
+        fn repair_of_any_partial_tcp_or_udp_frame_restores_the_full_checksum(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            sport in any::<u16>(),
+            v6 in any::<bool>(),
+            udp in any::<bool>(),
+        ) {
+            let mut good = Vec::new();
+            let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
+            match (v6, udp) {
+                (false, false) => b.ipv4(V4_A, V4_B, 64).tcp(sport, 80, 1, 100).write(&mut good, &data),
+                (false, true) => b.ipv4(V4_A, V4_B, 64).udp(sport, 80).write(&mut good, &data),
+                (true, false) => b.ipv6(V6_A, V6_B, 64).tcp(sport, 80, 1, 100).write(&mut good, &data),
+                (true, true) => b.ipv6(V6_A, V6_B, 64).udp(sport, 80).write(&mut good, &data),
+            }.unwrap();
+            let h = parse_headers(&good).unwrap();
+            let proto = if udp { IpProtocol::UDP } else { IpProtocol::TCP };
+            let at = h.l4 + if udp { 6 } else { 16 };
+            let pseudo = h.addrs.pseudo(proto, good.len() - h.l4).unwrap();
+            let mut f = good.clone();
+            make_partial(&mut f, at, pseudo);
+            let state = repair_partial_csum(&mut f);
+            // A partial sum can coincide with a valid checksum; both leave a valid frame.
+            prop_assert!(state == CsumState::Completed || state == CsumState::Valid);
+            let s = &f[h.l4..];
+            let valid = match h.addrs {
+                Addrs::V4(a, b) => checksum::verify_v4(a, b, proto, s),
+                Addrs::V6(a, b) => checksum::verify_v6(&a, &b, proto, s),
+            };
+            prop_assert!(valid);
+            if f[at..at + 2] != [0xff, 0xff] && good[at..at + 2] != [0, 0] {
+                prop_assert_eq!(f, good);
+            }
+        }
+
+        #[test]
+        fn segmenting_any_tcp_payload_preserves_it(
+            len in 0usize..5000,
+            gso_size in 1u16..2000,
+            v6 in any::<bool>(),
+        ) {
+            let data = payload(len);
+            let (frame, l4) = if v6 { (tcp6_frame(&data), 58) } else { (tcp4_frame(&data), 34) };
+            let kind = if v6 { Offload::GSO_TCPV6 } else { Offload::GSO_TCPV4 };
+            let segs = collect(&frame, &gso(kind, 0, gso_size, l4, 16)).unwrap();
+            prop_assert_eq!(segs.len(), len.div_ceil(usize::from(gso_size)).max(1));
+            let mut joined = Vec::new();
+            for s in &segs {
+                joined.extend(check_segment(s).2);
+            }
+            prop_assert_eq!(joined, data);
+        }
+    }
+}
