@@ -1,1 +1,342 @@
-//! Being written.
+//! The MAC learning table (hot path reads and learns; control path ages and flushes).
+//!
+//! One table per switch, keyed by (VLAN, MAC), shared by all workers without locks:
+//! - A fixed array of slots (twice the configured capacity, rounded up to a power of two),
+//!   open addressing with a bounded probe length ([`MAX_PROBE`]). Nothing is ever allocated after
+//!   creation; the number of live entries never exceeds the configured maximum.
+//! - A slot is two `AtomicU64`s: the key (`VALID | vlan << 48 | mac`) and the value
+//!   (`port << 32 | last_seen_secs`). Readers load key, value, key again and accept the value only
+//!   if the key did not change in between.
+//! - Workers insert by compare-and-swap on the key of an empty or deleted slot and update the
+//!   value with plain stores. The control thread deletes (aging, flush) by swapping the key to
+//!   [`TOMBSTONE`]. A worker that updates a value just as its slot is deleted and reused can leave
+//!   one wrong value behind; the next frame from that address corrects it (benign, documented).
+//! - A frame from a known address on a new port is a move: the value is rewritten and the move
+//!   counter incremented.
+//!
+//! Time is passed in as seconds since the switch started (`now`), read once per batch.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Longest probe sequence; an insertion that finds no free slot within it fails (table full).
+pub const MAX_PROBE: usize = 32;
+const VALID: u64 = 1 << 63;
+/// Key of a deleted slot: lookups go on past it, insertions may reuse it.
+const TOMBSTONE: u64 = 1 << 62;
+const EMPTY: u64 = 0;
+
+#[derive(Debug, Default)]
+struct Slot {
+    key: AtomicU64,
+    val: AtomicU64,
+}
+
+/// Result of [`MacTable::learn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// Known on the same port (timestamp refreshed).
+    Refreshed,
+    /// New address added.
+    Added,
+    /// Known address seen on another port: moved.
+    Moved {
+        /// Port it was on before.
+        from: u32,
+    },
+    /// New address, but the table is full (or its probe sequence is): not learned.
+    Full,
+}
+
+/// The shared MAC table. See the module docs for the concurrency protocol.
+#[derive(Debug)]
+pub struct MacTable {
+    slots: Box<[Slot]>,
+    mask: usize,
+    max_entries: usize,
+    entries: AtomicUsize,
+    moves: AtomicU64,
+    hasher: ahash::RandomState,
+}
+
+#[inline]
+fn pack_key(vlan: u16, mac: &[u8; 6]) -> u64 {
+    let m = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+    VALID | (u64::from(vlan & 0x0fff) << 48) | m
+}
+
+#[inline]
+fn unpack_key(k: u64) -> (u16, [u8; 6]) {
+    let b = k.to_be_bytes();
+    #[expect(clippy::cast_possible_truncation, reason = "masked to 12 bits")]
+    let vlan = ((k >> 48) & 0x0fff) as u16;
+    (vlan, [b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+#[inline]
+fn pack_val(port: u32, now: u32) -> u64 {
+    (u64::from(port) << 32) | u64::from(now)
+}
+
+#[inline]
+#[expect(clippy::cast_possible_truncation, reason = "splitting a packed u64")]
+fn unpack_val(v: u64) -> (u32, u32) {
+    ((v >> 32) as u32, v as u32)
+}
+
+impl MacTable {
+    /// A table for at most `max_entries` addresses (at least 1).
+    pub fn new(max_entries: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        let n = (max_entries * 2).next_power_of_two().max(64);
+        let slots: Box<[Slot]> = (0..n).map(|_| Slot::default()).collect();
+        Self {
+            slots,
+            mask: n - 1,
+            max_entries,
+            entries: AtomicUsize::new(0),
+            moves: AtomicU64::new(0),
+            hasher: ahash::RandomState::with_seeds(0x5157, 0xa11c, 0x0b5e, 0x7ab1),
+        }
+    }
+
+    #[inline]
+    fn start(&self, key: u64) -> usize {
+        #[expect(clippy::cast_possible_truncation, reason = "hash folded onto the index mask")]
+        let h = self.hasher.hash_one(key) as usize;
+        h & self.mask
+    }
+
+    /// Port on which `mac` was last seen in `vlan`.
+    #[inline]
+    pub fn lookup(&self, vlan: u16, mac: &[u8; 6]) -> Option<u32> {
+        let key = pack_key(vlan, mac);
+        let mut i = self.start(key);
+        for _ in 0..MAX_PROBE {
+            let slot = &self.slots[i];
+            let k = slot.key.load(Ordering::Acquire);
+            if k == key {
+                let v = slot.val.load(Ordering::Acquire);
+                if slot.key.load(Ordering::Acquire) == key {
+                    return Some(unpack_val(v).0);
+                }
+                return None;
+            }
+            if k == EMPTY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Records that `mac` was seen in `vlan` on `port` at `now` (seconds).
+    pub fn learn(&self, vlan: u16, mac: &[u8; 6], port: u32, now: u32) -> Learned {
+        let key = pack_key(vlan, mac);
+        let start = self.start(key);
+        let mut free = None;
+        let mut i = start;
+        for _ in 0..MAX_PROBE {
+            let slot = &self.slots[i];
+            let k = slot.key.load(Ordering::Acquire);
+            if k == key {
+                let old = slot.val.load(Ordering::Relaxed);
+                let (old_port, seen) = unpack_val(old);
+                if old_port != port {
+                    slot.val.store(pack_val(port, now), Ordering::Release);
+                    self.moves.fetch_add(1, Ordering::Relaxed);
+                    return Learned::Moved { from: old_port };
+                }
+                if seen != now {
+                    slot.val.store(pack_val(port, now), Ordering::Release);
+                }
+                return Learned::Refreshed;
+            }
+            if (k == EMPTY || k == TOMBSTONE) && free.is_none() {
+                free = Some((i, k));
+            }
+            if k == EMPTY {
+                break;
+            }
+            i = (i + 1) & self.mask;
+        }
+        let Some((idx, seen_key)) = free else {
+            return Learned::Full;
+        };
+        if self.entries.fetch_add(1, Ordering::Relaxed) >= self.max_entries {
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+            return Learned::Full;
+        }
+        let slot = &self.slots[idx];
+        // Publish the value before the key so that a reader that sees the key sees the value.
+        slot.val.store(pack_val(port, now), Ordering::Release);
+        if slot
+            .key
+            .compare_exchange(seen_key, key, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Another worker took the slot first; it will learn again on the next frame.
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+            return Learned::Full;
+        }
+        Learned::Added
+    }
+
+    /// Deletes every entry for which `pred(vlan, mac, port, last_seen)` is true; returns how many.
+    /// Control thread only.
+    pub fn remove_if(&self, mut pred: impl FnMut(u16, [u8; 6], u32, u32) -> bool) -> usize {
+        let mut n = 0;
+        for slot in self.slots.iter() {
+            let k = slot.key.load(Ordering::Acquire);
+            if k & VALID == 0 {
+                continue;
+            }
+            let (vlan, mac) = unpack_key(k);
+            let (port, seen) = unpack_val(slot.val.load(Ordering::Acquire));
+            if pred(vlan, mac, port, seen)
+                && slot
+                    .key
+                    .compare_exchange(k, TOMBSTONE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                self.entries.fetch_sub(1, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Forgets addresses not seen for more than `aging_secs` at `now`; returns how many.
+    pub fn age(&self, now: u32, aging_secs: u32) -> usize {
+        self.remove_if(|_, _, _, seen| now.saturating_sub(seen) > aging_secs)
+    }
+
+    /// Calls `f(vlan, mac, port, last_seen)` for every entry.
+    pub fn for_each(&self, mut f: impl FnMut(u16, [u8; 6], u32, u32)) {
+        for slot in self.slots.iter() {
+            let k = slot.key.load(Ordering::Acquire);
+            if k & VALID == 0 {
+                continue;
+            }
+            let v = slot.val.load(Ordering::Acquire);
+            if slot.key.load(Ordering::Acquire) != k {
+                continue;
+            }
+            let (vlan, mac) = unpack_key(k);
+            let (port, seen) = unpack_val(v);
+            f(vlan, mac, port, seen);
+        }
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// True when no address is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Capacity (entries).
+    pub fn capacity(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Moves detected since creation.
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+    #[test]
+    fn learned_mac_is_found_in_its_vlan_only() {
+        let t = MacTable::new(16);
+        assert_eq!(t.learn(10, &A, 3, 0), Learned::Added);
+        assert_eq!(t.lookup(10, &A), Some(3));
+        assert_eq!(t.lookup(20, &A), None);
+        assert_eq!(t.lookup(10, &B), None);
+        assert_eq!(t.learn(10, &A, 3, 1), Learned::Refreshed);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn learned_mac_moves_to_new_port() {
+        let t = MacTable::new(16);
+        t.learn(1, &A, 1, 0);
+        assert_eq!(t.learn(1, &A, 2, 5), Learned::Moved { from: 1 });
+        assert_eq!(t.lookup(1, &A), Some(2));
+        assert_eq!(t.moves(), 1);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn aged_entries_disappear_and_fresh_ones_stay() {
+        let t = MacTable::new(16);
+        t.learn(1, &A, 1, 0);
+        t.learn(1, &B, 2, 100);
+        assert_eq!(t.age(400, 300), 1);
+        assert_eq!(t.lookup(1, &A), None);
+        assert_eq!(t.lookup(1, &B), Some(2));
+        assert_eq!(t.len(), 1);
+        // The deleted slot is reusable.
+        assert_eq!(t.learn(1, &A, 3, 401), Learned::Added);
+        assert_eq!(t.lookup(1, &A), Some(3));
+    }
+
+    #[test]
+    fn table_never_exceeds_its_capacity() {
+        let t = MacTable::new(100);
+        let mut full = 0;
+        for i in 0..1000u32 {
+            let b = i.to_be_bytes();
+            let mac = [2, 0, b[0], b[1], b[2], b[3]];
+            if t.learn(1, &mac, 1, 0) == Learned::Full {
+                full += 1;
+            }
+        }
+        assert_eq!(t.len(), 100);
+        assert_eq!(full, 900);
+        let mut n = 0;
+        t.for_each(|_, _, _, _| n += 1);
+        assert_eq!(n, 100);
+    }
+
+    #[test]
+    fn flush_by_port_removes_only_that_port() {
+        let t = MacTable::new(16);
+        t.learn(1, &A, 1, 0);
+        t.learn(1, &B, 2, 0);
+        assert_eq!(t.remove_if(|_, _, p, _| p == 2), 1);
+        assert_eq!(t.lookup(1, &A), Some(1));
+        assert_eq!(t.lookup(1, &B), None);
+    }
+
+    #[test]
+    fn concurrent_learners_and_readers_agree() {
+        let t = std::sync::Arc::new(MacTable::new(4096));
+        let hs: Vec<_> = (0..4u32)
+            .map(|w| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u32 {
+                        let b = i.to_be_bytes();
+                        let mac = [2, 0, b[0], b[1], b[2], b[3]];
+                        t.learn(1, &mac, w + 1, 0);
+                        assert!(t.lookup(1, &mac).is_some_and(|p| (1..=4).contains(&p)));
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(t.len() <= 1000 + 4);
+    }
+}

@@ -28,9 +28,7 @@ pub enum DropReason {
     TxQueueFull,
     /// A frame too big for the output port, that could not be segmented.
     TooBig,
-    /// The MAC table was full and a new source address could not be learned (frame still forwarded).
-    MacTableFull,
-    /// The port's backend dropped frames (kernel ring overflow, tx errors).
+    /// The port's backend failed to send (tx error reported by the device).
     Backend,
     /// Frames received on a port that is being removed.
     PortDown,
@@ -38,7 +36,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 11;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -50,7 +48,6 @@ impl DropReason {
         Self::NoOutput,
         Self::TxQueueFull,
         Self::TooBig,
-        Self::MacTableFull,
         Self::Backend,
         Self::PortDown,
     ];
@@ -67,7 +64,6 @@ impl DropReason {
             Self::NoOutput => "no_output",
             Self::TxQueueFull => "tx_queue_full",
             Self::TooBig => "too_big",
-            Self::MacTableFull => "mac_table_full",
             Self::Backend => "backend",
             Self::PortDown => "port_down",
         }
@@ -108,6 +104,8 @@ pub struct PortCounters {
     pub rx_jumbo: Counter,
     /// Frames transmitted that were larger than 1518 bytes.
     pub tx_jumbo: Counter,
+    /// Frames the backend itself dropped (kernel ring overflow, socket drops, tx EAGAIN).
+    pub backend_drops: Counter,
     /// Drops of frames received on this port, by reason.
     pub rx_drops: [Counter; DropReason::COUNT],
     /// Drops of frames to be sent on this port, by reason.
@@ -129,6 +127,8 @@ pub struct PortCountersSnapshot {
     pub rx_jumbo: u64,
     /// Frames transmitted larger than 1518 bytes.
     pub tx_jumbo: u64,
+    /// Frames the backend itself dropped.
+    pub backend_drops: u64,
     /// Receive-side drops by reason (indexed by `DropReason as usize`).
     pub rx_drops: [u64; DropReason::COUNT],
     /// Transmit-side drops by reason.
@@ -145,6 +145,7 @@ impl PortCounters {
             tx_bytes: self.tx_bytes.get(),
             rx_jumbo: self.rx_jumbo.get(),
             tx_jumbo: self.tx_jumbo.get(),
+            backend_drops: self.backend_drops.get(),
             ..Default::default()
         };
         for (i, c) in self.rx_drops.iter().enumerate() {

@@ -6,11 +6,27 @@
 //! the MAC table. Workers never lock: they read an immutable [`crate::worker::Snapshot`] published
 //! through `ArcSwap` and poll their command channel once per batch.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crate::port::{PortError, PortKind};
-use crate::stats::PortCountersSnapshot;
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Sender, bounded};
+
+use crate::l2::MacTable;
+use crate::port::afpacket::AfPacketPort;
+use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
+use crate::port::tap::TapPort;
+use crate::port::{Port, PortError, PortKind};
+use crate::stats::{PortCounters, PortCountersSnapshot};
+use crate::sys::poller::Poller;
+use crate::worker::{
+    Command, HANDOFF_CAPACITY, LocalPort, PortConf, Shared, Snapshot, Worker, WorkerChannels,
+    WorkerCounters, WorkerCtl,
+};
 
 /// Lowest valid 802.1Q VLAN id.
 pub const VLAN_MIN: u16 = 1;
@@ -199,6 +215,10 @@ pub struct WorkerStats {
     pub frames: u64,
     /// Times the worker went to sleep waiting for rx readiness.
     pub sleeps: u64,
+    /// Frames dropped because another worker's hand-off channel was full.
+    pub handoff_drops: u64,
+    /// Source addresses not learned because the MAC table was full.
+    pub mac_learn_full: u64,
 }
 
 /// Start-up settings of the datapath.
@@ -277,82 +297,446 @@ pub enum SwitchError {
 /// Stats of one port.
 pub type PortStats = (PortInfo, PortCountersSnapshot);
 
+/// A port in the registry of the control thread.
+#[derive(Debug)]
+struct Registered {
+    info: PortInfo,
+    counters: Arc<PortCounters>,
+}
+
+/// A running worker as the control thread holds it.
+#[derive(Debug)]
+struct WorkerHandle {
+    cmds: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    cpu: Option<usize>,
+}
+
 /// The running datapath: workers, ports and the MAC table.
 #[derive(Debug)]
 pub struct Switch {
-    _private: (),
+    config: SwitchConfig,
+    shared: Arc<Shared>,
+    ctls: Arc<[Arc<WorkerCtl>]>,
+    workers: Vec<WorkerHandle>,
+    ports: BTreeMap<u32, Registered>,
+    generation: u64,
 }
 
-#[allow(clippy::todo, unused_variables, missing_docs)]
+/// How long a control operation waits for a worker to acknowledge.
+const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Capacity of each worker's command channel.
+const COMMAND_CAPACITY: usize = 64;
+
 impl Switch {
-    /// Starts the workers.
+    /// Starts the workers (one per CPU in `config.cpus`, pinned; one unpinned if empty).
     ///
     /// # Errors
-    /// A worker thread could not be started or pinned.
+    /// Invalid settings, or a worker thread could not be started or pinned.
     pub fn start(config: SwitchConfig) -> Result<Self, SwitchError> {
-        todo!()
+        if config.mac_table_max == 0 || config.mac_table_max > 1 << 24 {
+            return Err(SwitchError::Invalid {
+                field: "mac_table_max",
+                reason: format!("{} not in 1..=16777216", config.mac_table_max),
+            });
+        }
+        if config.mac_aging.as_secs() == 0 {
+            return Err(SwitchError::Invalid {
+                field: "mac_aging",
+                reason: "must be at least 1 second".into(),
+            });
+        }
+        let online = crate::sys::cpu::online_cpus();
+        let mut seen = std::collections::HashSet::new();
+        for &c in &config.cpus {
+            if !seen.insert(c) {
+                return Err(SwitchError::Invalid {
+                    field: "cpus",
+                    reason: format!("CPU {c} listed twice"),
+                });
+            }
+            if c >= online {
+                return Err(SwitchError::Invalid {
+                    field: "cpus",
+                    reason: format!("CPU {c} not available (this machine has {online})"),
+                });
+            }
+        }
+        let cpus: Vec<Option<usize>> = if config.cpus.is_empty() {
+            vec![None]
+        } else {
+            config.cpus.iter().copied().map(Some).collect()
+        };
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            macs: MacTable::new(config.mac_table_max),
+            start: Instant::now(),
+        });
+        let n = cpus.len();
+        let mut pollers = Vec::with_capacity(n);
+        let mut ctls = Vec::with_capacity(n);
+        let mut handoff_rxs = Vec::with_capacity(n);
+        let mut recycle_txs = Vec::with_capacity(n);
+        let mut recycle_rxs = Vec::with_capacity(n);
+        for i in 0..n {
+            let poller = Poller::new().map_err(|source| SwitchError::Spawn { worker: i, source })?;
+            let waker = poller
+                .waker()
+                .map_err(|source| SwitchError::Spawn { worker: i, source })?;
+            let (htx, hrx) = bounded(HANDOFF_CAPACITY);
+            let (rtx, rrx) = bounded(HANDOFF_CAPACITY);
+            ctls.push(Arc::new(WorkerCtl {
+                sleeping: AtomicBool::new(false),
+                waker,
+                counters: WorkerCounters::default(),
+                handoff: htx,
+            }));
+            pollers.push(poller);
+            handoff_rxs.push(hrx);
+            recycle_txs.push(rtx);
+            recycle_rxs.push(rrx);
+        }
+        let ctls: Arc<[Arc<WorkerCtl>]> = ctls.into();
+        let recycle_tx: Arc<[Sender<Vec<u8>>]> = recycle_txs.into();
+        let mut workers = Vec::with_capacity(n);
+        for (i, ((poller, handoff_rx), recycle_rx)) in pollers
+            .into_iter()
+            .zip(handoff_rxs)
+            .zip(recycle_rxs)
+            .enumerate()
+        {
+            let (ctx, crx) = bounded(COMMAND_CAPACITY);
+            let worker = Worker::new(
+                i,
+                Arc::clone(&shared),
+                Arc::clone(&ctls),
+                WorkerChannels {
+                    cmds: crx,
+                    handoff_rx,
+                    recycle_rx,
+                    recycle_tx: Arc::clone(&recycle_tx),
+                },
+                config.poll_mode,
+                poller,
+            );
+            let cpu = cpus[i];
+            let (ready_tx, ready_rx) = bounded::<Result<(), std::io::Error>>(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("vswitch-w{i}"))
+                .spawn(move || {
+                    if let Some(c) = cpu {
+                        if let Err(e) = crate::sys::cpu::pin_current_thread(c) {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    worker.run();
+                })
+                .map_err(|source| SwitchError::Spawn { worker: i, source })?;
+            match ready_rx.recv_timeout(WORKER_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    let _ = thread.join();
+                    return Err(SwitchError::Spawn { worker: i, source });
+                }
+                Err(_) => return Err(SwitchError::WorkerGone { worker: i }),
+            }
+            tracing::info!(worker = i, cpu = ?cpu, poll_mode = ?config.poll_mode, "worker started");
+            workers.push(WorkerHandle {
+                cmds: ctx,
+                thread: Some(thread),
+                cpu,
+            });
+        }
+        Ok(Self {
+            config,
+            shared,
+            ctls,
+            workers,
+            ports: BTreeMap::new(),
+            generation: 0,
+        })
     }
+
+    fn publish(&mut self) {
+        self.generation += 1;
+        let confs = self
+            .ports
+            .values()
+            .map(|r| PortConf {
+                id: r.info.id,
+                vlan: r.info.vlan.clone(),
+                worker: r.info.worker,
+            })
+            .collect();
+        self.shared
+            .snapshot
+            .store(Arc::new(Snapshot::build(self.generation, confs)));
+        tracing::debug!(generation = self.generation, "configuration published");
+    }
+
+    fn send(&self, worker: usize, cmd: Command) -> Result<(), SwitchError> {
+        let w = self
+            .workers
+            .get(worker)
+            .ok_or(SwitchError::WorkerGone { worker })?;
+        w.cmds
+            .send_timeout(cmd, WORKER_TIMEOUT)
+            .map_err(|_| SwitchError::WorkerGone { worker })?;
+        self.ctls[worker].waker.wake();
+        Ok(())
+    }
+
+    fn check_new_name(&self, name: &str) -> Result<(), SwitchError> {
+        if name.is_empty() || name.len() > 15 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+            return Err(SwitchError::Invalid {
+                field: "name",
+                reason: format!("{name:?} is not a valid interface name (1-15 of [A-Za-z0-9-_.@])"),
+            });
+        }
+        if self.ports.values().any(|r| r.info.name == name) {
+            return Err(SwitchError::PortExists { name: name.to_owned() });
+        }
+        if self.ports.len() >= MAX_PORTS {
+            return Err(SwitchError::TooManyPorts { max: MAX_PORTS });
+        }
+        Ok(())
+    }
+
     /// Opens a port backend for `spec` and hands it to a worker.
     ///
     /// # Errors
     /// Name taken, registry full, invalid VLAN settings, or the backend failed to open.
     pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo, SwitchError> {
-        todo!()
+        self.check_new_name(&spec.name)?;
+        let vlan = spec.vlan.validated()?;
+        if spec.queues == 0 || spec.queues > 64 {
+            return Err(SwitchError::Invalid {
+                field: "queues",
+                reason: format!("{} not in 1..=64", spec.queues),
+            });
+        }
+        let port: Box<dyn Port> = match spec.kind {
+            Some(PortKind::AfXdp) => Box::new(AfXdpPort::open(&spec.name, spec.queues, AfXdpOptions::default())?),
+            Some(PortKind::Tap) => Box::new(TapPort::open(&spec.name)?),
+            Some(PortKind::AfPacket) => Box::new(AfPacketPort::open(&spec.name)?),
+            Some(PortKind::Mem) => {
+                return Err(SwitchError::Invalid {
+                    field: "type",
+                    reason: "mem ports exist only inside tests".into(),
+                });
+            }
+            None => match AfXdpPort::open(&spec.name, spec.queues, AfXdpOptions::default()) {
+                Ok(p) => Box::new(p),
+                Err(e @ PortError::NoDevice { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(port = %spec.name, error = %e, "AF_XDP unavailable, falling back to AF_PACKET");
+                    Box::new(AfPacketPort::open(&spec.name)?)
+                }
+            },
+        };
+        self.attach(port, vlan)
     }
+
     /// Adds an already opened backend (mem ports in tests and benches).
     ///
     /// # Errors
     /// As [`Switch::add_port`].
-    pub fn add_port_backend(
-        &mut self,
-        port: Box<dyn crate::port::Port>,
-        vlan: VlanMode,
-    ) -> Result<PortInfo, SwitchError> {
-        todo!()
+    pub fn add_port_backend(&mut self, port: Box<dyn Port>, vlan: VlanMode) -> Result<PortInfo, SwitchError> {
+        self.check_new_name(port.name())?;
+        let vlan = vlan.validated()?;
+        self.attach(port, vlan)
     }
+
+    fn attach(&mut self, port: Box<dyn Port>, vlan: VlanMode) -> Result<PortInfo, SwitchError> {
+        let id = (1..=MAX_PORTS as u32)
+            .find(|i| !self.ports.contains_key(i))
+            .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?;
+        let mut load = vec![0usize; self.workers.len()];
+        for r in self.ports.values() {
+            load[r.info.worker] += 1;
+        }
+        let worker = load
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, n)| **n)
+            .map_or(0, |(i, _)| i);
+        let info = PortInfo {
+            id,
+            name: port.name().to_owned(),
+            kind: port.kind(),
+            queues: port.rx_queues(),
+            vlan,
+            worker,
+        };
+        let counters = Arc::new(PortCounters::default());
+        self.send(
+            worker,
+            Command::AddPort(Box::new(LocalPort {
+                id,
+                port,
+                counters: Arc::clone(&counters),
+            })),
+        )?;
+        self.ports.insert(
+            id,
+            Registered {
+                info: info.clone(),
+                counters,
+            },
+        );
+        self.publish();
+        tracing::info!(port = %info.name, id, kind = %info.kind, vlan = %info.vlan, worker, "port added");
+        Ok(info)
+    }
+
+    fn id_of(&self, name: &str) -> Result<u32, SwitchError> {
+        self.ports
+            .values()
+            .find(|r| r.info.name == name)
+            .map(|r| r.info.id)
+            .ok_or_else(|| SwitchError::NoSuchPort { name: name.to_owned() })
+    }
+
     /// Removes a port: its worker stops polling it and closes it before this returns.
     ///
     /// # Errors
     /// No such port, or the worker did not answer.
     pub fn del_port(&mut self, name: &str) -> Result<(), SwitchError> {
-        todo!()
+        let id = self.id_of(name)?;
+        let Some(reg) = self.ports.remove(&id) else {
+            return Err(SwitchError::NoSuchPort { name: name.to_owned() });
+        };
+        self.publish();
+        let worker = reg.info.worker;
+        let (done_tx, done_rx) = bounded(1);
+        self.send(worker, Command::DelPort { id, done: done_tx })?;
+        done_rx
+            .recv_timeout(WORKER_TIMEOUT)
+            .map_err(|_| SwitchError::WorkerGone { worker })?;
+        self.shared.macs.remove_if(|_, _, p, _| p == id);
+        tracing::info!(port = name, id, "port removed");
+        Ok(())
     }
+
     /// The ports, by port number.
     pub fn ports(&self) -> Vec<PortInfo> {
-        todo!()
+        self.ports.values().map(|r| r.info.clone()).collect()
     }
+
     /// Counters of one port (`Some(name)`) or of all ports.
     ///
     /// # Errors
     /// No such port.
     pub fn port_stats(&self, name: Option<&str>) -> Result<Vec<PortStats>, SwitchError> {
-        todo!()
+        match name {
+            Some(n) => {
+                let id = self.id_of(n)?;
+                Ok(self
+                    .ports
+                    .get(&id)
+                    .map(|r| (r.info.clone(), r.counters.snapshot()))
+                    .into_iter()
+                    .collect())
+            }
+            None => Ok(self
+                .ports
+                .values()
+                .map(|r| (r.info.clone(), r.counters.snapshot()))
+                .collect()),
+        }
     }
-    /// The learned MAC addresses.
+
+    /// The learned MAC addresses, sorted by VLAN then address.
     pub fn mac_table(&self) -> Vec<MacEntry> {
-        todo!()
+        let now = self.shared.now_secs();
+        let mut v = Vec::with_capacity(self.shared.macs.len());
+        self.shared.macs.for_each(|vlan, mac, port, seen| {
+            v.push(MacEntry {
+                vlan,
+                mac,
+                port,
+                age_secs: u64::from(now.saturating_sub(seen)),
+            });
+        });
+        v.sort_by(|a, b| (a.vlan, a.mac).cmp(&(b.vlan, b.mac)));
+        v
     }
+
     /// Forgets learned addresses, all or those of one VLAN and/or one port; returns how many.
     ///
     /// # Errors
     /// No such port.
     pub fn flush_macs(&mut self, vlan: Option<u16>, port: Option<&str>) -> Result<usize, SwitchError> {
-        todo!()
+        let port = port.map(|n| self.id_of(n)).transpose()?;
+        Ok(self.shared.macs.remove_if(|v, _, p, _| {
+            vlan.is_none_or(|x| x == v) && port.is_none_or(|x| x == p)
+        }))
     }
+
     /// Per-worker counters.
     pub fn worker_stats(&self) -> Vec<WorkerStats> {
-        todo!()
+        self.ctls
+            .iter()
+            .zip(&self.workers)
+            .enumerate()
+            .map(|(i, (c, w))| WorkerStats {
+                worker: i,
+                cpu: w.cpu,
+                batches: c.counters.batches.get(),
+                frames: c.counters.frames.get(),
+                sleeps: c.counters.sleeps.get(),
+                handoff_drops: c.counters.handoff_drops.get(),
+                mac_learn_full: c.counters.mac_learn_full.get(),
+            })
+            .collect()
     }
+
     /// Settings and summary.
     pub fn info(&self) -> SwitchInfo {
-        todo!()
+        SwitchInfo {
+            workers: self.workers.len(),
+            cpus: self.config.cpus.clone(),
+            poll_mode: self.config.poll_mode,
+            mac_table_max: self.shared.macs.capacity(),
+            mac_entries: self.shared.macs.len(),
+            mac_aging: self.config.mac_aging,
+            mac_moves: self.shared.macs.moves(),
+            ports: self.ports(),
+        }
     }
+
     /// Periodic work of the control thread (MAC aging); call about once a second.
     pub fn housekeeping(&mut self) {
-        todo!()
+        let aging = u32::try_from(self.config.mac_aging.as_secs()).unwrap_or(u32::MAX);
+        let n = self.shared.macs.age(self.shared.now_secs(), aging);
+        if n > 0 {
+            tracing::debug!(expired = n, "MAC entries aged out");
+        }
     }
+
     /// Stops the workers and closes every port (detaching what was attached).
-    pub fn shutdown(self) {
-        todo!()
+    pub fn shutdown(mut self) {
+        self.stop_workers();
+    }
+
+    fn stop_workers(&mut self) {
+        for (i, w) in self.workers.iter().enumerate() {
+            let _ = w.cmds.send_timeout(Command::Stop, WORKER_TIMEOUT);
+            self.ctls[i].waker.wake();
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+        self.ports.clear();
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.stop_workers();
     }
 }

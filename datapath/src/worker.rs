@@ -1,1 +1,822 @@
-//! Being written.
+//! Worker threads and the L2 pipeline over batches (hot path).
+//!
+//! Each worker owns a set of ports (all their rx queues, and their tx side) and runs to
+//! completion over batches of up to [`BATCH_SIZE`] frames:
+//!
+//! 1. read the published [`Snapshot`] generation (one atomic load) and the clock, once per pass;
+//! 2. for each owned (port, queue): `rx_burst`, then per frame: complete partial checksums where the
+//!    backend loses them (AF_XDP), extract the [`FlowKey`](crate::flow::FlowKey) (malformed →
+//!    counted drop), classify the VLAN, learn the source MAC, look up the destination, and queue
+//!    the frame on each output port (tag pushed/popped/rewritten as the output port wants it,
+//!    checksums completed and GSO frames segmented for ports without offloads);
+//! 3. flush each port that got frames once per batch; frames for ports owned by another worker go
+//!    through a bounded hand-off channel to that worker, which transmits them.
+//!
+//! Thread-safety: the worker is the only writer of its ports' counters and its own counters. It
+//! reads configuration only from immutable snapshots (`ArcSwap`, no locks) and takes commands from
+//! the control thread through a bounded channel, polled once per pass.
+//!
+//! Idle behaviour: in [`PollMode::Busy`] the worker polls continuously. In
+//! [`PollMode::Adaptive`] it sleeps on epoll (rx readiness of every owned queue plus an eventfd
+//! others use to wake it) after [`IDLE_SPINS`] empty passes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::buf::{BATCH_SIZE, Offload, RxBatch};
+use crate::flow::{self, Layout};
+use crate::l2::{Learned, MacTable};
+use crate::offload;
+use crate::port::{Port, PortKind};
+use crate::stats::{Counter, DropReason, PortCounters};
+use crate::switch::{MAX_PORTS, PollMode, VlanMode};
+use crate::sys::poller::{Poller, Waker};
+
+/// Empty passes before an adaptive worker goes to sleep.
+pub const IDLE_SPINS: u32 = 2_000;
+/// Longest sleep of an idle worker (it also wakes on rx readiness and commands).
+pub const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Frames that may wait in one worker's hand-off channel.
+pub const HANDOFF_CAPACITY: usize = 4_096;
+/// Largest frame: a GSO super-frame of 64 KiB plus headers and two tags.
+pub const MAX_FRAME: usize = 65_535 + 14 + 8;
+/// Frames larger than this count as jumbo/GSO in the port counters (1518 = 1500 + 14 + 4).
+pub const JUMBO_THRESHOLD: usize = 1518;
+
+/// Configuration of one port as workers see it.
+#[derive(Debug)]
+pub struct PortConf {
+    /// Port number.
+    pub id: u32,
+    /// VLAN behaviour.
+    pub vlan: VlanMode,
+    /// Worker that owns the port.
+    pub worker: usize,
+}
+
+/// Immutable configuration published to the workers. A new one replaces the old atomically.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with each publication.
+    pub generation: u64,
+    /// Ports by port number (index 0 unused).
+    pub ports: Box<[Option<PortConf>]>,
+    /// Ports to flood to, per VLAN (trunks that carry every VLAN are in `trunk_all` instead).
+    pub flood: ahash::HashMap<u16, Box<[u32]>>,
+    /// Trunk ports that carry every VLAN.
+    pub trunk_all: Box<[u32]>,
+}
+
+impl Snapshot {
+    /// An empty configuration.
+    pub fn empty() -> Self {
+        Self::build(0, Vec::new())
+    }
+
+    /// Builds a snapshot from the port list.
+    pub fn build(generation: u64, confs: Vec<PortConf>) -> Self {
+        let mut ports: Vec<Option<PortConf>> = (0..=MAX_PORTS).map(|_| None).collect();
+        let mut flood: ahash::HashMap<u16, Vec<u32>> = ahash::HashMap::default();
+        let mut trunk_all = Vec::new();
+        for c in confs {
+            match &c.vlan {
+                VlanMode::Access { vlan } => flood.entry(*vlan).or_default().push(c.id),
+                VlanMode::Trunk { allowed, native } => {
+                    if allowed.is_empty() {
+                        trunk_all.push(c.id);
+                    } else {
+                        for v in allowed {
+                            flood.entry(*v).or_default().push(c.id);
+                        }
+                        if let Some(n) = native {
+                            if !allowed.contains(n) {
+                                flood.entry(*n).or_default().push(c.id);
+                            }
+                        }
+                    }
+                }
+            }
+            let slot = usize::try_from(c.id).unwrap_or(usize::MAX);
+            if let Some(s) = ports.get_mut(slot) {
+                *s = Some(c);
+            }
+        }
+        Self {
+            generation,
+            ports: ports.into_boxed_slice(),
+            flood: flood
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
+            trunk_all: trunk_all.into_boxed_slice(),
+        }
+    }
+
+    #[inline]
+    fn port(&self, id: u32) -> Option<&PortConf> {
+        self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+}
+
+/// State shared by the control thread and all workers.
+#[derive(Debug)]
+pub struct Shared {
+    /// The published configuration.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// The MAC table.
+    pub macs: MacTable,
+    /// Time zero of the switch clock (MAC ages are seconds since this).
+    pub start: Instant,
+}
+
+impl Shared {
+    /// Seconds since start, as the MAC table counts them.
+    pub fn now_secs(&self) -> u32 {
+        u32::try_from(self.start.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
+/// Counters of one worker (single writer: the worker).
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Non-empty rx bursts processed.
+    pub batches: Counter,
+    /// Frames received.
+    pub frames: Counter,
+    /// Times the worker slept.
+    pub sleeps: Counter,
+    /// Frames for another worker's port dropped because its hand-off channel was full.
+    pub handoff_drops: Counter,
+    /// Source addresses not learned because the MAC table was full.
+    pub mac_learn_full: Counter,
+}
+
+/// What the control thread and other workers hold of a worker.
+#[derive(Debug)]
+pub struct WorkerCtl {
+    /// Set while the worker sleeps in epoll.
+    pub sleeping: AtomicBool,
+    /// Wakes the worker.
+    pub waker: Waker,
+    /// The worker's counters.
+    pub counters: WorkerCounters,
+    /// Hand-off channel into this worker.
+    pub handoff: Sender<Handoff>,
+}
+
+impl WorkerCtl {
+    /// Wakes the worker if it sleeps.
+    pub fn wake_if_sleeping(&self) {
+        if self.sleeping.load(Ordering::Acquire) {
+            self.waker.wake();
+        }
+    }
+}
+
+/// A frame handed from one worker to the worker that owns its output port.
+#[derive(Debug)]
+pub struct Handoff {
+    /// Output port number.
+    pub port: u32,
+    /// Frame bytes (a recycled buffer of the sending worker).
+    pub buf: Vec<u8>,
+    /// Offload state.
+    pub offload: Offload,
+    /// Worker that sent it (the buffer goes back to it).
+    pub from: usize,
+}
+
+/// A port owned by a worker.
+#[derive(Debug)]
+pub struct LocalPort {
+    /// Port number.
+    pub id: u32,
+    /// The backend.
+    pub port: Box<dyn Port>,
+    /// Counters (written only by the owning worker).
+    pub counters: Arc<PortCounters>,
+}
+
+/// Commands from the control thread to a worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Start polling this port.
+    AddPort(Box<LocalPort>),
+    /// Stop polling port `id` and close it; `done` is signalled after it is closed.
+    DelPort {
+        /// Port number.
+        id: u32,
+        /// Signalled once the port is closed.
+        done: Sender<()>,
+    },
+    /// Exit the thread (closing every port).
+    Stop,
+}
+
+/// How a frame must leave on a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Egress {
+    Untagged,
+    Tagged(u16),
+}
+
+fn egress(mode: &VlanMode, vlan: u16) -> Egress {
+    match mode {
+        VlanMode::Access { .. } => Egress::Untagged,
+        VlanMode::Trunk { native, .. } if *native == Some(vlan) => Egress::Untagged,
+        VlanMode::Trunk { .. } => Egress::Tagged(vlan),
+    }
+}
+
+/// VLAN a frame belongs to on ingress, or why it is not allowed.
+fn ingress_vlan(mode: &VlanMode, tci: u16) -> Option<u16> {
+    let vid = if tci & flow::VLAN_PRESENT != 0 {
+        tci & 0x0fff
+    } else {
+        0
+    };
+    match mode {
+        VlanMode::Access { vlan } => (vid == 0).then_some(*vlan),
+        VlanMode::Trunk { allowed, native } => {
+            if vid == 0 {
+                *native
+            } else if allowed.is_empty() || allowed.binary_search(&vid).is_ok() {
+                Some(vid)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn member(mode: &VlanMode, vlan: u16) -> bool {
+    match mode {
+        VlanMode::Access { vlan: v } => *v == vlan,
+        VlanMode::Trunk { allowed, native } => {
+            allowed.is_empty() || allowed.binary_search(&vlan).is_ok() || *native == Some(vlan)
+        }
+    }
+}
+
+/// Scratch memory of a worker for frames that must be rewritten or segmented on output.
+#[derive(Debug)]
+struct Scratch {
+    frame: Vec<u8>,
+    seg: offload::SegmentBuf,
+    /// Buffers for hand-off, recycled by the receiving worker.
+    pool: Vec<Vec<u8>>,
+}
+
+/// A worker: its ports and its per-thread state.
+#[derive(Debug)]
+pub struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    ctls: Arc<[Arc<WorkerCtl>]>,
+    cmds: Receiver<Command>,
+    handoff_rx: Receiver<Handoff>,
+    recycle_rx: Receiver<Vec<u8>>,
+    recycle_tx: Arc<[Sender<Vec<u8>>]>,
+    poll_mode: PollMode,
+    poller: Poller,
+    snap: Arc<Snapshot>,
+    ports: Vec<LocalPort>,
+    local_of: Box<[u16]>,
+    dirty: Vec<bool>,
+    batch: RxBatch,
+    scratch: Scratch,
+    now: u32,
+}
+
+const NOT_LOCAL: u16 = u16::MAX;
+
+/// Channels a worker is built from (made by the switch for all workers at once).
+#[derive(Debug)]
+pub struct WorkerChannels {
+    /// Commands from the control thread.
+    pub cmds: Receiver<Command>,
+    /// Frames from other workers for ports this worker owns.
+    pub handoff_rx: Receiver<Handoff>,
+    /// Buffers given back by other workers.
+    pub recycle_rx: Receiver<Vec<u8>>,
+    /// Where to give buffers back, by worker index.
+    pub recycle_tx: Arc<[Sender<Vec<u8>>]>,
+}
+
+impl Worker {
+    /// A worker with no ports.
+    pub fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        ctls: Arc<[Arc<WorkerCtl>]>,
+        chans: WorkerChannels,
+        poll_mode: PollMode,
+        poller: Poller,
+    ) -> Self {
+        let snap = shared.snapshot.load_full();
+        Self {
+            index,
+            shared,
+            ctls,
+            cmds: chans.cmds,
+            handoff_rx: chans.handoff_rx,
+            recycle_rx: chans.recycle_rx,
+            recycle_tx: chans.recycle_tx,
+            poll_mode,
+            poller,
+            snap,
+            ports: Vec::new(),
+            local_of: vec![NOT_LOCAL; MAX_PORTS + 1].into_boxed_slice(),
+            dirty: Vec::new(),
+            batch: RxBatch::new(),
+            scratch: Scratch {
+                frame: Vec::with_capacity(MAX_FRAME),
+                seg: offload::SegmentBuf::new(),
+                pool: Vec::new(),
+            },
+            now: 0,
+        }
+    }
+
+    /// Runs until [`Command::Stop`] (or the command channel closes).
+    pub fn run(mut self) {
+        let mut idle: u32 = 0;
+        let mut passes: u32 = 0;
+        loop {
+            if !self.take_commands() {
+                break;
+            }
+            let work = self.pass();
+            passes = passes.wrapping_add(1);
+            if passes % 1024 == 0 {
+                self.collect_backend_drops();
+            }
+            if work > 0 {
+                idle = 0;
+                continue;
+            }
+            idle = idle.saturating_add(1);
+            if self.poll_mode == PollMode::Adaptive && idle >= IDLE_SPINS {
+                self.sleep();
+                idle = 0;
+            } else if idle % 64 == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        self.collect_backend_drops();
+        // Ports close (and detach) here, on the worker that owned them.
+        self.ports.clear();
+    }
+
+    fn sleep(&mut self) {
+        let ctl = &self.ctls[self.index];
+        ctl.sleeping.store(true, Ordering::Release);
+        // Re-check after announcing sleep: a sender that missed the flag left work behind.
+        if self.cmds.is_empty() && self.handoff_rx.is_empty() {
+            let all_fds = self.ports.iter().all(|p| {
+                (0..p.port.rx_queues()).all(|q| p.port.rx_fd(q).is_some())
+            });
+            let timeout = if all_fds { MAX_SLEEP } else { Duration::from_millis(1) };
+            ctl.counters.sleeps.add(1);
+            self.poller.wait(timeout);
+        }
+        ctl.sleeping.store(false, Ordering::Release);
+    }
+
+    /// Applies pending commands; false when the worker must stop.
+    fn take_commands(&mut self) -> bool {
+        loop {
+            let cmd = match self.cmds.try_recv() {
+                Ok(c) => c,
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            };
+            match cmd {
+                Command::AddPort(lp) => {
+                    let idx = self.ports.len();
+                    for q in 0..lp.port.rx_queues() {
+                        if let Some(fd) = lp.port.rx_fd(q) {
+                            if let Err(e) = self.poller.add(fd, u64::from(lp.id)) {
+                                tracing::warn!(port = lp.port.name(), error = %e, "cannot watch rx queue");
+                            }
+                        }
+                    }
+                    if let Some(slot) = self.local_of.get_mut(lp.id as usize) {
+                        *slot = u16::try_from(idx).unwrap_or(NOT_LOCAL);
+                    }
+                    tracing::info!(worker = self.index, port = lp.port.name(), id = lp.id, "port attached to worker");
+                    self.ports.push(*lp);
+                    self.dirty.push(false);
+                }
+                Command::DelPort { id, done } => {
+                    if let Some(pos) = self.ports.iter().position(|p| p.id == id) {
+                        let mut lp = self.ports.remove(pos);
+                        self.dirty.remove(pos);
+                        for q in 0..lp.port.rx_queues() {
+                            if let Some(fd) = lp.port.rx_fd(q) {
+                                self.poller.remove(fd);
+                            }
+                        }
+                        let _ = lp.port.tx_flush();
+                        lp.counters
+                            .backend_drops
+                            .add(lp.port.take_backend_drops());
+                        drop(lp);
+                        self.local_of.fill(NOT_LOCAL);
+                        for (i, p) in self.ports.iter().enumerate() {
+                            self.local_of[p.id as usize] = u16::try_from(i).unwrap_or(NOT_LOCAL);
+                        }
+                    }
+                    let _ = done.send(());
+                }
+                Command::Stop => return false,
+            }
+        }
+    }
+
+    fn collect_backend_drops(&mut self) {
+        for p in &mut self.ports {
+            let n = p.port.take_backend_drops();
+            if n > 0 {
+                p.counters.backend_drops.add(n);
+            }
+        }
+    }
+
+    /// One pass over hand-offs and every owned rx queue; returns frames handled.
+    fn pass(&mut self) -> usize {
+        let cur = self.shared.snapshot.load();
+        if cur.generation != self.snap.generation {
+            self.snap = arc_swap::Guard::into_inner(cur);
+        }
+        self.now = self.shared.now_secs();
+        let mut work = self.take_handoffs();
+        for li in 0..self.ports.len() {
+            for q in 0..self.ports[li].port.rx_queues() {
+                work += self.rx_queue(li, q);
+            }
+        }
+        work
+    }
+
+    fn take_handoffs(&mut self) -> usize {
+        let mut n = 0;
+        while n < BATCH_SIZE {
+            let Ok(h) = self.handoff_rx.try_recv() else {
+                break;
+            };
+            n += 1;
+            let li = self.local_of.get(h.port as usize).copied().unwrap_or(NOT_LOCAL);
+            if let Some(lp) = self.ports.get_mut(usize::from(li)) {
+                if transmit(lp, &h.buf, &h.offload) {
+                    self.dirty[usize::from(li)] = true;
+                }
+            }
+            if let Some(tx) = self.recycle_tx.get(h.from) {
+                let _ = tx.try_send(h.buf);
+            }
+        }
+        if n > 0 {
+            self.flush_dirty();
+        }
+        n
+    }
+
+    fn flush_dirty(&mut self) {
+        for (lp, d) in self.ports.iter_mut().zip(self.dirty.iter_mut()) {
+            if *d {
+                *d = false;
+                if lp.port.tx_flush().is_err() {
+                    lp.counters.tx_drops[DropReason::Backend as usize].add(1);
+                }
+            }
+        }
+    }
+
+    fn rx_queue(&mut self, li: usize, q: usize) -> usize {
+        self.batch.clear();
+        let lp = &mut self.ports[li];
+        let n = match lp.port.rx_burst(q, &mut self.batch) {
+            Ok(n) => n,
+            Err(_) => {
+                lp.counters.backend_drops.add(1);
+                0
+            }
+        };
+        if n == 0 {
+            return 0;
+        }
+        let ctl = &self.ctls[self.index];
+        ctl.counters.batches.add(1);
+        ctl.counters.frames.add(n as u64);
+        let repair = lp.port.kind() == PortKind::AfXdp;
+        let in_id = lp.id;
+        let snap = Arc::clone(&self.snap);
+        let Some(in_conf) = snap.port(in_id) else {
+            lp.counters.rx_drops[DropReason::PortDown as usize].add(n as u64);
+            lp.port.rx_release(q, &self.batch);
+            return n;
+        };
+        let mut rx_bytes = 0u64;
+        let mut rx_jumbo = 0u64;
+        for i in 0..self.batch.len() {
+            let desc = self.batch.descs()[i];
+            rx_bytes += u64::from(desc.len);
+            if desc.len as usize > JUMBO_THRESHOLD {
+                rx_jumbo += 1;
+            }
+            if repair && desc.offload.is_none() {
+                let _ = offload::repair_partial_csum(self.ports[li].port.frame_mut(&desc));
+            }
+            let frame = self.ports[li].port.frame(&desc);
+            let (key, lay) = match flow::extract(frame, in_id) {
+                Ok(k) => k,
+                Err(r) => {
+                    self.ports[li].counters.rx_drops[r as usize].add(1);
+                    continue;
+                }
+            };
+            let Some(vlan) = ingress_vlan(&in_conf.vlan, key.vlan_tci) else {
+                self.ports[li].counters.rx_drops[DropReason::VlanNotAllowed as usize].add(1);
+                continue;
+            };
+            if key.eth_src[0] & 1 != 0 {
+                self.ports[li].counters.rx_drops[DropReason::BadSrcMac as usize].add(1);
+                continue;
+            }
+            if self.shared.macs.learn(vlan, &key.eth_src, in_id, self.now) == Learned::Full {
+                self.ctls[self.index].counters.mac_learn_full.add(1);
+            }
+            let unicast_out = if key.eth_dst[0] & 1 == 0 {
+                self.shared.macs.lookup(vlan, &key.eth_dst)
+            } else {
+                None
+            };
+            let mut sent = 0usize;
+            match unicast_out {
+                Some(out) if out == in_id => {
+                    self.ports[li].counters.rx_drops[DropReason::SameSegment as usize].add(1);
+                    continue;
+                }
+                Some(out) if snap.port(out).is_some_and(|c| member(&c.vlan, vlan)) => {
+                    sent += usize::from(self.output(li, &desc, &lay, vlan, out, &snap));
+                }
+                _ => {
+                    let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
+                    for &out in list.iter().chain(snap.trunk_all.iter()) {
+                        if out != in_id {
+                            sent += usize::from(self.output(li, &desc, &lay, vlan, out, &snap));
+                        }
+                    }
+                }
+            }
+            if sent == 0 {
+                self.ports[li].counters.rx_drops[DropReason::NoOutput as usize].add(1);
+            }
+        }
+        let lp = &mut self.ports[li];
+        lp.counters.rx_pkts.add(n as u64);
+        lp.counters.rx_bytes.add(rx_bytes);
+        lp.counters.rx_jumbo.add(rx_jumbo);
+        lp.port.rx_release(q, &self.batch);
+        self.flush_dirty();
+        n
+    }
+
+    /// Sends one received frame out of port `out`; returns true if it was handed to a tx path.
+    fn output(
+        &mut self,
+        li: usize,
+        desc: &crate::buf::RxDesc,
+        lay: &Layout,
+        vlan: u16,
+        out: u32,
+        snap: &Snapshot,
+    ) -> bool {
+        let Some(conf) = snap.port(out) else {
+            return false;
+        };
+        let want = egress(&conf.vlan, vlan);
+        let lo = self.local_of.get(out as usize).copied().unwrap_or(NOT_LOCAL);
+        let mut off = desc.offload;
+        // Rewrite the tag into scratch when the output wants it differently.
+        let src = self.ports[li].port.frame(desc);
+        let edited = retag(src, lay, want, &mut self.scratch.frame, &mut off);
+        if lo == NOT_LOCAL {
+            let bytes: &[u8] = if edited { &self.scratch.frame } else { self.ports[li].port.frame(desc) };
+            let to = Remote {
+                ctls: &self.ctls,
+                from: self.index,
+                worker: conf.worker,
+                port: out,
+            };
+            return handoff(&to, &mut self.scratch.pool, &self.recycle_rx, bytes, off);
+        }
+        let lo = usize::from(lo);
+        let (src_port, dst) = pair(&mut self.ports, li, lo);
+        let bytes: &[u8] = if edited { &self.scratch.frame } else { src_port.port.frame(desc) };
+        let ok = if dst.port.caps().tx_offload || off.is_none() {
+            transmit(dst, bytes, &off)
+        } else {
+            materialize(bytes, &off, &mut self.scratch.seg, dst)
+        };
+        if ok {
+            self.dirty[lo] = true;
+        }
+        ok
+    }
+}
+
+/// Where a handed-off frame goes.
+struct Remote<'a> {
+    ctls: &'a [Arc<WorkerCtl>],
+    from: usize,
+    worker: usize,
+    port: u32,
+}
+
+/// Copies a frame into a recycled buffer and queues it for the worker that owns its port.
+fn handoff(
+    to: &Remote<'_>,
+    pool: &mut Vec<Vec<u8>>,
+    recycle_rx: &Receiver<Vec<u8>>,
+    bytes: &[u8],
+    offload: Offload,
+) -> bool {
+    while let Ok(b) = recycle_rx.try_recv() {
+        pool.push(b);
+    }
+    let mut buf = pool.pop().unwrap_or_default();
+    buf.clear();
+    buf.extend_from_slice(bytes);
+    let Some(ctl) = to.ctls.get(to.worker) else {
+        pool.push(buf);
+        return false;
+    };
+    match ctl.handoff.try_send(Handoff {
+        port: to.port,
+        buf,
+        offload,
+        from: to.from,
+    }) {
+        Ok(()) => {
+            ctl.wake_if_sleeping();
+            true
+        }
+        Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => {
+            pool.push(h.buf);
+            if let Some(me) = to.ctls.get(to.from) {
+                me.counters.handoff_drops.add(1);
+            }
+            false
+        }
+    }
+}
+
+/// `(&v[a], &mut v[b])` for `a != b`.
+fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&r[0], &mut l[b])
+    }
+}
+
+/// Queues a frame on a port and counts it.
+fn transmit(lp: &mut LocalPort, bytes: &[u8], off: &Offload) -> bool {
+    let caps = lp.port.caps();
+    if !off.is_gso() && bytes.len() > caps.max_frame_len {
+        lp.counters.tx_drops[DropReason::TooBig as usize].add(1);
+        return false;
+    }
+    if lp.port.tx_enqueue(bytes, off) {
+        lp.counters.tx_pkts.add(1);
+        lp.counters.tx_bytes.add(bytes.len() as u64);
+        if bytes.len() > JUMBO_THRESHOLD {
+            lp.counters.tx_jumbo.add(1);
+        }
+        true
+    } else {
+        lp.counters.tx_drops[DropReason::TxQueueFull as usize].add(1);
+        false
+    }
+}
+
+/// Completes checksums / segments a frame for a port without offloads, then queues it.
+fn materialize(bytes: &[u8], off: &Offload, seg: &mut offload::SegmentBuf, lp: &mut LocalPort) -> bool {
+    let mut any = false;
+    let res = offload::segment(bytes, off, seg, &mut |s: &[u8]| {
+        any |= transmit(lp, s, &Offload::NONE);
+    });
+    if res.is_err() {
+        lp.counters.tx_drops[DropReason::TooBig as usize].add(1);
+        return false;
+    }
+    any
+}
+
+/// Writes `src` with its outer tag changed to `want` into `out`, adjusting offload offsets.
+/// Returns false (and leaves `out` alone) when the frame already has the wanted form.
+fn retag(src: &[u8], lay: &Layout, want: Egress, out: &mut Vec<u8>, off: &mut Offload) -> bool {
+    let tagged = lay.tags > 0 && src.len() >= 18;
+    let shift = |off: &mut Offload, grow: bool| {
+        let adj = |v: u16| if grow { v.saturating_add(4) } else { v.saturating_sub(4) };
+        if off.needs_csum() {
+            off.csum_start = adj(off.csum_start);
+        }
+        if off.hdr_len != 0 {
+            off.hdr_len = adj(off.hdr_len);
+        }
+    };
+    match (tagged, want) {
+        (false, Egress::Untagged) => false,
+        (true, Egress::Tagged(v)) => {
+            let tci = u16::from_be_bytes([src[14], src[15]]);
+            if tci & 0x0fff == v {
+                return false;
+            }
+            out.clear();
+            out.extend_from_slice(src);
+            let new = (tci & 0xf000) | v;
+            out[14..16].copy_from_slice(&new.to_be_bytes());
+            true
+        }
+        (true, Egress::Untagged) => {
+            out.clear();
+            out.extend_from_slice(&src[..12]);
+            out.extend_from_slice(&src[16..]);
+            shift(off, false);
+            true
+        }
+        (false, Egress::Tagged(v)) => {
+            out.clear();
+            out.extend_from_slice(&src[..12]);
+            out.extend_from_slice(&flow::ETH_TYPE_VLAN.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+            out.extend_from_slice(&src[12..]);
+            shift(off, true);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_port_accepts_untagged_and_priority_tagged_only() {
+        let m = VlanMode::Access { vlan: 10 };
+        assert_eq!(ingress_vlan(&m, 0), Some(10));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT), Some(10));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 20), None);
+    }
+
+    #[test]
+    fn trunk_port_accepts_allowed_vlans_and_native() {
+        let m = VlanMode::Trunk {
+            allowed: vec![10, 20],
+            native: Some(30),
+        };
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 20), Some(20));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 40), None);
+        assert_eq!(ingress_vlan(&m, 0), Some(30));
+        let all = VlanMode::Trunk {
+            allowed: vec![],
+            native: None,
+        };
+        assert_eq!(ingress_vlan(&all, flow::VLAN_PRESENT | 4000), Some(4000));
+        assert_eq!(ingress_vlan(&all, 0), None);
+    }
+
+    #[test]
+    fn retag_pushes_pops_and_rewrites_the_outer_tag() {
+        let untagged: Vec<u8> = (0..60u8).collect();
+        let lay0 = Layout { l3: 14, l4: 0, tags: 0 };
+        let mut out = Vec::new();
+        let mut off = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            csum_start: 34,
+            ..Offload::NONE
+        };
+        assert!(retag(&untagged, &lay0, Egress::Tagged(100), &mut out, &mut off));
+        assert_eq!(out.len(), 64);
+        assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 100]);
+        assert_eq!(&out[16..], &untagged[12..]);
+        assert_eq!(off.csum_start, 38);
+        let tagged = out.clone();
+        let lay1 = Layout { l3: 18, l4: 0, tags: 1 };
+        assert!(retag(&tagged, &lay1, Egress::Untagged, &mut out, &mut off));
+        assert_eq!(out, untagged);
+        assert_eq!(off.csum_start, 34);
+        assert!(!retag(&tagged, &lay1, Egress::Tagged(100), &mut out, &mut off));
+        assert!(retag(&tagged, &lay1, Egress::Tagged(200), &mut out, &mut off));
+        assert_eq!(&out[14..16], &[0x00, 200]);
+    }
+}

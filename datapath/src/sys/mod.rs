@@ -6,5 +6,6 @@ pub mod bpf;
 pub mod cpu;
 pub mod netdev;
 pub mod packet;
+pub mod poller;
 pub mod tun;
 pub mod xsk;

@@ -1,0 +1,177 @@
+//! The L2 pipeline over in-memory ports: learning, flooding, VLANs, drops — with a real
+//! `Switch` (worker threads, snapshots, commands), no devices.
+
+use std::time::Duration;
+
+use datapath::buf::Offload;
+use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
+use datapath::switch::{Switch, SwitchConfig, VlanMode};
+use etherparse::PacketBuilder;
+
+const T: Duration = Duration::from_millis(500);
+
+fn mac(i: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, i]
+}
+
+fn udp(src: u8, dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(src), dst)
+        .ipv4([10, 0, 0, src], [10, 0, 0, dst[5]], 64)
+        .udp(1000, 2000)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+fn switch_with(ports: &[(&str, VlanMode)], opts: MemPortOptions) -> (Switch, Vec<MemPeer>) {
+    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    let peers = ports
+        .iter()
+        .map(|(n, v)| {
+            let (p, peer) = MemPort::new(n, opts);
+            sw.add_port_backend(Box::new(p), v.clone()).unwrap();
+            peer
+        })
+        .collect();
+    (sw, peers)
+}
+
+fn access(v: u16) -> VlanMode {
+    VlanMode::Access { vlan: v }
+}
+
+#[test]
+fn unknown_unicast_floods_then_learned_unicast_goes_to_one_port() {
+    let (sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1)), ("m3", access(1))], MemPortOptions::default());
+    let f = udp(1, mac(2), b"hello");
+    assert!(p[0].send(&f));
+    // Destination unknown: flooded to m2 and m3, not back to m1.
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, f);
+    assert_eq!(p[2].recv_timeout(T).unwrap().0, f);
+    // m2 answers: learned on m2, and m1 is known, so the reply goes to m1 only.
+    let r = udp(2, mac(1), b"reply");
+    assert!(p[1].send(&r));
+    assert_eq!(p[0].recv_timeout(T).unwrap().0, r);
+    assert!(p[2].recv_timeout(Duration::from_millis(100)).is_none());
+    // And now m1 → m2 is unicast.
+    assert!(p[0].send(&f));
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, f);
+    assert!(p[2].recv_timeout(Duration::from_millis(100)).is_none());
+    let macs = sw.mac_table();
+    assert_eq!(macs.len(), 2);
+    let stats = sw.port_stats(Some("m1")).unwrap();
+    assert_eq!(stats[0].1.rx_pkts, 2);
+    assert_eq!(stats[0].1.tx_pkts, 1);
+}
+
+#[test]
+fn vlans_do_not_leak_and_trunks_tag_and_untag() {
+    let trunk = VlanMode::Trunk {
+        allowed: vec![10, 20],
+        native: None,
+    };
+    let (sw, p) = switch_with(
+        &[("a10", access(10)), ("b10", access(10)), ("c20", access(20)), ("tr", trunk)],
+        MemPortOptions::default(),
+    );
+    let bcast = udp(1, [0xff; 6], b"x");
+    assert!(p[0].send(&bcast));
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, bcast);
+    let tagged = p[3].recv_timeout(T).unwrap().0;
+    assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x00, 10]);
+    assert_eq!(&tagged[16..], &bcast[12..]);
+    assert!(p[2].recv_timeout(Duration::from_millis(100)).is_none(), "VLAN 10 leaked into 20");
+
+    // A VLAN 20 tagged frame from the trunk reaches c20 untagged, nobody else.
+    let mut t20 = tagged.clone();
+    t20[15] = 20;
+    t20[6..12].copy_from_slice(&mac(9));
+    assert!(p[3].send(&t20));
+    let got = p[2].recv_timeout(T).unwrap().0;
+    assert_eq!(&got[12..14], &[0x08, 0x00]);
+    assert_eq!(got.len(), t20.len() - 4);
+    assert!(p[0].recv_timeout(Duration::from_millis(100)).is_none());
+    // Untagged on a trunk without native VLAN, and tagged on an access port: dropped, counted.
+    assert!(p[3].send(&bcast));
+    assert!(p[0].send(&tagged));
+    std::thread::sleep(Duration::from_millis(100));
+    let s = sw.port_stats(None).unwrap();
+    let drops = |name: &str| {
+        s.iter()
+            .find(|(i, _)| i.name == name)
+            .map(|(_, c)| c.rx_drops[datapath::stats::DropReason::VlanNotAllowed as usize])
+            .unwrap()
+    };
+    assert_eq!(drops("tr"), 1);
+    assert_eq!(drops("a10"), 1);
+}
+
+#[test]
+fn malformed_frames_are_counted_by_reason_and_not_forwarded() {
+    let (sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1))], MemPortOptions::default());
+    let good = udp(1, mac(2), b"payload");
+    let mut bad_len = good.clone();
+    bad_len[16] = 0x40;
+    let short = good[..10].to_vec();
+    let mut mcast_src = good.clone();
+    mcast_src[6] = 1;
+    for f in [&bad_len, &short, &mcast_src] {
+        assert!(p[0].send(f));
+    }
+    assert!(p[0].send(&good));
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, good, "good frame still forwarded");
+    assert!(p[1].recv_timeout(Duration::from_millis(100)).is_none());
+    let s = &sw.port_stats(Some("m1")).unwrap()[0].1;
+    use datapath::stats::DropReason as D;
+    assert_eq!(s.rx_drops[D::BadLength as usize], 1);
+    assert_eq!(s.rx_drops[D::Truncated as usize], 1);
+    assert_eq!(s.rx_drops[D::BadSrcMac as usize], 1);
+    assert_eq!(s.rx_pkts, 4);
+}
+
+#[test]
+fn gso_frames_are_segmented_for_ports_without_offloads() {
+    let (_sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1))], MemPortOptions::default());
+    let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(mac(1), mac(2))
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(1, 2, 1000, 100)
+        .write(&mut f, &payload)
+        .unwrap();
+    let off = Offload {
+        flags: 0,
+        gso_type: Offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1448,
+        csum_start: 0,
+        csum_offset: 0,
+    };
+    assert!(p[0].send_with(&f, off));
+    let mut got = Vec::new();
+    while let Some((seg, o)) = p[1].recv_timeout(T) {
+        assert!(o.is_none());
+        assert!(seg.len() <= 1514);
+        got.extend_from_slice(&seg[54..]);
+        if got.len() >= payload.len() {
+            break;
+        }
+    }
+    assert_eq!(got, payload);
+}
+
+#[test]
+fn removed_port_gets_no_more_frames_and_its_macs_are_flushed() {
+    let (mut sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1)), ("m3", access(1))], MemPortOptions::default());
+    assert!(p[1].send(&udp(2, [0xff; 6], b"x")));
+    assert!(p[0].recv_timeout(T).is_some());
+    assert_eq!(sw.mac_table().len(), 1);
+    sw.del_port("m2").unwrap();
+    assert!(sw.mac_table().is_empty());
+    assert!(p[0].send(&udp(1, [0xff; 6], b"y")));
+    assert!(p[2].recv_timeout(T).is_some());
+    assert!(p[1].recv_timeout(Duration::from_millis(100)).is_none());
+    assert!(sw.del_port("m2").is_err());
+    sw.shutdown();
+}
