@@ -1,1 +1,103 @@
-fn main() {}
+//! `vswitchd`: the vswitch daemon.
+//!
+//! Reads its configuration (TOML file + flags), checks its privileges, starts the datapath
+//! workers, adds the configured ports, serves the control socket until SIGTERM/SIGINT, then
+//! detaches and closes every port and removes the socket.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use config::{Args, LogFormat};
+use datapath::switch::Switch;
+
+/// Capabilities vswitchd needs (bit numbers of `CapEff`).
+const NEEDED_CAPS: [(u32, &str); 3] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (39, "CAP_BPF")];
+
+fn check_capabilities() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .context("no CapEff in /proc/self/status")?;
+    let missing: Vec<&str> = NEEDED_CAPS
+        .iter()
+        .filter(|(bit, _)| eff & (1u64 << bit) == 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "vswitchd lacks {}: run it as root (or grant these capabilities)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn run() -> Result<()> {
+    let args = Args::parse();
+    let cfg = config::load(&args)?;
+    if args.print_config {
+        print!("{}", toml::to_string_pretty(&cfg).context("printing configuration")?);
+        return Ok(());
+    }
+    init_logging(&cfg.log_level, cfg.log_format);
+    check_capabilities()?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&shutdown)).context("installing signal handler")?;
+    }
+
+    // Bind the socket first: refuses to start when another daemon owns it.
+    let mut server = control::server::Server::bind(control::server::ServerConfig {
+        path: cfg.socket.clone(),
+        max_frame_bytes: cfg.control.max_frame_bytes,
+        max_sessions: cfg.control.max_sessions,
+        ..control::server::ServerConfig::default()
+    })
+    .with_context(|| format!("control socket {}", cfg.socket.display()))?;
+
+    let mut switch = Switch::start(cfg.switch_config()).context("starting the datapath")?;
+    for p in &cfg.ports {
+        let spec = p.spec()?;
+        let info = switch
+            .add_port(spec)
+            .with_context(|| format!("adding port {}", p.name))?;
+        tracing::info!(port = %info.name, kind = %info.kind, "configured port up");
+    }
+    tracing::info!(socket = %cfg.socket.display(), workers = switch.info().workers, "vswitchd ready");
+    let res = server.run(&mut switch, &shutdown);
+    tracing::info!("shutting down");
+    switch.shutdown();
+    drop(server);
+    res.context("control server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

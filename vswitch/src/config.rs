@@ -1,0 +1,340 @@
+//! vswitchd start-up configuration: a TOML file, overridden by command-line flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use datapath::port::PortKind;
+use datapath::switch::{PollMode, PortSpec, SwitchConfig, VlanMode};
+use serde::{Deserialize, Serialize};
+
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
+
+/// Command-line flags (each overrides the file).
+#[derive(Debug, Parser)]
+#[command(name = "vswitchd", version, about = "vswitch daemon: a userspace virtual switch for containers")]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Control socket path.
+    #[arg(long, env = "VSWITCH_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// CPUs to run workers on, one worker each (e.g. `1` or `0,1` or `2-3`).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Worker polling: busy (lowest latency) or adaptive (sleep when idle).
+    #[arg(long, value_enum)]
+    pub poll_mode: Option<PollModeArg>,
+    /// Seconds after which an unseen MAC address is forgotten.
+    #[arg(long)]
+    pub mac_aging: Option<u64>,
+    /// MAC table capacity.
+    #[arg(long)]
+    pub mac_table_max: Option<usize>,
+    /// Port to add at start: `NAME[:TYPE]` (TYPE afxdp|tap|afpacket|auto), access VLAN 1.
+    #[arg(long = "port")]
+    pub ports: Vec<String>,
+    /// Log filter (`info`, `debug`, `datapath=debug`, …); `RUST_LOG` also works.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Print the effective configuration (TOML) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// `--poll-mode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollModeArg {
+    /// Poll continuously.
+    Busy,
+    /// Sleep on readiness when idle.
+    Adaptive,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The file format (every key optional; unknown keys are errors).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Control socket path.
+    pub socket: PathBuf,
+    /// Worker CPUs; empty = one unpinned worker.
+    pub cpus: Vec<usize>,
+    /// Worker polling mode.
+    pub poll_mode: PollModeArg,
+    /// Log filter.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// MAC table settings.
+    pub mac: MacConfig,
+    /// Control plane limits.
+    pub control: ControlConfig,
+    /// Ports to add at start.
+    #[serde(rename = "port")]
+    pub ports: Vec<PortConfig>,
+}
+
+/// `[mac]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MacConfig {
+    /// Aging time in seconds (default 300).
+    pub aging_secs: u64,
+    /// Capacity (default 65536).
+    pub table_max: usize,
+}
+
+impl Default for MacConfig {
+    fn default() -> Self {
+        Self {
+            aging_secs: 300,
+            table_max: 65_536,
+        }
+    }
+}
+
+/// `[control]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Largest control frame accepted (bytes, default 1 MiB).
+    pub max_frame_bytes: usize,
+    /// Most simultaneous control connections (default 64).
+    pub max_sessions: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1 << 20,
+            max_sessions: 64,
+        }
+    }
+}
+
+/// `[[port]]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Device name.
+    pub name: String,
+    /// Backend: afxdp, tap, afpacket or auto (default).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Queues (AF_XDP), default 1.
+    #[serde(default = "one")]
+    pub queues: usize,
+    /// Access VLAN (default 1) — exclusive with `trunks`.
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    /// Trunk: allowed VLANs (empty list = all).
+    #[serde(default)]
+    pub trunks: Option<Vec<u16>>,
+    /// Trunk: VLAN of untagged frames.
+    #[serde(default)]
+    pub native_vlan: Option<u16>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            cpus: Vec::new(),
+            poll_mode: PollModeArg::Adaptive,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            mac: MacConfig::default(),
+            control: ControlConfig::default(),
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// Parses a CPU list: `1`, `0,2`, `2-3`, `0,2-3`.
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (a.parse()?, b.parse()?);
+            if a > b || b - a > 1024 {
+                bail!("bad CPU range {part}");
+            }
+            v.extend(a..=b);
+        } else {
+            v.push(part.parse().with_context(|| format!("bad CPU {part:?}"))?);
+        }
+    }
+    Ok(v)
+}
+
+/// Parses a port type name.
+pub fn parse_kind(s: &str) -> Result<Option<PortKind>> {
+    Ok(match s {
+        "auto" => None,
+        "afxdp" => Some(PortKind::AfXdp),
+        "tap" => Some(PortKind::Tap),
+        "afpacket" => Some(PortKind::AfPacket),
+        other => bail!("unknown port type {other:?} (afxdp, tap, afpacket, auto)"),
+    })
+}
+
+impl PortConfig {
+    /// The datapath's port spec.
+    pub fn spec(&self) -> Result<PortSpec> {
+        let kind = match &self.kind {
+            Some(k) => parse_kind(k)?,
+            None => None,
+        };
+        let vlan = match (&self.trunks, self.vlan) {
+            (Some(_), Some(_)) => bail!("port {}: `vlan` and `trunks` are exclusive", self.name),
+            (Some(t), None) => VlanMode::Trunk {
+                allowed: t.clone(),
+                native: self.native_vlan,
+            },
+            (None, v) => {
+                if self.native_vlan.is_some() {
+                    bail!("port {}: `native_vlan` needs `trunks`", self.name);
+                }
+                VlanMode::Access { vlan: v.unwrap_or(1) }
+            }
+        };
+        Ok(PortSpec {
+            name: self.name.clone(),
+            kind,
+            queues: self.queues,
+            vlan,
+        })
+    }
+}
+
+/// Reads the file (if any) and applies the flags.
+pub fn load(args: &Args) -> Result<FileConfig> {
+    let mut cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    if let Some(s) = &args.socket {
+        cfg.socket.clone_from(s);
+    }
+    if let Some(c) = &args.cpus {
+        cfg.cpus = parse_cpus(c)?;
+    }
+    if let Some(m) = args.poll_mode {
+        cfg.poll_mode = m;
+    }
+    if let Some(a) = args.mac_aging {
+        cfg.mac.aging_secs = a;
+    }
+    if let Some(m) = args.mac_table_max {
+        cfg.mac.table_max = m;
+    }
+    if let Some(l) = &args.log_level {
+        cfg.log_level.clone_from(l);
+    }
+    if let Some(f) = args.log_format {
+        cfg.log_format = f;
+    }
+    for p in &args.ports {
+        let (name, kind) = match p.split_once(':') {
+            Some((n, k)) => (n, Some(k.to_owned())),
+            None => (p.as_str(), None),
+        };
+        cfg.ports.push(PortConfig {
+            name: name.to_owned(),
+            kind,
+            queues: 1,
+            vlan: None,
+            trunks: None,
+            native_vlan: None,
+        });
+    }
+    for p in &cfg.ports {
+        p.spec()?;
+    }
+    Ok(cfg)
+}
+
+impl FileConfig {
+    /// The datapath's settings.
+    pub fn switch_config(&self) -> SwitchConfig {
+        SwitchConfig {
+            cpus: self.cpus.clone(),
+            poll_mode: match self.poll_mode {
+                PollModeArg::Busy => PollMode::Busy,
+                PollModeArg::Adaptive => PollMode::Adaptive,
+            },
+            mac_table_max: self.mac.table_max,
+            mac_aging: Duration::from_secs(self.mac.aging_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_and_ranges_parse() {
+        assert_eq!(parse_cpus("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpus("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("x").is_err());
+    }
+
+    #[test]
+    fn file_with_unknown_key_is_rejected() {
+        assert!(toml::from_str::<FileConfig>("sockett = '/x'").is_err());
+        let c: FileConfig = toml::from_str(
+            "cpus = [1]\n[mac]\naging_secs = 10\n[[port]]\nname = 'p1'\ntrunks = [10, 20]\nnative_vlan = 30\n",
+        )
+        .unwrap();
+        assert_eq!(c.mac.aging_secs, 10);
+        assert_eq!(c.mac.table_max, 65_536);
+        let spec = c.ports[0].spec().unwrap();
+        assert_eq!(
+            spec.vlan,
+            VlanMode::Trunk {
+                allowed: vec![10, 20],
+                native: Some(30)
+            }
+        );
+    }
+
+    #[test]
+    fn vlan_and_trunks_together_are_rejected() {
+        let p = PortConfig {
+            name: "p".into(),
+            kind: None,
+            queues: 1,
+            vlan: Some(1),
+            trunks: Some(vec![2]),
+            native_vlan: None,
+        };
+        assert!(p.spec().is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! L2 behaviour through a real `vswitchd`: VLAN isolation and trunks, flooding, MAC moves and
+//! aging, port removal, malformed input, and the daemon's lifecycle (SIGTERM, SIGKILL, restart).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Lab, VSNET};
+use control::proto::msg::{PortType, VlanSpec};
+use etherparse::PacketBuilder;
+use testbed::{Container, require_privileges, wait_until};
+
+fn parse_mac(s: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (i, p) in s.split(':').enumerate() {
+        m[i] = u8::from_str_radix(p, 16).unwrap();
+    }
+    m
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A broadcast ARP request from `src` (optionally 802.1Q-tagged).
+fn arp_broadcast(src: [u8; 6], vlan: Option<u16>) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&src);
+    if let Some(v) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[10, 9, 9, 1]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&[10, 9, 9, 2]);
+    f
+}
+
+fn raw_send(c: &Container, frames: &[Vec<u8>], count: u64) {
+    let mut args = vec!["raw-send".to_owned(), "--dev".into(), "eth0".into(), "--count".into(), count.to_string()];
+    for f in frames {
+        args.push("--hex".into());
+        args.push(hex(f));
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.ns.exec(VSNET, &a).expect("raw send");
+}
+
+#[test]
+fn vlans_are_isolated_broadcasts_stay_in_their_vlan_and_a_trunk_carries_tags() {
+    if !require_privileges("vlans") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let a1 = Container::veth("vsv", 1, "10.204.0.1").unwrap();
+    let a2 = Container::veth("vsv", 2, "10.204.0.2").unwrap();
+    let b3 = Container::veth("vsv", 3, "10.204.0.3").unwrap();
+    let t = Container::veth("vsv", 4, "10.204.0.4").unwrap();
+    lab.add_port(&a1.port, PortType::Afxdp, Some(VlanSpec::access(10)));
+    lab.add_port(&a2.port, PortType::Afxdp, Some(VlanSpec::access(10)));
+    lab.add_port(&b3.port, PortType::Afxdp, Some(VlanSpec::access(20)));
+    lab.add_port(&t.port, PortType::Afxdp, Some(VlanSpec::trunk(vec![10, 20], None)));
+
+    // Capture on the trunk container while a1 talks: its frames must arrive tagged with VLAN 10.
+    let cap = t
+        .ns
+        .command("timeout")
+        .args(["8", "tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-c", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(a1.ns.ping(&a2.addr, 2), "same VLAN: a1 → a2\n{}", lab.daemon.log());
+    let out = cap.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("vlan 10"), "trunk saw VLAN 10 tags:\n{text}");
+    assert!(!text.contains("vlan 20"), "trunk saw no VLAN 20 traffic:\n{text}");
+
+    // a1 and b3 share a subnet but not a VLAN: nothing a1 floods reaches b3.
+    let b3_before = lab.stats(&b3.port).tx_pkts;
+    assert!(!a1.ns.ping_once(&b3.addr, 1), "other VLAN must be unreachable");
+    assert_eq!(lab.stats(&b3.port).tx_pkts, b3_before, "VLAN 10 broadcast leaked into VLAN 20");
+
+    // Tagged broadcasts from the trunk reach exactly the access ports of their VLAN.
+    let tmac = parse_mac(&t.mac);
+    let a1_before = lab.stats(&a1.port).tx_pkts;
+    let b3_before = lab.stats(&b3.port).tx_pkts;
+    raw_send(&t, &[arp_broadcast(tmac, Some(20))], 50);
+    assert!(wait_until(Duration::from_secs(3), || lab.stats(&b3.port).tx_pkts >= b3_before + 50));
+    assert!(lab.stats(&a1.port).tx_pkts < a1_before + 50, "VLAN 20 frames reached VLAN 10");
+    // A VLAN the trunk does not carry is dropped and counted.
+    raw_send(&t, &[arp_broadcast(tmac, Some(30))], 5);
+    assert!(wait_until(Duration::from_secs(3), || {
+        lab.stats(&t.port).rx_drops.get("vlan_not_allowed").copied().unwrap_or(0) >= 5
+    }));
+}
+
+#[test]
+fn mac_moves_between_ports_and_aged_entries_disappear() {
+    if !require_privileges("mac move") {
+        return;
+    }
+    let mut lab = Lab::start(&["--mac-aging", "2"]);
+    let c1 = Container::veth("vsa", 1, "10.205.0.1").unwrap();
+    let c2 = Container::veth("vsa", 2, "10.205.0.2").unwrap();
+    let c3 = Container::veth("vsa", 3, "10.205.0.3").unwrap();
+    for c in [&c1, &c2, &c3] {
+        lab.add_port(&c.port, PortType::Afxdp, None);
+    }
+    assert!(c1.ns.ping(&c2.addr, 1));
+    let on_port = |lab: &mut Lab, mac: &str| lab.macs().into_iter().find(|m| m.mac == mac).map(|m| m.port_name);
+    assert_eq!(on_port(&mut lab, &c1.mac).as_deref(), Some(c1.port.as_str()));
+
+    // c1's address now speaks from c3's port: the switch re-learns it there.
+    raw_send(&c3, &[arp_broadcast(parse_mac(&c1.mac), None)], 3);
+    assert!(wait_until(Duration::from_secs(3), || on_port(&mut lab, &c1.mac).as_deref() == Some(c3.port.as_str())));
+    assert!(lab.show().mac_moves >= 1);
+
+    // With a 2 s aging time and no traffic, every entry goes away.
+    assert!(
+        wait_until(Duration::from_secs(8), || lab.macs().is_empty()),
+        "entries left: {:?}",
+        lab.macs()
+    );
+}
+
+#[test]
+fn removing_a_port_stops_its_traffic_and_detaches_xdp() {
+    if !require_privileges("port removal") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsr", 1, "10.206.0.1").unwrap();
+    let c2 = Container::veth("vsr", 2, "10.206.0.2").unwrap();
+    lab.add_port(&c1.port, PortType::Afxdp, None);
+    lab.add_port(&c2.port, PortType::Afxdp, None);
+    assert!(c1.ns.ping(&c2.addr, 1));
+    lab.del_port(&c2.port);
+    assert!(!testbed::xdp_attached(&c2.port), "XDP still attached after port_del");
+    assert!(!c1.ns.ping_once(&c2.addr, 1), "traffic still flows to a removed port");
+    lab.add_port(&c2.port, PortType::Afxdp, None);
+    assert!(c1.ns.ping(&c2.addr, 1), "re-added port forwards again");
+}
+
+#[test]
+fn malformed_frames_are_dropped_counted_and_forwarding_goes_on() {
+    if !require_privileges("malformed") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsb", 1, "10.207.0.1").unwrap();
+    let c2 = Container::veth("vsb", 2, "10.207.0.2").unwrap();
+    lab.add_port(&c1.port, PortType::Afxdp, None);
+    lab.add_port(&c2.port, PortType::Afxdp, None);
+    let src = parse_mac(&c1.mac);
+    let dst = parse_mac(&c2.mac);
+    let mut good = Vec::new();
+    PacketBuilder::ethernet2(src, dst)
+        .ipv4([10, 207, 0, 1], [10, 207, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut good, &[0u8; 32])
+        .unwrap();
+    let mut bad_len = good.clone();
+    bad_len[16] = 0x40; // IPv4 total length 0x40xx: far beyond the frame
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x42; // IHL 2
+    let truncated = good[..14 + 12].to_vec(); // IPv4 header cut short
+    let mut bad_udp = good.clone();
+    bad_udp[38..40].copy_from_slice(&3u16.to_be_bytes()); // UDP length 3 < 8
+    let mut mcast_src = good.clone();
+    mcast_src[6] = 0x01;
+    raw_send(&c1, &[bad_len, bad_ihl, truncated, bad_udp, mcast_src], 20);
+    assert!(
+        wait_until(Duration::from_secs(3), || {
+            let s = lab.stats(&c1.port);
+            let g = |k: &str| s.rx_drops.get(k).copied().unwrap_or(0);
+            g("bad_length") >= 40 && g("bad_header") >= 20 && g("truncated") >= 20 && g("bad_src_mac") >= 20
+        }),
+        "drops counted by reason: {:?}",
+        lab.stats(&c1.port)
+    );
+    assert!(c1.ns.ping(&c2.addr, 2), "forwarding continues after malformed input");
+}
+
+#[test]
+fn sigkill_leaves_no_xdp_program_and_a_restarted_daemon_forwards_again() {
+    if !require_privileges("kill -9") {
+        return;
+    }
+    let c1 = Container::veth("vsk", 1, "10.208.0.1").unwrap();
+    let c2 = Container::veth("vsk", 2, "10.208.0.2").unwrap();
+    {
+        let mut lab = Lab::start(&[]);
+        lab.add_port(&c1.port, PortType::Afxdp, None);
+        lab.add_port(&c2.port, PortType::Afxdp, None);
+        assert!(c1.ns.ping(&c2.addr, 1));
+        assert!(testbed::xdp_attached(&c1.port));
+        lab.daemon.kill9().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(3), || !testbed::xdp_attached(&c1.port) && !testbed::xdp_attached(&c2.port)),
+            "an XDP program outlived the SIGKILLed daemon"
+        );
+    }
+    let mut lab = Lab::start(&[]);
+    lab.add_port(&c1.port, PortType::Afxdp, None);
+    lab.add_port(&c2.port, PortType::Afxdp, None);
+    assert!(c1.ns.ping(&c2.addr, 2), "restarted daemon forwards\n{}", lab.daemon.log());
+}
+
+#[test]
+fn sigterm_detaches_ports_removes_its_tap_and_socket_and_exits_cleanly() {
+    if !require_privileges("sigterm") {
+        return;
+    }
+    let c1 = Container::veth("vsg", 1, "10.209.0.1").unwrap();
+    let mut lab = Lab::start(&[]);
+    lab.add_port(&c1.port, PortType::Afxdp, None);
+    let tap = testbed::unique("vst");
+    lab.add_port(&tap, PortType::Tap, None);
+    assert!(testbed::xdp_attached(&c1.port));
+    let status = lab.daemon.terminate(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit status {status}: {}", lab.daemon.log());
+    assert!(!testbed::xdp_attached(&c1.port));
+    assert!(!lab.daemon.socket.exists(), "socket left behind");
+    assert!(testbed::ip(&["link", "show", &tap]).is_err(), "tap created by the switch left behind");
+}
+
+#[test]
+fn a_second_daemon_on_a_live_socket_refuses_to_start() {
+    if !require_privileges("second daemon") {
+        return;
+    }
+    let lab = Lab::start(&[]);
+    let out = std::process::Command::new(common::vswitchd())
+        .arg("--socket")
+        .arg(&lab.daemon.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another vswitchd") || err.contains("in use"), "{err}");
+}
