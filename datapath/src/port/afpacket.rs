@@ -1,1 +1,525 @@
-//! Placeholder: being written.
+//! AF_PACKET port: a raw packet socket bound to one netdev (hot path for rx/tx, slow path for
+//! open/drop). Works on any device; the fallback when AF_XDP is not available.
+//!
+//! ## Setup
+//! `socket(AF_PACKET, SOCK_RAW)`, non-blocking, bound to the device's ifindex with `ETH_P_ALL`
+//! (only after the options below, so no other device's frame is ever queued), with:
+//! - `PACKET_VNET_HDR`: every frame carries a 10-byte virtio-net header with its GSO and partial
+//!   checksum state. On a veth with no XDP program attached the peer keeps TSO, so a
+//!   container's TCP arrives here as GSO super-frames of up to ~64 KB (`GSO_TCPV4`,
+//!   `F_NEEDS_CSUM`, offsets from the Ethernet header) and is sent on the same way: this is the
+//!   fast TCP path, and [`PortCaps::tx_offload`] is true. Without it (very old kernels) the port
+//!   runs in plain mode: `tx_offload` is false, and frames from local senders may carry
+//!   incomplete checksums the port cannot see (logged at open).
+//! - `PACKET_IGNORE_OUTGOING`: frames the host sends out of the device, ours included, are not
+//!   received back.
+//! - `PACKET_AUXDATA`: veth (and most NICs) move a received frame's VLAN tag into metadata, and a
+//!   packet socket hands out the frame without it. The port puts the tag back in place (shifting
+//!   the MAC addresses 4 bytes left in the slot, and `csum_start`/`hdr_len` 4 bytes right), so
+//!   the pipeline sees the frame as it was on the wire.
+//! - promiscuous membership (`PACKET_MR_PROMISC`, undone by the kernel on close) and 4 MiB
+//!   socket buffers (`SO_*BUFFORCE` when permitted).
+//!
+//! ## Memory and syscalls
+//! 64 rx and 64 tx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a
+//! 64 KiB frame), allocated once. `rx_burst` is one `recvmmsg` for up to `batch.room()` frames
+//! into free rx slots; `tx_flush` is one `sendmmsg` for everything queued (more only after a
+//! partial send). `RxDesc::addr` is the rx slot index. Drops seen by the port (full socket
+//! buffer on tx, truncated or unconvertible frames on rx) and the kernel's `PACKET_STATISTICS`
+//! drops are reported by `take_backend_drops`.
+//!
+//! Thread-safety: owned and driven by one worker (`Send`, not shared).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
+use crate::port::{Port, PortCaps, PortError, PortKind};
+use crate::sys::netdev;
+use crate::sys::packet::{MmsgSlots, PacketSocket, RecvMeta, SockBuf};
+use crate::sys::tun::{self, VNET_HDR_LEN};
+
+/// Bytes per rx/tx slot: room for a VLAN tag (rx), the virtio-net header, then a frame of up to
+/// 64 KiB plus headers.
+pub const SLOT_LEN: usize = 66 * 1024;
+
+/// Number of rx slots.
+const RX_SLOTS: usize = 64;
+
+/// Number of tx slots.
+const TX_SLOTS: usize = BATCH_SIZE;
+
+/// Ethernet header length.
+const ETH_HLEN: usize = 14;
+
+/// Length of an 802.1Q tag.
+const VLAN_HLEN: usize = 4;
+
+/// Offset of a received frame in its rx slot: room to put a stripped VLAN tag back, then the
+/// virtio-net header. Messages are received at `VLAN_HLEN` (with the header) or here (without).
+const RX_FRAME_OFF: usize = VLAN_HLEN + VNET_HDR_LEN;
+
+/// Attempts of one `rx_burst` at `recvmmsg` when the kernel drops a frame it cannot describe.
+const RX_TRIES: usize = 4;
+
+const _: () = assert!(RX_SLOTS <= 64, "rx slot ownership is a u64 bitmap");
+const _: () = assert!(RX_SLOTS <= u16::MAX as usize);
+
+/// Options of [`AfPacketPort::open_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfPacketOptions {
+    /// Ask for `PACKET_VNET_HDR` (offload state with each frame). Default true; when the kernel
+    /// refuses, the port falls back to plain mode.
+    pub vnet_hdr: bool,
+    /// Requested receive buffer in bytes (default 4 MiB).
+    pub rcvbuf: usize,
+    /// Requested send buffer in bytes (default 4 MiB).
+    pub sndbuf: usize,
+}
+
+impl Default for AfPacketOptions {
+    fn default() -> Self {
+        Self {
+            vnet_hdr: true,
+            rcvbuf: 4 << 20,
+            sndbuf: 4 << 20,
+        }
+    }
+}
+
+/// A packet socket bound to one device.
+pub struct AfPacketPort {
+    /// Device name.
+    name: String,
+    /// Device index the socket is bound to.
+    ifindex: u32,
+    /// The socket.
+    sock: PacketSocket,
+    /// True when `PACKET_VNET_HDR` is on (each message starts with a virtio-net header).
+    vnet: bool,
+    /// Largest non-GSO frame the device takes: MTU + Ethernet header, read at open.
+    max_frame_len: usize,
+    /// Rx slots: `VLAN_HLEN` spare bytes, the virtio-net header, the frame.
+    rx: MmsgSlots,
+    /// Offset of the frame in each rx slot (`RX_FRAME_OFF`, or 4 less with a re-inserted tag).
+    rx_off: [u16; RX_SLOTS],
+    /// Bit `i` set when rx slot `i` is free.
+    rx_free: u64,
+    /// Slots offered to the current `recvmmsg`.
+    rx_pick: [u16; RX_SLOTS],
+    /// What the kernel reported per message of the current `recvmmsg`.
+    rx_meta: [RecvMeta; RX_SLOTS],
+    /// Tx slots: the virtio-net header (unused in plain mode), then the frame.
+    tx: MmsgSlots,
+    /// Message length (from the message start) of each queued tx slot.
+    tx_len: [u32; TX_SLOTS],
+    /// Number of queued tx slots.
+    tx_count: usize,
+    /// Drops counted by the port since the last `take_backend_drops`.
+    drops: u64,
+}
+
+impl std::fmt::Debug for AfPacketPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfPacketPort")
+            .field("name", &self.name)
+            .field("ifindex", &self.ifindex)
+            .field("fd", &self.sock.as_raw_fd())
+            .field("vnet", &self.vnet)
+            .field("max_frame_len", &self.max_frame_len)
+            .field("rx_free", &format_args!("{:#x}", self.rx_free))
+            .field("tx_count", &self.tx_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AfPacketPort {
+    /// Opens a port on device `name` with default [`AfPacketOptions`].
+    ///
+    /// # Errors
+    /// See [`AfPacketPort::open_with`].
+    pub fn open(name: &str) -> Result<Self, PortError> {
+        Self::open_with(name, &AfPacketOptions::default())
+    }
+
+    /// Opens a port on device `name`.
+    ///
+    /// # Errors
+    /// [`PortError::NoDevice`] when `name` does not exist, [`PortError::Invalid`] for a
+    /// malformed name, [`PortError::Sys`] when the socket cannot be opened (`EPERM` without
+    /// `CAP_NET_RAW`) or configured.
+    pub fn open_with(name: &str, opts: &AfPacketOptions) -> Result<Self, PortError> {
+        let sys = |what: &'static str| {
+            move |source: io::Error| PortError::Sys {
+                name: name.to_owned(),
+                what,
+                source,
+            }
+        };
+        let ifindex = netdev::ifindex(name).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidInput => PortError::Invalid {
+                name: name.to_owned(),
+                field: "name",
+                reason: e.to_string(),
+            },
+            _ => PortError::NoDevice {
+                name: name.to_owned(),
+            },
+        })?;
+        let mtu = netdev::mtu(name).map_err(sys("SIOCGIFMTU"))?;
+        let sock = PacketSocket::open().map_err(sys("socket(AF_PACKET)"))?;
+        let vnet = opts.vnet_hdr
+            && match sock.set_vnet_hdr() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(
+                        port = name,
+                        error = %e,
+                        "afpacket: PACKET_VNET_HDR refused; plain mode without offloads \
+                         (frames from local senders may carry incomplete checksums)"
+                    );
+                    false
+                }
+            };
+        if let Err(e) = sock.set_auxdata() {
+            tracing::warn!(
+                port = name,
+                error = %e,
+                "afpacket: PACKET_AUXDATA refused; VLAN tags stripped by the device are lost"
+            );
+        }
+        if let Err(e) = sock.set_ignore_outgoing() {
+            tracing::warn!(
+                port = name,
+                error = %e,
+                "afpacket: PACKET_IGNORE_OUTGOING refused; host-originated frames will be seen"
+            );
+        }
+        let rcv = sock
+            .set_buffer(SockBuf::Rcv, opts.rcvbuf)
+            .map_err(sys("SO_RCVBUF"))?;
+        let snd = sock
+            .set_buffer(SockBuf::Snd, opts.sndbuf)
+            .map_err(sys("SO_SNDBUF"))?;
+        sock.add_promisc(ifindex)
+            .map_err(sys("PACKET_ADD_MEMBERSHIP"))?;
+        // The socket receives nothing until this bind (it was opened with protocol 0), so no
+        // frame of another device is ever queued on it.
+        sock.bind(ifindex).map_err(sys("bind"))?;
+        let (rx_head, tx_head) = if vnet {
+            (VLAN_HLEN, 0)
+        } else {
+            (RX_FRAME_OFF, VNET_HDR_LEN)
+        };
+        let max_frame_len = usize::try_from(mtu).unwrap_or(1500) + ETH_HLEN;
+        tracing::info!(
+            port = name,
+            ifindex,
+            vnet,
+            rcvbuf = rcv,
+            sndbuf = snd,
+            max_frame_len,
+            "afpacket port opened"
+        );
+        Ok(Self {
+            name: name.to_owned(),
+            ifindex,
+            sock,
+            vnet,
+            max_frame_len,
+            rx: MmsgSlots::new(RX_SLOTS, SLOT_LEN, rx_head),
+            rx_off: [RX_FRAME_OFF as u16; RX_SLOTS],
+            rx_free: u64::MAX >> (64 - RX_SLOTS),
+            rx_pick: [0; RX_SLOTS],
+            rx_meta: [RecvMeta::default(); RX_SLOTS],
+            tx: MmsgSlots::new(TX_SLOTS, SLOT_LEN, tx_head),
+            tx_len: [0; TX_SLOTS],
+            tx_count: 0,
+            drops: 0,
+        })
+    }
+
+    /// The device index the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// True when frames carry their offload state (`PACKET_VNET_HDR` is on).
+    pub fn has_vnet_hdr(&self) -> bool {
+        self.vnet
+    }
+
+    /// The rx slot of `desc` and the frame's byte range inside it.
+    #[inline]
+    fn frame_at(&self, desc: &RxDesc) -> Option<(usize, std::ops::Range<usize>)> {
+        let slot = usize::try_from(desc.addr).ok().filter(|&s| s < RX_SLOTS)?;
+        let off = usize::from(self.rx_off[slot]);
+        let len = usize::try_from(desc.len).ok()?;
+        Some((slot, off..off.checked_add(len)?))
+    }
+
+    /// Turns message `k` of the last `recvmmsg` into a descriptor; `None` when it is dropped.
+    #[inline]
+    fn accept(&mut self, k: usize) -> Option<RxDesc> {
+        let meta = self.rx_meta[k];
+        let slot = usize::from(self.rx_pick[k]);
+        let msg_len = meta.len as usize;
+        let hdr_len = if self.vnet { VNET_HDR_LEN } else { 0 };
+        if meta.truncated || msg_len < hdr_len + ETH_HLEN {
+            return None;
+        }
+        let frame_len = msg_len - hdr_len;
+        let bytes = self.rx.slot_mut(slot)?;
+        let frame = bytes.get(RX_FRAME_OFF..RX_FRAME_OFF + frame_len)?;
+        let mut offload = if self.vnet {
+            let hdr: &[u8; VNET_HDR_LEN] = bytes[VLAN_HLEN..RX_FRAME_OFF].try_into().ok()?;
+            tun::decode_vnet_hdr(hdr, frame)
+        } else {
+            Offload::NONE
+        };
+        let (off, len) = match meta.vlan {
+            Some(tag) => reinsert_vlan(bytes, frame_len, tag, &mut offload)?,
+            None => (RX_FRAME_OFF, frame_len),
+        };
+        self.rx_off[slot] = u16::try_from(off).ok()?;
+        Some(RxDesc {
+            addr: slot as u64,
+            len: u32::try_from(len).ok()?,
+            offload,
+        })
+    }
+}
+
+/// Puts a VLAN tag the device stripped back into the frame of `frame_len` bytes at
+/// `RX_FRAME_OFF` in `slot`: the MAC addresses move 4 bytes towards the slot start and the tag
+/// goes after them. Offsets in `offload` are moved along. Returns the frame's new offset and
+/// length.
+fn reinsert_vlan(
+    slot: &mut [u8],
+    frame_len: usize,
+    (tpid, tci): (u16, u16),
+    offload: &mut Offload,
+) -> Option<(usize, usize)> {
+    const MACS: usize = 12;
+    if frame_len < ETH_HLEN || slot.len() < RX_FRAME_OFF + frame_len {
+        return None;
+    }
+    let start = RX_FRAME_OFF - VLAN_HLEN;
+    slot.copy_within(RX_FRAME_OFF..RX_FRAME_OFF + MACS, start);
+    slot[start + MACS..start + MACS + 2].copy_from_slice(&tpid.to_be_bytes());
+    slot[start + MACS + 2..start + MACS + 4].copy_from_slice(&tci.to_be_bytes());
+    if offload.needs_csum() {
+        offload.csum_start = offload.csum_start.checked_add(VLAN_HLEN as u16)?;
+    }
+    if offload.hdr_len != 0 {
+        offload.hdr_len = offload.hdr_len.checked_add(VLAN_HLEN as u16)?;
+    }
+    Some((start, frame_len + VLAN_HLEN))
+}
+
+impl Port for AfPacketPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PortKind {
+        PortKind::AfPacket
+    }
+
+    fn caps(&self) -> PortCaps {
+        PortCaps {
+            tx_offload: self.vnet,
+            max_frame_len: self.max_frame_len,
+        }
+    }
+
+    fn rx_queues(&self) -> usize {
+        1
+    }
+
+    fn rx_burst(&mut self, queue: usize, batch: &mut RxBatch) -> io::Result<usize> {
+        if queue != 0 {
+            return Ok(0);
+        }
+        let mut want = 0;
+        let mut free = self.rx_free;
+        while want < batch.room() && free != 0 {
+            let slot = free.trailing_zeros();
+            free &= free - 1;
+            self.rx_pick[want] = slot as u16;
+            want += 1;
+        }
+        if want == 0 {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for _ in 0..RX_TRIES {
+            match self
+                .rx
+                .recv(&self.sock, &self.rx_pick[..want], &mut self.rx_meta[..want])
+            {
+                Ok(got) => {
+                    n = got;
+                    break;
+                }
+                // The kernel could not express a frame's offload state in a virtio-net header
+                // (e.g. a tunnel GSO type) and dropped it; the next ones may be fine.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.drops += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut got = 0;
+        for k in 0..n {
+            match self.accept(k) {
+                Some(desc) => {
+                    let slot = desc.addr;
+                    if batch.push(desc) {
+                        self.rx_free &= !(1u64 << slot);
+                        got += 1;
+                    } else {
+                        self.drops += 1;
+                    }
+                }
+                None => self.drops += 1,
+            }
+        }
+        Ok(got)
+    }
+
+    fn frame(&self, desc: &RxDesc) -> &[u8] {
+        self.frame_at(desc)
+            .and_then(|(slot, r)| self.rx.slot(slot)?.get(r))
+            .unwrap_or(&[])
+    }
+
+    fn frame_mut(&mut self, desc: &RxDesc) -> &mut [u8] {
+        match self.frame_at(desc) {
+            Some((slot, r)) => self
+                .rx
+                .slot_mut(slot)
+                .and_then(|s| s.get_mut(r))
+                .unwrap_or(&mut []),
+            None => &mut [],
+        }
+    }
+
+    fn rx_release(&mut self, _queue: usize, batch: &RxBatch) {
+        for d in batch.descs() {
+            if d.addr < RX_SLOTS as u64 {
+                self.rx_free |= 1u64 << d.addr;
+            }
+        }
+    }
+
+    fn tx_enqueue(&mut self, frame: &[u8], offload: &Offload) -> bool {
+        if self.tx_count == TX_SLOTS {
+            return false;
+        }
+        // Like the kernel: a frame beyond MTU + Ethernet header needs GSO, or a VLAN tag for 4
+        // more bytes.
+        let vlan = matches!(frame.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
+        let limit = self.max_frame_len + if vlan { 4 } else { 0 };
+        let too_big =
+            frame.len() > SLOT_LEN - VNET_HDR_LEN || (frame.len() > limit && !offload.is_gso());
+        if frame.len() < ETH_HLEN || too_big || (!self.vnet && !offload.is_none()) {
+            // The kernel would refuse it (EMSGSIZE/EINVAL): drop it here, counted.
+            self.drops += 1;
+            return true;
+        }
+        let slot = self.tx_count;
+        let Some(buf) = self.tx.slot_mut(slot) else {
+            return false;
+        };
+        let (hdr, data) = buf.split_at_mut(VNET_HDR_LEN);
+        if self.vnet {
+            let hdr: &mut [u8; VNET_HDR_LEN] = hdr.try_into().expect("split at VNET_HDR_LEN");
+            tun::encode_vnet_hdr(offload, hdr);
+        }
+        data[..frame.len()].copy_from_slice(frame);
+        let hdr_len = if self.vnet { VNET_HDR_LEN } else { 0 };
+        // Fits: checked against SLOT_LEN above.
+        self.tx_len[slot] = u32::try_from(hdr_len + frame.len()).unwrap_or(u32::MAX);
+        self.tx_count += 1;
+        true
+    }
+
+    fn tx_flush(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        let mut i = 0;
+        let mut interrupted = 0;
+        // Each round either sends at least one frame or drops at least one: at most
+        // `tx_count` rounds (plus a few EINTR retries).
+        while i < self.tx_count {
+            match self.tx.send(&self.sock, i, &self.tx_len[i..self.tx_count]) {
+                Ok(0) => {
+                    self.drops += (self.tx_count - i) as u64;
+                    break;
+                }
+                Ok(sent) => i += sent,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
+                    interrupted += 1;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    // Socket send buffer full (or the device queue dropped): the rest would
+                    // fail the same way now.
+                    self.drops += (self.tx_count - i) as u64;
+                    break;
+                }
+                Err(e) => {
+                    // This frame is bad (EMSGSIZE, EINVAL) or the device is down (ENETDOWN,
+                    // ENXIO): drop it and go on with the next.
+                    self.drops += 1;
+                    first_err.get_or_insert(e);
+                    i += 1;
+                }
+            }
+        }
+        self.tx_count = 0;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn take_backend_drops(&mut self) -> u64 {
+        let kernel = self.sock.take_stats().map_or(0, |s| u64::from(s.drops));
+        std::mem::take(&mut self.drops) + kernel
+    }
+
+    fn rx_fd(&self, queue: usize) -> Option<RawFd> {
+        (queue == 0).then(|| self.sock.as_raw_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stripped_vlan_tag_is_put_back_and_offsets_follow() {
+        let mut slot = vec![0u8; 200];
+        let frame: Vec<u8> = (0..60).collect();
+        slot[RX_FRAME_OFF..RX_FRAME_OFF + 60].copy_from_slice(&frame);
+        let mut o = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: Offload::GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let (off, len) = reinsert_vlan(&mut slot, 60, (0x8100, 0x6064), &mut o).expect("fits");
+        assert_eq!((off, len), (RX_FRAME_OFF - 4, 64));
+        let f = &slot[off..off + len];
+        assert_eq!(&f[..12], &frame[..12]);
+        assert_eq!(&f[12..16], &[0x81, 0x00, 0x60, 0x64]);
+        assert_eq!(&f[16..], &frame[12..]);
+        assert_eq!((o.csum_start, o.hdr_len, o.csum_offset), (38, 58, 16));
+
+        let mut plain = Offload::NONE;
+        reinsert_vlan(&mut slot, 60, (0x8100, 1), &mut plain).expect("fits");
+        assert_eq!(plain, Offload::NONE);
+        assert!(reinsert_vlan(&mut slot, 10, (0x8100, 1), &mut plain).is_none());
+    }
+}
