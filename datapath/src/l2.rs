@@ -67,8 +67,7 @@ fn pack_key(vlan: u16, mac: &[u8; 6]) -> u64 {
 #[inline]
 fn unpack_key(k: u64) -> (u16, [u8; 6]) {
     let b = k.to_be_bytes();
-    #[expect(clippy::cast_possible_truncation, reason = "masked to 12 bits")]
-    let vlan = ((k >> 48) & 0x0fff) as u16;
+    let vlan = u16::from_be_bytes([b[0], b[1]]) & 0x0fff;
     (vlan, [b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 

@@ -90,11 +90,12 @@ impl VlanMode {
                 allowed.sort_unstable();
                 allowed.dedup();
                 let native = native.map(|n| check("native_vlan", n)).transpose()?;
-                if let Some(n) = native {
-                    if !allowed.is_empty() && allowed.binary_search(&n).is_err() {
-                        allowed.push(n);
-                        allowed.sort_unstable();
-                    }
+                if let Some(n) = native
+                    && !allowed.is_empty()
+                    && allowed.binary_search(&n).is_err()
+                {
+                    allowed.push(n);
+                    allowed.sort_unstable();
                 }
                 Ok(Self::Trunk { allowed, native })
             }
@@ -424,11 +425,11 @@ impl Switch {
             let thread = std::thread::Builder::new()
                 .name(format!("vswitch-w{i}"))
                 .spawn(move || {
-                    if let Some(c) = cpu {
-                        if let Err(e) = crate::sys::cpu::pin_current_thread(c) {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
+                    if let Some(c) = cpu
+                        && let Err(e) = crate::sys::cpu::pin_current_thread(c)
+                    {
+                        let _ = ready_tx.send(Err(e));
+                        return;
                     }
                     let _ = ready_tx.send(Ok(()));
                     worker.run();
@@ -660,7 +661,7 @@ impl Switch {
                 age_secs: u64::from(now.saturating_sub(seen)),
             });
         });
-        v.sort_by(|a, b| (a.vlan, a.mac).cmp(&(b.vlan, b.mac)));
+        v.sort_by_key(|e| (e.vlan, e.mac));
         v
     }
 

@@ -92,10 +92,10 @@ impl Snapshot {
                         for v in allowed {
                             flood.entry(*v).or_default().push(c.id);
                         }
-                        if let Some(n) = native {
-                            if !allowed.contains(n) {
-                                flood.entry(*n).or_default().push(c.id);
-                            }
+                        if let Some(n) = native
+                            && !allowed.contains(n)
+                        {
+                            flood.entry(*n).or_default().push(c.id);
                         }
                     }
                 }
@@ -352,7 +352,7 @@ impl Worker {
             }
             let work = self.pass();
             passes = passes.wrapping_add(1);
-            if passes % 1024 == 0 {
+            if passes.is_multiple_of(1024) {
                 self.collect_backend_drops();
             }
             if work > 0 {
@@ -363,7 +363,7 @@ impl Worker {
             if self.poll_mode == PollMode::Adaptive && idle >= IDLE_SPINS {
                 self.sleep();
                 idle = 0;
-            } else if idle % 64 == 0 {
+            } else if idle.is_multiple_of(64) {
                 std::hint::spin_loop();
             }
         }
@@ -399,10 +399,10 @@ impl Worker {
                 Command::AddPort(lp) => {
                     let idx = self.ports.len();
                     for q in 0..lp.port.rx_queues() {
-                        if let Some(fd) = lp.port.rx_fd(q) {
-                            if let Err(e) = self.poller.add(fd, u64::from(lp.id)) {
-                                tracing::warn!(port = lp.port.name(), error = %e, "cannot watch rx queue");
-                            }
+                        if let Some(fd) = lp.port.rx_fd(q)
+                            && let Err(e) = self.poller.add(fd, u64::from(lp.id))
+                        {
+                            tracing::warn!(port = lp.port.name(), error = %e, "cannot watch rx queue");
                         }
                     }
                     if let Some(slot) = self.local_of.get_mut(lp.id as usize) {
@@ -471,10 +471,10 @@ impl Worker {
             };
             n += 1;
             let li = self.local_of.get(h.port as usize).copied().unwrap_or(NOT_LOCAL);
-            if let Some(lp) = self.ports.get_mut(usize::from(li)) {
-                if transmit(lp, &h.buf, &h.offload) {
-                    self.dirty[usize::from(li)] = true;
-                }
+            if let Some(lp) = self.ports.get_mut(usize::from(li))
+                && transmit(lp, &h.buf, &h.offload)
+            {
+                self.dirty[usize::from(li)] = true;
             }
             if let Some(tx) = self.recycle_tx.get(h.from) {
                 let _ = tx.try_send(h.buf);

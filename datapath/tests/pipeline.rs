@@ -1,5 +1,6 @@
 //! The L2 pipeline over in-memory ports: learning, flooding, VLANs, drops — with a real
 //! `Switch` (worker threads, snapshots, commands), no devices.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

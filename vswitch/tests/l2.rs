@@ -1,5 +1,6 @@
 //! L2 behaviour through a real `vswitchd`: VLAN isolation and trunks, flooding, MAC moves and
 //! aging, port removal, malformed input, and the daemon's lifecycle (SIGTERM, SIGKILL, restart).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

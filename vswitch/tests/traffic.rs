@@ -1,5 +1,6 @@
 //! Real traffic between network namespaces through a real `vswitchd`, programmed over the
 //! control socket: AF_XDP veth ports, tap ports with offloads, and both mixed.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

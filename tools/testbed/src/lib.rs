@@ -280,10 +280,10 @@ impl Daemon {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return Ok(());
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Some(st) = c.try_wait()? {
-                    bail!("vswitchd exited early ({st}): {}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Some(st) = c.try_wait()?
+            {
+                bail!("vswitchd exited early ({st}): {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

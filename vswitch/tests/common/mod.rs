@@ -87,7 +87,7 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// got exactly those bytes (same length and hash).
 pub fn tcp_transfer(from: &Container, to: &Container, bytes: u64, port: u16) {
     let listen = format!("{}:{port}", to.addr);
-    let mut sink = to
+    let sink = to
         .ns
         .command(VSNET)
         .args(["tcp-sink", "--listen", &listen, "--timeout", "60"])
