@@ -556,25 +556,29 @@ impl Worker {
             } else {
                 None
             };
-            let mut sent = 0usize;
+            // Output failures (tx queue full, too big) are counted on the output port; a frame
+            // with no candidate output at all is counted here.
+            let mut candidates = 0usize;
             match unicast_out {
                 Some(out) if out == in_id => {
                     self.ports[li].counters.rx_drops[DropReason::SameSegment as usize].add(1);
                     continue;
                 }
                 Some(out) if snap.port(out).is_some_and(|c| member(&c.vlan, vlan)) => {
-                    sent += usize::from(self.output(li, &desc, &lay, vlan, out, &snap));
+                    candidates += 1;
+                    self.output(li, &desc, &lay, vlan, out, &snap);
                 }
                 _ => {
                     let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
                     for &out in list.iter().chain(snap.trunk_all.iter()) {
                         if out != in_id {
-                            sent += usize::from(self.output(li, &desc, &lay, vlan, out, &snap));
+                            candidates += 1;
+                            self.output(li, &desc, &lay, vlan, out, &snap);
                         }
                     }
                 }
             }
-            if sent == 0 {
+            if candidates == 0 {
                 self.ports[li].counters.rx_drops[DropReason::NoOutput as usize].add(1);
             }
         }
@@ -695,7 +699,11 @@ fn transmit(lp: &mut LocalPort, bytes: &[u8], off: &Offload) -> bool {
         lp.counters.tx_drops[DropReason::TooBig as usize].add(1);
         return false;
     }
-    if lp.port.tx_enqueue(bytes, off) {
+    // A full tx queue is flushed once mid-batch before giving up (GSO segmentation can queue
+    // dozens of frames for one received frame).
+    let queued = lp.port.tx_enqueue(bytes, off)
+        || (lp.port.tx_flush().is_ok() && lp.port.tx_enqueue(bytes, off));
+    if queued {
         lp.counters.tx_pkts.add(1);
         lp.counters.tx_bytes.add(bytes.len() as u64);
         if bytes.len() > JUMBO_THRESHOLD {

@@ -75,3 +75,23 @@ fn afxdp_and_tap_ports_exchange_traffic_both_ways() {
     // AF_XDP → tap: partial checksums from the veth container are completed.
     tcp_transfer(&c1, &c2, 30_000_000, 5205);
 }
+
+#[test]
+fn two_pinned_workers_hand_frames_to_each_others_ports() {
+    if !require_privileges("two workers") {
+        return;
+    }
+    let mut lab = Lab::start(&["--cpus", "0,1", "--poll-mode", "busy"]);
+    let c1 = Container::veth("vsw", 1, "10.210.0.1").unwrap();
+    let c2 = Container::veth("vsw", 2, "10.210.0.2").unwrap();
+    lab.add_port(&c1.port, PortType::Afxdp, None);
+    lab.add_port(&c2.port, PortType::Afxdp, None);
+    let show = lab.show();
+    assert_eq!(show.workers, 2);
+    assert_eq!(show.cpus, vec![0, 1]);
+    assert_ne!(show.ports[0].worker, show.ports[1].worker, "ports spread over workers: {show:?}");
+    assert!(c1.ns.ping(&c2.addr, 2), "ping across workers\n{}", lab.daemon.log());
+    tcp_transfer(&c1, &c2, 20_000_000, 5206);
+    let show = lab.show();
+    assert!(show.worker_stats.iter().all(|w| w.frames > 1000), "both workers forwarded: {show:?}");
+}
