@@ -1,1 +1,454 @@
-//! Placeholder: being written.
+//! AF_XDP port: one XSK socket (with its own UMEM) per rx queue, an XSKMAP, and the redirect
+//! program attached by `bpf_link` — no libbpf, no clang (see [`crate::sys::bpf`],
+//! [`crate::sys::xsk`]).
+//!
+//! Lifecycle: [`AfXdpPort::open`] creates the map, loads the program, creates and binds the
+//! sockets, fills the map, then attaches the program (native mode first, generic as a fallback
+//! in [`XdpMode::Auto`]). Dropping the port closes the link first, which detaches the program,
+//! then the sockets and the UMEM. Because the attachment is a `bpf_link`, it also disappears when
+//! the process dies, even by `SIGKILL`.
+//!
+//! Hot path: [`Port::rx_burst`] reads the RX ring without syscalls; [`Port::tx_enqueue`] copies
+//! into a preallocated tx chunk; [`Port::tx_flush`] kicks with `sendto` until the kernel has
+//! taken everything (≤ 32 descriptors per kick in copy mode). Nothing there allocates.
+//!
+//! A received frame's [`RxDesc::addr`] is `queue << 48 | UMEM address` (the UMEM address
+//! includes the kernel's 256-byte headroom in copy mode), so [`Port::frame`] finds the right
+//! UMEM without being told the queue.
+//!
+//! On veth (see PLATFORM.md): copy mode only; native XDP needs the peer's MTU ≤ ~3500 (the
+//! kernel turns the peer's TSO off while the program is attached, so frames stay ≤ MTU);
+//! generic mode accepts any MTU but the peer keeps GSO on and super-frames larger than a chunk
+//! are dropped (counted in [`Port::take_backend_drops`]). Frames are never written past a chunk.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, RawFd};
+
+use crate::buf::{Offload, RxBatch, RxDesc};
+use crate::port::{Port, PortCaps, PortError, PortKind};
+use crate::sys::bpf::{BpfError, XdpAttachMode, XdpLink, XdpProgram, XskMap};
+use crate::sys::netdev;
+use crate::sys::xsk::{self, XdpStatistics, Xsk, XskConfig, XskError};
+
+/// Where the queue number sits in [`RxDesc::addr`].
+const QUEUE_SHIFT: u32 = 48;
+/// Mask of the UMEM address in [`RxDesc::addr`].
+const ADDR_MASK: u64 = (1 << QUEUE_SHIFT) - 1;
+/// Most queues one port may open.
+pub const MAX_QUEUES: usize = 64;
+
+/// How the redirect program is attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic (skb) mode with a warning.
+    #[default]
+    Auto,
+    /// Native mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Skb,
+}
+
+/// Sizing and mode of an AF_XDP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AfXdpOptions {
+    /// UMEM chunks (4 KiB each) per queue, half for rx, half for tx. Default 512 = 2 MiB per
+    /// queue: without `CAP_IPC_LOCK` the UMEM counts against `RLIMIT_MEMLOCK` (8 MiB here, per
+    /// user), so four port-queues fit.
+    pub frames: u32,
+    /// RX ring entries per queue (power of two, default 256).
+    pub rx_ring: u32,
+    /// TX ring entries (power of two, default 256).
+    pub tx_ring: u32,
+    /// Attach mode (default [`XdpMode::Auto`]).
+    pub mode: XdpMode,
+    /// Let the kernel use zero-copy where the driver has it (default false: `XDP_COPY`).
+    pub zero_copy: bool,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (default true).
+    pub need_wakeup: bool,
+    /// Load the program with `BPF_F_XDP_HAS_FRAGS` (default false). Lets native mode attach to
+    /// a veth whose peer MTU is above ~3500, but leaves the peer's GSO on: frames larger than
+    /// [`PortCaps::max_frame_len`] are then dropped by the kernel.
+    pub frags: bool,
+}
+
+impl Default for AfXdpOptions {
+    fn default() -> Self {
+        Self {
+            frames: 512,
+            rx_ring: 256,
+            tx_ring: 256,
+            mode: XdpMode::Auto,
+            zero_copy: false,
+            need_wakeup: true,
+            frags: false,
+        }
+    }
+}
+
+impl AfXdpOptions {
+    fn xsk_config(&self) -> XskConfig {
+        XskConfig {
+            frames: self.frames,
+            rx_ring: self.rx_ring,
+            tx_ring: self.tx_ring,
+            need_wakeup: self.need_wakeup,
+            zero_copy: self.zero_copy,
+        }
+    }
+}
+
+/// An AF_XDP port on a network device.
+pub struct AfXdpPort {
+    // Field order is drop order: the link (program detached) goes first, then the sockets,
+    // then the program and the map.
+    link: Option<XdpLink>,
+    queues: Vec<Xsk>,
+    prog: XdpProgram,
+    map: XskMap,
+    name: String,
+    ifindex: u32,
+    mode: XdpAttachMode,
+    /// Kernel counters at the last `take_backend_drops`, per queue.
+    last_stats: Vec<XdpStatistics>,
+    /// Kicks allowed per flush: enough to drain a full TX ring, plus slack.
+    max_kicks: u32,
+}
+
+impl fmt::Debug for AfXdpPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfXdpPort")
+            .field("name", &self.name)
+            .field("ifindex", &self.ifindex)
+            .field("mode", &self.mode)
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unsupported(name: &str, reason: impl Into<String>) -> PortError {
+    PortError::Unsupported {
+        name: name.to_owned(),
+        kind: PortKind::AfXdp,
+        reason: reason.into(),
+    }
+}
+
+fn invalid(name: &str, field: &'static str, reason: impl Into<String>) -> PortError {
+    PortError::Invalid {
+        name: name.to_owned(),
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn bpf_err(name: &str, e: BpfError) -> PortError {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => PortError::Sys {
+            name: name.to_owned(),
+            what: e.what,
+            source: e.source,
+        },
+        _ => unsupported(name, e.to_string()),
+    }
+}
+
+fn xsk_err(name: &str, queue: usize, e: XskError) -> PortError {
+    match e.raw_os_error() {
+        Some(libc::EAFNOSUPPORT | libc::EOPNOTSUPP | libc::EPROTONOSUPPORT) => {
+            unsupported(name, format!("queue {queue}: {e}"))
+        }
+        None if e.source.kind() == io::ErrorKind::InvalidInput => {
+            invalid(name, e.what, e.source.to_string())
+        }
+        _ => PortError::Sys {
+            name: name.to_owned(),
+            what: e.what,
+            source: e.source,
+        },
+    }
+}
+
+/// Checks that an AF_XDP port can be opened on `name` (the device exists, AF_XDP sockets and
+/// XSKMAPs can be created) without attaching anything. `open` can still fail later (e.g. no
+/// XDP attach mode accepted): the caller should fall back on [`PortError::Unsupported`] either
+/// way.
+///
+/// # Errors
+/// [`PortError::NoDevice`], [`PortError::Unsupported`], or [`PortError::Sys`] (permissions).
+pub fn afxdp_supported(name: &str) -> Result<(), PortError> {
+    device_index(name)?;
+    xsk::probe().map_err(|e| xsk_err(name, 0, e))?;
+    XskMap::new(1).map_err(|e| bpf_err(name, e))?;
+    Ok(())
+}
+
+fn device_index(name: &str) -> Result<u32, PortError> {
+    netdev::ifindex(name).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENODEV) => PortError::NoDevice {
+            name: name.to_owned(),
+        },
+        _ if e.kind() == io::ErrorKind::InvalidInput => invalid(name, "name", e.to_string()),
+        _ => PortError::Sys {
+            name: name.to_owned(),
+            what: "if_nametoindex",
+            source: e,
+        },
+    })
+}
+
+impl AfXdpPort {
+    /// Opens an AF_XDP port on `name` polling rx queues `0..queues`.
+    ///
+    /// # Errors
+    /// - [`PortError::NoDevice`] when `name` does not exist;
+    /// - [`PortError::Invalid`] for a queue count the device does not have or bad sizes;
+    /// - [`PortError::Unsupported`] when the kernel or device cannot do AF_XDP or XDP in the
+    ///   requested mode (the caller may fall back to AF_PACKET);
+    /// - [`PortError::Sys`] for other failures (permissions, `RLIMIT_MEMLOCK` on UMEM
+    ///   registration, …).
+    pub fn open(name: &str, queues: usize, opts: AfXdpOptions) -> Result<Self, PortError> {
+        let ifindex = device_index(name)?;
+        if queues == 0 || queues > MAX_QUEUES {
+            return Err(invalid(
+                name,
+                "queues",
+                format!("{queues} not in 1..={MAX_QUEUES}"),
+            ));
+        }
+        let cfg = opts.xsk_config();
+        cfg.validate()
+            .map_err(|(field, reason)| invalid(name, field, reason))?;
+        if let Ok(have) = netdev::rx_queue_count(name)
+            && have > 0
+            && queues > have
+        {
+            return Err(invalid(
+                name,
+                "queues",
+                format!("{queues} requested, the device has {have} rx queue(s)"),
+            ));
+        }
+
+        let map = XskMap::new(queues as u32).map_err(|e| bpf_err(name, e))?;
+        let prog = XdpProgram::load_redirect(&map, opts.frags).map_err(|e| bpf_err(name, e))?;
+        let mut socks = Vec::with_capacity(queues);
+        for q in 0..queues {
+            let x = Xsk::new(ifindex, q as u32, &cfg).map_err(|e| xsk_err(name, q, e))?;
+            map.set(q as u32, x.as_fd()).map_err(|e| bpf_err(name, e))?;
+            socks.push(x);
+        }
+
+        let (link, mode) = attach(name, ifindex, &prog, opts.mode)?;
+        let zero_copy = socks.iter().all(Xsk::is_zero_copy);
+        tracing::info!(
+            port = name,
+            ifindex,
+            queues,
+            mode = %mode,
+            prog_id = prog.id().unwrap_or(0),
+            zero_copy,
+            frames = opts.frames,
+            umem_bytes = xsk::umem_bytes(opts.frames) * queues,
+            "AF_XDP port attached"
+        );
+        let max_kicks = opts.tx_ring / xsk::TX_KICK_BATCH + 4;
+        Ok(Self {
+            link: Some(link),
+            last_stats: vec![XdpStatistics::default(); queues],
+            queues: socks,
+            prog,
+            map,
+            name: name.to_owned(),
+            ifindex,
+            mode,
+            max_kicks,
+        })
+    }
+
+    /// The mode the program got attached in.
+    pub fn attach_mode(&self) -> XdpAttachMode {
+        self.mode
+    }
+
+    /// The device's interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The kernel's id of the attached program.
+    ///
+    /// # Errors
+    /// The `BPF_OBJ_GET_INFO_BY_FD` error.
+    pub fn prog_id(&self) -> io::Result<u32> {
+        self.prog.id()
+    }
+
+    /// Kernel-side counters of queue `queue` (one `getsockopt`), without resetting anything.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a queue out of range, else the `getsockopt` error.
+    pub fn statistics(&self, queue: usize) -> io::Result<XdpStatistics> {
+        self.queues
+            .get(queue)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?
+            .statistics()
+    }
+}
+
+/// Attaches `prog` in `mode` (Auto: native, then generic).
+fn attach(
+    name: &str,
+    ifindex: u32,
+    prog: &XdpProgram,
+    mode: XdpMode,
+) -> Result<(XdpLink, XdpAttachMode), PortError> {
+    let try_mode = |m: XdpAttachMode| XdpLink::attach(prog, ifindex, m).map(|l| (l, m));
+    match mode {
+        XdpMode::Native => try_mode(XdpAttachMode::Driver)
+            .map_err(|e| unsupported(name, format!("native XDP: {e}"))),
+        XdpMode::Skb => {
+            try_mode(XdpAttachMode::Skb).map_err(|e| unsupported(name, format!("generic XDP: {e}")))
+        }
+        XdpMode::Auto => match try_mode(XdpAttachMode::Driver) {
+            Ok(ok) => Ok(ok),
+            Err(native) => {
+                let hint = match native.raw_os_error() {
+                    Some(libc::ERANGE) => "; on veth: the peer's MTU is too large for native XDP",
+                    _ => "",
+                };
+                tracing::warn!(
+                    port = name,
+                    error = %native,
+                    "native XDP attach failed{hint}, falling back to generic (skb) mode \
+                     (frames above the MTU, e.g. the peer's GSO, will be dropped)"
+                );
+                try_mode(XdpAttachMode::Skb).map_err(|generic| {
+                    unsupported(
+                        name,
+                        format!("native XDP: {native}; generic XDP: {generic}"),
+                    )
+                })
+            }
+        },
+    }
+}
+
+impl Drop for AfXdpPort {
+    fn drop(&mut self) {
+        // Closing the link fd detaches the program before the sockets go away.
+        drop(self.link.take());
+        for q in 0..self.queues.len() {
+            if let Err(e) = self.map.clear(q as u32) {
+                tracing::debug!(port = %self.name, queue = q, error = %e, "clear XSKMAP slot");
+            }
+        }
+        tracing::info!(port = %self.name, ifindex = self.ifindex, "AF_XDP port detached");
+    }
+}
+
+impl Port for AfXdpPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PortKind {
+        PortKind::AfXdp
+    }
+
+    fn caps(&self) -> PortCaps {
+        PortCaps {
+            tx_offload: false,
+            max_frame_len: xsk::MAX_FRAME_LEN as usize,
+        }
+    }
+
+    fn rx_queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    fn rx_burst(&mut self, queue: usize, batch: &mut RxBatch) -> io::Result<usize> {
+        let Some(x) = self.queues.get_mut(queue) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let tag = (queue as u64) << QUEUE_SHIFT;
+        Ok(x.recv(batch.room(), |addr, len| {
+            batch.push(RxDesc {
+                addr: tag | addr,
+                len,
+                offload: Offload::NONE,
+            });
+        }))
+    }
+
+    fn frame(&self, desc: &RxDesc) -> &[u8] {
+        match self.queues.get((desc.addr >> QUEUE_SHIFT) as usize) {
+            Some(x) => x.frame(desc.addr & ADDR_MASK, desc.len),
+            None => &[],
+        }
+    }
+
+    fn frame_mut(&mut self, desc: &RxDesc) -> &mut [u8] {
+        match self.queues.get_mut((desc.addr >> QUEUE_SHIFT) as usize) {
+            Some(x) => x.frame_mut(desc.addr & ADDR_MASK, desc.len),
+            None => &mut [],
+        }
+    }
+
+    fn rx_release(&mut self, queue: usize, batch: &RxBatch) {
+        let Some(x) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let q = queue as u64;
+        x.release(
+            batch
+                .descs()
+                .iter()
+                .filter(|d| d.addr >> QUEUE_SHIFT == q)
+                .map(|d| d.addr & ADDR_MASK),
+        );
+    }
+
+    /// Frames go out through queue 0's socket. Frames longer than a chunk are refused (false),
+    /// like a full queue; the worker never sends frames above [`PortCaps::max_frame_len`].
+    fn tx_enqueue(&mut self, frame: &[u8], _offload: &Offload) -> bool {
+        match self.queues.first_mut() {
+            Some(x) => x.send(frame),
+            None => false,
+        }
+    }
+
+    fn tx_flush(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for x in &mut self.queues {
+            if x.tx_outstanding() == 0 {
+                // Only completions to collect (none pending in the ring).
+                x.reap();
+                continue;
+            }
+            if let Err(e) = x.flush(self.max_kicks) {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Sums the growth of the kernel's drop counters (`XDP_STATISTICS`: rx dropped, rx ring
+    /// full, invalid descriptors) since the last call: one `getsockopt` per queue, so call it
+    /// from a periodic task, not per batch.
+    fn take_backend_drops(&mut self) -> u64 {
+        let mut total = 0;
+        for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
+            if let Ok(now) = x.statistics() {
+                total += now.drops().saturating_sub(last.drops());
+                *last = now;
+            }
+        }
+        total
+    }
+
+    fn rx_fd(&self, queue: usize) -> Option<RawFd> {
+        self.queues.get(queue).map(Xsk::raw_fd)
+    }
+}

@@ -1,1 +1,654 @@
-//! Being written.
+//! bpf(2) without libbpf or clang: the XSKMAP, the 6-instruction redirect program and its
+//! `bpf_link` attachment to a device (slow path).
+//!
+//! - [`XskMap`]: `BPF_MAP_TYPE_XSKMAP`, key = rx queue id, value = AF_XDP socket fd.
+//! - [`XdpProgram`]: `bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)`; frames of a queue
+//!   without a socket go to the kernel stack.
+//! - [`XdpLink`]: the program attached with `BPF_LINK_CREATE`. Closing the link fd detaches it,
+//!   so the program disappears with the process, even on `SIGKILL`. A program left behind by a
+//!   netlink attach (which does outlive its process) is detected and cleared on `EBUSY`.
+//!
+//! Every object is an [`OwnedFd`]; errors carry the errno ([`BpfError::raw_os_error`]).
+
+use std::fmt;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::netdev;
+
+/// `BPF_MAP_CREATE`.
+const BPF_MAP_CREATE: libc::c_int = 0;
+/// `BPF_MAP_UPDATE_ELEM`.
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+/// `BPF_MAP_DELETE_ELEM`.
+const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+/// `BPF_PROG_LOAD`.
+const BPF_PROG_LOAD: libc::c_int = 5;
+/// `BPF_OBJ_GET_INFO_BY_FD`.
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+/// `BPF_LINK_CREATE`.
+const BPF_LINK_CREATE: libc::c_int = 28;
+
+/// `BPF_MAP_TYPE_XSKMAP`.
+const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+/// `BPF_PROG_TYPE_XDP`.
+const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `BPF_XDP` attach type.
+const BPF_XDP: u32 = 37;
+/// `BPF_F_XDP_HAS_FRAGS`: the program accepts multi-buffer frames.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+/// `BPF_ANY` map update flag.
+const BPF_ANY: u64 = 0;
+/// `BPF_PSEUDO_MAP_FD`: the `ld_imm64` immediate is a map fd.
+const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// `BPF_FUNC_redirect_map`.
+const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+/// `XDP_PASS`.
+const XDP_PASS: i32 = 2;
+/// `offsetof(struct xdp_md, rx_queue_index)`.
+const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
+/// Size of the verifier log kept when a load fails.
+const VERIFIER_LOG_SIZE: usize = 64 * 1024;
+
+/// A failed bpf(2) (or related) call.
+#[derive(Debug)]
+pub struct BpfError {
+    /// What was being done.
+    pub what: &'static str,
+    /// The OS error.
+    pub source: io::Error,
+    /// The verifier log, when a program load failed and the kernel wrote one.
+    pub log: Option<String>,
+}
+
+impl BpfError {
+    /// The errno of the failure, if it came from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+impl fmt::Display for BpfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)?;
+        if let Some(log) = &self.log {
+            write!(f, "; verifier log:\n{log}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BpfError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl From<BpfError> for io::Error {
+    fn from(e: BpfError) -> Self {
+        e.source
+    }
+}
+
+/// `union bpf_attr` for `BPF_MAP_CREATE` (prefix the kernel needs).
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+/// `union bpf_attr` for `BPF_MAP_*_ELEM`.
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// `union bpf_attr` for `BPF_PROG_LOAD` (up to `expected_attach_type`).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `union bpf_attr` for `BPF_LINK_CREATE` (the part XDP uses).
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+/// `union bpf_attr` for `BPF_OBJ_GET_INFO_BY_FD`.
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// The first fields of `struct bpf_prog_info` / `struct bpf_map_info` (`type`, `id`): the kernel
+/// fills only as much as we ask for.
+#[repr(C)]
+#[derive(Default)]
+struct InfoPrefix {
+    ty: u32,
+    id: u32,
+}
+
+/// Marker for the `bpf_attr` layouts above.
+trait BpfAttr {}
+impl BpfAttr for MapCreateAttr {}
+impl BpfAttr for ElemAttr {}
+impl BpfAttr for ProgLoadAttr {}
+impl BpfAttr for LinkCreateAttr {}
+impl BpfAttr for InfoAttr {}
+
+/// Calls bpf(2) and returns its non-negative result.
+///
+/// # Safety
+/// `attr` must be the `bpf_attr` layout the kernel expects for `cmd`, and every pointer stored in
+/// it must be valid for the access the kernel makes through it (reads of the instructions and the
+/// license, writes of the log buffer, key/value reads) for the duration of the call.
+unsafe fn sys_bpf<A: BpfAttr>(cmd: libc::c_int, attr: &mut A) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a valid, writable object of `size_of::<A>()` bytes; the caller vouches
+    // for the pointers inside it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut A,
+            size_of::<A>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Wraps a new fd returned by bpf(2).
+fn owned(rc: libc::c_long) -> OwnedFd {
+    // SAFETY: `rc` is a file descriptor just created by bpf(2) (always O_CLOEXEC) and owned by
+    // nobody else.
+    unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) }
+}
+
+/// Copies `name` into a 16-byte, NUL-terminated object name.
+fn obj_name(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (dst, src) in out.iter_mut().take(15).zip(name.bytes()) {
+        *dst = src;
+    }
+    out
+}
+
+/// The kernel id of a bpf object (program or map), for logs.
+fn obj_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info = InfoPrefix::default();
+    let mut attr = InfoAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<InfoPrefix>() as u32,
+        info: (&raw mut info) as u64,
+    };
+    // SAFETY: `attr` is the OBJ_GET_INFO_BY_FD layout; `info` is valid for writes of `info_len`
+    // bytes and lives across the call.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
+    Ok(info.id)
+}
+
+/// A `BPF_MAP_TYPE_XSKMAP`: rx queue id → AF_XDP socket.
+#[derive(Debug)]
+pub struct XskMap {
+    fd: OwnedFd,
+    entries: u32,
+}
+
+impl XskMap {
+    /// Creates a map with one slot per queue `0..entries`.
+    ///
+    /// # Errors
+    /// `EPERM` without `CAP_BPF`/`CAP_NET_ADMIN`, `EINVAL` for 0 entries, …
+    pub fn new(entries: u32) -> Result<Self, BpfError> {
+        let mut attr = MapCreateAttr {
+            map_type: BPF_MAP_TYPE_XSKMAP,
+            key_size: 4,
+            value_size: 4,
+            max_entries: entries,
+            map_name: obj_name("vswitch_xsks"),
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the MAP_CREATE layout and holds no pointers.
+        let rc = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }.map_err(|source| BpfError {
+            what: "create XSKMAP",
+            source,
+            log: None,
+        })?;
+        Ok(Self {
+            fd: owned(rc),
+            entries,
+        })
+    }
+
+    /// Number of slots.
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// Points queue `queue` at the (bound) AF_XDP socket `xsk`.
+    ///
+    /// # Errors
+    /// `E2BIG` when `queue` is out of range, `EOPNOTSUPP`/`EINVAL` for an unbound socket.
+    pub fn set(&self, queue: u32, xsk: BorrowedFd<'_>) -> Result<(), BpfError> {
+        let key = queue;
+        let value = xsk.as_raw_fd() as u32;
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: (&raw const key) as u64,
+            value: (&raw const value) as u64,
+            flags: BPF_ANY,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the MAP_UPDATE_ELEM layout; `key` and `value` are 4-byte locals
+        // (the map's key and value sizes) alive across the call.
+        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map_err(|source| BpfError {
+            what: "set XSKMAP entry",
+            source,
+            log: None,
+        })?;
+        Ok(())
+    }
+
+    /// Empties the slot of `queue` (frames of that queue then go to the kernel stack). An
+    /// already empty slot is not an error.
+    ///
+    /// # Errors
+    /// `E2BIG`/`EINVAL` when `queue` is out of range.
+    pub fn clear(&self, queue: u32) -> Result<(), BpfError> {
+        let key = queue;
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: (&raw const key) as u64,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the MAP_DELETE_ELEM layout; `key` is a 4-byte local alive across
+        // the call.
+        match unsafe { sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr) } {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(source) => Err(BpfError {
+                what: "clear XSKMAP entry",
+                source,
+                log: None,
+            }),
+        }
+    }
+}
+
+impl AsFd for XskMap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// `struct bpf_insn`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Insn {
+    code: u8,
+    /// `dst_reg:4` (low nibble) and `src_reg:4` (high nibble).
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+impl Insn {
+    const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Self {
+        Self {
+            code,
+            regs: (src << 4) | (dst & 0x0f),
+            off,
+            imm,
+        }
+    }
+}
+
+/// `r2 = ctx->rx_queue_index; r1 = map; r3 = XDP_PASS; return bpf_redirect_map(r1, r2, r3)`.
+fn redirect_program(map_fd: i32) -> [Insn; 6] {
+    [
+        // BPF_LDX | BPF_MEM | BPF_W: r2 = *(u32 *)(r1 + 16)
+        Insn::new(0x61, 2, 1, XDP_MD_RX_QUEUE_INDEX, 0),
+        // BPF_LD | BPF_IMM | BPF_DW (two slots): r1 = map (by fd)
+        Insn::new(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
+        Insn::new(0, 0, 0, 0, 0),
+        // BPF_ALU64 | BPF_MOV | BPF_K: r3 = XDP_PASS (the action when the slot is empty)
+        Insn::new(0xb7, 3, 0, 0, XDP_PASS),
+        // BPF_JMP | BPF_CALL: bpf_redirect_map
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
+        // BPF_JMP | BPF_EXIT
+        Insn::new(0x95, 0, 0, 0, 0),
+    ]
+}
+
+/// The loaded redirect program (`BPF_PROG_TYPE_XDP`).
+#[derive(Debug)]
+pub struct XdpProgram {
+    fd: OwnedFd,
+    frags: bool,
+}
+
+impl XdpProgram {
+    /// Loads `bpf_redirect_map(map, ctx->rx_queue_index, XDP_PASS)`. With `frags`, the program
+    /// is flagged `BPF_F_XDP_HAS_FRAGS` (lets veth attach when the peer MTU is above ~3500, and
+    /// leaves the peer's GSO on; multi-buffer frames are then dropped by a socket without
+    /// `XDP_USE_SG`, never written past a chunk).
+    ///
+    /// # Errors
+    /// The load error; when the verifier rejected the program, [`BpfError::log`] holds its log
+    /// (at most 64 KiB).
+    pub fn load_redirect(map: &XskMap, frags: bool) -> Result<Self, BpfError> {
+        let insns = redirect_program(map.fd.as_raw_fd());
+        match Self::load(&insns, frags, None) {
+            Ok(fd) => Ok(Self { fd, frags }),
+            Err(source) => {
+                // Load again with the verifier log on, to say why.
+                let mut log = vec![0u8; VERIFIER_LOG_SIZE];
+                let log = match Self::load(&insns, frags, Some(&mut log)) {
+                    Ok(_) => None,
+                    Err(_) => {
+                        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+                        let text = String::from_utf8_lossy(&log[..end]).trim_end().to_owned();
+                        (!text.is_empty()).then_some(text)
+                    }
+                };
+                Err(BpfError {
+                    what: "load XDP program",
+                    source,
+                    log,
+                })
+            }
+        }
+    }
+
+    fn load(insns: &[Insn], frags: bool, log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
+        const LICENSE: &[u8] = b"GPL\0";
+        let (log_level, log_size, log_buf) = match log {
+            Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
+            None => (0, 0, 0),
+        };
+        let mut attr = ProgLoadAttr {
+            prog_type: BPF_PROG_TYPE_XDP,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: LICENSE.as_ptr() as u64,
+            log_level,
+            log_size,
+            log_buf,
+            prog_flags: if frags { BPF_F_XDP_HAS_FRAGS } else { 0 },
+            prog_name: obj_name("vswitch_xsk"),
+            expected_attach_type: BPF_XDP,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the PROG_LOAD layout; `insns` (insn_cnt entries of 8 bytes), the
+        // NUL-terminated license and the log buffer (log_size bytes, writable) all outlive the
+        // call.
+        let rc = unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) }?;
+        Ok(owned(rc))
+    }
+
+    /// True when loaded with `BPF_F_XDP_HAS_FRAGS`.
+    pub fn has_frags(&self) -> bool {
+        self.frags
+    }
+
+    /// The kernel's id of the program (as `ip link` and `bpftool` show it).
+    ///
+    /// # Errors
+    /// The error of `BPF_OBJ_GET_INFO_BY_FD`.
+    pub fn id(&self) -> io::Result<u32> {
+        obj_id(self.fd.as_fd())
+    }
+}
+
+impl AsFd for XdpProgram {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// How an XDP program is attached to a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum XdpAttachMode {
+    /// Native, in the driver (`XDP_FLAGS_DRV_MODE`).
+    Driver,
+    /// Generic, on the skb path (`XDP_FLAGS_SKB_MODE`).
+    Skb,
+}
+
+impl XdpAttachMode {
+    /// The `XDP_FLAGS_*_MODE` flag.
+    pub fn flags(self) -> u32 {
+        match self {
+            Self::Driver => netdev::XDP_FLAGS_DRV_MODE,
+            Self::Skb => netdev::XDP_FLAGS_SKB_MODE,
+        }
+    }
+
+    /// Name as `ip link` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Driver => "native",
+            Self::Skb => "generic",
+        }
+    }
+}
+
+impl fmt::Display for XdpAttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An XDP program attached to a device by `bpf_link`; dropping it detaches the program.
+#[derive(Debug)]
+pub struct XdpLink {
+    fd: OwnedFd,
+    ifindex: u32,
+    mode: XdpAttachMode,
+}
+
+impl XdpLink {
+    /// Attaches `prog` to `ifindex` in `mode`.
+    ///
+    /// A program left on the device by a netlink attach (`ip link set … xdp`, a crashed tool)
+    /// makes the kernel refuse the link with `EBUSY` (same mode) or `EEXIST` (the other mode);
+    /// such a leftover is detached through netlink, with a warning, and the attach is retried
+    /// once. A program owned by another live `bpf_link` is never touched: the kernel refuses to
+    /// detach it through netlink and the original error is returned.
+    ///
+    /// # Errors
+    /// The `BPF_LINK_CREATE` error (e.g. `ERANGE` on a veth whose peer MTU is too large for
+    /// XDP, `EOPNOTSUPP` in driver mode on a device without native XDP).
+    pub fn attach(prog: &XdpProgram, ifindex: u32, mode: XdpAttachMode) -> Result<Self, BpfError> {
+        match Self::create(prog, ifindex, mode) {
+            Ok(link) => Ok(link),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) => {
+                if clear_netlink_leftovers(ifindex)? {
+                    Self::create(prog, ifindex, mode)
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create(prog: &XdpProgram, ifindex: u32, mode: XdpAttachMode) -> Result<Self, BpfError> {
+        let mut attr = LinkCreateAttr {
+            prog_fd: prog.fd.as_raw_fd() as u32,
+            target_ifindex: ifindex,
+            attach_type: BPF_XDP,
+            flags: mode.flags(),
+        };
+        // SAFETY: `attr` is the LINK_CREATE layout and holds no pointers.
+        let rc = unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr) }.map_err(|source| BpfError {
+            what: "attach XDP program (bpf_link)",
+            source,
+            log: None,
+        })?;
+        Ok(Self {
+            fd: owned(rc),
+            ifindex,
+            mode,
+        })
+    }
+
+    /// The device the program is attached to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The mode it is attached in.
+    pub fn mode(&self) -> XdpAttachMode {
+        self.mode
+    }
+}
+
+impl AsFd for XdpLink {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Detaches every netlink-attached XDP program of `ifindex`; returns true if one was removed.
+/// Programs held by a live `bpf_link` are left alone (the kernel answers `EBUSY`).
+fn clear_netlink_leftovers(ifindex: u32) -> Result<bool, BpfError> {
+    let st = netdev::xdp_query(ifindex).map_err(|source| BpfError {
+        what: "query XDP state (rtnetlink)",
+        source,
+        log: None,
+    })?;
+    let mut cleared = false;
+    for mode in st.modes() {
+        match netdev::xdp_detach_netlink(ifindex, mode) {
+            Ok(()) => {
+                tracing::warn!(
+                    ifindex,
+                    mode_flags = mode,
+                    drv_prog_id = st.drv_prog_id,
+                    skb_prog_id = st.skb_prog_id,
+                    "detached a leftover netlink-attached XDP program"
+                );
+                cleared = true;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                tracing::debug!(
+                    ifindex,
+                    mode_flags = mode,
+                    "XDP program there is a live bpf_link"
+                );
+            }
+            Err(source) => {
+                return Err(BpfError {
+                    what: "detach leftover XDP program (rtnetlink)",
+                    source,
+                    log: None,
+                });
+            }
+        }
+    }
+    Ok(cleared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redirect_program_encodes_as_documented() {
+        let p = redirect_program(7);
+        let words: Vec<u64> = p
+            .iter()
+            .map(|i| {
+                u64::from(i.code)
+                    | u64::from(i.regs) << 8
+                    | u64::from(i.off as u16) << 16
+                    | u64::from(i.imm as u32) << 32
+            })
+            .collect();
+        assert_eq!(size_of::<Insn>(), 8);
+        assert_eq!(
+            words,
+            vec![
+                0x0000_0000_0010_1261,
+                0x0000_0007_0000_1118,
+                0,
+                0x0000_0002_0000_03b7,
+                0x0000_0033_0000_0085,
+                0x0000_0000_0000_0095,
+            ]
+        );
+    }
+
+    #[test]
+    fn attr_layouts_match_the_kernel() {
+        assert_eq!(size_of::<MapCreateAttr>(), 44);
+        assert_eq!(size_of::<ElemAttr>(), 32);
+        assert_eq!(size_of::<ProgLoadAttr>(), 72);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, expected_attach_type), 68);
+        assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_flags), 44);
+        assert_eq!(size_of::<LinkCreateAttr>(), 16);
+        assert_eq!(size_of::<InfoAttr>(), 16);
+    }
+
+    #[test]
+    fn object_names_are_truncated_and_terminated() {
+        let n = obj_name("a_very_long_object_name");
+        assert_eq!(&n[..15], b"a_very_long_obj");
+        assert_eq!(n[15], 0);
+    }
+
+    fn privileged() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn the_redirect_program_passes_the_verifier() {
+        if !privileged() {
+            return;
+        }
+        let map = XskMap::new(4).unwrap();
+        let prog = XdpProgram::load_redirect(&map, false).unwrap();
+        assert!(prog.id().unwrap() > 0);
+        map.clear(3).unwrap();
+        assert!(map.clear(9).is_err(), "slot 9 of a 4-slot map");
+    }
+}

@@ -1,1 +1,1189 @@
-//! Being written.
+//! AF_XDP sockets without libbpf/libxdp: UMEM, the four rings and the chunk bookkeeping that lets
+//! the rest of the crate touch frame bytes without `unsafe`.
+//!
+//! One [`Xsk`] is one socket bound to one (device, queue), with its own UMEM of
+//! [`XskConfig::frames`] chunks of [`CHUNK_SIZE`] bytes, split in two fixed pools:
+//! - rx chunks `0..rx_frames` circulate FILL → (kernel writes a frame) → RX → held by the caller
+//!   (between [`Xsk::recv`] and [`Xsk::release`]) → FILL;
+//! - tx chunks `rx_frames..frames` circulate free list → (frame copied in) → TX → (kernel sent
+//!   it) → COMPLETION → free list.
+//!
+//! Each chunk's owner is recorded in a byte per chunk, so a stale or forged address can never
+//! hand out memory the kernel may be writing ([`Xsk::frame`] returns an empty slice instead) or
+//! put a chunk in a ring twice.
+//!
+//! Ring indices are free-running `u32`s shared with the kernel: the consumer side loads the
+//! producer index with `Acquire` (the entries and frame bytes written before it are visible) and
+//! publishes its consumer index with `Release` (our reads of the entries and frames are done);
+//! the producer side mirrors that. Nothing on the per-frame path allocates or makes a syscall,
+//! except the kicks: `sendto` on [`Xsk::flush`] (copy-mode TX runs inside it), `recvfrom` on
+//! [`Xsk::recv`] only when the kernel sets `XDP_RING_NEED_WAKEUP` on the fill ring.
+//!
+//! Memory: UMEM pages are pinned and, without `CAP_IPC_LOCK`, charged to the user's
+//! `RLIMIT_MEMLOCK` (8 MiB here, shared by all the user's processes): [`umem_bytes`].
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::mem::size_of;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+/// Bytes per UMEM chunk (one frame each).
+pub const CHUNK_SIZE: u32 = 4096;
+/// Where copy-mode RX puts a frame inside its chunk (`XDP_PACKET_HEADROOM`).
+pub const RX_HEADROOM: u32 = 256;
+/// Largest frame a chunk receives (copy mode): the chunk minus the kernel's headroom.
+pub const MAX_FRAME_LEN: u32 = CHUNK_SIZE - RX_HEADROOM;
+/// Descriptors one `sendto` kick moves at most (the kernel's `TX_BATCH_SIZE`, copy mode).
+pub const TX_KICK_BATCH: u32 = 32;
+
+/// UMEM bytes (pinned, memlock-accounted without `CAP_IPC_LOCK`) of a socket with `frames`
+/// chunks.
+pub const fn umem_bytes(frames: u32) -> usize {
+    frames as usize * CHUNK_SIZE as usize
+}
+
+/// How one socket is sized and bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XskConfig {
+    /// UMEM chunks; half receive, half transmit (at least 2, at most 2^20).
+    pub frames: u32,
+    /// RX ring entries (power of two).
+    pub rx_ring: u32,
+    /// TX ring entries (power of two).
+    pub tx_ring: u32,
+    /// Bind with `XDP_USE_NEED_WAKEUP` (kick only when the kernel asks).
+    pub need_wakeup: bool,
+    /// Let the kernel pick zero-copy when the driver has it (bind flags 0) instead of forcing
+    /// `XDP_COPY`. veth has no zero-copy.
+    pub zero_copy: bool,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        Self {
+            frames: 512,
+            rx_ring: 256,
+            tx_ring: 256,
+            need_wakeup: true,
+            zero_copy: false,
+        }
+    }
+}
+
+impl XskConfig {
+    /// Chunks given to the kernel for receiving.
+    pub fn rx_frames(&self) -> u32 {
+        self.frames / 2
+    }
+
+    /// Chunks used for transmitting.
+    pub fn tx_frames(&self) -> u32 {
+        self.frames - self.rx_frames()
+    }
+
+    /// FILL ring entries: room for every rx chunk, so giving chunks back never fails.
+    pub fn fill_ring(&self) -> u32 {
+        self.rx_frames().next_power_of_two()
+    }
+
+    /// COMPLETION ring entries: room for every tx chunk.
+    pub fn comp_ring(&self) -> u32 {
+        self.tx_frames().next_power_of_two()
+    }
+
+    /// Checks the sizes; the error names the offending field.
+    ///
+    /// # Errors
+    /// `(field, reason)` for the first invalid value.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(2..=1 << 20).contains(&self.frames) {
+            return Err(("frames", format!("{} not in 2..=1048576", self.frames)));
+        }
+        for (field, v) in [("rx_ring", self.rx_ring), ("tx_ring", self.tx_ring)] {
+            if !v.is_power_of_two() || !(8..=1 << 16).contains(&v) {
+                return Err((field, format!("{v} is not a power of two in 8..=65536")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A failed step of socket setup or I/O.
+#[derive(Debug)]
+pub struct XskError {
+    /// What was being done.
+    pub what: &'static str,
+    /// The OS error.
+    pub source: io::Error,
+}
+
+impl XskError {
+    fn last_os(what: &'static str) -> Self {
+        Self {
+            what,
+            source: io::Error::last_os_error(),
+        }
+    }
+
+    /// The errno, if the failure came from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
+impl fmt::Display for XskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for XskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Kernel-side counters of a socket (`XDP_STATISTICS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpStatistics {
+    /// Frames dropped on receive: no fill chunk, frame larger than a chunk, …
+    pub rx_dropped: u64,
+    /// Invalid descriptors on the FILL ring.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors on the TX ring.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the FILL ring was found empty (each also counted in `rx_dropped`).
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the TX ring was found empty on a kick.
+    pub tx_ring_empty_descs: u64,
+}
+
+impl XdpStatistics {
+    /// Frames lost by the kernel side of the socket (each counted once).
+    pub fn drops(&self) -> u64 {
+        self.rx_dropped + self.rx_ring_full + self.rx_invalid_descs + self.tx_invalid_descs
+    }
+}
+
+/// `struct xdp_desc`: an RX or TX ring entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpDesc {
+    /// UMEM address of the frame's first byte.
+    pub addr: u64,
+    /// Frame length.
+    pub len: u32,
+    /// `XDP_PKT_CONTD` etc. (multi-buffer; unused here).
+    pub options: u32,
+}
+
+mod sealed {
+    /// Types that are ring entries: plain integers, valid for every bit pattern.
+    pub trait Entry: Copy {}
+    impl Entry for u64 {}
+    impl Entry for super::XdpDesc {}
+}
+use sealed::Entry;
+
+/// A memory mapping, unmapped on drop.
+#[derive(Debug)]
+struct Mmap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; nothing ties it to a thread.
+unsafe impl Send for Mmap {}
+
+impl Mmap {
+    /// Maps `len` bytes: anonymous private memory when `fd` is None, else `fd` at `offset`,
+    /// shared.
+    fn new(len: usize, fd: Option<RawFd>, offset: u64) -> io::Result<Self> {
+        let (flags, fd) = match fd {
+            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
+            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping at an address of the kernel's choosing (no MAP_FIXED), so no
+        // existing memory is affected; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(Self { ptr, len })
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping created by `Mmap::new` and owned by `self`;
+        // every pointer into it is derived from a value that is dropped with or before it.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// One mmap'ed ring shared with the kernel.
+struct Ring<T: Entry> {
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    descs: NonNull<T>,
+    mask: u32,
+    size: u32,
+    /// Producer ring: next index to write. Consumer ring: last producer index seen.
+    cached_prod: u32,
+    /// Producer ring: consumer index seen + size. Consumer ring: next index to read.
+    cached_cons: u32,
+    /// Keeps the pointers above valid.
+    _map: Mmap,
+    _entries: PhantomData<T>,
+}
+
+// SAFETY: the pointers all point into `map`, which this value owns; the ring is driven by one
+// owner at a time (`&mut self` methods) and the kernel side synchronizes through the atomics.
+unsafe impl<T: Entry> Send for Ring<T> {}
+
+impl<T: Entry> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("size", &self.size)
+            .field("cached_prod", &self.cached_prod)
+            .field("cached_cons", &self.cached_cons)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Entry> Ring<T> {
+    /// Maps the ring of `fd` at page offset `pgoff`, laid out as `off` says, with `size`
+    /// entries of `T`.
+    fn map(
+        fd: BorrowedFd<'_>,
+        pgoff: u64,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+    ) -> io::Result<Self> {
+        let len = Self::layout_len(off, size)?;
+        Self::from_mmap(Mmap::new(len, Some(fd.as_raw_fd()), pgoff)?, off, size)
+    }
+
+    /// Bytes a ring of `size` entries laid out as `off` needs, after checking the layout.
+    fn layout_len(off: &libc::xdp_ring_offset, size: u32) -> io::Result<usize> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+        if !size.is_power_of_two() {
+            return Err(bad("ring size is not a power of two"));
+        }
+        let len = usize::try_from(off.desc)
+            .ok()
+            .and_then(|d| d.checked_add(size as usize * size_of::<T>()))
+            .ok_or_else(|| bad("ring descriptor offset out of range"))?;
+        for o in [off.producer, off.consumer, off.flags] {
+            if !o.is_multiple_of(4) || o.saturating_add(4) > len as u64 {
+                return Err(bad("ring index offset out of range"));
+            }
+        }
+        if !off.desc.is_multiple_of(align_of::<T>() as u64) {
+            return Err(bad("misaligned ring descriptors"));
+        }
+        Ok(len)
+    }
+
+    /// A ring over `map` (page-aligned), laid out as `off`.
+    fn from_mmap(map: Mmap, off: &libc::xdp_ring_offset, size: u32) -> io::Result<Self> {
+        if Self::layout_len(off, size)? > map.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ring mapping too small",
+            ));
+        }
+        let at = |o: u64| {
+            // SAFETY: `layout_len` checked that every offset lies within the mapping.
+            unsafe { map.ptr.add(o as usize) }
+        };
+        let producer = at(off.producer).cast::<AtomicU32>();
+        let consumer = at(off.consumer).cast::<AtomicU32>();
+        let flags = at(off.flags).cast::<AtomicU32>();
+        let descs = at(off.desc).cast::<T>();
+        let mut ring = Self {
+            producer,
+            consumer,
+            flags,
+            descs,
+            mask: size - 1,
+            size,
+            cached_prod: 0,
+            cached_cons: 0,
+            _map: map,
+            _entries: PhantomData,
+        };
+        ring.cached_prod = ring.producer().load(Ordering::Acquire);
+        ring.cached_cons = ring.consumer().load(Ordering::Acquire);
+        Ok(ring)
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: `producer` points at an aligned u32 inside `self.map`, which lives as long
+        // as `self`; the kernel only accesses it atomically (smp_load_acquire/store_release).
+        unsafe { self.producer.as_ref() }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.consumer.as_ref() }
+    }
+
+    fn flags(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { self.flags.as_ref() }
+    }
+
+    /// Pointer to the entry slot of free-running index `idx`.
+    fn slot(&self, idx: u32) -> *mut T {
+        // SAFETY: `idx & mask < size`, and the mapping holds `size` entries from `descs`.
+        unsafe { self.descs.as_ptr().add((idx & self.mask) as usize) }
+    }
+}
+
+/// The producer side of a ring (FILL, TX): we write entries, the kernel consumes them.
+#[derive(Debug)]
+struct ProdRing<T: Entry>(Ring<T>);
+
+impl<T: Entry> ProdRing<T> {
+    fn new(ring: Ring<T>) -> Self {
+        let mut r = ring;
+        r.cached_cons = r.cached_cons.wrapping_add(r.size);
+        Self(r)
+    }
+
+    /// Free slots, refreshing the kernel's consumer index only when the cached view is full.
+    fn free(&mut self) -> u32 {
+        let r = &mut self.0;
+        if r.cached_cons == r.cached_prod {
+            r.cached_cons = r.consumer().load(Ordering::Acquire).wrapping_add(r.size);
+        }
+        r.cached_cons.wrapping_sub(r.cached_prod)
+    }
+
+    /// Writes one entry (not yet visible to the kernel); false when the ring is full.
+    fn push(&mut self, v: T) -> bool {
+        if self.free() == 0 {
+            return false;
+        }
+        let r = &mut self.0;
+        let slot = r.slot(r.cached_prod);
+        // SAFETY: `slot` is in bounds (see `Ring::slot`) and free: the kernel consumed it (its
+        // consumer index, loaded with Acquire, is past it) and does not read it again before
+        // our next Release store of the producer index covers it.
+        unsafe { slot.write(v) };
+        r.cached_prod = r.cached_prod.wrapping_add(1);
+        true
+    }
+
+    /// Publishes the pushed entries to the kernel.
+    fn submit(&mut self) {
+        self.0
+            .producer()
+            .store(self.0.cached_prod, Ordering::Release);
+    }
+
+    /// The kernel's consumer index.
+    fn consumer_index(&self) -> u32 {
+        self.0.consumer().load(Ordering::Acquire)
+    }
+
+    /// Entries pushed that the kernel has not consumed yet.
+    fn outstanding(&self) -> u32 {
+        self.0.cached_prod.wrapping_sub(self.consumer_index())
+    }
+
+    /// True when the kernel asks to be kicked (`XDP_RING_NEED_WAKEUP`).
+    fn needs_wakeup(&self) -> bool {
+        // The producer index store must be ordered before the flag load (store→load), or we
+        // could miss a wake-up the kernel asked for just after checking the ring.
+        fence(Ordering::SeqCst);
+        self.0.flags().load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+}
+
+/// The consumer side of a ring (RX, COMPLETION): the kernel writes entries, we read them.
+#[derive(Debug)]
+struct ConsRing<T: Entry>(Ring<T>);
+
+impl<T: Entry> ConsRing<T> {
+    /// Reads the next entry, if any (the slot stays ours until [`ConsRing::release`]).
+    fn pop(&mut self) -> Option<T> {
+        let r = &mut self.0;
+        if r.cached_cons == r.cached_prod {
+            r.cached_prod = r.producer().load(Ordering::Acquire);
+            if r.cached_cons == r.cached_prod {
+                return None;
+            }
+        }
+        let slot = r.slot(r.cached_cons);
+        // SAFETY: `slot` is in bounds (see `Ring::slot`); the kernel wrote it before the
+        // producer index we loaded with Acquire and does not reuse it before our Release store
+        // of a consumer index past it. `T` is valid for every bit pattern.
+        let v = unsafe { slot.read() };
+        r.cached_cons = r.cached_cons.wrapping_add(1);
+        Some(v)
+    }
+
+    /// Gives the slots read so far back to the kernel.
+    fn release(&mut self) {
+        self.0
+            .consumer()
+            .store(self.0.cached_cons, Ordering::Release);
+    }
+}
+
+/// Owner of a UMEM chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Chunk {
+    /// Rx chunk on the FILL or RX ring: the kernel may write it.
+    Kernel,
+    /// Rx chunk received and not yet released: readable and writable by the caller.
+    Held,
+    /// Tx chunk on the free list.
+    Free,
+    /// Tx chunk on the TX ring or in flight until its completion.
+    Sending,
+}
+
+/// The UMEM area.
+#[derive(Debug)]
+struct Umem {
+    map: Mmap,
+}
+
+impl Umem {
+    fn new(frames: u32) -> io::Result<Self> {
+        let map = Mmap::new(umem_bytes(frames), None, 0)?;
+        // SAFETY: advising our own fresh mapping; MADV_DONTFORK keeps pinned pages out of
+        // children (a fork would otherwise copy-on-write them away from the kernel's pin).
+        unsafe { libc::madvise(map.ptr.as_ptr().cast(), map.len, libc::MADV_DONTFORK) };
+        Ok(Self { map })
+    }
+
+    /// Pointer to byte `off` of chunk `idx`.
+    fn ptr(&self, idx: u32, off: u32) -> *mut u8 {
+        let at = idx as usize * CHUNK_SIZE as usize + off as usize;
+        debug_assert!(at < self.map.len);
+        // SAFETY: callers pass `idx < frames` and `off < CHUNK_SIZE`, so `at` is inside the
+        // mapping of `frames * CHUNK_SIZE` bytes.
+        unsafe { self.map.ptr.as_ptr().add(at) }
+    }
+}
+
+/// An AF_XDP socket bound to one device queue, with its UMEM and rings.
+pub struct Xsk {
+    rx: ConsRing<XdpDesc>,
+    tx: ProdRing<XdpDesc>,
+    fill: ProdRing<u64>,
+    comp: ConsRing<u64>,
+    // Declared after the rings and before the UMEM: dropped (closed) in between.
+    fd: OwnedFd,
+    umem: Umem,
+    chunks: Box<[Chunk]>,
+    free: Vec<u64>,
+    rx_frames: u32,
+    frames: u32,
+    need_wakeup: bool,
+    zero_copy: bool,
+    ifindex: u32,
+    queue: u32,
+}
+
+impl fmt::Debug for Xsk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Xsk")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("ifindex", &self.ifindex)
+            .field("queue", &self.queue)
+            .field("frames", &self.frames)
+            .field("zero_copy", &self.zero_copy)
+            .field("tx_free", &self.free.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `setsockopt(fd, SOL_XDP, opt, &val)`.
+fn set_xdp_opt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` is valid for reads of `size_of::<T>()` bytes for the call; the SOL_XDP
+    // options used here take exactly these plain structs/integers.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            opt,
+            (val as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `getsockopt(fd, SOL_XDP, opt, &val)`; returns the length the kernel wrote.
+fn get_xdp_opt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, val: &mut T) -> io::Result<usize> {
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `val` is valid for writes of `len` bytes and `len` for a write of a socklen_t,
+    // for the duration of the call; `T` is a plain struct of integers.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            opt,
+            (val as *mut T).cast(),
+            &raw mut len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(len as usize)
+    }
+}
+
+/// Creates an unbound AF_XDP socket.
+fn xdp_socket() -> Result<OwnedFd, XskError> {
+    // SAFETY: plain socket(2) call with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(XskError::last_os("create AF_XDP socket"));
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Checks that the kernel has AF_XDP sockets (creates and closes one).
+///
+/// # Errors
+/// `EAFNOSUPPORT` without `CONFIG_XDP_SOCKETS`, `EPERM` without `CAP_NET_RAW`.
+pub fn probe() -> Result<(), XskError> {
+    xdp_socket().map(drop)
+}
+
+impl Xsk {
+    /// Creates a socket with its UMEM and rings and binds it to queue `queue` of `ifindex`.
+    ///
+    /// The socket receives nothing until an XDP program redirects into it (an XSKMAP entry).
+    /// A transient `EBUSY` on bind (the queue's previous socket is still being torn down) is
+    /// retried for up to half a second.
+    ///
+    /// # Errors
+    /// The failing step with its errno: `EINVAL` for sizes the kernel rejects or a queue the
+    /// device does not have, `ENOBUFS`/`ENOMEM` when the UMEM exceeds `RLIMIT_MEMLOCK`,
+    /// `EOPNOTSUPP` for zero-copy on a driver without it, …
+    pub fn new(ifindex: u32, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        cfg.validate().map_err(|(field, reason)| XskError {
+            what: field,
+            source: io::Error::new(io::ErrorKind::InvalidInput, reason),
+        })?;
+        let fd = xdp_socket()?;
+        let umem = Umem::new(cfg.frames).map_err(|source| XskError {
+            what: "map UMEM",
+            source,
+        })?;
+        let reg = libc::xdp_umem_reg {
+            addr: umem.map.ptr.as_ptr() as u64,
+            len: umem.map.len as u64,
+            chunk_size: CHUNK_SIZE,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        let sys = |what: &'static str| move |source| XskError { what, source };
+        set_xdp_opt(fd.as_fd(), libc::XDP_UMEM_REG, &reg)
+            .map_err(sys("register UMEM (XDP_UMEM_REG; RLIMIT_MEMLOCK?)"))?;
+        set_xdp_opt(fd.as_fd(), libc::XDP_UMEM_FILL_RING, &cfg.fill_ring())
+            .map_err(sys("size FILL ring"))?;
+        set_xdp_opt(fd.as_fd(), libc::XDP_UMEM_COMPLETION_RING, &cfg.comp_ring())
+            .map_err(sys("size COMPLETION ring"))?;
+        set_xdp_opt(fd.as_fd(), libc::XDP_RX_RING, &cfg.rx_ring).map_err(sys("size RX ring"))?;
+        set_xdp_opt(fd.as_fd(), libc::XDP_TX_RING, &cfg.tx_ring).map_err(sys("size TX ring"))?;
+
+        // SAFETY: `xdp_mmap_offsets` is plain integers; all zero is valid.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let got = get_xdp_opt(fd.as_fd(), libc::XDP_MMAP_OFFSETS, &mut off)
+            .map_err(sys("get ring offsets (XDP_MMAP_OFFSETS)"))?;
+        if got != size_of::<libc::xdp_mmap_offsets>() {
+            return Err(XskError {
+                what: "get ring offsets (XDP_MMAP_OFFSETS)",
+                source: io::Error::new(io::ErrorKind::Unsupported, "kernel without ring flags"),
+            });
+        }
+        let rx = ConsRing(
+            Ring::map(
+                fd.as_fd(),
+                libc::XDP_PGOFF_RX_RING as u64,
+                &off.rx,
+                cfg.rx_ring,
+            )
+            .map_err(sys("map RX ring"))?,
+        );
+        let tx = ProdRing::new(
+            Ring::map(
+                fd.as_fd(),
+                libc::XDP_PGOFF_TX_RING as u64,
+                &off.tx,
+                cfg.tx_ring,
+            )
+            .map_err(sys("map TX ring"))?,
+        );
+        let fill = ProdRing::new(
+            Ring::map(
+                fd.as_fd(),
+                libc::XDP_UMEM_PGOFF_FILL_RING,
+                &off.fr,
+                cfg.fill_ring(),
+            )
+            .map_err(sys("map FILL ring"))?,
+        );
+        let comp = ConsRing(
+            Ring::map(
+                fd.as_fd(),
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+                &off.cr,
+                cfg.comp_ring(),
+            )
+            .map_err(sys("map COMPLETION ring"))?,
+        );
+
+        let mut flags = if cfg.zero_copy { 0 } else { libc::XDP_COPY };
+        if cfg.need_wakeup {
+            flags |= libc::XDP_USE_NEED_WAKEUP;
+        }
+        bind(fd.as_fd(), ifindex, queue, flags)?;
+
+        let mut opts = libc::xdp_options { flags: 0 };
+        let zero_copy = get_xdp_opt(fd.as_fd(), libc::XDP_OPTIONS, &mut opts).is_ok()
+            && opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0;
+
+        // Rx chunks start on the FILL ring, tx chunks on the free list.
+        let rx_frames = cfg.rx_frames();
+        let chunks = (0..cfg.frames)
+            .map(|idx| {
+                if idx < rx_frames {
+                    Chunk::Kernel
+                } else {
+                    Chunk::Free
+                }
+            })
+            .collect();
+        let mut free = Vec::with_capacity(cfg.tx_frames() as usize);
+        free.extend((rx_frames..cfg.frames).rev().map(chunk_addr));
+        let mut xsk = Self {
+            rx,
+            tx,
+            fill,
+            comp,
+            fd,
+            umem,
+            chunks,
+            free,
+            rx_frames,
+            frames: cfg.frames,
+            need_wakeup: cfg.need_wakeup,
+            zero_copy,
+            ifindex,
+            queue,
+        };
+        for idx in 0..rx_frames {
+            let pushed = xsk.fill.push(chunk_addr(idx));
+            debug_assert!(pushed, "the FILL ring holds every rx chunk");
+        }
+        xsk.fill.submit();
+        Ok(xsk)
+    }
+
+    /// The socket (for an XSKMAP entry, or to poll for `POLLIN`).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// True when the kernel bound the socket in zero-copy mode.
+    pub fn is_zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Queue id the socket is bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// Tx chunks on the free list (for tests and diagnostics).
+    pub fn tx_free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// `(chunk index, offset)` of UMEM address `addr`, if it is inside the UMEM.
+    fn locate(&self, addr: u64) -> Option<(u32, u32)> {
+        let idx = addr / u64::from(CHUNK_SIZE);
+        let off = (addr % u64::from(CHUNK_SIZE)) as u32;
+        (idx < u64::from(self.frames)).then_some((idx as u32, off))
+    }
+
+    /// Receives up to `max` frames: `each(addr, len)` is called for every frame, in order, with
+    /// the UMEM address of its first byte. The chunks stay the caller's (readable through
+    /// [`Xsk::frame`]) until [`Xsk::release`]. Never blocks; returns the number received.
+    ///
+    /// When nothing arrived and the kernel asked for a wake-up on the FILL ring, kicks it
+    /// with `recvfrom(MSG_DONTWAIT)` (never happens in copy mode).
+    pub fn recv(&mut self, max: usize, mut each: impl FnMut(u64, u32)) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(desc) = self.rx.pop() else { break };
+            let Some((idx, off)) = self.locate(desc.addr) else {
+                continue;
+            };
+            let fits = off as usize + desc.len as usize <= CHUNK_SIZE as usize;
+            match self.chunks.get_mut(idx as usize) {
+                Some(c @ Chunk::Kernel) if idx < self.rx_frames => {
+                    if fits {
+                        *c = Chunk::Held;
+                        each(desc.addr, desc.len);
+                        n += 1;
+                    } else {
+                        // A length the kernel should never produce: recycle the chunk.
+                        self.fill.push(chunk_addr(idx));
+                        self.fill.submit();
+                    }
+                }
+                // An address that is not ours to read: skip it.
+                _ => {}
+            }
+        }
+        self.rx.release();
+        if n == 0 && self.need_wakeup && self.fill.needs_wakeup() {
+            self.kick_rx();
+        }
+        n
+    }
+
+    /// The bytes of a held frame (`addr`, `len` as given by [`Xsk::recv`]); empty when the
+    /// address is not a held chunk or the range leaves its chunk.
+    pub fn frame(&self, addr: u64, len: u32) -> &[u8] {
+        match self.held_range(addr, len) {
+            // SAFETY: the range lies inside one chunk that is `Held`: the kernel handed it to
+            // us (RX ring, Acquire) and gets it back only through `release(&mut self)`, so
+            // nothing writes it while this shared borrow of `self` lives.
+            Some((idx, off)) => unsafe {
+                std::slice::from_raw_parts(self.umem.ptr(idx, off), len as usize)
+            },
+            None => &[],
+        }
+    }
+
+    /// The bytes of a held frame, writable; see [`Xsk::frame`].
+    pub fn frame_mut(&mut self, addr: u64, len: u32) -> &mut [u8] {
+        match self.held_range(addr, len) {
+            // SAFETY: as in `frame`, and the exclusive borrow of `self` rules out any other
+            // slice of this chunk.
+            Some((idx, off)) => unsafe {
+                std::slice::from_raw_parts_mut(self.umem.ptr(idx, off), len as usize)
+            },
+            None => &mut [],
+        }
+    }
+
+    fn held_range(&self, addr: u64, len: u32) -> Option<(u32, u32)> {
+        let (idx, off) = self.locate(addr)?;
+        let fits = off as usize + len as usize <= CHUNK_SIZE as usize;
+        (fits && self.chunks.get(idx as usize) == Some(&Chunk::Held)).then_some((idx, off))
+    }
+
+    /// Gives received chunks (any address inside them) back to the kernel through the FILL
+    /// ring. Addresses that are not held are ignored (a double release is harmless). Returns
+    /// the number of chunks given back.
+    pub fn release(&mut self, addrs: impl IntoIterator<Item = u64>) -> usize {
+        let mut n = 0;
+        for addr in addrs {
+            let Some((idx, _)) = self.locate(addr) else {
+                continue;
+            };
+            if self.chunks.get(idx as usize) != Some(&Chunk::Held) {
+                continue;
+            }
+            // Cannot fail: the FILL ring has a slot for every rx chunk.
+            if self.fill.push(chunk_addr(idx)) {
+                if let Some(c) = self.chunks.get_mut(idx as usize) {
+                    *c = Chunk::Kernel;
+                }
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.fill.submit();
+        }
+        n
+    }
+
+    /// Copies `frame` into a free tx chunk and queues it on the TX ring (visible to the kernel
+    /// at the next [`Xsk::flush`]). False when no tx chunk is free, the TX ring is full, or the
+    /// frame is empty or larger than a chunk.
+    pub fn send(&mut self, frame: &[u8]) -> bool {
+        if frame.is_empty() || frame.len() > CHUNK_SIZE as usize || self.tx.free() == 0 {
+            return false;
+        }
+        if self.free.is_empty() {
+            self.reap();
+        }
+        let Some(addr) = self.free.pop() else {
+            return false;
+        };
+        let Some((idx, _)) = self.locate(addr) else {
+            return false;
+        };
+        // SAFETY: `addr` came from the free list, so chunk `idx` (< frames) is `Free`: the
+        // kernel is done with it (completion seen) and no slice of it exists; `frame.len()` ≤
+        // CHUNK_SIZE, and `frame` cannot overlap a chunk we own exclusively.
+        unsafe {
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), self.umem.ptr(idx, 0), frame.len());
+        }
+        let desc = XdpDesc {
+            addr,
+            len: frame.len() as u32,
+            options: 0,
+        };
+        if !self.tx.push(desc) {
+            self.free.push(addr);
+            return false;
+        }
+        if let Some(c) = self.chunks.get_mut(idx as usize) {
+            *c = Chunk::Sending;
+        }
+        true
+    }
+
+    /// Moves completed tx chunks back to the free list; returns how many.
+    pub fn reap(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(addr) = self.comp.pop() {
+            let Some((idx, _)) = self.locate(addr) else {
+                continue;
+            };
+            if let Some(c @ Chunk::Sending) = self.chunks.get_mut(idx as usize) {
+                *c = Chunk::Free;
+                // Never grows: at most `tx_frames` chunks are ever free (capacity).
+                self.free.push(chunk_addr(idx));
+                n += 1;
+            }
+        }
+        self.comp.release();
+        n
+    }
+
+    /// Publishes queued tx descriptors, reaps completions and kicks the kernel with
+    /// `sendto(MSG_DONTWAIT)` until it has consumed everything queued (one kick moves at most
+    /// [`TX_KICK_BATCH`] descriptors in copy mode), at most `max_kicks` times. `EAGAIN`,
+    /// `EBUSY` and `ENOBUFS` end the flush without error when they made no progress: the rest
+    /// goes with the next one. Returns the number of descriptors still waiting in the TX ring.
+    ///
+    /// # Errors
+    /// Other kick errors (`ENETDOWN` when the device is down, `ENXIO` …); queued frames stay
+    /// on the ring.
+    pub fn flush(&mut self, max_kicks: u32) -> io::Result<u32> {
+        self.tx.submit();
+        self.reap();
+        let mut kicks = 0;
+        while self.tx.outstanding() > 0 && kicks < max_kicks {
+            if self.need_wakeup && !self.tx.needs_wakeup() {
+                break;
+            }
+            let before = self.tx.consumer_index();
+            kicks += 1;
+            if let Err(e) = self.kick_tx() {
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {
+                        if self.tx.consumer_index() == before {
+                            break;
+                        }
+                    }
+                    _ => {
+                        self.reap();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.reap();
+        Ok(self.tx.outstanding())
+    }
+
+    /// Descriptors queued on the TX ring that the kernel has not taken yet.
+    pub fn tx_outstanding(&self) -> u32 {
+        self.tx.outstanding()
+    }
+
+    fn kick_tx(&self) -> io::Result<()> {
+        // SAFETY: a zero-length send with no buffer and no address: the kernel reads nothing
+        // from our memory.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn kick_rx(&self) {
+        // SAFETY: a zero-length receive with no buffer and no address: the kernel writes
+        // nothing to our memory. The result does not matter (it only wakes the driver).
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// The kernel's counters for this socket (one `getsockopt`).
+    ///
+    /// # Errors
+    /// The `getsockopt` error.
+    pub fn statistics(&self) -> io::Result<XdpStatistics> {
+        // SAFETY: `xdp_statistics` is plain integers; all zero is valid.
+        let mut s: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        get_xdp_opt(self.fd.as_fd(), libc::XDP_STATISTICS, &mut s)?;
+        Ok(XdpStatistics {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full,
+            rx_fill_ring_empty_descs: s.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: s.tx_ring_empty_descs,
+        })
+    }
+}
+
+impl AsFd for Xsk {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// UMEM address of the first byte of chunk `idx`.
+fn chunk_addr(idx: u32) -> u64 {
+    u64::from(idx) * u64::from(CHUNK_SIZE)
+}
+
+/// Binds `fd` to (`ifindex`, `queue`), retrying a transient `EBUSY`.
+fn bind(fd: BorrowedFd<'_>, ifindex: u32, queue: u32, flags: u16) -> Result<(), XskError> {
+    let addr = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    let mut tries = 0;
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_xdp for the duration of the call, with its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = XskError::last_os("bind AF_XDP socket");
+        if err.raw_os_error() == Some(libc::EBUSY) && tries < 20 {
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(25));
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_fits_four_queues_in_eight_mib_of_memlock() {
+        let c = XskConfig::default();
+        assert!(c.validate().is_ok());
+        assert_eq!(umem_bytes(c.frames) * 4, 8 << 20);
+        assert_eq!((c.rx_frames(), c.tx_frames()), (256, 256));
+        assert_eq!((c.fill_ring(), c.comp_ring()), (256, 256));
+    }
+
+    #[test]
+    fn odd_frame_counts_round_rings_up() {
+        let c = XskConfig {
+            frames: 301,
+            ..XskConfig::default()
+        };
+        assert_eq!((c.rx_frames(), c.tx_frames()), (150, 151));
+        assert_eq!((c.fill_ring(), c.comp_ring()), (256, 256));
+    }
+
+    #[test]
+    fn invalid_sizes_name_their_field() {
+        let bad = |c: XskConfig| c.validate().unwrap_err().0;
+        let d = XskConfig::default();
+        assert_eq!(bad(XskConfig { frames: 1, ..d }), "frames");
+        assert_eq!(bad(XskConfig { rx_ring: 100, ..d }), "rx_ring");
+        assert_eq!(bad(XskConfig { tx_ring: 4, ..d }), "tx_ring");
+    }
+
+    /// A ring in anonymous memory with both indices at `start`; the test plays the kernel.
+    fn anon_ring<T: Entry>(size: u32, start: u32) -> Ring<T> {
+        let off = libc::xdp_ring_offset {
+            producer: 0,
+            consumer: 64,
+            flags: 128,
+            desc: 256,
+        };
+        let len = Ring::<T>::layout_len(&off, size).unwrap();
+        let map = Mmap::new(len, None, 0).unwrap();
+        let mut ring = Ring::<T>::from_mmap(map, &off, size).unwrap();
+        ring.producer().store(start, Ordering::Relaxed);
+        ring.consumer().store(start, Ordering::Relaxed);
+        ring.cached_prod = start;
+        ring.cached_cons = start;
+        ring
+    }
+
+    #[test]
+    fn a_producer_ring_stops_when_full_and_resumes_as_the_kernel_consumes() {
+        let start = u32::MAX - 2; // wraps around while the test runs
+        let mut p = ProdRing::new(anon_ring::<u64>(4, start));
+        for v in 0..4 {
+            assert!(p.push(v));
+        }
+        assert!(!p.push(99), "full");
+        assert_eq!(
+            p.0.producer().load(Ordering::Relaxed),
+            start,
+            "not published yet"
+        );
+        p.submit();
+        assert_eq!(
+            p.0.producer().load(Ordering::Relaxed),
+            start.wrapping_add(4)
+        );
+        assert_eq!(p.outstanding(), 4);
+        // The kernel consumes two entries.
+        p.0.consumer()
+            .store(start.wrapping_add(2), Ordering::Release);
+        assert_eq!(p.outstanding(), 2);
+        assert!(p.push(4) && p.push(5) && !p.push(6));
+        p.submit();
+        let slots: Vec<u64> = (0..4)
+            .map(|i| {
+                // SAFETY: `slot` is in bounds of our own anonymous ring; no kernel involved.
+                unsafe { p.0.slot(i).read() }
+            })
+            .collect();
+        // Indices start at MAX-2: 0,1,2,3 went to slots 1,2,3,0; then 4,5 to slots 1,2.
+        assert_eq!(slots, vec![3, 4, 5, 2]);
+    }
+
+    #[test]
+    fn a_consumer_ring_sees_only_published_entries() {
+        let start = u32::MAX;
+        let mut c = ConsRing(anon_ring::<XdpDesc>(2, start));
+        assert_eq!(c.pop(), None);
+        for i in 0..2u32 {
+            let slot = c.0.slot(start.wrapping_add(i));
+            // SAFETY: `slot` is in bounds of our own anonymous ring; we play the kernel.
+            unsafe {
+                slot.write(XdpDesc {
+                    addr: u64::from(i) * 4096 + 256,
+                    len: 60 + i,
+                    options: 0,
+                })
+            };
+        }
+        assert_eq!(c.pop(), None, "written but not published");
+        c.0.producer()
+            .store(start.wrapping_add(1), Ordering::Release);
+        assert_eq!(c.pop().map(|d| d.len), Some(60));
+        assert_eq!(c.pop(), None);
+        c.0.producer()
+            .store(start.wrapping_add(2), Ordering::Release);
+        assert_eq!(c.pop().map(|d| (d.addr, d.len)), Some((4352, 61)));
+        assert_eq!(
+            c.0.consumer().load(Ordering::Relaxed),
+            start,
+            "not released yet"
+        );
+        c.release();
+        assert_eq!(
+            c.0.consumer().load(Ordering::Relaxed),
+            start.wrapping_add(2)
+        );
+    }
+
+    #[test]
+    fn ring_layouts_the_kernel_could_not_mean_are_rejected() {
+        let off = |p, d| libc::xdp_ring_offset {
+            producer: p,
+            consumer: 4,
+            flags: 8,
+            desc: d,
+        };
+        assert!(
+            Ring::<u64>::layout_len(&off(0, 64), 3).is_err(),
+            "not a power of two"
+        );
+        assert!(
+            Ring::<u64>::layout_len(&off(2, 64), 4).is_err(),
+            "misaligned index"
+        );
+        assert!(
+            Ring::<u64>::layout_len(&off(1 << 40, 64), 4).is_err(),
+            "outside"
+        );
+        assert!(
+            Ring::<u64>::layout_len(&off(0, 60), 4).is_err(),
+            "misaligned descs"
+        );
+        assert_eq!(Ring::<u64>::layout_len(&off(0, 64), 4).unwrap(), 96);
+    }
+
+    #[test]
+    fn ring_entries_have_the_kernel_layout() {
+        assert_eq!(size_of::<XdpDesc>(), 16);
+        assert_eq!(size_of::<libc::xdp_mmap_offsets>(), 128);
+        assert_eq!(size_of::<libc::xdp_umem_reg>(), 32);
+        assert_eq!(size_of::<libc::xdp_statistics>(), 48);
+    }
+}

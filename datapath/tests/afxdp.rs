@@ -1,0 +1,789 @@
+//! Privileged AF_XDP tests: a veth pair with one end in a private network namespace (with an
+//! address) and the other in the host namespace (up, no address, IPv6 off), an `AfXdpPort` on
+//! the host end, and python3 children inside the namespace as traffic source and sink.
+//!
+//! Needs root with `CAP_NET_ADMIN`/`CAP_BPF`, `ip` (iproute2) and `python3`. Without privileges
+//! each test prints why and passes, unless `CI=true`, where it fails instead.
+//! Traffic only flows between the devices each test creates.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use datapath::buf::{Offload, RxBatch};
+use datapath::port::afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
+use datapath::port::{Port, PortError, PortKind};
+use datapath::sys::bpf::{XdpAttachMode, XdpLink, XdpProgram, XskMap};
+use datapath::sys::netdev;
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+/// Address of the namespace end.
+const NS_IP: &str = "10.77.0.1";
+/// Address the namespace believes is behind the host end (static ARP to the host end's MAC).
+const PEER_IP: &str = "10.77.0.2";
+
+/// True when the test can run; false (after saying why) when it should be skipped.
+fn privileged(test: &str) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let root = field("Uid:").split_whitespace().nth(1) == Some("0");
+    let caps = u64::from_str_radix(&field("CapEff:"), 16).unwrap_or(0);
+    let net_admin = caps & (1 << 12) != 0;
+    let tools = Command::new("ip").arg("-V").output().is_ok()
+        && Command::new("python3").arg("-V").output().is_ok();
+    if root && net_admin && tools {
+        return true;
+    }
+    let reason = format!(
+        "{test}: skipped: needs root with CAP_NET_ADMIN, ip and python3 \
+         (root={root}, net_admin={net_admin}, tools={tools})"
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{reason}");
+    }
+    eprintln!("{reason}");
+    false
+}
+
+/// Runs a command, panicking with its stderr on failure; returns stdout.
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn parse_mac(s: &str) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(s.trim().split(':')) {
+        *b = u8::from_str_radix(part, 16).expect("hex MAC");
+    }
+    mac
+}
+
+/// A veth pair `host` ↔ `peer` with `peer` in namespace `ns`; deleted on drop, even on panic.
+struct Veth {
+    ns: String,
+    host: String,
+    peer: String,
+    host_mac: [u8; 6],
+    peer_mac: [u8; 6],
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl Veth {
+    fn new() -> Self {
+        Self::with_queues(1)
+    }
+
+    /// A pair whose ends both have `queues` rx and tx queues.
+    fn with_queues(queues: usize) -> Self {
+        let id = std::process::id() % 10000;
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut v = Self {
+            ns: format!("vxt{id}n{k}"),
+            host: format!("vxt{id}{k}a"),
+            peer: format!("vxt{id}{k}b"),
+            host_mac: [0; 6],
+            peer_mac: [0; 6],
+        };
+        // The guard exists before anything is created, so a failure below still cleans up.
+        run(&["ip", "netns", "add", &v.ns]);
+        let q = queues.to_string();
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &v.host,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &v.peer,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+        ]);
+        run(&["ip", "link", "set", &v.peer, "netns", &v.ns]);
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", v.host),
+            "1",
+        )
+        .expect("disable IPv6 on the host end");
+        run(&["ip", "link", "set", &v.host, "up"]);
+        v.ns_run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", v.peer),
+        ]);
+        v.ns_run(&["ip", "addr", "add", &format!("{NS_IP}/24"), "dev", &v.peer]);
+        v.ns_run(&["ip", "link", "set", &v.peer, "up"]);
+        v.ns_run(&["ip", "link", "set", "lo", "up"]);
+        v.host_mac = parse_mac(
+            &std::fs::read_to_string(format!("/sys/class/net/{}/address", v.host))
+                .expect("host MAC"),
+        );
+        v.peer_mac = parse_mac(&v.ns_run(&["cat", &format!("/sys/class/net/{}/address", v.peer)]));
+        let lladdr = v
+            .host_mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        v.ns_run(&[
+            "ip",
+            "neigh",
+            "add",
+            PEER_IP,
+            "lladdr",
+            &lladdr,
+            "dev",
+            &v.peer,
+            "nud",
+            "permanent",
+        ]);
+        v
+    }
+
+    fn ns_run(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Spawns `python3 -c code` inside the namespace with stdout piped.
+    fn ns_python(&self, code: &str) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c", code])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python3 in the namespace")
+    }
+
+    /// Sends `n` UDP datagrams `vxt-<i>` from the namespace to `PEER_IP:port`.
+    fn send_udp(&self, n: usize, port: u16) {
+        let code = format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range({n}):\n    s.sendto(b'vxt-%d' % i, ('{PEER_IP}', {port}))\n"
+        );
+        let out = self.ns_python(&code).wait_with_output().expect("python3");
+        assert!(
+            out.status.success(),
+            "sender failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn xdp_shown(&self) -> bool {
+        let out = run(&["ip", "-d", "link", "show", "dev", &self.host]);
+        out.contains("xdp")
+    }
+
+    /// True once `ip -d link show` shows no XDP program (within 2 s). Closing a link fd
+    /// detaches at once, unless another test thread is forking a child right then: the child
+    /// holds a copy of every fd until it execs.
+    fn xdp_gone(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.xdp_shown() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys the peer and with it the host end; delete the host
+        // end too in case the move into the namespace never happened.
+        let quiet = |args: &[&str]| {
+            let _ = Command::new(args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet(&["ip", "netns", "del", &self.ns]);
+        quiet(&["ip", "link", "del", &self.host]);
+    }
+}
+
+/// A received UDP datagram: (destination port, payload, frame length).
+struct Udp {
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src_ip: [u8; 4],
+    dst_ip: [u8; 4],
+    dst_port: u16,
+    payload: Vec<u8>,
+}
+
+fn parse_udp(frame: &[u8]) -> Option<Udp> {
+    let p = SlicedPacket::from_ethernet(frame).ok()?;
+    let etherparse::LinkSlice::Ethernet2(eth) = p.link? else {
+        return None;
+    };
+    let etherparse::NetSlice::Ipv4(ip) = p.net? else {
+        return None;
+    };
+    let TransportSlice::Udp(udp) = p.transport? else {
+        return None;
+    };
+    Some(Udp {
+        src_mac: eth.source(),
+        dst_mac: eth.destination(),
+        src_ip: ip.header().source(),
+        dst_ip: ip.header().destination(),
+        dst_port: udp.destination_port(),
+        payload: udp.payload().to_vec(),
+    })
+}
+
+/// Polls `port` for up to `timeout`, releasing every batch; returns the UDP datagrams to
+/// `dst_port` in arrival order, stopping once `want` have arrived.
+fn receive_udp(port: &mut AfXdpPort, dst_port: u16, want: usize, timeout: Duration) -> Vec<Udp> {
+    let mut got = Vec::new();
+    let mut batch = RxBatch::new();
+    let deadline = Instant::now() + timeout;
+    while got.len() < want && Instant::now() < deadline {
+        batch.clear();
+        let n = port.rx_burst(0, &mut batch).expect("rx_burst");
+        assert_eq!(n, batch.len());
+        for d in batch.descs() {
+            let bytes = port.frame(d);
+            assert_eq!(
+                bytes.len(),
+                d.len as usize,
+                "frame() covers the whole frame"
+            );
+            assert!(bytes.len() <= port.caps().max_frame_len);
+            if let Some(u) = parse_udp(bytes).filter(|u| u.dst_port == dst_port) {
+                got.push(u);
+            }
+        }
+        port.rx_release(0, &batch);
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    got
+}
+
+/// Opens the port, in native mode (veth has it: a fallback would hide a bug).
+fn open_native(v: &Veth, opts: AfXdpOptions) -> AfXdpPort {
+    let port = AfXdpPort::open(
+        &v.host,
+        1,
+        AfXdpOptions {
+            mode: XdpMode::Native,
+            ..opts
+        },
+    )
+    .expect("open AF_XDP port");
+    assert_eq!(port.attach_mode(), XdpAttachMode::Driver);
+    assert_eq!(port.kind(), PortKind::AfXdp);
+    assert_eq!(port.rx_queues(), 1);
+    assert!(port.rx_fd(0).is_some() && port.rx_fd(1).is_none());
+    port
+}
+
+/// A python3 UDP sink bound in the namespace: prints `ready`, then, after `n` datagrams or 5 s
+/// of silence, `<count> <first payload hex> <first source ip>`.
+fn spawn_sink(v: &Veth, port: u16, n: usize) -> Child {
+    let code = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)\n\
+         s.bind(('{NS_IP}', {port}))\n\
+         s.settimeout(5)\n\
+         print('ready', flush=True)\n\
+         n = 0\n\
+         first = None\n\
+         try:\n\
+         \x20   while n < {n}:\n\
+         \x20       d, a = s.recvfrom(4096)\n\
+         \x20       first = first or (d, a)\n\
+         \x20       n += 1\n\
+         except socket.timeout:\n\
+         \x20   pass\n\
+         print(n, first[0].hex() if first else '-', first[1][0] if first else '-', flush=True)\n"
+    );
+    let mut child = v.ns_python(&code);
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    // Read "ready\n" byte by byte so nothing after it is buffered away.
+    while !line.ends_with('\n') {
+        match stdout.read(&mut byte) {
+            Ok(1) => line.push(byte[0] as char),
+            _ => break,
+        }
+    }
+    assert_eq!(line.trim(), "ready", "sink did not start");
+    child
+}
+
+fn sink_result(child: Child) -> (usize, Vec<u8>, String) {
+    let out = child.wait_with_output().expect("sink");
+    assert!(
+        out.status.success(),
+        "sink failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = BufReader::new(text.as_bytes())
+        .lines()
+        .map_while(Result::ok)
+        .last()
+        .unwrap_or_default();
+    let mut parts = line.split_whitespace();
+    let count = parts.next().and_then(|c| c.parse().ok()).expect("count");
+    let payload = parts
+        .next()
+        .filter(|h| *h != "-")
+        .map(|h| {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let src = parts.next().unwrap_or_default().to_owned();
+    (count, payload, src)
+}
+
+/// An Ethernet/IPv4/UDP frame from the host end's side to the namespace's sink.
+fn frame_to_ns(v: &Veth, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(v.host_mac, v.peer_mac)
+        .ipv4([10, 77, 0, 2], [10, 77, 0, 1], 64)
+        .udp(5555, dst_port);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, payload).expect("build frame");
+    frame
+}
+
+#[test]
+fn frames_from_a_namespace_arrive_in_the_rx_ring() {
+    if !privileged("frames_from_a_namespace_arrive_in_the_rx_ring") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native(&v, AfXdpOptions::default());
+    assert!(
+        v.xdp_shown(),
+        "the program is attached while the port is open"
+    );
+
+    v.send_udp(8, 9999);
+    let got = receive_udp(&mut port, 9999, 8, Duration::from_secs(5));
+    assert_eq!(got.len(), 8, "all datagrams arrive through the XSK");
+    for (i, u) in got.iter().enumerate() {
+        assert_eq!(u.payload, format!("vxt-{i}").as_bytes(), "in order, intact");
+        assert_eq!(u.src_mac, v.peer_mac);
+        assert_eq!(u.dst_mac, v.host_mac);
+        assert_eq!(u.src_ip, [10, 77, 0, 1]);
+        assert_eq!(u.dst_ip, [10, 77, 0, 2]);
+    }
+    assert_eq!(port.take_backend_drops(), 0);
+}
+
+#[test]
+fn received_frames_can_be_rewritten_in_place_and_released_chunks_are_reused() {
+    if !privileged("received_frames_can_be_rewritten_in_place_and_released_chunks_are_reused") {
+        return;
+    }
+    let v = Veth::new();
+    // 16 chunks: 8 for rx. 40 datagrams only get through if released chunks come back.
+    let mut port = open_native(
+        &v,
+        AfXdpOptions {
+            frames: 16,
+            rx_ring: 8,
+            tx_ring: 8,
+            ..AfXdpOptions::default()
+        },
+    );
+    let mut total = 0;
+    for round in 0..5 {
+        v.send_udp(8, 9999);
+        let mut batch = RxBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut n = 0;
+        while n < 8 && Instant::now() < deadline {
+            port.rx_burst(0, &mut batch).expect("rx_burst");
+            n = batch.len();
+        }
+        assert_eq!(n, 8, "round {round}: all 8 chunks came back through FILL");
+        for d in batch.descs() {
+            // Rewrite the destination MAC in place and read it back.
+            port.frame_mut(d)[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x42]);
+            assert_eq!(&port.frame(d)[..6], &[0x02, 0, 0, 0, 0, 0x42]);
+        }
+        port.rx_release(0, &batch);
+        // Released frames are no longer readable.
+        assert!(batch.descs().iter().all(|d| port.frame(d).is_empty()));
+        total += n;
+    }
+    assert_eq!(total, 40);
+}
+
+#[test]
+fn kernel_drops_are_reported_when_the_fill_ring_runs_dry() {
+    if !privileged("kernel_drops_are_reported_when_the_fill_ring_runs_dry") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native(
+        &v,
+        AfXdpOptions {
+            frames: 16,
+            rx_ring: 8,
+            tx_ring: 8,
+            ..AfXdpOptions::default()
+        },
+    );
+    v.send_udp(20, 9999);
+    let mut batch = RxBatch::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && batch.len() < 8 {
+        port.rx_burst(0, &mut batch).expect("rx_burst");
+    }
+    assert_eq!(batch.len(), 8, "8 rx chunks, 8 frames");
+    // Without a release, the 12 other datagrams had nowhere to go.
+    assert_eq!(port.take_backend_drops(), 12);
+    assert_eq!(port.take_backend_drops(), 0, "deltas, not totals");
+    port.rx_release(0, &batch);
+    let got = receive_udp(&mut port, 9999, 1, Duration::from_millis(200));
+    assert!(got.is_empty(), "nothing left over");
+    v.send_udp(3, 9999);
+    assert_eq!(
+        receive_udp(&mut port, 9999, 3, Duration::from_secs(5)).len(),
+        3
+    );
+}
+
+#[test]
+fn a_port_with_two_queues_receives_on_both_and_tells_their_frames_apart() {
+    if !privileged("a_port_with_two_queues_receives_on_both_and_tells_their_frames_apart") {
+        return;
+    }
+    let v = Veth::with_queues(2);
+    let mut port = AfXdpPort::open(
+        &v.host,
+        2,
+        AfXdpOptions {
+            mode: XdpMode::Native,
+            ..AfXdpOptions::default()
+        },
+    )
+    .expect("open with two queues");
+    assert_eq!(port.rx_queues(), 2);
+    assert_ne!(port.rx_fd(0), port.rx_fd(1));
+    // 32 flows (one socket each): the peer spreads them over its tx queues by flow hash, and
+    // veth delivers each on the rx queue of the same number.
+    let code = format!(
+        "import socket\n\
+         for i in range(32):\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   s.sendto(b'vxt-%d' % i, ('{PEER_IP}', 9999))\n"
+    );
+    assert!(v.ns_python(&code).wait().expect("python3").success());
+    let mut per_queue = [0usize; 2];
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.len() < 32 && Instant::now() < deadline {
+        for (q, count) in per_queue.iter_mut().enumerate() {
+            let mut batch = RxBatch::new();
+            port.rx_burst(q, &mut batch).expect("rx_burst");
+            for d in batch.descs() {
+                if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == 9999) {
+                    seen.push(u.payload);
+                    *count += 1;
+                }
+            }
+            // Releasing on the wrong queue gives nothing back; the right one does.
+            port.rx_release(1 - q, &batch);
+            assert!(batch.descs().iter().all(|d| !port.frame(d).is_empty()));
+            port.rx_release(q, &batch);
+        }
+    }
+    seen.sort();
+    let mut want: Vec<Vec<u8>> = (0..32).map(|i| format!("vxt-{i}").into_bytes()).collect();
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(per_queue[0] > 0 && per_queue[1] > 0, "{per_queue:?}");
+}
+
+#[test]
+fn a_peer_mtu_too_large_for_native_xdp_falls_back_to_generic_mode() {
+    if !privileged("a_peer_mtu_too_large_for_native_xdp_falls_back_to_generic_mode") {
+        return;
+    }
+    let v = Veth::new();
+    v.ns_run(&["ip", "link", "set", &v.peer, "mtu", "9000"]);
+    let err = AfXdpPort::open(
+        &v.host,
+        1,
+        AfXdpOptions {
+            mode: XdpMode::Native,
+            ..AfXdpOptions::default()
+        },
+    )
+    .expect_err("native XDP refused");
+    assert!(matches!(err, PortError::Unsupported { .. }), "{err}");
+    assert!(v.xdp_gone());
+
+    let mut port = AfXdpPort::open(&v.host, 1, AfXdpOptions::default()).expect("auto");
+    assert_eq!(port.attach_mode(), XdpAttachMode::Skb);
+    v.send_udp(4, 9999);
+    assert_eq!(
+        receive_udp(&mut port, 9999, 4, Duration::from_secs(5)).len(),
+        4
+    );
+    drop(port);
+    assert!(v.xdp_gone());
+
+    // With frags support, native mode accepts the large peer MTU.
+    let port = AfXdpPort::open(
+        &v.host,
+        1,
+        AfXdpOptions {
+            mode: XdpMode::Native,
+            frags: true,
+            ..AfXdpOptions::default()
+        },
+    )
+    .expect("native with frags");
+    assert_eq!(port.attach_mode(), XdpAttachMode::Driver);
+}
+
+#[test]
+fn a_crafted_frame_sent_with_tx_enqueue_reaches_a_socket_in_the_namespace() {
+    if !privileged("a_crafted_frame_sent_with_tx_enqueue_reaches_a_socket_in_the_namespace") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native(&v, AfXdpOptions::default());
+    let sink = spawn_sink(&v, 7777, 1);
+    let frame = frame_to_ns(&v, 7777, b"hello from AF_XDP");
+    assert!(port.tx_enqueue(&frame, &Offload::NONE));
+    port.tx_flush().expect("tx_flush");
+    let (count, payload, src) = sink_result(sink);
+    assert_eq!(count, 1);
+    assert_eq!(payload, b"hello from AF_XDP");
+    assert_eq!(src, PEER_IP);
+}
+
+#[test]
+fn one_flush_sends_more_frames_than_one_kick_can_carry() {
+    if !privileged("one_flush_sends_more_frames_than_one_kick_can_carry") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native(&v, AfXdpOptions::default());
+    let sink = spawn_sink(&v, 7778, 200);
+    for i in 0..200u32 {
+        let frame = frame_to_ns(&v, 7778, &i.to_be_bytes());
+        assert!(port.tx_enqueue(&frame, &Offload::NONE), "frame {i} fits");
+    }
+    // 200 descriptors need at least 7 kicks of 32: a single flush must do them all.
+    port.tx_flush().expect("tx_flush");
+    let (count, payload, _) = sink_result(sink);
+    assert_eq!(count, 200);
+    assert_eq!(payload, 0u32.to_be_bytes());
+}
+
+#[test]
+fn tx_enqueue_refuses_when_full_and_recovers_after_a_flush() {
+    if !privileged("tx_enqueue_refuses_when_full_and_recovers_after_a_flush") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native(
+        &v,
+        AfXdpOptions {
+            frames: 64,
+            rx_ring: 32,
+            tx_ring: 64,
+            ..AfXdpOptions::default()
+        },
+    );
+    let frame = frame_to_ns(&v, 9, b"discard");
+    // 32 tx chunks.
+    let accepted = (0..100)
+        .take_while(|_| port.tx_enqueue(&frame, &Offload::NONE))
+        .count();
+    assert_eq!(accepted, 32);
+    port.tx_flush().expect("tx_flush");
+    let again = (0..100)
+        .take_while(|_| port.tx_enqueue(&frame, &Offload::NONE))
+        .count();
+    assert_eq!(again, 32, "completions returned every chunk");
+    port.tx_flush().expect("tx_flush");
+    // Frames above the device MTU are dropped by veth, but their chunks still come back.
+    let jumbo = frame_to_ns(&v, 9, &[0u8; 2000]);
+    let accepted = (0..100)
+        .take_while(|_| port.tx_enqueue(&jumbo, &Offload::NONE))
+        .count();
+    assert_eq!(accepted, 32);
+    // Each drop ends a kick (EBUSY), so this takes a few flushes, as it would over a few
+    // batches of a worker.
+    for _ in 0..16 {
+        port.tx_flush().expect("tx_flush");
+    }
+    let again = (0..100)
+        .take_while(|_| port.tx_enqueue(&frame, &Offload::NONE))
+        .count();
+    assert_eq!(again, 32, "no chunk leaked by the dropped frames");
+    port.tx_flush().expect("tx_flush");
+    let too_big = vec![0u8; 4097];
+    assert!(!port.tx_enqueue(&too_big, &Offload::NONE));
+    assert_eq!(port.caps().max_frame_len, 3840);
+    assert!(!port.caps().tx_offload);
+}
+
+#[test]
+fn dropping_the_port_detaches_the_program() {
+    if !privileged("dropping_the_port_detaches_the_program") {
+        return;
+    }
+    let v = Veth::new();
+    assert!(v.xdp_gone());
+    let port = open_native(&v, AfXdpOptions::default());
+    let id = port.prog_id().expect("prog id");
+    let st = netdev::xdp_query(port.ifindex()).expect("query");
+    assert_eq!(
+        st.drv_prog_id, id,
+        "rtnetlink sees our program in native mode"
+    );
+    drop(port);
+    assert!(v.xdp_gone(), "no xdp after drop");
+    assert!(
+        !netdev::xdp_query(netdev::ifindex(&v.host).unwrap())
+            .unwrap()
+            .any()
+    );
+    // The queue can be bound again right away.
+    let again = open_native(&v, AfXdpOptions::default());
+    drop(again);
+    assert!(v.xdp_gone());
+}
+
+#[test]
+fn a_leftover_netlink_program_is_replaced_on_open() {
+    if !privileged("a_leftover_netlink_program_is_replaced_on_open") {
+        return;
+    }
+    let v = Veth::new();
+    let ifindex = netdev::ifindex(&v.host).expect("ifindex");
+    {
+        // What a crashed tool leaves behind: a program attached by netlink, which outlives
+        // every fd of it.
+        let map = XskMap::new(1).expect("map");
+        let prog = XdpProgram::load_redirect(&map, false).expect("load");
+        netdev::xdp_attach_netlink(ifindex, std::os::fd::AsFd::as_fd(&prog), 4)
+            .expect("netlink attach");
+    }
+    assert!(netdev::xdp_query(ifindex).expect("query").drv_prog_id != 0);
+    let mut port = open_native(&v, AfXdpOptions::default());
+    v.send_udp(2, 9999);
+    assert_eq!(
+        receive_udp(&mut port, 9999, 2, Duration::from_secs(5)).len(),
+        2,
+        "our program replaced the leftover"
+    );
+    drop(port);
+    assert!(v.xdp_gone(), "the leftover is gone too");
+}
+
+#[test]
+fn a_live_link_is_never_detached_by_the_leftover_cleanup() {
+    if !privileged("a_live_link_is_never_detached_by_the_leftover_cleanup") {
+        return;
+    }
+    let v = Veth::new();
+    let ifindex = netdev::ifindex(&v.host).expect("ifindex");
+    let map = XskMap::new(1).expect("map");
+    let prog = XdpProgram::load_redirect(&map, false).expect("load");
+    let first = XdpLink::attach(&prog, ifindex, XdpAttachMode::Driver).expect("attach");
+    let err = XdpLink::attach(&prog, ifindex, XdpAttachMode::Driver).expect_err("busy");
+    assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
+    assert!(v.xdp_shown(), "the first link is still attached");
+    let err = AfXdpPort::open(&v.host, 1, AfXdpOptions::default()).expect_err("busy device");
+    assert!(
+        matches!(err, PortError::Unsupported { .. }),
+        "caller can fall back: {err}"
+    );
+    assert!(v.xdp_shown(), "the first link survived the port's attempt");
+    drop(first);
+    assert!(v.xdp_gone());
+}
+
+#[test]
+fn bad_devices_and_queue_counts_are_reported_as_such() {
+    if !privileged("bad_devices_and_queue_counts_are_reported_as_such") {
+        return;
+    }
+    let err = AfXdpPort::open("vxt-nope0", 1, AfXdpOptions::default()).expect_err("no device");
+    assert!(matches!(err, PortError::NoDevice { .. }), "{err}");
+    assert!(matches!(
+        datapath::port::afxdp::afxdp_supported("vxt-nope0"),
+        Err(PortError::NoDevice { .. })
+    ));
+    let v = Veth::new();
+    datapath::port::afxdp::afxdp_supported(&v.host).expect("supported on veth");
+    let err = AfXdpPort::open(&v.host, 2, AfXdpOptions::default()).expect_err("one queue");
+    assert!(
+        matches!(
+            err,
+            PortError::Invalid {
+                field: "queues",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = AfXdpPort::open(
+        &v.host,
+        1,
+        AfXdpOptions {
+            rx_ring: 100,
+            ..AfXdpOptions::default()
+        },
+    )
+    .expect_err("ring size");
+    assert!(
+        matches!(
+            err,
+            PortError::Invalid {
+                field: "rx_ring",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(v.xdp_gone(), "failed opens leave nothing behind");
+}
