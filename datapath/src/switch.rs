@@ -324,6 +324,28 @@ pub struct Switch {
     generation: u64,
 }
 
+/// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
+/// root has CAP_IPC_LOCK). Deep rings absorb the bursts a busy worker cannot poll in time.
+const AFXDP_FRAMES: u32 = 4096;
+
+/// Opens an AF_XDP port with deep rings, falling back to the backend's small defaults when the
+/// memory cannot be locked (RLIMIT_MEMLOCK without CAP_IPC_LOCK).
+fn open_afxdp(name: &str, queues: usize) -> Result<AfXdpPort, PortError> {
+    let deep = AfXdpOptions {
+        frames: AFXDP_FRAMES,
+        rx_ring: AFXDP_FRAMES / 2,
+        tx_ring: AFXDP_FRAMES / 2,
+        ..AfXdpOptions::default()
+    };
+    match AfXdpPort::open(name, queues, deep) {
+        Err(PortError::Sys { source, .. }) => {
+            tracing::warn!(port = name, error = %source, "deep AF_XDP rings refused, using small ones");
+            AfXdpPort::open(name, queues, AfXdpOptions::default())
+        }
+        other => other,
+    }
+}
+
 /// How long a control operation waits for a worker to acknowledge.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of each worker's command channel.
@@ -519,7 +541,7 @@ impl Switch {
             });
         }
         let port: Box<dyn Port> = match spec.kind {
-            Some(PortKind::AfXdp) => Box::new(AfXdpPort::open(&spec.name, spec.queues, AfXdpOptions::default())?),
+            Some(PortKind::AfXdp) => Box::new(open_afxdp(&spec.name, spec.queues)?),
             Some(PortKind::Tap) => Box::new(TapPort::open(&spec.name)?),
             Some(PortKind::AfPacket) => Box::new(AfPacketPort::open(&spec.name)?),
             Some(PortKind::Mem) => {
@@ -528,7 +550,7 @@ impl Switch {
                     reason: "mem ports exist only inside tests".into(),
                 });
             }
-            None => match AfXdpPort::open(&spec.name, spec.queues, AfXdpOptions::default()) {
+            None => match open_afxdp(&spec.name, spec.queues) {
                 Ok(p) => Box::new(p),
                 Err(e @ PortError::NoDevice { .. }) => return Err(e.into()),
                 Err(e) => {
