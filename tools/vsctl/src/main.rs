@@ -1,1 +1,585 @@
-fn main() {}
+//! `vsctl`: command-line client of vswitchd's control socket.
+//!
+//! Human output is aligned tables; `--json` prints the reply bodies as JSON (one document per
+//! command). Errors print the server's message and field and exit with status 1 (2 for usage
+//! errors, from clap).
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use control::proto::{
+    HelloReply, MacDesc, PortAddRequest, PortDesc, PortStatsDesc, PortType, SwitchShowReply,
+    VlanDesc, VlanSpec,
+};
+use control::{Client, ClientError};
+use serde::Serialize;
+
+/// Control a running vswitchd.
+#[derive(Debug, Parser)]
+#[command(name = "vsctl", version, about, propagate_version = true)]
+struct Cli {
+    /// Control socket of the daemon.
+    #[arg(
+        long,
+        global = true,
+        env = "VSWITCH_SOCKET",
+        default_value = control::DEFAULT_SOCKET_PATH,
+        value_name = "PATH"
+    )]
+    socket: PathBuf,
+    /// Print replies as JSON (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for each reply.
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Port backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TypeArg {
+    /// AF_XDP where it works, else AF_PACKET.
+    Auto,
+    /// AF_XDP socket.
+    Afxdp,
+    /// TAP device.
+    Tap,
+    /// AF_PACKET socket.
+    Afpacket,
+}
+
+impl From<TypeArg> for PortType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::Auto => Self::Auto,
+            TypeArg::Afxdp => Self::Afxdp,
+            TypeArg::Tap => Self::Tap,
+            TypeArg::Afpacket => Self::Afpacket,
+        }
+    }
+}
+
+/// VLANs of a trunk: `all` or a comma-separated list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Trunks(Vec<u16>);
+
+fn parse_trunks(s: &str) -> Result<Trunks, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(Trunks(Vec::new()));
+    }
+    s.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<u16>()
+                .map_err(|e| format!("`{}`: {e}", v.trim()))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Trunks)
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Daemon version, switch settings, ports and worker counters.
+    Show,
+    /// Open a network device as a port.
+    AddPort {
+        /// Device name.
+        name: String,
+        /// Backend.
+        #[arg(long = "type", value_enum, value_name = "TYPE")]
+        port_type: Option<TypeArg>,
+        /// Rx/tx queues (AF_XDP).
+        #[arg(long, value_name = "N")]
+        queues: Option<u32>,
+        /// Access port in this VLAN (default: access VLAN 1).
+        #[arg(long, value_name = "N", conflicts_with = "trunks")]
+        vlan: Option<u16>,
+        /// Trunk port carrying these VLANs (`10,20` or `all`).
+        #[arg(long, value_name = "LIST", value_parser = parse_trunks)]
+        trunks: Option<Trunks>,
+        /// VLAN of untagged frames on the trunk.
+        #[arg(long, value_name = "N", requires = "trunks")]
+        native_vlan: Option<u16>,
+    },
+    /// Remove a port.
+    DelPort {
+        /// Port name.
+        name: String,
+    },
+    /// List the ports.
+    ListPorts,
+    /// Port counters (all ports, or one).
+    DumpPorts {
+        /// Port name.
+        name: Option<String>,
+    },
+    /// Learned MAC addresses.
+    DumpMacs {
+        /// Only this VLAN.
+        #[arg(long, value_name = "N")]
+        vlan: Option<u16>,
+        /// Only addresses learned on this port.
+        #[arg(long, value_name = "NAME")]
+        port: Option<String>,
+    },
+    /// Forget learned MAC addresses (all, or of a VLAN and/or a port).
+    FlushMacs {
+        /// Only this VLAN.
+        #[arg(long, value_name = "N")]
+        vlan: Option<u16>,
+        /// Only addresses learned on this port.
+        #[arg(long, value_name = "NAME")]
+        port: Option<String>,
+    },
+}
+
+/// An aligned text table.
+#[derive(Debug)]
+struct Table {
+    headers: Vec<&'static str>,
+    /// Right-align this column (numbers).
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Columns given as `(header, right_aligned)`.
+    fn new(columns: &[(&'static str, bool)]) -> Self {
+        Self {
+            headers: columns.iter().map(|c| c.0).collect(),
+            right: columns.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let cols = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(cols) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let header: Vec<String> = self.headers.iter().map(|h| (*h).to_owned()).collect();
+        for row in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = row.get(i).map_or("", String::as_str);
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = width.saturating_sub(cell.chars().count());
+                if self.right[i] {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    if i + 1 < cols {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn vlan_text(v: &VlanDesc) -> String {
+    match (&v.access, &v.trunks) {
+        (Some(a), _) => format!("access {a}"),
+        (None, Some(t)) => {
+            let mut s = if t.is_empty() {
+                "trunk all".to_owned()
+            } else {
+                let list: Vec<String> = t.iter().map(u16::to_string).collect();
+                format!("trunk {}", list.join(","))
+            };
+            if let Some(n) = v.native {
+                let _ = write!(s, " native {n}");
+            }
+            s
+        }
+        (None, None) => "-".to_owned(),
+    }
+}
+
+fn ports_table(ports: &[PortDesc]) -> String {
+    let mut t = Table::new(&[
+        ("PORT", true),
+        ("NAME", false),
+        ("TYPE", false),
+        ("QUEUES", true),
+        ("WORKER", true),
+        ("VLAN", false),
+    ]);
+    for p in ports {
+        t.row(vec![
+            p.id.to_string(),
+            p.name.clone(),
+            p.port_type.clone(),
+            p.queues.to_string(),
+            p.worker.to_string(),
+            vlan_text(&p.vlan),
+        ]);
+    }
+    t.render()
+}
+
+/// Non-zero drop reasons: `rx:truncated=3 tx:tx_queue_full=1`, or `-`.
+fn drops_text(p: &PortStatsDesc) -> String {
+    let mut parts = Vec::new();
+    for (dir, drops) in [("rx", &p.rx_drops), ("tx", &p.tx_drops)] {
+        for (reason, n) in drops {
+            if *n > 0 {
+                parts.push(format!("{dir}:{reason}={n}"));
+            }
+        }
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn stats_table(ports: &[PortStatsDesc]) -> String {
+    let mut t = Table::new(&[
+        ("PORT", true),
+        ("NAME", false),
+        ("RX_PKTS", true),
+        ("RX_BYTES", true),
+        ("RX_JUMBO", true),
+        ("RX_DROP", true),
+        ("TX_PKTS", true),
+        ("TX_BYTES", true),
+        ("TX_JUMBO", true),
+        ("TX_DROP", true),
+        ("DROPS", false),
+    ]);
+    for p in ports {
+        t.row(vec![
+            p.id.to_string(),
+            p.name.clone(),
+            p.rx_pkts.to_string(),
+            p.rx_bytes.to_string(),
+            p.rx_jumbo.to_string(),
+            p.rx_dropped.to_string(),
+            p.tx_pkts.to_string(),
+            p.tx_bytes.to_string(),
+            p.tx_jumbo.to_string(),
+            p.tx_dropped.to_string(),
+            drops_text(p),
+        ]);
+    }
+    t.render()
+}
+
+fn macs_table(entries: &[MacDesc]) -> String {
+    let mut t = Table::new(&[
+        ("VLAN", true),
+        ("MAC", false),
+        ("PORT", false),
+        ("AGE", true),
+    ]);
+    for e in entries {
+        let port = if e.port_name.is_empty() {
+            e.port.to_string()
+        } else {
+            e.port_name.clone()
+        };
+        t.row(vec![
+            e.vlan.to_string(),
+            e.mac.clone(),
+            port,
+            e.age_secs.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
+    let mut out = String::new();
+    let versions: Vec<String> = hello.versions.iter().map(u32::to_string).collect();
+    let _ = writeln!(out, "{} (protocol {})", hello.daemon, versions.join(","));
+    let pinning = if s.cpus.is_empty() {
+        "unpinned".to_owned()
+    } else {
+        let cpus: Vec<String> = s.cpus.iter().map(u64::to_string).collect();
+        format!("cpus {}", cpus.join(","))
+    };
+    let _ = writeln!(
+        out,
+        "workers: {} ({pinning}), poll mode {}",
+        s.workers, s.poll_mode
+    );
+    let _ = writeln!(
+        out,
+        "mac table: {} of {} entries, aging {} s, {} moves",
+        s.mac_entries, s.mac_table_max, s.mac_aging_secs, s.mac_moves
+    );
+    out.push('\n');
+    if s.ports.is_empty() {
+        out.push_str("no ports\n");
+    } else {
+        out.push_str(&ports_table(&s.ports));
+    }
+    out.push('\n');
+    let mut t = Table::new(&[
+        ("WORKER", true),
+        ("CPU", true),
+        ("BATCHES", true),
+        ("FRAMES", true),
+        ("SLEEPS", true),
+    ]);
+    for w in &s.worker_stats {
+        t.row(vec![
+            w.worker.to_string(),
+            w.cpu.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            w.batches.to_string(),
+            w.frames.to_string(),
+            w.sleeps.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("formatting JSON")?;
+    println!("{text}");
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ShowJson<'a> {
+    hello: &'a HelloReply,
+    switch: &'a SwitchShowReply,
+}
+
+#[derive(Serialize)]
+struct FlushJson {
+    flushed: u64,
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let config = control::client::ClientConfig {
+        timeout: Duration::from_secs(cli.timeout.max(1)),
+        ..control::client::ClientConfig::default()
+    };
+    let mut client = Client::connect_with(&cli.socket, config)
+        .context("is vswitchd running? (set --socket or VSWITCH_SOCKET)")?;
+    match &cli.command {
+        Command::Show => {
+            let hello = client.hello().context("hello")?;
+            let show = client.show().context("show")?;
+            if cli.json {
+                print_json(&ShowJson {
+                    hello: &hello,
+                    switch: &show,
+                })?;
+            } else {
+                print!("{}", show_text(&hello, &show));
+            }
+        }
+        Command::AddPort {
+            name,
+            port_type,
+            queues,
+            vlan,
+            trunks,
+            native_vlan,
+        } => {
+            let mut request = PortAddRequest::new(name.clone());
+            request.port_type = port_type.map(PortType::from);
+            request.queues = queues.unwrap_or(1);
+            request.vlan = match (vlan, trunks) {
+                (Some(v), _) => Some(VlanSpec::access(*v)),
+                (None, Some(Trunks(list))) => Some(VlanSpec::trunk(list.clone(), *native_vlan)),
+                (None, None) => None,
+            };
+            let port = client
+                .port_add(request)
+                .with_context(|| format!("add-port {name}"))?;
+            if cli.json {
+                print_json(&port)?;
+            } else {
+                println!(
+                    "added port {} {} ({}, {})",
+                    port.id,
+                    port.name,
+                    port.port_type,
+                    vlan_text(&port.vlan)
+                );
+            }
+        }
+        Command::DelPort { name } => {
+            client
+                .port_del(name)
+                .with_context(|| format!("del-port {name}"))?;
+            if cli.json {
+                print_json(&serde_json::json!({}))?;
+            } else {
+                println!("deleted port {name}");
+            }
+        }
+        Command::ListPorts => {
+            let ports = client.ports().context("list-ports")?;
+            if cli.json {
+                print_json(&ports)?;
+            } else {
+                print!("{}", ports_table(&ports));
+            }
+        }
+        Command::DumpPorts { name } => {
+            let stats = client.port_stats(name.as_deref()).context("dump-ports")?;
+            if cli.json {
+                print_json(&stats)?;
+            } else {
+                print!("{}", stats_table(&stats));
+            }
+        }
+        Command::DumpMacs { vlan, port } => {
+            let entries = client.macs(*vlan, port.as_deref()).context("dump-macs")?;
+            if cli.json {
+                print_json(&entries)?;
+            } else {
+                print!("{}", macs_table(&entries));
+            }
+        }
+        Command::FlushMacs { vlan, port } => {
+            let flushed = client
+                .mac_flush(*vlan, port.as_deref())
+                .context("flush-macs")?;
+            if cli.json {
+                print_json(&FlushJson { flushed })?;
+            } else {
+                println!("flushed {flushed} entries");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if cli.json
+                && let Some(remote) = e
+                    .downcast_ref::<ClientError>()
+                    .and_then(ClientError::remote)
+                && let Ok(text) =
+                    serde_json::to_string_pretty(&serde_json::json!({ "error": remote }))
+            {
+                println!("{text}");
+            }
+            eprintln!("vsctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn vlan_and_trunks_exclude_each_other() {
+        assert!(
+            Cli::try_parse_from(["vsctl", "add-port", "a", "--vlan", "3", "--trunks", "4"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["vsctl", "add-port", "a", "--native-vlan", "3"]).is_err());
+        let cli = Cli::try_parse_from([
+            "vsctl",
+            "add-port",
+            "a",
+            "--trunks",
+            "10,20",
+            "--native-vlan",
+            "10",
+        ])
+        .unwrap();
+        let Command::AddPort {
+            trunks,
+            native_vlan,
+            ..
+        } = cli.command
+        else {
+            panic!("not add-port")
+        };
+        assert_eq!(trunks, Some(Trunks(vec![10, 20])));
+        assert_eq!(native_vlan, Some(10));
+    }
+
+    #[test]
+    fn trunks_parse_lists_and_all() {
+        assert_eq!(parse_trunks("all"), Ok(Trunks(vec![])));
+        assert_eq!(parse_trunks("1, 2,3"), Ok(Trunks(vec![1, 2, 3])));
+        assert!(parse_trunks("1,x").is_err());
+        assert!(parse_trunks("70000").is_err());
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let mut t = Table::new(&[("PORT", true), ("NAME", false), ("VLAN", false)]);
+        t.row(vec!["1".into(), "veth0".into(), "access 1".into()]);
+        t.row(vec!["12".into(), "a".into(), "trunk all".into()]);
+        assert_eq!(
+            t.render(),
+            "PORT  NAME   VLAN\n   1  veth0  access 1\n  12  a      trunk all\n"
+        );
+    }
+
+    #[test]
+    fn only_non_zero_drop_reasons_are_shown() {
+        let mut p = PortStatsDesc::default();
+        assert_eq!(drops_text(&p), "-");
+        p.rx_drops = BTreeMap::from([("truncated".to_owned(), 2), ("bad_length".to_owned(), 0)]);
+        p.tx_drops = BTreeMap::from([("tx_queue_full".to_owned(), 1)]);
+        assert_eq!(drops_text(&p), "rx:truncated=2 tx:tx_queue_full=1");
+    }
+
+    #[test]
+    fn vlan_text_reads_like_the_flags() {
+        assert_eq!(
+            vlan_text(&VlanDesc {
+                access: Some(5),
+                ..VlanDesc::default()
+            }),
+            "access 5"
+        );
+        assert_eq!(
+            vlan_text(&VlanDesc {
+                access: None,
+                trunks: Some(vec![10, 20]),
+                native: Some(10)
+            }),
+            "trunk 10,20 native 10"
+        );
+    }
+}

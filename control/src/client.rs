@@ -1,0 +1,438 @@
+//! Blocking client of the control socket, used by `vsctl`, the CNI plugin and tests.
+//!
+//! One request at a time: [`Client::request`] sends a request with a fresh `xid`, then reads
+//! until the reply with that `xid` is complete (multipart replies are merged). Every wait is
+//! bounded by [`ClientConfig::timeout`]. After an I/O error or a timeout the connection is in an
+//! unknown state and further requests fail with [`ClientError::Poisoned`]; connect again.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), control::ClientError> {
+//! let mut client = control::Client::connect(control::DEFAULT_SOCKET_PATH)?;
+//! for port in client.ports()? {
+//!     println!("{} {}", port.id, port.name);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::proto::frame::{self, HEADER_LEN};
+use crate::proto::{
+    DEFAULT_MAX_FRAME_BYTES, Decoded, EchoRequest, EmptyRequest, ErrorCode, ErrorReply, HelloReply,
+    HelloRequest, MacDesc, MacFilter, PortAddRequest, PortDelRequest, PortDesc, PortStatsDesc,
+    PortStatsRequest, ProtoError, Reply, Request, SwitchShowReply, VERSION, decode_reply,
+    encode_request,
+};
+
+/// Settings of a client connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Longest wait for one request (send + whole reply). Default 10 s.
+    pub timeout: Duration,
+    /// Largest frame payload accepted and sent. Default 1 MiB.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// Errors of the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be connected.
+    #[error("connecting to {path}: {source}")]
+    Connect {
+        /// Socket path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing the socket failed.
+    #[error("control socket I/O: {0}")]
+    Io(#[source] io::Error),
+    /// No complete reply within the timeout.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// An earlier error left the connection in an unknown state.
+    #[error("connection unusable after an earlier error; reconnect")]
+    Poisoned,
+    /// The server answered with an `error` reply.
+    #[error("{0}")]
+    Remote(ErrorReply),
+    /// The server sent something this client cannot use.
+    #[error("protocol violation by the server: {0}")]
+    Protocol(String),
+    /// The request could not be encoded (too long for a frame).
+    #[error("request not sent: {0}")]
+    Encode(ProtoError),
+}
+
+impl ClientError {
+    /// The server's error reply, if this is one.
+    pub fn remote(&self) -> Option<&ErrorReply> {
+        match self {
+            Self::Remote(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The server's error code, if this is an error reply with a code this version knows.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.remote().and_then(ErrorReply::error_code)
+    }
+}
+
+/// A blocking connection to the control socket.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+    config: ClientConfig,
+    next_xid: u64,
+    poisoned: bool,
+}
+
+impl Client {
+    /// Connects with the default settings.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`].
+    pub fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        Self::connect_with(path, ClientConfig::default())
+    }
+
+    /// Connects with `config`.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`].
+    pub fn connect_with(path: impl AsRef<Path>, config: ClientConfig) -> Result<Self, ClientError> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            stream,
+            config,
+            next_xid: 1,
+            poisoned: false,
+        })
+    }
+
+    /// Changes the per-request timeout.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.config.timeout = timeout;
+    }
+
+    fn xid(&mut self) -> u64 {
+        let xid = self.next_xid;
+        // 0 is reserved for messages the server sends on its own.
+        self.next_xid = self.next_xid.checked_add(1).unwrap_or(1);
+        xid
+    }
+
+    /// Sends `request` and returns the server's reply, an `error` reply included (as
+    /// [`Reply::Error`]). Multipart replies are merged into one.
+    ///
+    /// # Errors
+    /// I/O, timeout, closed connection, or a reply that does not belong to the request.
+    pub fn exchange(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        if self.poisoned {
+            return Err(ClientError::Poisoned);
+        }
+        let result = self.exchange_inner(request);
+        if matches!(
+            result,
+            Err(ClientError::Io(_)
+                | ClientError::Timeout(_)
+                | ClientError::Closed
+                | ClientError::Protocol(_))
+        ) {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Sends `request` and returns its reply; an `error` reply becomes
+    /// [`ClientError::Remote`].
+    ///
+    /// # Errors
+    /// As [`Client::exchange`], plus [`ClientError::Remote`].
+    pub fn request(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        match self.exchange(request)? {
+            Reply::Error(e) => Err(ClientError::Remote(e)),
+            reply => Ok(reply),
+        }
+    }
+
+    fn exchange_inner(&mut self, request: &Request) -> Result<Reply, ClientError> {
+        let deadline = Instant::now() + self.config.timeout;
+        let xid = self.xid();
+        let payload = encode_request(xid, request).map_err(ClientError::Encode)?;
+        let framed =
+            frame::encode(&payload, self.config.max_frame_bytes).map_err(ClientError::Encode)?;
+        self.write_all(&framed, deadline)?;
+
+        let mut reply: Option<Reply> = None;
+        loop {
+            // `None`: a message type this client does not know, sent on the server's own
+            // account (a notification of a later version): skip it.
+            let Some(Decoded { xid: got, msg, .. }) = self.read_message(deadline)? else {
+                continue;
+            };
+            if got != xid {
+                if got == 0 {
+                    if let Reply::Error(e) = msg {
+                        // About the connection as a whole (too many sessions, bad frame).
+                        return Ok(Reply::Error(e));
+                    }
+                    continue;
+                }
+                return Err(ClientError::Protocol(format!(
+                    "reply with xid {got} while waiting for {xid}"
+                )));
+            }
+            if let Reply::Error(e) = msg {
+                return Ok(Reply::Error(e));
+            }
+            if msg.type_name() != request.reply_type_name() {
+                return Err(ClientError::Protocol(format!(
+                    "{} in reply to {}",
+                    msg.type_name(),
+                    request.type_name()
+                )));
+            }
+            let reply = match reply.as_mut() {
+                None => reply.insert(msg),
+                Some(r) => {
+                    r.merge(msg).map_err(|m| {
+                        ClientError::Protocol(format!("{} inside a multipart reply", m.type_name()))
+                    })?;
+                    r
+                }
+            };
+            if !reply.more() {
+                break;
+            }
+        }
+        reply.ok_or_else(|| ClientError::Protocol("no reply".into()))
+    }
+
+    fn remaining(&self, deadline: Instant) -> Result<Duration, ClientError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(ClientError::Timeout(self.config.timeout))
+        } else {
+            Ok(left)
+        }
+    }
+
+    fn map_io(&self, e: io::Error) -> ClientError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                ClientError::Timeout(self.config.timeout)
+            }
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::UnexpectedEof => ClientError::Closed,
+            _ => ClientError::Io(e),
+        }
+    }
+
+    fn write_all(&mut self, mut buf: &[u8], deadline: Instant) -> Result<(), ClientError> {
+        while !buf.is_empty() {
+            let left = self.remaining(deadline)?;
+            self.stream
+                .set_write_timeout(Some(left))
+                .map_err(ClientError::Io)?;
+            match self.stream.write(buf) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.map_io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_exact(&mut self, mut buf: &mut [u8], deadline: Instant) -> Result<(), ClientError> {
+        while !buf.is_empty() {
+            let left = self.remaining(deadline)?;
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(ClientError::Io)?;
+            match self.stream.read(buf) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => buf = &mut buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.map_io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one message; `None` for a well-formed message of a type this client does not know
+    /// that the server sent on its own account (`xid` 0).
+    fn read_message(&mut self, deadline: Instant) -> Result<Option<Decoded<Reply>>, ClientError> {
+        let mut header = [0u8; HEADER_LEN];
+        self.read_exact(&mut header, deadline)?;
+        let len = u32::from_be_bytes(header);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|l| *l <= self.config.max_frame_bytes)
+            .ok_or_else(|| {
+                ClientError::Protocol(format!(
+                    "frame of {len} bytes exceeds the maximum {}",
+                    self.config.max_frame_bytes
+                ))
+            })?;
+        let mut payload = vec![0u8; len];
+        self.read_exact(&mut payload, deadline)?;
+        match decode_reply(&payload) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.xid == 0 && e.error.code == ErrorCode::UnknownType => Ok(None),
+            Err(e) => Err(ClientError::Protocol(e.to_string())),
+        }
+    }
+
+    fn unexpected(reply: &Reply) -> ClientError {
+        ClientError::Protocol(format!("unexpected {}", reply.type_name()))
+    }
+
+    /// `hello`: versions, daemon version, capabilities.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn hello(&mut self) -> Result<HelloReply, ClientError> {
+        let request = Request::Hello(HelloRequest {
+            versions: vec![VERSION],
+            client: Some(format!("control-client {}", env!("CARGO_PKG_VERSION"))),
+        });
+        match self.request(&request)? {
+            Reply::Hello(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `port_add`: opens a port; returns it as the switch reports it.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`exists`, `bad_field`, `port_failed`, `limit` from the server).
+    pub fn port_add(&mut self, request: PortAddRequest) -> Result<PortDesc, ClientError> {
+        match self.request(&Request::PortAdd(request))? {
+            Reply::PortAdd(r) => Ok(r.port),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `port_del`: removes a port.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` from the server).
+    pub fn port_del(&mut self, name: &str) -> Result<(), ClientError> {
+        let request = Request::PortDel(PortDelRequest {
+            name: name.to_owned(),
+        });
+        match self.request(&request)? {
+            Reply::PortDel(_) => Ok(()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `port_list`: the ports, by port number.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn ports(&mut self) -> Result<Vec<PortDesc>, ClientError> {
+        match self.request(&Request::PortList(EmptyRequest {}))? {
+            Reply::PortList(r) => Ok(r.ports),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `port_stats`: counters of one port or of all.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` from the server).
+    pub fn port_stats(&mut self, name: Option<&str>) -> Result<Vec<PortStatsDesc>, ClientError> {
+        let request = Request::PortStats(PortStatsRequest {
+            name: name.map(str::to_owned),
+        });
+        match self.request(&request)? {
+            Reply::PortStats(r) => Ok(r.ports),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `mac_dump`: learned addresses, optionally of one VLAN and/or one port.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` for an unknown port).
+    pub fn macs(
+        &mut self,
+        vlan: Option<u16>,
+        port: Option<&str>,
+    ) -> Result<Vec<MacDesc>, ClientError> {
+        let request = Request::MacDump(MacFilter {
+            vlan,
+            port: port.map(str::to_owned),
+        });
+        match self.request(&request)? {
+            Reply::MacDump(r) => Ok(r.entries),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `mac_flush`: forgets learned addresses; returns how many.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` for an unknown port).
+    pub fn mac_flush(&mut self, vlan: Option<u16>, port: Option<&str>) -> Result<u64, ClientError> {
+        let request = Request::MacFlush(MacFilter {
+            vlan,
+            port: port.map(str::to_owned),
+        });
+        match self.request(&request)? {
+            Reply::MacFlush(r) => Ok(r.flushed),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `switch_show`: settings, ports and worker counters.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn show(&mut self) -> Result<SwitchShowReply, ClientError> {
+        match self.request(&Request::SwitchShow(EmptyRequest {}))? {
+            Reply::SwitchShow(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `echo`: a round trip; returns the data sent.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn echo(&mut self, data: &str) -> Result<String, ClientError> {
+        let request = Request::Echo(EchoRequest {
+            data: data.to_owned(),
+        });
+        match self.request(&request)? {
+            Reply::Echo(r) => Ok(r.data),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+}

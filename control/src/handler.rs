@@ -1,0 +1,561 @@
+//! Requests → [`Switch`] calls → replies. Validation happens here, before anything is changed,
+//! so a request that fails leaves the switch as it was.
+
+use datapath::port::{PortError, PortKind};
+use datapath::stats::{DropReason, PortCountersSnapshot};
+use datapath::switch::{
+    MacEntry, PollMode, PortInfo, PortSpec, Switch, SwitchError, SwitchInfo, VLAN_MAX, VLAN_MIN,
+    VlanMode, WorkerStats,
+};
+
+use crate::proto::codec::quote;
+use crate::proto::{
+    EchoReply, EmptyReply, ErrorCode, HelloReply, MacDesc, MacDumpReply, MacFilter, MacFlushReply,
+    PortAddReply, PortAddRequest, PortDesc, PortListReply, PortStatsDesc, PortStatsReply, PortType,
+    ProtoError, Reply, Request, SUPPORTED_VERSIONS, SwitchShowReply, VERSION, VlanDesc, VlanSpec,
+    WorkerDesc,
+};
+
+/// Most queues a port may ask for.
+pub(crate) const MAX_QUEUES: u32 = 64;
+/// Longest device name (IFNAMSIZ - 1).
+pub(crate) const MAX_NAME_LEN: usize = 15;
+/// Ports per part of `port_list_reply` / `port_stats_reply`.
+pub(crate) const PORTS_PER_PART: usize = 256;
+/// Entries per part of `mac_dump_reply`.
+pub(crate) const MACS_PER_PART: usize = 1024;
+
+/// Turns requests into switch operations.
+#[derive(Debug)]
+pub(crate) struct Handler {
+    /// Daemon name and version for `hello`.
+    pub(crate) daemon: String,
+    /// Largest frame payload, announced in `hello`.
+    pub(crate) max_frame_bytes: usize,
+}
+
+impl Handler {
+    /// Runs one request. A multipart reply is returned as several parts (the last has
+    /// `more = false`); any other reply is one element.
+    pub(crate) fn handle(
+        &self,
+        switch: &mut Switch,
+        request: Request,
+    ) -> Result<Vec<Reply>, ProtoError> {
+        Ok(match request {
+            Request::Hello(h) => {
+                if !h.versions.is_empty() && !h.versions.contains(&VERSION) {
+                    return Err(ProtoError::field(
+                        ErrorCode::BadVersion,
+                        "body.versions",
+                        format!("no common protocol version (server speaks {VERSION})"),
+                    ));
+                }
+                vec![Reply::Hello(HelloReply {
+                    versions: SUPPORTED_VERSIONS.to_vec(),
+                    daemon: self.daemon.clone(),
+                    capabilities: Request::TYPES.iter().map(|t| (*t).to_owned()).collect(),
+                    max_frame_bytes: self.max_frame_bytes as u64,
+                })]
+            }
+            Request::PortAdd(req) => {
+                let spec = port_spec(req)?;
+                let info = switch
+                    .add_port(spec)
+                    .map_err(|e| switch_error(e, "body.name"))?;
+                vec![Reply::PortAdd(PortAddReply {
+                    port: port_desc(&info),
+                })]
+            }
+            Request::PortDel(req) => {
+                check_name("body.name", &req.name)?;
+                switch
+                    .del_port(&req.name)
+                    .map_err(|e| switch_error(e, "body.name"))?;
+                vec![Reply::PortDel(EmptyReply {})]
+            }
+            Request::PortList(_) => {
+                let ports: Vec<PortDesc> = switch.ports().iter().map(port_desc).collect();
+                parts(ports, PORTS_PER_PART, |ports, more| {
+                    Reply::PortList(PortListReply { ports, more })
+                })
+            }
+            Request::PortStats(req) => {
+                if let Some(name) = &req.name {
+                    check_name("body.name", name)?;
+                }
+                let stats = switch
+                    .port_stats(req.name.as_deref())
+                    .map_err(|e| switch_error(e, "body.name"))?;
+                let ports: Vec<PortStatsDesc> = stats
+                    .iter()
+                    .map(|(info, counters)| port_stats_desc(info, counters))
+                    .collect();
+                parts(ports, PORTS_PER_PART, |ports, more| {
+                    Reply::PortStats(PortStatsReply { ports, more })
+                })
+            }
+            Request::MacDump(filter) => {
+                check_filter(&filter)?;
+                let ports = switch.ports();
+                let port_id = match &filter.port {
+                    Some(name) => Some(
+                        ports
+                            .iter()
+                            .find(|p| &p.name == name)
+                            .map(|p| p.id)
+                            .ok_or_else(|| no_such_port("body.port", name))?,
+                    ),
+                    None => None,
+                };
+                let mut entries: Vec<MacDesc> = switch
+                    .mac_table()
+                    .iter()
+                    .filter(|e| filter.vlan.is_none_or(|v| v == e.vlan))
+                    .filter(|e| port_id.is_none_or(|id| id == e.port))
+                    .map(|e| mac_desc(e, &ports))
+                    .collect();
+                entries.sort_by(|a, b| (a.vlan, &a.mac).cmp(&(b.vlan, &b.mac)));
+                parts(entries, MACS_PER_PART, |entries, more| {
+                    Reply::MacDump(MacDumpReply { entries, more })
+                })
+            }
+            Request::MacFlush(filter) => {
+                check_filter(&filter)?;
+                let flushed = switch
+                    .flush_macs(filter.vlan, filter.port.as_deref())
+                    .map_err(|e| switch_error(e, "body.port"))?;
+                vec![Reply::MacFlush(MacFlushReply {
+                    flushed: flushed as u64,
+                })]
+            }
+            Request::SwitchShow(_) => {
+                let info = switch.info();
+                let workers = switch.worker_stats();
+                vec![Reply::SwitchShow(switch_show(&info, &workers))]
+            }
+            Request::Echo(req) => vec![Reply::Echo(EchoReply { data: req.data })],
+        })
+    }
+}
+
+/// Splits `items` into parts of at most `per_part`; an empty list is one empty part.
+fn parts<T>(items: Vec<T>, per_part: usize, make: impl Fn(Vec<T>, bool) -> Reply) -> Vec<Reply> {
+    if items.len() <= per_part {
+        return vec![make(items, false)];
+    }
+    let total = items.len().div_ceil(per_part);
+    let mut out = Vec::with_capacity(total);
+    let mut items = items.into_iter();
+    for i in 0..total {
+        let chunk: Vec<T> = items.by_ref().take(per_part).collect();
+        out.push(make(chunk, i + 1 < total));
+    }
+    out
+}
+
+fn no_such_port(field: &str, name: &str) -> ProtoError {
+    ProtoError::field(
+        ErrorCode::NotFound,
+        field,
+        format!("no port named {}", quote(name)),
+    )
+}
+
+/// Device names as Linux accepts them.
+fn check_name(field: &str, name: &str) -> Result<(), ProtoError> {
+    let bad = |why: &str| {
+        Err(ProtoError::bad_field(
+            field,
+            format!("invalid port name: {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad(&format!("longer than {MAX_NAME_LEN} bytes"));
+    }
+    if name == "." || name == ".." {
+        return bad("`.` and `..` are reserved");
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return bad("contains `/`, `:`, whitespace or a control character");
+    }
+    Ok(())
+}
+
+fn check_vlan(field: &str, vlan: u16) -> Result<u16, ProtoError> {
+    if (VLAN_MIN..=VLAN_MAX).contains(&vlan) {
+        Ok(vlan)
+    } else {
+        Err(ProtoError::bad_field(
+            field,
+            format!("VLAN {vlan} outside {VLAN_MIN}..={VLAN_MAX}"),
+        ))
+    }
+}
+
+fn check_filter(filter: &MacFilter) -> Result<(), ProtoError> {
+    if let Some(v) = filter.vlan {
+        check_vlan("body.vlan", v)?;
+    }
+    if let Some(name) = &filter.port {
+        check_name("body.port", name)?;
+    }
+    Ok(())
+}
+
+fn vlan_mode(spec: Option<VlanSpec>) -> Result<VlanMode, ProtoError> {
+    let Some(spec) = spec else {
+        return Ok(VlanMode::default());
+    };
+    let mode = match (spec.access, spec.trunks) {
+        (Some(_), Some(_)) => {
+            return Err(ProtoError::bad_field(
+                "body.vlan",
+                "`access` and `trunks` exclude each other",
+            ));
+        }
+        (None, None) => {
+            return Err(ProtoError::bad_field(
+                "body.vlan",
+                "expected `access` or `trunks`",
+            ));
+        }
+        (Some(vlan), None) => {
+            if spec.native.is_some() {
+                return Err(ProtoError::bad_field(
+                    "body.vlan.native",
+                    "`native` applies to trunks only",
+                ));
+            }
+            VlanMode::Access {
+                vlan: check_vlan("body.vlan.access", vlan)?,
+            }
+        }
+        (None, Some(trunks)) => {
+            for (i, v) in trunks.iter().enumerate() {
+                check_vlan(&format!("body.vlan.trunks[{i}]"), *v)?;
+            }
+            let native = spec
+                .native
+                .map(|n| check_vlan("body.vlan.native", n))
+                .transpose()?;
+            VlanMode::Trunk {
+                allowed: trunks,
+                native,
+            }
+        }
+    };
+    mode.validated().map_err(|e| switch_error(e, "body.name"))
+}
+
+fn port_spec(req: PortAddRequest) -> Result<PortSpec, ProtoError> {
+    check_name("body.name", &req.name)?;
+    if !(1..=MAX_QUEUES).contains(&req.queues) {
+        return Err(ProtoError::bad_field(
+            "body.queues",
+            format!("queues {} outside 1..={MAX_QUEUES}", req.queues),
+        ));
+    }
+    let kind = match req.port_type.unwrap_or_default() {
+        PortType::Auto => None,
+        PortType::Afxdp => Some(PortKind::AfXdp),
+        PortType::Tap => Some(PortKind::Tap),
+        PortType::Afpacket => Some(PortKind::AfPacket),
+    };
+    Ok(PortSpec {
+        name: req.name,
+        kind,
+        queues: usize::try_from(req.queues).unwrap_or(1),
+        vlan: vlan_mode(req.vlan)?,
+    })
+}
+
+/// The protocol path of a datapath field name.
+fn field_path(field: &str) -> String {
+    match field {
+        "vlan" => "body.vlan.access".to_owned(),
+        "trunks" => "body.vlan.trunks".to_owned(),
+        "native_vlan" => "body.vlan.native".to_owned(),
+        other => format!("body.{other}"),
+    }
+}
+
+/// Maps a switch error to a protocol error; `name_field` is where the request named the port.
+pub(crate) fn switch_error(e: SwitchError, name_field: &str) -> ProtoError {
+    let message = e.to_string();
+    match e {
+        SwitchError::PortExists { .. } => ProtoError::field(ErrorCode::Exists, name_field, message),
+        SwitchError::NoSuchPort { .. } => {
+            ProtoError::field(ErrorCode::NotFound, name_field, message)
+        }
+        SwitchError::TooManyPorts { .. } => ProtoError::new(ErrorCode::Limit, message),
+        SwitchError::Invalid { field, .. } => ProtoError::bad_field(field_path(field), message),
+        SwitchError::Port(p) => match p {
+            PortError::Invalid { field, .. } => ProtoError::bad_field(field_path(field), message),
+            PortError::Unsupported { .. } => {
+                ProtoError::field(ErrorCode::PortFailed, "body.type", message)
+            }
+            PortError::NoDevice { .. } | PortError::Sys { .. } => {
+                ProtoError::field(ErrorCode::PortFailed, name_field, message)
+            }
+        },
+        SwitchError::WorkerGone { .. } | SwitchError::Spawn { .. } => {
+            ProtoError::new(ErrorCode::Internal, message)
+        }
+    }
+}
+
+fn vlan_desc(mode: &VlanMode) -> VlanDesc {
+    match mode {
+        VlanMode::Access { vlan } => VlanDesc {
+            access: Some(*vlan),
+            ..VlanDesc::default()
+        },
+        VlanMode::Trunk { allowed, native } => VlanDesc {
+            access: None,
+            trunks: Some(allowed.clone()),
+            native: *native,
+        },
+    }
+}
+
+pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
+    PortDesc {
+        id: info.id,
+        name: info.name.clone(),
+        port_type: info.kind.as_str().to_owned(),
+        queues: info.queues as u64,
+        vlan: vlan_desc(&info.vlan),
+        worker: info.worker as u64,
+    }
+}
+
+fn drops(counts: &[u64; DropReason::COUNT]) -> std::collections::BTreeMap<String, u64> {
+    DropReason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), counts[*r as usize]))
+        .collect()
+}
+
+fn port_stats_desc(info: &PortInfo, c: &PortCountersSnapshot) -> PortStatsDesc {
+    PortStatsDesc {
+        id: info.id,
+        name: info.name.clone(),
+        rx_pkts: c.rx_pkts,
+        rx_bytes: c.rx_bytes,
+        tx_pkts: c.tx_pkts,
+        tx_bytes: c.tx_bytes,
+        rx_jumbo: c.rx_jumbo,
+        tx_jumbo: c.tx_jumbo,
+        rx_dropped: c.rx_dropped(),
+        tx_dropped: c.tx_dropped(),
+        rx_drops: drops(&c.rx_drops),
+        tx_drops: drops(&c.tx_drops),
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub(crate) fn format_mac(mac: &[u8; 6]) -> String {
+    let [a, b, c, d, e, f] = *mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+fn mac_desc(e: &MacEntry, ports: &[PortInfo]) -> MacDesc {
+    MacDesc {
+        vlan: e.vlan,
+        mac: format_mac(&e.mac),
+        port: e.port,
+        port_name: ports
+            .iter()
+            .find(|p| p.id == e.port)
+            .map(|p| p.name.clone())
+            .unwrap_or_default(),
+        age_secs: e.age_secs,
+    }
+}
+
+fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
+    SwitchShowReply {
+        workers: info.workers as u64,
+        cpus: info.cpus.iter().map(|c| *c as u64).collect(),
+        poll_mode: match info.poll_mode {
+            PollMode::Busy => "busy",
+            PollMode::Adaptive => "adaptive",
+        }
+        .to_owned(),
+        mac_table_max: info.mac_table_max as u64,
+        mac_entries: info.mac_entries as u64,
+        mac_aging_secs: info.mac_aging.as_secs(),
+        mac_moves: info.mac_moves,
+        ports: info.ports.iter().map(port_desc).collect(),
+        worker_stats: workers
+            .iter()
+            .map(|w| WorkerDesc {
+                worker: w.worker as u64,
+                cpu: w.cpu.map(|c| c as u64),
+                batches: w.batches,
+                frames: w.frames,
+                sleeps: w.sleeps,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_errors_name_the_offending_element() {
+        let e = vlan_mode(Some(VlanSpec::trunk(vec![10, 20, 5000], None))).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body.vlan.trunks[2]"));
+        let e = vlan_mode(Some(VlanSpec::access(0))).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body.vlan.access"));
+        let e = vlan_mode(Some(VlanSpec {
+            access: Some(3),
+            trunks: Some(vec![]),
+            native: None,
+        }))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body.vlan"));
+        let e = vlan_mode(Some(VlanSpec {
+            access: Some(3),
+            trunks: None,
+            native: Some(3),
+        }))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body.vlan.native"));
+        let e = vlan_mode(Some(VlanSpec::default())).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body.vlan"));
+    }
+
+    #[test]
+    fn vlan_modes_are_normalized() {
+        assert_eq!(vlan_mode(None).unwrap(), VlanMode::Access { vlan: 1 });
+        assert_eq!(
+            vlan_mode(Some(VlanSpec::trunk(vec![30, 10, 10], Some(20)))).unwrap(),
+            VlanMode::Trunk {
+                allowed: vec![10, 20, 30],
+                native: Some(20)
+            }
+        );
+    }
+
+    #[test]
+    fn port_names_follow_linux_rules() {
+        for ok in ["veth0", "a", "tap-1.2", "x23456789012345"] {
+            assert!(check_name("body.name", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a:b",
+            "a b",
+            "x234567890123456",
+            "a\u{0}",
+        ] {
+            let e = check_name("body.name", bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("body.name"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn port_spec_checks_queues() {
+        let mut req = PortAddRequest::new("veth0");
+        req.queues = 0;
+        assert_eq!(
+            port_spec(req.clone()).unwrap_err().field.as_deref(),
+            Some("body.queues")
+        );
+        req.queues = 2;
+        req.port_type = Some(PortType::Tap);
+        let spec = port_spec(req).unwrap();
+        assert_eq!(spec.kind, Some(PortKind::Tap));
+        assert_eq!(spec.queues, 2);
+    }
+
+    #[test]
+    fn switch_errors_map_to_codes_and_fields() {
+        let e = switch_error(SwitchError::NoSuchPort { name: "x".into() }, "body.port");
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::NotFound, Some("body.port"))
+        );
+        let e = switch_error(SwitchError::PortExists { name: "x".into() }, "body.name");
+        assert_eq!(e.code, ErrorCode::Exists);
+        let e = switch_error(SwitchError::TooManyPorts { max: 3 }, "body.name");
+        assert_eq!((e.code, e.field), (ErrorCode::Limit, None));
+        let e = switch_error(
+            SwitchError::Invalid {
+                field: "trunks",
+                reason: "x".into(),
+            },
+            "body.name",
+        );
+        assert_eq!(e.field.as_deref(), Some("body.vlan.trunks"));
+        let e = switch_error(
+            SwitchError::Port(PortError::NoDevice { name: "x".into() }),
+            "body.name",
+        );
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::PortFailed, Some("body.name"))
+        );
+        let e = switch_error(
+            SwitchError::Port(PortError::Invalid {
+                name: "x".into(),
+                field: "queues",
+                reason: "too many".into(),
+            }),
+            "body.name",
+        );
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            (ErrorCode::BadField, Some("body.queues"))
+        );
+        let e = switch_error(SwitchError::WorkerGone { worker: 0 }, "body.name");
+        assert_eq!(e.code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn long_lists_are_split_into_parts() {
+        let make = |ports: Vec<u32>, more: bool| {
+            Reply::PortList(PortListReply {
+                ports: ports
+                    .into_iter()
+                    .map(|id| PortDesc {
+                        id,
+                        ..PortDesc::default()
+                    })
+                    .collect(),
+                more,
+            })
+        };
+        assert_eq!(parts(Vec::<u32>::new(), 2, make).len(), 1);
+        let p = parts(vec![1, 2, 3, 4, 5], 2, make);
+        assert_eq!(p.len(), 3);
+        assert!(p[0].more() && p[1].more() && !p[2].more());
+        let mut merged = p[0].clone();
+        for part in &p[1..] {
+            merged.merge(part.clone()).unwrap();
+        }
+        let Reply::PortList(list) = merged else {
+            panic!("not a port list")
+        };
+        assert_eq!(list.ports.len(), 5);
+        assert!(!list.more);
+    }
+
+    #[test]
+    fn macs_print_lowercase_hex() {
+        assert_eq!(format_mac(&[0, 0x1b, 0xAB, 1, 2, 255]), "00:1b:ab:01:02:ff");
+    }
+}

@@ -1,0 +1,506 @@
+//! Message bodies, and the [`Request`] and [`Reply`] enums.
+//!
+//! Request bodies deny unknown fields; reply bodies ignore them (see the module docs of
+//! [`crate::proto`]). Counts and sizes are `u64` on the wire whatever their type in the datapath.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ErrorReply;
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+/// `hello`: the first request of a session (optional): version and capability discovery.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloRequest {
+    /// Versions the client speaks; empty = not stated. If none is spoken by the server the reply
+    /// is a `bad_version` error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<u32>,
+    /// Free-form client name and version, for the server's log (`vsctl 0.1.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// Port backend asked for in `port_add`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortType {
+    /// AF_XDP where it works, else AF_PACKET.
+    #[default]
+    Auto,
+    /// AF_XDP socket.
+    Afxdp,
+    /// TAP device.
+    Tap,
+    /// AF_PACKET socket.
+    Afpacket,
+}
+
+impl PortType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Afxdp => "afxdp",
+            Self::Tap => "tap",
+            Self::Afpacket => "afpacket",
+        }
+    }
+}
+
+/// VLAN settings of a port in `port_add`: either `access` or `trunks` (+ `native`).
+///
+/// `{"access": 10}`, `{"trunks": [10, 20], "native": 10}`, `{"trunks": []}` (every VLAN).
+/// Omitted in `port_add`: access port in VLAN 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanSpec {
+    /// Access port in this VLAN (1..=4094).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<u16>,
+    /// Trunk port carrying these VLANs (empty = all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunks: Option<Vec<u16>>,
+    /// VLAN of untagged frames on a trunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<u16>,
+}
+
+impl VlanSpec {
+    /// An access port in `vlan`.
+    pub fn access(vlan: u16) -> Self {
+        Self {
+            access: Some(vlan),
+            ..Self::default()
+        }
+    }
+
+    /// A trunk carrying `trunks` (empty = all), untagged frames in `native`.
+    pub fn trunk(trunks: Vec<u16>, native: Option<u16>) -> Self {
+        Self {
+            access: None,
+            trunks: Some(trunks),
+            native,
+        }
+    }
+}
+
+fn default_queues() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// `port_add`: open a network device as a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortAddRequest {
+    /// Device name (1..=15 bytes, no `/`, `:` or whitespace).
+    pub name: String,
+    /// Backend; omitted = `auto`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub port_type: Option<PortType>,
+    /// Rx/tx queues (AF_XDP); default 1.
+    #[serde(default = "default_queues", skip_serializing_if = "is_one")]
+    pub queues: u32,
+    /// VLAN settings; omitted = access VLAN 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanSpec>,
+}
+
+impl PortAddRequest {
+    /// A request for `name` with every default (auto backend, one queue, access VLAN 1).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            port_type: None,
+            queues: 1,
+            vlan: None,
+        }
+    }
+}
+
+/// `port_del`: remove a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortDelRequest {
+    /// Port name.
+    pub name: String,
+}
+
+/// `port_list`, `switch_show`: requests without fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
+/// `port_stats`: counters of one port or of all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortStatsRequest {
+    /// Port name; omitted = every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `mac_dump`, `mac_flush`: which learned addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MacFilter {
+    /// Only this VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// Only addresses learned on this port (by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+}
+
+/// `echo`: liveness and ordering round trip; the reply carries `data` back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoRequest {
+    /// Opaque data to send back.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data: String,
+}
+
+/// A request (client → server).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Request {
+    /// `hello`.
+    Hello(HelloRequest),
+    /// `port_add`.
+    PortAdd(PortAddRequest),
+    /// `port_del`.
+    PortDel(PortDelRequest),
+    /// `port_list`.
+    PortList(EmptyRequest),
+    /// `port_stats`.
+    PortStats(PortStatsRequest),
+    /// `mac_dump`.
+    MacDump(MacFilter),
+    /// `mac_flush`.
+    MacFlush(MacFilter),
+    /// `switch_show`.
+    SwitchShow(EmptyRequest),
+    /// `echo`.
+    Echo(EchoRequest),
+}
+
+impl Request {
+    /// Every request type name, in documentation order (also the `hello` capabilities).
+    pub const TYPES: [&'static str; 9] = [
+        "hello",
+        "port_add",
+        "port_del",
+        "port_list",
+        "port_stats",
+        "mac_dump",
+        "mac_flush",
+        "switch_show",
+        "echo",
+    ];
+
+    /// The `type` of this request.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "hello",
+            Self::PortAdd(_) => "port_add",
+            Self::PortDel(_) => "port_del",
+            Self::PortList(_) => "port_list",
+            Self::PortStats(_) => "port_stats",
+            Self::MacDump(_) => "mac_dump",
+            Self::MacFlush(_) => "mac_flush",
+            Self::SwitchShow(_) => "switch_show",
+            Self::Echo(_) => "echo",
+        }
+    }
+
+    /// The `type` of a successful reply to this request.
+    pub fn reply_type_name(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "hello_reply",
+            Self::PortAdd(_) => "port_add_reply",
+            Self::PortDel(_) => "port_del_reply",
+            Self::PortList(_) => "port_list_reply",
+            Self::PortStats(_) => "port_stats_reply",
+            Self::MacDump(_) => "mac_dump_reply",
+            Self::MacFlush(_) => "mac_flush_reply",
+            Self::SwitchShow(_) => "switch_show_reply",
+            Self::Echo(_) => "echo_reply",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replies
+// ---------------------------------------------------------------------------------------------
+
+/// `hello_reply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// Protocol versions the server speaks, oldest first.
+    pub versions: Vec<u32>,
+    /// Daemon name and version (`vswitchd 0.1.0`).
+    pub daemon: String,
+    /// Request types the server accepts (and, later, feature names).
+    pub capabilities: Vec<String>,
+    /// Largest frame payload the server accepts and sends.
+    pub max_frame_bytes: u64,
+}
+
+/// VLAN settings of a port in replies; same shape as [`VlanSpec`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VlanDesc {
+    /// Access VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<u16>,
+    /// Trunk VLANs (empty = all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunks: Option<Vec<u16>>,
+    /// Native VLAN of a trunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<u16>,
+}
+
+/// A port in replies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortDesc {
+    /// Port number (1-based, stable while the port exists).
+    pub id: u32,
+    /// Device name.
+    pub name: String,
+    /// Backend in use: `afxdp`, `tap`, `afpacket` or `mem`.
+    #[serde(rename = "type")]
+    pub port_type: String,
+    /// Queues polled.
+    pub queues: u64,
+    /// VLAN settings.
+    pub vlan: VlanDesc,
+    /// Index of the worker that owns the port.
+    pub worker: u64,
+}
+
+/// `port_add_reply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAddReply {
+    /// The new port.
+    pub port: PortDesc,
+}
+
+/// `port_del_reply`: no fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmptyReply {}
+
+/// `port_list_reply` (multipart).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortListReply {
+    /// Ports, by port number.
+    pub ports: Vec<PortDesc>,
+    /// More parts follow with the same xid.
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// Counters of one port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatsDesc {
+    /// Port number.
+    pub id: u32,
+    /// Port name.
+    pub name: String,
+    /// Frames received.
+    pub rx_pkts: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_pkts: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames received larger than 1518 bytes.
+    pub rx_jumbo: u64,
+    /// Frames sent larger than 1518 bytes.
+    pub tx_jumbo: u64,
+    /// Receive-side drops, all reasons.
+    pub rx_dropped: u64,
+    /// Transmit-side drops, all reasons.
+    pub tx_dropped: u64,
+    /// Receive-side drops by reason name (every reason the daemon knows, zeros included).
+    pub rx_drops: BTreeMap<String, u64>,
+    /// Transmit-side drops by reason name.
+    pub tx_drops: BTreeMap<String, u64>,
+}
+
+/// `port_stats_reply` (multipart).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStatsReply {
+    /// Counters, by port number.
+    pub ports: Vec<PortStatsDesc>,
+    /// More parts follow with the same xid.
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// One learned MAC address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacDesc {
+    /// VLAN.
+    pub vlan: u16,
+    /// Address, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Port number.
+    pub port: u32,
+    /// Port name (empty if the port was removed meanwhile).
+    pub port_name: String,
+    /// Seconds since last seen.
+    pub age_secs: u64,
+}
+
+/// `mac_dump_reply` (multipart).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacDumpReply {
+    /// Entries, by VLAN then address.
+    pub entries: Vec<MacDesc>,
+    /// More parts follow with the same xid.
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// `mac_flush_reply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacFlushReply {
+    /// Entries removed.
+    pub flushed: u64,
+}
+
+/// Counters of one worker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerDesc {
+    /// Worker index.
+    pub worker: u64,
+    /// CPU it is pinned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u64>,
+    /// Non-empty rx bursts processed.
+    pub batches: u64,
+    /// Frames processed.
+    pub frames: u64,
+    /// Times it slept waiting for rx readiness.
+    pub sleeps: u64,
+}
+
+/// `switch_show_reply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchShowReply {
+    /// Number of workers.
+    pub workers: u64,
+    /// CPUs the workers are pinned to (empty = not pinned).
+    pub cpus: Vec<u64>,
+    /// `busy` or `adaptive`.
+    pub poll_mode: String,
+    /// MAC table capacity.
+    pub mac_table_max: u64,
+    /// MAC entries in use.
+    pub mac_entries: u64,
+    /// MAC aging time, seconds.
+    pub mac_aging_secs: u64,
+    /// MAC moves since start.
+    pub mac_moves: u64,
+    /// Ports, by port number.
+    pub ports: Vec<PortDesc>,
+    /// Per-worker counters.
+    pub worker_stats: Vec<WorkerDesc>,
+}
+
+/// `echo_reply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoReply {
+    /// The request's data.
+    #[serde(default)]
+    pub data: String,
+}
+
+/// A reply (server → client). `Error` answers any request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `hello_reply`.
+    Hello(HelloReply),
+    /// `port_add_reply`.
+    PortAdd(PortAddReply),
+    /// `port_del_reply`.
+    PortDel(EmptyReply),
+    /// `port_list_reply`.
+    PortList(PortListReply),
+    /// `port_stats_reply`.
+    PortStats(PortStatsReply),
+    /// `mac_dump_reply`.
+    MacDump(MacDumpReply),
+    /// `mac_flush_reply`.
+    MacFlush(MacFlushReply),
+    /// `switch_show_reply`.
+    SwitchShow(SwitchShowReply),
+    /// `echo_reply`.
+    Echo(EchoReply),
+    /// `error`.
+    Error(ErrorReply),
+}
+
+impl Reply {
+    /// The `type` of this reply.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "hello_reply",
+            Self::PortAdd(_) => "port_add_reply",
+            Self::PortDel(_) => "port_del_reply",
+            Self::PortList(_) => "port_list_reply",
+            Self::PortStats(_) => "port_stats_reply",
+            Self::MacDump(_) => "mac_dump_reply",
+            Self::MacFlush(_) => "mac_flush_reply",
+            Self::SwitchShow(_) => "switch_show_reply",
+            Self::Echo(_) => "echo_reply",
+            Self::Error(_) => "error",
+        }
+    }
+
+    /// Whether more parts of this (multipart) reply follow.
+    pub fn more(&self) -> bool {
+        match self {
+            Self::PortList(r) => r.more,
+            Self::PortStats(r) => r.more,
+            Self::MacDump(r) => r.more,
+            _ => false,
+        }
+    }
+
+    /// Appends the entries of the next part `next` of a multipart reply to `self` and takes its
+    /// `more` flag. Returns `next` back if it is not a part of the same kind of reply.
+    ///
+    /// # Errors
+    /// `next` is of another type; it is returned unchanged.
+    pub fn merge(&mut self, next: Self) -> Result<(), Box<Self>> {
+        match (self, next) {
+            (Self::PortList(a), Self::PortList(b)) => {
+                a.ports.extend(b.ports);
+                a.more = b.more;
+            }
+            (Self::PortStats(a), Self::PortStats(b)) => {
+                a.ports.extend(b.ports);
+                a.more = b.more;
+            }
+            (Self::MacDump(a), Self::MacDump(b)) => {
+                a.entries.extend(b.entries);
+                a.more = b.more;
+            }
+            (_, next) => return Err(Box::new(next)),
+        }
+        Ok(())
+    }
+}

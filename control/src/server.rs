@@ -1,0 +1,843 @@
+//! The control server: a single-threaded mio event loop on a Unix stream socket.
+//!
+//! One thread (the daemon's control thread) owns the [`Server`] and the
+//! [`datapath::switch::Switch`] and calls [`Server::run`]. Every socket is non-blocking; the loop
+//! never waits on a client:
+//!
+//! - at most [`ServerConfig::max_sessions`] sessions; an extra connection gets a `limit` error
+//!   frame and is closed;
+//! - a session's receive buffer holds at most one frame (`4 + max_frame_bytes` bytes); a header
+//!   announcing more than `max_frame_bytes` gets a `bad_frame` error and the connection is closed
+//!   without reading the body;
+//! - replies are queued per session; a session whose queue is still above
+//!   [`ServerConfig::max_queued_bytes`] when its next request is due (it sends but does not read)
+//!   is disconnected;
+//! - at most [`FRAMES_PER_WAKEUP`] requests of one session are handled per wake-up, so a busy
+//!   client cannot starve the others.
+//!
+//! A malformed request gets an `error` reply and changes nothing; the session stays open unless
+//! the framing itself is broken.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use datapath::switch::Switch;
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, debug_span, info, warn};
+
+use crate::handler::Handler;
+use crate::proto::frame::{self, FrameStatus, HEADER_LEN};
+use crate::proto::{
+    DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoded, ErrorCode, ErrorReply, ProtoError, Reply,
+    decode_request, encode_reply,
+};
+use crate::ratelimit::RateLimit;
+
+/// Requests of one session handled per wake-up before the others get their turn.
+pub const FRAMES_PER_WAKEUP: usize = 64;
+
+/// Longest `message` or `field` of an error reply (longer ones are cut).
+const MAX_ERROR_TEXT: usize = 512;
+
+/// Bytes read from a socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Bytes of unread input discarded before closing a connection (so that the peer reads the
+/// error frame instead of a reset).
+const DRAIN_ON_CLOSE: usize = 64 * 1024;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_SESSION: usize = 2;
+
+/// Settings of the control server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Path of the Unix socket. Default [`crate::DEFAULT_SOCKET_PATH`].
+    pub path: PathBuf,
+    /// Permission bits of the socket file. Default `0o660`.
+    pub socket_mode: u32,
+    /// Most sessions at once. Default 64.
+    pub max_sessions: usize,
+    /// Largest frame payload accepted and sent, bytes. Default 1 MiB.
+    pub max_frame_bytes: usize,
+    /// Reply bytes a session may have queued when its next request is due; above it, the
+    /// session is disconnected. Default 4 MiB.
+    pub max_queued_bytes: usize,
+    /// Longest wait in the event loop (at most 1 s); bounds how late `shutdown` is noticed when
+    /// nobody wakes the loop. Default 250 ms.
+    pub poll_timeout: Duration,
+    /// How often [`Switch::housekeeping`] runs. Default 1 s.
+    pub housekeeping_interval: Duration,
+    /// Daemon name and version reported by `hello`.
+    pub daemon: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(crate::DEFAULT_SOCKET_PATH),
+            socket_mode: 0o660,
+            max_sessions: 64,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_queued_bytes: 4 << 20,
+            poll_timeout: Duration::from_millis(250),
+            housekeeping_interval: Duration::from_secs(1),
+            daemon: format!("vswitchd {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Errors of the control server (start-up and event loop).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another daemon answers on the socket path.
+    #[error("another vswitchd is running (socket {path} answers)")]
+    AlreadyRunning {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The socket path exists and is not a socket (it is left alone).
+    #[error("{path} exists and is not a socket")]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A setting is out of range.
+    #[error("invalid server setting {field}: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A file-system or socket operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The event loop failed.
+    #[error("control event loop: {0}")]
+    Poll(#[source] io::Error),
+}
+
+/// Wakes a running [`Server::run`] so that it looks at its shutdown flag at once.
+#[derive(Clone, Debug)]
+pub struct ShutdownWaker(Arc<Waker>);
+
+impl ShutdownWaker {
+    /// Wakes the event loop (set the shutdown flag first).
+    ///
+    /// # Errors
+    /// The wake-up could not be signalled.
+    pub fn wake(&self) -> io::Result<()> {
+        self.0.wake()
+    }
+}
+
+/// One client connection.
+#[derive(Debug)]
+struct Session {
+    /// Number for logs.
+    id: u64,
+    stream: UnixStream,
+    /// Received bytes not yet consumed (at most one frame plus a header).
+    rbuf: Vec<u8>,
+    /// Encoded frames to send; `wbuf[wpos..]` is pending.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// The peer closed its sending side.
+    read_closed: bool,
+    /// Close once the error frame queued last is (best effort) sent.
+    closing: bool,
+}
+
+/// What to do with a session after servicing it.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Keep,
+    Close,
+}
+
+impl Session {
+    fn new(id: u64, stream: UnixStream) -> Self {
+        Self {
+            id,
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            read_closed: false,
+            closing: false,
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes queued bytes until done or the socket is full.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.wbuf.capacity() > READ_CHUNK {
+                self.wbuf.shrink_to(READ_CHUNK);
+            }
+        } else if self.wpos > self.wbuf.len() / 2 {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    /// Reads and discards what the peer already sent (bounded), so that closing does not turn
+    /// into a reset that hides the error frame.
+    fn drain_input(&mut self, scratch: &mut [u8]) {
+        let mut left = DRAIN_ON_CLOSE;
+        while left > 0 {
+            let n = left.min(scratch.len());
+            match self.stream.read(&mut scratch[..n]) {
+                Ok(0) => break,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
+
+/// Appends the frame of an error reply to `out`.
+fn push_error(out: &mut Vec<u8>, xid: u64, error: ProtoError, max_frame_bytes: usize) {
+    let mut reply = ErrorReply::from(error);
+    truncate(&mut reply.message, MAX_ERROR_TEXT);
+    if let Some(f) = reply.field.as_mut() {
+        truncate(f, MAX_ERROR_TEXT);
+    }
+    let encoded = encode_reply(xid, &Reply::Error(reply))
+        .and_then(|payload| frame::write(out, &payload, max_frame_bytes.max(4096)));
+    if let Err(e) = encoded {
+        // Cannot happen with the bounds above; never panic on the control path.
+        warn!(error = %e, "could not encode an error reply");
+    }
+}
+
+/// Appends the frame of `reply` (or of an error saying why it cannot be sent) to `out`.
+fn push_reply(out: &mut Vec<u8>, xid: u64, reply: &Reply, max_frame_bytes: usize) {
+    let framed =
+        encode_reply(xid, reply).and_then(|payload| frame::write(out, &payload, max_frame_bytes));
+    if let Err(e) = framed {
+        push_error(out, xid, e, max_frame_bytes);
+    }
+}
+
+/// The control server. See the module docs.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    poll: Poll,
+    events: Events,
+    listener: UnixListener,
+    waker: Arc<Waker>,
+    sessions: HashMap<Token, Session>,
+    next_token: usize,
+    next_session_id: u64,
+    handler: Handler,
+    /// Sessions with input left over after their per-wake-up budget.
+    backlog: Vec<Token>,
+    /// Tokens to service in the current iteration (reused).
+    ready: Vec<Token>,
+    /// Accepting failed (out of descriptors): retry at the next wake-up.
+    accept_retry: bool,
+    scratch: Box<[u8]>,
+    warn_limit: RateLimit,
+    /// Device and inode of the socket file we created, to remove only ours on drop.
+    socket_id: (u64, u64),
+}
+
+impl Server {
+    /// Creates the socket (and its parent directory) and prepares the event loop.
+    ///
+    /// A stale socket file (nobody answers) is removed; a live one is left alone.
+    ///
+    /// # Errors
+    /// [`ServerError::AlreadyRunning`] if another daemon answers on the path,
+    /// [`ServerError::NotASocket`] if the path is something else, [`ServerError::Config`] for
+    /// out-of-range settings, [`ServerError::Io`] / [`ServerError::Poll`] for OS errors.
+    pub fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        check_config(&config)?;
+        let path = config.path.clone();
+        let io_err = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ServerError::Io { what, path, source }
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
+        }
+        remove_stale_socket(&path)?;
+        let listener = UnixListener::bind(&path).map_err(io_err("binding", &path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(config.socket_mode))
+            .map_err(io_err("setting permissions of", &path))?;
+        let meta = fs::symlink_metadata(&path).map_err(io_err("inspecting", &path))?;
+        let socket_id = (meta.dev(), meta.ino());
+
+        let poll = Poll::new().map_err(ServerError::Poll)?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(ServerError::Poll)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?);
+        info!(path = %path.display(), "control socket listening");
+        Ok(Self {
+            handler: Handler {
+                daemon: config.daemon.clone(),
+                max_frame_bytes: config.max_frame_bytes,
+            },
+            events: Events::with_capacity(256),
+            sessions: HashMap::new(),
+            next_token: FIRST_SESSION,
+            next_session_id: 1,
+            backlog: Vec::new(),
+            ready: Vec::new(),
+            accept_retry: false,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            warn_limit: RateLimit::new(10, Duration::from_secs(5)),
+            socket_id,
+            config,
+            poll,
+            listener,
+            waker,
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.config.path
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Number of open sessions.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A handle that wakes [`Server::run`] from another thread.
+    pub fn shutdown_waker(&self) -> ShutdownWaker {
+        ShutdownWaker(Arc::clone(&self.waker))
+    }
+
+    /// Serves requests until `shutdown` is set (checked at every wake-up, at least every
+    /// [`ServerConfig::poll_timeout`]); runs [`Switch::housekeeping`] every
+    /// [`ServerConfig::housekeeping_interval`]. Sessions stay open when it returns; dropping the
+    /// server closes them and removes the socket file.
+    ///
+    /// # Errors
+    /// The event loop itself failed (not a client: client errors only close that client).
+    pub fn run(&mut self, switch: &mut Switch, shutdown: &AtomicBool) -> Result<(), ServerError> {
+        let mut next_housekeeping = Instant::now() + self.config.housekeeping_interval;
+        loop {
+            if shutdown.load(Ordering::Acquire) {
+                debug!(sessions = self.sessions.len(), "control loop stopping");
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                switch.housekeeping();
+                next_housekeeping = now + self.config.housekeeping_interval;
+            }
+            let timeout = if self.backlog.is_empty() {
+                self.config
+                    .poll_timeout
+                    .min(next_housekeeping.saturating_duration_since(now))
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut self.events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ServerError::Poll(e)),
+            }
+            let mut ready = std::mem::take(&mut self.ready);
+            ready.clear();
+            ready.append(&mut self.backlog);
+            ready.extend(self.events.iter().map(mio::event::Event::token));
+            ready.sort_unstable();
+            ready.dedup();
+            if self.accept_retry && !ready.contains(&LISTENER) {
+                ready.push(LISTENER);
+            }
+            for token in ready.iter().copied() {
+                match token {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => self.service(token, switch),
+                }
+            }
+            self.ready = ready;
+        }
+    }
+
+    fn warn_allowed(&mut self) -> Option<u64> {
+        self.warn_limit.allow(Instant::now())
+    }
+
+    fn next_token(&mut self) -> Token {
+        loop {
+            let token = Token(self.next_token);
+            self.next_token = self.next_token.checked_add(1).unwrap_or(FIRST_SESSION);
+            if !self.sessions.contains_key(&token) {
+                return token;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        self.accept_retry = false;
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Typically EMFILE: leave the connection queued and try again later.
+                    if let Some(suppressed) = self.warn_allowed() {
+                        warn!(error = %e, suppressed, "accepting a control connection failed");
+                    }
+                    self.accept_retry = true;
+                    return;
+                }
+            };
+            if self.sessions.len() >= self.config.max_sessions {
+                if let Some(suppressed) = self.warn_allowed() {
+                    warn!(
+                        max = self.config.max_sessions,
+                        suppressed, "control connection refused: too many sessions"
+                    );
+                }
+                let mut out = Vec::new();
+                push_error(
+                    &mut out,
+                    0,
+                    ProtoError::new(
+                        ErrorCode::Limit,
+                        format!("too many sessions (max {})", self.config.max_sessions),
+                    ),
+                    self.config.max_frame_bytes,
+                );
+                // Best effort: a fresh socket has room for one small frame.
+                let _ = stream.write(&out);
+                continue;
+            }
+            let token = self.next_token();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                if let Some(suppressed) = self.warn_allowed() {
+                    warn!(error = %e, suppressed, "registering a control connection failed");
+                }
+                continue;
+            }
+            let id = self.next_session_id;
+            self.next_session_id += 1;
+            debug!(session = id, "control session opened");
+            self.sessions.insert(token, Session::new(id, stream));
+        }
+    }
+
+    fn service(&mut self, token: Token, switch: &mut Switch) {
+        let Some(mut session) = self.sessions.remove(&token) else {
+            return;
+        };
+        match self.service_session(&mut session, token, switch) {
+            Next::Keep => {
+                self.sessions.insert(token, session);
+            }
+            Next::Close => {
+                let _ = self.poll.registry().deregister(&mut session.stream);
+                debug!(session = session.id, "control session closed");
+            }
+        }
+    }
+
+    fn service_session(&mut self, s: &mut Session, token: Token, switch: &mut Switch) -> Next {
+        if s.flush().is_err() {
+            return Next::Close;
+        }
+        let max_frame_bytes = self.config.max_frame_bytes;
+        let mut budget = FRAMES_PER_WAKEUP;
+        let mut pending = false;
+        'io: loop {
+            // Handle the complete frames already buffered.
+            let mut consumed = 0;
+            while !s.closing {
+                match frame::peek(&s.rbuf[consumed..], max_frame_bytes) {
+                    FrameStatus::Incomplete { .. } => break,
+                    FrameStatus::TooLong { announced } => {
+                        if let Some(suppressed) = self.warn_allowed() {
+                            warn!(
+                                session = s.id,
+                                announced,
+                                max = max_frame_bytes,
+                                suppressed,
+                                "control frame too long, closing"
+                            );
+                        }
+                        push_error(
+                            &mut s.wbuf,
+                            0,
+                            ProtoError::new(
+                                ErrorCode::BadFrame,
+                                format!(
+                                    "frame of {announced} bytes exceeds the maximum {max_frame_bytes}"
+                                ),
+                            ),
+                            max_frame_bytes,
+                        );
+                        s.closing = true;
+                    }
+                    FrameStatus::Complete { len } => {
+                        if budget == 0 {
+                            self.backlog.push(token);
+                            pending = true;
+                            s.rbuf.drain(..consumed);
+                            break 'io;
+                        }
+                        budget -= 1;
+                        if s.queued() > self.config.max_queued_bytes
+                            && (s.flush().is_err() || s.queued() > self.config.max_queued_bytes)
+                        {
+                            if let Some(suppressed) = self.warn_allowed() {
+                                warn!(
+                                    session = s.id,
+                                    queued = s.queued(),
+                                    suppressed,
+                                    "control client does not read its replies, disconnecting"
+                                );
+                            }
+                            return Next::Close;
+                        }
+                        let start = consumed + HEADER_LEN;
+                        let payload = &s.rbuf[start..start + len];
+                        self.handle_frame(s.id, payload, &mut s.wbuf, switch);
+                        consumed = start + len;
+                    }
+                }
+            }
+            s.rbuf.drain(..consumed);
+            if s.rbuf.capacity() > READ_CHUNK && s.rbuf.len() < READ_CHUNK {
+                s.rbuf.shrink_to(READ_CHUNK);
+            }
+            if s.closing || s.read_closed {
+                break;
+            }
+            // Read more, never beyond one frame.
+            let room = (HEADER_LEN + max_frame_bytes).saturating_sub(s.rbuf.len());
+            let n = room.min(self.scratch.len());
+            if n == 0 {
+                break;
+            }
+            match s.stream.read(&mut self.scratch[..n]) {
+                Ok(0) => s.read_closed = true,
+                Ok(got) => s.rbuf.extend_from_slice(&self.scratch[..got]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+        let flushed = s.flush();
+        if s.closing {
+            s.drain_input(&mut self.scratch);
+            return Next::Close;
+        }
+        if flushed.is_err() {
+            return Next::Close;
+        }
+        if s.read_closed && !pending && s.queued() == 0 {
+            // The peer is done and has every reply; a truncated frame left behind is dropped.
+            return Next::Close;
+        }
+        Next::Keep
+    }
+
+    /// Decodes and runs one request, appending its reply frames to `out`.
+    fn handle_frame(
+        &mut self,
+        session: u64,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        switch: &mut Switch,
+    ) {
+        let max_frame_bytes = self.config.max_frame_bytes;
+        match decode_request(payload) {
+            Err(DecodeError { xid, error }) => {
+                if let Some(suppressed) = self.warn_allowed() {
+                    warn!(
+                        session,
+                        xid,
+                        code = error.code.as_str(),
+                        field = error.field.as_deref().unwrap_or(""),
+                        suppressed,
+                        "control request rejected"
+                    );
+                }
+                push_error(out, xid, error, max_frame_bytes);
+            }
+            Ok(Decoded { xid, msg, .. }) => {
+                let span = debug_span!("request", session, xid, r#type = msg.type_name());
+                let _entered = span.enter();
+                debug!("control request");
+                match self.handler.handle(switch, msg) {
+                    Ok(parts) => {
+                        for part in &parts {
+                            push_reply(out, xid, part, max_frame_bytes);
+                        }
+                    }
+                    Err(error) => {
+                        debug!(
+                            code = error.code.as_str(),
+                            field = error.field.as_deref().unwrap_or(""),
+                            message = %error.message,
+                            "control request failed"
+                        );
+                        push_error(out, xid, error, max_frame_bytes);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Remove the socket file only if it is still the one we created.
+        if let Ok(meta) = fs::symlink_metadata(&self.config.path)
+            && (meta.dev(), meta.ino()) == self.socket_id
+        {
+            let _ = fs::remove_file(&self.config.path);
+        }
+    }
+}
+
+fn check_config(c: &ServerConfig) -> Result<(), ServerError> {
+    let bad = |field: &'static str, reason: String| Err(ServerError::Config { field, reason });
+    if c.max_sessions == 0 {
+        return bad("max_sessions", "must be at least 1".into());
+    }
+    if !(4096..=u32::MAX as usize).contains(&c.max_frame_bytes) {
+        return bad(
+            "max_frame_bytes",
+            format!("{} outside 4096..={}", c.max_frame_bytes, u32::MAX),
+        );
+    }
+    if c.max_queued_bytes == 0 {
+        return bad("max_queued_bytes", "must be at least 1".into());
+    }
+    if c.poll_timeout.is_zero() || c.poll_timeout > Duration::from_secs(1) {
+        return bad(
+            "poll_timeout",
+            format!("{:?} outside (0, 1 s]", c.poll_timeout),
+        );
+    }
+    if c.housekeeping_interval.is_zero() {
+        return bad("housekeeping_interval", "must be positive".into());
+    }
+    if c.socket_mode > 0o7777 {
+        return bad("socket_mode", format!("{:o} is not a mode", c.socket_mode));
+    }
+    Ok(())
+}
+
+/// Removes `path` if it is a socket nobody answers on.
+fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ServerError::Io {
+                what: "inspecting",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket {
+            path: path.to_path_buf(),
+        });
+    }
+    // Non-blocking connect: accepted or backlog full (EAGAIN) = alive; refused = stale.
+    match UnixStream::connect(path) {
+        Ok(_) => Err(ServerError::AlreadyRunning {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(ServerError::AlreadyRunning {
+            path: path.to_path_buf(),
+        }),
+        Err(e)
+            if e.kind() == io::ErrorKind::ConnectionRefused
+                || e.kind() == io::ErrorKind::NotFound =>
+        {
+            match fs::remove_file(path) {
+                Ok(()) => {
+                    info!(path = %path.display(), "removed stale control socket");
+                    Ok(())
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(ServerError::Io {
+                    what: "removing stale socket",
+                    path: path.to_path_buf(),
+                    source,
+                }),
+            }
+        }
+        Err(source) => Err(ServerError::Io {
+            what: "probing",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(tag: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        PathBuf::from(format!(
+            "/tmp/vsw-srv-{tag}-{}-{nanos}/ctl.sock",
+            std::process::id()
+        ))
+    }
+
+    fn config(path: &Path) -> ServerConfig {
+        ServerConfig {
+            path: path.to_path_buf(),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn bind_creates_parent_dir_and_sets_mode_and_cleans_up() {
+        let path = temp_path("mode");
+        let server = Server::bind(config(&path)).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
+        drop(server);
+        assert!(!path.exists());
+        let _ = fs::remove_dir(path.parent().unwrap());
+    }
+
+    #[test]
+    fn refuses_to_start_when_another_daemon_answers() {
+        let path = temp_path("live");
+        let first = Server::bind(config(&path)).unwrap();
+        let err = Server::bind(config(&path)).unwrap_err();
+        assert!(matches!(err, ServerError::AlreadyRunning { .. }), "{err}");
+        assert!(err.to_string().contains("another vswitchd is running"));
+        // The first one's socket is untouched.
+        assert!(path.exists());
+        drop(first);
+        let _ = fs::remove_dir(path.parent().unwrap());
+    }
+
+    #[test]
+    fn replaces_a_stale_socket() {
+        let path = temp_path("stale");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // A socket file nobody listens on.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let server = Server::bind(config(&path)).unwrap();
+        drop(server);
+        let _ = fs::remove_dir(path.parent().unwrap());
+    }
+
+    #[test]
+    fn leaves_a_non_socket_alone() {
+        let path = temp_path("file");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"precious").unwrap();
+        let err = Server::bind(config(&path)).unwrap_err();
+        assert!(matches!(err, ServerError::NotASocket { .. }), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"precious");
+        fs::remove_file(&path).unwrap();
+        let _ = fs::remove_dir(path.parent().unwrap());
+    }
+
+    #[test]
+    fn rejects_out_of_range_settings() {
+        let path = temp_path("cfg");
+        for c in [
+            ServerConfig {
+                max_sessions: 0,
+                ..config(&path)
+            },
+            ServerConfig {
+                max_frame_bytes: 10,
+                ..config(&path)
+            },
+            ServerConfig {
+                poll_timeout: Duration::from_secs(2),
+                ..config(&path)
+            },
+        ] {
+            assert!(matches!(
+                Server::bind(c).unwrap_err(),
+                ServerError::Config { .. }
+            ));
+        }
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn error_text_is_cut_at_a_char_boundary() {
+        let mut s = "é".repeat(10);
+        truncate(&mut s, 5);
+        assert_eq!(s, "éé…");
+    }
+}

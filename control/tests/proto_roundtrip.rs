@@ -1,0 +1,448 @@
+//! Every request and reply survives encode → frame → decode unchanged, and the wire shape is
+//! the documented one.
+
+use std::collections::BTreeMap;
+
+use control::proto::frame::{self, FrameStatus, HEADER_LEN};
+use control::proto::*;
+use serde_json::{Value, json};
+
+fn requests() -> Vec<Request> {
+    vec![
+        Request::Hello(HelloRequest::default()),
+        Request::Hello(HelloRequest {
+            versions: vec![1],
+            client: Some("vsctl 0.1.0".into()),
+        }),
+        Request::PortAdd(PortAddRequest::new("veth0")),
+        Request::PortAdd(PortAddRequest {
+            name: "veth1".into(),
+            port_type: Some(PortType::Afxdp),
+            queues: 4,
+            vlan: Some(VlanSpec::access(10)),
+        }),
+        Request::PortAdd(PortAddRequest {
+            name: "tap0".into(),
+            port_type: Some(PortType::Tap),
+            queues: 1,
+            vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
+        }),
+        Request::PortAdd(PortAddRequest {
+            name: "eth0".into(),
+            port_type: Some(PortType::Afpacket),
+            queues: 1,
+            vlan: Some(VlanSpec::trunk(vec![], None)),
+        }),
+        Request::PortAdd(PortAddRequest {
+            name: "eth1".into(),
+            port_type: Some(PortType::Auto),
+            queues: 2,
+            vlan: None,
+        }),
+        Request::PortDel(PortDelRequest {
+            name: "veth0".into(),
+        }),
+        Request::PortList(EmptyRequest {}),
+        Request::PortStats(PortStatsRequest::default()),
+        Request::PortStats(PortStatsRequest {
+            name: Some("veth0".into()),
+        }),
+        Request::MacDump(MacFilter::default()),
+        Request::MacDump(MacFilter {
+            vlan: Some(10),
+            port: Some("veth0".into()),
+        }),
+        Request::MacFlush(MacFilter::default()),
+        Request::MacFlush(MacFilter {
+            vlan: Some(4094),
+            port: None,
+        }),
+        Request::SwitchShow(EmptyRequest {}),
+        Request::Echo(EchoRequest::default()),
+        Request::Echo(EchoRequest {
+            data: "ping \u{1f600} \"quoted\"".into(),
+        }),
+    ]
+}
+
+fn port(id: u32, name: &str) -> PortDesc {
+    PortDesc {
+        id,
+        name: name.into(),
+        port_type: "afxdp".into(),
+        queues: 2,
+        vlan: VlanDesc {
+            access: None,
+            trunks: Some(vec![10, 20]),
+            native: Some(10),
+        },
+        worker: 1,
+    }
+}
+
+fn stats(id: u32, name: &str) -> PortStatsDesc {
+    PortStatsDesc {
+        id,
+        name: name.into(),
+        rx_pkts: 10,
+        rx_bytes: 1500,
+        tx_pkts: u64::MAX,
+        tx_bytes: 7,
+        rx_jumbo: 1,
+        tx_jumbo: 0,
+        rx_dropped: 3,
+        tx_dropped: 0,
+        rx_drops: BTreeMap::from([("truncated".into(), 3), ("bad_length".into(), 0)]),
+        tx_drops: BTreeMap::from([("tx_queue_full".into(), 0)]),
+    }
+}
+
+fn replies() -> Vec<Reply> {
+    vec![
+        Reply::Hello(HelloReply {
+            versions: vec![1],
+            daemon: "vswitchd 0.1.0".into(),
+            capabilities: Request::TYPES.iter().map(|s| s.to_string()).collect(),
+            max_frame_bytes: 1 << 20,
+        }),
+        Reply::PortAdd(PortAddReply {
+            port: port(1, "veth0"),
+        }),
+        Reply::PortDel(EmptyReply {}),
+        Reply::PortList(PortListReply {
+            ports: vec![port(1, "veth0"), port(2, "veth1")],
+            more: false,
+        }),
+        Reply::PortList(PortListReply {
+            ports: vec![],
+            more: true,
+        }),
+        Reply::PortStats(PortStatsReply {
+            ports: vec![stats(1, "veth0")],
+            more: false,
+        }),
+        Reply::MacDump(MacDumpReply {
+            entries: vec![MacDesc {
+                vlan: 10,
+                mac: "02:00:00:00:00:01".into(),
+                port: 1,
+                port_name: "veth0".into(),
+                age_secs: 12,
+            }],
+            more: true,
+        }),
+        Reply::MacFlush(MacFlushReply { flushed: 42 }),
+        Reply::SwitchShow(SwitchShowReply {
+            workers: 2,
+            cpus: vec![2, 3],
+            poll_mode: "adaptive".into(),
+            mac_table_max: 65536,
+            mac_entries: 5,
+            mac_aging_secs: 300,
+            mac_moves: 1,
+            ports: vec![port(1, "veth0")],
+            worker_stats: vec![
+                WorkerDesc {
+                    worker: 0,
+                    cpu: Some(2),
+                    batches: 5,
+                    frames: 100,
+                    sleeps: 3,
+                },
+                WorkerDesc {
+                    worker: 1,
+                    cpu: None,
+                    batches: 0,
+                    frames: 0,
+                    sleeps: 0,
+                },
+            ],
+        }),
+        Reply::Echo(EchoReply {
+            data: "pong".into(),
+        }),
+        Reply::Error(ErrorReply::from(ProtoError::bad_field(
+            "body.vlan.trunks[2]",
+            "invalid value: integer `70000`, expected u16",
+        ))),
+        Reply::Error(ErrorReply::from(ProtoError::new(
+            ErrorCode::Internal,
+            "worker 0 did not respond",
+        ))),
+    ]
+}
+
+fn unframe(framed: &[u8]) -> &[u8] {
+    match frame::peek(framed, DEFAULT_MAX_FRAME_BYTES) {
+        FrameStatus::Complete { len } => {
+            assert_eq!(framed.len(), HEADER_LEN + len);
+            &framed[HEADER_LEN..]
+        }
+        other => panic!("not a complete frame: {other:?}"),
+    }
+}
+
+#[test]
+fn every_request_round_trips() {
+    let reqs = requests();
+    let mut seen: Vec<&str> = reqs.iter().map(Request::type_name).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let mut all = Request::TYPES.to_vec();
+    all.sort_unstable();
+    assert_eq!(
+        seen, all,
+        "a request type is missing from the round-trip list"
+    );
+
+    for (i, req) in reqs.into_iter().enumerate() {
+        let xid = u64::MAX - i as u64;
+        let payload = encode_request(xid, &req).unwrap();
+        let framed = frame::encode(&payload, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let decoded = decode_request(unframe(&framed)).unwrap();
+        assert_eq!(decoded.version, VERSION);
+        assert_eq!(decoded.xid, xid);
+        assert_eq!(decoded.msg, req);
+    }
+}
+
+#[test]
+fn every_reply_round_trips() {
+    for (i, reply) in replies().into_iter().enumerate() {
+        let xid = i as u64;
+        let payload = encode_reply(xid, &reply).unwrap();
+        let framed = frame::encode(&payload, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let decoded = decode_reply(unframe(&framed)).unwrap();
+        assert_eq!(decoded.xid, xid);
+        assert_eq!(decoded.msg, reply);
+    }
+}
+
+#[test]
+fn replies_are_not_requests_and_requests_are_not_replies() {
+    let payload = encode_reply(1, &Reply::Echo(EchoReply::default())).unwrap();
+    let e = decode_request(&payload).unwrap_err();
+    assert_eq!((e.xid, e.error.code), (1, ErrorCode::UnknownType));
+    let payload = encode_request(2, &Request::Echo(EchoRequest::default())).unwrap();
+    let e = decode_reply(&payload).unwrap_err();
+    assert_eq!((e.xid, e.error.code), (2, ErrorCode::UnknownType));
+}
+
+#[test]
+fn wire_shape_is_the_documented_one() {
+    let req = Request::PortAdd(PortAddRequest {
+        name: "veth0".into(),
+        port_type: Some(PortType::Afxdp),
+        queues: 2,
+        vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
+    });
+    let v: Value = serde_json::from_slice(&encode_request(7, &req).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "version": 1, "xid": 7, "type": "port_add",
+            "body": {"name": "veth0", "type": "afxdp", "queues": 2,
+                     "vlan": {"trunks": [10, 20], "native": 10}}
+        })
+    );
+    let v: Value =
+        serde_json::from_slice(&encode_request(8, &Request::PortList(EmptyRequest {})).unwrap())
+            .unwrap();
+    assert_eq!(
+        v,
+        json!({"version": 1, "xid": 8, "type": "port_list", "body": {}})
+    );
+    let err = Reply::Error(ErrorReply::from(ProtoError::field(
+        ErrorCode::NotFound,
+        "body.name",
+        "no port named veth9",
+    )));
+    let v: Value = serde_json::from_slice(&encode_reply(9, &err).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "version": 1, "xid": 9, "type": "error",
+            "body": {"code": 5, "name": "not_found", "message": "no port named veth9",
+                     "field": "body.name"}
+        })
+    );
+}
+
+/// One hostile payload and the error it must produce: (json, code, field).
+fn check(payload: &[u8], code: ErrorCode, field: Option<&str>, xid: u64) {
+    let e = decode_request(payload).expect_err("hostile payload accepted");
+    assert_eq!(e.error.code, code, "{e}");
+    assert_eq!(e.error.field.as_deref(), field, "{e}");
+    assert_eq!(e.xid, xid, "{e}");
+}
+
+#[test]
+fn hostile_payloads_get_precise_errors() {
+    check(b"", ErrorCode::BadFrame, None, 0);
+    check(b"\xff\xfe{}", ErrorCode::BadFrame, None, 0);
+    check(
+        b"{\"version\":1,\"xid\":1,\"type\":\"echo\",\"body\":{\"data\":\"\xc3\x28\"}}",
+        ErrorCode::BadFrame,
+        None,
+        0,
+    );
+    check(b"not json", ErrorCode::BadFrame, None, 0);
+    check(b"[1,2,3]", ErrorCode::BadFrame, None, 0);
+    check(b"{\"version\":1,\"xid\":1", ErrorCode::BadFrame, None, 0);
+    check(&[b'['; 100_000], ErrorCode::BadFrame, None, 0);
+    check(
+        br#"{"xid":4,"type":"echo"}"#,
+        ErrorCode::BadField,
+        Some("version"),
+        4,
+    );
+    check(
+        br#"{"version":0,"xid":4,"type":"echo"}"#,
+        ErrorCode::BadVersion,
+        Some("version"),
+        4,
+    );
+    check(
+        br#"{"version":99999999999,"xid":4,"type":"echo"}"#,
+        ErrorCode::BadVersion,
+        Some("version"),
+        4,
+    );
+    check(
+        br#"{"version":-1,"xid":4,"type":"echo"}"#,
+        ErrorCode::BadField,
+        Some("version"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":-4,"type":"echo"}"#,
+        ErrorCode::BadField,
+        Some("xid"),
+        0,
+    );
+    check(
+        br#"{"version":1,"xid":1.5,"type":"echo"}"#,
+        ErrorCode::BadField,
+        Some("xid"),
+        0,
+    );
+    check(
+        br#"{"version":1,"xid":4}"#,
+        ErrorCode::BadField,
+        Some("type"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":7}"#,
+        ErrorCode::BadField,
+        Some("type"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"reboot"}"#,
+        ErrorCode::UnknownType,
+        Some("type"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"echo","extra":true}"#,
+        ErrorCode::BadField,
+        Some("extra"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"echo","body":[]}"#,
+        ErrorCode::BadField,
+        Some("body"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"echo","body":{"data":1}}"#,
+        ErrorCode::BadField,
+        Some("body.data"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"echo","body":{"bogus":1}}"#,
+        ErrorCode::BadField,
+        Some("body.bogus"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"port_del"}"#,
+        ErrorCode::BadField,
+        Some("body.name"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"port_add","body":{"name":"a","queues":"two"}}"#,
+        ErrorCode::BadField,
+        Some("body.queues"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"port_add","body":{"name":"a","type":"vhost"}}"#,
+        ErrorCode::BadField,
+        Some("body.type"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"port_add","body":{"name":"a","vlan":{"trunks":[1,"x"]}}}"#,
+        ErrorCode::BadField,
+        Some("body.vlan.trunks[1]"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"port_add","body":{"name":"a","vlan":{"acess":3}}}"#,
+        ErrorCode::BadField,
+        Some("body.vlan.acess"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"mac_dump","body":{"vlan":65536}}"#,
+        ErrorCode::BadField,
+        Some("body.vlan"),
+        4,
+    );
+    check(
+        br#"{"version":1,"xid":4,"type":"port_stats","body":{"name":null,"x":[]}}"#,
+        ErrorCode::BadField,
+        Some("body.x"),
+        4,
+    );
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_the_decoder() {
+    // A cheap deterministic fuzz: xorshift bytes, and mutations of a valid request.
+    let valid = encode_request(
+        3,
+        &Request::PortAdd(PortAddRequest {
+            name: "veth0".into(),
+            port_type: Some(PortType::Tap),
+            queues: 2,
+            vlan: Some(VlanSpec::trunk(vec![1, 2], Some(1))),
+        }),
+    )
+    .unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let len = (next() % 96) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let _ = decode_request(&bytes);
+        let _ = decode_reply(&bytes);
+        let mut m = valid.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() as usize) % m.len();
+            m[i] = next() as u8;
+        }
+        let _ = decode_request(&m);
+        let _ = frame::peek(&bytes, 64);
+    }
+}

@@ -1,0 +1,182 @@
+//! `vsctl` against a real control server driving a real switch with in-memory ports.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use control::{Server, ServerConfig};
+use datapath::port::mem::{MemPort, MemPortOptions};
+use datapath::switch::{Switch, SwitchConfig, VlanMode};
+
+struct Daemon {
+    path: PathBuf,
+    shutdown: Arc<AtomicBool>,
+    waker: control::server::ShutdownWaker,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Daemon {
+    fn start(tag: &str) -> Self {
+        let path = PathBuf::from(format!("/tmp/vsctl-{tag}-{}/ctl.sock", std::process::id()));
+        let mut server = Server::bind(ServerConfig {
+            path: path.clone(),
+            ..ServerConfig::default()
+        })
+        .expect("binding");
+        let waker = server.shutdown_waker();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&shutdown);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut switch = Switch::start(SwitchConfig::default()).expect("starting the switch");
+            let mut peers = Vec::new();
+            for (name, vlan) in [
+                ("mem0", VlanMode::default()),
+                (
+                    "mem1",
+                    VlanMode::Trunk {
+                        allowed: vec![10, 20],
+                        native: Some(10),
+                    },
+                ),
+            ] {
+                let (port, peer) = MemPort::new(name, MemPortOptions::default());
+                switch
+                    .add_port_backend(Box::new(port), vlan)
+                    .expect("adding a mem port");
+                peers.push(peer);
+            }
+            let _ = ready_tx.send(());
+            server.run(&mut switch, &flag).expect("server loop");
+            drop(server);
+            drop(peers);
+            switch.shutdown();
+        });
+        ready_rx.recv().expect("server thread ready");
+        Self {
+            path,
+            shutdown,
+            waker,
+            thread: Some(thread),
+        }
+    }
+
+    fn vsctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vsctl"))
+            .env("VSWITCH_SOCKET", &self.path)
+            .args(args)
+            .output()
+            .expect("running vsctl")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let res = t.join();
+            if !std::thread::panicking() {
+                res.expect("server thread panicked");
+            }
+        }
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "vsctl failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).expect("utf-8 output")
+}
+
+#[test]
+fn human_tables_are_aligned() {
+    let d = Daemon::start("tables");
+    assert_eq!(
+        stdout(&d.vsctl(&["list-ports"])),
+        "PORT  NAME  TYPE  QUEUES  WORKER  VLAN\n\
+         \x20  1  mem0  mem        1       0  access 1\n\
+         \x20  2  mem1  mem        1       0  trunk 10,20 native 10\n"
+    );
+    let stats = stdout(&d.vsctl(&["dump-ports", "mem1"]));
+    let lines: Vec<&str> = stats.lines().collect();
+    assert_eq!(lines.len(), 2, "{stats}");
+    assert!(lines[0].starts_with("PORT  NAME  RX_PKTS"), "{stats}");
+    assert!(
+        lines[1].contains("mem1") && lines[1].ends_with(" -"),
+        "{stats}"
+    );
+    assert_eq!(stdout(&d.vsctl(&["dump-macs"])), "VLAN  MAC  PORT  AGE\n");
+    assert_eq!(
+        stdout(&d.vsctl(&["flush-macs", "--vlan", "10"])),
+        "flushed 0 entries\n"
+    );
+    let show = stdout(&d.vsctl(&["show"]));
+    assert!(show.starts_with("vswitchd "), "{show}");
+    assert!(show.contains("mem1") && show.contains("WORKER"), "{show}");
+}
+
+#[test]
+fn json_output_is_the_reply_body() {
+    let d = Daemon::start("json");
+    let ports: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["--json", "list-ports"]))).expect("JSON");
+    assert_eq!(ports[1]["name"], "mem1");
+    assert_eq!(ports[1]["vlan"]["trunks"], serde_json::json!([10, 20]));
+    let stats: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["dump-ports", "--json"]))).expect("JSON");
+    assert_eq!(stats[0]["rx_drops"]["truncated"], 0);
+    let show: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["--json", "show"]))).expect("JSON");
+    assert_eq!(show["hello"]["versions"], serde_json::json!([1]));
+    assert_eq!(show["switch"]["ports"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn server_errors_print_message_and_field_and_fail() {
+    let d = Daemon::start("errors");
+    let o = d.vsctl(&["del-port", "nope0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("body.name") && err.contains("nope0") && err.contains("not_found"),
+        "{err}"
+    );
+    let o = d.vsctl(&["--json", "add-port", "mem0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON error");
+    assert_eq!(v["error"]["code"], 6);
+    assert_eq!(v["error"]["field"], "body.name");
+    let o = d.vsctl(&["add-port", "x0", "--trunks", "10,5000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("body.vlan.trunks[1]"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Usage errors are clap's (status 2) and never reach the server.
+    let o = d.vsctl(&["add-port", "x0", "--vlan", "3", "--trunks", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    // The state is unchanged.
+    let ports: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["--json", "list-ports"]))).expect("JSON");
+    assert_eq!(ports.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn missing_daemon_is_reported() {
+    let o = Command::new(env!("CARGO_BIN_EXE_vsctl"))
+        .args(["--socket", "/tmp/vsctl-no-such-dir/ctl.sock", "list-ports"])
+        .output()
+        .expect("running vsctl");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is vswitchd running"));
+}
