@@ -246,3 +246,23 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another vswitchd") || err.contains("in use"), "{err}");
 }
+
+#[test]
+fn without_capabilities_the_daemon_refuses_with_a_clear_message() {
+    if !require_privileges("capabilities") {
+        return;
+    }
+    // Drop to an unprivileged user with no capabilities (setpriv, util-linux).
+    let dir = std::env::temp_dir().join(testbed::unique("vscap"));
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(common::vswitchd())
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lacks CAP_NET_ADMIN"), "{err}");
+    assert!(!dir.exists(), "nothing created before the check");
+}
