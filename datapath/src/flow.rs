@@ -199,11 +199,14 @@ fn ipv6(f: &[u8], l3: usize, key: &mut FlowKey, lay: &mut Layout) -> Result<(), 
     key.nw_dst.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let mut off = l3 + 40;
+    // Extension headers must lie within the payload length (not in link padding after it).
+    let ext = |off: usize, len: usize| f.get(off..off + len).filter(|_| off + len <= end);
+    let mut seen_frag = false;
     // Walk at most 8 extension headers.
     for _ in 0..8 {
         match next {
             0 | 43 | 60 => {
-                let e = f.get(off..off + 2).ok_or(DropReason::Truncated)?;
+                let e = ext(off, 2).ok_or(DropReason::Truncated)?;
                 next = e[0];
                 off += (usize::from(e[1]) + 1) * 8;
                 if off > end {
@@ -211,7 +214,12 @@ fn ipv6(f: &[u8], l3: usize, key: &mut FlowKey, lay: &mut Layout) -> Result<(), 
                 }
             }
             44 => {
-                let e = f.get(off..off + 8).ok_or(DropReason::Truncated)?;
+                // RFC 8200 4.1: at most one fragment header.
+                if seen_frag {
+                    return Err(DropReason::BadHeader);
+                }
+                seen_frag = true;
+                let e = ext(off, 8).ok_or(DropReason::Truncated)?;
                 next = e[0];
                 let frag_off = u16::from_be_bytes([e[2], e[3]]) >> 3;
                 key.nw_frag = frag::ANY | if frag_off != 0 { frag::LATER } else { 0 };
@@ -364,6 +372,36 @@ mod tests {
         for n in 0..f.len() {
             let _ = extract(&f[..n], 1);
         }
+    }
+
+    fn ipv6_with(ext: &[u8], next: u8, payload_len: u16, pad: usize) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&payload_len.to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&[1; 32]);
+        f.extend_from_slice(ext);
+        f.extend(std::iter::repeat_n(0, pad));
+        f
+    }
+
+    #[test]
+    fn drops_ipv6_with_two_fragment_headers() {
+        let frag = |next: u8, off: u16| {
+            let o = (off << 3).to_be_bytes();
+            [next, 0, o[0], o[1], 0, 0, 0, 1]
+        };
+        let mut ext = frag(44, 0).to_vec();
+        ext.extend_from_slice(&frag(59, 8));
+        let f = ipv6_with(&ext, 44, 16, 0);
+        assert_eq!(extract(&f, 1), Err(DropReason::BadHeader));
+    }
+
+    #[test]
+    fn ipv6_extension_header_in_link_padding_is_truncated() {
+        // Empty payload, but padding after it that looks like a fragment header.
+        let f = ipv6_with(&[], 44, 0, 8);
+        assert_eq!(extract(&f, 1), Err(DropReason::Truncated));
     }
 
     proptest::proptest! {

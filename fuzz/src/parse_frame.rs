@@ -313,9 +313,8 @@ fn walk_ipv6<'a>(l3: &'a [u8], off: usize, w: &mut Walked<'a>) {
     let fragment_headers = count_fragment_headers(ip.next_header(), ip.payload(), upper.offset);
     let packet = ip.into_inner();
     if let Some(ip) = &mut w.ip {
-        // With several fragment headers the parsers legitimately differ on which one counts
-        // (`flow::extract` stops at the first non-first fragment, the view reports the last
-        // one crossed): compare the fragment state and protocol only when there is one.
+        // Several fragment headers are malformed (RFC 8200 4.1): `flow::extract` rejects them,
+        // while the view reports the last one crossed; compare only when there is one.
         if fragment_headers <= 1 {
             ip.frag = upper.fragment.map(|f| (f.offset, f.more));
             ip.proto = Some(upper.protocol.0);

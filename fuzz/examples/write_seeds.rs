@@ -1,14 +1,14 @@
-//! Writes the seed corpus (`corpus/<target>/`). Ignored by default; regenerate with
+//! Writes the seed corpus (`corpus/<target>/`); regenerate with
 //!
 //! ```text
-//! cargo test -p vswitch-fuzz --test seeds -- --ignored
+//! cargo run -p vswitch-fuzz --example write_seeds
 //! ```
 //!
 //! `parse_frame` seeds are real frames from the kernel capture `kernel-traffic.pcap` (found in
 //! `$VSWITCH_PCAP`, `datapath/testdata/` or `../shared/testdata/`), `control_decode` seeds are
 //! framed messages made with the `control` encoder, `mac_table_ops` seeds are op sequences
 //! written out by hand below.
-#![allow(clippy::unwrap_used, reason = "tests")]
+#![allow(clippy::unwrap_used, clippy::print_stdout, reason = "a developer tool")]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -65,9 +65,7 @@ fn framed(payload: &[u8]) -> Vec<u8> {
     frame::encode(payload, MAX_FRAME_LEN).unwrap()
 }
 
-#[test]
-#[ignore = "writes files: run by hand to regenerate the seed corpus"]
-fn write_seed_corpus() {
+fn main() {
     let file = fs::read(pcap_path()).unwrap();
     let frames = vswitch_fuzz::pcap::frames(&file).unwrap();
     for (n, name) in FRAMES {
