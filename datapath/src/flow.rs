@@ -236,7 +236,13 @@ fn ipv6(f: &[u8], l3: usize, key: &mut FlowKey, lay: &mut Layout) -> Result<(), 
     l4(f, off, end, key, lay)
 }
 
-fn l4(f: &[u8], at: usize, end: usize, key: &mut FlowKey, lay: &mut Layout) -> Result<(), DropReason> {
+fn l4(
+    f: &[u8],
+    at: usize,
+    end: usize,
+    key: &mut FlowKey,
+    lay: &mut Layout,
+) -> Result<(), DropReason> {
     let seg = f.get(at..end).ok_or(DropReason::BadLength)?;
     match key.nw_proto {
         6 => {

@@ -100,7 +100,10 @@ impl MacTable {
 
     #[inline]
     fn start(&self, key: u64) -> usize {
-        #[expect(clippy::cast_possible_truncation, reason = "hash folded onto the index mask")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "hash folded onto the index mask"
+        )]
         let h = self.hasher.hash_one(key) as usize;
         h & self.mask
     }

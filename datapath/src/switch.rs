@@ -402,7 +402,8 @@ impl Switch {
         let mut recycle_txs = Vec::with_capacity(n);
         let mut recycle_rxs = Vec::with_capacity(n);
         for i in 0..n {
-            let poller = Poller::new().map_err(|source| SwitchError::Spawn { worker: i, source })?;
+            let poller =
+                Poller::new().map_err(|source| SwitchError::Spawn { worker: i, source })?;
             let waker = poller
                 .waker()
                 .map_err(|source| SwitchError::Spawn { worker: i, source })?;
@@ -512,14 +513,21 @@ impl Switch {
     }
 
     fn check_new_name(&self, name: &str) -> Result<(), SwitchError> {
-        if name.is_empty() || name.len() > 15 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+        if name.is_empty()
+            || name.len() > 15
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+        {
             return Err(SwitchError::Invalid {
                 field: "name",
                 reason: format!("{name:?} is not a valid interface name (1-15 of [A-Za-z0-9-_.@])"),
             });
         }
         if self.ports.values().any(|r| r.info.name == name) {
-            return Err(SwitchError::PortExists { name: name.to_owned() });
+            return Err(SwitchError::PortExists {
+                name: name.to_owned(),
+            });
         }
         if self.ports.len() >= MAX_PORTS {
             return Err(SwitchError::TooManyPorts { max: MAX_PORTS });
@@ -566,7 +574,11 @@ impl Switch {
     ///
     /// # Errors
     /// As [`Switch::add_port`].
-    pub fn add_port_backend(&mut self, port: Box<dyn Port>, vlan: VlanMode) -> Result<PortInfo, SwitchError> {
+    pub fn add_port_backend(
+        &mut self,
+        port: Box<dyn Port>,
+        vlan: VlanMode,
+    ) -> Result<PortInfo, SwitchError> {
         self.check_new_name(port.name())?;
         let vlan = vlan.validated()?;
         self.attach(port, vlan)
@@ -619,7 +631,9 @@ impl Switch {
             .values()
             .find(|r| r.info.name == name)
             .map(|r| r.info.id)
-            .ok_or_else(|| SwitchError::NoSuchPort { name: name.to_owned() })
+            .ok_or_else(|| SwitchError::NoSuchPort {
+                name: name.to_owned(),
+            })
     }
 
     /// Removes a port: its worker stops polling it and closes it before this returns.
@@ -629,7 +643,9 @@ impl Switch {
     pub fn del_port(&mut self, name: &str) -> Result<(), SwitchError> {
         let id = self.id_of(name)?;
         let Some(reg) = self.ports.remove(&id) else {
-            return Err(SwitchError::NoSuchPort { name: name.to_owned() });
+            return Err(SwitchError::NoSuchPort {
+                name: name.to_owned(),
+            });
         };
         self.publish();
         let worker = reg.info.worker;
@@ -691,11 +707,16 @@ impl Switch {
     ///
     /// # Errors
     /// No such port.
-    pub fn flush_macs(&mut self, vlan: Option<u16>, port: Option<&str>) -> Result<usize, SwitchError> {
+    pub fn flush_macs(
+        &mut self,
+        vlan: Option<u16>,
+        port: Option<&str>,
+    ) -> Result<usize, SwitchError> {
         let port = port.map(|n| self.id_of(n)).transpose()?;
-        Ok(self.shared.macs.remove_if(|v, _, p, _| {
-            vlan.is_none_or(|x| x == v) && port.is_none_or(|x| x == p)
-        }))
+        Ok(self
+            .shared
+            .macs
+            .remove_if(|v, _, p, _| vlan.is_none_or(|x| x == v) && port.is_none_or(|x| x == p)))
     }
 
     /// Per-worker counters.

@@ -377,10 +377,15 @@ impl Worker {
         ctl.sleeping.store(true, Ordering::Release);
         // Re-check after announcing sleep: a sender that missed the flag left work behind.
         if self.cmds.is_empty() && self.handoff_rx.is_empty() {
-            let all_fds = self.ports.iter().all(|p| {
-                (0..p.port.rx_queues()).all(|q| p.port.rx_fd(q).is_some())
-            });
-            let timeout = if all_fds { MAX_SLEEP } else { Duration::from_millis(1) };
+            let all_fds = self
+                .ports
+                .iter()
+                .all(|p| (0..p.port.rx_queues()).all(|q| p.port.rx_fd(q).is_some()));
+            let timeout = if all_fds {
+                MAX_SLEEP
+            } else {
+                Duration::from_millis(1)
+            };
             ctl.counters.sleeps.add(1);
             self.poller.wait(timeout);
         }
@@ -408,7 +413,12 @@ impl Worker {
                     if let Some(slot) = self.local_of.get_mut(lp.id as usize) {
                         *slot = u16::try_from(idx).unwrap_or(NOT_LOCAL);
                     }
-                    tracing::info!(worker = self.index, port = lp.port.name(), id = lp.id, "port attached to worker");
+                    tracing::info!(
+                        worker = self.index,
+                        port = lp.port.name(),
+                        id = lp.id,
+                        "port attached to worker"
+                    );
                     self.ports.push(*lp);
                     self.dirty.push(false);
                 }
@@ -422,9 +432,7 @@ impl Worker {
                             }
                         }
                         let _ = lp.port.tx_flush();
-                        lp.counters
-                            .backend_drops
-                            .add(lp.port.take_backend_drops());
+                        lp.counters.backend_drops.add(lp.port.take_backend_drops());
                         drop(lp);
                         self.local_of.fill(NOT_LOCAL);
                         for (i, p) in self.ports.iter().enumerate() {
@@ -470,7 +478,11 @@ impl Worker {
                 break;
             };
             n += 1;
-            let li = self.local_of.get(h.port as usize).copied().unwrap_or(NOT_LOCAL);
+            let li = self
+                .local_of
+                .get(h.port as usize)
+                .copied()
+                .unwrap_or(NOT_LOCAL);
             if let Some(lp) = self.ports.get_mut(usize::from(li))
                 && transmit(lp, &h.buf, &h.offload)
             {
@@ -605,13 +617,21 @@ impl Worker {
             return false;
         };
         let want = egress(&conf.vlan, vlan);
-        let lo = self.local_of.get(out as usize).copied().unwrap_or(NOT_LOCAL);
+        let lo = self
+            .local_of
+            .get(out as usize)
+            .copied()
+            .unwrap_or(NOT_LOCAL);
         let mut off = desc.offload;
         // Rewrite the tag into scratch when the output wants it differently.
         let src = self.ports[li].port.frame(desc);
         let edited = retag(src, lay, want, &mut self.scratch.frame, &mut off);
         if lo == NOT_LOCAL {
-            let bytes: &[u8] = if edited { &self.scratch.frame } else { self.ports[li].port.frame(desc) };
+            let bytes: &[u8] = if edited {
+                &self.scratch.frame
+            } else {
+                self.ports[li].port.frame(desc)
+            };
             let to = Remote {
                 ctls: &self.ctls,
                 from: self.index,
@@ -622,7 +642,11 @@ impl Worker {
         }
         let lo = usize::from(lo);
         let (src_port, dst) = pair(&mut self.ports, li, lo);
-        let bytes: &[u8] = if edited { &self.scratch.frame } else { src_port.port.frame(desc) };
+        let bytes: &[u8] = if edited {
+            &self.scratch.frame
+        } else {
+            src_port.port.frame(desc)
+        };
         let ok = if dst.port.caps().tx_offload || off.is_none() {
             transmit(dst, bytes, &off)
         } else {
@@ -717,7 +741,12 @@ fn transmit(lp: &mut LocalPort, bytes: &[u8], off: &Offload) -> bool {
 }
 
 /// Completes checksums / segments a frame for a port without offloads, then queues it.
-fn materialize(bytes: &[u8], off: &Offload, seg: &mut offload::SegmentBuf, lp: &mut LocalPort) -> bool {
+fn materialize(
+    bytes: &[u8],
+    off: &Offload,
+    seg: &mut offload::SegmentBuf,
+    lp: &mut LocalPort,
+) -> bool {
     let mut any = false;
     let res = offload::segment(bytes, off, seg, &mut |s: &[u8]| {
         any |= transmit(lp, s, &Offload::NONE);
@@ -734,7 +763,13 @@ fn materialize(bytes: &[u8], off: &Offload, seg: &mut offload::SegmentBuf, lp: &
 fn retag(src: &[u8], lay: &Layout, want: Egress, out: &mut Vec<u8>, off: &mut Offload) -> bool {
     let tagged = lay.tags > 0 && src.len() >= 18;
     let shift = |off: &mut Offload, grow: bool| {
-        let adj = |v: u16| if grow { v.saturating_add(4) } else { v.saturating_sub(4) };
+        let adj = |v: u16| {
+            if grow {
+                v.saturating_add(4)
+            } else {
+                v.saturating_sub(4)
+            }
+        };
         if off.needs_csum() {
             off.csum_start = adj(off.csum_start);
         }
@@ -806,25 +841,51 @@ mod tests {
     #[test]
     fn retag_pushes_pops_and_rewrites_the_outer_tag() {
         let untagged: Vec<u8> = (0..60u8).collect();
-        let lay0 = Layout { l3: 14, l4: 0, tags: 0 };
+        let lay0 = Layout {
+            l3: 14,
+            l4: 0,
+            tags: 0,
+        };
         let mut out = Vec::new();
         let mut off = Offload {
             flags: Offload::F_NEEDS_CSUM,
             csum_start: 34,
             ..Offload::NONE
         };
-        assert!(retag(&untagged, &lay0, Egress::Tagged(100), &mut out, &mut off));
+        assert!(retag(
+            &untagged,
+            &lay0,
+            Egress::Tagged(100),
+            &mut out,
+            &mut off
+        ));
         assert_eq!(out.len(), 64);
         assert_eq!(&out[12..16], &[0x81, 0x00, 0x00, 100]);
         assert_eq!(&out[16..], &untagged[12..]);
         assert_eq!(off.csum_start, 38);
         let tagged = out.clone();
-        let lay1 = Layout { l3: 18, l4: 0, tags: 1 };
+        let lay1 = Layout {
+            l3: 18,
+            l4: 0,
+            tags: 1,
+        };
         assert!(retag(&tagged, &lay1, Egress::Untagged, &mut out, &mut off));
         assert_eq!(out, untagged);
         assert_eq!(off.csum_start, 34);
-        assert!(!retag(&tagged, &lay1, Egress::Tagged(100), &mut out, &mut off));
-        assert!(retag(&tagged, &lay1, Egress::Tagged(200), &mut out, &mut off));
+        assert!(!retag(
+            &tagged,
+            &lay1,
+            Egress::Tagged(100),
+            &mut out,
+            &mut off
+        ));
+        assert!(retag(
+            &tagged,
+            &lay1,
+            Egress::Tagged(200),
+            &mut out,
+            &mut off
+        ));
         assert_eq!(&out[14..16], &[0x00, 200]);
     }
 }

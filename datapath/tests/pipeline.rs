@@ -44,7 +44,10 @@ fn access(v: u16) -> VlanMode {
 
 #[test]
 fn unknown_unicast_floods_then_learned_unicast_goes_to_one_port() {
-    let (sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1)), ("m3", access(1))], MemPortOptions::default());
+    let (sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1)), ("m3", access(1))],
+        MemPortOptions::default(),
+    );
     let f = udp(1, mac(2), b"hello");
     assert!(p[0].send(&f));
     // Destination unknown: flooded to m2 and m3, not back to m1.
@@ -73,7 +76,12 @@ fn vlans_do_not_leak_and_trunks_tag_and_untag() {
         native: None,
     };
     let (sw, p) = switch_with(
-        &[("a10", access(10)), ("b10", access(10)), ("c20", access(20)), ("tr", trunk)],
+        &[
+            ("a10", access(10)),
+            ("b10", access(10)),
+            ("c20", access(20)),
+            ("tr", trunk),
+        ],
         MemPortOptions::default(),
     );
     let bcast = udp(1, [0xff; 6], b"x");
@@ -82,7 +90,10 @@ fn vlans_do_not_leak_and_trunks_tag_and_untag() {
     let tagged = p[3].recv_timeout(T).unwrap().0;
     assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x00, 10]);
     assert_eq!(&tagged[16..], &bcast[12..]);
-    assert!(p[2].recv_timeout(Duration::from_millis(100)).is_none(), "VLAN 10 leaked into 20");
+    assert!(
+        p[2].recv_timeout(Duration::from_millis(100)).is_none(),
+        "VLAN 10 leaked into 20"
+    );
 
     // A VLAN 20 tagged frame from the trunk reaches c20 untagged, nobody else.
     let mut t20 = tagged.clone();
@@ -110,7 +121,10 @@ fn vlans_do_not_leak_and_trunks_tag_and_untag() {
 
 #[test]
 fn malformed_frames_are_counted_by_reason_and_not_forwarded() {
-    let (sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1))], MemPortOptions::default());
+    let (sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1))],
+        MemPortOptions::default(),
+    );
     let good = udp(1, mac(2), b"payload");
     let mut bad_len = good.clone();
     bad_len[16] = 0x40;
@@ -121,7 +135,11 @@ fn malformed_frames_are_counted_by_reason_and_not_forwarded() {
         assert!(p[0].send(f));
     }
     assert!(p[0].send(&good));
-    assert_eq!(p[1].recv_timeout(T).unwrap().0, good, "good frame still forwarded");
+    assert_eq!(
+        p[1].recv_timeout(T).unwrap().0,
+        good,
+        "good frame still forwarded"
+    );
     assert!(p[1].recv_timeout(Duration::from_millis(100)).is_none());
     let s = &sw.port_stats(Some("m1")).unwrap()[0].1;
     use datapath::stats::DropReason as D;
@@ -133,7 +151,10 @@ fn malformed_frames_are_counted_by_reason_and_not_forwarded() {
 
 #[test]
 fn gso_frames_are_segmented_for_ports_without_offloads() {
-    let (_sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1))], MemPortOptions::default());
+    let (_sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1))],
+        MemPortOptions::default(),
+    );
     let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
     let mut f = Vec::new();
     PacketBuilder::ethernet2(mac(1), mac(2))
@@ -164,7 +185,10 @@ fn gso_frames_are_segmented_for_ports_without_offloads() {
 
 #[test]
 fn removed_port_gets_no_more_frames_and_its_macs_are_flushed() {
-    let (mut sw, p) = switch_with(&[("m1", access(1)), ("m2", access(1)), ("m3", access(1))], MemPortOptions::default());
+    let (mut sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1)), ("m3", access(1))],
+        MemPortOptions::default(),
+    );
     assert!(p[1].send(&udp(2, [0xff; 6], b"x")));
     assert!(p[0].recv_timeout(T).is_some());
     assert_eq!(sw.mac_table().len(), 1);

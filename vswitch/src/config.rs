@@ -14,7 +14,11 @@ pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
 
 /// Command-line flags (each overrides the file).
 #[derive(Debug, Parser)]
-#[command(name = "vswitchd", version, about = "vswitch daemon: a userspace virtual switch for containers")]
+#[command(
+    name = "vswitchd",
+    version,
+    about = "vswitch daemon: a userspace virtual switch for containers"
+)]
 pub struct Args {
     /// TOML configuration file.
     #[arg(long, short = 'c')]
@@ -217,7 +221,9 @@ impl PortConfig {
                 if self.native_vlan.is_some() {
                     bail!("port {}: `native_vlan` needs `trunks`", self.name);
                 }
-                VlanMode::Access { vlan: v.unwrap_or(1) }
+                VlanMode::Access {
+                    vlan: v.unwrap_or(1),
+                }
             }
         };
         Ok(PortSpec {
@@ -233,7 +239,8 @@ impl PortConfig {
 pub fn load(args: &Args) -> Result<FileConfig> {
     let mut cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
         }
         None => FileConfig::default(),

@@ -20,7 +20,8 @@ use datapath::switch::Switch;
 const NEEDED_CAPS: [(u32, &str); 3] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (39, "CAP_BPF")];
 
 fn check_capabilities() -> Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let eff = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -43,7 +44,9 @@ fn check_capabilities() -> Result<()> {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -54,7 +57,10 @@ fn run() -> Result<()> {
     let args = Args::parse();
     let cfg = config::load(&args)?;
     if args.print_config {
-        print!("{}", toml::to_string_pretty(&cfg).context("printing configuration")?);
+        print!(
+            "{}",
+            toml::to_string_pretty(&cfg).context("printing configuration")?
+        );
         return Ok(());
     }
     init_logging(&cfg.log_level, cfg.log_format);
@@ -62,7 +68,8 @@ fn run() -> Result<()> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&shutdown)).context("installing signal handler")?;
+        signal_hook::flag::register(sig, Arc::clone(&shutdown))
+            .context("installing signal handler")?;
     }
 
     // Bind the socket first: refuses to start when another daemon owns it.

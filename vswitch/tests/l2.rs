@@ -42,7 +42,13 @@ fn arp_broadcast(src: [u8; 6], vlan: Option<u16>) -> Vec<u8> {
 }
 
 fn raw_send(c: &Container, frames: &[Vec<u8>], count: u64) {
-    let mut args = vec!["raw-send".to_owned(), "--dev".into(), "eth0".into(), "--count".into(), count.to_string()];
+    let mut args = vec![
+        "raw-send".to_owned(),
+        "--dev".into(),
+        "eth0".into(),
+        "--count".into(),
+        count.to_string(),
+    ];
     for f in frames {
         args.push("--hex".into());
         args.push(hex(f));
@@ -64,40 +70,68 @@ fn vlans_are_isolated_broadcasts_stay_in_their_vlan_and_a_trunk_carries_tags() {
     lab.add_port(&a1.port, PortType::Afxdp, Some(VlanSpec::access(10)));
     lab.add_port(&a2.port, PortType::Afxdp, Some(VlanSpec::access(10)));
     lab.add_port(&b3.port, PortType::Afxdp, Some(VlanSpec::access(20)));
-    lab.add_port(&t.port, PortType::Afxdp, Some(VlanSpec::trunk(vec![10, 20], None)));
+    lab.add_port(
+        &t.port,
+        PortType::Afxdp,
+        Some(VlanSpec::trunk(vec![10, 20], None)),
+    );
 
     // Capture on the trunk container while a1 talks: its frames must arrive tagged with VLAN 10.
-    let cap = t
-        .ns
-        .command("timeout")
-        .args(["8", "tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-c", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let cap =
+        t.ns.command("timeout")
+            .args(["8", "tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-c", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    assert!(a1.ns.ping(&a2.addr, 2), "same VLAN: a1 → a2\n{}", lab.daemon.log());
+    assert!(
+        a1.ns.ping(&a2.addr, 2),
+        "same VLAN: a1 → a2\n{}",
+        lab.daemon.log()
+    );
     let out = cap.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("vlan 10"), "trunk saw VLAN 10 tags:\n{text}");
-    assert!(!text.contains("vlan 20"), "trunk saw no VLAN 20 traffic:\n{text}");
+    assert!(
+        !text.contains("vlan 20"),
+        "trunk saw no VLAN 20 traffic:\n{text}"
+    );
 
     // a1 and b3 share a subnet but not a VLAN: nothing a1 floods reaches b3.
     let b3_before = lab.stats(&b3.port).tx_pkts;
-    assert!(!a1.ns.ping_once(&b3.addr, 1), "other VLAN must be unreachable");
-    assert_eq!(lab.stats(&b3.port).tx_pkts, b3_before, "VLAN 10 broadcast leaked into VLAN 20");
+    assert!(
+        !a1.ns.ping_once(&b3.addr, 1),
+        "other VLAN must be unreachable"
+    );
+    assert_eq!(
+        lab.stats(&b3.port).tx_pkts,
+        b3_before,
+        "VLAN 10 broadcast leaked into VLAN 20"
+    );
 
     // Tagged broadcasts from the trunk reach exactly the access ports of their VLAN.
     let tmac = parse_mac(&t.mac);
     let a1_before = lab.stats(&a1.port).tx_pkts;
     let b3_before = lab.stats(&b3.port).tx_pkts;
     raw_send(&t, &[arp_broadcast(tmac, Some(20))], 50);
-    assert!(wait_until(Duration::from_secs(3), || lab.stats(&b3.port).tx_pkts >= b3_before + 50));
-    assert!(lab.stats(&a1.port).tx_pkts < a1_before + 50, "VLAN 20 frames reached VLAN 10");
+    assert!(wait_until(Duration::from_secs(3), || lab
+        .stats(&b3.port)
+        .tx_pkts
+        >= b3_before + 50));
+    assert!(
+        lab.stats(&a1.port).tx_pkts < a1_before + 50,
+        "VLAN 20 frames reached VLAN 10"
+    );
     // A VLAN the trunk does not carry is dropped and counted.
     raw_send(&t, &[arp_broadcast(tmac, Some(30))], 5);
     assert!(wait_until(Duration::from_secs(3), || {
-        lab.stats(&t.port).rx_drops.get("vlan_not_allowed").copied().unwrap_or(0) >= 5
+        lab.stats(&t.port)
+            .rx_drops
+            .get("vlan_not_allowed")
+            .copied()
+            .unwrap_or(0)
+            >= 5
     }));
 }
 
@@ -114,12 +148,24 @@ fn mac_moves_between_ports_and_aged_entries_disappear() {
         lab.add_port(&c.port, PortType::Afxdp, None);
     }
     assert!(c1.ns.ping(&c2.addr, 1));
-    let on_port = |lab: &mut Lab, mac: &str| lab.macs().into_iter().find(|m| m.mac == mac).map(|m| m.port_name);
-    assert_eq!(on_port(&mut lab, &c1.mac).as_deref(), Some(c1.port.as_str()));
+    let on_port = |lab: &mut Lab, mac: &str| {
+        lab.macs()
+            .into_iter()
+            .find(|m| m.mac == mac)
+            .map(|m| m.port_name)
+    };
+    assert_eq!(
+        on_port(&mut lab, &c1.mac).as_deref(),
+        Some(c1.port.as_str())
+    );
 
     // c1's address now speaks from c3's port: the switch re-learns it there.
     raw_send(&c3, &[arp_broadcast(parse_mac(&c1.mac), None)], 3);
-    assert!(wait_until(Duration::from_secs(3), || on_port(&mut lab, &c1.mac).as_deref() == Some(c3.port.as_str())));
+    assert!(wait_until(Duration::from_secs(3), || on_port(
+        &mut lab, &c1.mac
+    )
+    .as_deref()
+        == Some(c3.port.as_str())));
     assert!(lab.show().mac_moves >= 1);
 
     // With a 2 s aging time and no traffic, every entry goes away.
@@ -142,8 +188,14 @@ fn removing_a_port_stops_its_traffic_and_detaches_xdp() {
     lab.add_port(&c2.port, PortType::Afxdp, None);
     assert!(c1.ns.ping(&c2.addr, 1));
     lab.del_port(&c2.port);
-    assert!(!testbed::xdp_attached(&c2.port), "XDP still attached after port_del");
-    assert!(!c1.ns.ping_once(&c2.addr, 1), "traffic still flows to a removed port");
+    assert!(
+        !testbed::xdp_attached(&c2.port),
+        "XDP still attached after port_del"
+    );
+    assert!(
+        !c1.ns.ping_once(&c2.addr, 1),
+        "traffic still flows to a removed port"
+    );
     lab.add_port(&c2.port, PortType::Afxdp, None);
     assert!(c1.ns.ping(&c2.addr, 1), "re-added port forwards again");
 }
@@ -180,12 +232,18 @@ fn malformed_frames_are_dropped_counted_and_forwarding_goes_on() {
         wait_until(Duration::from_secs(3), || {
             let s = lab.stats(&c1.port);
             let g = |k: &str| s.rx_drops.get(k).copied().unwrap_or(0);
-            g("bad_length") >= 40 && g("bad_header") >= 20 && g("truncated") >= 20 && g("bad_src_mac") >= 20
+            g("bad_length") >= 40
+                && g("bad_header") >= 20
+                && g("truncated") >= 20
+                && g("bad_src_mac") >= 20
         }),
         "drops counted by reason: {:?}",
         lab.stats(&c1.port)
     );
-    assert!(c1.ns.ping(&c2.addr, 2), "forwarding continues after malformed input");
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "forwarding continues after malformed input"
+    );
 }
 
 #[test]
@@ -203,14 +261,19 @@ fn sigkill_leaves_no_xdp_program_and_a_restarted_daemon_forwards_again() {
         assert!(testbed::xdp_attached(&c1.port));
         lab.daemon.kill9().unwrap();
         assert!(
-            wait_until(Duration::from_secs(3), || !testbed::xdp_attached(&c1.port) && !testbed::xdp_attached(&c2.port)),
+            wait_until(Duration::from_secs(3), || !testbed::xdp_attached(&c1.port)
+                && !testbed::xdp_attached(&c2.port)),
             "an XDP program outlived the SIGKILLed daemon"
         );
     }
     let mut lab = Lab::start(&[]);
     lab.add_port(&c1.port, PortType::Afxdp, None);
     lab.add_port(&c2.port, PortType::Afxdp, None);
-    assert!(c1.ns.ping(&c2.addr, 2), "restarted daemon forwards\n{}", lab.daemon.log());
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "restarted daemon forwards\n{}",
+        lab.daemon.log()
+    );
 }
 
 #[test]
@@ -225,10 +288,17 @@ fn sigterm_detaches_ports_removes_its_tap_and_socket_and_exits_cleanly() {
     lab.add_port(&tap, PortType::Tap, None);
     assert!(testbed::xdp_attached(&c1.port));
     let status = lab.daemon.terminate(Duration::from_secs(10)).unwrap();
-    assert!(status.success(), "exit status {status}: {}", lab.daemon.log());
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        lab.daemon.log()
+    );
     assert!(!testbed::xdp_attached(&c1.port));
     assert!(!lab.daemon.socket.exists(), "socket left behind");
-    assert!(testbed::ip(&["link", "show", &tap]).is_err(), "tap created by the switch left behind");
+    assert!(
+        testbed::ip(&["link", "show", &tap]).is_err(),
+        "tap created by the switch left behind"
+    );
 }
 
 #[test]
@@ -244,7 +314,10 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another vswitchd") || err.contains("in use"), "{err}");
+    assert!(
+        err.contains("another vswitchd") || err.contains("in use"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -255,7 +328,13 @@ fn without_capabilities_the_daemon_refuses_with_a_clear_message() {
     // Drop to an unprivileged user with no capabilities (setpriv, util-linux).
     let dir = std::env::temp_dir().join(testbed::unique("vscap"));
     let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(common::vswitchd())
         .arg("--socket")
         .arg(dir.join("s.sock"))

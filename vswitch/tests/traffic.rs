@@ -19,9 +19,17 @@ fn afxdp_ports_carry_ping_udp_and_a_verified_100mb_tcp_transfer() {
     // Container ends keep their default offloads (tx checksumming on).
     assert_eq!(lab.add_port(&c1.port, PortType::Afxdp, None), "afxdp");
     assert_eq!(lab.add_port(&c2.port, PortType::Afxdp, None), "afxdp");
-    assert!(testbed::xdp_attached(&c1.port), "XDP program attached to {}", c1.port);
+    assert!(
+        testbed::xdp_attached(&c1.port),
+        "XDP program attached to {}",
+        c1.port
+    );
 
-    assert!(c1.ns.ping(&c2.addr, 3), "ping c1 → c2\n{}", lab.daemon.log());
+    assert!(
+        c1.ns.ping(&c2.addr, 3),
+        "ping c1 → c2\n{}",
+        lab.daemon.log()
+    );
     assert!(c2.ns.ping(&c1.addr, 3), "ping c2 → c1");
     assert_eq!(udp(&c1, &c2, 200, 6000), 200, "UDP datagrams c1 → c2");
     tcp_transfer(&c1, &c2, 100_000_000, 5201);
@@ -46,7 +54,11 @@ fn tap_ports_carry_tso_segments_larger_than_the_mtu() {
     assert_eq!(lab.add_port(&t2, PortType::Tap, None), "tap");
     let c1 = Container::tap("vst", 1, "10.202.0.1", &t1).unwrap();
     let c2 = Container::tap("vst", 2, "10.202.0.2", &t2).unwrap();
-    assert!(c1.ns.ping(&c2.addr, 2), "ping over taps\n{}", lab.daemon.log());
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "ping over taps\n{}",
+        lab.daemon.log()
+    );
     tcp_transfer(&c1, &c2, 100_000_000, 5203);
     let s = lab.stats(&t1);
     assert!(
@@ -68,7 +80,11 @@ fn afxdp_and_tap_ports_exchange_traffic_both_ways() {
     let tap = testbed::unique("vst");
     lab.add_port(&tap, PortType::Tap, None);
     let c2 = Container::tap("vsm", 2, "10.203.0.2", &tap).unwrap();
-    assert!(c1.ns.ping(&c2.addr, 2), "ping veth → tap\n{}", lab.daemon.log());
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "ping veth → tap\n{}",
+        lab.daemon.log()
+    );
     assert!(c2.ns.ping(&c1.addr, 2), "ping tap → veth");
     // tap → AF_XDP: GSO frames from the tap are segmented in software for the veth.
     tcp_transfer(&c2, &c1, 30_000_000, 5204);
@@ -89,9 +105,19 @@ fn two_pinned_workers_hand_frames_to_each_others_ports() {
     let show = lab.show();
     assert_eq!(show.workers, 2);
     assert_eq!(show.cpus, vec![0, 1]);
-    assert_ne!(show.ports[0].worker, show.ports[1].worker, "ports spread over workers: {show:?}");
-    assert!(c1.ns.ping(&c2.addr, 2), "ping across workers\n{}", lab.daemon.log());
+    assert_ne!(
+        show.ports[0].worker, show.ports[1].worker,
+        "ports spread over workers: {show:?}"
+    );
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "ping across workers\n{}",
+        lab.daemon.log()
+    );
     tcp_transfer(&c1, &c2, 20_000_000, 5206);
     let show = lab.show();
-    assert!(show.worker_stats.iter().all(|w| w.frames > 1000), "both workers forwarded: {show:?}");
+    assert!(
+        show.worker_stats.iter().all(|w| w.frames > 1000),
+        "both workers forwarded: {show:?}"
+    );
 }

@@ -146,7 +146,10 @@ impl Drop for Netns {
     fn drop(&mut self) {
         // Devices inside go with it; a veth whose peer was inside goes too.
         if let Err(e) = ip(&["netns", "del", &self.name]) {
-            eprintln!("cleanup: could not delete netns {}: {e} (run: ip netns del {})", self.name, self.name);
+            eprintln!(
+                "cleanup: could not delete netns {}: {e} (run: ip netns del {})",
+                self.name, self.name
+            );
         }
     }
 }
@@ -186,7 +189,11 @@ impl Container {
             mac: mac_for(index),
             veth: true,
         };
-        std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.port), "1").ok();
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", c.port),
+            "1",
+        )
+        .ok();
         ip(&["link", "set", &c.port, "up"])?;
         ip(&["link", "set", &inner, "netns", &c.ns.name])?;
         c.ns.ip(&["link", "set", &inner, "name", "eth0"])?;
@@ -213,10 +220,13 @@ impl Container {
 
     fn configure_inside(&self) -> Result<()> {
         self.ns.ip(&["link", "set", "eth0", "address", &self.mac])?;
-        self.ns.ip(&["addr", "add", &format!("{}/24", self.addr), "dev", "eth0"])?;
+        self.ns
+            .ip(&["addr", "add", &format!("{}/24", self.addr), "dev", "eth0"])?;
         self.ns.ip(&["link", "set", "eth0", "up"])?;
         // No IPv6 chatter (router solicitations, MLD) unless a test asks for it.
-        self.ns.exec("sysctl", &["-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"]).ok();
+        self.ns
+            .exec("sysctl", &["-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"])
+            .ok();
         Ok(())
     }
 
@@ -260,7 +270,10 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -287,7 +300,11 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("vswitchd did not open {} in time: {}", self.socket.display(), self.log())
+        bail!(
+            "vswitchd did not open {} in time: {}",
+            self.socket.display(),
+            self.log()
+        )
     }
 
     /// The daemon's log so far.
@@ -323,7 +340,10 @@ impl Daemon {
             if t0.elapsed() > timeout {
                 let _ = c.kill();
                 let _ = c.wait();
-                bail!("vswitchd did not exit within {timeout:?} of SIGTERM: {}", self.log());
+                bail!(
+                    "vswitchd did not exit within {timeout:?} of SIGTERM: {}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -333,7 +353,9 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_ref() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
         }
         if let Some(mut c) = self.child.take() {
             let t0 = Instant::now();

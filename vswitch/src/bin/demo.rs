@@ -17,15 +17,27 @@ fn sibling(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let p = exe.parent().context("no parent dir")?.join(name);
     if !p.exists() {
-        bail!("{} not found next to {} (build the workspace binaries first)", name, exe.display());
+        bail!(
+            "{} not found next to {} (build the workspace binaries first)",
+            name,
+            exe.display()
+        );
     }
     Ok(p)
 }
 
 fn vsctl(vsctl: &Path, socket: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(vsctl).arg("--socket").arg(socket).args(args).output()?;
+    let out = Command::new(vsctl)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()?;
     if !out.status.success() {
-        bail!("vsctl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "vsctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -39,7 +51,8 @@ fn step(stop: &AtomicBool, what: &str) -> Result<()> {
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn demo(stop: &AtomicBool) -> Result<()> {
@@ -53,13 +66,28 @@ fn demo(stop: &AtomicBool) -> Result<()> {
     step(stop, "starting vswitchd (one worker, adaptive polling)")?;
     let d = Daemon::start(&vswitchd, &["--poll-mode", "adaptive"])?;
     let sock = d.socket.clone();
-    println!("vswitchd pid {} on {}", d.pid().unwrap_or(0), sock.display());
+    println!(
+        "vswitchd pid {} on {}",
+        d.pid().unwrap_or(0),
+        sock.display()
+    );
 
-    step(stop, "creating containers c1, c2 (veth → AF_XDP port) and c3 (tap port)")?;
+    step(
+        stop,
+        "creating containers c1, c2 (veth → AF_XDP port) and c3 (tap port)",
+    )?;
     let c1 = Container::veth("vsdemo", 1, "10.200.0.1")?;
     let c2 = Container::veth("vsdemo", 2, "10.200.0.2")?;
-    vsctl(&vsctl_bin, &sock, &["add-port", &c1.port, "--type", "afxdp"])?;
-    vsctl(&vsctl_bin, &sock, &["add-port", &c2.port, "--type", "afxdp"])?;
+    vsctl(
+        &vsctl_bin,
+        &sock,
+        &["add-port", &c1.port, "--type", "afxdp"],
+    )?;
+    vsctl(
+        &vsctl_bin,
+        &sock,
+        &["add-port", &c2.port, "--type", "afxdp"],
+    )?;
     let tap = testbed::unique("vst");
     vsctl(&vsctl_bin, &sock, &["add-port", &tap, "--type", "tap"])?;
     let c3 = Container::tap("vsdemo", 3, "10.200.0.3", &tap)?;
@@ -67,17 +95,30 @@ fn demo(stop: &AtomicBool) -> Result<()> {
 
     step(stop, "ping c1 → c2 and c1 → c3")?;
     for (to, name) in [(&c2, "c2"), (&c3, "c3")] {
-        let out = c1.ns.command("ping").args(["-c", "3", "-i", "0.2", "-W", "2", &to.addr]).output()?;
+        let out = c1
+            .ns
+            .command("ping")
+            .args(["-c", "3", "-i", "0.2", "-W", "2", &to.addr])
+            .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let summary = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or("no reply");
+        let summary = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or("no reply");
         println!("c1 → {name} ({}): {summary}", to.addr);
         if !out.status.success() {
             bail!("ping c1 → {name} failed");
         }
     }
 
-    for (from, to, label) in [(&c1, &c2, "c1 → c2 (AF_XDP ↔ AF_XDP)"), (&c3, &c1, "c3 → c1 (tap → AF_XDP)")] {
-        step(stop, &format!("TCP transfer of 200 MB {label}, verified by hash"))?;
+    for (from, to, label) in [
+        (&c1, &c2, "c1 → c2 (AF_XDP ↔ AF_XDP)"),
+        (&c3, &c1, "c3 → c1 (tap → AF_XDP)"),
+    ] {
+        step(
+            stop,
+            &format!("TCP transfer of 200 MB {label}, verified by hash"),
+        )?;
         let listen = format!("{}:5201", to.addr);
         let sink = to
             .ns
@@ -88,14 +129,25 @@ fn demo(stop: &AtomicBool) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let src = from.ns.exec(
             vsnet.to_str().context("path")?,
-            &["tcp-source", "--connect", &listen, "--bytes", "200000000", "--seed", "7"],
+            &[
+                "tcp-source",
+                "--connect",
+                &listen,
+                "--bytes",
+                "200000000",
+                "--seed",
+                "7",
+            ],
         )?;
         let sink_out = sink.wait_with_output()?;
         let s_line = String::from_utf8_lossy(&src.stdout).trim().to_owned();
         let r_text = String::from_utf8_lossy(&sink_out.stdout).into_owned();
         let r_line = r_text.lines().last().unwrap_or("").to_owned();
-        let secs: f64 = field(&r_line, "secs").and_then(|s| s.parse().ok()).unwrap_or(0.0);
-        let ok = field(&s_line, "hash").is_some() && field(&s_line, "hash") == field(&r_line, "hash");
+        let secs: f64 = field(&r_line, "secs")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        let ok =
+            field(&s_line, "hash").is_some() && field(&s_line, "hash") == field(&r_line, "hash");
         println!("sent:     {s_line}\nreceived: {r_line}");
         if secs > 0.0 {
             println!("throughput: {:.2} Gbit/s", 200e6 * 8.0 / secs / 1e9);
@@ -113,7 +165,10 @@ fn demo(stop: &AtomicBool) -> Result<()> {
     step(stop, "switch (vsctl show)")?;
     print!("{}", vsctl(&vsctl_bin, &sock, &["show"])?);
 
-    step(stop, "cleaning up: stopping vswitchd, deleting namespaces and devices")?;
+    step(
+        stop,
+        "cleaning up: stopping vswitchd, deleting namespaces and devices",
+    )?;
     drop((c1, c2, c3));
     drop(d);
     Ok(())

@@ -14,7 +14,10 @@ use datapath::port::Port;
 use datapath::port::afpacket::AfPacketPort;
 
 #[derive(Parser)]
-#[command(name = "vsnet", about = "test traffic for vswitch (run inside a test namespace)")]
+#[command(
+    name = "vsnet",
+    about = "test traffic for vswitch (run inside a test namespace)"
+)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
@@ -109,7 +112,10 @@ impl Fnv {
 }
 
 fn hexdecode(s: &str) -> Result<Vec<u8>> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
     if !s.len().is_multiple_of(2) {
         bail!("odd hex length");
     }
@@ -139,9 +145,17 @@ fn main() -> Result<()> {
                 h.update(&buf[..k]);
                 n += k as u64;
             }
-            println!("bytes={n} hash={:016x} secs={:.3}", h.0, t0.elapsed().as_secs_f64());
+            println!(
+                "bytes={n} hash={:016x} secs={:.3}",
+                h.0,
+                t0.elapsed().as_secs_f64()
+            );
         }
-        Cmd::TcpSource { connect, bytes, seed } => {
+        Cmd::TcpSource {
+            connect,
+            bytes,
+            seed,
+        } => {
             let mut s = None;
             for _ in 0..50 {
                 match TcpStream::connect(&connect) {
@@ -168,9 +182,17 @@ fn main() -> Result<()> {
             s.shutdown(std::net::Shutdown::Write)?;
             // Wait for the peer to close so all bytes are acknowledged.
             let _ = s.read(&mut buf);
-            println!("bytes={bytes} hash={:016x} secs={:.3}", h.0, t0.elapsed().as_secs_f64());
+            println!(
+                "bytes={bytes} hash={:016x} secs={:.3}",
+                h.0,
+                t0.elapsed().as_secs_f64()
+            );
         }
-        Cmd::UdpSink { listen, count, timeout } => {
+        Cmd::UdpSink {
+            listen,
+            count,
+            timeout,
+        } => {
             let s = UdpSocket::bind(&listen)?;
             println!("listening");
             std::io::stdout().flush()?;
@@ -189,7 +211,12 @@ fn main() -> Result<()> {
             }
             println!("received={n}");
         }
-        Cmd::UdpSource { to, count, size, gap_us } => {
+        Cmd::UdpSource {
+            to,
+            count,
+            size,
+            gap_us,
+        } => {
             let s = UdpSocket::bind("0.0.0.0:0")?;
             let payload = vec![0x5au8; size];
             for _ in 0..count {
@@ -200,7 +227,8 @@ fn main() -> Result<()> {
             }
         }
         Cmd::RawSend { dev, frames, count } => {
-            let frames: Vec<Vec<u8>> = frames.iter().map(|f| hexdecode(f)).collect::<Result<_>>()?;
+            let frames: Vec<Vec<u8>> =
+                frames.iter().map(|f| hexdecode(f)).collect::<Result<_>>()?;
             let mut p = AfPacketPort::open(&dev)?;
             for _ in 0..count {
                 for f in &frames {

@@ -100,14 +100,35 @@ pub fn tcp_transfer(from: &Container, to: &Container, bytes: u64, port: u16) {
         .ns
         .exec(
             VSNET,
-            &["tcp-source", "--connect", &listen, "--bytes", &bytes.to_string(), "--seed", "42"],
+            &[
+                "tcp-source",
+                "--connect",
+                &listen,
+                "--bytes",
+                &bytes.to_string(),
+                "--seed",
+                "42",
+            ],
         )
         .expect("tcp source completes");
     let out = sink.wait_with_output().unwrap();
     let sent = String::from_utf8_lossy(&src.stdout).trim().to_owned();
-    let got = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_owned();
-    assert_eq!(field(&got, "bytes"), Some(bytes.to_string().as_str()), "sink: {got} / {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(field(&sent, "hash"), field(&got, "hash"), "payload hashes differ: {sent} vs {got}");
+    let got = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(
+        field(&got, "bytes"),
+        Some(bytes.to_string().as_str()),
+        "sink: {got} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        field(&sent, "hash"),
+        field(&got, "hash"),
+        "payload hashes differ: {sent} vs {got}"
+    );
     assert!(field(&got, "hash").is_some());
 }
 
@@ -117,7 +138,15 @@ pub fn udp(from: &Container, to: &Container, count: u64, port: u16) -> u64 {
     let sink = to
         .ns
         .command(VSNET)
-        .args(["udp-sink", "--listen", &listen, "--count", &count.to_string(), "--timeout", "5"])
+        .args([
+            "udp-sink",
+            "--listen",
+            &listen,
+            "--count",
+            &count.to_string(),
+            "--timeout",
+            "5",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -125,7 +154,17 @@ pub fn udp(from: &Container, to: &Container, count: u64, port: u16) -> u64 {
     from.ns
         .exec(
             VSNET,
-            &["udp-source", "--to", &listen, "--count", &count.to_string(), "--size", "512", "--gap-us", "200"],
+            &[
+                "udp-source",
+                "--to",
+                &listen,
+                "--count",
+                &count.to_string(),
+                "--size",
+                "512",
+                "--gap-us",
+                "200",
+            ],
         )
         .unwrap();
     let out = sink.wait_with_output().unwrap();
