@@ -6,81 +6,51 @@
 //! each test prints why and passes, unless `CI=true`, where it fails instead.
 //! Traffic only flows between the devices each test creates.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{Link, Net, Netns, wait_until};
 use datapath::buf::{Offload, RxBatch};
 use datapath::port::afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
 use datapath::port::{Port, PortError, PortKind};
 use datapath::sys::bpf::{XdpAttachMode, XdpLink, XdpProgram, XskMap};
 use datapath::sys::netdev;
-use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{SlicedPacket, TransportSlice};
 
 /// Address of the namespace end.
-const NS_IP: &str = "10.77.0.1";
+const NS_IP: [u8; 4] = [10, 77, 0, 1];
 /// Address the namespace believes is behind the host end (static ARP to the host end's MAC).
-const PEER_IP: &str = "10.77.0.2";
+const PEER_IP: [u8; 4] = [10, 77, 0, 2];
 
 /// True when the test can run; false (after saying why) when it should be skipped.
 fn privileged(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let root = field("Uid:").split_whitespace().nth(1) == Some("0");
-    let caps = u64::from_str_radix(&field("CapEff:"), 16).unwrap_or(0);
-    let net_admin = caps & (1 << 12) != 0;
-    let tools = Command::new("ip").arg("-V").output().is_ok()
-        && Command::new("python3").arg("-V").output().is_ok();
-    if root && net_admin && tools {
-        return true;
-    }
-    let reason = format!(
-        "{test}: skipped: needs root with CAP_NET_ADMIN, ip and python3 \
-         (root={root}, net_admin={net_admin}, tools={tools})"
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{reason}");
-    }
-    eprintln!("{reason}");
-    false
-}
-
-/// Runs a command, panicking with its stderr on failure; returns stdout.
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn parse_mac(s: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    for (b, part) in mac.iter_mut().zip(s.trim().split(':')) {
-        *b = u8::from_str_radix(part, 16).expect("hex MAC");
-    }
-    mac
+    let root = common::euid_root();
+    let net_admin = common::cap_net_admin();
+    let tools = common::installed("ip") && common::installed("python3");
+    common::run_or_skip((!(root && net_admin && tools)).then(|| {
+        format!(
+            "{test}: needs root with CAP_NET_ADMIN, ip and python3 \
+             (root={root}, net_admin={net_admin}, tools={tools})"
+        )
+    }))
 }
 
 /// A veth pair `host` ↔ `peer` with `peer` in namespace `ns`; deleted on drop, even on panic.
 struct Veth {
-    ns: String,
+    // Dropped in this order: the namespace destroys the peer and with it the host end; the host
+    // end goes too in case the move into the namespace never happened.
+    ns: Netns,
+    _host: Link,
     host: String,
     peer: String,
     host_mac: [u8; 6],
     peer_mac: [u8; 6],
+    /// The addresses as the namespace sees them: the peer is the host end.
+    net: Net,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -94,109 +64,67 @@ impl Veth {
     fn with_queues(queues: usize) -> Self {
         let id = std::process::id() % 10000;
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        let mut v = Self {
-            ns: format!("vxt{id}n{k}"),
-            host: format!("vxt{id}{k}a"),
-            peer: format!("vxt{id}{k}b"),
-            host_mac: [0; 6],
-            peer_mac: [0; 6],
-        };
-        // The guard exists before anything is created, so a failure below still cleans up.
-        run(&["ip", "netns", "add", &v.ns]);
-        let q = queues.to_string();
-        run(&[
-            "ip",
-            "link",
-            "add",
-            &v.host,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &v.peer,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-        ]);
-        run(&["ip", "link", "set", &v.peer, "netns", &v.ns]);
-        std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", v.host),
-            "1",
-        )
-        .expect("disable IPv6 on the host end");
-        run(&["ip", "link", "set", &v.host, "up"]);
-        v.ns_run(&[
+        let host = format!("vxt{id}{k}a");
+        let peer = format!("vxt{id}{k}b");
+        // The guards exist before anything is created, so a failure below still cleans up.
+        let host_link = Link(host.clone());
+        let ns = Netns::new(format!("vxt{id}n{k}"));
+        common::veth_into(&ns, &host, &peer, Some(queues));
+        ns.run(&[
             "sysctl",
             "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", v.peer),
+            &format!("net.ipv6.conf.{peer}.disable_ipv6=1"),
         ]);
-        v.ns_run(&["ip", "addr", "add", &format!("{NS_IP}/24"), "dev", &v.peer]);
-        v.ns_run(&["ip", "link", "set", &v.peer, "up"]);
-        v.ns_run(&["ip", "link", "set", "lo", "up"]);
-        v.host_mac = parse_mac(
-            &std::fs::read_to_string(format!("/sys/class/net/{}/address", v.host))
-                .expect("host MAC"),
-        );
-        v.peer_mac = parse_mac(&v.ns_run(&["cat", &format!("/sys/class/net/{}/address", v.peer)]));
-        let lladdr = v
-            .host_mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        v.ns_run(&[
-            "ip",
-            "neigh",
-            "add",
-            PEER_IP,
-            "lladdr",
-            &lladdr,
-            "dev",
-            &v.peer,
-            "nud",
-            "permanent",
-        ]);
-        v
+        let host_mac = common::mac_of(&host);
+        let peer_mac =
+            common::parse_mac(&ns.run(&["cat", &format!("/sys/class/net/{peer}/address")]));
+        let net = Net {
+            peer_mac: host_mac,
+            peer_ip: PEER_IP,
+            ns_ip: NS_IP,
+        };
+        ns.configure(&peer, &net);
+        Self {
+            ns,
+            _host: host_link,
+            host,
+            peer,
+            host_mac,
+            peer_mac,
+            net,
+        }
     }
 
-    fn ns_run(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "netns", "exec", &self.ns];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    /// Spawns `python3 -c code` inside the namespace with stdout piped.
+    /// Spawns `python3 -c code` inside the namespace with stdout and stderr piped.
     fn ns_python(&self, code: &str) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns, "python3", "-c", code])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python3 in the namespace")
+        self.ns.spawn_python(code, Stdio::piped())
     }
 
     /// Sends `n` UDP datagrams `vxt-<i>` from the namespace to `PEER_IP:port`.
     fn send_udp(&self, n: usize, port: u16) {
+        let peer = self.net.peer_addr();
         let code = format!(
             "import socket\n\
              s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             for i in range({n}):\n    s.sendto(b'vxt-%d' % i, ('{PEER_IP}', {port}))\n"
+             for i in range({n}):\n    s.sendto(b'vxt-%d' % i, ('{peer}', {port}))\n"
         );
-        let out = self.ns_python(&code).wait_with_output().expect("python3");
-        assert!(
-            out.status.success(),
-            "sender failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        finish(self.ns_python(&code), "sender");
+    }
+
+    /// Sends `n` datagrams from the namespace and returns how many of them the port receives
+    /// within 5 s.
+    fn send_and_receive(&self, port: &mut AfXdpPort, n: usize) -> usize {
+        self.send_udp(n, 9999);
+        receive_udp(port, 9999, n, Duration::from_secs(5)).len()
+    }
+
+    /// An Ethernet/IPv4/UDP frame from the host end's side to the namespace's sink.
+    fn frame_to_ns(&self, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+        self.net.udp_frame(self.peer_mac, dst_port, payload)
     }
 
     fn xdp_shown(&self) -> bool {
-        let out = run(&["ip", "-d", "link", "show", "dev", &self.host]);
+        let out = common::run(&["ip", "-d", "link", "show", "dev", &self.host]);
         out.contains("xdp")
     }
 
@@ -204,31 +132,22 @@ impl Veth {
     /// detaches at once, unless another test thread is forking a child right then: the child
     /// holds a copy of every fd until it execs.
     fn xdp_gone(&self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.xdp_shown() {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
+        wait_until(Duration::from_secs(2), Duration::from_millis(20), || {
+            !self.xdp_shown()
+        })
     }
 }
 
-impl Drop for Veth {
-    fn drop(&mut self) {
-        // Deleting the namespace destroys the peer and with it the host end; delete the host
-        // end too in case the move into the namespace never happened.
-        let quiet = |args: &[&str]| {
-            let _ = Command::new(args[0])
-                .args(&args[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
-        quiet(&["ip", "netns", "del", &self.ns]);
-        quiet(&["ip", "link", "del", &self.host]);
-    }
+/// Waits for a python3 child, asserting that it succeeded (`what` failed: stderr otherwise);
+/// returns its stdout.
+fn finish(child: Child, what: &str) -> String {
+    let out = child.wait_with_output().expect(what);
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A received UDP datagram: (destination port, payload, frame length).
@@ -266,11 +185,10 @@ fn parse_udp(frame: &[u8]) -> Option<Udp> {
 /// `dst_port` in arrival order, stopping once `want` have arrived.
 fn receive_udp(port: &mut AfXdpPort, dst_port: u16, want: usize, timeout: Duration) -> Vec<Udp> {
     let mut got = Vec::new();
-    let mut batch = RxBatch::new();
-    let deadline = Instant::now() + timeout;
-    while got.len() < want && Instant::now() < deadline {
-        batch.clear();
-        let n = port.rx_burst(0, &mut batch).expect("rx_burst");
+    if want == 0 {
+        return got;
+    }
+    common::poll_rx(port, timeout, |port, batch, n| {
         assert_eq!(n, batch.len());
         for d in batch.descs() {
             let bytes = port.frame(d);
@@ -284,25 +202,40 @@ fn receive_udp(port: &mut AfXdpPort, dst_port: u16, want: usize, timeout: Durati
                 got.push(u);
             }
         }
-        port.rx_release(0, &batch);
-        if n == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
+        got.len() >= want
+    });
     got
 }
 
-/// Opens the port, in native mode (veth has it: a fallback would hide a bug).
+/// Bursts queue 0 into one batch, without releasing, until it holds `want` frames or `timeout`
+/// passes; returns the batch.
+fn burst_until(port: &mut AfXdpPort, want: usize, timeout: Duration) -> RxBatch {
+    let mut batch = RxBatch::new();
+    wait_until(timeout, Duration::ZERO, || {
+        port.rx_burst(0, &mut batch).expect("rx_burst");
+        batch.len() >= want
+    });
+    batch
+}
+
+/// Enqueues `frame` until the port refuses; returns how many it took.
+fn enqueue_until_full(port: &mut AfXdpPort, frame: &[u8]) -> usize {
+    (0..100)
+        .take_while(|_| port.tx_enqueue(frame, &Offload::NONE))
+        .count()
+}
+
+/// `opts` in native mode (veth has it: a fallback would hide a bug).
+fn native(opts: AfXdpOptions) -> AfXdpOptions {
+    AfXdpOptions {
+        mode: XdpMode::Native,
+        ..opts
+    }
+}
+
+/// Opens the port with one queue, in native mode.
 fn open_native(v: &Veth, opts: AfXdpOptions) -> AfXdpPort {
-    let port = AfXdpPort::open(
-        &v.host,
-        1,
-        AfXdpOptions {
-            mode: XdpMode::Native,
-            ..opts
-        },
-    )
-    .expect("open AF_XDP port");
+    let port = AfXdpPort::open(&v.host, 1, native(opts)).expect("open AF_XDP port");
     assert_eq!(port.attach_mode(), XdpAttachMode::Driver);
     assert_eq!(port.kind(), PortKind::AfXdp);
     assert_eq!(port.rx_queues(), 1);
@@ -310,14 +243,28 @@ fn open_native(v: &Veth, opts: AfXdpOptions) -> AfXdpPort {
     port
 }
 
+/// [`open_native`] with 16 chunks, 8 of them for rx.
+fn open_native_small(v: &Veth) -> AfXdpPort {
+    open_native(
+        v,
+        AfXdpOptions {
+            frames: 16,
+            rx_ring: 8,
+            tx_ring: 8,
+            ..AfXdpOptions::default()
+        },
+    )
+}
+
 /// A python3 UDP sink bound in the namespace: prints `ready`, then, after `n` datagrams or 5 s
 /// of silence, `<count> <first payload hex> <first source ip>`.
 fn spawn_sink(v: &Veth, port: u16, n: usize) -> Child {
+    let addr = v.net.ns_addr();
     let code = format!(
         "import socket\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
          s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)\n\
-         s.bind(('{NS_IP}', {port}))\n\
+         s.bind(('{addr}', {port}))\n\
          s.settimeout(5)\n\
          print('ready', flush=True)\n\
          n = 0\n\
@@ -347,13 +294,7 @@ fn spawn_sink(v: &Veth, port: u16, n: usize) -> Child {
 }
 
 fn sink_result(child: Child) -> (usize, Vec<u8>, String) {
-    let out = child.wait_with_output().expect("sink");
-    assert!(
-        out.status.success(),
-        "sink failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = finish(child, "sink");
     let line = BufReader::new(text.as_bytes())
         .lines()
         .map_while(Result::ok)
@@ -375,16 +316,6 @@ fn sink_result(child: Child) -> (usize, Vec<u8>, String) {
     (count, payload, src)
 }
 
-/// An Ethernet/IPv4/UDP frame from the host end's side to the namespace's sink.
-fn frame_to_ns(v: &Veth, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(v.host_mac, v.peer_mac)
-        .ipv4([10, 77, 0, 2], [10, 77, 0, 1], 64)
-        .udp(5555, dst_port);
-    let mut frame = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut frame, payload).expect("build frame");
-    frame
-}
-
 #[test]
 fn frames_from_a_namespace_arrive_in_the_rx_ring() {
     if !privileged("frames_from_a_namespace_arrive_in_the_rx_ring") {
@@ -404,8 +335,8 @@ fn frames_from_a_namespace_arrive_in_the_rx_ring() {
         assert_eq!(u.payload, format!("vxt-{i}").as_bytes(), "in order, intact");
         assert_eq!(u.src_mac, v.peer_mac);
         assert_eq!(u.dst_mac, v.host_mac);
-        assert_eq!(u.src_ip, [10, 77, 0, 1]);
-        assert_eq!(u.dst_ip, [10, 77, 0, 2]);
+        assert_eq!(u.src_ip, NS_IP);
+        assert_eq!(u.dst_ip, PEER_IP);
     }
     assert_eq!(port.take_backend_drops(), 0);
 }
@@ -417,25 +348,12 @@ fn received_frames_can_be_rewritten_in_place_and_released_chunks_are_reused() {
     }
     let v = Veth::new();
     // 16 chunks: 8 for rx. 40 datagrams only get through if released chunks come back.
-    let mut port = open_native(
-        &v,
-        AfXdpOptions {
-            frames: 16,
-            rx_ring: 8,
-            tx_ring: 8,
-            ..AfXdpOptions::default()
-        },
-    );
+    let mut port = open_native_small(&v);
     let mut total = 0;
     for round in 0..5 {
         v.send_udp(8, 9999);
-        let mut batch = RxBatch::new();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut n = 0;
-        while n < 8 && Instant::now() < deadline {
-            port.rx_burst(0, &mut batch).expect("rx_burst");
-            n = batch.len();
-        }
+        let batch = burst_until(&mut port, 8, Duration::from_secs(5));
+        let n = batch.len();
         assert_eq!(n, 8, "round {round}: all 8 chunks came back through FILL");
         for d in batch.descs() {
             // Rewrite the destination MAC in place and read it back.
@@ -456,21 +374,9 @@ fn kernel_drops_are_reported_when_the_fill_ring_runs_dry() {
         return;
     }
     let v = Veth::new();
-    let mut port = open_native(
-        &v,
-        AfXdpOptions {
-            frames: 16,
-            rx_ring: 8,
-            tx_ring: 8,
-            ..AfXdpOptions::default()
-        },
-    );
+    let mut port = open_native_small(&v);
     v.send_udp(20, 9999);
-    let mut batch = RxBatch::new();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline && batch.len() < 8 {
-        port.rx_burst(0, &mut batch).expect("rx_burst");
-    }
+    let batch = burst_until(&mut port, 8, Duration::from_secs(2));
     assert_eq!(batch.len(), 8, "8 rx chunks, 8 frames");
     // Without a release, the 12 other datagrams had nowhere to go.
     assert_eq!(port.take_backend_drops(), 12);
@@ -478,11 +384,7 @@ fn kernel_drops_are_reported_when_the_fill_ring_runs_dry() {
     port.rx_release(0, &batch);
     let got = receive_udp(&mut port, 9999, 1, Duration::from_millis(200));
     assert!(got.is_empty(), "nothing left over");
-    v.send_udp(3, 9999);
-    assert_eq!(
-        receive_udp(&mut port, 9999, 3, Duration::from_secs(5)).len(),
-        3
-    );
+    assert_eq!(v.send_and_receive(&mut port, 3), 3);
 }
 
 #[test]
@@ -491,30 +393,23 @@ fn a_port_with_two_queues_receives_on_both_and_tells_their_frames_apart() {
         return;
     }
     let v = Veth::with_queues(2);
-    let mut port = AfXdpPort::open(
-        &v.host,
-        2,
-        AfXdpOptions {
-            mode: XdpMode::Native,
-            ..AfXdpOptions::default()
-        },
-    )
-    .expect("open with two queues");
+    let mut port =
+        AfXdpPort::open(&v.host, 2, native(AfXdpOptions::default())).expect("open with two queues");
     assert_eq!(port.rx_queues(), 2);
     assert_ne!(port.rx_fd(0), port.rx_fd(1));
     // 32 flows (one socket each): the peer spreads them over its tx queues by flow hash, and
     // veth delivers each on the rx queue of the same number.
+    let peer = v.net.peer_addr();
     let code = format!(
         "import socket\n\
          for i in range(32):\n\
          \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         \x20   s.sendto(b'vxt-%d' % i, ('{PEER_IP}', 9999))\n"
+         \x20   s.sendto(b'vxt-%d' % i, ('{peer}', 9999))\n"
     );
-    assert!(v.ns_python(&code).wait().expect("python3").success());
+    finish(v.ns_python(&code), "sender");
     let mut per_queue = [0usize; 2];
     let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while seen.len() < 32 && Instant::now() < deadline {
+    wait_until(Duration::from_secs(5), Duration::ZERO, || {
         for (q, count) in per_queue.iter_mut().enumerate() {
             let mut batch = RxBatch::new();
             port.rx_burst(q, &mut batch).expect("rx_burst");
@@ -529,7 +424,8 @@ fn a_port_with_two_queues_receives_on_both_and_tells_their_frames_apart() {
             assert!(batch.descs().iter().all(|d| !port.frame(d).is_empty()));
             port.rx_release(q, &batch);
         }
-    }
+        seen.len() >= 32
+    });
     seen.sort();
     let mut want: Vec<Vec<u8>> = (0..32).map(|i| format!("vxt-{i}").into_bytes()).collect();
     want.sort();
@@ -543,26 +439,15 @@ fn a_peer_mtu_too_large_for_native_xdp_falls_back_to_generic_mode() {
         return;
     }
     let v = Veth::new();
-    v.ns_run(&["ip", "link", "set", &v.peer, "mtu", "9000"]);
-    let err = AfXdpPort::open(
-        &v.host,
-        1,
-        AfXdpOptions {
-            mode: XdpMode::Native,
-            ..AfXdpOptions::default()
-        },
-    )
-    .expect_err("native XDP refused");
+    v.ns.run(&["ip", "link", "set", &v.peer, "mtu", "9000"]);
+    let err = AfXdpPort::open(&v.host, 1, native(AfXdpOptions::default()))
+        .expect_err("native XDP refused");
     assert!(matches!(err, PortError::Unsupported { .. }), "{err}");
     assert!(v.xdp_gone());
 
     let mut port = AfXdpPort::open(&v.host, 1, AfXdpOptions::default()).expect("auto");
     assert_eq!(port.attach_mode(), XdpAttachMode::Skb);
-    v.send_udp(4, 9999);
-    assert_eq!(
-        receive_udp(&mut port, 9999, 4, Duration::from_secs(5)).len(),
-        4
-    );
+    assert_eq!(v.send_and_receive(&mut port, 4), 4);
     drop(port);
     assert!(v.xdp_gone());
 
@@ -570,11 +455,10 @@ fn a_peer_mtu_too_large_for_native_xdp_falls_back_to_generic_mode() {
     let port = AfXdpPort::open(
         &v.host,
         1,
-        AfXdpOptions {
-            mode: XdpMode::Native,
+        native(AfXdpOptions {
             frags: true,
             ..AfXdpOptions::default()
-        },
+        }),
     )
     .expect("native with frags");
     assert_eq!(port.attach_mode(), XdpAttachMode::Driver);
@@ -588,13 +472,13 @@ fn a_crafted_frame_sent_with_tx_enqueue_reaches_a_socket_in_the_namespace() {
     let v = Veth::new();
     let mut port = open_native(&v, AfXdpOptions::default());
     let sink = spawn_sink(&v, 7777, 1);
-    let frame = frame_to_ns(&v, 7777, b"hello from AF_XDP");
+    let frame = v.frame_to_ns(7777, b"hello from AF_XDP");
     assert!(port.tx_enqueue(&frame, &Offload::NONE));
     port.tx_flush().expect("tx_flush");
     let (count, payload, src) = sink_result(sink);
     assert_eq!(count, 1);
     assert_eq!(payload, b"hello from AF_XDP");
-    assert_eq!(src, PEER_IP);
+    assert_eq!(src, v.net.peer_addr());
 }
 
 #[test]
@@ -606,7 +490,7 @@ fn one_flush_sends_more_frames_than_one_kick_can_carry() {
     let mut port = open_native(&v, AfXdpOptions::default());
     let sink = spawn_sink(&v, 7778, 200);
     for i in 0..200u32 {
-        let frame = frame_to_ns(&v, 7778, &i.to_be_bytes());
+        let frame = v.frame_to_ns(7778, &i.to_be_bytes());
         assert!(port.tx_enqueue(&frame, &Offload::NONE), "frame {i} fits");
     }
     // 200 descriptors need at least 7 kicks of 32: a single flush must do them all.
@@ -631,32 +515,24 @@ fn tx_enqueue_refuses_when_full_and_recovers_after_a_flush() {
             ..AfXdpOptions::default()
         },
     );
-    let frame = frame_to_ns(&v, 9, b"discard");
+    let frame = v.frame_to_ns(9, b"discard");
     // 32 tx chunks.
-    let accepted = (0..100)
-        .take_while(|_| port.tx_enqueue(&frame, &Offload::NONE))
-        .count();
+    let accepted = enqueue_until_full(&mut port, &frame);
     assert_eq!(accepted, 32);
     port.tx_flush().expect("tx_flush");
-    let again = (0..100)
-        .take_while(|_| port.tx_enqueue(&frame, &Offload::NONE))
-        .count();
+    let again = enqueue_until_full(&mut port, &frame);
     assert_eq!(again, 32, "completions returned every chunk");
     port.tx_flush().expect("tx_flush");
     // Frames above the device MTU are dropped by veth, but their chunks still come back.
-    let jumbo = frame_to_ns(&v, 9, &[0u8; 2000]);
-    let accepted = (0..100)
-        .take_while(|_| port.tx_enqueue(&jumbo, &Offload::NONE))
-        .count();
+    let jumbo = v.frame_to_ns(9, &[0u8; 2000]);
+    let accepted = enqueue_until_full(&mut port, &jumbo);
     assert_eq!(accepted, 32);
     // Each drop ends a kick (EBUSY), so this takes a few flushes, as it would over a few
     // batches of a worker.
     for _ in 0..16 {
         port.tx_flush().expect("tx_flush");
     }
-    let again = (0..100)
-        .take_while(|_| port.tx_enqueue(&frame, &Offload::NONE))
-        .count();
+    let again = enqueue_until_full(&mut port, &frame);
     assert_eq!(again, 32, "no chunk leaked by the dropped frames");
     port.tx_flush().expect("tx_flush");
     let too_big = vec![0u8; 4097];
@@ -709,9 +585,8 @@ fn a_leftover_netlink_program_is_replaced_on_open() {
     }
     assert!(netdev::xdp_query(ifindex).expect("query").drv_prog_id != 0);
     let mut port = open_native(&v, AfXdpOptions::default());
-    v.send_udp(2, 9999);
     assert_eq!(
-        receive_udp(&mut port, 9999, 2, Duration::from_secs(5)).len(),
+        v.send_and_receive(&mut port, 2),
         2,
         "our program replaced the leftover"
     );
