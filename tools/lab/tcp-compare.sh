@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Same-run comparison of single-stream TCP (iperf3, 5 s) and ping RTT between two throwaway
+# namespaces joined by: the Linux bridge, and vswitchd with AF_XDP, AF_PACKET and tap ports.
+# Rounds are interleaved (A B C D A B C D …) so machine drift cancels. Needs root, iperf3,
+# and release binaries (cargo build --release --workspace --bins). Issue 4 replaces this with
+# the full end-to-end harness.
+#   bash tools/lab/tcp-compare.sh [ROUNDS] [BIN_DIR]
+set -euo pipefail
+rounds=${1:-3}
+bin=${2:-target/release}
+tag=$$
+ns1=vsl${tag}a ns2=vsl${tag}b
+sock=/tmp/vsl${tag}.sock
+daemon=""
+
+cleanup() {
+    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+    daemon=""
+    ip netns del "$ns1" 2>/dev/null || true
+    ip netns del "$ns2" 2>/dev/null || true
+    ip link del vl${tag}h1 2>/dev/null || true
+    ip link del vl${tag}h2 2>/dev/null || true
+    ip link del vl${tag}br 2>/dev/null || true
+    ip link del vl${tag}t1 2>/dev/null || true
+    ip link del vl${tag}t2 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+inside() { # ns index addr dev
+    ip -n "$1" link set "$3" name eth0
+    ip -n "$1" link set eth0 address 02:00:00:00:77:0"$2"
+    ip -n "$1" addr add 10.77.0."$2"/24 dev eth0
+    ip -n "$1" link set eth0 up
+    ip -n "$1" link set lo up
+}
+
+veths() {
+    ip netns add "$ns1"; ip netns add "$ns2"
+    for i in 1 2; do
+        ip link add vl${tag}h$i type veth peer name vl${tag}c$i
+        echo 1 > /proc/sys/net/ipv6/conf/vl${tag}h$i/disable_ipv6
+        ip link set vl${tag}h$i up
+        ns=$([ $i = 1 ] && echo "$ns1" || echo "$ns2")
+        ip link set vl${tag}c$i netns "$ns"
+        inside "$ns" $i vl${tag}c$i
+    done
+}
+
+start_daemon() {
+    "$bin/vswitchd" --socket "$sock" --cpus 1 --poll-mode busy 2>/dev/null &
+    daemon=$!
+    for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+}
+
+setup() {
+    case $1 in
+    bridge)
+        veths
+        ip link add vl${tag}br type bridge
+        ip link set vl${tag}br up
+        ip link set vl${tag}h1 master vl${tag}br
+        ip link set vl${tag}h2 master vl${tag}br ;;
+    afxdp|afpacket)
+        veths; start_daemon
+        "$bin/vsctl" --socket "$sock" add-port vl${tag}h1 --type "$1" >/dev/null
+        "$bin/vsctl" --socket "$sock" add-port vl${tag}h2 --type "$1" >/dev/null ;;
+    tap)
+        ip netns add "$ns1"; ip netns add "$ns2"; start_daemon
+        for i in 1 2; do
+            "$bin/vsctl" --socket "$sock" add-port vl${tag}t$i --type tap >/dev/null
+            ns=$([ $i = 1 ] && echo "$ns1" || echo "$ns2")
+            ip link set vl${tag}t$i netns "$ns"
+            inside "$ns" $i vl${tag}t$i
+        done ;;
+    esac
+    ip netns exec "$ns1" ping -c 3 -i 0.2 -W 2 -q 10.77.0.2 >/dev/null
+}
+
+measure() {
+    ip netns exec "$ns2" iperf3 -s -1 -D >/dev/null 2>&1
+    sleep 0.3
+    gbps=$(ip netns exec "$ns1" iperf3 -c 10.77.0.2 -t 5 -J | python3 -c \
+        'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
+    rtt=$(ip netns exec "$ns1" ping -c 50 -i 0.02 -q 10.77.0.2 | awk -F/ '/rtt/{print $5}')
+    echo "$gbps $rtt"
+}
+
+variants=(bridge afxdp afpacket tap)
+declare -A tcp rtt
+for r in $(seq "$rounds"); do
+    for v in "${variants[@]}"; do
+        setup "$v"
+        read -r g p < <(measure)
+        tcp[$v]+="$g "; rtt[$v]+="$p "
+        echo "round $r $v: ${g} Gbit/s, ping avg ${p} ms" >&2
+        cleanup
+    done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+base=$(echo "${tcp[bridge]}" | median)
+printf '\n| path | TCP 1 stream Gbit/s (median of %s; runs) | ratio to Linux bridge | ping avg ms (median) |\n|---|---|---|---|\n' "$rounds"
+for v in "${variants[@]}"; do
+    m=$(echo "${tcp[$v]}" | median)
+    printf '| %s | %s (%s) | %.2f | %s |\n' "$v" "$m" "${tcp[$v]% }" "$(python3 -c "print($m/$base)")" "$(echo "${rtt[$v]}" | median)"
+done
