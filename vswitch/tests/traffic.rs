@@ -121,3 +121,31 @@ fn two_pinned_workers_hand_frames_to_each_others_ports() {
         "both workers forwarded: {show:?}"
     );
 }
+
+#[test]
+fn auto_ports_fall_back_to_af_packet_when_af_xdp_cannot_attach() {
+    if !require_privileges("fallback") {
+        return;
+    }
+    use datapath::port::afxdp::{AfXdpOptions, AfXdpPort};
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsf", 1, "10.211.0.1").unwrap();
+    let c2 = Container::veth("vsf", 2, "10.211.0.2").unwrap();
+    // Someone else's XDP program (held through a live bpf_link) occupies c1's host end.
+    let blocker = AfXdpPort::open(&c1.port, 1, AfXdpOptions::default()).unwrap();
+    assert_eq!(lab.add_port(&c1.port, PortType::Auto, None), "afpacket");
+    assert!(
+        lab.daemon.log().contains("falling back to AF_PACKET"),
+        "fallback logged:\n{}",
+        lab.daemon.log()
+    );
+    drop(blocker);
+    assert_eq!(lab.add_port(&c2.port, PortType::Auto, None), "afxdp");
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "AF_PACKET ↔ AF_XDP\n{}",
+        lab.daemon.log()
+    );
+    tcp_transfer(&c1, &c2, 20_000_000, 5207);
+    tcp_transfer(&c2, &c1, 20_000_000, 5208);
+}
