@@ -333,6 +333,7 @@ pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
         queues: info.queues as u64,
         vlan: vlan_desc(&info.vlan),
         worker: info.worker as u64,
+        queue_workers: info.queue_workers.iter().map(|w| *w as u64).collect(),
     }
 }
 

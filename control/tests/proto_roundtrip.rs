@@ -77,6 +77,7 @@ fn port(id: u32, name: &str) -> PortDesc {
             native: Some(10),
         },
         worker: 1,
+        queue_workers: vec![1, 0],
     }
 }
 

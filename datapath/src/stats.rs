@@ -161,6 +161,23 @@ impl PortCounters {
 }
 
 impl PortCountersSnapshot {
+    /// Adds `other` (the counters of another part of the same port) to these.
+    pub fn merge(&mut self, other: &Self) {
+        self.rx_pkts += other.rx_pkts;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_pkts += other.tx_pkts;
+        self.tx_bytes += other.tx_bytes;
+        self.rx_jumbo += other.rx_jumbo;
+        self.tx_jumbo += other.tx_jumbo;
+        self.backend_drops += other.backend_drops;
+        for (a, b) in self.rx_drops.iter_mut().zip(&other.rx_drops) {
+            *a += b;
+        }
+        for (a, b) in self.tx_drops.iter_mut().zip(&other.tx_drops) {
+            *a += b;
+        }
+    }
+
     /// Total receive-side drops.
     pub fn rx_dropped(&self) -> u64 {
         self.rx_drops.iter().sum()

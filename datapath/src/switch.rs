@@ -165,8 +165,10 @@ pub struct PortInfo {
     pub queues: usize,
     /// VLAN behaviour.
     pub vlan: VlanMode,
-    /// Index of the worker that owns the port.
+    /// Index of the worker that owns the port (its queue 0).
     pub worker: usize,
+    /// Worker that owns each rx queue (a multi-queue AF_XDP port is split over workers).
+    pub queue_workers: Vec<usize>,
 }
 
 /// One learned MAC address.
@@ -302,7 +304,19 @@ pub type PortStats = (PortInfo, PortCountersSnapshot);
 #[derive(Debug)]
 struct Registered {
     info: PortInfo,
-    counters: Arc<PortCounters>,
+    /// One block per part (a port split by queue has one part per queue, each owned by one
+    /// worker, which is the only writer of its block).
+    counters: Vec<Arc<PortCounters>>,
+}
+
+impl Registered {
+    fn snapshot(&self) -> PortCountersSnapshot {
+        let mut s = PortCountersSnapshot::default();
+        for c in &self.counters {
+            s.merge(&c.snapshot());
+        }
+        s
+    }
 }
 
 /// A running worker as the control thread holds it.
@@ -549,7 +563,18 @@ impl Switch {
             });
         }
         let port: Box<dyn Port> = match spec.kind {
-            Some(PortKind::AfXdp) => Box::new(open_afxdp(&spec.name, spec.queues)?),
+            Some(PortKind::AfXdp) => {
+                let port = open_afxdp(&spec.name, spec.queues)?;
+                if spec.queues > 1 && self.workers.len() > 1 {
+                    let parts = port
+                        .into_queues()
+                        .into_iter()
+                        .map(|p| Box::new(p) as Box<dyn Port>)
+                        .collect();
+                    return self.attach(parts, vlan);
+                }
+                Box::new(port)
+            }
             Some(PortKind::Tap) => Box::new(TapPort::open(&spec.name)?),
             Some(PortKind::AfPacket) => Box::new(AfPacketPort::open(&spec.name)?),
             Some(PortKind::Mem) => {
@@ -567,7 +592,7 @@ impl Switch {
                 }
             },
         };
-        self.attach(port, vlan)
+        self.attach(vec![port], vlan)
     }
 
     /// Adds an already opened backend (mem ports in tests and benches).
@@ -581,39 +606,65 @@ impl Switch {
     ) -> Result<PortInfo, SwitchError> {
         self.check_new_name(port.name())?;
         let vlan = vlan.validated()?;
-        self.attach(port, vlan)
+        self.attach(vec![port], vlan)
     }
 
-    fn attach(&mut self, port: Box<dyn Port>, vlan: VlanMode) -> Result<PortInfo, SwitchError> {
+    /// Registers a port made of `parts` (one, or one per queue) and hands each part to the
+    /// least loaded worker (load = rx queues owned).
+    fn attach(
+        &mut self,
+        parts: Vec<Box<dyn Port>>,
+        vlan: VlanMode,
+    ) -> Result<PortInfo, SwitchError> {
         let id = (1..=MAX_PORTS as u32)
             .find(|i| !self.ports.contains_key(i))
             .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?;
+        let (Some(name), Some(kind)) = (
+            parts.first().map(|p| p.name().to_owned()),
+            parts.first().map(|p| p.kind()),
+        ) else {
+            return Err(SwitchError::Invalid {
+                field: "queues",
+                reason: "a port needs at least one queue".into(),
+            });
+        };
         let mut load = vec![0usize; self.workers.len()];
         for r in self.ports.values() {
-            load[r.info.worker] += 1;
+            for w in &r.info.queue_workers {
+                load[*w] += 1;
+            }
         }
-        let worker = load
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, n)| **n)
-            .map_or(0, |(i, _)| i);
+        let mut queue_workers = Vec::new();
+        let mut counters = Vec::with_capacity(parts.len());
+        for port in parts {
+            let worker = load
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, n)| **n)
+                .map_or(0, |(i, _)| i);
+            let queues = port.rx_queues();
+            load[worker] += queues;
+            queue_workers.extend(std::iter::repeat_n(worker, queues));
+            let c = Arc::new(PortCounters::default());
+            self.send(
+                worker,
+                Command::AddPort(Box::new(LocalPort {
+                    id,
+                    port,
+                    counters: Arc::clone(&c),
+                })),
+            )?;
+            counters.push(c);
+        }
         let info = PortInfo {
             id,
-            name: port.name().to_owned(),
-            kind: port.kind(),
-            queues: port.rx_queues(),
+            name,
+            kind,
+            queues: queue_workers.len(),
             vlan,
-            worker,
+            worker: queue_workers.first().copied().unwrap_or(0),
+            queue_workers,
         };
-        let counters = Arc::new(PortCounters::default());
-        self.send(
-            worker,
-            Command::AddPort(Box::new(LocalPort {
-                id,
-                port,
-                counters: Arc::clone(&counters),
-            })),
-        )?;
         self.ports.insert(
             id,
             Registered {
@@ -622,7 +673,8 @@ impl Switch {
             },
         );
         self.publish();
-        tracing::info!(port = %info.name, id, kind = %info.kind, vlan = %info.vlan, worker, "port added");
+        tracing::info!(port = %info.name, id, kind = %info.kind, vlan = %info.vlan,
+            workers = ?info.queue_workers, "port added");
         Ok(info)
     }
 
@@ -648,12 +700,16 @@ impl Switch {
             });
         };
         self.publish();
-        let worker = reg.info.worker;
-        let (done_tx, done_rx) = bounded(1);
-        self.send(worker, Command::DelPort { id, done: done_tx })?;
-        done_rx
-            .recv_timeout(WORKER_TIMEOUT)
-            .map_err(|_| SwitchError::WorkerGone { worker })?;
+        let mut owners = reg.info.queue_workers.clone();
+        owners.sort_unstable();
+        owners.dedup();
+        for worker in owners {
+            let (done_tx, done_rx) = bounded(1);
+            self.send(worker, Command::DelPort { id, done: done_tx })?;
+            done_rx
+                .recv_timeout(WORKER_TIMEOUT)
+                .map_err(|_| SwitchError::WorkerGone { worker })?;
+        }
         self.shared.macs.remove_if(|_, _, p, _| p == id);
         tracing::info!(port = name, id, "port removed");
         Ok(())
@@ -675,14 +731,14 @@ impl Switch {
                 Ok(self
                     .ports
                     .get(&id)
-                    .map(|r| (r.info.clone(), r.counters.snapshot()))
+                    .map(|r| (r.info.clone(), r.snapshot()))
                     .into_iter()
                     .collect())
             }
             None => Ok(self
                 .ports
                 .values()
-                .map(|r| (r.info.clone(), r.counters.snapshot()))
+                .map(|r| (r.info.clone(), r.snapshot()))
                 .collect()),
         }
     }

@@ -423,7 +423,8 @@ impl Worker {
                     self.dirty.push(false);
                 }
                 Command::DelPort { id, done } => {
-                    if let Some(pos) = self.ports.iter().position(|p| p.id == id) {
+                    // A port split by queue can have several parts on this worker.
+                    while let Some(pos) = self.ports.iter().position(|p| p.id == id) {
                         let mut lp = self.ports.remove(pos);
                         self.dirty.remove(pos);
                         for q in 0..lp.port.rx_queues() {
@@ -434,10 +435,10 @@ impl Worker {
                         let _ = lp.port.tx_flush();
                         lp.counters.backend_drops.add(lp.port.take_backend_drops());
                         drop(lp);
-                        self.local_of.fill(NOT_LOCAL);
-                        for (i, p) in self.ports.iter().enumerate() {
-                            self.local_of[p.id as usize] = u16::try_from(i).unwrap_or(NOT_LOCAL);
-                        }
+                    }
+                    self.local_of.fill(NOT_LOCAL);
+                    for (i, p) in self.ports.iter().enumerate() {
+                        self.local_of[p.id as usize] = u16::try_from(i).unwrap_or(NOT_LOCAL);
                     }
                     let _ = done.send(());
                 }

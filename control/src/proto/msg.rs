@@ -284,8 +284,11 @@ pub struct PortDesc {
     pub queues: u64,
     /// VLAN settings.
     pub vlan: VlanDesc,
-    /// Index of the worker that owns the port.
+    /// Index of the worker that owns the port (its queue 0).
     pub worker: u64,
+    /// Worker owning each rx queue (a multi-queue port is split over the workers).
+    #[serde(default)]
+    pub queue_workers: Vec<u64>,
 }
 
 /// `port_add_reply`.

@@ -24,6 +24,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, RawFd};
+use std::sync::Arc;
 
 use crate::buf::{Offload, RxBatch, RxDesc};
 use crate::port::{Port, PortCaps, PortError, PortKind};
@@ -101,12 +102,10 @@ impl AfXdpOptions {
 
 /// An AF_XDP port on a network device.
 pub struct AfXdpPort {
-    // Field order is drop order: the link (program detached) goes first, then the sockets,
-    // then the program and the map.
-    link: Option<XdpLink>,
+    // Field order is drop order: the attachment goes first (when this is its last holder the
+    // program is detached before the sockets close), then the sockets.
+    attachment: Arc<Attachment>,
     queues: Vec<Xsk>,
-    prog: XdpProgram,
-    map: XskMap,
     name: String,
     ifindex: u32,
     mode: XdpAttachMode,
@@ -114,6 +113,31 @@ pub struct AfXdpPort {
     last_stats: Vec<XdpStatistics>,
     /// Kicks allowed per flush: enough to drain a full TX ring, plus slack.
     max_kicks: u32,
+}
+
+/// What every queue of a port shares: the map, the program and its link. Dropped with the last
+/// queue that holds it (see [`AfXdpPort::into_queues`]), which detaches the program.
+struct Attachment {
+    // Field order is drop order: the link (program detached) first, then program and map.
+    link: Option<XdpLink>,
+    prog: XdpProgram,
+    map: XskMap,
+    queues: u32,
+    name: String,
+    ifindex: u32,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // Closing the link fd detaches the program before the map slots are cleared.
+        drop(self.link.take());
+        for q in 0..self.queues {
+            if let Err(e) = self.map.clear(q) {
+                tracing::debug!(port = %self.name, queue = q, error = %e, "clear XSKMAP slot");
+            }
+        }
+        tracing::info!(port = %self.name, ifindex = self.ifindex, "AF_XDP port detached");
+    }
 }
 
 impl fmt::Debug for AfXdpPort {
@@ -255,11 +279,16 @@ impl AfXdpPort {
         );
         let max_kicks = opts.tx_ring / xsk::TX_KICK_BATCH + 4;
         Ok(Self {
-            link: Some(link),
+            attachment: Arc::new(Attachment {
+                link: Some(link),
+                prog,
+                map,
+                queues: queues as u32,
+                name: name.to_owned(),
+                ifindex,
+            }),
             last_stats: vec![XdpStatistics::default(); queues],
             queues: socks,
-            prog,
-            map,
             name: name.to_owned(),
             ifindex,
             mode,
@@ -282,7 +311,28 @@ impl AfXdpPort {
     /// # Errors
     /// The `BPF_OBJ_GET_INFO_BY_FD` error.
     pub fn prog_id(&self) -> io::Result<u32> {
-        self.prog.id()
+        self.attachment.prog.id()
+    }
+
+    /// Splits the port into one port per rx queue, so that different workers can own different
+    /// queues. Each part receives on its queue and transmits through its own socket; the program
+    /// stays attached until the last part is dropped.
+    pub fn into_queues(mut self) -> Vec<Self> {
+        let socks = std::mem::take(&mut self.queues);
+        let stats = std::mem::take(&mut self.last_stats);
+        socks
+            .into_iter()
+            .zip(stats)
+            .map(|(x, st)| Self {
+                attachment: Arc::clone(&self.attachment),
+                queues: vec![x],
+                name: self.name.clone(),
+                ifindex: self.ifindex,
+                mode: self.mode,
+                last_stats: vec![st],
+                max_kicks: self.max_kicks,
+            })
+            .collect()
     }
 
     /// Kernel-side counters of queue `queue` (one `getsockopt`), without resetting anything.
@@ -332,19 +382,6 @@ fn attach(
                 })
             }
         },
-    }
-}
-
-impl Drop for AfXdpPort {
-    fn drop(&mut self) {
-        // Closing the link fd detaches the program before the sockets go away.
-        drop(self.link.take());
-        for q in 0..self.queues.len() {
-            if let Err(e) = self.map.clear(q as u32) {
-                tracing::debug!(port = %self.name, queue = q, error = %e, "clear XSKMAP slot");
-            }
-        }
-        tracing::info!(port = %self.name, ifindex = self.ifindex, "AF_XDP port detached");
     }
 }
 

@@ -178,10 +178,33 @@ impl Container {
     /// A namespace with a veth pair: `eth0` inside with `addr/24`, the host end named `port`
     /// up, without addresses and with IPv6 off so the host stack stays quiet.
     pub fn veth(prefix: &str, index: u8, addr: &str) -> Result<Self> {
+        Self::veth_queues(prefix, index, addr, 1)
+    }
+
+    /// As [`Container::veth`], with `queues` rx and tx queues on both ends of the pair.
+    pub fn veth_queues(prefix: &str, index: u8, addr: &str, queues: usize) -> Result<Self> {
         let ns = Netns::new(prefix)?;
         let port = unique("vsp");
         let inner = unique("vsi");
-        ip(&["link", "add", &port, "type", "veth", "peer", "name", &inner])?;
+        let q = queues.to_string();
+        ip(&[
+            "link",
+            "add",
+            &port,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+        ])?;
         let c = Self {
             ns,
             port,
