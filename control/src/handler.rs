@@ -403,6 +403,8 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 batches: w.batches,
                 frames: w.frames,
                 sleeps: w.sleeps,
+                handoff_drops: w.handoff_drops,
+                mac_learn_full: w.mac_learn_full,
             })
             .collect(),
     }

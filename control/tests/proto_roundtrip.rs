@@ -149,6 +149,8 @@ fn replies() -> Vec<Reply> {
                     batches: 5,
                     frames: 100,
                     sleeps: 3,
+                    handoff_drops: 1,
+                    mac_learn_full: 2,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -156,6 +158,8 @@ fn replies() -> Vec<Reply> {
                     batches: 0,
                     frames: 0,
                     sleeps: 0,
+                    handoff_drops: 0,
+                    mac_learn_full: 0,
                 },
             ],
         }),

@@ -634,8 +634,10 @@ impl Switch {
                 load[*w] += 1;
             }
         }
+        // Place every part, publish the configuration that names the port, then hand the parts
+        // over: a worker that starts polling a part already sees its port in the snapshot.
         let mut queue_workers = Vec::new();
-        let mut counters = Vec::with_capacity(parts.len());
+        let mut placed = Vec::with_capacity(parts.len());
         for port in parts {
             let worker = load
                 .iter()
@@ -645,16 +647,7 @@ impl Switch {
             let queues = port.rx_queues();
             load[worker] += queues;
             queue_workers.extend(std::iter::repeat_n(worker, queues));
-            let c = Arc::new(PortCounters::default());
-            self.send(
-                worker,
-                Command::AddPort(Box::new(LocalPort {
-                    id,
-                    port,
-                    counters: Arc::clone(&c),
-                })),
-            )?;
-            counters.push(c);
+            placed.push((worker, port, Arc::new(PortCounters::default())));
         }
         let info = PortInfo {
             id,
@@ -669,10 +662,18 @@ impl Switch {
             id,
             Registered {
                 info: info.clone(),
-                counters,
+                counters: placed.iter().map(|(_, _, c)| Arc::clone(c)).collect(),
             },
         );
         self.publish();
+        for (worker, port, counters) in placed {
+            let cmd = Command::AddPort(Box::new(LocalPort { id, port, counters }));
+            if let Err(e) = self.send(worker, cmd) {
+                // Parts already handed over are closed by removing the port again.
+                let _ = self.del_port(&info.name);
+                return Err(e);
+            }
+        }
         tracing::info!(port = %info.name, id, kind = %info.kind, vlan = %info.vlan,
             workers = ?info.queue_workers, "port added");
         Ok(info)

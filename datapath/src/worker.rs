@@ -484,10 +484,14 @@ impl Worker {
                 .get(h.port as usize)
                 .copied()
                 .unwrap_or(NOT_LOCAL);
-            if let Some(lp) = self.ports.get_mut(usize::from(li))
-                && transmit(lp, &h.buf, &h.offload)
-            {
-                self.dirty[usize::from(li)] = true;
+            match self.ports.get_mut(usize::from(li)) {
+                Some(lp) => {
+                    if transmit(lp, &h.buf, &h.offload) {
+                        self.dirty[usize::from(li)] = true;
+                    }
+                }
+                // The port went away (or is not attached yet) while the frame was in flight.
+                None => self.ctls[self.index].counters.handoff_drops.add(1),
             }
             if let Some(tx) = self.recycle_tx.get(h.from) {
                 let _ = tx.try_send(h.buf);

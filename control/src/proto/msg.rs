@@ -397,6 +397,12 @@ pub struct WorkerDesc {
     pub frames: u64,
     /// Times it slept waiting for rx readiness.
     pub sleeps: u64,
+    /// Frames for another worker's port dropped (hand-off channel full, port gone).
+    #[serde(default)]
+    pub handoff_drops: u64,
+    /// Source addresses not learned because the MAC table was full.
+    #[serde(default)]
+    pub mac_learn_full: u64,
 }
 
 /// `switch_show_reply`.

@@ -344,6 +344,8 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ("BATCHES", true),
         ("FRAMES", true),
         ("SLEEPS", true),
+        ("HANDOFF_DROP", true),
+        ("MAC_FULL", true),
     ]);
     for w in &s.worker_stats {
         t.row(vec![
@@ -352,6 +354,8 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
             w.batches.to_string(),
             w.frames.to_string(),
             w.sleeps.to_string(),
+            w.handoff_drops.to_string(),
+            w.mac_learn_full.to_string(),
         ]);
     }
     out.push_str(&t.render());
