@@ -309,9 +309,20 @@ impl Server {
             fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
         }
         remove_stale_socket(&path)?;
-        let listener = UnixListener::bind(&path).map_err(io_err("binding", &path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(config.socket_mode))
-            .map_err(io_err("setting permissions of", &path))?;
+        // Bind under a private name, set the mode, then rename into place: the socket never
+        // appears at `path` with the umask's permissions.
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp_name);
+        let _ = fs::remove_file(&tmp);
+        let listener = UnixListener::bind(&tmp).map_err(io_err("binding", &tmp))?;
+        let placed = fs::set_permissions(&tmp, fs::Permissions::from_mode(config.socket_mode))
+            .map_err(io_err("setting permissions of", &tmp))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("renaming into", &path)));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         let meta = fs::symlink_metadata(&path).map_err(io_err("inspecting", &path))?;
         let socket_id = (meta.dev(), meta.ino());
 
