@@ -9,7 +9,7 @@
 //!   if the key did not change in between.
 //! - Workers insert by compare-and-swap on the key of an empty or deleted slot and update the
 //!   value with plain stores. The control thread deletes (aging, flush) by swapping the key to
-//!   [`TOMBSTONE`]. A worker that updates a value just as its slot is deleted and reused can leave
+//!   `TOMBSTONE`. A worker that updates a value just as its slot is deleted and reused can leave
 //!   one wrong value behind; the next frame from that address corrects it (benign, documented).
 //! - A frame from a known address on a new port is a move: the value is rewritten and the move
 //!   counter incremented.
