@@ -4,6 +4,7 @@
 //! - [`wire`] — zero-copy header views and checksums (hot path).
 //! - [`buf`] — frame descriptors and batches of up to [`buf::BATCH_SIZE`] (hot path).
 //! - [`flow`] — one-pass flow key extraction; malformed frames become a [`stats::DropReason`].
+//! - [`classifier`] — slow path: OpenFlow-like tables, tuple-space search, consulted-field masks.
 //! - [`offload`] — checksum completion and software segmentation for ports without offloads.
 //! - [`l2`] — the MAC learning table: per VLAN, bounded, aging, move detection, lock-free reads.
 //! - [`port`] — the port trait and its backends (AF_XDP, TAP, AF_PACKET, mem).
@@ -15,6 +16,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod buf;
+pub mod classifier;
 pub mod flow;
 pub mod l2;
 pub mod offload;
