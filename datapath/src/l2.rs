@@ -7,10 +7,11 @@
 //! - A slot is two `AtomicU64`s: the key (`VALID | vlan << 48 | mac`) and the value
 //!   (`port << 32 | last_seen_secs`). Readers load key, value, key again and accept the value only
 //!   if the key did not change in between.
-//! - Workers insert by compare-and-swap on the key of an empty or deleted slot and update the
-//!   value with plain stores. The control thread deletes (aging, flush) by swapping the key to
-//!   `TOMBSTONE`. A worker that updates a value just as its slot is deleted and reused can leave
-//!   one wrong value behind; the next frame from that address corrects it (benign, documented).
+//! - Workers insert by claiming an empty or deleted slot with a compare-and-swap of its key to
+//!   `RESERVED`, writing the value, then publishing the key; they update values with plain
+//!   stores. The control thread deletes (aging, flush) by swapping the key to `TOMBSTONE`. A
+//!   worker that updates a value just as its slot is deleted and reused can leave one wrong
+//!   value behind; the next frame from that address corrects it (benign, documented).
 //! - A frame from a known address on a new port is a move: the value is rewritten and the move
 //!   counter incremented.
 //!
@@ -23,6 +24,9 @@ pub const MAX_PROBE: usize = 32;
 const VALID: u64 = 1 << 63;
 /// Key of a deleted slot: lookups go on past it, insertions may reuse it.
 const TOMBSTONE: u64 = 1 << 62;
+/// Key of a slot being filled: claimed by one inserter, whose value is not written yet.
+/// Lookups and other inserters go on past it; aging and flushing skip it.
+const RESERVED: u64 = 1 << 61;
 const EMPTY: u64 = 0;
 
 #[derive(Debug, Default)]
@@ -94,7 +98,9 @@ impl MacTable {
             max_entries,
             entries: AtomicUsize::new(0),
             moves: AtomicU64::new(0),
-            hasher: ahash::RandomState::with_seeds(0x5157, 0xa11c, 0x0b5e, 0x7ab1),
+            // Random per process: a container cannot precompute addresses that collide with a
+            // victim's probe window and keep it from being learned.
+            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -169,17 +175,20 @@ impl MacTable {
             return Learned::Full;
         }
         let slot = &self.slots[idx];
-        // Publish the value before the key so that a reader that sees the key sees the value.
-        slot.val.store(pack_val(port, now), Ordering::Release);
+        // Claim the slot, then write the value, then publish the key: a reader that sees the key
+        // sees the value, and no other inserter can write into a claimed slot.
         if slot
             .key
-            .compare_exchange(seen_key, key, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(seen_key, RESERVED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            // Another worker took the slot first; it will learn again on the next frame.
+            // Another worker took the slot first; this frame's address is learned by the next
+            // frame (counted as not learned, like a full table).
             self.entries.fetch_sub(1, Ordering::Relaxed);
             return Learned::Full;
         }
+        slot.val.store(pack_val(port, now), Ordering::Release);
+        slot.key.store(key, Ordering::Release);
         Learned::Added
     }
 
@@ -330,14 +339,25 @@ mod tests {
                     for i in 0..1000u32 {
                         let b = i.to_be_bytes();
                         let mac = [2, 0, b[0], b[1], b[2], b[3]];
-                        t.learn(1, &mac, w + 1, 0);
-                        assert!(t.lookup(1, &mac).is_some_and(|p| (1..=4).contains(&p)));
+                        let r = t.learn(1, &mac, w + 1, 0);
+                        // While another learner's claim of the slot is in flight the address
+                        // may be briefly unknown (the frame floods); it is never a wrong port.
+                        let found = t.lookup(1, &mac);
+                        assert!(found.is_none_or(|p| (1..=4).contains(&p)), "{found:?}");
+                        if r != Learned::Full {
+                            assert!(found.is_some(), "learned address found at once");
+                        }
                     }
                 })
             })
             .collect();
         for h in hs {
             h.join().unwrap();
+        }
+        for i in 0..1000u32 {
+            let b = i.to_be_bytes();
+            let mac = [2, 0, b[0], b[1], b[2], b[3]];
+            assert!(t.lookup(1, &mac).is_some_and(|p| (1..=4).contains(&p)));
         }
         assert!(t.len() <= 1000 + 4);
     }

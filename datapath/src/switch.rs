@@ -304,6 +304,8 @@ pub type PortStats = (PortInfo, PortCountersSnapshot);
 #[derive(Debug)]
 struct Registered {
     info: PortInfo,
+    /// Unique per attach: tells this port from an earlier one with the same number.
+    incarnation: u64,
     /// One block per part (a port split by queue has one part per queue, each owned by one
     /// worker, which is the only writer of its block).
     counters: Vec<Arc<PortCounters>>,
@@ -336,6 +338,8 @@ pub struct Switch {
     workers: Vec<WorkerHandle>,
     ports: BTreeMap<u32, Registered>,
     generation: u64,
+    /// Source of port incarnations.
+    incarnations: u64,
 }
 
 /// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
@@ -494,6 +498,7 @@ impl Switch {
             workers,
             ports: BTreeMap::new(),
             generation: 0,
+            incarnations: 0,
         })
     }
 
@@ -504,6 +509,7 @@ impl Switch {
             .values()
             .map(|r| PortConf {
                 id: r.info.id,
+                incarnation: r.incarnation,
                 vlan: r.info.vlan.clone(),
                 worker: r.info.worker,
             })
@@ -658,16 +664,24 @@ impl Switch {
             worker: queue_workers.first().copied().unwrap_or(0),
             queue_workers,
         };
+        self.incarnations += 1;
+        let incarnation = self.incarnations;
         self.ports.insert(
             id,
             Registered {
                 info: info.clone(),
+                incarnation,
                 counters: placed.iter().map(|(_, _, c)| Arc::clone(c)).collect(),
             },
         );
         self.publish();
         for (worker, port, counters) in placed {
-            let cmd = Command::AddPort(Box::new(LocalPort { id, port, counters }));
+            let cmd = Command::AddPort(Box::new(LocalPort {
+                id,
+                incarnation,
+                port,
+                counters,
+            }));
             if let Err(e) = self.send(worker, cmd) {
                 // Parts already handed over are closed by removing the port again.
                 let _ = self.del_port(&info.name);
@@ -701,6 +715,8 @@ impl Switch {
             });
         };
         self.publish();
+        // Forget its addresses first, so that even a worker failure below leaves none behind.
+        self.shared.macs.remove_if(|_, _, p, _| p == id);
         let mut owners = reg.info.queue_workers.clone();
         owners.sort_unstable();
         owners.dedup();
@@ -711,6 +727,7 @@ impl Switch {
                 .recv_timeout(WORKER_TIMEOUT)
                 .map_err(|_| SwitchError::WorkerGone { worker })?;
         }
+        // Frames switched before the removal may have re-learned an address on it.
         self.shared.macs.remove_if(|_, _, p, _| p == id);
         tracing::info!(port = name, id, "port removed");
         Ok(())

@@ -42,6 +42,11 @@ pub const IDLE_SPINS: u32 = 2_000;
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Frames that may wait in one worker's hand-off channel.
 pub const HANDOFF_CAPACITY: usize = 4_096;
+/// Hand-off buffers larger than this are pooled only while the pool holds fewer than
+/// [`MAX_POOLED_BIG`] buffers, so a burst of GSO frames does not pin memory forever.
+pub const MAX_POOLED_BIG_LEN: usize = 9216;
+/// See [`MAX_POOLED_BIG_LEN`].
+pub const MAX_POOLED_BIG: usize = 64;
 /// Largest frame: a GSO super-frame of 64 KiB plus headers and two tags.
 pub const MAX_FRAME: usize = 65_535 + 14 + 8;
 /// Frames larger than this count as jumbo/GSO in the port counters (1518 = 1500 + 14 + 4).
@@ -52,6 +57,8 @@ pub const JUMBO_THRESHOLD: usize = 1518;
 pub struct PortConf {
     /// Port number.
     pub id: u32,
+    /// Distinguishes this port from earlier ports that had the same number.
+    pub incarnation: u64,
     /// VLAN behaviour.
     pub vlan: VlanMode,
     /// Worker that owns the port.
@@ -171,7 +178,10 @@ pub struct WorkerCtl {
 impl WorkerCtl {
     /// Wakes the worker if it sleeps.
     pub fn wake_if_sleeping(&self) {
-        if self.sleeping.load(Ordering::Acquire) {
+        // Pairs with the fence in `Worker::sleep`: either the worker sees our frame in its
+        // channel, or we see it asleep and wake it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
             self.waker.wake();
         }
     }
@@ -188,6 +198,8 @@ pub struct Handoff {
     pub offload: Offload,
     /// Worker that sent it (the buffer goes back to it).
     pub from: usize,
+    /// Incarnation of the output port when the frame was switched.
+    pub incarnation: u64,
 }
 
 /// A port owned by a worker.
@@ -195,6 +207,8 @@ pub struct Handoff {
 pub struct LocalPort {
     /// Port number.
     pub id: u32,
+    /// Distinguishes this port from earlier ports that had the same number.
+    pub incarnation: u64,
     /// The backend.
     pub port: Box<dyn Port>,
     /// Counters (written only by the owning worker).
@@ -232,13 +246,18 @@ fn egress(mode: &VlanMode, vlan: u16) -> Egress {
     }
 }
 
-/// VLAN a frame belongs to on ingress, or why it is not allowed.
-fn ingress_vlan(mode: &VlanMode, tci: u16) -> Option<u16> {
+/// VLAN a frame with `tags` tags, the outer one `tci`, belongs to on ingress; `None` when it is not
+/// allowed. A frame classified as untagged (no tag, or a priority tag with VID 0) must not carry a
+/// second tag: popping the outer one on egress would let the inner tag pick another VLAN.
+fn ingress_vlan(mode: &VlanMode, tci: u16, tags: u8) -> Option<u16> {
     let vid = if tci & flow::VLAN_PRESENT != 0 {
         tci & 0x0fff
     } else {
         0
     };
+    if vid == 0x0fff || (vid == 0 && tags > 1) {
+        return None;
+    }
     match mode {
         VlanMode::Access { vlan } => (vid == 0).then_some(*vlan),
         VlanMode::Trunk { allowed, native } => {
@@ -374,7 +393,8 @@ impl Worker {
 
     fn sleep(&mut self) {
         let ctl = &self.ctls[self.index];
-        ctl.sleeping.store(true, Ordering::Release);
+        ctl.sleeping.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         // Re-check after announcing sleep: a sender that missed the flag left work behind.
         if self.cmds.is_empty() && self.handoff_rx.is_empty() {
             let all_fds = self
@@ -485,13 +505,19 @@ impl Worker {
                 .copied()
                 .unwrap_or(NOT_LOCAL);
             match self.ports.get_mut(usize::from(li)) {
-                Some(lp) => {
-                    if transmit(lp, &h.buf, &h.offload) {
+                // Same port number, same incarnation: not a newer port that reused the number.
+                Some(lp) if lp.incarnation == h.incarnation => {
+                    let ok = if lp.port.caps().tx_offload || h.offload.is_none() {
+                        transmit(lp, &h.buf, &h.offload)
+                    } else {
+                        materialize(&h.buf, &h.offload, &mut self.scratch.seg, lp)
+                    };
+                    if ok {
                         self.dirty[usize::from(li)] = true;
                     }
                 }
                 // The port went away (or is not attached yet) while the frame was in flight.
-                None => self.ctls[self.index].counters.handoff_drops.add(1),
+                _ => self.ctls[self.index].counters.handoff_drops.add(1),
             }
             if let Some(tx) = self.recycle_tx.get(h.from) {
                 let _ = tx.try_send(h.buf);
@@ -557,7 +583,7 @@ impl Worker {
                     continue;
                 }
             };
-            let Some(vlan) = ingress_vlan(&in_conf.vlan, key.vlan_tci) else {
+            let Some(vlan) = ingress_vlan(&in_conf.vlan, key.vlan_tci, lay.tags) else {
                 self.ports[li].counters.rx_drops[DropReason::VlanNotAllowed as usize].add(1);
                 continue;
             };
@@ -642,6 +668,7 @@ impl Worker {
                 from: self.index,
                 worker: conf.worker,
                 port: out,
+                incarnation: conf.incarnation,
             };
             return handoff(&to, &mut self.scratch.pool, &self.recycle_rx, bytes, off);
         }
@@ -670,6 +697,7 @@ struct Remote<'a> {
     from: usize,
     worker: usize,
     port: u32,
+    incarnation: u64,
 }
 
 /// Copies a frame into a recycled buffer and queues it for the worker that owns its port.
@@ -681,7 +709,10 @@ fn handoff(
     offload: Offload,
 ) -> bool {
     while let Ok(b) = recycle_rx.try_recv() {
-        pool.push(b);
+        // Keep the pool bounded in memory: big (GSO-sized) buffers beyond a few are freed.
+        if b.capacity() <= MAX_POOLED_BIG_LEN || pool.len() < MAX_POOLED_BIG {
+            pool.push(b);
+        }
     }
     let mut buf = pool.pop().unwrap_or_default();
     buf.clear();
@@ -695,6 +726,7 @@ fn handoff(
         buf,
         offload,
         from: to.from,
+        incarnation: to.incarnation,
     }) {
         Ok(()) => {
             ctl.wake_if_sleeping();
@@ -724,7 +756,10 @@ fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
 /// Queues a frame on a port and counts it.
 fn transmit(lp: &mut LocalPort, bytes: &[u8], off: &Offload) -> bool {
     let caps = lp.port.caps();
-    if !off.is_gso() && bytes.len() > caps.max_frame_len {
+    // The limit is for untagged frames; a tag adds 4 bytes the link carries as well.
+    let tagged = matches!(bytes.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
+    let limit = caps.max_frame_len + if tagged { 4 } else { 0 };
+    if !off.is_gso() && bytes.len() > limit {
         lp.counters.tx_drops[DropReason::TooBig as usize].add(1);
         return false;
     }
@@ -821,9 +856,11 @@ mod tests {
     #[test]
     fn access_port_accepts_untagged_and_priority_tagged_only() {
         let m = VlanMode::Access { vlan: 10 };
-        assert_eq!(ingress_vlan(&m, 0), Some(10));
-        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT), Some(10));
-        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 20), None);
+        assert_eq!(ingress_vlan(&m, 0, 0), Some(10));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT, 1), Some(10));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 20, 1), None);
+        // A priority tag hiding a second tag would hop VLANs once the outer tag is popped.
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT, 2), None);
     }
 
     #[test]
@@ -832,15 +869,18 @@ mod tests {
             allowed: vec![10, 20],
             native: Some(30),
         };
-        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 20), Some(20));
-        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 40), None);
-        assert_eq!(ingress_vlan(&m, 0), Some(30));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 20, 1), Some(20));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT | 40, 1), None);
+        assert_eq!(ingress_vlan(&m, 0, 0), Some(30));
+        assert_eq!(ingress_vlan(&m, flow::VLAN_PRESENT, 2), None);
         let all = VlanMode::Trunk {
             allowed: vec![],
             native: None,
         };
-        assert_eq!(ingress_vlan(&all, flow::VLAN_PRESENT | 4000), Some(4000));
-        assert_eq!(ingress_vlan(&all, 0), None);
+        assert_eq!(ingress_vlan(&all, flow::VLAN_PRESENT | 4000, 1), Some(4000));
+        assert_eq!(ingress_vlan(&all, 0, 0), None);
+        // VID 4095 is reserved.
+        assert_eq!(ingress_vlan(&all, flow::VLAN_PRESENT | 0x0fff, 1), None);
     }
 
     #[test]

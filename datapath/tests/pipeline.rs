@@ -200,3 +200,113 @@ fn removed_port_gets_no_more_frames_and_its_macs_are_flushed() {
     assert!(sw.del_port("m2").is_err());
     sw.shutdown();
 }
+
+#[test]
+fn frames_handed_to_another_worker_are_completed_for_ports_without_offloads() {
+    let mut sw = Switch::start(SwitchConfig {
+        cpus: vec![0, 1],
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    let (a, pa) = MemPort::new(
+        "off",
+        MemPortOptions {
+            tx_offload: true,
+            ..MemPortOptions::default()
+        },
+    );
+    let (b, pb) = MemPort::new("plain", MemPortOptions::default());
+    let ia = sw.add_port_backend(Box::new(a), access(1)).unwrap();
+    let ib = sw.add_port_backend(Box::new(b), access(1)).unwrap();
+    assert_ne!(
+        ia.worker, ib.worker,
+        "the two ports live on different workers"
+    );
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(mac(1), mac(2))
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(1, 2, 7, 100)
+        .write(&mut f, &payload)
+        .unwrap();
+    let off = Offload {
+        flags: Offload::F_NEEDS_CSUM,
+        gso_type: Offload::GSO_TCPV4,
+        hdr_len: 54,
+        gso_size: 1000,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    assert!(pa.send_with(&f, off));
+    let mut got = Vec::new();
+    while got.len() < payload.len() {
+        let (seg, o) = pb
+            .recv_timeout(T)
+            .expect("segment handed over and segmented");
+        assert!(o.is_none(), "complete frames only: {o:?}");
+        let p = etherparse::SlicedPacket::from_ethernet(&seg).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+            panic!("ipv4")
+        };
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!("tcp")
+        };
+        let want = tcp
+            .to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), tcp.payload())
+            .unwrap();
+        assert_eq!(tcp.checksum(), want, "TCP checksum completed");
+        got.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(got, payload);
+    sw.shutdown();
+}
+
+#[test]
+fn a_priority_tag_hiding_an_inner_tag_cannot_hop_vlans() {
+    let trunk = VlanMode::Trunk {
+        allowed: vec![10, 20],
+        native: Some(10),
+    };
+    let (sw, p) = switch_with(
+        &[("a10", access(10)), ("tr", trunk)],
+        MemPortOptions::default(),
+    );
+    let plain = udp(1, [0xff; 6], b"x");
+    let mut f = plain[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x00, 0x81, 0x00, 0x00, 20]);
+    f.extend_from_slice(&plain[12..]);
+    assert!(p[0].send(&f));
+    assert!(
+        p[1].recv_timeout(Duration::from_millis(200)).is_none(),
+        "frame hopped into VLAN 20"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    let s = &sw.port_stats(Some("a10")).unwrap()[0].1;
+    assert_eq!(
+        s.rx_drops[datapath::stats::DropReason::VlanNotAllowed as usize],
+        1
+    );
+}
+
+#[test]
+fn full_size_frames_keep_their_room_for_a_vlan_tag() {
+    let trunk = VlanMode::Trunk {
+        allowed: vec![10],
+        native: None,
+    };
+    let (_sw, p) = switch_with(
+        &[("a10", access(10)), ("tr", trunk)],
+        MemPortOptions {
+            max_frame_len: 1514,
+            ..MemPortOptions::default()
+        },
+    );
+    let f = udp(1, [0xff; 6], &[7u8; 1472]);
+    assert_eq!(f.len(), 1514);
+    assert!(p[0].send(&f));
+    let (got, _) = p[1]
+        .recv_timeout(T)
+        .expect("tagged full-size frame delivered");
+    assert_eq!(got.len(), 1518);
+}

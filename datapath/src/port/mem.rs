@@ -181,8 +181,9 @@ impl Port for MemPort {
         let mut buf = self.recycle_in.try_recv().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(frame);
-        if self.tx.try_send((buf, *offload)).is_err() {
-            self.drops += 1;
+        if let Err(e) = self.tx.try_send((buf, *offload)) {
+            // Refused, not dropped: the caller counts it. Keep the buffer for the next frame.
+            let _ = self.recycle_out.try_send(e.into_inner().0);
             return false;
         }
         true
