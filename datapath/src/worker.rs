@@ -507,12 +507,7 @@ impl Worker {
             match self.ports.get_mut(usize::from(li)) {
                 // Same port number, same incarnation: not a newer port that reused the number.
                 Some(lp) if lp.incarnation == h.incarnation => {
-                    let ok = if lp.port.caps().tx_offload || h.offload.is_none() {
-                        transmit(lp, &h.buf, &h.offload)
-                    } else {
-                        materialize(&h.buf, &h.offload, &mut self.scratch.seg, lp)
-                    };
-                    if ok {
+                    if send_on(lp, &h.buf, &h.offload, &mut self.scratch.seg) {
                         self.dirty[usize::from(li)] = true;
                     }
                 }
@@ -634,7 +629,7 @@ impl Worker {
         n
     }
 
-    /// Sends one received frame out of port `out`; returns true if it was handed to a tx path.
+    /// Sends one received frame out of port `out` (failures are counted on that port).
     fn output(
         &mut self,
         li: usize,
@@ -643,9 +638,9 @@ impl Worker {
         vlan: u16,
         out: u32,
         snap: &Snapshot,
-    ) -> bool {
+    ) {
         let Some(conf) = snap.port(out) else {
-            return false;
+            return;
         };
         let want = egress(&conf.vlan, vlan);
         let lo = self
@@ -679,15 +674,9 @@ impl Worker {
         } else {
             src_port.port.frame(desc)
         };
-        let ok = if dst.port.caps().tx_offload || off.is_none() {
-            transmit(dst, bytes, &off)
-        } else {
-            materialize(bytes, &off, &mut self.scratch.seg, dst)
-        };
-        if ok {
+        if send_on(dst, bytes, &off, &mut self.scratch.seg) {
             self.dirty[lo] = true;
         }
-        ok
     }
 }
 
@@ -700,14 +689,15 @@ struct Remote<'a> {
     incarnation: u64,
 }
 
-/// Copies a frame into a recycled buffer and queues it for the worker that owns its port.
+/// Copies a frame into a recycled buffer and queues it for the worker that owns its port (a
+/// full channel is counted in the sender's `handoff_drops`).
 fn handoff(
     to: &Remote<'_>,
     pool: &mut Vec<Vec<u8>>,
     recycle_rx: &Receiver<Vec<u8>>,
     bytes: &[u8],
     offload: Offload,
-) -> bool {
+) {
     while let Ok(b) = recycle_rx.try_recv() {
         // Keep the pool bounded in memory: big (GSO-sized) buffers beyond a few are freed.
         if b.capacity() <= MAX_POOLED_BIG_LEN || pool.len() < MAX_POOLED_BIG {
@@ -719,7 +709,7 @@ fn handoff(
     buf.extend_from_slice(bytes);
     let Some(ctl) = to.ctls.get(to.worker) else {
         pool.push(buf);
-        return false;
+        return;
     };
     match ctl.handoff.try_send(Handoff {
         port: to.port,
@@ -728,16 +718,12 @@ fn handoff(
         from: to.from,
         incarnation: to.incarnation,
     }) {
-        Ok(()) => {
-            ctl.wake_if_sleeping();
-            true
-        }
+        Ok(()) => ctl.wake_if_sleeping(),
         Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => {
             pool.push(h.buf);
             if let Some(me) = to.ctls.get(to.from) {
                 me.counters.handoff_drops.add(1);
             }
-            false
         }
     }
 }
@@ -777,6 +763,16 @@ fn transmit(lp: &mut LocalPort, bytes: &[u8], off: &Offload) -> bool {
     } else {
         lp.counters.tx_drops[DropReason::TxQueueFull as usize].add(1);
         false
+    }
+}
+
+/// Queues a frame on a local port: as it is when the port carries offload state (or there is
+/// none), else completed / segmented first. True when anything was queued.
+fn send_on(lp: &mut LocalPort, bytes: &[u8], off: &Offload, seg: &mut offload::SegmentBuf) -> bool {
+    if lp.port.caps().tx_offload || off.is_none() {
+        transmit(lp, bytes, off)
+    } else {
+        materialize(bytes, off, seg, lp)
     }
 }
 
