@@ -13,11 +13,7 @@ use etherparse::PacketBuilder;
 use testbed::{Container, require_privileges, wait_until};
 
 fn parse_mac(s: &str) -> [u8; 6] {
-    let mut m = [0u8; 6];
-    for (i, p) in s.split(':').enumerate() {
-        m[i] = u8::from_str_radix(p, 16).unwrap();
-    }
-    m
+    s.parse::<datapath::wire::Mac>().unwrap().0
 }
 
 fn hex(b: &[u8]) -> String {

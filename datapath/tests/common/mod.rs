@@ -346,16 +346,12 @@ pub fn dotted(ip: [u8; 4]) -> String {
 
 /// `aa:bb:cc:dd:ee:ff`
 pub fn fmt_mac(mac: [u8; 6]) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
+    datapath::wire::Mac(mac).to_string()
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (surrounding whitespace allowed).
 pub fn parse_mac(s: &str) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    for (m, part) in mac.iter_mut().zip(s.trim().split(':')) {
-        *m = u8::from_str_radix(part, 16).expect("hex MAC");
-    }
-    mac
+    s.trim().parse::<datapath::wire::Mac>().expect("hex MAC").0
 }
 
 /// The MAC address of host-namespace device `dev`.

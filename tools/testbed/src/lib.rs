@@ -420,3 +420,77 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Parses `key=value` out of a `vsnet` output line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// What one [`tcp_transfer`] reported.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// The sender's line: `bytes=N hash=H secs=S`.
+    pub sent: String,
+    /// The receiver's line, same format.
+    pub received: String,
+    /// The receiver's stderr (for failure messages).
+    pub receiver_log: String,
+}
+
+impl Transfer {
+    /// True when the receiver got `bytes` bytes with the sender's hash.
+    pub fn intact(&self, bytes: u64) -> bool {
+        field(&self.received, "bytes") == Some(bytes.to_string().as_str())
+            && field(&self.sent, "hash").is_some()
+            && field(&self.sent, "hash") == field(&self.received, "hash")
+    }
+
+    /// Seconds the receiver took, if it said.
+    pub fn secs(&self) -> Option<f64> {
+        field(&self.received, "secs").and_then(|s| s.parse().ok())
+    }
+}
+
+/// Sends `bytes` of deterministic data over TCP from `from` to `to` with the `vsnet` binary
+/// (`tcp-sink` in `to`, `tcp-source` in `from`) and returns what both ends reported.
+pub fn tcp_transfer(
+    vsnet: &Path,
+    from: &Container,
+    to: &Container,
+    bytes: u64,
+    port: u16,
+) -> Result<Transfer> {
+    let vsnet = vsnet.to_str().context("vsnet path is not UTF-8")?;
+    let listen = format!("{}:{port}", to.addr);
+    let sink = to
+        .ns
+        .command(vsnet)
+        .args(["tcp-sink", "--listen", &listen, "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let src = from.ns.exec(
+        vsnet,
+        &[
+            "tcp-source",
+            "--connect",
+            &listen,
+            "--bytes",
+            &bytes.to_string(),
+            "--seed",
+            "42",
+        ],
+    )?;
+    let out = sink.wait_with_output()?;
+    Ok(Transfer {
+        sent: String::from_utf8_lossy(&src.stdout).trim().to_owned(),
+        received: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_owned(),
+        receiver_log: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

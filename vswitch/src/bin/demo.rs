@@ -6,7 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,11 +48,6 @@ fn step(stop: &AtomicBool, what: &str) -> Result<()> {
     }
     println!("\n==> {what}");
     Ok(())
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn demo(stop: &AtomicBool) -> Result<()> {
@@ -119,41 +114,13 @@ fn demo(stop: &AtomicBool) -> Result<()> {
             stop,
             &format!("TCP transfer of 200 MB {label}, verified by hash"),
         )?;
-        let listen = format!("{}:5201", to.addr);
-        let sink = to
-            .ns
-            .command(vsnet.to_str().context("path")?)
-            .args(["tcp-sink", "--listen", &listen])
-            .stdout(Stdio::piped())
-            .spawn()?;
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let src = from.ns.exec(
-            vsnet.to_str().context("path")?,
-            &[
-                "tcp-source",
-                "--connect",
-                &listen,
-                "--bytes",
-                "200000000",
-                "--seed",
-                "7",
-            ],
-        )?;
-        let sink_out = sink.wait_with_output()?;
-        let s_line = String::from_utf8_lossy(&src.stdout).trim().to_owned();
-        let r_text = String::from_utf8_lossy(&sink_out.stdout).into_owned();
-        let r_line = r_text.lines().last().unwrap_or("").to_owned();
-        let secs: f64 = field(&r_line, "secs")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0);
-        let ok =
-            field(&s_line, "hash").is_some() && field(&s_line, "hash") == field(&r_line, "hash");
-        println!("sent:     {s_line}\nreceived: {r_line}");
-        if secs > 0.0 {
+        let t = testbed::tcp_transfer(&vsnet, from, to, 200_000_000, 5201)?;
+        println!("sent:     {}\nreceived: {}", t.sent, t.received);
+        if let Some(secs) = t.secs().filter(|s| *s > 0.0) {
             println!("throughput: {:.2} Gbit/s", 200e6 * 8.0 / secs / 1e9);
         }
-        if !ok {
-            bail!("TCP transfer {label}: hashes differ");
+        if !t.intact(200_000_000) {
+            bail!("TCP transfer {label}: bytes or hashes differ");
         }
         println!("bytes verified: identical");
     }

@@ -77,59 +77,28 @@ impl Lab {
     }
 }
 
-/// Parses `key=value` out of a vsnet output line.
-pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
+pub use testbed::field;
 
 /// Sends `bytes` of deterministic data over TCP from `from` to `to` and asserts the receiver
 /// got exactly those bytes (same length and hash).
 pub fn tcp_transfer(from: &Container, to: &Container, bytes: u64, port: u16) {
-    let listen = format!("{}:{port}", to.addr);
-    let sink = to
-        .ns
-        .command(VSNET)
-        .args(["tcp-sink", "--listen", &listen, "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let src = from
-        .ns
-        .exec(
-            VSNET,
-            &[
-                "tcp-source",
-                "--connect",
-                &listen,
-                "--bytes",
-                &bytes.to_string(),
-                "--seed",
-                "42",
-            ],
-        )
+    let t = testbed::tcp_transfer(Path::new(VSNET), from, to, bytes, port)
         .expect("tcp source completes");
-    let out = sink.wait_with_output().unwrap();
-    let sent = String::from_utf8_lossy(&src.stdout).trim().to_owned();
-    let got = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .to_owned();
     assert_eq!(
-        field(&got, "bytes"),
+        field(&t.received, "bytes"),
         Some(bytes.to_string().as_str()),
-        "sink: {got} / {}",
-        String::from_utf8_lossy(&out.stderr)
+        "sink: {} / {}",
+        t.received,
+        t.receiver_log
     );
     assert_eq!(
-        field(&sent, "hash"),
-        field(&got, "hash"),
-        "payload hashes differ: {sent} vs {got}"
+        field(&t.sent, "hash"),
+        field(&t.received, "hash"),
+        "payload hashes differ: {} vs {}",
+        t.sent,
+        t.received
     );
-    assert!(field(&got, "hash").is_some());
+    assert!(t.intact(bytes));
 }
 
 /// Sends `count` UDP datagrams from `from` to `to`; returns how many arrived.
