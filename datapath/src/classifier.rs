@@ -53,7 +53,22 @@ macro_rules! bits_int {
         }
     )*};
 }
-bits_int!(u8, u16, u32);
+bits_int!(u8, u16, u32, u64);
+
+impl<const N: usize> Bits for [u32; N] {
+    #[inline]
+    fn and(self, o: Self) -> Self {
+        std::array::from_fn(|i| self[i] & o[i])
+    }
+    #[inline]
+    fn or(self, o: Self) -> Self {
+        std::array::from_fn(|i| self[i] | o[i])
+    }
+    #[inline]
+    fn or_not(self, o: Self) -> Self {
+        std::array::from_fn(|i| self[i] | !o[i])
+    }
+}
 
 impl<const N: usize> Bits for [u8; N] {
     #[inline]
@@ -93,6 +108,14 @@ macro_rules! per_field {
             arp_sha: a.arp_sha.$op(b.arp_sha),
             arp_tha: a.arp_tha.$op(b.arp_tha),
             pad: a.pad.$op(b.pad),
+            regs: a.regs.$op(b.regs),
+            tun_src: a.tun_src.$op(b.tun_src),
+            tun_dst: a.tun_dst.$op(b.tun_dst),
+            ct_mark: a.ct_mark.$op(b.ct_mark),
+            ct_state: a.ct_state.$op(b.ct_state),
+            ct_zone: a.ct_zone.$op(b.ct_zone),
+            metadata: a.metadata.$op(b.metadata),
+            tun_id: a.tun_id.$op(b.tun_id),
         }
     }};
 }
@@ -239,7 +262,7 @@ struct Entry {
 }
 
 /// All rules with one mask.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Subtable {
     mask: FlowMask,
     /// Masked key → rules with that match, priority descending (distinct priorities).
@@ -268,7 +291,7 @@ impl Subtable {
 /// One OpenFlow-like table: bounded, prioritised, masked rules; tuple-space search.
 ///
 /// See the module docs for the tie rule and the invariants.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Table {
     /// Sorted by `max_priority`, highest first.
     subtables: Vec<Subtable>,

@@ -73,6 +73,22 @@ pub struct FlowKey {
     pub arp_tha: [u8; 6],
     /// Explicit padding, always zero.
     pub pad: [u8; 2],
+    /// Pipeline registers `reg0..reg7` (zero on ingress; written by actions).
+    pub regs: [u32; 8],
+    /// Tunnel source (IPv4) of a decapsulated frame, else 0.
+    pub tun_src: u32,
+    /// Tunnel destination (IPv4) of a decapsulated frame, else 0.
+    pub tun_dst: u32,
+    /// Connection-tracking mark (set by the conntrack stage).
+    pub ct_mark: u32,
+    /// Connection-tracking state bits (set by the conntrack stage).
+    pub ct_state: u16,
+    /// Connection-tracking zone.
+    pub ct_zone: u16,
+    /// Pipeline metadata (zero on ingress; written by write-metadata).
+    pub metadata: u64,
+    /// Tunnel id (VNI) of a decapsulated frame, else 0.
+    pub tun_id: u64,
 }
 
 /// Offsets found while extracting, for stages that rewrite headers.

@@ -16,10 +16,12 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod buf;
+pub mod cache;
 pub mod classifier;
 pub mod flow;
 pub mod l2;
 pub mod offload;
+pub mod ofp;
 pub mod port;
 pub mod stats;
 pub mod switch;

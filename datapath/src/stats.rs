@@ -32,11 +32,19 @@ pub enum DropReason {
     Backend,
     /// Frames received on a port that is being removed.
     PortDown,
+    /// No flow matched in a table (OpenFlow table miss: drop).
+    TableMiss,
+    /// The matched flows' actions output the frame nowhere (e.g. `actions=drop`).
+    FlowDrop,
+    /// `dec_ttl` found a TTL/hop limit of 0 or 1.
+    TtlExpired,
+    /// An action could not be applied to this frame (e.g. `pop_vlan` of an untagged frame).
+    ActionFailed,
 }
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 15;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -50,6 +58,10 @@ impl DropReason {
         Self::TooBig,
         Self::Backend,
         Self::PortDown,
+        Self::TableMiss,
+        Self::FlowDrop,
+        Self::TtlExpired,
+        Self::ActionFailed,
     ];
 
     /// Stable snake_case name used in the control protocol and CLI.
@@ -66,6 +78,10 @@ impl DropReason {
             Self::TooBig => "too_big",
             Self::Backend => "backend",
             Self::PortDown => "port_down",
+            Self::TableMiss => "table_miss",
+            Self::FlowDrop => "flow_drop",
+            Self::TtlExpired => "ttl_expired",
+            Self::ActionFailed => "action_failed",
         }
     }
 }
@@ -82,6 +98,12 @@ impl Counter {
             self.0.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
         );
+    }
+
+    /// Sets the value. Only the owning worker may call this (single writer).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
     }
 
     /// Current value.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,11 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::l2::MacTable;
+use crate::ofp::FlowError;
+use crate::ofp::action::NoGroups;
+use crate::ofp::pipeline::{
+    DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModResult, Pipeline,
+};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
 use crate::port::tap::TapPort;
@@ -222,6 +227,33 @@ pub struct WorkerStats {
     pub handoff_drops: u64,
     /// Source addresses not learned because the MAC table was full.
     pub mac_learn_full: u64,
+    /// Flow cache counters.
+    pub cache: CacheCounters,
+}
+
+/// Flow cache counters of one worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// Exact-match cache hits.
+    pub emc_hits: u64,
+    /// Megaflow cache hits.
+    pub megaflow_hits: u64,
+    /// Lookups that missed both.
+    pub misses: u64,
+    /// Translations installed.
+    pub upcalls: u64,
+    /// Frames dropped because the batch's upcall budget was spent.
+    pub upcall_drops: u64,
+    /// Entries evicted for room.
+    pub evictions: u64,
+    /// Entries removed as idle.
+    pub expired: u64,
+    /// Entries re-translated after pipeline changes.
+    pub revalidated: u64,
+    /// Whole-cache flushes.
+    pub flushes: u64,
+    /// Megaflows held.
+    pub entries: u64,
 }
 
 /// Start-up settings of the datapath.
@@ -235,6 +267,8 @@ pub struct SwitchConfig {
     pub mac_table_max: usize,
     /// Time after which an address not seen again is forgotten.
     pub mac_aging: Duration,
+    /// Most flows per table.
+    pub max_flows_per_table: usize,
 }
 
 impl Default for SwitchConfig {
@@ -244,6 +278,7 @@ impl Default for SwitchConfig {
             poll_mode: PollMode::Adaptive,
             mac_table_max: 65_536,
             mac_aging: Duration::from_secs(300),
+            max_flows_per_table: DEFAULT_MAX_FLOWS_PER_TABLE,
         }
     }
 }
@@ -340,6 +375,12 @@ pub struct Switch {
     generation: u64,
     /// Source of port incarnations.
     incarnations: u64,
+    /// The flow tables as the control thread edits them.
+    pipeline: Pipeline,
+    /// The flow tables as last published.
+    published: Arc<Pipeline>,
+    /// `pipeline` has changes not yet published.
+    flows_dirty: bool,
 }
 
 /// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
@@ -432,6 +473,7 @@ impl Switch {
                 waker,
                 counters: WorkerCounters::default(),
                 handoff: htx,
+                seen_generation: AtomicU64::new(0),
             }));
             pollers.push(poller);
             handoff_rxs.push(hrx);
@@ -491,7 +533,9 @@ impl Switch {
                 cpu,
             });
         }
-        Ok(Self {
+        let pipeline = Pipeline::learning_bridge(n + 1, config.max_flows_per_table);
+        let published = Arc::new(pipeline.clone());
+        let mut sw = Self {
             config,
             shared,
             ctls,
@@ -499,10 +543,93 @@ impl Switch {
             ports: BTreeMap::new(),
             generation: 0,
             incarnations: 0,
-        })
+            pipeline,
+            published,
+            flows_dirty: false,
+        };
+        sw.publish();
+        Ok(sw)
+    }
+
+    /// Applies a flow-mod to the tables. It is published by the next [`commit`](Self::commit)
+    /// (the control server commits before it sends replies) or [`barrier`](Self::barrier).
+    ///
+    /// # Errors
+    /// Nothing changed.
+    pub fn flow_mod(&mut self, fm: &FlowMod) -> Result<FlowModResult, FlowError> {
+        let r = self.pipeline.flow_mod(fm, &NoGroups, Instant::now())?;
+        self.flows_dirty = true;
+        Ok(r)
+    }
+
+    /// Applies `mods` all or nothing and publishes them as one change: every packet is
+    /// processed either by the tables before or by the tables after.
+    ///
+    /// # Errors
+    /// The index and error of the first invalid flow-mod; nothing changed.
+    pub fn bundle(&mut self, mods: &[FlowMod]) -> Result<Vec<FlowModResult>, (usize, FlowError)> {
+        // Earlier unpublished changes go out first, on their own.
+        self.commit();
+        let r = self.pipeline.bundle(mods, &NoGroups, Instant::now())?;
+        self.flows_dirty = true;
+        self.commit();
+        Ok(r)
+    }
+
+    /// Publishes pending flow changes to the workers.
+    pub fn commit(&mut self) {
+        if self.flows_dirty {
+            self.publish();
+        }
+    }
+
+    /// Publishes pending changes and waits until every worker uses them (its cache revalidated
+    /// against them): after this returns, no packet is handled by an older decision.
+    ///
+    /// # Errors
+    /// A worker did not catch up in time.
+    pub fn barrier(&mut self) -> Result<(), SwitchError> {
+        self.commit();
+        let target = self.generation;
+        let deadline = Instant::now() + WORKER_TIMEOUT;
+        for (i, ctl) in self.ctls.iter().enumerate() {
+            loop {
+                if ctl.seen_generation.load(Ordering::Acquire) >= target {
+                    break;
+                }
+                ctl.wake_if_sleeping();
+                if Instant::now() >= deadline {
+                    return Err(SwitchError::WorkerGone { worker: i });
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flow tables (with changes not yet committed).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Flows selected by `filter`.
+    ///
+    /// # Errors
+    /// An invalid match in the filter.
+    pub fn dump_flows(&self, filter: &FlowFilter) -> Result<Vec<Arc<Flow>>, FlowError> {
+        self.pipeline.dump(filter)
+    }
+
+    /// Milliseconds since the switch started, the clock of flow `last_hit` times.
+    pub fn clock_ms(&self) -> u64 {
+        u64::try_from(self.shared.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn publish(&mut self) {
+        if self.flows_dirty {
+            self.published = Arc::new(self.pipeline.clone());
+            self.flows_dirty = false;
+        }
         self.generation += 1;
         let confs = self
             .ports
@@ -514,9 +641,11 @@ impl Switch {
                 worker: r.info.worker,
             })
             .collect();
-        self.shared
-            .snapshot
-            .store(Arc::new(Snapshot::build(self.generation, confs)));
+        self.shared.snapshot.store(Arc::new(Snapshot::build(
+            self.generation,
+            confs,
+            Arc::clone(&self.published),
+        )));
         tracing::debug!(generation = self.generation, "configuration published");
     }
 
@@ -807,6 +936,18 @@ impl Switch {
                 sleeps: c.counters.sleeps.get(),
                 handoff_drops: c.counters.handoff_drops.get(),
                 mac_learn_full: c.counters.mac_learn_full.get(),
+                cache: CacheCounters {
+                    emc_hits: c.counters.emc_hits.get(),
+                    megaflow_hits: c.counters.megaflow_hits.get(),
+                    misses: c.counters.cache_misses.get(),
+                    upcalls: c.counters.upcalls.get(),
+                    upcall_drops: c.counters.upcall_drops.get(),
+                    evictions: c.counters.cache_evictions.get(),
+                    expired: c.counters.cache_expired.get(),
+                    revalidated: c.counters.cache_revalidated.get(),
+                    flushes: c.counters.cache_flushes.get(),
+                    entries: c.counters.cache_entries.get(),
+                },
             })
             .collect()
     }

@@ -27,10 +27,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::buf::{BATCH_SIZE, Offload, RxBatch};
-use crate::flow::{self, Layout};
+use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
+use crate::cache::FlowCache;
+use crate::flow::{self, FlowKey, Layout};
 use crate::l2::{Learned, MacTable};
 use crate::offload;
+use crate::ofp::action::Action;
+use crate::ofp::pipeline::Pipeline;
+use crate::ofp::rewrite;
 use crate::port::{Port, PortKind};
 use crate::stats::{Counter, DropReason, PortCounters};
 use crate::switch::{MAX_PORTS, PollMode, VlanMode};
@@ -49,6 +53,11 @@ pub const MAX_POOLED_BIG_LEN: usize = 9216;
 pub const MAX_POOLED_BIG: usize = 64;
 /// Largest frame: a GSO super-frame of 64 KiB plus headers and two tags.
 pub const MAX_FRAME: usize = 65_535 + 14 + 8;
+/// Translations (cache misses) a worker performs per rx batch; further misses in the batch are
+/// dropped and counted (`upcall_drops`), so a flood of new flows cannot starve cached traffic.
+pub const UPCALL_BUDGET: usize = 32;
+/// Seconds without a hit after which a cached translation is removed.
+pub const CACHE_IDLE_SECS: u32 = 10;
 /// Frames larger than this count as jumbo/GSO in the port counters (1518 = 1500 + 14 + 4).
 pub const JUMBO_THRESHOLD: usize = 1518;
 
@@ -76,19 +85,25 @@ pub struct Snapshot {
     pub flood: ahash::HashMap<u16, Box<[u32]>>,
     /// Trunk ports that carry every VLAN.
     pub trunk_all: Box<[u32]>,
+    /// Every port number, ascending (for flood/all).
+    pub all_ports: Box<[u32]>,
+    /// The flow tables.
+    pub pipeline: Arc<Pipeline>,
 }
 
 impl Snapshot {
     /// An empty configuration.
     pub fn empty() -> Self {
-        Self::build(0, Vec::new())
+        Self::build(0, Vec::new(), Arc::new(Pipeline::learning_bridge(1, 16)))
     }
 
-    /// Builds a snapshot from the port list.
-    pub fn build(generation: u64, confs: Vec<PortConf>) -> Self {
+    /// Builds a snapshot from the port list and the flow tables.
+    pub fn build(generation: u64, confs: Vec<PortConf>, pipeline: Arc<Pipeline>) -> Self {
         let mut ports: Vec<Option<PortConf>> = (0..=MAX_PORTS).map(|_| None).collect();
         let mut flood: ahash::HashMap<u16, Vec<u32>> = ahash::HashMap::default();
         let mut trunk_all = Vec::new();
+        let mut all_ports: Vec<u32> = confs.iter().map(|c| c.id).collect();
+        all_ports.sort_unstable();
         for c in confs {
             match &c.vlan {
                 VlanMode::Access { vlan } => flood.entry(*vlan).or_default().push(c.id),
@@ -120,6 +135,8 @@ impl Snapshot {
                 .map(|(k, v)| (k, v.into_boxed_slice()))
                 .collect(),
             trunk_all: trunk_all.into_boxed_slice(),
+            all_ports: all_ports.into_boxed_slice(),
+            pipeline,
         }
     }
 
@@ -160,6 +177,26 @@ pub struct WorkerCounters {
     pub handoff_drops: Counter,
     /// Source addresses not learned because the MAC table was full.
     pub mac_learn_full: Counter,
+    /// Flow cache: exact-match cache hits.
+    pub emc_hits: Counter,
+    /// Flow cache: megaflow hits.
+    pub megaflow_hits: Counter,
+    /// Flow cache: misses.
+    pub cache_misses: Counter,
+    /// Translations installed (upcalls).
+    pub upcalls: Counter,
+    /// Frames dropped because the batch's upcall budget was spent.
+    pub upcall_drops: Counter,
+    /// Cache entries evicted for room.
+    pub cache_evictions: Counter,
+    /// Cache entries removed as idle.
+    pub cache_expired: Counter,
+    /// Cache entries re-translated after pipeline changes.
+    pub cache_revalidated: Counter,
+    /// Whole-cache flushes.
+    pub cache_flushes: Counter,
+    /// Megaflows held now.
+    pub cache_entries: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -173,6 +210,9 @@ pub struct WorkerCtl {
     pub counters: WorkerCounters,
     /// Hand-off channel into this worker.
     pub handoff: Sender<Handoff>,
+    /// Generation of the newest snapshot this worker has switched to (its cache revalidated);
+    /// barriers wait for it.
+    pub seen_generation: std::sync::atomic::AtomicU64,
 }
 
 impl WorkerCtl {
@@ -285,6 +325,9 @@ fn member(mode: &VlanMode, vlan: u16) -> bool {
 #[derive(Debug)]
 struct Scratch {
     frame: Vec<u8>,
+    /// The frame as actions rewrote it (and a second buffer for push/pop).
+    work: Vec<u8>,
+    alt: Vec<u8>,
     seg: offload::SegmentBuf,
     /// Buffers for hand-off, recycled by the receiving worker.
     pool: Vec<Vec<u8>>,
@@ -309,6 +352,9 @@ pub struct Worker {
     batch: RxBatch,
     scratch: Scratch,
     now: u32,
+    now_ms: u64,
+    cache: Option<FlowCache>,
+    last_expiry: u32,
 }
 
 const NOT_LOCAL: u16 = u16::MAX;
@@ -354,10 +400,15 @@ impl Worker {
             batch: RxBatch::new(),
             scratch: Scratch {
                 frame: Vec::with_capacity(MAX_FRAME),
+                work: Vec::with_capacity(MAX_FRAME),
+                alt: Vec::with_capacity(MAX_FRAME),
                 seg: offload::SegmentBuf::new(),
                 pool: Vec::new(),
             },
             now: 0,
+            now_ms: 0,
+            cache: Some(FlowCache::new(crate::cache::DEFAULT_CAPACITY)),
+            last_expiry: 0,
         }
     }
 
@@ -480,16 +531,58 @@ impl Worker {
     fn pass(&mut self) -> usize {
         let cur = self.shared.snapshot.load();
         if cur.generation != self.snap.generation {
-            self.snap = arc_swap::Guard::into_inner(cur);
+            let next = arc_swap::Guard::into_inner(cur);
+            if !Arc::ptr_eq(&next.pipeline, &self.snap.pipeline)
+                && let Some(cache) = self.cache.as_mut()
+            {
+                // Before any packet sees the new tables, no cached decision of the old
+                // ones may survive unchecked.
+                cache.revalidate(&next.pipeline);
+            }
+            self.snap = next;
         }
-        self.now = self.shared.now_secs();
+        self.ctls[self.index]
+            .seen_generation
+            .store(self.snap.generation, Ordering::Release);
+        let elapsed = self.shared.start.elapsed();
+        self.now = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
+        self.now_ms = u64::try_from(elapsed.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if self.now != self.last_expiry {
+            self.last_expiry = self.now;
+            if let Some(cache) = self.cache.as_mut() {
+                cache.expire(self.now, CACHE_IDLE_SECS);
+            }
+            self.publish_cache_stats();
+        }
         let mut work = self.take_handoffs();
         for li in 0..self.ports.len() {
             for q in 0..self.ports[li].port.rx_queues() {
                 work += self.rx_queue(li, q);
             }
         }
+        if work > 0 {
+            self.publish_cache_stats();
+        }
         work
+    }
+
+    fn publish_cache_stats(&self) {
+        let Some(cache) = self.cache.as_ref() else {
+            return;
+        };
+        let s = cache.stats;
+        let c = &self.ctls[self.index].counters;
+        c.emc_hits.set(s.emc_hits);
+        c.megaflow_hits.set(s.megaflow_hits);
+        c.cache_misses.set(s.misses);
+        c.upcalls.set(s.upcalls);
+        c.cache_evictions.set(s.evictions);
+        c.cache_expired.set(s.expired);
+        c.cache_revalidated.set(s.revalidated);
+        c.cache_flushes.set(s.flushes);
+        c.cache_entries.set(cache.len() as u64);
     }
 
     fn take_handoffs(&mut self) -> usize {
@@ -554,11 +647,15 @@ impl Worker {
         let repair = lp.port.kind() == PortKind::AfXdp;
         let in_id = lp.id;
         let snap = Arc::clone(&self.snap);
-        let Some(in_conf) = snap.port(in_id) else {
+        if snap.port(in_id).is_none() {
             lp.counters.rx_drops[DropReason::PortDown as usize].add(n as u64);
             lp.port.rx_release(q, &self.batch);
             return n;
+        }
+        let Some(mut cache) = self.cache.take() else {
+            return 0;
         };
+        let mut upcalls = UPCALL_BUDGET;
         let mut rx_bytes = 0u64;
         let mut rx_jumbo = 0u64;
         for i in 0..self.batch.len() {
@@ -578,48 +675,33 @@ impl Worker {
                     continue;
                 }
             };
-            let Some(vlan) = ingress_vlan(&in_conf.vlan, key.vlan_tci, lay.tags) else {
-                self.ports[li].counters.rx_drops[DropReason::VlanNotAllowed as usize].add(1);
-                continue;
-            };
-            if key.eth_src[0] & 1 != 0 {
-                self.ports[li].counters.rx_drops[DropReason::BadSrcMac as usize].add(1);
-                continue;
-            }
-            if self.shared.macs.learn(vlan, &key.eth_src, in_id, self.now) == Learned::Full {
-                self.ctls[self.index].counters.mac_learn_full.add(1);
-            }
-            let unicast_out = if key.eth_dst[0] & 1 == 0 {
-                self.shared.macs.lookup(vlan, &key.eth_dst)
-            } else {
-                None
-            };
-            // Output failures (tx queue full, too big) are counted on the output port; a frame
-            // with no candidate output at all is counted here.
-            let mut candidates = 0usize;
-            match unicast_out {
-                Some(out) if out == in_id => {
-                    self.ports[li].counters.rx_drops[DropReason::SameSegment as usize].add(1);
+            let r = match cache.lookup(&key, self.now) {
+                Some(r) => r,
+                None if upcalls > 0 => {
+                    upcalls -= 1;
+                    cache.upcall(&snap.pipeline, &key, self.now)
+                }
+                None => {
+                    self.ctls[self.index].counters.upcall_drops.add(1);
                     continue;
                 }
-                Some(out) if snap.port(out).is_some_and(|c| member(&c.vlan, vlan)) => {
-                    candidates += 1;
-                    self.output(li, &desc, &lay, vlan, out, &snap);
-                }
-                _ => {
-                    let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
-                    for &out in list.iter().chain(snap.trunk_all.iter()) {
-                        if out != in_id {
-                            candidates += 1;
-                            self.output(li, &desc, &lay, vlan, out, &snap);
-                        }
-                    }
-                }
+            };
+            let entry = cache.entry(r);
+            for f in entry.flows.iter() {
+                f.stats.hit(self.index, 1, u64::from(desc.len), self.now_ms);
             }
-            if candidates == 0 {
-                self.ports[li].counters.rx_drops[DropReason::NoOutput as usize].add(1);
+            if !entry.outputs {
+                let reason = if entry.miss {
+                    DropReason::TableMiss
+                } else {
+                    DropReason::FlowDrop
+                };
+                self.ports[li].counters.rx_drops[reason as usize].add(1);
+                continue;
             }
+            self.execute(li, &desc, key, lay, &entry.ops, &snap);
         }
+        self.cache = Some(cache);
         let lp = &mut self.ports[li];
         lp.counters.rx_pkts.add(n as u64);
         lp.counters.rx_bytes.add(rx_bytes);
@@ -629,55 +711,292 @@ impl Worker {
         n
     }
 
-    /// Sends one received frame out of port `out` (failures are counted on that port).
+    fn rx_drop(&self, li: usize, r: DropReason) {
+        self.ports[li].counters.rx_drops[r as usize].add(1);
+    }
+
+    /// Copies the received frame into the work buffer unless the ops already rewrote it.
+    fn make_work(&mut self, li: usize, desc: &RxDesc, cur: &mut Cur) {
+        if *cur == Cur::Rx {
+            let src = self.ports[li].port.frame(desc);
+            self.scratch.work.clear();
+            self.scratch.work.extend_from_slice(src);
+            *cur = Cur::Work;
+        }
+    }
+
+    /// Runs a cached action list on one received frame. Every frame ends either sent
+    /// somewhere or counted as dropped on the ingress port, with its reason.
+    fn execute(
+        &mut self,
+        li: usize,
+        desc: &RxDesc,
+        mut key: FlowKey,
+        mut lay: Layout,
+        ops: &[Action],
+        snap: &Snapshot,
+    ) {
+        let in_id = self.ports[li].id;
+        let mut cur = Cur::Rx;
+        let mut off = desc.offload;
+        let mut sent = false;
+        for op in ops {
+            match *op {
+                Action::Output(p) => {
+                    // OpenFlow: output to the ingress port needs the in_port action.
+                    if p != in_id {
+                        sent |= self.output(li, desc, cur, &off, &lay, None, p, snap);
+                    }
+                }
+                Action::InPort => {
+                    sent |= self.output(li, desc, cur, &off, &lay, None, in_id, snap);
+                }
+                Action::Flood | Action::All => {
+                    for &p in snap.all_ports.iter() {
+                        if p != in_id {
+                            sent |= self.output(li, desc, cur, &off, &lay, None, p, snap);
+                        }
+                    }
+                }
+                Action::Normal => {
+                    if self.normal(li, desc, cur, &key, &lay, &off, snap) {
+                        sent = true;
+                    } else if ops.len() == 1 {
+                        // Normal counted its own reason for not sending.
+                        return;
+                    }
+                }
+                Action::SetField { field, value } => {
+                    self.make_work(li, desc, &mut cur);
+                    if rewrite::set_field(&mut self.scratch.work, &key, &lay, &off, field, value)
+                        .is_err()
+                    {
+                        return self.rx_drop(li, DropReason::ActionFailed);
+                    }
+                    field.set(&mut key, value);
+                }
+                Action::PushVlan(tpid) => {
+                    let tci = if key.vlan_tci & flow::VLAN_PRESENT != 0 {
+                        key.vlan_tci & !flow::VLAN_PRESENT
+                    } else {
+                        0
+                    };
+                    let src: &[u8] = match cur {
+                        Cur::Rx => self.ports[li].port.frame(desc),
+                        Cur::Work => &self.scratch.work,
+                    };
+                    match rewrite::push_vlan(src, tpid, tci, &off, &mut self.scratch.alt) {
+                        Ok(o) => off = o,
+                        Err(_) => return self.rx_drop(li, DropReason::ActionFailed),
+                    }
+                    std::mem::swap(&mut self.scratch.work, &mut self.scratch.alt);
+                    cur = Cur::Work;
+                    lay.l3 += 4;
+                    if lay.l4 != 0 {
+                        lay.l4 += 4;
+                    }
+                    lay.tags = lay.tags.saturating_add(1);
+                    key.vlan_tci = tci | flow::VLAN_PRESENT;
+                }
+                Action::PopVlan => {
+                    let src: &[u8] = match cur {
+                        Cur::Rx => self.ports[li].port.frame(desc),
+                        Cur::Work => &self.scratch.work,
+                    };
+                    match rewrite::pop_vlan(src, &off, &mut self.scratch.alt) {
+                        Ok(o) => off = o,
+                        Err(_) => return self.rx_drop(li, DropReason::ActionFailed),
+                    }
+                    std::mem::swap(&mut self.scratch.work, &mut self.scratch.alt);
+                    cur = Cur::Work;
+                    lay.l3 = lay.l3.saturating_sub(4);
+                    lay.l4 = lay.l4.saturating_sub(4);
+                    lay.tags = lay.tags.saturating_sub(1);
+                    key.vlan_tci = match self.scratch.work.get(14..16) {
+                        Some(t) if lay.tags > 0 => {
+                            u16::from_be_bytes([t[0], t[1]]) | flow::VLAN_PRESENT
+                        }
+                        _ => 0,
+                    };
+                }
+                Action::DecTtl => {
+                    self.make_work(li, desc, &mut cur);
+                    match rewrite::dec_ttl(&mut self.scratch.work, &key, &lay) {
+                        Ok(true) => key.nw_ttl = key.nw_ttl.saturating_sub(1),
+                        Ok(false) => return self.rx_drop(li, DropReason::TtlExpired),
+                        Err(_) => return self.rx_drop(li, DropReason::ActionFailed),
+                    }
+                }
+                // Rejected when flows are added; defence in depth.
+                Action::Controller { .. } | Action::Group(_) | Action::Meter(_) => {
+                    return self.rx_drop(li, DropReason::ActionFailed);
+                }
+            }
+        }
+        if !sent {
+            self.rx_drop(li, DropReason::FlowDrop);
+        }
+    }
+
+    /// The learning bridge for one frame; false when it sent nothing (reason counted).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
+    fn normal(
+        &mut self,
+        li: usize,
+        desc: &RxDesc,
+        cur: Cur,
+        key: &FlowKey,
+        lay: &Layout,
+        off: &Offload,
+        snap: &Snapshot,
+    ) -> bool {
+        let in_id = self.ports[li].id;
+        let Some(in_conf) = snap.port(in_id) else {
+            self.rx_drop(li, DropReason::PortDown);
+            return false;
+        };
+        let Some(vlan) = ingress_vlan(&in_conf.vlan, key.vlan_tci, lay.tags) else {
+            self.rx_drop(li, DropReason::VlanNotAllowed);
+            return false;
+        };
+        if key.eth_src[0] & 1 != 0 {
+            self.rx_drop(li, DropReason::BadSrcMac);
+            return false;
+        }
+        if self.shared.macs.learn(vlan, &key.eth_src, in_id, self.now) == Learned::Full {
+            self.ctls[self.index].counters.mac_learn_full.add(1);
+        }
+        let unicast_out = if key.eth_dst[0] & 1 == 0 {
+            self.shared.macs.lookup(vlan, &key.eth_dst)
+        } else {
+            None
+        };
+        // Output failures (tx queue full, too big) are counted on the output port; a frame
+        // with no candidate output at all is counted here.
+        let mut candidates = 0usize;
+        match unicast_out {
+            Some(out) if out == in_id => {
+                self.rx_drop(li, DropReason::SameSegment);
+                return false;
+            }
+            Some(out) if snap.port(out).is_some_and(|c| member(&c.vlan, vlan)) => {
+                candidates += 1;
+                self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
+            }
+            _ => {
+                let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
+                for &out in list.iter().chain(snap.trunk_all.iter()) {
+                    if out != in_id {
+                        candidates += 1;
+                        self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
+                    }
+                }
+            }
+        }
+        if candidates == 0 {
+            self.rx_drop(li, DropReason::NoOutput);
+            return false;
+        }
+        true
+    }
+
+    /// Sends the current frame (received or rewritten) out of port `out`, re-tagged for the
+    /// port's VLAN mode when `vlan` is given (normal), as it is otherwise. Failures are
+    /// counted on the output port; false when the port does not exist.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
     fn output(
         &mut self,
         li: usize,
-        desc: &crate::buf::RxDesc,
+        desc: &RxDesc,
+        cur: Cur,
+        off: &Offload,
         lay: &Layout,
-        vlan: u16,
+        vlan: Option<u16>,
         out: u32,
         snap: &Snapshot,
-    ) {
+    ) -> bool {
         let Some(conf) = snap.port(out) else {
-            return;
+            return false;
         };
-        let want = egress(&conf.vlan, vlan);
         let lo = self
             .local_of
             .get(out as usize)
             .copied()
             .unwrap_or(NOT_LOCAL);
-        let mut off = desc.offload;
+        let mut off = *off;
+        let Self {
+            ports,
+            scratch,
+            ctls,
+            index,
+            recycle_rx,
+            dirty,
+            ..
+        } = self;
+        let src: &[u8] = match cur {
+            Cur::Rx => ports[li].port.frame(desc),
+            Cur::Work => &scratch.work,
+        };
         // Rewrite the tag into scratch when the output wants it differently.
-        let src = self.ports[li].port.frame(desc);
-        let edited = retag(src, lay, want, &mut self.scratch.frame, &mut off);
+        let edited = match vlan {
+            Some(v) => retag(
+                src,
+                lay,
+                egress(&conf.vlan, v),
+                &mut scratch.frame,
+                &mut off,
+            ),
+            None => false,
+        };
         if lo == NOT_LOCAL {
-            let bytes: &[u8] = if edited {
-                &self.scratch.frame
-            } else {
-                self.ports[li].port.frame(desc)
-            };
+            let bytes: &[u8] = if edited { &scratch.frame } else { src };
             let to = Remote {
-                ctls: &self.ctls,
-                from: self.index,
+                ctls,
+                from: *index,
                 worker: conf.worker,
                 port: out,
                 incarnation: conf.incarnation,
             };
-            return handoff(&to, &mut self.scratch.pool, &self.recycle_rx, bytes, off);
+            handoff(&to, &mut scratch.pool, recycle_rx, bytes, off);
+            return true;
         }
         let lo = usize::from(lo);
-        let (src_port, dst) = pair(&mut self.ports, li, lo);
-        let bytes: &[u8] = if edited {
-            &self.scratch.frame
+        let sent = if cur == Cur::Work || edited {
+            let bytes: &[u8] = if edited {
+                &scratch.frame
+            } else {
+                &scratch.work
+            };
+            send_on(&mut ports[lo], bytes, &off, &mut scratch.seg)
+        } else if lo == li {
+            // in_port output of the received frame: copy it out of the rx buffer first.
+            scratch.work.clear();
+            scratch.work.extend_from_slice(ports[li].port.frame(desc));
+            send_on(&mut ports[lo], &scratch.work, &off, &mut scratch.seg)
         } else {
-            src_port.port.frame(desc)
+            let (src_port, dst) = pair(ports, li, lo);
+            send_on(dst, src_port.port.frame(desc), &off, &mut scratch.seg)
         };
-        if send_on(dst, bytes, &off, &mut self.scratch.seg) {
-            self.dirty[lo] = true;
+        if sent {
+            dirty[lo] = true;
         }
+        true
     }
+}
+
+/// Which buffer holds the frame being processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cur {
+    /// The port's receive buffer, unchanged.
+    Rx,
+    /// `Scratch::work` (rewritten by actions).
+    Work,
 }
 
 /// Where a handed-off frame goes.

@@ -297,6 +297,7 @@ impl FileConfig {
             },
             mac_table_max: self.mac.table_max,
             mac_aging: Duration::from_secs(self.mac.aging_secs),
+            ..SwitchConfig::default()
         }
     }
 }

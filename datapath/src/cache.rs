@@ -1,0 +1,692 @@
+//! Per-worker flow caches: an exact-match cache (EMC) in front of a megaflow cache (hot path).
+//!
+//! - **Megaflow cache**: entries are (mask, masked key) → a translation ([`CachedFlow`]),
+//!   grouped into one subtable per mask (tuple-space search, as the classifier), subtables
+//!   visited in order of their recent hits. Bounded ([`FlowCache::capacity`]); when full, a
+//!   clock hand evicts an entry idle since the previous sweep, else the entry under the hand.
+//! - **EMC**: a direct-mapped array indexed by the full key's hash, each slot pointing at a
+//!   megaflow entry by index and serial number; an entry that was removed or replaced has a new
+//!   serial, so a stale slot simply misses. No separate invalidation is needed.
+//!
+//! Correctness rests on [`FlowCache::revalidate`]: when the pipeline changes, every entry is
+//! re-translated against the new tables; an entry whose new mask is within its own is updated
+//! in place (every key it covers translates the same), any other is removed. Above
+//! [`REVALIDATE_MAX`] entries the cache is flushed instead, to bound the pause.
+//!
+//! Thread-safety: owned by one worker, no sharing.
+
+use std::sync::Arc;
+
+use crate::classifier::FlowMask;
+use crate::flow::FlowKey;
+use crate::ofp::pipeline::{Flow, Pipeline};
+use crate::ofp::xlate::{Op, Translation, xlate};
+
+/// Default megaflow entries per worker.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+/// EMC slots per worker (power of two).
+pub const EMC_SLOTS: usize = 8_192;
+/// Above this many entries a pipeline change flushes the cache instead of re-translating it.
+pub const REVALIDATE_MAX: usize = 16_384;
+
+/// A cached translation.
+#[derive(Debug)]
+pub struct CachedFlow {
+    /// Steps to run.
+    pub ops: Box<[Op]>,
+    /// Flows charged per packet.
+    pub flows: Box<[Arc<Flow>]>,
+    /// The translation ended in a table miss.
+    pub miss: bool,
+    /// Whether the ops can output the packet.
+    pub outputs: bool,
+    key: FlowKey,
+    mask: FlowMask,
+    serial: u32,
+    subtable: u16,
+    /// Seconds (switch clock) of the last hit.
+    last_used: u32,
+    live: bool,
+}
+
+impl CachedFlow {
+    fn from_translation(
+        t: Translation,
+        key: FlowKey,
+        serial: u32,
+        subtable: u16,
+        now: u32,
+    ) -> Self {
+        let outputs = t.outputs();
+        Self {
+            ops: t.ops.into_boxed_slice(),
+            flows: t.flows.into_boxed_slice(),
+            miss: t.miss,
+            outputs,
+            key: t.mask.apply(&key),
+            mask: t.mask,
+            serial,
+            subtable,
+            last_used: now,
+            live: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Subtable {
+    mask: FlowMask,
+    map: ahash::HashMap<FlowKey, u32>,
+    hits: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct EmcSlot {
+    key: FlowKey,
+    idx: u32,
+    serial: u32,
+}
+
+/// Cache counters (single writer: the owning worker).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered by the EMC.
+    pub emc_hits: u64,
+    /// Lookups answered by the megaflow cache.
+    pub megaflow_hits: u64,
+    /// Lookups that found nothing.
+    pub misses: u64,
+    /// Translations installed.
+    pub upcalls: u64,
+    /// Entries evicted for room.
+    pub evictions: u64,
+    /// Entries removed as idle.
+    pub expired: u64,
+    /// Entries removed or updated by revalidation.
+    pub revalidated: u64,
+    /// Whole-cache flushes.
+    pub flushes: u64,
+}
+
+/// One worker's caches.
+#[derive(Debug)]
+pub struct FlowCache {
+    entries: Vec<CachedFlow>,
+    free: Vec<u32>,
+    subtables: Vec<Subtable>,
+    emc: Box<[EmcSlot]>,
+    hasher: ahash::RandomState,
+    capacity: usize,
+    hand: usize,
+    next_serial: u32,
+    lookups_since_rank: u32,
+    /// Counters.
+    pub stats: CacheStats,
+}
+
+/// A hit: the entry's index (valid until the next insertion or removal).
+pub type EntryRef = u32;
+
+impl FlowCache {
+    /// A cache of at most `capacity` megaflows.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Vec::new(),
+            free: Vec::new(),
+            subtables: Vec::new(),
+            emc: vec![EmcSlot::default(); EMC_SLOTS].into_boxed_slice(),
+            hasher: ahash::RandomState::new(),
+            capacity: capacity.clamp(1, u32::MAX as usize),
+            hand: 0,
+            next_serial: 1,
+            lookups_since_rank: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Most megaflows held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Megaflows held.
+    pub fn len(&self) -> usize {
+        self.entries.len() - self.free.len()
+    }
+
+    /// Whether no megaflow is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of masks (subtables).
+    pub fn subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    /// The entry at `r`.
+    #[inline]
+    pub fn entry(&self, r: EntryRef) -> &CachedFlow {
+        &self.entries[r as usize]
+    }
+
+    /// Finds the cached translation of `key`, marking it used at `now`.
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
+        let h = self.hasher.hash_one(key);
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "hash folded onto the slot mask"
+        )]
+        let slot = (h as usize) & (EMC_SLOTS - 1);
+        let s = self.emc[slot];
+        if s.key == *key
+            && let Some(e) = self.entries.get_mut(s.idx as usize)
+            && e.live
+            && e.serial == s.serial
+        {
+            self.stats.emc_hits += 1;
+            if e.last_used != now {
+                e.last_used = now;
+            }
+            return Some(s.idx);
+        }
+        self.lookups_since_rank = self.lookups_since_rank.wrapping_add(1);
+        for st in &mut self.subtables {
+            if let Some(&idx) = st.map.get(&st.mask.apply(key)) {
+                st.hits += 1;
+                let e = &mut self.entries[idx as usize];
+                e.last_used = now;
+                self.emc[slot] = EmcSlot {
+                    key: *key,
+                    idx,
+                    serial: e.serial,
+                };
+                self.stats.megaflow_hits += 1;
+                if self.lookups_since_rank >= 4096 {
+                    self.rank();
+                }
+                return Some(idx);
+            }
+        }
+        self.stats.misses += 1;
+        None
+    }
+
+    /// Re-sorts subtables by recent hits (most first) and halves the counts.
+    fn rank(&mut self) {
+        self.lookups_since_rank = 0;
+        self.subtables.sort_by_key(|s| std::cmp::Reverse(s.hits));
+        for (i, st) in self.subtables.iter_mut().enumerate() {
+            st.hits /= 2;
+            for &idx in st.map.values() {
+                self.entries[idx as usize].subtable = u16::try_from(i).unwrap_or(u16::MAX);
+            }
+        }
+    }
+
+    /// Translates `key` through `pipeline` and caches the result.
+    pub fn upcall(&mut self, pipeline: &Pipeline, key: &FlowKey, now: u32) -> EntryRef {
+        self.stats.upcalls += 1;
+        let t = xlate(pipeline, key);
+        self.insert(t, key, now)
+    }
+
+    fn insert(&mut self, t: Translation, key: &FlowKey, now: u32) -> EntryRef {
+        if self.len() >= self.capacity {
+            self.evict_one(now);
+        }
+        let si = match self.subtables.iter().position(|s| s.mask == t.mask) {
+            Some(i) => i,
+            None => {
+                self.subtables.push(Subtable {
+                    mask: t.mask,
+                    map: ahash::HashMap::default(),
+                    hits: 0,
+                });
+                self.subtables.len() - 1
+            }
+        };
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(1);
+        let e = CachedFlow::from_translation(
+            t,
+            *key,
+            serial,
+            u16::try_from(si).unwrap_or(u16::MAX),
+            now,
+        );
+        let masked = e.key;
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = e;
+                i
+            }
+            None => {
+                self.entries.push(e);
+                u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        // A racing identical key cannot exist (one worker), but a stale entry for the same
+        // masked key can: replace it.
+        if let Some(old) = self.subtables[si].map.insert(masked, idx)
+            && old != idx
+        {
+            self.kill(old);
+        }
+        idx
+    }
+
+    /// Marks entry `idx` dead and frees it (its subtable map entry must be gone already).
+    fn kill(&mut self, idx: u32) {
+        let e = &mut self.entries[idx as usize];
+        if e.live {
+            e.live = false;
+            e.serial = 0;
+            e.flows = Box::new([]);
+            e.ops = Box::new([]);
+            self.free.push(idx);
+        }
+    }
+
+    fn remove(&mut self, idx: u32) {
+        let e = &self.entries[idx as usize];
+        if !e.live {
+            return;
+        }
+        let (si, key) = (usize::from(e.subtable), e.key);
+        if let Some(st) = self.subtables.get_mut(si) {
+            st.map.remove(&key);
+        }
+        self.kill(idx);
+        self.drop_empty_subtables();
+    }
+
+    fn drop_empty_subtables(&mut self) {
+        if self.subtables.iter().any(|s| s.map.is_empty()) {
+            self.subtables.retain(|s| !s.map.is_empty());
+            for (i, st) in self.subtables.iter().enumerate() {
+                for &idx in st.map.values() {
+                    self.entries[idx as usize].subtable = u16::try_from(i).unwrap_or(u16::MAX);
+                }
+            }
+        }
+    }
+
+    fn evict_one(&mut self, now: u32) {
+        let n = self.entries.len();
+        if n == 0 {
+            return;
+        }
+        // Look a bounded distance for an entry idle for a second or more.
+        let mut victim = None;
+        for _ in 0..64.min(n) {
+            self.hand = (self.hand + 1) % n;
+            let e = &self.entries[self.hand];
+            if e.live {
+                if victim.is_none() {
+                    victim = Some(self.hand);
+                }
+                if now.saturating_sub(e.last_used) >= 1 {
+                    victim = Some(self.hand);
+                    break;
+                }
+            }
+        }
+        let v = victim.or_else(|| self.entries.iter().position(|e| e.live));
+        if let Some(v) = v {
+            self.stats.evictions += 1;
+            self.remove(u32::try_from(v).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Removes entries not used for more than `idle_secs` at `now`; returns how many.
+    pub fn expire(&mut self, now: u32, idle_secs: u32) -> usize {
+        let mut n = 0;
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            if e.live && now.saturating_sub(e.last_used) > idle_secs {
+                self.remove(u32::try_from(i).unwrap_or(u32::MAX));
+                n += 1;
+            }
+        }
+        self.stats.expired += n as u64;
+        n
+    }
+
+    /// Removes everything.
+    pub fn flush(&mut self) {
+        self.stats.flushes += 1;
+        self.entries.clear();
+        self.free.clear();
+        self.subtables.clear();
+        // Serials restart above every serial an EMC slot may still hold.
+        self.next_serial = self.next_serial.wrapping_add(1).max(1);
+        self.emc.fill(EmcSlot::default());
+    }
+
+    /// Brings every entry up to date with `pipeline` (see the module docs).
+    pub fn revalidate(&mut self, pipeline: &Pipeline) {
+        if self.len() > REVALIDATE_MAX {
+            self.flush();
+            return;
+        }
+        for i in 0..self.entries.len() {
+            if !self.entries[i].live {
+                continue;
+            }
+            let key = self.entries[i].key;
+            let t = xlate(pipeline, &key);
+            self.stats.revalidated += 1;
+            let e = &mut self.entries[i];
+            if t.mask.is_subset_of(&e.mask) {
+                e.outputs = t.outputs();
+                e.ops = t.ops.into_boxed_slice();
+                e.flows = t.flows.into_boxed_slice();
+                e.miss = t.miss;
+            } else {
+                self.remove(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::ofp::MatchField;
+    use crate::ofp::action::{Action, Instructions, NoGroups};
+    use crate::ofp::field::Field;
+    use crate::ofp::pipeline::FlowMod;
+
+    fn key(port: u16, dst: u8) -> FlowKey {
+        let mut k = FlowKey {
+            in_port: 1,
+            eth_type: 0x0800,
+            nw_proto: 17,
+            tp_dst: port,
+            ..FlowKey::default()
+        };
+        k.nw_dst[..4].copy_from_slice(&[10, 0, 0, dst]);
+        k
+    }
+
+    fn port_rule(p: &mut Pipeline, port: u16, out: u32) {
+        let fm = FlowMod::add(
+            0,
+            10,
+            vec![
+                MatchField {
+                    field: Field::EthType,
+                    value: 0x0800,
+                    mask: None,
+                },
+                MatchField {
+                    field: Field::IpProto,
+                    value: 17,
+                    mask: None,
+                },
+                MatchField {
+                    field: Field::UdpDst,
+                    value: u128::from(port),
+                    mask: None,
+                },
+            ],
+            Instructions::apply(vec![Action::Output(out)]),
+        );
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+    }
+
+    #[test]
+    fn emc_then_megaflow_then_miss() {
+        let p = Pipeline::learning_bridge(1, 10);
+        let mut c = FlowCache::new(16);
+        assert!(c.lookup(&key(1, 1), 0).is_none());
+        let r = c.upcall(&p, &key(1, 1), 0);
+        assert_eq!(&*c.entry(r).ops, &[Action::Normal]);
+        // A different key hits the same (all-wildcard) megaflow, then the EMC.
+        assert_eq!(c.lookup(&key(2, 2), 0), Some(r));
+        assert_eq!(c.lookup(&key(2, 2), 0), Some(r));
+        assert_eq!(c.stats.misses, 1);
+        assert_eq!(c.stats.megaflow_hits, 1);
+        assert_eq!(c.stats.emc_hits, 1);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn revalidation_updates_or_removes_entries() {
+        let mut p = Pipeline::learning_bridge(1, 10);
+        port_rule(&mut p, 53, 2);
+        let mut c = FlowCache::new(16);
+        let r53 = c.upcall(&p, &key(53, 1), 0);
+        assert_eq!(&*c.entry(r53).ops, &[Action::Output(2)]);
+        let r80 = c.upcall(&p, &key(80, 1), 0);
+        assert_eq!(&*c.entry(r80).ops, &[Action::Normal]);
+        // Change the rule's output: the port-53 entry is updated in place.
+        port_rule(&mut p, 53, 3);
+        c.revalidate(&p);
+        let r = c.lookup(&key(53, 1), 0).unwrap();
+        assert_eq!(&*c.entry(r).ops, &[Action::Output(3)]);
+        // A rule on a field the port-80 entry did not consult: entries that cannot prove
+        // they still hold are removed, and nothing stale answers.
+        let fm = FlowMod::add(
+            0,
+            20,
+            vec![MatchField {
+                field: Field::EthDst,
+                value: 0x0200_0000_0001,
+                mask: None,
+            }],
+            Instructions::default(),
+        );
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+        c.revalidate(&p);
+        for k in [key(53, 1), key(80, 1)] {
+            if let Some(r) = c.lookup(&k, 0) {
+                assert_eq!(&*c.entry(r).ops, &*xlate(&p, &k).ops);
+            }
+        }
+    }
+
+    #[test]
+    fn capacity_is_respected_with_eviction() {
+        let mut p = Pipeline::learning_bridge(1, 100);
+        for port in 0..50 {
+            port_rule(&mut p, port, 2);
+        }
+        let mut c = FlowCache::new(8);
+        for port in 0..50 {
+            c.upcall(&p, &key(port, 1), 0);
+            assert!(c.len() <= 8);
+        }
+        assert_eq!(c.stats.evictions, 42);
+        // Each surviving entry answers correctly; evicted ones miss.
+        for port in 0..50 {
+            if let Some(r) = c.lookup(&key(port, 1), 0) {
+                assert_eq!(&*c.entry(r).ops, &[Action::Output(2)]);
+            }
+        }
+    }
+
+    #[test]
+    fn idle_entries_expire() {
+        let p = Pipeline::learning_bridge(1, 10);
+        let mut c = FlowCache::new(8);
+        c.upcall(&p, &key(1, 1), 0);
+        assert_eq!(c.expire(5, 10), 0);
+        assert_eq!(c.expire(11, 10), 1);
+        assert!(c.is_empty());
+        assert!(c.lookup(&key(1, 1), 11).is_none());
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Clone, Debug)]
+        enum Change {
+            Add {
+                table: u8,
+                priority: u16,
+                fields: Vec<MatchField>,
+                actions: u8,
+            },
+            Delete(Vec<MatchField>),
+        }
+
+        fn fields_strategy() -> impl Strategy<Value = Vec<MatchField>> {
+            (
+                proptest::option::of(1u128..4),
+                proptest::option::of(prop_oneof![Just(6u128), Just(17u128)]),
+                proptest::option::of((0u128..4, prop_oneof![Just(0xffffu128), Just(0xfffc)])),
+                proptest::option::of((0u128..4, 30u32..=32)),
+            )
+                .prop_map(|(in_port, proto, port, dst)| {
+                    let mut v = Vec::new();
+                    if let Some(p) = in_port {
+                        v.push(mf(Field::InPort, p, None));
+                    }
+                    if proto.is_some() || port.is_some() || dst.is_some() {
+                        v.push(mf(Field::EthType, 0x0800, None));
+                    }
+                    let proto = if port.is_some() {
+                        Some(proto.unwrap_or(6))
+                    } else {
+                        proto
+                    };
+                    if let Some(p) = proto {
+                        v.push(mf(Field::IpProto, p, None));
+                    }
+                    if let (Some((port, mask)), Some(proto)) = (port, proto) {
+                        let f = if proto == 6 {
+                            Field::TcpDst
+                        } else {
+                            Field::UdpDst
+                        };
+                        v.push(mf(f, port & mask, Some(mask)));
+                    }
+                    if let Some((d, len)) = dst {
+                        let mask = u128::from(u32::MAX << (32 - len));
+                        v.push(mf(Field::IpDst, (0x0a00_0000 | d) & mask, Some(mask)));
+                    }
+                    v
+                })
+        }
+
+        fn mf(field: Field, value: u128, mask: Option<u128>) -> MatchField {
+            MatchField { field, value, mask }
+        }
+
+        fn change() -> impl Strategy<Value = Change> {
+            prop_oneof![
+                4 => (0u8..2, 0u16..4, fields_strategy(), 0u8..6).prop_map(
+                    |(table, priority, fields, actions)| Change::Add {
+                        table,
+                        priority,
+                        fields,
+                        actions
+                    }
+                ),
+                1 => fields_strategy().prop_map(Change::Delete),
+            ]
+        }
+
+        fn instructions(table: u8, a: u8) -> Instructions {
+            match a {
+                0 => Instructions::default(),
+                1 | 2 => Instructions::apply(vec![Action::Output(u32::from(a))]),
+                3 => Instructions::apply(vec![Action::Normal]),
+                // From table 0: mark and continue in table 1 (which sees reg0).
+                4 if table == 0 => Instructions {
+                    apply: vec![Action::SetField {
+                        field: Field::Reg(0),
+                        value: 1,
+                    }],
+                    goto_table: Some(1),
+                    ..Instructions::default()
+                },
+                _ if table == 0 => Instructions {
+                    apply: vec![Action::SetField {
+                        field: Field::InPort,
+                        value: 3,
+                    }],
+                    ..Instructions::default()
+                },
+                _ => Instructions::apply(vec![Action::Output(3)]),
+            }
+        }
+
+        fn key_strategy() -> impl Strategy<Value = FlowKey> {
+            (
+                1u32..4,
+                any::<bool>(),
+                prop_oneof![Just(6u8), Just(17u8)],
+                0u16..6,
+                0u8..5,
+            )
+                .prop_map(|(in_port, ip, proto, port, d)| {
+                    let mut k = FlowKey {
+                        in_port,
+                        ..FlowKey::default()
+                    };
+                    if ip {
+                        k.eth_type = 0x0800;
+                        k.nw_proto = proto;
+                        k.tp_dst = port;
+                        k.nw_dst[..4].copy_from_slice(&[10, 0, 0, d]);
+                    } else {
+                        k.eth_type = 0x0806;
+                    }
+                    k
+                })
+        }
+
+        fn same(c: &FlowCache, r: EntryRef, t: &Translation) -> bool {
+            let e = c.entry(r);
+            *e.ops == *t.ops
+                && e.miss == t.miss
+                && e.flows
+                    .iter()
+                    .map(|f| f.id)
+                    .eq(t.flows.iter().map(|f| f.id))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever the cache answers equals a fresh translation, after every change.
+            #[test]
+            fn cached_decisions_equal_fresh_translations(
+                changes in proptest::collection::vec(change(), 1..24),
+                keys in proptest::collection::vec(key_strategy(), 8..32),
+                capacity in 2usize..16,
+            ) {
+                let mut p = Pipeline::learning_bridge(1, 1000);
+                let mut c = FlowCache::new(capacity);
+                for ch in changes {
+                    let fm = match ch {
+                        Change::Add { table, priority, fields, actions } => {
+                            // Set-field of in_port is refused; that is part of what is tested.
+                            FlowMod::add(table, priority, fields, instructions(table, actions))
+                        }
+                        Change::Delete(fields) => FlowMod::delete(None, fields),
+                    };
+                    let _ = p.flow_mod(&fm, &NoGroups, Instant::now());
+                    c.revalidate(&p);
+                    for k in &keys {
+                        let fresh = xlate(&p, k);
+                        let r = match c.lookup(k, 0) {
+                            Some(r) => r,
+                            None => c.upcall(&p, k, 0),
+                        };
+                        prop_assert!(same(&c, r, &fresh), "key {k:?}");
+                        prop_assert!(c.len() <= capacity);
+                    }
+                }
+            }
+        }
+    }
+}

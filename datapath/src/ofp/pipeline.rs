@@ -1,0 +1,858 @@
+//! Flow tables 0..=253 and the flow-mod operations on them (control thread).
+//!
+//! A [`Pipeline`] is plain data owned by the control thread and published to the workers as an
+//! immutable `Arc` snapshot. Tables are shared between versions (`Arc<FlowTable>`): a change
+//! copies only the tables it touches, once per publication, so many flow-mods between two
+//! publications cost one copy.
+//!
+//! OpenFlow semantics:
+//! - `add`: a flow with the same match and priority in the table is replaced (counters reset);
+//!   with `check_overlap`, a flow of the same priority that some packet could match together
+//!   with the new one is an error.
+//! - `modify` / `delete` select flows whose match is the given match or more specific (every
+//!   field of the given match is matched by the flow with at least its bits, same values),
+//!   whose cookie agrees under `cookie_mask`, and (delete) that output to `out_port`;
+//!   the `_strict` forms select the flow with exactly this match and priority. `modify` changes
+//!   instructions only (cookie, timeouts and counters stay, unless `reset_counts`).
+//! - Tables are bounded ([`Pipeline::max_flows_per_table`]); an add beyond it fails.
+//!
+//! Flow counters ([`FlowStats`]) are shared by all versions of a flow and written by the
+//! workers (one slot per worker, single writer each), so statistics survive `modify` and
+//! include every packet a cached decision sent through the flow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::action::{Action, Instructions, MAX_TABLE, ValidationContext};
+use super::{FlowError, FlowErrorKind, MatchField, build_match};
+use crate::classifier::{ClassifierError, FlowMask, Match, Rule, Table};
+use crate::flow::FlowKey;
+
+/// Number of tables.
+pub const TABLES: usize = MAX_TABLE as usize + 1;
+/// Default bound on the flows of one table.
+pub const DEFAULT_MAX_FLOWS_PER_TABLE: usize = 200_000;
+
+/// Per-worker packet and byte counts of one flow.
+#[derive(Debug, Default)]
+struct StatSlot {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    /// Milliseconds since the switch started at the last hit (0: never).
+    last_hit_ms: AtomicU64,
+}
+
+/// Counters of one flow: one slot per worker (single writer each) plus one for the control
+/// thread (packet-out through the pipeline).
+#[derive(Debug)]
+pub struct FlowStats {
+    slots: Box<[StatSlot]>,
+}
+
+impl FlowStats {
+    /// Counters for `writers` writers.
+    pub fn new(writers: usize) -> Self {
+        Self {
+            slots: (0..writers.max(1)).map(|_| StatSlot::default()).collect(),
+        }
+    }
+
+    /// Records `packets`/`bytes` by `writer` (its own slot only) at `now_ms`.
+    #[inline]
+    pub fn hit(&self, writer: usize, packets: u64, bytes: u64, now_ms: u64) {
+        if let Some(s) = self.slots.get(writer) {
+            s.packets.store(
+                s.packets.load(Ordering::Relaxed).wrapping_add(packets),
+                Ordering::Relaxed,
+            );
+            s.bytes.store(
+                s.bytes.load(Ordering::Relaxed).wrapping_add(bytes),
+                Ordering::Relaxed,
+            );
+            if s.last_hit_ms.load(Ordering::Relaxed) != now_ms {
+                s.last_hit_ms.store(now_ms, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Total packets and bytes.
+    pub fn totals(&self) -> (u64, u64) {
+        self.slots.iter().fold((0, 0), |(p, b), s| {
+            (
+                p.wrapping_add(s.packets.load(Ordering::Relaxed)),
+                b.wrapping_add(s.bytes.load(Ordering::Relaxed)),
+            )
+        })
+    }
+
+    /// Latest hit, ms since the switch started (0: never hit).
+    pub fn last_hit_ms(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.last_hit_ms.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Flow flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowFlags {
+    /// Notify controllers when the flow is removed.
+    pub send_flow_rem: bool,
+    /// Refuse an add that overlaps a flow of the same priority.
+    pub check_overlap: bool,
+    /// `modify`: reset the counters.
+    pub reset_counts: bool,
+}
+
+/// One flow of a table. Immutable; `modify` makes a new one sharing the counters.
+#[derive(Debug)]
+pub struct Flow {
+    /// Unique id (never reused while the switch runs).
+    pub id: u64,
+    /// Table it is in.
+    pub table: u8,
+    /// Priority.
+    pub priority: u16,
+    /// The match as given (normalised, sorted).
+    pub fields: Vec<MatchField>,
+    /// The match as the classifier sees it.
+    pub m: Match,
+    /// What it does.
+    pub instructions: Instructions,
+    /// Opaque controller value.
+    pub cookie: u64,
+    /// Seconds without a hit before removal (0: never).
+    pub idle_timeout: u16,
+    /// Seconds after insertion before removal (0: never).
+    pub hard_timeout: u16,
+    /// Flags.
+    pub flags: FlowFlags,
+    /// When it was added.
+    pub created: Instant,
+    /// Counters (shared by its versions).
+    pub stats: Arc<FlowStats>,
+}
+
+impl Flow {
+    /// Whether any action outputs to `port`.
+    pub fn outputs_to(&self, port: u32) -> bool {
+        self.instructions
+            .actions()
+            .any(|a| a.output_port() == Some(port))
+    }
+}
+
+/// The operation of a [`FlowMod`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowModCommand {
+    /// Add (or replace the flow with the same match and priority).
+    Add,
+    /// Change the instructions of every selected flow.
+    Modify,
+    /// Change the instructions of the flow with exactly this match and priority.
+    ModifyStrict,
+    /// Remove every selected flow.
+    Delete,
+    /// Remove the flow with exactly this match and priority.
+    DeleteStrict,
+}
+
+/// A change to the flow tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowMod {
+    /// What to do.
+    pub command: FlowModCommand,
+    /// Table; `None` = every table (modify and delete only).
+    pub table: Option<u8>,
+    /// Priority (add, strict forms).
+    pub priority: u16,
+    /// The match.
+    pub fields: Vec<MatchField>,
+    /// Instructions (add, modify).
+    pub instructions: Instructions,
+    /// Cookie of a new flow; selection value for modify/delete.
+    pub cookie: u64,
+    /// Bits of the cookie that selection compares (0: any cookie).
+    pub cookie_mask: u64,
+    /// Idle timeout (add).
+    pub idle_timeout: u16,
+    /// Hard timeout (add).
+    pub hard_timeout: u16,
+    /// Flags.
+    pub flags: FlowFlags,
+    /// Delete/modify only flows that output to this port.
+    pub out_port: Option<u32>,
+}
+
+impl FlowMod {
+    /// An `add` of `fields → instructions` at `priority` in `table`.
+    pub fn add(
+        table: u8,
+        priority: u16,
+        fields: Vec<MatchField>,
+        instructions: Instructions,
+    ) -> Self {
+        Self {
+            command: FlowModCommand::Add,
+            table: Some(table),
+            priority,
+            fields,
+            instructions,
+            cookie: 0,
+            cookie_mask: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: FlowFlags::default(),
+            out_port: None,
+        }
+    }
+
+    /// A non-strict `delete` of `fields` in `table` (`None`: all tables).
+    pub fn delete(table: Option<u8>, fields: Vec<MatchField>) -> Self {
+        Self {
+            command: FlowModCommand::Delete,
+            ..Self::add(0, 0, fields, Instructions::default())
+        }
+        .in_table(table)
+    }
+
+    fn in_table(mut self, table: Option<u8>) -> Self {
+        self.table = table;
+        self
+    }
+}
+
+/// What a flow-mod did.
+#[derive(Debug, Default)]
+pub struct FlowModResult {
+    /// Flows added.
+    pub added: usize,
+    /// Flows whose instructions changed.
+    pub modified: usize,
+    /// Flows removed (replaced ones included), for flow-removed notifications.
+    pub removed: Vec<Arc<Flow>>,
+}
+
+/// Which flows a dump, modify or delete selects.
+#[derive(Clone, Debug, Default)]
+pub struct FlowFilter {
+    /// Table (`None`: all).
+    pub table: Option<u8>,
+    /// The match (non-strict: flows at least this specific).
+    pub fields: Vec<MatchField>,
+    /// Strict: exactly this match and priority.
+    pub strict: Option<u16>,
+    /// Cookie value.
+    pub cookie: u64,
+    /// Cookie bits compared.
+    pub cookie_mask: u64,
+    /// Only flows outputting to this port.
+    pub out_port: Option<u32>,
+}
+
+/// One table.
+#[derive(Clone, Debug)]
+pub struct FlowTable {
+    cls: Table,
+    flows: HashMap<u64, Arc<Flow>, ahash::RandomState>,
+}
+
+impl FlowTable {
+    fn new(max: usize) -> Self {
+        Self {
+            cls: Table::with_capacity(max),
+            flows: HashMap::with_hasher(ahash::RandomState::new()),
+        }
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether the table has no flows.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Number of distinct masks (subtables).
+    pub fn subtables(&self) -> usize {
+        self.cls.subtable_count()
+    }
+
+    /// The best flow for `key`, ORing the consulted mask into `wc`.
+    #[inline]
+    pub fn lookup_wc(&self, key: &FlowKey, wc: &mut FlowMask) -> Option<&Arc<Flow>> {
+        let (id, _) = self.cls.lookup_wc(key, wc)?;
+        self.flows.get(&id)
+    }
+
+    /// Every flow, in no particular order.
+    pub fn flows(&self) -> impl Iterator<Item = &Arc<Flow>> {
+        self.flows.values()
+    }
+}
+
+/// Tables 0..=253.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    tables: Vec<Arc<FlowTable>>,
+    next_id: u64,
+    writers: usize,
+    max_flows_per_table: usize,
+}
+
+/// Whether flow match `f` is `m` or more specific.
+fn covers(m: &Match, f: &Match) -> bool {
+    m.mask().is_subset_of(f.mask()) && m.mask().apply(f.key()) == *m.key()
+}
+
+/// Whether some key matches both.
+fn overlaps(a: &Match, b: &Match) -> bool {
+    let both = a.mask().intersection(b.mask());
+    both.apply(a.key()) == both.apply(b.key())
+}
+
+impl Pipeline {
+    /// Empty tables; flow counters get `writers` slots (workers + 1 for the control thread).
+    pub fn new(writers: usize, max_flows_per_table: usize) -> Self {
+        let empty = Arc::new(FlowTable::new(max_flows_per_table));
+        Self {
+            tables: (0..TABLES).map(|_| Arc::clone(&empty)).collect(),
+            next_id: 1,
+            writers,
+            max_flows_per_table,
+        }
+    }
+
+    /// The default configuration: `table=0, priority=0, actions=normal`.
+    pub fn learning_bridge(writers: usize, max_flows_per_table: usize) -> Self {
+        let mut p = Self::new(writers, max_flows_per_table);
+        let add = FlowMod::add(0, 0, Vec::new(), Instructions::apply(vec![Action::Normal]));
+        p.flow_mod(&add, &super::action::NoGroups, Instant::now())
+            .expect("the default flow is valid");
+        p
+    }
+
+    /// Bound on each table's flows.
+    pub fn max_flows_per_table(&self) -> usize {
+        self.max_flows_per_table
+    }
+
+    /// Counter slots per flow.
+    pub fn writers(&self) -> usize {
+        self.writers
+    }
+
+    /// Table `t`.
+    pub fn table(&self, t: u8) -> &FlowTable {
+        &self.tables[usize::from(t.min(MAX_TABLE))]
+    }
+
+    /// Flows in all tables.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum()
+    }
+
+    /// Whether no table has a flow.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies one flow-mod.
+    ///
+    /// # Errors
+    /// Nothing is changed when an error is returned.
+    pub fn flow_mod(
+        &mut self,
+        fm: &FlowMod,
+        ctx: &dyn ValidationContext,
+        now: Instant,
+    ) -> Result<FlowModResult, FlowError> {
+        let (m, fields) = build_match(&fm.fields)?;
+        match fm.command {
+            FlowModCommand::Add => self.add(fm, m, fields, ctx, now),
+            FlowModCommand::Modify | FlowModCommand::ModifyStrict => {
+                let strict = fm.command == FlowModCommand::ModifyStrict;
+                self.modify(fm, &m, strict, ctx)
+            }
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
+                let filter = FlowFilter {
+                    table: fm.table,
+                    fields: fm.fields.clone(),
+                    strict: (fm.command == FlowModCommand::DeleteStrict).then_some(fm.priority),
+                    cookie: fm.cookie,
+                    cookie_mask: fm.cookie_mask,
+                    out_port: fm.out_port,
+                };
+                let ids = self.select(&filter, &m);
+                let mut removed = Vec::with_capacity(ids.len());
+                for (t, id) in ids {
+                    let table = Arc::make_mut(&mut self.tables[usize::from(t)]);
+                    if let Some(flow) = table.flows.remove(&id) {
+                        table.cls.remove(&flow.m, flow.priority);
+                        removed.push(flow);
+                    }
+                }
+                Ok(FlowModResult {
+                    removed,
+                    ..FlowModResult::default()
+                })
+            }
+        }
+    }
+
+    /// Applies `mods` in order, all or nothing.
+    ///
+    /// # Errors
+    /// The index and error of the first failing flow-mod; nothing is changed.
+    pub fn bundle(
+        &mut self,
+        mods: &[FlowMod],
+        ctx: &dyn ValidationContext,
+        now: Instant,
+    ) -> Result<Vec<FlowModResult>, (usize, FlowError)> {
+        let mut next = self.clone();
+        let mut results = Vec::with_capacity(mods.len());
+        for (i, fm) in mods.iter().enumerate() {
+            results.push(next.flow_mod(fm, ctx, now).map_err(|e| (i, e))?);
+        }
+        *self = next;
+        Ok(results)
+    }
+
+    fn add(
+        &mut self,
+        fm: &FlowMod,
+        m: Match,
+        fields: Vec<MatchField>,
+        ctx: &dyn ValidationContext,
+        now: Instant,
+    ) -> Result<FlowModResult, FlowError> {
+        let Some(t) = fm.table else {
+            return Err(FlowError {
+                kind: FlowErrorKind::BadTable,
+                at: "table".into(),
+                message: "add needs one table (0..=253), not all".into(),
+            });
+        };
+        if t > MAX_TABLE {
+            return Err(FlowError {
+                kind: FlowErrorKind::BadTable,
+                at: "table".into(),
+                message: format!("table {t} does not exist (tables are 0..={MAX_TABLE})"),
+            });
+        }
+        fm.instructions
+            .validate(t, &m.key().to_owned(), &m.mask().bits, ctx)?;
+        let table = &self.tables[usize::from(t)];
+        if fm.flags.check_overlap
+            && table
+                .flows
+                .values()
+                .any(|f| f.priority == fm.priority && f.m != m && overlaps(&f.m, &m))
+        {
+            return Err(FlowError {
+                kind: FlowErrorKind::Overlap,
+                at: "match".into(),
+                message: format!(
+                    "overlaps a flow of priority {} in table {t} (check_overlap)",
+                    fm.priority
+                ),
+            });
+        }
+        let id = self.next_id;
+        let flow = Arc::new(Flow {
+            id,
+            table: t,
+            priority: fm.priority,
+            fields,
+            m,
+            instructions: fm.instructions.clone(),
+            cookie: fm.cookie,
+            idle_timeout: fm.idle_timeout,
+            hard_timeout: fm.hard_timeout,
+            flags: fm.flags,
+            created: now,
+            stats: Arc::new(FlowStats::new(self.writers)),
+        });
+        let table = Arc::make_mut(&mut self.tables[usize::from(t)]);
+        let replaced = table
+            .cls
+            .insert(Rule {
+                priority: fm.priority,
+                m,
+                id,
+            })
+            .map_err(|ClassifierError::TableFull { max }| FlowError {
+                kind: FlowErrorKind::TableFull,
+                at: "table".into(),
+                message: format!("table {t} is full ({max} flows)"),
+            })?;
+        self.next_id += 1;
+        let mut removed = Vec::new();
+        if let Some(old) = replaced
+            && let Some(f) = table.flows.remove(&old)
+        {
+            removed.push(f);
+        }
+        table.flows.insert(id, flow);
+        Ok(FlowModResult {
+            added: 1,
+            modified: 0,
+            removed,
+        })
+    }
+
+    fn modify(
+        &mut self,
+        fm: &FlowMod,
+        m: &Match,
+        strict: bool,
+        ctx: &dyn ValidationContext,
+    ) -> Result<FlowModResult, FlowError> {
+        let filter = FlowFilter {
+            table: fm.table,
+            fields: fm.fields.clone(),
+            strict: strict.then_some(fm.priority),
+            cookie: fm.cookie,
+            cookie_mask: fm.cookie_mask,
+            out_port: fm.out_port,
+        };
+        let ids = self.select(&filter, m);
+        // Validate against every selected flow first: all or nothing.
+        for (t, id) in &ids {
+            let f = &self.tables[usize::from(*t)].flows[id];
+            fm.instructions
+                .validate(*t, f.m.key(), &f.m.mask().bits, ctx)?;
+        }
+        for (t, id) in &ids {
+            let table = Arc::make_mut(&mut self.tables[usize::from(*t)]);
+            let Some(old) = table.flows.get(id) else {
+                continue;
+            };
+            let stats = if fm.flags.reset_counts {
+                Arc::new(FlowStats::new(self.writers))
+            } else {
+                Arc::clone(&old.stats)
+            };
+            let new = Arc::new(Flow {
+                id: old.id,
+                table: old.table,
+                priority: old.priority,
+                fields: old.fields.clone(),
+                m: old.m,
+                instructions: fm.instructions.clone(),
+                cookie: old.cookie,
+                idle_timeout: old.idle_timeout,
+                hard_timeout: old.hard_timeout,
+                flags: FlowFlags {
+                    reset_counts: false,
+                    ..old.flags
+                },
+                created: old.created,
+                stats,
+            });
+            table.flows.insert(*id, new);
+        }
+        Ok(FlowModResult {
+            modified: ids.len(),
+            ..FlowModResult::default()
+        })
+    }
+
+    /// (table, id) of the flows `filter` selects; `m` is its match, already built.
+    fn select(&self, filter: &FlowFilter, m: &Match) -> Vec<(u8, u64)> {
+        let mut out = Vec::new();
+        for (t, table) in self.tables.iter().enumerate() {
+            let t = u8::try_from(t).unwrap_or(MAX_TABLE);
+            if filter.table.is_some_and(|ft| ft != t) || table.is_empty() {
+                continue;
+            }
+            for f in table.flows.values() {
+                let hit = match filter.strict {
+                    Some(p) => f.priority == p && f.m == *m,
+                    None => covers(m, &f.m),
+                } && (f.cookie & filter.cookie_mask)
+                    == (filter.cookie & filter.cookie_mask)
+                    && filter.out_port.is_none_or(|p| f.outputs_to(p));
+                if hit {
+                    out.push((t, f.id));
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Flows selected by `filter`, sorted by table, then priority (highest first), then id.
+    ///
+    /// # Errors
+    /// An invalid match in the filter.
+    pub fn dump(&self, filter: &FlowFilter) -> Result<Vec<Arc<Flow>>, FlowError> {
+        let (m, _) = build_match(&filter.fields)?;
+        let mut flows: Vec<Arc<Flow>> = self
+            .select(filter, &m)
+            .into_iter()
+            .filter_map(|(t, id)| self.tables[usize::from(t)].flows.get(&id).cloned())
+            .collect();
+        flows.sort_by_key(|f| (f.table, std::cmp::Reverse(f.priority), f.id));
+        Ok(flows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::action::NoGroups;
+    use super::super::field::Field;
+    use super::*;
+
+    fn mf(field: Field, value: u128) -> MatchField {
+        MatchField {
+            field,
+            value,
+            mask: None,
+        }
+    }
+
+    fn ip_dst(v: u32, prefix: u8) -> Vec<MatchField> {
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u128::from(u32::MAX << (32 - u32::from(prefix)))
+        };
+        vec![
+            mf(Field::EthType, 0x0800),
+            MatchField {
+                field: Field::IpDst,
+                value: u128::from(v) & mask,
+                mask: Some(mask),
+            },
+        ]
+    }
+
+    fn out(p: u32) -> Instructions {
+        Instructions::apply(vec![Action::Output(p)])
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn add_replaces_same_match_and_priority() {
+        let mut p = Pipeline::new(1, 100);
+        let r = p
+            .flow_mod(
+                &FlowMod::add(0, 10, ip_dst(0x0a00_0000, 8), out(1)),
+                &NoGroups,
+                now(),
+            )
+            .unwrap();
+        assert_eq!((r.added, r.removed.len()), (1, 0));
+        let r = p
+            .flow_mod(
+                &FlowMod::add(0, 10, ip_dst(0x0a00_0000, 8), out(2)),
+                &NoGroups,
+                now(),
+            )
+            .unwrap();
+        assert_eq!((r.added, r.removed.len()), (1, 1));
+        assert_eq!(p.len(), 1);
+        let f = p.dump(&FlowFilter::default()).unwrap();
+        assert_eq!(f[0].instructions, out(2));
+    }
+
+    #[test]
+    fn check_overlap_refuses_overlapping_same_priority() {
+        let mut p = Pipeline::new(1, 100);
+        p.flow_mod(
+            &FlowMod::add(0, 10, ip_dst(0x0a00_0000, 8), out(1)),
+            &NoGroups,
+            now(),
+        )
+        .unwrap();
+        let mut fm = FlowMod::add(0, 10, ip_dst(0x0a01_0000, 16), out(2));
+        fm.flags.check_overlap = true;
+        let e = p.flow_mod(&fm, &NoGroups, now()).unwrap_err();
+        assert_eq!(e.kind, FlowErrorKind::Overlap);
+        fm.priority = 11;
+        p.flow_mod(&fm, &NoGroups, now()).unwrap();
+        // Disjoint at the same priority is fine.
+        let mut fm = FlowMod::add(0, 10, ip_dst(0x0b00_0000, 8), out(2));
+        fm.flags.check_overlap = true;
+        p.flow_mod(&fm, &NoGroups, now()).unwrap();
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn delete_non_strict_takes_more_specific_flows_with_cookie_and_out_port() {
+        let mut p = Pipeline::new(1, 100);
+        for (i, (v, len)) in [(0x0a00_0000, 8), (0x0a01_0000, 16), (0x0b00_0000, 8)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut fm = FlowMod::add(0, 10, ip_dst(v, len), out(u32::try_from(i).unwrap() + 1));
+            fm.cookie = 0x100 + u64::try_from(i).unwrap();
+            p.flow_mod(&fm, &NoGroups, now()).unwrap();
+        }
+        // A cookie filter that selects nothing.
+        let mut d = FlowMod::delete(Some(0), ip_dst(0x0a00_0000, 8));
+        d.cookie = 0x200;
+        d.cookie_mask = 0xf00;
+        assert!(p.flow_mod(&d, &NoGroups, now()).unwrap().removed.is_empty());
+        // out_port 2 selects only the /16.
+        let mut d = FlowMod::delete(Some(0), ip_dst(0x0a00_0000, 8));
+        d.out_port = Some(2);
+        assert_eq!(p.flow_mod(&d, &NoGroups, now()).unwrap().removed.len(), 1);
+        // 10/8 covers 10.0/8 but not 11/8.
+        let d = FlowMod::delete(None, ip_dst(0x0a00_0000, 8));
+        assert_eq!(p.flow_mod(&d, &NoGroups, now()).unwrap().removed.len(), 1);
+        assert_eq!(p.len(), 1);
+        // Delete with an empty match removes everything.
+        let d = FlowMod::delete(None, Vec::new());
+        assert_eq!(p.flow_mod(&d, &NoGroups, now()).unwrap().removed.len(), 1);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn modify_keeps_counters_and_cookie_strict_needs_exact() {
+        let mut p = Pipeline::new(1, 100);
+        let mut fm = FlowMod::add(0, 10, ip_dst(0x0a00_0000, 8), out(1));
+        fm.cookie = 7;
+        p.flow_mod(&fm, &NoGroups, now()).unwrap();
+        let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
+        f.stats.hit(0, 3, 300, 1);
+        let mut m = fm.clone();
+        m.command = FlowModCommand::ModifyStrict;
+        m.priority = 11;
+        m.instructions = out(5);
+        assert_eq!(p.flow_mod(&m, &NoGroups, now()).unwrap().modified, 0);
+        m.priority = 10;
+        assert_eq!(p.flow_mod(&m, &NoGroups, now()).unwrap().modified, 1);
+        let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
+        assert_eq!(f.instructions, out(5));
+        assert_eq!(f.cookie, 7);
+        assert_eq!(f.stats.totals(), (3, 300));
+    }
+
+    #[test]
+    fn bundle_is_all_or_nothing() {
+        let mut p = Pipeline::learning_bridge(1, 100);
+        let good = FlowMod::add(0, 10, ip_dst(0x0a00_0000, 8), out(1));
+        let bad = FlowMod::add(0, 10, vec![mf(Field::TcpDst, 80)], out(1));
+        let (i, e) = p
+            .bundle(&[good.clone(), bad], &NoGroups, now())
+            .unwrap_err();
+        assert_eq!(i, 1);
+        assert_eq!(e.kind, FlowErrorKind::BadPrereq);
+        assert_eq!(p.len(), 1);
+        p.bundle(&[good], &NoGroups, now()).unwrap();
+        assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn tables_are_bounded_and_shared_until_changed() {
+        let mut p = Pipeline::new(1, 2);
+        for v in 0..2u32 {
+            p.flow_mod(
+                &FlowMod::add(0, 1, ip_dst(v << 24, 8), out(1)),
+                &NoGroups,
+                now(),
+            )
+            .unwrap();
+        }
+        let e = p
+            .flow_mod(
+                &FlowMod::add(0, 1, ip_dst(9 << 24, 8), out(1)),
+                &NoGroups,
+                now(),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, FlowErrorKind::TableFull);
+        // Replacing at capacity is fine.
+        p.flow_mod(
+            &FlowMod::add(0, 1, ip_dst(1 << 24, 8), out(2)),
+            &NoGroups,
+            now(),
+        )
+        .unwrap();
+        let snapshot = p.clone();
+        assert!(Arc::ptr_eq(&snapshot.tables[0], &p.tables[0]));
+        p.flow_mod(&FlowMod::add(1, 1, Vec::new(), out(1)), &NoGroups, now())
+            .unwrap();
+        assert!(Arc::ptr_eq(&snapshot.tables[0], &p.tables[0]));
+        assert!(!Arc::ptr_eq(&snapshot.tables[1], &p.tables[1]));
+        assert_eq!(snapshot.len(), 2);
+    }
+
+    #[test]
+    fn invalid_instructions_are_rejected_at_insertion() {
+        let mut p = Pipeline::new(1, 10);
+        let cases: Vec<(Instructions, FlowErrorKind)> = vec![
+            (
+                Instructions {
+                    goto_table: Some(0),
+                    ..Instructions::default()
+                },
+                FlowErrorKind::BadTable,
+            ),
+            (
+                Instructions::apply(vec![Action::Output(0)]),
+                FlowErrorKind::BadPort,
+            ),
+            (
+                Instructions::apply(vec![Action::PopVlan]),
+                FlowErrorKind::BadPrereq,
+            ),
+            (
+                Instructions::apply(vec![Action::DecTtl]),
+                FlowErrorKind::BadPrereq,
+            ),
+            (
+                Instructions::apply(vec![Action::SetField {
+                    field: Field::IpDst,
+                    value: 1,
+                }]),
+                FlowErrorKind::BadPrereq,
+            ),
+            (
+                Instructions::apply(vec![Action::SetField {
+                    field: Field::InPort,
+                    value: 1,
+                }]),
+                FlowErrorKind::BadAction,
+            ),
+            (
+                Instructions::apply(vec![Action::Group(1)]),
+                FlowErrorKind::UnknownGroup,
+            ),
+        ];
+        for (ins, kind) in cases {
+            let e = p
+                .flow_mod(
+                    &FlowMod::add(0, 1, Vec::new(), ins.clone()),
+                    &NoGroups,
+                    now(),
+                )
+                .unwrap_err();
+            assert_eq!(e.kind, kind, "{ins:?}");
+        }
+        assert!(p.is_empty());
+        // push_vlan makes pop_vlan and set vlan_vid valid.
+        let ok = Instructions::apply(vec![
+            Action::PushVlan(0x8100),
+            Action::SetField {
+                field: Field::VlanVid,
+                value: 10,
+            },
+            Action::Output(1),
+        ]);
+        p.flow_mod(&FlowMod::add(0, 1, Vec::new(), ok), &NoGroups, now())
+            .unwrap();
+    }
+}
