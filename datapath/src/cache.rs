@@ -179,7 +179,7 @@ impl FlowCache {
             reason = "hash folded onto the slot mask"
         )]
         let slot = (h as usize) & (EMC_SLOTS - 1);
-        let s = self.emc[slot];
+        let s = &self.emc[slot];
         if s.key == *key
             && let Some(e) = self.entries.get_mut(s.idx as usize)
             && e.live

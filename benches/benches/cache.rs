@@ -1,0 +1,246 @@
+//! The flow caches and the slow path (throughput in frames, or rules for flow-mods).
+//!
+//! Cases:
+//! - `cache/emc_hit` — 64 lookups of keys whose exact-match slots are warm;
+//! - `cache/megaflow_hit/{1,8,32}` — 64 lookups that miss the EMC (each key is new to it) and hit
+//!   a megaflow, with 1, 8 or 32 masks (subtables) in the cache, spread evenly over them;
+//! - `cache/miss_install` — lookup miss + translation through a 1,000-rule table + install:
+//!   the flow-setup rate (frames/s = setups/s);
+//! - `cache/flow_mod_add` — flow-mods (adds of distinct rules) applied to the control thread's
+//!   tables, per rule;
+//! - `cache/flow_mod_visible` — 100 adds then a publication (the copy a worker then sees),
+//!   per rule, into a table already holding 10,000 rules.
+#![allow(clippy::unwrap_used, reason = "benches")]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use datapath::cache::FlowCache;
+use datapath::flow::FlowKey;
+use datapath::ofp::MatchField;
+use datapath::ofp::action::{Action, Instructions, NoGroups};
+use datapath::ofp::field::Field;
+use datapath::ofp::pipeline::{FlowMod, Pipeline};
+use vswitch_benches::alloc::report;
+
+#[global_allocator]
+static GLOBAL: &vswitch_benches::alloc::Counting = &vswitch_benches::alloc::COUNTING;
+
+const BATCH: usize = 64;
+
+fn key(i: u32) -> FlowKey {
+    let mut k = FlowKey {
+        in_port: 1,
+        eth_type: 0x0800,
+        nw_proto: 17,
+        nw_ttl: 64,
+        tp_src: 1000,
+        tp_dst: u16::try_from(i % 60_000).unwrap(),
+        ..FlowKey::default()
+    };
+    k.nw_dst[..4].copy_from_slice(&(0x0a00_0000 | i).to_be_bytes());
+    k.eth_src = [2, 0, 0, 0, 0, 1];
+    k.eth_dst = [2, 0, 0, 0, 0, 2];
+    k
+}
+
+fn mf(field: Field, value: u128, mask: Option<u128>) -> MatchField {
+    MatchField { field, value, mask }
+}
+
+/// A rule on `ip_dst` under a /`len` prefix: each distinct length is one more mask.
+fn prefix_rule(len: u32, value: u32, out: u32) -> FlowMod {
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    FlowMod::add(
+        0,
+        u16::try_from(len).unwrap(),
+        vec![
+            mf(Field::EthType, 0x0800, None),
+            mf(
+                Field::IpDst,
+                u128::from(value & mask),
+                Some(u128::from(mask)),
+            ),
+        ],
+        Instructions::apply(vec![Action::Output(out)]),
+    )
+}
+
+fn udp_port_rule(port: u16) -> FlowMod {
+    FlowMod::add(
+        0,
+        100,
+        vec![
+            mf(Field::EthType, 0x0800, None),
+            mf(Field::IpProto, 17, None),
+            mf(Field::UdpDst, u128::from(port), None),
+        ],
+        Instructions::apply(vec![Action::Output(2)]),
+    )
+}
+
+fn bench_cache(c: &mut Criterion) {
+    let now = Instant::now();
+    let mut g = c.benchmark_group("cache");
+    g.throughput(Throughput::Elements(BATCH as u64));
+
+    // EMC hits.
+    let p = Pipeline::learning_bridge(2, 100_000);
+    let mut cache = FlowCache::new(65_536);
+    let keys: Vec<FlowKey> = (0..BATCH as u32).map(key).collect();
+    for k in &keys {
+        cache.upcall(&p, k, 0);
+    }
+    let mut emc = |keys: &[FlowKey]| {
+        let mut n = 0usize;
+        for k in keys {
+            n += cache.lookup(black_box(k), 0).map_or(0, |r| r as usize);
+        }
+        n
+    };
+    report("cache/emc_hit", BATCH as u64, || emc(&keys));
+    g.bench_function("emc_hit", |b| b.iter(|| emc(&keys)));
+
+    // Megaflow hits with 1, 8, 32 subtables. Table 0 sends in_port=k to table k, whose one
+    // rule has its own mask (an ip_dst prefix length 1..=8 times an extra exact field), so
+    // each in_port gets a megaflow with a distinct mask. The measured keys cycle over the
+    // ports and are new to the EMC each time: a hit probes half the subtables on average.
+    for masks in [1u32, 8, 32] {
+        let mut p = Pipeline::new(2, 100_000);
+        let extras = [
+            None,
+            Some(Field::IpTtl),
+            Some(Field::IpDscp),
+            Some(Field::IpProto),
+        ];
+        for k in 1..=masks {
+            let table = u8::try_from(k).unwrap();
+            p.flow_mod(
+                &FlowMod::add(
+                    0,
+                    1,
+                    vec![mf(Field::InPort, u128::from(k), None)],
+                    Instructions {
+                        goto_table: Some(table),
+                        ..Instructions::default()
+                    },
+                ),
+                &NoGroups,
+                now,
+            )
+            .unwrap();
+            let len = 1 + (k - 1) % 8;
+            let mask = u32::MAX << (32 - len);
+            let mut fields = vec![
+                mf(Field::EthType, 0x0800, None),
+                mf(
+                    Field::IpDst,
+                    u128::from(0x0a00_0000 & mask),
+                    Some(u128::from(mask)),
+                ),
+            ];
+            match extras[((k - 1) / 8) as usize] {
+                Some(Field::IpTtl) => fields.push(mf(Field::IpTtl, 64, None)),
+                Some(Field::IpDscp) => fields.push(mf(Field::IpDscp, 0, None)),
+                Some(f) => fields.push(mf(f, 17, None)),
+                None => {}
+            }
+            p.flow_mod(
+                &FlowMod::add(
+                    table,
+                    1,
+                    fields,
+                    Instructions::apply(vec![Action::Output(2)]),
+                ),
+                &NoGroups,
+                now,
+            )
+            .unwrap();
+        }
+        let mut cache = FlowCache::new(65_536);
+        for k in 1..=masks {
+            let mut key = key(k);
+            key.in_port = k;
+            cache.upcall(&p, &key, 0);
+        }
+        assert_eq!(cache.subtables(), masks as usize);
+        let mut next = 1_000_000u32;
+        let mut run = || {
+            let mut n = 0usize;
+            for _ in 0..BATCH {
+                next = next.wrapping_add(1);
+                let mut k = key(next);
+                k.in_port = 1 + next % masks;
+                n += usize::from(cache.lookup(black_box(&k), 0).is_some());
+            }
+            n
+        };
+        assert_eq!(run(), BATCH, "every lookup hits a megaflow");
+        report(
+            &format!("cache/megaflow_hit/{masks}"),
+            BATCH as u64,
+            &mut run,
+        );
+        g.bench_function(format!("megaflow_hit/{masks}"), |b| b.iter(&mut run));
+    }
+
+    // Miss + translation + install, through 1,000 exact rules on the UDP port.
+    let mut p = Pipeline::learning_bridge(2, 100_000);
+    for port in 0..1000u16 {
+        p.flow_mod(&udp_port_rule(port), &NoGroups, now).unwrap();
+    }
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("miss_install", |b| {
+        let mut cache = FlowCache::new(1 << 20);
+        let mut i = 0u32;
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let k = key(i);
+            if cache.len() + 1 >= cache.capacity() {
+                cache.flush();
+            }
+            match cache.lookup(&k, 0) {
+                Some(r) => r,
+                None => cache.upcall(&p, black_box(&k), 0),
+            }
+        });
+    });
+
+    // Flow-mod throughput: adds into the control thread's tables.
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("flow_mod_add", |b| {
+        b.iter_batched(
+            || (Pipeline::learning_bridge(2, 1_000_000), 0u16),
+            |(mut p, _)| {
+                for port in 0..1000u16 {
+                    p.flow_mod(&udp_port_rule(port), &NoGroups, now).unwrap();
+                }
+                p
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("flow_mod_visible", |b| {
+        let mut base = Pipeline::learning_bridge(2, 1_000_000);
+        for port in 0..10_000u16 {
+            base.flow_mod(&udp_port_rule(port), &NoGroups, now).unwrap();
+        }
+        let mut published = std::sync::Arc::new(base.clone());
+        let mut next = 10_000u16;
+        b.iter(|| {
+            for _ in 0..100 {
+                next = next.wrapping_add(1);
+                base.flow_mod(&udp_port_rule(next), &NoGroups, now).unwrap();
+            }
+            // What a commit does: publish a copy sharing untouched tables.
+            published = std::sync::Arc::new(base.clone());
+            black_box(&published);
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_cache);
+criterion_main!(benches);
