@@ -49,24 +49,6 @@ fn mf(field: Field, value: u128, mask: Option<u128>) -> MatchField {
     MatchField { field, value, mask }
 }
 
-/// A rule on `ip_dst` under a /`len` prefix: each distinct length is one more mask.
-fn prefix_rule(len: u32, value: u32, out: u32) -> FlowMod {
-    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    FlowMod::add(
-        0,
-        u16::try_from(len).unwrap(),
-        vec![
-            mf(Field::EthType, 0x0800, None),
-            mf(
-                Field::IpDst,
-                u128::from(value & mask),
-                Some(u128::from(mask)),
-            ),
-        ],
-        Instructions::apply(vec![Action::Output(out)]),
-    )
-}
-
 fn udp_port_rule(port: u16) -> FlowMod {
     FlowMod::add(
         0,

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 use crate::proto::frame::{self, HEADER_LEN};
 use crate::proto::{
+    BundleReply, BundleRequest, FlowAggregateReply, FlowDesc, FlowFilterRequest, FlowModReply,
+    FlowModRequest, TableStatsReply,
+};
+use crate::proto::{
     DEFAULT_MAX_FRAME_BYTES, Decoded, EchoRequest, EmptyRequest, ErrorCode, ErrorReply, HelloReply,
     HelloRequest, MacDesc, MacFilter, PortAddRequest, PortDelRequest, PortDesc, PortStatsDesc,
     PortStatsRequest, ProtoError, Reply, Request, SwitchShowReply, VERSION, decode_reply,
@@ -432,6 +436,75 @@ impl Client {
         });
         match self.request(&request)? {
             Reply::Echo(r) => Ok(r.data),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+    /// `flow_mod`: adds, modifies or deletes flows.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`bad_field`, `bad_match`, `bad_action`, `table_full`, … with the
+    /// path of the offending part).
+    pub fn flow_mod(&mut self, request: FlowModRequest) -> Result<FlowModReply, ClientError> {
+        match self.request(&Request::FlowMod(request))? {
+            Reply::FlowMod(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `flow_dump`: the flows a filter selects (all parts merged).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn flow_dump(&mut self, filter: FlowFilterRequest) -> Result<Vec<FlowDesc>, ClientError> {
+        match self.request(&Request::FlowDump(filter))? {
+            Reply::FlowDump(r) => Ok(r.flows),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `flow_aggregate`: count and counters of the flows a filter selects.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn flow_aggregate(
+        &mut self,
+        filter: FlowFilterRequest,
+    ) -> Result<FlowAggregateReply, ClientError> {
+        match self.request(&Request::FlowAggregate(filter))? {
+            Reply::FlowAggregate(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `table_stats`: the non-empty tables.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn table_stats(&mut self) -> Result<TableStatsReply, ClientError> {
+        match self.request(&Request::TableStats(EmptyRequest {}))? {
+            Reply::TableStats(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `barrier`: returns once every worker runs with all earlier changes of this session.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`internal` if a worker did not catch up).
+    pub fn barrier(&mut self) -> Result<(), ClientError> {
+        match self.request(&Request::Barrier(EmptyRequest {}))? {
+            Reply::Barrier(_) => Ok(()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `bundle`: applies flow-mods all or nothing.
+    ///
+    /// # Errors
+    /// As [`Client::request`]; an error names the failing op (`body.ops[3]...`).
+    pub fn bundle(&mut self, ops: Vec<FlowModRequest>) -> Result<BundleReply, ClientError> {
+        match self.request(&Request::Bundle(BundleRequest { ops }))? {
+            Reply::Bundle(r) => Ok(r),
             other => Err(Self::unexpected(&other)),
         }
     }

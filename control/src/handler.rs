@@ -8,7 +8,15 @@ use datapath::switch::{
     VlanMode, WorkerStats,
 };
 
+use std::time::Instant;
+
+use datapath::ofp::action::MAX_TABLE;
+
 use crate::proto::codec::quote;
+use crate::proto::{
+    BundleReply, CacheDesc, FlowAggregateReply, FlowDesc, FlowDumpReply, FlowModReply,
+    MAX_BUNDLE_OPS, PathMap, TableStatsDesc, TableStatsReply,
+};
 use crate::proto::{
     EchoReply, EmptyReply, ErrorCode, HelloReply, MacDesc, MacDumpReply, MacFilter, MacFlushReply,
     PortAddReply, PortAddRequest, PortDesc, PortListReply, PortStatsDesc, PortStatsReply, PortType,
@@ -24,6 +32,10 @@ pub(crate) const MAX_NAME_LEN: usize = 15;
 pub(crate) const PORTS_PER_PART: usize = 256;
 /// Entries per part of `mac_dump_reply`.
 pub(crate) const MACS_PER_PART: usize = 1024;
+/// Most flows per part of `flow_dump_reply` (parts are also bounded in bytes).
+pub(crate) const FLOWS_PER_PART: usize = 1000;
+/// Bytes of a frame kept free for the envelope of a `flow_dump_reply` part.
+const ENVELOPE_SLACK: usize = 1024;
 
 /// Turns requests into switch operations.
 #[derive(Debug)]
@@ -135,8 +147,123 @@ impl Handler {
                 vec![Reply::SwitchShow(switch_show(&info, &workers))]
             }
             Request::Echo(req) => vec![Reply::Echo(EchoReply { data: req.data })],
+            Request::FlowMod(req) => {
+                let (fm, map) = req.to_flow_mod("body")?;
+                let r = switch.flow_mod(&fm).map_err(|e| map.error(&e))?;
+                vec![Reply::FlowMod(FlowModReply {
+                    added: r.added as u64,
+                    modified: r.modified as u64,
+                    removed: r.removed.len() as u64,
+                })]
+            }
+            Request::FlowDump(req) => {
+                let filter = req.to_filter("body")?;
+                let flows = switch
+                    .dump_flows(&filter)
+                    .map_err(|e| PathMap::new("body").error(&e))?;
+                let clock = switch.clock_ms();
+                let now = Instant::now();
+                let descs = flows.iter().map(|f| FlowDesc::from_flow(f, clock, now));
+                flow_parts(descs, self.max_frame_bytes)
+            }
+            Request::FlowAggregate(req) => {
+                let filter = req.to_filter("body")?;
+                let flows = switch
+                    .dump_flows(&filter)
+                    .map_err(|e| PathMap::new("body").error(&e))?;
+                let (packets, bytes) = flows.iter().fold((0u64, 0u64), |(p, b), f| {
+                    let (fp, fb) = f.stats.totals();
+                    (p.wrapping_add(fp), b.wrapping_add(fb))
+                });
+                vec![Reply::FlowAggregate(FlowAggregateReply {
+                    flows: flows.len() as u64,
+                    packets,
+                    bytes,
+                })]
+            }
+            Request::TableStats(_) => {
+                let pipeline = switch.pipeline();
+                let tables = (0..=MAX_TABLE)
+                    .filter_map(|t| {
+                        let table = pipeline.table(t);
+                        (!table.is_empty()).then(|| TableStatsDesc {
+                            table: t,
+                            active: table.len() as u64,
+                            subtables: table.subtables() as u64,
+                        })
+                    })
+                    .collect();
+                vec![Reply::TableStats(TableStatsReply {
+                    tables,
+                    max_flows_per_table: pipeline.max_flows_per_table() as u64,
+                })]
+            }
+            Request::Barrier(_) => {
+                switch.barrier().map_err(|e| switch_error(e, "body"))?;
+                vec![Reply::Barrier(EmptyReply {})]
+            }
+            Request::Bundle(req) => {
+                if req.ops.len() > MAX_BUNDLE_OPS {
+                    return Err(ProtoError::field(
+                        ErrorCode::Limit,
+                        "body.ops",
+                        format!(
+                            "{} flow-mods in one bundle (max {MAX_BUNDLE_OPS})",
+                            req.ops.len()
+                        ),
+                    ));
+                }
+                let mut mods = Vec::with_capacity(req.ops.len());
+                let mut maps = Vec::with_capacity(req.ops.len());
+                for (i, op) in req.ops.iter().enumerate() {
+                    let (fm, map) = op.to_flow_mod(&format!("body.ops[{i}]"))?;
+                    mods.push(fm);
+                    maps.push(map);
+                }
+                let results = switch.bundle(&mods).map_err(|(i, e)| match maps.get(i) {
+                    Some(map) => map.error(&e),
+                    None => PathMap::new("body").error(&e),
+                })?;
+                let mut reply = BundleReply {
+                    ops: results.len() as u64,
+                    ..BundleReply::default()
+                };
+                for r in &results {
+                    reply.added += r.added as u64;
+                    reply.modified += r.modified as u64;
+                    reply.removed += r.removed.len() as u64;
+                }
+                vec![Reply::Bundle(reply)]
+            }
         })
     }
+}
+
+/// Splits dumped flows into `flow_dump_reply` parts of at most [`FLOWS_PER_PART`] flows and
+/// at most `max_frame_bytes` (minus room for the envelope) of JSON each. A single flow too
+/// big for a frame gets a part of its own (which then becomes a `limit` error).
+fn flow_parts(flows: impl Iterator<Item = FlowDesc>, max_frame_bytes: usize) -> Vec<Reply> {
+    let budget = max_frame_bytes.saturating_sub(ENVELOPE_SLACK);
+    let mut out = Vec::new();
+    let mut part: Vec<FlowDesc> = Vec::new();
+    let mut bytes = 0usize;
+    for f in flows {
+        let len = serde_json::to_vec(&f).map_or(0, |v| v.len()) + 1;
+        if !part.is_empty() && (part.len() >= FLOWS_PER_PART || bytes + len > budget) {
+            out.push(Reply::FlowDump(FlowDumpReply {
+                flows: std::mem::take(&mut part),
+                more: true,
+            }));
+            bytes = 0;
+        }
+        bytes += len;
+        part.push(f);
+    }
+    out.push(Reply::FlowDump(FlowDumpReply {
+        flows: part,
+        more: false,
+    }));
+    out
 }
 
 /// Splits `items` into parts of at most `per_part`; an empty list is one empty part.
@@ -405,6 +532,18 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 sleeps: w.sleeps,
                 handoff_drops: w.handoff_drops,
                 mac_learn_full: w.mac_learn_full,
+                cache: CacheDesc {
+                    emc_hits: w.cache.emc_hits,
+                    megaflow_hits: w.cache.megaflow_hits,
+                    misses: w.cache.misses,
+                    upcalls: w.cache.upcalls,
+                    upcall_drops: w.cache.upcall_drops,
+                    evictions: w.cache.evictions,
+                    expired: w.cache.expired,
+                    revalidated: w.cache.revalidated,
+                    flushes: w.cache.flushes,
+                    entries: w.cache.entries,
+                },
             })
             .collect(),
     }

@@ -14,6 +14,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod client;
+pub mod flowtext;
 pub mod proto;
 pub mod server;
 

@@ -499,7 +499,10 @@ impl Server {
         let Some(mut session) = self.sessions.remove(&token) else {
             return;
         };
-        match self.service_session(&mut session, token, switch) {
+        let next = self.service_session(&mut session, token, switch);
+        // Also when the session is closing: what its requests changed is published.
+        switch.commit();
+        match next {
             Next::Keep => {
                 self.sessions.insert(token, session);
             }
@@ -555,7 +558,8 @@ impl Server {
                         }
                         budget -= 1;
                         if s.queued() > self.config.max_queued_bytes
-                            && (s.flush().is_err() || s.queued() > self.config.max_queued_bytes)
+                            && (Self::publish_then_flush(s, switch).is_err()
+                                || s.queued() > self.config.max_queued_bytes)
                         {
                             if let Some(suppressed) = self.warn_allowed() {
                                 warn!(
@@ -595,7 +599,8 @@ impl Server {
                 Err(_) => return Next::Close,
             }
         }
-        let flushed = s.flush();
+        // Flow changes made by these requests go to the workers before their replies go out.
+        let flushed = Self::publish_then_flush(s, switch);
         if s.closing {
             s.drain_input(&mut self.scratch);
             return Next::Close;
@@ -608,6 +613,13 @@ impl Server {
             return Next::Close;
         }
         Next::Keep
+    }
+
+    /// Publishes pending flow changes ([`Switch::commit`]), then sends queued replies: a
+    /// reply never reaches a client before the change it reports is published.
+    fn publish_then_flush(s: &mut Session, switch: &mut Switch) -> io::Result<()> {
+        switch.commit();
+        s.flush()
     }
 
     /// Decodes and runs one request, appending its reply frames to `out`.

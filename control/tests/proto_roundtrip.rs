@@ -62,7 +62,81 @@ fn requests() -> Vec<Request> {
         Request::Echo(EchoRequest {
             data: "ping \u{1f600} \"quoted\"".into(),
         }),
+        Request::FlowMod(sample_flow_mod()),
+        Request::FlowMod(FlowModRequest {
+            actions: None,
+            instructions: Some(InstructionsDesc {
+                apply: vec![ActionDesc::Output(1)],
+                clear_actions: true,
+                write: vec![ActionDesc::Group(3)],
+                write_metadata: Some("0x1/0xff".into()),
+                goto_table: Some(4),
+            }),
+            ..sample_flow_mod()
+        }),
+        Request::FlowMod(FlowModRequest::new(FlowCommand::Delete)),
+        Request::FlowMod(FlowModRequest {
+            cookie: 1,
+            cookie_mask: 0xff,
+            out_port: Some(3),
+            table: Some(2),
+            ..FlowModRequest::new(FlowCommand::DeleteStrict)
+        }),
+        Request::FlowDump(FlowFilterRequest::default()),
+        Request::FlowDump(FlowFilterRequest {
+            table: Some(1),
+            fields: MatchDesc::from([("in_port".into(), 3.into())]),
+            cookie: 5,
+            cookie_mask: 7,
+            out_port: Some(2),
+            strict: true,
+            priority: Some(9),
+        }),
+        Request::FlowAggregate(FlowFilterRequest::default()),
+        Request::TableStats(EmptyRequest {}),
+        Request::Barrier(EmptyRequest {}),
+        Request::Bundle(BundleRequest {
+            ops: vec![sample_flow_mod(), FlowModRequest::new(FlowCommand::Delete)],
+        }),
     ]
+}
+
+fn sample_flow_mod() -> FlowModRequest {
+    FlowModRequest {
+        command: FlowCommand::Add,
+        table: Some(0),
+        priority: Some(100),
+        fields: MatchDesc::from([
+            ("eth_type".into(), "0x0800".into()),
+            ("ip_dst".into(), "10.1.0.0/16".into()),
+            ("ip_proto".into(), 6.into()),
+            ("tcp_dst".into(), 80.into()),
+        ]),
+        instructions: None,
+        actions: Some(vec![
+            ActionDesc::SetField(MatchDesc::from([("ip_dst".into(), "10.0.0.9".into())])),
+            ActionDesc::PushVlan("0x8100".into()),
+            ActionDesc::PopVlan,
+            ActionDesc::DecTtl,
+            ActionDesc::Controller(ControllerDesc {
+                max_len: Some(128),
+                reason: Some("action".into()),
+            }),
+            ActionDesc::Output(2),
+            ActionDesc::Normal,
+            ActionDesc::GotoTable(1),
+        ]),
+        cookie: 0x55,
+        cookie_mask: 0,
+        idle_timeout: 10,
+        hard_timeout: 20,
+        flags: FlowFlagsDesc {
+            send_flow_rem: true,
+            check_overlap: true,
+            reset_counts: false,
+        },
+        out_port: None,
+    }
 }
 
 fn port(id: u32, name: &str) -> PortDesc {
@@ -151,6 +225,18 @@ fn replies() -> Vec<Reply> {
                     sleeps: 3,
                     handoff_drops: 1,
                     mac_learn_full: 2,
+                    cache: CacheDesc {
+                        emc_hits: 7,
+                        megaflow_hits: 3,
+                        misses: 2,
+                        upcalls: 2,
+                        upcall_drops: 1,
+                        evictions: 0,
+                        expired: 1,
+                        revalidated: 4,
+                        flushes: 1,
+                        entries: 1,
+                    },
                 },
                 WorkerDesc {
                     worker: 1,
@@ -160,11 +246,58 @@ fn replies() -> Vec<Reply> {
                     sleeps: 0,
                     handoff_drops: 0,
                     mac_learn_full: 0,
+                    cache: CacheDesc::default(),
                 },
             ],
         }),
         Reply::Echo(EchoReply {
             data: "pong".into(),
+        }),
+        Reply::FlowMod(FlowModReply {
+            added: 1,
+            modified: 0,
+            removed: 1,
+        }),
+        Reply::FlowDump(FlowDumpReply {
+            flows: vec![FlowDesc {
+                table: 0,
+                priority: 100,
+                fields: MatchDesc::from([("in_port".into(), 1.into())]),
+                instructions: InstructionsDesc {
+                    apply: vec![ActionDesc::Output(2)],
+                    ..InstructionsDesc::default()
+                },
+                cookie: 3,
+                idle_timeout: 0,
+                hard_timeout: 5,
+                flags: FlowFlagsDesc::default(),
+                packets: 3,
+                bytes: 294,
+                duration_ms: 12_345,
+                idle_ms: Some(1000),
+            }],
+            more: true,
+        }),
+        Reply::FlowDump(FlowDumpReply::default()),
+        Reply::FlowAggregate(FlowAggregateReply {
+            flows: 2,
+            packets: 3,
+            bytes: 4,
+        }),
+        Reply::TableStats(TableStatsReply {
+            tables: vec![TableStatsDesc {
+                table: 0,
+                active: 3,
+                subtables: 2,
+            }],
+            max_flows_per_table: 200_000,
+        }),
+        Reply::Barrier(EmptyReply {}),
+        Reply::Bundle(BundleReply {
+            ops: 2,
+            added: 1,
+            modified: 0,
+            removed: 4,
         }),
         Reply::Error(ErrorReply::from(ProtoError::bad_field(
             "body.vlan.trunks[2]",
@@ -450,4 +583,81 @@ fn arbitrary_bytes_never_panic_the_decoder() {
         let _ = decode_request(&m);
         let _ = frame::peek(&bytes, 64);
     }
+}
+
+#[test]
+fn flow_mod_wire_shape_is_the_documented_one() {
+    let v: Value =
+        serde_json::from_slice(&encode_request(3, &Request::FlowMod(sample_flow_mod())).unwrap())
+            .unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "version": 1, "xid": 3, "type": "flow_mod",
+            "body": {
+                "command": "add", "table": 0, "priority": 100,
+                "match": {"eth_type": "0x0800", "ip_dst": "10.1.0.0/16", "ip_proto": 6,
+                          "tcp_dst": 80},
+                "actions": [{"set_field": {"ip_dst": "10.0.0.9"}}, {"push_vlan": "0x8100"},
+                            "pop_vlan", "dec_ttl",
+                            {"controller": {"max_len": 128, "reason": "action"}},
+                            {"output": 2}, "normal", {"goto_table": 1}],
+                "cookie": 85, "idle_timeout": 10, "hard_timeout": 20,
+                "flags": {"send_flow_rem": true, "check_overlap": true}
+            }
+        })
+    );
+}
+
+#[test]
+fn hostile_flow_payloads_get_precise_errors() {
+    let fm = |body: &str| format!(r#"{{"version":1,"xid":6,"type":"flow_mod","body":{body}}}"#);
+    for (body, field) in [
+        (r#"{}"#, "body.command"),
+        (r#"{"command":"replace"}"#, "body.command"),
+        (r#"{"command":"add","table":256}"#, "body.table"),
+        (r#"{"command":"add","table":-1}"#, "body.table"),
+        (r#"{"command":"add","priority":65536}"#, "body.priority"),
+        (
+            r#"{"command":"add","match":{"ip_dst":[1]}}"#,
+            "body.match.ip_dst",
+        ),
+        (
+            r#"{"command":"add","match":{"tcp_dst":-1}}"#,
+            "body.match.tcp_dst",
+        ),
+        (
+            r#"{"command":"add","actions":["teleport"]}"#,
+            "body.actions[0]",
+        ),
+        (
+            r#"{"command":"add","actions":["normal",{"output":-2}]}"#,
+            "body.actions[1].output",
+        ),
+        (
+            r#"{"command":"add","actions":[{"output":1,"flood":2}]}"#,
+            "body.actions[0]",
+        ),
+        (
+            r#"{"command":"add","instructions":{"apply":[],"bogus":1}}"#,
+            "body.instructions.bogus",
+        ),
+        (
+            r#"{"command":"add","flags":{"sticky":true}}"#,
+            "body.flags.sticky",
+        ),
+        (r#"{"command":"add","cookie":"0x1"}"#, "body.cookie"),
+        (r#"{"command":"add","extra":1}"#, "body.extra"),
+    ] {
+        check(fm(body).as_bytes(), ErrorCode::BadField, Some(field), 6);
+    }
+    let bundle = r#"{"version":1,"xid":7,"type":"bundle","body":{"ops":[{"command":"add"},{"command":"add","match":{"in_port":"x"},"bogus":1}]}}"#;
+    check(
+        bundle.as_bytes(),
+        ErrorCode::BadField,
+        Some("body.ops[1].bogus"),
+        7,
+    );
+    let dump = r#"{"version":1,"xid":8,"type":"flow_dump","body":{"strict":"yes"}}"#;
+    check(dump.as_bytes(), ErrorCode::BadField, Some("body.strict"), 8);
 }

@@ -740,6 +740,7 @@ impl Worker {
         let mut cur = Cur::Rx;
         let mut off = desc.offload;
         let mut sent = false;
+        let mut counted = false;
         for op in ops {
             match *op {
                 Action::Output(p) => {
@@ -761,9 +762,9 @@ impl Worker {
                 Action::Normal => {
                     if self.normal(li, desc, cur, &key, &lay, &off, snap) {
                         sent = true;
-                    } else if ops.len() == 1 {
+                    } else {
                         // Normal counted its own reason for not sending.
-                        return;
+                        counted = true;
                     }
                 }
                 Action::SetField { field, value } => {
@@ -833,7 +834,7 @@ impl Worker {
                 }
             }
         }
-        if !sent {
+        if !sent && !counted {
             self.rx_drop(li, DropReason::FlowDrop);
         }
     }

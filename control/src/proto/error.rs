@@ -28,11 +28,23 @@ pub enum ErrorCode {
     PortFailed = 8,
     /// The daemon failed internally (a worker did not answer); nothing was changed.
     Internal = 9,
+    /// A flow's match is invalid: value or mask out of the field, mask on an unmaskable
+    /// field, missing prerequisite, field given twice.
+    BadMatch = 10,
+    /// A flow's action or instruction is invalid: field not writable, port out of range,
+    /// `goto_table` backwards, too many actions, missing prerequisite of an action.
+    BadAction = 11,
+    /// The flow table is full.
+    TableFull = 12,
+    /// `check_overlap`: the flow overlaps one of the same priority.
+    Overlap = 13,
+    /// Valid, but not implemented by this switch (the `controller` action today).
+    Unsupported = 14,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 14] = [
         Self::BadFrame,
         Self::BadVersion,
         Self::UnknownType,
@@ -42,6 +54,11 @@ impl ErrorCode {
         Self::Limit,
         Self::PortFailed,
         Self::Internal,
+        Self::BadMatch,
+        Self::BadAction,
+        Self::TableFull,
+        Self::Overlap,
+        Self::Unsupported,
     ];
 
     /// The numeric code sent on the wire.
@@ -66,6 +83,11 @@ impl ErrorCode {
             Self::Limit => "limit",
             Self::PortFailed => "port_failed",
             Self::Internal => "internal",
+            Self::BadMatch => "bad_match",
+            Self::BadAction => "bad_action",
+            Self::TableFull => "table_full",
+            Self::Overlap => "overlap",
+            Self::Unsupported => "unsupported",
         }
     }
 }
@@ -191,13 +213,18 @@ mod tests {
                 (7, "limit"),
                 (8, "port_failed"),
                 (9, "internal"),
+                (10, "bad_match"),
+                (11, "bad_action"),
+                (12, "table_full"),
+                (13, "overlap"),
+                (14, "unsupported"),
             ]
         );
         for c in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_u16(c.as_u16()), Some(c));
         }
         assert_eq!(ErrorCode::from_u16(0), None);
-        assert_eq!(ErrorCode::from_u16(10), None);
+        assert_eq!(ErrorCode::from_u16(15), None);
     }
 
     #[test]

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::ErrorReply;
+use super::flow::{
+    BundleReply, BundleRequest, FlowAggregateReply, FlowDumpReply, FlowFilterRequest, FlowModReply,
+    FlowModRequest, TableStatsReply,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -192,11 +196,23 @@ pub enum Request {
     SwitchShow(EmptyRequest),
     /// `echo`.
     Echo(EchoRequest),
+    /// `flow_mod`.
+    FlowMod(FlowModRequest),
+    /// `flow_dump`.
+    FlowDump(FlowFilterRequest),
+    /// `flow_aggregate`.
+    FlowAggregate(FlowFilterRequest),
+    /// `table_stats`.
+    TableStats(EmptyRequest),
+    /// `barrier`.
+    Barrier(EmptyRequest),
+    /// `bundle`.
+    Bundle(BundleRequest),
 }
 
 impl Request {
     /// Every request type name, in documentation order (also the `hello` capabilities).
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 15] = [
         "hello",
         "port_add",
         "port_del",
@@ -206,6 +222,12 @@ impl Request {
         "mac_flush",
         "switch_show",
         "echo",
+        "flow_mod",
+        "flow_dump",
+        "flow_aggregate",
+        "table_stats",
+        "barrier",
+        "bundle",
     ];
 
     /// The `type` of this request.
@@ -220,6 +242,12 @@ impl Request {
             Self::MacFlush(_) => "mac_flush",
             Self::SwitchShow(_) => "switch_show",
             Self::Echo(_) => "echo",
+            Self::FlowMod(_) => "flow_mod",
+            Self::FlowDump(_) => "flow_dump",
+            Self::FlowAggregate(_) => "flow_aggregate",
+            Self::TableStats(_) => "table_stats",
+            Self::Barrier(_) => "barrier",
+            Self::Bundle(_) => "bundle",
         }
     }
 
@@ -235,6 +263,12 @@ impl Request {
             Self::MacFlush(_) => "mac_flush_reply",
             Self::SwitchShow(_) => "switch_show_reply",
             Self::Echo(_) => "echo_reply",
+            Self::FlowMod(_) => "flow_mod_reply",
+            Self::FlowDump(_) => "flow_dump_reply",
+            Self::FlowAggregate(_) => "flow_aggregate_reply",
+            Self::TableStats(_) => "table_stats_reply",
+            Self::Barrier(_) => "barrier_reply",
+            Self::Bundle(_) => "bundle_reply",
         }
     }
 }
@@ -403,6 +437,44 @@ pub struct WorkerDesc {
     /// Source addresses not learned because the MAC table was full.
     #[serde(default)]
     pub mac_learn_full: u64,
+    /// Flow cache counters.
+    #[serde(default)]
+    pub cache: CacheDesc,
+}
+
+/// Flow cache counters of one worker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheDesc {
+    /// Exact-match cache hits.
+    #[serde(default)]
+    pub emc_hits: u64,
+    /// Megaflow cache hits.
+    #[serde(default)]
+    pub megaflow_hits: u64,
+    /// Lookups that missed both caches.
+    #[serde(default)]
+    pub misses: u64,
+    /// Translations through the flow tables installed in the cache.
+    #[serde(default)]
+    pub upcalls: u64,
+    /// Frames dropped because a batch's upcall budget was spent.
+    #[serde(default)]
+    pub upcall_drops: u64,
+    /// Entries evicted for room.
+    #[serde(default)]
+    pub evictions: u64,
+    /// Entries removed as idle.
+    #[serde(default)]
+    pub expired: u64,
+    /// Entries re-translated after flow table changes.
+    #[serde(default)]
+    pub revalidated: u64,
+    /// Whole-cache flushes.
+    #[serde(default)]
+    pub flushes: u64,
+    /// Megaflow entries held.
+    #[serde(default)]
+    pub entries: u64,
 }
 
 /// `switch_show_reply`.
@@ -458,6 +530,18 @@ pub enum Reply {
     SwitchShow(SwitchShowReply),
     /// `echo_reply`.
     Echo(EchoReply),
+    /// `flow_mod_reply`.
+    FlowMod(FlowModReply),
+    /// `flow_dump_reply`.
+    FlowDump(FlowDumpReply),
+    /// `flow_aggregate_reply`.
+    FlowAggregate(FlowAggregateReply),
+    /// `table_stats_reply`.
+    TableStats(TableStatsReply),
+    /// `barrier_reply`.
+    Barrier(EmptyReply),
+    /// `bundle_reply`.
+    Bundle(BundleReply),
     /// `error`.
     Error(ErrorReply),
 }
@@ -475,6 +559,12 @@ impl Reply {
             Self::MacFlush(_) => "mac_flush_reply",
             Self::SwitchShow(_) => "switch_show_reply",
             Self::Echo(_) => "echo_reply",
+            Self::FlowMod(_) => "flow_mod_reply",
+            Self::FlowDump(_) => "flow_dump_reply",
+            Self::FlowAggregate(_) => "flow_aggregate_reply",
+            Self::TableStats(_) => "table_stats_reply",
+            Self::Barrier(_) => "barrier_reply",
+            Self::Bundle(_) => "bundle_reply",
             Self::Error(_) => "error",
         }
     }
@@ -485,6 +575,7 @@ impl Reply {
             Self::PortList(r) => r.more,
             Self::PortStats(r) => r.more,
             Self::MacDump(r) => r.more,
+            Self::FlowDump(r) => r.more,
             _ => false,
         }
     }
@@ -506,6 +597,10 @@ impl Reply {
             }
             (Self::MacDump(a), Self::MacDump(b)) => {
                 a.entries.extend(b.entries);
+                a.more = b.more;
+            }
+            (Self::FlowDump(a), Self::FlowDump(b)) => {
+                a.flows.extend(b.flows);
                 a.more = b.more;
             }
             (_, next) => return Err(Box::new(next)),

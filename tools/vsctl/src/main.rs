@@ -10,13 +10,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
+use control::flowtext::{self, ParsedFlow};
 use control::proto::{
-    HelloReply, MacDesc, PortAddRequest, PortDesc, PortStatsDesc, PortType, SwitchShowReply,
-    VlanDesc, VlanSpec,
+    FlowDesc, FlowFilterRequest, FlowModRequest, HelloReply, MacDesc, PortAddRequest, PortDesc,
+    PortStatsDesc, PortType, SwitchShowReply, TableStatsReply, VlanDesc, VlanSpec,
 };
 use control::{Client, ClientError};
+use datapath::ofp::pipeline::FlowModCommand;
 use serde::Serialize;
 
 /// Control a running vswitchd.
@@ -137,6 +139,46 @@ enum Command {
         /// Only addresses learned on this port.
         #[arg(long, value_name = "NAME")]
         port: Option<String>,
+    },
+    /// Add a flow: `table=0,priority=100,ip,nw_dst=10.1.0.0/16 actions=output:p2`
+    /// (syntax: docs/flows.md).
+    AddFlow {
+        /// The flow.
+        flow: String,
+    },
+    /// Add the flows of a file (one per line, `#` comments; `-` = stdin), all or nothing.
+    AddFlows {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Change the actions of the flows a match selects.
+    ModFlows {
+        /// Only the flow with exactly this match and priority.
+        #[arg(long)]
+        strict: bool,
+        /// Match and new actions.
+        flow: String,
+    },
+    /// Delete the flows a match selects (all flows without one).
+    DelFlows {
+        /// Only the flow with exactly this match and priority.
+        #[arg(long)]
+        strict: bool,
+        /// Match (table=, cookie=V/M, out_port= also select).
+        flow: Option<String>,
+    },
+    /// Print the flows (all, or those a match selects).
+    DumpFlows {
+        /// Match (table=, cookie=V/M, out_port= also select).
+        filter: Option<String>,
+    },
+    /// Print the non-empty flow tables.
+    DumpTables,
+    /// Apply a file of flow-mods all or nothing: lines `add FLOW`, `modify FLOW`,
+    /// `modify_strict FLOW`, `delete FLOW`, `delete_strict FLOW` (a plain flow is an add).
+    Bundle {
+        /// The file (`-` = stdin).
+        file: PathBuf,
     },
 }
 
@@ -359,7 +401,271 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ]);
     }
     out.push_str(&t.render());
+    out.push('\n');
+    let mut t = Table::new(&[
+        ("WORKER", true),
+        ("EMC_HIT", true),
+        ("MEGAFLOW_HIT", true),
+        ("MISS", true),
+        ("UPCALL", true),
+        ("UPCALL_DROP", true),
+        ("EVICT", true),
+        ("EXPIRED", true),
+        ("REVALIDATED", true),
+        ("FLUSH", true),
+        ("ENTRIES", true),
+    ]);
+    for w in &s.worker_stats {
+        let c = &w.cache;
+        t.row(
+            [
+                w.worker,
+                c.emc_hits,
+                c.megaflow_hits,
+                c.misses,
+                c.upcalls,
+                c.upcall_drops,
+                c.evictions,
+                c.expired,
+                c.revalidated,
+                c.flushes,
+                c.entries,
+            ]
+            .iter()
+            .map(u64::to_string)
+            .collect(),
+        );
+    }
+    out.push_str(&t.render());
     out
+}
+
+/// Port names and numbers from `port_list`, fetched once.
+#[derive(Debug, Default)]
+struct PortNames {
+    ports: Option<Vec<PortDesc>>,
+}
+
+impl PortNames {
+    fn load(&mut self, client: &mut Client) -> Result<&[PortDesc]> {
+        if self.ports.is_none() {
+            self.ports = Some(client.ports().context("listing ports")?);
+        }
+        Ok(self.ports.as_deref().unwrap_or_default())
+    }
+}
+
+fn resolver(ports: &[PortDesc]) -> impl Fn(&str) -> Option<u32> + '_ {
+    move |name| ports.iter().find(|p| p.name == name).map(|p| p.id)
+}
+
+fn namer(ports: &[PortDesc]) -> impl Fn(u32) -> Option<String> + '_ {
+    move |id| ports.iter().find(|p| p.id == id).map(|p| p.name.clone())
+}
+
+/// Parses a flow line, rendering a syntax error with a caret under its token.
+fn parse_line(
+    text: &str,
+    command: FlowModCommand,
+    ports: &[PortDesc],
+    whence: &str,
+) -> Result<ParsedFlow> {
+    flowtext::parse_flow(text, command, &resolver(ports))
+        .map_err(|e| anyhow!("{whence}{}", e.render(text)))
+}
+
+/// A server error about a flow-mod, with a caret under the token it names (`field` relative
+/// to the flow-mod: `match.tcp_dst`, `instructions.apply[1]`).
+fn flow_error(
+    text: &str,
+    parsed: &ParsedFlow,
+    field: &str,
+    e: &ClientError,
+    whence: &str,
+) -> anyhow::Error {
+    let message = match e.remote() {
+        Some(r) => format!("{} ({})", r.message, r.name),
+        None => e.to_string(),
+    };
+    let at = field
+        .strip_prefix("instructions.")
+        .map_or_else(|| field.to_owned(), |rest| format!("instructions.{rest}"));
+    anyhow!(
+        "{whence}{}",
+        flowtext::render_caret(text, parsed.span_of(&at), &message)
+    )
+}
+
+/// The field path of a remote error under `prefix` (`body.`), if it has one there.
+fn remote_field<'a>(e: &'a ClientError, prefix: &str) -> Option<&'a str> {
+    e.remote()?.field.as_deref()?.strip_prefix(prefix)
+}
+
+/// One flow-mod of a file: line number, text, parsed form.
+#[derive(Debug)]
+struct FileOp {
+    line: usize,
+    text: String,
+    parsed: ParsedFlow,
+}
+
+/// Reads a flow file (`-` = stdin): one flow per line, `#` comments, blank lines skipped.
+/// With `commands`, a line may start with `add`, `modify`/`mod`, `modify_strict`,
+/// `delete`/`del`, `delete_strict`.
+fn read_ops(path: &PathBuf, commands: bool, ports: &[PortDesc]) -> Result<Vec<FileOp>> {
+    let content = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let name = path.display().to_string();
+    parse_ops(&content, &name, commands, ports)
+}
+
+fn parse_ops(content: &str, name: &str, commands: bool, ports: &[PortDesc]) -> Result<Vec<FileOp>> {
+    let mut ops = Vec::new();
+    for (i, raw) in content.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let (command, text) = if commands {
+            split_command(trimmed)
+        } else {
+            (FlowModCommand::Add, trimmed)
+        };
+        let parsed = parse_line(text, command, ports, &format!("{name}:{line}: "))?;
+        ops.push(FileOp {
+            line,
+            text: text.to_owned(),
+            parsed,
+        });
+    }
+    Ok(ops)
+}
+
+/// `add …`, `modify …`/`mod …`, `modify_strict …`, `delete …`/`del …`, `delete_strict …`;
+/// anything else is an add of the whole line.
+fn split_command(line: &str) -> (FlowModCommand, &str) {
+    let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let command = match word {
+        "add" => FlowModCommand::Add,
+        "modify" | "mod" => FlowModCommand::Modify,
+        "modify_strict" => FlowModCommand::ModifyStrict,
+        "delete" | "del" => FlowModCommand::Delete,
+        "delete_strict" => FlowModCommand::DeleteStrict,
+        _ => return (FlowModCommand::Add, line),
+    };
+    (command, rest.trim_start())
+}
+
+/// Sends the ops of a file as one bundle; an error names the file line.
+fn send_bundle(
+    client: &mut Client,
+    ops: &[FileOp],
+    name: &str,
+) -> Result<control::proto::BundleReply> {
+    let requests: Vec<FlowModRequest> = ops
+        .iter()
+        .map(|op| FlowModRequest::from_flow_mod(&op.parsed.flow_mod))
+        .collect();
+    client.bundle(requests).map_err(|e| {
+        // `body.ops[3].match.ip_dst` → line of op 3, token of `match.ip_dst`.
+        let located = remote_field(&e, "body.ops[").and_then(|rest| {
+            let (i, field) = rest.split_once(']')?;
+            let op = ops.get(i.parse::<usize>().ok()?)?;
+            Some(flow_error(
+                &op.text,
+                &op.parsed,
+                field.trim_start_matches('.'),
+                &e,
+                &format!("{name}:{}: ", op.line),
+            ))
+        });
+        match (located, &e) {
+            (Some(err), _) => err,
+            (None, ClientError::Encode(_)) => {
+                anyhow!("{name}: too many flows for one bundle frame ({e}); split the file")
+            }
+            (None, _) => anyhow::Error::new(e).context(format!("bundle {name}")),
+        }
+    })
+}
+
+/// Sends one flow-mod; an error is shown under the flow text.
+fn send_flow_mod(
+    client: &mut Client,
+    text: &str,
+    parsed: &ParsedFlow,
+) -> Result<control::proto::FlowModReply> {
+    client
+        .flow_mod(FlowModRequest::from_flow_mod(&parsed.flow_mod))
+        .map_err(|e| match remote_field(&e, "body.") {
+            Some(field) => flow_error(text, parsed, field, &e, ""),
+            None => anyhow::Error::new(e),
+        })
+}
+
+/// One dumped flow as OVS prints it.
+fn dump_line(f: &FlowDesc, names: &dyn Fn(u32) -> Option<String>) -> String {
+    let mut out = format!(
+        " cookie={:#x}, duration={}.{:03}s, table={}, n_packets={}, n_bytes={},",
+        f.cookie,
+        f.duration_ms / 1000,
+        f.duration_ms % 1000,
+        f.table,
+        f.packets,
+        f.bytes
+    );
+    if f.idle_timeout != 0 {
+        let _ = write!(out, " idle_timeout={},", f.idle_timeout);
+    }
+    if f.hard_timeout != 0 {
+        let _ = write!(out, " hard_timeout={},", f.hard_timeout);
+    }
+    if let Some(idle) = f.idle_ms {
+        let _ = write!(out, " idle_age={},", idle / 1000);
+    }
+    let _ = write!(out, " priority={}", f.priority);
+    match f.to_flow_mod() {
+        Ok(fm) => {
+            let m = flowtext::format_match(&fm.fields, names);
+            if !m.is_empty() {
+                out.push(',');
+                out.push_str(&m);
+            }
+            for (on, flag) in [
+                (fm.flags.send_flow_rem, "send_flow_rem"),
+                (fm.flags.check_overlap, "check_overlap"),
+            ] {
+                if on {
+                    let _ = write!(out, ",{flag}");
+                }
+            }
+            let _ = write!(
+                out,
+                " actions={}",
+                flowtext::format_actions(&fm.instructions, names)
+            );
+        }
+        Err(e) => {
+            let _ = write!(out, " (unreadable: {e})");
+        }
+    }
+    out
+}
+
+fn tables_table(t: &TableStatsReply) -> String {
+    let mut table = Table::new(&[("TABLE", true), ("ACTIVE", true), ("SUBTABLES", true)]);
+    for d in &t.tables {
+        table.row(vec![
+            d.table.to_string(),
+            d.active.to_string(),
+            d.subtables.to_string(),
+        ]);
+    }
+    table.render()
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -386,6 +692,7 @@ fn run(cli: &Cli) -> Result<()> {
     };
     let mut client = Client::connect_with(&cli.socket, config)
         .context("is vswitchd running? (set --socket or VSWITCH_SOCKET)")?;
+    let mut names = PortNames::default();
     match &cli.command {
         Command::Show => {
             let hello = client.hello().context("hello")?;
@@ -472,6 +779,72 @@ fn run(cli: &Cli) -> Result<()> {
                 print_json(&FlushJson { flushed })?;
             } else {
                 println!("flushed {flushed} entries");
+            }
+        }
+        Command::AddFlow { flow } | Command::ModFlows { flow, .. } => {
+            let command = match &cli.command {
+                Command::ModFlows { strict: true, .. } => FlowModCommand::ModifyStrict,
+                Command::ModFlows { .. } => FlowModCommand::Modify,
+                _ => FlowModCommand::Add,
+            };
+            let ports = names.load(&mut client)?;
+            let parsed = parse_line(flow, command, ports, "")?;
+            let reply = send_flow_mod(&mut client, flow, &parsed)?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::DelFlows { strict, flow } => {
+            let command = if *strict {
+                FlowModCommand::DeleteStrict
+            } else {
+                FlowModCommand::Delete
+            };
+            let ports = names.load(&mut client)?;
+            let text = flow.as_deref().unwrap_or("");
+            let parsed = parse_line(text, command, ports, "")?;
+            let reply = send_flow_mod(&mut client, text, &parsed)?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::AddFlows { file } | Command::Bundle { file } => {
+            let commands = matches!(cli.command, Command::Bundle { .. });
+            let ports = names.load(&mut client)?.to_vec();
+            let ops = read_ops(file, commands, &ports)?;
+            let reply = send_bundle(&mut client, &ops, &file.display().to_string())?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::DumpFlows { filter } => {
+            let ports = names.load(&mut client)?.to_vec();
+            let request = match filter {
+                Some(text) => {
+                    let parsed = parse_line(text, FlowModCommand::Delete, &ports, "")?;
+                    FlowFilterRequest::from_flow_mod(&parsed.flow_mod)
+                }
+                None => FlowFilterRequest::default(),
+            };
+            let flows = client.flow_dump(request).context("dump-flows")?;
+            if cli.json {
+                print_json(&flows)?;
+            } else {
+                let names = namer(&ports);
+                for f in &flows {
+                    println!("{}", dump_line(f, &names));
+                }
+            }
+        }
+        Command::DumpTables => {
+            let tables = client.table_stats().context("dump-tables")?;
+            if cli.json {
+                print_json(&tables)?;
+            } else {
+                print!("{}", tables_table(&tables));
             }
         }
     }
@@ -566,6 +939,106 @@ mod tests {
         p.rx_drops = BTreeMap::from([("truncated".to_owned(), 2), ("bad_length".to_owned(), 0)]);
         p.tx_drops = BTreeMap::from([("tx_queue_full".to_owned(), 1)]);
         assert_eq!(drops_text(&p), "rx:truncated=2 tx:tx_queue_full=1");
+    }
+
+    fn test_ports() -> Vec<PortDesc> {
+        vec![
+            PortDesc {
+                id: 1,
+                name: "p1".into(),
+                ..PortDesc::default()
+            },
+            PortDesc {
+                id: 2,
+                name: "p2".into(),
+                ..PortDesc::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn bundle_lines_take_a_command_word() {
+        assert_eq!(
+            split_command("add ip actions=drop"),
+            (FlowModCommand::Add, "ip actions=drop")
+        );
+        assert_eq!(
+            split_command("mod  ip actions=drop"),
+            (FlowModCommand::Modify, "ip actions=drop")
+        );
+        assert_eq!(
+            split_command("modify_strict ip actions=drop").0,
+            FlowModCommand::ModifyStrict
+        );
+        assert_eq!(split_command("del ip"), (FlowModCommand::Delete, "ip"));
+        assert_eq!(
+            split_command("delete_strict ip").0,
+            FlowModCommand::DeleteStrict
+        );
+        assert_eq!(split_command("delete"), (FlowModCommand::Delete, ""));
+        assert_eq!(
+            split_command("ip actions=drop"),
+            (FlowModCommand::Add, "ip actions=drop")
+        );
+    }
+
+    #[test]
+    fn flow_files_skip_comments_and_report_the_failing_line() {
+        let ports = test_ports();
+        let ops = parse_ops(
+            "# header\n\n  ip actions=output:p1\ndelete tcp\n",
+            "f",
+            true,
+            &ports,
+        )
+        .unwrap();
+        assert_eq!(ops.len(), 2);
+        assert_eq!((ops[0].line, ops[1].line), (3, 4));
+        assert_eq!(ops[1].parsed.flow_mod.command, FlowModCommand::Delete);
+        let e = parse_ops(
+            "ip actions=drop\nip,nw_dst=1.2.3 actions=drop\n",
+            "f",
+            false,
+            &ports,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("f:2: ip_dst: `1.2.3` is not an IPv4 address"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("\n  ip,nw_dst=1.2.3 actions=drop\n     ^^^^^^^^^^^^"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dump_lines_read_like_ovs() {
+        let ports = test_ports();
+        let parsed = parse_line(
+            "table=0,priority=100,ip,nw_dst=10.1.0.0/16 actions=output:p2",
+            FlowModCommand::Add,
+            &ports,
+            "",
+        )
+        .unwrap();
+        let req = FlowModRequest::from_flow_mod(&parsed.flow_mod);
+        let f = FlowDesc {
+            table: 0,
+            priority: 100,
+            fields: req.fields,
+            instructions: req.instructions.unwrap_or_default(),
+            packets: 3,
+            bytes: 294,
+            duration_ms: 12_345,
+            idle_ms: Some(1_500),
+            ..FlowDesc::default()
+        };
+        assert_eq!(
+            dump_line(&f, &namer(&ports)),
+            " cookie=0x0, duration=12.345s, table=0, n_packets=3, n_bytes=294, idle_age=1, priority=100,ip,nw_dst=10.1.0.0/16 actions=output:p2"
+        );
     }
 
     #[test]

@@ -180,3 +180,125 @@ fn missing_daemon_is_reported() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is vswitchd running"));
 }
+
+fn stderr(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(1), "vsctl did not fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_file(tag: &str, content: &str) -> PathBuf {
+    let path = PathBuf::from(format!("/tmp/vsctl-{tag}-{}.flows", std::process::id()));
+    std::fs::write(&path, content).expect("writing the flow file");
+    path
+}
+
+#[test]
+fn flows_are_added_dumped_modified_and_deleted() {
+    let d = Daemon::start("flows");
+    stdout(&d.vsctl(&[
+        "add-flow",
+        "table=0,priority=100,ip,nw_dst=10.1.0.0/16,tcp,tp_dst=80,in_port=mem0 actions=output:mem1",
+    ]));
+    let dump = stdout(&d.vsctl(&["dump-flows"]));
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 2, "{dump}");
+    assert!(lines[0].starts_with(" cookie=0x0, duration="), "{dump}");
+    assert!(
+        lines[0].ends_with(
+            "table=0, n_packets=0, n_bytes=0, priority=100,tcp,in_port=mem0,nw_dst=10.1.0.0/16,tcp_dst=80 actions=output:mem1"
+        ),
+        "{dump}"
+    );
+    assert!(lines[1].ends_with("priority=0 actions=NORMAL"), "{dump}");
+    // A filter.
+    let dump = stdout(&d.vsctl(&["dump-flows", "ip"]));
+    assert_eq!(dump.lines().count(), 1, "{dump}");
+    stdout(&d.vsctl(&[
+        "mod-flows",
+        "--strict",
+        "priority=100,tcp,in_port=mem0,nw_dst=10.1.0.0/16,tcp_dst=80 actions=flood",
+    ]));
+    let dump = stdout(&d.vsctl(&["dump-flows", "ip"]));
+    assert!(dump.trim_end().ends_with("actions=FLOOD"), "{dump}");
+    let tables = stdout(&d.vsctl(&["dump-tables"]));
+    assert_eq!(
+        tables,
+        "TABLE  ACTIVE  SUBTABLES\n    0       2          2\n"
+    );
+    stdout(&d.vsctl(&["del-flows", "tcp"]));
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
+    stdout(&d.vsctl(&["del-flows"]));
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])), "");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["--json", "dump-flows"]))).expect("JSON");
+    assert_eq!(json, serde_json::json!([]));
+}
+
+#[test]
+fn flow_errors_show_a_caret_under_the_token() {
+    let d = Daemon::start("flowerr");
+    // A syntax error, found locally.
+    let err = stderr(&d.vsctl(&["add-flow", "ip,nw_dstt=1.2.3.4 actions=drop"]));
+    assert!(
+        err.contains(
+            "unknown field `nw_dstt`\n  ip,nw_dstt=1.2.3.4 actions=drop\n     ^^^^^^^^^^^^^^^"
+        ),
+        "{err}"
+    );
+    // A model error, found by the server and mapped back to the token.
+    let err = stderr(&d.vsctl(&["add-flow", "udp,tcp_dst=80 actions=normal"]));
+    assert!(err.contains("bad_match"), "{err}");
+    assert!(
+        err.ends_with("  udp,tcp_dst=80 actions=normal\n      ^^^^^^^^^^\n"),
+        "{err}"
+    );
+    let err = stderr(&d.vsctl(&["add-flow", "actions=normal,output:0"]));
+    assert!(
+        err.ends_with("  actions=normal,output:0\n                 ^^^^^^^^\n"),
+        "{err}"
+    );
+    // Nothing changed.
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
+}
+
+#[test]
+fn flow_files_are_all_or_nothing() {
+    let d = Daemon::start("flowfile");
+    let bad = temp_file(
+        "bad",
+        "# web\npriority=10,tcp,tp_dst=80 actions=output:mem1\n\npriority=10,udp,tcp_dst=53 actions=output:mem1\n",
+    );
+    let err = stderr(&d.vsctl(&["add-flows", bad.to_str().unwrap()]));
+    assert!(err.contains(":4: "), "{err}");
+    assert!(err.contains("^^^^^^^^^^"), "{err}");
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
+    let good = temp_file(
+        "good",
+        "priority=10,tcp,tp_dst=80 actions=output:mem1\npriority=10,udp,udp_dst=53 actions=output:2\n",
+    );
+    stdout(&d.vsctl(&["add-flows", good.to_str().unwrap()]));
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 3);
+    let bundle = temp_file(
+        "bundle",
+        "delete udp\nmodify_strict priority=10,tcp,tcp_dst=80 actions=drop\nadd priority=5,arp actions=flood\n",
+    );
+    let out = stdout(&d.vsctl(&["--json", "bundle", bundle.to_str().unwrap()]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (
+            v["added"].as_u64(),
+            v["modified"].as_u64(),
+            v["removed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let dump = stdout(&d.vsctl(&["dump-flows"]));
+    assert!(
+        dump.contains("priority=10,tcp,tcp_dst=80 actions=drop"),
+        "{dump}"
+    );
+    assert!(dump.contains("priority=5,arp actions=FLOOD"), "{dump}");
+    for p in [bad, good, bundle] {
+        let _ = std::fs::remove_file(p);
+    }
+}
