@@ -40,11 +40,13 @@ pub enum DropReason {
     TtlExpired,
     /// An action could not be applied to this frame (e.g. `pop_vlan` of an untagged frame).
     ActionFailed,
+    /// A meter's band dropped it.
+    MeterDrop,
 }
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -62,6 +64,7 @@ impl DropReason {
         Self::FlowDrop,
         Self::TtlExpired,
         Self::ActionFailed,
+        Self::MeterDrop,
     ];
 
     /// Stable snake_case name used in the control protocol and CLI.
@@ -82,6 +85,7 @@ impl DropReason {
             Self::FlowDrop => "flow_drop",
             Self::TtlExpired => "ttl_expired",
             Self::ActionFailed => "action_failed",
+            Self::MeterDrop => "meter_drop",
         }
     }
 }

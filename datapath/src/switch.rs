@@ -18,9 +18,9 @@ use crossbeam_channel::{Sender, bounded};
 
 use crate::l2::MacTable;
 use crate::ofp::FlowError;
-use crate::ofp::action::NoGroups;
 use crate::ofp::pipeline::{
-    DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModResult, Pipeline,
+    DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModResult, GroupMod, MeterMod,
+    Pipeline,
 };
 use crate::port::afpacket::AfPacketPort;
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
@@ -557,7 +557,8 @@ impl Switch {
     /// # Errors
     /// Nothing changed.
     pub fn flow_mod(&mut self, fm: &FlowMod) -> Result<FlowModResult, FlowError> {
-        let r = self.pipeline.flow_mod(fm, &NoGroups, Instant::now())?;
+        let refs = self.pipeline.refs();
+        let r = self.pipeline.flow_mod(fm, &refs, Instant::now())?;
         self.flows_dirty = true;
         Ok(r)
     }
@@ -570,9 +571,32 @@ impl Switch {
     pub fn bundle(&mut self, mods: &[FlowMod]) -> Result<Vec<FlowModResult>, (usize, FlowError)> {
         // Earlier unpublished changes go out first, on their own.
         self.commit();
-        let r = self.pipeline.bundle(mods, &NoGroups, Instant::now())?;
+        let refs = self.pipeline.refs();
+        let r = self.pipeline.bundle(mods, &refs, Instant::now())?;
         self.flows_dirty = true;
         self.commit();
+        Ok(r)
+    }
+
+    /// Adds, replaces or deletes groups (published by the next commit). Deleting a group
+    /// deletes the flows that use it; they are returned.
+    ///
+    /// # Errors
+    /// Nothing changed.
+    pub fn group_mod(&mut self, gm: &GroupMod) -> Result<Vec<Arc<Flow>>, FlowError> {
+        let r = self.pipeline.group_mod(gm)?;
+        self.flows_dirty = true;
+        Ok(r)
+    }
+
+    /// Adds, replaces or deletes meters (published by the next commit). Deleting a meter
+    /// deletes the flows that use it; they are returned.
+    ///
+    /// # Errors
+    /// Nothing changed.
+    pub fn meter_mod(&mut self, mm: &MeterMod) -> Result<Vec<Arc<Flow>>, FlowError> {
+        let r = self.pipeline.meter_mod(mm)?;
+        self.flows_dirty = true;
         Ok(r)
     }
 

@@ -328,6 +328,8 @@ struct Scratch {
     /// The frame as actions rewrote it (and a second buffer for push/pop).
     work: Vec<u8>,
     alt: Vec<u8>,
+    /// The frame as a group found it, for its next bucket.
+    base: Vec<u8>,
     seg: offload::SegmentBuf,
     /// Buffers for hand-off, recycled by the receiving worker.
     pool: Vec<Vec<u8>>,
@@ -353,6 +355,7 @@ pub struct Worker {
     scratch: Scratch,
     now: u32,
     now_ms: u64,
+    now_ns: u64,
     cache: Option<FlowCache>,
     last_expiry: u32,
 }
@@ -402,11 +405,13 @@ impl Worker {
                 frame: Vec::with_capacity(MAX_FRAME),
                 work: Vec::with_capacity(MAX_FRAME),
                 alt: Vec::with_capacity(MAX_FRAME),
+                base: Vec::new(),
                 seg: offload::SegmentBuf::new(),
                 pool: Vec::new(),
             },
             now: 0,
             now_ms: 0,
+            now_ns: 0,
             cache: Some(FlowCache::new(crate::cache::DEFAULT_CAPACITY)),
             last_expiry: 0,
         }
@@ -731,111 +736,237 @@ impl Worker {
         &mut self,
         li: usize,
         desc: &RxDesc,
-        mut key: FlowKey,
-        mut lay: Layout,
+        key: FlowKey,
+        lay: Layout,
         ops: &[Action],
         snap: &Snapshot,
     ) {
+        let mut st = Exec {
+            key,
+            lay,
+            cur: Cur::Rx,
+            off: desc.offload,
+            sent: false,
+            counted: false,
+        };
+        self.run_ops(li, desc, &mut st, ops, snap, true);
+        if !st.sent && !st.counted {
+            self.rx_drop(li, DropReason::FlowDrop);
+        }
+    }
+
+    /// Runs `ops` on the frame in `st`; false when the frame was dropped (reason counted).
+    /// `top` is false inside a group bucket (no nested groups).
+    fn run_ops(
+        &mut self,
+        li: usize,
+        desc: &RxDesc,
+        st: &mut Exec,
+        ops: &[Action],
+        snap: &Snapshot,
+        top: bool,
+    ) -> bool {
         let in_id = self.ports[li].id;
-        let mut cur = Cur::Rx;
-        let mut off = desc.offload;
-        let mut sent = false;
-        let mut counted = false;
         for op in ops {
             match *op {
                 Action::Output(p) => {
                     // OpenFlow: output to the ingress port needs the in_port action.
                     if p != in_id {
-                        sent |= self.output(li, desc, cur, &off, &lay, None, p, snap);
+                        st.sent |= self.output(li, desc, st.cur, &st.off, &st.lay, None, p, snap);
                     }
                 }
                 Action::InPort => {
-                    sent |= self.output(li, desc, cur, &off, &lay, None, in_id, snap);
+                    st.sent |= self.output(li, desc, st.cur, &st.off, &st.lay, None, in_id, snap);
                 }
                 Action::Flood | Action::All => {
                     for &p in snap.all_ports.iter() {
                         if p != in_id {
-                            sent |= self.output(li, desc, cur, &off, &lay, None, p, snap);
+                            st.sent |=
+                                self.output(li, desc, st.cur, &st.off, &st.lay, None, p, snap);
                         }
                     }
                 }
                 Action::Normal => {
-                    if self.normal(li, desc, cur, &key, &lay, &off, snap) {
-                        sent = true;
+                    if self.normal(li, desc, st.cur, &st.key, &st.lay, &st.off, snap) {
+                        st.sent = true;
                     } else {
                         // Normal counted its own reason for not sending.
-                        counted = true;
+                        st.counted = true;
                     }
                 }
                 Action::SetField { field, value } => {
-                    self.make_work(li, desc, &mut cur);
-                    if rewrite::set_field(&mut self.scratch.work, &key, &lay, &off, field, value)
-                        .is_err()
+                    self.make_work(li, desc, &mut st.cur);
+                    if rewrite::set_field(
+                        &mut self.scratch.work,
+                        &st.key,
+                        &st.lay,
+                        &st.off,
+                        field,
+                        value,
+                    )
+                    .is_err()
                     {
-                        return self.rx_drop(li, DropReason::ActionFailed);
+                        return self.fail(li, st, DropReason::ActionFailed);
                     }
-                    field.set(&mut key, value);
+                    field.set(&mut st.key, value);
                 }
                 Action::PushVlan(tpid) => {
-                    let tci = if key.vlan_tci & flow::VLAN_PRESENT != 0 {
-                        key.vlan_tci & !flow::VLAN_PRESENT
+                    let tci = if st.key.vlan_tci & flow::VLAN_PRESENT != 0 {
+                        st.key.vlan_tci & !flow::VLAN_PRESENT
                     } else {
                         0
                     };
-                    let src: &[u8] = match cur {
+                    let src: &[u8] = match st.cur {
                         Cur::Rx => self.ports[li].port.frame(desc),
                         Cur::Work => &self.scratch.work,
                     };
-                    match rewrite::push_vlan(src, tpid, tci, &off, &mut self.scratch.alt) {
-                        Ok(o) => off = o,
-                        Err(_) => return self.rx_drop(li, DropReason::ActionFailed),
+                    match rewrite::push_vlan(src, tpid, tci, &st.off, &mut self.scratch.alt) {
+                        Ok(o) => st.off = o,
+                        Err(_) => return self.fail(li, st, DropReason::ActionFailed),
                     }
                     std::mem::swap(&mut self.scratch.work, &mut self.scratch.alt);
-                    cur = Cur::Work;
-                    lay.l3 += 4;
-                    if lay.l4 != 0 {
-                        lay.l4 += 4;
+                    st.cur = Cur::Work;
+                    st.lay.l3 += 4;
+                    if st.lay.l4 != 0 {
+                        st.lay.l4 += 4;
                     }
-                    lay.tags = lay.tags.saturating_add(1);
-                    key.vlan_tci = tci | flow::VLAN_PRESENT;
+                    st.lay.tags = st.lay.tags.saturating_add(1);
+                    st.key.vlan_tci = tci | flow::VLAN_PRESENT;
                 }
                 Action::PopVlan => {
-                    let src: &[u8] = match cur {
+                    let src: &[u8] = match st.cur {
                         Cur::Rx => self.ports[li].port.frame(desc),
                         Cur::Work => &self.scratch.work,
                     };
-                    match rewrite::pop_vlan(src, &off, &mut self.scratch.alt) {
-                        Ok(o) => off = o,
-                        Err(_) => return self.rx_drop(li, DropReason::ActionFailed),
+                    match rewrite::pop_vlan(src, &st.off, &mut self.scratch.alt) {
+                        Ok(o) => st.off = o,
+                        Err(_) => return self.fail(li, st, DropReason::ActionFailed),
                     }
                     std::mem::swap(&mut self.scratch.work, &mut self.scratch.alt);
-                    cur = Cur::Work;
-                    lay.l3 = lay.l3.saturating_sub(4);
-                    lay.l4 = lay.l4.saturating_sub(4);
-                    lay.tags = lay.tags.saturating_sub(1);
-                    key.vlan_tci = match self.scratch.work.get(14..16) {
-                        Some(t) if lay.tags > 0 => {
+                    st.cur = Cur::Work;
+                    st.lay.l3 = st.lay.l3.saturating_sub(4);
+                    st.lay.l4 = st.lay.l4.saturating_sub(4);
+                    st.lay.tags = st.lay.tags.saturating_sub(1);
+                    st.key.vlan_tci = match self.scratch.work.get(14..16) {
+                        Some(t) if st.lay.tags > 0 => {
                             u16::from_be_bytes([t[0], t[1]]) | flow::VLAN_PRESENT
                         }
                         _ => 0,
                     };
                 }
                 Action::DecTtl => {
-                    self.make_work(li, desc, &mut cur);
-                    match rewrite::dec_ttl(&mut self.scratch.work, &key, &lay) {
-                        Ok(true) => key.nw_ttl = key.nw_ttl.saturating_sub(1),
-                        Ok(false) => return self.rx_drop(li, DropReason::TtlExpired),
-                        Err(_) => return self.rx_drop(li, DropReason::ActionFailed),
+                    self.make_work(li, desc, &mut st.cur);
+                    match rewrite::dec_ttl(&mut self.scratch.work, &st.key, &st.lay) {
+                        Ok(true) => st.key.nw_ttl = st.key.nw_ttl.saturating_sub(1),
+                        Ok(false) => return self.fail(li, st, DropReason::TtlExpired),
+                        Err(_) => return self.fail(li, st, DropReason::ActionFailed),
                     }
                 }
-                // Rejected when flows are added; defence in depth.
-                Action::Controller { .. } | Action::Group(_) | Action::Meter(_) => {
-                    return self.rx_drop(li, DropReason::ActionFailed);
+                Action::Meter(id) => {
+                    let Some(m) = snap.pipeline.meter(id) else {
+                        return self.fail(li, st, DropReason::ActionFailed);
+                    };
+                    let len = match st.cur {
+                        Cur::Rx => u64::from(desc.len),
+                        Cur::Work => self.scratch.work.len() as u64,
+                    };
+                    if !m.admit(self.index, len, self.now_ns, self.now_ms) {
+                        return self.fail(li, st, DropReason::MeterDrop);
+                    }
+                }
+                Action::Group(id) if top => {
+                    let Some(g) = snap.pipeline.group(id).cloned() else {
+                        return self.fail(li, st, DropReason::ActionFailed);
+                    };
+                    self.run_group(li, desc, st, &g, snap);
+                }
+                // Rejected when flows and groups are added; defence in depth.
+                Action::Group(_) | Action::Controller { .. } => {
+                    return self.fail(li, st, DropReason::ActionFailed);
                 }
             }
         }
-        if !sent && !counted {
-            self.rx_drop(li, DropReason::FlowDrop);
+        true
+    }
+
+    fn fail(&self, li: usize, st: &mut Exec, r: DropReason) -> bool {
+        if !st.sent {
+            self.rx_drop(li, r);
+            st.counted = true;
+        }
+        false
+    }
+
+    /// Runs a group: each chosen bucket on its own copy of the packet as it is now.
+    fn run_group(
+        &mut self,
+        li: usize,
+        desc: &RxDesc,
+        st: &mut Exec,
+        g: &crate::ofp::group::Group,
+        snap: &Snapshot,
+    ) {
+        use crate::ofp::group::GroupType;
+        let len = match st.cur {
+            Cur::Rx => u64::from(desc.len),
+            Cur::Work => self.scratch.work.len() as u64,
+        };
+        g.stats.hit(self.index, 1, len, self.now_ms);
+        let chosen: Option<usize> = match g.kind {
+            GroupType::All => None,
+            GroupType::Indirect => Some(0),
+            GroupType::Select => match g.select(&st.key) {
+                Some(b) => Some(b),
+                None => {
+                    self.fail(li, st, DropReason::FlowDrop);
+                    return;
+                }
+            },
+            GroupType::FastFailover => {
+                let live = g
+                    .buckets
+                    .iter()
+                    .position(|b| b.watch_port.is_some_and(|p| snap.port(p).is_some()));
+                match live {
+                    Some(b) => Some(b),
+                    None => {
+                        self.fail(li, st, DropReason::FlowDrop);
+                        return;
+                    }
+                }
+            }
+        };
+        // A bucket that rewrites the frame must not change what the next bucket starts from.
+        let base_in_work = st.cur == Cur::Work;
+        if base_in_work {
+            self.scratch.base.clear();
+            self.scratch.base.extend_from_slice(&self.scratch.work);
+        }
+        let buckets: &[crate::ofp::group::Bucket] = match chosen {
+            Some(b) => std::slice::from_ref(&g.buckets[b]),
+            None => &g.buckets,
+        };
+        for (i, b) in buckets.iter().enumerate() {
+            let bi = chosen.unwrap_or(i);
+            if base_in_work && i > 0 {
+                self.scratch.work.clear();
+                self.scratch.work.extend_from_slice(&self.scratch.base);
+            }
+            let mut bst = Exec {
+                sent: false,
+                counted: false,
+                ..*st
+            };
+            if let Some(s) = g.bucket_stats.get(bi) {
+                s.hit(self.index, 1, len, self.now_ms);
+            }
+            self.run_ops(li, desc, &mut bst, &b.actions, snap, false);
+            st.sent |= bst.sent;
+            st.counted |= bst.counted;
+        }
+        if base_in_work {
+            // The ops after the group see the packet as it was before it.
+            std::mem::swap(&mut self.scratch.work, &mut self.scratch.base);
         }
     }
 
@@ -989,6 +1120,19 @@ impl Worker {
         }
         true
     }
+}
+
+/// The state of a frame while ops run on it.
+#[derive(Clone, Copy, Debug)]
+struct Exec {
+    key: FlowKey,
+    lay: Layout,
+    cur: Cur,
+    off: Offload,
+    /// Some op queued it on a port.
+    sent: bool,
+    /// A drop reason was counted for it.
+    counted: bool,
 }
 
 /// Which buffer holds the frame being processed.

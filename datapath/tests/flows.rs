@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use datapath::ofp::action::{Action, Instructions};
 use datapath::ofp::field::Field;
-use datapath::ofp::pipeline::{FlowFilter, FlowMod, FlowModCommand};
+use datapath::ofp::group::{Bucket, GroupType};
+use datapath::ofp::meter::{MeterConfig, MeterUnit};
+use datapath::ofp::pipeline::{
+    FlowFilter, FlowMod, FlowModCommand, GroupMod, MeterMod, ModCommand,
+};
 use datapath::ofp::{FlowErrorKind, MatchField};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
@@ -385,5 +389,184 @@ fn bundles_swap_thousands_of_rules_and_no_packet_sees_a_mixture() {
     }
     assert!(received > 100, "only {received} of {sent} packets arrived");
     assert!(seen[1] > 0 && seen[2] > 0, "both versions seen: {seen:?}");
+    sw.shutdown();
+}
+
+fn bucket(weight: u16, watch: Option<u32>, actions: Vec<Action>) -> Bucket {
+    Bucket {
+        weight,
+        watch_port: watch,
+        actions,
+    }
+}
+
+fn udp_from_port(sport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(1), mac(9))
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 9], 64)
+        .udp(sport, 5001)
+        .write(&mut v, b"g")
+        .unwrap();
+    v
+}
+
+#[test]
+fn select_group_spreads_connections_and_keeps_each_on_one_bucket() {
+    let (mut sw, p) = switch(4, Vec::new());
+    sw.group_mod(&GroupMod {
+        command: ModCommand::Add,
+        id: Some(7),
+        kind: GroupType::Select,
+        buckets: (2..=4)
+            .map(|o| bucket(1, None, vec![Action::Output(o)]))
+            .collect(),
+    })
+    .unwrap();
+    add(
+        &mut sw,
+        0,
+        10,
+        vec![mf(Field::InPort, 1)],
+        vec![Action::Group(7)],
+    );
+    sw.barrier().unwrap();
+    let mut per_port = [0usize; 3];
+    for sport in 0..90u16 {
+        for _ in 0..2 {
+            assert!(p[0].send(&udp_from_port(10_000 + sport)));
+        }
+        let mut got = None;
+        for (i, peer) in p[1..].iter().enumerate() {
+            while let Some((f, _)) = peer.recv_timeout(Duration::from_millis(20)) {
+                assert_eq!(f, udp_from_port(10_000 + sport));
+                assert!(got.is_none_or(|g| g == i), "one connection, two buckets");
+                got = Some(i);
+                per_port[i] += 1;
+            }
+        }
+        assert!(got.is_some(), "sport {sport} lost");
+    }
+    assert!(per_port.iter().all(|&n| n >= 20), "{per_port:?}");
+    let g = sw.pipeline().group(7).unwrap().clone();
+    assert_eq!(g.stats.totals().0, 180);
+    sw.shutdown();
+}
+
+#[test]
+fn all_and_fast_failover_groups() {
+    let (mut sw, p) = switch(4, Vec::new());
+    // all: one copy rewritten for port 2, one untouched to port 3.
+    sw.group_mod(&GroupMod {
+        command: ModCommand::Add,
+        id: Some(1),
+        kind: GroupType::All,
+        buckets: vec![
+            bucket(
+                0,
+                None,
+                vec![
+                    Action::SetField {
+                        field: Field::IpDst,
+                        value: 0x0a00_0063,
+                    },
+                    Action::Output(2),
+                ],
+            ),
+            bucket(0, None, vec![Action::Output(3)]),
+        ],
+    })
+    .unwrap();
+    // fast-failover: port 3 while it exists, else port 4.
+    sw.group_mod(&GroupMod {
+        command: ModCommand::Add,
+        id: Some(2),
+        kind: GroupType::FastFailover,
+        buckets: vec![
+            bucket(0, Some(3), vec![Action::Output(3)]),
+            bucket(0, Some(4), vec![Action::Output(4)]),
+        ],
+    })
+    .unwrap();
+    add(&mut sw, 0, 10, udp_port(1), vec![Action::Group(1)]);
+    add(&mut sw, 0, 10, udp_port(2), vec![Action::Group(2)]);
+    sw.barrier().unwrap();
+    let f = udp_to(1, 2, 1, b"all");
+    assert!(p[0].send(&f));
+    let (a, _) = p[1].recv_timeout(T).unwrap();
+    let (b, _) = p[2].recv_timeout(T).unwrap();
+    assert_eq!(&a[30..34], &[10, 0, 0, 99]);
+    assert_eq!(
+        b, f,
+        "the second bucket saw the packet before the first bucket's rewrite"
+    );
+    let ff = udp_to(1, 2, 2, b"ff");
+    assert!(p[0].send(&ff));
+    assert_eq!(p[2].recv_timeout(T).unwrap().0, ff);
+    assert!(p[3].recv_timeout(QUIET).is_none());
+    sw.del_port("m3").unwrap();
+    assert!(p[0].send(&ff));
+    assert_eq!(p[3].recv_timeout(T).unwrap().0, ff, "failed over to port 4");
+    // Deleting a group deletes the flows that use it.
+    let removed = sw
+        .group_mod(&GroupMod {
+            command: ModCommand::Delete,
+            id: Some(2),
+            kind: GroupType::All,
+            buckets: Vec::new(),
+        })
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    sw.shutdown();
+}
+
+#[test]
+fn a_meter_caps_a_stream_and_counts_its_drops() {
+    let (mut sw, p) = switch(2, Vec::new());
+    sw.meter_mod(&MeterMod {
+        command: ModCommand::Add,
+        id: Some(1),
+        config: MeterConfig {
+            unit: MeterUnit::Pktps,
+            rate: 200,
+            burst: 20,
+        },
+    })
+    .unwrap();
+    add(
+        &mut sw,
+        0,
+        10,
+        udp_port(9),
+        vec![Action::Meter(1), Action::Output(2)],
+    );
+    sw.barrier().unwrap();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    // ~2000 frames over ~0.5 s: 4 kpps offered against 200 pps.
+    while start.elapsed() < Duration::from_millis(500) {
+        for _ in 0..20 {
+            if p[0].send(&udp_to(1, 2, 9, b"m")) {
+                sent += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        while p[1].try_recv().is_some() {}
+    }
+    let secs = start.elapsed().as_secs_f64();
+    sw.barrier().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let dropped = rx_drop(&sw, "m1", DropReason::MeterDrop);
+    let passed = sent - dropped;
+    // Burst + rate × time, with room for scheduling noise; far below what was offered.
+    #[expect(clippy::cast_possible_truncation, reason = "small test figure")]
+    let ceiling = 20 + (200.0 * (secs + 0.2)) as u64;
+    assert!(
+        passed <= ceiling,
+        "{passed} passed of {sent} (ceiling {ceiling})"
+    );
+    assert!(passed >= 20, "{passed}");
+    assert!(dropped > sent / 2, "{dropped} of {sent}");
+    let m = sw.pipeline().meter(1).unwrap().clone();
+    assert_eq!(m.dropped.totals().0, dropped);
     sw.shutdown();
 }

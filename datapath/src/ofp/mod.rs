@@ -9,6 +9,8 @@
 
 pub mod action;
 pub mod field;
+pub mod group;
+pub mod meter;
 pub mod pipeline;
 pub mod rewrite;
 pub mod xlate;
@@ -42,6 +44,8 @@ pub enum FlowErrorKind {
     TableFull,
     /// `check_overlap` found an overlapping flow of the same priority.
     Overlap,
+    /// A group or meter with this id exists already.
+    Exists,
     /// Valid OpenFlow that this switch does not implement (yet).
     Unsupported,
 }

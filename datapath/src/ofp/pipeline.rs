@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::action::{Action, Instructions, MAX_TABLE, ValidationContext};
+use super::group::{Bucket, Group, GroupType, Groups, MAX_GROUPS};
+use super::meter::{Meter, MeterConfig};
 use super::{FlowError, FlowErrorKind, MatchField, build_match};
 use crate::classifier::{ClassifierError, FlowMask, Match, Rule, Table};
 use crate::flow::FlowKey;
@@ -297,10 +299,70 @@ impl FlowTable {
     }
 }
 
-/// Tables 0..=253.
+/// Meters by id.
+pub type Meters = std::collections::BTreeMap<u32, Arc<Meter>>;
+/// Most meters.
+pub const MAX_METERS: usize = 65_536;
+/// Largest group or meter id (OpenFlow reserves the ids above).
+pub const MAX_ID: u32 = 0xffff_ff00;
+
+/// Add, modify or delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModCommand {
+    /// Add (the id must be free).
+    Add,
+    /// Replace (the id must exist).
+    Modify,
+    /// Remove (and every flow that uses it).
+    Delete,
+}
+
+/// A change to the groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMod {
+    /// What to do.
+    pub command: ModCommand,
+    /// Group id; `None` with delete = every group.
+    pub id: Option<u32>,
+    /// Type (add, modify).
+    pub kind: GroupType,
+    /// Buckets (add, modify).
+    pub buckets: Vec<Bucket>,
+}
+
+/// A change to the meters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeterMod {
+    /// What to do.
+    pub command: ModCommand,
+    /// Meter id (≥ 1); `None` with delete = every meter.
+    pub id: Option<u32>,
+    /// Configuration (add, modify).
+    pub config: MeterConfig,
+}
+
+/// Existing groups and meters, for validating flows.
+#[derive(Debug, Clone)]
+pub struct Refs {
+    groups: Arc<Groups>,
+    meters: Arc<Meters>,
+}
+
+impl ValidationContext for Refs {
+    fn group_exists(&self, id: u32) -> bool {
+        self.groups.contains_key(&id)
+    }
+    fn meter_exists(&self, id: u32) -> bool {
+        self.meters.contains_key(&id)
+    }
+}
+
+/// Tables 0..=253, groups and meters.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     tables: Vec<Arc<FlowTable>>,
+    groups: Arc<Groups>,
+    meters: Arc<Meters>,
     next_id: u64,
     writers: usize,
     max_flows_per_table: usize,
@@ -323,6 +385,8 @@ impl Pipeline {
         let empty = Arc::new(FlowTable::new(max_flows_per_table));
         Self {
             tables: (0..TABLES).map(|_| Arc::clone(&empty)).collect(),
+            groups: Arc::new(Groups::new()),
+            meters: Arc::new(Meters::new()),
             next_id: 1,
             writers,
             max_flows_per_table,
@@ -336,6 +400,231 @@ impl Pipeline {
         p.flow_mod(&add, &super::action::NoGroups, Instant::now())
             .expect("the default flow is valid");
         p
+    }
+
+    /// The groups and meters flows may refer to.
+    pub fn refs(&self) -> Refs {
+        Refs {
+            groups: Arc::clone(&self.groups),
+            meters: Arc::clone(&self.meters),
+        }
+    }
+
+    /// Group `id`.
+    #[inline]
+    pub fn group(&self, id: u32) -> Option<&Arc<Group>> {
+        self.groups.get(&id)
+    }
+
+    /// Every group.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// Meter `id`.
+    #[inline]
+    pub fn meter(&self, id: u32) -> Option<&Arc<Meter>> {
+        self.meters.get(&id)
+    }
+
+    /// Every meter.
+    pub fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
+    /// Removes every flow for which `uses` is true; returns them.
+    fn remove_flows_where(&mut self, uses: impl Fn(&Flow) -> bool) -> Vec<Arc<Flow>> {
+        let mut removed = Vec::new();
+        for t in &mut self.tables {
+            if !t.flows.values().any(|f| uses(f)) {
+                continue;
+            }
+            let table = Arc::make_mut(t);
+            let ids: Vec<u64> = table
+                .flows
+                .values()
+                .filter(|f| uses(f))
+                .map(|f| f.id)
+                .collect();
+            for id in ids {
+                if let Some(f) = table.flows.remove(&id) {
+                    table.cls.remove(&f.m, f.priority);
+                    removed.push(f);
+                }
+            }
+        }
+        removed
+    }
+
+    /// Applies a group-mod; returns the flows removed with deleted groups.
+    ///
+    /// # Errors
+    /// Nothing changed.
+    pub fn group_mod(&mut self, gm: &GroupMod) -> Result<Vec<Arc<Flow>>, FlowError> {
+        let bad = |kind, at: &str, message: String| FlowError {
+            kind,
+            at: at.into(),
+            message,
+        };
+        if let Some(id) = gm.id
+            && id > MAX_ID
+        {
+            return Err(bad(
+                FlowErrorKind::BadAction,
+                "group_id",
+                format!("group id {id} is reserved (max {MAX_ID})"),
+            ));
+        }
+        match gm.command {
+            ModCommand::Add | ModCommand::Modify => {
+                let Some(id) = gm.id else {
+                    return Err(bad(
+                        FlowErrorKind::BadAction,
+                        "group_id",
+                        "a group id is required".into(),
+                    ));
+                };
+                let exists = self.groups.contains_key(&id);
+                if gm.command == ModCommand::Add && exists {
+                    return Err(bad(
+                        FlowErrorKind::Exists,
+                        "group_id",
+                        format!("group {id} exists (use modify)"),
+                    ));
+                }
+                if gm.command == ModCommand::Modify && !exists {
+                    return Err(bad(
+                        FlowErrorKind::UnknownGroup,
+                        "group_id",
+                        format!("group {id} does not exist"),
+                    ));
+                }
+                if !exists && self.groups.len() >= MAX_GROUPS {
+                    return Err(bad(
+                        FlowErrorKind::TableFull,
+                        "group_id",
+                        format!("too many groups (max {MAX_GROUPS})"),
+                    ));
+                }
+                let g = Group::new(id, gm.kind, gm.buckets.clone(), self.writers)?;
+                Arc::make_mut(&mut self.groups).insert(id, Arc::new(g));
+                Ok(Vec::new())
+            }
+            ModCommand::Delete => {
+                let ids: Vec<u32> = match gm.id {
+                    Some(id) => self
+                        .groups
+                        .contains_key(&id)
+                        .then_some(id)
+                        .into_iter()
+                        .collect(),
+                    None => self.groups.keys().copied().collect(),
+                };
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let groups = Arc::make_mut(&mut self.groups);
+                for id in &ids {
+                    groups.remove(id);
+                }
+                Ok(self.remove_flows_where(|f| {
+                    f.instructions
+                        .actions()
+                        .any(|a| matches!(a, Action::Group(g) if ids.contains(g)))
+                }))
+            }
+        }
+    }
+
+    /// Applies a meter-mod; returns the flows removed with deleted meters.
+    ///
+    /// # Errors
+    /// Nothing changed.
+    pub fn meter_mod(&mut self, mm: &MeterMod) -> Result<Vec<Arc<Flow>>, FlowError> {
+        let bad = |kind, at: &str, message: String| FlowError {
+            kind,
+            at: at.into(),
+            message,
+        };
+        if let Some(id) = mm.id
+            && (id == 0 || id > MAX_ID)
+        {
+            return Err(bad(
+                FlowErrorKind::BadAction,
+                "meter_id",
+                format!("meter id {id} is out of range (1..={MAX_ID})"),
+            ));
+        }
+        match mm.command {
+            ModCommand::Add | ModCommand::Modify => {
+                let Some(id) = mm.id else {
+                    return Err(bad(
+                        FlowErrorKind::BadAction,
+                        "meter_id",
+                        "a meter id is required".into(),
+                    ));
+                };
+                let exists = self.meters.contains_key(&id);
+                if mm.command == ModCommand::Add && exists {
+                    return Err(bad(
+                        FlowErrorKind::Exists,
+                        "meter_id",
+                        format!("meter {id} exists (use modify)"),
+                    ));
+                }
+                if mm.command == ModCommand::Modify && !exists {
+                    return Err(bad(
+                        FlowErrorKind::UnknownMeter,
+                        "meter_id",
+                        format!("meter {id} does not exist"),
+                    ));
+                }
+                if !exists && self.meters.len() >= MAX_METERS {
+                    return Err(bad(
+                        FlowErrorKind::TableFull,
+                        "meter_id",
+                        format!("too many meters (max {MAX_METERS})"),
+                    ));
+                }
+                if mm.config.rate == 0 || mm.config.rate > super::meter::MAX_RATE {
+                    return Err(bad(
+                        FlowErrorKind::BadAction,
+                        "rate",
+                        format!(
+                            "rate {} is out of range (1..={})",
+                            mm.config.rate,
+                            super::meter::MAX_RATE
+                        ),
+                    ));
+                }
+                let m = Meter::new(id, mm.config, self.writers);
+                Arc::make_mut(&mut self.meters).insert(id, Arc::new(m));
+                Ok(Vec::new())
+            }
+            ModCommand::Delete => {
+                let ids: Vec<u32> = match mm.id {
+                    Some(id) => self
+                        .meters
+                        .contains_key(&id)
+                        .then_some(id)
+                        .into_iter()
+                        .collect(),
+                    None => self.meters.keys().copied().collect(),
+                };
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let meters = Arc::make_mut(&mut self.meters);
+                for id in &ids {
+                    meters.remove(id);
+                }
+                Ok(self.remove_flows_where(|f| {
+                    f.instructions
+                        .actions()
+                        .any(|a| matches!(a, Action::Meter(m) if ids.contains(m)))
+                }))
+            }
+        }
     }
 
     /// Bound on each table's flows.
