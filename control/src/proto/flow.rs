@@ -764,6 +764,7 @@ impl PathMap {
             FlowErrorKind::TableFull => ErrorCode::TableFull,
             FlowErrorKind::Overlap => ErrorCode::Overlap,
             FlowErrorKind::Unsupported => ErrorCode::Unsupported,
+            FlowErrorKind::Exists => ErrorCode::Exists,
         };
         ProtoError::field(code, field, e.message.clone())
     }
