@@ -40,6 +40,8 @@ pub struct CachedFlow {
     pub miss: bool,
     /// Whether the ops can output the packet.
     pub outputs: bool,
+    /// Where each `controller` op was applied, in op order.
+    pub controller: Box<[crate::ofp::xlate::CtlMeta]>,
     key: FlowKey,
     mask: FlowMask,
     serial: u32,
@@ -63,6 +65,7 @@ impl CachedFlow {
             flows: t.flows.into_boxed_slice(),
             miss: t.miss,
             outputs,
+            controller: t.controller.into_boxed_slice(),
             key: t.mask.apply(&key),
             mask: t.mask,
             serial,
@@ -285,6 +288,7 @@ impl FlowCache {
             e.serial = 0;
             e.flows = Box::new([]);
             e.ops = Box::new([]);
+            e.controller = Box::new([]);
             self.free.push(idx);
         }
     }
@@ -383,6 +387,7 @@ impl FlowCache {
                 e.outputs = t.outputs();
                 e.ops = t.ops.into_boxed_slice();
                 e.flows = t.flows.into_boxed_slice();
+                e.controller = t.controller.into_boxed_slice();
                 e.miss = t.miss;
             } else {
                 self.remove(u32::try_from(i).unwrap_or(u32::MAX));

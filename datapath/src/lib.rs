@@ -20,6 +20,7 @@ pub mod cache;
 pub mod classifier;
 pub mod flow;
 pub mod l2;
+pub mod notify;
 pub mod offload;
 pub mod ofp;
 pub mod port;

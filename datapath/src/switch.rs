@@ -6,7 +6,7 @@
 //! the MAC table. Workers never lock: they read an immutable [`crate::worker::Snapshot`] published
 //! through `ArcSwap` and poll their command channel once per batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,10 +17,14 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::l2::MacTable;
+use crate::notify::{
+    EVENT_QUEUE, Event, FlowRemoved, PacketIn, PortChange, PortStatus, RemovedReason,
+};
 use crate::ofp::FlowError;
+use crate::ofp::action::{Action, Instructions};
 use crate::ofp::pipeline::{
-    DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModResult, GroupMod, MeterMod,
-    Pipeline,
+    DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModCommand, FlowModResult,
+    GroupMod, MeterMod, Pipeline,
 };
 use crate::port::afpacket::AfPacketPort;
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
@@ -32,6 +36,7 @@ use crate::worker::{
     Command, HANDOFF_CAPACITY, LocalPort, PortConf, Shared, Snapshot, Worker, WorkerChannels,
     WorkerCounters, WorkerCtl,
 };
+use crate::worker::{ControlWaker, PacketOutJob};
 
 /// Lowest valid 802.1Q VLAN id.
 pub const VLAN_MIN: u16 = 1;
@@ -283,6 +288,23 @@ impl Default for SwitchConfig {
     }
 }
 
+/// Why a packet-out was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PacketOutError {
+    /// The frame does not parse.
+    #[error("malformed frame: {0}")]
+    Frame(&'static str),
+    /// No such ingress port.
+    #[error("no port {0}")]
+    NoSuchPort(u32),
+    /// An action is invalid for this frame.
+    #[error(transparent)]
+    Actions(FlowError),
+    /// The worker did not take it.
+    #[error(transparent)]
+    Switch(SwitchError),
+}
+
 /// Errors of control operations on the switch. Nothing is changed when one is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum SwitchError {
@@ -381,6 +403,12 @@ pub struct Switch {
     published: Arc<Pipeline>,
     /// `pipeline` has changes not yet published.
     flows_dirty: bool,
+    /// Packet-ins from the workers.
+    packet_in_rx: crossbeam_channel::Receiver<PacketIn>,
+    /// Flow-removed and port-status events for the control server.
+    events: VecDeque<Event>,
+    /// Events dropped because `events` was full.
+    event_drops: u64,
 }
 
 /// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
@@ -449,7 +477,10 @@ impl Switch {
         } else {
             config.cpus.iter().copied().map(Some).collect()
         };
+        let (packet_in_tx, packet_in_rx) = bounded(crate::notify::PACKET_IN_QUEUE);
         let shared = Arc::new(Shared {
+            packet_in: packet_in_tx,
+            control_waker: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             macs: MacTable::new(config.mac_table_max),
             start: Instant::now(),
@@ -546,6 +577,9 @@ impl Switch {
             pipeline,
             published,
             flows_dirty: false,
+            packet_in_rx,
+            events: VecDeque::new(),
+            event_drops: 0,
         };
         sw.publish();
         Ok(sw)
@@ -560,6 +594,12 @@ impl Switch {
         let refs = self.pipeline.refs();
         let r = self.pipeline.flow_mod(fm, &refs, Instant::now())?;
         self.flows_dirty = true;
+        if matches!(
+            fm.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        ) {
+            self.flows_removed(&r.removed, RemovedReason::Delete);
+        }
         Ok(r)
     }
 
@@ -575,6 +615,14 @@ impl Switch {
         let r = self.pipeline.bundle(mods, &refs, Instant::now())?;
         self.flows_dirty = true;
         self.commit();
+        for (fm, res) in mods.iter().zip(&r) {
+            if matches!(
+                fm.command,
+                FlowModCommand::Delete | FlowModCommand::DeleteStrict
+            ) {
+                self.flows_removed(&res.removed, RemovedReason::Delete);
+            }
+        }
         Ok(r)
     }
 
@@ -586,6 +634,7 @@ impl Switch {
     pub fn group_mod(&mut self, gm: &GroupMod) -> Result<Vec<Arc<Flow>>, FlowError> {
         let r = self.pipeline.group_mod(gm)?;
         self.flows_dirty = true;
+        self.flows_removed(&r, RemovedReason::GroupDelete);
         Ok(r)
     }
 
@@ -597,7 +646,161 @@ impl Switch {
     pub fn meter_mod(&mut self, mm: &MeterMod) -> Result<Vec<Arc<Flow>>, FlowError> {
         let r = self.pipeline.meter_mod(mm)?;
         self.flows_dirty = true;
+        self.flows_removed(&r, RemovedReason::MeterDelete);
         Ok(r)
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() >= EVENT_QUEUE {
+            self.event_drops += 1;
+        } else {
+            self.events.push_back(e);
+        }
+    }
+
+    /// Queues flow-removed events for the flows that asked for them.
+    fn flows_removed(&mut self, flows: &[Arc<Flow>], reason: RemovedReason) {
+        for f in flows {
+            if f.flags.send_flow_rem {
+                let (packets, bytes) = f.stats.totals();
+                self.push_event(Event::FlowRemoved(FlowRemoved {
+                    flow: Arc::clone(f),
+                    reason,
+                    duration: f.created.elapsed(),
+                    packets,
+                    bytes,
+                }));
+            }
+        }
+    }
+
+    /// Removes flows whose idle or hard timeout has passed (queuing flow-removed events);
+    /// returns how many. Idle time counts from the latest packet, cached hits included.
+    pub fn expire_flows(&mut self) -> usize {
+        let now = Instant::now();
+        let now_ms = self.clock_ms();
+        let start = self.shared.start;
+        let mut expired: Vec<(u8, u64, RemovedReason)> = Vec::new();
+        for t in 0..=crate::ofp::action::MAX_TABLE {
+            for f in self.pipeline.table(t).flows() {
+                if f.hard_timeout == 0 && f.idle_timeout == 0 {
+                    continue;
+                }
+                let age = now.saturating_duration_since(f.created);
+                if f.hard_timeout != 0 && age.as_secs() >= u64::from(f.hard_timeout) {
+                    expired.push((t, f.id, RemovedReason::HardTimeout));
+                    continue;
+                }
+                if f.idle_timeout != 0 {
+                    let created_ms =
+                        u64::try_from(f.created.saturating_duration_since(start).as_millis())
+                            .unwrap_or(u64::MAX);
+                    let last = f.stats.last_hit_ms().max(created_ms);
+                    if now_ms.saturating_sub(last) >= u64::from(f.idle_timeout) * 1000 {
+                        expired.push((t, f.id, RemovedReason::IdleTimeout));
+                    }
+                }
+            }
+        }
+        if expired.is_empty() {
+            return 0;
+        }
+        let n = expired.len();
+        for reason in [RemovedReason::HardTimeout, RemovedReason::IdleTimeout] {
+            let ids: Vec<(u8, u64)> = expired
+                .iter()
+                .filter(|e| e.2 == reason)
+                .map(|e| (e.0, e.1))
+                .collect();
+            let removed = self.pipeline.remove_flows(&ids);
+            self.flows_removed(&removed, reason);
+        }
+        self.flows_dirty = true;
+        self.commit();
+        n
+    }
+
+    /// Sets what wakes the control thread when a packet-in arrives (once).
+    pub fn set_control_waker(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.control_waker.set(ControlWaker(f));
+    }
+
+    /// Moves up to `max` pending events (packet-ins first) into `out`; returns how many.
+    pub fn drain_events(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Ok(pi) = self.packet_in_rx.try_recv() else {
+                break;
+            };
+            out.push(Event::PacketIn(Box::new(pi)));
+            n += 1;
+        }
+        while n < max {
+            let Some(e) = self.events.pop_front() else {
+                break;
+            };
+            out.push(e);
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether events are waiting.
+    pub fn has_events(&self) -> bool {
+        !self.packet_in_rx.is_empty() || !self.events.is_empty()
+    }
+
+    /// Flow-removed / port-status events dropped because their queue was full.
+    pub fn event_drops(&self) -> u64 {
+        self.event_drops
+    }
+
+    /// Injects a frame: runs `actions` on it (validated against the frame's own headers), or,
+    /// with `None`, sends it through the tables as if received on `in_port`. `in_port` 0 is the
+    /// controller. Runs on the worker that owns `in_port` (worker 0 for the controller).
+    ///
+    /// # Errors
+    /// A malformed frame, an unknown port, invalid actions; nothing is sent.
+    pub fn packet_out(
+        &mut self,
+        in_port: u32,
+        data: Vec<u8>,
+        actions: Option<Vec<Action>>,
+    ) -> Result<(), PacketOutError> {
+        self.commit();
+        let (key, _) =
+            crate::flow::extract(&data, in_port).map_err(|r| PacketOutError::Frame(r.as_str()))?;
+        let worker = if in_port == 0 {
+            0
+        } else {
+            self.ports
+                .get(&in_port)
+                .map(|r| r.info.worker)
+                .ok_or(PacketOutError::NoSuchPort(in_port))?
+        };
+        if let Some(a) = &actions {
+            let ins = Instructions::apply(a.clone());
+            let exact = crate::classifier::FlowMask::exact();
+            ins.validate(
+                // Packet-out actions may not goto; any table number would do.
+                crate::ofp::action::MAX_TABLE,
+                &key,
+                &exact.bits,
+                &self.pipeline.refs(),
+            )
+            .map_err(PacketOutError::Actions)?;
+        }
+        self.send(
+            worker,
+            Command::PacketOut(Box::new(PacketOutJob {
+                in_port,
+                data,
+                actions,
+            })),
+        )
+        .map_err(PacketOutError::Switch)?;
+        self.ctls[worker].wake_if_sleeping();
+        Ok(())
     }
 
     /// Publishes pending flow changes to the workers.
@@ -614,6 +817,11 @@ impl Switch {
     /// A worker did not catch up in time.
     pub fn barrier(&mut self) -> Result<(), SwitchError> {
         self.commit();
+        self.wait_workers()
+    }
+
+    /// Waits until every worker uses the latest published snapshot (an RCU grace period).
+    fn wait_workers(&self) -> Result<(), SwitchError> {
         let target = self.generation;
         let deadline = Instant::now() + WORKER_TIMEOUT;
         for (i, ctl) in self.ctls.iter().enumerate() {
@@ -841,8 +1049,17 @@ impl Switch {
                 return Err(e);
             }
         }
+        // When this returns, every worker switches with a configuration that has the port (a
+        // frame flooded right after must reach it).
+        if let Err(e) = self.wait_workers() {
+            tracing::warn!(port = %info.name, error = %e, "a worker is slow to see the new port");
+        }
         tracing::info!(port = %info.name, id, kind = %info.kind, vlan = %info.vlan,
             workers = ?info.queue_workers, "port added");
+        self.push_event(Event::PortStatus(PortStatus {
+            change: PortChange::Add,
+            port: info.clone(),
+        }));
         Ok(info)
     }
 
@@ -883,6 +1100,10 @@ impl Switch {
         // Frames switched before the removal may have re-learned an address on it.
         self.shared.macs.remove_if(|_, _, p, _| p == id);
         tracing::info!(port = name, id, "port removed");
+        self.push_event(Event::PortStatus(PortStatus {
+            change: PortChange::Delete,
+            port: reg.info,
+        }));
         Ok(())
     }
 
@@ -992,6 +1213,10 @@ impl Switch {
 
     /// Periodic work of the control thread (MAC aging); call about once a second.
     pub fn housekeeping(&mut self) {
+        let expired = self.expire_flows();
+        if expired > 0 {
+            tracing::debug!(expired, "flows timed out");
+        }
         let aging = u32::try_from(self.config.mac_aging.as_secs()).unwrap_or(u32::MAX);
         let n = self.shared.macs.age(self.shared.now_secs(), aging);
         if n > 0 {

@@ -31,10 +31,12 @@ use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 use crate::cache::FlowCache;
 use crate::flow::{self, FlowKey, Layout};
 use crate::l2::{Learned, MacTable};
+use crate::notify::PacketIn;
 use crate::offload;
 use crate::ofp::action::Action;
 use crate::ofp::pipeline::Pipeline;
 use crate::ofp::rewrite;
+use crate::ofp::xlate::CtlMeta;
 use crate::port::{Port, PortKind};
 use crate::stats::{Counter, DropReason, PortCounters};
 use crate::switch::{MAX_PORTS, PollMode, VlanMode};
@@ -155,6 +157,19 @@ pub struct Shared {
     pub macs: MacTable,
     /// Time zero of the switch clock (MAC ages are seconds since this).
     pub start: Instant,
+    /// Packet-ins for the control thread (bounded: [`PACKET_IN_QUEUE`](crate::notify::PACKET_IN_QUEUE)).
+    pub packet_in: Sender<PacketIn>,
+    /// Called when a packet-in is queued on an empty queue (wakes the control thread).
+    pub control_waker: std::sync::OnceLock<ControlWaker>,
+}
+
+/// Wakes the control thread (set by the control server).
+pub struct ControlWaker(pub Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ControlWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlWaker")
+    }
 }
 
 impl Shared {
@@ -197,6 +212,14 @@ pub struct WorkerCounters {
     pub cache_flushes: Counter,
     /// Megaflows held now.
     pub cache_entries: Counter,
+    /// Packet-ins queued for controllers.
+    pub packet_ins: Counter,
+    /// Packet-ins dropped because the queue to the control thread was full.
+    pub packet_in_drops: Counter,
+    /// Packet-outs run.
+    pub packet_outs: Counter,
+    /// Packet-outs dropped (malformed frame, or every action failed).
+    pub packet_out_drops: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -267,8 +290,21 @@ pub enum Command {
         /// Signalled once the port is closed.
         done: Sender<()>,
     },
+    /// Run a packet-out.
+    PacketOut(Box<PacketOutJob>),
     /// Exit the thread (closing every port).
     Stop,
+}
+
+/// A frame injected by a controller.
+#[derive(Debug)]
+pub struct PacketOutJob {
+    /// Ingress port it pretends to come from (0: the controller).
+    pub in_port: u32,
+    /// The frame.
+    pub data: Vec<u8>,
+    /// Actions to run (validated); `None`: through the tables from table 0.
+    pub actions: Option<Vec<Action>>,
 }
 
 /// How a frame must leave on a port.
@@ -518,6 +554,7 @@ impl Worker {
                     }
                     let _ = done.send(());
                 }
+                Command::PacketOut(job) => self.packet_out(*job),
                 Command::Stop => return false,
             }
         }
@@ -704,7 +741,7 @@ impl Worker {
                 self.ports[li].counters.rx_drops[reason as usize].add(1);
                 continue;
             }
-            self.execute(li, &desc, key, lay, &entry.ops, &snap);
+            self.execute(li, &desc, key, lay, &entry.ops, &entry.controller, &snap);
         }
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
@@ -716,8 +753,107 @@ impl Worker {
         n
     }
 
+    /// Counts a drop on the ingress port (`li` out of range: a packet-out, counted per worker).
     fn rx_drop(&self, li: usize, r: DropReason) {
-        self.ports[li].counters.rx_drops[r as usize].add(1);
+        match self.ports.get(li) {
+            Some(p) => p.counters.rx_drops[r as usize].add(1),
+            None => self.ctls[self.index].counters.packet_out_drops.add(1),
+        }
+    }
+
+    /// Runs a controller's packet-out: its actions, or the tables as if the frame came in on
+    /// `in_port`. The frame is never cached.
+    fn packet_out(&mut self, job: PacketOutJob) {
+        self.ctls[self.index].counters.packet_outs.add(1);
+        let snap = self.shared.snapshot.load_full();
+        let Ok((key, lay)) = flow::extract(&job.data, job.in_port) else {
+            self.ctls[self.index].counters.packet_out_drops.add(1);
+            return;
+        };
+        let li = self
+            .local_of
+            .get(job.in_port as usize)
+            .map_or(usize::MAX, |&l| {
+                if l == NOT_LOCAL {
+                    usize::MAX
+                } else {
+                    usize::from(l)
+                }
+            });
+        let len = u32::try_from(job.data.len()).unwrap_or(u32::MAX);
+        let (ops, meta) = match job.actions {
+            Some(a) => (a, vec![CtlMeta::PACKET_OUT]),
+            None => {
+                let t = crate::ofp::xlate::xlate(&snap.pipeline, &key);
+                for f in &t.flows {
+                    f.stats.hit(self.index, 1, u64::from(len), self.now_ms);
+                }
+                (t.ops, t.controller)
+            }
+        };
+        self.scratch.work.clear();
+        self.scratch.work.extend_from_slice(&job.data);
+        let desc = RxDesc {
+            addr: 0,
+            len,
+            offload: Offload::NONE,
+        };
+        let mut st = Exec {
+            in_id: job.in_port,
+            key,
+            lay,
+            cur: Cur::Work,
+            off: Offload::NONE,
+            sent: false,
+            counted: false,
+            ctl: 0,
+        };
+        self.run_ops(li, &desc, &mut st, &ops, &snap, true, &meta);
+        if !st.sent && !st.counted {
+            self.rx_drop(li, DropReason::FlowDrop);
+        }
+        self.flush_dirty();
+    }
+
+    /// Queues a packet-in for the control thread (dropped and counted when its queue is full).
+    fn to_controller(
+        &self,
+        st: &Exec,
+        bytes: &[u8],
+        total_len: u32,
+        max_len: u16,
+        reason: crate::ofp::action::PacketInReason,
+        meta: &[CtlMeta],
+    ) {
+        let m = meta
+            .get(usize::from(st.ctl))
+            .copied()
+            .unwrap_or(CtlMeta::PACKET_OUT);
+        let n = bytes.len().min(usize::from(max_len));
+        let mut key = st.key;
+        key.metadata = m.metadata;
+        key.regs = m.regs;
+        let pi = PacketIn {
+            in_port: st.in_id,
+            table: m.table,
+            cookie: m.cookie,
+            reason,
+            key,
+            total_len,
+            data: bytes[..n].to_vec(),
+        };
+        let c = &self.ctls[self.index].counters;
+        match self.shared.packet_in.try_send(pi) {
+            Ok(()) => {
+                c.packet_ins.add(1);
+                if self.shared.packet_in.len() <= 1
+                    && let Some(w) = self.shared.control_waker.get()
+                {
+                    (w.0)();
+                }
+            }
+            Err(_) => c.packet_in_drops.add(1),
+        }
     }
 
     /// Copies the received frame into the work buffer unless the ops already rewrote it.
@@ -732,6 +868,10 @@ impl Worker {
 
     /// Runs a cached action list on one received frame. Every frame ends either sent
     /// somewhere or counted as dropped on the ingress port, with its reason.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
     fn execute(
         &mut self,
         li: usize,
@@ -739,24 +879,32 @@ impl Worker {
         key: FlowKey,
         lay: Layout,
         ops: &[Action],
+        meta: &[CtlMeta],
         snap: &Snapshot,
     ) {
         let mut st = Exec {
+            in_id: self.ports[li].id,
             key,
             lay,
             cur: Cur::Rx,
             off: desc.offload,
             sent: false,
             counted: false,
+            ctl: 0,
         };
-        self.run_ops(li, desc, &mut st, ops, snap, true);
+        self.run_ops(li, desc, &mut st, ops, snap, true, meta);
         if !st.sent && !st.counted {
             self.rx_drop(li, DropReason::FlowDrop);
         }
     }
 
     /// Runs `ops` on the frame in `st`; false when the frame was dropped (reason counted).
-    /// `top` is false inside a group bucket (no nested groups).
+    /// `top` is false inside a group bucket (no nested groups); `meta` is the (table, cookie)
+    /// of each `controller` op.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
     fn run_ops(
         &mut self,
         li: usize,
@@ -765,8 +913,9 @@ impl Worker {
         ops: &[Action],
         snap: &Snapshot,
         top: bool,
+        meta: &[CtlMeta],
     ) -> bool {
-        let in_id = self.ports[li].id;
+        let in_id = st.in_id;
         for op in ops {
             match *op {
                 Action::Output(p) => {
@@ -787,7 +936,7 @@ impl Worker {
                     }
                 }
                 Action::Normal => {
-                    if self.normal(li, desc, st.cur, &st.key, &st.lay, &st.off, snap) {
+                    if self.normal(li, desc, st, snap) {
                         st.sent = true;
                     } else {
                         // Normal counted its own reason for not sending.
@@ -880,8 +1029,18 @@ impl Worker {
                     };
                     self.run_group(li, desc, st, &g, snap);
                 }
-                // Rejected when flows and groups are added; defence in depth.
-                Action::Group(_) | Action::Controller { .. } => {
+                Action::Controller { max_len, reason } => {
+                    let bytes: &[u8] = match st.cur {
+                        Cur::Rx => self.ports[li].port.frame(desc),
+                        Cur::Work => &self.scratch.work,
+                    };
+                    let total = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    self.to_controller(st, bytes, total, max_len, reason, meta);
+                    st.ctl = st.ctl.saturating_add(1);
+                    st.sent = true;
+                }
+                // Rejected when groups are added; defence in depth.
+                Action::Group(_) => {
                     return self.fail(li, st, DropReason::ActionFailed);
                 }
             }
@@ -960,7 +1119,7 @@ impl Worker {
             if let Some(s) = g.bucket_stats.get(bi) {
                 s.hit(self.index, 1, len, self.now_ms);
             }
-            self.run_ops(li, desc, &mut bst, &b.actions, snap, false);
+            self.run_ops(li, desc, &mut bst, &b.actions, snap, false, &[]);
             st.sent |= bst.sent;
             st.counted |= bst.counted;
         }
@@ -971,21 +1130,9 @@ impl Worker {
     }
 
     /// The learning bridge for one frame; false when it sent nothing (reason counted).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame's parts, borrowed separately"
-    )]
-    fn normal(
-        &mut self,
-        li: usize,
-        desc: &RxDesc,
-        cur: Cur,
-        key: &FlowKey,
-        lay: &Layout,
-        off: &Offload,
-        snap: &Snapshot,
-    ) -> bool {
-        let in_id = self.ports[li].id;
+    fn normal(&mut self, li: usize, desc: &RxDesc, st: &Exec, snap: &Snapshot) -> bool {
+        let (cur, key, lay, off) = (st.cur, &st.key, &st.lay, &st.off);
+        let in_id = st.in_id;
         let Some(in_conf) = snap.port(in_id) else {
             self.rx_drop(li, DropReason::PortDown);
             return false;
@@ -1125,6 +1272,10 @@ impl Worker {
 /// The state of a frame while ops run on it.
 #[derive(Clone, Copy, Debug)]
 struct Exec {
+    /// Ingress port number (0: the controller).
+    in_id: u32,
+    /// `controller` ops run so far (indexes the translation's (table, cookie) list).
+    ctl: u8,
     key: FlowKey,
     lay: Layout,
     cur: Cur,

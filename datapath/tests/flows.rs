@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use datapath::ofp::action::{Action, Instructions};
+use datapath::notify::{Event, PortChange, RemovedReason};
+use datapath::ofp::action::{Action, Instructions, PacketInReason};
 use datapath::ofp::field::Field;
 use datapath::ofp::group::{Bucket, GroupType};
 use datapath::ofp::meter::{MeterConfig, MeterUnit};
@@ -17,10 +18,10 @@ use datapath::ofp::pipeline::{
 use datapath::ofp::{FlowErrorKind, MatchField};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
-use datapath::switch::{Switch, SwitchConfig, VlanMode};
+use datapath::switch::{PacketOutError, Switch, SwitchConfig, VlanMode};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
-const T: Duration = Duration::from_millis(500);
+const T: Duration = Duration::from_secs(3);
 const QUIET: Duration = Duration::from_millis(100);
 
 fn mac(i: u8) -> [u8; 6] {
@@ -568,5 +569,206 @@ fn a_meter_caps_a_stream_and_counts_its_drops() {
     assert!(dropped > sent / 2, "{dropped} of {sent}");
     let m = sw.pipeline().meter(1).unwrap().clone();
     assert_eq!(m.dropped.totals().0, dropped);
+    sw.shutdown();
+}
+
+fn events(sw: &mut Switch, want: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while out.len() < want && Instant::now() < deadline {
+        if sw.drain_events(&mut out, 64) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    out
+}
+
+#[test]
+fn controller_action_sends_packet_ins_with_table_cookie_and_truncated_data() {
+    let (mut sw, p) = switch(2, Vec::new());
+    let mut fm = FlowMod::add(
+        0,
+        10,
+        udp_port(77),
+        Instructions {
+            apply: vec![Action::SetField {
+                field: Field::Reg(3),
+                value: 5,
+            }],
+            goto_table: Some(4),
+            ..Instructions::default()
+        },
+    );
+    fm.cookie = 0xc0;
+    sw.flow_mod(&fm).unwrap();
+    let mut fm = FlowMod::add(
+        4,
+        10,
+        Vec::new(),
+        Instructions::apply(vec![Action::Controller {
+            max_len: 20,
+            reason: PacketInReason::Action,
+        }]),
+    );
+    fm.cookie = 0xc4;
+    sw.flow_mod(&fm).unwrap();
+    // Port-status events of the two ports come first.
+    let ev = events(&mut sw, 2);
+    assert!(
+        ev.iter().all(|e| matches!(e, Event::PortStatus(_))),
+        "{ev:?}"
+    );
+    sw.barrier().unwrap();
+    let f = udp_to(1, 2, 77, b"to the controller");
+    for _ in 0..3 {
+        assert!(p[0].send(&f));
+    }
+    let ev = events(&mut sw, 3);
+    assert_eq!(ev.len(), 3);
+    for e in ev {
+        let Event::PacketIn(pi) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!((pi.table, pi.cookie, pi.in_port), (4, 0xc4, 1));
+        assert_eq!(pi.total_len as usize, f.len());
+        assert_eq!(pi.data, f[..20]);
+        assert_eq!(pi.key.regs[3], 5, "the metadata as the pipeline saw it");
+    }
+    assert!(p[1].recv_timeout(QUIET).is_none());
+    assert_eq!(
+        sw.worker_stats()[0].cache.upcalls,
+        1,
+        "the decision is cached"
+    );
+    sw.shutdown();
+}
+
+#[test]
+fn packet_out_with_actions_and_through_the_tables() {
+    let (mut sw, p) = switch(3, Vec::new());
+    let f = udp_to(1, 2, 5, b"out");
+    sw.packet_out(0, f.clone(), Some(vec![Action::Output(3)]))
+        .unwrap();
+    assert_eq!(p[2].recv_timeout(T).unwrap().0, f);
+    assert!(p[1].recv_timeout(QUIET).is_none());
+    // Through the tables from port 1: the default normal flow floods (2 unknown).
+    sw.packet_out(1, f.clone(), None).unwrap();
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, f);
+    assert_eq!(p[2].recv_timeout(T).unwrap().0, f);
+    assert!(
+        p[0].recv_timeout(QUIET).is_none(),
+        "not back to its in_port"
+    );
+    // Actions are checked against the frame: dec_ttl needs IP, this is ARP.
+    let arp = {
+        let mut v = vec![0xff; 6];
+        v.extend_from_slice(&mac(1));
+        v.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        v.extend_from_slice(&mac(1));
+        v.extend_from_slice(&[10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        v
+    };
+    let e = sw
+        .packet_out(0, arp, Some(vec![Action::DecTtl, Action::Output(2)]))
+        .unwrap_err();
+    assert!(matches!(e, PacketOutError::Actions(_)), "{e}");
+    assert!(matches!(
+        sw.packet_out(9, f.clone(), None),
+        Err(PacketOutError::NoSuchPort(9))
+    ));
+    assert!(matches!(
+        sw.packet_out(0, vec![1, 2, 3], None),
+        Err(PacketOutError::Frame(_))
+    ));
+    sw.shutdown();
+}
+
+#[test]
+fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
+    let (mut sw, p) = switch(2, Vec::new());
+    let mut drain = Vec::new();
+    sw.drain_events(&mut drain, 64);
+    let mut idle = FlowMod::add(
+        0,
+        10,
+        udp_port(1),
+        Instructions::apply(vec![Action::Output(2)]),
+    );
+    idle.idle_timeout = 1;
+    idle.flags.send_flow_rem = true;
+    let mut hard = FlowMod::add(
+        0,
+        10,
+        udp_port(2),
+        Instructions::apply(vec![Action::Output(2)]),
+    );
+    hard.hard_timeout = 2;
+    hard.flags.send_flow_rem = true;
+    let mut del = FlowMod::add(
+        0,
+        10,
+        udp_port(3),
+        Instructions::apply(vec![Action::Output(2)]),
+    );
+    del.flags.send_flow_rem = true;
+    let quiet = FlowMod::add(
+        0,
+        10,
+        udp_port(4),
+        Instructions::apply(vec![Action::Output(2)]),
+    );
+    for fm in [&idle, &hard, &del, &quiet] {
+        sw.flow_mod(fm).unwrap();
+    }
+    sw.barrier().unwrap();
+    // Keep the idle flow busy (through the cache) for 1.5 s: it must survive that.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        assert!(p[0].send(&udp_to(1, 2, 1, b"keepalive")));
+        assert!(p[1].recv_timeout(T).is_some());
+        std::thread::sleep(Duration::from_millis(100));
+        sw.housekeeping();
+    }
+    assert_eq!(sw.dump_flows(&FlowFilter::default()).unwrap().len(), 5);
+    // Then let it go idle: idle one out after ≥ 1 s, hard one at 2 s.
+    let mut removed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while removed.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        sw.housekeeping();
+        let mut ev = Vec::new();
+        sw.drain_events(&mut ev, 64);
+        removed.extend(ev.into_iter().filter_map(|e| match e {
+            Event::FlowRemoved(r) => Some(r),
+            _ => None,
+        }));
+    }
+    let mut reasons: Vec<(u128, RemovedReason)> = removed
+        .iter()
+        .map(|r| (r.flow.fields[2].value, r.reason))
+        .collect();
+    reasons.sort_by_key(|r| r.0);
+    assert_eq!(
+        reasons,
+        vec![
+            (1, RemovedReason::IdleTimeout),
+            (2, RemovedReason::HardTimeout)
+        ]
+    );
+    assert!(removed[0].packets >= 10 || removed[1].packets >= 10);
+    // A delete of a flow with send_flow_rem reports it; one without does not.
+    let mut d = FlowMod::delete(Some(0), udp_port(3));
+    d.command = FlowModCommand::Delete;
+    sw.flow_mod(&d).unwrap();
+    sw.flow_mod(&FlowMod::delete(Some(0), udp_port(4))).unwrap();
+    let ev = events(&mut sw, 1);
+    assert_eq!(ev.len(), 1);
+    assert!(matches!(&ev[0], Event::FlowRemoved(r) if r.reason == RemovedReason::Delete));
+    // Port removal is reported.
+    sw.del_port("m2").unwrap();
+    let ev = events(&mut sw, 1);
+    assert!(
+        matches!(&ev[0], Event::PortStatus(s) if s.change == PortChange::Delete && s.port.name == "m2")
+    );
     sw.shutdown();
 }

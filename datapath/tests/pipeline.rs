@@ -9,7 +9,7 @@ use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::switch::{Switch, SwitchConfig, VlanMode};
 use etherparse::PacketBuilder;
 
-const T: Duration = Duration::from_millis(500);
+const T: Duration = Duration::from_secs(3);
 
 fn mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, i]

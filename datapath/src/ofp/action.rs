@@ -257,13 +257,7 @@ fn check_action(
             }
         }
         Action::InPort | Action::Normal | Action::Flood | Action::All => {}
-        Action::Controller { .. } => {
-            return Err(err(
-                FlowErrorKind::Unsupported,
-                at.into(),
-                "the controller action is not supported yet",
-            ));
-        }
+        Action::Controller { .. } => {}
         Action::SetField { field, value } => {
             if !field.writable() {
                 return Err(err(

@@ -432,6 +432,25 @@ impl Pipeline {
         &self.meters
     }
 
+    /// Removes the flows with these (table, id); returns them.
+    pub fn remove_flows(&mut self, ids: &[(u8, u64)]) -> Vec<Arc<Flow>> {
+        let mut removed = Vec::with_capacity(ids.len());
+        for &(t, id) in ids {
+            let Some(slot) = self.tables.get_mut(usize::from(t)) else {
+                continue;
+            };
+            if !slot.flows.contains_key(&id) {
+                continue;
+            }
+            let table = Arc::make_mut(slot);
+            if let Some(f) = table.flows.remove(&id) {
+                table.cls.remove(&f.m, f.priority);
+                removed.push(f);
+            }
+        }
+        removed
+    }
+
     /// Removes every flow for which `uses` is true; returns them.
     fn remove_flows_where(&mut self, uses: impl Fn(&Flow) -> bool) -> Vec<Arc<Flow>> {
         let mut removed = Vec::new();

@@ -36,6 +36,34 @@ pub struct Translation {
     pub flows: Vec<Arc<Flow>>,
     /// The walk ended in a table with no matching flow.
     pub miss: bool,
+    /// Where each `controller` op was applied, in op order.
+    pub controller: Vec<CtlMeta>,
+    /// (table, cookie) of the flow being applied.
+    cur: (u8, u64),
+}
+
+/// Where a `controller` op was applied: the flow's table and cookie, and the pipeline fields
+/// (which the frame does not carry) at that point, for the packet-in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtlMeta {
+    /// Table of the flow.
+    pub table: u8,
+    /// Cookie of the flow.
+    pub cookie: u64,
+    /// `metadata` at that point.
+    pub metadata: u64,
+    /// Registers at that point.
+    pub regs: [u32; 8],
+}
+
+impl CtlMeta {
+    /// The meta of packet-out actions (table 0xff, no cookie).
+    pub const PACKET_OUT: Self = Self {
+        table: 0xff,
+        cookie: u64::MAX,
+        metadata: 0,
+        regs: [0; 8],
+    };
 }
 
 impl Translation {
@@ -145,6 +173,15 @@ fn apply(a: &Action, k: &mut FlowKey, t: &mut Translation) {
             k.nw_ttl = k.nw_ttl.saturating_sub(1);
             t.ops.push(Action::DecTtl);
         }
+        Action::Controller { .. } => {
+            t.controller.push(CtlMeta {
+                table: t.cur.0,
+                cookie: t.cur.1,
+                metadata: k.metadata,
+                regs: k.regs,
+            });
+            t.ops.push(*a);
+        }
         _ => t.ops.push(*a),
     }
 }
@@ -161,6 +198,7 @@ pub fn xlate(p: &Pipeline, key: &FlowKey) -> Translation {
             return t;
         };
         t.flows.push(Arc::clone(flow));
+        t.cur = (table, flow.cookie);
         let ins = &flow.instructions;
         for a in &ins.apply {
             apply(a, &mut k, &mut t);
