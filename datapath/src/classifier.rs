@@ -29,7 +29,6 @@
 //! change.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
 
 use crate::flow::FlowKey;
 
@@ -266,9 +265,9 @@ struct Entry {
 struct Subtable {
     mask: FlowMask,
     /// Masked key → rules with that match, priority descending (distinct priorities).
-    buckets: HashMap<FlowKey, Vec<Entry>, ahash::RandomState>,
+    buckets: imbl::GenericHashMap<FlowKey, Vec<Entry>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
     /// Priority → number of rules with it (for the maximum after removals).
-    prios: BTreeMap<u16, usize>,
+    prios: imbl::OrdMap<u16, usize>,
     /// Cached highest key of `prios`.
     max_priority: u16,
 }
@@ -277,14 +276,14 @@ impl Subtable {
     fn new(mask: FlowMask) -> Self {
         Self {
             mask,
-            buckets: HashMap::with_hasher(ahash::RandomState::new()),
-            prios: BTreeMap::new(),
+            buckets: imbl::GenericHashMap::with_hasher(ahash::RandomState::new()),
+            prios: imbl::OrdMap::new(),
             max_priority: 0,
         }
     }
 
     fn refresh_max(&mut self) {
-        self.max_priority = self.prios.last_key_value().map_or(0, |(p, _)| *p);
+        self.max_priority = self.prios.get_max().map_or(0, |(p, _)| *p);
     }
 }
 

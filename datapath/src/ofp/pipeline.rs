@@ -20,7 +20,6 @@
 //! workers (one slot per worker, single writer each), so statistics survive `modify` and
 //! include every packet a cached decision sent through the flow.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -260,14 +259,14 @@ pub struct FlowFilter {
 #[derive(Clone, Debug)]
 pub struct FlowTable {
     cls: Table,
-    flows: HashMap<u64, Arc<Flow>, ahash::RandomState>,
+    flows: imbl::GenericHashMap<u64, Arc<Flow>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
 }
 
 impl FlowTable {
     fn new(max: usize) -> Self {
         Self {
             cls: Table::with_capacity(max),
-            flows: HashMap::with_hasher(ahash::RandomState::new()),
+            flows: imbl::GenericHashMap::with_hasher(ahash::RandomState::new()),
         }
     }
 
