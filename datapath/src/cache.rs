@@ -19,15 +19,18 @@ use std::sync::Arc;
 
 use crate::classifier::FlowMask;
 use crate::flow::FlowKey;
-use crate::ofp::pipeline::{Flow, Pipeline};
+use crate::ofp::pipeline::{Change, Flow, Pipeline};
 use crate::ofp::xlate::{Op, Translation, xlate};
 
 /// Default megaflow entries per worker.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 /// EMC slots per worker (power of two).
 pub const EMC_SLOTS: usize = 8_192;
-/// Above this many entries a pipeline change flushes the cache instead of re-translating it.
+/// Above this many entries a pipeline change that cannot be targeted flushes the cache instead
+/// of re-translating it.
 pub const REVALIDATE_MAX: usize = 16_384;
+/// Above this many flow changes at once, every entry is re-translated (or the cache flushed).
+pub const MAX_TARGETED_CHANGES: usize = 256;
 
 /// A cached translation.
 #[derive(Debug)]
@@ -42,6 +45,10 @@ pub struct CachedFlow {
     pub outputs: bool,
     /// Where each `controller` op was applied, in op order.
     pub controller: Box<[crate::ofp::xlate::CtlMeta]>,
+    /// Tables the translation looked up.
+    tables: [u64; 4],
+    /// A lookup used fields rewritten by earlier actions.
+    rewrote: bool,
     key: FlowKey,
     mask: FlowMask,
     serial: u32,
@@ -66,6 +73,8 @@ impl CachedFlow {
             miss: t.miss,
             outputs,
             controller: t.controller.into_boxed_slice(),
+            tables: t.tables,
+            rewrote: t.rewrote,
             key: t.mask.apply(&key),
             mask: t.mask,
             serial,
@@ -123,6 +132,8 @@ pub struct FlowCache {
     hand: usize,
     next_serial: u32,
     lookups_since_rank: u32,
+    /// Pipeline version the entries are valid for (`None`: not known yet).
+    version: Option<u64>,
     /// Counters.
     pub stats: CacheStats,
 }
@@ -143,6 +154,7 @@ impl FlowCache {
             hand: 0,
             next_serial: 1,
             lookups_since_rank: 0,
+            version: None,
             stats: CacheStats::default(),
         }
     }
@@ -231,6 +243,9 @@ impl FlowCache {
     /// Translates `key` through `pipeline` and caches the result.
     pub fn upcall(&mut self, pipeline: &Pipeline, key: &FlowKey, now: u32) -> EntryRef {
         self.stats.upcalls += 1;
+        if self.is_empty() {
+            self.version = Some(pipeline.version());
+        }
         let t = xlate(pipeline, key);
         self.insert(t, key, now)
     }
@@ -369,17 +384,45 @@ impl FlowCache {
         self.emc.fill(EmcSlot::default());
     }
 
-    /// Brings every entry up to date with `pipeline` (see the module docs).
+    /// Brings every entry up to date with `pipeline` (see the module docs). Only entries that a
+    /// flow change since the cache's version could affect are re-translated: the change is in a
+    /// table the entry's translation looked up, and its match overlaps the keys the entry
+    /// covers (entries whose lookups used rewritten fields are always re-translated).
     pub fn revalidate(&mut self, pipeline: &Pipeline) {
-        if self.len() > REVALIDATE_MAX {
+        let changes: Option<Vec<Change>> = self
+            .version
+            .and_then(|v| pipeline.changes_since(v))
+            .map(|c| c.copied().collect())
+            .filter(|c: &Vec<Change>| c.len() <= MAX_TARGETED_CHANGES);
+        self.version = Some(pipeline.version());
+        if changes.as_ref().is_some_and(Vec::is_empty) {
+            return;
+        }
+        if changes.is_none() && self.len() > REVALIDATE_MAX {
             self.flush();
             return;
         }
         for i in 0..self.entries.len() {
-            if !self.entries[i].live {
+            let e = &self.entries[i];
+            if !e.live {
                 continue;
             }
-            let key = self.entries[i].key;
+            let affected = match &changes {
+                None => true,
+                Some(cs) => {
+                    e.rewrote
+                        || cs.iter().any(|c| {
+                            e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0 && {
+                                let both = c.m.mask().intersection(&e.mask);
+                                both.apply(c.m.key()) == both.apply(&e.key)
+                            }
+                        })
+                }
+            };
+            if !affected {
+                continue;
+            }
+            let key = e.key;
             let t = xlate(pipeline, &key);
             self.stats.revalidated += 1;
             let e = &mut self.entries[i];
@@ -388,6 +431,8 @@ impl FlowCache {
                 e.ops = t.ops.into_boxed_slice();
                 e.flows = t.flows.into_boxed_slice();
                 e.controller = t.controller.into_boxed_slice();
+                e.tables = t.tables;
+                e.rewrote = t.rewrote;
                 e.miss = t.miss;
             } else {
                 self.remove(u32::try_from(i).unwrap_or(u32::MAX));
@@ -513,6 +558,30 @@ mod tests {
                 assert_eq!(&*c.entry(r).ops, &[Action::Output(2)]);
             }
         }
+    }
+
+    #[test]
+    fn revalidation_is_targeted_at_entries_a_change_can_affect() {
+        let mut p = Pipeline::learning_bridge(1, 1000);
+        for port in 0..50 {
+            port_rule(&mut p, port, 2);
+        }
+        let mut c = FlowCache::new(1000);
+        for port in 0..50 {
+            c.upcall(&p, &key(port, 1), 0);
+        }
+        c.revalidate(&p);
+        let before = c.stats.revalidated;
+        // A rule for port 99 overlaps none of the cached keys: nothing is re-translated.
+        port_rule(&mut p, 99, 3);
+        c.revalidate(&p);
+        assert_eq!(c.stats.revalidated, before);
+        // Changing port 7's rule re-translates exactly that entry.
+        port_rule(&mut p, 7, 3);
+        c.revalidate(&p);
+        assert_eq!(c.stats.revalidated, before + 1);
+        let r = c.lookup(&key(7, 1), 0).unwrap();
+        assert_eq!(&*c.entry(r).ops, &[Action::Output(3)]);
     }
 
     #[test]

@@ -265,7 +265,12 @@ struct Entry {
 struct Subtable {
     mask: FlowMask,
     /// Masked key → rules with that match, priority descending (distinct priorities).
-    buckets: imbl::GenericHashMap<FlowKey, Vec<Entry>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
+    buckets: imbl::GenericHashMap<
+        FlowKey,
+        Vec<Entry>,
+        ahash::RandomState,
+        imbl::shared_ptr::DefaultSharedPtr,
+    >,
     /// Priority → number of rules with it (for the maximum after removals).
     prios: imbl::OrdMap<u16, usize>,
     /// Cached highest key of `prios`.

@@ -259,7 +259,12 @@ pub struct FlowFilter {
 #[derive(Clone, Debug)]
 pub struct FlowTable {
     cls: Table,
-    flows: imbl::GenericHashMap<u64, Arc<Flow>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
+    flows: imbl::GenericHashMap<
+        u64,
+        Arc<Flow>,
+        ahash::RandomState,
+        imbl::shared_ptr::DefaultSharedPtr,
+    >,
 }
 
 impl FlowTable {
@@ -356,10 +361,30 @@ impl ValidationContext for Refs {
     }
 }
 
+/// A flow that was added, changed or removed, for targeted revalidation of caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Version of the pipeline that made it.
+    pub version: u64,
+    /// Table.
+    pub table: u8,
+    /// The flow's match.
+    pub m: Match,
+}
+
+/// Changes remembered for caches that catch up (older ones: the cache re-translates all).
+pub const MAX_CHANGES: usize = 4_096;
+
 /// Tables 0..=253, groups and meters.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     tables: Vec<Arc<FlowTable>>,
+    /// Bumped by every flow change.
+    version: u64,
+    /// The latest flow changes, oldest first, at most [`MAX_CHANGES`].
+    changes: imbl::Vector<Change>,
+    /// Every change with a version above this is in `changes`.
+    changes_floor: u64,
     groups: Arc<Groups>,
     meters: Arc<Meters>,
     next_id: u64,
@@ -386,6 +411,9 @@ impl Pipeline {
             tables: (0..TABLES).map(|_| Arc::clone(&empty)).collect(),
             groups: Arc::new(Groups::new()),
             meters: Arc::new(Meters::new()),
+            version: 0,
+            changes: imbl::Vector::new(),
+            changes_floor: 0,
             next_id: 1,
             writers,
             max_flows_per_table,
@@ -399,6 +427,32 @@ impl Pipeline {
         p.flow_mod(&add, &super::action::NoGroups, Instant::now())
             .expect("the default flow is valid");
         p
+    }
+
+    /// Version of the flow tables: bumped by every flow change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The flow changes after version `since`, or `None` when they are no longer all known.
+    pub fn changes_since(&self, since: u64) -> Option<impl Iterator<Item = &Change>> {
+        (since >= self.changes_floor)
+            .then(|| self.changes.iter().filter(move |c| c.version > since))
+    }
+
+    /// Records that a flow with match `m` in `table` appeared, changed or went away.
+    fn note_change(&mut self, table: u8, m: Match) {
+        self.version += 1;
+        if self.changes.len() >= MAX_CHANGES
+            && let Some(old) = self.changes.pop_front()
+        {
+            self.changes_floor = old.version;
+        }
+        self.changes.push_back(Change {
+            version: self.version,
+            table,
+            m,
+        });
     }
 
     /// The groups and meters flows may refer to.
@@ -447,6 +501,9 @@ impl Pipeline {
                 removed.push(f);
             }
         }
+        for f in &removed {
+            self.note_change(f.table, f.m);
+        }
         removed
     }
 
@@ -470,6 +527,9 @@ impl Pipeline {
                     removed.push(f);
                 }
             }
+        }
+        for f in &removed {
+            self.note_change(f.table, f.m);
         }
         removed
     }
@@ -705,6 +765,9 @@ impl Pipeline {
                         removed.push(flow);
                     }
                 }
+                for f in &removed {
+                    self.note_change(f.table, f.m);
+                }
                 Ok(FlowModResult {
                     removed,
                     ..FlowModResult::default()
@@ -808,6 +871,7 @@ impl Pipeline {
             removed.push(f);
         }
         table.flows.insert(id, flow);
+        self.note_change(t, m);
         Ok(FlowModResult {
             added: 1,
             modified: 0,
@@ -864,7 +928,9 @@ impl Pipeline {
                 created: old.created,
                 stats,
             });
+            let m = new.m;
             table.flows.insert(*id, new);
+            self.note_change(*t, m);
         }
         Ok(FlowModResult {
             modified: ids.len(),

@@ -38,8 +38,15 @@ pub struct Translation {
     pub miss: bool,
     /// Where each `controller` op was applied, in op order.
     pub controller: Vec<CtlMeta>,
+    /// Tables the walk looked up (bit `t` of word `t / 64`).
+    pub tables: [u64; 4],
+    /// A table was looked up with a key that earlier actions had changed (so the changed
+    /// fields, not the packet's, decided it).
+    pub rewrote: bool,
     /// (table, cookie) of the flow being applied.
     cur: (u8, u64),
+    /// The working key differs from the packet's.
+    modified: bool,
 }
 
 /// Where a `controller` op was applied: the flow's table and cookie, and the pipeline fields
@@ -67,6 +74,11 @@ impl CtlMeta {
 }
 
 impl Translation {
+    /// Whether the walk looked up table `t`.
+    pub fn visited(&self, t: u8) -> bool {
+        self.tables[usize::from(t / 64)] & (1 << (t % 64)) != 0
+    }
+
     /// Whether the ops can send the packet anywhere.
     pub fn outputs(&self) -> bool {
         self.ops.iter().any(|o| {
@@ -146,6 +158,12 @@ impl ActionSet {
 
 /// Applies one action to the working key and appends its op.
 fn apply(a: &Action, k: &mut FlowKey, t: &mut Translation) {
+    if matches!(
+        a,
+        Action::SetField { .. } | Action::PushVlan(_) | Action::PopVlan | Action::DecTtl
+    ) {
+        t.modified = true;
+    }
     match *a {
         Action::SetField { field, value } => {
             let value = if field == Field::VlanVid {
@@ -193,6 +211,8 @@ pub fn xlate(p: &Pipeline, key: &FlowKey) -> Translation {
     let mut set = ActionSet::default();
     let mut table: u8 = 0;
     loop {
+        t.tables[usize::from(table / 64)] |= 1 << (table % 64);
+        t.rewrote |= t.modified;
         let Some(flow) = p.table(table).lookup_wc(&k, &mut t.mask) else {
             t.miss = true;
             return t;
@@ -211,6 +231,7 @@ pub fn xlate(p: &Pipeline, key: &FlowKey) -> Translation {
         }
         if let Some((value, mask)) = ins.write_metadata {
             k.metadata = (k.metadata & !mask) | (value & mask);
+            t.modified = true;
         }
         match ins.goto_table {
             Some(next) if next > table && next <= MAX_TABLE => table = next,
