@@ -31,6 +31,10 @@ use crate::proto::{
     PortStatsRequest, ProtoError, Reply, Request, SwitchShowReply, VERSION, decode_reply,
     encode_request,
 };
+use crate::proto::{
+    GroupDesc, GroupDumpRequest, GroupModReply, GroupModRequest, MeterDesc, MeterDumpRequest,
+    MeterModReply, MeterModRequest,
+};
 
 /// Settings of a client connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -505,6 +509,53 @@ impl Client {
     pub fn bundle(&mut self, ops: Vec<FlowModRequest>) -> Result<BundleReply, ClientError> {
         match self.request(&Request::Bundle(BundleRequest { ops }))? {
             Reply::Bundle(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `group_mod`: adds, modifies or deletes groups; returns how many flows a delete removed
+    /// with them.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`exists`, `not_found`, `bad_field`, `bad_action`,
+    /// `unsupported`, `limit`, with the path of the offending part).
+    pub fn group_mod(&mut self, request: GroupModRequest) -> Result<GroupModReply, ClientError> {
+        match self.request(&Request::GroupMod(request))? {
+            Reply::GroupMod(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `group_dump`: one group or all, with counters (all parts merged).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn group_dump(&mut self, group_id: Option<u32>) -> Result<Vec<GroupDesc>, ClientError> {
+        match self.request(&Request::GroupDump(GroupDumpRequest { group_id }))? {
+            Reply::GroupDump(r) => Ok(r.groups),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `meter_mod`: adds, modifies or deletes meters; returns how many flows a delete removed
+    /// with them.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`exists`, `not_found`, `bad_field`, `limit`).
+    pub fn meter_mod(&mut self, request: MeterModRequest) -> Result<MeterModReply, ClientError> {
+        match self.request(&Request::MeterMod(request))? {
+            Reply::MeterMod(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `meter_dump`: one meter or all, with counters (all parts merged).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn meter_dump(&mut self, meter_id: Option<u32>) -> Result<Vec<MeterDesc>, ClientError> {
+        match self.request(&Request::MeterDump(MeterDumpRequest { meter_id }))? {
+            Reply::MeterDump(r) => Ok(r.meters),
             other => Err(Self::unexpected(&other)),
         }
     }

@@ -12,6 +12,9 @@
 //!   syntax back; `parse_flow(format_flow_mod(fm))` gives the same match and instructions.
 //! - [`parse_value`] / [`format_value`] read and write one field value (`10.1.0.0/16`,
 //!   `aa:bb:cc:dd:ee:ff`, `0x50/0xfff0`, `+trk+est`), also used by the JSON protocol.
+//! - [`parse_group`] / [`format_group_mod`] and [`parse_meter`] / [`format_meter_mod`] do the
+//!   same for groups (`group_id=1,type=select,bucket=weight:10,actions=output:p2`) and meters
+//!   (`meter=1,pktps,burst,band=type=drop,rate=100,burst_size=10`).
 //!
 //! The accepted names, aliases and actions are listed in `docs/flows.md`. Slow path only.
 
@@ -528,6 +531,41 @@ fn fail<T>(input: &str, span: Span, message: impl Into<String>) -> Result<T, Par
     Err(ParseError::at(input, span, message))
 }
 
+impl<'a, 'r> Parser<'a, 'r> {
+    /// A parser of `input` for a flow-mod `command` (an empty match so far).
+    fn new(
+        input: &'a str,
+        command: FlowModCommand,
+        ports: &'r dyn Fn(&str) -> Option<u32>,
+    ) -> Self {
+        let mut fm = FlowMod::add(0, DEFAULT_PRIORITY, Vec::new(), Instructions::default());
+        fm.command = command;
+        if command != FlowModCommand::Add {
+            fm.table = None;
+        }
+        Parser {
+            input,
+            ports,
+            fm,
+            out: ParsedFlow {
+                flow_mod: FlowMod::add(0, 0, Vec::new(), Instructions::default()),
+                whole: Span::new(0, input.len()),
+                table: None,
+                priority: None,
+                match_part: None,
+                fields: Vec::new(),
+                actions_part: None,
+                apply: Vec::new(),
+                write: Vec::new(),
+                write_actions: None,
+                goto: None,
+                write_metadata: None,
+            },
+            deferred: Vec::new(),
+        }
+    }
+}
+
 impl<'a> Parser<'a, '_> {
     fn err<T>(&self, span: Span, message: impl Into<String>) -> Result<T, ParseError> {
         fail(self.input, span, message)
@@ -988,32 +1026,7 @@ pub fn parse_flow(
     command: FlowModCommand,
     ports: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<ParsedFlow, ParseError> {
-    let whole = Span::new(0, input.len());
-    let mut fm = FlowMod::add(0, DEFAULT_PRIORITY, Vec::new(), Instructions::default());
-    fm.command = command;
-    if command != FlowModCommand::Add {
-        fm.table = None;
-    }
-    let mut p = Parser {
-        input,
-        ports,
-        fm,
-        out: ParsedFlow {
-            flow_mod: FlowMod::add(0, 0, Vec::new(), Instructions::default()),
-            whole,
-            table: None,
-            priority: None,
-            match_part: None,
-            fields: Vec::new(),
-            actions_part: None,
-            apply: Vec::new(),
-            write: Vec::new(),
-            write_actions: None,
-            goto: None,
-            write_metadata: None,
-        },
-        deferred: Vec::new(),
-    };
+    let mut p = Parser::new(input, command, ports);
     // `actions=` starts the action part (OVS: it must come last).
     let mut actions_at = None;
     for tok in split_top(input, 0, |b| b == b',' || b.is_ascii_whitespace()) {
@@ -1324,6 +1337,13 @@ impl fmt::Display for DisplayMatch<'_> {
         f.write_str(&format_match(self.0, &|_| None))
     }
 }
+
+mod group;
+
+pub use group::{
+    ParsedGroup, ParsedMeter, format_group, format_group_mod, format_meter_mod, parse_group,
+    parse_meter,
+};
 
 #[cfg(test)]
 mod tests;

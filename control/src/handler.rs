@@ -23,6 +23,10 @@ use crate::proto::{
     ProtoError, Reply, Request, SUPPORTED_VERSIONS, SwitchShowReply, VERSION, VlanDesc, VlanSpec,
     WorkerDesc,
 };
+use crate::proto::{
+    GroupDesc, GroupDumpReply, GroupModReply, MeterDesc, MeterDumpReply, MeterModReply,
+    group_meter_error,
+};
 
 /// Most queues a port may ask for.
 pub(crate) const MAX_QUEUES: u32 = 64;
@@ -34,7 +38,11 @@ pub(crate) const PORTS_PER_PART: usize = 256;
 pub(crate) const MACS_PER_PART: usize = 1024;
 /// Most flows per part of `flow_dump_reply` (parts are also bounded in bytes).
 pub(crate) const FLOWS_PER_PART: usize = 1000;
-/// Bytes of a frame kept free for the envelope of a `flow_dump_reply` part.
+/// Most groups per part of `group_dump_reply` (parts are also bounded in bytes).
+pub(crate) const GROUPS_PER_PART: usize = 256;
+/// Most meters per part of `meter_dump_reply` (parts are also bounded in bytes).
+pub(crate) const METERS_PER_PART: usize = 1024;
+/// Bytes of a frame kept free for the envelope of a dump reply part.
 const ENVELOPE_SLACK: usize = 1024;
 
 /// Turns requests into switch operations.
@@ -164,7 +172,12 @@ impl Handler {
                 let clock = switch.clock_ms();
                 let now = Instant::now();
                 let descs = flows.iter().map(|f| FlowDesc::from_flow(f, clock, now));
-                flow_parts(descs, self.max_frame_bytes)
+                sized_parts(
+                    descs,
+                    FLOWS_PER_PART,
+                    self.max_frame_bytes,
+                    |flows, more| Reply::FlowDump(FlowDumpReply { flows, more }),
+                )
             }
             Request::FlowAggregate(req) => {
                 let filter = req.to_filter("body")?;
@@ -235,34 +248,94 @@ impl Handler {
                 }
                 vec![Reply::Bundle(reply)]
             }
+            Request::GroupMod(req) => {
+                let gm = req.to_group_mod("body")?;
+                let removed = switch
+                    .group_mod(&gm)
+                    .map_err(|e| group_meter_error(&e, "body"))?;
+                vec![Reply::GroupMod(GroupModReply {
+                    removed_flows: removed.len() as u64,
+                })]
+            }
+            Request::GroupDump(req) => {
+                let pipeline = switch.pipeline();
+                let groups: Vec<GroupDesc> = match req.group_id {
+                    Some(id) => pipeline
+                        .group(id)
+                        .into_iter()
+                        .map(|g| GroupDesc::from_group(g))
+                        .collect(),
+                    None => pipeline
+                        .groups()
+                        .values()
+                        .map(|g| GroupDesc::from_group(g))
+                        .collect(),
+                };
+                sized_parts(
+                    groups.into_iter(),
+                    GROUPS_PER_PART,
+                    self.max_frame_bytes,
+                    |groups, more| Reply::GroupDump(GroupDumpReply { groups, more }),
+                )
+            }
+            Request::MeterMod(req) => {
+                let mm = req.to_meter_mod("body")?;
+                let removed = switch
+                    .meter_mod(&mm)
+                    .map_err(|e| group_meter_error(&e, "body"))?;
+                vec![Reply::MeterMod(MeterModReply {
+                    removed_flows: removed.len() as u64,
+                })]
+            }
+            Request::MeterDump(req) => {
+                let pipeline = switch.pipeline();
+                let meters: Vec<MeterDesc> = match req.meter_id {
+                    Some(id) => pipeline
+                        .meter(id)
+                        .into_iter()
+                        .map(|m| MeterDesc::from_meter(m))
+                        .collect(),
+                    None => pipeline
+                        .meters()
+                        .values()
+                        .map(|m| MeterDesc::from_meter(m))
+                        .collect(),
+                };
+                sized_parts(
+                    meters.into_iter(),
+                    METERS_PER_PART,
+                    self.max_frame_bytes,
+                    |meters, more| Reply::MeterDump(MeterDumpReply { meters, more }),
+                )
+            }
         })
     }
 }
 
-/// Splits dumped flows into `flow_dump_reply` parts of at most [`FLOWS_PER_PART`] flows and
-/// at most `max_frame_bytes` (minus room for the envelope) of JSON each. A single flow too
-/// big for a frame gets a part of its own (which then becomes a `limit` error).
-fn flow_parts(flows: impl Iterator<Item = FlowDesc>, max_frame_bytes: usize) -> Vec<Reply> {
+/// Splits dumped items into reply parts of at most `per_part` items and at most
+/// `max_frame_bytes` (minus room for the envelope) of JSON each. A single item too big for a
+/// frame gets a part of its own (which then becomes a `limit` error). An empty list is one
+/// empty part.
+fn sized_parts<T: serde::Serialize>(
+    items: impl Iterator<Item = T>,
+    per_part: usize,
+    max_frame_bytes: usize,
+    make: impl Fn(Vec<T>, bool) -> Reply,
+) -> Vec<Reply> {
     let budget = max_frame_bytes.saturating_sub(ENVELOPE_SLACK);
     let mut out = Vec::new();
-    let mut part: Vec<FlowDesc> = Vec::new();
+    let mut part: Vec<T> = Vec::new();
     let mut bytes = 0usize;
-    for f in flows {
-        let len = serde_json::to_vec(&f).map_or(0, |v| v.len()) + 1;
-        if !part.is_empty() && (part.len() >= FLOWS_PER_PART || bytes + len > budget) {
-            out.push(Reply::FlowDump(FlowDumpReply {
-                flows: std::mem::take(&mut part),
-                more: true,
-            }));
+    for item in items {
+        let len = serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
+        if !part.is_empty() && (part.len() >= per_part || bytes + len > budget) {
+            out.push(make(std::mem::take(&mut part), true));
             bytes = 0;
         }
         bytes += len;
-        part.push(f);
+        part.push(item);
     }
-    out.push(Reply::FlowDump(FlowDumpReply {
-        flows: part,
-        more: false,
-    }));
+    out.push(make(part, false));
     out
 }
 

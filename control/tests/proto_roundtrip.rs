@@ -98,7 +98,72 @@ fn requests() -> Vec<Request> {
         Request::Bundle(BundleRequest {
             ops: vec![sample_flow_mod(), FlowModRequest::new(FlowCommand::Delete)],
         }),
+        Request::GroupMod(sample_group_mod()),
+        Request::GroupMod(GroupModRequest {
+            command: ModCommandDesc::Modify,
+            group_id: Some(2),
+            group_type: Some(GroupTypeDesc::FastFailover),
+            buckets: vec![
+                BucketDesc {
+                    weight: None,
+                    watch_port: Some(1),
+                    actions: vec![ActionDesc::Output(1)],
+                },
+                BucketDesc::default(),
+            ],
+        }),
+        Request::GroupMod(GroupModRequest::new(ModCommandDesc::Delete)),
+        Request::GroupMod(GroupModRequest {
+            group_id: Some(7),
+            ..GroupModRequest::new(ModCommandDesc::Delete)
+        }),
+        Request::GroupDump(GroupDumpRequest::default()),
+        Request::GroupDump(GroupDumpRequest { group_id: Some(0) }),
+        Request::MeterMod(sample_meter_mod()),
+        Request::MeterMod(MeterModRequest {
+            command: ModCommandDesc::Modify,
+            meter_id: Some(u32::MAX),
+            unit: None,
+            rate: Some(u64::MAX),
+            burst: None,
+        }),
+        Request::MeterMod(MeterModRequest::new(ModCommandDesc::Delete)),
+        Request::MeterDump(MeterDumpRequest::default()),
+        Request::MeterDump(MeterDumpRequest { meter_id: Some(3) }),
     ]
+}
+
+fn sample_group_mod() -> GroupModRequest {
+    GroupModRequest {
+        command: ModCommandDesc::Add,
+        group_id: Some(1),
+        group_type: Some(GroupTypeDesc::Select),
+        buckets: vec![
+            BucketDesc {
+                weight: Some(10),
+                watch_port: None,
+                actions: vec![ActionDesc::Output(2)],
+            },
+            BucketDesc {
+                weight: Some(5),
+                watch_port: Some(3),
+                actions: vec![
+                    ActionDesc::SetField(MatchDesc::from([("ip_dst".into(), "10.0.0.9".into())])),
+                    ActionDesc::Output(3),
+                ],
+            },
+        ],
+    }
+}
+
+fn sample_meter_mod() -> MeterModRequest {
+    MeterModRequest {
+        command: ModCommandDesc::Add,
+        meter_id: Some(1),
+        unit: Some(MeterUnitDesc::Pktps),
+        rate: Some(100),
+        burst: Some(10),
+    }
 }
 
 fn sample_flow_mod() -> FlowModRequest {
@@ -298,6 +363,47 @@ fn replies() -> Vec<Reply> {
             added: 1,
             modified: 0,
             removed: 4,
+        }),
+        Reply::GroupMod(GroupModReply { removed_flows: 3 }),
+        Reply::GroupDump(GroupDumpReply {
+            groups: vec![GroupDesc {
+                group_id: 1,
+                group_type: GroupTypeDesc::Select,
+                buckets: vec![
+                    BucketStatsDesc {
+                        weight: 10,
+                        watch_port: None,
+                        actions: vec![ActionDesc::Output(2)],
+                        packets: 2,
+                        bytes: 200,
+                    },
+                    BucketStatsDesc {
+                        weight: 0,
+                        watch_port: Some(4),
+                        actions: vec![],
+                        packets: 0,
+                        bytes: 0,
+                    },
+                ],
+                packets: 2,
+                bytes: 200,
+            }],
+            more: true,
+        }),
+        Reply::GroupDump(GroupDumpReply::default()),
+        Reply::MeterMod(MeterModReply { removed_flows: 0 }),
+        Reply::MeterDump(MeterDumpReply {
+            meters: vec![MeterDesc {
+                meter_id: 1,
+                unit: MeterUnitDesc::Pktps,
+                rate: 100,
+                burst: 10,
+                packets_in: 50,
+                bytes_in: 5000,
+                packets_dropped: 20,
+                bytes_dropped: 2000,
+            }],
+            more: false,
         }),
         Reply::Error(ErrorReply::from(ProtoError::bad_field(
             "body.vlan.trunks[2]",
@@ -660,4 +766,118 @@ fn hostile_flow_payloads_get_precise_errors() {
     );
     let dump = r#"{"version":1,"xid":8,"type":"flow_dump","body":{"strict":"yes"}}"#;
     check(dump.as_bytes(), ErrorCode::BadField, Some("body.strict"), 8);
+}
+
+#[test]
+fn group_and_meter_wire_shapes_are_the_documented_ones() {
+    let v: Value =
+        serde_json::from_slice(&encode_request(4, &Request::GroupMod(sample_group_mod())).unwrap())
+            .unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "version": 1, "xid": 4, "type": "group_mod",
+            "body": {
+                "command": "add", "group_id": 1, "type": "select",
+                "buckets": [
+                    {"weight": 10, "actions": [{"output": 2}]},
+                    {"weight": 5, "watch_port": 3,
+                     "actions": [{"set_field": {"ip_dst": "10.0.0.9"}}, {"output": 3}]}
+                ]
+            }
+        })
+    );
+    let v: Value =
+        serde_json::from_slice(&encode_request(5, &Request::MeterMod(sample_meter_mod())).unwrap())
+            .unwrap();
+    assert_eq!(
+        v,
+        json!({
+            "version": 1, "xid": 5, "type": "meter_mod",
+            "body": {"command": "add", "meter_id": 1, "unit": "pktps", "rate": 100, "burst": 10}
+        })
+    );
+    let del = Request::GroupMod(GroupModRequest::new(ModCommandDesc::Delete));
+    let v: Value = serde_json::from_slice(&encode_request(6, &del).unwrap()).unwrap();
+    assert_eq!(v["body"], json!({"command": "delete"}));
+    let reply = Reply::MeterDump(MeterDumpReply {
+        meters: vec![MeterDesc {
+            meter_id: 2,
+            unit: MeterUnitDesc::Kbps,
+            rate: 10_000,
+            ..MeterDesc::default()
+        }],
+        more: false,
+    });
+    let v: Value = serde_json::from_slice(&encode_reply(7, &reply).unwrap()).unwrap();
+    assert_eq!(
+        v["body"],
+        json!({"meters": [{"meter_id": 2, "unit": "kbps", "rate": 10000, "burst": 0,
+                           "packets_in": 0, "bytes_in": 0, "packets_dropped": 0,
+                           "bytes_dropped": 0}], "more": false})
+    );
+}
+
+#[test]
+fn hostile_group_and_meter_payloads_get_precise_errors() {
+    let msg = |kind: &str, body: &str| {
+        format!(r#"{{"version":1,"xid":9,"type":"{kind}","body":{body}}}"#)
+    };
+    for (kind, body, field) in [
+        ("group_mod", r#"{}"#, "body.command"),
+        ("group_mod", r#"{"command":"insert"}"#, "body.command"),
+        (
+            "group_mod",
+            r#"{"command":"add","group_id":-1}"#,
+            "body.group_id",
+        ),
+        (
+            "group_mod",
+            r#"{"command":"add","group_id":4294967296}"#,
+            "body.group_id",
+        ),
+        (
+            "group_mod",
+            r#"{"command":"add","type":"random"}"#,
+            "body.type",
+        ),
+        (
+            "group_mod",
+            r#"{"command":"add","buckets":{}}"#,
+            "body.buckets",
+        ),
+        (
+            "group_mod",
+            r#"{"command":"add","buckets":[{},{"weight":70000}]}"#,
+            "body.buckets[1].weight",
+        ),
+        (
+            "group_mod",
+            r#"{"command":"add","buckets":[{"actions":["normal","teleport"]}]}"#,
+            "body.buckets[0].actions[1]",
+        ),
+        (
+            "group_mod",
+            r#"{"command":"add","buckets":[{"watch_group":1}]}"#,
+            "body.buckets[0].watch_group",
+        ),
+        ("group_mod", r#"{"command":"add","extra":1}"#, "body.extra"),
+        ("group_dump", r#"{"group_id":"1"}"#, "body.group_id"),
+        ("group_dump", r#"{"type":"all"}"#, "body.type"),
+        (
+            "meter_mod",
+            r#"{"command":"add","unit":"bps"}"#,
+            "body.unit",
+        ),
+        ("meter_mod", r#"{"command":"add","rate":-5}"#, "body.rate"),
+        ("meter_mod", r#"{"command":"add","bands":[]}"#, "body.bands"),
+        ("meter_dump", r#"{"meter_id":1.5}"#, "body.meter_id"),
+    ] {
+        check(
+            msg(kind, body).as_bytes(),
+            ErrorCode::BadField,
+            Some(field),
+            9,
+        );
+    }
 }

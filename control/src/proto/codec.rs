@@ -292,6 +292,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Decoded<Request>, DecodeError> {
         "table_stats" => body(b).map(Request::TableStats),
         "barrier" => body(b).map(Request::Barrier),
         "bundle" => body(b).map(Request::Bundle),
+        "group_mod" => body(b).map(Request::GroupMod),
+        "group_dump" => body(b).map(Request::GroupDump),
+        "meter_mod" => body(b).map(Request::MeterMod),
+        "meter_dump" => body(b).map(Request::MeterDump),
         other => Err(ProtoError::field(
             ErrorCode::UnknownType,
             "type",
@@ -331,6 +335,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Decoded<Reply>, DecodeError> {
         "table_stats_reply" => body(b).map(Reply::TableStats),
         "barrier_reply" => body(b).map(Reply::Barrier),
         "bundle_reply" => body(b).map(Reply::Bundle),
+        "group_mod_reply" => body(b).map(Reply::GroupMod),
+        "group_dump_reply" => body(b).map(Reply::GroupDump),
+        "meter_mod_reply" => body(b).map(Reply::MeterMod),
+        "meter_dump_reply" => body(b).map(Reply::MeterDump),
         "error" => body::<ErrorReply>(b).map(Reply::Error),
         other => Err(ProtoError::field(
             ErrorCode::UnknownType,

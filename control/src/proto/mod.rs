@@ -25,12 +25,14 @@ pub mod codec;
 pub mod error;
 pub mod flow;
 pub mod frame;
+pub mod group;
 pub mod msg;
 
 pub use codec::{DecodeError, Decoded, decode_reply, decode_request, encode_reply, encode_request};
 pub use error::{ErrorCode, ErrorReply, ProtoError};
 pub use flow::*;
 pub use frame::{DEFAULT_MAX_FRAME_BYTES, FrameStatus, HEADER_LEN};
+pub use group::*;
 pub use msg::*;
 
 /// The protocol version this crate speaks.

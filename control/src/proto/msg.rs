@@ -12,6 +12,10 @@ use super::flow::{
     BundleReply, BundleRequest, FlowAggregateReply, FlowDumpReply, FlowFilterRequest, FlowModReply,
     FlowModRequest, TableStatsReply,
 };
+use super::group::{
+    GroupDumpReply, GroupDumpRequest, GroupModReply, GroupModRequest, MeterDumpReply,
+    MeterDumpRequest, MeterModReply, MeterModRequest,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -208,11 +212,19 @@ pub enum Request {
     Barrier(EmptyRequest),
     /// `bundle`.
     Bundle(BundleRequest),
+    /// `group_mod`.
+    GroupMod(GroupModRequest),
+    /// `group_dump`.
+    GroupDump(GroupDumpRequest),
+    /// `meter_mod`.
+    MeterMod(MeterModRequest),
+    /// `meter_dump`.
+    MeterDump(MeterDumpRequest),
 }
 
 impl Request {
     /// Every request type name, in documentation order (also the `hello` capabilities).
-    pub const TYPES: [&'static str; 15] = [
+    pub const TYPES: [&'static str; 19] = [
         "hello",
         "port_add",
         "port_del",
@@ -228,6 +240,10 @@ impl Request {
         "table_stats",
         "barrier",
         "bundle",
+        "group_mod",
+        "group_dump",
+        "meter_mod",
+        "meter_dump",
     ];
 
     /// The `type` of this request.
@@ -248,6 +264,10 @@ impl Request {
             Self::TableStats(_) => "table_stats",
             Self::Barrier(_) => "barrier",
             Self::Bundle(_) => "bundle",
+            Self::GroupMod(_) => "group_mod",
+            Self::GroupDump(_) => "group_dump",
+            Self::MeterMod(_) => "meter_mod",
+            Self::MeterDump(_) => "meter_dump",
         }
     }
 
@@ -269,6 +289,10 @@ impl Request {
             Self::TableStats(_) => "table_stats_reply",
             Self::Barrier(_) => "barrier_reply",
             Self::Bundle(_) => "bundle_reply",
+            Self::GroupMod(_) => "group_mod_reply",
+            Self::GroupDump(_) => "group_dump_reply",
+            Self::MeterMod(_) => "meter_mod_reply",
+            Self::MeterDump(_) => "meter_dump_reply",
         }
     }
 }
@@ -542,6 +566,14 @@ pub enum Reply {
     Barrier(EmptyReply),
     /// `bundle_reply`.
     Bundle(BundleReply),
+    /// `group_mod_reply`.
+    GroupMod(GroupModReply),
+    /// `group_dump_reply`.
+    GroupDump(GroupDumpReply),
+    /// `meter_mod_reply`.
+    MeterMod(MeterModReply),
+    /// `meter_dump_reply`.
+    MeterDump(MeterDumpReply),
     /// `error`.
     Error(ErrorReply),
 }
@@ -565,6 +597,10 @@ impl Reply {
             Self::TableStats(_) => "table_stats_reply",
             Self::Barrier(_) => "barrier_reply",
             Self::Bundle(_) => "bundle_reply",
+            Self::GroupMod(_) => "group_mod_reply",
+            Self::GroupDump(_) => "group_dump_reply",
+            Self::MeterMod(_) => "meter_mod_reply",
+            Self::MeterDump(_) => "meter_dump_reply",
             Self::Error(_) => "error",
         }
     }
@@ -576,6 +612,8 @@ impl Reply {
             Self::PortStats(r) => r.more,
             Self::MacDump(r) => r.more,
             Self::FlowDump(r) => r.more,
+            Self::GroupDump(r) => r.more,
+            Self::MeterDump(r) => r.more,
             _ => false,
         }
     }
@@ -601,6 +639,14 @@ impl Reply {
             }
             (Self::FlowDump(a), Self::FlowDump(b)) => {
                 a.flows.extend(b.flows);
+                a.more = b.more;
+            }
+            (Self::GroupDump(a), Self::GroupDump(b)) => {
+                a.groups.extend(b.groups);
+                a.more = b.more;
+            }
+            (Self::MeterDump(a), Self::MeterDump(b)) => {
+                a.meters.extend(b.meters);
                 a.more = b.more;
             }
             (_, next) => return Err(Box::new(next)),

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
-use control::flowtext::{self, ParsedFlow};
+use control::flowtext::{self, ParsedFlow, ParsedGroup, ParsedMeter};
 use control::proto::{
-    FlowDesc, FlowFilterRequest, FlowModRequest, HelloReply, MacDesc, PortAddRequest, PortDesc,
-    PortStatsDesc, PortType, SwitchShowReply, TableStatsReply, VlanDesc, VlanSpec,
+    FlowDesc, FlowFilterRequest, FlowModRequest, GroupDesc, GroupModRequest, HelloReply, MacDesc,
+    MeterDesc, MeterModRequest, PortAddRequest, PortDesc, PortStatsDesc, PortType, SwitchShowReply,
+    TableStatsReply, VlanDesc, VlanSpec,
 };
 use control::{Client, ClientError};
-use datapath::ofp::pipeline::FlowModCommand;
+use datapath::ofp::pipeline::{FlowModCommand, ModCommand};
 use serde::Serialize;
 
 /// Control a running vswitchd.
@@ -179,6 +180,47 @@ enum Command {
     Bundle {
         /// The file (`-` = stdin).
         file: PathBuf,
+    },
+    /// Add a group: `group_id=1,type=select,bucket=weight:10,actions=output:p2,bucket=...`
+    /// (syntax: docs/flows.md).
+    AddGroup {
+        /// The group.
+        group: String,
+    },
+    /// Replace a group's type and buckets (its counters restart).
+    ModGroup {
+        /// The group, as for add-group.
+        group: String,
+    },
+    /// Delete a group (`group_id=N`) or every group, and the flows that use them.
+    DelGroups {
+        /// `group_id=N` (omitted or `group_id=all`: every group).
+        group: Option<String>,
+    },
+    /// Print the groups (all, or one) with their counters.
+    DumpGroups {
+        /// Group id (`N` or `group_id=N`).
+        group: Option<String>,
+    },
+    /// Add a meter: `meter=1,pktps,burst,band=type=drop,rate=100,burst_size=10`.
+    AddMeter {
+        /// The meter.
+        meter: String,
+    },
+    /// Replace a meter's band (its counters restart).
+    ModMeter {
+        /// The meter, as for add-meter.
+        meter: String,
+    },
+    /// Delete a meter (`meter=N`) or every meter, and the flows that use them.
+    DelMeters {
+        /// `meter=N` (omitted or `meter=all`: every meter).
+        meter: Option<String>,
+    },
+    /// Print the meters (all, or one) with their counters.
+    DumpMeters {
+        /// Meter id (`N` or `meter=N`).
+        meter: Option<String>,
     },
 }
 
@@ -607,6 +649,90 @@ fn send_flow_mod(
         })
 }
 
+/// A server error shown under the text that produced it: `span` is where the error's field
+/// came from.
+fn caret_error(text: &str, span: flowtext::Span, e: &ClientError) -> anyhow::Error {
+    let message = match e.remote() {
+        Some(r) => format!("{} ({})", r.message, r.name),
+        None => e.to_string(),
+    };
+    anyhow!("{}", flowtext::render_caret(text, span, &message))
+}
+
+/// Sends one group-mod; an error with a field is shown under the group text.
+fn send_group_mod(
+    client: &mut Client,
+    text: &str,
+    parsed: &ParsedGroup,
+) -> Result<control::proto::GroupModReply> {
+    client
+        .group_mod(GroupModRequest::from_group_mod(&parsed.group_mod))
+        .map_err(|e| match remote_field(&e, "body.") {
+            Some(field) if !text.is_empty() => caret_error(text, parsed.span_of(field), &e),
+            _ => anyhow::Error::new(e),
+        })
+}
+
+/// Sends one meter-mod; an error with a field is shown under the meter text.
+fn send_meter_mod(
+    client: &mut Client,
+    text: &str,
+    parsed: &ParsedMeter,
+) -> Result<control::proto::MeterModReply> {
+    client
+        .meter_mod(MeterModRequest::from_meter_mod(&parsed.meter_mod))
+        .map_err(|e| match remote_field(&e, "body.") {
+            Some(field) if !text.is_empty() => caret_error(text, parsed.span_of(field), &e),
+            _ => anyhow::Error::new(e),
+        })
+}
+
+/// An id given as `N` or `KEY=N` (decimal or 0x hex).
+fn id_arg(text: &str, key: &str) -> Result<u32> {
+    let text = text.trim();
+    let v = text
+        .strip_prefix(key)
+        .and_then(|r| r.strip_prefix('='))
+        .unwrap_or(text);
+    let n = flowtext::parse_int(v).map_err(|e| anyhow!("{key}: {e}"))?;
+    u32::try_from(n).map_err(|_| anyhow!("{key} {n} is out of range"))
+}
+
+/// One dumped group as OVS prints it: the group, then its and each bucket's counters.
+fn group_line(g: &GroupDesc, names: &dyn Fn(u32) -> Option<String>) -> String {
+    let mut out = match g.to_group_mod() {
+        Ok(gm) => format!(" {}", flowtext::format_group_mod(&gm, names)),
+        Err(e) => format!(" group_id={} (unreadable: {e})", g.group_id),
+    };
+    let _ = write!(out, " packet_count={},byte_count={}", g.packets, g.bytes);
+    for (i, b) in g.buckets.iter().enumerate() {
+        let _ = write!(
+            out,
+            ",bucket{i}:packet_count={},byte_count={}",
+            b.packets, b.bytes
+        );
+    }
+    out
+}
+
+/// One dumped meter as OVS prints it: the meter, then the offered and dropped counters.
+fn meter_line(m: &MeterDesc) -> String {
+    let mut out = format!("meter={} {}", m.meter_id, m.unit.as_str());
+    if m.burst != 0 {
+        out.push_str(" burst");
+    }
+    let _ = write!(out, " bands=type=drop rate={}", m.rate);
+    if m.burst != 0 {
+        let _ = write!(out, " burst_size={}", m.burst);
+    }
+    let _ = write!(
+        out,
+        " packet_in_count={} byte_in_count={} band: packet_count={} byte_count={}",
+        m.packets_in, m.bytes_in, m.packets_dropped, m.bytes_dropped
+    );
+    out
+}
+
 /// One dumped flow as OVS prints it.
 fn dump_line(f: &FlowDesc, names: &dyn Fn(u32) -> Option<String>) -> String {
     let mut out = format!(
@@ -839,6 +965,80 @@ fn run(cli: &Cli) -> Result<()> {
                 }
             }
         }
+        Command::AddGroup { group } | Command::ModGroup { group } => {
+            let command = match &cli.command {
+                Command::ModGroup { .. } => ModCommand::Modify,
+                _ => ModCommand::Add,
+            };
+            let ports = names.load(&mut client)?;
+            let parsed = flowtext::parse_group(group, command, &resolver(ports))
+                .map_err(|e| anyhow!("{}", e.render(group)))?;
+            let reply = send_group_mod(&mut client, group, &parsed)?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::DelGroups { group } => {
+            let text = group.as_deref().unwrap_or("");
+            let parsed = flowtext::parse_group(text, ModCommand::Delete, &|_| None)
+                .map_err(|e| anyhow!("{}", e.render(text)))?;
+            let reply = send_group_mod(&mut client, text, &parsed)?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::DumpGroups { group } => {
+            let id = group
+                .as_deref()
+                .map(|g| id_arg(g, "group_id"))
+                .transpose()?;
+            let groups = client.group_dump(id).context("dump-groups")?;
+            if cli.json {
+                print_json(&groups)?;
+            } else {
+                let ports = names.load(&mut client)?;
+                let names = namer(ports);
+                for g in &groups {
+                    println!("{}", group_line(g, &names));
+                }
+            }
+        }
+        Command::AddMeter { meter } | Command::ModMeter { meter } => {
+            let command = match &cli.command {
+                Command::ModMeter { .. } => ModCommand::Modify,
+                _ => ModCommand::Add,
+            };
+            let parsed = flowtext::parse_meter(meter, command)
+                .map_err(|e| anyhow!("{}", e.render(meter)))?;
+            let reply = send_meter_mod(&mut client, meter, &parsed)?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::DelMeters { meter } => {
+            let text = meter.as_deref().unwrap_or("");
+            let parsed = flowtext::parse_meter(text, ModCommand::Delete)
+                .map_err(|e| anyhow!("{}", e.render(text)))?;
+            let reply = send_meter_mod(&mut client, text, &parsed)?;
+            client.barrier().context("barrier")?;
+            if cli.json {
+                print_json(&reply)?;
+            }
+        }
+        Command::DumpMeters { meter } => {
+            let id = meter.as_deref().map(|m| id_arg(m, "meter")).transpose()?;
+            let meters = client.meter_dump(id).context("dump-meters")?;
+            if cli.json {
+                print_json(&meters)?;
+            } else {
+                for m in &meters {
+                    println!("{}", meter_line(m));
+                }
+            }
+        }
         Command::DumpTables => {
             let tables = client.table_stats().context("dump-tables")?;
             if cli.json {
@@ -1038,6 +1238,78 @@ mod tests {
         assert_eq!(
             dump_line(&f, &namer(&ports)),
             " cookie=0x0, duration=12.345s, table=0, n_packets=3, n_bytes=294, idle_age=1, priority=100,ip,nw_dst=10.1.0.0/16 actions=output:p2"
+        );
+    }
+
+    #[test]
+    fn group_and_meter_ids_take_both_forms() {
+        assert_eq!(id_arg("7", "group_id").unwrap(), 7);
+        assert_eq!(id_arg("group_id=0x10", "group_id").unwrap(), 16);
+        assert_eq!(id_arg(" meter=3 ", "meter").unwrap(), 3);
+        assert!(id_arg("meter=x", "meter").is_err());
+        assert!(id_arg("4294967296", "group_id").is_err());
+    }
+
+    #[test]
+    fn group_and_meter_dump_lines_read_like_ovs() {
+        use control::proto::{BucketStatsDesc, GroupTypeDesc, MeterUnitDesc};
+        let ports = test_ports();
+        let g = GroupDesc {
+            group_id: 1,
+            group_type: GroupTypeDesc::Select,
+            buckets: vec![
+                BucketStatsDesc {
+                    weight: 10,
+                    watch_port: None,
+                    actions: vec![control::proto::ActionDesc::Output(2)],
+                    packets: 3,
+                    bytes: 180,
+                },
+                BucketStatsDesc {
+                    weight: 10,
+                    watch_port: None,
+                    actions: vec![control::proto::ActionDesc::Output(3)],
+                    packets: 1,
+                    bytes: 60,
+                },
+            ],
+            packets: 4,
+            bytes: 240,
+        };
+        assert_eq!(
+            group_line(&g, &namer(&ports)),
+            " group_id=1,type=select,bucket=weight:10,actions=output:p2,bucket=weight:10,actions=output:3 \
+             packet_count=4,byte_count=240,bucket0:packet_count=3,byte_count=180,\
+             bucket1:packet_count=1,byte_count=60"
+        );
+        let mut m = MeterDesc {
+            meter_id: 1,
+            unit: MeterUnitDesc::Pktps,
+            rate: 100,
+            burst: 10,
+            packets_in: 20,
+            bytes_in: 1200,
+            packets_dropped: 2,
+            bytes_dropped: 120,
+        };
+        assert_eq!(
+            meter_line(&m),
+            "meter=1 pktps burst bands=type=drop rate=100 burst_size=10 \
+             packet_in_count=20 byte_in_count=1200 band: packet_count=2 byte_count=120"
+        );
+        m.burst = 0;
+        m.unit = MeterUnitDesc::Kbps;
+        let line = meter_line(&m);
+        assert!(
+            line.starts_with("meter=1 kbps bands=type=drop rate=100 packet_in_count="),
+            "{line}"
+        );
+        // The description part reads back as the meter.
+        let desc = line.split(" packet_in_count").next().unwrap();
+        let parsed = flowtext::parse_meter(desc, ModCommand::Add).unwrap();
+        assert_eq!(
+            MeterModRequest::from_meter_mod(&parsed.meter_mod).rate,
+            Some(100)
         );
     }
 

@@ -302,3 +302,164 @@ fn flow_files_are_all_or_nothing() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[test]
+fn groups_are_added_dumped_modified_and_deleted() {
+    let d = Daemon::start("groups");
+    stdout(&d.vsctl(&[
+        "add-group",
+        "group_id=1,type=select,bucket=weight:10,actions=output:mem0,bucket=weight:10,actions=output:mem1",
+    ]));
+    stdout(&d.vsctl(&[
+        "add-group",
+        "group_id=2,type=ff,bucket=watch_port:mem1,output:2",
+    ]));
+    assert_eq!(
+        stdout(&d.vsctl(&["dump-groups"])),
+        " group_id=1,type=select,bucket=weight:10,actions=output:mem0,bucket=weight:10,actions=output:mem1 \
+         packet_count=0,byte_count=0,bucket0:packet_count=0,byte_count=0,bucket1:packet_count=0,byte_count=0\n \
+         group_id=2,type=ff,bucket=watch_port:mem1,actions=output:mem1 \
+         packet_count=0,byte_count=0,bucket0:packet_count=0,byte_count=0\n"
+    );
+    // A flow may use the group; deleting the group deletes the flow.
+    stdout(&d.vsctl(&["add-flow", "priority=5,in_port=mem0 actions=group:1"]));
+    stdout(&d.vsctl(&["mod-group", "group_id=1,type=all,bucket=output:mem1"]));
+    let one = stdout(&d.vsctl(&["dump-groups", "group_id=1"]));
+    assert!(
+        one.starts_with(" group_id=1,type=all,bucket=actions=output:mem1 packet_count=0"),
+        "{one}"
+    );
+    assert_eq!(stdout(&d.vsctl(&["dump-groups", "7"])), "");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["--json", "dump-groups", "2"]))).expect("JSON");
+    assert_eq!(json[0]["type"], "fast_failover");
+    assert_eq!(json[0]["buckets"][0]["watch_port"], 2);
+    let out = stdout(&d.vsctl(&["--json", "del-groups", "group_id=1"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["removed_flows"], 1);
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
+    stdout(&d.vsctl(&["del-groups"]));
+    assert_eq!(stdout(&d.vsctl(&["dump-groups"])), "");
+}
+
+#[test]
+fn meters_are_added_dumped_modified_and_deleted() {
+    let d = Daemon::start("meters");
+    stdout(&d.vsctl(&[
+        "add-meter",
+        "meter=1,pktps,burst,band=type=drop,rate=100,burst_size=10",
+    ]));
+    stdout(&d.vsctl(&["add-meter", "meter=2,kbps,band=type=drop,rate=10000"]));
+    assert_eq!(
+        stdout(&d.vsctl(&["dump-meters"])),
+        "meter=1 pktps burst bands=type=drop rate=100 burst_size=10 \
+         packet_in_count=0 byte_in_count=0 band: packet_count=0 byte_count=0\n\
+         meter=2 kbps bands=type=drop rate=10000 \
+         packet_in_count=0 byte_in_count=0 band: packet_count=0 byte_count=0\n"
+    );
+    stdout(&d.vsctl(&[
+        "add-flow",
+        "priority=5,in_port=mem0 actions=meter:2,output:mem1",
+    ]));
+    stdout(&d.vsctl(&["mod-meter", "meter=2,pktps,band=type=drop,rate=5"]));
+    let one = stdout(&d.vsctl(&["dump-meters", "meter=2"]));
+    assert!(
+        one.starts_with("meter=2 pktps bands=type=drop rate=5 "),
+        "{one}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&d.vsctl(&["--json", "dump-meters", "1"]))).expect("JSON");
+    assert_eq!(json[0]["unit"], "pktps");
+    assert_eq!(json[0]["burst"], 10);
+    let out = stdout(&d.vsctl(&["--json", "del-meters"]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["removed_flows"], 1);
+    assert_eq!(stdout(&d.vsctl(&["dump-meters"])), "");
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
+}
+
+/// The two lines vsctl prints under an error: the input, and carets under `token` in it.
+fn caret_under(line: &str, token: &str) -> String {
+    let col = line.find(token).expect("the token is in the line");
+    format!(
+        "  {line}\n  {}{}\n",
+        " ".repeat(col),
+        "^".repeat(token.len())
+    )
+}
+
+#[test]
+fn group_and_meter_errors_show_a_caret_under_the_token() {
+    let d = Daemon::start("grperr");
+    let fails = |args: &[&str], message: &str, token: &str| {
+        let err = stderr(&d.vsctl(args));
+        let line = args[args.len() - 1];
+        assert!(err.contains(message), "{err}");
+        assert!(err.ends_with(&caret_under(line, token)), "{err}");
+    };
+    // Syntax, found locally.
+    fails(
+        &["add-group", "group_id=1,type=fancy"],
+        "unknown group type `fancy`",
+        "type=fancy",
+    );
+    fails(
+        &["add-meter", "meter=1,band=type=drop,rate=1,burst_size=3"],
+        "`burst` flag",
+        "burst_size=3",
+    );
+    // Model errors, found by the server and mapped back to the token.
+    fails(
+        &[
+            "add-group",
+            "group_id=1,type=all,bucket=output:mem0,bucket=output:mem1,group:2",
+        ],
+        "(unsupported)",
+        "group:2",
+    );
+    fails(
+        &["add-group", "group_id=3,type=ff,bucket=output:1"],
+        "watch_port (bad_action)",
+        "bucket=output:1",
+    );
+    fails(
+        &[
+            "add-group",
+            "group_id=4,type=indirect,bucket=output:1,bucket=output:2",
+        ],
+        "exactly one bucket (bad_action)",
+        "bucket=output:1,bucket=output:2",
+    );
+    fails(
+        &["add-group", "group_id=4294967295,type=all"],
+        "(bad_field)",
+        "group_id=4294967295",
+    );
+    fails(
+        &["add-meter", "meter=1,pktps,band=type=drop,rate=0"],
+        "(bad_field)",
+        "rate=0",
+    );
+    fails(
+        &["add-meter", "meter=0,pktps,band=type=drop,rate=5"],
+        "(bad_field)",
+        "meter=0",
+    );
+    fails(
+        &["mod-group", "group_id=9,type=all"],
+        "(not_found)",
+        "group_id=9",
+    );
+    stdout(&d.vsctl(&["add-meter", "meter=1,band=type=drop,rate=5"]));
+    fails(
+        &["add-meter", "meter=1,band=type=drop,rate=5"],
+        "(exists)",
+        "meter=1",
+    );
+    stdout(&d.vsctl(&["del-meters", "meter=1"]));
+    let err = stderr(&d.vsctl(&["add-flow", "actions=group:9"]));
+    assert!(err.contains("(not_found)"), "{err}");
+    // Nothing changed.
+    assert_eq!(stdout(&d.vsctl(&["dump-groups"])), "");
+    assert_eq!(stdout(&d.vsctl(&["dump-meters"])), "");
+}

@@ -79,6 +79,23 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         timeout: u64,
     },
+    /// Be a host at IP/MAC on DEV in user space (AF_PACKET): answer ARP requests and ICMP echo
+    /// requests for IP, only those tagged with VLAN when given (the replies carry the same
+    /// tag; untagged or other frames are ignored). Stands in for a VLAN sub-interface on
+    /// kernels without 802.1Q support. Prints `listening`, then one line per reply
+    /// (`arp-reply to=IP`, `echo-reply to=IP`), for TIMEOUT seconds.
+    Responder {
+        #[arg(long)]
+        dev: String,
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        #[arg(long)]
+        mac: String,
+        #[arg(long)]
+        vlan: Option<u16>,
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
 }
 
 /// Deterministic byte stream (xorshift64*).
@@ -123,6 +140,87 @@ fn hexdecode(s: &str) -> Result<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("bad hex"))
         .collect()
+}
+
+/// Internet checksum (RFC 1071) of `data`.
+fn inet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !u16::try_from(sum).unwrap_or(0)
+}
+
+/// The reply [`Cmd::Responder`] sends to `frame`, and what it is, if it answers it.
+fn respond(
+    frame: &[u8],
+    ip: [u8; 4],
+    mac: [u8; 6],
+    vlan: Option<u16>,
+) -> Option<(Vec<u8>, String)> {
+    // Ethernet header (with the tag, if any) up to the EtherType.
+    let l3 = match vlan {
+        Some(v) => {
+            let tagged = frame.get(12..14)? == [0x81, 0x00];
+            let vid = u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]) & 0x0fff;
+            if !tagged || vid != v {
+                return None;
+            }
+            18
+        }
+        None => 14,
+    };
+    let eth_type = u16::from_be_bytes([*frame.get(l3 - 2)?, *frame.get(l3 - 1)?]);
+    let src_mac: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
+    let mut out = Vec::with_capacity(frame.len());
+    out.extend_from_slice(&src_mac);
+    out.extend_from_slice(&mac);
+    out.extend_from_slice(&frame[12..l3]);
+    match eth_type {
+        0x0806 => {
+            let arp = frame.get(l3..l3 + 28)?;
+            // Ethernet/IPv4 request for our address.
+            if arp[..8] != [0, 1, 8, 0, 6, 4, 0, 1] || arp[24..28] != ip {
+                return None;
+            }
+            out.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+            out.extend_from_slice(&mac);
+            out.extend_from_slice(&ip);
+            out.extend_from_slice(&arp[8..18]);
+            out.resize(out.len().max(60), 0);
+            let spa = std::net::Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+            Some((out, format!("arp-reply to={spa}")))
+        }
+        0x0800 => {
+            let ihl = usize::from(*frame.get(l3)? & 0x0f) * 4;
+            let ip_hdr = frame.get(l3..l3 + ihl)?;
+            let total = usize::from(u16::from_be_bytes([ip_hdr[2], ip_hdr[3]]));
+            let icmp = frame.get(l3 + ihl..l3 + total)?;
+            if ihl < 20 || ip_hdr[9] != 1 || ip_hdr[16..20] != ip || icmp.first() != Some(&8) {
+                return None;
+            }
+            let mut hdr = ip_hdr.to_vec();
+            hdr[12..16].copy_from_slice(&ip);
+            hdr[16..20].copy_from_slice(&ip_hdr[12..16]);
+            hdr[8] = 64;
+            hdr[10..12].copy_from_slice(&[0, 0]);
+            let c = inet_checksum(&hdr);
+            hdr[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut reply = icmp.to_vec();
+            reply[0] = 0;
+            reply[2..4].copy_from_slice(&[0, 0]);
+            let c = inet_checksum(&reply);
+            reply[2..4].copy_from_slice(&c.to_be_bytes());
+            out.extend_from_slice(&hdr);
+            out.extend_from_slice(&reply);
+            let src = std::net::Ipv4Addr::new(ip_hdr[12], ip_hdr[13], ip_hdr[14], ip_hdr[15]);
+            Some((out, format!("echo-reply to={src}")))
+        }
+        _ => None,
+    }
 }
 
 fn main() -> Result<()> {
@@ -252,6 +350,42 @@ fn main() -> Result<()> {
                 p.rx_release(0, &batch);
                 if batch.is_empty() {
                     std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        Cmd::Responder {
+            dev,
+            ip,
+            mac,
+            vlan,
+            timeout,
+        } => {
+            let mac: [u8; 6] = hexdecode(&mac)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("a MAC has 6 bytes"))?;
+            let mut p = AfPacketPort::open(&dev)?;
+            println!("listening");
+            std::io::stdout().flush()?;
+            let mut batch = RxBatch::new();
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            while Instant::now() < deadline {
+                batch.clear();
+                p.rx_burst(0, &mut batch)?;
+                let replies: Vec<(Vec<u8>, String)> = batch
+                    .descs()
+                    .iter()
+                    .filter_map(|d| respond(p.frame(d), ip.octets(), mac, vlan))
+                    .collect();
+                p.rx_release(0, &batch);
+                for (frame, what) in &replies {
+                    p.tx_enqueue(frame, &Offload::NONE);
+                    println!("{what}");
+                }
+                if !replies.is_empty() {
+                    p.tx_flush()?;
+                }
+                if batch.is_empty() {
+                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
         }
