@@ -375,11 +375,6 @@ fn hostile_flow_mods_get_coded_errors_and_change_nothing() {
             "body.actions[0]",
         ),
         (
-            json!({"command": "add", "actions": [{"controller": {}}]}),
-            ErrorCode::Unsupported,
-            "body.actions[0]",
-        ),
-        (
             json!({"command": "add", "actions": [{"controller": {"reason": "why"}}]}),
             ErrorCode::BadField,
             "body.actions[0].controller.reason",
