@@ -588,9 +588,8 @@ impl Worker {
             .store(self.snap.generation, Ordering::Release);
         let elapsed = self.shared.start.elapsed();
         self.now = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
-        self.now_ms = u64::try_from(elapsed.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        self.now_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.now_ms = (self.now_ns / 1_000_000).max(1);
         if self.now != self.last_expiry {
             self.last_expiry = self.now;
             if let Some(cache) = self.cache.as_mut() {

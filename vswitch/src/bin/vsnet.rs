@@ -41,6 +41,28 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Serve TCP connections for DURATION seconds: read each to EOF, echo what it sent, close.
+    /// Prints `listening`, then `conn from=IP:PORT bytes=N` as each connection is served, and
+    /// at the end `connections=N bytes=B`.
+    TcpCount {
+        #[arg(long)]
+        listen: String,
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+    },
+    /// Open COUNT TCP connections to TO one after the other (each from its own source port):
+    /// send a short message, half-close, and expect it echoed before the peer closes (as
+    /// `tcp-count` does). Prints `conn local=IP:PORT ok` or `conn N failed: …` per connection,
+    /// then `connections=N ok=K failed=F`; exits non-zero when one failed.
+    TcpConnectMany {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        count: u64,
+        /// Seconds allowed per connection (connect, and then the echo).
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Receive UDP datagrams until COUNT arrived or TIMEOUT passed; print `received=N`.
     UdpSink {
         #[arg(long)]
@@ -223,8 +245,88 @@ fn respond(
     }
 }
 
+/// Reads `s` to EOF, writes it all back, closes; the bytes echoed.
+fn echo_once(mut s: TcpStream, timeout: Duration) -> Result<usize> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut data = Vec::new();
+    s.read_to_end(&mut data)?;
+    s.write_all(&data)?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    Ok(data.len())
+}
+
+/// One connection of [`Cmd::TcpConnectMany`]: its local address once the echo came back.
+fn connect_echo(to: std::net::SocketAddr, i: u64, timeout: Duration) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&to, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let local = s.local_addr()?;
+    let msg = format!("vsnet connection {i} from {local}\n");
+    s.write_all(msg.as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut back = Vec::new();
+    s.read_to_end(&mut back)?;
+    if back != msg.as_bytes() {
+        bail!(
+            "echo differs: sent {} bytes, got {:?}",
+            msg.len(),
+            String::from_utf8_lossy(&back)
+        );
+    }
+    Ok(local.to_string())
+}
+
 fn main() -> Result<()> {
     match Args::parse().cmd {
+        Cmd::TcpCount { listen, duration } => {
+            let l = TcpListener::bind(&listen).with_context(|| format!("bind {listen}"))?;
+            l.set_nonblocking(true)?;
+            println!("listening");
+            std::io::stdout().flush()?;
+            let deadline = Instant::now() + Duration::from_secs(duration);
+            let mut served = Vec::new();
+            while Instant::now() < deadline {
+                match l.accept() {
+                    Ok((s, from)) => served.push(std::thread::spawn(move || {
+                        let r = echo_once(s, Duration::from_secs(5));
+                        match &r {
+                            Ok(n) => println!("conn from={from} bytes={n}"),
+                            Err(e) => println!("conn from={from} failed: {e}"),
+                        }
+                        let _ = std::io::stdout().flush();
+                        r.unwrap_or(0)
+                    })),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => return Err(e).context("accept"),
+                }
+            }
+            let n = served.len();
+            let bytes: usize = served.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+            println!("connections={n} bytes={bytes}");
+        }
+        Cmd::TcpConnectMany { to, count, timeout } => {
+            let addr: std::net::SocketAddr = to.parse().with_context(|| format!("address {to}"))?;
+            let timeout = Duration::from_secs(timeout);
+            let mut ok = 0u64;
+            for i in 0..count {
+                match connect_echo(addr, i, timeout) {
+                    Ok(local) => {
+                        ok += 1;
+                        println!("conn local={local} ok");
+                    }
+                    Err(e) => println!("conn {i} failed: {e:#}"),
+                }
+                std::io::stdout().flush()?;
+            }
+            println!("connections={count} ok={ok} failed={}", count - ok);
+            if ok != count {
+                bail!("{} of {count} connections to {to} failed", count - ok);
+            }
+        }
         Cmd::TcpSink { listen, timeout } => {
             let l = TcpListener::bind(&listen).with_context(|| format!("bind {listen}"))?;
             println!("listening");

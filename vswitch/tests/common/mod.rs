@@ -15,8 +15,11 @@ use control::proto::msg::{
     PortType, SwitchShowReply, VlanSpec,
 };
 use control::proto::{BundleReply, FlowDesc, FlowFilterRequest, FlowModReply, FlowModRequest};
+use control::proto::{
+    GroupDesc, GroupModReply, GroupModRequest, MeterDesc, MeterModReply, MeterModRequest,
+};
 use control::{Client, ClientConfig, ClientError, Reply, Request};
-use datapath::ofp::pipeline::FlowModCommand;
+use datapath::ofp::pipeline::{FlowModCommand, ModCommand};
 use testbed::{Container, Daemon};
 
 pub const VSNET: &str = env!("CARGO_BIN_EXE_vsnet");
@@ -222,6 +225,94 @@ impl Lab {
     pub fn flow_count(&mut self) -> u64 {
         let t = self.client.table_stats().expect("table_stats");
         t.tables.iter().map(|t| t.active).sum()
+    }
+
+    /// Sends one group line (`control::flowtext::parse_group`, ports by name) as a `group_mod`
+    /// for `command` without a barrier; a syntax error panics with the caret rendering.
+    pub fn try_group_mod(
+        &mut self,
+        command: ModCommand,
+        text: &str,
+    ) -> Result<GroupModReply, ClientError> {
+        let ports = self.ports();
+        let resolve = |name: &str| ports.iter().find(|p| p.name == name).map(|p| p.id);
+        let parsed = flowtext::parse_group(text, command, &resolve)
+            .unwrap_or_else(|e| panic!("group text does not parse: {}", e.render(text)));
+        let r = self
+            .client
+            .group_mod(GroupModRequest::from_group_mod(&parsed.group_mod));
+        if let Err(ClientError::Remote(e)) = &r {
+            let at = e.field.as_deref().unwrap_or("");
+            let span = parsed.span_of(at.strip_prefix("body.").unwrap_or(at));
+            panic!(
+                "group_mod refused: {}",
+                flowtext::render_caret(text, span, &e.to_string())
+            );
+        }
+        r
+    }
+
+    /// [`Lab::try_group_mod`], then a barrier; panics on an error.
+    pub fn group_mod(&mut self, command: ModCommand, text: &str) -> GroupModReply {
+        let r = self
+            .try_group_mod(command, text)
+            .unwrap_or_else(|e| panic!("group_mod `{text}`: {e}"));
+        self.barrier();
+        r
+    }
+
+    /// Sends one meter line (`control::flowtext::parse_meter`) as a `meter_mod` for `command`,
+    /// then a barrier; panics on an error (with a caret under the token the server refused).
+    pub fn meter_mod(&mut self, command: ModCommand, text: &str) -> MeterModReply {
+        let parsed = flowtext::parse_meter(text, command)
+            .unwrap_or_else(|e| panic!("meter text does not parse: {}", e.render(text)));
+        let r = match self
+            .client
+            .meter_mod(MeterModRequest::from_meter_mod(&parsed.meter_mod))
+        {
+            Ok(r) => r,
+            Err(ClientError::Remote(e)) => {
+                let at = e.field.as_deref().unwrap_or("");
+                let span = parsed.span_of(at.strip_prefix("body.").unwrap_or(at));
+                panic!(
+                    "meter_mod refused: {}",
+                    flowtext::render_caret(text, span, &e.to_string())
+                );
+            }
+            Err(e) => panic!("meter_mod `{text}`: {e}"),
+        };
+        self.barrier();
+        r
+    }
+
+    /// Group `id` with its counters (`group_dump`); panics when it does not exist.
+    pub fn group(&mut self, id: u32) -> GroupDesc {
+        let mut g = self.client.group_dump(Some(id)).expect("group_dump");
+        assert_eq!(g.len(), 1, "group_dump {id}: {g:?}");
+        g.remove(0)
+    }
+
+    /// Meter `id` with its counters (`meter_dump`); panics when it does not exist.
+    pub fn meter(&mut self, id: u32) -> MeterDesc {
+        let mut m = self.client.meter_dump(Some(id)).expect("meter_dump");
+        assert_eq!(m.len(), 1, "meter_dump {id}: {m:?}");
+        m.remove(0)
+    }
+
+    /// A dumped group as group text (ports by name) with its counters, for messages.
+    pub fn group_text(&mut self, g: &GroupDesc) -> String {
+        let ports = self.ports();
+        let names = |id: u32| ports.iter().find(|p| p.id == id).map(|p| p.name.clone());
+        let text = g.to_group_mod().map_or_else(
+            |e| format!("(unreadable group {}: {e})", g.group_id),
+            |gm| flowtext::format_group_mod(&gm, &names),
+        );
+        let buckets: Vec<String> = g.buckets.iter().map(|b| b.packets.to_string()).collect();
+        format!(
+            "{text} packets={} buckets=[{}]",
+            g.packets,
+            buckets.join(",")
+        )
     }
 
     /// A dumped flow as flow text (ports by name), for messages.
