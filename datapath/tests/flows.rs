@@ -568,7 +568,10 @@ fn a_meter_caps_a_stream_and_counts_its_drops() {
     // The meter refills: well above the burst alone (21) after ~0.5 s at 200 pps.
     #[expect(clippy::cast_possible_truncation, reason = "small test figure")]
     let floor = 20 + (200.0 * secs * 0.5) as u64;
-    assert!(passed >= floor, "{passed} passed, expected at least {floor}");
+    assert!(
+        passed >= floor,
+        "{passed} passed, expected at least {floor}"
+    );
     assert!(dropped > sent / 2, "{dropped} of {sent}");
     let m = sw.pipeline().meter(1).unwrap().clone();
     assert_eq!(m.dropped.totals().0, dropped);
