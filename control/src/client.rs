@@ -5,6 +5,12 @@
 //! bounded by [`ClientConfig::timeout`]. After an I/O error or a timeout the connection is in an
 //! unknown state and further requests fail with [`ClientError::Poisoned`]; connect again.
 //!
+//! **Notifications.** After [`Client::subscribe`], the server sends `packet_in`, `flow_removed`
+//! and `port_status` messages at any time, also between a request and its reply. Those that
+//! arrive while a request waits are queued (up to [`MAX_PENDING_NOTIFICATIONS`]; beyond that they
+//! are counted in [`Client::notifications_dropped`]) and handed out, in order, by
+//! [`Client::next_notification`].
+//!
 //! ```no_run
 //! # fn main() -> Result<(), control::ClientError> {
 //! let mut client = control::Client::connect(control::DEFAULT_SOCKET_PATH)?;
@@ -15,6 +21,7 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,13 +35,28 @@ use crate::proto::{
 use crate::proto::{
     DEFAULT_MAX_FRAME_BYTES, Decoded, EchoRequest, EmptyRequest, ErrorCode, ErrorReply, HelloReply,
     HelloRequest, MacDesc, MacFilter, PortAddRequest, PortDelRequest, PortDesc, PortStatsDesc,
-    PortStatsRequest, ProtoError, Reply, Request, SwitchShowReply, VERSION, decode_reply,
-    encode_request,
+    PortStatsRequest, ProtoError, Reply, Request, SwitchShowReply, VERSION, encode_request,
 };
 use crate::proto::{
     GroupDesc, GroupDumpRequest, GroupModReply, GroupModRequest, MeterDesc, MeterDumpRequest,
     MeterModReply, MeterModRequest,
 };
+use crate::proto::{
+    Notification, PacketOutRequest, ServerMessage, SubscribeReply, SubscribeRequest,
+    decode_server_message,
+};
+
+/// Notifications a client queues while it waits for replies; more are dropped and counted.
+pub const MAX_PENDING_NOTIFICATIONS: usize = 65_536;
+
+/// One message read from the socket.
+enum Incoming {
+    /// A message this client knows.
+    Message(Decoded<ServerMessage>),
+    /// A well-formed message of a type this client does not know, sent on the server's own
+    /// account (`xid` 0): skipped.
+    Unknown,
+}
 
 /// Settings of a client connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +133,10 @@ pub struct Client {
     config: ClientConfig,
     next_xid: u64,
     poisoned: bool,
+    /// Notifications received while waiting for replies, oldest first.
+    pending: VecDeque<Notification>,
+    /// Notifications dropped because `pending` was full.
+    dropped: u64,
 }
 
 impl Client {
@@ -137,6 +163,8 @@ impl Client {
             config,
             next_xid: 1,
             poisoned: false,
+            pending: VecDeque::new(),
+            dropped: 0,
         })
     }
 
@@ -196,10 +224,16 @@ impl Client {
 
         let mut reply: Option<Reply> = None;
         loop {
-            // `None`: a message type this client does not know, sent on the server's own
-            // account (a notification of a later version): skip it.
-            let Some(Decoded { xid: got, msg, .. }) = self.read_message(deadline)? else {
+            let Incoming::Message(Decoded { xid: got, msg, .. }) = self.read_message(deadline)?
+            else {
                 continue;
+            };
+            let msg = match msg {
+                ServerMessage::Notification(n) => {
+                    self.queue_notification(n);
+                    continue;
+                }
+                ServerMessage::Reply(r) => r,
             };
             if got != xid {
                 if got == 0 {
@@ -292,11 +326,27 @@ impl Client {
         Ok(())
     }
 
-    /// Reads one message; `None` for a well-formed message of a type this client does not know
-    /// that the server sent on its own account (`xid` 0).
-    fn read_message(&mut self, deadline: Instant) -> Result<Option<Decoded<Reply>>, ClientError> {
+    fn queue_notification(&mut self, n: Notification) {
+        if self.pending.len() < MAX_PENDING_NOTIFICATIONS {
+            self.pending.push_back(n);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// Reads one message.
+    fn read_message(&mut self, deadline: Instant) -> Result<Incoming, ClientError> {
         let mut header = [0u8; HEADER_LEN];
         self.read_exact(&mut header, deadline)?;
+        self.read_payload(header, deadline)
+    }
+
+    /// Reads the payload of the frame whose header is `header`, and decodes it.
+    fn read_payload(
+        &mut self,
+        header: [u8; HEADER_LEN],
+        deadline: Instant,
+    ) -> Result<Incoming, ClientError> {
         let len = u32::from_be_bytes(header);
         let len = usize::try_from(len)
             .ok()
@@ -309,10 +359,139 @@ impl Client {
             })?;
         let mut payload = vec![0u8; len];
         self.read_exact(&mut payload, deadline)?;
-        match decode_reply(&payload) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) if e.xid == 0 && e.error.code == ErrorCode::UnknownType => Ok(None),
+        match decode_server_message(&payload) {
+            Ok(d) => Ok(Incoming::Message(d)),
+            Err(e) if e.xid == 0 && e.error.code == ErrorCode::UnknownType => Ok(Incoming::Unknown),
             Err(e) => Err(ClientError::Protocol(e.to_string())),
+        }
+    }
+
+    /// Notifications received and not yet taken with [`Client::next_notification`].
+    pub fn pending_notifications(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Notifications this client dropped because [`MAX_PENDING_NOTIFICATIONS`] were queued
+    /// (the server counts its own drops in each notification's `lost`).
+    pub fn notifications_dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The next notification: a queued one, else one that starts arriving within `wait`
+    /// (`Ok(None)` if none does; the connection stays usable). Once a message has started, the
+    /// rest of it is awaited up to [`ClientConfig::timeout`].
+    ///
+    /// # Errors
+    /// I/O, closed connection, a reply nobody asked for ([`ClientError::Protocol`]), or an
+    /// `error` about the connection (`xid` 0) as [`ClientError::Remote`].
+    pub fn next_notification(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<Notification>, ClientError> {
+        if let Some(n) = self.pending.pop_front() {
+            return Ok(Some(n));
+        }
+        if self.poisoned {
+            return Err(ClientError::Poisoned);
+        }
+        let result = self.wait_notification(wait);
+        if matches!(
+            result,
+            Err(ClientError::Io(_)
+                | ClientError::Timeout(_)
+                | ClientError::Closed
+                | ClientError::Protocol(_))
+        ) {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn wait_notification(&mut self, wait: Duration) -> Result<Option<Notification>, ClientError> {
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            // A zero read timeout means "block forever" to the OS.
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .map_err(ClientError::Io)?;
+            let mut header = [0u8; HEADER_LEN];
+            let got = match self.stream.read(&mut header) {
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.map_io(e)),
+            };
+            let deadline = Instant::now() + self.config.timeout;
+            self.read_exact(&mut header[got..], deadline)?;
+            match self.read_payload(header, deadline)? {
+                Incoming::Unknown => {}
+                Incoming::Message(Decoded {
+                    msg: ServerMessage::Notification(n),
+                    ..
+                }) => return Ok(Some(n)),
+                Incoming::Message(Decoded {
+                    xid: 0,
+                    msg: ServerMessage::Reply(Reply::Error(e)),
+                    ..
+                }) => return Err(ClientError::Remote(e)),
+                Incoming::Message(Decoded { xid, msg, .. }) => {
+                    let name = match &msg {
+                        ServerMessage::Reply(r) => r.type_name(),
+                        ServerMessage::Notification(n) => n.type_name(),
+                    };
+                    return Err(ClientError::Protocol(format!(
+                        "{name} with xid {xid} while no request was waiting"
+                    )));
+                }
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// `subscribe`: receive the notification kinds `request` asks for (replacing an earlier
+    /// subscription); the reply says what is in force and how many notifications this session
+    /// has lost so far.
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn subscribe(&mut self, request: SubscribeRequest) -> Result<SubscribeReply, ClientError> {
+        match self.request(&Request::Subscribe(request))? {
+            Reply::Subscribe(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `unsubscribe`: no more notifications (those already sent may still be queued).
+    ///
+    /// # Errors
+    /// As [`Client::request`].
+    pub fn unsubscribe(&mut self) -> Result<SubscribeReply, ClientError> {
+        match self.request(&Request::Unsubscribe(EmptyRequest {}))? {
+            Reply::Unsubscribe(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `packet_out`: injects a frame (through `actions`, or through the flow tables).
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`bad_field` on `body.data`, `not_found` on `body.in_port`,
+    /// `bad_action` on `body.actions[i]` from the server).
+    pub fn packet_out(&mut self, request: PacketOutRequest) -> Result<(), ClientError> {
+        match self.request(&Request::PacketOut(request))? {
+            Reply::PacketOut(_) => Ok(()),
+            other => Err(Self::unexpected(&other)),
         }
     }
 

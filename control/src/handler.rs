@@ -27,6 +27,10 @@ use crate::proto::{
     GroupDesc, GroupDumpReply, GroupModReply, MeterDesc, MeterDumpReply, MeterModReply,
     group_meter_error,
 };
+use crate::proto::{
+    MAX_PACKET_OUT_LEN, MIN_PACKET_OUT_LEN, PacketOutRequest, action_from_desc, hex_decode,
+};
+use datapath::switch::PacketOutError;
 
 /// Most queues a port may ask for.
 pub(crate) const MAX_QUEUES: u32 = 64;
@@ -152,7 +156,9 @@ impl Handler {
             Request::SwitchShow(_) => {
                 let info = switch.info();
                 let workers = switch.worker_stats();
-                vec![Reply::SwitchShow(switch_show(&info, &workers))]
+                let mut reply = switch_show(&info, &workers);
+                reply.event_drops = switch.event_drops();
+                vec![Reply::SwitchShow(reply)]
             }
             Request::Echo(req) => vec![Reply::Echo(EchoReply { data: req.data })],
             Request::FlowMod(req) => {
@@ -308,7 +314,70 @@ impl Handler {
                     |meters, more| Reply::MeterDump(MeterDumpReply { meters, more }),
                 )
             }
+            Request::PacketOut(req) => {
+                packet_out(switch, req)?;
+                vec![Reply::PacketOut(EmptyReply {})]
+            }
+            Request::Subscribe(_) | Request::Unsubscribe(_) => {
+                // The server owns the sessions and answers these itself.
+                return Err(ProtoError::new(
+                    ErrorCode::Internal,
+                    "subscriptions are handled by the server",
+                ));
+            }
         })
+    }
+}
+
+/// Validates and injects a `packet_out`; nothing is sent when it fails.
+fn packet_out(switch: &mut Switch, req: PacketOutRequest) -> Result<(), ProtoError> {
+    let data = hex_decode(&req.data)
+        .map_err(|e| ProtoError::bad_field("body.data", format!("not a hex frame: {e}")))?;
+    if !(MIN_PACKET_OUT_LEN..=MAX_PACKET_OUT_LEN).contains(&data.len()) {
+        return Err(ProtoError::bad_field(
+            "body.data",
+            format!(
+                "frame of {} bytes outside {MIN_PACKET_OUT_LEN}..={MAX_PACKET_OUT_LEN}",
+                data.len()
+            ),
+        ));
+    }
+    let actions = req
+        .actions
+        .as_ref()
+        .map(|list| {
+            list.iter()
+                .enumerate()
+                .map(|(i, a)| action_from_desc(a, &format!("body.actions[{i}]")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    switch
+        .packet_out(req.in_port, data, actions)
+        .map_err(packet_out_error)
+}
+
+/// The protocol error of a refused packet-out.
+fn packet_out_error(e: PacketOutError) -> ProtoError {
+    let message = e.to_string();
+    match e {
+        PacketOutError::Frame(_) => ProtoError::bad_field("body.data", message),
+        PacketOutError::NoSuchPort(_) => {
+            ProtoError::field(ErrorCode::NotFound, "body.in_port", message)
+        }
+        PacketOutError::Actions(fe) => {
+            // Datapath locations are those of an apply list (`instructions.apply[1]`).
+            let mut pe = PathMap::new("body").error(&fe);
+            if let Some(f) = pe.field.take() {
+                pe.field = Some(match f.strip_prefix("body.instructions.apply") {
+                    Some(rest) => format!("body.actions{rest}"),
+                    None if f.starts_with("body.instructions") => "body.actions".to_owned(),
+                    None => f,
+                });
+            }
+            pe
+        }
+        PacketOutError::Switch(se) => switch_error(se, "body.in_port"),
     }
 }
 
@@ -619,6 +688,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 },
             })
             .collect(),
+        event_drops: 0,
     }
 }
 

@@ -15,6 +15,16 @@
 //! - at most [`FRAMES_PER_WAKEUP`] requests of one session are handled per wake-up, so a busy
 //!   client cannot starve the others.
 //!
+//! **Notifications.** A session that sent `subscribe` receives `packet_in`, `flow_removed` and
+//! `port_status` messages (`xid` 0). After servicing the ready sessions, after housekeeping
+//! (timeouts remove flows) and whenever a worker wakes the loop for a packet-in, the loop drains
+//! at most [`EVENTS_PER_WAKEUP`] events from the switch, encodes each once and appends it to the
+//! write queue of every session subscribed to its kind, unless that queue holds more than
+//! [`ServerConfig::max_notify_queued_bytes`]: then the notification is dropped for that session
+//! and counted in its `lost`. A controller that does not read therefore loses notifications but
+//! is never disconnected for them and never makes the loop wait; its requests follow the rules
+//! above.
+//!
 //! A malformed request gets an `error` reply and changes nothing; the session stays open unless
 //! the framing itself is broken.
 
@@ -32,16 +42,24 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, debug_span, info, warn};
 
-use crate::handler::Handler;
+use datapath::notify::Event;
+
+use crate::handler::{Handler, port_desc};
 use crate::proto::frame::{self, FrameStatus, HEADER_LEN};
 use crate::proto::{
-    DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoded, ErrorCode, ErrorReply, ProtoError, Reply,
-    decode_request, encode_reply,
+    DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoded, ErrorCode, ErrorReply, FieldValue,
+    FlowRemovedEvent, MatchDesc, Notification, PacketInEvent, PortStatusEvent, ProtoError, Reply,
+    Request, SubscribeReply, Subscription, decode_request, encode_notification, encode_reply,
+    hex_encode, match_to_desc, with_lost,
 };
 use crate::ratelimit::RateLimit;
 
 /// Requests of one session handled per wake-up before the others get their turn.
 pub const FRAMES_PER_WAKEUP: usize = 64;
+
+/// Events drained from the switch per loop iteration (a packet-in flood cannot starve requests:
+/// sessions are serviced between batches).
+pub const EVENTS_PER_WAKEUP: usize = 1024;
 
 /// Longest `message` or `field` of an error reply (longer ones are cut).
 const MAX_ERROR_TEXT: usize = 512;
@@ -71,6 +89,10 @@ pub struct ServerConfig {
     /// Reply bytes a session may have queued when its next request is due; above it, the
     /// session is disconnected. Default 4 MiB.
     pub max_queued_bytes: usize,
+    /// Bytes a session may have queued for a notification to be added; with more, the
+    /// notification is dropped for that session and counted in its `lost`. Capped at
+    /// `max_queued_bytes` (notifications alone never get a session disconnected). Default 1 MiB.
+    pub max_notify_queued_bytes: usize,
     /// Longest wait in the event loop (at most 1 s); bounds how late `shutdown` is noticed when
     /// nobody wakes the loop. Default 250 ms.
     pub poll_timeout: Duration,
@@ -88,6 +110,7 @@ impl Default for ServerConfig {
             max_sessions: 64,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queued_bytes: 4 << 20,
+            max_notify_queued_bytes: 1 << 20,
             poll_timeout: Duration::from_millis(250),
             housekeeping_interval: Duration::from_secs(1),
             daemon: format!("vswitchd {}", env!("CARGO_PKG_VERSION")),
@@ -163,6 +186,10 @@ struct Session {
     read_closed: bool,
     /// Close once the error frame queued last is (best effort) sent.
     closing: bool,
+    /// The notifications it receives.
+    sub: Subscription,
+    /// Notifications dropped for it (queue above the notification bound).
+    lost: u64,
 }
 
 /// What to do with a session after servicing it.
@@ -182,6 +209,8 @@ impl Session {
             wpos: 0,
             read_closed: false,
             closing: false,
+            sub: Subscription::default(),
+            lost: 0,
         }
     }
 
@@ -279,6 +308,10 @@ pub struct Server {
     handler: Handler,
     /// Sessions with input left over after their per-wake-up budget.
     backlog: Vec<Token>,
+    /// Events drained from the switch (reused).
+    event_buf: Vec<Event>,
+    /// Sessions that got notifications in this iteration (reused).
+    notified: Vec<Token>,
     /// Tokens to service in the current iteration (reused).
     ready: Vec<Token>,
     /// Accepting failed (out of descriptors): retry at the next wake-up.
@@ -343,6 +376,8 @@ impl Server {
             next_token: FIRST_SESSION,
             next_session_id: 1,
             backlog: Vec::new(),
+            event_buf: Vec::new(),
+            notified: Vec::new(),
             ready: Vec::new(),
             accept_retry: false,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -383,6 +418,11 @@ impl Server {
     /// # Errors
     /// The event loop itself failed (not a client: client errors only close that client).
     pub fn run(&mut self, switch: &mut Switch, shutdown: &AtomicBool) -> Result<(), ServerError> {
+        // Workers wake the loop when a packet-in lands on an empty queue.
+        let waker = Arc::clone(&self.waker);
+        switch.set_control_waker(Box::new(move || {
+            let _ = waker.wake();
+        }));
         let mut next_housekeeping = Instant::now() + self.config.housekeeping_interval;
         loop {
             if shutdown.load(Ordering::Acquire) {
@@ -394,7 +434,7 @@ impl Server {
                 switch.housekeeping();
                 next_housekeeping = now + self.config.housekeeping_interval;
             }
-            let timeout = if self.backlog.is_empty() {
+            let timeout = if self.backlog.is_empty() && !switch.has_events() {
                 self.config
                     .poll_timeout
                     .min(next_housekeeping.saturating_duration_since(now))
@@ -423,7 +463,83 @@ impl Server {
                 }
             }
             self.ready = ready;
+            self.dispatch_events(switch);
         }
+    }
+
+    /// Drains up to [`EVENTS_PER_WAKEUP`] switch events and queues them as notifications for
+    /// the sessions subscribed to them (or counts them lost), then sends what can be sent.
+    fn dispatch_events(&mut self, switch: &mut Switch) {
+        let mut events = std::mem::take(&mut self.event_buf);
+        events.clear();
+        if switch.drain_events(&mut events, EVENTS_PER_WAKEUP) == 0 {
+            self.event_buf = events;
+            return;
+        }
+        let max_frame_bytes = self.config.max_frame_bytes;
+        let bound = self
+            .config
+            .max_notify_queued_bytes
+            .min(self.config.max_queued_bytes);
+        let mut notified = std::mem::take(&mut self.notified);
+        notified.clear();
+        if self.sessions.values().any(|s| s.sub.any()) {
+            for event in events.drain(..) {
+                let n = notification(event);
+                if !self.sessions.values().any(|s| n.wanted_by(&s.sub)) {
+                    continue;
+                }
+                let payload = match encode_notification(&n) {
+                    // Room for the largest `lost` count written into it.
+                    Ok(p) if p.len() + 20 <= max_frame_bytes => p,
+                    Ok(p) => {
+                        warn!(bytes = p.len(), "notification larger than a frame, dropped");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not encode a notification");
+                        continue;
+                    }
+                };
+                for (token, s) in &mut self.sessions {
+                    if !n.wanted_by(&s.sub) {
+                        continue;
+                    }
+                    let spliced;
+                    let body: &[u8] = if s.lost == 0 {
+                        &payload
+                    } else if let Some(b) = with_lost(&payload, s.lost) {
+                        spliced = b;
+                        &spliced
+                    } else {
+                        &payload
+                    };
+                    if s.queued() + HEADER_LEN + body.len() > bound {
+                        s.lost += 1;
+                        continue;
+                    }
+                    if frame::write(&mut s.wbuf, body, max_frame_bytes).is_ok()
+                        && !notified.contains(token)
+                    {
+                        notified.push(*token);
+                    }
+                }
+            }
+        }
+        events.clear();
+        self.event_buf = events;
+        for token in notified.drain(..) {
+            let Some(s) = self.sessions.get_mut(&token) else {
+                continue;
+            };
+            if s.flush().is_err()
+                && let Some(mut s) = self.sessions.remove(&token)
+            {
+                let _ = self.poll.registry().deregister(&mut s.stream);
+                debug!(session = s.id, "control session closed");
+            }
+        }
+        self.notified = notified;
     }
 
     fn warn_allowed(&mut self) -> Option<u64> {
@@ -573,7 +689,9 @@ impl Server {
                         }
                         let start = consumed + HEADER_LEN;
                         let payload = &s.rbuf[start..start + len];
-                        self.handle_frame(s.id, payload, &mut s.wbuf, switch);
+                        let mut notify = (s.sub, s.lost);
+                        self.handle_frame(s.id, payload, &mut s.wbuf, &mut notify, switch);
+                        s.sub = notify.0;
                         consumed = start + len;
                     }
                 }
@@ -622,12 +740,14 @@ impl Server {
         s.flush()
     }
 
-    /// Decodes and runs one request, appending its reply frames to `out`.
+    /// Decodes and runs one request, appending its reply frames to `out`. `notify` is the
+    /// session's subscription (changed by `subscribe`) and its lost count.
     fn handle_frame(
         &mut self,
         session: u64,
         payload: &[u8],
         out: &mut Vec<u8>,
+        notify: &mut (Subscription, u64),
         switch: &mut Switch,
     ) {
         let max_frame_bytes = self.config.max_frame_bytes;
@@ -649,6 +769,27 @@ impl Server {
                 let span = debug_span!("request", session, xid, r#type = msg.type_name());
                 let _entered = span.enter();
                 debug!("control request");
+                let sub = match &msg {
+                    Request::Subscribe(req) => Some((req.subscription(), true)),
+                    Request::Unsubscribe(_) => Some((Subscription::default(), false)),
+                    _ => None,
+                };
+                if let Some((sub, subscribe)) = sub {
+                    notify.0 = sub;
+                    let reply = SubscribeReply {
+                        packet_in: sub.packet_in,
+                        flow_removed: sub.flow_removed,
+                        port_status: sub.port_status,
+                        lost: notify.1,
+                    };
+                    let reply = if subscribe {
+                        Reply::Subscribe(reply)
+                    } else {
+                        Reply::Unsubscribe(reply)
+                    };
+                    push_reply(out, xid, &reply, max_frame_bytes);
+                    return;
+                }
                 match self.handler.handle(switch, msg) {
                     Ok(parts) => {
                         for part in &parts {
@@ -695,6 +836,9 @@ fn check_config(c: &ServerConfig) -> Result<(), ServerError> {
     if c.max_queued_bytes == 0 {
         return bad("max_queued_bytes", "must be at least 1".into());
     }
+    if c.max_notify_queued_bytes == 0 {
+        return bad("max_notify_queued_bytes", "must be at least 1".into());
+    }
     if c.poll_timeout.is_zero() || c.poll_timeout > Duration::from_secs(1) {
         return bad(
             "poll_timeout",
@@ -708,6 +852,72 @@ fn check_config(c: &ServerConfig) -> Result<(), ServerError> {
         return bad("socket_mode", format!("{:o} is not a mode", c.socket_mode));
     }
     Ok(())
+}
+
+/// The pipeline fields a packet-in reports when they are not zero.
+const PACKET_IN_FIELDS: [datapath::ofp::field::Field; 16] = {
+    use datapath::ofp::field::Field;
+    [
+        Field::Metadata,
+        Field::Reg(0),
+        Field::Reg(1),
+        Field::Reg(2),
+        Field::Reg(3),
+        Field::Reg(4),
+        Field::Reg(5),
+        Field::Reg(6),
+        Field::Reg(7),
+        Field::TunId,
+        Field::TunSrc,
+        Field::TunDst,
+        Field::CtState,
+        Field::CtZone,
+        Field::CtMark,
+        Field::InPort,
+    ]
+};
+
+/// The notification of a switch event (with `lost` 0).
+fn notification(event: Event) -> Notification {
+    match event {
+        Event::PacketIn(pi) => {
+            let mut fields = MatchDesc::new();
+            for f in PACKET_IN_FIELDS {
+                let v = f.get(&pi.key);
+                if v != 0 || f == datapath::ofp::field::Field::InPort {
+                    fields.insert(f.name(), FieldValue::of(f, v, None));
+                }
+            }
+            Notification::PacketIn(PacketInEvent {
+                in_port: pi.in_port,
+                table: pi.table,
+                cookie: pi.cookie,
+                reason: pi.reason.as_str().to_owned(),
+                total_len: pi.total_len,
+                data: hex_encode(&pi.data),
+                fields,
+                lost: 0,
+            })
+        }
+        Event::FlowRemoved(fr) => Notification::FlowRemoved(FlowRemovedEvent {
+            table: fr.flow.table,
+            priority: fr.flow.priority,
+            cookie: fr.flow.cookie,
+            fields: match_to_desc(&fr.flow.fields),
+            reason: fr.reason.as_str().to_owned(),
+            duration_ms: u64::try_from(fr.duration.as_millis()).unwrap_or(u64::MAX),
+            idle_timeout: fr.flow.idle_timeout,
+            hard_timeout: fr.flow.hard_timeout,
+            packets: fr.packets,
+            bytes: fr.bytes,
+            lost: 0,
+        }),
+        Event::PortStatus(ps) => Notification::PortStatus(PortStatusEvent {
+            reason: ps.change.as_str().to_owned(),
+            port: port_desc(&ps.port),
+            lost: 0,
+        }),
+    }
 }
 
 /// Removes `path` if it is a socket nobody answers on.

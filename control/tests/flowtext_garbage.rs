@@ -27,7 +27,10 @@ fn check(input: &str) {
     for cmd in [FlowModCommand::Add, FlowModCommand::Delete] {
         if let Err(e) = parse_flow(input, cmd, &ports) {
             // The error points inside the input (or just past its end).
-            assert!(e.span.start <= input.len() && e.span.end <= input.len(), "{e:?}");
+            assert!(
+                e.span.start <= input.len() && e.span.end <= input.len(),
+                "{e:?}"
+            );
         }
     }
     let _ = parse_group(input, ModCommand::Add, &ports);

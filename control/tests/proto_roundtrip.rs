@@ -130,6 +130,19 @@ fn requests() -> Vec<Request> {
         Request::MeterMod(MeterModRequest::new(ModCommandDesc::Delete)),
         Request::MeterDump(MeterDumpRequest::default()),
         Request::MeterDump(MeterDumpRequest { meter_id: Some(3) }),
+        Request::Subscribe(SubscribeRequest::all()),
+        Request::Subscribe(SubscribeRequest::only(true, false, true)),
+        Request::Unsubscribe(EmptyRequest {}),
+        Request::PacketOut(PacketOutRequest {
+            in_port: 0,
+            data: "ffffffffffff0200000000010806".into(),
+            actions: None,
+        }),
+        Request::PacketOut(PacketOutRequest {
+            in_port: 3,
+            data: "00".repeat(60),
+            actions: Some(vec![ActionDesc::DecTtl, ActionDesc::Output(2)]),
+        }),
     ]
 }
 
@@ -314,6 +327,7 @@ fn replies() -> Vec<Reply> {
                     cache: CacheDesc::default(),
                 },
             ],
+            event_drops: 3,
         }),
         Reply::Echo(EchoReply {
             data: "pong".into(),
@@ -405,6 +419,14 @@ fn replies() -> Vec<Reply> {
             }],
             more: false,
         }),
+        Reply::Subscribe(SubscribeReply {
+            packet_in: true,
+            flow_removed: false,
+            port_status: true,
+            lost: 7,
+        }),
+        Reply::Unsubscribe(SubscribeReply::default()),
+        Reply::PacketOut(EmptyReply {}),
         Reply::Error(ErrorReply::from(ProtoError::bad_field(
             "body.vlan.trunks[2]",
             "invalid value: integer `70000`, expected u16",
@@ -872,6 +894,25 @@ fn hostile_group_and_meter_payloads_get_precise_errors() {
         ("meter_mod", r#"{"command":"add","rate":-5}"#, "body.rate"),
         ("meter_mod", r#"{"command":"add","bands":[]}"#, "body.bands"),
         ("meter_dump", r#"{"meter_id":1.5}"#, "body.meter_id"),
+        ("subscribe", r#"{"packet_in":1}"#, "body.packet_in"),
+        ("subscribe", r#"{"events":["packet_in"]}"#, "body.events"),
+        ("unsubscribe", r#"{"packet_in":false}"#, "body.packet_in"),
+        ("packet_out", r#"{"in_port":1}"#, "body.data"),
+        (
+            "packet_out",
+            r#"{"data":"00","in_port":-1}"#,
+            "body.in_port",
+        ),
+        (
+            "packet_out",
+            r#"{"data":"00","actions":["teleport"]}"#,
+            "body.actions[0]",
+        ),
+        (
+            "packet_out",
+            r#"{"data":"00","buffer_id":1}"#,
+            "body.buffer_id",
+        ),
     ] {
         check(
             msg(kind, body).as_bytes(),
@@ -880,4 +921,121 @@ fn hostile_group_and_meter_payloads_get_precise_errors() {
             9,
         );
     }
+}
+
+fn notifications() -> Vec<Notification> {
+    vec![
+        Notification::PacketIn(PacketInEvent {
+            in_port: 1,
+            table: 0,
+            cookie: 0x2a,
+            reason: "action".into(),
+            total_len: 98,
+            data: "ffffffffffff".into(),
+            fields: MatchDesc::from([("in_port".into(), 1.into()), ("reg0".into(), "0x5".into())]),
+            lost: 0,
+        }),
+        Notification::FlowRemoved(FlowRemovedEvent {
+            table: 1,
+            priority: 100,
+            cookie: u64::MAX,
+            fields: MatchDesc::from([("eth_type".into(), "0x0800".into())]),
+            reason: "idle_timeout".into(),
+            duration_ms: 1234,
+            idle_timeout: 1,
+            hard_timeout: 0,
+            packets: 3,
+            bytes: 294,
+            lost: 2,
+        }),
+        Notification::PortStatus(PortStatusEvent {
+            reason: "delete".into(),
+            port: port(2, "veth1"),
+            lost: u64::MAX,
+        }),
+    ]
+}
+
+#[test]
+fn every_notification_round_trips_with_xid_0_and_lost_last() {
+    let mut kinds: Vec<&str> = notifications()
+        .iter()
+        .map(Notification::type_name)
+        .collect();
+    kinds.sort_unstable();
+    let mut all = Notification::TYPES.to_vec();
+    all.sort_unstable();
+    assert_eq!(kinds, all);
+    for n in notifications() {
+        let payload = encode_notification(&n).unwrap();
+        let d = decode_server_message(&payload).unwrap();
+        assert_eq!((d.version, d.xid), (VERSION, 0));
+        assert_eq!(d.msg, ServerMessage::Notification(n.clone()));
+        // The server writes each session's count into one encoding.
+        let mut zero = n.clone();
+        match &mut zero {
+            Notification::PacketIn(p) => p.lost = 0,
+            Notification::FlowRemoved(f) => f.lost = 0,
+            Notification::PortStatus(p) => p.lost = 0,
+        }
+        let spliced = with_lost(&encode_notification(&zero).unwrap(), n.lost()).unwrap();
+        assert_eq!(
+            decode_server_message(&spliced).unwrap().msg,
+            ServerMessage::Notification(n.clone())
+        );
+        // Replies still decode through the same function; notifications are not replies.
+        assert_eq!(
+            decode_reply(&payload).unwrap_err().error.code,
+            ErrorCode::UnknownType
+        );
+    }
+    let payload = encode_reply(4, &Reply::PacketOut(EmptyReply {})).unwrap();
+    assert_eq!(
+        decode_server_message(&payload).unwrap().msg,
+        ServerMessage::Reply(Reply::PacketOut(EmptyReply {}))
+    );
+}
+
+#[test]
+fn notification_wire_shapes_are_the_documented_ones() {
+    let v: Value =
+        serde_json::from_slice(&encode_notification(&notifications()[0]).unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"version": 1, "xid": 0, "type": "packet_in", "body": {
+            "in_port": 1, "table": 0, "cookie": 42, "reason": "action", "total_len": 98,
+            "data": "ffffffffffff", "match": {"in_port": 1, "reg0": "0x5"}, "lost": 0}})
+    );
+    let v: Value =
+        serde_json::from_slice(&encode_notification(&notifications()[2]).unwrap()).unwrap();
+    assert_eq!(v["type"], "port_status");
+    assert_eq!(v["body"]["reason"], "delete");
+    assert_eq!(v["body"]["port"]["name"], "veth1");
+    let req = Request::PacketOut(PacketOutRequest {
+        in_port: 2,
+        data: "00".repeat(14),
+        actions: Some(vec![ActionDesc::Output(1)]),
+    });
+    let v: Value = serde_json::from_slice(&encode_request(5, &req).unwrap()).unwrap();
+    assert_eq!(
+        v["body"],
+        json!({"in_port": 2, "data": "00".repeat(14), "actions": [{"output": 1}]})
+    );
+    let v: Value = serde_json::from_slice(
+        &encode_reply(
+            6,
+            &Reply::Subscribe(SubscribeReply {
+                packet_in: true,
+                flow_removed: true,
+                port_status: false,
+                lost: 0,
+            }),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        v["body"],
+        json!({"packet_in": true, "flow_removed": true, "port_status": false, "lost": 0})
+    );
 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::error::{ErrorCode, ErrorReply, ProtoError};
 use super::msg::{Reply, Request};
+use super::notify::{Notification, ServerMessage};
 use super::{SUPPORTED_VERSIONS, VERSION};
 
 /// The envelope keys.
@@ -74,6 +75,15 @@ pub fn encode_request(xid: u64, request: &Request) -> Result<Vec<u8>, ProtoError
 /// `internal` if serialization fails (it does not for these types).
 pub fn encode_reply(xid: u64, reply: &Reply) -> Result<Vec<u8>, ProtoError> {
     encode(xid, reply.type_name(), reply)
+}
+
+/// The JSON payload of a notification, with `xid` 0 and `lost` 0 (the server writes each
+/// session's own count with [`super::notify::with_lost`]).
+///
+/// # Errors
+/// `internal` if serialization fails (it does not for these types).
+pub fn encode_notification(notification: &Notification) -> Result<Vec<u8>, ProtoError> {
+    encode(0, notification.type_name(), notification)
 }
 
 /// Quotes at most [`MAX_QUOTE`] characters of untrusted text.
@@ -296,6 +306,9 @@ pub fn decode_request(bytes: &[u8]) -> Result<Decoded<Request>, DecodeError> {
         "group_dump" => body(b).map(Request::GroupDump),
         "meter_mod" => body(b).map(Request::MeterMod),
         "meter_dump" => body(b).map(Request::MeterDump),
+        "subscribe" => body(b).map(Request::Subscribe),
+        "unsubscribe" => body(b).map(Request::Unsubscribe),
+        "packet_out" => body(b).map(Request::PacketOut),
         other => Err(ProtoError::field(
             ErrorCode::UnknownType,
             "type",
@@ -316,7 +329,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Decoded<Request>, DecodeError> {
 /// # Errors
 /// The payload is not a well-formed reply of a supported version.
 pub fn decode_reply(bytes: &[u8]) -> Result<Decoded<Reply>, DecodeError> {
-    let raw = envelope(bytes)?;
+    reply_from_raw(envelope(bytes)?)
+}
+
+fn reply_from_raw(raw: Raw) -> Result<Decoded<Reply>, DecodeError> {
     let xid = raw.xid;
     let b = raw.body;
     let msg = match raw.kind.as_str() {
@@ -339,6 +355,9 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Decoded<Reply>, DecodeError> {
         "group_dump_reply" => body(b).map(Reply::GroupDump),
         "meter_mod_reply" => body(b).map(Reply::MeterMod),
         "meter_dump_reply" => body(b).map(Reply::MeterDump),
+        "subscribe_reply" => body(b).map(Reply::Subscribe),
+        "unsubscribe_reply" => body(b).map(Reply::Unsubscribe),
+        "packet_out_reply" => body(b).map(Reply::PacketOut),
         "error" => body::<ErrorReply>(b).map(Reply::Error),
         other => Err(ProtoError::field(
             ErrorCode::UnknownType,
@@ -351,6 +370,35 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Decoded<Reply>, DecodeError> {
         version: raw.version,
         xid,
         msg,
+    })
+}
+
+/// Decodes any message the server sends: a reply (as [`decode_reply`]) or a notification
+/// (`packet_in`, `flow_removed`, `port_status`, tolerant like replies).
+///
+/// # Errors
+/// The payload is not a well-formed server message of a supported version; an unknown `type`
+/// is an `unknown_type` error (a client skips those when their `xid` is 0).
+pub fn decode_server_message(bytes: &[u8]) -> Result<Decoded<ServerMessage>, DecodeError> {
+    let raw = envelope(bytes)?;
+    let xid = raw.xid;
+    let version = raw.version;
+    let notification = match raw.kind.as_str() {
+        "packet_in" => body(raw.body).map(Notification::PacketIn),
+        "flow_removed" => body(raw.body).map(Notification::FlowRemoved),
+        "port_status" => body(raw.body).map(Notification::PortStatus),
+        _ => {
+            return reply_from_raw(raw).map(|d| Decoded {
+                version: d.version,
+                xid: d.xid,
+                msg: ServerMessage::Reply(d.msg),
+            });
+        }
+    };
+    Ok(Decoded {
+        version,
+        xid,
+        msg: ServerMessage::Notification(notification.map_err(|error| DecodeError { xid, error })?),
     })
 }
 

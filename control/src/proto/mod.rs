@@ -11,8 +11,7 @@
 //!   not speak with a `bad_version` error.
 //! - `xid` — chosen by the sender of a request and echoed in every reply to it (multipart replies
 //!   repeat it on each part). `0` is reserved for messages the server sends on its own
-//!   (notifications, added in a later version) and for errors about frames whose `xid` could not
-//!   be read.
+//!   (notifications: [`notify`]) and for errors about frames whose `xid` could not be read.
 //! - `type` — snake_case message type; requests have plain names (`port_add`), their replies
 //!   append `_reply` (`port_add_reply`), and any request may instead be answered by `error`.
 //! - `body` — the type's fields; may be omitted when empty.
@@ -27,13 +26,18 @@ pub mod flow;
 pub mod frame;
 pub mod group;
 pub mod msg;
+pub mod notify;
 
-pub use codec::{DecodeError, Decoded, decode_reply, decode_request, encode_reply, encode_request};
+pub use codec::{
+    DecodeError, Decoded, decode_reply, decode_request, decode_server_message, encode_notification,
+    encode_reply, encode_request,
+};
 pub use error::{ErrorCode, ErrorReply, ProtoError};
 pub use flow::*;
 pub use frame::{DEFAULT_MAX_FRAME_BYTES, FrameStatus, HEADER_LEN};
 pub use group::*;
 pub use msg::*;
+pub use notify::*;
 
 /// The protocol version this crate speaks.
 pub const VERSION: u32 = 1;

@@ -16,6 +16,7 @@ use super::group::{
     GroupDumpReply, GroupDumpRequest, GroupModReply, GroupModRequest, MeterDumpReply,
     MeterDumpRequest, MeterModReply, MeterModRequest,
 };
+use super::notify::{PacketOutRequest, SubscribeReply, SubscribeRequest};
 
 // ---------------------------------------------------------------------------------------------
 // Requests
@@ -220,11 +221,17 @@ pub enum Request {
     MeterMod(MeterModRequest),
     /// `meter_dump`.
     MeterDump(MeterDumpRequest),
+    /// `subscribe`.
+    Subscribe(SubscribeRequest),
+    /// `unsubscribe`.
+    Unsubscribe(EmptyRequest),
+    /// `packet_out`.
+    PacketOut(PacketOutRequest),
 }
 
 impl Request {
     /// Every request type name, in documentation order (also the `hello` capabilities).
-    pub const TYPES: [&'static str; 19] = [
+    pub const TYPES: [&'static str; 22] = [
         "hello",
         "port_add",
         "port_del",
@@ -244,6 +251,9 @@ impl Request {
         "group_dump",
         "meter_mod",
         "meter_dump",
+        "subscribe",
+        "unsubscribe",
+        "packet_out",
     ];
 
     /// The `type` of this request.
@@ -268,6 +278,9 @@ impl Request {
             Self::GroupDump(_) => "group_dump",
             Self::MeterMod(_) => "meter_mod",
             Self::MeterDump(_) => "meter_dump",
+            Self::Subscribe(_) => "subscribe",
+            Self::Unsubscribe(_) => "unsubscribe",
+            Self::PacketOut(_) => "packet_out",
         }
     }
 
@@ -293,6 +306,9 @@ impl Request {
             Self::GroupDump(_) => "group_dump_reply",
             Self::MeterMod(_) => "meter_mod_reply",
             Self::MeterDump(_) => "meter_dump_reply",
+            Self::Subscribe(_) => "subscribe_reply",
+            Self::Unsubscribe(_) => "unsubscribe_reply",
+            Self::PacketOut(_) => "packet_out_reply",
         }
     }
 }
@@ -522,6 +538,10 @@ pub struct SwitchShowReply {
     pub ports: Vec<PortDesc>,
     /// Per-worker counters.
     pub worker_stats: Vec<WorkerDesc>,
+    /// Flow-removed and port-status events the switch dropped because its event queue was
+    /// full (before any session saw them).
+    #[serde(default)]
+    pub event_drops: u64,
 }
 
 /// `echo_reply`.
@@ -574,6 +594,12 @@ pub enum Reply {
     MeterMod(MeterModReply),
     /// `meter_dump_reply`.
     MeterDump(MeterDumpReply),
+    /// `subscribe_reply`.
+    Subscribe(SubscribeReply),
+    /// `unsubscribe_reply`.
+    Unsubscribe(SubscribeReply),
+    /// `packet_out_reply`.
+    PacketOut(EmptyReply),
     /// `error`.
     Error(ErrorReply),
 }
@@ -601,6 +627,9 @@ impl Reply {
             Self::GroupDump(_) => "group_dump_reply",
             Self::MeterMod(_) => "meter_mod_reply",
             Self::MeterDump(_) => "meter_dump_reply",
+            Self::Subscribe(_) => "subscribe_reply",
+            Self::Unsubscribe(_) => "unsubscribe_reply",
+            Self::PacketOut(_) => "packet_out_reply",
             Self::Error(_) => "error",
         }
     }

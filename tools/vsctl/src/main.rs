@@ -8,15 +8,16 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use control::flowtext::{self, ParsedFlow, ParsedGroup, ParsedMeter};
 use control::proto::{
     FlowDesc, FlowFilterRequest, FlowModRequest, GroupDesc, GroupModRequest, HelloReply, MacDesc,
-    MeterDesc, MeterModRequest, PortAddRequest, PortDesc, PortStatsDesc, PortType, SwitchShowReply,
-    TableStatsReply, VlanDesc, VlanSpec,
+    MeterDesc, MeterModRequest, Notification, PacketOutRequest, PortAddRequest, PortDesc,
+    PortStatsDesc, PortType, SubscribeRequest, SwitchShowReply, TableStatsReply, VlanDesc,
+    VlanSpec,
 };
 use control::{Client, ClientError};
 use datapath::ofp::pipeline::{FlowModCommand, ModCommand};
@@ -38,9 +39,10 @@ struct Cli {
     /// Print replies as JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait for each reply.
-    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
-    timeout: u64,
+    /// Seconds to wait for each reply (default 10); `monitor`: stop after this many seconds
+    /// (default: never).
+    #[arg(long, global = true, value_name = "SECS")]
+    timeout: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -222,6 +224,37 @@ enum Command {
         /// Meter id (`N` or `meter=N`).
         meter: Option<String>,
     },
+    /// Print notifications as they arrive, one line each (`--json`: one object per line).
+    Monitor {
+        /// Kinds to receive (default: all).
+        #[arg(value_enum, value_name = "KIND")]
+        kinds: Vec<MonitorKind>,
+        /// Stop after this many notifications.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+    /// Inject a frame: `in_port=P packet=HEX [actions=ACTIONS]` (no actions: through the flow
+    /// tables as if received on `in_port`; `in_port=controller` or omitted: from the
+    /// controller).
+    PacketOut {
+        /// `in_port=P`, `packet=HEX`, `actions=A,B,...` (last).
+        #[arg(required = true, num_args = 1.., value_name = "ITEM")]
+        items: Vec<String>,
+    },
+}
+
+/// Notification kinds of `monitor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MonitorKind {
+    /// Frames flows send to the controller.
+    #[value(name = "packet_in", alias = "packet-in")]
+    PacketIn,
+    /// Flows with `send_flow_rem` removed (timeouts, deletes).
+    #[value(name = "flow_removed", alias = "flow-removed")]
+    FlowRemoved,
+    /// Ports added and removed.
+    #[value(name = "port_status", alias = "port-status")]
+    PortStatus,
 }
 
 /// An aligned text table.
@@ -811,9 +844,281 @@ struct FlushJson {
     flushed: u64,
 }
 
+/// The fields of a frame as a flow match (`udp,dl_src=…,nw_dst=…,udp_dst=77`), or `None` if
+/// it does not parse (a truncated packet-in).
+fn frame_summary(frame: &[u8], names: &dyn Fn(u32) -> Option<String>) -> Option<String> {
+    use datapath::ofp::MatchField;
+    use datapath::ofp::field::Field;
+    let (key, _) = datapath::flow::extract(frame, 0).ok()?;
+    let mut fields = vec![Field::EthSrc, Field::EthDst, Field::EthType];
+    if key.vlan_tci & datapath::flow::VLAN_PRESENT != 0 {
+        fields.extend([Field::VlanVid, Field::VlanPcp]);
+    }
+    let l4 = |tcp: [Field; 2], udp: [Field; 2], icmp: [Field; 2]| match key.nw_proto {
+        6 => tcp.to_vec(),
+        17 => udp.to_vec(),
+        1 | 58 => icmp.to_vec(),
+        _ => Vec::new(),
+    };
+    match key.eth_type {
+        0x0800 => {
+            fields.extend([Field::IpSrc, Field::IpDst, Field::IpProto, Field::IpTtl]);
+            fields.extend(l4(
+                [Field::TcpSrc, Field::TcpDst],
+                [Field::UdpSrc, Field::UdpDst],
+                [Field::IcmpType, Field::IcmpCode],
+            ));
+        }
+        0x86dd => {
+            fields.extend([Field::Ipv6Src, Field::Ipv6Dst, Field::IpProto, Field::IpTtl]);
+            fields.extend(l4(
+                [Field::TcpSrc, Field::TcpDst],
+                [Field::UdpSrc, Field::UdpDst],
+                [Field::Icmpv6Type, Field::Icmpv6Code],
+            ));
+        }
+        0x0806 => fields.extend([
+            Field::ArpOp,
+            Field::ArpSpa,
+            Field::ArpTpa,
+            Field::ArpSha,
+            Field::ArpTha,
+        ]),
+        _ => {}
+    }
+    let matched: Vec<MatchField> = fields
+        .into_iter()
+        .map(|field| MatchField {
+            field,
+            value: field.get(&key),
+            mask: None,
+        })
+        .collect();
+    Some(flowtext::format_match(&matched, names))
+}
+
+/// A port number as text: its name if known, `controller` for 0.
+fn port_name(id: u32, names: &dyn Fn(u32) -> Option<String>) -> String {
+    if id == 0 {
+        "controller".to_owned()
+    } else {
+        names(id).unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// One notification as `monitor` prints it (OVS-like `key=value` words).
+fn notification_line(n: &Notification, names: &dyn Fn(u32) -> Option<String>) -> String {
+    let mut out = String::from(n.type_name());
+    match n {
+        Notification::PacketIn(p) => {
+            let _ = write!(
+                out,
+                " table={} cookie={:#x} reason={} in_port={} total_len={}",
+                p.table,
+                p.cookie,
+                p.reason,
+                port_name(p.in_port, names),
+                p.total_len
+            );
+            let frame = p.frame().unwrap_or_default();
+            let _ = write!(out, " data_len={}", frame.len());
+            let mut pipeline = p.fields.clone();
+            pipeline.remove("in_port");
+            if !pipeline.is_empty() {
+                match control::proto::match_from_desc(&pipeline, "match") {
+                    Ok(m) => {
+                        let _ = write!(out, " {}", flowtext::format_match(&m, names));
+                    }
+                    Err(_) => {
+                        for (k, v) in &pipeline {
+                            let _ = write!(out, " {k}={v}");
+                        }
+                    }
+                }
+            }
+            match frame_summary(&frame, names) {
+                Some(summary) if frame.len() as u64 == u64::from(p.total_len) => {
+                    let _ = write!(out, " {summary}");
+                }
+                _ => {
+                    let _ = write!(out, " data={}", p.data);
+                }
+            }
+        }
+        Notification::FlowRemoved(f) => {
+            let _ = write!(
+                out,
+                " table={} priority={} cookie={:#x} reason={} duration={}.{:03}s",
+                f.table,
+                f.priority,
+                f.cookie,
+                f.reason,
+                f.duration_ms / 1000,
+                f.duration_ms % 1000
+            );
+            if f.idle_timeout != 0 {
+                let _ = write!(out, " idle_timeout={}", f.idle_timeout);
+            }
+            if f.hard_timeout != 0 {
+                let _ = write!(out, " hard_timeout={}", f.hard_timeout);
+            }
+            let _ = write!(out, " n_packets={} n_bytes={}", f.packets, f.bytes);
+            if let Ok(m) = control::proto::match_from_desc(&f.fields, "match") {
+                let m = flowtext::format_match(&m, names);
+                if !m.is_empty() {
+                    let _ = write!(out, " {m}");
+                }
+            }
+        }
+        Notification::PortStatus(p) => {
+            let _ = write!(
+                out,
+                " reason={} port={} id={} type={}",
+                p.reason, p.port.name, p.port.id, p.port.port_type
+            );
+        }
+    }
+    if n.lost() > 0 {
+        let _ = write!(out, " lost={}", n.lost());
+    }
+    out
+}
+
+/// `{"type": "packet_in", "body": {...}}` on one line.
+fn notification_json(n: &Notification) -> Result<String> {
+    serde_json::to_string(&serde_json::json!({ "type": n.type_name(), "body": n }))
+        .context("formatting JSON")
+}
+
+/// `monitor`: subscribe, then print notifications until `count` or `timeout` is reached.
+fn monitor(
+    client: &mut Client,
+    kinds: &[MonitorKind],
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    json: bool,
+) -> Result<()> {
+    let mut ports = client.ports().context("listing ports")?;
+    let request = if kinds.is_empty() {
+        SubscribeRequest::all()
+    } else {
+        SubscribeRequest::only(
+            kinds.contains(&MonitorKind::PacketIn),
+            kinds.contains(&MonitorKind::FlowRemoved),
+            kinds.contains(&MonitorKind::PortStatus),
+        )
+    };
+    client.subscribe(request).context("subscribe")?;
+    let end = timeout.map(|t| Instant::now() + t);
+    let mut seen = 0u64;
+    while count.is_none_or(|c| seen < c) {
+        let wait = match end {
+            Some(end) => {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                left
+            }
+            None => Duration::from_secs(1),
+        };
+        let Some(n) = client
+            .next_notification(wait)
+            .context("waiting for notifications")?
+        else {
+            continue;
+        };
+        if let Notification::PortStatus(p) = &n {
+            ports.retain(|d| d.id != p.port.id);
+            if p.reason == "add" {
+                ports.push(p.port.clone());
+            }
+        }
+        if json {
+            println!("{}", notification_json(&n)?);
+        } else {
+            println!("{}", notification_line(&n, &namer(&ports)));
+        }
+        seen += 1;
+    }
+    Ok(())
+}
+
+/// The items of `packet-out` (`in_port=P packet=HEX actions=…`, in any order, `actions=` last;
+/// separated by spaces or commas).
+fn parse_packet_out(items: &[String], ports: &[PortDesc]) -> Result<(PacketOutRequest, String)> {
+    let text = items.join(" ");
+    let (head, actions) = match text.find("actions=") {
+        Some(i) => (&text[..i], Some(text[i + "actions=".len()..].trim())),
+        None => (text.as_str(), None),
+    };
+    let mut request = PacketOutRequest::default();
+    let mut packet = None;
+    for item in head
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+    {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("packet-out: expected KEY=VALUE, got `{item}`"))?;
+        match key {
+            "in_port" => {
+                request.in_port = match value {
+                    "controller" | "CONTROLLER" | "none" => 0,
+                    v => match flowtext::parse_int(v) {
+                        Ok(n) => {
+                            u32::try_from(n).map_err(|_| anyhow!("in_port {n} is out of range"))?
+                        }
+                        Err(_) => resolver(ports)(v)
+                            .ok_or_else(|| anyhow!("in_port: no port named `{v}`"))?,
+                    },
+                };
+            }
+            "packet" => {
+                let hex: String = value
+                    .trim_start_matches("0x")
+                    .chars()
+                    .filter(|c| *c != ':' && *c != '.')
+                    .collect();
+                control::proto::hex_decode(&hex).map_err(|e| anyhow!("packet: {e}"))?;
+                packet = Some(hex);
+            }
+            other => {
+                return Err(anyhow!(
+                    "packet-out: unknown item `{other}` (in_port=, packet=, actions=)"
+                ));
+            }
+        }
+    }
+    request.data = packet.ok_or_else(|| anyhow!("packet-out: packet=HEX is required"))?;
+    let mut actions_text = String::new();
+    if let Some(a) = actions {
+        actions_text = format!("actions={a}");
+        let parsed = flowtext::parse_flow(&actions_text, FlowModCommand::Add, &resolver(ports))
+            .map_err(|e| anyhow!("{}", e.render(&actions_text)))?;
+        let ins = &parsed.flow_mod.instructions;
+        if ins.clear_actions
+            || !ins.write.is_empty()
+            || ins.write_metadata.is_some()
+            || ins.goto_table.is_some()
+        {
+            return Err(anyhow!(
+                "packet-out takes actions, not instructions (goto_table, write_actions, ...)"
+            ));
+        }
+        request.actions = Some(
+            ins.apply
+                .iter()
+                .map(control::proto::action_to_desc)
+                .collect(),
+        );
+    }
+    Ok((request, actions_text))
+}
+
 fn run(cli: &Cli) -> Result<()> {
     let config = control::client::ClientConfig {
-        timeout: Duration::from_secs(cli.timeout.max(1)),
+        timeout: Duration::from_secs(cli.timeout.unwrap_or(10).max(1)),
         ..control::client::ClientConfig::default()
     };
     let mut client = Client::connect_with(&cli.socket, config)
@@ -1037,6 +1342,44 @@ fn run(cli: &Cli) -> Result<()> {
                 for m in &meters {
                     println!("{}", meter_line(m));
                 }
+            }
+        }
+        Command::Monitor { kinds, count } => {
+            monitor(
+                &mut client,
+                kinds,
+                *count,
+                cli.timeout.map(Duration::from_secs),
+                cli.json,
+            )?;
+        }
+        Command::PacketOut { items } => {
+            let ports = names.load(&mut client)?.to_vec();
+            let (request, actions_text) = parse_packet_out(items, &ports)?;
+            client.packet_out(request).map_err(|e| {
+                let at = remote_field(&e, "body.actions[")
+                    .and_then(|rest| rest.split(']').next()?.parse::<usize>().ok());
+                match at {
+                    Some(i) if !actions_text.is_empty() => {
+                        let parsed = flowtext::parse_flow(
+                            &actions_text,
+                            FlowModCommand::Add,
+                            &resolver(&ports),
+                        );
+                        match parsed {
+                            Ok(p) => caret_error(
+                                &actions_text,
+                                p.span_of(&format!("instructions.apply[{i}]")),
+                                &e,
+                            ),
+                            Err(_) => anyhow::Error::new(e),
+                        }
+                    }
+                    _ => anyhow::Error::new(e),
+                }
+            })?;
+            if cli.json {
+                print_json(&serde_json::json!({}))?;
             }
         }
         Command::DumpTables => {

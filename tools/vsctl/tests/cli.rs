@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use control::{Server, ServerConfig};
-use datapath::port::mem::{MemPort, MemPortOptions};
+use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::switch::{Switch, SwitchConfig, VlanMode};
 
 struct Daemon {
     path: PathBuf,
+    /// The test ends of `mem0` and `mem1`.
+    peers: Vec<MemPeer>,
     shutdown: Arc<AtomicBool>,
     waker: control::server::ShutdownWaker,
     thread: Option<JoinHandle<()>>,
@@ -48,15 +50,16 @@ impl Daemon {
                     .expect("adding a mem port");
                 peers.push(peer);
             }
-            let _ = ready_tx.send(());
+            let _ = ready_tx.send(peers.clone());
             server.run(&mut switch, &flag).expect("server loop");
             drop(server);
             drop(peers);
             switch.shutdown();
         });
-        ready_rx.recv().expect("server thread ready");
+        let peers = ready_rx.recv().expect("server thread ready");
         Self {
             path,
+            peers,
             shutdown,
             waker,
             thread: Some(thread),
@@ -462,4 +465,144 @@ fn group_and_meter_errors_show_a_caret_under_the_token() {
     // Nothing changed.
     assert_eq!(stdout(&d.vsctl(&["dump-groups"])), "");
     assert_eq!(stdout(&d.vsctl(&["dump-meters"])), "");
+}
+
+/// A 98-byte UDP frame 10.0.0.1:1000 → 10.0.0.2:77 between stations 02:..:01 and 02:..:02.
+fn udp_frame() -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&[
+        0x45, 0, 0, 84, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    let sum: u32 = f[14..34]
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let c = !u16::try_from((sum & 0xffff) + (sum >> 16)).expect("a folded checksum");
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&[0x03, 0xe8, 0, 77, 0, 64, 0, 0]);
+    f.resize(98, 0xab);
+    f
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `vsctl monitor ARGS` in the background and sends `frame` on mem0 every 100 ms until it
+/// exits (it has subscribed by then); returns its output.
+fn monitor_while_sending(d: &Daemon, args: &[&str], frame: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vsctl"))
+        .env("VSWITCH_SOCKET", &d.path)
+        .arg("monitor")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running vsctl monitor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().expect("waiting for vsctl").is_none() {
+        assert!(std::time::Instant::now() < deadline, "monitor did not stop");
+        d.peers[0].send(frame);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("vsctl output")
+}
+
+#[test]
+fn monitor_prints_packet_ins_and_packet_out_injects_frames() {
+    let d = Daemon::start("monitor");
+    stdout(&d.vsctl(&[
+        "add-flow",
+        "priority=100,udp,tp_dst=77,cookie=0x2a actions=controller",
+    ]));
+    let frame = udp_frame();
+
+    let out = stdout(&monitor_while_sending(
+        &d,
+        &["packet_in", "--count", "2", "--timeout", "15"],
+        &frame,
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        lines[0],
+        "packet_in table=0 cookie=0x2a reason=action in_port=mem0 total_len=98 data_len=98 \
+         udp,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,nw_src=10.0.0.1,nw_dst=10.0.0.2,\
+         nw_ttl=64,udp_src=1000,udp_dst=77"
+    );
+
+    // --json: one object per line.
+    let out = stdout(&monitor_while_sending(
+        &d,
+        &["--json", "--count", "1", "--timeout", "15"],
+        &frame,
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["type"], "packet_in");
+    assert_eq!(v["body"]["cookie"], 42);
+    assert_eq!(v["body"]["total_len"], 98);
+    assert_eq!(v["body"]["data"], hex(&frame));
+    assert_eq!(v["body"]["match"]["in_port"], 1);
+
+    // Nothing to see: --timeout ends it quietly.
+    let start = std::time::Instant::now();
+    let out = stdout(&d.vsctl(&["monitor", "port_status", "--timeout", "1"]));
+    assert!(out.is_empty(), "{out}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+
+    // packet-out with actions: straight out of mem1.
+    while d.peers[1].try_recv().is_some() {}
+    let packet = format!("packet={}", hex(&frame));
+    stdout(&d.vsctl(&[
+        "packet-out",
+        "in_port=controller",
+        &packet,
+        "actions=output:mem1",
+    ]));
+    let (got, _) = d.peers[1]
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the frame on mem1");
+    assert_eq!(got, frame);
+    // Without actions: through the tables as if received on mem0 (the ports are in different
+    // VLANs, so a flow does it).
+    stdout(&d.vsctl(&[
+        "add-flow",
+        "priority=50,arp,in_port=mem0 actions=output:mem1",
+    ]));
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+    arp.resize(60, 0);
+    let packet = format!("packet={}", hex(&arp));
+    stdout(&d.vsctl(&["packet-out", "in_port=mem0", &packet]));
+    let (got, _) = d.peers[1]
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the ARP frame on mem1");
+    assert_eq!(got, arp);
+
+    // Errors: the server's code, with a caret under the action.
+    let o = d.vsctl(&[
+        "packet-out",
+        "in_port=mem0",
+        &packet,
+        "actions=output:mem1,dec_ttl",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("(bad_action)"), "{err}");
+    assert!(
+        err.contains("actions=output:mem1,dec_ttl\n") && err.contains("^^^^^^^"),
+        "{err}"
+    );
+    let o = d.vsctl(&["packet-out", "in_port=nope", &packet]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no port named `nope`"));
+    let o = d.vsctl(&["packet-out", "in_port=9", &packet]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not_found"));
+    let o = d.vsctl(&["packet-out", "packet=0011"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad_field"));
+    assert!(d.peers[1].try_recv().is_none());
 }
