@@ -51,3 +51,13 @@ pub fn mac(i: u32) -> [u8; 6] {
     let b = i.to_be_bytes();
     [0x02, 0x42, b[0], b[1], b[2], b[3]]
 }
+
+/// A minimum-size UDP/IPv4 frame from [`MAC_A`] to [`MAC_B`] with the given ports.
+pub fn udp4_ports(sport: u16, dport: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(sport, dport);
+    let mut v = Vec::with_capacity(60);
+    b.write(&mut v, &[0x5a; 18]).unwrap();
+    v
+}

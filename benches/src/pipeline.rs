@@ -97,6 +97,16 @@ impl Rig {
         }
     }
 
+    /// Sends each of `frames` once from port `from` and waits for as many at each of `to`.
+    pub fn forward_each(&self, from: usize, frames: &[Vec<u8>], to: &[usize]) {
+        for f in frames {
+            self.send(from, f, 1);
+        }
+        for &p in to {
+            self.expect(p, frames.len());
+        }
+    }
+
     /// True when no port's peer has a frame waiting.
     pub fn quiet(&self) -> bool {
         self.peers.iter().all(|p| match p.try_recv() {

@@ -55,9 +55,13 @@ pub const MAX_POOLED_BIG_LEN: usize = 9216;
 pub const MAX_POOLED_BIG: usize = 64;
 /// Largest frame: a GSO super-frame of 64 KiB plus headers and two tags.
 pub const MAX_FRAME: usize = 65_535 + 14 + 8;
-/// Translations (cache misses) a worker performs per rx batch; further misses in the batch are
-/// dropped and counted (`upcall_drops`), so a flood of new flows cannot starve cached traffic.
+/// Translations (cache misses) a worker performs per rx batch; further misses in the batch wait
+/// (copied) in a bounded queue of [`PENDING_MAX`] frames, translated at the start of the next
+/// pass under the same budget, so a flood of new flows cannot starve cached traffic. Beyond
+/// the queue they are dropped and counted (`upcall_drops`).
 pub const UPCALL_BUDGET: usize = 32;
+/// Frames waiting for a translation (per worker).
+pub const PENDING_MAX: usize = 1_024;
 /// Seconds without a hit after which a cached translation is removed.
 pub const CACHE_IDLE_SECS: u32 = 10;
 /// Frames larger than this count as jumbo/GSO in the port counters (1518 = 1500 + 14 + 4).
@@ -393,6 +397,10 @@ pub struct Worker {
     now_ms: u64,
     now_ns: u64,
     cache: Option<FlowCache>,
+    /// Frames whose translation was deferred (bounded: [`PENDING_MAX`]).
+    pending: std::collections::VecDeque<Pending>,
+    /// Spare buffers for `pending`.
+    pending_pool: Vec<Vec<u8>>,
     last_expiry: u32,
 }
 
@@ -448,6 +456,8 @@ impl Worker {
             now: 0,
             now_ms: 0,
             now_ns: 0,
+            pending: std::collections::VecDeque::new(),
+            pending_pool: Vec::new(),
             cache: Some(FlowCache::new(crate::cache::DEFAULT_CAPACITY)),
             last_expiry: 0,
         }
@@ -598,6 +608,9 @@ impl Worker {
             self.publish_cache_stats();
         }
         let mut work = self.take_handoffs();
+        if !self.pending.is_empty() {
+            work += self.run_pending();
+        }
         for li in 0..self.ports.len() {
             for q in 0..self.ports[li].port.rx_queues() {
                 work += self.rx_queue(li, q);
@@ -723,7 +736,7 @@ impl Worker {
                     cache.upcall(&snap.pipeline, &key, self.now)
                 }
                 None => {
-                    self.ctls[self.index].counters.upcall_drops.add(1);
+                    self.defer(li, &desc);
                     continue;
                 }
             };
@@ -740,7 +753,16 @@ impl Worker {
                 self.ports[li].counters.rx_drops[reason as usize].add(1);
                 continue;
             }
-            self.execute(li, &desc, key, lay, &entry.ops, &entry.controller, &snap);
+            self.execute(
+                li,
+                &desc,
+                Cur::Rx,
+                key,
+                lay,
+                &entry.ops,
+                &entry.controller,
+                &snap,
+            );
         }
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
@@ -748,6 +770,107 @@ impl Worker {
         lp.counters.rx_bytes.add(rx_bytes);
         lp.counters.rx_jumbo.add(rx_jumbo);
         lp.port.rx_release(q, &self.batch);
+        self.flush_dirty();
+        n
+    }
+
+    /// Copies a frame whose translation must wait into the pending queue (or drops it, counted,
+    /// when the queue is full).
+    fn defer(&mut self, li: usize, desc: &RxDesc) {
+        if self.pending.len() >= PENDING_MAX {
+            self.ctls[self.index].counters.upcall_drops.add(1);
+            return;
+        }
+        let lp = &self.ports[li];
+        let mut buf = self.pending_pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(lp.port.frame(desc));
+        self.pending.push_back(Pending {
+            port: lp.id,
+            incarnation: lp.incarnation,
+            buf,
+            offload: desc.offload,
+        });
+    }
+
+    /// Translates and runs deferred frames, at most [`UPCALL_BUDGET`]; returns how many.
+    fn run_pending(&mut self) -> usize {
+        let Some(mut cache) = self.cache.take() else {
+            return 0;
+        };
+        let snap = Arc::clone(&self.snap);
+        let mut budget = UPCALL_BUDGET;
+        let mut n = 0;
+        while budget > 0 {
+            let Some(mut p) = self.pending.pop_front() else {
+                break;
+            };
+            n += 1;
+            let li = self
+                .local_of
+                .get(p.port as usize)
+                .copied()
+                .unwrap_or(NOT_LOCAL);
+            let li = usize::from(li);
+            if self
+                .ports
+                .get(li)
+                .is_none_or(|lp| lp.incarnation != p.incarnation)
+            {
+                // Its port went away meanwhile.
+                self.pending_pool.push(p.buf);
+                continue;
+            }
+            std::mem::swap(&mut self.scratch.work, &mut p.buf);
+            let len = u32::try_from(self.scratch.work.len()).unwrap_or(u32::MAX);
+            let (key, lay) = match flow::extract(&self.scratch.work, p.port) {
+                Ok(k) => k,
+                Err(r) => {
+                    self.rx_drop(li, r);
+                    self.pending_pool.push(p.buf);
+                    continue;
+                }
+            };
+            let r = match cache.lookup(&key, self.now) {
+                Some(r) => r,
+                None => {
+                    budget -= 1;
+                    cache.upcall(&snap.pipeline, &key, self.now)
+                }
+            };
+            let entry = cache.entry(r);
+            for f in entry.flows.iter() {
+                f.stats.hit(self.index, 1, u64::from(len), self.now_ms);
+            }
+            if entry.outputs {
+                let desc = RxDesc {
+                    addr: 0,
+                    len,
+                    offload: p.offload,
+                };
+                self.execute(
+                    li,
+                    &desc,
+                    Cur::Work,
+                    key,
+                    lay,
+                    &entry.ops,
+                    &entry.controller,
+                    &snap,
+                );
+            } else {
+                let reason = if entry.miss {
+                    DropReason::TableMiss
+                } else {
+                    DropReason::FlowDrop
+                };
+                self.rx_drop(li, reason);
+            }
+            // The work buffer now holds whatever the ops left; the old one goes back.
+            self.pending_pool.push(p.buf);
+        }
+        self.pending_pool.truncate(PENDING_MAX);
+        self.cache = Some(cache);
         self.flush_dirty();
         n
     }
@@ -875,6 +998,7 @@ impl Worker {
         &mut self,
         li: usize,
         desc: &RxDesc,
+        cur: Cur,
         key: FlowKey,
         lay: Layout,
         ops: &[Action],
@@ -885,7 +1009,7 @@ impl Worker {
             in_id: self.ports[li].id,
             key,
             lay,
-            cur: Cur::Rx,
+            cur,
             off: desc.offload,
             sent: false,
             counted: false,
@@ -1266,6 +1390,15 @@ impl Worker {
         }
         true
     }
+}
+
+/// A received frame waiting for its translation.
+#[derive(Debug)]
+struct Pending {
+    port: u32,
+    incarnation: u64,
+    buf: Vec<u8>,
+    offload: Offload,
 }
 
 /// The state of a frame while ops run on it.

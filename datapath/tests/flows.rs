@@ -778,3 +778,27 @@ fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
     );
     sw.shutdown();
 }
+
+#[test]
+fn a_burst_of_new_flows_waits_for_translation_instead_of_being_dropped() {
+    let (mut sw, p) = switch(2, Vec::new());
+    for port in 0..500u16 {
+        add(&mut sw, 0, 10, udp_port(port), vec![Action::Output(2)]);
+    }
+    sw.barrier().unwrap();
+    // 500 frames of 500 new flows, sent at once: far more misses than one batch may translate.
+    for port in 0..500u16 {
+        assert!(p[0].send(&udp_to(1, 2, port, b"new")));
+    }
+    let mut got = 0;
+    while p[1].recv_timeout(T).is_some() {
+        got += 1;
+        if got == 500 {
+            break;
+        }
+    }
+    assert_eq!(got, 500);
+    let w = &sw.worker_stats()[0];
+    assert_eq!(w.cache.upcall_drops, 0);
+    sw.shutdown();
+}
