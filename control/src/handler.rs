@@ -686,6 +686,10 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                     flushes: w.cache.flushes,
                     entries: w.cache.entries,
                 },
+                packet_ins: w.packet_ins,
+                packet_in_drops: w.packet_in_drops,
+                packet_outs: w.packet_outs,
+                packet_out_drops: w.packet_out_drops,
             })
             .collect(),
         event_drops: 0,

@@ -455,12 +455,16 @@ impl Server {
             if self.accept_retry && !ready.contains(&LISTENER) {
                 ready.push(LISTENER);
             }
+            // Sessions first: one that hung up in this turn must not count against the
+            // session limit when the listener's new connections are accepted.
             for token in ready.iter().copied() {
                 match token {
-                    LISTENER => self.accept(),
-                    WAKER => {}
+                    LISTENER | WAKER => {}
                     token => self.service(token, switch),
                 }
+            }
+            if ready.contains(&LISTENER) {
+                self.accept();
             }
             self.ready = ready;
             self.dispatch_events(switch);

@@ -234,6 +234,14 @@ pub struct WorkerStats {
     pub mac_learn_full: u64,
     /// Flow cache counters.
     pub cache: CacheCounters,
+    /// Packet-ins queued for controllers.
+    pub packet_ins: u64,
+    /// Packet-ins dropped because the queue to the control thread was full.
+    pub packet_in_drops: u64,
+    /// Packet-outs run.
+    pub packet_outs: u64,
+    /// Packet-outs dropped.
+    pub packet_out_drops: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -1193,6 +1201,10 @@ impl Switch {
                     flushes: c.counters.cache_flushes.get(),
                     entries: c.counters.cache_entries.get(),
                 },
+                packet_ins: c.counters.packet_ins.get(),
+                packet_in_drops: c.counters.packet_in_drops.get(),
+                packet_outs: c.counters.packet_outs.get(),
+                packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()
     }

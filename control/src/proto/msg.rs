@@ -480,6 +480,18 @@ pub struct WorkerDesc {
     /// Flow cache counters.
     #[serde(default)]
     pub cache: CacheDesc,
+    /// Packet-ins queued for controllers.
+    #[serde(default)]
+    pub packet_ins: u64,
+    /// Packet-ins dropped (queue to the control thread full).
+    #[serde(default)]
+    pub packet_in_drops: u64,
+    /// Packet-outs run.
+    #[serde(default)]
+    pub packet_outs: u64,
+    /// Packet-outs dropped.
+    #[serde(default)]
+    pub packet_out_drops: u64,
 }
 
 /// Flow cache counters of one worker.

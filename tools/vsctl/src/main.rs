@@ -512,6 +512,30 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         );
     }
     out.push_str(&t.render());
+    out.push('\n');
+    let mut t = Table::new(&[
+        ("WORKER", true),
+        ("PACKET_IN", true),
+        ("PACKET_IN_DROP", true),
+        ("PACKET_OUT", true),
+        ("PACKET_OUT_DROP", true),
+    ]);
+    for w in &s.worker_stats {
+        t.row(
+            [
+                w.worker,
+                w.packet_ins,
+                w.packet_in_drops,
+                w.packet_outs,
+                w.packet_out_drops,
+            ]
+            .iter()
+            .map(u64::to_string)
+            .collect(),
+        );
+    }
+    out.push_str(&t.render());
+    out.push_str(&format!("\nevent drops: {}\n", s.event_drops));
     out
 }
 
