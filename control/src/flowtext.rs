@@ -674,7 +674,10 @@ impl<'a> Parser<'a, '_> {
                     None => (v, None),
                 };
                 self.fm.cookie = self.int(tok, c, "cookie")?;
-                if let Some(m) = m {
+                if m == Some("-1") {
+                    // OVS: `cookie=V/-1` compares every bit.
+                    self.fm.cookie_mask = u64::MAX;
+                } else if let Some(m) = m {
                     self.fm.cookie_mask = self.int(tok, m, "cookie mask")?;
                 } else if self.mode() != Mode::Add {
                     self.fm.cookie_mask = u64::MAX;

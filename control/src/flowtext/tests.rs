@@ -326,6 +326,10 @@ fn flow_settings_parse() {
         .unwrap()
         .flow_mod;
     assert_eq!(d.cookie_mask, u64::MAX);
+    let d = parse_flow("cookie=0x10/-1", FlowModCommand::Delete, &ports)
+        .unwrap()
+        .flow_mod;
+    assert_eq!((d.cookie, d.cookie_mask), (0x10, u64::MAX));
 }
 
 #[test]
