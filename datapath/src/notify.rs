@@ -90,6 +90,8 @@ pub enum PortChange {
     Add,
     /// Removed.
     Delete,
+    /// Its link went up or down (see [`PortInfo::link_up`]).
+    Modify,
 }
 
 impl PortChange {
@@ -98,6 +100,7 @@ impl PortChange {
         match self {
             Self::Add => "add",
             Self::Delete => "delete",
+            Self::Modify => "modify",
         }
     }
 }

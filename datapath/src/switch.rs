@@ -179,6 +179,8 @@ pub struct PortInfo {
     pub worker: usize,
     /// Worker that owns each rx queue (a multi-queue AF_XDP port is split over workers).
     pub queue_workers: Vec<usize>,
+    /// The device has carrier (always true for mem ports). Checked by housekeeping.
+    pub link_up: bool,
 }
 
 /// One learned MAC address.
@@ -294,6 +296,15 @@ impl Default for SwitchConfig {
             max_flows_per_table: DEFAULT_MAX_FLOWS_PER_TABLE,
         }
     }
+}
+
+/// Whether a device port has carrier (`None`: not a device, or unreadable).
+fn link_state(name: &str, kind: PortKind) -> Option<bool> {
+    if kind == PortKind::Mem {
+        return None;
+    }
+    let v = std::fs::read_to_string(format!("/sys/class/net/{name}/carrier")).ok()?;
+    Some(v.trim() == "1")
 }
 
 /// Why a packet-out was refused.
@@ -728,6 +739,32 @@ impl Switch {
         n
     }
 
+    /// Reads each device port's carrier; a change is published (fast-failover groups use only
+    /// live ports) and reported as a port-status `modify` event.
+    pub fn poll_links(&mut self) {
+        let mut changed = Vec::new();
+        for r in self.ports.values_mut() {
+            let Some(up) = link_state(&r.info.name, r.info.kind) else {
+                continue;
+            };
+            if up != r.info.link_up {
+                r.info.link_up = up;
+                tracing::info!(port = %r.info.name, link_up = up, "port link changed");
+                changed.push(r.info.clone());
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        self.publish();
+        for port in changed {
+            self.push_event(Event::PortStatus(PortStatus {
+                change: PortChange::Modify,
+                port,
+            }));
+        }
+    }
+
     /// Sets what wakes the control thread when a packet-in arrives (once).
     pub fn set_control_waker(&self, f: Box<dyn Fn() + Send + Sync>) {
         let _ = self.shared.control_waker.set(ControlWaker(f));
@@ -879,6 +916,7 @@ impl Switch {
                 incarnation: r.incarnation,
                 vlan: r.info.vlan.clone(),
                 worker: r.info.worker,
+                live: r.info.link_up,
             })
             .collect();
         self.shared.snapshot.store(Arc::new(Snapshot::build(
@@ -1024,6 +1062,7 @@ impl Switch {
             queue_workers.extend(std::iter::repeat_n(worker, queues));
             placed.push((worker, port, Arc::new(PortCounters::default())));
         }
+        let name_for_link = name.clone();
         let info = PortInfo {
             id,
             name,
@@ -1032,6 +1071,7 @@ impl Switch {
             vlan,
             worker: queue_workers.first().copied().unwrap_or(0),
             queue_workers,
+            link_up: link_state(&name_for_link, kind).unwrap_or(true),
         };
         self.incarnations += 1;
         let incarnation = self.incarnations;
@@ -1225,6 +1265,7 @@ impl Switch {
 
     /// Periodic work of the control thread (MAC aging); call about once a second.
     pub fn housekeeping(&mut self) {
+        self.poll_links();
         let expired = self.expire_flows();
         if expired > 0 {
             tracing::debug!(expired, "flows timed out");

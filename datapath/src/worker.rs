@@ -78,6 +78,8 @@ pub struct PortConf {
     pub vlan: VlanMode,
     /// Worker that owns the port.
     pub worker: usize,
+    /// The link is up (fast-failover groups skip ports that are not).
+    pub live: bool,
 }
 
 /// Immutable configuration published to the workers. A new one replaces the old atomically.
@@ -1205,10 +1207,10 @@ impl Worker {
                 }
             },
             GroupType::FastFailover => {
-                let live = g
-                    .buckets
-                    .iter()
-                    .position(|b| b.watch_port.is_some_and(|p| snap.port(p).is_some()));
+                let live = g.buckets.iter().position(|b| {
+                    b.watch_port
+                        .is_some_and(|p| snap.port(p).is_some_and(|c| c.live))
+                });
                 match live {
                     Some(b) => Some(b),
                     None => {
