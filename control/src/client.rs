@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use crate::proto::frame::{self, HEADER_LEN};
 use crate::proto::{
-    BundleReply, BundleRequest, FlowAggregateReply, FlowDesc, FlowFilterRequest, FlowModReply,
-    FlowModRequest, TableStatsReply,
+    BundleAddRequest, BundleIdRequest, BundleReply, BundleRequest, FlowAggregateReply, FlowDesc,
+    FlowFilterRequest, FlowModReply, FlowModRequest, TableStatsReply,
 };
 use crate::proto::{
     DEFAULT_MAX_FRAME_BYTES, Decoded, EchoRequest, EmptyRequest, ErrorCode, ErrorReply, HelloReply,
@@ -48,6 +48,12 @@ use crate::proto::{
 
 /// Notifications a client queues while it waits for replies; more are dropped and counted.
 pub const MAX_PENDING_NOTIFICATIONS: usize = 65_536;
+
+/// Default bytes of flow-mod JSON per `bundle_add` in [`Client::bundle_chunked`].
+pub const DEFAULT_BUNDLE_CHUNK_BYTES: usize = 512 * 1024;
+
+/// Bytes of a frame [`Client::bundle_chunked`] keeps for the envelope around the ops.
+const BUNDLE_ENVELOPE_SLACK: usize = 1024;
 
 /// One message read from the socket.
 enum Incoming {
@@ -137,6 +143,10 @@ pub struct Client {
     pending: VecDeque<Notification>,
     /// Notifications dropped because `pending` was full.
     dropped: u64,
+    /// The server's frame limit, from its `hello_reply` (asked for once, when needed).
+    server_max_frame: Option<usize>,
+    /// Next id [`Client::bundle_chunked`] tries for its bundle.
+    next_bundle_id: u32,
 }
 
 impl Client {
@@ -165,6 +175,8 @@ impl Client {
             poisoned: false,
             pending: VecDeque::new(),
             dropped: 0,
+            server_max_frame: None,
+            next_bundle_id: 1,
         })
     }
 
@@ -509,7 +521,11 @@ impl Client {
             client: Some(format!("control-client {}", env!("CARGO_PKG_VERSION"))),
         });
         match self.request(&request)? {
-            Reply::Hello(r) => Ok(r),
+            Reply::Hello(r) => {
+                self.server_max_frame =
+                    Some(usize::try_from(r.max_frame_bytes).unwrap_or(usize::MAX));
+                Ok(r)
+            }
             other => Err(Self::unexpected(&other)),
         }
     }
@@ -692,6 +708,138 @@ impl Client {
         }
     }
 
+    /// `bundle_open`: opens an empty multi-message bundle in this session.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`exists` if the id is open, `limit` with 4 bundles open, on
+    /// `body.bundle_id`).
+    pub fn bundle_open(&mut self, bundle_id: u32) -> Result<(), ClientError> {
+        match self.request(&Request::BundleOpen(BundleIdRequest { bundle_id }))? {
+            Reply::BundleOpen(_) => Ok(()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `bundle_add`: stages `ops` in an open bundle; returns how many the bundle holds now.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` on `body.bundle_id`; `limit` on `body.ops`; a
+    /// syntax error of an op on `body.ops[i]…`, `i` its index in `ops`). Nothing of `ops` is
+    /// staged when it fails; what earlier messages staged stays.
+    pub fn bundle_add(
+        &mut self,
+        bundle_id: u32,
+        ops: Vec<FlowModRequest>,
+    ) -> Result<u64, ClientError> {
+        match self.request(&Request::BundleAdd(BundleAddRequest { bundle_id, ops }))? {
+            Reply::BundleAdd(r) => Ok(r.ops),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `bundle_commit`: applies the staged ops all or nothing and closes the bundle.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` on `body.bundle_id`; an op's error named
+    /// `bundle.ops[N]…`, `N` its index in the whole bundle). The bundle is closed also when
+    /// the commit fails.
+    pub fn bundle_commit(&mut self, bundle_id: u32) -> Result<BundleReply, ClientError> {
+        match self.request(&Request::BundleCommit(BundleIdRequest { bundle_id }))? {
+            Reply::BundleCommit(r) => Ok(r),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// `bundle_discard`: closes a bundle without applying it.
+    ///
+    /// # Errors
+    /// As [`Client::request`] (`not_found` on `body.bundle_id`).
+    pub fn bundle_discard(&mut self, bundle_id: u32) -> Result<(), ClientError> {
+        match self.request(&Request::BundleDiscard(BundleIdRequest { bundle_id }))? {
+            Reply::BundleDiscard(_) => Ok(()),
+            other => Err(Self::unexpected(&other)),
+        }
+    }
+
+    /// The largest frame both ends accept: the server's (from `hello`, asked once) and ours.
+    ///
+    /// # Errors
+    /// As [`Client::hello`].
+    pub fn max_frame(&mut self) -> Result<usize, ClientError> {
+        let server = match self.server_max_frame {
+            Some(n) => n,
+            None => {
+                self.hello()?;
+                self.server_max_frame.unwrap_or(DEFAULT_MAX_FRAME_BYTES)
+            }
+        };
+        Ok(server.min(self.config.max_frame_bytes))
+    }
+
+    /// Applies `ops` all or nothing, whatever their size: as one `bundle` if it fits in a
+    /// frame (see [`Client::max_frame`]), else as a multi-message bundle (`bundle_open`,
+    /// `bundle_add`s of at most `chunk_bytes` of flow-mod JSON each, or less if the frame is
+    /// smaller, then `bundle_commit`).
+    ///
+    /// An error about an op is reported with the field `bundle.ops[N]…`, `N` its index in
+    /// `ops`, whichever messages carried it (`body.ops[i]` of a `bundle` or of a
+    /// `bundle_add` is rewritten). After an error reply the multi-message bundle is closed
+    /// (discarded if the commit was not reached).
+    ///
+    /// # Errors
+    /// As [`Client::request`]; [`ClientError::Encode`] for one op larger than a frame.
+    pub fn bundle_chunked(
+        &mut self,
+        ops: Vec<FlowModRequest>,
+        chunk_bytes: usize,
+    ) -> Result<BundleReply, ClientError> {
+        let max_frame = self.max_frame()?;
+        let budget = max_frame.saturating_sub(BUNDLE_ENVELOPE_SLACK);
+        let sizes: Vec<usize> = ops
+            .iter()
+            .map(|op| serde_json::to_vec(op).map_or(0, |v| v.len()) + 1)
+            .collect();
+        let total: usize = sizes.iter().sum();
+        if total <= budget {
+            return self.bundle(ops).map_err(|e| rebase_op_error(e, 0));
+        }
+        let chunk = chunk_bytes.clamp(1, budget.max(1));
+        let id = self.open_free_bundle()?;
+        let mut start = 0;
+        let mut ops = ops.into_iter();
+        while start < sizes.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < sizes.len() && (end == start || bytes + sizes[end] <= chunk) {
+                bytes += sizes[end];
+                end += 1;
+            }
+            let part: Vec<FlowModRequest> = ops.by_ref().take(end - start).collect();
+            if let Err(e) = self.bundle_add(id, part) {
+                if matches!(e, ClientError::Remote(_) | ClientError::Encode(_)) {
+                    // Best effort: the session's close would discard it too.
+                    let _ = self.bundle_discard(id);
+                }
+                return Err(rebase_op_error(e, start));
+            }
+            start = end;
+        }
+        self.bundle_commit(id).map_err(|e| rebase_op_error(e, 0))
+    }
+
+    /// Opens a bundle with an id this session does not use yet.
+    fn open_free_bundle(&mut self) -> Result<u32, ClientError> {
+        let mut tries = 0;
+        loop {
+            let id = self.next_bundle_id;
+            self.next_bundle_id = self.next_bundle_id.wrapping_add(1);
+            match self.bundle_open(id) {
+                Err(e) if e.code() == Some(ErrorCode::Exists) && tries < 8 => tries += 1,
+                other => return other.map(|()| id),
+            }
+        }
+    }
+
     /// `group_mod`: adds, modifies or deletes groups; returns how many flows a delete removed
     /// with them.
     ///
@@ -737,5 +885,59 @@ impl Client {
             Reply::MeterDump(r) => Ok(r.meters),
             other => Err(Self::unexpected(&other)),
         }
+    }
+}
+
+/// Rewrites the field of an error about op `i` of a message (`body.ops[i]…`) or of a bundle
+/// (`bundle.ops[i]…`) to `bundle.ops[offset + i]…`.
+fn rebase_op_error(e: ClientError, offset: usize) -> ClientError {
+    let ClientError::Remote(mut r) = e else {
+        return e;
+    };
+    let rebased = r.field.as_deref().and_then(|f| {
+        let rest = f
+            .strip_prefix("body.ops[")
+            .or_else(|| f.strip_prefix("bundle.ops["))?;
+        let (i, tail) = rest.split_once(']')?;
+        let i = i.parse::<usize>().ok()?.checked_add(offset)?;
+        Some(format!("bundle.ops[{i}]{tail}"))
+    });
+    if rebased.is_some() {
+        r.field = rebased;
+    }
+    ClientError::Remote(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(field: Option<&str>) -> ClientError {
+        ClientError::Remote(ErrorReply::from(match field {
+            Some(f) => ProtoError::field(ErrorCode::BadMatch, f, "x"),
+            None => ProtoError::new(ErrorCode::Limit, "x"),
+        }))
+    }
+
+    fn field(e: &ClientError) -> Option<&str> {
+        e.remote()?.field.as_deref()
+    }
+
+    #[test]
+    fn op_errors_are_named_by_their_index_in_the_whole_bundle() {
+        let e = rebase_op_error(remote(Some("body.ops[3].match.ip_dst")), 1000);
+        assert_eq!(field(&e), Some("bundle.ops[1003].match.ip_dst"));
+        let e = rebase_op_error(remote(Some("bundle.ops[12345].actions[1]")), 0);
+        assert_eq!(field(&e), Some("bundle.ops[12345].actions[1]"));
+        let e = rebase_op_error(remote(Some("body.ops[7]")), 10);
+        assert_eq!(field(&e), Some("bundle.ops[17]"));
+        let e = rebase_op_error(remote(Some("body.ops")), 10);
+        assert_eq!(field(&e), Some("body.ops"));
+        let e = rebase_op_error(remote(None), 10);
+        assert_eq!(field(&e), None);
+        assert!(matches!(
+            rebase_op_error(ClientError::Closed, 3),
+            ClientError::Closed
+        ));
     }
 }

@@ -318,11 +318,16 @@ impl Handler {
                 packet_out(switch, req)?;
                 vec![Reply::PacketOut(EmptyReply {})]
             }
-            Request::Subscribe(_) | Request::Unsubscribe(_) => {
-                // The server owns the sessions and answers these itself.
+            Request::Subscribe(_)
+            | Request::Unsubscribe(_)
+            | Request::BundleOpen(_)
+            | Request::BundleAdd(_)
+            | Request::BundleCommit(_)
+            | Request::BundleDiscard(_) => {
+                // Per-session state: the server owns the sessions and answers these itself.
                 return Err(ProtoError::new(
                     ErrorCode::Internal,
-                    "subscriptions are handled by the server",
+                    "subscriptions and multi-message bundles are handled by the server",
                 ));
             }
         })

@@ -18,6 +18,7 @@ pub mod flowtext;
 pub mod proto;
 pub mod server;
 
+mod bundle;
 mod handler;
 mod ratelimit;
 

@@ -25,6 +25,12 @@
 //! is never disconnected for them and never makes the loop wait; its requests follow the rules
 //! above.
 //!
+//! **Multi-message bundles.** `bundle_open`, `bundle_add`, `bundle_commit` and `bundle_discard`
+//! work on bundles the session stages (module `bundle`); like subscriptions they are
+//! per-session state, held by the server: closing a session discards its open bundles. Staged
+//! bytes are bounded per session ([`ServerConfig::max_bundle_bytes`]) and for all sessions
+//! together ([`ServerConfig::max_bundle_bytes_total`]).
+//!
 //! A malformed request gets an `error` reply and changes nothing; the session stays open unless
 //! the framing itself is broken.
 
@@ -44,13 +50,14 @@ use tracing::{debug, debug_span, info, warn};
 
 use datapath::notify::Event;
 
+use crate::bundle::{Bundles, StagingBudget};
 use crate::handler::{Handler, port_desc};
 use crate::proto::frame::{self, FrameStatus, HEADER_LEN};
 use crate::proto::{
-    DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoded, ErrorCode, ErrorReply, FieldValue,
-    FlowRemovedEvent, MatchDesc, Notification, PacketInEvent, PortStatusEvent, ProtoError, Reply,
-    Request, SubscribeReply, Subscription, decode_request, encode_notification, encode_reply,
-    hex_encode, match_to_desc, with_lost,
+    BundleAddReply, DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoded, EmptyReply, ErrorCode,
+    ErrorReply, FieldValue, FlowRemovedEvent, MatchDesc, Notification, PacketInEvent,
+    PortStatusEvent, ProtoError, Reply, Request, SubscribeReply, Subscription, decode_request,
+    encode_notification, encode_reply, hex_encode, match_to_desc, with_lost,
 };
 use crate::ratelimit::RateLimit;
 
@@ -93,6 +100,11 @@ pub struct ServerConfig {
     /// notification is dropped for that session and counted in its `lost`. Capped at
     /// `max_queued_bytes` (notifications alone never get a session disconnected). Default 1 MiB.
     pub max_notify_queued_bytes: usize,
+    /// Bytes one session's open multi-message bundles may cost (`bundle_add` payloads plus a
+    /// fixed amount per staged op); a `bundle_add` beyond it gets `limit`. Default 128 MiB.
+    pub max_bundle_bytes: usize,
+    /// Bytes the open multi-message bundles of all sessions may cost together. Default 512 MiB.
+    pub max_bundle_bytes_total: usize,
     /// Longest wait in the event loop (at most 1 s); bounds how late `shutdown` is noticed when
     /// nobody wakes the loop. Default 250 ms.
     pub poll_timeout: Duration,
@@ -111,6 +123,8 @@ impl Default for ServerConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queued_bytes: 4 << 20,
             max_notify_queued_bytes: 1 << 20,
+            max_bundle_bytes: 128 << 20,
+            max_bundle_bytes_total: 512 << 20,
             poll_timeout: Duration::from_millis(250),
             housekeeping_interval: Duration::from_secs(1),
             daemon: format!("vswitchd {}", env!("CARGO_PKG_VERSION")),
@@ -190,6 +204,8 @@ struct Session {
     sub: Subscription,
     /// Notifications dropped for it (queue above the notification bound).
     lost: u64,
+    /// Its open multi-message bundles (discarded with the session).
+    bundles: Bundles,
 }
 
 /// What to do with a session after servicing it.
@@ -211,6 +227,7 @@ impl Session {
             closing: false,
             sub: Subscription::default(),
             lost: 0,
+            bundles: Bundles::default(),
         }
     }
 
@@ -318,6 +335,8 @@ pub struct Server {
     accept_retry: bool,
     scratch: Box<[u8]>,
     warn_limit: RateLimit,
+    /// Bytes staged in multi-message bundles, all sessions.
+    staging: StagingBudget,
     /// Device and inode of the socket file we created, to remove only ours on drop.
     socket_id: (u64, u64),
 }
@@ -382,6 +401,7 @@ impl Server {
             accept_retry: false,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             warn_limit: RateLimit::new(10, Duration::from_secs(5)),
+            staging: StagingBudget::new(config.max_bundle_bytes, config.max_bundle_bytes_total),
             socket_id,
             config,
             poll,
@@ -537,10 +557,9 @@ impl Server {
                 continue;
             };
             if s.flush().is_err()
-                && let Some(mut s) = self.sessions.remove(&token)
+                && let Some(s) = self.sessions.remove(&token)
             {
-                let _ = self.poll.registry().deregister(&mut s.stream);
-                debug!(session = s.id, "control session closed");
+                self.close_session(s);
             }
         }
         self.notified = notified;
@@ -626,11 +645,15 @@ impl Server {
             Next::Keep => {
                 self.sessions.insert(token, session);
             }
-            Next::Close => {
-                let _ = self.poll.registry().deregister(&mut session.stream);
-                debug!(session = session.id, "control session closed");
-            }
+            Next::Close => self.close_session(session),
         }
+    }
+
+    /// Forgets a session: its open bundles are discarded and their bytes given back.
+    fn close_session(&mut self, mut s: Session) {
+        let _ = self.poll.registry().deregister(&mut s.stream);
+        self.staging.release(s.bundles.bytes());
+        debug!(session = s.id, "control session closed");
     }
 
     fn service_session(&mut self, s: &mut Session, token: Token, switch: &mut Switch) -> Next {
@@ -694,7 +717,14 @@ impl Server {
                         let start = consumed + HEADER_LEN;
                         let payload = &s.rbuf[start..start + len];
                         let mut notify = (s.sub, s.lost);
-                        self.handle_frame(s.id, payload, &mut s.wbuf, &mut notify, switch);
+                        self.handle_frame(
+                            s.id,
+                            payload,
+                            &mut s.wbuf,
+                            &mut notify,
+                            &mut s.bundles,
+                            switch,
+                        );
                         s.sub = notify.0;
                         consumed = start + len;
                     }
@@ -745,13 +775,15 @@ impl Server {
     }
 
     /// Decodes and runs one request, appending its reply frames to `out`. `notify` is the
-    /// session's subscription (changed by `subscribe`) and its lost count.
+    /// session's subscription (changed by `subscribe`) and its lost count; `bundles` its open
+    /// multi-message bundles.
     fn handle_frame(
         &mut self,
         session: u64,
         payload: &[u8],
         out: &mut Vec<u8>,
         notify: &mut (Subscription, u64),
+        bundles: &mut Bundles,
         switch: &mut Switch,
     ) {
         let max_frame_bytes = self.config.max_frame_bytes;
@@ -794,7 +826,34 @@ impl Server {
                     push_reply(out, xid, &reply, max_frame_bytes);
                     return;
                 }
-                match self.handler.handle(switch, msg) {
+                let staged = match &msg {
+                    Request::BundleOpen(req) => Some(
+                        bundles
+                            .open(req.bundle_id)
+                            .map(|()| Reply::BundleOpen(EmptyReply {})),
+                    ),
+                    Request::BundleAdd(req) => Some(
+                        bundles
+                            .add(req, payload.len(), &mut self.staging)
+                            .map(|ops| Reply::BundleAdd(BundleAddReply { ops })),
+                    ),
+                    Request::BundleCommit(req) => Some(
+                        bundles
+                            .commit(req.bundle_id, switch, &mut self.staging)
+                            .map(Reply::BundleCommit),
+                    ),
+                    Request::BundleDiscard(req) => Some(
+                        bundles
+                            .discard(req.bundle_id, &mut self.staging)
+                            .map(|()| Reply::BundleDiscard(EmptyReply {})),
+                    ),
+                    _ => None,
+                };
+                let result = match staged {
+                    Some(r) => r.map(|reply| vec![reply]),
+                    None => self.handler.handle(switch, msg),
+                };
+                match result {
                     Ok(parts) => {
                         for part in &parts {
                             push_reply(out, xid, part, max_frame_bytes);
@@ -842,6 +901,12 @@ fn check_config(c: &ServerConfig) -> Result<(), ServerError> {
     }
     if c.max_notify_queued_bytes == 0 {
         return bad("max_notify_queued_bytes", "must be at least 1".into());
+    }
+    if c.max_bundle_bytes == 0 {
+        return bad("max_bundle_bytes", "must be at least 1".into());
+    }
+    if c.max_bundle_bytes_total == 0 {
+        return bad("max_bundle_bytes_total", "must be at least 1".into());
     }
     if c.poll_timeout.is_zero() || c.poll_timeout > Duration::from_secs(1) {
         return bad(

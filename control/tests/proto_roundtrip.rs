@@ -98,6 +98,20 @@ fn requests() -> Vec<Request> {
         Request::Bundle(BundleRequest {
             ops: vec![sample_flow_mod(), FlowModRequest::new(FlowCommand::Delete)],
         }),
+        Request::BundleOpen(BundleIdRequest { bundle_id: 0 }),
+        Request::BundleOpen(BundleIdRequest {
+            bundle_id: u32::MAX,
+        }),
+        Request::BundleAdd(BundleAddRequest {
+            bundle_id: 7,
+            ops: vec![sample_flow_mod(), FlowModRequest::new(FlowCommand::Delete)],
+        }),
+        Request::BundleAdd(BundleAddRequest {
+            bundle_id: 7,
+            ops: vec![],
+        }),
+        Request::BundleCommit(BundleIdRequest { bundle_id: 7 }),
+        Request::BundleDiscard(BundleIdRequest { bundle_id: 7 }),
         Request::GroupMod(sample_group_mod()),
         Request::GroupMod(GroupModRequest {
             command: ModCommandDesc::Modify,
@@ -386,6 +400,15 @@ fn replies() -> Vec<Reply> {
             modified: 0,
             removed: 4,
         }),
+        Reply::BundleOpen(EmptyReply {}),
+        Reply::BundleAdd(BundleAddReply { ops: 30_000 }),
+        Reply::BundleCommit(BundleReply {
+            ops: 30_000,
+            added: 29_999,
+            modified: 0,
+            removed: 1,
+        }),
+        Reply::BundleDiscard(EmptyReply {}),
         Reply::GroupMod(GroupModReply { removed_flows: 3 }),
         Reply::GroupDump(GroupDumpReply {
             groups: vec![GroupDesc {
@@ -743,6 +766,83 @@ fn flow_mod_wire_shape_is_the_documented_one() {
             }
         })
     );
+}
+
+#[test]
+fn multi_message_bundle_wire_shapes_are_the_documented_ones() {
+    let shape = |xid: u64, r: &Request| -> Value {
+        serde_json::from_slice(&encode_request(xid, r).unwrap()).unwrap()
+    };
+    assert_eq!(
+        shape(1, &Request::BundleOpen(BundleIdRequest { bundle_id: 5 })),
+        json!({"version": 1, "xid": 1, "type": "bundle_open", "body": {"bundle_id": 5}})
+    );
+    assert_eq!(
+        shape(
+            2,
+            &Request::BundleAdd(BundleAddRequest {
+                bundle_id: 5,
+                ops: vec![FlowModRequest::new(FlowCommand::Delete)],
+            })
+        ),
+        json!({"version": 1, "xid": 2, "type": "bundle_add",
+               "body": {"bundle_id": 5, "ops": [{"command": "delete"}]}})
+    );
+    assert_eq!(
+        shape(3, &Request::BundleCommit(BundleIdRequest { bundle_id: 5 })),
+        json!({"version": 1, "xid": 3, "type": "bundle_commit", "body": {"bundle_id": 5}})
+    );
+    assert_eq!(
+        shape(4, &Request::BundleDiscard(BundleIdRequest { bundle_id: 5 })),
+        json!({"version": 1, "xid": 4, "type": "bundle_discard", "body": {"bundle_id": 5}})
+    );
+    let reply = |xid: u64, r: &Reply| -> Value {
+        serde_json::from_slice(&encode_reply(xid, r).unwrap()).unwrap()
+    };
+    assert_eq!(
+        reply(1, &Reply::BundleOpen(EmptyReply {})),
+        json!({"version": 1, "xid": 1, "type": "bundle_open_reply", "body": {}})
+    );
+    assert_eq!(
+        reply(2, &Reply::BundleAdd(BundleAddReply { ops: 1000 })),
+        json!({"version": 1, "xid": 2, "type": "bundle_add_reply", "body": {"ops": 1000}})
+    );
+    assert_eq!(
+        reply(
+            3,
+            &Reply::BundleCommit(BundleReply {
+                ops: 3,
+                added: 2,
+                modified: 0,
+                removed: 1
+            })
+        ),
+        json!({"version": 1, "xid": 3, "type": "bundle_commit_reply",
+               "body": {"ops": 3, "added": 2, "modified": 0, "removed": 1}})
+    );
+    assert_eq!(
+        reply(4, &Reply::BundleDiscard(EmptyReply {})),
+        json!({"version": 1, "xid": 4, "type": "bundle_discard_reply", "body": {}})
+    );
+    // Strict requests: bundle_id is required, a u32, and nothing else is accepted.
+    for (body, field) in [
+        (r#"{}"#, "body.bundle_id"),
+        (r#"{"bundle_id":-1}"#, "body.bundle_id"),
+        (r#"{"bundle_id":4294967296}"#, "body.bundle_id"),
+        (r#"{"bundle_id":1,"ops":[]}"#, "body.ops"),
+    ] {
+        let payload = format!(r#"{{"version":1,"xid":9,"type":"bundle_commit","body":{body}}}"#);
+        check(payload.as_bytes(), ErrorCode::BadField, Some(field), 9);
+    }
+    let add = r#"{"version":1,"xid":10,"type":"bundle_add","body":{"bundle_id":1,"ops":[{"command":"add"},{"command":"nope"}]}}"#;
+    check(
+        add.as_bytes(),
+        ErrorCode::BadField,
+        Some("body.ops[1].command"),
+        10,
+    );
+    let add = r#"{"version":1,"xid":11,"type":"bundle_add","body":{"bundle_id":1}}"#;
+    check(add.as_bytes(), ErrorCode::BadField, Some("body.ops"), 11);
 }
 
 #[test]

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use common::{
     Background, Lab, VSNET, raw_capture, tcp_transfer_via, udp_received, udp_send, udp_sink, unhex,
 };
+use control::client::DEFAULT_BUNDLE_CHUNK_BYTES;
 use control::proto::msg::PortType;
 use control::proto::{
-    ActionDesc, Decoded, EchoRequest, FieldValue, FlowCommand, FlowDesc, FlowModRequest, MatchDesc,
-    decode_reply, encode_request,
+    ActionDesc, DEFAULT_MAX_FRAME_BYTES, Decoded, EchoRequest, FieldValue, FlowCommand, FlowDesc,
+    FlowModRequest, MatchDesc, decode_reply, encode_request,
 };
 use control::{ClientError, ErrorCode, Reply, Request};
 use testbed::{Container, require_privileges, wait_until};
@@ -346,16 +347,15 @@ fn octets(addr: &str) -> [u8; 4] {
     addr.parse::<std::net::Ipv4Addr>().unwrap().octets()
 }
 
-/// Frame limit for the bundle tests: 10,002 flow-mods are about 1.5 MB of JSON, more than
-/// the default 1 MiB frame.
-const BIG_FRAME: usize = 16 << 20;
-
 #[test]
 fn a_bundle_replaces_10000_rules_under_traffic_without_mixing() {
     if !require_privileges("flows: bundle under traffic") {
         return;
     }
-    let mut lab = Lab::start_with_max_frame(BIG_FRAME, Duration::from_secs(60), &[]);
+    // The daemon's default 1 MiB frame limit: 10,002 flow-mods are about 1.5 MB of JSON, so
+    // each version goes as a multi-message bundle (open, add in chunks, commit).
+    let mut lab = Lab::start_with_timeout(Duration::from_secs(60), &[]);
+    assert_eq!(lab.client.max_frame().unwrap(), DEFAULT_MAX_FRAME_BYTES);
     let c1 = Container::veth("vfb", 1, "10.215.0.1").unwrap();
     let c2 = Container::veth("vfb", 2, "10.215.0.2").unwrap();
     lab.add_port(&c1.port, PortType::Afxdp, None);
@@ -373,6 +373,10 @@ fn a_bundle_replaces_10000_rules_under_traffic_without_mixing() {
     eprintln!(
         "one version is a bundle of {} ops, {size} bytes of JSON",
         v1.len()
+    );
+    assert!(
+        size > DEFAULT_MAX_FRAME_BYTES,
+        "{size} bytes fit in one frame"
     );
 
     let t0 = Instant::now();
@@ -506,7 +510,7 @@ fn a_bundle_replaces_10000_rules_under_traffic_without_mixing() {
         "bundle with a bad rule",
         lab.try_bundle(&bad),
         ErrorCode::BadMatch,
-        "body.ops[7777].match.tcp_dst",
+        "bundle.ops[7777].match.tcp_dst",
     );
     lab.barrier();
     assert_eq!(
@@ -595,7 +599,7 @@ fn hostile_control_input_against_the_daemon() {
     if !require_privileges("flows: hostile control input") {
         return;
     }
-    let mut lab = Lab::start_with_max_frame(BIG_FRAME, Duration::from_secs(60), &[]);
+    let mut lab = Lab::start_with_timeout(Duration::from_secs(60), &[]);
     let c1 = Container::veth("vfh", 1, "10.216.0.1").unwrap();
     let c2 = Container::veth("vfh", 2, "10.216.0.2").unwrap();
     lab.add_port(&c1.port, PortType::Afxdp, None);
@@ -732,6 +736,7 @@ fn hostile_control_input_against_the_daemon() {
     );
 
     // Bundles: one bad op among good ones; 200,000 ops (the limit) accepted; 200,001 refused.
+    // The large ones do not fit in a 1 MiB frame: they are staged with bundle_add in chunks.
     let good = req(
         Add,
         &[ip.clone(), ("ip_proto", n(17)), ("udp_dst", n(1234))],
@@ -750,23 +755,31 @@ fn hostile_control_input_against_the_daemon() {
     let t = Instant::now();
     let r = lab
         .client
-        .bundle(vec![harmless.clone(); 200_000])
+        .bundle_chunked(vec![harmless.clone(); 200_000], DEFAULT_BUNDLE_CHUNK_BYTES)
         .expect("a bundle of exactly 200,000 ops");
     assert_eq!((r.ops, r.removed), (200_000, 0), "{r:?}");
     eprintln!("200,000-op bundle: {:?}", t.elapsed());
     expect_error(
         "bundle of 200,001 ops",
-        lab.client.bundle(vec![harmless; 200_001]),
+        lab.client
+            .bundle_chunked(vec![harmless; 200_001], DEFAULT_BUNDLE_CHUNK_BYTES),
         ErrorCode::Limit,
         "body.ops",
     );
+    // The refused bundle was discarded: every bundle id of the session is free.
+    for id in 0..4 {
+        lab.client.bundle_open(id).unwrap();
+    }
+    for id in 0..4 {
+        lab.client.bundle_discard(id).unwrap();
+    }
     assert_eq!(structure(&lab.dump_flows("")), baseline);
 
     // A frame announcing more than the limit: bad_frame, then the daemon hangs up unread.
     {
         let mut raw = UnixStream::connect(&lab.daemon.socket).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let announced = u32::try_from(BIG_FRAME + 1).unwrap();
+        let announced = u32::try_from(DEFAULT_MAX_FRAME_BYTES + 1).unwrap();
         raw.write_all(&announced.to_be_bytes()).unwrap();
         let mut reply = Vec::new();
         raw.read_to_end(&mut reply).unwrap();

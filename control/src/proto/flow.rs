@@ -1,5 +1,6 @@
 //! Flow messages (`flow_mod`, `flow_dump`, `flow_aggregate`, `table_stats`, `barrier`,
-//! `bundle`) and the conversions between their JSON form and the datapath's flow model.
+//! `bundle`, and the multi-message bundles `bundle_open`, `bundle_add`, `bundle_commit`,
+//! `bundle_discard`) and the conversions between their JSON form and the datapath's flow model.
 //!
 //! JSON form (see `docs/control-protocol.md`):
 //!
@@ -31,8 +32,11 @@ use super::codec::quote;
 use super::error::{ErrorCode, ProtoError};
 use crate::flowtext::{self, DEFAULT_CONTROLLER_MAX_LEN, DEFAULT_PRIORITY};
 
-/// Most flow-mods in one `bundle`.
+/// Most flow-mods in one `bundle`, and staged in one multi-message bundle.
 pub const MAX_BUNDLE_OPS: usize = 200_000;
+
+/// Most multi-message bundles one session may have open at once.
+pub const MAX_OPEN_BUNDLES: usize = 4;
 
 /// A field value: a number (exact) or a string in the field's syntax.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -394,6 +398,35 @@ pub struct BundleRequest {
     pub ops: Vec<FlowModRequest>,
 }
 
+/// `bundle_open`, `bundle_commit`, `bundle_discard`: the bundle they act on.
+///
+/// A multi-message bundle is opened, filled by any number of `bundle_add`s and then committed
+/// (applied all or nothing, like `bundle`) or discarded. It belongs to the session that opened
+/// it: closing the session discards it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleIdRequest {
+    /// The bundle, chosen by the client (any `u32`; unique among the session's open bundles).
+    pub bundle_id: u32,
+}
+
+/// `bundle_add`: flow-mods appended to an open bundle.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleAddRequest {
+    /// The open bundle.
+    pub bundle_id: u32,
+    /// Flow-mods appended, in order (the bundle holds at most [`MAX_BUNDLE_OPS`] in all).
+    pub ops: Vec<FlowModRequest>,
+}
+
+/// `bundle_add_reply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleAddReply {
+    /// Flow-mods staged in the bundle so far (this message's included).
+    pub ops: u64,
+}
+
 /// `flow_mod_reply`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowModReply {
@@ -718,6 +751,14 @@ impl PathMap {
             prefix: prefix.into(),
             shorthand: None,
         }
+    }
+
+    /// The same map under another prefix (`bundle.ops[12345]`); an empty prefix keeps a
+    /// staged op's map small until an error needs it.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
     }
 
     /// The protocol path of datapath location `at`.

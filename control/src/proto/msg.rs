@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ErrorReply;
 use super::flow::{
-    BundleReply, BundleRequest, FlowAggregateReply, FlowDumpReply, FlowFilterRequest, FlowModReply,
-    FlowModRequest, TableStatsReply,
+    BundleAddReply, BundleAddRequest, BundleIdRequest, BundleReply, BundleRequest,
+    FlowAggregateReply, FlowDumpReply, FlowFilterRequest, FlowModReply, FlowModRequest,
+    TableStatsReply,
 };
 use super::group::{
     GroupDumpReply, GroupDumpRequest, GroupModReply, GroupModRequest, MeterDumpReply,
@@ -213,6 +214,14 @@ pub enum Request {
     Barrier(EmptyRequest),
     /// `bundle`.
     Bundle(BundleRequest),
+    /// `bundle_open`.
+    BundleOpen(BundleIdRequest),
+    /// `bundle_add`.
+    BundleAdd(BundleAddRequest),
+    /// `bundle_commit`.
+    BundleCommit(BundleIdRequest),
+    /// `bundle_discard`.
+    BundleDiscard(BundleIdRequest),
     /// `group_mod`.
     GroupMod(GroupModRequest),
     /// `group_dump`.
@@ -231,7 +240,7 @@ pub enum Request {
 
 impl Request {
     /// Every request type name, in documentation order (also the `hello` capabilities).
-    pub const TYPES: [&'static str; 22] = [
+    pub const TYPES: [&'static str; 26] = [
         "hello",
         "port_add",
         "port_del",
@@ -247,6 +256,10 @@ impl Request {
         "table_stats",
         "barrier",
         "bundle",
+        "bundle_open",
+        "bundle_add",
+        "bundle_commit",
+        "bundle_discard",
         "group_mod",
         "group_dump",
         "meter_mod",
@@ -274,6 +287,10 @@ impl Request {
             Self::TableStats(_) => "table_stats",
             Self::Barrier(_) => "barrier",
             Self::Bundle(_) => "bundle",
+            Self::BundleOpen(_) => "bundle_open",
+            Self::BundleAdd(_) => "bundle_add",
+            Self::BundleCommit(_) => "bundle_commit",
+            Self::BundleDiscard(_) => "bundle_discard",
             Self::GroupMod(_) => "group_mod",
             Self::GroupDump(_) => "group_dump",
             Self::MeterMod(_) => "meter_mod",
@@ -302,6 +319,10 @@ impl Request {
             Self::TableStats(_) => "table_stats_reply",
             Self::Barrier(_) => "barrier_reply",
             Self::Bundle(_) => "bundle_reply",
+            Self::BundleOpen(_) => "bundle_open_reply",
+            Self::BundleAdd(_) => "bundle_add_reply",
+            Self::BundleCommit(_) => "bundle_commit_reply",
+            Self::BundleDiscard(_) => "bundle_discard_reply",
             Self::GroupMod(_) => "group_mod_reply",
             Self::GroupDump(_) => "group_dump_reply",
             Self::MeterMod(_) => "meter_mod_reply",
@@ -598,6 +619,14 @@ pub enum Reply {
     Barrier(EmptyReply),
     /// `bundle_reply`.
     Bundle(BundleReply),
+    /// `bundle_open_reply`.
+    BundleOpen(EmptyReply),
+    /// `bundle_add_reply`.
+    BundleAdd(BundleAddReply),
+    /// `bundle_commit_reply` (same fields as `bundle_reply`).
+    BundleCommit(BundleReply),
+    /// `bundle_discard_reply`.
+    BundleDiscard(EmptyReply),
     /// `group_mod_reply`.
     GroupMod(GroupModReply),
     /// `group_dump_reply`.
@@ -635,6 +664,10 @@ impl Reply {
             Self::TableStats(_) => "table_stats_reply",
             Self::Barrier(_) => "barrier_reply",
             Self::Bundle(_) => "bundle_reply",
+            Self::BundleOpen(_) => "bundle_open_reply",
+            Self::BundleAdd(_) => "bundle_add_reply",
+            Self::BundleCommit(_) => "bundle_commit_reply",
+            Self::BundleDiscard(_) => "bundle_discard_reply",
             Self::GroupMod(_) => "group_mod_reply",
             Self::GroupDump(_) => "group_dump_reply",
             Self::MeterMod(_) => "meter_mod_reply",

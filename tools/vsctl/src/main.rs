@@ -659,7 +659,9 @@ fn split_command(line: &str) -> (FlowModCommand, &str) {
     (command, rest.trim_start())
 }
 
-/// Sends the ops of a file as one bundle; an error names the file line.
+/// Sends the ops of a file all or nothing: one `bundle` if it fits in a frame, else a
+/// multi-message bundle ([`Client::bundle_chunked`]), so a file of any size up to the op
+/// limit works. An error names the file line.
 fn send_bundle(
     client: &mut Client,
     ops: &[FileOp],
@@ -669,27 +671,29 @@ fn send_bundle(
         .iter()
         .map(|op| FlowModRequest::from_flow_mod(&op.parsed.flow_mod))
         .collect();
-    client.bundle(requests).map_err(|e| {
-        // `body.ops[3].match.ip_dst` → line of op 3, token of `match.ip_dst`.
-        let located = remote_field(&e, "body.ops[").and_then(|rest| {
-            let (i, field) = rest.split_once(']')?;
-            let op = ops.get(i.parse::<usize>().ok()?)?;
-            Some(flow_error(
-                &op.text,
-                &op.parsed,
-                field.trim_start_matches('.'),
-                &e,
-                &format!("{name}:{}: ", op.line),
-            ))
-        });
-        match (located, &e) {
-            (Some(err), _) => err,
-            (None, ClientError::Encode(_)) => {
-                anyhow!("{name}: too many flows for one bundle frame ({e}); split the file")
+    client
+        .bundle_chunked(requests, control::client::DEFAULT_BUNDLE_CHUNK_BYTES)
+        .map_err(|e| {
+            // `bundle.ops[3].match.ip_dst` → line of op 3, token of `match.ip_dst`.
+            let located = remote_field(&e, "bundle.ops[").and_then(|rest| {
+                let (i, field) = rest.split_once(']')?;
+                let op = ops.get(i.parse::<usize>().ok()?)?;
+                Some(flow_error(
+                    &op.text,
+                    &op.parsed,
+                    field.trim_start_matches('.'),
+                    &e,
+                    &format!("{name}:{}: ", op.line),
+                ))
+            });
+            match (located, &e) {
+                (Some(err), _) => err,
+                (None, ClientError::Encode(_)) => {
+                    anyhow!("{name}: a flow does not fit in one control frame ({e})")
+                }
+                (None, _) => anyhow::Error::new(e).context(format!("bundle {name}")),
             }
-            (None, _) => anyhow::Error::new(e).context(format!("bundle {name}")),
-        }
-    })
+        })
 }
 
 /// Sends one flow-mod; an error is shown under the flow text.

@@ -307,6 +307,66 @@ fn flow_files_are_all_or_nothing() {
 }
 
 #[test]
+fn flow_files_larger_than_a_frame_are_applied_all_or_nothing() {
+    let d = Daemon::start("bigfile");
+    // 12,000 flows: about 1.5 MB of flow-mod JSON, more than the default 1 MiB frame.
+    let lines: Vec<String> = (0..12_000u32)
+        .map(|i| {
+            format!(
+                "table=1,priority=10,udp,nw_dst=10.{}.{}.1,udp_dst={} actions=set_field:{}->ip_dscp,output:mem1",
+                i / 256,
+                i % 256,
+                1000 + i,
+                i % 64
+            )
+        })
+        .collect();
+    let mut bad = lines.clone();
+    bad[11_000] = "table=1,priority=10,udp,tcp_dst=80 actions=normal".to_owned();
+    let bad_file = temp_file("bigbad", &(bad.join("\n") + "\n"));
+    let err = stderr(&d.vsctl(&["add-flows", bad_file.to_str().unwrap()]));
+    assert!(err.contains(":11001: "), "{err}");
+    assert!(err.contains("bad_match"), "{err}");
+    assert!(
+        err.ends_with("  table=1,priority=10,udp,tcp_dst=80 actions=normal\n                          ^^^^^^^^^^\n"),
+        "{err}"
+    );
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
+    let good_file = temp_file("biggood", &(lines.join("\n") + "\n"));
+    let out = stdout(&d.vsctl(&["--json", "add-flows", good_file.to_str().unwrap()]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (v["ops"].as_u64(), v["added"].as_u64()),
+        (Some(12_000), Some(12_000))
+    );
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 12_001);
+    // A bundle file replaces them in one step.
+    let mut replace = vec!["delete table=1".to_owned()];
+    replace.extend(
+        lines
+            .iter()
+            .map(|l| format!("add {}", l.replace("output:mem1", "output:mem0"))),
+    );
+    let replace_file = temp_file("bigbundle", &(replace.join("\n") + "\n"));
+    let out = stdout(&d.vsctl(&["--json", "bundle", replace_file.to_str().unwrap()]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (
+            v["ops"].as_u64(),
+            v["added"].as_u64(),
+            v["removed"].as_u64()
+        ),
+        (Some(12_001), Some(12_000), Some(12_000))
+    );
+    let dump = stdout(&d.vsctl(&["dump-flows", "table=1"]));
+    assert_eq!(dump.lines().count(), 12_000);
+    assert!(!dump.contains("mem1"), "old flows left");
+    for p in [bad_file, good_file, replace_file] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
 fn groups_are_added_dumped_modified_and_deleted() {
     let d = Daemon::start("groups");
     stdout(&d.vsctl(&[

@@ -58,6 +58,22 @@ impl Lab {
         }
     }
 
+    /// A daemon with default settings and a client that waits up to `timeout` per request.
+    pub fn start_with_timeout(timeout: Duration, args: &[&str]) -> Self {
+        let daemon = Daemon::start(vswitchd(), args).expect("vswitchd starts");
+        let client_config = ClientConfig {
+            timeout,
+            ..ClientConfig::default()
+        };
+        let client =
+            Client::connect_with(&daemon.socket, client_config.clone()).expect("client connects");
+        Self {
+            client,
+            daemon,
+            client_config,
+        }
+    }
+
     /// A daemon whose control frames may be up to `max_frame_bytes` (its `[control]
     /// max_frame_bytes` setting, through a configuration file), with a client that sends and
     /// accepts frames that large and waits up to `timeout` per request.
@@ -179,14 +195,17 @@ impl Lab {
         replies
     }
 
-    /// Sends `lines` (as [`Lab::flows`]) as one `bundle`, without a barrier.
+    /// Applies `lines` (as [`Lab::flows`]) all or nothing, without a barrier: one `bundle` if
+    /// it fits in a frame, else a multi-message bundle ([`Client::bundle_chunked`]; an error
+    /// about an op names it `bundle.ops[N]…`, `N` its index in `lines`).
     pub fn try_bundle(&mut self, lines: &[String]) -> Result<BundleReply, ClientError> {
         let ports = self.ports();
         let ops = lines.iter().map(|l| parse_line(&ports, l)).collect();
-        self.client.bundle(ops)
+        self.client
+            .bundle_chunked(ops, control::client::DEFAULT_BUNDLE_CHUNK_BYTES)
     }
 
-    /// Sends `lines` as one `bundle`, then a barrier; panics on an error.
+    /// Applies `lines` as [`Lab::try_bundle`], then a barrier; panics on an error.
     pub fn bundle(&mut self, lines: &[String]) -> BundleReply {
         let reply = self
             .try_bundle(lines)
