@@ -608,6 +608,7 @@ pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
         vlan: vlan_desc(&info.vlan),
         worker: info.worker as u64,
         queue_workers: info.queue_workers.iter().map(|w| *w as u64).collect(),
+        link_up: info.link_up,
     }
 }
 

@@ -244,6 +244,7 @@ fn port(id: u32, name: &str) -> PortDesc {
         },
         worker: 1,
         queue_workers: vec![1, 0],
+        link_up: true,
     }
 }
 

@@ -168,3 +168,95 @@ fn idle_timeout_removes_a_flow_and_the_controller_hears_of_it() {
     assert_eq!(status.reason, "delete");
     assert_eq!(status.port.name, c3.port);
 }
+
+fn port_status(ctl: &mut Client, within: Duration) -> control::proto::notify::PortStatusEvent {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ctl.next_notification(left).unwrap() {
+            Some(Notification::PortStatus(s)) => return s,
+            Some(_) => {}
+            None => panic!("no port_status within {within:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_link_going_down_is_reported_and_fast_failover_follows_it() {
+    if !require_privileges("controller_link_state") {
+        return;
+    }
+    const PORT: u16 = 7400;
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsl", 1, "10.219.0.1").unwrap();
+    let c2 = Container::veth("vsl", 2, "10.219.0.2").unwrap();
+    let c3 = Container::veth("vsl", 3, "10.219.0.3").unwrap();
+    for c in [&c1, &c2, &c3] {
+        lab.add_port(&c.port, PortType::Afxdp, None);
+    }
+    assert!(lab.ports().iter().all(|p| p.link_up));
+    // c1 keeps addressing c2 while c2's link is down.
+    c1.ns
+        .ip(&[
+            "neigh",
+            "replace",
+            &c2.addr,
+            "lladdr",
+            &c2.mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    let mut ctl = lab.connect().unwrap();
+    ctl.subscribe(SubscribeRequest::only(false, false, true))
+        .unwrap();
+    lab.group_mod(
+        datapath::ofp::pipeline::ModCommand::Add,
+        &format!(
+            "group_id=3,type=ff,bucket=watch_port:{p2},actions=output:{p2},\
+             bucket=watch_port:{p3},actions=set_field:{m3}->eth_dst,set_field:{a3}->ip_dst,\
+             output:{p3}",
+            p2 = c2.port,
+            p3 = c3.port,
+            m3 = c3.mac,
+            a3 = c3.addr
+        ),
+    );
+    lab.flows(&format!(
+        "priority=100,udp,nw_dst={},tp_dst={PORT} actions=group:3",
+        c2.addr
+    ));
+    // 100 datagrams c1 → c2:PORT; how many the group delivered to c3.
+    let to_c3 = || -> u64 {
+        let sink = common::udp_sink(&c3, &format!("{}:{PORT}", c3.addr), 100, 3);
+        common::udp_send(&c1, &format!("{}:{PORT}", c2.addr), 100, 100, 300);
+        common::udp_received(sink)
+    };
+    // Both links up: the first bucket (c2); nothing reaches c3.
+    assert_eq!(to_c3(), 0);
+    // c2's end goes down: the host end loses carrier; reported within the housekeeping period.
+    c2.ns.ip(&["link", "set", "eth0", "down"]).unwrap();
+    let s = port_status(&mut ctl, Duration::from_secs(4));
+    assert_eq!(
+        (s.reason.as_str(), s.port.name.as_str(), s.port.link_up),
+        ("modify", c2.port.as_str(), false)
+    );
+    lab.barrier();
+    assert!(
+        !lab.ports()
+            .iter()
+            .find(|p| p.name == c2.port)
+            .unwrap()
+            .link_up
+    );
+    // The group now uses the live bucket: rewritten to c3, whose kernel accepts it.
+    assert_eq!(to_c3(), 100);
+    // Link back: reported, and traffic returns to c2.
+    c2.ns.ip(&["link", "set", "eth0", "up"]).unwrap();
+    let s = port_status(&mut ctl, Duration::from_secs(4));
+    assert_eq!((s.reason.as_str(), s.port.link_up), ("modify", true));
+    lab.barrier();
+    assert_eq!(to_c3(), 0);
+}

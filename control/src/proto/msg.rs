@@ -384,6 +384,13 @@ pub struct PortDesc {
     /// Worker owning each rx queue (a multi-queue port is split over the workers).
     #[serde(default)]
     pub queue_workers: Vec<u64>,
+    /// The device has carrier (mem ports: always). Older servers omit it: up.
+    #[serde(default = "link_up_default")]
+    pub link_up: bool,
+}
+
+fn link_up_default() -> bool {
+    true
 }
 
 /// `port_add_reply`.

@@ -342,6 +342,7 @@ fn ports_table(ports: &[PortDesc]) -> String {
         ("QUEUES", true),
         ("WORKER", true),
         ("VLAN", false),
+        ("LINK", false),
     ]);
     for p in ports {
         t.row(vec![
@@ -351,6 +352,7 @@ fn ports_table(ports: &[PortDesc]) -> String {
             p.queues.to_string(),
             p.worker.to_string(),
             vlan_text(&p.vlan),
+            if p.link_up { "up" } else { "down" }.to_owned(),
         ]);
     }
     t.render()
