@@ -10,8 +10,6 @@ use datapath::switch::{
 
 use std::time::Instant;
 
-use datapath::ofp::action::MAX_TABLE;
-
 use crate::proto::codec::quote;
 use crate::proto::{
     BundleReply, CacheDesc, FlowAggregateReply, FlowDesc, FlowDumpReply, FlowModReply,
@@ -201,20 +199,20 @@ impl Handler {
                 })]
             }
             Request::TableStats(_) => {
-                let pipeline = switch.pipeline();
-                let tables = (0..=MAX_TABLE)
-                    .filter_map(|t| {
-                        let table = pipeline.table(t);
-                        (!table.is_empty()).then(|| TableStatsDesc {
-                            table: t,
-                            active: table.len() as u64,
-                            subtables: table.subtables() as u64,
-                        })
+                let tables = switch
+                    .table_stats()
+                    .into_iter()
+                    .map(|t| TableStatsDesc {
+                        table: t.table,
+                        active: t.active as u64,
+                        subtables: t.subtables as u64,
+                        lookups: t.lookups,
+                        matched: t.matched,
                     })
                     .collect();
                 vec![Reply::TableStats(TableStatsReply {
                     tables,
-                    max_flows_per_table: pipeline.max_flows_per_table() as u64,
+                    max_flows_per_table: switch.pipeline().max_flows_per_table() as u64,
                 })]
             }
             Request::Barrier(_) => {

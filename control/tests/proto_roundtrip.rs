@@ -391,6 +391,8 @@ fn replies() -> Vec<Reply> {
                 table: 0,
                 active: 3,
                 subtables: 2,
+                lookups: 10,
+                matched: 7,
             }],
             max_flows_per_table: 200_000,
         }),

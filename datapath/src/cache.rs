@@ -41,6 +41,8 @@ pub struct CachedFlow {
     pub flows: Box<[Arc<Flow>]>,
     /// The translation ended in a table miss.
     pub miss: bool,
+    /// The table of that miss.
+    pub miss_table: u8,
     /// Whether the ops can output the packet.
     pub outputs: bool,
     /// Where each `controller` op was applied, in op order.
@@ -71,6 +73,7 @@ impl CachedFlow {
             ops: t.ops.into_boxed_slice(),
             flows: t.flows.into_boxed_slice(),
             miss: t.miss,
+            miss_table: t.miss_table,
             outputs,
             controller: t.controller.into_boxed_slice(),
             tables: t.tables,
@@ -434,6 +437,7 @@ impl FlowCache {
                 e.tables = t.tables;
                 e.rewrote = t.rewrote;
                 e.miss = t.miss;
+                e.miss_table = t.miss_table;
             } else {
                 self.remove(u32::try_from(i).unwrap_or(u32::MAX));
             }

@@ -307,6 +307,21 @@ fn link_state(name: &str, kind: PortKind) -> Option<bool> {
     Some(v.trim() == "1")
 }
 
+/// Statistics of one flow table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableStats {
+    /// Table number.
+    pub table: u8,
+    /// Flows in it.
+    pub active: usize,
+    /// Distinct masks.
+    pub subtables: usize,
+    /// Packets looked up in it (matched + missed).
+    pub lookups: u64,
+    /// Packets that matched a flow in it (counters of its current flows).
+    pub matched: u64,
+}
+
 /// Why a packet-out was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketOutError {
@@ -524,6 +539,9 @@ impl Switch {
                 counters: WorkerCounters::default(),
                 handoff: htx,
                 seen_generation: AtomicU64::new(0),
+                table_misses: (0..crate::ofp::pipeline::TABLES)
+                    .map(|_| crate::stats::Counter::default())
+                    .collect(),
             }));
             pollers.push(poller);
             handoff_rxs.push(hrx);
@@ -887,6 +905,33 @@ impl Switch {
     /// The flow tables (with changes not yet committed).
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    /// Per non-empty table (or table with misses): flows, masks, packets looked up and matched.
+    /// `matched` sums the counters of the flows in the table now (a removed flow's packets
+    /// leave with it); `lookups` adds the packets that found no flow there.
+    pub fn table_stats(&self) -> Vec<TableStats> {
+        let mut out = Vec::new();
+        for t in 0..=crate::ofp::action::MAX_TABLE {
+            let table = self.pipeline.table(t);
+            let missed: u64 = self
+                .ctls
+                .iter()
+                .map(|c| c.table_misses.get(usize::from(t)).map_or(0, |m| m.get()))
+                .sum();
+            if table.is_empty() && missed == 0 {
+                continue;
+            }
+            let matched: u64 = table.flows().map(|f| f.stats.totals().0).sum();
+            out.push(TableStats {
+                table: t,
+                active: table.len(),
+                subtables: table.subtables(),
+                lookups: matched + missed,
+                matched,
+            });
+        }
+        out
     }
 
     /// Flows selected by `filter`.

@@ -242,6 +242,8 @@ pub struct WorkerCtl {
     /// Generation of the newest snapshot this worker has switched to (its cache revalidated);
     /// barriers wait for it.
     pub seen_generation: std::sync::atomic::AtomicU64,
+    /// Packets that found no flow, per table (single writer: the worker).
+    pub table_misses: Box<[Counter]>,
 }
 
 impl WorkerCtl {
@@ -746,6 +748,9 @@ impl Worker {
             for f in entry.flows.iter() {
                 f.stats.hit(self.index, 1, u64::from(desc.len), self.now_ms);
             }
+            if entry.miss {
+                self.count_miss(entry.miss_table);
+            }
             if !entry.outputs {
                 let reason = if entry.miss {
                     DropReason::TableMiss
@@ -774,6 +779,12 @@ impl Worker {
         lp.port.rx_release(q, &self.batch);
         self.flush_dirty();
         n
+    }
+
+    fn count_miss(&self, table: u8) {
+        if let Some(c) = self.ctls[self.index].table_misses.get(usize::from(table)) {
+            c.add(1);
+        }
     }
 
     /// Copies a frame whose translation must wait into the pending queue (or drops it, counted,
@@ -843,6 +854,9 @@ impl Worker {
             let entry = cache.entry(r);
             for f in entry.flows.iter() {
                 f.stats.hit(self.index, 1, u64::from(len), self.now_ms);
+            }
+            if entry.miss {
+                self.count_miss(entry.miss_table);
             }
             if entry.outputs {
                 let desc = RxDesc {

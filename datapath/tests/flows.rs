@@ -802,3 +802,48 @@ fn a_burst_of_new_flows_waits_for_translation_instead_of_being_dropped() {
     assert_eq!(w.cache.upcall_drops, 0);
     sw.shutdown();
 }
+
+#[test]
+fn table_stats_count_lookups_matches_and_misses() {
+    let (mut sw, p) = switch(2, Vec::new());
+    sw.flow_mod(&FlowMod::add(
+        0,
+        10,
+        udp_port(1),
+        Instructions {
+            goto_table: Some(3),
+            ..Instructions::default()
+        },
+    ))
+    .unwrap();
+    add(&mut sw, 3, 10, udp_port(1), vec![Action::Output(2)]);
+    sw.barrier().unwrap();
+    // 5 frames match in table 0 and then in table 3.
+    for _ in 0..5 {
+        assert!(p[0].send(&udp_to(1, 2, 1, b"t")));
+        assert!(p[1].recv_timeout(T).is_some());
+    }
+    // Make table 3 miss: its flow matches port 1 only; port 2 now goes there too.
+    sw.flow_mod(&FlowMod::add(
+        0,
+        10,
+        udp_port(2),
+        Instructions {
+            goto_table: Some(3),
+            ..Instructions::default()
+        },
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    for _ in 0..3 {
+        assert!(p[0].send(&udp_to(1, 2, 2, b"m")));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = sw.table_stats();
+    let t0 = stats.iter().find(|t| t.table == 0).unwrap();
+    let t3 = stats.iter().find(|t| t.table == 3).unwrap();
+    assert_eq!((t0.matched, t0.lookups), (8, 8), "{stats:?}");
+    assert_eq!((t3.matched, t3.lookups), (5, 8), "{stats:?}");
+    assert_eq!(rx_drop(&sw, "m1", DropReason::TableMiss), 3);
+    sw.shutdown();
+}

@@ -520,6 +520,12 @@ pub struct TableStatsDesc {
     pub active: u64,
     /// Distinct masks (classifier subtables).
     pub subtables: u64,
+    /// Packets looked up in it (matched + missed).
+    #[serde(default)]
+    pub lookups: u64,
+    /// Packets that matched one of its current flows.
+    #[serde(default)]
+    pub matched: u64,
 }
 
 /// `table_stats_reply`: every non-empty table.

@@ -36,6 +36,8 @@ pub struct Translation {
     pub flows: Vec<Arc<Flow>>,
     /// The walk ended in a table with no matching flow.
     pub miss: bool,
+    /// That table (when `miss`).
+    pub miss_table: u8,
     /// Where each `controller` op was applied, in op order.
     pub controller: Vec<CtlMeta>,
     /// Tables the walk looked up (bit `t` of word `t / 64`).
@@ -215,6 +217,7 @@ pub fn xlate(p: &Pipeline, key: &FlowKey) -> Translation {
         t.rewrote |= t.modified;
         let Some(flow) = p.table(table).lookup_wc(&k, &mut t.mask) else {
             t.miss = true;
+            t.miss_table = table;
             return t;
         };
         t.flows.push(Arc::clone(flow));

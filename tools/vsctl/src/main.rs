@@ -846,12 +846,20 @@ fn dump_line(f: &FlowDesc, names: &dyn Fn(u32) -> Option<String>) -> String {
 }
 
 fn tables_table(t: &TableStatsReply) -> String {
-    let mut table = Table::new(&[("TABLE", true), ("ACTIVE", true), ("SUBTABLES", true)]);
+    let mut table = Table::new(&[
+        ("TABLE", true),
+        ("ACTIVE", true),
+        ("SUBTABLES", true),
+        ("LOOKUPS", true),
+        ("MATCHED", true),
+    ]);
     for d in &t.tables {
         table.row(vec![
             d.table.to_string(),
             d.active.to_string(),
             d.subtables.to_string(),
+            d.lookups.to_string(),
+            d.matched.to_string(),
         ]);
     }
     table.render()

@@ -226,7 +226,7 @@ fn flows_are_added_dumped_modified_and_deleted() {
     let tables = stdout(&d.vsctl(&["dump-tables"]));
     assert_eq!(
         tables,
-        "TABLE  ACTIVE  SUBTABLES\n    0       2          2\n"
+        "TABLE  ACTIVE  SUBTABLES  LOOKUPS  MATCHED\n    0       2          2        0        0\n"
     );
     stdout(&d.vsctl(&["del-flows", "tcp"]));
     assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 1);
