@@ -1,14 +1,19 @@
-//! Worker threads and the L2 pipeline over batches (hot path).
+//! Worker threads and the flow-cached pipeline over batches (hot path).
 //!
 //! Each worker owns a set of ports (all their rx queues, and their tx side) and runs to
 //! completion over batches of up to [`BATCH_SIZE`] frames:
 //!
 //! 1. read the published [`Snapshot`] generation (one atomic load) and the clock, once per pass;
+//!    on a new pipeline, revalidate the flow cache before anything else; translate frames whose
+//!    translation was deferred by the previous pass;
 //! 2. for each owned (port, queue): `rx_burst`, then per frame: complete partial checksums where the
-//!    backend loses them (AF_XDP), extract the [`FlowKey`](crate::flow::FlowKey) (malformed →
-//!    counted drop), classify the VLAN, learn the source MAC, look up the destination, and queue
-//!    the frame on each output port (tag pushed/popped/rewritten as the output port wants it,
-//!    checksums completed and GSO frames segmented for ports without offloads);
+//!    backend loses them (AF_XDP), extract the [`FlowKey`] (malformed → counted drop), look it
+//!    up in the worker's [`FlowCache`] (a miss is translated, within [`UPCALL_BUDGET`], or
+//!    deferred), charge the flows it went through, and run its ops: outputs, `normal` (VLAN
+//!    classification, MAC learning and lookup, flooding), rewrites, groups, meters, packet-ins.
+//!    Each output queues the frame on its port (tag pushed/popped/rewritten for `normal` as the
+//!    output port wants it, checksums completed and GSO frames segmented for ports without
+//!    offloads);
 //! 3. flush each port that got frames once per batch; frames for ports owned by another worker go
 //!    through a bounded hand-off channel to that worker, which transmits them.
 //!
