@@ -23,8 +23,8 @@ use crate::notify::{
 use crate::ofp::FlowError;
 use crate::ofp::action::{Action, Instructions};
 use crate::ofp::pipeline::{
-    DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModCommand, FlowModResult,
-    GroupMod, MeterMod, Pipeline,
+    BundleOp, BundleResult, DEFAULT_MAX_FLOWS_PER_TABLE, Flow, FlowFilter, FlowMod, FlowModCommand,
+    FlowModResult, GroupMod, MeterMod, Pipeline,
 };
 use crate::port::afpacket::AfPacketPort;
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
@@ -658,6 +658,41 @@ impl Switch {
                 FlowModCommand::Delete | FlowModCommand::DeleteStrict
             ) {
                 self.flows_removed(&res.removed, RemovedReason::Delete);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Applies flow, group and meter mods all or nothing and publishes them as one change (see
+    /// [`Pipeline::bundle_ops`]).
+    ///
+    /// # Errors
+    /// The index and error of the first invalid op; nothing changed.
+    pub fn bundle_ops(
+        &mut self,
+        ops: &[BundleOp],
+    ) -> Result<Vec<BundleResult>, (usize, FlowError)> {
+        self.commit();
+        let r = self.pipeline.bundle_ops(ops, Instant::now())?;
+        self.flows_dirty = true;
+        self.commit();
+        for (op, res) in ops.iter().zip(&r) {
+            match (op, res) {
+                (BundleOp::Flow(fm), BundleResult::Flow(res))
+                    if matches!(
+                        fm.command,
+                        FlowModCommand::Delete | FlowModCommand::DeleteStrict
+                    ) =>
+                {
+                    self.flows_removed(&res.removed, RemovedReason::Delete);
+                }
+                (_, BundleResult::Group(removed)) => {
+                    self.flows_removed(removed, RemovedReason::GroupDelete);
+                }
+                (_, BundleResult::Meter(removed)) => {
+                    self.flows_removed(removed, RemovedReason::MeterDelete);
+                }
+                _ => {}
             }
         }
         Ok(r)

@@ -13,7 +13,7 @@ use datapath::ofp::field::Field;
 use datapath::ofp::group::{Bucket, GroupType};
 use datapath::ofp::meter::{MeterConfig, MeterUnit};
 use datapath::ofp::pipeline::{
-    FlowFilter, FlowMod, FlowModCommand, GroupMod, MeterMod, ModCommand,
+    BundleOp, FlowFilter, FlowMod, FlowModCommand, GroupMod, MeterMod, ModCommand,
 };
 use datapath::ofp::{FlowErrorKind, MatchField};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
@@ -845,5 +845,52 @@ fn table_stats_count_lookups_matches_and_misses() {
     assert_eq!((t0.matched, t0.lookups), (8, 8), "{stats:?}");
     assert_eq!((t3.matched, t3.lookups), (5, 8), "{stats:?}");
     assert_eq!(rx_drop(&sw, "m1", DropReason::TableMiss), 3);
+    sw.shutdown();
+}
+
+#[test]
+fn a_bundle_adds_a_group_and_the_flow_using_it_atomically() {
+    let (mut sw, p) = switch(3, Vec::new());
+    let group = |id: u32, out: u32| {
+        BundleOp::Group(GroupMod {
+            command: ModCommand::Add,
+            id: Some(id),
+            kind: GroupType::Indirect,
+            buckets: vec![bucket(0, None, vec![Action::Output(out)])],
+        })
+    };
+    let flow = |gid: u32| {
+        BundleOp::Flow(FlowMod::add(
+            0,
+            10,
+            udp_port(9),
+            Instructions::apply(vec![Action::Group(gid)]),
+        ))
+    };
+    // The flow alone is refused (no group 5); with the group first in the bundle it is fine.
+    let (i, e) = sw.bundle_ops(&[flow(5)]).unwrap_err();
+    assert_eq!((i, e.kind), (0, FlowErrorKind::UnknownGroup));
+    sw.bundle_ops(&[group(5, 3), flow(5)]).unwrap();
+    sw.barrier().unwrap();
+    assert!(p[0].send(&udp_to(1, 2, 9, b"g")));
+    assert!(p[2].recv_timeout(T).is_some());
+    // A bundle whose last op fails leaves the group table as it was.
+    let bad = BundleOp::Meter(MeterMod {
+        command: ModCommand::Add,
+        id: Some(0),
+        config: MeterConfig {
+            unit: MeterUnit::Pktps,
+            rate: 10,
+            burst: 0,
+        },
+    });
+    let (i, _) = sw.bundle_ops(&[group(6, 2), flow(6), bad]).unwrap_err();
+    assert_eq!(i, 2);
+    assert!(sw.pipeline().group(6).is_none());
+    assert!(p[0].send(&udp_to(1, 2, 9, b"g")));
+    assert!(
+        p[2].recv_timeout(T).is_some(),
+        "the flow still uses group 5"
+    );
     sw.shutdown();
 }

@@ -227,6 +227,28 @@ impl FlowMod {
     }
 }
 
+/// One operation of a bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BundleOp {
+    /// A flow-mod.
+    Flow(FlowMod),
+    /// A group-mod.
+    Group(GroupMod),
+    /// A meter-mod.
+    Meter(MeterMod),
+}
+
+/// What one bundle op did.
+#[derive(Debug)]
+pub enum BundleResult {
+    /// A flow-mod's result.
+    Flow(FlowModResult),
+    /// Flows removed with a deleted group.
+    Group(Vec<Arc<Flow>>),
+    /// Flows removed with a deleted meter.
+    Meter(Vec<Arc<Flow>>),
+}
+
 /// What a flow-mod did.
 #[derive(Debug, Default)]
 pub struct FlowModResult {
@@ -790,6 +812,33 @@ impl Pipeline {
         let mut results = Vec::with_capacity(mods.len());
         for (i, fm) in mods.iter().enumerate() {
             results.push(next.flow_mod(fm, ctx, now).map_err(|e| (i, e))?);
+        }
+        *self = next;
+        Ok(results)
+    }
+
+    /// Applies flow, group and meter mods in order, all or nothing. Each op is validated against
+    /// the state the ops before it left (a flow may use a group added earlier in the bundle).
+    ///
+    /// # Errors
+    /// The index and error of the first failing op; nothing is changed.
+    pub fn bundle_ops(
+        &mut self,
+        ops: &[BundleOp],
+        now: Instant,
+    ) -> Result<Vec<BundleResult>, (usize, FlowError)> {
+        let mut next = self.clone();
+        let mut results = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let r = match op {
+                BundleOp::Flow(fm) => {
+                    let refs = next.refs();
+                    next.flow_mod(fm, &refs, now).map(BundleResult::Flow)
+                }
+                BundleOp::Group(gm) => next.group_mod(gm).map(BundleResult::Group),
+                BundleOp::Meter(mm) => next.meter_mod(mm).map(BundleResult::Meter),
+            };
+            results.push(r.map_err(|e| (i, e))?);
         }
         *self = next;
         Ok(results)
