@@ -484,6 +484,12 @@ impl Switch {
                 reason: format!("{} not in 1..=16777216", config.mac_table_max),
             });
         }
+        if config.max_flows_per_table == 0 || config.max_flows_per_table > 10_000_000 {
+            return Err(SwitchError::Invalid {
+                field: "max_flows_per_table",
+                reason: format!("{} not in 1..=10000000", config.max_flows_per_table),
+            });
+        }
         if config.mac_aging.as_secs() == 0 {
             return Err(SwitchError::Invalid {
                 field: "mac_aging",

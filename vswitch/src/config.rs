@@ -91,6 +91,8 @@ pub struct FileConfig {
     pub mac: MacConfig,
     /// Control plane limits.
     pub control: ControlConfig,
+    /// Flow table limits.
+    pub flows: FlowsConfig,
     /// Ports to add at start.
     #[serde(rename = "port")]
     pub ports: Vec<PortConfig>,
@@ -123,13 +125,43 @@ pub struct ControlConfig {
     pub max_frame_bytes: usize,
     /// Most simultaneous control connections (default 64).
     pub max_sessions: usize,
+    /// Reply bytes a session may leave unread before it is disconnected (default 4 MiB).
+    pub max_queued_bytes: usize,
+    /// Queued bytes above which a session's notifications are dropped and counted as `lost`
+    /// (default 1 MiB).
+    pub max_notify_queued_bytes: usize,
+    /// Bytes one session's open multi-message bundles may hold (default 128 MiB).
+    pub max_bundle_bytes: usize,
+    /// Bytes all sessions' open bundles may hold together (default 512 MiB).
+    pub max_bundle_bytes_total: usize,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
+        let d = control::server::ServerConfig::default();
         Self {
-            max_frame_bytes: 1 << 20,
-            max_sessions: 64,
+            max_frame_bytes: d.max_frame_bytes,
+            max_sessions: d.max_sessions,
+            max_queued_bytes: d.max_queued_bytes,
+            max_notify_queued_bytes: d.max_notify_queued_bytes,
+            max_bundle_bytes: d.max_bundle_bytes,
+            max_bundle_bytes_total: d.max_bundle_bytes_total,
+        }
+    }
+}
+
+/// `[flows]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Most flows in one table (default 200 000).
+    pub max_per_table: usize,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        Self {
+            max_per_table: datapath::ofp::pipeline::DEFAULT_MAX_FLOWS_PER_TABLE,
         }
     }
 }
@@ -171,6 +203,7 @@ impl Default for FileConfig {
             log_format: LogFormat::Text,
             mac: MacConfig::default(),
             control: ControlConfig::default(),
+            flows: FlowsConfig::default(),
             ports: Vec::new(),
         }
     }
@@ -297,7 +330,7 @@ impl FileConfig {
             },
             mac_table_max: self.mac.table_max,
             mac_aging: Duration::from_secs(self.mac.aging_secs),
-            ..SwitchConfig::default()
+            max_flows_per_table: self.flows.max_per_table,
         }
     }
 }

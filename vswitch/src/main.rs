@@ -77,6 +77,10 @@ fn run() -> Result<()> {
         path: cfg.socket.clone(),
         max_frame_bytes: cfg.control.max_frame_bytes,
         max_sessions: cfg.control.max_sessions,
+        max_queued_bytes: cfg.control.max_queued_bytes,
+        max_notify_queued_bytes: cfg.control.max_notify_queued_bytes,
+        max_bundle_bytes: cfg.control.max_bundle_bytes,
+        max_bundle_bytes_total: cfg.control.max_bundle_bytes_total,
         ..control::server::ServerConfig::default()
     })
     .with_context(|| format!("control socket {}", cfg.socket.display()))?;
