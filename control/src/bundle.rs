@@ -1,5 +1,6 @@
 //! Multi-message bundles (`bundle_open`, `bundle_add`, `bundle_commit`, `bundle_discard`):
-//! flow-mods a session stages over several frames and then applies all or nothing.
+//! flow, group and meter mods a session stages over several frames and then applies all or
+//! nothing.
 //!
 //! Slow path, owned by the control thread. Each session holds its own [`Bundles`] (like its
 //! subscription); the server holds one [`StagingBudget`] for all sessions. Dropping a session's
@@ -7,33 +8,35 @@
 //! [`StagingBudget::release`].
 //!
 //! **Bounds.** A session has at most [`MAX_OPEN_BUNDLES`] open bundles; a bundle holds at most
-//! [`MAX_BUNDLE_OPS`] flow-mods; a session's staged bundles cost at most
+//! [`MAX_BUNDLE_OPS`] ops; a session's staged bundles cost at most
 //! [`StagingBudget::max_session_bytes`] and all sessions' at most
 //! [`StagingBudget::max_total_bytes`]. The cost of a `bundle_add` is its payload length plus
-//! [`OP_OVERHEAD`] per op (the converted flow-mod kept in memory), so memory stays bounded
+//! [`OP_OVERHEAD`] per op (the converted op kept in memory), so memory stays bounded
 //! whatever the ops look like. A `bundle_add` that would pass a bound is refused with `limit`
 //! and stages nothing.
 //!
-//! **Validation.** `bundle_add` converts each op at once (`to_flow_mod`: syntax, field names,
+//! **Validation.** `bundle_add` converts each op at once (`to_bundle_op`: syntax, field names,
 //! values; errors name `body.ops[i]…`, `i` the index in that message) and stages nothing from
 //! a message with a bad op. The checks that need the tables (prerequisites, `goto_table`,
-//! groups, meters, table capacity) run at `bundle_commit`, through [`Switch::bundle`]; their
-//! errors name the op by its index in the whole bundle: `bundle.ops[N]…`. A commit, failed or
+//! groups, meters, table capacity) run at `bundle_commit`, through [`Switch::bundle_ops`];
+//! their errors name the op by its index in the whole bundle: `bundle.ops[N]…`
+//! (`bundle.ops[N].group_mod…` for a group op). A commit, failed or
 //! not, closes the bundle (OpenFlow semantics).
 
 use std::collections::BTreeMap;
 use std::mem::size_of;
 
-use datapath::ofp::pipeline::FlowMod;
+use datapath::ofp::pipeline::BundleOp;
 use datapath::switch::Switch;
 
 use crate::proto::{
-    BundleAddRequest, BundleReply, ErrorCode, MAX_BUNDLE_OPS, MAX_OPEN_BUNDLES, PathMap, ProtoError,
+    BundleAddRequest, BundleReply, ErrorCode, MAX_BUNDLE_OPS, MAX_OPEN_BUNDLES, OpPathMap,
+    ProtoError,
 };
 
-/// Bytes counted per staged op on top of the `bundle_add` payload: the converted flow-mod and
-/// its error-path map.
-pub(crate) const OP_OVERHEAD: usize = size_of::<FlowMod>() + size_of::<PathMap>();
+/// Bytes counted per staged op on top of the `bundle_add` payload: the converted op and its
+/// error-path map.
+pub(crate) const OP_OVERHEAD: usize = size_of::<BundleOp>() + size_of::<OpPathMap>();
 
 /// The server-wide account of staged bytes, and the bounds.
 #[derive(Debug)]
@@ -71,10 +74,10 @@ impl StagingBudget {
 /// One open bundle.
 #[derive(Debug, Default)]
 struct Staged {
-    /// The converted flow-mods, in order.
-    mods: Vec<FlowMod>,
+    /// The converted ops, in order.
+    ops: Vec<BundleOp>,
     /// For each, how to name its parts in errors (empty prefix until needed).
-    maps: Vec<PathMap>,
+    maps: Vec<OpPathMap>,
     /// What it costs against the budget.
     bytes: usize,
 }
@@ -150,12 +153,12 @@ impl Bundles {
             .open
             .get_mut(&req.bundle_id)
             .ok_or_else(|| no_bundle(req.bundle_id))?;
-        let total = staged.mods.len().saturating_add(req.ops.len());
+        let total = staged.ops.len().saturating_add(req.ops.len());
         if total > MAX_BUNDLE_OPS {
             return Err(limit(
                 "body.ops",
                 format!(
-                    "bundle {} would hold {total} flow-mods (max {MAX_BUNDLE_OPS}); nothing added",
+                    "bundle {} would hold {total} ops (max {MAX_BUNDLE_OPS}); nothing added",
                     req.bundle_id
                 ),
             ));
@@ -179,23 +182,23 @@ impl Bundles {
                 ),
             ));
         }
-        let mut mods = Vec::with_capacity(req.ops.len());
+        let mut ops = Vec::with_capacity(req.ops.len());
         let mut maps = Vec::with_capacity(req.ops.len());
         for (i, op) in req.ops.iter().enumerate() {
-            let (fm, map) = op.to_flow_mod(&format!("body.ops[{i}]"))?;
-            mods.push(fm);
-            maps.push(map.with_prefix(String::new()));
+            let (op, map) = op.to_bundle_op(&format!("body.ops[{i}]"))?;
+            ops.push(op);
+            maps.push(map.without_prefix());
         }
-        staged.mods.append(&mut mods);
+        staged.ops.append(&mut ops);
         staged.maps.append(&mut maps);
         staged.bytes += cost;
         self.bytes += cost;
         budget.used += cost;
-        Ok(staged.mods.len() as u64)
+        Ok(staged.ops.len() as u64)
     }
 
     /// `bundle_commit`: closes the bundle and applies its ops all or nothing, published as one
-    /// change ([`Switch::bundle`]).
+    /// change ([`Switch::bundle_ops`]).
     ///
     /// # Errors
     /// `not_found` (`body.bundle_id`); the error of the first op that fails, named
@@ -208,24 +211,15 @@ impl Bundles {
         budget: &mut StagingBudget,
     ) -> Result<BundleReply, ProtoError> {
         let mut staged = self.close(id, budget)?;
-        let results = switch.bundle(&staged.mods).map_err(|(i, e)| {
+        let results = switch.bundle_ops(&staged.ops).map_err(|(i, e)| {
             let map = staged
                 .maps
                 .get_mut(i)
                 .map(std::mem::take)
                 .unwrap_or_default();
-            map.with_prefix(format!("bundle.ops[{i}]")).error(&e)
+            map.error(&format!("bundle.ops[{i}]"), &e)
         })?;
-        let mut reply = BundleReply {
-            ops: results.len() as u64,
-            ..BundleReply::default()
-        };
-        for r in &results {
-            reply.added += r.added as u64;
-            reply.modified += r.modified as u64;
-            reply.removed += r.removed.len() as u64;
-        }
-        Ok(reply)
+        Ok(BundleReply::from_results(&results))
     }
 
     /// `bundle_discard`.
@@ -258,7 +252,7 @@ mod tests {
         op.table = Some(9);
         BundleAddRequest {
             bundle_id: id,
-            ops: vec![op; n],
+            ops: vec![op.into(); n],
         }
     }
 

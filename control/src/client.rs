@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use crate::proto::frame::{self, HEADER_LEN};
 use crate::proto::{
-    BundleAddRequest, BundleIdRequest, BundleReply, BundleRequest, FlowAggregateReply, FlowDesc,
-    FlowFilterRequest, FlowModReply, FlowModRequest, TableStatsReply,
+    BundleAddRequest, BundleIdRequest, BundleOpDesc, BundleReply, BundleRequest,
+    FlowAggregateReply, FlowDesc, FlowFilterRequest, FlowModReply, FlowModRequest, TableStatsReply,
 };
 use crate::proto::{
     DEFAULT_MAX_FRAME_BYTES, Decoded, EchoRequest, EmptyRequest, ErrorCode, ErrorReply, HelloReply,
@@ -49,7 +49,7 @@ use crate::proto::{
 /// Notifications a client queues while it waits for replies; more are dropped and counted.
 pub const MAX_PENDING_NOTIFICATIONS: usize = 65_536;
 
-/// Default bytes of flow-mod JSON per `bundle_add` in [`Client::bundle_chunked`].
+/// Default bytes of op JSON per `bundle_add` in [`Client::bundle_chunked`].
 pub const DEFAULT_BUNDLE_CHUNK_BYTES: usize = 512 * 1024;
 
 /// Bytes of a frame [`Client::bundle_chunked`] keeps for the envelope around the ops.
@@ -697,11 +697,18 @@ impl Client {
         }
     }
 
-    /// `bundle`: applies flow-mods all or nothing.
+    /// `bundle`: applies flow, group and meter mods all or nothing, in order. `ops` may be
+    /// [`FlowModRequest`]s, [`GroupModRequest`]s, [`MeterModRequest`]s or a mix as
+    /// [`BundleOpDesc`]s.
     ///
     /// # Errors
-    /// As [`Client::request`]; an error names the failing op (`body.ops[3]...`).
-    pub fn bundle(&mut self, ops: Vec<FlowModRequest>) -> Result<BundleReply, ClientError> {
+    /// As [`Client::request`]; an error names the failing op (`body.ops[3]...`,
+    /// `body.ops[1].group_mod.buckets[0]...`).
+    pub fn bundle<O: Into<BundleOpDesc>>(
+        &mut self,
+        ops: Vec<O>,
+    ) -> Result<BundleReply, ClientError> {
+        let ops = ops.into_iter().map(Into::into).collect();
         match self.request(&Request::Bundle(BundleRequest { ops }))? {
             Reply::Bundle(r) => Ok(r),
             other => Err(Self::unexpected(&other)),
@@ -726,11 +733,12 @@ impl Client {
     /// As [`Client::request`] (`not_found` on `body.bundle_id`; `limit` on `body.ops`; a
     /// syntax error of an op on `body.ops[i]…`, `i` its index in `ops`). Nothing of `ops` is
     /// staged when it fails; what earlier messages staged stays.
-    pub fn bundle_add(
+    pub fn bundle_add<O: Into<BundleOpDesc>>(
         &mut self,
         bundle_id: u32,
-        ops: Vec<FlowModRequest>,
+        ops: Vec<O>,
     ) -> Result<u64, ClientError> {
+        let ops = ops.into_iter().map(Into::into).collect();
         match self.request(&Request::BundleAdd(BundleAddRequest { bundle_id, ops }))? {
             Reply::BundleAdd(r) => Ok(r.ops),
             other => Err(Self::unexpected(&other)),
@@ -778,7 +786,7 @@ impl Client {
 
     /// Applies `ops` all or nothing, whatever their size: as one `bundle` if it fits in a
     /// frame (see [`Client::max_frame`]), else as a multi-message bundle (`bundle_open`,
-    /// `bundle_add`s of at most `chunk_bytes` of flow-mod JSON each, or less if the frame is
+    /// `bundle_add`s of at most `chunk_bytes` of op JSON each, or less if the frame is
     /// smaller, then `bundle_commit`).
     ///
     /// An error about an op is reported with the field `bundle.ops[N]…`, `N` its index in
@@ -788,11 +796,12 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::request`]; [`ClientError::Encode`] for one op larger than a frame.
-    pub fn bundle_chunked(
+    pub fn bundle_chunked<O: Into<BundleOpDesc>>(
         &mut self,
-        ops: Vec<FlowModRequest>,
+        ops: Vec<O>,
         chunk_bytes: usize,
     ) -> Result<BundleReply, ClientError> {
+        let ops: Vec<BundleOpDesc> = ops.into_iter().map(Into::into).collect();
         let max_frame = self.max_frame()?;
         let budget = max_frame.saturating_sub(BUNDLE_ENVELOPE_SLACK);
         let sizes: Vec<usize> = ops
@@ -814,7 +823,7 @@ impl Client {
                 bytes += sizes[end];
                 end += 1;
             }
-            let part: Vec<FlowModRequest> = ops.by_ref().take(end - start).collect();
+            let part: Vec<BundleOpDesc> = ops.by_ref().take(end - start).collect();
             if let Err(e) = self.bundle_add(id, part) {
                 if matches!(e, ClientError::Remote(_) | ClientError::Encode(_)) {
                     // Best effort: the session's close would discard it too.

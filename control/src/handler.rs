@@ -224,32 +224,21 @@ impl Handler {
                     return Err(ProtoError::field(
                         ErrorCode::Limit,
                         "body.ops",
-                        format!(
-                            "{} flow-mods in one bundle (max {MAX_BUNDLE_OPS})",
-                            req.ops.len()
-                        ),
+                        format!("{} ops in one bundle (max {MAX_BUNDLE_OPS})", req.ops.len()),
                     ));
                 }
-                let mut mods = Vec::with_capacity(req.ops.len());
+                let mut ops = Vec::with_capacity(req.ops.len());
                 let mut maps = Vec::with_capacity(req.ops.len());
                 for (i, op) in req.ops.iter().enumerate() {
-                    let (fm, map) = op.to_flow_mod(&format!("body.ops[{i}]"))?;
-                    mods.push(fm);
+                    let (op, map) = op.to_bundle_op(&format!("body.ops[{i}]"))?;
+                    ops.push(op);
                     maps.push(map);
                 }
-                let results = switch.bundle(&mods).map_err(|(i, e)| match maps.get(i) {
-                    Some(map) => map.error(&e),
-                    None => PathMap::new("body").error(&e),
+                let results = switch.bundle_ops(&ops).map_err(|(i, e)| {
+                    let map = maps.into_iter().nth(i).unwrap_or_default();
+                    map.error(&format!("body.ops[{i}]"), &e)
                 })?;
-                let mut reply = BundleReply {
-                    ops: results.len() as u64,
-                    ..BundleReply::default()
-                };
-                for r in &results {
-                    reply.added += r.added as u64;
-                    reply.modified += r.modified as u64;
-                    reply.removed += r.removed.len() as u64;
-                }
+                let reply = BundleReply::from_results(&results);
                 vec![Reply::Bundle(reply)]
             }
             Request::GroupMod(req) => {

@@ -96,7 +96,18 @@ fn requests() -> Vec<Request> {
         Request::TableStats(EmptyRequest {}),
         Request::Barrier(EmptyRequest {}),
         Request::Bundle(BundleRequest {
-            ops: vec![sample_flow_mod(), FlowModRequest::new(FlowCommand::Delete)],
+            ops: vec![
+                sample_flow_mod().into(),
+                FlowModRequest::new(FlowCommand::Delete).into(),
+            ],
+        }),
+        Request::Bundle(BundleRequest {
+            ops: vec![
+                sample_group_mod().into(),
+                sample_flow_mod().into(),
+                sample_meter_mod().into(),
+                GroupModRequest::new(ModCommandDesc::Delete).into(),
+            ],
         }),
         Request::BundleOpen(BundleIdRequest { bundle_id: 0 }),
         Request::BundleOpen(BundleIdRequest {
@@ -104,7 +115,12 @@ fn requests() -> Vec<Request> {
         }),
         Request::BundleAdd(BundleAddRequest {
             bundle_id: 7,
-            ops: vec![sample_flow_mod(), FlowModRequest::new(FlowCommand::Delete)],
+            ops: vec![
+                sample_flow_mod().into(),
+                FlowModRequest::new(FlowCommand::Delete).into(),
+                sample_meter_mod().into(),
+                sample_group_mod().into(),
+            ],
         }),
         Request::BundleAdd(BundleAddRequest {
             bundle_id: 7,
@@ -785,11 +801,34 @@ fn multi_message_bundle_wire_shapes_are_the_documented_ones() {
             2,
             &Request::BundleAdd(BundleAddRequest {
                 bundle_id: 5,
-                ops: vec![FlowModRequest::new(FlowCommand::Delete)],
+                ops: vec![FlowModRequest::new(FlowCommand::Delete).into()],
             })
         ),
         json!({"version": 1, "xid": 2, "type": "bundle_add",
                "body": {"bundle_id": 5, "ops": [{"command": "delete"}]}})
+    );
+    // Group and meter ops are one-key objects next to plain flow-mod bodies.
+    let mut del_meter = MeterModRequest::new(ModCommandDesc::Delete);
+    del_meter.meter_id = Some(4);
+    let mut del_group = GroupModRequest::new(ModCommandDesc::Delete);
+    del_group.group_id = Some(3);
+    assert_eq!(
+        shape(
+            5,
+            &Request::BundleAdd(BundleAddRequest {
+                bundle_id: 5,
+                ops: vec![
+                    del_group.into(),
+                    FlowModRequest::new(FlowCommand::Delete).into(),
+                    del_meter.into(),
+                ],
+            })
+        ),
+        json!({"version": 1, "xid": 5, "type": "bundle_add",
+               "body": {"bundle_id": 5, "ops": [
+                   {"group_mod": {"command": "delete", "group_id": 3}},
+                   {"command": "delete"},
+                   {"meter_mod": {"command": "delete", "meter_id": 4}}]}})
     );
     assert_eq!(
         shape(3, &Request::BundleCommit(BundleIdRequest { bundle_id: 5 })),
@@ -1148,5 +1187,52 @@ fn notification_wire_shapes_are_the_documented_ones() {
     assert_eq!(
         v["body"],
         json!({"packet_in": true, "flow_removed": true, "port_status": false, "lost": 0})
+    );
+}
+
+#[test]
+fn bundle_op_errors_name_the_field_inside_the_op() {
+    let decode = |ops: Value| -> (ErrorCode, String) {
+        let payload = serde_json::to_vec(
+            &json!({"version": 1, "xid": 9, "type": "bundle", "body": {"ops": ops}}),
+        )
+        .unwrap();
+        let e = decode_request(&payload).unwrap_err();
+        assert_eq!(e.xid, 9);
+        (e.error.code, e.error.field.unwrap_or_default())
+    };
+    let flow = json!({"command": "delete"});
+    assert_eq!(
+        decode(
+            json!([flow, {"group_mod": {"command": "add", "group_id": 1, "type": "all",
+            "buckets": [{"actions": [{"output": 2}, {"output": "x"}]}]}}])
+        ),
+        (
+            ErrorCode::BadField,
+            "body.ops[1].group_mod.buckets[0].actions[1].output".to_owned()
+        )
+    );
+    assert_eq!(
+        decode(json!([flow, flow, {"meter_mod": {"command": "add", "meter_id": 1}, "x": 1}])),
+        (ErrorCode::BadField, "body.ops[2]".to_owned())
+    );
+    assert_eq!(
+        decode(json!([{"group_mod": {"group_id": 1}}])),
+        (
+            ErrorCode::BadField,
+            "body.ops[0].group_mod.command".to_owned()
+        )
+    );
+    assert_eq!(
+        decode(json!([flow, {"command": "add", "priority": "x"}])),
+        (ErrorCode::BadField, "body.ops[1].priority".to_owned())
+    );
+    assert_eq!(
+        decode(json!([flow, {"bogus": 1, "command": "add"}])),
+        (ErrorCode::BadField, "body.ops[1].bogus".to_owned())
+    );
+    assert_eq!(
+        decode(json!([7])),
+        (ErrorCode::BadField, "body.ops[0]".to_owned())
     );
 }

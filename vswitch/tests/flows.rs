@@ -365,7 +365,7 @@ fn a_bundle_replaces_10000_rules_under_traffic_without_mixing() {
     let size = encode_request(
         1,
         &Request::Bundle(control::proto::BundleRequest {
-            ops: v1.iter().map(|l| lab.parse(l)).collect(),
+            ops: v1.iter().map(|l| lab.parse(l).into()).collect(),
         }),
     )
     .unwrap()

@@ -28,6 +28,7 @@ use datapath::ofp::{FlowError, FlowErrorKind, MatchField};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::bundle_op::BundleOpDesc;
 use super::codec::quote;
 use super::error::{ErrorCode, ProtoError};
 use crate::flowtext::{self, DEFAULT_CONTROLLER_MAX_LEN, DEFAULT_PRIORITY};
@@ -390,12 +391,13 @@ pub struct FlowFilterRequest {
     pub priority: Option<u16>,
 }
 
-/// `bundle`: flow-mods applied all or nothing.
+/// `bundle`: flow, group and meter mods applied all or nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleRequest {
-    /// The flow-mods, in order (at most [`MAX_BUNDLE_OPS`]).
-    pub ops: Vec<FlowModRequest>,
+    /// The ops, in order (at most [`MAX_BUNDLE_OPS`]): flow-mod bodies, `{"group_mod": …}`,
+    /// `{"meter_mod": …}`.
+    pub ops: Vec<BundleOpDesc>,
 }
 
 /// `bundle_open`, `bundle_commit`, `bundle_discard`: the bundle they act on.
@@ -410,20 +412,21 @@ pub struct BundleIdRequest {
     pub bundle_id: u32,
 }
 
-/// `bundle_add`: flow-mods appended to an open bundle.
+/// `bundle_add`: ops appended to an open bundle.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleAddRequest {
     /// The open bundle.
     pub bundle_id: u32,
-    /// Flow-mods appended, in order (the bundle holds at most [`MAX_BUNDLE_OPS`] in all).
-    pub ops: Vec<FlowModRequest>,
+    /// Ops appended, in order, of the forms of [`BundleRequest::ops`] (the bundle holds at
+    /// most [`MAX_BUNDLE_OPS`] in all).
+    pub ops: Vec<BundleOpDesc>,
 }
 
 /// `bundle_add_reply`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleAddReply {
-    /// Flow-mods staged in the bundle so far (this message's included).
+    /// Ops staged in the bundle so far (this message's included).
     pub ops: u64,
 }
 
@@ -441,13 +444,13 @@ pub struct FlowModReply {
 /// `bundle_reply`: totals over the ops.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleReply {
-    /// Flow-mods applied.
+    /// Ops applied (flow, group and meter mods).
     pub ops: u64,
     /// Flows added.
     pub added: u64,
     /// Flows modified.
     pub modified: u64,
-    /// Flows removed.
+    /// Flows removed: by flow-mods, and with the groups and meters the bundle deleted.
     pub removed: u64,
 }
 

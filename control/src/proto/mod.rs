@@ -20,6 +20,7 @@
 //! path of the field, e.g. `body.vlan.trunks[2]`), replies tolerantly (unknown fields are ignored,
 //! so a newer server can add reply fields without breaking older clients).
 
+pub mod bundle_op;
 pub mod codec;
 pub mod error;
 pub mod flow;
@@ -28,6 +29,7 @@ pub mod group;
 pub mod msg;
 pub mod notify;
 
+pub use bundle_op::{BundleOpDesc, GROUP_MOD_KEY, METER_MOD_KEY, OpPathMap};
 pub use codec::{
     DecodeError, Decoded, decode_reply, decode_request, decode_server_message, encode_notification,
     encode_reply, encode_request,

@@ -14,10 +14,10 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
 use control::flowtext::{self, ParsedFlow, ParsedGroup, ParsedMeter};
 use control::proto::{
-    FlowDesc, FlowFilterRequest, FlowModRequest, GroupDesc, GroupModRequest, HelloReply, MacDesc,
-    MeterDesc, MeterModRequest, Notification, PacketOutRequest, PortAddRequest, PortDesc,
-    PortStatsDesc, PortType, SubscribeRequest, SwitchShowReply, TableStatsReply, VlanDesc,
-    VlanSpec,
+    BundleOpDesc, FlowDesc, FlowFilterRequest, FlowModRequest, GroupDesc, GroupModRequest,
+    HelloReply, MacDesc, MeterDesc, MeterModRequest, Notification, PacketOutRequest,
+    PortAddRequest, PortDesc, PortStatsDesc, PortType, SubscribeRequest, SwitchShowReply,
+    TableStatsReply, VlanDesc, VlanSpec,
 };
 use control::{Client, ClientError};
 use datapath::ofp::pipeline::{FlowModCommand, ModCommand};
@@ -177,8 +177,10 @@ enum Command {
     },
     /// Print the non-empty flow tables.
     DumpTables,
-    /// Apply a file of flow-mods all or nothing: lines `add FLOW`, `modify FLOW`,
-    /// `modify_strict FLOW`, `delete FLOW`, `delete_strict FLOW` (a plain flow is an add).
+    /// Apply a file of flow, group and meter mods all or nothing, in file order: lines
+    /// `add FLOW`, `modify FLOW`, `modify_strict FLOW`, `delete FLOW`, `delete_strict FLOW`
+    /// (a plain flow is an add), `add-group GROUP`, `mod-group GROUP`,
+    /// `del-groups [group_id=N]`, `add-meter METER`, `mod-meter METER`, `del-meters [meter=N]`.
     Bundle {
         /// The file (`-` = stdin).
         file: PathBuf,
@@ -602,17 +604,39 @@ fn remote_field<'a>(e: &'a ClientError, prefix: &str) -> Option<&'a str> {
     e.remote()?.field.as_deref()?.strip_prefix(prefix)
 }
 
-/// One flow-mod of a file: line number, text, parsed form.
+/// What a line of a flow or bundle file holds.
+#[derive(Debug)]
+enum ParsedOp {
+    /// A flow-mod (boxed: it is much larger than the others).
+    Flow(Box<ParsedFlow>),
+    /// A group-mod (`add-group`, `mod-group`, `del-groups`).
+    Group(ParsedGroup),
+    /// A meter-mod (`add-meter`, `mod-meter`, `del-meters`).
+    Meter(ParsedMeter),
+}
+
+impl ParsedOp {
+    /// The op as sent in a bundle.
+    fn request(&self) -> BundleOpDesc {
+        match self {
+            Self::Flow(p) => FlowModRequest::from_flow_mod(&p.flow_mod).into(),
+            Self::Group(p) => GroupModRequest::from_group_mod(&p.group_mod).into(),
+            Self::Meter(p) => MeterModRequest::from_meter_mod(&p.meter_mod).into(),
+        }
+    }
+}
+
+/// One op of a file: line number, text (without its command word), parsed form.
 #[derive(Debug)]
 struct FileOp {
     line: usize,
     text: String,
-    parsed: ParsedFlow,
+    parsed: ParsedOp,
 }
 
 /// Reads a flow file (`-` = stdin): one flow per line, `#` comments, blank lines skipped.
-/// With `commands`, a line may start with `add`, `modify`/`mod`, `modify_strict`,
-/// `delete`/`del`, `delete_strict`.
+/// With `commands` (a bundle file), a line may start with a command word (see
+/// [`split_command`]).
 fn read_ops(path: &PathBuf, commands: bool, ports: &[PortDesc]) -> Result<Vec<FileOp>> {
     let content = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading stdin")?
@@ -634,9 +658,20 @@ fn parse_ops(content: &str, name: &str, commands: bool, ports: &[PortDesc]) -> R
         let (command, text) = if commands {
             split_command(trimmed)
         } else {
-            (FlowModCommand::Add, trimmed)
+            (LineCommand::Flow(FlowModCommand::Add), trimmed)
         };
-        let parsed = parse_line(text, command, ports, &format!("{name}:{line}: "))?;
+        let whence = format!("{name}:{line}: ");
+        let parsed = match command {
+            LineCommand::Flow(c) => ParsedOp::Flow(Box::new(parse_line(text, c, ports, &whence)?)),
+            LineCommand::Group(c) => ParsedOp::Group(
+                flowtext::parse_group(text, c, &resolver(ports))
+                    .map_err(|e| anyhow!("{whence}{}", e.render(text)))?,
+            ),
+            LineCommand::Meter(c) => ParsedOp::Meter(
+                flowtext::parse_meter(text, c)
+                    .map_err(|e| anyhow!("{whence}{}", e.render(text)))?,
+            ),
+        };
         ops.push(FileOp {
             line,
             text: text.to_owned(),
@@ -646,52 +681,80 @@ fn parse_ops(content: &str, name: &str, commands: bool, ports: &[PortDesc]) -> R
     Ok(ops)
 }
 
-/// `add …`, `modify …`/`mod …`, `modify_strict …`, `delete …`/`del …`, `delete_strict …`;
-/// anything else is an add of the whole line.
-fn split_command(line: &str) -> (FlowModCommand, &str) {
+/// The command word of a bundle file line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LineCommand {
+    /// A flow-mod.
+    Flow(FlowModCommand),
+    /// A group-mod.
+    Group(ModCommand),
+    /// A meter-mod.
+    Meter(ModCommand),
+}
+
+/// `add …`, `modify …`/`mod …`, `modify_strict …`, `delete …`/`del …`, `delete_strict …`,
+/// `add-group …`, `mod-group …`, `del-groups […]`, `add-meter …`, `mod-meter …`,
+/// `del-meters […]`; anything else is a flow add of the whole line.
+fn split_command(line: &str) -> (LineCommand, &str) {
     let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let command = match word {
-        "add" => FlowModCommand::Add,
-        "modify" | "mod" => FlowModCommand::Modify,
-        "modify_strict" => FlowModCommand::ModifyStrict,
-        "delete" | "del" => FlowModCommand::Delete,
-        "delete_strict" => FlowModCommand::DeleteStrict,
-        _ => return (FlowModCommand::Add, line),
+        "add" => LineCommand::Flow(FlowModCommand::Add),
+        "modify" | "mod" => LineCommand::Flow(FlowModCommand::Modify),
+        "modify_strict" => LineCommand::Flow(FlowModCommand::ModifyStrict),
+        "delete" | "del" => LineCommand::Flow(FlowModCommand::Delete),
+        "delete_strict" => LineCommand::Flow(FlowModCommand::DeleteStrict),
+        "add-group" => LineCommand::Group(ModCommand::Add),
+        "mod-group" => LineCommand::Group(ModCommand::Modify),
+        "del-groups" => LineCommand::Group(ModCommand::Delete),
+        "add-meter" => LineCommand::Meter(ModCommand::Add),
+        "mod-meter" => LineCommand::Meter(ModCommand::Modify),
+        "del-meters" => LineCommand::Meter(ModCommand::Delete),
+        _ => return (LineCommand::Flow(FlowModCommand::Add), line),
     };
     (command, rest.trim_start())
 }
 
 /// Sends the ops of a file all or nothing: one `bundle` if it fits in a frame, else a
 /// multi-message bundle ([`Client::bundle_chunked`]), so a file of any size up to the op
-/// limit works. An error names the file line.
+/// limit works. An error names the file line, with a caret under the token.
 fn send_bundle(
     client: &mut Client,
     ops: &[FileOp],
     name: &str,
 ) -> Result<control::proto::BundleReply> {
-    let requests: Vec<FlowModRequest> = ops
-        .iter()
-        .map(|op| FlowModRequest::from_flow_mod(&op.parsed.flow_mod))
-        .collect();
+    let requests: Vec<BundleOpDesc> = ops.iter().map(|op| op.parsed.request()).collect();
     client
         .bundle_chunked(requests, control::client::DEFAULT_BUNDLE_CHUNK_BYTES)
         .map_err(|e| {
-            // `bundle.ops[3].match.ip_dst` → line of op 3, token of `match.ip_dst`.
+            // `bundle.ops[3].match.ip_dst` → line of op 3, token of `match.ip_dst`;
+            // `bundle.ops[4].group_mod.buckets[0]` → line of op 4, token of `buckets[0]`.
             let located = remote_field(&e, "bundle.ops[").and_then(|rest| {
                 let (i, field) = rest.split_once(']')?;
                 let op = ops.get(i.parse::<usize>().ok()?)?;
-                Some(flow_error(
-                    &op.text,
-                    &op.parsed,
-                    field.trim_start_matches('.'),
-                    &e,
-                    &format!("{name}:{}: ", op.line),
-                ))
+                let field = field.trim_start_matches('.');
+                let whence = format!("{name}:{}: ", op.line);
+                let under = |key: &str| {
+                    field
+                        .strip_prefix(key)
+                        .map(|f| f.trim_start_matches('.').to_owned())
+                        .unwrap_or_default()
+                };
+                Some(match &op.parsed {
+                    ParsedOp::Flow(p) => flow_error(&op.text, p, field, &e, &whence),
+                    ParsedOp::Group(p) => {
+                        let span = p.span_of(&under(control::proto::GROUP_MOD_KEY));
+                        anyhow!("{whence}{}", caret_error(&op.text, span, &e))
+                    }
+                    ParsedOp::Meter(p) => {
+                        let span = p.span_of(&under(control::proto::METER_MOD_KEY));
+                        anyhow!("{whence}{}", caret_error(&op.text, span, &e))
+                    }
+                })
             });
             match (located, &e) {
                 (Some(err), _) => err,
                 (None, ClientError::Encode(_)) => {
-                    anyhow!("{name}: a flow does not fit in one control frame ({e})")
+                    anyhow!("{name}: an op does not fit in one control frame ({e})")
                 }
                 (None, _) => anyhow::Error::new(e).context(format!("bundle {name}")),
             }
@@ -1539,27 +1602,55 @@ mod tests {
 
     #[test]
     fn bundle_lines_take_a_command_word() {
+        let flow = LineCommand::Flow;
         assert_eq!(
             split_command("add ip actions=drop"),
-            (FlowModCommand::Add, "ip actions=drop")
+            (flow(FlowModCommand::Add), "ip actions=drop")
         );
         assert_eq!(
             split_command("mod  ip actions=drop"),
-            (FlowModCommand::Modify, "ip actions=drop")
+            (flow(FlowModCommand::Modify), "ip actions=drop")
         );
         assert_eq!(
             split_command("modify_strict ip actions=drop").0,
-            FlowModCommand::ModifyStrict
+            flow(FlowModCommand::ModifyStrict)
         );
-        assert_eq!(split_command("del ip"), (FlowModCommand::Delete, "ip"));
+        assert_eq!(
+            split_command("del ip"),
+            (flow(FlowModCommand::Delete), "ip")
+        );
         assert_eq!(
             split_command("delete_strict ip").0,
-            FlowModCommand::DeleteStrict
+            flow(FlowModCommand::DeleteStrict)
         );
-        assert_eq!(split_command("delete"), (FlowModCommand::Delete, ""));
+        assert_eq!(split_command("delete"), (flow(FlowModCommand::Delete), ""));
         assert_eq!(
             split_command("ip actions=drop"),
-            (FlowModCommand::Add, "ip actions=drop")
+            (flow(FlowModCommand::Add), "ip actions=drop")
+        );
+        assert_eq!(
+            split_command("add-group group_id=1,type=all"),
+            (LineCommand::Group(ModCommand::Add), "group_id=1,type=all")
+        );
+        assert_eq!(
+            split_command("mod-group group_id=1,type=all").0,
+            LineCommand::Group(ModCommand::Modify)
+        );
+        assert_eq!(
+            split_command("del-groups"),
+            (LineCommand::Group(ModCommand::Delete), "")
+        );
+        assert_eq!(
+            split_command("add-meter meter=1 pktps bands=type=drop rate=10").0,
+            LineCommand::Meter(ModCommand::Add)
+        );
+        assert_eq!(
+            split_command("mod-meter meter=1 kbps bands=type=drop rate=10").0,
+            LineCommand::Meter(ModCommand::Modify)
+        );
+        assert_eq!(
+            split_command("del-meters meter=2"),
+            (LineCommand::Meter(ModCommand::Delete), "meter=2")
         );
     }
 
@@ -1575,7 +1666,9 @@ mod tests {
         .unwrap();
         assert_eq!(ops.len(), 2);
         assert_eq!((ops[0].line, ops[1].line), (3, 4));
-        assert_eq!(ops[1].parsed.flow_mod.command, FlowModCommand::Delete);
+        assert!(
+            matches!(&ops[1].parsed, ParsedOp::Flow(p) if p.flow_mod.command == FlowModCommand::Delete)
+        );
         let e = parse_ops(
             "ip actions=drop\nip,nw_dst=1.2.3 actions=drop\n",
             "f",

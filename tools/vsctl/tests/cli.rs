@@ -666,3 +666,72 @@ fn monitor_prints_packet_ins_and_packet_out_injects_frames() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad_field"));
     assert!(d.peers[1].try_recv().is_none());
 }
+
+#[test]
+fn bundle_files_mix_flows_groups_and_meters() {
+    let d = Daemon::start("grpbundle");
+    let file = temp_file(
+        "grpbundle",
+        "# a group, a meter and the flows that use them, all at once\n\
+         add-group group_id=1,type=select,bucket=output:mem0,bucket=output:mem1\n\
+         priority=5,in_port=mem0 actions=group:1\n\
+         add-meter meter=2,pktps,band=type=drop,rate=100\n\
+         add priority=6,in_port=mem1 actions=meter:2,group:1\n",
+    );
+    let out = stdout(&d.vsctl(&["--json", "bundle", file.to_str().unwrap()]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        (
+            v["ops"].as_u64(),
+            v["added"].as_u64(),
+            v["removed"].as_u64()
+        ),
+        (Some(4), Some(2), Some(0))
+    );
+    assert!(
+        stdout(&d.vsctl(&["dump-groups"])).starts_with(" group_id=1,type=select,"),
+        "groups"
+    );
+    assert!(stdout(&d.vsctl(&["dump-meters"])).starts_with("meter=2 pktps "));
+    assert_eq!(stdout(&d.vsctl(&["dump-flows"])).lines().count(), 3);
+
+    // A bad group line (found by the server): its line and token; nothing changed.
+    let groups = stdout(&d.vsctl(&["dump-groups"]));
+    // The flows without their durations.
+    let flows = || -> Vec<String> {
+        stdout(&d.vsctl(&["dump-flows"]))
+            .lines()
+            .map(|l| {
+                l.split_once(" table=")
+                    .map_or(l, |(_, rest)| rest)
+                    .to_owned()
+            })
+            .collect()
+    };
+    let flows_before = flows();
+    let bad_line = "group_id=3,type=all,bucket=output:mem0,group:1";
+    let bad = temp_file(
+        "grpbundle-bad",
+        &format!(
+            "del-groups group_id=1\n\
+             del-meters meter=2\n\
+             add-group {bad_line}\n\
+             priority=7,in_port=mem0 actions=group:3\n"
+        ),
+    );
+    let err = stderr(&d.vsctl(&["bundle", bad.to_str().unwrap()]));
+    assert!(err.contains(":3: "), "{err}");
+    assert!(err.contains("(unsupported)"), "{err}");
+    assert!(err.ends_with(&caret_under(bad_line, "group:1")), "{err}");
+    // A syntax error of a meter line, found locally.
+    let syntax = temp_file("grpbundle-syntax", "del-groups\nadd-meter meter=x\n");
+    let err = stderr(&d.vsctl(&["bundle", syntax.to_str().unwrap()]));
+    assert!(err.contains(":2: "), "{err}");
+    assert!(err.contains('^'), "{err}");
+    assert_eq!(stdout(&d.vsctl(&["dump-groups"])), groups);
+    assert_eq!(flows(), flows_before);
+    assert!(stdout(&d.vsctl(&["dump-meters"])).starts_with("meter=2 pktps "));
+    for p in [file, bad, syntax] {
+        let _ = std::fs::remove_file(p);
+    }
+}

@@ -200,7 +200,7 @@ impl Lab {
     /// about an op names it `bundle.ops[N]…`, `N` its index in `lines`).
     pub fn try_bundle(&mut self, lines: &[String]) -> Result<BundleReply, ClientError> {
         let ports = self.ports();
-        let ops = lines.iter().map(|l| parse_line(&ports, l)).collect();
+        let ops: Vec<FlowModRequest> = lines.iter().map(|l| parse_line(&ports, l)).collect();
         self.client
             .bundle_chunked(ops, control::client::DEFAULT_BUNDLE_CHUNK_BYTES)
     }
