@@ -425,6 +425,105 @@ fn overlaps(a: &Match, b: &Match) -> bool {
     both.apply(a.key()) == both.apply(b.key())
 }
 
+/// How groups and meters differ as id-keyed tables.
+struct IdKind {
+    /// `group` / `meter`, for messages.
+    what: &'static str,
+    /// Error location of the id.
+    at: &'static str,
+    /// Lowest valid id.
+    min: u32,
+    /// Most entries.
+    max_entries: usize,
+    /// Error kind of a modify of a missing id.
+    unknown: FlowErrorKind,
+}
+
+const GROUP_IDS: IdKind = IdKind {
+    what: "group",
+    at: "group_id",
+    min: 0,
+    max_entries: MAX_GROUPS,
+    unknown: FlowErrorKind::UnknownGroup,
+};
+
+const METER_IDS: IdKind = IdKind {
+    what: "meter",
+    at: "meter_id",
+    min: 1,
+    max_entries: MAX_METERS,
+    unknown: FlowErrorKind::UnknownMeter,
+};
+
+/// Add, modify or delete in an id-keyed table (groups, meters) with OpenFlow semantics:
+/// add needs a free id, modify an existing one, delete of `None` removes all. `build` makes the
+/// new entry once the id checks passed. Returns the deleted ids; nothing changes on an error.
+fn id_mod<T>(
+    map: &mut Arc<std::collections::BTreeMap<u32, Arc<T>>>,
+    kind: &IdKind,
+    command: ModCommand,
+    id: Option<u32>,
+    build: impl FnOnce(u32) -> Result<T, FlowError>,
+) -> Result<Vec<u32>, FlowError> {
+    let bad = |k, message: String| FlowError {
+        kind: k,
+        at: kind.at.into(),
+        message,
+    };
+    if let Some(id) = id
+        && (id < kind.min || id > MAX_ID)
+    {
+        return Err(bad(
+            FlowErrorKind::BadAction,
+            format!(
+                "{} id {id} is out of range ({}..={MAX_ID})",
+                kind.what, kind.min
+            ),
+        ));
+    }
+    if command == ModCommand::Delete {
+        let ids: Vec<u32> = match id {
+            Some(id) => map.contains_key(&id).then_some(id).into_iter().collect(),
+            None => map.keys().copied().collect(),
+        };
+        if !ids.is_empty() {
+            let m = Arc::make_mut(map);
+            for id in &ids {
+                m.remove(id);
+            }
+        }
+        return Ok(ids);
+    }
+    let Some(id) = id else {
+        return Err(bad(
+            FlowErrorKind::BadAction,
+            format!("a {} id is required", kind.what),
+        ));
+    };
+    let exists = map.contains_key(&id);
+    if command == ModCommand::Add && exists {
+        return Err(bad(
+            FlowErrorKind::Exists,
+            format!("{} {id} exists (use modify)", kind.what),
+        ));
+    }
+    if command == ModCommand::Modify && !exists {
+        return Err(bad(
+            kind.unknown,
+            format!("{} {id} does not exist", kind.what),
+        ));
+    }
+    if !exists && map.len() >= kind.max_entries {
+        return Err(bad(
+            FlowErrorKind::TableFull,
+            format!("too many {}s (max {})", kind.what, kind.max_entries),
+        ));
+    }
+    let entry = build(id)?;
+    Arc::make_mut(map).insert(id, Arc::new(entry));
+    Ok(Vec::new())
+}
+
 impl Pipeline {
     /// Empty tables; flow counters get `writers` slots (workers + 1 for the control thread).
     pub fn new(writers: usize, max_flows_per_table: usize) -> Self {
@@ -561,79 +660,15 @@ impl Pipeline {
     /// # Errors
     /// Nothing changed.
     pub fn group_mod(&mut self, gm: &GroupMod) -> Result<Vec<Arc<Flow>>, FlowError> {
-        let bad = |kind, at: &str, message: String| FlowError {
-            kind,
-            at: at.into(),
-            message,
-        };
-        if let Some(id) = gm.id
-            && id > MAX_ID
-        {
-            return Err(bad(
-                FlowErrorKind::BadAction,
-                "group_id",
-                format!("group id {id} is reserved (max {MAX_ID})"),
-            ));
-        }
-        match gm.command {
-            ModCommand::Add | ModCommand::Modify => {
-                let Some(id) = gm.id else {
-                    return Err(bad(
-                        FlowErrorKind::BadAction,
-                        "group_id",
-                        "a group id is required".into(),
-                    ));
-                };
-                let exists = self.groups.contains_key(&id);
-                if gm.command == ModCommand::Add && exists {
-                    return Err(bad(
-                        FlowErrorKind::Exists,
-                        "group_id",
-                        format!("group {id} exists (use modify)"),
-                    ));
-                }
-                if gm.command == ModCommand::Modify && !exists {
-                    return Err(bad(
-                        FlowErrorKind::UnknownGroup,
-                        "group_id",
-                        format!("group {id} does not exist"),
-                    ));
-                }
-                if !exists && self.groups.len() >= MAX_GROUPS {
-                    return Err(bad(
-                        FlowErrorKind::TableFull,
-                        "group_id",
-                        format!("too many groups (max {MAX_GROUPS})"),
-                    ));
-                }
-                let g = Group::new(id, gm.kind, gm.buckets.clone(), self.writers)?;
-                Arc::make_mut(&mut self.groups).insert(id, Arc::new(g));
-                Ok(Vec::new())
-            }
-            ModCommand::Delete => {
-                let ids: Vec<u32> = match gm.id {
-                    Some(id) => self
-                        .groups
-                        .contains_key(&id)
-                        .then_some(id)
-                        .into_iter()
-                        .collect(),
-                    None => self.groups.keys().copied().collect(),
-                };
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let groups = Arc::make_mut(&mut self.groups);
-                for id in &ids {
-                    groups.remove(id);
-                }
-                Ok(self.remove_flows_where(|f| {
-                    f.instructions
-                        .actions()
-                        .any(|a| matches!(a, Action::Group(g) if ids.contains(g)))
-                }))
-            }
-        }
+        let writers = self.writers;
+        let deleted = id_mod(&mut self.groups, &GROUP_IDS, gm.command, gm.id, |id| {
+            Group::new(id, gm.kind, gm.buckets.clone(), writers)
+        })?;
+        Ok(self.remove_flows_where(|f| {
+            f.instructions
+                .actions()
+                .any(|a| matches!(a, Action::Group(g) if deleted.contains(g)))
+        }))
     }
 
     /// Applies a meter-mod; returns the flows removed with deleted meters.
@@ -641,90 +676,26 @@ impl Pipeline {
     /// # Errors
     /// Nothing changed.
     pub fn meter_mod(&mut self, mm: &MeterMod) -> Result<Vec<Arc<Flow>>, FlowError> {
-        let bad = |kind, at: &str, message: String| FlowError {
-            kind,
-            at: at.into(),
-            message,
-        };
-        if let Some(id) = mm.id
-            && (id == 0 || id > MAX_ID)
-        {
-            return Err(bad(
-                FlowErrorKind::BadAction,
-                "meter_id",
-                format!("meter id {id} is out of range (1..={MAX_ID})"),
-            ));
-        }
-        match mm.command {
-            ModCommand::Add | ModCommand::Modify => {
-                let Some(id) = mm.id else {
-                    return Err(bad(
-                        FlowErrorKind::BadAction,
-                        "meter_id",
-                        "a meter id is required".into(),
-                    ));
-                };
-                let exists = self.meters.contains_key(&id);
-                if mm.command == ModCommand::Add && exists {
-                    return Err(bad(
-                        FlowErrorKind::Exists,
-                        "meter_id",
-                        format!("meter {id} exists (use modify)"),
-                    ));
-                }
-                if mm.command == ModCommand::Modify && !exists {
-                    return Err(bad(
-                        FlowErrorKind::UnknownMeter,
-                        "meter_id",
-                        format!("meter {id} does not exist"),
-                    ));
-                }
-                if !exists && self.meters.len() >= MAX_METERS {
-                    return Err(bad(
-                        FlowErrorKind::TableFull,
-                        "meter_id",
-                        format!("too many meters (max {MAX_METERS})"),
-                    ));
-                }
-                if mm.config.rate == 0 || mm.config.rate > super::meter::MAX_RATE {
-                    return Err(bad(
-                        FlowErrorKind::BadAction,
-                        "rate",
-                        format!(
-                            "rate {} is out of range (1..={})",
-                            mm.config.rate,
-                            super::meter::MAX_RATE
-                        ),
-                    ));
-                }
-                let m = Meter::new(id, mm.config, self.writers);
-                Arc::make_mut(&mut self.meters).insert(id, Arc::new(m));
-                Ok(Vec::new())
+        let writers = self.writers;
+        let deleted = id_mod(&mut self.meters, &METER_IDS, mm.command, mm.id, |id| {
+            if mm.config.rate == 0 || mm.config.rate > super::meter::MAX_RATE {
+                return Err(FlowError {
+                    kind: FlowErrorKind::BadAction,
+                    at: "rate".into(),
+                    message: format!(
+                        "rate {} is out of range (1..={})",
+                        mm.config.rate,
+                        super::meter::MAX_RATE
+                    ),
+                });
             }
-            ModCommand::Delete => {
-                let ids: Vec<u32> = match mm.id {
-                    Some(id) => self
-                        .meters
-                        .contains_key(&id)
-                        .then_some(id)
-                        .into_iter()
-                        .collect(),
-                    None => self.meters.keys().copied().collect(),
-                };
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let meters = Arc::make_mut(&mut self.meters);
-                for id in &ids {
-                    meters.remove(id);
-                }
-                Ok(self.remove_flows_where(|f| {
-                    f.instructions
-                        .actions()
-                        .any(|a| matches!(a, Action::Meter(m) if ids.contains(m)))
-                }))
-            }
-        }
+            Ok(Meter::new(id, mm.config, writers))
+        })?;
+        Ok(self.remove_flows_where(|f| {
+            f.instructions
+                .actions()
+                .any(|a| matches!(a, Action::Meter(m) if deleted.contains(m)))
+        }))
     }
 
     /// Bound on each table's flows.
