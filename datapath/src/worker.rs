@@ -749,32 +749,7 @@ impl Worker {
                     continue;
                 }
             };
-            let entry = cache.entry(r);
-            for f in entry.flows.iter() {
-                f.stats.hit(self.index, 1, u64::from(desc.len), self.now_ms);
-            }
-            if entry.miss {
-                self.count_miss(entry.miss_table);
-            }
-            if !entry.outputs {
-                let reason = if entry.miss {
-                    DropReason::TableMiss
-                } else {
-                    DropReason::FlowDrop
-                };
-                self.ports[li].counters.rx_drops[reason as usize].add(1);
-                continue;
-            }
-            self.execute(
-                li,
-                &desc,
-                Cur::Rx,
-                key,
-                lay,
-                &entry.ops,
-                &entry.controller,
-                &snap,
-            );
+            self.run_entry(&cache, r, li, &desc, Cur::Rx, key, lay, &snap);
         }
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
@@ -784,6 +759,43 @@ impl Worker {
         lp.port.rx_release(q, &self.batch);
         self.flush_dirty();
         n
+    }
+
+    /// Charges the flows of cache entry `r` with one frame and runs its ops, or counts why the
+    /// frame goes nowhere (table miss, or flows that output nothing).
+    #[inline]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
+    fn run_entry(
+        &mut self,
+        cache: &FlowCache,
+        r: crate::cache::EntryRef,
+        li: usize,
+        desc: &RxDesc,
+        cur: Cur,
+        key: FlowKey,
+        lay: Layout,
+        snap: &Snapshot,
+    ) {
+        let entry = cache.entry(r);
+        for f in entry.flows.iter() {
+            f.stats.hit(self.index, 1, u64::from(desc.len), self.now_ms);
+        }
+        if entry.miss {
+            self.count_miss(entry.miss_table);
+        }
+        if entry.outputs {
+            self.execute(li, desc, cur, key, lay, &entry.ops, &entry.controller, snap);
+        } else {
+            let reason = if entry.miss {
+                DropReason::TableMiss
+            } else {
+                DropReason::FlowDrop
+            };
+            self.rx_drop(li, reason);
+        }
     }
 
     fn count_miss(&self, table: u8) {
@@ -856,37 +868,12 @@ impl Worker {
                     cache.upcall(&snap.pipeline, &key, self.now)
                 }
             };
-            let entry = cache.entry(r);
-            for f in entry.flows.iter() {
-                f.stats.hit(self.index, 1, u64::from(len), self.now_ms);
-            }
-            if entry.miss {
-                self.count_miss(entry.miss_table);
-            }
-            if entry.outputs {
-                let desc = RxDesc {
-                    addr: 0,
-                    len,
-                    offload: p.offload,
-                };
-                self.execute(
-                    li,
-                    &desc,
-                    Cur::Work,
-                    key,
-                    lay,
-                    &entry.ops,
-                    &entry.controller,
-                    &snap,
-                );
-            } else {
-                let reason = if entry.miss {
-                    DropReason::TableMiss
-                } else {
-                    DropReason::FlowDrop
-                };
-                self.rx_drop(li, reason);
-            }
+            let desc = RxDesc {
+                addr: 0,
+                len,
+                offload: p.offload,
+            };
+            self.run_entry(&cache, r, li, &desc, Cur::Work, key, lay, &snap);
             // The work buffer now holds whatever the ops left; the old one goes back.
             self.pending_pool.push(p.buf);
         }
