@@ -262,7 +262,7 @@ impl Client {
             if let Reply::Error(e) = msg {
                 return Ok(Reply::Error(e));
             }
-            if msg.type_name() != request.reply_type_name() {
+            if !msg.answers(request) {
                 return Err(ClientError::Protocol(format!(
                     "{} in reply to {}",
                     msg.type_name(),

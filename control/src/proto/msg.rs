@@ -300,38 +300,6 @@ impl Request {
             Self::PacketOut(_) => "packet_out",
         }
     }
-
-    /// The `type` of a successful reply to this request.
-    pub fn reply_type_name(&self) -> &'static str {
-        match self {
-            Self::Hello(_) => "hello_reply",
-            Self::PortAdd(_) => "port_add_reply",
-            Self::PortDel(_) => "port_del_reply",
-            Self::PortList(_) => "port_list_reply",
-            Self::PortStats(_) => "port_stats_reply",
-            Self::MacDump(_) => "mac_dump_reply",
-            Self::MacFlush(_) => "mac_flush_reply",
-            Self::SwitchShow(_) => "switch_show_reply",
-            Self::Echo(_) => "echo_reply",
-            Self::FlowMod(_) => "flow_mod_reply",
-            Self::FlowDump(_) => "flow_dump_reply",
-            Self::FlowAggregate(_) => "flow_aggregate_reply",
-            Self::TableStats(_) => "table_stats_reply",
-            Self::Barrier(_) => "barrier_reply",
-            Self::Bundle(_) => "bundle_reply",
-            Self::BundleOpen(_) => "bundle_open_reply",
-            Self::BundleAdd(_) => "bundle_add_reply",
-            Self::BundleCommit(_) => "bundle_commit_reply",
-            Self::BundleDiscard(_) => "bundle_discard_reply",
-            Self::GroupMod(_) => "group_mod_reply",
-            Self::GroupDump(_) => "group_dump_reply",
-            Self::MeterMod(_) => "meter_mod_reply",
-            Self::MeterDump(_) => "meter_dump_reply",
-            Self::Subscribe(_) => "subscribe_reply",
-            Self::Unsubscribe(_) => "unsubscribe_reply",
-            Self::PacketOut(_) => "packet_out_reply",
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -684,6 +652,11 @@ impl Reply {
             Self::PacketOut(_) => "packet_out_reply",
             Self::Error(_) => "error",
         }
+    }
+
+    /// Whether this is the successful reply type of `request` (`<request type>_reply`).
+    pub fn answers(&self, request: &Request) -> bool {
+        self.type_name().strip_suffix("_reply") == Some(request.type_name())
     }
 
     /// Whether more parts of this (multipart) reply follow.
