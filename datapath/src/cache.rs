@@ -4,9 +4,14 @@
 //!   grouped into one subtable per mask (tuple-space search, as the classifier), subtables
 //!   visited in order of their recent hits. Bounded ([`FlowCache::capacity`]); when full, a
 //!   clock hand evicts an entry idle since the previous sweep, else the entry under the hand.
-//! - **EMC**: a direct-mapped array indexed by the full key's hash, each slot pointing at a
-//!   megaflow entry by index and serial number; an entry that was removed or replaced has a new
-//!   serial, so a stale slot simply misses. No separate invalidation is needed.
+//! - **EMC**: a 4-way set-associative array indexed by the full key's keyed hash
+//!   ([`crate::flowhash`]); each 8-byte slot holds a 32-bit signature (other bits of the same
+//!   hash) and the index of a megaflow entry. A hit is confirmed against the entry itself: it
+//!   must be live and its mask applied to the key must give its masked key. Every megaflow
+//!   entry only covers keys that translate to its actions, so any live entry that covers the
+//!   key is a correct answer, and a slot left behind by a removed or reused entry simply
+//!   misses: no separate invalidation is needed. Small slots let the EMC hold far more keys
+//!   than megaflows need (32,768 slots in 256 KiB), so 10,000 active flows still hit it.
 //!
 //! Correctness rests on [`FlowCache::revalidate`]: when the pipeline changes, every entry is
 //! re-translated against the new tables; an entry whose new mask is within its own is updated
@@ -19,13 +24,17 @@ use std::sync::Arc;
 
 use crate::classifier::FlowMask;
 use crate::flow::FlowKey;
+use crate::flowhash::{FlowBuildHasher, FlowHasher};
 use crate::ofp::pipeline::{Change, Flow, Pipeline};
 use crate::ofp::xlate::{Op, Translation, xlate};
 
 /// Default megaflow entries per worker.
 pub const DEFAULT_CAPACITY: usize = 65_536;
-/// EMC slots per worker (power of two).
-pub const EMC_SLOTS: usize = 8_192;
+/// EMC slots per worker (power of two), in sets of [`EMC_WAYS`].
+pub const EMC_SLOTS: usize = 32_768;
+/// Slots per EMC set (a set is 32 bytes: half a cache line).
+pub const EMC_WAYS: usize = 4;
+const EMC_SETS: usize = EMC_SLOTS / EMC_WAYS;
 /// Above this many entries a pipeline change that cannot be targeted flushes the cache instead
 /// of re-translating it.
 pub const REVALIDATE_MAX: usize = 16_384;
@@ -53,7 +62,6 @@ pub struct CachedFlow {
     rewrote: bool,
     key: FlowKey,
     mask: FlowMask,
-    serial: u32,
     subtable: u16,
     /// Seconds (switch clock) of the last hit.
     last_used: u32,
@@ -61,13 +69,7 @@ pub struct CachedFlow {
 }
 
 impl CachedFlow {
-    fn from_translation(
-        t: Translation,
-        key: FlowKey,
-        serial: u32,
-        subtable: u16,
-        now: u32,
-    ) -> Self {
+    fn from_translation(t: Translation, key: FlowKey, subtable: u16, now: u32) -> Self {
         let outputs = t.outputs();
         Self {
             ops: t.ops.into_boxed_slice(),
@@ -80,7 +82,6 @@ impl CachedFlow {
             rewrote: t.rewrote,
             key: t.mask.apply(&key),
             mask: t.mask,
-            serial,
             subtable,
             last_used: now,
             live: true,
@@ -91,15 +92,28 @@ impl CachedFlow {
 #[derive(Debug)]
 struct Subtable {
     mask: FlowMask,
-    map: ahash::HashMap<FlowKey, u32>,
+    map: std::collections::HashMap<FlowKey, u32, FlowBuildHasher>,
     hits: u64,
 }
 
+/// An EMC slot: `sig` 0 is empty.
 #[derive(Clone, Copy, Debug, Default)]
 struct EmcSlot {
-    key: FlowKey,
+    sig: u32,
     idx: u32,
-    serial: u32,
+}
+
+impl CachedFlow {
+    /// Whether this entry covers `key` (its mask applied to `key` gives its masked key).
+    #[inline]
+    fn covers(&self, key: &FlowKey) -> bool {
+        let (k, m, e) = (key.words(), self.mask.bits.words(), self.key.words());
+        let mut diff = 0;
+        for i in 0..FlowKey::WORDS {
+            diff |= (k[i] & m[i]) ^ e[i];
+        }
+        diff == 0
+    }
 }
 
 /// Cache counters (single writer: the owning worker).
@@ -130,10 +144,9 @@ pub struct FlowCache {
     free: Vec<u32>,
     subtables: Vec<Subtable>,
     emc: Box<[EmcSlot]>,
-    hasher: ahash::RandomState,
+    hasher: FlowHasher,
     capacity: usize,
     hand: usize,
-    next_serial: u32,
     lookups_since_rank: u32,
     /// Pipeline version the entries are valid for (`None`: not known yet).
     version: Option<u64>,
@@ -152,10 +165,9 @@ impl FlowCache {
             free: Vec::new(),
             subtables: Vec::new(),
             emc: vec![EmcSlot::default(); EMC_SLOTS].into_boxed_slice(),
-            hasher: ahash::RandomState::new(),
+            hasher: FlowHasher::new(),
             capacity: capacity.clamp(1, u32::MAX as usize),
             hand: 0,
-            next_serial: 1,
             lookups_since_rank: 0,
             version: None,
             stats: CacheStats::default(),
@@ -191,35 +203,27 @@ impl FlowCache {
     /// Finds the cached translation of `key`, marking it used at `now`.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
-        let h = self.hasher.hash_one(key);
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "hash folded onto the slot mask"
-        )]
-        let slot = (h as usize) & (EMC_SLOTS - 1);
-        let s = &self.emc[slot];
-        if s.key == *key
-            && let Some(e) = self.entries.get_mut(s.idx as usize)
-            && e.live
-            && e.serial == s.serial
-        {
-            self.stats.emc_hits += 1;
-            if e.last_used != now {
-                e.last_used = now;
+        let h = self.hasher.hash(key);
+        let (set, sig) = emc_place(h);
+        for s in &self.emc[set..set + EMC_WAYS] {
+            if s.sig == sig
+                && let Some(e) = self.entries.get_mut(s.idx as usize)
+                && e.live
+                && e.covers(key)
+            {
+                self.stats.emc_hits += 1;
+                if e.last_used != now {
+                    e.last_used = now;
+                }
+                return Some(s.idx);
             }
-            return Some(s.idx);
         }
         self.lookups_since_rank = self.lookups_since_rank.wrapping_add(1);
         for st in &mut self.subtables {
             if let Some(&idx) = st.map.get(&st.mask.apply(key)) {
                 st.hits += 1;
-                let e = &mut self.entries[idx as usize];
-                e.last_used = now;
-                self.emc[slot] = EmcSlot {
-                    key: *key,
-                    idx,
-                    serial: e.serial,
-                };
+                self.entries[idx as usize].last_used = now;
+                self.emc_insert(h, idx);
                 self.stats.megaflow_hits += 1;
                 if self.lookups_since_rank >= 4096 {
                     self.rank();
@@ -229,6 +233,20 @@ impl FlowCache {
         }
         self.stats.misses += 1;
         None
+    }
+
+    /// Points the EMC slot for hash `h` at entry `idx`: the slot already holding its
+    /// signature, else an empty one, else one chosen by other bits of the hash.
+    #[inline]
+    fn emc_insert(&mut self, h: u64, idx: u32) {
+        let (set, sig) = emc_place(h);
+        let ways = &mut self.emc[set..set + EMC_WAYS];
+        let way = ways
+            .iter()
+            .position(|s| s.sig == sig)
+            .or_else(|| ways.iter().position(|s| s.sig == 0))
+            .unwrap_or((h >> 28) as usize % EMC_WAYS);
+        ways[way] = EmcSlot { sig, idx };
     }
 
     /// Re-sorts subtables by recent hits (most first) and halves the counts.
@@ -250,7 +268,9 @@ impl FlowCache {
             self.version = Some(pipeline.version());
         }
         let t = xlate(pipeline, key);
-        self.insert(t, key, now)
+        let idx = self.insert(t, key, now);
+        self.emc_insert(self.hasher.hash(key), idx);
+        idx
     }
 
     fn insert(&mut self, t: Translation, key: &FlowKey, now: u32) -> EntryRef {
@@ -262,21 +282,13 @@ impl FlowCache {
             None => {
                 self.subtables.push(Subtable {
                     mask: t.mask,
-                    map: ahash::HashMap::default(),
+                    map: std::collections::HashMap::default(),
                     hits: 0,
                 });
                 self.subtables.len() - 1
             }
         };
-        let serial = self.next_serial;
-        self.next_serial = self.next_serial.wrapping_add(1).max(1);
-        let e = CachedFlow::from_translation(
-            t,
-            *key,
-            serial,
-            u16::try_from(si).unwrap_or(u16::MAX),
-            now,
-        );
+        let e = CachedFlow::from_translation(t, *key, u16::try_from(si).unwrap_or(u16::MAX), now);
         let masked = e.key;
         let idx = match self.free.pop() {
             Some(i) => {
@@ -303,7 +315,6 @@ impl FlowCache {
         let e = &mut self.entries[idx as usize];
         if e.live {
             e.live = false;
-            e.serial = 0;
             e.flows = Box::new([]);
             e.ops = Box::new([]);
             e.controller = Box::new([]);
@@ -382,8 +393,6 @@ impl FlowCache {
         self.entries.clear();
         self.free.clear();
         self.subtables.clear();
-        // Serials restart above every serial an EMC slot may still hold.
-        self.next_serial = self.next_serial.wrapping_add(1).max(1);
         self.emc.fill(EmcSlot::default());
     }
 
@@ -443,6 +452,18 @@ impl FlowCache {
             }
         }
     }
+}
+
+/// The EMC set (index of its first slot) and the signature for hash `h`: the set from the low
+/// bits, the signature (never 0) from the high ones.
+#[inline]
+fn emc_place(h: u64) -> (usize, u32) {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "both are bit fields of the hash"
+    )]
+    let (set, sig) = ((h as usize) & (EMC_SETS - 1), (h >> 32) as u32 | 1);
+    (set * EMC_WAYS, sig)
 }
 
 #[cfg(test)]
@@ -507,6 +528,46 @@ mod tests {
         assert_eq!(c.stats.megaflow_hits, 1);
         assert_eq!(c.stats.emc_hits, 1);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn ten_thousand_active_keys_stay_in_the_emc() {
+        let p = Pipeline::learning_bridge(1, 10);
+        let mut c = FlowCache::new(16);
+        let keys: Vec<FlowKey> = (0..10_000u32)
+            .map(|i| {
+                let mut k = key(u16::try_from(i % 60_000).unwrap_or(0), 1);
+                k.nw_src[..4].copy_from_slice(&i.to_be_bytes());
+                k
+            })
+            .collect();
+        let r = c.upcall(&p, &keys[0], 0);
+        for k in &keys {
+            assert_eq!(c.lookup(k, 0), Some(r));
+        }
+        let before = c.stats.emc_hits;
+        for k in &keys {
+            assert_eq!(c.lookup(k, 0), Some(r));
+        }
+        let hits = c.stats.emc_hits - before;
+        // 10,000 keys in 8,192 sets of 4: a few sets overflow (Poisson, mean 1.2), ~1.4 % of keys.
+        assert!(hits >= 9_700, "only {hits} of 10000 EMC hits");
+    }
+
+    #[test]
+    fn a_slot_of_a_removed_entry_misses() {
+        let mut p = Pipeline::learning_bridge(1, 10);
+        let mut c = FlowCache::new(16);
+        let k = key(53, 1);
+        let r = c.upcall(&p, &k, 0);
+        assert_eq!(c.lookup(&k, 0), Some(r));
+        // A rule for port 53 narrows the all-wildcard megaflow: revalidation removes it.
+        port_rule(&mut p, 53, 2);
+        c.revalidate(&p);
+        assert_eq!(c.len(), 0);
+        let emc = c.stats.emc_hits;
+        assert_eq!(c.lookup(&k, 0), None);
+        assert_eq!(c.stats.emc_hits, emc);
     }
 
     #[test]

@@ -32,91 +32,15 @@ use std::cmp::Reverse;
 
 use crate::flow::FlowKey;
 
-/// Bit-wise operations on the field types of [`FlowKey`].
-trait Bits: Copy {
-    fn and(self, o: Self) -> Self;
-    fn or(self, o: Self) -> Self;
-    /// `self | !o`.
-    fn or_not(self, o: Self) -> Self;
-}
-
-macro_rules! bits_int {
-    ($($t:ty),*) => {$(
-        impl Bits for $t {
-            #[inline]
-            fn and(self, o: Self) -> Self { self & o }
-            #[inline]
-            fn or(self, o: Self) -> Self { self | o }
-            #[inline]
-            fn or_not(self, o: Self) -> Self { self | !o }
-        }
-    )*};
-}
-bits_int!(u8, u16, u32, u64);
-
-impl<const N: usize> Bits for [u32; N] {
-    #[inline]
-    fn and(self, o: Self) -> Self {
-        std::array::from_fn(|i| self[i] & o[i])
+/// `op` applied word by word to two keys (see [`FlowKey::words`]).
+#[inline]
+fn per_word(a: &FlowKey, b: &FlowKey, op: impl Fn(u64, u64) -> u64) -> FlowKey {
+    let mut out = FlowKey::default();
+    let (x, y) = (a.words(), b.words());
+    for (o, (&x, &y)) in out.words_mut().iter_mut().zip(x.iter().zip(y)) {
+        *o = op(x, y);
     }
-    #[inline]
-    fn or(self, o: Self) -> Self {
-        std::array::from_fn(|i| self[i] | o[i])
-    }
-    #[inline]
-    fn or_not(self, o: Self) -> Self {
-        std::array::from_fn(|i| self[i] | !o[i])
-    }
-}
-
-impl<const N: usize> Bits for [u8; N] {
-    #[inline]
-    fn and(self, o: Self) -> Self {
-        std::array::from_fn(|i| self[i] & o[i])
-    }
-    #[inline]
-    fn or(self, o: Self) -> Self {
-        std::array::from_fn(|i| self[i] | o[i])
-    }
-    #[inline]
-    fn or_not(self, o: Self) -> Self {
-        std::array::from_fn(|i| self[i] | !o[i])
-    }
-}
-
-/// Builds a [`FlowKey`] by applying `$op` field by field. The struct literal names every field,
-/// so adding a field to [`FlowKey`] without listing it here is a compile error.
-macro_rules! per_field {
-    ($op:ident, $a:expr, $b:expr) => {{
-        let (a, b): (&FlowKey, &FlowKey) = (&$a, &$b);
-        FlowKey {
-            in_port: a.in_port.$op(b.in_port),
-            eth_dst: a.eth_dst.$op(b.eth_dst),
-            eth_src: a.eth_src.$op(b.eth_src),
-            eth_type: a.eth_type.$op(b.eth_type),
-            vlan_tci: a.vlan_tci.$op(b.vlan_tci),
-            nw_src: a.nw_src.$op(b.nw_src),
-            nw_dst: a.nw_dst.$op(b.nw_dst),
-            nw_proto: a.nw_proto.$op(b.nw_proto),
-            nw_tos: a.nw_tos.$op(b.nw_tos),
-            nw_ttl: a.nw_ttl.$op(b.nw_ttl),
-            nw_frag: a.nw_frag.$op(b.nw_frag),
-            tp_src: a.tp_src.$op(b.tp_src),
-            tp_dst: a.tp_dst.$op(b.tp_dst),
-            tcp_flags: a.tcp_flags.$op(b.tcp_flags),
-            arp_sha: a.arp_sha.$op(b.arp_sha),
-            arp_tha: a.arp_tha.$op(b.arp_tha),
-            pad: a.pad.$op(b.pad),
-            regs: a.regs.$op(b.regs),
-            tun_src: a.tun_src.$op(b.tun_src),
-            tun_dst: a.tun_dst.$op(b.tun_dst),
-            ct_mark: a.ct_mark.$op(b.ct_mark),
-            ct_state: a.ct_state.$op(b.ct_state),
-            ct_zone: a.ct_zone.$op(b.ct_zone),
-            metadata: a.metadata.$op(b.metadata),
-            tun_id: a.tun_id.$op(b.tun_id),
-        }
-    }};
+    out
 }
 
 /// Which bits of a [`FlowKey`] matter: same layout as the key, a bit is 1 where it is matched
@@ -144,8 +68,10 @@ impl FlowMask {
 
     /// Matches every field exactly (every bit set except the padding).
     pub fn exact() -> Self {
-        let mut bits = per_field!(or_not, FlowKey::default(), FlowKey::default());
+        let mut bits = FlowKey::default();
+        bits.words_mut().fill(u64::MAX);
         bits.pad = [0; 2];
+        bits.pad2 = [0; 4];
         Self { bits }
     }
 
@@ -154,7 +80,7 @@ impl FlowMask {
     #[must_use]
     pub fn union(&self, other: &Self) -> Self {
         Self {
-            bits: per_field!(or, self.bits, other.bits),
+            bits: per_word(&self.bits, &other.bits, |a, b| a | b),
         }
     }
 
@@ -163,14 +89,14 @@ impl FlowMask {
     #[must_use]
     pub fn intersection(&self, other: &Self) -> Self {
         Self {
-            bits: per_field!(and, self.bits, other.bits),
+            bits: per_word(&self.bits, &other.bits, |a, b| a & b),
         }
     }
 
     /// `key` with every bit outside the mask cleared.
     #[inline]
     pub fn apply(&self, key: &FlowKey) -> FlowKey {
-        per_field!(and, *key, self.bits)
+        per_word(key, &self.bits, |a, b| a & b)
     }
 
     /// Whether every bit of `self` is also set in `other`.
@@ -788,8 +714,12 @@ mod tests {
 
     /// `a` on the bits of `wc`, `b` elsewhere.
     fn blend(a: &FlowKey, b: &FlowKey, wc: &FlowMask) -> FlowKey {
-        let not_wc = FlowMask::from_bits(per_field!(or_not, FlowKey::default(), wc.bits));
-        per_field!(or, wc.apply(a), not_wc.apply(b))
+        let mut out = FlowKey::default();
+        let (x, y, m) = (a.words(), b.words(), wc.bits.words());
+        for (i, o) in out.words_mut().iter_mut().enumerate() {
+            *o = (x[i] & m[i]) | (y[i] & !m[i]);
+        }
+        out
     }
 
     const CAP: usize = 40;

@@ -36,7 +36,7 @@ pub mod frag {
 
 /// The fields of a frame that forwarding decisions look at. Fixed size, `#[repr(C)]`,
 /// zero-initialised padding, so it can be hashed and compared as a whole.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 pub struct FlowKey {
     /// Port number the frame came in on.
@@ -85,6 +85,8 @@ pub struct FlowKey {
     pub ct_state: u16,
     /// Connection-tracking zone.
     pub ct_zone: u16,
+    /// Explicit padding, always zero (keeps `metadata` 8-aligned with no implicit padding).
+    pub pad2: [u8; 4],
     /// Pipeline metadata (zero on ingress; written by write-metadata).
     pub metadata: u64,
     /// Tunnel id (VNI) of a decapsulated frame, else 0.
@@ -94,9 +96,17 @@ pub struct FlowKey {
 impl std::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for w in self.words() {
+        for &w in self.words() {
             state.write_u64(w);
         }
+    }
+}
+
+impl PartialEq for FlowKey {
+    /// Word by word (the padding is always zero, so this is field equality).
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.words() == other.words()
     }
 }
 
@@ -111,58 +121,23 @@ pub struct Layout {
     pub tags: u8,
 }
 
-#[inline]
-fn le8(b: [u8; 8]) -> u64 {
-    u64::from_le_bytes(b)
-}
-
 impl FlowKey {
     /// Number of words of [`FlowKey::words`].
     pub const WORDS: usize = 18;
 
-    /// The key packed into 64-bit words, every field exactly once (equal keys give equal
-    /// words, and different keys different words): what hashing feeds on, 18 word writes
-    /// instead of one call per field and array.
+    /// The key as 64-bit words: the same bytes, viewed (no copy). The struct has no implicit
+    /// padding (`bytemuck::Pod` checks it at compile time) and the explicit padding is always
+    /// zero, so equal keys have equal words and different keys different words: hashing,
+    /// masking and comparing work on these 18 words instead of 25 fields.
     #[inline]
-    pub fn words(&self) -> [u64; Self::WORDS] {
-        let (d, s) = (&self.eth_dst, &self.eth_src);
-        let (a, t) = (&self.arp_sha, &self.arp_tha);
-        let z = self.ct_zone.to_le_bytes();
-        let r = &self.regs;
-        [
-            u64::from(self.in_port)
-                | u64::from(self.eth_type) << 32
-                | u64::from(self.vlan_tci) << 48,
-            le8([d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1]]),
-            le8([
-                s[2],
-                s[3],
-                s[4],
-                s[5],
-                self.nw_proto,
-                self.nw_tos,
-                self.nw_ttl,
-                self.nw_frag,
-            ]),
-            le8(self.nw_src[..8].try_into().unwrap_or_default()),
-            le8(self.nw_src[8..].try_into().unwrap_or_default()),
-            le8(self.nw_dst[..8].try_into().unwrap_or_default()),
-            le8(self.nw_dst[8..].try_into().unwrap_or_default()),
-            u64::from(self.tp_src)
-                | u64::from(self.tp_dst) << 16
-                | u64::from(self.tcp_flags) << 32
-                | u64::from(self.ct_state) << 48,
-            le8([a[0], a[1], a[2], a[3], a[4], a[5], z[0], z[1]]),
-            le8([t[0], t[1], t[2], t[3], t[4], t[5], self.pad[0], self.pad[1]]),
-            u64::from(r[0]) | u64::from(r[1]) << 32,
-            u64::from(r[2]) | u64::from(r[3]) << 32,
-            u64::from(r[4]) | u64::from(r[5]) << 32,
-            u64::from(r[6]) | u64::from(r[7]) << 32,
-            u64::from(self.tun_src) | u64::from(self.tun_dst) << 32,
-            u64::from(self.ct_mark),
-            self.metadata,
-            self.tun_id,
-        ]
+    pub fn words(&self) -> &[u64; Self::WORDS] {
+        bytemuck::cast_ref(self)
+    }
+
+    /// The key's words, writable (see [`FlowKey::words`]); callers keep the padding zero.
+    #[inline]
+    pub fn words_mut(&mut self) -> &mut [u64; Self::WORDS] {
+        bytemuck::cast_mut(self)
     }
 
     /// VLAN id of the outer tag, if the frame was tagged.
@@ -490,18 +465,19 @@ mod tests {
 
     #[test]
     fn every_field_reaches_the_hashed_words() {
-        let zero = FlowKey::default().words();
+        let zero = *FlowKey::default().words();
         for f in crate::ofp::field::ALL {
             let mut k = FlowKey::default();
             f.set(&mut k, f.max_value());
-            assert_ne!(k.words(), zero, "{f} is not hashed");
+            assert_ne!(*k.words(), zero, "{f} is not hashed");
         }
         let k = FlowKey {
             pad: [1, 1],
             nw_frag: 1,
             ..FlowKey::default()
         };
-        assert_ne!(k.words(), zero);
+        assert_ne!(*k.words(), zero);
+        assert_eq!(size_of::<FlowKey>(), FlowKey::WORDS * 8);
     }
 
     proptest::proptest! {

@@ -19,6 +19,7 @@ pub mod buf;
 pub mod cache;
 pub mod classifier;
 pub mod flow;
+pub mod flowhash;
 pub mod l2;
 pub mod notify;
 pub mod offload;
