@@ -145,7 +145,7 @@ pub struct FlowStateHasher {
 impl Hasher for FlowStateHasher {
     #[inline]
     fn write_u64(&mut self, w: u64) {
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             self.pending = w;
         } else {
             let (i, j) = ((self.n - 1) % W, self.n % W);
