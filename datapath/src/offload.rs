@@ -38,7 +38,11 @@ pub enum CsumState {
     Valid,
     /// The field held the pseudo-header sum only; the checksum was completed in place.
     Completed,
-    /// Neither a valid checksum nor a partial one; the frame was left as it was.
+    /// The field does not hold the pseudo-header sum, so the sender computed a full checksum:
+    /// left as it was, unverified (verifying is the receiver's job; summing every frame's
+    /// payload here would cost more than the rest of the switching).
+    NotPartial,
+    /// A UDP/IPv6 checksum of 0 (not allowed); the frame was left as it was.
     Bad,
     /// Not TCP or UDP over IP, a fragment, or headers too malformed to tell; left as it was.
     NotApplicable,
@@ -184,12 +188,16 @@ pub fn complete_csum(frame: &mut [u8], off: &Offload) -> Result<(), ParseError> 
 
 /// Looks at the TCP or UDP checksum of a frame received without offload metadata (AF_XDP) and
 /// completes it when it holds only the pseudo-header sum, as a Linux stack sending with
-/// `CHECKSUM_PARTIAL` leaves it (folded, not inverted). One pass over the L4 bytes decides:
+/// `CHECKSUM_PARTIAL` leaves it (folded, not inverted). The field is compared with the
+/// pseudo-header sum first, so only frames that may be partial have their L4 bytes summed:
 ///
-/// - the full checksum verifies → [`CsumState::Valid`] (also a UDP/IPv4 checksum of 0);
-/// - the field equals the pseudo-header sum → the checksum is completed in place (a UDP result
-///   of 0 is stored as `0xffff`) → [`CsumState::Completed`];
-/// - otherwise → [`CsumState::Bad`], frame untouched (a UDP/IPv6 checksum of 0 is bad);
+/// - the field is not the pseudo-header sum → [`CsumState::NotPartial`], frame untouched
+///   and not verified (the common case of a full checksum: no pass over the payload);
+/// - it is, and the full checksum verifies anyway → [`CsumState::Valid`] (also a UDP/IPv4
+///   checksum of 0);
+/// - it is, and does not verify → the checksum is completed in place (a UDP result of 0 is
+///   stored as `0xffff`) → [`CsumState::Completed`];
+/// - a UDP/IPv6 checksum of 0 → [`CsumState::Bad`], frame untouched;
 /// - not TCP/UDP over IPv4/IPv6, fragments, and malformed headers →
 ///   [`CsumState::NotApplicable`], frame untouched (flow extraction will judge those).
 ///
@@ -231,14 +239,14 @@ pub fn repair_partial_csum(frame: &mut [u8]) -> CsumState {
     let Ok(pseudo) = h.addrs.pseudo(h.protocol, seg_len) else {
         return CsumState::NotApplicable;
     };
-    let sum = checksum::sum(seg);
-    if checksum::combine(pseudo, sum) == 0xffff {
-        return CsumState::Valid;
-    }
     // 0 and 0xffff are the same one's complement number.
     let is_partial = field == pseudo || (field | pseudo == 0xffff && field & pseudo == 0);
     if !is_partial {
-        return CsumState::Bad;
+        return CsumState::NotPartial;
+    }
+    let sum = checksum::sum(seg);
+    if checksum::combine(pseudo, sum) == 0xffff {
+        return CsumState::Valid;
     }
     // The segment sums to data + pseudo-header: exactly what the checksum must invert.
     let mut csum = !sum;
@@ -948,16 +956,16 @@ mod tests {
     fn repair_completes_partial_checksums_and_keeps_valid_ones() {
         for (name, good, at, pseudo) in repair_cases() {
             let mut f = good.clone();
-            assert_eq!(repair_partial_csum(&mut f), CsumState::Valid, "{name}");
+            assert_eq!(repair_partial_csum(&mut f), CsumState::NotPartial, "{name}");
             assert_eq!(f, good, "{name}");
             make_partial(&mut f, at, pseudo);
             assert_eq!(repair_partial_csum(&mut f), CsumState::Completed, "{name}");
             assert_eq!(f, good, "{name}");
             check_segment(&f);
-            // A wrong checksum is left alone.
+            // A wrong checksum is left alone (the receiver will drop it).
             f[at] ^= 0x40;
             let broken = f.clone();
-            assert_eq!(repair_partial_csum(&mut f), CsumState::Bad, "{name}");
+            assert_eq!(repair_partial_csum(&mut f), CsumState::NotPartial, "{name}");
             assert_eq!(f, broken, "{name}");
         }
     }
@@ -987,7 +995,9 @@ mod tests {
         make_partial(&mut f, 40, pseudo);
         assert_eq!(repair_partial_csum(&mut f), CsumState::Completed);
         assert_eq!(&f[40..42], &[0xff, 0xff]);
-        assert_eq!(repair_partial_csum(&mut f), CsumState::Valid);
+        // Now a full checksum: not touched again.
+        assert_eq!(repair_partial_csum(&mut f), CsumState::NotPartial);
+        assert_eq!(&f[40..42], &[0xff, 0xff]);
     }
 
     #[test]
