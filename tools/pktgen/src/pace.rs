@@ -20,13 +20,16 @@ pub struct Pacer {
 const NS: u128 = 1_000_000_000;
 
 impl Pacer {
-    /// A limiter of `rate` frames/s (unlimited when `None` or 0) allowing bursts of `burst`
-    /// frames, starting at `now_ns` with credit for one frame.
+    /// A limiter of `rate` frames/s (unlimited when `None` or 0), starting at `now_ns` with
+    /// credit for one frame. Credit is kept for up to 10 ms of frames (at least `burst`), so a
+    /// sender that was preempted catches up in back-to-back batches instead of losing rate.
     pub fn new(rate: Option<u64>, burst: u64, now_ns: u64) -> Self {
+        let rate = rate.filter(|r| *r > 0);
+        let burst = burst.max(rate.unwrap_or(0) / 100).max(1);
         Self {
-            rate: rate.filter(|r| *r > 0),
+            rate,
             credit: NS,
-            cap: u128::from(burst.max(1)) * NS,
+            cap: u128::from(burst) * NS,
             last: now_ns,
         }
     }
@@ -89,7 +92,9 @@ mod tests {
         p.spend(10);
         assert_eq!(p.allow(10_500, 100), 0);
         assert_eq!(p.allow(11_000, 100), 1);
-        // A long pause gives one burst, not a flood.
+        // A long pause gives one burst (10 ms of frames), not a flood.
+        assert_eq!(p.allow(1_000_000_000, 100_000), 10_000);
+        let mut p = Pacer::new(Some(1000), 64, 0);
         assert_eq!(p.allow(1_000_000_000, 1000), 64);
         // Over a simulated second in 7 µs steps, about `rate` frames go out.
         let mut p = Pacer::new(Some(100_000), 64, 0);
