@@ -3,6 +3,8 @@
 //! of AF_XDP and AF_PACKET. Rates are modest so nothing is lost on the way; speed is never
 //! asserted. Without root each test prints why and passes, except under `CI=true`.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
