@@ -13,8 +13,9 @@
 //!           +------+-------+----------------+------------------+------------ - -
 //! ```
 //!
-//! - `magic` is [`MAGIC`]; `stream` is the sending thread's id; `sequence` counts from 0 per
-//!   stream; `timestamp` is the low 48 bits of `CLOCK_MONOTONIC` in ns (wraps after 78 hours;
+//! - `magic` is [`MAGIC`]; `stream` identifies the sending thread: a per-run nonce in the high
+//!   byte, the thread index in the low byte, so two runs into one receiver stay apart;
+//!   `sequence` counts from 0 per stream; `timestamp` is the low 48 bits of `CLOCK_MONOTONIC` in ns (wraps after 78 hours;
 //!   a receiver takes differences modulo 2^48), read just before the frame's batch is queued.
 //! - 18 bytes, so a 60-byte IPv4 frame (the Ethernet minimum without FCS) carries all of it.
 //!   Larger headers (802.1Q, IPv6) need larger frames: [`FrameSpec::min_size`].
@@ -369,15 +370,15 @@ pub struct Cursor {
 
 impl Cursor {
     /// Starts at sequence 0 and flow 0; `random` picks each next flow with a xorshift
-    /// generator seeded from the stream id (same sequence every run).
-    pub fn new(stream: u16, flows: usize, random: bool) -> Self {
+    /// generator seeded from `thread` (the same flow sequence every run).
+    pub fn new(stream: u16, thread: u16, flows: usize, random: bool) -> Self {
         let mut c = Self {
             stream,
             seq: 0,
             flow: 0,
             flows: flows.max(1),
             rng: 0x9e37_79b9_7f4a_7c15
-                ^ (u64::from(stream) + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+                ^ (u64::from(thread) + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             random,
         };
         if random {
@@ -493,7 +494,7 @@ mod tests {
     fn ipv4_frames_are_60_bytes_with_valid_checksums_and_the_payload() {
         let t = Template::new(&spec(false)).unwrap();
         assert_eq!(t.len(), 60);
-        let mut c = Cursor::new(7, t.flows(), false);
+        let mut c = Cursor::new(7, 0, t.flows(), false);
         for (seq, ts) in [(0u64, 0u64), (1, 123_456_789), (u64::MAX - 1, u64::MAX)] {
             c.seq = seq;
             let f = frame(&t, &c, ts);
@@ -528,7 +529,7 @@ mod tests {
             };
             let t = Template::new(&s).unwrap();
             assert_eq!(t.len(), want_len);
-            let mut c = Cursor::new(1, t.flows(), false);
+            let mut c = Cursor::new(1, 0, t.flows(), false);
             c.seq = 0x0123_4567_89ab_cdef;
             let f = frame(&t, &c, 0xfedc_ba98_7654_3210);
             let (v, _, payload) = check(&f);
@@ -570,7 +571,7 @@ mod tests {
         let t = Template::new(&s).unwrap();
         assert_eq!(t.flows(), 100);
         for random in [false, true] {
-            let mut c = Cursor::new(0, t.flows(), random);
+            let mut c = Cursor::new(0, 0, t.flows(), random);
             let mut seen = HashSet::new();
             for _ in 0..if random { 2000 } else { 100 } {
                 let (_, key, _) = check(&frame(&t, &c, 5));
@@ -587,7 +588,7 @@ mod tests {
             ..spec(false)
         };
         let t = Template::new(&s).unwrap();
-        let mut c = Cursor::new(0, t.flows(), false);
+        let mut c = Cursor::new(0, 0, t.flows(), false);
         let seen: HashSet<_> = (0..100)
             .map(|_| {
                 let k = check(&frame(&t, &c, 0)).1;

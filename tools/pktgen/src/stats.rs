@@ -2,13 +2,14 @@
 //! duplicates by sequence number, one-way latency from the timestamp, distinct 5-tuples.
 //! Every table is bounded and allocated up front; nothing allocates per frame.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::frame::{MAGIC, PAYLOAD_LEN, TS_MASK};
 use crate::hist::Histogram;
 
-/// Streams (sending threads) tracked; frames of higher stream ids count as `other`.
+/// Streams (sending threads, over all runs) tracked; frames of further streams count as
+/// `other`.
 pub const MAX_STREAMS: usize = 256;
 /// Distinct 5-tuples remembered (more are not counted).
 pub const MAX_TUPLES: usize = 65536;
@@ -140,7 +141,7 @@ pub struct RxStats {
     pub tagged: u64,
     /// One-way latency, ns.
     pub latency: Histogram,
-    streams: Vec<Option<Stream>>,
+    streams: HashMap<u16, Stream, BuildHasherDefault<KeyHasher>>,
     tuples: HashSet<u64, BuildHasherDefault<KeyHasher>>,
 }
 
@@ -162,19 +163,23 @@ impl RxStats {
             dup: 0,
             tagged: 0,
             latency: Histogram::new(),
-            streams: vec![None; MAX_STREAMS],
+            streams: {
+                let mut m = HashMap::with_hasher(BuildHasherDefault::<KeyHasher>::default());
+                m.reserve(MAX_STREAMS);
+                m
+            },
             tuples: set,
         }
     }
 
     /// Sequence numbers missing across streams (below each stream's highest).
     pub fn lost(&self) -> u64 {
-        self.streams.iter().flatten().map(|s| s.missing).sum()
+        self.streams.values().map(|s| s.missing).sum()
     }
 
     /// Streams seen.
     pub fn streams(&self) -> usize {
-        self.streams.iter().flatten().count()
+        self.streams.len()
     }
 
     /// Distinct 5-tuples seen (at most [`MAX_TUPLES`]).
@@ -187,7 +192,7 @@ impl RxStats {
     #[inline]
     pub fn frame(&mut self, frame: &[u8], vlan_stripped: bool, now_ns: u64) {
         match parse(frame) {
-            Some(p) if usize::from(p.stream) < MAX_STREAMS => {
+            Some(p) if self.streams.len() < MAX_STREAMS || self.streams.contains_key(&p.stream) => {
                 self.received += 1;
                 if p.tagged || vlan_stripped {
                     self.tagged += 1;
@@ -206,10 +211,7 @@ impl RxStats {
     }
 
     fn sequence(&mut self, stream: u16, seq: u64) {
-        let Some(slot) = self.streams.get_mut(usize::from(stream)) else {
-            return;
-        };
-        let Some(s) = slot else {
+        let Some(s) = self.streams.get_mut(&stream) else {
             // The stream's first frame: everything below it is missing.
             let mut s = Stream {
                 highest: seq,
@@ -218,7 +220,7 @@ impl RxStats {
             };
             let (w, b) = s.bit(seq);
             *w |= b;
-            *slot = Some(s);
+            self.streams.insert(stream, s);
             return;
         };
         if seq > s.highest {
@@ -261,11 +263,14 @@ impl RxStats {
         self.dup += o.dup;
         self.tagged += o.tagged;
         self.latency.merge(&o.latency);
-        for (a, b) in self.streams.iter_mut().zip(&o.streams) {
-            match (a.as_mut(), b) {
-                (None, Some(b)) => *a = Some(b.clone()),
-                (Some(a), Some(b)) => a.missing += b.missing,
-                _ => {}
+        for (id, b) in &o.streams {
+            let room = self.streams.len() < MAX_STREAMS;
+            match self.streams.get_mut(id) {
+                Some(a) => a.missing += b.missing,
+                None if room => {
+                    self.streams.insert(*id, b.clone());
+                }
+                None => {}
             }
         }
         for t in &o.tuples {
@@ -375,6 +380,6 @@ mod tests {
         // A big gap.
         st.frame(&frame(&t, 0, 1_000_000, 0, 0), false, 1000);
         assert_eq!(st.lost(), 1_000_000 - 10_000);
-        let _ = Cursor::new(0, 1, false);
+        let _ = Cursor::new(0, 0, 1, false);
     }
 }

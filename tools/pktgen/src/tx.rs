@@ -126,6 +126,14 @@ fn share(total: u64, n: usize, i: usize) -> u64 {
     total / n + u64::from((i as u64) < total % n)
 }
 
+/// The high byte of this run's stream ids: differs between runs (process id and clock), so a
+/// receiver that sees two runs keeps their sequence numbers apart.
+fn run_nonce() -> u16 {
+    let x = u64::from(std::process::id()) ^ monotonic_ns().rotate_left(17);
+    let b = (x ^ (x >> 8) ^ (x >> 16) ^ (x >> 24) ^ (x >> 32)) as u8;
+    u16::from(b) << 8
+}
+
 /// One thread's part of the run.
 #[derive(Debug, Clone)]
 struct Part {
@@ -176,10 +184,11 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
     let threads = senders.len();
     let barrier = Arc::new(Barrier::new(threads + 1));
     let duration_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+    let nonce = run_nonce();
     let mut handles = Vec::with_capacity(threads);
     for (i, sender) in senders.into_iter().enumerate() {
         let part = Part {
-            cursor: Cursor::new(i as u16, template.flows(), opts.random),
+            cursor: Cursor::new(nonce | i as u16, i as u16, template.flows(), opts.random),
             count: opts.count.map(|c| share(c, threads, i)),
             rate: opts.rate.map(|r| share(r, threads, i).max(1)),
             duration_ns,

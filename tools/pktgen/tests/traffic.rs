@@ -220,7 +220,10 @@ fn vlan_frames_carry_the_tag() {
     while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening") {
         line.clear();
     }
-    assert!(line.contains("listening"), "tcpdump did not start (installed?)");
+    assert!(
+        line.contains("listening"),
+        "tcpdump did not start (installed?)"
+    );
     assert!(
         tx(&p.a, &["--vlan", "42", "--count", "20", "--rate", "100"])
             .status
