@@ -25,6 +25,9 @@ use crate::sys::monotonic_ns;
 
 /// Frames queued per batch (per clock read, per pacer call).
 pub const BATCH: usize = 64;
+/// Frames queued per AF_XDP batch: half the TX ring, so one kick (with a raised budget) moves
+/// them all while the kernel still completes the previous batch's chunks.
+const XDP_BATCH: u64 = 256;
 /// How long a sender keeps retrying to push out what it queued after its deadline.
 const DRAIN_NS: u64 = 1_000_000_000;
 
@@ -260,10 +263,23 @@ fn open_xdp(dev: &str, ifindex: u32, want: usize, len: usize) -> Result<Vec<Send
         need_wakeup: false,
         zero_copy: false,
     };
+    let budget = std::env::var("PKTGEN_XSK_BUDGET")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(XSK_TX_RING);
     let mut out = Vec::with_capacity(want);
     for q in 0..want {
         match Xsk::new(ifindex, q as u32, &cfg) {
-            Ok(x) => out.push(Sender::Xdp(Box::new(x))),
+            Ok(x) => {
+                // Fewer, larger kicks where the kernel allows it (6.17+); else 32 per kick.
+                if budget > xsk::TX_KICK_BATCH
+                    && let Err(e) = x.set_tx_budget(budget.min(XSK_TX_RING))
+                    && e.raw_os_error() != Some(libc::ENOPROTOOPT)
+                {
+                    eprintln!("pktgen: warning: XDP_MAX_TX_SKB_BUDGET {budget}: {e}");
+                }
+                out.push(Sender::Xdp(Box::new(x)));
+            }
             Err(e) if q == 0 => {
                 return Err(anyhow!(e)).with_context(|| format!("AF_XDP socket on {dev} queue 0"));
             }
@@ -330,14 +346,14 @@ fn send_xdp(mut x: Xsk, t: &Template, mut p: Part) -> Result<Done> {
     let mut queued = 0u64;
     let start = monotonic_ns();
     let deadline = start.saturating_add(p.duration_ns);
-    let mut pacer = Pacer::new(p.rate, BATCH as u64, start);
+    let mut pacer = Pacer::new(p.rate, XDP_BATCH, start);
     let limit = p.count.unwrap_or(u64::MAX);
     while queued < limit {
         let now = monotonic_ns();
         if now >= deadline {
             break;
         }
-        let n = pacer.allow(now, (limit - queued).min(BATCH as u64));
+        let n = pacer.allow(now, (limit - queued).min(XDP_BATCH));
         if n == 0 {
             pacer.wait();
             continue;
