@@ -151,6 +151,17 @@ impl PacketSocket {
         self.setsockopt(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on)
     }
 
+    /// Enables `PACKET_QDISC_BYPASS`: frames sent on this socket go straight to the driver,
+    /// skipping the device's qdisc (a traffic generator's choice; the driver's busy state then
+    /// comes back as `ENOBUFS`).
+    ///
+    /// # Errors
+    /// `ENOPROTOOPT` before Linux 3.14.
+    pub fn set_qdisc_bypass(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        self.setsockopt(libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &on)
+    }
+
     /// Enables `PACKET_AUXDATA`: each received message carries a `tpacket_auxdata` control
     /// message, from which [`MmsgSlots::recv`] reports the VLAN tag the device took out of the
     /// frame (veth and most NICs strip it into metadata on receive).

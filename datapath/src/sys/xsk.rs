@@ -730,6 +730,17 @@ impl Xsk {
         self.queue
     }
 
+    /// Raises how many TX descriptors one copy-mode kick may move (`XDP_MAX_TX_SKB_BUDGET`,
+    /// Linux 6.17+; the default is [`TX_KICK_BATCH`]). `budget` must be in 32..=TX ring size.
+    ///
+    /// # Errors
+    /// `ENOPROTOOPT` on older kernels, `EACCES` for a budget out of range.
+    pub fn set_tx_budget(&self, budget: u32) -> io::Result<()> {
+        /// `XDP_MAX_TX_SKB_BUDGET` from `<linux/if_xdp.h>` (not in the libc crate yet).
+        const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+        set_xdp_opt(self.fd.as_fd(), XDP_MAX_TX_SKB_BUDGET, &budget)
+    }
+
     /// Tx chunks on the free list (for tests and diagnostics).
     pub fn tx_free(&self) -> usize {
         self.free.len()

@@ -1,0 +1,385 @@
+//! Receive-side accounting: recognizing generated frames, per-stream loss / reordering /
+//! duplicates by sequence number, one-way latency from the timestamp, distinct 5-tuples.
+//! Every table is bounded and allocated up front; nothing allocates per frame.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::frame::{MAGIC, PAYLOAD_LEN, TS_MASK};
+use crate::hist::Histogram;
+
+/// Streams (sending threads, over all runs) tracked; frames of further streams count as
+/// `other`.
+pub const MAX_STREAMS: usize = 256;
+/// Distinct 5-tuples remembered (more are not counted).
+pub const MAX_TUPLES: usize = 65536;
+/// Sequence numbers behind the highest one for which duplicates are told from late frames.
+const WINDOW: u64 = 4096;
+/// Latencies above this (ns) are taken as clock mismatches and not recorded.
+const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+/// What [`parse`] found in a generated frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    /// Sending thread.
+    pub stream: u16,
+    /// Sequence number.
+    pub seq: u64,
+    /// Low 48 bits of the send time (`CLOCK_MONOTONIC`, ns).
+    pub ts: u64,
+    /// Hash of (source, destination address, source, destination port).
+    pub tuple: u64,
+    /// The frame carried an 802.1Q/802.1ad tag inline.
+    pub tagged: bool,
+}
+
+/// FNV-1a, enough to tell tuples apart.
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Recognizes a generated frame: Ethernet, optional VLAN tags, IPv4 (no fragments) or IPv6
+/// (UDP directly after the fixed header), UDP, then [`MAGIC`]. `None` for anything else.
+pub fn parse(frame: &[u8]) -> Option<Parsed> {
+    let mut off = 12;
+    let mut ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    let mut tagged = false;
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        tagged = true;
+        off += 4;
+        ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
+    }
+    let l3 = off + 2;
+    let (src, dst, l4) = match ethertype {
+        0x0800 => {
+            let ip = frame.get(l3..l3 + 20)?;
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+            if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 17 || frag != 0 {
+                return None;
+            }
+            (&ip[12..16], &ip[16..20], l3 + ihl)
+        }
+        0x86dd => {
+            let ip = frame.get(l3..l3 + 40)?;
+            if ip[0] >> 4 != 6 || ip[6] != 17 {
+                return None;
+            }
+            (&ip[8..24], &ip[24..40], l3 + 40)
+        }
+        _ => return None,
+    };
+    let udp = frame.get(l4..l4 + 8)?;
+    let p = frame.get(l4 + 8..l4 + 8 + PAYLOAD_LEN)?;
+    if u16::from_be_bytes([p[0], p[1]]) != MAGIC {
+        return None;
+    }
+    let mut ts = [0u8; 8];
+    ts[2..].copy_from_slice(&p[12..18]);
+    Some(Parsed {
+        stream: u16::from_be_bytes([p[2], p[3]]),
+        seq: u64::from_be_bytes(p[4..12].try_into().ok()?),
+        ts: u64::from_be_bytes(ts),
+        tuple: fnv(&[src, dst, &udp[0..4]]),
+        tagged,
+    })
+}
+
+/// One stream's sequence bookkeeping.
+#[derive(Clone, Debug)]
+struct Stream {
+    highest: u64,
+    /// Sequence numbers below `highest` not (yet) seen.
+    missing: u64,
+    /// Bit `s % WINDOW` set: `s` seen, for `s` in `highest - WINDOW + 1 ..= highest`.
+    window: [u64; (WINDOW / 64) as usize],
+}
+
+impl Stream {
+    fn bit(&mut self, s: u64) -> (&mut u64, u64) {
+        let i = (s % WINDOW) as usize;
+        (&mut self.window[i / 64], 1 << (i % 64))
+    }
+}
+
+/// Identity hasher for already-hashed tuple keys.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// Everything the receiver counts.
+#[derive(Debug)]
+pub struct RxStats {
+    /// Generated frames received (duplicates included).
+    pub received: u64,
+    /// Other frames.
+    pub other: u64,
+    /// Frames that arrived after a higher sequence number of their stream.
+    pub reordered: u64,
+    /// Frames whose sequence number was already seen.
+    pub dup: u64,
+    /// Generated frames that carried a VLAN tag (inline or stripped by the device).
+    pub tagged: u64,
+    /// One-way latency, ns.
+    pub latency: Histogram,
+    streams: HashMap<u16, Stream, BuildHasherDefault<KeyHasher>>,
+    tuples: HashSet<u64, BuildHasherDefault<KeyHasher>>,
+}
+
+impl Default for RxStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RxStats {
+    /// Empty counters, tables allocated.
+    pub fn new() -> Self {
+        let mut set = HashSet::with_hasher(BuildHasherDefault::<KeyHasher>::default());
+        set.reserve(MAX_TUPLES);
+        Self {
+            received: 0,
+            other: 0,
+            reordered: 0,
+            dup: 0,
+            tagged: 0,
+            latency: Histogram::new(),
+            streams: {
+                let mut m = HashMap::with_hasher(BuildHasherDefault::<KeyHasher>::default());
+                m.reserve(MAX_STREAMS);
+                m
+            },
+            tuples: set,
+        }
+    }
+
+    /// Sequence numbers missing across streams (below each stream's highest).
+    pub fn lost(&self) -> u64 {
+        self.streams.values().map(|s| s.missing).sum()
+    }
+
+    /// Streams seen.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Distinct 5-tuples seen (at most [`MAX_TUPLES`]).
+    pub fn tuples(&self) -> usize {
+        self.tuples.len()
+    }
+
+    /// Accounts one received frame at `now_ns` (`CLOCK_MONOTONIC`); `vlan_stripped` when the
+    /// device took a VLAN tag out of it into metadata.
+    #[inline]
+    pub fn frame(&mut self, frame: &[u8], vlan_stripped: bool, now_ns: u64) {
+        match parse(frame) {
+            Some(p) if self.streams.len() < MAX_STREAMS || self.streams.contains_key(&p.stream) => {
+                self.received += 1;
+                if p.tagged || vlan_stripped {
+                    self.tagged += 1;
+                }
+                let lat = (now_ns & TS_MASK).wrapping_sub(p.ts) & TS_MASK;
+                if lat < MAX_LATENCY_NS {
+                    self.latency.record(lat);
+                }
+                if self.tuples.len() < MAX_TUPLES {
+                    self.tuples.insert(p.tuple);
+                }
+                self.sequence(p.stream, p.seq);
+            }
+            _ => self.other += 1,
+        }
+    }
+
+    fn sequence(&mut self, stream: u16, seq: u64) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            // The stream's first frame: everything below it is missing.
+            let mut s = Stream {
+                highest: seq,
+                missing: seq,
+                window: [0; (WINDOW / 64) as usize],
+            };
+            let (w, b) = s.bit(seq);
+            *w |= b;
+            self.streams.insert(stream, s);
+            return;
+        };
+        if seq > s.highest {
+            // New highest: the numbers skipped are missing (until they arrive late).
+            let gap = seq - s.highest - 1;
+            s.missing += gap;
+            if gap + 1 >= WINDOW {
+                s.window = [0; (WINDOW / 64) as usize];
+            } else {
+                for x in s.highest + 1..=seq {
+                    let (w, b) = s.bit(x);
+                    *w &= !b;
+                }
+            }
+            s.highest = seq;
+            let (w, b) = s.bit(seq);
+            *w |= b;
+        } else if s.highest - seq >= WINDOW {
+            // Too old to tell a duplicate from a late frame: counted late.
+            self.reordered += 1;
+            s.missing = s.missing.saturating_sub(1);
+        } else {
+            let (w, b) = s.bit(seq);
+            if *w & b != 0 {
+                self.dup += 1;
+            } else {
+                *w |= b;
+                self.reordered += 1;
+                s.missing = s.missing.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Adds another receiver's counts (streams are assumed disjoint by id; equal ids merge
+    /// their counters).
+    pub fn merge(&mut self, o: &Self) {
+        self.received += o.received;
+        self.other += o.other;
+        self.reordered += o.reordered;
+        self.dup += o.dup;
+        self.tagged += o.tagged;
+        self.latency.merge(&o.latency);
+        for (id, b) in &o.streams {
+            let room = self.streams.len() < MAX_STREAMS;
+            match self.streams.get_mut(id) {
+                Some(a) => a.missing += b.missing,
+                None if room => {
+                    self.streams.insert(*id, b.clone());
+                }
+                None => {}
+            }
+        }
+        for t in &o.tuples {
+            if self.tuples.len() < MAX_TUPLES {
+                self.tuples.insert(*t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{PortRange, parse_ip_range};
+    use crate::frame::{Cursor, FrameSpec, Template};
+
+    fn template(vlan: Option<u16>, ipv6: bool, flows: u32) -> Template {
+        let (s, d) = if ipv6 {
+            ("2001:db8::1", "2001:db8::2")
+        } else {
+            ("198.18.0.1", "198.18.0.2")
+        };
+        Template::new(&FrameSpec {
+            size: None,
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: parse_ip_range(s, ipv6).unwrap(),
+            dst_ip: parse_ip_range(d, ipv6).unwrap(),
+            src_port: PortRange::single(1024),
+            dst_port: PortRange::single(9),
+            flows: Some(flows),
+            vlan,
+            ipv6,
+        })
+        .unwrap()
+    }
+
+    fn frame(t: &Template, stream: u16, seq: u64, flow: usize, ts: u64) -> Vec<u8> {
+        let mut b = vec![0u8; t.len()];
+        t.write(&mut b, flow, stream, seq, ts);
+        b
+    }
+
+    #[test]
+    fn generated_frames_parse_back_and_others_do_not() {
+        for (vlan, ipv6) in [
+            (None, false),
+            (Some(42), false),
+            (None, true),
+            (Some(7), true),
+        ] {
+            let t = template(vlan, ipv6, 1);
+            let p = parse(&frame(&t, 3, 99, 0, 1 << 50 | 12345)).unwrap();
+            assert_eq!(
+                (p.stream, p.seq, p.ts, p.tagged),
+                (3, 99, 12345, vlan.is_some())
+            );
+        }
+        let t = template(None, false, 1);
+        let mut f = frame(&t, 0, 0, 0, 0);
+        f[42] ^= 1; // magic
+        assert_eq!(parse(&f), None);
+        assert_eq!(parse(&f[..30]), None);
+        assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn loss_reordering_and_duplicates_by_sequence() {
+        let t = template(None, false, 1);
+        let mut st = RxStats::new();
+        let now = 1_000_000;
+        // Stream 0: 0 1 2 4 3 3 7 (5 and 6 lost, 3 late, 3 again a duplicate).
+        for seq in [0, 1, 2, 4, 3, 3, 7] {
+            st.frame(&frame(&t, 0, seq, 0, now - 20_000), false, now);
+        }
+        // Stream 1 starts at 10: 0..=9 never arrived.
+        st.frame(&frame(&t, 1, 10, 0, now - 20_000), false, now);
+        st.frame(b"not a generated frame", false, now);
+        assert_eq!(st.received, 8);
+        assert_eq!(st.other, 1);
+        assert_eq!(st.reordered, 1);
+        assert_eq!(st.dup, 1);
+        assert_eq!(st.lost(), 2 + 10);
+        assert_eq!(st.streams(), 2);
+        let p50 = st.latency.percentile(0.5).unwrap();
+        assert!((19_000..=21_000).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn a_clean_stream_has_no_loss_and_old_duplicates_stay_bounded() {
+        let t = template(None, false, 100);
+        let mut st = RxStats::new();
+        for seq in 0..10_000u64 {
+            st.frame(&frame(&t, 0, seq, (seq % 100) as usize, 0), true, 1000);
+        }
+        assert_eq!(
+            (st.received, st.lost(), st.reordered, st.dup),
+            (10_000, 0, 0, 0)
+        );
+        assert_eq!(st.tuples(), 100);
+        assert_eq!(st.tagged, 10_000);
+        // A duplicate within the window is a dup; far behind it is counted late.
+        st.frame(&frame(&t, 0, 9_990, 0, 0), false, 1000);
+        assert_eq!(st.dup, 1);
+        st.frame(&frame(&t, 0, 10, 0, 0), false, 1000);
+        assert_eq!(st.reordered, 1);
+        // A big gap.
+        st.frame(&frame(&t, 0, 1_000_000, 0, 0), false, 1000);
+        assert_eq!(st.lost(), 1_000_000 - 10_000);
+        let _ = Cursor::new(0, 0, 1, false);
+    }
+}

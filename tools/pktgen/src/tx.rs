@@ -1,0 +1,601 @@
+//! The sender: one thread per socket, each with its own stream id, sequence numbers, pacer
+//! and quota; frames come from a shared [`Template`].
+//!
+//! - AF_XDP: one XSK (copy mode on veth) per thread, thread `i` on queue `i`; frames are copied
+//!   into tx chunks, published in batches and kicked with `sendto(MSG_DONTWAIT)` until the
+//!   kernel consumed them (copy mode moves at most 32 per kick). A kick that moves nothing
+//!   (`EAGAIN`/`EBUSY`/`ENOBUFS`, or no progress) is counted in `eagain` and retried later.
+//! - AF_PACKET: one socket per thread with `PACKET_QDISC_BYPASS`, frames written in place into
+//!   a block of slots and sent with one `sendmmsg` per batch; a full device (`EAGAIN`,
+//!   `ENOBUFS`) is counted and retried.
+//! - kernel: drives `/proc/net/pktgen` where the kernel has it.
+
+use std::io;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use datapath::sys::netdev;
+use datapath::sys::packet::{MmsgSlots, PacketSocket, SockBuf};
+use datapath::sys::xsk::{self, Xsk, XskConfig};
+
+use crate::frame::{Cursor, Template};
+use crate::pace::Pacer;
+use crate::sys::monotonic_ns;
+
+/// Frames queued per batch (per clock read, per pacer call).
+pub const BATCH: usize = 64;
+/// Frames queued per AF_XDP batch: half the TX ring, so one kick (with a raised budget) moves
+/// them all while the kernel still completes the previous batch's chunks.
+const XDP_BATCH: u64 = 256;
+/// How long a sender keeps retrying to push out what it queued after its deadline.
+const DRAIN_NS: u64 = 1_000_000_000;
+
+/// How frames are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// AF_XDP sockets.
+    Afxdp,
+    /// AF_PACKET sockets with `sendmmsg`.
+    Afpacket,
+    /// The kernel's pktgen (`/proc/net/pktgen`).
+    Kernel,
+}
+
+impl Mode {
+    /// Name as on the command line and in the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Afxdp => "afxdp",
+            Self::Afpacket => "afpacket",
+            Self::Kernel => "kernel",
+        }
+    }
+}
+
+/// What to send, how and for how long.
+#[derive(Debug, Clone)]
+pub struct TxOptions {
+    /// Device to send on.
+    pub dev: String,
+    /// Backend; `None`: AF_XDP when it works, else AF_PACKET.
+    pub mode: Option<Mode>,
+    /// Sending threads (sockets).
+    pub threads: usize,
+    /// Frames to send in total; `None`: until the duration is over.
+    pub count: Option<u64>,
+    /// Longest run.
+    pub duration: Duration,
+    /// Frames per second in total; `None`: as fast as possible.
+    pub rate: Option<u64>,
+    /// Pick flows pseudo-randomly instead of in order.
+    pub random: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxReport {
+    /// Frames the kernel took.
+    pub sent: u64,
+    /// Seconds from start to the last thread's end.
+    pub secs: f64,
+    /// Kicks/sends that moved nothing and were retried.
+    pub eagain: u64,
+    /// Backend used.
+    pub mode: Mode,
+    /// Threads used.
+    pub threads: usize,
+}
+
+impl TxReport {
+    /// Frames per second.
+    pub fn pps(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.sent as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The one-line summary (`key=value`, space separated) or a JSON object with the same keys.
+    pub fn summary(&self, json: bool) -> String {
+        if json {
+            format!(
+                "{{\"sent\":{},\"secs\":{:.3},\"pps\":{:.0},\"eagain\":{},\"mode\":\"{}\",\"threads\":{}}}",
+                self.sent,
+                self.secs,
+                self.pps(),
+                self.eagain,
+                self.mode.as_str(),
+                self.threads
+            )
+        } else {
+            format!(
+                "sent={} secs={:.3} pps={:.0} eagain={} mode={} threads={}",
+                self.sent,
+                self.secs,
+                self.pps(),
+                self.eagain,
+                self.mode.as_str(),
+                self.threads
+            )
+        }
+    }
+}
+
+/// Share `i` of `total` split over `n` (the first `total % n` get one more).
+fn share(total: u64, n: usize, i: usize) -> u64 {
+    let n = n as u64;
+    total / n + u64::from((i as u64) < total % n)
+}
+
+/// The high byte of this run's stream ids: differs between runs (process id and clock), so a
+/// receiver that sees two runs keeps their sequence numbers apart.
+fn run_nonce() -> u16 {
+    let x = u64::from(std::process::id()) ^ monotonic_ns().rotate_left(17);
+    let b = (x ^ (x >> 8) ^ (x >> 16) ^ (x >> 24) ^ (x >> 32)) as u8;
+    u16::from(b) << 8
+}
+
+/// One thread's part of the run.
+#[derive(Debug, Clone)]
+struct Part {
+    cursor: Cursor,
+    count: Option<u64>,
+    rate: Option<u64>,
+    duration_ns: u64,
+}
+
+/// Counters of one thread.
+#[derive(Debug, Default, Clone, Copy)]
+struct Done {
+    sent: u64,
+    eagain: u64,
+}
+
+/// A socket ready to send.
+enum Sender {
+    Xdp(Box<Xsk>),
+    Packet(Box<PacketSocket>),
+}
+
+/// Runs a transmission and returns its summary.
+///
+/// # Errors
+/// Unknown device, a backend that cannot be opened (explicit `--mode`), or a send error other
+/// than a full device.
+pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
+    let ifindex = netdev::ifindex(&opts.dev).with_context(|| format!("device {}", opts.dev))?;
+    if opts.mode == Some(Mode::Kernel) {
+        return kernel::run(opts, template);
+    }
+    let want = opts.threads.max(1);
+    let (mode, senders) = match opts.mode {
+        Some(Mode::Afpacket) => (Mode::Afpacket, open_packet(ifindex, want)?),
+        Some(_) => (
+            Mode::Afxdp,
+            open_xdp(&opts.dev, ifindex, want, template.len())?,
+        ),
+        None => match open_xdp(&opts.dev, ifindex, want, template.len()) {
+            Ok(s) => (Mode::Afxdp, s),
+            Err(e) => {
+                eprintln!("pktgen: AF_XDP unavailable ({e:#}); using AF_PACKET");
+                (Mode::Afpacket, open_packet(ifindex, want)?)
+            }
+        },
+    };
+    let threads = senders.len();
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let duration_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+    let nonce = run_nonce();
+    let mut handles = Vec::with_capacity(threads);
+    for (i, sender) in senders.into_iter().enumerate() {
+        let part = Part {
+            cursor: Cursor::new(nonce | i as u16, i as u16, template.flows(), opts.random),
+            count: opts.count.map(|c| share(c, threads, i)),
+            rate: opts.rate.map(|r| share(r, threads, i).max(1)),
+            duration_ns,
+        };
+        let t = Arc::clone(template);
+        let b = Arc::clone(&barrier);
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("pktgen-tx{i}"))
+                .spawn(move || {
+                    b.wait();
+                    match sender {
+                        Sender::Xdp(x) => send_xdp(*x, &t, part),
+                        Sender::Packet(s) => send_packet(&s, &t, part),
+                    }
+                })
+                .context("spawn sender thread")?,
+        );
+    }
+    barrier.wait();
+    let start = monotonic_ns();
+    let mut total = Done::default();
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(d)) => {
+                total.sent += d.sent;
+                total.eagain += d.eagain;
+            }
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert_with(|| anyhow!("a sender thread panicked"));
+            }
+        }
+    }
+    let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(TxReport {
+        sent: total.sent,
+        secs,
+        eagain: total.eagain,
+        mode,
+        threads,
+    })
+}
+
+/// UMEM chunks per sending socket (half of them transmit).
+const XSK_FRAMES: u32 = 1024;
+/// TX ring entries per sending socket.
+const XSK_TX_RING: u32 = 512;
+
+/// Binds one XSK per thread on queues `0..want`; stops at the first queue that cannot be
+/// bound (a veth made without `numtxqueues`) and goes on with fewer threads, saying so.
+fn open_xdp(dev: &str, ifindex: u32, want: usize, len: usize) -> Result<Vec<Sender>> {
+    if len > xsk::CHUNK_SIZE as usize {
+        bail!(
+            "AF_XDP sends frames of at most {} bytes (one UMEM chunk); --size {len} needs --mode afpacket",
+            xsk::CHUNK_SIZE
+        );
+    }
+    let cfg = XskConfig {
+        frames: XSK_FRAMES,
+        rx_ring: 8,
+        tx_ring: XSK_TX_RING,
+        need_wakeup: false,
+        zero_copy: false,
+    };
+    let budget = std::env::var("PKTGEN_XSK_BUDGET")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(XSK_TX_RING);
+    let mut out = Vec::with_capacity(want);
+    for q in 0..want {
+        match Xsk::new(ifindex, q as u32, &cfg) {
+            Ok(x) => {
+                // Fewer, larger kicks where the kernel allows it (6.17+); else 32 per kick.
+                if budget > xsk::TX_KICK_BATCH
+                    && let Err(e) = x.set_tx_budget(budget.min(XSK_TX_RING))
+                    && e.raw_os_error() != Some(libc::ENOPROTOOPT)
+                {
+                    eprintln!("pktgen: warning: XDP_MAX_TX_SKB_BUDGET {budget}: {e}");
+                }
+                out.push(Sender::Xdp(Box::new(x)));
+            }
+            Err(e) if q == 0 => {
+                return Err(anyhow!(e)).with_context(|| format!("AF_XDP socket on {dev} queue 0"));
+            }
+            Err(e) => {
+                eprintln!(
+                    "pktgen: warning: cannot bind an AF_XDP socket to {dev} queue {q} ({e}); \
+                     sending with {q} thread(s). On veth, create the pair with \
+                     `numtxqueues N numrxqueues N` for N threads."
+                );
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Opens `want` AF_PACKET sockets bound to `ifindex` with the qdisc bypassed.
+fn open_packet(ifindex: u32, want: usize) -> Result<Vec<Sender>> {
+    (0..want)
+        .map(|_| {
+            let s = PacketSocket::open().context("AF_PACKET socket (needs CAP_NET_RAW)")?;
+            if let Err(e) = s.set_qdisc_bypass() {
+                eprintln!("pktgen: warning: PACKET_QDISC_BYPASS: {e}");
+            }
+            s.set_ignore_outgoing().ok();
+            s.set_buffer(SockBuf::Snd, 4 << 20).ok();
+            // Receive as little as possible: this socket only sends.
+            s.set_buffer(SockBuf::Rcv, 4096).ok();
+            s.bind(ifindex).context("bind AF_PACKET socket")?;
+            Ok(Sender::Packet(Box::new(s)))
+        })
+        .collect()
+}
+
+/// Errors that mean "the device or socket is full, try again".
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Kicks until the kernel consumed every queued descriptor or a kick moves nothing (counted).
+fn kick(x: &mut Xsk, eagain: &mut u64) -> Result<()> {
+    let mut left = x.tx_outstanding();
+    while left > 0 {
+        let now = match x.flush(1) {
+            Ok(n) => n,
+            Err(e) if transient(&e) => left,
+            Err(e) => return Err(anyhow!(e).context("AF_XDP kick (sendto)")),
+        };
+        if now >= left {
+            *eagain += 1;
+            return Ok(());
+        }
+        left = now;
+    }
+    Ok(())
+}
+
+fn send_xdp(mut x: Xsk, t: &Template, mut p: Part) -> Result<Done> {
+    let mut buf = vec![0u8; t.len()];
+    let mut d = Done::default();
+    let mut queued = 0u64;
+    let start = monotonic_ns();
+    let deadline = start.saturating_add(p.duration_ns);
+    let mut pacer = Pacer::new(p.rate, XDP_BATCH, start);
+    let limit = p.count.unwrap_or(u64::MAX);
+    while queued < limit {
+        let now = monotonic_ns();
+        if now >= deadline {
+            break;
+        }
+        let n = pacer.allow(now, (limit - queued).min(XDP_BATCH));
+        if n == 0 {
+            pacer.wait();
+            continue;
+        }
+        let mut k = 0;
+        while k < n {
+            let c = &p.cursor;
+            t.write(&mut buf, c.flow(), c.stream, c.seq, now);
+            if !x.send(&buf) {
+                break;
+            }
+            p.cursor.advance();
+            k += 1;
+        }
+        pacer.spend(k);
+        queued += k;
+        kick(&mut x, &mut d.eagain)?;
+    }
+    let end = monotonic_ns().saturating_add(DRAIN_NS);
+    while x.tx_outstanding() > 0 && monotonic_ns() < end {
+        kick(&mut x, &mut d.eagain)?;
+    }
+    d.sent = queued - u64::from(x.tx_outstanding());
+    Ok(d)
+}
+
+fn send_packet(s: &PacketSocket, t: &Template, mut p: Part) -> Result<Done> {
+    let len = t.len();
+    let mut slots = MmsgSlots::new(BATCH, len, 0);
+    let lens = [len as u32; BATCH];
+    let mut d = Done::default();
+    let start = monotonic_ns();
+    let deadline = start.saturating_add(p.duration_ns);
+    let give_up = deadline.saturating_add(DRAIN_NS);
+    let mut pacer = Pacer::new(p.rate, BATCH as u64, start);
+    let limit = p.count.unwrap_or(u64::MAX);
+    'run: while d.sent < limit {
+        let now = monotonic_ns();
+        if now >= deadline {
+            break;
+        }
+        let n = pacer.allow(now, (limit - d.sent).min(BATCH as u64)) as usize;
+        if n == 0 {
+            pacer.wait();
+            continue;
+        }
+        for k in 0..n {
+            let c = &p.cursor;
+            let slot = slots.slot_mut(k).context("slot")?;
+            t.write(&mut slot[..len], c.flow(), c.stream, c.seq, now);
+            p.cursor.advance();
+        }
+        pacer.spend(n as u64);
+        let mut off = 0;
+        let mut retries = 0u32;
+        while off < n {
+            match slots.send(s, off, &lens[off..n]) {
+                Ok(k) if k > 0 => {
+                    off += k;
+                    retries = 0;
+                }
+                Ok(_) => d.eagain += 1,
+                Err(e) if transient(&e) => d.eagain += 1,
+                Err(e) => return Err(anyhow!(e).context("sendmmsg on AF_PACKET socket")),
+            }
+            if off < n {
+                retries += 1;
+                if retries.is_multiple_of(64) {
+                    if monotonic_ns() > give_up {
+                        d.sent += off as u64;
+                        break 'run;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+        }
+        d.sent += n as u64;
+    }
+    Ok(d)
+}
+
+/// `--mode kernel`: the kernel's own generator, where it exists.
+mod kernel {
+    use std::fs;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use anyhow::{Context, Result, bail};
+
+    use super::{Mode, TxOptions, TxReport};
+    use crate::args::format_mac;
+    use crate::frame::Template;
+    use crate::sys::monotonic_ns;
+
+    const ROOT: &str = "/proc/net/pktgen";
+
+    fn write(file: &str, cmd: &str) -> Result<()> {
+        let path = Path::new(ROOT).join(file);
+        fs::write(&path, cmd).with_context(|| format!("writing {cmd:?} to {}", path.display()))?;
+        // pktgen reports a refused command in the file's Result line.
+        if file != "pgctrl"
+            && let Ok(s) = fs::read_to_string(&path)
+            && let Some(r) = s.lines().find(|l| l.starts_with("Result:"))
+            && !r.contains("OK")
+        {
+            bail!("{}: {cmd:?}: {r}", path.display());
+        }
+        Ok(())
+    }
+
+    fn ip_text(b: &[u8; 16], v6: bool) -> String {
+        if v6 {
+            std::net::Ipv6Addr::from(*b).to_string()
+        } else {
+            std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+        }
+    }
+
+    pub(super) fn run(opts: &TxOptions, t: &Arc<Template>) -> Result<TxReport> {
+        if !Path::new(ROOT).join("pgctrl").exists() {
+            bail!(
+                "--mode kernel: this kernel has no pktgen ({ROOT} does not exist: \
+                 CONFIG_NET_PKTGEN is not built in and no pktgen module is loaded); \
+                 use --mode afxdp or --mode afpacket"
+            );
+        }
+        let s = t.spec();
+        let threads = opts.threads.max(1);
+        let mut devs = Vec::new();
+        for i in 0..threads {
+            let kt = format!("kpktgend_{i}");
+            if !Path::new(ROOT).join(&kt).exists() {
+                bail!("{ROOT}/{kt} missing: the kernel runs fewer pktgen threads than --threads");
+            }
+            write(&kt, "rem_device_all")?;
+            let dev = format!("{}@{i}", opts.dev);
+            write(&kt, &format!("add_device {dev}"))?;
+            let count = opts.count.map_or(0, |c| super::share(c, threads, i));
+            let mut cmds = vec![
+                format!("count {count}"),
+                format!("pkt_size {}", t.len()),
+                "clone_skb 0".into(),
+                format!("dst_mac {}", format_mac(&s.dst_mac)),
+                format!("src_mac {}", format_mac(&s.src_mac)),
+                format!("udp_src_min {}", s.src_port.lo),
+                format!("udp_src_max {}", s.src_port.hi),
+                format!("udp_dst_min {}", s.dst_port.lo),
+                format!("udp_dst_max {}", s.dst_port.hi),
+                format!("queue_map_min {i}"),
+                format!("queue_map_max {i}"),
+                "flag UDPCSUM".into(),
+            ];
+            let (sl, sh) = (s.src_ip.nth(0), s.src_ip.nth(s.src_ip.len() - 1));
+            let (dl, dh) = (s.dst_ip.nth(0), s.dst_ip.nth(s.dst_ip.len() - 1));
+            if s.ipv6 {
+                cmds.push(format!("src6 {}", ip_text(&sl, true)));
+                cmds.push(format!("dst6 {}", ip_text(&dl, true)));
+            } else {
+                cmds.push(format!("src_min {}", ip_text(&sl, false)));
+                cmds.push(format!("src_max {}", ip_text(&sh, false)));
+                cmds.push(format!("dst_min {}", ip_text(&dl, false)));
+                cmds.push(format!("dst_max {}", ip_text(&dh, false)));
+            }
+            if let Some(f) = s.flows {
+                cmds.push(format!("flows {f}"));
+                cmds.push("flowlen 1".into());
+            }
+            if opts.random {
+                cmds.push("flag UDPSRC_RND".into());
+            }
+            if let Some(v) = s.vlan {
+                cmds.push(format!("vlan_id {v}"));
+            }
+            if let Some(r) = opts.rate {
+                cmds.push(format!("ratep {}", super::share(r, threads, i).max(1)));
+            }
+            for c in cmds {
+                write(&dev, &c)?;
+            }
+            devs.push(dev);
+        }
+        let start = monotonic_ns();
+        // "start" blocks until every device finished its count; stop it at the deadline.
+        let stopper = {
+            let d = opts.duration;
+            std::thread::spawn(move || {
+                std::thread::sleep(d);
+                let _ = fs::write(Path::new(ROOT).join("pgctrl"), "stop");
+            })
+        };
+        write("pgctrl", "start")?;
+        let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
+        drop(stopper); // detached; it only writes "stop", harmless once done
+        let mut sent = 0;
+        for dev in &devs {
+            let text = fs::read_to_string(Path::new(ROOT).join(dev)).unwrap_or_default();
+            sent += text
+                .split_whitespace()
+                .skip_while(|w| *w != "pkts-sofar:")
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok(TxReport {
+            sent,
+            secs,
+            eagain: 0,
+            mode: Mode::Kernel,
+            threads,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        for (total, n) in [(10, 3), (2, 4), (1_000_001, 2), (0, 1)] {
+            let parts: Vec<u64> = (0..n).map(|i| share(total, n, i)).collect();
+            assert_eq!(parts.iter().sum::<u64>(), total);
+            assert!(parts.iter().max().unwrap() - parts.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[test]
+    fn the_summary_line_has_the_contract_keys() {
+        let r = TxReport {
+            sent: 1000,
+            secs: 2.0,
+            eagain: 3,
+            mode: Mode::Afxdp,
+            threads: 2,
+        };
+        assert_eq!(
+            r.summary(false),
+            "sent=1000 secs=2.000 pps=500 eagain=3 mode=afxdp threads=2"
+        );
+        assert_eq!(
+            r.summary(true),
+            "{\"sent\":1000,\"secs\":2.000,\"pps\":500,\"eagain\":3,\"mode\":\"afxdp\",\"threads\":2}"
+        );
+    }
+}

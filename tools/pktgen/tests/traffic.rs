@@ -1,0 +1,380 @@
+//! Privileged end-to-end tests: two network namespaces joined by a veth pair (made here,
+//! deleted on drop), `pktgen tx` in one and `pktgen rx` in the other, over every combination
+//! of AF_XDP and AF_PACKET. Rates are modest so nothing is lost on the way; speed is never
+//! asserted. Without root each test prints why and passes, except under `CI=true`.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use testbed::{Netns, field, ip, require_privileges, unique};
+
+const PKTGEN: &str = env!("CARGO_BIN_EXE_pktgen");
+
+/// Two namespaces, each with `eth0`, the two ends of one veth pair with `queues` queues.
+struct Pair {
+    // Deleting the namespaces deletes the pair.
+    a: Netns,
+    b: Netns,
+    /// Deletes the pair if it never made it into the namespaces.
+    _link: LinkGuard,
+}
+
+struct LinkGuard(String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Pair {
+    fn new(queues: usize) -> Self {
+        let a = Netns::new("pga").unwrap();
+        let b = Netns::new("pgb").unwrap();
+        let (va, vb) = (unique("pgva"), unique("pgvb"));
+        let q = queues.to_string();
+        ip(&[
+            "link",
+            "add",
+            &va,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vb,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+        ])
+        .unwrap();
+        let link = LinkGuard(va.clone());
+        for (ns, dev) in [(&a, &va), (&b, &vb)] {
+            ip(&["link", "set", dev, "netns", &ns.name]).unwrap();
+            ns.ip(&["link", "set", dev, "name", "eth0"]).unwrap();
+            // No IPv6 chatter: every frame on the wire is ours.
+            ns.exec("sysctl", &["-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+                .ok();
+            ns.exec("sysctl", &["-qw", "net.ipv6.conf.eth0.disable_ipv6=1"])
+                .ok();
+            ns.ip(&["link", "set", "eth0", "up"]).unwrap();
+        }
+        Self { a, b, _link: link }
+    }
+}
+
+/// `--duration SECS` unless `args` has one.
+fn default_duration<'a>(args: &[&str], secs: &'a str) -> Vec<&'a str> {
+    if args.contains(&"--duration") {
+        vec![]
+    } else {
+        vec!["--duration", secs]
+    }
+}
+
+/// Starts `pktgen rx ARGS` in `ns` and returns once it said it is ready.
+fn start_rx(ns: &Netns, args: &[&str]) -> Child {
+    let mut child = ns
+        .command(PKTGEN)
+        .args(["rx", "--dev", "eth0"])
+        .args(args)
+        .args(default_duration(args, "12"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            let out = child.wait_with_output().unwrap();
+            panic!("rx exited early: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        eprint!("rx: {line}");
+        if line.contains("rx ready") {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || {
+        for l in err.lines().map_while(Result::ok) {
+            eprintln!("rx: {l}");
+        }
+    });
+    child
+}
+
+fn finish(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "rx failed: {out:?}");
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    eprintln!("rx: {s}");
+    s
+}
+
+fn tx(ns: &Netns, args: &[&str]) -> Output {
+    let out = ns
+        .command(PKTGEN)
+        .args(["tx", "--dev", "eth0"])
+        .args(args)
+        .args(default_duration(args, "10"))
+        .output()
+        .unwrap();
+    eprintln!(
+        "tx: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn num(line: &str, key: &str) -> u64 {
+    field(line, key)
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{key}= is not a number in {line:?}"))
+}
+
+/// Sends `count` frames with `tx_args` from a to b and checks every one arrived once, in order.
+fn exact_run(tx_mode: &str, rx_mode: &str, extra: &[&str], count: u64) -> (String, String) {
+    let p = Pair::new(1);
+    let n = count.to_string();
+    let rx = start_rx(&p.b, &["--mode", rx_mode, "--count", &n]);
+    let mut args = vec!["--mode", tx_mode, "--count", &n, "--rate", "50000"];
+    args.extend_from_slice(extra);
+    let out = tx(&p.a, &args);
+    assert!(out.status.success(), "tx failed");
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let r = finish(rx);
+    assert_eq!(num(&t, "sent"), count, "{t}");
+    assert_eq!(field(&t, "mode"), Some(tx_mode), "{t}");
+    assert_eq!(num(&r, "received"), count, "{r}");
+    assert_eq!(num(&r, "lost"), 0, "{r}");
+    assert_eq!(num(&r, "dup"), 0, "{r}");
+    assert_eq!(num(&r, "reordered"), 0, "{r}");
+    (t, r)
+}
+
+#[test]
+fn afxdp_tx_into_afpacket_rx_delivers_every_frame() {
+    if !require_privileges("afxdp_tx_into_afpacket_rx_delivers_every_frame") {
+        return;
+    }
+    let (_, r) = exact_run("afxdp", "afpacket", &[], 20_000);
+    assert_eq!(num(&r, "other"), 0, "{r}");
+    assert_eq!(num(&r, "flows"), 1, "{r}");
+}
+
+#[test]
+fn afpacket_tx_into_afxdp_rx_delivers_every_frame() {
+    if !require_privileges("afpacket_tx_into_afxdp_rx_delivers_every_frame") {
+        return;
+    }
+    exact_run("afpacket", "afxdp", &[], 20_000);
+}
+
+#[test]
+fn a_hundred_flows_are_a_hundred_distinct_tuples() {
+    if !require_privileges("a_hundred_flows_are_a_hundred_distinct_tuples") {
+        return;
+    }
+    let (_, r) = exact_run("afxdp", "afpacket", &["--flows", "100"], 5_000);
+    assert_eq!(num(&r, "flows"), 100, "{r}");
+    let (_, r) = exact_run("afpacket", "afxdp", &["--flows", "100", "--random"], 5_000);
+    assert_eq!(num(&r, "flows"), 100, "{r}");
+}
+
+#[test]
+fn vlan_frames_carry_the_tag() {
+    if !require_privileges("vlan_frames_carry_the_tag") {
+        return;
+    }
+    // The receiver's own count of tagged frames (AF_XDP sees the tag inline, AF_PACKET in
+    // the auxdata the device strips it into) ...
+    for rx_mode in ["afxdp", "afpacket"] {
+        let (_, r) = exact_run("afxdp", rx_mode, &["--vlan", "42"], 2_000);
+        assert_eq!(num(&r, "vlan"), 2_000, "{r}");
+    }
+    // ... and an independent capture that reads the id.
+    let p = Pair::new(1);
+    let mut cap =
+        p.b.command("timeout")
+            .args(["8", "tcpdump", "-i", "eth0", "-nn", "-e", "-l", "-c", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut err = BufReader::new(cap.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("listening") {
+        line.clear();
+    }
+    assert!(
+        line.contains("listening"),
+        "tcpdump did not start (installed?)"
+    );
+    assert!(
+        tx(&p.a, &["--vlan", "42", "--count", "20", "--rate", "100"])
+            .status
+            .success()
+    );
+    let out = cap.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("tcpdump: {text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("vlan 42") && l.contains("UDP")),
+        "{text}"
+    );
+}
+
+#[test]
+fn ipv6_frames_arrive() {
+    if !require_privileges("ipv6_frames_arrive") {
+        return;
+    }
+    exact_run("afxdp", "afpacket", &["--ipv6", "--flows", "10"], 3_000);
+    exact_run(
+        "afpacket",
+        "afxdp",
+        &["--ipv6", "--vlan", "7", "--size", "200"],
+        3_000,
+    );
+}
+
+#[test]
+fn two_threads_use_two_queues_and_two_streams() {
+    if !require_privileges("two_threads_use_two_queues_and_two_streams") {
+        return;
+    }
+    let p = Pair::new(2);
+    let rx = start_rx(&p.b, &["--mode", "afpacket", "--count", "20000"]);
+    let out = tx(
+        &p.a,
+        &[
+            "--mode",
+            "afxdp",
+            "--threads",
+            "2",
+            "--count",
+            "20000",
+            "--rate",
+            "50000",
+        ],
+    );
+    assert!(out.status.success());
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let r = finish(rx);
+    assert_eq!(num(&t, "threads"), 2, "{t}");
+    assert_eq!(num(&t, "sent"), 20_000, "{t}");
+    assert_eq!(num(&r, "received"), 20_000, "{r}");
+    assert_eq!(num(&r, "lost"), 0, "{r}");
+    assert_eq!(num(&r, "dup"), 0, "{r}");
+}
+
+#[test]
+fn flooding_a_veth_never_aborts() {
+    if !require_privileges("flooding_a_veth_never_aborts") {
+        return;
+    }
+    let p = Pair::new(1);
+    // An AF_XDP receiver in the peer makes the veth's ring the bottleneck.
+    let rx = start_rx(&p.b, &["--mode", "afxdp", "--duration", "3"]);
+    for mode in ["afxdp", "afpacket"] {
+        let out = tx(&p.a, &["--mode", mode, "--duration", "1", "--json"]);
+        assert!(out.status.success(), "{mode}");
+        let t = String::from_utf8_lossy(&out.stdout);
+        assert!(t.trim().starts_with("{\"sent\":"), "{t}");
+        assert!(!t.contains("\"sent\":0,"), "{t}");
+    }
+    finish(rx);
+}
+
+fn bad(args: &[&str]) -> String {
+    let out = Command::new(PKTGEN).args(args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(out.stdout.is_empty(), "{args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let base = ["tx", "--dev", "lo"];
+    let with = |extra: &[&'static str]| {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        bad(&v)
+    };
+    for size in ["59", "9001"] {
+        let e = with(&["--size", size]);
+        assert!(e.contains("--size") && e.contains("60..=9000"), "{e}");
+    }
+    let e = with(&["--flows", "0"]);
+    assert!(e.contains("--flows"), "{e}");
+    let e = with(&["--src-mac", "02:00:00:00:00"]);
+    assert!(e.contains("--src-mac") && e.contains("invalid MAC"), "{e}");
+    let e = with(&["--dst-mac", "zz:00:00:00:00:00"]);
+    assert!(e.contains("invalid MAC"), "{e}");
+    let e = with(&["--ipv6", "--size", "60"]);
+    assert!(e.contains("at least 80"), "{e}");
+    let e = with(&["--src-ip", "2001:db8::1"]);
+    assert!(e.contains("--src-ip") && e.contains("IPv4"), "{e}");
+    let e = with(&["--vlan", "4095"]);
+    assert!(e.contains("--vlan"), "{e}");
+    let e = bad(&["tx", "--dev", "pktgen-no-such-dev0"]);
+    assert!(e.contains("pktgen-no-such-dev0"), "{e}");
+    let e = bad(&["rx", "--dev", "lo", "--duration", "0"]);
+    assert!(e.contains("--duration"), "{e}");
+}
+
+#[test]
+fn kernel_mode_names_the_missing_kernel_pktgen() {
+    if std::path::Path::new("/proc/net/pktgen").exists() {
+        eprintln!("this kernel has pktgen; nothing to check");
+        return;
+    }
+    let e = bad(&["tx", "--dev", "lo", "--mode", "kernel", "--count", "1"]);
+    assert!(
+        e.contains("/proc/net/pktgen") && e.contains("no pktgen"),
+        "{e}"
+    );
+}
+
+#[test]
+fn timeouts_bound_the_runs() {
+    // An rx with nothing to receive stops at its duration.
+    if !require_privileges("timeouts_bound_the_runs") {
+        return;
+    }
+    let p = Pair::new(1);
+    let t0 = std::time::Instant::now();
+    let out =
+        p.b.command(PKTGEN)
+            .args([
+                "rx",
+                "--dev",
+                "eth0",
+                "--mode",
+                "afpacket",
+                "--duration",
+                "0.5",
+            ])
+            .output()
+            .unwrap();
+    assert!(out.status.success());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let r = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(num(&r, "received"), 0, "{r}");
+}
