@@ -260,6 +260,12 @@ impl AfXdpPort {
         let mut socks = Vec::with_capacity(queues);
         for q in 0..queues {
             let x = Xsk::new(ifindex, q as u32, &cfg).map_err(|e| xsk_err(name, q, e))?;
+            // Copy mode moves at most 32 descriptors per `sendto` unless the socket allows
+            // more (Linux 6.17+): one kick per batch then. Older kernels refuse the option
+            // (ENOPROTOOPT) and keep 32, which `tx_flush` handles by kicking again.
+            if let Err(e) = x.set_tx_budget(cfg.tx_ring) {
+                tracing::debug!(port = name, error = %e, "no XDP_MAX_TX_SKB_BUDGET; 32 per kick");
+            }
             map.set(q as u32, x.as_fd()).map_err(|e| bpf_err(name, e))?;
             socks.push(x);
         }
