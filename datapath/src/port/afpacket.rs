@@ -21,10 +21,15 @@
 //!   socket buffers (`SO_*BUFFORCE` when permitted).
 //!
 //! ## Memory and syscalls
-//! 64 rx and 64 tx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a
-//! 64 KiB frame), allocated once. `rx_burst` is one `recvmmsg` for up to `batch.room()` frames
-//! into free rx slots; `tx_flush` is one `sendmmsg` for everything queued (more only after a
-//! partial send). `RxDesc::addr` is the rx slot index. Drops seen by the port (full socket
+//! 64 rx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a 64 KiB
+//! frame) and 64 tx slots of [`TX_SLOT_LEN`] bytes, allocated once. `rx_burst` is one
+//! `recvmmsg` for up to `batch.room()` frames into free rx slots. Frames of up to
+//! [`DIRECT_TX_MIN`] bytes are copied into a tx slot and `tx_flush` sends everything queued with
+//! one `sendmmsg` (more only after a partial send). Longer frames (GSO super-frames above all)
+//! are sent at once by `tx_enqueue`, after whatever is queued (order is kept), with one
+//! `sendmsg` of the virtio-net header and the caller's bytes: a 64 KB frame costs one syscall
+//! either way, and this saves copying it into a tx slot, so it is copied twice on its way
+//! through the switch (kernel → rx slot, rx slot → kernel). `RxDesc::addr` is the rx slot index. Drops seen by the port (full socket
 //! buffer on tx, truncated or unconvertible frames on rx) and the kernel's `PACKET_STATISTICS`
 //! drops are reported by `take_backend_drops`.
 //!
@@ -48,6 +53,13 @@ const RX_SLOTS: usize = 64;
 
 /// Number of tx slots.
 const TX_SLOTS: usize = BATCH_SIZE;
+
+/// Frames longer than this (bytes from the Ethernet header) are not queued but sent at once,
+/// straight from the caller's memory.
+pub const DIRECT_TX_MIN: usize = 4096;
+
+/// Bytes per tx slot: the virtio-net header and a frame of up to [`DIRECT_TX_MIN`] bytes.
+pub const TX_SLOT_LEN: usize = VNET_HDR_LEN + DIRECT_TX_MIN;
 
 /// Ethernet header length.
 const ETH_HLEN: usize = 14;
@@ -232,7 +244,7 @@ impl AfPacketPort {
             rx_free: u64::MAX >> (64 - RX_SLOTS),
             rx_pick: [0; RX_SLOTS],
             rx_meta: [RecvMeta::default(); RX_SLOTS],
-            tx: MmsgSlots::new(TX_SLOTS, SLOT_LEN, tx_head),
+            tx: MmsgSlots::new(TX_SLOTS, TX_SLOT_LEN, tx_head),
             tx_len: [0; TX_SLOTS],
             tx_count: 0,
             drops: 0,
@@ -287,6 +299,35 @@ impl AfPacketPort {
             len: u32::try_from(len).ok()?,
             offload,
         })
+    }
+}
+
+impl AfPacketPort {
+    /// Sends a long frame at once, after flushing what is queued (so frames leave in order).
+    /// Always true: a frame the kernel does not take is a counted backend drop.
+    fn send_direct(&mut self, frame: &[u8], offload: &Offload) -> bool {
+        if self.tx_count > 0 {
+            // Errors were counted as drops by the flush.
+            let _ = self.tx_flush();
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let head: &[u8] = if self.vnet {
+            tun::encode_vnet_hdr(offload, &mut hdr);
+            &hdr
+        } else {
+            &[]
+        };
+        for _ in 0..3 {
+            match self.sock.send_parts(head, frame) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Full send buffer or device queue (EAGAIN/ENOBUFS), a frame the device
+                // refuses (EMSGSIZE/EINVAL), the device down or gone: this frame is dropped.
+                Err(_) => break,
+            }
+        }
+        self.drops += 1;
+        true
     }
 }
 
@@ -426,6 +467,9 @@ impl Port for AfPacketPort {
             // The kernel would refuse it (EMSGSIZE/EINVAL): drop it here, counted.
             self.drops += 1;
             return true;
+        }
+        if frame.len() > DIRECT_TX_MIN {
+            return self.send_direct(frame, offload);
         }
         let slot = self.tx_count;
         let Some(buf) = self.tx.slot_mut(slot) else {

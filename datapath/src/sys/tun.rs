@@ -252,6 +252,16 @@ impl TunFd {
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         (&self.file).write(buf)
     }
+
+    /// Writes one frame given as its virtio-net header and the frame bytes, with one `writev`
+    /// (no copy into a contiguous buffer first). TUN takes a write whole or not at all.
+    ///
+    /// # Errors
+    /// As [`TunFd::write`].
+    #[inline]
+    pub fn write_frame(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
+        (&self.file).write_vectored(&[io::IoSlice::new(hdr), io::IoSlice::new(frame)])
+    }
 }
 
 impl AsRawFd for TunFd {
