@@ -44,7 +44,7 @@ use crate::sys::netdev;
 use crate::sys::packet::{MmsgSlots, PacketSocket, RecvMeta, SockBuf};
 use crate::sys::tun::{self, VNET_HDR_LEN};
 
-/// Bytes per rx/tx slot: room for a VLAN tag (rx), the virtio-net header, then a frame of up to
+/// Bytes per rx slot: room for a VLAN tag, the virtio-net header, then a frame of up to
 /// 64 KiB plus headers.
 pub const SLOT_LEN: usize = 66 * 1024;
 
@@ -129,6 +129,9 @@ pub struct AfPacketPort {
     tx_count: usize,
     /// Drops counted by the port since the last `take_backend_drops`.
     drops: u64,
+    /// The first error of a direct send since the last `tx_flush` (other than a full buffer),
+    /// which that flush reports.
+    tx_err: Option<io::Error>,
 }
 
 impl std::fmt::Debug for AfPacketPort {
@@ -248,6 +251,7 @@ impl AfPacketPort {
             tx_len: [0; TX_SLOTS],
             tx_count: 0,
             drops: 0,
+            tx_err: None,
         })
     }
 
@@ -303,12 +307,54 @@ impl AfPacketPort {
 }
 
 impl AfPacketPort {
+    /// Sends the queued small frames with `sendmmsg`; frames that fail are counted as drops
+    /// and the first error (other than a full buffer) is returned.
+    fn flush_queued(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        let mut i = 0;
+        let mut interrupted = 0;
+        // Each round either sends at least one frame or drops at least one: at most
+        // `tx_count` rounds (plus a few EINTR retries).
+        while i < self.tx_count {
+            match self.tx.send(&self.sock, i, &self.tx_len[i..self.tx_count]) {
+                Ok(0) => {
+                    self.drops += (self.tx_count - i) as u64;
+                    break;
+                }
+                Ok(sent) => i += sent,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
+                    interrupted += 1;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    // Socket send buffer full (or the device queue dropped): the rest would
+                    // fail the same way now.
+                    self.drops += (self.tx_count - i) as u64;
+                    break;
+                }
+                Err(e) => {
+                    // This frame is bad (EMSGSIZE, EINVAL) or the device is down (ENETDOWN,
+                    // ENXIO): drop it and go on with the next.
+                    self.drops += 1;
+                    first_err.get_or_insert(e);
+                    i += 1;
+                }
+            }
+        }
+        self.tx_count = 0;
+        first_err.map_or(Ok(()), Err)
+    }
+
     /// Sends a long frame at once, after flushing what is queued (so frames leave in order).
     /// Always true: a frame the kernel does not take is a counted backend drop.
     fn send_direct(&mut self, frame: &[u8], offload: &Offload) -> bool {
         if self.tx_count > 0 {
-            // Errors were counted as drops by the flush.
-            let _ = self.tx_flush();
+            // Frames the flush could not send are counted; its error waits for the next flush.
+            if let Err(e) = self.flush_queued() {
+                self.tx_err.get_or_insert(e);
+            }
         }
         let mut hdr = [0u8; VNET_HDR_LEN];
         let head: &[u8] = if self.vnet {
@@ -321,9 +367,19 @@ impl AfPacketPort {
             match self.sock.send_parts(head, frame) {
                 Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Full send buffer or device queue (EAGAIN/ENOBUFS), a frame the device
-                // refuses (EMSGSIZE/EINVAL), the device down or gone: this frame is dropped.
-                Err(_) => break,
+                // Full send buffer or device queue: dropped, as a flush would.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    break;
+                }
+                // A frame the device refuses (EMSGSIZE/EINVAL), the device down or gone:
+                // dropped, and reported by the next flush.
+                Err(e) => {
+                    self.tx_err.get_or_insert(e);
+                    break;
+                }
             }
         }
         self.drops += 1;
@@ -489,41 +545,11 @@ impl Port for AfPacketPort {
     }
 
     fn tx_flush(&mut self) -> io::Result<()> {
-        let mut first_err = None;
-        let mut i = 0;
-        let mut interrupted = 0;
-        // Each round either sends at least one frame or drops at least one: at most
-        // `tx_count` rounds (plus a few EINTR retries).
-        while i < self.tx_count {
-            match self.tx.send(&self.sock, i, &self.tx_len[i..self.tx_count]) {
-                Ok(0) => {
-                    self.drops += (self.tx_count - i) as u64;
-                    break;
-                }
-                Ok(sent) => i += sent,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
-                    interrupted += 1;
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
-                    // Socket send buffer full (or the device queue dropped): the rest would
-                    // fail the same way now.
-                    self.drops += (self.tx_count - i) as u64;
-                    break;
-                }
-                Err(e) => {
-                    // This frame is bad (EMSGSIZE, EINVAL) or the device is down (ENETDOWN,
-                    // ENXIO): drop it and go on with the next.
-                    self.drops += 1;
-                    first_err.get_or_insert(e);
-                    i += 1;
-                }
-            }
+        let queued = self.flush_queued();
+        match self.tx_err.take() {
+            Some(e) => Err(e),
+            None => queued,
         }
-        self.tx_count = 0;
-        first_err.map_or(Ok(()), Err)
     }
 
     fn take_backend_drops(&mut self) -> u64 {

@@ -40,7 +40,7 @@ use crate::port::{Port, PortCaps, PortError, PortKind};
 use crate::sys::netdev;
 use crate::sys::tun::{self, TunFd, VNET_HDR_LEN};
 
-/// Bytes per rx/tx slot: the virtio-net header, then a frame of up to 64 KiB plus headers.
+/// Bytes per rx slot: the virtio-net header, then a frame of up to 64 KiB plus headers.
 pub const SLOT_LEN: usize = 66 * 1024;
 
 /// Largest frame carried (from the Ethernet header): 64 KiB IP datagram + Ethernet header.
@@ -76,6 +76,9 @@ pub struct TapPort {
     rx_free: u64,
     /// Frames dropped by the backend since the last `take_backend_drops`.
     drops: u64,
+    /// The first write error since the last `tx_flush` (other than a full queue), which that
+    /// flush reports.
+    tx_err: Option<io::Error>,
 }
 
 impl std::fmt::Debug for TapPort {
@@ -171,6 +174,7 @@ impl TapPort {
             rx: vec![0u8; RX_SLOTS * SLOT_LEN].into_boxed_slice(),
             rx_free: u64::MAX >> (64 - RX_SLOTS),
             drops: 0,
+            tx_err: None,
         })
     }
 
@@ -302,8 +306,12 @@ impl Port for TapPort {
             match self.fd.write_frame(&hdr, frame) {
                 Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // EINVAL (malformed header), EIO (device down), EAGAIN: counted drop.
-                Err(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // EINVAL (malformed header), EIO (device down): reported by the next flush.
+                Err(e) => {
+                    self.tx_err.get_or_insert(e);
+                    break;
+                }
             }
         }
         self.drops += 1;
@@ -311,8 +319,8 @@ impl Port for TapPort {
     }
 
     fn tx_flush(&mut self) -> io::Result<()> {
-        // Frames were written in `tx_enqueue`.
-        Ok(())
+        // Frames were written in `tx_enqueue`; what is left is to report a failed one.
+        self.tx_err.take().map_or(Ok(()), Err)
     }
 
     fn take_backend_drops(&mut self) -> u64 {

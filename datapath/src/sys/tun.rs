@@ -1,5 +1,5 @@
 //! TAP devices through `/dev/net/tun` (slow path: open and configure; hot path: one `read` or
-//! `write` per frame).
+//! `writev` per frame).
 //!
 //! [`TunFd`] owns the file descriptor of one attached TAP queue. The ioctls used are the ones
 //! every virtio backend uses (QEMU, Firecracker): `TUNSETIFF` with `IFF_TAP | IFF_NO_PI |
