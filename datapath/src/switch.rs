@@ -29,7 +29,7 @@ use crate::ofp::pipeline::{
 use crate::port::afpacket::AfPacketPort;
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
 use crate::port::tap::TapPort;
-use crate::port::{Port, PortError, PortKind};
+use crate::port::{Port, PortError, PortKind, select};
 use crate::stats::{PortCounters, PortCountersSnapshot};
 use crate::sys::poller::Poller;
 use crate::worker::{
@@ -154,7 +154,8 @@ pub enum PollMode {
 pub struct PortSpec {
     /// Network device name (for TAP: the tap to create or attach to).
     pub name: String,
-    /// Backend; `None` picks AF_XDP where it works and falls back to AF_PACKET (logged).
+    /// Backend; `None` picks AF_PACKET on a veth and elsewhere AF_XDP where it works, falling
+    /// back to AF_PACKET (logged); see [`crate::port::select`].
     pub kind: Option<PortKind>,
     /// Number of rx/tx queues (AF_XDP); 1 for other backends.
     pub queues: usize,
@@ -1081,6 +1082,9 @@ impl Switch {
                     field: "type",
                     reason: "mem ports exist only inside tests".into(),
                 });
+            }
+            None if select::auto_kind(&spec.name) == PortKind::AfPacket => {
+                Box::new(AfPacketPort::open(&spec.name)?)
             }
             None => match open_afxdp(&spec.name, spec.queues) {
                 Ok(p) => Box::new(p),

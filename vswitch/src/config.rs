@@ -172,7 +172,8 @@ impl Default for FlowsConfig {
 pub struct PortConfig {
     /// Device name.
     pub name: String,
-    /// Backend: afxdp, tap, afpacket or auto (default).
+    /// Backend: afxdp, tap, afpacket or auto (default: AF_PACKET on a veth, else AF_XDP with
+    /// AF_PACKET as fallback).
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
     /// Queues (AF_XDP), default 1.

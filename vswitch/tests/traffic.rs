@@ -1,5 +1,6 @@
 //! Real traffic between network namespaces through a real `vswitchd`, programmed over the
-//! control socket: AF_XDP veth ports, tap ports with offloads, and both mixed.
+//! control socket: AF_XDP veth ports, tap ports with offloads, `auto` (AF_PACKET) veth ports,
+//! and mixes of them.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -132,31 +133,64 @@ fn two_pinned_workers_hand_frames_to_each_others_ports() {
 }
 
 #[test]
-fn auto_ports_fall_back_to_af_packet_when_af_xdp_cannot_attach() {
-    if !require_privileges("fallback") {
+fn auto_ports_on_veth_are_af_packet_and_carry_tso_tcp_verified() {
+    if !require_privileges("auto veth ports") {
         return;
     }
-    use datapath::port::afxdp::{AfXdpOptions, AfXdpPort};
     let mut lab = Lab::start(&[]);
     let c1 = Container::veth("vsf", 1, "10.211.0.1").unwrap();
     let c2 = Container::veth("vsf", 2, "10.211.0.2").unwrap();
-    // Someone else's XDP program (held through a live bpf_link) occupies c1's host end.
-    let blocker = AfXdpPort::open(&c1.port, 1, AfXdpOptions::default()).unwrap();
+    // On a veth `auto` means AF_PACKET with virtio-net headers: no XDP program, so the
+    // containers keep TSO and their TCP crosses the switch as GSO super-frames.
     assert_eq!(lab.add_port(&c1.port, PortType::Auto, None), "afpacket");
+    assert_eq!(lab.add_port(&c2.port, PortType::Auto, None), "afpacket");
     assert!(
-        lab.daemon.log().contains("falling back to AF_PACKET"),
-        "fallback logged:\n{}",
+        !testbed::xdp_attached(&c1.port),
+        "no XDP program on {}",
+        c1.port
+    );
+    assert!(
+        lab.daemon.log().contains("veth gets an AF_PACKET port"),
+        "choice logged:\n{}",
         lab.daemon.log()
     );
-    drop(blocker);
-    assert_eq!(lab.add_port(&c2.port, PortType::Auto, None), "afxdp");
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "ping over auto ports\n{}",
+        lab.daemon.log()
+    );
+    tcp_transfer(&c1, &c2, 100_000_000, 5207);
+    tcp_transfer(&c2, &c1, 20_000_000, 5208);
+    let s1 = lab.stats(&c1.port);
+    assert!(
+        s1.rx_jumbo > 0 && s1.rx_bytes / s1.rx_pkts.max(1) > 1514,
+        "frames larger than the MTU crossed the switch (the peer kept TSO): {s1:?}"
+    );
+    let s2 = lab.stats(&c2.port);
+    assert!(s2.tx_jumbo > 0, "GSO frames sent on as they are: {s2:?}");
+    assert_eq!(s1.rx_dropped, 0, "no receive drops: {s1:?}");
+}
+
+#[test]
+fn an_auto_veth_port_and_an_afxdp_port_exchange_tcp_both_ways() {
+    if !require_privileges("auto and afxdp") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsf", 1, "10.213.0.1").unwrap();
+    let c2 = Container::veth("vsf", 2, "10.213.0.2").unwrap();
+    assert_eq!(lab.add_port(&c1.port, PortType::Auto, None), "afpacket");
+    // AF_XDP on a veth stays available as an explicit choice.
+    assert_eq!(lab.add_port(&c2.port, PortType::Afxdp, None), "afxdp");
     assert!(
         c1.ns.ping(&c2.addr, 2),
         "AF_PACKET ↔ AF_XDP\n{}",
         lab.daemon.log()
     );
-    tcp_transfer(&c1, &c2, 20_000_000, 5207);
-    tcp_transfer(&c2, &c1, 20_000_000, 5208);
+    // GSO frames from c1 are segmented in software for the AF_XDP port; partial checksums
+    // from c2 are completed.
+    tcp_transfer(&c1, &c2, 20_000_000, 5215);
+    tcp_transfer(&c2, &c1, 20_000_000, 5216);
 }
 
 #[test]

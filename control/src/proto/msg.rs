@@ -40,7 +40,7 @@ pub struct HelloRequest {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PortType {
-    /// AF_XDP where it works, else AF_PACKET.
+    /// AF_PACKET on a veth (keeps TSO); elsewhere AF_XDP where it works, else AF_PACKET.
     #[default]
     Auto,
     /// AF_XDP socket.

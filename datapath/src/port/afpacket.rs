@@ -21,10 +21,15 @@
 //!   socket buffers (`SO_*BUFFORCE` when permitted).
 //!
 //! ## Memory and syscalls
-//! 64 rx and 64 tx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a
-//! 64 KiB frame), allocated once. `rx_burst` is one `recvmmsg` for up to `batch.room()` frames
-//! into free rx slots; `tx_flush` is one `sendmmsg` for everything queued (more only after a
-//! partial send). `RxDesc::addr` is the rx slot index. Drops seen by the port (full socket
+//! 64 rx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a 64 KiB
+//! frame) and 64 tx slots of [`TX_SLOT_LEN`] bytes, allocated once. `rx_burst` is one
+//! `recvmmsg` for up to `batch.room()` frames into free rx slots. Frames of up to
+//! [`DIRECT_TX_MIN`] bytes are copied into a tx slot and `tx_flush` sends everything queued with
+//! one `sendmmsg` (more only after a partial send). Longer frames (GSO super-frames above all)
+//! are sent at once by `tx_enqueue`, after whatever is queued (order is kept), with one
+//! `sendmsg` of the virtio-net header and the caller's bytes: a 64 KB frame costs one syscall
+//! either way, and this saves copying it into a tx slot, so it is copied twice on its way
+//! through the switch (kernel → rx slot, rx slot → kernel). `RxDesc::addr` is the rx slot index. Drops seen by the port (full socket
 //! buffer on tx, truncated or unconvertible frames on rx) and the kernel's `PACKET_STATISTICS`
 //! drops are reported by `take_backend_drops`.
 //!
@@ -39,7 +44,7 @@ use crate::sys::netdev;
 use crate::sys::packet::{MmsgSlots, PacketSocket, RecvMeta, SockBuf};
 use crate::sys::tun::{self, VNET_HDR_LEN};
 
-/// Bytes per rx/tx slot: room for a VLAN tag (rx), the virtio-net header, then a frame of up to
+/// Bytes per rx slot: room for a VLAN tag, the virtio-net header, then a frame of up to
 /// 64 KiB plus headers.
 pub const SLOT_LEN: usize = 66 * 1024;
 
@@ -48,6 +53,13 @@ const RX_SLOTS: usize = 64;
 
 /// Number of tx slots.
 const TX_SLOTS: usize = BATCH_SIZE;
+
+/// Frames longer than this (bytes from the Ethernet header) are not queued but sent at once,
+/// straight from the caller's memory.
+pub const DIRECT_TX_MIN: usize = 4096;
+
+/// Bytes per tx slot: the virtio-net header and a frame of up to [`DIRECT_TX_MIN`] bytes.
+pub const TX_SLOT_LEN: usize = VNET_HDR_LEN + DIRECT_TX_MIN;
 
 /// Ethernet header length.
 const ETH_HLEN: usize = 14;
@@ -117,6 +129,9 @@ pub struct AfPacketPort {
     tx_count: usize,
     /// Drops counted by the port since the last `take_backend_drops`.
     drops: u64,
+    /// The first error of a direct send since the last `tx_flush` (other than a full buffer),
+    /// which that flush reports.
+    tx_err: Option<io::Error>,
 }
 
 impl std::fmt::Debug for AfPacketPort {
@@ -232,10 +247,11 @@ impl AfPacketPort {
             rx_free: u64::MAX >> (64 - RX_SLOTS),
             rx_pick: [0; RX_SLOTS],
             rx_meta: [RecvMeta::default(); RX_SLOTS],
-            tx: MmsgSlots::new(TX_SLOTS, SLOT_LEN, tx_head),
+            tx: MmsgSlots::new(TX_SLOTS, TX_SLOT_LEN, tx_head),
             tx_len: [0; TX_SLOTS],
             tx_count: 0,
             drops: 0,
+            tx_err: None,
         })
     }
 
@@ -287,6 +303,87 @@ impl AfPacketPort {
             len: u32::try_from(len).ok()?,
             offload,
         })
+    }
+}
+
+impl AfPacketPort {
+    /// Sends the queued small frames with `sendmmsg`; frames that fail are counted as drops
+    /// and the first error (other than a full buffer) is returned.
+    fn flush_queued(&mut self) -> io::Result<()> {
+        let mut first_err = None;
+        let mut i = 0;
+        let mut interrupted = 0;
+        // Each round either sends at least one frame or drops at least one: at most
+        // `tx_count` rounds (plus a few EINTR retries).
+        while i < self.tx_count {
+            match self.tx.send(&self.sock, i, &self.tx_len[i..self.tx_count]) {
+                Ok(0) => {
+                    self.drops += (self.tx_count - i) as u64;
+                    break;
+                }
+                Ok(sent) => i += sent,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
+                    interrupted += 1;
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    // Socket send buffer full (or the device queue dropped): the rest would
+                    // fail the same way now.
+                    self.drops += (self.tx_count - i) as u64;
+                    break;
+                }
+                Err(e) => {
+                    // This frame is bad (EMSGSIZE, EINVAL) or the device is down (ENETDOWN,
+                    // ENXIO): drop it and go on with the next.
+                    self.drops += 1;
+                    first_err.get_or_insert(e);
+                    i += 1;
+                }
+            }
+        }
+        self.tx_count = 0;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Sends a long frame at once, after flushing what is queued (so frames leave in order).
+    /// Always true: a frame the kernel does not take is a counted backend drop.
+    fn send_direct(&mut self, frame: &[u8], offload: &Offload) -> bool {
+        if self.tx_count > 0 {
+            // Frames the flush could not send are counted; its error waits for the next flush.
+            if let Err(e) = self.flush_queued() {
+                self.tx_err.get_or_insert(e);
+            }
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let head: &[u8] = if self.vnet {
+            tun::encode_vnet_hdr(offload, &mut hdr);
+            &hdr
+        } else {
+            &[]
+        };
+        for _ in 0..3 {
+            match self.sock.send_parts(head, frame) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Full send buffer or device queue: dropped, as a flush would.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    break;
+                }
+                // A frame the device refuses (EMSGSIZE/EINVAL), the device down or gone:
+                // dropped, and reported by the next flush.
+                Err(e) => {
+                    self.tx_err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        self.drops += 1;
+        true
     }
 }
 
@@ -427,6 +524,9 @@ impl Port for AfPacketPort {
             self.drops += 1;
             return true;
         }
+        if frame.len() > DIRECT_TX_MIN {
+            return self.send_direct(frame, offload);
+        }
         let slot = self.tx_count;
         let Some(buf) = self.tx.slot_mut(slot) else {
             return false;
@@ -445,41 +545,11 @@ impl Port for AfPacketPort {
     }
 
     fn tx_flush(&mut self) -> io::Result<()> {
-        let mut first_err = None;
-        let mut i = 0;
-        let mut interrupted = 0;
-        // Each round either sends at least one frame or drops at least one: at most
-        // `tx_count` rounds (plus a few EINTR retries).
-        while i < self.tx_count {
-            match self.tx.send(&self.sock, i, &self.tx_len[i..self.tx_count]) {
-                Ok(0) => {
-                    self.drops += (self.tx_count - i) as u64;
-                    break;
-                }
-                Ok(sent) => i += sent,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
-                    interrupted += 1;
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
-                    // Socket send buffer full (or the device queue dropped): the rest would
-                    // fail the same way now.
-                    self.drops += (self.tx_count - i) as u64;
-                    break;
-                }
-                Err(e) => {
-                    // This frame is bad (EMSGSIZE, EINVAL) or the device is down (ENETDOWN,
-                    // ENXIO): drop it and go on with the next.
-                    self.drops += 1;
-                    first_err.get_or_insert(e);
-                    i += 1;
-                }
-            }
+        let queued = self.flush_queued();
+        match self.tx_err.take() {
+            Some(e) => Err(e),
+            None => queued,
         }
-        self.tx_count = 0;
-        first_err.map_or(Ok(()), Err)
     }
 
     fn take_backend_drops(&mut self) -> u64 {

@@ -4,8 +4,10 @@
 //! |---|---|---|
 //! | AF_XDP | [`afxdp`] | veth and NICs: XSK rings + UMEM, redirect program attached by bpf_link |
 //! | TAP | [`tap`] | tap devices with `IFF_VNET_HDR`: GSO/checksum offload end to end |
-//! | AF_PACKET | [`afpacket`] | any netdev, fallback when AF_XDP is unavailable |
+//! | AF_PACKET | [`afpacket`] | any netdev; the `auto` choice on veth (keeps TSO), fallback when AF_XDP is unavailable |
 //! | mem | [`mem`] | in-memory, for unit tests and benches |
+//!
+//! [`select`] decides what an `auto` port gets (AF_PACKET on veth, AF_XDP elsewhere).
 //!
 //! Contract between a port and the worker that owns it:
 //! - `rx_burst` appends up to `batch.room()` frames and never blocks; the bytes stay valid and
@@ -19,6 +21,7 @@
 pub mod afpacket;
 pub mod afxdp;
 pub mod mem;
+pub mod select;
 pub mod tap;
 
 use std::fmt;

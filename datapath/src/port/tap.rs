@@ -21,11 +21,14 @@
 //! is true.
 //!
 //! ## Memory and syscalls
-//! 64 rx slots and 64 tx slots of [`SLOT_LEN`] bytes each (virtio-net header + up to 64 KiB
-//! frame) are allocated once at open. `rx_burst` does one `read` per frame until `EAGAIN` or the
-//! batch is full; `tx_flush` does one `write` per frame. TUN has no batched read or write: this
-//! is the documented exception to "one syscall per batch" (docs: STYLE 2.3 rule 4), and why TAP
-//! is a fallback for hosts where AF_XDP is not an option.
+//! 64 rx slots of [`SLOT_LEN`] bytes each (virtio-net header + up to 64 KiB frame) are allocated
+//! once at open. `rx_burst` does one `read` per frame until `EAGAIN` or the batch is full.
+//! TUN has no batched read or write (the documented exception to "one syscall per batch",
+//! docs: STYLE 2.3 rule 4), so queueing frames for a flush would buy nothing: `tx_enqueue`
+//! writes each frame at once with one `writev` of its virtio-net header (built on the stack)
+//! and the caller's bytes, straight from the rx slot of the port it came from. A 64 KB GSO
+//! frame is thus copied twice on its way through the switch (kernel → rx slot, rx slot →
+//! kernel) instead of three times, and `tx_flush` has nothing left to do.
 //!
 //! Thread-safety: owned and driven by one worker (`Send`, not shared).
 
@@ -37,7 +40,7 @@ use crate::port::{Port, PortCaps, PortError, PortKind};
 use crate::sys::netdev;
 use crate::sys::tun::{self, TunFd, VNET_HDR_LEN};
 
-/// Bytes per rx/tx slot: the virtio-net header, then a frame of up to 64 KiB plus headers.
+/// Bytes per rx slot: the virtio-net header, then a frame of up to 64 KiB plus headers.
 pub const SLOT_LEN: usize = 66 * 1024;
 
 /// Largest frame carried (from the Ethernet header): 64 KiB IP datagram + Ethernet header.
@@ -45,9 +48,6 @@ pub const MAX_FRAME_LEN: usize = 65535 + 14;
 
 /// Number of rx slots (frames held by unreleased batches plus the one being read).
 const RX_SLOTS: usize = 64;
-
-/// Number of tx slots (frames queued between two flushes).
-const TX_SLOTS: usize = BATCH_SIZE;
 
 const _: () = assert!(RX_SLOTS <= 64, "rx slot ownership is a u64 bitmap");
 const _: () = assert!(MAX_FRAME_LEN + VNET_HDR_LEN <= SLOT_LEN);
@@ -74,14 +74,11 @@ pub struct TapPort {
     rx: Box<[u8]>,
     /// Bit `i` set when rx slot `i` is free (not handed out in an unreleased batch).
     rx_free: u64,
-    /// `TX_SLOTS * SLOT_LEN` bytes laid out like `rx`.
-    tx: Box<[u8]>,
-    /// Bytes (header + frame) queued in each tx slot.
-    tx_len: [usize; TX_SLOTS],
-    /// Number of queued tx slots (`0..tx_count`).
-    tx_count: usize,
     /// Frames dropped by the backend since the last `take_backend_drops`.
     drops: u64,
+    /// The first write error since the last `tx_flush` (other than a full queue), which that
+    /// flush reports.
+    tx_err: Option<io::Error>,
 }
 
 impl std::fmt::Debug for TapPort {
@@ -93,7 +90,6 @@ impl std::fmt::Debug for TapPort {
             .field("persistent", &self.fd.is_persistent())
             .field("offloads", &format_args!("{:#x}", self.offloads))
             .field("rx_free", &format_args!("{:#x}", self.rx_free))
-            .field("tx_count", &self.tx_count)
             .finish_non_exhaustive()
     }
 }
@@ -177,10 +173,8 @@ impl TapPort {
             offloads,
             rx: vec![0u8; RX_SLOTS * SLOT_LEN].into_boxed_slice(),
             rx_free: u64::MAX >> (64 - RX_SLOTS),
-            tx: vec![0u8; TX_SLOTS * SLOT_LEN].into_boxed_slice(),
-            tx_len: [0; TX_SLOTS],
-            tx_count: 0,
             drops: 0,
+            tx_err: None,
         })
     }
 
@@ -299,52 +293,34 @@ impl Port for TapPort {
     }
 
     fn tx_enqueue(&mut self, frame: &[u8], offload: &Offload) -> bool {
-        if self.tx_count == TX_SLOTS {
-            return false;
-        }
-        if frame.len() < 14 || frame.len() > SLOT_LEN - VNET_HDR_LEN {
+        if frame.len() < 14 || frame.len() > MAX_FRAME_LEN {
             // Not a frame any device would take: dropped here, counted as a backend drop.
             self.drops += 1;
             return true;
         }
-        let slot = self.tx_count;
-        let buf = &mut self.tx[slot * SLOT_LEN..(slot + 1) * SLOT_LEN];
-        let (hdr, data) = buf.split_at_mut(VNET_HDR_LEN);
-        let hdr: &mut [u8; VNET_HDR_LEN] = hdr.try_into().expect("split at VNET_HDR_LEN");
-        tun::encode_vnet_hdr(offload, hdr);
-        data[..frame.len()].copy_from_slice(frame);
-        self.tx_len[slot] = VNET_HDR_LEN + frame.len();
-        self.tx_count += 1;
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        tun::encode_vnet_hdr(offload, &mut hdr);
+        // A few EINTR retries; every other failure drops this frame only. `WouldBlock` (the
+        // device's queue is full) also drops it: a flush-and-retry would meet the same queue.
+        for _ in 0..3 {
+            match self.fd.write_frame(&hdr, frame) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // EINVAL (malformed header), EIO (device down): reported by the next flush.
+                Err(e) => {
+                    self.tx_err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        self.drops += 1;
         true
     }
 
     fn tx_flush(&mut self) -> io::Result<()> {
-        let mut first_err = None;
-        let mut i = 0;
-        let mut interrupted = 0;
-        while i < self.tx_count {
-            let start = i * SLOT_LEN;
-            match self.fd.write(&self.tx[start..start + self.tx_len[i]]) {
-                Ok(_) => i += 1,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
-                    interrupted += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The device's send buffer is full: the rest would fail the same way.
-                    self.drops += (self.tx_count - i) as u64;
-                    break;
-                }
-                Err(e) => {
-                    // One bad frame (EINVAL: malformed header) or the device is down (EIO):
-                    // drop this frame and try the next one.
-                    self.drops += 1;
-                    first_err.get_or_insert(e);
-                    i += 1;
-                }
-            }
-        }
-        self.tx_count = 0;
-        first_err.map_or(Ok(()), Err)
+        // Frames were written in `tx_enqueue`; what is left is to report a failed one.
+        self.tx_err.take().map_or(Ok(()), Err)
     }
 
     fn take_backend_drops(&mut self) -> u64 {

@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod cpu;
+pub mod ethtool;
 pub mod netdev;
 pub mod packet;
 pub mod poller;

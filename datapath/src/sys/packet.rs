@@ -18,6 +18,41 @@ use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
+impl PacketSocket {
+    /// Sends one frame given in two parts (a virtio-net header, or nothing, then the frame)
+    /// with one `sendmsg(MSG_DONTWAIT)`, straight from the caller's memory. Packet sockets take a
+    /// message whole or not at all.
+    ///
+    /// # Errors
+    /// `WouldBlock`/`ENOBUFS` when the send buffer or the device queue is full, `EMSGSIZE` or
+    /// `EINVAL` for a frame the device refuses, `ENETDOWN`/`ENXIO` when it is down or gone.
+    pub fn send_parts(&self, head: &[u8], frame: &[u8]) -> io::Result<usize> {
+        let mut iov = [
+            libc::iovec {
+                iov_base: head.as_ptr().cast_mut().cast::<libc::c_void>(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast::<libc::c_void>(),
+                iov_len: frame.len(),
+            },
+        ];
+        let skip = usize::from(head.is_empty());
+        let mut msg = empty_msghdr();
+        msg.msg_iov = iov[skip..].as_mut_ptr();
+        msg.msg_iovlen = (2 - skip) as _;
+        // SAFETY: `msg` names one or two iovecs on this stack frame that point to `head` and
+        // `frame`, both borrowed (readable, alive) for the whole call; the kernel only reads
+        // them. No address (the socket is bound) and no control data.
+        let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &raw const msg, libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(usize::try_from(rc).unwrap_or(0))
+        }
+    }
+}
+
 /// Counters the kernel keeps per packet socket, reset each time they are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketStats {

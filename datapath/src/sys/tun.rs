@@ -1,5 +1,5 @@
 //! TAP devices through `/dev/net/tun` (slow path: open and configure; hot path: one `read` or
-//! `write` per frame).
+//! `writev` per frame).
 //!
 //! [`TunFd`] owns the file descriptor of one attached TAP queue. The ioctls used are the ones
 //! every virtio backend uses (QEMU, Firecracker): `TUNSETIFF` with `IFF_TAP | IFF_NO_PI |
@@ -251,6 +251,16 @@ impl TunFd {
     #[inline]
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         (&self.file).write(buf)
+    }
+
+    /// Writes one frame given as its virtio-net header and the frame bytes, with one `writev`
+    /// (no copy into a contiguous buffer first). TUN takes a write whole or not at all.
+    ///
+    /// # Errors
+    /// As [`TunFd::write`].
+    #[inline]
+    pub fn write_frame(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
+        (&self.file).write_vectored(&[io::IoSlice::new(hdr), io::IoSlice::new(frame)])
     }
 }
 

@@ -50,7 +50,7 @@ struct Cli {
 /// Port backends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum TypeArg {
-    /// AF_XDP where it works, else AF_PACKET.
+    /// AF_PACKET on a veth (keeps TSO); elsewhere AF_XDP where it works, else AF_PACKET.
     Auto,
     /// AF_XDP socket.
     Afxdp,
