@@ -152,7 +152,7 @@ impl FlowCache {
             free: Vec::new(),
             subtables: Vec::new(),
             emc: vec![EmcSlot::default(); EMC_SLOTS].into_boxed_slice(),
-            hasher: ahash::RandomState::new(),
+            hasher: crate::hash::state(),
             capacity: capacity.clamp(1, u32::MAX as usize),
             hand: 0,
             next_serial: 1,
@@ -262,7 +262,7 @@ impl FlowCache {
             None => {
                 self.subtables.push(Subtable {
                     mask: t.mask,
-                    map: ahash::HashMap::default(),
+                    map: ahash::HashMap::with_hasher(crate::hash::state()),
                     hits: 0,
                 });
                 self.subtables.len() - 1

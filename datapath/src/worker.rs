@@ -113,7 +113,8 @@ impl Snapshot {
     /// Builds a snapshot from the port list and the flow tables.
     pub fn build(generation: u64, confs: Vec<PortConf>, pipeline: Arc<Pipeline>) -> Self {
         let mut ports: Vec<Option<PortConf>> = (0..=MAX_PORTS).map(|_| None).collect();
-        let mut flood: ahash::HashMap<u16, Vec<u32>> = ahash::HashMap::default();
+        let mut flood: ahash::HashMap<u16, Vec<u32>> =
+            ahash::HashMap::with_hasher(crate::hash::state());
         let mut trunk_all = Vec::new();
         let mut all_ports: Vec<u32> = confs.iter().map(|c| c.id).collect();
         all_ports.sort_unstable();
