@@ -39,7 +39,6 @@ pub(crate) fn state() -> ahash::RandomState {
 
 #[cfg(test)]
 mod tests {
-
     #[test]
     fn fixed_seeds_hash_alike_and_random_ones_differ() {
         let a = super::state().hash_one(42u64);
