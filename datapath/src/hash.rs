@@ -1,7 +1,7 @@
 //! Hash seeds of the datapath's tables (slow path: read once when a table is built).
 //!
 //! Every hashed table of the datapath (MAC table, exact-match and megaflow caches, classifier
-//! buckets, flow tables) gets its hasher from [`state`]: seeded at random per process, so an
+//! buckets, flow tables) gets its hasher from one crate-internal function: seeded at random per process, so an
 //! outsider cannot pick keys that collide. Instruction counts (`benches` `icount`) need the same
 //! collisions in every run; [`use_fixed_seeds`] makes tables built afterwards use fixed seeds.
 //! Measurement only: never call it in the daemon.
