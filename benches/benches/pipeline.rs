@@ -1,52 +1,74 @@
-//! The whole L2 pipeline: a running switch (one busy-polling worker) with mem ports.
+//! The whole batch pipeline: an inline switch (no worker thread) and a threaded one, with mem
+//! ports.
 //!
-//! Cases (each iteration sends 64 frames from port A's peer and waits until every copy has come
-//! out; throughput in frames sent, so frames/s is the forwarding rate at the input):
-//! - `pipeline/l2_fwd_batch64` — 2 ports, both MACs learned: 64 unicast frames A → B;
-//! - `pipeline/flood_batch64_4ports` — 4 ports, destination never seen: each of the 64 frames
-//!   is flooded to the 3 other ports (192 frames out per iteration);
-//! - `pipeline/flows_1_batch64` and `pipeline/flows_10k_batch64` — 2 ports, 1,000 flows
-//!   `udp,tp_dst=N actions=output:2` in table 0; 64 frames from 1 flow (one 5-tuple), or cycling
-//!   over 10,000 5-tuples (10,000 exact keys: more than the EMC holds, so most lookups fall to
-//!   the megaflow cache) — the cost of many active flows against one.
+//! Inline cases (`pipeline/…`; one thread: each iteration sends a batch into port A's mem port,
+//! runs one pass of the switch with `Switch::poll_inline_at` and receives the outputs at B;
+//! throughput in frames sent, all of which come out; the scenarios of
+//! `vswitch_benches::scenarios`, which `icount` counts in instructions):
+//! - `pipeline/l2_fwd_batch64` — 64 unicast frames A → B, both MACs learned (`normal`, cached);
+//! - `pipeline/normal_10k_flows` — 64 frames per batch cycling over 10,000 5-tuples A → B
+//!   (`normal`): more exact keys than the EMC has slots;
+//! - `pipeline/rules_1_flow` and `pipeline/rules_10k_flows` — 1,000 rules
+//!   `udp,tp_dst=N actions=output:2` in table 0; 64 frames of one 5-tuple, or cycling over
+//!   10,000 5-tuples;
+//! - `pipeline/flow_setup` — 32 frames per batch (the upcall budget), each a new 5-tuple, with
+//!   1,000 exact 5-tuple rules in table 0 (so each is a new megaflow): miss + translation +
+//!   install (+ an eviction once the cache is full) + `normal`; frames/s = setups/s.
 //!
-//! What is measured includes the mem ports' channels and the bench thread's send/receive, so
-//! it is a lower bound of the worker's own rate; on a machine with few cores the worker and the
-//! bench thread compete (see docs/performance.md).
+//! Threaded cases (`pipeline_threaded/…`; one busy-polling worker thread, the bench thread
+//! sends 64 frames and waits until every copy has come out; they include the cross-thread
+//! hand-off through the mem ports' channels, see docs/performance.md):
+//! - `pipeline_threaded/l2_fwd_batch64` — as the inline case;
+//! - `pipeline_threaded/flood_batch64_4ports` — 4 ports, destination never seen: each of the
+//!   64 frames is flooded to the 3 other ports (192 frames out per iteration);
+//! - `pipeline_threaded/flows_1_batch64` and `pipeline_threaded/flows_10k_batch64` — as the
+//!   inline rule cases.
 #![allow(clippy::unwrap_used, reason = "benches")]
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use datapath::ofp::MatchField;
-use datapath::ofp::action::{Action, Instructions};
-use datapath::ofp::field::Field;
-use datapath::ofp::pipeline::FlowMod;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use vswitch_benches::alloc::report;
-use vswitch_benches::frames::{MAC_A, MAC_B, MAC_UNKNOWN, udp4_between, udp4_ports};
+use vswitch_benches::frames::{MAC_A, MAC_B, MAC_UNKNOWN, udp4_between};
+use vswitch_benches::icount::plan;
 use vswitch_benches::pipeline::Rig;
+use vswitch_benches::scenarios::{MANY_FLOWS, RULES, many_flows, scenario, udp_port_rule};
 
 #[global_allocator]
 static GLOBAL: &vswitch_benches::alloc::Counting = &vswitch_benches::alloc::COUNTING;
 
 const BATCH: usize = 64;
 
-fn mf(field: Field, value: u128) -> MatchField {
-    MatchField {
-        field,
-        value,
-        mask: None,
+/// Benchmarks scenario `name` (warmed up first) as case `case` of `g`.
+fn bench_scenario(g: &mut BenchmarkGroup<'_, WallTime>, case: &str, name: &str) {
+    let mut s = scenario(name).unwrap();
+    for _ in 0..plan(name, false).warmup {
+        s.run();
     }
+    s.check();
+    report(&format!("pipeline/{case}"), s.units, || s.run());
+    g.throughput(Throughput::Elements(s.units));
+    g.bench_function(case, |b| b.iter(|| s.run()));
 }
 
-fn bench_pipeline(c: &mut Criterion) {
+fn bench_inline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
-    g.throughput(Throughput::Elements(BATCH as u64));
+    bench_scenario(&mut g, "l2_fwd_batch64", "pipeline_l2");
+    bench_scenario(&mut g, "normal_10k_flows", "pipeline_normal_10k");
+    bench_scenario(&mut g, "rules_1_flow", "pipeline_rules_1");
+    bench_scenario(&mut g, "rules_10k_flows", "pipeline_rules_10k");
+    bench_scenario(&mut g, "flow_setup", "pipeline_setup");
+    g.finish();
+}
 
+fn bench_threaded(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline_threaded");
+    g.throughput(Throughput::Elements(BATCH as u64));
     let rig = Rig::new(2);
     let unicast = udp4_between(MAC_A, MAC_B);
     for _ in 0..16 {
         rig.forward(0, &unicast, BATCH, &[1]);
     }
-    report("pipeline/l2_fwd_batch64", BATCH as u64, || {
+    report("pipeline_threaded/l2_fwd_batch64", BATCH as u64, || {
         rig.forward(0, &unicast, BATCH, &[1]);
     });
     g.bench_function("l2_fwd_batch64", |b| {
@@ -60,9 +82,13 @@ fn bench_pipeline(c: &mut Criterion) {
     for _ in 0..16 {
         rig.forward(0, &flood, BATCH, &[1, 2, 3]);
     }
-    report("pipeline/flood_batch64_4ports", BATCH as u64, || {
-        rig.forward(0, &flood, BATCH, &[1, 2, 3]);
-    });
+    report(
+        "pipeline_threaded/flood_batch64_4ports",
+        BATCH as u64,
+        || {
+            rig.forward(0, &flood, BATCH, &[1, 2, 3]);
+        },
+    );
     g.bench_function("flood_batch64_4ports", |b| {
         b.iter(|| rig.forward(0, &flood, BATCH, &[1, 2, 3]));
     });
@@ -70,37 +96,26 @@ fn bench_pipeline(c: &mut Criterion) {
     drop(rig);
 
     let mut rig = Rig::new(2);
-    for port in 0..1000u16 {
-        rig.switch
-            .flow_mod(&FlowMod::add(
-                0,
-                100,
-                vec![
-                    mf(Field::EthType, 0x0800),
-                    mf(Field::IpProto, 17),
-                    mf(Field::UdpDst, u128::from(port)),
-                ],
-                Instructions::apply(vec![Action::Output(2)]),
-            ))
-            .unwrap();
+    for port in 0..RULES {
+        rig.switch.flow_mod(&udp_port_rule(port)).unwrap();
     }
     rig.switch.barrier().unwrap();
-    let one: Vec<Vec<u8>> = (0..BATCH).map(|_| udp4_ports(40_000, 7)).collect();
-    let many: Vec<Vec<u8>> = (0..10_000u16)
-        .map(|i| udp4_ports(10_000 + i, i % 1000))
+    let one: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| vswitch_benches::frames::udp4_ports(40_000, 7))
         .collect();
+    let many = many_flows(MANY_FLOWS);
     let batches: Vec<&[Vec<u8>]> = many.chunks_exact(BATCH).collect();
     for b in &batches {
         rig.forward_each(0, b, &[1]);
     }
-    report("pipeline/flows_1_batch64", BATCH as u64, || {
+    report("pipeline_threaded/flows_1_batch64", BATCH as u64, || {
         rig.forward_each(0, &one, &[1]);
     });
     g.bench_function("flows_1_batch64", |b| {
         b.iter(|| rig.forward_each(0, &one, &[1]));
     });
     let mut i = 0usize;
-    report("pipeline/flows_10k_batch64", BATCH as u64, || {
+    report("pipeline_threaded/flows_10k_batch64", BATCH as u64, || {
         i += 1;
         rig.forward_each(0, batches[i % batches.len()], &[1]);
     });
@@ -114,5 +129,5 @@ fn bench_pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_pipeline);
+criterion_group!(benches, bench_inline, bench_threaded);
 criterion_main!(benches);

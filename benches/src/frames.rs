@@ -61,3 +61,20 @@ pub fn udp4_ports(sport: u16, dport: u16) -> Vec<u8> {
     b.write(&mut v, &[0x5a; 18]).unwrap();
     v
 }
+
+/// A minimum-size UDP/IPv4 frame with every address and port given.
+pub fn udp4_full(
+    eth_src: [u8; 6],
+    eth_dst: [u8; 6],
+    ip_src: [u8; 4],
+    ip_dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(eth_src, eth_dst)
+        .ipv4(ip_src, ip_dst, 64)
+        .udp(sport, dport);
+    let mut v = Vec::with_capacity(60);
+    b.write(&mut v, &[0x5a; 18]).unwrap();
+    v
+}

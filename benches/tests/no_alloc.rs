@@ -1,6 +1,7 @@
 //! Zero allocations per frame in steady state, counted by the global allocator of this test
-//! binary (`vswitch_benches::alloc`): `flow::extract`, `MacTable` lookups and learning, and the
-//! whole L2 pipeline of a running switch (mem ports, unicast and flooding).
+//! binary (`vswitch_benches::alloc`): `flow::extract`, `MacTable` lookups and learning, the
+//! inline pipeline scenarios of `vswitch_benches::scenarios` (exactly zero), and the whole L2
+//! pipeline of a threaded switch (mem ports, unicast and flooding).
 //!
 //! There is one `#[test]` on purpose: the counts are process-wide, and a single test keeps the
 //! harness's other threads idle while it measures.
@@ -12,7 +13,9 @@ use datapath::flow;
 use datapath::l2::{Learned, MacTable};
 use vswitch_benches::alloc::{self, AllocCount};
 use vswitch_benches::frames::{self, MAC_A, MAC_B, MAC_UNKNOWN, mac};
+use vswitch_benches::icount::plan;
 use vswitch_benches::pipeline::Rig;
+use vswitch_benches::scenarios::scenario;
 
 #[global_allocator]
 static GLOBAL: &alloc::Counting = &alloc::COUNTING;
@@ -77,6 +80,30 @@ fn pipeline_allocs() -> (AllocCount, u64) {
     (n, BATCHES * 2 * 64)
 }
 
+/// Allocations of `runs` runs of scenario `name`, after its warm-up.
+fn scenario_allocs(name: &str, runs: u64) -> (AllocCount, u64) {
+    let mut s = scenario(name).unwrap();
+    for _ in 0..plan(name, true).warmup {
+        s.run();
+    }
+    let (ok, n) = alloc::measure(|| (0..runs).map(|_| s.run()).sum::<u64>());
+    assert_eq!(ok, runs * s.units, "{name}: frames went missing");
+    (n, runs * s.units)
+}
+
+/// Scenarios whose every frame hits the caches: nothing allocated at all. (The inline switch
+/// has no threads, so the mem ports' buffers circulate in lockstep: every buffer the test side
+/// takes was given back in the same round.)
+const CACHED_INLINE: &[&str] = &[
+    "pipeline_l2",
+    "pipeline_normal_10k",
+    "pipeline_rules_1",
+    "pipeline_rules_10k",
+    "pipeline_set_field",
+    "pipeline_vlan",
+    "pipeline_dec_ttl",
+];
+
 #[test]
 fn hot_paths_allocate_nothing_per_frame_in_steady_state() {
     assert!(
@@ -102,6 +129,23 @@ fn hot_paths_allocate_nothing_per_frame_in_steady_state() {
     assert_eq!(
         n.allocs, 0,
         "MacTable lookup/learn allocated {n:?} over {ROUNDS} rounds"
+    );
+
+    // 10,000 frames or more each (the 10k-flow scenarios: a whole cycle of their flows).
+    for name in CACHED_INLINE {
+        let (n, frames) = scenario_allocs(name, 640);
+        assert_eq!(n.allocs, 0, "{name}: {n:?} for {frames} frames");
+    }
+    // A flow setup allocates its translation and cache entry (ops, flows charged, controller
+    // metadata: boxed slices owned by the entry) and frees the evicted entry's; that is
+    // per setup by design. The rest of the frame's path allocates nothing, so the count per
+    // setup stays a small constant.
+    let (n, setups) = scenario_allocs("pipeline_setup", 200);
+    let per = n.per(setups);
+    eprintln!("pipeline_setup: {per} allocations per flow setup ({n:?} for {setups})");
+    assert!(
+        per > 0.0 && per <= 16.0,
+        "pipeline_setup: {per} allocations per setup"
     );
 
     // The mem ports keep up to a batch of received buffers parked in their rx slots until the

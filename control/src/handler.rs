@@ -650,6 +650,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
         poll_mode: match info.poll_mode {
             PollMode::Busy => "busy",
             PollMode::Adaptive => "adaptive",
+            PollMode::Inline => "inline",
         }
         .to_owned(),
         mac_table_max: info.mac_table_max as u64,

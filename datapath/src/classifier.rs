@@ -207,7 +207,7 @@ impl Subtable {
     fn new(mask: FlowMask) -> Self {
         Self {
             mask,
-            buckets: imbl::GenericHashMap::with_hasher(ahash::RandomState::new()),
+            buckets: imbl::GenericHashMap::with_hasher(crate::hash::state()),
             prios: imbl::OrdMap::new(),
             max_priority: 0,
         }

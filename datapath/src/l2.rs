@@ -103,7 +103,7 @@ impl MacTable {
             moves: AtomicU64::new(0),
             // Random per process: a container cannot precompute addresses that collide with a
             // victim's probe window and keep it from being learned.
-            hasher: ahash::RandomState::new(),
+            hasher: crate::hash::state(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`wire`] — zero-copy header views and checksums (hot path).
 //! - [`buf`] — frame descriptors and batches of up to [`buf::BATCH_SIZE`] (hot path).
 //! - [`flow`] — one-pass flow key extraction; malformed frames become a [`stats::DropReason`].
+//! - [`hash`] — the hash seeds of every table (random; fixed on request for measurements).
 //! - [`classifier`] — slow path: OpenFlow-like tables, tuple-space search, consulted-field masks.
 //! - [`offload`] — checksum completion and software segmentation for ports without offloads.
 //! - [`l2`] — the MAC learning table: per VLAN, bounded, aging, move detection, lock-free reads.
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod classifier;
 pub mod flow;
 pub mod flowhash;
+pub mod hash;
 pub mod l2;
 pub mod notify;
 pub mod offload;

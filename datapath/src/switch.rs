@@ -147,6 +147,12 @@ pub enum PollMode {
     /// Poll while traffic flows; after an idle spell, sleep on rx readiness (epoll).
     #[default]
     Adaptive,
+    /// No worker thread: the one worker runs on the caller's thread, one pass per
+    /// [`Switch::poll_inline`] call; control operations that wait for workers (port changes,
+    /// barriers, packet-outs, shutdown) run the worker's part themselves. For deterministic
+    /// single-threaded measurement (benches, instruction counts) and tests; `cpus` must be
+    /// empty.
+    Inline,
 }
 
 /// What to open as a port.
@@ -444,6 +450,8 @@ pub struct Switch {
     events: VecDeque<Event>,
     /// Events dropped because `events` was full.
     event_drops: u64,
+    /// The worker of a [`PollMode::Inline`] switch (no thread runs it).
+    inline: Option<Box<Worker>>,
 }
 
 /// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
@@ -495,6 +503,12 @@ impl Switch {
             return Err(SwitchError::Invalid {
                 field: "mac_aging",
                 reason: "must be at least 1 second".into(),
+            });
+        }
+        if config.poll_mode == PollMode::Inline && !config.cpus.is_empty() {
+            return Err(SwitchError::Invalid {
+                field: "cpus",
+                reason: "an inline switch runs its one worker on the caller's thread".into(),
             });
         }
         let online = crate::sys::cpu::online_cpus();
@@ -558,6 +572,7 @@ impl Switch {
         let ctls: Arc<[Arc<WorkerCtl>]> = ctls.into();
         let recycle_tx: Arc<[Sender<Vec<u8>>]> = recycle_txs.into();
         let mut workers = Vec::with_capacity(n);
+        let mut inline = None;
         for (i, ((poller, handoff_rx), recycle_rx)) in pollers
             .into_iter()
             .zip(handoff_rxs)
@@ -579,6 +594,16 @@ impl Switch {
                 poller,
             );
             let cpu = cpus[i];
+            if config.poll_mode == PollMode::Inline {
+                inline = Some(Box::new(worker));
+                tracing::info!(worker = i, "inline worker ready (no thread)");
+                workers.push(WorkerHandle {
+                    cmds: ctx,
+                    thread: None,
+                    cpu,
+                });
+                continue;
+            }
             let (ready_tx, ready_rx) = bounded::<Result<(), std::io::Error>>(1);
             let thread = std::thread::Builder::new()
                 .name(format!("vswitch-w{i}"))
@@ -624,6 +649,7 @@ impl Switch {
             packet_in_rx,
             events: VecDeque::new(),
             event_drops: 0,
+            inline,
         };
         sw.publish();
         Ok(sw)
@@ -926,7 +952,11 @@ impl Switch {
     }
 
     /// Waits until every worker uses the latest published snapshot (an RCU grace period).
-    fn wait_workers(&self) -> Result<(), SwitchError> {
+    fn wait_workers(&mut self) -> Result<(), SwitchError> {
+        if let Some(w) = self.inline.as_mut() {
+            // An inline worker switches now, on this thread; its frames wait for the next poll.
+            w.catch_up();
+        }
         let target = self.generation;
         let deadline = Instant::now() + WORKER_TIMEOUT;
         for (i, ctl) in self.ctls.iter().enumerate() {
@@ -942,6 +972,26 @@ impl Switch {
             }
         }
         Ok(())
+    }
+
+    /// Runs one pass of an inline switch's worker ([`PollMode::Inline`]) on this thread:
+    /// pending commands, the published configuration, then every port's received frames (one
+    /// burst of up to 64 per port, and the frames deferred by the previous pass), with
+    /// outputs queued and flushed. Returns the frames handled; 0 for a switch with worker
+    /// threads (they poll by themselves).
+    pub fn poll_inline(&mut self) -> usize {
+        let now = self.shared.start.elapsed();
+        self.poll_inline_at(now)
+    }
+
+    /// [`poll_inline`](Self::poll_inline) with the switch clock (time since start) set to
+    /// `since_start` instead of read: MAC ages, cache expiry (once per new second), flow hit
+    /// times and meters see that time. Makes a measured run independent of the wall clock.
+    pub fn poll_inline_at(&mut self, since_start: Duration) -> usize {
+        match self.inline.as_mut() {
+            Some(w) => w.poll_inline(since_start),
+            None => 0,
+        }
     }
 
     /// The flow tables (with changes not yet committed).
@@ -1014,7 +1064,7 @@ impl Switch {
         tracing::debug!(generation = self.generation, "configuration published");
     }
 
-    fn send(&self, worker: usize, cmd: Command) -> Result<(), SwitchError> {
+    fn send(&mut self, worker: usize, cmd: Command) -> Result<(), SwitchError> {
         let w = self
             .workers
             .get(worker)
@@ -1023,6 +1073,11 @@ impl Switch {
             .send_timeout(cmd, WORKER_TIMEOUT)
             .map_err(|_| SwitchError::WorkerGone { worker })?;
         self.ctls[worker].waker.wake();
+        if let Some(w) = self.inline.as_mut() {
+            // No thread takes it: run it now (a port is attached or closed, a packet-out
+            // sent, before this returns).
+            w.run_commands();
+        }
         Ok(())
     }
 
@@ -1373,6 +1428,9 @@ impl Switch {
     }
 
     fn stop_workers(&mut self) {
+        if let Some(mut w) = self.inline.take() {
+            w.finish();
+        }
         for (i, w) in self.workers.iter().enumerate() {
             let _ = w.cmds.send_timeout(Command::Stop, WORKER_TIMEOUT);
             self.ctls[i].waker.wake();

@@ -113,7 +113,8 @@ impl Snapshot {
     /// Builds a snapshot from the port list and the flow tables.
     pub fn build(generation: u64, confs: Vec<PortConf>, pipeline: Arc<Pipeline>) -> Self {
         let mut ports: Vec<Option<PortConf>> = (0..=MAX_PORTS).map(|_| None).collect();
-        let mut flood: ahash::HashMap<u16, Vec<u32>> = ahash::HashMap::default();
+        let mut flood: ahash::HashMap<u16, Vec<u32>> =
+            ahash::HashMap::with_hasher(crate::hash::state());
         let mut trunk_all = Vec::new();
         let mut all_ports: Vec<u32> = confs.iter().map(|c| c.id).collect();
         all_ports.sort_unstable();
@@ -411,6 +412,8 @@ pub struct Worker {
     /// Spare buffers for `pending`.
     pending_pool: Vec<Vec<u8>>,
     last_expiry: u32,
+    /// Passes run by [`Worker::poll_inline`].
+    inline_passes: u32,
 }
 
 const NOT_LOCAL: u16 = u16::MAX;
@@ -469,6 +472,7 @@ impl Worker {
             pending_pool: Vec::new(),
             cache: Some(FlowCache::new(crate::cache::DEFAULT_CAPACITY)),
             last_expiry: 0,
+            inline_passes: 0,
         }
     }
 
@@ -588,8 +592,43 @@ impl Worker {
         }
     }
 
-    /// One pass over hand-offs and every owned rx queue; returns frames handled.
-    fn pass(&mut self) -> usize {
+    /// One inline poll (a switch in [`PollMode::Inline`], on the caller's thread): pending
+    /// commands, then one [`pass`](Self::pass) with the switch clock at `since_start`; returns
+    /// frames handled.
+    pub(crate) fn poll_inline(&mut self, since_start: Duration) -> usize {
+        self.take_commands();
+        let work = self.pass_at(since_start);
+        self.inline_passes = self.inline_passes.wrapping_add(1);
+        if self.inline_passes.is_multiple_of(1024) {
+            self.collect_backend_drops();
+        }
+        work
+    }
+
+    /// Applies pending commands now (an inline worker, driven by the control thread).
+    pub(crate) fn run_commands(&mut self) {
+        self.take_commands();
+    }
+
+    /// Switches to the latest published snapshot, as a pass does first (an inline worker,
+    /// driven by a barrier).
+    pub(crate) fn catch_up(&mut self) {
+        self.sync_snapshot();
+    }
+
+    /// Closes every port, as the thread does when it exits (an inline worker at shutdown).
+    pub(crate) fn finish(&mut self) {
+        self.take_commands();
+        self.collect_backend_drops();
+        self.ports.clear();
+        self.dirty.clear();
+        self.local_of.fill(NOT_LOCAL);
+    }
+
+    /// Uses the newest published snapshot (revalidating the cache against a new pipeline) and
+    /// records its generation for barriers.
+    #[inline]
+    fn sync_snapshot(&mut self) {
         let cur = self.shared.snapshot.load();
         if cur.generation != self.snap.generation {
             let next = arc_swap::Guard::into_inner(cur);
@@ -605,7 +644,23 @@ impl Worker {
         self.ctls[self.index]
             .seen_generation
             .store(self.snap.generation, Ordering::Release);
-        let elapsed = self.shared.start.elapsed();
+    }
+
+    /// One pass over hand-offs and every owned rx queue; returns frames handled.
+    fn pass(&mut self) -> usize {
+        self.sync_snapshot();
+        self.pass_rest(self.shared.start.elapsed())
+    }
+
+    /// [`pass`](Self::pass) with the switch clock at `elapsed` (inline workers).
+    fn pass_at(&mut self, elapsed: Duration) -> usize {
+        self.sync_snapshot();
+        self.pass_rest(elapsed)
+    }
+
+    /// A pass after [`sync_snapshot`](Self::sync_snapshot), with the clock read at `elapsed`.
+    #[inline]
+    fn pass_rest(&mut self, elapsed: Duration) -> usize {
         self.now = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
         self.now_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.now_ms = (self.now_ns / 1_000_000).max(1);

@@ -293,7 +293,7 @@ impl FlowTable {
     fn new(max: usize) -> Self {
         Self {
             cls: Table::with_capacity(max),
-            flows: imbl::GenericHashMap::with_hasher(ahash::RandomState::new()),
+            flows: imbl::GenericHashMap::with_hasher(crate::hash::state()),
         }
     }
 
