@@ -203,7 +203,7 @@ impl FlowCache {
     /// Finds the cached translation of `key`, marking it used at `now`.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
-        let h = self.hasher.hash(key);
+        let h = self.hasher.hash_ingress(key);
         let (set, sig) = emc_place(h);
         for s in &self.emc[set..set + EMC_WAYS] {
             if s.sig == sig
@@ -269,7 +269,7 @@ impl FlowCache {
         }
         let t = xlate(pipeline, key);
         let idx = self.insert(t, key, now);
-        self.emc_insert(self.hasher.hash(key), idx);
+        self.emc_insert(self.hasher.hash_ingress(key), idx);
         idx
     }
 

@@ -26,6 +26,10 @@ use crate::flow::FlowKey;
 
 const W: usize = FlowKey::WORDS;
 
+/// Words hashed by [`FlowHasher::hash_ingress`] (in_port to the ARP addresses; see
+/// [`FlowKey::words`]).
+pub const INGRESS_WORDS: usize = 10;
+
 /// Random keys: from std's `RandomState`, which the OS seeds per process (fixed ones after
 /// [`crate::hash::use_fixed_seeds`], for reproducible instruction counts).
 fn random_keys() -> [u64; W] {
@@ -107,6 +111,22 @@ impl FlowHasher {
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         nh(key.words(), &self.k)
+    }
+
+    /// The hash of the first [`INGRESS_WORDS`] words of `key`: every field a frame can set on
+    /// arrival (ports, addresses, protocols, tags). The rest (registers, metadata, tunnel and
+    /// conntrack fields) is zero on ingress until decapsulation or recirculation exists, so
+    /// leaving it out changes no hash of a received frame and halves the work. For the
+    /// exact-match cache, which confirms every hit against the whole key; keys that differ
+    /// only in the words left out share a set there.
+    #[inline]
+    pub fn hash_ingress(&self, key: &FlowKey) -> u64 {
+        let (w, k) = (key.words(), &self.k);
+        let mut acc: u128 = 0;
+        for i in 0..INGRESS_WORDS / 2 {
+            acc = acc.wrapping_add(term(w[2 * i], k[2 * i], w[2 * i + 1], k[2 * i + 1]));
+        }
+        finish(acc)
     }
 }
 
