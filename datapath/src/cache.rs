@@ -368,6 +368,9 @@ impl FlowCache {
         }
         let v = victim.or_else(|| self.entries.iter().position(|e| e.live));
         if let Some(v) = v {
+            // The hand stays at the victim: the next eviction looks on from there, so the
+            // whole table is swept in turn rather than the same few slots over and over.
+            self.hand = v;
             self.stats.evictions += 1;
             self.remove(u32::try_from(v).unwrap_or(u32::MAX));
         }
