@@ -384,6 +384,15 @@ pub fn parse_sockperf(text: &str) -> Result<Meas> {
     let text = sys::strip_ansi(text);
     let mut m = Meas::default();
     for line in text.lines() {
+        if let Some(v) = line
+            .split("avg-rtt=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            m.values.insert("avg_us".into(), v);
+            continue;
+        }
         let Some((left, right)) = line.split_once('=') else {
             continue;
         };
@@ -401,8 +410,6 @@ pub fn parse_sockperf(text: &str) -> Result<Meas> {
             "max_us"
         } else if left.contains("<MIN>") {
             "min_us"
-        } else if left.contains("avg-rtt") {
-            "avg_us"
         } else {
             continue;
         };

@@ -528,7 +528,7 @@ impl Topo {
     /// Pings both ways so that every switch has learned both MAC addresses (no flooding of
     /// the 64-byte frames) and both neighbour caches are filled.
     pub fn learn(&self) -> Result<()> {
-        let ok = testbed::wait_until(Duration::from_secs(10), || {
+        let ok = testbed::wait_until(Duration::from_secs(20), || {
             sys::stopped()
                 || (self.gen_end.ns().ping_once(&self.sink.addr, 1)
                     && self.sink.ns().ping_once(&self.gen_end.addr, 1))
