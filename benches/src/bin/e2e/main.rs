@@ -88,7 +88,7 @@ struct Args {
     /// Take no lock.
     #[arg(long)]
     no_lock: bool,
-    /// Output directory for results-<time>.{jsonl,md,svg}.
+    /// Output directory for `results-TIME.{jsonl,md,svg}`.
     #[arg(long, default_value = "target/e2e", value_name = "DIR")]
     out: PathBuf,
     /// Do not measure: re-render the table and chart from a raw results file.
