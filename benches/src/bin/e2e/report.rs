@@ -488,7 +488,7 @@ pub fn svg(recs: &[Rec]) -> String {
         .copied()
         .fold(1.0_f64, f64::max);
     let ymax = ((top * 1.1) / 0.5).ceil().max(3.0) * 0.5;
-    let (left, right, plot_top, plot_bottom) = (60.0, 20.0, 60.0, 330.0);
+    let (left, right, plot_top, plot_bottom) = (60.0, 90.0, 60.0, 330.0);
     let group_w = 120.0;
     let bar_w = 22.0;
     let width = left + right + group_w * paths.len().max(1) as f64;
@@ -570,10 +570,10 @@ pub fn svg(recs: &[Rec]) -> String {
     let one = y(1.0);
     let _ = writeln!(
         s,
-        r##"<line x1="{left}" y1="{one:.1}" x2="{:.0}" y2="{one:.1}" stroke="#c00" stroke-dasharray="6,4"/><text x="{:.0}" y="{:.1}" fill="#c00" text-anchor="end">bridge = 1.0</text>"##,
+        r##"<line x1="{left}" y1="{one:.1}" x2="{:.0}" y2="{one:.1}" stroke="#c00" stroke-dasharray="6,4"/><text x="{:.0}" y="{:.1}" fill="#c00">bridge = 1.0</text>"##,
         width - right,
-        width - right,
-        one - 4.0
+        width - right + 6.0,
+        one + 4.0
     );
     let _ = writeln!(
         s,
