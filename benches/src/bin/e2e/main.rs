@@ -1,0 +1,446 @@
+//! `e2e`: the end-to-end benchmark of issue #4. Builds two namespaces, `gen` and `sink`, joins
+//! them through each path in turn (vswitchd with AF_XDP, tap and AF_PACKET ports, the Linux
+//! bridge, Open vSwitch's userspace datapath with afxdp and system ports, a direct veth pair),
+//! and measures 64-byte frames/s, TCP throughput, UDP round trips and CPU busy time, in
+//! interleaved rounds. Writes every measurement as JSON lines, a Markdown table and an SVG
+//! chart. Needs root. How to run it and what the figures mean: `docs/e2e.md`.
+//!
+//! ```sh
+//! bash benches/e2e.sh [--quick] [--rounds N] [--only a,b] [--tests fps,tcp,rtt,idle]
+//! ```
+
+mod measure;
+mod report;
+mod sys;
+mod topo;
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use measure::{Ctx, Generator, Meas};
+use report::Rec;
+use topo::{PathKind, Poll, Setup, Topo};
+
+/// End-to-end benchmark: vswitchd vs the Linux bridge vs Open vSwitch vs a direct veth pair.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// One round, 2-second measurements, short quiet checks (a smoke run).
+    #[arg(long)]
+    quick: bool,
+    /// Interleaved rounds (A B C … G, then again); default 3, 1 with --quick.
+    #[arg(long, value_name = "N")]
+    rounds: Option<u32>,
+    /// Paths to run, by letter or key: a|vswitchd-afxdp, b|vswitchd-tap, c|vswitchd-afpacket,
+    /// d|bridge, e|ovs-afxdp, f|ovs-system, g|veth (default: all).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    only: Vec<String>,
+    /// Figures: fps (64 B frames/s, 1 and 10,000 flows), tcp (1 and 4 streams), rtt (UDP
+    /// ping-pong; vswitchd also in adaptive mode), idle (vswitchd adaptive idle CPU).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "fps,tcp,rtt,idle"
+    )]
+    tests: Vec<String>,
+    /// Seconds of traffic per measurement (default 5, 2 with --quick).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u32>,
+    /// Seconds of the idle-CPU measurement (default 5, 2 with --quick).
+    #[arg(long, value_name = "SECS")]
+    idle_secs: Option<u32>,
+    /// Directory with vswitchd and vsctl (default: this program's directory).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// The pktgen binary (default: BIN_DIR/pktgen; trafgen when there is none).
+    #[arg(long, env = "PKTGEN", value_name = "PATH")]
+    pktgen: Option<PathBuf>,
+    /// `pktgen --mode`.
+    #[arg(long, default_value = "afxdp", value_name = "MODE")]
+    gen_mode: String,
+    /// sockperf ping-pong messages per second (low load).
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    mps: u32,
+    /// Core of the generator and the clients.
+    #[arg(long, default_value_t = 0, value_name = "CPU")]
+    gen_cpu: usize,
+    /// Core of the switch's forwarding thread(s).
+    #[arg(long, default_value_t = 1, value_name = "CPU")]
+    switch_cpu: usize,
+    /// Pin the sink's programs (iperf3/sockperf servers) to this core (default: unpinned).
+    #[arg(long, value_name = "CPU")]
+    sink_cpu: Option<usize>,
+    /// Quiet check: every CPU below this busy % over one second.
+    #[arg(long, default_value_t = 10.0, value_name = "PCT")]
+    quiet_pct: f64,
+    /// Quiet check: seconds to wait for it (default 20, 3 with --quick).
+    #[arg(long, value_name = "SECS")]
+    quiet_wait: Option<u64>,
+    /// Measurement lock taken around each measurement.
+    #[arg(long, default_value = "/tmp/vswitch-measure.lock", value_name = "PATH")]
+    lock: PathBuf,
+    /// Take no lock.
+    #[arg(long)]
+    no_lock: bool,
+    /// Output directory for `results-TIME.{jsonl,md,svg}`.
+    #[arg(long, default_value = "target/e2e", value_name = "DIR")]
+    out: PathBuf,
+    /// Do not measure: re-render the table and chart from a raw results file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Tests {
+    fps: bool,
+    tcp: bool,
+    rtt: bool,
+    idle: bool,
+}
+
+fn parse_tests(list: &[String]) -> Result<Tests> {
+    let mut t = Tests::default();
+    for s in list {
+        match s.trim() {
+            "fps" => t.fps = true,
+            "tcp" => t.tcp = true,
+            "rtt" => t.rtt = true,
+            "idle" => t.idle = true,
+            "all" => {
+                t = Tests {
+                    fps: true,
+                    tcp: true,
+                    rtt: true,
+                    idle: true,
+                }
+            }
+            other => bail!("unknown test `{other}` (fps, tcp, rtt, idle)"),
+        }
+    }
+    Ok(t)
+}
+
+fn parse_paths(list: &[String]) -> Result<Vec<PathKind>> {
+    if list.is_empty() {
+        return Ok(PathKind::ALL.to_vec());
+    }
+    let mut v = Vec::new();
+    for s in list {
+        let p = PathKind::parse(s).with_context(|| format!("unknown path `{s}`"))?;
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Appends records to the raw file as they come, and keeps them for the report.
+struct Raw {
+    file: File,
+    recs: Vec<Rec>,
+}
+
+impl Raw {
+    fn push(&mut self, rec: Rec) -> Result<()> {
+        let line = serde_json::to_string(&rec)?;
+        writeln!(self.file, "{line}")?;
+        self.file.flush()?;
+        self.recs.push(rec);
+        Ok(())
+    }
+
+    fn measurement(&mut self, round: u32, path: PathKind, figure: &str, m: Meas) -> Result<()> {
+        eprintln!("  {figure}: {}", summary(&m));
+        self.push(Rec {
+            kind: "measurement".into(),
+            round,
+            path: path.key().into(),
+            figure: figure.into(),
+            meas: m,
+            error: None,
+            time: sys::now_stamps().1,
+        })
+    }
+
+    fn failure(
+        &mut self,
+        round: u32,
+        path: PathKind,
+        figure: &str,
+        e: &anyhow::Error,
+    ) -> Result<()> {
+        let reason = format!("{e:#}");
+        eprintln!("  {figure}: failed: {reason}");
+        self.push(Rec {
+            kind: "failure".into(),
+            round,
+            path: path.key().into(),
+            figure: figure.into(),
+            meas: Meas::default(),
+            error: Some(reason),
+            time: sys::now_stamps().1,
+        })
+    }
+
+    fn note(&mut self, round: u32, path: PathKind, text: &str) -> Result<()> {
+        self.push(Rec {
+            kind: "note".into(),
+            round,
+            path: path.key().into(),
+            figure: "setup".into(),
+            meas: Meas {
+                detail: text.into(),
+                ..Meas::default()
+            },
+            error: None,
+            time: sys::now_stamps().1,
+        })
+    }
+}
+
+fn summary(m: &Meas) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for (k, v) in &m.values {
+        let s = match k.as_str() {
+            "fps" | "sent" | "delivered" | "loss" | "pps" => format!("{k}={:.3}M", v / 1e6),
+            _ => format!("{k}={v:.2}"),
+        };
+        parts.push(s);
+    }
+    let cpu: Vec<String> = m.cpu_busy.iter().map(|c| format!("{c:.0}")).collect();
+    format!("{} cpu%=[{}]", parts.join(" "), cpu.join(","))
+}
+
+/// Runs one measurement and records it, or its failure. Only an interrupt stops the run.
+fn record(
+    raw: &mut Raw,
+    round: u32,
+    path: PathKind,
+    figure: &str,
+    f: impl FnOnce() -> Result<Meas>,
+) -> Result<()> {
+    match f() {
+        Ok(m) => raw.measurement(round, path, figure, m),
+        Err(e) => {
+            sys::check_stop()?;
+            raw.failure(round, path, figure, &e)
+        }
+    }
+}
+
+fn run_path(
+    ctx: &Ctx,
+    setup: &Setup,
+    tests: Tests,
+    raw: &mut Raw,
+    round: u32,
+    path: PathKind,
+) -> Result<()> {
+    eprintln!("[round {round}] {}. {}", path.letter(), path.key());
+    if tests.fps || tests.tcp || tests.rtt {
+        match Topo::build(path, Poll::Busy, setup) {
+            Err(e) => {
+                sys::check_stop()?;
+                raw.failure(round, path, "setup", &e)?;
+            }
+            Ok(topo) => {
+                for n in &topo.notes {
+                    raw.note(round, path, n)?;
+                }
+                if tests.fps {
+                    record(raw, round, path, "fps_1", || ctx.fps(&topo, 1))?;
+                    record(raw, round, path, "fps_10k", || ctx.fps(&topo, 10_000))?;
+                }
+                if tests.tcp {
+                    record(raw, round, path, "tcp_1", || ctx.tcp(&topo, 1))?;
+                    record(raw, round, path, "tcp_4", || ctx.tcp(&topo, 4))?;
+                }
+                if tests.rtt {
+                    record(raw, round, path, "rtt", || ctx.rtt(&topo))?;
+                }
+            }
+        }
+    }
+    if path.is_vswitchd() && (tests.rtt || tests.idle) {
+        match Topo::build(path, Poll::Adaptive, setup) {
+            Err(e) => {
+                sys::check_stop()?;
+                raw.failure(round, path, "setup_adaptive", &e)?;
+            }
+            Ok(topo) => {
+                if tests.idle {
+                    record(raw, round, path, "idle_adaptive", || ctx.idle(&topo))?;
+                }
+                if tests.rtt {
+                    record(raw, round, path, "rtt_adaptive", || ctx.rtt(&topo))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("?", |(_, m)| m.trim())
+        .to_owned();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let sink = match ctx.sink_cpu {
+        Some(c) => format!("pinned to CPU {c}"),
+        None => "unpinned (the kernel's choice)".into(),
+    };
+    serde_json::json!({
+        "kind": "machine",
+        "time": sys::now_stamps().1,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "cpu_model": cpu_model,
+        "cpus": cpus,
+        "ovs": sys::version_of("ovs-vswitchd", &["--version"]),
+        "iperf3": sys::version_of("iperf3", &["--version"]),
+        "sockperf": sys::version_of("sockperf", &["--version"]),
+        "nft": sys::version_of("nft", &["--version"]),
+        "generator": ctx.generator.describe(&ctx.gen_mode),
+        "git": sys::run("git", &["rev-parse", "--short", "HEAD"], sys::SHORT).unwrap_or_default().trim(),
+        "bin_dir": args.bin_dir.as_ref().map(|p| p.display().to_string()),
+        "args": std::env::args().skip(1).collect::<Vec<_>>(),
+        "rounds": rounds,
+        "paths": paths.iter().map(|p| p.key()).collect::<Vec<_>>(),
+        "secs": ctx.secs,
+        "idle_secs": ctx.idle_secs,
+        "mps": ctx.mps,
+        "quiet_limit_pct": ctx.quiet_limit,
+        "placement": format!(
+            "generator and clients (pktgen/trafgen, iperf3 -c, sockperf pp) pinned to CPU {} with taskset; \
+             the switch on CPU {} (vswitchd --cpus {} and all its threads; OVS pmd-cpu-mask={:#x} and \
+             ovs-vswitchd under taskset -c {}); sink servers (iperf3 -s, sockperf sr) {sink}; the kernel's \
+             own work (veth transmit, softirqs, the bridge) runs where it is raised",
+            ctx.gen_cpu, ctx.switch_cpu, ctx.switch_cpu, 1u64 << ctx.switch_cpu, ctx.switch_cpu
+        ),
+    })
+}
+
+fn write_report(raw_path: &Path, facts: &serde_json::Value, recs: &[Rec]) -> Result<String> {
+    let md = report::markdown(facts, recs);
+    let md_path = raw_path.with_extension("md");
+    let svg_path = raw_path.with_extension("svg");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    std::fs::write(&svg_path, report::svg(recs))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    eprintln!(
+        "raw: {}\ntable: {}\nchart: {}",
+        raw_path.display(),
+        md_path.display(),
+        svg_path.display()
+    );
+    Ok(md)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(file) = &args.report {
+        let (facts, recs) = report::read_raw(file)?;
+        let md = write_report(file, &facts, &recs)?;
+        println!("{md}");
+        return Ok(());
+    }
+    if !testbed::privileged() {
+        bail!("needs root (CAP_NET_ADMIN): namespaces, veth, nftables, XDP");
+    }
+    sys::install_signal_flag()?;
+    let tests = parse_tests(&args.tests)?;
+    let paths = parse_paths(&args.only)?;
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("no directory of this program")?;
+    let bin_dir = args.bin_dir.clone().unwrap_or_else(|| exe_dir.clone());
+    let generator = match &args.pktgen {
+        Some(p) => Generator::Pktgen(p.clone()),
+        None if bin_dir.join("pktgen").is_file() => Generator::Pktgen(bin_dir.join("pktgen")),
+        None if which("trafgen").is_some() => Generator::Trafgen,
+        None => bail!(
+            "no frame generator: build pktgen (cargo build --release --workspace --bins), pass --pktgen, or install netsniff-ng"
+        ),
+    };
+    let ncpu = sys::cpu_snap()?.cpus_len();
+    if args.gen_cpu >= ncpu || args.switch_cpu >= ncpu {
+        bail!("this machine has {ncpu} CPUs: --gen-cpu/--switch-cpu out of range");
+    }
+    let ctx = Ctx {
+        generator,
+        gen_mode: args.gen_mode.clone(),
+        secs: args
+            .duration
+            .unwrap_or(if args.quick { 2 } else { 5 })
+            .max(1),
+        idle_secs: args
+            .idle_secs
+            .unwrap_or(if args.quick { 2 } else { 5 })
+            .max(1),
+        mps: args.mps.max(1),
+        lock: (!args.no_lock).then(|| args.lock.clone()),
+        quiet_limit: args.quiet_pct,
+        quiet_wait: Duration::from_secs(args.quiet_wait.unwrap_or(if args.quick { 3 } else { 20 })),
+        gen_cpu: args.gen_cpu,
+        switch_cpu: args.switch_cpu,
+        sink_cpu: args.sink_cpu,
+        tck: sys::clk_tck(),
+    };
+    let setup = Setup {
+        bin_dir,
+        switch_cpu: args.switch_cpu,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let raw_path = args
+        .out
+        .join(format!("results-{}.jsonl", sys::now_stamps().0));
+    let facts = machine_facts(&args, &ctx, rounds, &paths);
+    let mut raw = Raw {
+        file: File::create(&raw_path)
+            .with_context(|| format!("creating {}", raw_path.display()))?,
+        recs: Vec::new(),
+    };
+    writeln!(raw.file, "{}", serde_json::to_string(&facts)?)?;
+    eprintln!(
+        "e2e: {rounds} round(s) of {} path(s), {} s per measurement, generator: {}",
+        paths.len(),
+        ctx.secs,
+        ctx.generator.describe(&ctx.gen_mode)
+    );
+    let mut result = Ok(());
+    'rounds: for round in 1..=rounds {
+        for &path in &paths {
+            if let Err(e) = run_path(&ctx, &setup, tests, &mut raw, round, path) {
+                result = Err(e);
+                break 'rounds;
+            }
+        }
+    }
+    let md = write_report(&raw_path, &facts, &raw.recs)?;
+    println!("{md}");
+    result
+}

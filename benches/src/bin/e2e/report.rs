@@ -1,0 +1,647 @@
+//! Raw records (JSON lines) and what is rendered from them: the Markdown table (median,
+//! min–max and ratio to the Linux bridge per path and figure) and an SVG bar chart of the
+//! throughput ratios.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::measure::Meas;
+use crate::topo::PathKind;
+
+/// One line of the raw file after the machine facts: a measurement, a failure, or a note.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rec {
+    /// `measurement`, `failure` or `note`.
+    pub kind: String,
+    /// Round (1-based).
+    pub round: u32,
+    /// Path key (`vswitchd-afxdp`, `bridge`, …).
+    pub path: String,
+    /// Figure (`fps_1`, `fps_10k`, `tcp_1`, `tcp_4`, `rtt`, `rtt_adaptive`, `idle_adaptive`,
+    /// or `setup` for a path that could not be built).
+    pub figure: String,
+    /// The numbers.
+    #[serde(flatten)]
+    pub meas: Meas,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// UTC time.
+    #[serde(default)]
+    pub time: String,
+}
+
+/// Reads a raw file: the machine facts (first `kind: machine` line) and the records.
+pub fn read_raw(path: &Path) -> Result<(serde_json::Value, Vec<Rec>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut facts = serde_json::Value::Null;
+    let mut recs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+        if v.get("kind").and_then(|k| k.as_str()) == Some("machine") {
+            facts = v;
+        } else {
+            recs.push(
+                serde_json::from_value(v)
+                    .with_context(|| format!("{}:{}: not a record", path.display(), i + 1))?,
+            );
+        }
+    }
+    Ok((facts, recs))
+}
+
+#[derive(Clone, Copy)]
+enum Fmt {
+    Mfps,
+    Gbps,
+    Us,
+    Pct,
+    Cpu,
+}
+
+struct Row {
+    label: &'static str,
+    figure: &'static str,
+    key: &'static str,
+    fmt: Fmt,
+    /// Figure/key of the bridge value the ratio is taken to (None: no ratio).
+    ratio_to: Option<(&'static str, &'static str)>,
+}
+
+const fn row(
+    label: &'static str,
+    figure: &'static str,
+    key: &'static str,
+    fmt: Fmt,
+    ratio_to: Option<(&'static str, &'static str)>,
+) -> Row {
+    Row {
+        label,
+        figure,
+        key,
+        fmt,
+        ratio_to,
+    }
+}
+
+const ROWS: &[Row] = &[
+    row(
+        "64 B frames/s at the sink, 1 flow (M)",
+        "fps_1",
+        "fps",
+        Fmt::Mfps,
+        Some(("fps_1", "fps")),
+    ),
+    row(
+        "loss, 1 flow (% of sent)",
+        "fps_1",
+        "loss_pct",
+        Fmt::Pct,
+        None,
+    ),
+    row(
+        "64 B frames/s, 10,000 flows (M)",
+        "fps_10k",
+        "fps",
+        Fmt::Mfps,
+        Some(("fps_10k", "fps")),
+    ),
+    row(
+        "loss, 10,000 flows (% of sent)",
+        "fps_10k",
+        "loss_pct",
+        Fmt::Pct,
+        None,
+    ),
+    row(
+        "TCP, 1 stream (Gb/s)",
+        "tcp_1",
+        "gbps",
+        Fmt::Gbps,
+        Some(("tcp_1", "gbps")),
+    ),
+    row(
+        "TCP, 4 streams (Gb/s)",
+        "tcp_4",
+        "gbps",
+        Fmt::Gbps,
+        Some(("tcp_4", "gbps")),
+    ),
+    row(
+        "UDP RTT p50 (µs)",
+        "rtt",
+        "p50_us",
+        Fmt::Us,
+        Some(("rtt", "p50_us")),
+    ),
+    row(
+        "UDP RTT p99 (µs)",
+        "rtt",
+        "p99_us",
+        Fmt::Us,
+        Some(("rtt", "p99_us")),
+    ),
+    row(
+        "UDP RTT p99.9 (µs)",
+        "rtt",
+        "p999_us",
+        Fmt::Us,
+        Some(("rtt", "p999_us")),
+    ),
+    row(
+        "UDP RTT p50, adaptive poll (µs)",
+        "rtt_adaptive",
+        "p50_us",
+        Fmt::Us,
+        Some(("rtt", "p50_us")),
+    ),
+    row(
+        "UDP RTT p99, adaptive poll (µs)",
+        "rtt_adaptive",
+        "p99_us",
+        Fmt::Us,
+        Some(("rtt", "p99_us")),
+    ),
+    row(
+        "UDP RTT p99.9, adaptive poll (µs)",
+        "rtt_adaptive",
+        "p999_us",
+        Fmt::Us,
+        Some(("rtt", "p999_us")),
+    ),
+    row(
+        "switch CPU idle, adaptive, no traffic (% of a core)",
+        "idle_adaptive",
+        "core_pct",
+        Fmt::Pct,
+        None,
+    ),
+    row(
+        "CPU0 / CPU1 busy, 64 B 1 flow (%)",
+        "fps_1",
+        "",
+        Fmt::Cpu,
+        None,
+    ),
+    row(
+        "CPU0 / CPU1 busy, 64 B 10,000 flows (%)",
+        "fps_10k",
+        "",
+        Fmt::Cpu,
+        None,
+    ),
+    row(
+        "CPU0 / CPU1 busy, TCP 1 stream (%)",
+        "tcp_1",
+        "",
+        Fmt::Cpu,
+        None,
+    ),
+    row(
+        "CPU0 / CPU1 busy, TCP 4 streams (%)",
+        "tcp_4",
+        "",
+        Fmt::Cpu,
+        None,
+    ),
+    row("CPU0 / CPU1 busy, UDP RTT (%)", "rtt", "", Fmt::Cpu, None),
+];
+
+/// Median of a non-empty list (mean of the middle two for an even count).
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+struct Data<'a> {
+    recs: &'a [Rec],
+}
+
+impl Data<'_> {
+    fn values(&self, path: &str, figure: &str, key: &str) -> Vec<f64> {
+        self.recs
+            .iter()
+            .filter(|r| r.kind == "measurement" && r.path == path && r.figure == figure)
+            .filter_map(|r| r.meas.values.get(key).copied())
+            .filter(|v| v.is_finite())
+            .collect()
+    }
+
+    fn cpu(&self, path: &str, figure: &str, cpu: usize) -> Vec<f64> {
+        self.recs
+            .iter()
+            .filter(|r| r.kind == "measurement" && r.path == path && r.figure == figure)
+            .filter_map(|r| r.meas.cpu_busy.get(cpu).copied())
+            .collect()
+    }
+
+    fn failed(&self, path: &str, figure: &str) -> bool {
+        self.recs.iter().any(|r| {
+            r.kind == "failure" && r.path == path && (r.figure == figure || r.figure == "setup")
+        })
+    }
+
+    fn ratio(&self, path: &str, figure: &str, key: &str) -> Option<f64> {
+        let v = median(&self.values(path, figure, key))?;
+        let b = median(&self.values(PathKind::Bridge.key(), figure, key))?;
+        (b > 0.0).then(|| v / b)
+    }
+}
+
+fn num(v: f64, fmt: Fmt) -> String {
+    match fmt {
+        Fmt::Mfps => format!("{:.3}", v / 1e6),
+        Fmt::Gbps => format!("{v:.2}"),
+        Fmt::Us => {
+            if v >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        }
+        Fmt::Pct | Fmt::Cpu => {
+            if v.abs() >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        }
+    }
+}
+
+fn spread(v: &[f64], fmt: Fmt) -> String {
+    let Some(m) = median(v) else {
+        return String::new();
+    };
+    if v.len() == 1 {
+        return num(m, fmt);
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{} ({}–{})", num(m, fmt), num(lo, fmt), num(hi, fmt))
+}
+
+/// The paths present in `recs`, in table order.
+fn paths_in(recs: &[Rec]) -> Vec<PathKind> {
+    let keys: BTreeSet<&str> = recs.iter().map(|r| r.path.as_str()).collect();
+    PathKind::ALL
+        .into_iter()
+        .filter(|p| keys.contains(p.key()))
+        .collect()
+}
+
+fn fact<'a>(facts: &'a serde_json::Value, key: &str) -> &'a str {
+    facts.get(key).and_then(|v| v.as_str()).unwrap_or("?")
+}
+
+/// The Markdown report: the table, then how it was measured and what failed.
+pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
+    let data = Data { recs };
+    let paths = paths_in(recs);
+    let mut md = String::new();
+    let _ = write!(md, "| figure |");
+    for p in &paths {
+        let _ = write!(md, " {}. {} |", p.letter(), p.label());
+    }
+    md.push('\n');
+    md.push_str("|---|");
+    for _ in &paths {
+        md.push_str("---|");
+    }
+    md.push('\n');
+    let mut failures = false;
+    for r in ROWS {
+        let any = paths.iter().any(|p| match r.fmt {
+            Fmt::Cpu => !data.cpu(p.key(), r.figure, 0).is_empty(),
+            _ => {
+                !data.values(p.key(), r.figure, r.key).is_empty() || data.failed(p.key(), r.figure)
+            }
+        });
+        if !any {
+            continue;
+        }
+        let _ = write!(md, "| {} |", r.label);
+        for p in &paths {
+            let cell = match r.fmt {
+                Fmt::Cpu => {
+                    let c0 = median(&data.cpu(p.key(), r.figure, 0));
+                    let c1 = median(&data.cpu(p.key(), r.figure, 1));
+                    match (c0, c1) {
+                        (Some(a), Some(b)) => format!("{} / {}", num(a, r.fmt), num(b, r.fmt)),
+                        (Some(a), None) => num(a, r.fmt),
+                        _ => "—".into(),
+                    }
+                }
+                _ => {
+                    let v = data.values(p.key(), r.figure, r.key);
+                    if v.is_empty() {
+                        if data.failed(p.key(), r.figure) {
+                            failures = true;
+                            "failed †".into()
+                        } else {
+                            "—".into()
+                        }
+                    } else {
+                        let mut s = spread(&v, r.fmt);
+                        if let Some((f, k)) = r.ratio_to
+                            && *p != PathKind::Bridge
+                            && let Some(x) = median(&v)
+                            && let Some(b) = median(&data.values(PathKind::Bridge.key(), f, k))
+                            && b > 0.0
+                        {
+                            let _ = write!(s, " ×{:.2}", x / b);
+                        }
+                        s
+                    }
+                }
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+    }
+
+    let rounds = recs.iter().map(|r| r.round).max().unwrap_or(0);
+    let measured = recs.iter().filter(|r| r.kind == "measurement").count();
+    let loud = recs
+        .iter()
+        .filter(|r| r.kind == "measurement" && r.meas.quiet == Some(false))
+        .count();
+    md.push('\n');
+    let _ = writeln!(
+        md,
+        "Cells: median (min–max) over {rounds} interleaved round(s), then ×ratio to the Linux \
+         bridge's median (for RTT a ratio above 1 is slower). {measured} measurements; {loud} of \
+         them started without a quiet machine (< {}% busy per CPU, the switch's own threads \
+         not counted).",
+        facts
+            .get("quiet_limit_pct")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(10.0)
+    );
+    let _ = writeln!(
+        md,
+        "\nMachine: {}, {} CPUs, kernel {}. Open vSwitch: {}. iperf3: {}. sockperf: {}. \
+         Generator: {}. Traffic {} s per measurement.",
+        fact(facts, "cpu_model"),
+        facts
+            .get("cpus")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        fact(facts, "kernel"),
+        fact(facts, "ovs"),
+        fact(facts, "iperf3"),
+        fact(facts, "sockperf"),
+        fact(facts, "generator"),
+        facts
+            .get("secs")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+    );
+    let _ = writeln!(md, "\nPlacement: {}", fact(facts, "placement"));
+    let notes: BTreeSet<String> = recs
+        .iter()
+        .filter(|r| r.kind == "note")
+        .map(|r| r.meas.detail.clone())
+        .collect();
+    for n in notes {
+        let _ = writeln!(md, "\nNote: {n}");
+    }
+    if failures || recs.iter().any(|r| r.kind == "failure") {
+        md.push_str("\n† Failures:\n");
+        let mut seen = BTreeMap::new();
+        for r in recs.iter().filter(|r| r.kind == "failure") {
+            let reason: String = r
+                .error
+                .as_deref()
+                .unwrap_or("?")
+                .chars()
+                .take(300)
+                .collect();
+            seen.entry((r.path.clone(), r.figure.clone(), reason))
+                .or_insert_with(Vec::new)
+                .push(r.round);
+        }
+        for ((path, figure, reason), rounds) in seen {
+            let _ = writeln!(
+                md,
+                "- {path} {figure} (round {}): failed: {}",
+                rounds
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason.replace('\n', " ")
+            );
+        }
+    }
+    md
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Grouped bars: per path, the 64 B frames/s (1 and 10,000 flows) and TCP (1 and 4 streams)
+/// medians as ratios to the Linux bridge, with the bridge's 1.0 as a dashed line.
+pub fn svg(recs: &[Rec]) -> String {
+    let data = Data { recs };
+    let series = [
+        ("fps_1", "fps", "64 B frames/s, 1 flow", "#4e79a7"),
+        ("fps_10k", "fps", "64 B frames/s, 10k flows", "#a0cbe8"),
+        ("tcp_1", "gbps", "TCP 1 stream", "#f28e2b"),
+        ("tcp_4", "gbps", "TCP 4 streams", "#ffbe7d"),
+    ];
+    let paths = paths_in(recs);
+    let ratios: Vec<Vec<Option<f64>>> = paths
+        .iter()
+        .map(|p| {
+            series
+                .iter()
+                .map(|(f, k, _, _)| data.ratio(p.key(), f, k))
+                .collect()
+        })
+        .collect();
+    let top = ratios
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .fold(1.0_f64, f64::max);
+    let ymax = ((top * 1.1) / 0.5).ceil().max(3.0) * 0.5;
+    let (left, right, plot_top, plot_bottom) = (60.0, 90.0, 60.0, 330.0);
+    let group_w = 120.0;
+    let bar_w = 22.0;
+    let width = left + right + group_w * paths.len().max(1) as f64;
+    let height = 400.0;
+    let y = |v: f64| plot_bottom - (plot_bottom - plot_top) * v / ymax;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{left}" y="20" font-size="14" font-weight="bold">Throughput relative to the Linux bridge (median; bridge = 1.0)</text>"#
+    );
+    // Legend.
+    for (i, (_, _, name, color)) in series.iter().enumerate() {
+        let x = left + 190.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="32" width="12" height="12" fill="{color}"/><text x="{:.0}" y="42">{}</text>"#,
+            x + 16.0,
+            esc(name)
+        );
+    }
+    // Axis and grid.
+    let mut t = 0.0;
+    while t <= ymax + 1e-9 {
+        let yy = y(t);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.0}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.0}" y="{:.1}" text-anchor="end">{t:.1}</text>"##,
+            width - right,
+            left - 6.0,
+            yy + 4.0
+        );
+        t += 0.5;
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{plot_top}" x2="{left}" y2="{plot_bottom}" stroke="#333"/><line x1="{left}" y1="{plot_bottom}" x2="{:.0}" y2="{plot_bottom}" stroke="#333"/>"##,
+        width - right
+    );
+    for (gi, p) in paths.iter().enumerate() {
+        let gx = left + group_w * gi as f64 + (group_w - bar_w * series.len() as f64) / 2.0;
+        for (si, (_, _, _, color)) in series.iter().enumerate() {
+            let x = gx + bar_w * si as f64;
+            match ratios[gi][si] {
+                Some(r) => {
+                    let _ = writeln!(
+                        s,
+                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>{}: {r:.2}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle">{r:.2}</text>"#,
+                        y(r),
+                        bar_w - 2.0,
+                        plot_bottom - y(r),
+                        esc(p.label()),
+                        x + (bar_w - 2.0) / 2.0,
+                        y(r) - 3.0
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        r##"<text x="{:.1}" y="{:.1}" font-size="9" text-anchor="middle" fill="#999">n/a</text>"##,
+                        x + (bar_w - 2.0) / 2.0,
+                        plot_bottom - 4.0
+                    );
+                }
+            }
+        }
+        let cx = left + group_w * gi as f64 + group_w / 2.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{cx:.1}" y="{:.0}" text-anchor="middle">{}. {}</text>"#,
+            plot_bottom + 16.0,
+            p.letter(),
+            esc(p.label())
+        );
+    }
+    let one = y(1.0);
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{one:.1}" x2="{:.0}" y2="{one:.1}" stroke="#c00" stroke-dasharray="6,4"/><text x="{:.0}" y="{:.1}" fill="#c00">bridge = 1.0</text>"##,
+        width - right,
+        width - right + 6.0,
+        one + 4.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{left}" y="{:.0}" fill="#555">Ratios of medians measured in the same interleaved run; n/a = not measured or failed.</text>"##,
+        height - 20.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(path: &str, figure: &str, key: &str, v: f64, round: u32) -> Rec {
+        let mut meas = Meas::default();
+        meas.values.insert(key.into(), v);
+        meas.cpu_busy = vec![90.0, 50.0];
+        Rec {
+            kind: "measurement".into(),
+            round,
+            path: path.into(),
+            figure: figure.into(),
+            meas,
+            error: None,
+            time: String::new(),
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn table_has_ratios_and_failures() {
+        let mut recs = vec![
+            rec("bridge", "fps_1", "fps", 600_000.0, 1),
+            rec("bridge", "fps_1", "fps", 700_000.0, 2),
+            rec("vswitchd-afxdp", "fps_1", "fps", 650_000.0, 1),
+            rec("vswitchd-afxdp", "fps_1", "fps", 650_000.0, 2),
+        ];
+        recs.push(Rec {
+            kind: "failure".into(),
+            round: 1,
+            path: "ovs-afxdp".into(),
+            figure: "setup".into(),
+            meas: Meas::default(),
+            error: Some("no afxdp".into()),
+            time: String::new(),
+        });
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(
+            md.contains("| 64 B frames/s at the sink, 1 flow (M) |"),
+            "{md}"
+        );
+        assert!(md.contains("0.650 (0.650–0.650) ×1.00"), "{md}");
+        assert!(md.contains("0.650 (0.600–0.700) |"), "{md}");
+        assert!(md.contains("failed †"), "{md}");
+        assert!(
+            md.contains("ovs-afxdp setup (round 1): failed: no afxdp"),
+            "{md}"
+        );
+        assert!(md.contains("90 / 50"), "{md}");
+        let svg = svg(&recs);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("bridge = 1.0"));
+    }
+}

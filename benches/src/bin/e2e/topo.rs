@@ -1,0 +1,617 @@
+//! The measured paths: two namespaces `gen` and `sink` joined through one switch (or none),
+//! each piece owned by a guard that removes it on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use testbed::{Container, Daemon, Netns, unique};
+
+use crate::sys::{self, Bg, SHORT};
+
+/// Address of the generator's `eth0`.
+pub const GEN_IP: &str = "10.201.0.1";
+/// Address of the sink's `eth0`.
+pub const SINK_IP: &str = "10.201.0.2";
+/// UDP destination port of the generated frames (the sink's nft rule counts and drops it).
+pub const GEN_DPORT: u16 = 9;
+
+/// One way of joining `gen` and `sink`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathKind {
+    /// A. vswitchd, AF_XDP ports on the veth host ends.
+    VsAfxdp,
+    /// B. vswitchd, tap ports moved into the namespaces.
+    VsTap,
+    /// C. vswitchd, AF_PACKET ports on the veth host ends.
+    VsAfpacket,
+    /// D. The Linux bridge.
+    Bridge,
+    /// E. Open vSwitch userspace datapath, afxdp ports (native XDP), one PMD core.
+    OvsAfxdp,
+    /// F. Open vSwitch userspace datapath, system ports.
+    OvsSystem,
+    /// G. One veth pair gen ↔ sink, no switch.
+    Veth,
+}
+
+impl PathKind {
+    /// All paths, in table order.
+    pub const ALL: [Self; 7] = [
+        Self::VsAfxdp,
+        Self::VsTap,
+        Self::VsAfpacket,
+        Self::Bridge,
+        Self::OvsAfxdp,
+        Self::OvsSystem,
+        Self::Veth,
+    ];
+
+    /// Key used on the command line and in the raw results.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::VsAfxdp => "vswitchd-afxdp",
+            Self::VsTap => "vswitchd-tap",
+            Self::VsAfpacket => "vswitchd-afpacket",
+            Self::Bridge => "bridge",
+            Self::OvsAfxdp => "ovs-afxdp",
+            Self::OvsSystem => "ovs-system",
+            Self::Veth => "veth",
+        }
+    }
+
+    /// Letter of the path (A–G).
+    pub fn letter(self) -> char {
+        match self {
+            Self::VsAfxdp => 'A',
+            Self::VsTap => 'B',
+            Self::VsAfpacket => 'C',
+            Self::Bridge => 'D',
+            Self::OvsAfxdp => 'E',
+            Self::OvsSystem => 'F',
+            Self::Veth => 'G',
+        }
+    }
+
+    /// Column heading.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::VsAfxdp => "vswitchd AF_XDP",
+            Self::VsTap => "vswitchd tap",
+            Self::VsAfpacket => "vswitchd AF_PACKET",
+            Self::Bridge => "Linux bridge",
+            Self::OvsAfxdp => "OVS afxdp",
+            Self::OvsSystem => "OVS system",
+            Self::Veth => "direct veth",
+        }
+    }
+
+    /// Parses a key or a letter.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        Self::ALL.into_iter().find(|p| {
+            p.key().eq_ignore_ascii_case(s) || p.letter().to_string().eq_ignore_ascii_case(s)
+        })
+    }
+
+    /// True for the vswitchd paths (measured in both poll modes).
+    pub fn is_vswitchd(self) -> bool {
+        matches!(self, Self::VsAfxdp | Self::VsTap | Self::VsAfpacket)
+    }
+}
+
+/// vswitchd worker polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// `--poll-mode busy`.
+    Busy,
+    /// `--poll-mode adaptive`.
+    Adaptive,
+}
+
+impl Poll {
+    fn arg(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// Where things run and which programs to use.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Directory with `vswitchd` and `vsctl`.
+    pub bin_dir: PathBuf,
+    /// The core of the switch's forwarding thread(s).
+    pub switch_cpu: usize,
+}
+
+/// A namespace end: `eth0` inside with `addr/24` and `mac`.
+#[derive(Debug)]
+pub struct End {
+    holder: Holder,
+    /// MAC address of `eth0`.
+    pub mac: String,
+    /// IPv4 address of `eth0`.
+    pub addr: String,
+}
+
+#[derive(Debug)]
+enum Holder {
+    Container(Container),
+    Ns(Netns),
+}
+
+impl End {
+    fn container(c: Container) -> Self {
+        Self {
+            mac: c.mac.clone(),
+            addr: c.addr.clone(),
+            holder: Holder::Container(c),
+        }
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Netns {
+        match &self.holder {
+            Holder::Container(c) => &c.ns,
+            Holder::Ns(n) => n,
+        }
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        self.ns().command(program)
+    }
+
+    /// Runs `program args…` inside the namespace within `timeout`; returns stdout.
+    pub fn run(&self, program: &str, args: &[&str], timeout: Duration) -> Result<String> {
+        let what = format!("{program} {} in {}", args.join(" "), self.ns().name);
+        let mut c = self.command(program);
+        c.args(args);
+        Ok(sys::run_to(&what, &mut c, timeout)?.ok(&what)?.stdout)
+    }
+}
+
+/// A link in the root namespace deleted on drop (missing is fine).
+#[derive(Debug)]
+pub struct Link(pub String);
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = sys::run("ip", &["link", "del", &self.0], SHORT);
+    }
+}
+
+/// A private Open vSwitch: ovsdb-server and ovs-vswitchd with their own run directory,
+/// killed by PID on drop after the bridge is deleted.
+#[derive(Debug)]
+pub struct Ovs {
+    // Declared in stop order: the switch first, then the database.
+    vswitchd: Option<Bg>,
+    ovsdb: Option<Bg>,
+    dir: PathBuf,
+    bridge: Option<String>,
+}
+
+impl Ovs {
+    fn env(&self, c: &mut Command) {
+        for v in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
+            c.env(v, &self.dir);
+        }
+    }
+
+    /// `ovs-vsctl --db=… ARGS…`
+    pub fn vsctl(&self, args: &[&str]) -> Result<String> {
+        let db = format!("unix:{}/db.sock", self.dir.display());
+        let mut c = Command::new("ovs-vsctl");
+        c.arg(format!("--db={db}")).arg("--timeout=20").args(args);
+        self.env(&mut c);
+        let what = format!("ovs-vsctl {}", args.join(" "));
+        Ok(sys::run_to(&what, &mut c, Duration::from_secs(30))?
+            .ok(&what)?
+            .stdout)
+    }
+
+    /// Starts the database and the switch (all its threads on `cpu`, PMD mask = `cpu`).
+    fn start(cpu: usize) -> Result<Self> {
+        let dir = std::env::temp_dir().join(unique("e2eovs"));
+        std::fs::create_dir_all(&dir)?;
+        let mut ovs = Self {
+            vswitchd: None,
+            ovsdb: None,
+            dir,
+            bridge: None,
+        };
+        let d = ovs.dir.display().to_string();
+        let schema = "/usr/share/openvswitch/vswitch.ovsschema";
+        if !Path::new(schema).exists() {
+            bail!("{schema} missing: is openvswitch-switch installed?");
+        }
+        sys::run(
+            "ovsdb-tool",
+            &["create", &format!("{d}/conf.db"), schema],
+            SHORT,
+        )?;
+        let mut c = Command::new("ovsdb-server");
+        c.arg(format!("{d}/conf.db"))
+            .arg(format!("--remote=punix:{d}/db.sock"))
+            .arg(format!("--pidfile={d}/ovsdb-server.pid"))
+            .arg(format!("--unixctl={d}/ovsdb-server.ctl"))
+            .arg(format!("--log-file={d}/ovsdb-server.log"))
+            .arg("-vconsole:off");
+        ovs.env(&mut c);
+        ovs.ovsdb = Some(Bg::spawn("ovsdb-server", &mut c)?);
+        let sock = ovs.dir.join("db.sock");
+        if !testbed::wait_until(Duration::from_secs(10), || sock.exists()) {
+            bail!("ovsdb-server did not create {}", sock.display());
+        }
+        ovs.vsctl(&["--no-wait", "init"])?;
+        ovs.vsctl(&[
+            "--no-wait",
+            "set",
+            "Open_vSwitch",
+            ".",
+            &format!("other_config:pmd-cpu-mask={:#x}", 1u64 << cpu),
+        ])?;
+        let mut c = Command::new("taskset");
+        c.args(["-c", &cpu.to_string(), "ovs-vswitchd"])
+            .arg(format!("unix:{d}/db.sock"))
+            .arg(format!("--pidfile={d}/ovs-vswitchd.pid"))
+            .arg(format!("--unixctl={d}/ovs-vswitchd.ctl"))
+            .arg(format!("--log-file={d}/ovs-vswitchd.log"))
+            .arg("-vconsole:off");
+        ovs.env(&mut c);
+        ovs.vswitchd = Some(Bg::spawn("ovs-vswitchd", &mut c)?);
+        let ctl = ovs.dir.join("ovs-vswitchd.ctl");
+        if !testbed::wait_until(Duration::from_secs(10), || ctl.exists()) {
+            bail!("ovs-vswitchd did not start: {}", ovs.log_tail());
+        }
+        Ok(ovs)
+    }
+
+    /// Last lines of ovs-vswitchd's log.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("ovs-vswitchd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.vswitchd.iter().filter_map(Bg::pid).collect()
+    }
+
+    fn add_bridge(&mut self, name: &str) -> Result<()> {
+        self.vsctl(&[
+            "add-br",
+            name,
+            "--",
+            "set",
+            "bridge",
+            name,
+            "datapath_type=netdev",
+        ])?;
+        self.bridge = Some(name.to_owned());
+        Ok(())
+    }
+
+    fn add_port(&self, dev: &str, afxdp: bool) -> Result<()> {
+        let br = self.bridge.as_deref().context("no bridge")?;
+        if afxdp {
+            self.vsctl(&[
+                "add-port",
+                br,
+                dev,
+                "--",
+                "set",
+                "interface",
+                dev,
+                "type=afxdp",
+                "options:xdp-mode=native",
+            ])?;
+        } else {
+            self.vsctl(&["add-port", br, dev])?;
+        }
+        let err = self.vsctl(&["get", "interface", dev, "error"])?;
+        let err = err.trim();
+        if !err.is_empty() && err != "[]" {
+            bail!("OVS port {dev}: {err}");
+        }
+        let ofport = self.vsctl(&["get", "interface", dev, "ofport"])?;
+        if ofport.trim() == "-1" {
+            bail!("OVS port {dev} has no ofport: {}", self.log_tail());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        if let Some(br) = self.bridge.take() {
+            let _ = self.vsctl(&["--if-exists", "del-br", &br]);
+        }
+        // SIGTERM by PID, then SIGKILL (Bg's drop), switch first.
+        self.vswitchd.take();
+        self.ovsdb.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The switch between the two ends.
+#[derive(Debug)]
+pub enum Switch {
+    /// Direct veth pair.
+    None,
+    /// vswitchd.
+    Vswitchd(Daemon),
+    /// The Linux bridge device.
+    Bridge {
+        /// Deleted on drop.
+        _link: Link,
+    },
+    /// Open vSwitch.
+    Ovs(Ovs),
+}
+
+/// A built path. Fields drop in order: the switch first, then the namespaces.
+#[derive(Debug)]
+pub struct Topo {
+    /// What joins the ends.
+    pub switch: Switch,
+    /// The generator's namespace.
+    pub gen_end: End,
+    /// The sink's namespace.
+    pub sink: End,
+    /// Which path.
+    pub kind: PathKind,
+    /// Settings changed for this path that a reader must know (e.g. offloads).
+    pub notes: Vec<String>,
+}
+
+impl Topo {
+    /// PIDs whose CPU time is the switch's (empty for kernel paths).
+    pub fn switch_pids(&self) -> Vec<u32> {
+        match &self.switch {
+            Switch::Vswitchd(d) => d.pid().into_iter().collect(),
+            Switch::Ovs(o) => o.pids(),
+            Switch::None | Switch::Bridge { .. } => Vec::new(),
+        }
+    }
+
+    /// Builds `kind` (`poll` matters for vswitchd only).
+    pub fn build(kind: PathKind, poll: Poll, setup: &Setup) -> Result<Self> {
+        sys::check_stop()?;
+        let mut notes = Vec::new();
+        let (switch, gen_end, sink) = match kind {
+            PathKind::VsAfxdp | PathKind::VsAfpacket => {
+                let g = Container::veth("e2g", 1, GEN_IP)?;
+                let s = Container::veth("e2s", 2, SINK_IP)?;
+                let d = start_vswitchd(setup, poll)?;
+                let t = if kind == PathKind::VsAfxdp {
+                    "afxdp"
+                } else {
+                    "afpacket"
+                };
+                vsctl_add(setup, &d, &g.port, t)?;
+                vsctl_add(setup, &d, &s.port, t)?;
+                (Switch::Vswitchd(d), End::container(g), End::container(s))
+            }
+            PathKind::VsTap => {
+                let d = start_vswitchd(setup, poll)?;
+                let t1 = unique("e2t");
+                let t2 = unique("e2t");
+                vsctl_add(setup, &d, &t1, "tap")?;
+                vsctl_add(setup, &d, &t2, "tap")?;
+                let g = Container::tap("e2g", 1, GEN_IP, &t1)?;
+                let s = Container::tap("e2s", 2, SINK_IP, &t2)?;
+                (Switch::Vswitchd(d), End::container(g), End::container(s))
+            }
+            PathKind::Bridge => {
+                let g = Container::veth("e2g", 1, GEN_IP)?;
+                let s = Container::veth("e2s", 2, SINK_IP)?;
+                let br = Link(unique("e2br"));
+                sys::run("ip", &["link", "add", &br.0, "type", "bridge"], SHORT)?;
+                std::fs::write(
+                    format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", br.0),
+                    "1",
+                )
+                .ok();
+                sys::run("ip", &["link", "set", &br.0, "up"], SHORT)?;
+                for p in [&g.port, &s.port] {
+                    sys::run("ip", &["link", "set", p, "master", &br.0], SHORT)?;
+                }
+                (
+                    Switch::Bridge { _link: br },
+                    End::container(g),
+                    End::container(s),
+                )
+            }
+            PathKind::OvsAfxdp | PathKind::OvsSystem => {
+                let g = Container::veth("e2g", 1, GEN_IP)?;
+                let s = Container::veth("e2s", 2, SINK_IP)?;
+                let afxdp = kind == PathKind::OvsAfxdp;
+                // Partial checksums (the container stack's default, tx-checksumming on) are
+                // lost through AF_XDP (PLATFORM.md) and through OVS 3.1's system ports
+                // without userspace TSO; OVS does not complete them, so TCP and UDP need the
+                // containers' tx checksum offload off. ICMP (computed in full) passes either way.
+                for c in [&g, &s] {
+                    End::run_in(&c.ns, "ethtool", &["-K", "eth0", "tx", "off"])?;
+                }
+                notes.push(format!(
+                    "{}: `ethtool -K eth0 tx off` in both containers (OVS 3.1 does not complete partial checksums on these ports; TCP and UDP move nothing otherwise)",
+                    kind.label()
+                ));
+                let mut ovs = Ovs::start(setup.switch_cpu)?;
+                let br = unique("e2ob");
+                ovs.add_bridge(&br)?;
+                ovs.add_port(&g.port, afxdp)?;
+                ovs.add_port(&s.port, afxdp)?;
+                (Switch::Ovs(ovs), End::container(g), End::container(s))
+            }
+            PathKind::Veth => {
+                let gn = Netns::new("e2g")?;
+                let sn = Netns::new("e2s")?;
+                let a = Link(unique("e2va"));
+                let b = unique("e2vb");
+                sys::run(
+                    "ip",
+                    &["link", "add", &a.0, "type", "veth", "peer", "name", &b],
+                    SHORT,
+                )?;
+                sys::run("ip", &["link", "set", &b, "netns", &sn.name], SHORT)?;
+                sys::run("ip", &["link", "set", &a.0, "netns", &gn.name], SHORT)?;
+                let ends = [
+                    (gn, a.0.clone(), testbed::mac_for(1), GEN_IP),
+                    (sn, b, testbed::mac_for(2), SINK_IP),
+                ];
+                let mut made = Vec::new();
+                for (ns, dev, mac, addr) in ends {
+                    ns.ip(&["link", "set", &dev, "name", "eth0"])?;
+                    ns.ip(&["link", "set", "eth0", "address", &mac])?;
+                    ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+                    ns.ip(&["link", "set", "eth0", "up"])?;
+                    let _ = End::run_in(
+                        &ns,
+                        "sysctl",
+                        &["-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"],
+                    );
+                    made.push(End {
+                        holder: Holder::Ns(ns),
+                        mac,
+                        addr: addr.to_owned(),
+                    });
+                }
+                drop(a);
+                let s = made.pop().context("sink end")?;
+                let g = made.pop().context("gen end")?;
+                (Switch::None, g, s)
+            }
+        };
+        let topo = Self {
+            switch,
+            gen_end,
+            sink,
+            kind,
+            notes,
+        };
+        topo.sink_counter()?;
+        topo.learn()?;
+        Ok(topo)
+    }
+
+    /// The sink's counter: an nftables netdev ingress rule counting and dropping the
+    /// generator's UDP frames before the sink's stack sees them.
+    fn sink_counter(&self) -> Result<()> {
+        let rules = format!(
+            "table netdev e2e {{\n chain rx {{\n  type filter hook ingress device \"eth0\" priority 0; policy accept;\n  udp dport {GEN_DPORT} counter drop\n }}\n}}\n"
+        );
+        let file = std::env::temp_dir().join(format!("{}.nft", unique("e2enft")));
+        std::fs::write(&file, rules)?;
+        let r = self
+            .sink
+            .run("nft", &["-f", &file.display().to_string()], SHORT);
+        let _ = std::fs::remove_file(&file);
+        r.context("installing the sink's nft counter (is nftables installed?)")?;
+        Ok(())
+    }
+
+    /// Frames counted by the sink's rule so far.
+    pub fn sink_count(&self) -> Result<u64> {
+        let out = self
+            .sink
+            .run("nft", &["list", "chain", "netdev", "e2e", "rx"], SHORT)?;
+        parse_nft_packets(&out).context("no counter in `nft list chain netdev e2e rx`")
+    }
+
+    /// Pings both ways so that every switch has learned both MAC addresses (no flooding of
+    /// the 64-byte frames) and both neighbour caches are filled.
+    pub fn learn(&self) -> Result<()> {
+        let ok = testbed::wait_until(Duration::from_secs(20), || {
+            sys::stopped()
+                || (self.gen_end.ns().ping_once(&self.sink.addr, 1)
+                    && self.sink.ns().ping_once(&self.gen_end.addr, 1))
+        });
+        sys::check_stop()?;
+        if !ok {
+            bail!(
+                "gen and sink cannot ping each other through {}",
+                self.kind.key()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl End {
+    fn run_in(ns: &Netns, program: &str, args: &[&str]) -> Result<String> {
+        let what = format!("{program} {} in {}", args.join(" "), ns.name);
+        let mut c = ns.command(program);
+        c.args(args);
+        Ok(sys::run_to(&what, &mut c, SHORT)?.ok(&what)?.stdout)
+    }
+}
+
+fn start_vswitchd(setup: &Setup, poll: Poll) -> Result<Daemon> {
+    let bin = setup.bin_dir.join("vswitchd");
+    if !bin.exists() {
+        bail!(
+            "{} missing (cargo build --release --workspace --bins)",
+            bin.display()
+        );
+    }
+    let cpu = setup.switch_cpu.to_string();
+    let d = Daemon::start(&bin, &["--cpus", &cpu, "--poll-mode", poll.arg()])?;
+    // The control thread too (idle while measuring): the whole switch on its core.
+    if let Some(pid) = d.pid() {
+        sys::run(
+            "taskset",
+            &["-a", "-p", "-c", &cpu, &pid.to_string()],
+            SHORT,
+        )?;
+    }
+    Ok(d)
+}
+
+fn vsctl_add(setup: &Setup, d: &Daemon, dev: &str, t: &str) -> Result<()> {
+    let bin = setup.bin_dir.join("vsctl");
+    let sock = d.socket.display().to_string();
+    sys::run(
+        &bin.display().to_string(),
+        &["--socket", &sock, "add-port", dev, "--type", t],
+        SHORT,
+    )
+    .with_context(|| format!("vsctl add-port {dev} --type {t}: {}", d.log()))?;
+    Ok(())
+}
+
+/// The packet count in `nft list chain` output (`counter packets N bytes M`).
+pub fn parse_nft_packets(s: &str) -> Option<u64> {
+    let mut it = s.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == "counter" && it.next() == Some("packets") {
+            return it.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nft_counter_is_parsed() {
+        let s = "table netdev e2e {\n\tchain rx {\n\t\tudp dport 9 counter packets 200000 bytes 9200000 drop\n\t}\n}\n";
+        assert_eq!(parse_nft_packets(s), Some(200_000));
+        assert_eq!(parse_nft_packets("nothing"), None);
+    }
+
+    #[test]
+    fn paths_parse_by_key_and_letter() {
+        assert_eq!(PathKind::parse("a"), Some(PathKind::VsAfxdp));
+        assert_eq!(PathKind::parse("ovs-system"), Some(PathKind::OvsSystem));
+        assert_eq!(PathKind::parse("x"), None);
+    }
+}
