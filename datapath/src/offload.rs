@@ -207,6 +207,58 @@ pub fn repair_partial_csum(frame: &mut [u8]) -> CsumState {
     let Ok(h) = parse_headers(frame) else {
         return CsumState::NotApplicable;
     };
+    repair_at(frame, &h)
+}
+
+/// [`repair_partial_csum`] for a frame already parsed by [`crate::flow::extract`]: the
+/// headers' places come from its key and layout instead of a second parse (the worker's
+/// AF_XDP receive path). Same results, except that IPv6 atomic fragments are left alone.
+pub fn repair_partial_csum_keyed(
+    frame: &mut [u8],
+    key: &crate::flow::FlowKey,
+    lay: &crate::flow::Layout,
+) -> CsumState {
+    let (l3, l4) = (usize::from(lay.l3), usize::from(lay.l4));
+    if l4 == 0 || key.nw_frag != 0 || !matches!(key.nw_proto, 6 | 17) {
+        return CsumState::NotApplicable;
+    }
+    let (addrs, end) = match key.eth_type {
+        crate::flow::ETH_TYPE_IPV4 => {
+            let ip4 = |a: &[u8; 16]| Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+            let Some(total) = read_u16(frame, l3 + 2) else {
+                return CsumState::NotApplicable;
+            };
+            (
+                Addrs::V4(ip4(&key.nw_src), ip4(&key.nw_dst)),
+                l3 + usize::from(total),
+            )
+        }
+        crate::flow::ETH_TYPE_IPV6 => {
+            let Some(payload) = read_u16(frame, l3 + 4) else {
+                return CsumState::NotApplicable;
+            };
+            (
+                Addrs::V6(Ipv6Addr::from(key.nw_src), Ipv6Addr::from(key.nw_dst)),
+                l3 + ipv6::HEADER_LEN + usize::from(payload),
+            )
+        }
+        _ => return CsumState::NotApplicable,
+    };
+    let h = Headers {
+        l3,
+        l4,
+        end,
+        protocol: IpProtocol::from(key.nw_proto),
+        addrs,
+        fragment: false,
+        ident: 0,
+    };
+    repair_at(frame, &h)
+}
+
+/// The checksum decision of [`repair_partial_csum`] once the headers are known.
+#[inline]
+fn repair_at(frame: &mut [u8], h: &Headers) -> CsumState {
     if h.fragment {
         return CsumState::NotApplicable;
     }
@@ -950,6 +1002,27 @@ mod tests {
         let n = f.len() - 42;
         out.push(("udp4 qinq", f, 42 + 6, v4(IpProtocol::UDP, n)));
         out
+    }
+
+    #[test]
+    fn keyed_repair_agrees_with_the_parsing_one() {
+        for (name, good, at, pseudo) in repair_cases() {
+            for partial in [false, true] {
+                let mut f = good.clone();
+                if partial {
+                    make_partial(&mut f, at, pseudo);
+                }
+                let mut g = f.clone();
+                let (key, lay) = crate::flow::extract(&f, 1).unwrap();
+                let keyed = repair_partial_csum_keyed(&mut g, &key, &lay);
+                assert_eq!(
+                    keyed,
+                    repair_partial_csum(&mut f),
+                    "{name} partial={partial}"
+                );
+                assert_eq!(f, g, "{name} partial={partial}");
+            }
+        }
     }
 
     #[test]

@@ -803,9 +803,6 @@ impl Worker {
             if desc.len as usize > JUMBO_THRESHOLD {
                 rx_jumbo += 1;
             }
-            if repair && desc.offload.is_none() {
-                let _ = offload::repair_partial_csum(self.ports[li].port.frame_mut(&desc));
-            }
             let frame = self.ports[li].port.frame(&desc);
             let (key, lay) = match flow::extract(frame, in_id) {
                 Ok(k) => k,
@@ -814,6 +811,10 @@ impl Worker {
                     continue;
                 }
             };
+            if repair && desc.offload.is_none() {
+                let frame = self.ports[li].port.frame_mut(&desc);
+                let _ = offload::repair_partial_csum_keyed(frame, &key, &lay);
+            }
             let r = match cache.lookup(&key, self.now) {
                 Some(r) => r,
                 None if upcalls > 0 => {
