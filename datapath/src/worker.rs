@@ -49,6 +49,9 @@ use crate::sys::poller::{Poller, Waker};
 
 /// Empty passes before an adaptive worker goes to sleep.
 pub const IDLE_SPINS: u32 = 2_000;
+/// Empty passes before an idle worker starts yielding its CPU, and how often it then yields.
+const YIELD_AFTER: u32 = 256;
+const YIELD_EVERY: u32 = 32;
 /// An idle worker reads the clock once every this many empty passes (and on every pass after
 /// one that had work).
 const CLOCK_IDLE_PASSES: u32 = 128;
@@ -417,6 +420,8 @@ pub struct Worker {
     last_expiry: u32,
     /// The switch clock as last read by [`Worker::pass`].
     clock: Duration,
+    /// The (VLAN, MAC, port) learned last in the current batch.
+    last_learned: Option<(u16, [u8; 6], u32)>,
     /// Passes run by [`Worker::poll_inline`].
     inline_passes: u32,
 }
@@ -478,6 +483,7 @@ impl Worker {
             cache: Some(FlowCache::new(crate::cache::DEFAULT_CAPACITY)),
             last_expiry: 0,
             clock: Duration::ZERO,
+            last_learned: None,
             inline_passes: 0,
         }
     }
@@ -506,6 +512,11 @@ impl Worker {
             if self.poll_mode == PollMode::Adaptive && idle >= IDLE_SPINS {
                 self.sleep();
                 idle = 0;
+            } else if idle >= YIELD_AFTER && idle.is_multiple_of(YIELD_EVERY) {
+                // Idle for a while: let whatever else is runnable on this CPU (the
+                // containers' threads and softirqs, when the host has few cores) run now,
+                // instead of at the end of our time slice. Returns at once when nothing is.
+                std::thread::yield_now();
             } else if idle.is_multiple_of(64) {
                 std::hint::spin_loop();
             }
@@ -769,6 +780,7 @@ impl Worker {
 
     fn rx_queue(&mut self, li: usize, q: usize) -> usize {
         self.batch.clear();
+        self.last_learned = None;
         let lp = &mut self.ports[li];
         let n = match lp.port.rx_burst(q, &mut self.batch) {
             Ok(n) => n,
@@ -902,6 +914,7 @@ impl Worker {
 
     /// Translates and runs deferred frames, at most [`UPCALL_BUDGET`]; returns how many.
     fn run_pending(&mut self) -> usize {
+        self.last_learned = None;
         let Some(mut cache) = self.cache.take() else {
             return 0;
         };
@@ -971,6 +984,7 @@ impl Worker {
     /// Runs a controller's packet-out: its actions, or the tables as if the frame came in on
     /// `in_port`. The frame is never cached.
     fn packet_out(&mut self, job: PacketOutJob) {
+        self.last_learned = None;
         self.ctls[self.index].counters.packet_outs.add(1);
         let snap = self.shared.snapshot.load_full();
         let Ok((key, lay)) = flow::extract(&job.data, job.in_port) else {
@@ -1353,8 +1367,14 @@ impl Worker {
             self.rx_drop(li, DropReason::BadSrcMac);
             return false;
         }
-        if self.shared.macs.learn(vlan, &key.eth_src, in_id, self.now) == Learned::Full {
-            self.ctls[self.index].counters.mac_learn_full.add(1);
+        // A burst of one sender's frames learns its address once per batch (the table entry is
+        // the same for all of them; `last_learned` is cleared at every batch).
+        let learned = (vlan, key.eth_src, in_id);
+        if self.last_learned != Some(learned) {
+            self.last_learned = Some(learned);
+            if self.shared.macs.learn(vlan, &key.eth_src, in_id, self.now) == Learned::Full {
+                self.ctls[self.index].counters.mac_learn_full.add(1);
+            }
         }
         let unicast_out = if key.eth_dst[0] & 1 == 0 {
             self.shared.macs.lookup(vlan, &key.eth_dst)
