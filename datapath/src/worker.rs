@@ -49,6 +49,8 @@ use crate::sys::poller::{Poller, Waker};
 
 /// Empty passes before an adaptive worker goes to sleep.
 pub const IDLE_SPINS: u32 = 2_000;
+/// Time without work before an adaptive worker goes to sleep (checked when the clock is read).
+pub const IDLE_TIME: Duration = Duration::from_micros(200);
 /// Empty passes before an idle worker starts yielding its CPU, and how often it then yields.
 const YIELD_AFTER: u32 = 256;
 const YIELD_EVERY: u32 = 32;
@@ -491,6 +493,7 @@ impl Worker {
     /// Runs until [`Command::Stop`] (or the command channel closes).
     pub fn run(mut self) {
         let mut idle: u32 = 0;
+        let mut idle_since = Duration::ZERO;
         let mut passes: u32 = 0;
         loop {
             if !self.take_commands() {
@@ -508,8 +511,16 @@ impl Worker {
                 idle = 0;
                 continue;
             }
+            if idle == 0 {
+                idle_since = self.clock;
+            }
             idle = idle.saturating_add(1);
-            if self.poll_mode == PollMode::Adaptive && idle >= IDLE_SPINS {
+            // Adaptive: sleep after IDLE_SPINS empty passes or IDLE_TIME without work, whichever
+            // comes first (a pass over ports whose polling is a syscall, AF_PACKET and tap,
+            // takes a microsecond or more: 2,000 of them cost an idle switch several % of a core).
+            let idle_long = idle.is_multiple_of(CLOCK_IDLE_PASSES)
+                && self.clock.saturating_sub(idle_since) >= IDLE_TIME;
+            if self.poll_mode == PollMode::Adaptive && (idle >= IDLE_SPINS || idle_long) {
                 self.sleep();
                 idle = 0;
             } else if idle >= YIELD_AFTER && idle.is_multiple_of(YIELD_EVERY) {
