@@ -207,7 +207,7 @@ fn run_xdp(mut port: AfXdpPort, o: &RxOptions) -> Result<RxReport> {
     let mut st = RxStats::new();
     let mut clock = Clock::new(o);
     let mut batch = RxBatch::new();
-    let mut empty = 0u32;
+    let mut idle = Idle::default();
     loop {
         let mut got = 0;
         for q in 0..queues {
@@ -226,20 +226,33 @@ fn run_xdp(mut port: AfXdpPort, o: &RxOptions) -> Result<RxReport> {
         if clock.tick(monotonic_ns(), got, &st) {
             break;
         }
-        if got == 0 {
-            empty += 1;
-            if empty > 1000 {
-                poller.wait(Duration::from_millis(1));
-            }
-        } else {
-            empty = 0;
-        }
+        idle.after(got, &poller);
     }
     Ok(RxReport {
         secs: clock.secs(),
         stats: st,
         mode: RxMode::Afxdp,
     })
+}
+
+/// Back-off of a receive loop: after 1,000 empty polls in a row, each further empty poll waits
+/// up to 1 ms for the socket to become readable.
+#[derive(Default)]
+struct Idle {
+    empty: u32,
+}
+
+impl Idle {
+    fn after(&mut self, received: usize, poller: &Poller) {
+        if received > 0 {
+            self.empty = 0;
+            return;
+        }
+        self.empty += 1;
+        if self.empty > 1000 {
+            poller.wait(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Slot size for AF_PACKET receive: the largest frame plus tags.
@@ -265,7 +278,7 @@ fn run_packet(o: &RxOptions) -> Result<RxReport> {
     let mut meta = [RecvMeta::default(); N];
     let mut st = RxStats::new();
     let mut clock = Clock::new(o);
-    let mut empty = 0u32;
+    let mut idle = Idle::default();
     loop {
         let n = slots
             .recv(&s, &ids, &mut meta)
@@ -281,14 +294,7 @@ fn run_packet(o: &RxOptions) -> Result<RxReport> {
         if clock.tick(monotonic_ns(), n, &st) {
             break;
         }
-        if n == 0 {
-            empty += 1;
-            if empty > 1000 {
-                poller.wait(Duration::from_millis(1));
-            }
-        } else {
-            empty = 0;
-        }
+        idle.after(n, &poller);
     }
     Ok(RxReport {
         secs: clock.secs(),
