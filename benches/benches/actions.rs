@@ -16,33 +16,22 @@
 
 use std::hint::black_box;
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datapath::buf::Offload;
 use datapath::flow;
 use datapath::ofp::field::Field;
 use datapath::ofp::rewrite;
 use vswitch_benches::alloc::report;
 use vswitch_benches::frames;
-use vswitch_benches::icount::plan;
-use vswitch_benches::scenarios::scenario;
+
+mod common;
+
+use common::bench_scenario;
 
 #[global_allocator]
 static GLOBAL: &vswitch_benches::alloc::Counting = &vswitch_benches::alloc::COUNTING;
 
 const BATCH: usize = 64;
-
-/// Benchmarks scenario `name` (warmed up first) as case `case` of `g`.
-fn bench_scenario(g: &mut BenchmarkGroup<'_, WallTime>, case: &str, name: &str) {
-    let mut s = scenario(name).unwrap();
-    for _ in 0..plan(name, false).warmup {
-        s.run();
-    }
-    s.check();
-    report(&format!("actions/{case}"), s.units, || s.run());
-    g.throughput(Throughput::Elements(s.units));
-    g.bench_function(case, |b| b.iter(|| s.run()));
-}
 
 fn bench_actions(c: &mut Criterion) {
     let udp = frames::udp4();
@@ -104,9 +93,14 @@ fn bench_actions(c: &mut Criterion) {
     report("actions/dec_ttl", BATCH as u64, || dec(&mut ttl_batch));
     g.bench_function("dec_ttl", |b| b.iter(|| dec(&mut ttl_batch)));
 
-    bench_scenario(&mut g, "pipeline_set_field", "pipeline_set_field");
-    bench_scenario(&mut g, "pipeline_vlan", "pipeline_vlan");
-    bench_scenario(&mut g, "pipeline_dec_ttl", "pipeline_dec_ttl");
+    bench_scenario(
+        &mut g,
+        "actions",
+        "pipeline_set_field",
+        "pipeline_set_field",
+    );
+    bench_scenario(&mut g, "actions", "pipeline_vlan", "pipeline_vlan");
+    bench_scenario(&mut g, "actions", "pipeline_dec_ttl", "pipeline_dec_ttl");
     g.finish();
 }
 

@@ -23,27 +23,12 @@ use datapath::ofp::action::{Action, Instructions, NoGroups};
 use datapath::ofp::field::Field;
 use datapath::ofp::pipeline::{FlowMod, Pipeline};
 use vswitch_benches::alloc::report;
+use vswitch_benches::scenarios::key;
 
 #[global_allocator]
 static GLOBAL: &vswitch_benches::alloc::Counting = &vswitch_benches::alloc::COUNTING;
 
 const BATCH: usize = 64;
-
-fn key(i: u32) -> FlowKey {
-    let mut k = FlowKey {
-        in_port: 1,
-        eth_type: 0x0800,
-        nw_proto: 17,
-        nw_ttl: 64,
-        tp_src: 1000,
-        tp_dst: u16::try_from(i % 60_000).unwrap(),
-        ..FlowKey::default()
-    };
-    k.nw_dst[..4].copy_from_slice(&(0x0a00_0000 | i).to_be_bytes());
-    k.eth_src = [2, 0, 0, 0, 0, 1];
-    k.eth_dst = [2, 0, 0, 0, 0, 2];
-    k
-}
 
 fn mf(field: Field, value: u128, mask: Option<u128>) -> MatchField {
     MatchField { field, value, mask }

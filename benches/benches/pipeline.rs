@@ -25,38 +25,33 @@
 //!   inline rule cases.
 #![allow(clippy::unwrap_used, reason = "benches")]
 
-use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vswitch_benches::alloc::report;
 use vswitch_benches::frames::{MAC_A, MAC_B, MAC_UNKNOWN, udp4_between};
-use vswitch_benches::icount::plan;
 use vswitch_benches::pipeline::Rig;
-use vswitch_benches::scenarios::{MANY_FLOWS, RULES, many_flows, scenario, udp_port_rule};
+use vswitch_benches::scenarios::{MANY_FLOWS, RULES, many_flows, udp_port_rule};
+
+mod common;
+
+use common::bench_scenario;
 
 #[global_allocator]
 static GLOBAL: &vswitch_benches::alloc::Counting = &vswitch_benches::alloc::COUNTING;
 
 const BATCH: usize = 64;
 
-/// Benchmarks scenario `name` (warmed up first) as case `case` of `g`.
-fn bench_scenario(g: &mut BenchmarkGroup<'_, WallTime>, case: &str, name: &str) {
-    let mut s = scenario(name).unwrap();
-    for _ in 0..plan(name, false).warmup {
-        s.run();
-    }
-    s.check();
-    report(&format!("pipeline/{case}"), s.units, || s.run());
-    g.throughput(Throughput::Elements(s.units));
-    g.bench_function(case, |b| b.iter(|| s.run()));
-}
-
 fn bench_inline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
-    bench_scenario(&mut g, "l2_fwd_batch64", "pipeline_l2");
-    bench_scenario(&mut g, "normal_10k_flows", "pipeline_normal_10k");
-    bench_scenario(&mut g, "rules_1_flow", "pipeline_rules_1");
-    bench_scenario(&mut g, "rules_10k_flows", "pipeline_rules_10k");
-    bench_scenario(&mut g, "flow_setup", "pipeline_setup");
+    bench_scenario(&mut g, "pipeline", "l2_fwd_batch64", "pipeline_l2");
+    bench_scenario(
+        &mut g,
+        "pipeline",
+        "normal_10k_flows",
+        "pipeline_normal_10k",
+    );
+    bench_scenario(&mut g, "pipeline", "rules_1_flow", "pipeline_rules_1");
+    bench_scenario(&mut g, "pipeline", "rules_10k_flows", "pipeline_rules_10k");
+    bench_scenario(&mut g, "pipeline", "flow_setup", "pipeline_setup");
     g.finish();
 }
 
