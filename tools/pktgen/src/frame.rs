@@ -419,13 +419,14 @@ impl Cursor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::args::{parse_ip_range, parse_port_range};
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     use std::collections::HashSet;
 
-    fn spec(ipv6: bool) -> FrameSpec {
+    /// The default spec (as the CLI's defaults), IPv4 or IPv6; shared with the stats tests.
+    pub(crate) fn spec(ipv6: bool) -> FrameSpec {
         let (s, d) = if ipv6 {
             ("2001:db8::1", "2001:db8::2")
         } else {

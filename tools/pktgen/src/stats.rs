@@ -284,26 +284,14 @@ impl RxStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{PortRange, parse_ip_range};
+    use crate::frame::tests::spec;
     use crate::frame::{Cursor, FrameSpec, Template};
 
     fn template(vlan: Option<u16>, ipv6: bool, flows: u32) -> Template {
-        let (s, d) = if ipv6 {
-            ("2001:db8::1", "2001:db8::2")
-        } else {
-            ("198.18.0.1", "198.18.0.2")
-        };
         Template::new(&FrameSpec {
-            size: None,
-            src_mac: [2, 0, 0, 0, 0, 1],
-            dst_mac: [2, 0, 0, 0, 0, 2],
-            src_ip: parse_ip_range(s, ipv6).unwrap(),
-            dst_ip: parse_ip_range(d, ipv6).unwrap(),
-            src_port: PortRange::single(1024),
-            dst_port: PortRange::single(9),
             flows: Some(flows),
             vlan,
-            ipv6,
+            ..spec(ipv6)
         })
         .unwrap()
     }
