@@ -670,6 +670,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 mac_learn_full: w.mac_learn_full,
                 cache: CacheDesc {
                     emc_hits: w.cache.emc_hits,
+                    run_hits: w.cache.run_hits,
                     megaflow_hits: w.cache.megaflow_hits,
                     misses: w.cache.misses,
                     upcalls: w.cache.upcalls,

@@ -336,6 +336,7 @@ fn replies() -> Vec<Reply> {
                     mac_learn_full: 2,
                     cache: CacheDesc {
                         emc_hits: 7,
+                        run_hits: 40,
                         megaflow_hits: 3,
                         misses: 2,
                         upcalls: 2,

@@ -66,12 +66,82 @@ pub struct CachedFlow {
     /// Seconds (switch clock) of the last hit.
     last_used: u32,
     live: bool,
+    /// Which frames may share a run with a frame this entry covers ([`CachedFlow::same_run`]).
+    run: RunMask,
+    /// The ops only send the frame (outputs, `normal`, flood, all): a run of frames executes
+    /// them once for all its frames.
+    pub forward_only: bool,
+}
+
+/// Key bits `normal` decides on at run time (in_port, MACs, VLAN tag): frames that differ in
+/// them must not share a run of an entry whose ops contain `normal`, even when its megaflow
+/// mask leaves them out (the decision is the MAC table's, made per run).
+const NORMAL_BITS: FlowKey = {
+    let mut k = FlowKey::ZERO;
+    k.in_port = u32::MAX;
+    k.eth_dst = [0xff; 6];
+    k.eth_src = [0xff; 6];
+    k.vlan_tci = 0xffff;
+    k
+};
+
+/// Words of the key a [`RunMask`] compares under its bits (the 5-tuple of IPv4 ends in word 7);
+/// a mask reaching further compares whole keys.
+const RUN_WORDS: usize = 8;
+
+/// (Megaflow mask | the fields the ops decide on at run time) over the key's first words: two
+/// keys equal under these bits take the same entry and the same run-time decisions.
+#[derive(Clone, Copy, Debug)]
+struct RunMask {
+    /// Words to compare: 4 or [`RUN_WORDS`] under `bits` (the rest of the mask is zero), or
+    /// 0 for whole keys.
+    words: u8,
+    bits: [u64; RUN_WORDS],
+}
+
+impl RunMask {
+    fn new(mask: &FlowMask, ops: &[Op]) -> Self {
+        let normal = ops.iter().any(|o| matches!(o, Op::Normal));
+        let (m, extra) = (mask.bits.words(), NORMAL_BITS.words());
+        let mut all = [0u64; FlowKey::WORDS];
+        for w in 0..FlowKey::WORDS {
+            all[w] = m[w] | if normal { extra[w] } else { 0 };
+        }
+        let used = all.iter().rposition(|&b| b != 0).map_or(0, |w| w + 1);
+        let words = match used {
+            0..=4 => 4,
+            5..=RUN_WORDS => RUN_WORDS,
+            _ => 0,
+        };
+        let mut bits = [0; RUN_WORDS];
+        if words > 0 {
+            bits.copy_from_slice(&all[..RUN_WORDS]);
+        }
+        Self {
+            words: u8::try_from(words).unwrap_or(0),
+            bits,
+        }
+    }
+}
+
+/// Whether every op only sends the frame somewhere (no rewrite, meter, group or packet-in).
+fn forward_only(ops: &[Op]) -> bool {
+    ops.iter().all(|o| {
+        matches!(
+            o,
+            Op::Output(_) | Op::InPort | Op::Normal | Op::Flood | Op::All
+        )
+    })
 }
 
 impl CachedFlow {
     fn from_translation(t: Translation, key: FlowKey, subtable: u16, now: u32) -> Self {
         let outputs = t.outputs();
+        let run = RunMask::new(&t.mask, &t.ops);
+        let forward_only = forward_only(&t.ops);
         Self {
+            run,
+            forward_only,
             ops: t.ops.into_boxed_slice(),
             flows: t.flows.into_boxed_slice(),
             miss: t.miss,
@@ -114,6 +184,32 @@ impl CachedFlow {
         }
         diff == 0
     }
+
+    /// Whether `key` belongs to the run of `first` (a key this entry covers): it is covered
+    /// too, and equal in every field the ops decide on at run time, so one execution of the
+    /// ops serves both (see the worker). Cheaper than a lookup: only the mask's non-zero
+    /// words are compared.
+    #[inline]
+    pub fn same_run(&self, first: &FlowKey, key: &FlowKey) -> bool {
+        #[inline(always)]
+        fn masked_eq<const N: usize>(
+            a: &[u64; FlowKey::WORDS],
+            b: &[u64; FlowKey::WORDS],
+            m: &[u64; RUN_WORDS],
+        ) -> bool {
+            let mut diff = 0;
+            for w in 0..N {
+                diff |= (a[w] ^ b[w]) & m[w];
+            }
+            diff == 0
+        }
+        let (a, b, m) = (first.words(), key.words(), &self.run.bits);
+        match self.run.words {
+            4 => masked_eq::<4>(a, b, m),
+            8 => masked_eq::<RUN_WORDS>(a, b, m),
+            _ => a == b,
+        }
+    }
 }
 
 /// Cache counters (single writer: the owning worker).
@@ -121,6 +217,9 @@ impl CachedFlow {
 pub struct CacheStats {
     /// Lookups answered by the EMC.
     pub emc_hits: u64,
+    /// Frames that needed no lookup: they joined the run of the frame before them (same
+    /// entry, see [`CachedFlow::same_run`]). Counted by the worker.
+    pub run_hits: u64,
     /// Lookups answered by the megaflow cache.
     pub megaflow_hits: u64,
     /// Lookups that found nothing.
@@ -443,6 +542,8 @@ impl FlowCache {
             let e = &mut self.entries[i];
             if t.mask.is_subset_of(&e.mask) {
                 e.outputs = t.outputs();
+                e.run = RunMask::new(&e.mask, &t.ops);
+                e.forward_only = forward_only(&t.ops);
                 e.ops = t.ops.into_boxed_slice();
                 e.flows = t.flows.into_boxed_slice();
                 e.controller = t.controller.into_boxed_slice();
@@ -531,6 +632,78 @@ mod tests {
         assert_eq!(c.stats.megaflow_hits, 1);
         assert_eq!(c.stats.emc_hits, 1);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_normal_entry_runs_keys_with_the_same_l2_fields_only() {
+        let p = Pipeline::learning_bridge(1, 10);
+        let mut c = FlowCache::new(16);
+        let first = key(1, 1);
+        let r = c.upcall(&p, &first, 0);
+        let e = c.entry(r);
+        assert!(e.forward_only);
+        // The megaflow is all-wildcard, but normal decides on in_port, MACs and the tag.
+        assert!(e.same_run(&first, &key(2, 9)));
+        let mut other = first;
+        other.eth_dst[5] ^= 1;
+        assert!(!e.same_run(&first, &other));
+        let mut other = first;
+        other.eth_src[0] ^= 2;
+        assert!(!e.same_run(&first, &other));
+        let mut other = first;
+        other.in_port = 2;
+        assert!(!e.same_run(&first, &other));
+        let mut other = first;
+        other.vlan_tci = crate::flow::VLAN_PRESENT | 5;
+        assert!(!e.same_run(&first, &other));
+    }
+
+    #[test]
+    fn a_rule_entry_runs_keys_equal_under_its_mask_and_a_wide_mask_compares_whole_keys() {
+        let mut p = Pipeline::new(1, 10);
+        port_rule(&mut p, 53, 2);
+        let mut c = FlowCache::new(16);
+        let first = key(53, 1);
+        let r = c.upcall(&p, &first, 0);
+        let e = c.entry(r);
+        assert!(e.forward_only);
+        // Only the matched fields count: another destination address is the same run …
+        assert!(e.same_run(&first, &key(53, 7)));
+        // … another port is not.
+        assert!(!e.same_run(&first, &key(54, 1)));
+        // A match on a field beyond the first eight words (metadata) compares whole keys.
+        let fm = FlowMod::add(
+            0,
+            10,
+            vec![MatchField {
+                field: Field::Metadata,
+                value: 0,
+                mask: None,
+            }],
+            Instructions::apply(vec![Action::Output(3)]),
+        );
+        let mut p = Pipeline::new(1, 10);
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+        let mut c = FlowCache::new(16);
+        let r = c.upcall(&p, &first, 0);
+        let e = c.entry(r);
+        assert!(e.same_run(&first, &first));
+        assert!(!e.same_run(&first, &key(53, 7)));
+        // Ops that rewrite are not forward-only (they run per frame).
+        let fm = FlowMod::add(
+            0,
+            20,
+            vec![MatchField {
+                field: Field::EthType,
+                value: 0x0800,
+                mask: None,
+            }],
+            Instructions::apply(vec![Action::DecTtl, Action::Output(3)]),
+        );
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+        let mut c = FlowCache::new(16);
+        let r = c.upcall(&p, &first, 0);
+        assert!(!c.entry(r).forward_only);
     }
 
     #[test]

@@ -258,6 +258,9 @@ pub struct WorkerStats {
 pub struct CacheCounters {
     /// Exact-match cache hits.
     pub emc_hits: u64,
+    /// Frames that shared the lookup of the frame before them (same cache entry, same
+    /// decisions: one run).
+    pub run_hits: u64,
     /// Megaflow cache hits.
     pub megaflow_hits: u64,
     /// Lookups that missed both.
@@ -1376,6 +1379,7 @@ impl Switch {
                 mac_learn_full: c.counters.mac_learn_full.get(),
                 cache: CacheCounters {
                     emc_hits: c.counters.emc_hits.get(),
+                    run_hits: c.counters.run_hits.get(),
                     megaflow_hits: c.counters.megaflow_hits.get(),
                     misses: c.counters.cache_misses.get(),
                     upcalls: c.counters.upcalls.get(),

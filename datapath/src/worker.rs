@@ -7,13 +7,19 @@
 //!    on a new pipeline, revalidate the flow cache before anything else; translate frames whose
 //!    translation was deferred by the previous pass;
 //! 2. for each owned (port, queue): `rx_burst`, then per frame: complete partial checksums where the
-//!    backend loses them (AF_XDP), extract the [`FlowKey`] (malformed → counted drop), look it
-//!    up in the worker's [`FlowCache`] (a miss is translated, within [`UPCALL_BUDGET`], or
-//!    deferred), charge the flows it went through, and run its ops: outputs, `normal` (VLAN
-//!    classification, MAC learning and lookup, flooding), rewrites, groups, meters, packet-ins.
-//!    Each output queues the frame on its port (tag pushed/popped/rewritten for `normal` as the
-//!    output port wants it, checksums completed and GSO frames segmented for ports without
-//!    offloads);
+//!    backend loses them (AF_XDP), extract the [`FlowKey`] (malformed → counted drop). A frame
+//!    whose key equals the previous frame's in every bit its cache entry depends on (the
+//!    entry's mask, plus in_port, MACs and tag for `normal`; [`crate::cache::CachedFlow::same_run`])
+//!    joins that frame's *run* without a lookup; any other frame ends the run and is looked up
+//!    in the worker's [`FlowCache`] (a miss is translated, within [`UPCALL_BUDGET`], or
+//!    deferred). When a run ends, the flows it went through are charged once with all its
+//!    frames, and if its ops only forward (outputs, `normal`, flood) they run once for the run:
+//!    each output port is resolved and `normal` decides (VLAN classification, MAC learning and
+//!    lookup, flooding) once, then the run's frames are queued on the port in order, its
+//!    counters added once. Ops that rewrite, meter, group or send packet-ins run per frame as
+//!    the frame joins. Each output queues the frame on its port (tag pushed/popped/rewritten for
+//!    `normal` as the output port wants it, checksums completed and GSO frames segmented for
+//!    ports without offloads); frames leave in the order they came;
 //! 3. flush each port that got frames once per batch; frames for ports owned by another worker go
 //!    through a bounded hand-off channel to that worker, which transmits them.
 //!
@@ -214,6 +220,8 @@ pub struct WorkerCounters {
     pub mac_learn_full: Counter,
     /// Flow cache: exact-match cache hits.
     pub emc_hits: Counter,
+    /// Flow cache: frames that joined the run of the frame before them (no lookup).
+    pub run_hits: Counter,
     /// Flow cache: megaflow hits.
     pub megaflow_hits: Counter,
     /// Flow cache: misses.
@@ -426,6 +434,15 @@ pub struct Worker {
     last_learned: Option<(u16, [u8; 6], u32)>,
     /// Passes run by [`Worker::poll_inline`].
     inline_passes: u32,
+    /// The open run of the rx batch being processed.
+    run: Run,
+    /// Layouts of the batch's frames that wait in the run.
+    lays: [Layout; BATCH_SIZE],
+    /// Keys of the frame being processed and of the open run's first frame: a frame that starts
+    /// a run keeps its key where it is and the next frame is extracted into the other slot.
+    keys: [FlowKey; 2],
+    /// The slot of `keys` the next frame is extracted into.
+    next_key: usize,
 }
 
 const NOT_LOCAL: u16 = u16::MAX;
@@ -487,6 +504,18 @@ impl Worker {
             clock: Duration::ZERO,
             last_learned: None,
             inline_passes: 0,
+            run: Run {
+                entry: None,
+                key: 0,
+                tags: 0,
+                frames: 0,
+                bytes: 0,
+                queued: 0,
+                idx: [0; BATCH_SIZE],
+            },
+            lays: [Layout::default(); BATCH_SIZE],
+            keys: [FlowKey::ZERO; 2],
+            next_key: 0,
         }
     }
 
@@ -736,6 +765,7 @@ impl Worker {
         let s = cache.stats;
         let c = &self.ctls[self.index].counters;
         c.emc_hits.set(s.emc_hits);
+        c.run_hits.set(s.run_hits);
         c.megaflow_hits.set(s.megaflow_hits);
         c.cache_misses.set(s.misses);
         c.upcalls.set(s.upcalls);
@@ -820,6 +850,7 @@ impl Worker {
         let mut upcalls = UPCALL_BUDGET;
         let mut rx_bytes = 0u64;
         let mut rx_jumbo = 0u64;
+        self.run.entry = None;
         for i in 0..self.batch.len() {
             let desc = self.batch.descs()[i];
             rx_bytes += u64::from(desc.len);
@@ -827,8 +858,10 @@ impl Worker {
                 rx_jumbo += 1;
             }
             let frame = self.ports[li].port.frame(&desc);
-            let (key, lay) = match flow::extract(frame, in_id) {
-                Ok(k) => k,
+            let k = self.next_key & 1;
+            let key = &mut self.keys[k];
+            let lay = match flow::extract_into(frame, in_id, key) {
+                Ok(l) => l,
                 Err(r) => {
                     self.ports[li].counters.rx_drops[r as usize].add(1);
                     continue;
@@ -836,21 +869,38 @@ impl Worker {
             };
             if repair && desc.offload.is_none() {
                 let frame = self.ports[li].port.frame_mut(&desc);
-                let _ = offload::repair_partial_csum_keyed(frame, &key, &lay);
+                let _ = offload::repair_partial_csum_keyed(frame, key, &lay);
             }
-            let r = match cache.lookup(&key, self.now) {
+            if let Some(r) = self.run.entry
+                && lay.tags == self.run.tags
+                && cache
+                    .entry(r)
+                    .same_run(&self.keys[self.run.key & 1], &self.keys[k])
+            {
+                cache.stats.run_hits += 1;
+                self.run_frame(&cache, r, li, i, k, lay, &snap);
+                continue;
+            }
+            self.end_run(&cache, li, &snap);
+            let key = &self.keys[k];
+            let r = match cache.lookup(key, self.now) {
                 Some(r) => r,
                 None if upcalls > 0 => {
                     upcalls -= 1;
-                    cache.upcall(&snap.pipeline, &key, self.now)
+                    cache.upcall(&snap.pipeline, key, self.now)
                 }
                 None => {
                     self.defer(li, &desc);
                     continue;
                 }
             };
-            self.run_entry(&cache, r, li, &desc, Cur::Rx, key, lay, &snap);
+            self.run.entry = Some(r);
+            self.run.key = k;
+            self.next_key = k ^ 1;
+            self.run.tags = lay.tags;
+            self.run_frame(&cache, r, li, i, k, lay, &snap);
         }
+        self.end_run(&cache, li, &snap);
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
         lp.counters.rx_pkts.add(n as u64);
@@ -859,6 +909,250 @@ impl Worker {
         lp.port.rx_release(q, &self.batch);
         self.flush_dirty();
         n
+    }
+
+    /// Adds frame `i` of the batch (its key in `self.keys[k]`) to the open run (of entry `r`):
+    /// forward-only ops wait for the end of the run, any other ops run now on this frame.
+    #[inline]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
+    fn run_frame(
+        &mut self,
+        cache: &FlowCache,
+        r: crate::cache::EntryRef,
+        li: usize,
+        i: usize,
+        k: usize,
+        lay: Layout,
+        snap: &Snapshot,
+    ) {
+        let len = self.batch.descs()[i].len;
+        let run = &mut self.run;
+        run.frames += 1;
+        run.bytes += u64::from(len);
+        let entry = cache.entry(r);
+        if entry.forward_only {
+            // (An entry that outputs nothing is forward-only too: its drops are counted when
+            // the run ends.)
+            if let Some(slot) = run.idx.get_mut(run.queued) {
+                #[expect(clippy::cast_possible_truncation, reason = "i < BATCH_SIZE")]
+                {
+                    *slot = i as u8;
+                }
+                run.queued += 1;
+            }
+            if let Some(l) = self.lays.get_mut(i) {
+                *l = lay;
+            }
+        } else if entry.outputs {
+            self.run_slow(cache, r, li, i, k, lay, snap);
+        }
+    }
+
+    /// Runs the ops of an entry that is not forward-only on frame `i` (key `self.keys[k]`) now.
+    #[inline(never)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the frame's parts, borrowed separately"
+    )]
+    fn run_slow(
+        &mut self,
+        cache: &FlowCache,
+        r: crate::cache::EntryRef,
+        li: usize,
+        i: usize,
+        k: usize,
+        lay: Layout,
+        snap: &Snapshot,
+    ) {
+        let desc = self.batch.descs()[i];
+        let entry = cache.entry(r);
+        let key = self.keys[k & 1];
+        self.execute(
+            li,
+            &desc,
+            Cur::Rx,
+            key,
+            lay,
+            &entry.ops,
+            &entry.controller,
+            snap,
+        );
+    }
+
+    /// Ends the open run, if any: charges its entry's flows once with all its frames, counts
+    /// why its frames went nowhere (if so), and runs forward-only ops for the frames that
+    /// wait for them.
+    fn end_run(&mut self, cache: &FlowCache, li: usize, snap: &Snapshot) {
+        let Some(r) = self.run.entry.take() else {
+            return;
+        };
+        let (frames, bytes, queued) = (self.run.frames, self.run.bytes, self.run.queued);
+        self.run.frames = 0;
+        self.run.bytes = 0;
+        self.run.queued = 0;
+
+        let entry = cache.entry(r);
+        for f in entry.flows.iter() {
+            f.stats
+                .hit(self.index, u64::from(frames), bytes, self.now_ms);
+        }
+        if entry.miss
+            && let Some(c) = self.ctls[self.index]
+                .table_misses
+                .get(usize::from(entry.miss_table))
+        {
+            c.add(u64::from(frames));
+        }
+        if !entry.outputs {
+            let reason = if entry.miss {
+                DropReason::TableMiss
+            } else {
+                DropReason::FlowDrop
+            };
+            self.ports[li].counters.rx_drops[reason as usize].add(u64::from(frames));
+        } else if queued > 0 {
+            self.forward_run(li, queued, &entry.ops, snap);
+        }
+    }
+
+    /// Runs forward-only `ops` once for the `queued` frames of the run: each output port is
+    /// resolved, and `normal` decides, once; then the frames are queued on it in order.
+    fn forward_run(&mut self, li: usize, queued: usize, ops: &[Action], snap: &Snapshot) {
+        let in_id = self.ports[li].id;
+        let mut sent = false;
+        let mut counted = false;
+        for op in ops {
+            match *op {
+                Action::Output(p) if p != in_id => {
+                    sent |= self.output_run(li, queued, None, p, snap)
+                }
+                Action::InPort => sent |= self.output_run(li, queued, None, in_id, snap),
+                Action::Flood | Action::All => {
+                    for &p in snap.all_ports.iter() {
+                        if p != in_id {
+                            sent |= self.output_run(li, queued, None, p, snap);
+                        }
+                    }
+                }
+                Action::Normal => {
+                    let key = &self.keys[self.run.key & 1];
+                    let (tci, src, dst) = (key.vlan_tci, key.eth_src, key.eth_dst);
+                    match self.normal_decide(in_id, tci, self.run.tags, src, dst, snap) {
+                        Ok(NormalOut::Unicast(vlan, out)) => {
+                            self.output_run(li, queued, Some(vlan), out, snap);
+                            sent = true;
+                        }
+                        Ok(NormalOut::Flood(vlan)) => {
+                            if self.flood_run(li, queued, vlan, snap) {
+                                sent = true;
+                            } else {
+                                self.rx_drops(li, DropReason::NoOutput, queued);
+                                counted = true;
+                            }
+                        }
+                        Err(r) => {
+                            self.rx_drops(li, r, queued);
+                            counted = true;
+                        }
+                    }
+                }
+                // Output to the ingress port needs in_port; other ops are not forward-only.
+                _ => {}
+            }
+        }
+        if !sent && !counted {
+            self.rx_drops(li, DropReason::FlowDrop, queued);
+        }
+    }
+
+    /// `normal` flooding of the run's frames in `vlan`; false when there was no candidate port.
+    fn flood_run(&mut self, li: usize, queued: usize, vlan: u16, snap: &Snapshot) -> bool {
+        let in_id = self.ports[li].id;
+        let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
+        let mut any = false;
+        for &out in list.iter().chain(snap.trunk_all.iter()) {
+            if out != in_id {
+                any = true;
+                self.output_run(li, queued, Some(vlan), out, snap);
+            }
+        }
+        any
+    }
+
+    /// [`output`](Self::output) for each of the run's `queued` frames, in order. Frames that
+    /// go unchanged to another local port are queued without per-frame lookups, their
+    /// counters added once.
+    fn output_run(
+        &mut self,
+        li: usize,
+        queued: usize,
+        vlan: Option<u16>,
+        out: u32,
+        snap: &Snapshot,
+    ) -> bool {
+        let Some(conf) = snap.port(out) else {
+            return false;
+        };
+        let lo = usize::from(
+            self.local_of
+                .get(out as usize)
+                .copied()
+                .unwrap_or(NOT_LOCAL),
+        );
+        let tags = self.run.tags;
+        let unchanged = match vlan {
+            None => true,
+            Some(v) => tags == 0 && egress(&conf.vlan, v) == Egress::Untagged,
+        };
+        if !unchanged || lo == usize::from(NOT_LOCAL) || lo == li {
+            for k in 0..queued {
+                let i = usize::from(self.run.idx[k]);
+                let (desc, lay) = (self.batch.descs()[i], self.lays[i]);
+                self.output(li, &desc, Cur::Rx, &desc.offload, &lay, vlan, out, snap);
+            }
+            return true;
+        }
+        let Self {
+            ports,
+            scratch,
+            dirty,
+            batch,
+            run,
+            ..
+        } = self;
+        let (src, dst) = pair(ports, li, lo);
+        let caps = dst.port.caps();
+        // The frames keep their tags, and the limit is for untagged frames.
+        let limit = caps.max_frame_len + if tags > 0 { 4 } else { 0 };
+        let mut tally = TxTally::default();
+        let mut any = false;
+        for &i in &run.idx[..queued] {
+            let desc = &batch.descs()[usize::from(i)];
+            let bytes = src.port.frame(desc);
+            if caps.tx_offload || desc.offload.is_none() {
+                tally.add(enqueue(dst, bytes, &desc.offload, limit));
+            } else {
+                any |= materialize(bytes, &desc.offload, &mut scratch.seg, dst);
+            }
+        }
+        any |= tally.pkts > 0;
+        tally.charge(&dst.counters);
+        if any {
+            dirty[lo] = true;
+        }
+        true
+    }
+
+    /// Counts `n` drops on the ingress port (`li` out of range: packet-outs, per worker).
+    fn rx_drops(&self, li: usize, r: DropReason, n: usize) {
+        let n = n as u64;
+        match self.ports.get(li) {
+            Some(p) => p.counters.rx_drops[r as usize].add(n),
+            None => self.ctls[self.index].counters.packet_out_drops.add(n),
+        }
     }
 
     /// Charges the flows of cache entry `r` with one frame and runs its ops, or counts why the
@@ -1365,60 +1659,80 @@ impl Worker {
     /// The learning bridge for one frame; false when it sent nothing (reason counted).
     fn normal(&mut self, li: usize, desc: &RxDesc, st: &Exec, snap: &Snapshot) -> bool {
         let (cur, key, lay, off) = (st.cur, &st.key, &st.lay, &st.off);
-        let in_id = st.in_id;
-        let Some(in_conf) = snap.port(in_id) else {
-            self.rx_drop(li, DropReason::PortDown);
-            return false;
-        };
-        let Some(vlan) = ingress_vlan(&in_conf.vlan, key.vlan_tci, lay.tags) else {
-            self.rx_drop(li, DropReason::VlanNotAllowed);
-            return false;
-        };
-        if key.eth_src[0] & 1 != 0 {
-            self.rx_drop(li, DropReason::BadSrcMac);
-            return false;
-        }
-        // A burst of one sender's frames learns its address once per batch (the table entry is
-        // the same for all of them; `last_learned` is cleared at every batch).
-        let learned = (vlan, key.eth_src, in_id);
-        if self.last_learned != Some(learned) {
-            self.last_learned = Some(learned);
-            if self.shared.macs.learn(vlan, &key.eth_src, in_id, self.now) == Learned::Full {
-                self.ctls[self.index].counters.mac_learn_full.add(1);
-            }
-        }
-        let unicast_out = if key.eth_dst[0] & 1 == 0 {
-            self.shared.macs.lookup(vlan, &key.eth_dst)
-        } else {
-            None
-        };
-        // Output failures (tx queue full, too big) are counted on the output port; a frame
-        // with no candidate output at all is counted here.
-        let mut candidates = 0usize;
-        match unicast_out {
-            Some(out) if out == in_id => {
-                self.rx_drop(li, DropReason::SameSegment);
-                return false;
-            }
-            Some(out) if snap.port(out).is_some_and(|c| member(&c.vlan, vlan)) => {
-                candidates += 1;
+        let out = self.normal_decide(
+            st.in_id,
+            key.vlan_tci,
+            lay.tags,
+            key.eth_src,
+            key.eth_dst,
+            snap,
+        );
+        match out {
+            Ok(NormalOut::Unicast(vlan, out)) => {
                 self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
+                true
             }
-            _ => {
+            Ok(NormalOut::Flood(vlan)) => {
                 let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
+                let mut candidates = 0usize;
                 for &out in list.iter().chain(snap.trunk_all.iter()) {
-                    if out != in_id {
+                    if out != st.in_id {
                         candidates += 1;
                         self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
                     }
                 }
+                if candidates == 0 {
+                    self.rx_drop(li, DropReason::NoOutput);
+                }
+                candidates > 0
+            }
+            Err(r) => {
+                self.rx_drop(li, r);
+                false
             }
         }
-        if candidates == 0 {
-            self.rx_drop(li, DropReason::NoOutput);
-            return false;
+    }
+
+    /// The learning bridge's decision for a frame from `in_id` with outer tag `tci` (`tags`
+    /// tags), source `src` and destination `dst`: learns the source (once per batch per
+    /// sender) and looks up the destination. Output failures (tx queue full, too big) are
+    /// counted on the output port later; a flood with no candidate port is the caller's to
+    /// count (`NoOutput`).
+    fn normal_decide(
+        &mut self,
+        in_id: u32,
+        tci: u16,
+        tags: u8,
+        src: [u8; 6],
+        dst: [u8; 6],
+        snap: &Snapshot,
+    ) -> Result<NormalOut, DropReason> {
+        let in_conf = snap.port(in_id).ok_or(DropReason::PortDown)?;
+        let vlan = ingress_vlan(&in_conf.vlan, tci, tags).ok_or(DropReason::VlanNotAllowed)?;
+        if src[0] & 1 != 0 {
+            return Err(DropReason::BadSrcMac);
         }
-        true
+        // A burst of one sender's frames learns its address once per batch (the table entry is
+        // the same for all of them; `last_learned` is cleared at every batch).
+        let learned = (vlan, src, in_id);
+        if self.last_learned != Some(learned) {
+            self.last_learned = Some(learned);
+            if self.shared.macs.learn(vlan, &src, in_id, self.now) == Learned::Full {
+                self.ctls[self.index].counters.mac_learn_full.add(1);
+            }
+        }
+        let unicast_out = if dst[0] & 1 == 0 {
+            self.shared.macs.lookup(vlan, &dst)
+        } else {
+            None
+        };
+        match unicast_out {
+            Some(out) if out == in_id => Err(DropReason::SameSegment),
+            Some(out) if snap.port(out).is_some_and(|c| member(&c.vlan, vlan)) => {
+                Ok(NormalOut::Unicast(vlan, out))
+            }
+            _ => Ok(NormalOut::Flood(vlan)),
+        }
     }
 
     /// Sends the current frame (received or rewritten) out of port `out`, re-tagged for the
@@ -1506,6 +1820,35 @@ impl Worker {
         }
         true
     }
+}
+
+/// Consecutive frames of one rx batch that take the same cache entry and the same run-time
+/// decisions ([`crate::cache::CachedFlow::same_run`]): the first is looked up, the others only
+/// compared with it; the entry's flows are charged once for all, and forward-only ops run once
+/// (each output port resolved, `normal` decided once) with the frames queued in order.
+#[derive(Debug)]
+struct Run {
+    /// The entry (no insertion or removal happens while a run is open).
+    entry: Option<crate::cache::EntryRef>,
+    /// Slot in `Worker::keys` of the first frame's key.
+    key: usize,
+    /// VLAN tags of the first frame (`normal` classifies by them as well).
+    tags: u8,
+    /// Frames and bytes in the run.
+    frames: u32,
+    bytes: u64,
+    /// Batch indexes of the frames waiting for forward-only ops (`idx[..queued]`).
+    queued: usize,
+    idx: [u8; BATCH_SIZE],
+}
+
+/// Where `normal` sends a frame.
+#[derive(Clone, Copy, Debug)]
+enum NormalOut {
+    /// (VLAN, port) the destination was learned on.
+    Unicast(u16, u32),
+    /// Every member of the VLAN.
+    Flood(u16),
 }
 
 /// A received frame waiting for its translation.
@@ -1604,28 +1947,77 @@ fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
 
 /// Queues a frame on a port and counts it.
 fn transmit(lp: &mut LocalPort, bytes: &[u8], off: &Offload) -> bool {
-    let caps = lp.port.caps();
     // The limit is for untagged frames; a tag adds 4 bytes the link carries as well.
     let tagged = matches!(bytes.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
-    let limit = caps.max_frame_len + if tagged { 4 } else { 0 };
+    let limit = lp.port.caps().max_frame_len + if tagged { 4 } else { 0 };
+    let res = enqueue(lp, bytes, off, limit);
+    let mut tally = TxTally::default();
+    tally.add(res);
+    tally.charge(&lp.counters);
+    res.is_ok()
+}
+
+/// Queues a frame of at most `limit` bytes (unless GSO) on a port; the frame's length, or why
+/// it was dropped. Counters are the caller's ([`TxTally`]).
+#[inline]
+fn enqueue(
+    lp: &mut LocalPort,
+    bytes: &[u8],
+    off: &Offload,
+    limit: usize,
+) -> Result<usize, DropReason> {
     if !off.is_gso() && bytes.len() > limit {
-        lp.counters.tx_drops[DropReason::TooBig as usize].add(1);
-        return false;
+        return Err(DropReason::TooBig);
     }
     // A full tx queue is flushed once mid-batch before giving up (GSO segmentation can queue
     // dozens of frames for one received frame).
-    let queued = lp.port.tx_enqueue(bytes, off)
-        || (lp.port.tx_flush().is_ok() && lp.port.tx_enqueue(bytes, off));
-    if queued {
-        lp.counters.tx_pkts.add(1);
-        lp.counters.tx_bytes.add(bytes.len() as u64);
-        if bytes.len() > JUMBO_THRESHOLD {
-            lp.counters.tx_jumbo.add(1);
-        }
-        true
+    if lp.port.tx_enqueue(bytes, off)
+        || (lp.port.tx_flush().is_ok() && lp.port.tx_enqueue(bytes, off))
+    {
+        Ok(bytes.len())
     } else {
-        lp.counters.tx_drops[DropReason::TxQueueFull as usize].add(1);
-        false
+        Err(DropReason::TxQueueFull)
+    }
+}
+
+/// Transmit counters of several frames, added to the port's counters at once.
+#[derive(Default)]
+struct TxTally {
+    pkts: u64,
+    bytes: u64,
+    jumbo: u64,
+    too_big: u64,
+    full: u64,
+}
+
+impl TxTally {
+    #[inline]
+    fn add(&mut self, res: Result<usize, DropReason>) {
+        match res {
+            Ok(len) => {
+                self.pkts += 1;
+                self.bytes += len as u64;
+                self.jumbo += u64::from(len > JUMBO_THRESHOLD);
+            }
+            Err(DropReason::TooBig) => self.too_big += 1,
+            Err(_) => self.full += 1,
+        }
+    }
+
+    fn charge(&self, c: &PortCounters) {
+        if self.pkts > 0 {
+            c.tx_pkts.add(self.pkts);
+            c.tx_bytes.add(self.bytes);
+            if self.jumbo > 0 {
+                c.tx_jumbo.add(self.jumbo);
+            }
+        }
+        if self.too_big > 0 {
+            c.tx_drops[DropReason::TooBig as usize].add(self.too_big);
+        }
+        if self.full > 0 {
+            c.tx_drops[DropReason::TxQueueFull as usize].add(self.full);
+        }
     }
 }
 

@@ -139,7 +139,7 @@ fn flows_steer_and_drop_and_count_cached_hits() {
     assert_eq!(count(6000), 5);
     let w = &sw.worker_stats()[0];
     assert!(
-        w.cache.emc_hits + w.cache.megaflow_hits >= 20,
+        w.cache.run_hits + w.cache.emc_hits + w.cache.megaflow_hits >= 20,
         "{:?}",
         w.cache
     );

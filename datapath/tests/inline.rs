@@ -93,7 +93,7 @@ fn inline_switch_floods_learns_and_forwards_on_the_callers_thread() {
     let w = &sw.worker_stats()[0];
     assert_eq!(w.frames, 102);
     assert_eq!(
-        w.cache.emc_hits + w.cache.megaflow_hits + w.cache.misses,
+        w.cache.run_hits + w.cache.emc_hits + w.cache.megaflow_hits + w.cache.misses,
         102
     );
 }
@@ -231,4 +231,267 @@ fn inline_mode_refuses_pinned_cpus_and_threaded_switches_do_not_poll_inline() {
     );
     let mut sw = Switch::start(SwitchConfig::default()).unwrap();
     assert_eq!(sw.poll_inline(), 0);
+}
+
+// Runs: consecutive frames of a batch that take the same cache entry and the same decisions
+// are looked up once and forwarded together. These tests check that grouping never changes
+// where a frame goes, its order, or what is counted.
+
+/// `frame` with 802.1Q tags (outermost first) inserted after the MAC addresses.
+fn tagged(frame: &[u8], tcis: &[u16]) -> Vec<u8> {
+    let mut v = frame[..12].to_vec();
+    for tci in tcis {
+        v.extend_from_slice(&[0x81, 0x00]);
+        v.extend_from_slice(&tci.to_be_bytes());
+    }
+    v.extend_from_slice(&frame[12..]);
+    v
+}
+
+/// A UDP frame from m`src` to `dst` whose payload carries `seq` (same flow key for every seq).
+fn numbered(src: u8, dst: [u8; 6], seq: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(src), dst)
+        .ipv4([10, 0, 0, src], [10, 0, 0, dst[5]], 64)
+        .udp(1000, 7)
+        .write(&mut v, &seq.to_be_bytes())
+        .unwrap();
+    v
+}
+
+/// Teaches the switch where m`i` is (a broadcast from it), then empties every peer.
+fn learn(sw: &mut Switch, p: &[MemPeer], i: usize) {
+    let src = u8::try_from(i + 1).unwrap();
+    assert!(p[i].send(&udp_to(src, [0xff; 6], 1)));
+    sw.poll_inline();
+    for peer in p {
+        got(peer);
+    }
+}
+
+#[test]
+fn a_batch_of_one_flow_is_one_run_delivered_in_order_and_counted_per_frame() {
+    let (mut sw, p) = inline_switch(3);
+    learn(&mut sw, &p, 1);
+    let before = sw.worker_stats()[0].cache;
+    let frames: Vec<Vec<u8>> = (0..64).map(|s| numbered(1, mac(2), s)).collect();
+    for f in &frames {
+        assert!(p[0].send(f));
+    }
+    assert_eq!(sw.poll_inline(), 64);
+    assert_eq!(got(&p[1]), frames);
+    assert!(got(&p[2]).is_empty());
+    let c = sw.worker_stats()[0].cache;
+    // One lookup; the other 63 frames joined its run.
+    assert_eq!(c.run_hits - before.run_hits, 63);
+    let lookups = |c: &datapath::switch::CacheCounters| c.emc_hits + c.megaflow_hits + c.misses;
+    assert_eq!(lookups(&c) - lookups(&before), 1);
+    let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    let m2 = counters(&sw, "m2");
+    assert_eq!((m2.tx_pkts, m2.tx_bytes), (64, bytes));
+    // The normal flow is charged with every frame (and the broadcast that taught m2).
+    let taught = udp_to(2, [0xff; 6], 1).len() as u64;
+    let flows = sw.dump_flows(&Default::default()).unwrap();
+    assert_eq!(flows[0].stats.totals(), (65, bytes + taught));
+}
+
+#[test]
+fn frames_to_different_destinations_never_share_a_normal_decision() {
+    let (mut sw, p) = inline_switch(3);
+    learn(&mut sw, &p, 1);
+    learn(&mut sw, &p, 2);
+    // The normal megaflow matches every key; only the MAC addresses tell these apart.
+    let mut to2 = Vec::new();
+    let mut to3 = Vec::new();
+    let mut bcast = Vec::new();
+    for s in 0..60u16 {
+        let f = match s % 5 {
+            0 | 1 => numbered(1, mac(2), s),
+            2 | 3 => numbered(1, mac(3), s),
+            _ => numbered(1, [0xff; 6], s),
+        };
+        match s % 5 {
+            0 | 1 => to2.push(f.clone()),
+            2 | 3 => to3.push(f.clone()),
+            _ => bcast.push(f.clone()),
+        }
+        assert!(p[0].send(&f));
+    }
+    assert_eq!(sw.poll_inline(), 60);
+    // Each port gets its own frames and every broadcast, in the order they were sent.
+    let want = |unicast: &[Vec<u8>]| {
+        let mut all: Vec<Vec<u8>> = unicast.iter().chain(bcast.iter()).cloned().collect();
+        all.sort_by_key(|f| u16::from_be_bytes([f[f.len() - 2], f[f.len() - 1]]));
+        all
+    };
+    assert_eq!(got(&p[1]), want(&to2));
+    assert_eq!(got(&p[2]), want(&to3));
+    assert!(got(&p[0]).is_empty());
+}
+
+#[test]
+fn a_malformed_frame_inside_a_run_is_counted_and_the_run_goes_on() {
+    let (mut sw, p) = inline_switch(2);
+    learn(&mut sw, &p, 1);
+    let good: Vec<Vec<u8>> = (0..4).map(|s| numbered(1, mac(2), s)).collect();
+    let mut bad = good[0].clone();
+    bad.truncate(20); // cut inside the IPv4 header
+    for f in [&good[0], &good[1], &bad, &good[2], &good[3]] {
+        assert!(p[0].send(f));
+    }
+    let before = sw.worker_stats()[0].cache.run_hits;
+    assert_eq!(sw.poll_inline(), 5);
+    assert_eq!(got(&p[1]), good);
+    assert_eq!(
+        counters(&sw, "m1").rx_drops[DropReason::Truncated as usize],
+        1
+    );
+    assert_eq!(sw.worker_stats()[0].cache.run_hits - before, 3);
+}
+
+#[test]
+fn a_rewriting_flow_between_forwarding_runs_keeps_the_order() {
+    let (mut sw, p) = inline_switch(2);
+    // UDP to port 5000 has its TTL decremented on the way to m2; the rest is bridged.
+    sw.flow_mod(&FlowMod::add(
+        0,
+        100,
+        vec![
+            MatchField {
+                field: Field::EthType,
+                value: 0x0800,
+                mask: None,
+            },
+            MatchField {
+                field: Field::IpProto,
+                value: 17,
+                mask: None,
+            },
+            MatchField {
+                field: Field::UdpDst,
+                value: 5000,
+                mask: None,
+            },
+        ],
+        Instructions::apply(vec![Action::DecTtl, Action::Output(2)]),
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    learn(&mut sw, &p, 1);
+    let pattern = [false, false, true, false, true, true, false, true];
+    let mut sent = Vec::new();
+    for (s, &rw) in (0u16..).zip(pattern.iter()) {
+        let f = if rw {
+            udp_to(1, mac(2), 5000)
+        } else {
+            numbered(1, mac(2), s)
+        };
+        assert!(p[0].send(&f));
+        sent.push((rw, f));
+    }
+    assert_eq!(sw.poll_inline(), pattern.len());
+    let out = got(&p[1]);
+    assert_eq!(out.len(), sent.len());
+    for ((rw, f), o) in sent.iter().zip(&out) {
+        if *rw {
+            // Same frame but the TTL (byte 22) one lower and the IPv4 checksum adjusted.
+            assert_eq!(o[22], f[22] - 1);
+            assert_eq!(o[..22], f[..22]);
+            assert_eq!(o[26..], f[26..]);
+        } else {
+            assert_eq!(o, f);
+        }
+    }
+}
+
+#[test]
+fn frames_too_big_for_the_output_are_counted_and_the_rest_of_the_run_delivered() {
+    let (mut sw, p) = inline_switch(1);
+    let (port, small) = MemPort::new(
+        "small",
+        MemPortOptions {
+            max_frame_len: 100,
+            ..MemPortOptions::default()
+        },
+    );
+    sw.add_port_backend(Box::new(port), VlanMode::Access { vlan: 1 })
+        .unwrap();
+    // Learn `small`'s address.
+    assert!(small.send(&udp_to(2, [0xff; 6], 1)));
+    sw.poll_inline();
+    got(&p[0]);
+    let big = |s: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(mac(1), mac(2))
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 7)
+            .write(&mut v, &[s as u8; 200])
+            .unwrap();
+        v
+    };
+    let frames = [
+        numbered(1, mac(2), 0),
+        big(1),
+        numbered(1, mac(2), 2),
+        big(3),
+    ];
+    for f in &frames {
+        assert!(p[0].send(f));
+    }
+    assert_eq!(sw.poll_inline(), 4);
+    assert_eq!(got(&small), vec![frames[0].clone(), frames[2].clone()]);
+    let c = counters(&sw, "small");
+    assert_eq!(c.tx_drops[DropReason::TooBig as usize], 2);
+    assert_eq!(c.tx_pkts, 2);
+}
+
+#[test]
+fn a_flooded_run_reaches_every_other_port_in_order() {
+    let (mut sw, p) = inline_switch(3);
+    let frames: Vec<Vec<u8>> = (0..20).map(|s| numbered(1, mac(9), s)).collect();
+    for f in &frames {
+        assert!(p[0].send(f));
+    }
+    assert_eq!(sw.poll_inline(), 20);
+    assert_eq!(got(&p[1]), frames);
+    assert_eq!(got(&p[2]), frames);
+    assert!(got(&p[0]).is_empty());
+}
+
+#[test]
+fn a_double_tagged_frame_does_not_join_the_run_of_a_priority_tagged_one() {
+    // Same flow key (outer tag VID 0, IPv4 after the tags), but only the single priority tag
+    // is allowed on an access port: the double-tagged frame must be dropped on its own.
+    let (mut sw, p) = inline_switch(2);
+    learn(&mut sw, &p, 1);
+    let base = numbered(1, mac(2), 0);
+    let prio = tagged(&base, &[0]);
+    let double = tagged(&base, &[0, 5]);
+    for f in [&prio, &double, &prio] {
+        assert!(p[0].send(f));
+    }
+    assert_eq!(sw.poll_inline(), 3);
+    assert_eq!(got(&p[1]).len(), 2);
+    assert_eq!(
+        counters(&sw, "m1").rx_drops[DropReason::VlanNotAllowed as usize],
+        1
+    );
+}
+
+#[test]
+fn a_run_that_misses_every_table_is_counted_per_frame() {
+    let (mut sw, p) = inline_switch(2);
+    sw.flow_mod(&FlowMod::delete(None, Vec::new())).unwrap();
+    sw.barrier().unwrap();
+    for s in 0..10 {
+        assert!(p[0].send(&numbered(1, mac(2), s)));
+    }
+    assert_eq!(sw.poll_inline(), 10);
+    assert!(got(&p[1]).is_empty());
+    assert_eq!(
+        counters(&sw, "m1").rx_drops[DropReason::TableMiss as usize],
+        10
+    );
+    let t0 = sw.table_stats().into_iter().find(|t| t.table == 0).unwrap();
+    assert_eq!(t0.lookups, 10);
 }

@@ -496,6 +496,9 @@ pub struct CacheDesc {
     /// Exact-match cache hits.
     #[serde(default)]
     pub emc_hits: u64,
+    /// Frames that shared the lookup of the frame before them (one run of a batch).
+    #[serde(default)]
+    pub run_hits: u64,
     /// Megaflow cache hits.
     #[serde(default)]
     pub megaflow_hits: u64,

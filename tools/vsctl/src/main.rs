@@ -483,6 +483,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
     out.push('\n');
     let mut t = Table::new(&[
         ("WORKER", true),
+        ("RUN_HIT", true),
         ("EMC_HIT", true),
         ("MEGAFLOW_HIT", true),
         ("MISS", true),
@@ -499,6 +500,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         t.row(
             [
                 w.worker,
+                c.run_hits,
                 c.emc_hits,
                 c.megaflow_hits,
                 c.misses,
