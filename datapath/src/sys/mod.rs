@@ -5,6 +5,7 @@
 pub mod bpf;
 pub mod cpu;
 pub mod ethtool;
+mod mmap;
 pub mod netdev;
 pub mod packet;
 pub mod poller;
