@@ -1,5 +1,5 @@
-//! A memory mapping owned by a value and unmapped on drop (the UMEM and rings of AF_XDP sockets,
-//! [`super::xsk`]).
+//! A memory mapping owned by a value and unmapped on drop: the UMEM and rings of AF_XDP sockets
+//! ([`super::xsk`]) and the transmit ring of packet sockets ([`super::tpacket`]).
 //!
 //! Thread-safety: the mapping moves with its owner (`Send`); it is not `Sync`, so only one
 //! thread at a time reaches it through this value.

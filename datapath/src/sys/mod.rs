@@ -9,5 +9,6 @@ mod mmap;
 pub mod netdev;
 pub mod packet;
 pub mod poller;
+pub mod tpacket;
 pub mod tun;
 pub mod xsk;
