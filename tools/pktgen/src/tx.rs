@@ -296,21 +296,24 @@ fn open_xdp(dev: &str, ifindex: u32, want: usize, len: usize) -> Result<Vec<Send
     Ok(out)
 }
 
-/// Opens `want` AF_PACKET sockets bound to `ifindex` with the qdisc bypassed.
+/// An AF_PACKET socket bound to `ifindex` with the qdisc bypassed, set up for sending only.
+fn packet_socket(ifindex: u32) -> Result<PacketSocket> {
+    let s = PacketSocket::open().context("AF_PACKET socket (needs CAP_NET_RAW)")?;
+    if let Err(e) = s.set_qdisc_bypass() {
+        eprintln!("pktgen: warning: PACKET_QDISC_BYPASS: {e}");
+    }
+    s.set_ignore_outgoing().ok();
+    s.set_buffer(SockBuf::Snd, 4 << 20).ok();
+    // Receive as little as possible: this socket only sends.
+    s.set_buffer(SockBuf::Rcv, 4096).ok();
+    s.bind(ifindex).context("bind AF_PACKET socket")?;
+    Ok(s)
+}
+
+/// Opens `want` AF_PACKET sockets for `sendmmsg`.
 fn open_packet(ifindex: u32, want: usize) -> Result<Vec<Sender>> {
     (0..want)
-        .map(|_| {
-            let s = PacketSocket::open().context("AF_PACKET socket (needs CAP_NET_RAW)")?;
-            if let Err(e) = s.set_qdisc_bypass() {
-                eprintln!("pktgen: warning: PACKET_QDISC_BYPASS: {e}");
-            }
-            s.set_ignore_outgoing().ok();
-            s.set_buffer(SockBuf::Snd, 4 << 20).ok();
-            // Receive as little as possible: this socket only sends.
-            s.set_buffer(SockBuf::Rcv, 4096).ok();
-            s.bind(ifindex).context("bind AF_PACKET socket")?;
-            Ok(Sender::Packet(Box::new(s)))
-        })
+        .map(|_| Ok(Sender::Packet(Box::new(packet_socket(ifindex)?))))
         .collect()
 }
 
