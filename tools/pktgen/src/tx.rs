@@ -579,6 +579,13 @@ fn send_ring(mut r: TxRing, t: &Template, mut p: Part) -> Result<Done> {
             p.cursor.advance();
             k += 1;
         }
+        if k < n {
+            // Cannot happen: the ring was sized for `len` and `n` slots were free.
+            bail!(
+                "a {len}-byte frame does not fit the TX ring ({:?})",
+                r.geometry()
+            );
+        }
         pacer.spend(k);
         queued += k;
         if k > 0 || waiting {
