@@ -1,7 +1,7 @@
 #!/bin/bash
 # Generator rates into a veth, measured at the sink: namespaces A (sender) -> B (an nftables netdev
-# ingress rule that counts and drops). Runs pktgen afxdp, pktgen afpacket and trafgen (if installed),
-# each pinned to CPU 0, ROUNDS times interleaved. Everything it creates is deleted on exit.
+# ingress rule that counts and drops). Runs pktgen afxdp, afpacket and txring (MODES) and trafgen (if
+# installed), each pinned to CPU 0, ROUNDS times interleaved. Everything it creates is deleted on exit.
 #   cargo build --release -p pktgen
 #   flock /tmp/vswitch-measure.lock bash tools/pktgen/bench.sh        # ROUNDS=3 DUR=4 by default
 set -u
@@ -40,8 +40,10 @@ run() { # label, command...
 }
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-4}
+MODES=${MODES:-afxdp afpacket txring}
 for r in $(seq $ROUNDS); do
-  run afxdp   taskset -c 0 ip netns exec $A $P tx --dev eth0 --mode afxdp --duration $DUR
-  run afpacket taskset -c 0 ip netns exec $A $P tx --dev eth0 --mode afpacket --duration $DUR
+  for m in $MODES; do
+    run $m taskset -c 0 ip netns exec $A $P tx --dev eth0 --mode $m --duration $DUR
+  done
   command -v trafgen >/dev/null && run trafgen taskset -c 0 ip netns exec $A trafgen --dev eth0 --conf $CFG -n 2000000 -P 1 -C
 done

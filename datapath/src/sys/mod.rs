@@ -5,8 +5,10 @@
 pub mod bpf;
 pub mod cpu;
 pub mod ethtool;
+mod mmap;
 pub mod netdev;
 pub mod packet;
 pub mod poller;
+pub mod tpacket;
 pub mod tun;
 pub mod xsk;

@@ -114,8 +114,8 @@ impl PacketSocket {
         Ok(Self { fd })
     }
 
-    /// `setsockopt(level, name, value)`.
-    fn setsockopt<T: Copy>(
+    /// `setsockopt(level, name, value)` (also used by [`super::tpacket`] to set up its ring).
+    pub(super) fn setsockopt<T: Copy>(
         &self,
         level: libc::c_int,
         name: libc::c_int,

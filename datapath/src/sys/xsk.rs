@@ -31,6 +31,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
+use super::mmap::Mmap;
+
 /// Bytes per UMEM chunk (one frame each).
 pub const CHUNK_SIZE: u32 = 4096;
 /// Where copy-mode RX puts a frame inside its chunk (`XDP_PACKET_HEADROOM`).
@@ -190,53 +192,6 @@ mod sealed {
     impl Entry for super::XdpDesc {}
 }
 use sealed::Entry;
-
-/// A memory mapping, unmapped on drop.
-#[derive(Debug)]
-struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is plain memory owned by this value; nothing ties it to a thread.
-unsafe impl Send for Mmap {}
-
-impl Mmap {
-    /// Maps `len` bytes: anonymous private memory when `fd` is None, else `fd` at `offset`,
-    /// shared.
-    fn new(len: usize, fd: Option<RawFd>, offset: u64) -> io::Result<Self> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1),
-        };
-        // SAFETY: a fresh mapping at an address of the kernel's choosing (no MAP_FIXED), so no
-        // existing memory is affected; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(Self { ptr, len })
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe a mapping created by `Mmap::new` and owned by `self`;
-        // every pointer into it is derived from a value that is dropped with or before it.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
 
 /// One mmap'ed ring shared with the kernel.
 struct Ring<T: Entry> {

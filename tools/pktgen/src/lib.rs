@@ -2,7 +2,8 @@
 //! `/proc/net/pktgen`. See `docs/pktgen.md` for usage, the frame layout and measured rates.
 //!
 //! - [`frame`]: per-flow header templates, the sequence/timestamp payload, checksums.
-//! - [`tx`]: senders over AF_XDP (default) and AF_PACKET, token-bucket pacing ([`pace`]).
+//! - [`tx`]: senders over AF_XDP (default) and AF_PACKET (`sendmmsg` or a `PACKET_TX_RING`),
+//!   token-bucket pacing ([`pace`]).
 //! - [`rx`] and [`stats`]: receivers and the loss/reordering/latency accounting ([`hist`]).
 //! - [`sys`]: the only `unsafe` (reading `CLOCK_MONOTONIC`).
 #![deny(unsafe_code)]

@@ -31,6 +31,7 @@ enum Cmd {
 enum TxModeArg {
     Afxdp,
     Afpacket,
+    Txring,
     Kernel,
 }
 
@@ -164,6 +165,7 @@ fn tx_main(a: TxArgs) -> Result<()> {
         mode: a.mode.map(|m| match m {
             TxModeArg::Afxdp => Mode::Afxdp,
             TxModeArg::Afpacket => Mode::Afpacket,
+            TxModeArg::Txring => Mode::Txring,
             TxModeArg::Kernel => Mode::Kernel,
         }),
         threads: usize::from(a.threads),

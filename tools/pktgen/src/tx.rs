@@ -8,6 +8,9 @@
 //! - AF_PACKET: one socket per thread with `PACKET_QDISC_BYPASS`, frames written in place into
 //!   a block of slots and sent with one `sendmmsg` per batch; a full device (`EAGAIN`,
 //!   `ENOBUFS`) is counted and retried.
+//! - AF_PACKET TX ring: the same sockets, each with an mmap'ed `PACKET_TX_RING`
+//!   ([`TxRing`]); frames written in place into ring slots, one `send(MSG_DONTWAIT)` kick per
+//!   batch, slots reclaimed (and counted sent) when the kernel marks them available again.
 //! - kernel: drives `/proc/net/pktgen` where the kernel has it.
 
 use std::io;
@@ -17,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use datapath::sys::netdev;
 use datapath::sys::packet::{MmsgSlots, PacketSocket, SockBuf};
+use datapath::sys::tpacket::{RingGeometry, TxRing};
 use datapath::sys::xsk::{self, Xsk, XskConfig};
 
 use crate::frame::{Cursor, Template};
@@ -38,6 +42,8 @@ pub enum Mode {
     Afxdp,
     /// AF_PACKET sockets with `sendmmsg`.
     Afpacket,
+    /// AF_PACKET sockets with an mmap'ed `PACKET_TX_RING`.
+    Txring,
     /// The kernel's pktgen (`/proc/net/pktgen`).
     Kernel,
 }
@@ -48,6 +54,7 @@ impl Mode {
         match self {
             Self::Afxdp => "afxdp",
             Self::Afpacket => "afpacket",
+            Self::Txring => "txring",
             Self::Kernel => "kernel",
         }
     }
@@ -75,7 +82,8 @@ pub struct TxOptions {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxReport {
-    /// Frames the kernel took.
+    /// Frames the kernel took (AF_XDP: consumed from the TX ring; `sendmmsg`: accepted; TX
+    /// ring: reported sent, slot status back to available).
     pub sent: u64,
     /// Seconds from start to the last thread's end.
     pub secs: f64,
@@ -157,6 +165,7 @@ struct Done {
 enum Sender {
     Xdp(Box<Xsk>),
     Packet(Box<PacketSocket>),
+    Ring(Box<TxRing>),
 }
 
 /// Runs a transmission and returns its summary.
@@ -172,6 +181,7 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
     let want = opts.threads.max(1);
     let (mode, senders) = match opts.mode {
         Some(Mode::Afpacket) => (Mode::Afpacket, open_packet(ifindex, want)?),
+        Some(Mode::Txring) => (Mode::Txring, open_ring(&opts.dev, ifindex, want, template)?),
         Some(_) => (
             Mode::Afxdp,
             open_xdp(&opts.dev, ifindex, want, template.len())?,
@@ -206,6 +216,7 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
                     match sender {
                         Sender::Xdp(x) => send_xdp(*x, &t, part),
                         Sender::Packet(s) => send_packet(&s, &t, part),
+                        Sender::Ring(r) => send_ring(*r, &t, part),
                     }
                 })
                 .context("spawn sender thread")?,
@@ -296,20 +307,78 @@ fn open_xdp(dev: &str, ifindex: u32, want: usize, len: usize) -> Result<Vec<Send
     Ok(out)
 }
 
-/// Opens `want` AF_PACKET sockets bound to `ifindex` with the qdisc bypassed.
+/// An AF_PACKET socket bound to `ifindex` with the qdisc bypassed, set up for sending only
+/// (both AF_PACKET modes).
+fn packet_socket(ifindex: u32) -> Result<PacketSocket> {
+    let s = PacketSocket::open().context("AF_PACKET socket (needs CAP_NET_RAW)")?;
+    if let Err(e) = s.set_qdisc_bypass() {
+        eprintln!("pktgen: warning: PACKET_QDISC_BYPASS: {e}");
+    }
+    s.set_ignore_outgoing().ok();
+    s.set_buffer(SockBuf::Snd, 4 << 20).ok();
+    // Receive as little as possible: this socket only sends.
+    s.set_buffer(SockBuf::Rcv, 4096).ok();
+    s.bind(ifindex).context("bind AF_PACKET socket")?;
+    Ok(s)
+}
+
+/// Opens `want` AF_PACKET sockets for `sendmmsg`.
 fn open_packet(ifindex: u32, want: usize) -> Result<Vec<Sender>> {
     (0..want)
+        .map(|_| Ok(Sender::Packet(Box::new(packet_socket(ifindex)?))))
+        .collect()
+}
+
+/// Most bytes of one socket's TX ring.
+pub const RING_BYTES: usize = 4 << 20;
+/// Most slots of one socket's TX ring.
+pub const RING_FRAMES: u32 = 4096;
+/// Most frames queued per TX ring kick.
+pub const RING_BATCH: u32 = 256;
+
+/// The TX ring of one socket for `len`-byte frames: at most [`RING_FRAMES`] slots and
+/// [`RING_BYTES`] bytes (60-byte frames: 4096 slots of 128 bytes, 512 KiB; 1500: 2048 × 2 KiB,
+/// 4 MiB; 9000: 341 × 12 KiB, 4 MiB).
+///
+/// # Errors
+/// A frame length the ring cannot be built for (not with `--size` in range).
+pub fn ring_geometry(len: usize) -> io::Result<RingGeometry> {
+    RingGeometry::new(len, RING_BYTES, RING_FRAMES)
+}
+
+/// Frames queued per kick: [`RING_BATCH`], or half the ring when that is smaller, so the next
+/// batch is being written while the kernel still sends the previous one.
+pub fn ring_batch(geo: &RingGeometry) -> u32 {
+    RING_BATCH.min(geo.frame_nr() / 2).max(1)
+}
+
+/// The longest frame the kernel sends through a packet socket on a device with `mtu`: the MTU
+/// plus the Ethernet header, plus 4 bytes when the frame carries a VLAN tag.
+pub fn max_frame_len(mtu: u32, vlan: bool) -> usize {
+    mtu as usize + 14 + if vlan { 4 } else { 0 }
+}
+
+/// Opens `want` AF_PACKET sockets on `dev`, each with a TX ring for `t`'s frames. The ring's
+/// virtio-net header turns off the kernel's MTU check, so it is made here, once: a frame the
+/// device dropped for its length would be retried until the deadline.
+fn open_ring(dev: &str, ifindex: u32, want: usize, t: &Template) -> Result<Vec<Sender>> {
+    let len = t.len();
+    let mtu = netdev::mtu(dev).with_context(|| format!("MTU of {dev}"))?;
+    let vlan = t.spec().vlan.is_some();
+    let max = max_frame_len(mtu, vlan);
+    if len > max {
+        bail!(
+            "--size {len} does not fit the MTU {mtu} of {dev}: frames of at most {max} bytes go \
+             out{}; raise the MTU (ip link set {dev} mtu N) or lower --size",
+            if vlan { " with --vlan" } else { "" }
+        );
+    }
+    let geo = ring_geometry(len).context("PACKET_TX_RING size")?;
+    (0..want)
         .map(|_| {
-            let s = PacketSocket::open().context("AF_PACKET socket (needs CAP_NET_RAW)")?;
-            if let Err(e) = s.set_qdisc_bypass() {
-                eprintln!("pktgen: warning: PACKET_QDISC_BYPASS: {e}");
-            }
-            s.set_ignore_outgoing().ok();
-            s.set_buffer(SockBuf::Snd, 4 << 20).ok();
-            // Receive as little as possible: this socket only sends.
-            s.set_buffer(SockBuf::Rcv, 4096).ok();
-            s.bind(ifindex).context("bind AF_PACKET socket")?;
-            Ok(Sender::Packet(Box::new(s)))
+            let r = TxRing::new(packet_socket(ifindex)?, geo)
+                .context("PACKET_TX_RING setup (setsockopt, mmap)")?;
+            Ok(Sender::Ring(Box::new(r)))
         })
         .collect()
 }
@@ -431,6 +500,114 @@ fn send_packet(s: &PacketSocket, t: &Template, mut p: Part) -> Result<Done> {
             }
         }
         d.sent += n as u64;
+    }
+    Ok(d)
+}
+
+/// Why a TX ring thread stops on a refused frame: the kernel will not send past it.
+fn refused(len: usize, sent: u64, why: Option<&io::Error>) -> anyhow::Error {
+    let why = why.map_or_else(String::new, |e| format!(", send: {e}"));
+    anyhow!(
+        "the kernel refused a {len}-byte frame (TP_STATUS_WRONG_FORMAT{why}) after {sent} were \
+         sent; the ring cannot go on"
+    )
+}
+
+/// Takes back the slots the kernel is done with, adding them to `sent`.
+fn reclaim(r: &mut TxRing, len: usize, sent: &mut u64) -> Result<()> {
+    let got = r.reclaim();
+    *sent += u64::from(got.sent);
+    if got.refused {
+        return Err(refused(len, *sent, None));
+    }
+    Ok(())
+}
+
+/// Kicks the ring once; a full device or socket (`EAGAIN`, `ENOBUFS`, ...) is counted in
+/// `eagain`, and after every 64 such kicks in a row the thread yields (the receiving side of a
+/// veth runs on this CPU). Returns whether frames are still waiting for the kernel.
+fn kick_ring(r: &mut TxRing, len: usize, d: &mut Done, busy: &mut u32) -> Result<bool> {
+    match r.kick() {
+        Ok(_) => *busy = 0,
+        Err(e) if transient(&e) => {
+            d.eagain += 1;
+            *busy += 1;
+            if busy.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+        }
+        Err(e) => {
+            let got = r.reclaim();
+            d.sent += u64::from(got.sent);
+            let wrong = matches!(e.raw_os_error(), Some(libc::EMSGSIZE | libc::EINVAL));
+            return Err(if got.refused || wrong {
+                refused(len, d.sent, Some(&e))
+            } else {
+                anyhow!(e).context("send on PACKET_TX_RING socket")
+            });
+        }
+    }
+    Ok(r.waiting())
+}
+
+fn send_ring(mut r: TxRing, t: &Template, mut p: Part) -> Result<Done> {
+    let len = t.len();
+    let batch = u64::from(ring_batch(r.geometry()));
+    let mut d = Done::default();
+    let mut queued = 0u64;
+    let mut waiting = false;
+    let mut busy = 0u32;
+    let start = monotonic_ns();
+    let deadline = start.saturating_add(p.duration_ns);
+    let mut pacer = Pacer::new(p.rate, batch, start);
+    let limit = p.count.unwrap_or(u64::MAX);
+    while queued < limit {
+        let now = monotonic_ns();
+        if now >= deadline {
+            break;
+        }
+        reclaim(&mut r, len, &mut d.sent)?;
+        let room = u64::from(r.free());
+        let want = (limit - queued).min(batch).min(room);
+        let n = if want == 0 { 0 } else { pacer.allow(now, want) };
+        let mut k = 0;
+        while k < n {
+            let c = &p.cursor;
+            if !r.push(len, |buf| t.write(buf, c.flow(), c.stream, c.seq, now)) {
+                break;
+            }
+            p.cursor.advance();
+            k += 1;
+        }
+        if k < n {
+            // Cannot happen: the ring was sized for `len` and `n` slots were free.
+            bail!(
+                "a {len}-byte frame does not fit the TX ring ({:?})",
+                r.geometry()
+            );
+        }
+        pacer.spend(k);
+        queued += k;
+        if k > 0 || waiting {
+            waiting = kick_ring(&mut r, len, &mut d, &mut busy)?;
+        } else if room == 0 {
+            // Every slot is with the device (a NIC completes asynchronously).
+            std::thread::yield_now();
+        } else {
+            pacer.wait();
+        }
+    }
+    let end = monotonic_ns().saturating_add(DRAIN_NS);
+    loop {
+        reclaim(&mut r, len, &mut d.sent)?;
+        if r.in_flight() == 0 || monotonic_ns() >= end {
+            break;
+        }
+        if r.waiting() {
+            kick_ring(&mut r, len, &mut d, &mut busy)?;
+        } else {
+            std::thread::yield_now();
+        }
     }
     Ok(d)
 }
@@ -578,6 +755,43 @@ mod tests {
             assert_eq!(parts.iter().sum::<u64>(), total);
             assert!(parts.iter().max().unwrap() - parts.iter().min().unwrap() <= 1);
         }
+    }
+
+    #[test]
+    fn every_size_gets_a_bounded_tx_ring_with_room_for_its_frames() {
+        use crate::frame::{MAX_SIZE, MIN_SIZE};
+        for len in MIN_SIZE..=MAX_SIZE {
+            let g = ring_geometry(len).unwrap();
+            assert!(g.room() >= len, "{len}: {g:?}");
+            assert!(
+                g.bytes() <= RING_BYTES && g.frame_nr() <= RING_FRAMES,
+                "{g:?}"
+            );
+            let b = ring_batch(&g);
+            assert!(b >= 1 && 2 * b <= g.frame_nr(), "{len}: batch {b} of {g:?}");
+        }
+        // The figures in ring_geometry's docs (4 KiB pages).
+        let g = ring_geometry(60).unwrap();
+        assert_eq!(
+            (g.frame_nr(), g.frame_size(), g.bytes()),
+            (4096, 128, 512 << 10)
+        );
+        assert_eq!(ring_batch(&g), 256);
+        let g = ring_geometry(1500).unwrap();
+        assert_eq!(
+            (g.frame_nr(), g.frame_size(), g.bytes()),
+            (2048, 2048, 4 << 20)
+        );
+        let g = ring_geometry(9000).unwrap();
+        assert_eq!((g.frame_nr(), g.frame_size()), (341, 12288));
+        assert_eq!(ring_batch(&g), 170);
+    }
+
+    #[test]
+    fn the_mtu_bounds_frames_like_the_kernel() {
+        assert_eq!(max_frame_len(1500, false), 1514);
+        assert_eq!(max_frame_len(1500, true), 1518);
+        assert_eq!(max_frame_len(9000, false), 9014);
     }
 
     #[test]
