@@ -110,8 +110,10 @@ impl PartialEq for FlowKey {
     }
 }
 
-/// Offsets found while extracting, for stages that rewrite headers.
+/// Offsets found while extracting, for stages that rewrite headers. (Aligned to 8 bytes so
+/// that it moves as one register.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct Layout {
     /// Offset of the L3 header (after tags).
     pub l3: u16,
