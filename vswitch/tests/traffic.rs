@@ -7,7 +7,40 @@ mod common;
 
 use common::{Lab, tcp_transfer, udp};
 use control::proto::msg::PortType;
+use datapath::sys::bpf::{XdpAttachMode, XdpLink, XdpProgram, XskMap};
 use testbed::{Container, require_privileges};
+
+/// A macvlan in passthru mode on `lower` (all of the lower device's traffic goes through it),
+/// deleted on drop.
+struct Macvlan(String);
+
+impl Macvlan {
+    fn on(lower: &str) -> Self {
+        let name = format!("vsmv{}", std::process::id() % 100_000);
+        let ok = std::process::Command::new("ip")
+            .args(["link", "add", &name, "link", lower, "type", "macvlan"])
+            .args(["mode", "passthru"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link add {name} type macvlan");
+        let mv = Self(name);
+        let ok = std::process::Command::new("ip")
+            .args(["link", "set", &mv.0, "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link set {} up", mv.0);
+        mv
+    }
+}
+
+impl Drop for Macvlan {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
 
 #[test]
 fn afxdp_ports_carry_ping_udp_and_a_verified_100mb_tcp_transfer() {
@@ -235,4 +268,49 @@ fn a_two_queue_afxdp_port_is_split_over_two_workers_and_forwards() {
         !testbed::xdp_attached(&c1.port),
         "program detached with the last part"
     );
+}
+
+#[test]
+fn an_auto_port_falls_back_to_af_packet_when_af_xdp_cannot_attach_and_forwards() {
+    if !require_privileges("AF_XDP fallback") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsb", 1, "10.214.0.1").unwrap();
+    let c2 = Container::veth("vsb", 2, "10.214.0.2").unwrap();
+    // The switch port is a macvlan on c2's veth: not a veth, so `auto` tries AF_XDP first; an
+    // XDP program this test already attached makes AF_XDP fail, and the port must come up as
+    // AF_PACKET and forward.
+    let mv = Macvlan::on(&c2.port);
+    let ifindex = datapath::sys::netdev::ifindex(&mv.0).unwrap();
+    let map = XskMap::new(1).unwrap();
+    let prog = XdpProgram::load_redirect(&map, false).unwrap();
+    let busy = XdpLink::attach(&prog, ifindex, XdpAttachMode::Skb).unwrap();
+    assert_eq!(lab.add_port(&c1.port, PortType::Auto, None), "afpacket");
+    assert_eq!(lab.add_port(&mv.0, PortType::Auto, None), "afpacket");
+    assert!(
+        lab.daemon
+            .log()
+            .contains("AF_XDP unavailable, falling back to AF_PACKET"),
+        "fallback logged:\n{}",
+        lab.daemon.log()
+    );
+    assert!(
+        testbed::xdp_attached(&mv.0),
+        "the switch left the other program attached"
+    );
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "ping through the fallback port\n{}",
+        lab.daemon.log()
+    );
+    assert_eq!(
+        udp(&c2, &c1, 200, 5301),
+        200,
+        "UDP through the fallback port"
+    );
+    tcp_transfer(&c1, &c2, 20_000_000, 5302);
+    let s = lab.stats(&mv.0);
+    assert!(s.rx_pkts > 200 && s.tx_pkts > 0, "{s:?}");
+    drop(busy);
 }
