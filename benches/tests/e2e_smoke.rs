@@ -121,6 +121,7 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     };
     assert!(value("vswitchd-afxdp", "fps_1", "delivered") > 0.0);
     assert!(value("vswitchd-afxdp", "tcp_1", "gbps") > 0.0);
+    assert!(value("vswitchd-afxdp", "tcp_1_adaptive", "gbps") > 0.0);
     assert!(value("bridge", "fps_1", "delivered") > 0.0);
     assert!(value("veth", "tcp_1", "gbps") > 0.0);
     // RTT ran (a measurement or a recorded failure: a debug vswitchd is slow, and no speed

@@ -268,7 +268,7 @@ fn run_path(
             }
         }
     }
-    if path.is_vswitchd() && (tests.rtt || tests.idle) {
+    if path.is_vswitchd() && (tests.rtt || tests.idle || tests.tcp) {
         match Topo::build(path, Poll::Adaptive, setup) {
             Err(e) => {
                 sys::check_stop()?;
@@ -280,6 +280,10 @@ fn run_path(
                 }
                 if tests.rtt {
                     record(raw, round, path, "rtt_adaptive", || ctx.rtt(&topo))?;
+                }
+                if tests.tcp {
+                    // The daemon's default poll mode: the worker sleeps and yields when idle.
+                    record(raw, round, path, "tcp_1_adaptive", || ctx.tcp(&topo, 1))?;
                 }
             }
         }

@@ -21,7 +21,7 @@ pub struct Rec {
     pub round: u32,
     /// Path key (`vswitchd-afxdp`, `bridge`, …).
     pub path: String,
-    /// Figure (`fps_1`, `fps_10k`, `tcp_1`, `tcp_4`, `rtt`, `rtt_adaptive`, `idle_adaptive`,
+    /// Figure (`fps_1`, `fps_10k`, `tcp_1`, `tcp_1_adaptive`, `tcp_4`, `rtt`, `rtt_adaptive`, `idle_adaptive`,
     /// or `setup` for a path that could not be built).
     pub figure: String,
     /// The numbers.
@@ -130,6 +130,13 @@ const ROWS: &[Row] = &[
         Some(("tcp_1", "gbps")),
     ),
     row(
+        "TCP, 1 stream, adaptive poll (Gb/s)",
+        "tcp_1_adaptive",
+        "gbps",
+        Fmt::Gbps,
+        Some(("tcp_1", "gbps")),
+    ),
+    row(
         "TCP, 4 streams (Gb/s)",
         "tcp_4",
         "gbps",
@@ -202,6 +209,13 @@ const ROWS: &[Row] = &[
     row(
         "CPU0 / CPU1 busy, TCP 1 stream (%)",
         "tcp_1",
+        "",
+        Fmt::Cpu,
+        None,
+    ),
+    row(
+        "CPU0 / CPU1 busy, TCP 1 stream, adaptive (%)",
+        "tcp_1_adaptive",
         "",
         Fmt::Cpu,
         None,
