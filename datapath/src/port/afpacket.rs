@@ -19,8 +19,56 @@
 //!   the pipeline sees the frame as it was on the wire.
 //! - promiscuous membership (`PACKET_MR_PROMISC`, undone by the kernel on close) and 4 MiB
 //!   socket buffers (`SO_*BUFFORCE` when permitted).
+//! - `PACKET_QDISC_BYPASS` only when [`AfPacketOptions::qdisc_bypass`] asks for it (off by
+//!   default, as before the rings: bypassing the qdisc also hides the port's transmissions from
+//!   packet taps such as tcpdump on the device, and a veth has no qdisc to skip).
 //!
-//! ## Memory and syscalls
+//! ## Ring mode (the default)
+//! With `PACKET_VNET_HDR` on, the socket gets mmap'ed `TPACKET_V2` rings
+//! ([`PacketRings`], `sys/tpacket.rs`), sized from the device's MTU (for MTU 1500:
+//! 2048-byte slots), one mapping per port:
+//! - **rx ring**: [`RX_RING_BYTES`] = 2 MiB, 1024 slots. `rx_burst` reads the slots the kernel
+//!   has filled, in ring order, with no syscall; each [`RxDesc`] points into its slot
+//!   (`addr` = `RING_ADDR` | offset << 32 | slot) and the frame stays there until
+//!   `rx_release`; slots go back to the kernel strictly in ring order (a slot released early waits
+//!   for the older ones). The virtio-net header sits in the slot just before the frame; a
+//!   stripped VLAN tag comes from the slot header and is put back over the (already read)
+//!   virtio-net header. A frame longer than a slot (a GSO super-frame of up to 64 KiB) is cut
+//!   in its slot, and `PACKET_COPY_THRESH` makes the kernel queue a full copy on the socket
+//!   (`TP_STATUS_COPY`): `rx_burst` reads those copies, in slot order, with one `recvmmsg` per
+//!   burst into `RX_BIG_SLOTS` = 8 slots of [`SLOT_LEN`] (528 KiB); the burst stops early
+//!   when they are all in use.
+//! - **tx ring**: [`TX_RING_BYTES`] = 1 MiB, 512 slots. `tx_enqueue` copies a frame without GSO
+//!   that fits a slot (partial checksums included) into the next free slot; `tx_flush` is one
+//!   `send` kick for everything queued (again only if the kernel stopped early on a device drop)
+//!   and takes back the slots the kernel is done with. GSO frames and frames longer than a slot
+//!   go out at once with one `sendmsg` on a second, send-only socket (protocol 0: it receives
+//!   nothing), after a kick of what is queued, so order is kept: a socket with a tx ring sends
+//!   every `sendmsg` through its ring. Frames the kernel cannot take at a kick (full send
+//!   buffer) stay queued for the next one; `PACKET_LOSS` is on, so a frame the kernel refuses
+//!   in the ring is skipped rather than stopping it (the port checks what the kernel would
+//!   refuse first, and counts it).
+//!
+//! Memory per port: 3.5 MiB (2 MiB rx ring, 1 MiB tx ring, 528 KiB for long frames), bounded;
+//! mmsg mode had 4.2 MiB of rx and 0.26 MiB of tx slots. When the kernel refuses the rings (or
+//! [`AfPacketOptions::ring`] is false, or in plain mode) the port uses mmsg mode below.
+//!
+//! Why `TPACKET_V2` and not V3: a V3 ring hands frames over a block at a time, when the block is
+//! full or its retire timer (milliseconds) fires, which would hold a lone frame (a ping, a TCP
+//! ACK) for up to that long; V2 hands over each frame as it is written. V3 with
+//! `PACKET_VNET_HDR` does work on receive on this kernel (6.18: the header is written before
+//! each frame in the block, checked by hand), so that is not the reason. A V3 port was not
+//! built or measured.
+//!
+//! Known limit: when the kernel cannot express a frame's offload state in a virtio-net header
+//! (a tunnel GSO type), `tpacket_rcv` has already claimed the frame's slot and leaves it to the
+//! kernel; the port then sees no frame after it until the kernel's next pass over the ring
+//! fills that slot (mmsg mode dropped such a frame with `EINVAL` and went on). No test covers it.
+//!
+//! Measured (same run, 3 interleaved rounds, `benches/e2e.sh --only c,d --tests fps,tcp`, mmsg
+//! build of main vs this one; docs/performance.md): RESULTS_PLACEHOLDER
+//!
+//! ## Mmsg mode (memory and syscalls)
 //! 64 rx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a 64 KiB
 //! frame) and 64 tx slots of [`TX_SLOT_LEN`] bytes, allocated once. `rx_burst` is one
 //! `recvmmsg` for up to `batch.room()` frames into free rx slots. Frames of up to

@@ -1,5 +1,9 @@
-//! `PACKET_TX_RING`: a ring of frame slots mmap'ed between a packet socket and the kernel
-//! (slow path: set up; hot path: fill slots, one `send` per batch, read status words).
+//! `PACKET_TX_RING` and `PACKET_RX_RING`: rings of frame slots mmap'ed between a packet socket
+//! and the kernel (slow path: set up; hot path: fill or read slots, one `send` per transmitted
+//! batch, no syscall to receive, status words).
+//!
+//! Two owners: [`TxRing`] (a transmit ring alone, for a traffic generator) and [`PacketRings`]
+//! (receive and transmit rings of one socket in one mapping, for a switch port; receive below).
 //!
 //! [`TxRing`] owns a [`PacketSocket`] with a `TPACKET_V2` transmit ring of
 //! [`RingGeometry::frame_nr`] slots. Each slot is a 32-byte `tpacket2_hdr`, a 10-byte
@@ -42,6 +46,25 @@
 //! `Release`; the kernel reads the status (after `smp_rmb`) and then the frame. The kernel
 //! stores `AVAILABLE` (after `smp_wmb`) when the device is done; we load it with `Acquire`
 //! before writing the slot again.
+//!
+//! ## Receive (`PacketRings`)
+//!
+//! The kernel writes each received frame into the slot at its head if that slot's status is
+//! `TP_STATUS_KERNEL`, then sets it to `TP_STATUS_USER` (after `smp_wmb`; we load it with
+//! `Acquire`) and moves on; a slot that is not `TP_STATUS_KERNEL` stops it (the frame is dropped
+//! and counted in `PACKET_STATISTICS`). We read slots in the same order
+//! ([`PacketRings::rx_next`]) and give them back by storing `TP_STATUS_KERNEL` with `Release`
+//! ([`PacketRings::rx_release`]), oldest first: a slot released before an older one waits, so
+//! `head`, `tail` and a count describe the ring, as for transmit. The slot header
+//! (`tpacket2_hdr`) says where the frame is (`tp_mac`: [`RX_MAC_OFFSET`] with a virtio-net
+//! header, which the kernel writes just before the frame), how long it is, and the VLAN tag the
+//! device stripped. A frame longer than a slot is cut; with `PACKET_COPY_THRESH` the kernel also
+//! queues a full copy on the socket and marks the slot `TP_STATUS_COPY`, so the caller reads
+//! it with `recvmsg` (the socket's queue holds nothing else).
+//!
+//! `TPACKET_V2` rather than V3 on receive: V3 hands over a block of frames when it is full or
+//! when its retire timer (milliseconds) fires, which delays a lone frame; V2 hands over each
+//! frame at once. (V3 with `PACKET_VNET_HDR` does work on receive here, kernel 6.18.)
 //!
 //! Thread-safety: one thread drives a ring (`&mut self`); it is `Send`, not `Sync`.
 
@@ -983,5 +1006,117 @@ mod tests {
             }
         );
         assert_eq!(s.in_flight, 4);
+    }
+
+    /// Receive slots over anonymous memory; the test plays the kernel.
+    fn anon_rx(geo: RingGeometry) -> (Mmap, RxSlots) {
+        let map = Mmap::new(geo.bytes(), None, 0).unwrap();
+        let slots = RxSlots::new(&map, 0, geo).unwrap();
+        (map, slots)
+    }
+
+    /// Fills slot `i` as the kernel would: a `len`-byte frame whose first byte is `tag`.
+    fn kernel_fills(s: &RxSlots, i: u32, len: u32, tag: u8) {
+        let hdr = s.slot(i).cast::<libc::tpacket2_hdr>();
+        // SAFETY: test-only writes of slot `i`'s header fields and frame, inside the mapping;
+        // the slot is the kernel's (not held), so no slice of it is alive.
+        unsafe {
+            (&raw mut (*hdr).tp_len).write(len);
+            (&raw mut (*hdr).tp_snaplen).write(len.min(s.geo.rx_room() as u32));
+            (&raw mut (*hdr).tp_mac).write(RX_MAC_OFFSET as u16);
+            s.slot(i).add(RX_MAC_OFFSET).write(tag);
+        }
+        s.status(i).store(libc::TP_STATUS_USER, Ordering::Release);
+    }
+
+    #[test]
+    fn rx_slots_are_given_back_in_ring_order_only() {
+        let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
+        assert_eq!((geo.frame_size(), geo.frame_nr()), (128, 32));
+        let (_map, mut s) = anon_rx(geo);
+        assert_eq!(s.take(true), None, "nothing filled yet");
+        for i in 0..5 {
+            kernel_fills(&s, i, 60, i as u8);
+        }
+        let frames: Vec<RxFrame> = std::iter::from_fn(|| s.take(true)).collect();
+        assert_eq!(frames.len(), 5);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(
+                (f.slot, f.len, f.snaplen, f.copied),
+                (i as u32, 60, 60, false)
+            );
+            assert_eq!(f.off as usize, RX_MAC_OFFSET - DATA_OFFSET);
+            assert_eq!(s.bytes(f.slot).unwrap()[f.off as usize], i as u8);
+        }
+        // Released out of order: nothing goes back before slot 0 does.
+        assert!(s.release(2));
+        assert!(s.release(1));
+        for i in 0..5 {
+            assert_eq!(s.status(i).load(Ordering::Relaxed), libc::TP_STATUS_USER);
+        }
+        assert!(
+            s.bytes(2).is_some(),
+            "released but not given back: still ours"
+        );
+        assert!(s.release(0));
+        for i in 0..3 {
+            assert_eq!(s.status(i).load(Ordering::Relaxed), libc::TP_STATUS_KERNEL);
+            assert!(s.bytes(i).is_none(), "given back: no longer readable");
+        }
+        assert_eq!(s.status(3).load(Ordering::Relaxed), libc::TP_STATUS_USER);
+        assert_eq!((s.tail, s.held), (3, 2));
+        assert!(!s.release(0), "not held any more");
+        assert!(!s.release(7), "never taken");
+        assert!(s.release(4));
+        assert!(s.release(3));
+        assert_eq!((s.tail, s.head, s.held), (5, 5, 0));
+    }
+
+    #[test]
+    fn the_rx_ring_wraps_around_and_stops_when_every_slot_is_held() {
+        let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
+        let (_map, mut s) = anon_rx(geo);
+        let mut next = 0u32;
+        // 10 bursts of 20 frames: 200 frames through 32 slots.
+        for burst in 0..10u32 {
+            for k in 0..20 {
+                kernel_fills(&s, (next + k) % 32, 60, (burst * 20 + k) as u8);
+            }
+            let frames: Vec<RxFrame> = std::iter::from_fn(|| s.take(true)).collect();
+            assert_eq!(frames.len(), 20, "burst {burst}");
+            for (k, f) in frames.iter().enumerate() {
+                assert_eq!(f.slot, (next + k as u32) % 32);
+                let b = s.bytes(f.slot).unwrap()[f.off as usize];
+                assert_eq!(b, (burst * 20 + k as u32) as u8);
+            }
+            for f in &frames {
+                assert!(s.release(f.slot));
+            }
+            next = (next + 20) % 32;
+            assert_eq!((s.head, s.tail, s.held), (next, next, 0));
+        }
+        // Every slot filled and held: `take` stops even though the next status says USER
+        // again (the kernel never gets that far without our release).
+        for i in 0..32 {
+            kernel_fills(&s, i, 60, 0);
+        }
+        assert_eq!(std::iter::from_fn(|| s.take(true)).count(), 32);
+        assert_eq!(s.take(true), None);
+    }
+
+    #[test]
+    fn a_copied_frame_waits_when_the_caller_has_no_room_for_it() {
+        let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
+        let (_map, mut s) = anon_rx(geo);
+        kernel_fills(&s, 0, 9000, 1);
+        s.status(0).store(
+            libc::TP_STATUS_USER | libc::TP_STATUS_COPY | libc::TP_STATUS_VLAN_VALID,
+            Ordering::Release,
+        );
+        assert_eq!(s.take(false), None);
+        let f = s.take(true).unwrap();
+        assert!(f.copied);
+        assert_eq!((f.len, f.snaplen as usize), (9000, geo.rx_room()));
+        assert_eq!(f.vlan, Some((0x8100, 0)));
     }
 }
