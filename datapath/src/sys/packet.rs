@@ -231,9 +231,22 @@ impl PacketSocket {
     /// `ENODEV` for an unknown index, `ENETDOWN` is not reported (a down device just carries
     /// nothing).
     pub fn bind(&self, ifindex: u32) -> io::Result<()> {
+        self.bind_proto(ifindex, eth_p_all_be())
+    }
+
+    /// Binds the socket to device `ifindex` with protocol 0: frames sent without an address go
+    /// out on it, and it receives nothing (a send-only socket).
+    ///
+    /// # Errors
+    /// `ENODEV` for an unknown index.
+    pub fn bind_send_only(&self, ifindex: u32) -> io::Result<()> {
+        self.bind_proto(ifindex, 0)
+    }
+
+    fn bind_proto(&self, ifindex: u32, proto_be: u16) -> io::Result<()> {
         let sll = libc::sockaddr_ll {
             sll_family: libc::AF_PACKET as libc::c_ushort,
-            sll_protocol: eth_p_all_be(),
+            sll_protocol: proto_be,
             sll_ifindex: libc::c_int::try_from(ifindex)
                 .map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?,
             sll_hatype: 0,

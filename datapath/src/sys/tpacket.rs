@@ -1,5 +1,9 @@
-//! `PACKET_TX_RING`: a ring of frame slots mmap'ed between a packet socket and the kernel
-//! (slow path: set up; hot path: fill slots, one `send` per batch, read status words).
+//! `PACKET_TX_RING` and `PACKET_RX_RING`: rings of frame slots mmap'ed between a packet socket
+//! and the kernel (slow path: set up; hot path: fill or read slots, one `send` per transmitted
+//! batch, no syscall to receive, status words).
+//!
+//! Two owners: [`TxRing`] (a transmit ring alone, for a traffic generator) and [`PacketRings`]
+//! (receive and transmit rings of one socket in one mapping, for a switch port; receive below).
 //!
 //! [`TxRing`] owns a [`PacketSocket`] with a `TPACKET_V2` transmit ring of
 //! [`RingGeometry::frame_nr`] slots. Each slot is a 32-byte `tpacket2_hdr`, a 10-byte
@@ -43,11 +47,31 @@
 //! stores `AVAILABLE` (after `smp_wmb`) when the device is done; we load it with `Acquire`
 //! before writing the slot again.
 //!
+//! ## Receive (`PacketRings`)
+//!
+//! The kernel writes each received frame into the slot at its head if that slot's status is
+//! `TP_STATUS_KERNEL`, then sets it to `TP_STATUS_USER` (after `smp_wmb`; we load it with
+//! `Acquire`) and moves on; a slot that is not `TP_STATUS_KERNEL` stops it (the frame is dropped
+//! and counted in `PACKET_STATISTICS`). We read slots in the same order
+//! ([`PacketRings::rx_next`]) and give them back by storing `TP_STATUS_KERNEL` with `Release`
+//! ([`PacketRings::rx_release`]), oldest first: a slot released before an older one waits, so
+//! `head`, `tail` and a count describe the ring, as for transmit. The slot header
+//! (`tpacket2_hdr`) says where the frame is (`tp_mac`: [`RX_MAC_OFFSET`] with a virtio-net
+//! header, which the kernel writes just before the frame), how long it is, and the VLAN tag the
+//! device stripped. A frame longer than a slot is cut; with `PACKET_COPY_THRESH` the kernel also
+//! queues a full copy on the socket and marks the slot `TP_STATUS_COPY`, so the caller reads
+//! it with `recvmsg` (the socket's queue holds nothing else).
+//!
+//! `TPACKET_V2` rather than V3 on receive: V3 hands over a block of frames when it is full or
+//! when its retire timer (milliseconds) fires, which delays a lone frame; V2 hands over each
+//! frame at once. (V3 with `PACKET_VNET_HDR` does work on receive here, kernel 6.18.)
+//!
 //! Thread-safety: one thread drives a ring (`&mut self`); it is `Send`, not `Sync`.
 
 use std::fmt;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::mmap::Mmap;
@@ -216,8 +240,13 @@ pub struct Reclaimed {
 
 /// The slots of a mapped ring and the bookkeeping of which ones are ours; no socket, so the
 /// unit tests can play the kernel on anonymous memory.
+///
+/// `base` points into a mapping owned by the struct that owns this one ([`TxRing`],
+/// [`PacketRings`], or a test), which keeps the mapping alive at least as long (it is declared
+/// after the slots, so dropped after them).
 struct Slots {
-    map: Mmap,
+    base: NonNull<u8>,
+    len: usize,
     geo: RingGeometry,
     /// Next slot to fill.
     head: u32,
@@ -227,13 +256,26 @@ struct Slots {
     in_flight: u32,
 }
 
+// SAFETY: `base` points into a mapping that moves with the owner of the slots (see the type's
+// docs); nothing ties it to a thread, and `&mut self` methods keep one thread at a time.
+unsafe impl Send for Slots {}
+
 impl Slots {
-    fn new(map: Mmap, geo: RingGeometry) -> io::Result<Self> {
-        if map.len < geo.bytes() {
+    /// Slots laid out as `geo` at byte `offset` of `map`. The caller keeps `map` alive (and
+    /// mapped) as long as the slots.
+    fn new(map: &Mmap, offset: usize, geo: RingGeometry) -> io::Result<Self> {
+        if offset
+            .checked_add(geo.bytes())
+            .is_none_or(|end| end > map.len)
+        {
             return Err(invalid("ring mapping too small".into()));
         }
+        // SAFETY: `offset + geo.bytes() <= map.len` (checked above): the pointer stays inside
+        // the mapping (or one past it for an empty ring, which is never dereferenced).
+        let base = unsafe { map.ptr.add(offset) };
         Ok(Self {
-            map,
+            base,
+            len: geo.bytes(),
             geo,
             head: 0,
             tail: 0,
@@ -245,10 +287,10 @@ impl Slots {
     fn slot(&self, i: u32) -> *mut u8 {
         debug_assert!(i < self.geo.frame_nr);
         let off = self.geo.offset(i);
-        debug_assert!(off + self.geo.frame_size as usize <= self.map.len);
-        // SAFETY: `i < frame_nr`, so `off + frame_size <= bytes() <= map.len` (checked in
-        // `Slots::new`): the pointer stays inside the mapping.
-        unsafe { self.map.ptr.as_ptr().add(off) }
+        debug_assert!(off + self.geo.frame_size as usize <= self.len);
+        // SAFETY: `i < frame_nr`, so `off + frame_size <= bytes() == len`, and `base..base + len`
+        // lies inside the mapping (checked in `Slots::new`): the pointer stays inside it.
+        unsafe { self.base.as_ptr().add(off) }
     }
 
     /// Slot `i`'s `tp_status` word.
@@ -265,8 +307,8 @@ impl Slots {
         if i + 1 == self.geo.frame_nr { 0 } else { i + 1 }
     }
 
-    fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        if self.in_flight == self.geo.frame_nr || len > self.geo.room() {
+    fn push(&mut self, len: usize, csum: &Offload, fill: impl FnOnce(&mut [u8])) -> bool {
+        if self.in_flight == self.geo.frame_nr || len > self.geo.room() || csum.is_gso() {
             return false;
         }
         let i = self.head;
@@ -280,10 +322,11 @@ impl Slots {
             unsafe { std::slice::from_raw_parts_mut(base.add(DATA_OFFSET), VNET_HDR_LEN + len) };
         let (vnet, frame) = data.split_at_mut(VNET_HDR_LEN);
         fill(frame);
-        // No offload; `hdr_len` = the whole frame makes the kernel copy all of it into the skb.
+        // No GSO; `hdr_len` = the whole frame makes the kernel copy all of it into the skb. A
+        // partial checksum (`csum_start`/`csum_offset`) is passed on as given.
         let o = Offload {
             hdr_len: len as u16, // `len <= room() <= MAX_FRAME_LEN`
-            ..Offload::NONE
+            ..*csum
         };
         if let Ok(vnet) = <&mut [u8; VNET_HDR_LEN]>::try_from(vnet) {
             encode_vnet_hdr(&o, vnet);
@@ -328,11 +371,26 @@ impl Slots {
     }
 }
 
+/// `send(fd, NULL, 0, MSG_DONTWAIT)`: asks the kernel to send every queued frame of `sock`'s
+/// transmit ring; the bytes it took in this call.
+fn kick(sock: &PacketSocket) -> io::Result<usize> {
+    // SAFETY: a null buffer of length 0 is what a TX ring's send takes (the frames are in the
+    // ring); the kernel reads no user memory for it.
+    let rc = unsafe { libc::send(sock.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(usize::try_from(rc).unwrap_or(0))
+    }
+}
+
 /// A packet socket with a mapped `TPACKET_V2` transmit ring; unmapped, then closed, on drop.
 pub struct TxRing {
-    // Declared (so dropped) before `sock`: the mapping goes first, then the socket, whose close
-    // frees the ring (frames still in flight keep their pages until the device is done).
+    // Declared (so dropped) in this order: the slots (which point into the mapping), the
+    // mapping, then the socket, whose close frees the ring (frames still in flight keep their
+    // pages until the device is done).
     slots: Slots,
+    _map: Mmap,
     sock: PacketSocket,
 }
 
@@ -363,7 +421,8 @@ impl TxRing {
         sock.setsockopt(libc::SOL_PACKET, libc::PACKET_TX_RING, &geo.req())?;
         let map = Mmap::new(geo.bytes(), Some(sock.as_raw_fd()), 0)?;
         Ok(Self {
-            slots: Slots::new(map, geo)?,
+            slots: Slots::new(&map, 0, geo)?,
+            _map: map,
             sock,
         })
     }
@@ -397,7 +456,7 @@ impl TxRing {
     /// [`RingGeometry::room`].
     #[inline]
     pub fn push(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        self.slots.push(len, fill)
+        self.slots.push(len, &Offload::NONE, fill)
     }
 
     /// Asks the kernel to send every queued frame: `send(fd, NULL, 0, MSG_DONTWAIT)`. Returns
@@ -408,21 +467,7 @@ impl TxRing {
     /// queued again): transient, kick again later. `EINVAL`: a frame was refused (see
     /// [`Reclaimed::refused`]). `ENETDOWN`/`ENXIO`: the device is down or gone.
     pub fn kick(&self) -> io::Result<usize> {
-        // SAFETY: a null buffer of length 0 is what a TX ring's send takes (the frames are in
-        // the ring); the kernel reads no user memory for it.
-        let rc = unsafe {
-            libc::send(
-                self.sock.as_raw_fd(),
-                std::ptr::null(),
-                0,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(usize::try_from(rc).unwrap_or(0))
-        }
+        kick(&self.sock)
     }
 
     /// Takes back, oldest first, the slots the kernel is done with (status back to available),
@@ -437,6 +482,351 @@ impl TxRing {
     #[inline]
     pub fn waiting(&self) -> bool {
         self.slots.waiting()
+    }
+}
+
+/// Where a received frame starts in a `TPACKET_V2` receive slot with a virtio-net header and no
+/// `tp_reserve`: the kernel puts the network header at `TPACKET_ALIGN(32 + 16)` = 48, plus the
+/// 10-byte virtio-net header, and the 14-byte Ethernet header before it (`tpacket_rcv`).
+pub const RX_MAC_OFFSET: usize = 48 + VNET_HDR_LEN - 14;
+
+impl RingGeometry {
+    /// A receive ring whose slots hold a frame of up to `max_len` bytes at [`RX_MAC_OFFSET`];
+    /// longer frames are cut in the slot (see [`RxFrame::copied`]).
+    ///
+    /// # Errors
+    /// As [`RingGeometry::new`].
+    pub fn for_rx(max_len: usize, max_bytes: usize, max_frames: u32) -> io::Result<Self> {
+        Self::new(
+            max_len + (RX_MAC_OFFSET - FRAME_OFFSET),
+            max_bytes,
+            max_frames,
+        )
+    }
+
+    /// Longest frame a receive slot holds in full.
+    pub fn rx_room(&self) -> usize {
+        self.frame_size as usize - RX_MAC_OFFSET
+    }
+}
+
+/// One received frame, as the kernel described it in its slot's `tpacket2_hdr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxFrame {
+    /// The slot (give it back with [`PacketRings::rx_release`]).
+    pub slot: u32,
+    /// Offset of the frame's Ethernet header in [`PacketRings::rx_bytes`] of the slot; the
+    /// virtio-net header is the [`VNET_HDR_LEN`] bytes before it.
+    pub off: u32,
+    /// Bytes of the frame in the slot.
+    pub snaplen: u32,
+    /// Length of the whole frame.
+    pub len: u32,
+    /// The frame did not fit in the slot (`snaplen < len`) and the kernel queued a full copy on
+    /// the socket (`TP_STATUS_COPY`, `PACKET_COPY_THRESH`): the next `recvmsg` returns it, in the
+    /// order of these slots.
+    pub copied: bool,
+    /// The VLAN tag (TPID, TCI) the device took out of the frame.
+    pub vlan: Option<(u16, u16)>,
+}
+
+/// The slots of a mapped receive ring: the kernel fills them in order (status
+/// `TP_STATUS_KERNEL` → `TP_STATUS_USER`); we read them in the same order and give them back in
+/// the same order, each only once every older one was released, so one index each (`head`: next
+/// to read, `tail`: oldest not given back) and a count describe the ring. Like [`Slots`], `base`
+/// points into a mapping its owner keeps alive.
+struct RxSlots {
+    base: NonNull<u8>,
+    len: usize,
+    geo: RingGeometry,
+    /// Next slot to read.
+    head: u32,
+    /// Oldest slot read and not yet given back.
+    tail: u32,
+    /// Slots from `tail` to `head`.
+    held: u32,
+    /// Slots released by the caller that wait for an older one (allocated once).
+    done: Box<[bool]>,
+}
+
+// SAFETY: as for `Slots`: `base` points into a mapping that moves with the owner.
+unsafe impl Send for RxSlots {}
+
+impl RxSlots {
+    fn new(map: &Mmap, offset: usize, geo: RingGeometry) -> io::Result<Self> {
+        if offset
+            .checked_add(geo.bytes())
+            .is_none_or(|end| end > map.len)
+        {
+            return Err(invalid("ring mapping too small".into()));
+        }
+        // SAFETY: `offset + geo.bytes() <= map.len` (checked above): inside the mapping.
+        let base = unsafe { map.ptr.add(offset) };
+        Ok(Self {
+            base,
+            len: geo.bytes(),
+            geo,
+            head: 0,
+            tail: 0,
+            held: 0,
+            done: vec![false; geo.frame_nr as usize].into_boxed_slice(),
+        })
+    }
+
+    fn slot(&self, i: u32) -> *mut u8 {
+        debug_assert!(i < self.geo.frame_nr);
+        let off = self.geo.offset(i);
+        debug_assert!(off + self.geo.frame_size as usize <= self.len);
+        // SAFETY: `i < frame_nr`, so `off + frame_size <= bytes() == len`, inside the mapping
+        // (checked in `RxSlots::new`).
+        unsafe { self.base.as_ptr().add(off) }
+    }
+
+    fn status(&self, i: u32) -> &AtomicU32 {
+        // SAFETY: as in `Slots::status`: the first, 16-aligned word of slot `i`'s header,
+        // inside the mapping, only ever accessed atomically (the kernel writes it concurrently).
+        unsafe { AtomicU32::from_ptr(self.slot(i).cast::<u32>()) }
+    }
+
+    fn next(&self, i: u32) -> u32 {
+        if i + 1 == self.geo.frame_nr { 0 } else { i + 1 }
+    }
+
+    /// Whether slot `i` was read and not given back (ours).
+    fn is_held(&self, i: u32) -> bool {
+        let n = self.geo.frame_nr;
+        i < n && (i + n - self.tail) % n < self.held
+    }
+
+    fn take(&mut self, copy_ok: bool) -> Option<RxFrame> {
+        if self.held == self.geo.frame_nr {
+            return None;
+        }
+        let i = self.head;
+        let status = self.status(i).load(Ordering::Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        let copied = status & libc::TP_STATUS_COPY != 0;
+        if copied && !copy_ok {
+            return None;
+        }
+        let hdr = self.slot(i).cast::<libc::tpacket2_hdr>();
+        // SAFETY: slot `i`'s header, in the mapping and aligned; its status says
+        // TP_STATUS_USER (loaded with Acquire above, after the kernel's smp_wmb), so the kernel
+        // wrote these fields before and touches the slot no more until we give it back. Only
+        // the fields after the status word are read, by value.
+        let (len, snaplen, mac, tci, tpid) = unsafe {
+            (
+                (&raw const (*hdr).tp_len).read(),
+                (&raw const (*hdr).tp_snaplen).read(),
+                (&raw const (*hdr).tp_mac).read(),
+                (&raw const (*hdr).tp_vlan_tci).read(),
+                (&raw const (*hdr).tp_vlan_tpid).read(),
+            )
+        };
+        let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0 || tci != 0).then(|| {
+            let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                tpid
+            } else {
+                0x8100
+            };
+            (tpid, tci)
+        });
+        self.head = self.next(i);
+        self.held += 1;
+        Some(RxFrame {
+            slot: i,
+            off: u32::from(mac).saturating_sub(DATA_OFFSET as u32),
+            snaplen,
+            len,
+            copied,
+            vlan,
+        })
+    }
+
+    /// The bytes of held slot `i` after its `tpacket2_hdr`.
+    fn bytes(&self, i: u32) -> Option<&[u8]> {
+        if !self.is_held(i) {
+            return None;
+        }
+        // SAFETY: slot `i` is held: its status is TP_STATUS_USER and the kernel does not touch
+        // it until `release` (which takes `&mut self`, so this borrow has ended) gives it back.
+        // The range `DATA_OFFSET..frame_size` is inside the slot and excludes the status word.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.slot(i).add(DATA_OFFSET),
+                self.geo.frame_size as usize - DATA_OFFSET,
+            )
+        })
+    }
+
+    /// As [`RxSlots::bytes`], writable.
+    fn bytes_mut(&mut self, i: u32) -> Option<&mut [u8]> {
+        if !self.is_held(i) {
+            return None;
+        }
+        // SAFETY: as in `bytes`; `&mut self` makes this the only borrow of the slot.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.slot(i).add(DATA_OFFSET),
+                self.geo.frame_size as usize - DATA_OFFSET,
+            )
+        })
+    }
+
+    /// Marks held slot `i` released; gives back to the kernel, oldest first, every slot from
+    /// `tail` on that is released. Returns false for a slot that is not held.
+    fn release(&mut self, i: u32) -> bool {
+        if !self.is_held(i) {
+            return false;
+        }
+        self.done[i as usize] = true;
+        while self.held > 0 && self.done[self.tail as usize] {
+            self.done[self.tail as usize] = false;
+            self.status(self.tail)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.tail = self.next(self.tail);
+            self.held -= 1;
+        }
+        true
+    }
+}
+
+/// A packet socket with a `TPACKET_V2` receive ring and a transmit ring in one mapping (the
+/// kernel maps both at once, receive ring first); unmapped, then closed, on drop.
+///
+/// Receive: [`PacketRings::rx_next`] hands out filled slots in ring order without a syscall;
+/// the frame stays in its slot until [`PacketRings::rx_release`], and slots go back to the
+/// kernel in ring order. A frame longer than a slot is cut there and a full copy is queued on
+/// the socket (`PACKET_COPY_THRESH`), to be read with `recvmsg`/`recvmmsg` ([`RxFrame::copied`]).
+/// Transmit: as [`TxRing`], and frames may carry a partial checksum (no GSO);
+/// `PACKET_LOSS` is on, so a frame the kernel refuses is skipped instead of stopping the ring.
+pub struct PacketRings {
+    // Dropped in this order: the slot views, the mapping, then the socket.
+    rx: RxSlots,
+    tx: Slots,
+    _map: Mmap,
+    sock: PacketSocket,
+}
+
+impl fmt::Debug for PacketRings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketRings")
+            .field("rx", &self.rx.geo)
+            .field("rx_head", &self.rx.head)
+            .field("rx_held", &self.rx.held)
+            .field("tx", &self.tx.geo)
+            .field("tx_in_flight", &self.tx.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PacketRings {
+    /// Gives `sock` (an AF_PACKET socket with `PACKET_VNET_HDR` on and no ring yet, bound or
+    /// not) `TPACKET_V2` receive and transmit rings laid out as `rx` and `tx` (see
+    /// [`RingGeometry::for_rx`]), with `PACKET_COPY_THRESH` and `PACKET_LOSS`, and maps them.
+    ///
+    /// # Errors
+    /// `EBUSY` when the socket already has a ring, `EINVAL` for a geometry the kernel refuses,
+    /// `ENOMEM` when it cannot allocate the blocks; mmap's errors.
+    pub fn new(sock: PacketSocket, rx: RingGeometry, tx: RingGeometry) -> io::Result<Self> {
+        let v2 = libc::tpacket_versions::TPACKET_V2 as libc::c_int;
+        let on: libc::c_int = 1;
+        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_VERSION, &v2)?;
+        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_COPY_THRESH, &on)?;
+        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_LOSS, &on)?;
+        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_RX_RING, &rx.req())?;
+        sock.setsockopt(libc::SOL_PACKET, libc::PACKET_TX_RING, &tx.req())?;
+        let map = Mmap::new(rx.bytes() + tx.bytes(), Some(sock.as_raw_fd()), 0)?;
+        Ok(Self {
+            rx: RxSlots::new(&map, 0, rx)?,
+            tx: Slots::new(&map, rx.bytes(), tx)?,
+            _map: map,
+            sock,
+        })
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &PacketSocket {
+        &self.sock
+    }
+
+    /// The receive ring's layout.
+    pub fn rx_geometry(&self) -> &RingGeometry {
+        &self.rx.geo
+    }
+
+    /// The transmit ring's layout.
+    pub fn tx_geometry(&self) -> &RingGeometry {
+        &self.tx.geo
+    }
+
+    /// The next filled receive slot, in ring order, now held by the caller; `None` when the
+    /// kernel has filled no more (or every slot is held), or when the next frame is
+    /// [`RxFrame::copied`] and `copy_ok` is false (it stays for a later call).
+    #[inline]
+    pub fn rx_next(&mut self, copy_ok: bool) -> Option<RxFrame> {
+        self.rx.take(copy_ok)
+    }
+
+    /// The bytes of held receive slot `slot` after its header (the frame is at
+    /// [`RxFrame::off`]); `None` when the slot is not held.
+    #[inline]
+    pub fn rx_bytes(&self, slot: u32) -> Option<&[u8]> {
+        self.rx.bytes(slot)
+    }
+
+    /// As [`PacketRings::rx_bytes`], writable.
+    #[inline]
+    pub fn rx_bytes_mut(&mut self, slot: u32) -> Option<&mut [u8]> {
+        self.rx.bytes_mut(slot)
+    }
+
+    /// Releases held receive slot `slot`; it goes back to the kernel once every older slot has
+    /// been released too. False (and nothing happens) when the slot is not held.
+    #[inline]
+    pub fn rx_release(&mut self, slot: u32) -> bool {
+        self.rx.release(slot)
+    }
+
+    /// Receive slots held by the caller.
+    #[inline]
+    pub fn rx_held(&self) -> u32 {
+        self.rx.held
+    }
+
+    /// Transmit slots free to push into.
+    #[inline]
+    pub fn tx_free(&self) -> u32 {
+        self.tx.geo.frame_nr - self.tx.in_flight
+    }
+
+    /// Queues one frame of `len` bytes with the checksum state of `csum` (no GSO: a GSO
+    /// `csum` is refused), as [`TxRing::push`].
+    #[inline]
+    pub fn tx_push(&mut self, len: usize, csum: &Offload, fill: impl FnOnce(&mut [u8])) -> bool {
+        self.tx.push(len, csum, fill)
+    }
+
+    /// As [`TxRing::kick`].
+    ///
+    /// # Errors
+    /// As [`TxRing::kick`].
+    pub fn tx_kick(&self) -> io::Result<usize> {
+        kick(&self.sock)
+    }
+
+    /// As [`TxRing::reclaim`].
+    #[inline]
+    pub fn tx_reclaim(&mut self) -> Reclaimed {
+        self.tx.reclaim()
+    }
+
+    /// As [`TxRing::waiting`].
+    #[inline]
+    pub fn tx_waiting(&self) -> bool {
+        self.tx.waiting()
     }
 }
 
@@ -520,19 +910,23 @@ mod tests {
     }
 
     /// Slots over anonymous memory; the test plays the kernel by writing status words.
-    fn anon(geo: RingGeometry) -> Slots {
-        Slots::new(Mmap::new(geo.bytes(), None, 0).unwrap(), geo).unwrap()
+    fn anon(geo: RingGeometry) -> (Mmap, Slots) {
+        let map = Mmap::new(geo.bytes(), None, 0).unwrap();
+        let slots = Slots::new(&map, 0, geo).unwrap();
+        (map, slots)
     }
 
     #[test]
     fn slots_go_round_in_order_and_come_back_when_the_kernel_is_done() {
         let geo = RingGeometry::with_page(100, 16384, 64, PAGE).unwrap();
         assert_eq!((geo.frame_size(), geo.frame_nr()), (256, 64));
-        let mut s = anon(geo);
+        let (_map, mut s) = anon(geo);
         for k in 0..64u8 {
-            assert!(s.push(100, |b| b[99] = k));
+            assert!(s.push(100, &Offload::NONE, |b| b[99] = k));
         }
-        assert!(!s.push(100, |_| panic!("full ring must not call fill")));
+        assert!(!s.push(100, &Offload::NONE, |_| panic!(
+            "full ring must not call fill"
+        )));
         assert!(s.waiting());
         for i in 0..64 {
             assert_eq!(
@@ -573,7 +967,7 @@ mod tests {
             .store(libc::TP_STATUS_AVAILABLE | (1 << 29), Ordering::Release);
         assert_eq!(s.reclaim().sent, 1);
         // Wrap around: the freed slots are refilled from slot 0 on.
-        assert!(s.push(10, |b| b[0] = 0xee));
+        assert!(s.push(10, &Offload::NONE, |b| b[0] = 0xee));
         assert_eq!(s.head, 1);
         for i in (10..64).chain([0]) {
             s.status(i)
@@ -583,15 +977,15 @@ mod tests {
         assert_eq!(s.reclaim().sent, 55);
         assert_eq!(s.in_flight, 0);
         assert!(!s.waiting());
-        assert!(!s.push(geo.room() + 1, |_| panic!("too long")));
+        assert!(!s.push(geo.room() + 1, &Offload::NONE, |_| panic!("too long")));
     }
 
     #[test]
     fn a_refused_frame_stops_the_reclaim_and_is_reported() {
         let geo = RingGeometry::with_page(100, 8192, 64, PAGE).unwrap();
-        let mut s = anon(geo);
+        let (_map, mut s) = anon(geo);
         for _ in 0..5 {
-            assert!(s.push(60, |_| {}));
+            assert!(s.push(60, &Offload::NONE, |_| {}));
         }
         s.status(0)
             .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
@@ -612,5 +1006,117 @@ mod tests {
             }
         );
         assert_eq!(s.in_flight, 4);
+    }
+
+    /// Receive slots over anonymous memory; the test plays the kernel.
+    fn anon_rx(geo: RingGeometry) -> (Mmap, RxSlots) {
+        let map = Mmap::new(geo.bytes(), None, 0).unwrap();
+        let slots = RxSlots::new(&map, 0, geo).unwrap();
+        (map, slots)
+    }
+
+    /// Fills slot `i` as the kernel would: a `len`-byte frame whose first byte is `tag`.
+    fn kernel_fills(s: &RxSlots, i: u32, len: u32, tag: u8) {
+        let hdr = s.slot(i).cast::<libc::tpacket2_hdr>();
+        // SAFETY: test-only writes of slot `i`'s header fields and frame, inside the mapping;
+        // the slot is the kernel's (not held), so no slice of it is alive.
+        unsafe {
+            (&raw mut (*hdr).tp_len).write(len);
+            (&raw mut (*hdr).tp_snaplen).write(len.min(s.geo.rx_room() as u32));
+            (&raw mut (*hdr).tp_mac).write(RX_MAC_OFFSET as u16);
+            s.slot(i).add(RX_MAC_OFFSET).write(tag);
+        }
+        s.status(i).store(libc::TP_STATUS_USER, Ordering::Release);
+    }
+
+    #[test]
+    fn rx_slots_are_given_back_in_ring_order_only() {
+        let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
+        assert_eq!((geo.frame_size(), geo.frame_nr()), (128, 32));
+        let (_map, mut s) = anon_rx(geo);
+        assert_eq!(s.take(true), None, "nothing filled yet");
+        for i in 0..5 {
+            kernel_fills(&s, i, 60, i as u8);
+        }
+        let frames: Vec<RxFrame> = std::iter::from_fn(|| s.take(true)).collect();
+        assert_eq!(frames.len(), 5);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(
+                (f.slot, f.len, f.snaplen, f.copied),
+                (i as u32, 60, 60, false)
+            );
+            assert_eq!(f.off as usize, RX_MAC_OFFSET - DATA_OFFSET);
+            assert_eq!(s.bytes(f.slot).unwrap()[f.off as usize], i as u8);
+        }
+        // Released out of order: nothing goes back before slot 0 does.
+        assert!(s.release(2));
+        assert!(s.release(1));
+        for i in 0..5 {
+            assert_eq!(s.status(i).load(Ordering::Relaxed), libc::TP_STATUS_USER);
+        }
+        assert!(
+            s.bytes(2).is_some(),
+            "released but not given back: still ours"
+        );
+        assert!(s.release(0));
+        for i in 0..3 {
+            assert_eq!(s.status(i).load(Ordering::Relaxed), libc::TP_STATUS_KERNEL);
+            assert!(s.bytes(i).is_none(), "given back: no longer readable");
+        }
+        assert_eq!(s.status(3).load(Ordering::Relaxed), libc::TP_STATUS_USER);
+        assert_eq!((s.tail, s.held), (3, 2));
+        assert!(!s.release(0), "not held any more");
+        assert!(!s.release(7), "never taken");
+        assert!(s.release(4));
+        assert!(s.release(3));
+        assert_eq!((s.tail, s.head, s.held), (5, 5, 0));
+    }
+
+    #[test]
+    fn the_rx_ring_wraps_around_and_stops_when_every_slot_is_held() {
+        let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
+        let (_map, mut s) = anon_rx(geo);
+        let mut next = 0u32;
+        // 10 bursts of 20 frames: 200 frames through 32 slots.
+        for burst in 0..10u32 {
+            for k in 0..20 {
+                kernel_fills(&s, (next + k) % 32, 60, (burst * 20 + k) as u8);
+            }
+            let frames: Vec<RxFrame> = std::iter::from_fn(|| s.take(true)).collect();
+            assert_eq!(frames.len(), 20, "burst {burst}");
+            for (k, f) in frames.iter().enumerate() {
+                assert_eq!(f.slot, (next + k as u32) % 32);
+                let b = s.bytes(f.slot).unwrap()[f.off as usize];
+                assert_eq!(b, (burst * 20 + k as u32) as u8);
+            }
+            for f in &frames {
+                assert!(s.release(f.slot));
+            }
+            next = (next + 20) % 32;
+            assert_eq!((s.head, s.tail, s.held), (next, next, 0));
+        }
+        // Every slot filled and held: `take` stops even though the next status says USER
+        // again (the kernel never gets that far without our release).
+        for i in 0..32 {
+            kernel_fills(&s, i, 60, 0);
+        }
+        assert_eq!(std::iter::from_fn(|| s.take(true)).count(), 32);
+        assert_eq!(s.take(true), None);
+    }
+
+    #[test]
+    fn a_copied_frame_waits_when_the_caller_has_no_room_for_it() {
+        let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
+        let (_map, mut s) = anon_rx(geo);
+        kernel_fills(&s, 0, 9000, 1);
+        s.status(0).store(
+            libc::TP_STATUS_USER | libc::TP_STATUS_COPY | libc::TP_STATUS_VLAN_VALID,
+            Ordering::Release,
+        );
+        assert_eq!(s.take(false), None);
+        let f = s.take(true).unwrap();
+        assert!(f.copied);
+        assert_eq!((f.len, f.snaplen as usize), (9000, geo.rx_room()));
+        assert_eq!(f.vlan, Some((0x8100, 0)));
     }
 }
