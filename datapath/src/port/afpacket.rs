@@ -23,7 +23,7 @@
 //!   default, as before the rings: bypassing the qdisc also hides the port's transmissions from
 //!   packet taps such as tcpdump on the device, and a veth has no qdisc to skip).
 //!
-//! ## Ring mode (the default)
+//! ## Ring mode (opt-in: [`AfPacketOptions::ring`])
 //! With `PACKET_VNET_HDR` on, the socket gets mmap'ed `TPACKET_V2` rings
 //! ([`PacketRings`], `sys/tpacket.rs`), sized from the device's MTU (for MTU 1500:
 //! 2048-byte slots), one mapping per port:
@@ -60,10 +60,16 @@
 //! each frame in the block, checked by hand), so that is not the reason. A V3 port was not
 //! built or measured.
 //!
-//! Known limit: when the kernel cannot express a frame's offload state in a virtio-net header
-//! (a tunnel GSO type), `tpacket_rcv` has already claimed the frame's slot and leaves it to the
-//! kernel; the port then sees no frame after it until the kernel's next pass over the ring
-//! fills that slot (mmsg mode dropped such a frame with `EINVAL` and went on). No test covers it.
+//! Why rings are **not the default** (yet): when the kernel cannot express a received frame's
+//! offload state in a virtio-net header (`virtio_net_hdr_from_skb` fails: GSO types other than
+//! TCPv4/TCPv6/UDP-L4, such as UFO from a tap or SCTP GSO from a container's veth),
+//! `tpacket_rcv` (Linux 6.18) has already marked the head slot as owned in `rx_owner_map` and
+//! drops the frame without advancing the head or clearing the mark, so every later frame finds
+//! the head slot marked and is dropped too: the rx ring stops for good. Mmsg mode drops such a
+//! frame with `EINVAL` and goes on. `datapath/tests/afpacket.rs`
+//! (`an_unexpressible_gso_frame_stops_a_ring_but_not_mmsg_mode`) reproduces it with a UFO frame
+//! written into a tap. Until the port detects the stop (kernel drops while its next slot stays
+//! empty) and rebuilds its rings, [`AfPacketOptions::ring`] is off by default.
 //!
 //! Measured against mmsg mode (main's build before the rings vs this one, alternating rounds of
 //! the end-to-end harness `--only c,d`, medians, ratios to the Linux bridge of the same rounds;
@@ -71,7 +77,7 @@
 //! flows 0.350 → 0.648 M/s (×0.85 → ×1.59), 3 rounds; TCP 1 stream 9.79 → 9.80 Gb/s (×0.79 →
 //! ×0.85), 4 streams ×0.53 → ×0.55, 7 rounds. Hence the default.
 //!
-//! ## Mmsg mode (memory and syscalls)
+//! ## Mmsg mode (the default; memory and syscalls)
 //! 64 rx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a 64 KiB
 //! frame) and 64 tx slots of [`TX_SLOT_LEN`] bytes, allocated once. `rx_burst` is one
 //! `recvmmsg` for up to `batch.room()` frames into free rx slots. Frames of up to
@@ -156,8 +162,10 @@ pub struct AfPacketOptions {
     pub rcvbuf: usize,
     /// Requested send buffer in bytes (default 4 MiB).
     pub sndbuf: usize,
-    /// Use mmap'ed `TPACKET_V2` rx and tx rings (needs `vnet_hdr`; default true). When the
-    /// kernel refuses them, the port falls back to `recvmmsg`/`sendmmsg`.
+    /// Use mmap'ed `TPACKET_V2` rx and tx rings (needs `vnet_hdr`). When the kernel refuses
+    /// them, the port falls back to `recvmmsg`/`sendmmsg`. Default **false**: one frame whose
+    /// GSO type a virtio-net header cannot express (UFO, SCTP) stops a `TPACKET_V2` rx ring for
+    /// good (see the module docs); until the port detects and repairs that, rings are opt-in.
     pub ring: bool,
     /// Set `PACKET_QDISC_BYPASS` (frames sent go straight to the driver: no qdisc, and packet
     /// taps such as tcpdump on the device do not see them). Default false.
@@ -170,7 +178,7 @@ impl Default for AfPacketOptions {
             vnet_hdr: true,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
-            ring: true,
+            ring: false,
             qdisc_bypass: false,
         }
     }
