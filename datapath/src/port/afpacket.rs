@@ -23,7 +23,7 @@
 //!   default, as before the rings: bypassing the qdisc also hides the port's transmissions from
 //!   packet taps such as tcpdump on the device, and a veth has no qdisc to skip).
 //!
-//! ## Ring mode (opt-in: [`AfPacketOptions::ring`])
+//! ## Ring mode (the default)
 //! With `PACKET_VNET_HDR` on, the socket gets mmap'ed `TPACKET_V2` rings
 //! ([`PacketRings`], `sys/tpacket.rs`), sized from the device's MTU (for MTU 1500:
 //! 2048-byte slots), one mapping per port:
@@ -60,16 +60,18 @@
 //! each frame in the block, checked by hand), so that is not the reason. A V3 port was not
 //! built or measured.
 //!
-//! Why rings are **not the default** (yet): when the kernel cannot express a received frame's
-//! offload state in a virtio-net header (`virtio_net_hdr_from_skb` fails: GSO types other than
+//! A kernel quirk the port repairs: when the kernel cannot express a received frame's offload
+//! state in a virtio-net header (`virtio_net_hdr_from_skb` fails: GSO types other than
 //! TCPv4/TCPv6/UDP-L4, such as UFO from a tap or SCTP GSO from a container's veth),
 //! `tpacket_rcv` (Linux 6.18) has already marked the head slot as owned in `rx_owner_map` and
 //! drops the frame without advancing the head or clearing the mark, so every later frame finds
-//! the head slot marked and is dropped too: the rx ring stops for good. Mmsg mode drops such a
-//! frame with `EINVAL` and goes on. `datapath/tests/afpacket.rs`
-//! (`an_unexpressible_gso_frame_stops_a_ring_but_not_mmsg_mode`) reproduces it with a UFO frame
-//! written into a tap. Until the port detects the stop (kernel drops while its next slot stays
-//! empty) and rebuilds its rings, [`AfPacketOptions::ring`] is off by default.
+//! the head slot marked and is dropped too: the rx ring would stop for good (mmsg mode drops
+//! such a frame with `EINVAL` and goes on). The port checks every [`STOP_CHECK_BURSTS`] empty
+//! bursts, with no slot held, the kernel's drop count (`PACKET_STATISTICS`): drops while the
+//! ring stays empty cannot come from a full ring, so when two checks in a row see them with no
+//! frame received in between, it rebuilds its socket and rings (logged, counted as backend
+//! drops). `an_unexpressible_gso_frame_is_dropped_and_traffic_goes_on_in_both_modes` in
+//! `datapath/tests/afpacket.rs` writes a UFO frame into a tap and checks that traffic goes on.
 //!
 //! Measured against mmsg mode (main's build before the rings vs this one, alternating rounds of
 //! the end-to-end harness `--only c,d`, medians, ratios to the Linux bridge of the same rounds;
@@ -77,7 +79,7 @@
 //! flows 0.350 → 0.648 M/s (×0.85 → ×1.59), 3 rounds; TCP 1 stream 9.79 → 9.80 Gb/s (×0.79 →
 //! ×0.85), 4 streams ×0.53 → ×0.55, 7 rounds. Hence the default.
 //!
-//! ## Mmsg mode (the default; memory and syscalls)
+//! ## Mmsg mode (memory and syscalls)
 //! 64 rx slots of [`SLOT_LEN`] bytes (room for a VLAN tag, the virtio-net header, a 64 KiB
 //! frame) and 64 tx slots of [`TX_SLOT_LEN`] bytes, allocated once. `rx_burst` is one
 //! `recvmmsg` for up to `batch.room()` frames into free rx slots. Frames of up to
@@ -162,10 +164,8 @@ pub struct AfPacketOptions {
     pub rcvbuf: usize,
     /// Requested send buffer in bytes (default 4 MiB).
     pub sndbuf: usize,
-    /// Use mmap'ed `TPACKET_V2` rx and tx rings (needs `vnet_hdr`). When the kernel refuses
-    /// them, the port falls back to `recvmmsg`/`sendmmsg`. Default **false**: one frame whose
-    /// GSO type a virtio-net header cannot express (UFO, SCTP) stops a `TPACKET_V2` rx ring for
-    /// good (see the module docs); until the port detects and repairs that, rings are opt-in.
+    /// Use mmap'ed `TPACKET_V2` rx and tx rings (needs `vnet_hdr`; default true). When the
+    /// kernel refuses them, the port falls back to `recvmmsg`/`sendmmsg`.
     pub ring: bool,
     /// Set `PACKET_QDISC_BYPASS` (frames sent go straight to the driver: no qdisc, and packet
     /// taps such as tcpdump on the device do not see them). Default false.
@@ -178,7 +178,7 @@ impl Default for AfPacketOptions {
             vnet_hdr: true,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
-            ring: false,
+            ring: true,
             qdisc_bypass: false,
         }
     }
@@ -219,7 +219,18 @@ pub struct AfPacketPort {
     tx_err: Option<io::Error>,
     /// Ring mode: the ring slots taken by the current `rx_burst`.
     rx_frames: [RxFrame; BATCH_SIZE],
+    /// The options the port was opened with (to rebuild a stopped ring).
+    opts: AfPacketOptions,
+    /// Ring mode: empty `rx_burst`s since the last frame or stop check.
+    ring_idle: u32,
+    /// Ring mode: the last stop check saw kernel drops with the ring empty and nothing held.
+    stop_suspect: bool,
+    /// Times the socket and rings were rebuilt after the kernel stopped the rx ring.
+    rebuilds: u64,
 }
+
+/// Ring mode: consecutive empty `rx_burst`s between two checks for a stopped rx ring.
+const STOP_CHECK_BURSTS: u32 = 64;
 
 /// How the port moves frames.
 enum Io {
@@ -412,7 +423,69 @@ impl AfPacketPort {
             drops: 0,
             tx_err: None,
             rx_frames: [RxFrame::default(); BATCH_SIZE],
+            opts: *opts,
+            ring_idle: 0,
+            stop_suspect: false,
+            rebuilds: 0,
         })
+    }
+
+    /// Ring mode, after an empty `rx_burst`: every [`STOP_CHECK_BURSTS`] of them, with no slot
+    /// held, reads the kernel's drop count. Drops while the ring is empty mean the kernel has
+    /// stopped it (a frame whose GSO type a virtio-net header cannot express leaves the head
+    /// slot marked as owned, and every later frame is dropped; see the module docs): when two
+    /// checks in a row see drops and no frame came in between, the port rebuilds its socket
+    /// and rings. The drops are counted as backend drops either way.
+    fn check_stopped_ring(&mut self) {
+        self.ring_idle += 1;
+        if self.ring_idle < STOP_CHECK_BURSTS {
+            return;
+        }
+        self.ring_idle = 0;
+        let Io::Ring(rings, _) = &self.io else {
+            return;
+        };
+        if rings.rx_held() != 0 {
+            return;
+        }
+        let kernel = rings
+            .socket()
+            .take_stats()
+            .map_or(0, |s| u64::from(s.drops));
+        self.drops += kernel;
+        if kernel == 0 {
+            self.stop_suspect = false;
+        } else if !self.stop_suspect {
+            self.stop_suspect = true;
+        } else {
+            self.rebuild();
+        }
+    }
+
+    /// Replaces the socket and its rings by fresh ones (the old ones are closed). Frames queued
+    /// for transmission and not yet sent are lost; every received frame was released already.
+    fn rebuild(&mut self) {
+        match Self::open_with(&self.name, &self.opts) {
+            Ok(mut fresh) => {
+                fresh.drops = self.drops;
+                fresh.rebuilds = self.rebuilds + 1;
+                // Logged the 1st, 2nd, 4th, 8th … time: a sender that keeps doing it cannot
+                // flood the log.
+                if fresh.rebuilds.is_power_of_two() {
+                    tracing::warn!(
+                        port = %self.name,
+                        rebuilds = fresh.rebuilds,
+                        "afpacket: the kernel stopped the rx ring (a frame whose offload state \
+                         a virtio-net header cannot carry); socket and rings rebuilt"
+                    );
+                }
+                *self = fresh;
+            }
+            Err(e) => {
+                tracing::warn!(port = %self.name, error = %e, "afpacket: rebuilding a stopped rx ring failed");
+                self.stop_suspect = false;
+            }
+        }
     }
 
     /// The device index the socket is bound to.
@@ -682,8 +755,11 @@ impl AfPacketPort {
             k += 1;
         }
         if k == 0 {
+            self.check_stopped_ring();
             return Ok(0);
         }
+        self.ring_idle = 0;
+        self.stop_suspect = false;
         let mut got_copies = 0;
         if copies > 0 {
             for _ in 0..RX_TRIES {
