@@ -46,6 +46,20 @@ fn inline_switch(n: usize) -> (Switch, Vec<MemPeer>) {
     (sw, peers)
 }
 
+/// A match on UDP destination port 5000.
+fn udp_dst_5000() -> Vec<MatchField> {
+    let mf = |field, value| MatchField {
+        field,
+        value,
+        mask: None,
+    };
+    vec![
+        mf(Field::EthType, 0x0800),
+        mf(Field::IpProto, 17),
+        mf(Field::UdpDst, 5000),
+    ]
+}
+
 /// Every frame waiting at `peer`, without waiting.
 fn got(peer: &MemPeer) -> Vec<Vec<u8>> {
     peer.drain()
@@ -101,23 +115,7 @@ fn inline_switch_floods_learns_and_forwards_on_the_callers_thread() {
 #[test]
 fn inline_switch_applies_flow_mods_at_the_next_poll_and_after_a_barrier() {
     let (mut sw, p) = inline_switch(3);
-    let steer = vec![
-        MatchField {
-            field: Field::EthType,
-            value: 0x0800,
-            mask: None,
-        },
-        MatchField {
-            field: Field::IpProto,
-            value: 17,
-            mask: None,
-        },
-        MatchField {
-            field: Field::UdpDst,
-            value: 5000,
-            mask: None,
-        },
-    ];
+    let steer = udp_dst_5000();
     // Learn m2's address, then cache the bridged decision for port 5000.
     assert!(p[1].send(&udp_to(2, [0xff; 6], 1)));
     sw.poll_inline();
@@ -356,23 +354,7 @@ fn a_rewriting_flow_between_forwarding_runs_keeps_the_order() {
     sw.flow_mod(&FlowMod::add(
         0,
         100,
-        vec![
-            MatchField {
-                field: Field::EthType,
-                value: 0x0800,
-                mask: None,
-            },
-            MatchField {
-                field: Field::IpProto,
-                value: 17,
-                mask: None,
-            },
-            MatchField {
-                field: Field::UdpDst,
-                value: 5000,
-                mask: None,
-            },
-        ],
+        udp_dst_5000(),
         Instructions::apply(vec![Action::DecTtl, Action::Output(2)]),
     ))
     .unwrap();

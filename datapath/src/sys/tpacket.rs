@@ -238,31 +238,23 @@ pub struct Reclaimed {
     pub refused: bool,
 }
 
-/// The slots of a mapped ring and the bookkeeping of which ones are ours; no socket, so the
-/// unit tests can play the kernel on anonymous memory.
-///
-/// `base` points into a mapping owned by the struct that owns this one ([`TxRing`],
-/// [`PacketRings`], or a test), which keeps the mapping alive at least as long (it is declared
-/// after the slots, so dropped after them).
-struct Slots {
+/// Where a ring's slots are: `geo.bytes()` bytes from `base`, inside a mapping owned by the
+/// struct that owns the ring ([`TxRing`], [`PacketRings`], or a test), which keeps the mapping
+/// alive at least as long (it is declared after the slots, so dropped after them).
+struct Region {
     base: NonNull<u8>,
     len: usize,
     geo: RingGeometry,
-    /// Next slot to fill.
-    head: u32,
-    /// Oldest slot in flight.
-    tail: u32,
-    /// Slots from `tail` to `head` (filled, not yet reclaimed).
-    in_flight: u32,
 }
 
-// SAFETY: `base` points into a mapping that moves with the owner of the slots (see the type's
-// docs); nothing ties it to a thread, and `&mut self` methods keep one thread at a time.
-unsafe impl Send for Slots {}
+// SAFETY: `base` points into a mapping that moves with the owner of the ring (see the type's
+// docs); nothing ties it to a thread, and `&mut self` methods of the rings keep one thread at a
+// time.
+unsafe impl Send for Region {}
 
-impl Slots {
+impl Region {
     /// Slots laid out as `geo` at byte `offset` of `map`. The caller keeps `map` alive (and
-    /// mapped) as long as the slots.
+    /// mapped) as long as the region.
     fn new(map: &Mmap, offset: usize, geo: RingGeometry) -> io::Result<Self> {
         if offset
             .checked_add(geo.bytes())
@@ -277,9 +269,6 @@ impl Slots {
             base,
             len: geo.bytes(),
             geo,
-            head: 0,
-            tail: 0,
-            in_flight: 0,
         })
     }
 
@@ -289,7 +278,7 @@ impl Slots {
         let off = self.geo.offset(i);
         debug_assert!(off + self.geo.frame_size as usize <= self.len);
         // SAFETY: `i < frame_nr`, so `off + frame_size <= bytes() == len`, and `base..base + len`
-        // lies inside the mapping (checked in `Slots::new`): the pointer stays inside it.
+        // lies inside the mapping (checked in `Region::new`): the pointer stays inside it.
         unsafe { self.base.as_ptr().add(off) }
     }
 
@@ -303,17 +292,42 @@ impl Slots {
         unsafe { AtomicU32::from_ptr(p) }
     }
 
+    /// The slot after `i`, round the ring.
     fn next(&self, i: u32) -> u32 {
         if i + 1 == self.geo.frame_nr { 0 } else { i + 1 }
     }
+}
+
+/// The slots of a mapped transmit ring and the bookkeeping of which ones are ours; no socket,
+/// so the unit tests can play the kernel on anonymous memory.
+struct Slots {
+    ring: Region,
+    /// Next slot to fill.
+    head: u32,
+    /// Oldest slot in flight.
+    tail: u32,
+    /// Slots from `tail` to `head` (filled, not yet reclaimed).
+    in_flight: u32,
+}
+
+impl Slots {
+    /// Transmit slots laid out as `geo` at byte `offset` of `map` (see [`Region::new`]).
+    fn new(map: &Mmap, offset: usize, geo: RingGeometry) -> io::Result<Self> {
+        Ok(Self {
+            ring: Region::new(map, offset, geo)?,
+            head: 0,
+            tail: 0,
+            in_flight: 0,
+        })
+    }
 
     fn push(&mut self, len: usize, csum: &Offload, fill: impl FnOnce(&mut [u8])) -> bool {
-        if self.in_flight == self.geo.frame_nr || len > self.geo.room() || csum.is_gso() {
+        if self.in_flight == self.ring.geo.frame_nr || len > self.ring.geo.room() || csum.is_gso() {
             return false;
         }
         let i = self.head;
-        debug_assert_eq!(self.status(i).load(Ordering::Acquire) & BUSY, 0);
-        let base = self.slot(i);
+        debug_assert_eq!(self.ring.status(i).load(Ordering::Acquire) & BUSY, 0);
+        let base = self.ring.slot(i);
         // SAFETY: slot `i` is ours: it was never handed to the kernel, or `reclaim` saw it back
         // to available (Acquire), and the kernel touches a slot only while its status says
         // SEND_REQUEST or SENDING. The data part `DATA_OFFSET..FRAME_OFFSET + len` lies inside
@@ -335,9 +349,10 @@ impl Slots {
         // SAFETY: `hdr` is slot `i`'s header (in the mapping, 16-aligned, ours as above); only
         // `tp_len` is written through it.
         unsafe { (&raw mut (*hdr).tp_len).write((VNET_HDR_LEN + len) as u32) };
-        self.status(i)
+        self.ring
+            .status(i)
             .store(libc::TP_STATUS_SEND_REQUEST, Ordering::Release);
-        self.head = self.next(i);
+        self.head = self.ring.next(i);
         self.in_flight += 1;
         true
     }
@@ -345,10 +360,10 @@ impl Slots {
     fn reclaim(&mut self) -> Reclaimed {
         let mut r = Reclaimed::default();
         while self.in_flight > 0 {
-            let s = self.status(self.tail).load(Ordering::Acquire);
+            let s = self.ring.status(self.tail).load(Ordering::Acquire);
             if s & BUSY == 0 {
                 r.sent += 1;
-                self.tail = self.next(self.tail);
+                self.tail = self.ring.next(self.tail);
                 self.in_flight -= 1;
             } else {
                 r.refused = s & libc::TP_STATUS_WRONG_FORMAT != 0;
@@ -363,11 +378,11 @@ impl Slots {
             return false;
         }
         let last = if self.head == 0 {
-            self.geo.frame_nr - 1
+            self.ring.geo.frame_nr - 1
         } else {
             self.head - 1
         };
-        self.status(last).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST != 0
+        self.ring.status(last).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST != 0
     }
 }
 
@@ -397,7 +412,7 @@ pub struct TxRing {
 impl fmt::Debug for TxRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TxRing")
-            .field("geometry", &self.slots.geo)
+            .field("geometry", &self.slots.ring.geo)
             .field("head", &self.slots.head)
             .field("tail", &self.slots.tail)
             .field("in_flight", &self.slots.in_flight)
@@ -434,13 +449,13 @@ impl TxRing {
 
     /// The ring's layout.
     pub fn geometry(&self) -> &RingGeometry {
-        &self.slots.geo
+        &self.slots.ring.geo
     }
 
     /// Slots free to [`TxRing::push`] into.
     #[inline]
     pub fn free(&self) -> u32 {
-        self.slots.geo.frame_nr - self.slots.in_flight
+        self.slots.ring.geo.frame_nr - self.slots.in_flight
     }
 
     /// Frames pushed and not yet reclaimed.
@@ -533,12 +548,10 @@ pub struct RxFrame {
 /// The slots of a mapped receive ring: the kernel fills them in order (status
 /// `TP_STATUS_KERNEL` → `TP_STATUS_USER`); we read them in the same order and give them back in
 /// the same order, each only once every older one was released, so one index each (`head`: next
-/// to read, `tail`: oldest not given back) and a count describe the ring. Like [`Slots`], `base`
-/// points into a mapping its owner keeps alive.
+/// to read, `tail`: oldest not given back) and a count describe the ring. Like [`Slots`], its
+/// [`Region`] points into a mapping its owner keeps alive.
 struct RxSlots {
-    base: NonNull<u8>,
-    len: usize,
-    geo: RingGeometry,
+    ring: Region,
     /// Next slot to read.
     head: u32,
     /// Oldest slot read and not yet given back.
@@ -549,23 +562,10 @@ struct RxSlots {
     done: Box<[bool]>,
 }
 
-// SAFETY: as for `Slots`: `base` points into a mapping that moves with the owner.
-unsafe impl Send for RxSlots {}
-
 impl RxSlots {
     fn new(map: &Mmap, offset: usize, geo: RingGeometry) -> io::Result<Self> {
-        if offset
-            .checked_add(geo.bytes())
-            .is_none_or(|end| end > map.len)
-        {
-            return Err(invalid("ring mapping too small".into()));
-        }
-        // SAFETY: `offset + geo.bytes() <= map.len` (checked above): inside the mapping.
-        let base = unsafe { map.ptr.add(offset) };
         Ok(Self {
-            base,
-            len: geo.bytes(),
-            geo,
+            ring: Region::new(map, offset, geo)?,
             head: 0,
             tail: 0,
             held: 0,
@@ -573,37 +573,18 @@ impl RxSlots {
         })
     }
 
-    fn slot(&self, i: u32) -> *mut u8 {
-        debug_assert!(i < self.geo.frame_nr);
-        let off = self.geo.offset(i);
-        debug_assert!(off + self.geo.frame_size as usize <= self.len);
-        // SAFETY: `i < frame_nr`, so `off + frame_size <= bytes() == len`, inside the mapping
-        // (checked in `RxSlots::new`).
-        unsafe { self.base.as_ptr().add(off) }
-    }
-
-    fn status(&self, i: u32) -> &AtomicU32 {
-        // SAFETY: as in `Slots::status`: the first, 16-aligned word of slot `i`'s header,
-        // inside the mapping, only ever accessed atomically (the kernel writes it concurrently).
-        unsafe { AtomicU32::from_ptr(self.slot(i).cast::<u32>()) }
-    }
-
-    fn next(&self, i: u32) -> u32 {
-        if i + 1 == self.geo.frame_nr { 0 } else { i + 1 }
-    }
-
     /// Whether slot `i` was read and not given back (ours).
     fn is_held(&self, i: u32) -> bool {
-        let n = self.geo.frame_nr;
+        let n = self.ring.geo.frame_nr;
         i < n && (i + n - self.tail) % n < self.held
     }
 
     fn take(&mut self, copy_ok: bool) -> Option<RxFrame> {
-        if self.held == self.geo.frame_nr {
+        if self.held == self.ring.geo.frame_nr {
             return None;
         }
         let i = self.head;
-        let status = self.status(i).load(Ordering::Acquire);
+        let status = self.ring.status(i).load(Ordering::Acquire);
         if status & libc::TP_STATUS_USER == 0 {
             return None;
         }
@@ -611,7 +592,7 @@ impl RxSlots {
         if copied && !copy_ok {
             return None;
         }
-        let hdr = self.slot(i).cast::<libc::tpacket2_hdr>();
+        let hdr = self.ring.slot(i).cast::<libc::tpacket2_hdr>();
         // SAFETY: slot `i`'s header, in the mapping and aligned; its status says
         // TP_STATUS_USER (loaded with Acquire above, after the kernel's smp_wmb), so the kernel
         // wrote these fields before and touches the slot no more until we give it back. Only
@@ -633,7 +614,7 @@ impl RxSlots {
             };
             (tpid, tci)
         });
-        self.head = self.next(i);
+        self.head = self.ring.next(i);
         self.held += 1;
         Some(RxFrame {
             slot: i,
@@ -655,8 +636,8 @@ impl RxSlots {
         // The range `DATA_OFFSET..frame_size` is inside the slot and excludes the status word.
         Some(unsafe {
             std::slice::from_raw_parts(
-                self.slot(i).add(DATA_OFFSET),
-                self.geo.frame_size as usize - DATA_OFFSET,
+                self.ring.slot(i).add(DATA_OFFSET),
+                self.ring.geo.frame_size as usize - DATA_OFFSET,
             )
         })
     }
@@ -669,8 +650,8 @@ impl RxSlots {
         // SAFETY: as in `bytes`; `&mut self` makes this the only borrow of the slot.
         Some(unsafe {
             std::slice::from_raw_parts_mut(
-                self.slot(i).add(DATA_OFFSET),
-                self.geo.frame_size as usize - DATA_OFFSET,
+                self.ring.slot(i).add(DATA_OFFSET),
+                self.ring.geo.frame_size as usize - DATA_OFFSET,
             )
         })
     }
@@ -684,9 +665,10 @@ impl RxSlots {
         self.done[i as usize] = true;
         while self.held > 0 && self.done[self.tail as usize] {
             self.done[self.tail as usize] = false;
-            self.status(self.tail)
+            self.ring
+                .status(self.tail)
                 .store(libc::TP_STATUS_KERNEL, Ordering::Release);
-            self.tail = self.next(self.tail);
+            self.tail = self.ring.next(self.tail);
             self.held -= 1;
         }
         true
@@ -713,10 +695,10 @@ pub struct PacketRings {
 impl fmt::Debug for PacketRings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PacketRings")
-            .field("rx", &self.rx.geo)
+            .field("rx", &self.rx.ring.geo)
             .field("rx_head", &self.rx.head)
             .field("rx_held", &self.rx.held)
-            .field("tx", &self.tx.geo)
+            .field("tx", &self.tx.ring.geo)
             .field("tx_in_flight", &self.tx.in_flight)
             .finish_non_exhaustive()
     }
@@ -754,12 +736,12 @@ impl PacketRings {
 
     /// The receive ring's layout.
     pub fn rx_geometry(&self) -> &RingGeometry {
-        &self.rx.geo
+        &self.rx.ring.geo
     }
 
     /// The transmit ring's layout.
     pub fn tx_geometry(&self) -> &RingGeometry {
-        &self.tx.geo
+        &self.tx.ring.geo
     }
 
     /// The next filled receive slot, in ring order, now held by the caller; `None` when the
@@ -799,7 +781,7 @@ impl PacketRings {
     /// Transmit slots free to push into.
     #[inline]
     pub fn tx_free(&self) -> u32 {
-        self.tx.geo.frame_nr - self.tx.in_flight
+        self.tx.ring.geo.frame_nr - self.tx.in_flight
     }
 
     /// Queues one frame of `len` bytes with the checksum state of `csum` (no GSO: a GSO
@@ -930,14 +912,14 @@ mod tests {
         assert!(s.waiting());
         for i in 0..64 {
             assert_eq!(
-                s.status(i).load(Ordering::Relaxed),
+                s.ring.status(i).load(Ordering::Relaxed),
                 libc::TP_STATUS_SEND_REQUEST
             );
             // SAFETY: test-only read of tp_len inside slot `i`.
-            let len = unsafe { (*s.slot(i).cast::<libc::tpacket2_hdr>()).tp_len };
+            let len = unsafe { (*s.ring.slot(i).cast::<libc::tpacket2_hdr>()).tp_len };
             assert_eq!(len, 110, "virtio-net header and frame");
             // SAFETY: test-only read of the virtio-net header and frame inside slot `i`.
-            let data = unsafe { std::slice::from_raw_parts(s.slot(i).add(DATA_OFFSET), 110) };
+            let data = unsafe { std::slice::from_raw_parts(s.ring.slot(i).add(DATA_OFFSET), 110) };
             // No offload, hdr_len = 100: the kernel copies the whole frame.
             assert_eq!(data[2..4], 100u16.to_ne_bytes());
             assert!(data[..2].iter().chain(&data[4..10]).all(|b| *b == 0));
@@ -945,13 +927,16 @@ mod tests {
         }
         // The kernel sends 0..9; 9 is still being sent, 10 not taken yet.
         for i in 0..9 {
-            s.status(i)
+            s.ring
+                .status(i)
                 .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
         }
-        s.status(9)
+        s.ring
+            .status(9)
             .store(libc::TP_STATUS_SENDING, Ordering::Release);
         // Out of order completion is only taken back in order.
-        s.status(20)
+        s.ring
+            .status(20)
             .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
         assert_eq!(
             s.reclaim(),
@@ -963,14 +948,16 @@ mod tests {
         assert_eq!(s.in_flight, 55);
         assert!(s.waiting());
         // A timestamp flag on an available slot still means done.
-        s.status(9)
+        s.ring
+            .status(9)
             .store(libc::TP_STATUS_AVAILABLE | (1 << 29), Ordering::Release);
         assert_eq!(s.reclaim().sent, 1);
         // Wrap around: the freed slots are refilled from slot 0 on.
         assert!(s.push(10, &Offload::NONE, |b| b[0] = 0xee));
         assert_eq!(s.head, 1);
         for i in (10..64).chain([0]) {
-            s.status(i)
+            s.ring
+                .status(i)
                 .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
         }
         assert!(!s.waiting());
@@ -987,9 +974,11 @@ mod tests {
         for _ in 0..5 {
             assert!(s.push(60, &Offload::NONE, |_| {}));
         }
-        s.status(0)
+        s.ring
+            .status(0)
             .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
-        s.status(1)
+        s.ring
+            .status(1)
             .store(libc::TP_STATUS_WRONG_FORMAT, Ordering::Release);
         assert_eq!(
             s.reclaim(),
@@ -1017,16 +1006,18 @@ mod tests {
 
     /// Fills slot `i` as the kernel would: a `len`-byte frame whose first byte is `tag`.
     fn kernel_fills(s: &RxSlots, i: u32, len: u32, tag: u8) {
-        let hdr = s.slot(i).cast::<libc::tpacket2_hdr>();
+        let hdr = s.ring.slot(i).cast::<libc::tpacket2_hdr>();
         // SAFETY: test-only writes of slot `i`'s header fields and frame, inside the mapping;
         // the slot is the kernel's (not held), so no slice of it is alive.
         unsafe {
             (&raw mut (*hdr).tp_len).write(len);
-            (&raw mut (*hdr).tp_snaplen).write(len.min(s.geo.rx_room() as u32));
+            (&raw mut (*hdr).tp_snaplen).write(len.min(s.ring.geo.rx_room() as u32));
             (&raw mut (*hdr).tp_mac).write(RX_MAC_OFFSET as u16);
-            s.slot(i).add(RX_MAC_OFFSET).write(tag);
+            s.ring.slot(i).add(RX_MAC_OFFSET).write(tag);
         }
-        s.status(i).store(libc::TP_STATUS_USER, Ordering::Release);
+        s.ring
+            .status(i)
+            .store(libc::TP_STATUS_USER, Ordering::Release);
     }
 
     #[test]
@@ -1052,7 +1043,10 @@ mod tests {
         assert!(s.release(2));
         assert!(s.release(1));
         for i in 0..5 {
-            assert_eq!(s.status(i).load(Ordering::Relaxed), libc::TP_STATUS_USER);
+            assert_eq!(
+                s.ring.status(i).load(Ordering::Relaxed),
+                libc::TP_STATUS_USER
+            );
         }
         assert!(
             s.bytes(2).is_some(),
@@ -1060,10 +1054,16 @@ mod tests {
         );
         assert!(s.release(0));
         for i in 0..3 {
-            assert_eq!(s.status(i).load(Ordering::Relaxed), libc::TP_STATUS_KERNEL);
+            assert_eq!(
+                s.ring.status(i).load(Ordering::Relaxed),
+                libc::TP_STATUS_KERNEL
+            );
             assert!(s.bytes(i).is_none(), "given back: no longer readable");
         }
-        assert_eq!(s.status(3).load(Ordering::Relaxed), libc::TP_STATUS_USER);
+        assert_eq!(
+            s.ring.status(3).load(Ordering::Relaxed),
+            libc::TP_STATUS_USER
+        );
         assert_eq!((s.tail, s.held), (3, 2));
         assert!(!s.release(0), "not held any more");
         assert!(!s.release(7), "never taken");
@@ -1109,7 +1109,7 @@ mod tests {
         let geo = RingGeometry::for_rx(60, 4096, 32).unwrap();
         let (_map, mut s) = anon_rx(geo);
         kernel_fills(&s, 0, 9000, 1);
-        s.status(0).store(
+        s.ring.status(0).store(
             libc::TP_STATUS_USER | libc::TP_STATUS_COPY | libc::TP_STATUS_VLAN_VALID,
             Ordering::Release,
         );
