@@ -233,7 +233,7 @@ pub struct AfPacketPort {
 /// stopped ring raises no readiness, so an adaptive worker with nothing else to do polls it
 /// once per longest sleep (100 ms): the port is rebuilt within ~3 s then, within
 /// microseconds on a busy worker. A check is one `getsockopt`.
-const STOP_CHECK_BURSTS: u32 = 16;
+pub const STOP_CHECK_BURSTS: u32 = 16;
 
 /// How the port moves frames.
 enum Io {
