@@ -999,12 +999,8 @@ impl Worker {
             f.stats
                 .hit(self.index, u64::from(frames), bytes, self.now_ms);
         }
-        if entry.miss
-            && let Some(c) = self.ctls[self.index]
-                .table_misses
-                .get(usize::from(entry.miss_table))
-        {
-            c.add(u64::from(frames));
+        if entry.miss {
+            self.count_miss(entry.miss_table, u64::from(frames));
         }
         if !entry.outputs {
             let reason = if entry.miss {
@@ -1178,7 +1174,7 @@ impl Worker {
             f.stats.hit(self.index, 1, u64::from(desc.len), self.now_ms);
         }
         if entry.miss {
-            self.count_miss(entry.miss_table);
+            self.count_miss(entry.miss_table, 1);
         }
         if entry.outputs {
             self.execute(li, desc, cur, key, lay, &entry.ops, &entry.controller, snap);
@@ -1192,9 +1188,10 @@ impl Worker {
         }
     }
 
-    fn count_miss(&self, table: u8) {
+    /// Counts `n` frames that missed in `table`.
+    fn count_miss(&self, table: u8, n: u64) {
         if let Some(c) = self.ctls[self.index].table_misses.get(usize::from(table)) {
-            c.add(1);
+            c.add(n);
         }
     }
 
