@@ -269,10 +269,15 @@ fn a_meter_caps_a_udp_stream() {
         (delivered as f64) >= RATE * secs * 0.5,
         "{delivered} delivered in {secs:.2} s: far below the meter's rate: {m:?}"
     );
-    assert!(
-        (delivered as f64) < SENT as f64 * 0.6,
-        "{delivered} of {SENT}: not clearly below the offered rate"
-    );
+    // On a loaded machine the sender may offer far less than the intended ~2,000/s; the cap
+    // above still holds then, but "clearly below what was offered" needs an offer well above
+    // the meter's rate.
+    if SENT as f64 / secs >= RATE * 2.5 {
+        assert!(
+            (delivered as f64) < SENT as f64 * 0.6,
+            "{delivered} of {SENT}: not clearly below the offered rate"
+        );
+    }
     assert!(
         m.packets_in.abs_diff(SENT) <= 5,
         "the meter saw {} of {SENT}: {m:?}",
