@@ -321,8 +321,14 @@ impl Slots {
         })
     }
 
+    /// Slots free to push into.
+    #[inline]
+    fn free(&self) -> u32 {
+        self.ring.geo.frame_nr - self.in_flight
+    }
+
     fn push(&mut self, len: usize, csum: &Offload, fill: impl FnOnce(&mut [u8])) -> bool {
-        if self.in_flight == self.ring.geo.frame_nr || len > self.ring.geo.room() || csum.is_gso() {
+        if self.free() == 0 || len > self.ring.geo.room() || csum.is_gso() {
             return false;
         }
         let i = self.head;
@@ -455,7 +461,7 @@ impl TxRing {
     /// Slots free to [`TxRing::push`] into.
     #[inline]
     pub fn free(&self) -> u32 {
-        self.slots.ring.geo.frame_nr - self.slots.in_flight
+        self.slots.free()
     }
 
     /// Frames pushed and not yet reclaimed.
@@ -781,7 +787,7 @@ impl PacketRings {
     /// Transmit slots free to push into.
     #[inline]
     pub fn tx_free(&self) -> u32 {
-        self.tx.ring.geo.frame_nr - self.tx.in_flight
+        self.tx.free()
     }
 
     /// Queues one frame of `len` bytes with the checksum state of `csum` (no GSO: a GSO
