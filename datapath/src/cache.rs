@@ -71,6 +71,9 @@ pub struct CachedFlow {
     /// The ops only send the frame (outputs, `normal`, flood, all): a run of frames executes
     /// them once for all its frames.
     pub forward_only: bool,
+    /// Forward-only, outputs, and decides nothing per frame (no `normal`): consecutive runs
+    /// of entries with equal ops can share one execution of them ([`FlowCache::chains`]).
+    chain: bool,
 }
 
 /// Key bits `normal` decides on at run time (in_port, MACs, VLAN tag): frames that differ in
@@ -134,14 +137,22 @@ fn forward_only(ops: &[Op]) -> bool {
     })
 }
 
+/// Whether ops that output send every frame of a batch (one ingress port) to the same ports
+/// whatever its key: forward-only without `normal`, whose decision is per destination.
+fn chain(ops: &[Op], outputs: bool) -> bool {
+    outputs && forward_only(ops) && !ops.iter().any(|o| matches!(o, Op::Normal))
+}
+
 impl CachedFlow {
     fn from_translation(t: Translation, key: FlowKey, subtable: u16, now: u32) -> Self {
         let outputs = t.outputs();
         let run = RunMask::new(&t.mask, &t.ops);
         let forward_only = forward_only(&t.ops);
+        let chain = chain(&t.ops, outputs);
         Self {
             run,
             forward_only,
+            chain,
             ops: t.ops.into_boxed_slice(),
             flows: t.flows.into_boxed_slice(),
             miss: t.miss,
@@ -297,6 +308,15 @@ impl FlowCache {
     #[inline]
     pub fn entry(&self, r: EntryRef) -> &CachedFlow {
         &self.entries[r as usize]
+    }
+
+    /// Whether frames of entry `b` can wait, behind frames of entry `a`, for one execution of
+    /// the ops for all of them: both send every frame to the same ports, with equal ops (the
+    /// worker charges each entry's flows separately).
+    #[inline]
+    pub fn chains(&self, a: EntryRef, b: EntryRef) -> bool {
+        let (a, b) = (self.entry(a), self.entry(b));
+        a.chain && b.chain && a.ops == b.ops
     }
 
     /// Finds the cached translation of `key`, marking it used at `now`.
@@ -544,6 +564,7 @@ impl FlowCache {
                 e.outputs = t.outputs();
                 e.run = RunMask::new(&e.mask, &t.ops);
                 e.forward_only = forward_only(&t.ops);
+                e.chain = chain(&t.ops, e.outputs);
                 e.ops = t.ops.into_boxed_slice();
                 e.flows = t.flows.into_boxed_slice();
                 e.controller = t.controller.into_boxed_slice();

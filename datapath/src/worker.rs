@@ -881,13 +881,16 @@ impl Worker {
                 self.run_frame(&cache, r, li, i, k, lay, &snap);
                 continue;
             }
-            self.end_run(&cache, li, &snap);
-            let key = &self.keys[k];
-            let r = match cache.lookup(key, self.now) {
-                Some(r) => r,
+            let r = match cache.lookup(&self.keys[k], self.now) {
+                Some(r) => {
+                    self.end_run_before(&cache, li, r, lay.tags, &snap);
+                    r
+                }
                 None if upcalls > 0 => {
+                    // (An upcall may evict entries: no run stays open across it.)
+                    self.end_run(&cache, li, &snap);
                     upcalls -= 1;
-                    cache.upcall(&snap.pipeline, key, self.now)
+                    cache.upcall(&snap.pipeline, &self.keys[k], self.now)
                 }
                 None => {
                     self.defer(li, &desc);
@@ -984,16 +987,50 @@ impl Worker {
 
     /// Ends the open run, if any: charges its entry's flows once with all its frames, counts
     /// why its frames went nowhere (if so), and runs forward-only ops for the frames that
-    /// wait for them.
+    /// wait for them (also those of chained runs before it, whose ops are equal).
     fn end_run(&mut self, cache: &FlowCache, li: usize, snap: &Snapshot) {
-        let Some(r) = self.run.entry.take() else {
+        let Some(r) = self.end_charge(cache, li) else {
             return;
         };
-        let (frames, bytes, queued) = (self.run.frames, self.run.bytes, self.run.queued);
+        let queued = std::mem::take(&mut self.run.queued);
+        let entry = cache.entry(r);
+        if entry.outputs && queued > 0 {
+            self.forward_run(li, queued, &entry.ops, snap);
+        }
+    }
+
+    /// Ends the open run before a run of entry `r` (frames with VLAN tags `tags`) opens. When
+    /// both entries' ops send every frame to the same ports (say, `output:2`), the frames of
+    /// the new run queue behind the open run's: its flows are charged now, and the ops run once
+    /// for both when the chain ends.
+    #[inline(never)]
+    fn end_run_before(
+        &mut self,
+        cache: &FlowCache,
+        li: usize,
+        r: crate::cache::EntryRef,
+        tags: u8,
+        snap: &Snapshot,
+    ) {
+        if let Some(open) = self.run.entry
+            && tags == self.run.tags
+            && cache.chains(open, r)
+        {
+            self.end_charge(cache, li);
+        } else {
+            self.end_run(cache, li, snap);
+        }
+    }
+
+    /// Closes the open run's accounting: charges its entry's flows with its frames and counts
+    /// why they went nowhere (if so). Frames waiting for forward-only ops stay queued (the
+    /// caller runs the ops, or chains another run with equal ops behind them). Returns the
+    /// entry.
+    fn end_charge(&mut self, cache: &FlowCache, li: usize) -> Option<crate::cache::EntryRef> {
+        let r = self.run.entry.take()?;
+        let (frames, bytes) = (self.run.frames, self.run.bytes);
         self.run.frames = 0;
         self.run.bytes = 0;
-        self.run.queued = 0;
-
         let entry = cache.entry(r);
         for f in entry.flows.iter() {
             f.stats
@@ -1009,9 +1046,8 @@ impl Worker {
                 DropReason::FlowDrop
             };
             self.ports[li].counters.rx_drops[reason as usize].add(u64::from(frames));
-        } else if queued > 0 {
-            self.forward_run(li, queued, &entry.ops, snap);
         }
+        Some(r)
     }
 
     /// Runs forward-only `ops` once for the `queued` frames of the run: each output port is

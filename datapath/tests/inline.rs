@@ -9,7 +9,7 @@ use std::time::Duration;
 use datapath::ofp::MatchField;
 use datapath::ofp::action::{Action, Instructions};
 use datapath::ofp::field::Field;
-use datapath::ofp::pipeline::FlowMod;
+use datapath::ofp::pipeline::{FlowFilter, FlowMod};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
 use datapath::switch::{PollMode, Switch, SwitchConfig, SwitchError, VlanMode};
@@ -476,4 +476,95 @@ fn a_run_that_misses_every_table_is_counted_per_frame() {
     );
     let t0 = sw.table_stats().into_iter().find(|t| t.table == 0).unwrap();
     assert_eq!(t0.lookups, 10);
+}
+
+/// A match on UDP destination port `port`.
+fn udp_dst(port: u16) -> Vec<MatchField> {
+    let mut m = udp_dst_5000();
+    m[2].value = u128::from(port);
+    m
+}
+
+#[test]
+fn runs_of_different_flows_with_equal_ops_share_one_output_and_are_charged_apart() {
+    let (mut sw, p) = inline_switch(3);
+    // UDP to ports 6000..6006: each its own rule, so each frame below is its own cache entry
+    // and its own run. 6000, 6001, 6003 and 6005 output to m2 (equal ops: their runs chain),
+    // 6002 to m3 (other ops: ends the chain), 6004 is dropped, 6006 rewrites on its way to m2.
+    let ops = |port: u16| match port {
+        6002 => vec![Action::Output(3)],
+        6004 => vec![],
+        6006 => vec![Action::DecTtl, Action::Output(2)],
+        _ => vec![Action::Output(2)],
+    };
+    for port in 6000..=6006u16 {
+        sw.flow_mod(&FlowMod::add(
+            0,
+            100,
+            udp_dst(port),
+            Instructions::apply(ops(port)),
+        ))
+        .unwrap();
+    }
+    sw.barrier().unwrap();
+    let pattern = [
+        6000, 6001, 6000, 6003, 6002, 6001, 6005, 6004, 6000, 6006, 6003, 6001, 6002, 6002, 6005,
+    ];
+    let frame = |seq: usize, port: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(mac(1), mac(2))
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, port)
+            .write(&mut v, &u16::try_from(seq).unwrap().to_be_bytes())
+            .unwrap();
+        v
+    };
+    // Round 0 installs the entries (lookups miss: no chaining across an upcall); in round 1
+    // every lookup hits, and the runs chain.
+    for round in 0..2 {
+        let (mut to2, mut to3) = (Vec::new(), Vec::new());
+        for (seq, &port) in pattern.iter().enumerate() {
+            let f = frame(round * 100 + seq, port);
+            assert!(p[0].send(&f));
+            match port {
+                6002 => to3.push(f),
+                6004 => {}
+                6006 => {
+                    let mut o = f;
+                    o[22] -= 1; // TTL; the IPv4 checksum (bytes 24..26) is adjusted too
+                    to2.push(o);
+                }
+                _ => to2.push(f),
+            }
+        }
+        assert_eq!(sw.poll_inline(), pattern.len());
+        // Every frame went where its own flow says, in the order sent.
+        let mut out2 = got(&p[1]);
+        for (o, w) in out2.iter_mut().zip(&to2) {
+            if o[36..38] == 6006u16.to_be_bytes() {
+                o[24..26].copy_from_slice(&w[24..26]);
+            }
+        }
+        assert_eq!(out2, to2);
+        assert_eq!(got(&p[2]), to3);
+        assert!(got(&p[0]).is_empty());
+        let rounds = round as u64 + 1;
+        let m1 = counters(&sw, "m1");
+        assert_eq!(m1.rx_drops[DropReason::FlowDrop as usize], rounds);
+        assert_eq!(counters(&sw, "m2").tx_pkts, rounds * to2.len() as u64);
+        assert_eq!(counters(&sw, "m3").tx_pkts, rounds * to3.len() as u64);
+    }
+    // Seven upcalls; 6002 6002 is a run (no lookup) in both rounds; the rest are EMC hits.
+    let c = sw.worker_stats()[0].cache;
+    assert_eq!((c.upcalls, c.run_hits, c.emc_hits), (7, 2, 2 * 15 - 7 - 2));
+    // Each flow is charged with its own frames only.
+    let flows = sw.dump_flows(&FlowFilter::default()).unwrap();
+    for port in 6000..=6006u16 {
+        let f = flows
+            .iter()
+            .find(|f| f.fields.iter().any(|m| m.value == u128::from(port)))
+            .unwrap();
+        let want = 2 * pattern.iter().filter(|&&q| q == port).count() as u64;
+        assert_eq!(f.stats.totals().0, want, "packets of the flow for {port}");
+    }
 }
