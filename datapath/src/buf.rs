@@ -58,11 +58,44 @@ impl Offload {
     pub const GSO_UDP_L4: u8 = 5;
     /// ECN bit ORed into `gso_type` (CWR must be set on the first segment only).
     pub const GSO_ECN: u8 = 0x80;
+    /// ORed into a TCP `gso_type`: the TCP segment is inside a UDP tunnel (VXLAN, Geneve)
+    /// over IPv4; `csum_start` is the inner TCP header. The value is virtio's
+    /// `VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4`, but the ports never read or write it in a header:
+    /// the kernel hands such frames over as plain TCP GSO (the tunnel is lost), and the switch
+    /// marks them itself ([`crate::offload::mark_udp_tunnel`]) so that they are segmented in
+    /// software before any port ([`Offload::passes`]).
+    pub const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
+    /// As [`Offload::GSO_UDP_TUNNEL_IPV4`], with an IPv6 outer header.
+    pub const GSO_UDP_TUNNEL_IPV6: u8 = 0x40;
+    /// Bits of `gso_type` that are not the GSO kind.
+    pub const GSO_MODIFIERS: u8 =
+        Self::GSO_ECN | Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_UDP_TUNNEL_IPV6;
 
     /// True when the frame carries no pending work.
     #[inline]
     pub fn is_none(&self) -> bool {
         self.flags & Self::F_NEEDS_CSUM == 0 && self.gso_type & !Self::GSO_ECN == Self::GSO_NONE
+    }
+
+    /// The GSO kind without modifier bits ([`Offload::GSO_TCPV4`], …).
+    #[inline]
+    pub fn gso_kind(&self) -> u8 {
+        self.gso_type & !Self::GSO_MODIFIERS
+    }
+
+    /// True for a GSO super-frame whose TCP segment is inside a UDP tunnel.
+    #[inline]
+    pub fn is_tunnel(&self) -> bool {
+        self.gso_type & (Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_UDP_TUNNEL_IPV6) != 0
+    }
+
+    /// True when the frame can go as it is (with this state) to a port whose `tx_offload` is
+    /// as given: no pending work, or a port that takes offload state and a kind its virtio-net
+    /// header can express (not a tunnel super-frame). Otherwise it is completed or segmented
+    /// first ([`crate::offload::segment`]).
+    #[inline]
+    pub fn passes(&self, tx_offload: bool) -> bool {
+        self.is_none() || (tx_offload && !self.is_tunnel())
     }
 
     /// True when the L4 checksum still has to be completed.

@@ -161,6 +161,63 @@ fn write_u16(b: &mut [u8], at: usize, v: u16) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Marks the GSO super-frame `frame` as a UDP-tunnel one (VXLAN, Geneve: a container that runs
+/// an overlay itself) when its outer L4 header is UDP but its partial checksum starts further
+/// in, at the inner L4 header. The kernel hands such frames to a TAP or packet socket as plain
+/// TCP (or UDP) GSO: the virtio-net header has no room for the tunnel, and a port that passed
+/// the frame on as it is would see the kernel refuse it. Marked frames are segmented in
+/// software instead ([`segment`], [`Offload::passes`]). Cheap: only GSO frames are parsed.
+#[inline]
+pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
+    if !off.is_gso() || !off.needs_csum() || off.is_tunnel() {
+        return;
+    }
+    let Ok(h) = parse_headers(frame) else {
+        return;
+    };
+    // UDP, then at least a tunnel header of 8 bytes before the inner headers.
+    if h.protocol == IpProtocol::UDP
+        && usize::from(off.csum_start) >= h.l4 + udp::HEADER_LEN + TUNNEL_HEADER_LEN
+    {
+        off.gso_type |= if h.is_v4() {
+            Offload::GSO_UDP_TUNNEL_IPV4
+        } else {
+            Offload::GSO_UDP_TUNNEL_IPV6
+        };
+    }
+}
+
+/// Fixed part of the VXLAN and Geneve headers.
+const TUNNEL_HEADER_LEN: usize = 8;
+/// Geneve's protocol type for an Ethernet payload (Transparent Ethernet Bridging).
+const ETH_P_TEB: u16 = 0x6558;
+
+/// The inner headers of a UDP-tunnel packet (`outer`'s L4 header is the UDP one), with offsets
+/// from the start of `frame`: behind a VXLAN header (I flag set) or a Geneve header (version 0,
+/// Ethernet payload, with its options), whichever puts the inner L4 header at `l4` (the
+/// frame's `csum_start`) and ends the inner packet where the outer one ends.
+fn inner_headers(frame: &[u8], outer: &Headers, l4: usize) -> Result<Headers, ParseError> {
+    let at = outer.l4 + udp::HEADER_LEN;
+    let t = frame
+        .get(at..at + TUNNEL_HEADER_LEN)
+        .ok_or(ParseError::Truncated)?;
+    let vxlan = (t[0] & 0x08 != 0).then_some(at + TUNNEL_HEADER_LEN);
+    let geneve = (t[0] >> 6 == 0 && u16::from_be_bytes([t[2], t[3]]) == ETH_P_TEB)
+        .then(|| at + TUNNEL_HEADER_LEN + usize::from(t[0] & 0x3f) * 4);
+    for eth in [vxlan, geneve].into_iter().flatten() {
+        let Some(Ok(mut h)) = frame.get(eth..outer.end).map(parse_headers) else {
+            continue;
+        };
+        h.l3 += eth;
+        h.l4 += eth;
+        h.end += eth;
+        if h.l4 == l4 && h.end == outer.end && !h.fragment {
+            return Ok(h);
+        }
+    }
+    Err(ParseError::BadHeader)
+}
+
 /// Completes an `F_NEEDS_CSUM` checksum in place: sums `frame[csum_start..]` (whose checksum
 /// field, at `csum_start + csum_offset`, already holds the pseudo-header sum, as virtio and
 /// Linux `CHECKSUM_PARTIAL` leave it) and stores the inverted result. Like Linux, a result of
@@ -356,6 +413,11 @@ impl fmt::Debug for SegmentBuf {
 ///   only; the TCP checksum is computed in full.
 /// - `GSO_UDP_L4`: each segment is a UDP datagram of its own with its length and a full
 ///   checksum (0 sent as `0xffff`); IPv4 identification advances as for TCP.
+/// - Any of these inside a UDP tunnel ([`Offload::is_tunnel`], VXLAN or Geneve with an Ethernet
+///   payload; `csum_start` must be the inner L4 header): the inner packet is segmented as above
+///   and each segment keeps the outer headers, with the outer IPv4 total length,
+///   identification (+1 per segment) and header checksum, or IPv6 payload length, and the UDP
+///   length rewritten; the outer UDP checksum is computed in full, or stays 0 if it was 0.
 ///
 /// The header length is recomputed from the parsed headers: `off.hdr_len` is only checked to
 /// lie within the frame (older kernels set it loosely). Ethernet padding after the IP packet is
@@ -386,16 +448,29 @@ pub fn segment(
         emit(copy);
         return Ok(1);
     }
-    let kind = off.gso_type & !Offload::GSO_ECN;
+    let kind = off.gso_kind();
     if off.gso_size == 0 {
         return Err(ParseError::BadHeader);
     }
     if usize::from(off.hdr_len) > frame.len() {
         return Err(ParseError::BadLength);
     }
-    let h = parse_headers(frame)?;
+    let mut h = parse_headers(frame)?;
     if h.fragment {
         return Err(ParseError::BadHeader);
+    }
+    // A tunnel super-frame: the segmentation is the inner packet's, and each segment's outer
+    // IP and UDP headers follow (lengths, IPv4 identification and checksum, UDP checksum unless
+    // the sender left it 0).
+    let mut outer = None;
+    if off.is_tunnel() {
+        if h.protocol != IpProtocol::UDP || !off.needs_csum() {
+            return Err(ParseError::BadHeader);
+        }
+        let inner = inner_headers(frame, &h, usize::from(off.csum_start))?;
+        let udp_csum = read_u16(frame, h.l4 + udp::CHECKSUM_OFFSET).ok_or(ParseError::Truncated)?;
+        outer = Some((h, udp_csum != 0));
+        h = inner;
     }
     let l4 = frame.get(h.l4..h.end).ok_or(ParseError::Truncated)?;
     let l4_hdr_len = match (kind, h.protocol, h.is_v4()) {
@@ -425,6 +500,10 @@ pub fn segment(
     };
     // Validate every length before emitting anything (the first segment is the longest).
     ip_len_of(hdr_len + payload.len().min(gso_size))?;
+    if let Some((o, _)) = &outer {
+        u16::try_from(hdr_len + payload.len().min(gso_size) - o.l3)
+            .map_err(|_| ParseError::BadLength)?;
+    }
     u16::try_from(count - 1).map_err(|_| ParseError::BadLength)?;
 
     let mut sent = 0usize;
@@ -470,10 +549,41 @@ pub fn segment(
             let c = checksum::udp_wire(checksum::compute(pseudo, seg, udp::CHECKSUM_OFFSET));
             write_u16(seg, udp::CHECKSUM_OFFSET, c)?;
         }
+        if let Some((o, udp_csum)) = &outer {
+            fix_outer(buf, o, *udp_csum, seq_i)?;
+        }
         emit(&out.buf[..seg_len]);
         sent += chunk.len();
     }
     Ok(count)
+}
+
+/// The outer IP and UDP headers (`o`) of segment `i` of a tunnel super-frame, in `seg` whose
+/// inner packet is final: lengths, IPv4 identification (+`i`) and header checksum, and the UDP
+/// checksum in full when `udp_csum` (else it stays 0).
+fn fix_outer(seg: &mut [u8], o: &Headers, udp_csum: bool, i: u16) -> Result<(), ParseError> {
+    let len = seg.len();
+    let ip_len = len - o.l3 - if o.is_v4() { 0 } else { ipv6::HEADER_LEN };
+    let ip_len = u16::try_from(ip_len).map_err(|_| ParseError::BadLength)?;
+    if o.is_v4() {
+        let mut ip = Ipv4Packet::new_unchecked(&mut seg[o.l3..]);
+        ip.set_total_len(ip_len);
+        ip.set_ident(o.ident.wrapping_add(i));
+        ip.set_checksum(0);
+        ip.fill_checksum();
+    } else {
+        Ipv6Packet::new_unchecked(&mut seg[o.l3..]).set_payload_len(ip_len);
+    }
+    let udp_len = len - o.l4;
+    let u = &mut seg[o.l4..];
+    UdpPacket::new_unchecked(&mut *u)
+        .set_len(u16::try_from(udp_len).map_err(|_| ParseError::BadLength)?);
+    if udp_csum {
+        let pseudo = o.addrs.pseudo(IpProtocol::UDP, udp_len)?;
+        let c = checksum::udp_wire(checksum::compute(pseudo, u, udp::CHECKSUM_OFFSET));
+        write_u16(u, udp::CHECKSUM_OFFSET, c)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -721,6 +831,167 @@ mod tests {
             assert_eq!(joined, data);
             assert_eq!(segs.last().unwrap().len(), l4 + 20 + 1);
         }
+    }
+
+    /// `inner` behind outer Ethernet/IP/UDP (to `port`) and `tunnel` (a VXLAN or Geneve
+    /// header): IPv4 with the UDP checksum 0, or IPv6 with a full one. The inner TCP checksum
+    /// holds a partial sum, as a container's kernel leaves it. Returns the frame and the
+    /// offset of the inner Ethernet header.
+    fn tunnelled(v6: bool, port: u16, tunnel: &[u8], inner: &[u8]) -> (Vec<u8>, usize) {
+        let mut data = tunnel.to_vec();
+        data.extend_from_slice(inner);
+        let mut out = Vec::new();
+        let b = PacketBuilder::ethernet2(MAC_B, MAC_A);
+        if v6 {
+            b.ipv6(V6_B, V6_A, 64)
+                .udp(51000, port)
+                .write(&mut out, &data)
+        } else {
+            b.ipv4(V4_B, V4_A, 64)
+                .udp(51000, port)
+                .write(&mut out, &data)
+        }
+        .unwrap();
+        let udp = if v6 { 54 } else { 34 };
+        if !v6 {
+            out[18..20].copy_from_slice(&0x1000u16.to_be_bytes());
+            out[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
+            Ipv4Packet::new_unchecked(&mut out[14..]).fill_checksum();
+        }
+        (out, udp + 8 + tunnel.len())
+    }
+
+    const VXLAN: [u8; 8] = [0x08, 0, 0, 0, 0, 0, 42, 0];
+    /// Geneve, 8 bytes of options (opt_len 2), Ethernet payload, VNI 7.
+    const GENEVE: [u8; 16] = [
+        2, 0, 0x65, 0x58, 0, 0, 7, 0, 1, 2, 3, 1, 0xaa, 0xbb, 0xcc, 0xdd,
+    ];
+
+    /// Segments a tunnel super-frame and checks every segment: outer lengths, identification,
+    /// checksums (UDP 0 stays 0); inner headers as for a plain frame; the payload rejoined.
+    fn check_tunnel_segments(v6: bool, tunnel: &[u8], inner_v6: bool) {
+        let data = payload(9_000);
+        let inner = if inner_v6 {
+            tcp6_frame(&data)
+        } else {
+            tcp4_frame(&data)
+        };
+        let (frame, ie) = tunnelled(v6, 4789, tunnel, &inner);
+        let il4 = ie + if inner_v6 { 18 + 40 } else { 14 + 20 };
+        let mut frame = frame;
+        frame[il4 + 16..il4 + 18].copy_from_slice(&[0x12, 0x34]);
+        let kind = if inner_v6 {
+            Offload::GSO_TCPV6
+        } else {
+            Offload::GSO_TCPV4
+        };
+        // As the kernel hands it over (the tunnel is not in the virtio-net header), then marked.
+        let mut off = gso(kind, 0, 1400, il4, 16);
+        assert_eq!(collect(&frame, &off), Err(ParseError::BadHeader));
+        mark_udp_tunnel(&frame, &mut off);
+        assert!(off.is_tunnel() && !off.passes(true) && !off.passes(false));
+        assert_eq!(off.gso_kind(), kind);
+        let segs = collect(&frame, &off).unwrap();
+        assert_eq!(segs.len(), 9_000usize.div_ceil(1400));
+        let (mut joined, mut seq) = (Vec::new(), None);
+        for (i, s) in segs.iter().enumerate() {
+            let outer = parse_headers(s).unwrap();
+            assert_eq!(outer.end, s.len());
+            let u = UdpPacket::new_checked(&s[outer.l4..]).unwrap();
+            assert_eq!(usize::from(u.len()), s.len() - outer.l4);
+            assert_eq!(&s[outer.l4 + 8..ie], tunnel);
+            match outer.addrs {
+                Addrs::V4(a, b) => {
+                    let ip = Ipv4Packet::new_checked(&s[outer.l3..]).unwrap();
+                    assert!(ip.verify_checksum());
+                    assert_eq!(usize::from(ip.ident()), 0x1000 + i);
+                    assert_eq!(u.checksum(), 0, "a UDP checksum of 0 stays 0");
+                    let _ = (a, b);
+                }
+                Addrs::V6(a, b) => {
+                    assert_ne!(u.checksum(), 0);
+                    assert!(u.verify_checksum_v6(&a, &b));
+                }
+            }
+            let (_, tr, d) = check_segment(&s[ie..]);
+            let t = tcp_of(&tr);
+            let want = seq.unwrap_or(t.sequence_number);
+            assert_eq!(t.sequence_number, want, "segment {i}");
+            assert_eq!(t.psh, i + 1 == segs.len());
+            seq = Some(want.wrapping_add(u32::try_from(d.len()).unwrap()));
+            joined.extend_from_slice(&d);
+        }
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn segments_tcp_inside_vxlan_over_ipv4() {
+        check_tunnel_segments(false, &VXLAN, false);
+    }
+
+    #[test]
+    fn segments_tcp_ipv6_inside_geneve_with_options_over_ipv6() {
+        check_tunnel_segments(true, &GENEVE, true);
+        check_tunnel_segments(false, &GENEVE, false);
+    }
+
+    #[test]
+    fn only_udp_with_a_checksum_start_past_the_tunnel_header_is_marked() {
+        let data = payload(3_000);
+        // Plain TCP and plain UDP GSO: not tunnels.
+        let mut off = gso(Offload::GSO_TCPV4, 66, 1448, 34, 16);
+        mark_udp_tunnel(&tcp4_frame(&data), &mut off);
+        assert!(!off.is_tunnel() && off.passes(true));
+        let mut off = gso(Offload::GSO_UDP_L4, 42, 1200, 34, 6);
+        mark_udp_tunnel(&udp_frame(false, &data), &mut off);
+        assert!(!off.is_tunnel());
+        // Not GSO, or no partial checksum: left alone (nothing to segment).
+        let (frame, ie) = tunnelled(false, 4789, &VXLAN, &tcp4_frame(&data));
+        let mut off = gso(Offload::GSO_TCPV4, 0, 1400, ie + 34, 16);
+        off.flags = 0;
+        mark_udp_tunnel(&frame, &mut off);
+        assert!(!off.is_tunnel());
+        let mut off = Offload {
+            gso_type: Offload::GSO_NONE,
+            ..gso(Offload::GSO_NONE, 0, 0, ie + 34, 16)
+        };
+        mark_udp_tunnel(&frame, &mut off);
+        assert!(!off.is_tunnel());
+    }
+
+    #[test]
+    fn a_tunnel_frame_that_does_not_add_up_is_refused_whole() {
+        let data = payload(5_000);
+        let (frame, ie) = tunnelled(false, 4789, &VXLAN, &tcp4_frame(&data));
+        let marked = |csum_start: usize| {
+            let mut off = gso(Offload::GSO_TCPV4, 0, 1400, csum_start, 16);
+            mark_udp_tunnel(&frame, &mut off);
+            assert!(off.is_tunnel());
+            off
+        };
+        // The checksum start is not the inner TCP header.
+        assert_eq!(
+            collect(&frame, &marked(ie + 30)),
+            Err(ParseError::BadHeader)
+        );
+        // Neither VXLAN nor Geneve.
+        let mut odd = frame.clone();
+        odd[42] = 0x40;
+        assert_eq!(collect(&odd, &marked(ie + 34)), Err(ParseError::BadHeader));
+        // The inner packet shorter than the outer one says.
+        let mut short = frame.clone();
+        let l = u16::from_be_bytes([short[ie + 16], short[ie + 17]]) - 1;
+        short[ie + 16..ie + 18].copy_from_slice(&l.to_be_bytes());
+        assert_eq!(
+            collect(&short, &marked(ie + 34)),
+            Err(ParseError::BadHeader)
+        );
+        // Cut short.
+        assert!(collect(&frame[..ie + 20], &marked(ie + 34)).is_err());
+        // The inner TCP kind does not match the inner IP version.
+        let mut off = marked(ie + 34);
+        off.gso_type = Offload::GSO_TCPV6 | Offload::GSO_UDP_TUNNEL_IPV4;
+        assert_eq!(collect(&frame, &off), Err(ParseError::BadHeader));
     }
 
     #[test]
@@ -1239,6 +1510,38 @@ mod tests {
             prop_assert!(valid);
             if f[at..at + 2] != [0xff, 0xff] && good[at..at + 2] != [0, 0] {
                 prop_assert_eq!(f, good);
+            }
+        }
+
+        #[test]
+        fn damaged_tunnel_super_frames_are_segmented_or_refused_never_a_panic(
+            len in 0usize..3000,
+            flips in proptest::collection::vec((0usize..160, any::<u8>()), 0..6),
+            cut in 0usize..200,
+            csum_start in 0u16..160,
+            gso_size in 0u16..2000,
+            kind in prop::sample::select(vec![
+                Offload::GSO_TCPV4, Offload::GSO_TCPV6, Offload::GSO_UDP_L4, Offload::GSO_UDP, 9,
+            ]),
+            geneve in any::<bool>(),
+        ) {
+            let tunnel: &[u8] = if geneve { &GENEVE } else { &VXLAN };
+            let (mut frame, _) = tunnelled(geneve, 4789, tunnel, &tcp4_frame(&payload(len)));
+            for (at, b) in flips {
+                if let Some(x) = frame.get_mut(at) {
+                    *x ^= b;
+                }
+            }
+            frame.truncate(frame.len().saturating_sub(cut));
+            let mut off = gso(kind, 0, gso_size, usize::from(csum_start), 16);
+            mark_udp_tunnel(&frame, &mut off);
+            off.gso_type |= Offload::GSO_UDP_TUNNEL_IPV4;
+            let mut buf = SegmentBuf::new();
+            let mut total = 0usize;
+            if segment(&frame, &off, &mut buf, &mut |s: &[u8]| total += s.len()).is_ok() {
+                prop_assert!(total >= frame.len().min(1));
+            } else {
+                prop_assert_eq!(total, 0, "nothing emitted on an error");
             }
         }
 

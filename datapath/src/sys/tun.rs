@@ -281,7 +281,9 @@ fn ne16(h: &[u8; VNET_HDR_LEN], at: usize) -> u16 {
 /// For GSO frames the kernel's `hdr_len` is only a hint (the linear length of its buffer), so it
 /// is replaced by the real header length: `csum_start` (the L4 header offset, relative to the
 /// Ethernet header) plus the TCP header length, or plus 8 for UDP. It is left as received when
-/// the frame is too short to tell.
+/// the frame is too short to tell. A TCP/UDP GSO frame that is really a UDP-tunnel one (the
+/// kernel drops the tunnel from the header) is marked as such
+/// ([`crate::offload::mark_udp_tunnel`]).
 #[inline]
 pub fn decode_vnet_hdr(hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> Offload {
     let mut o = Offload {
@@ -306,6 +308,7 @@ pub fn decode_vnet_hdr(hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> Offload {
         {
             o.hdr_len = end;
         }
+        crate::offload::mark_udp_tunnel(frame, &mut o);
     }
     o
 }
@@ -357,6 +360,52 @@ mod tests {
         assert_eq!(decode_vnet_hdr(&h, &frame).hdr_len, 66);
         // Too short to tell: the kernel's value stays.
         assert_eq!(decode_vnet_hdr(&h, &frame[..40]).hdr_len, 1000);
+    }
+
+    #[test]
+    fn a_tcp_gso_header_on_a_vxlan_frame_is_marked_as_a_tunnel() {
+        // Outer Ethernet/IPv4/UDP to 4789, VXLAN, inner Ethernet/IPv4/TCP: the kernel says
+        // plain TCPv4 GSO with the checksum starting at the inner TCP header (14+20+8+8+14+20).
+        let mut frame = vec![0u8; 200];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&186u16.to_be_bytes());
+        frame[23] = 17;
+        frame[36..38].copy_from_slice(&4789u16.to_be_bytes());
+        frame[42] = 0x08;
+        frame[62..64].copy_from_slice(&[0x08, 0x00]);
+        frame[64] = 0x45;
+        frame[84 + 12] = 5 << 4;
+        let o = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: Offload::GSO_TCPV4,
+            hdr_len: 1000,
+            gso_size: 1400,
+            csum_start: 84,
+            csum_offset: 16,
+        };
+        let mut h = [0u8; VNET_HDR_LEN];
+        encode_vnet_hdr(&o, &mut h);
+        let d = decode_vnet_hdr(&h, &frame);
+        assert_eq!(
+            d.gso_type,
+            Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4
+        );
+        assert_eq!(d.hdr_len, 104);
+        assert!(!d.passes(true));
+        // The same header on a plain TCP frame is not.
+        let o = Offload {
+            csum_start: 34,
+            ..o
+        };
+        encode_vnet_hdr(&o, &mut h);
+        let mut plain = [0u8; 200];
+        plain[12..14].copy_from_slice(&[0x08, 0x00]);
+        plain[14] = 0x45;
+        plain[16..18].copy_from_slice(&186u16.to_be_bytes());
+        plain[23] = 6;
+        plain[34 + 12] = 5 << 4;
+        assert_eq!(decode_vnet_hdr(&h, &plain).gso_type, Offload::GSO_TCPV4);
     }
 
     #[test]
