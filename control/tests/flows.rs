@@ -521,6 +521,10 @@ fn a_200k_flow_dump_comes_back_in_bounded_parts() {
         },
     );
     let mut s = raw(&server.path);
+    // Collecting 200,000 flows in a debug build on a busy 2-CPU machine can take longer than
+    // the usual 10 s per reply (seen once under a parallel build); a hang still fails.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     let req = proto::encode_request(9, &Request::FlowDump(filter(json!({"table": 1})))).unwrap();
     send_frame(&mut s, &req).unwrap();
     let mut total = 0usize;
