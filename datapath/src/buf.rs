@@ -46,6 +46,9 @@ impl Offload {
     pub const F_NEEDS_CSUM: u8 = 1;
     /// The checksum has been verified by the sender's side.
     pub const F_DATA_VALID: u8 = 2;
+    /// With a UDP-tunnel GSO type: the outer UDP checksum is to be computed per segment
+    /// (virtio's `VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM`; only in the tunnel form of the header).
+    pub const F_UDP_TUNNEL_CSUM: u8 = 8;
     /// Not a GSO frame.
     pub const GSO_NONE: u8 = 0;
     /// TCP over IPv4 segmentation.
@@ -89,13 +92,13 @@ impl Offload {
         self.gso_type & (Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_UDP_TUNNEL_IPV6) != 0
     }
 
-    /// True when the frame can go as it is (with this state) to a port whose `tx_offload` is
-    /// as given: no pending work, or a port that takes offload state and a kind its virtio-net
-    /// header can express (not a tunnel super-frame). Otherwise it is completed or segmented
-    /// first ([`crate::offload::segment`]).
+    /// True when the frame can go as it is (with this state) to a port with these
+    /// capabilities ([`crate::port::PortCaps`]): no pending work, or a port that takes offload
+    /// state and can express this kind (a tunnel super-frame only where `tx_udp_tunnel`).
+    /// Otherwise it is completed or segmented first ([`crate::offload::segment`]).
     #[inline]
-    pub fn passes(&self, tx_offload: bool) -> bool {
-        self.is_none() || (tx_offload && !self.is_tunnel())
+    pub fn passes(&self, tx_offload: bool, tx_udp_tunnel: bool) -> bool {
+        self.is_none() || (tx_offload && (tx_udp_tunnel || !self.is_tunnel()))
     }
 
     /// True when the L4 checksum still has to be completed.

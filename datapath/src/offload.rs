@@ -187,6 +187,27 @@ pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
     }
 }
 
+/// Where the tunnel is in a UDP-tunnel super-frame, as the tunnel form of the virtio-net header
+/// gives it: the outer UDP header's offset, the inner IP header's offset, and whether the outer
+/// UDP checksum is in use (not 0). `None` when `off` is not a tunnel frame or the frame does not
+/// parse as one ([`segment`]'s rules).
+pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
+    if !off.is_tunnel() || !off.needs_csum() {
+        return None;
+    }
+    let outer = parse_headers(frame).ok()?;
+    if outer.protocol != IpProtocol::UDP || outer.fragment {
+        return None;
+    }
+    let inner = inner_headers(frame, &outer, usize::from(off.csum_start)).ok()?;
+    let csum = read_u16(frame, outer.l4 + udp::CHECKSUM_OFFSET)? != 0;
+    Some((
+        u16::try_from(outer.l4).ok()?,
+        u16::try_from(inner.l3).ok()?,
+        csum,
+    ))
+}
+
 /// Fixed part of the VXLAN and Geneve headers.
 const TUNNEL_HEADER_LEN: usize = 8;
 /// Geneve's protocol type for an Ethernet payload (Transparent Ethernet Bridging).
@@ -889,7 +910,8 @@ mod tests {
         let mut off = gso(kind, 0, 1400, il4, 16);
         assert_eq!(collect(&frame, &off), Err(ParseError::BadHeader));
         mark_udp_tunnel(&frame, &mut off);
-        assert!(off.is_tunnel() && !off.passes(true) && !off.passes(false));
+        assert!(off.is_tunnel() && !off.passes(true, false) && !off.passes(false, true));
+        assert!(off.passes(true, true));
         assert_eq!(off.gso_kind(), kind);
         let segs = collect(&frame, &off).unwrap();
         assert_eq!(segs.len(), 9_000usize.div_ceil(1400));
@@ -941,7 +963,7 @@ mod tests {
         // Plain TCP and plain UDP GSO: not tunnels.
         let mut off = gso(Offload::GSO_TCPV4, 66, 1448, 34, 16);
         mark_udp_tunnel(&tcp4_frame(&data), &mut off);
-        assert!(!off.is_tunnel() && off.passes(true));
+        assert!(!off.is_tunnel() && off.passes(true, false));
         let mut off = gso(Offload::GSO_UDP_L4, 42, 1200, 34, 6);
         mark_udp_tunnel(&udp_frame(false, &data), &mut off);
         assert!(!off.is_tunnel());

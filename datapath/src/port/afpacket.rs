@@ -887,6 +887,8 @@ impl Port for AfPacketPort {
     fn caps(&self) -> PortCaps {
         PortCaps {
             tx_offload: self.vnet,
+            // The header of `PACKET_VNET_HDR` has no room for the tunnel.
+            tx_udp_tunnel: false,
             max_frame_len: self.max_frame_len,
         }
     }

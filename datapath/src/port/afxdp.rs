@@ -403,6 +403,7 @@ impl Port for AfXdpPort {
     fn caps(&self) -> PortCaps {
         PortCaps {
             tx_offload: false,
+            tx_udp_tunnel: false,
             max_frame_len: xsk::MAX_FRAME_LEN as usize,
         }
     }

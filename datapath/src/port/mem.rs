@@ -133,6 +133,7 @@ impl Port for MemPort {
     fn caps(&self) -> PortCaps {
         PortCaps {
             tx_offload: self.opts.tx_offload,
+            tx_udp_tunnel: false,
             max_frame_len: self.opts.max_frame_len,
         }
     }

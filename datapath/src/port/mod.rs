@@ -66,6 +66,9 @@ impl fmt::Display for PortKind {
 pub struct PortCaps {
     /// The port accepts frames with pending checksum/GSO work ([`Offload`]) on tx.
     pub tx_offload: bool,
+    /// With `tx_offload`: the port also carries UDP-tunnel GSO super-frames whole
+    /// ([`Offload::is_tunnel`]; a TAP whose kernel took `TUN_F_UDP_TUNNEL_GSO`).
+    pub tx_udp_tunnel: bool,
     /// Largest frame (bytes, from the Ethernet header) the port can transmit without GSO.
     pub max_frame_len: usize,
 }

@@ -20,6 +20,14 @@
 //! segments or completes the checksum as the receiving side needs, so [`PortCaps::tx_offload`]
 //! is true.
 //!
+//! First the port asks for the UDP-tunnel offloads too (`TUN_F_UDP_TUNNEL_GSO{,_CSUM}`, Linux
+//! 6.17+) with the 24-byte tunnel form of the header ([`tun::VNET_TNL_HDR_LEN`]): a container
+//! that runs VXLAN or Geneve itself then hands over its tunnel super-frames whole, marked as
+//! such, and the port writes them whole to its own container, with the outer UDP and inner IP
+//! offsets the kernel needs ([`tun::encode_tnl_vnet_hdr`]; [`PortCaps::tx_udp_tunnel`]). Where
+//! the kernel refuses, the port keeps the 10-byte header and such frames are segmented by the
+//! switch before they reach it.
+//!
 //! ## Memory and syscalls
 //! 64 rx slots of [`SLOT_LEN`] bytes each (virtio-net header + up to 64 KiB frame) are allocated
 //! once at open. `rx_burst` does one `read` per frame until `EAGAIN` or the batch is full.
@@ -38,7 +46,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 use crate::port::{Port, PortCaps, PortError, PortKind};
 use crate::sys::netdev;
-use crate::sys::tun::{self, TunFd, VNET_HDR_LEN};
+use crate::sys::tun::{self, TunFd, VNET_HDR_LEN, VNET_TNL_HDR_LEN};
 
 /// Bytes per rx slot: the virtio-net header, then a frame of up to 64 KiB plus headers.
 pub const SLOT_LEN: usize = 66 * 1024;
@@ -50,7 +58,7 @@ pub const MAX_FRAME_LEN: usize = 65535 + 14;
 const RX_SLOTS: usize = 64;
 
 const _: () = assert!(RX_SLOTS <= 64, "rx slot ownership is a u64 bitmap");
-const _: () = assert!(MAX_FRAME_LEN + VNET_HDR_LEN <= SLOT_LEN);
+const _: () = assert!(MAX_FRAME_LEN + VNET_TNL_HDR_LEN <= SLOT_LEN);
 
 /// Options of [`TapPort::open_with`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +78,9 @@ pub struct TapPort {
     created: bool,
     /// `TUN_F_*` offloads the kernel accepted.
     offloads: u32,
+    /// Length of the virtio-net header in front of each frame: [`VNET_TNL_HDR_LEN`] when the
+    /// kernel took the UDP-tunnel offloads, else [`VNET_HDR_LEN`].
+    hdr_len: usize,
     /// `RX_SLOTS * SLOT_LEN` bytes; slot `i` holds the virtio-net header then the frame.
     rx: Box<[u8]>,
     /// Bit `i` set when rx slot `i` is free (not handed out in an unreleased batch).
@@ -145,10 +156,19 @@ impl TapPort {
             open_error(name, what, e)
         })?;
         let name = fd.name().to_owned();
-        fd.set_vnet_hdr_len(VNET_HDR_LEN)
-            .map_err(|e| open_error(&name, "TUNSETVNETHDRSZ", e))?;
-        let offloads = fd.negotiate_offload();
-        if offloads != tun::OFFLOADS_WITH_USO {
+        // The tunnel form of the header first (Linux 6.17+): UDP-tunnel GSO super-frames (a
+        // container that runs VXLAN itself) then cross whole. The header size goes first: the
+        // kernel drops what it cannot describe in the header it was given.
+        let tunnel = fd.set_vnet_hdr_len(VNET_TNL_HDR_LEN).is_ok()
+            && fd.set_offload(tun::OFFLOADS_WITH_TUNNEL).is_ok();
+        let (hdr_len, offloads) = if tunnel {
+            (VNET_TNL_HDR_LEN, tun::OFFLOADS_WITH_TUNNEL)
+        } else {
+            fd.set_vnet_hdr_len(VNET_HDR_LEN)
+                .map_err(|e| open_error(&name, "TUNSETVNETHDRSZ", e))?;
+            (VNET_HDR_LEN, fd.negotiate_offload())
+        };
+        if offloads & tun::OFFLOADS_WITH_USO != tun::OFFLOADS_WITH_USO {
             tracing::warn!(
                 port = %name,
                 offloads = format_args!("{offloads:#x}"),
@@ -164,6 +184,7 @@ impl TapPort {
             persistent = fd.is_persistent(),
             multi_queue = fd.is_multi_queue(),
             offloads = format_args!("{offloads:#x}"),
+            udp_tunnel = tunnel,
             "tap port opened"
         );
         Ok(Self {
@@ -171,6 +192,7 @@ impl TapPort {
             fd,
             created: !existed,
             offloads,
+            hdr_len,
             rx: vec![0u8; RX_SLOTS * SLOT_LEN].into_boxed_slice(),
             rx_free: u64::MAX >> (64 - RX_SLOTS),
             drops: 0,
@@ -194,14 +216,20 @@ impl TapPort {
         self.offloads
     }
 
+    /// True when UDP-tunnel super-frames cross this port whole (the kernel took
+    /// `TUN_F_UDP_TUNNEL_GSO` with the tunnel form of the header).
+    pub fn udp_tunnel(&self) -> bool {
+        self.hdr_len == VNET_TNL_HDR_LEN
+    }
+
     /// Byte range of slot `slot`'s frame of `len` bytes, if it is a valid slot and length.
     #[inline]
-    fn frame_range(slot: u64, len: u32) -> Option<std::ops::Range<usize>> {
+    fn frame_range(&self, slot: u64, len: u32) -> Option<std::ops::Range<usize>> {
         let slot = usize::try_from(slot).ok().filter(|&s| s < RX_SLOTS)?;
         let len = usize::try_from(len)
             .ok()
-            .filter(|&l| l <= SLOT_LEN - VNET_HDR_LEN)?;
-        let start = slot * SLOT_LEN + VNET_HDR_LEN;
+            .filter(|&l| l <= SLOT_LEN - self.hdr_len)?;
+        let start = slot * SLOT_LEN + self.hdr_len;
         Some(start..start + len)
     }
 }
@@ -218,6 +246,7 @@ impl Port for TapPort {
     fn caps(&self) -> PortCaps {
         PortCaps {
             tx_offload: true,
+            tx_udp_tunnel: self.udp_tunnel(),
             max_frame_len: MAX_FRAME_LEN,
         }
     }
@@ -238,16 +267,21 @@ impl Port for TapPort {
             }
             let slot = self.rx_free.trailing_zeros() as usize;
             let buf = &mut self.rx[slot * SLOT_LEN..(slot + 1) * SLOT_LEN];
+            let hdr_len = self.hdr_len;
             match self.fd.read(buf) {
                 Ok(n) => {
                     // Shorter than header + Ethernet header, or possibly cut: drop.
-                    if !(VNET_HDR_LEN + 14..SLOT_LEN).contains(&n) {
+                    if !(hdr_len + 14..SLOT_LEN).contains(&n) {
                         self.drops += 1;
                         continue;
                     }
-                    let (hdr, rest) = buf.split_at(VNET_HDR_LEN);
-                    let frame = &rest[..n - VNET_HDR_LEN];
-                    let hdr: &[u8; VNET_HDR_LEN] = hdr.try_into().expect("split at VNET_HDR_LEN");
+                    let (hdr, rest) = buf.split_at(hdr_len);
+                    let frame = &rest[..n - hdr_len];
+                    // The tunnel form starts with the plain header; its tunnel bits are in
+                    // `gso_type` and `flags`, its offsets found again when needed.
+                    let hdr: &[u8; VNET_HDR_LEN] = hdr[..VNET_HDR_LEN]
+                        .try_into()
+                        .expect("a header is at least VNET_HDR_LEN long");
                     let offload = tun::decode_vnet_hdr(hdr, frame);
                     let len = u32::try_from(frame.len()).expect("frame shorter than a slot");
                     batch.push(RxDesc {
@@ -272,13 +306,13 @@ impl Port for TapPort {
     }
 
     fn frame(&self, desc: &RxDesc) -> &[u8] {
-        Self::frame_range(desc.addr, desc.len)
+        self.frame_range(desc.addr, desc.len)
             .and_then(|r| self.rx.get(r))
             .unwrap_or(&[])
     }
 
     fn frame_mut(&mut self, desc: &RxDesc) -> &mut [u8] {
-        match Self::frame_range(desc.addr, desc.len) {
+        match self.frame_range(desc.addr, desc.len) {
             Some(r) => &mut self.rx[r],
             None => &mut [],
         }
@@ -298,12 +332,25 @@ impl Port for TapPort {
             self.drops += 1;
             return true;
         }
-        let mut hdr = [0u8; VNET_HDR_LEN];
-        tun::encode_vnet_hdr(offload, &mut hdr);
+        let mut hdr = [0u8; VNET_TNL_HDR_LEN];
+        let hdr = if self.udp_tunnel() {
+            if !tun::encode_tnl_vnet_hdr(offload, frame, &mut hdr) {
+                // A tunnel super-frame whose tunnel cannot be found: nothing could describe it.
+                self.drops += 1;
+                return true;
+            }
+            &hdr[..]
+        } else {
+            let plain = (&mut hdr[..VNET_HDR_LEN])
+                .try_into()
+                .expect("VNET_HDR_LEN < VNET_TNL_HDR_LEN");
+            tun::encode_vnet_hdr(offload, plain);
+            &hdr[..VNET_HDR_LEN]
+        };
         // A few EINTR retries; every other failure drops this frame only. `WouldBlock` (the
         // device's queue is full) also drops it: a flush-and-retry would meet the same queue.
         for _ in 0..3 {
-            match self.fd.write_frame(&hdr, frame) {
+            match self.fd.write_frame(hdr, frame) {
                 Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

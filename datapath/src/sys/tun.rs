@@ -11,7 +11,8 @@
 //! ## The virtio-net header
 //! We use the 10-byte legacy `struct virtio_net_hdr` ([`VNET_HDR_LEN`]) for both TAP and
 //! AF_PACKET: it is the only size AF_PACKET accepts on every kernel we support, so one codec
-//! serves both backends, and the 12-byte `virtio_net_hdr_v1` would only add `num_buffers`, which
+//! serves both backends (a TAP whose kernel takes the UDP-tunnel offloads uses the 24-byte
+//! tunnel form instead, which starts with the same 10 bytes: [`VNET_TNL_HDR_LEN`]), and the 12-byte `virtio_net_hdr_v1` would only add `num_buffers`, which
 //! means nothing for one-frame-per-`read` I/O. With 10 bytes before the frame in a slot that
 //! starts 64-byte aligned, the IP header lands at offset 24, 8-byte aligned. Legacy headers are
 //! in the host's byte order (the kernel's `virtio_legacy_is_little_endian()`), hence the
@@ -28,6 +29,27 @@ use crate::buf::Offload;
 
 /// Length of the virtio-net header in front of every frame (`struct virtio_net_hdr`).
 pub const VNET_HDR_LEN: usize = 10;
+
+/// Length of the tunnel form of the header (`struct virtio_net_hdr_v1_hash_tunnel`: the 10
+/// bytes above, `num_buffers`, the hash fields, then the outer UDP header's and the inner IP
+/// header's offsets as little-endian `u16` at [`VNET_TNL_OUTER_TH`] and [`VNET_TNL_INNER_NH`]).
+/// A TAP given this size and `TUN_F_UDP_TUNNEL_GSO` (Linux 6.17+) carries UDP-tunnel GSO
+/// super-frames both ways.
+pub const VNET_TNL_HDR_LEN: usize = 24;
+/// Offset of `outer_th_offset` in the tunnel form of the header.
+pub const VNET_TNL_OUTER_TH: usize = 20;
+/// Offset of `inner_nh_offset` in the tunnel form of the header.
+pub const VNET_TNL_INNER_NH: usize = 22;
+
+/// `TUN_F_UDP_TUNNEL_GSO`: TSO/USO inside UDP tunnels (Linux 6.17+; not in `libc` yet).
+pub const TUN_F_UDP_TUNNEL_GSO: u32 = 0x80;
+/// `TUN_F_UDP_TUNNEL_GSO_CSUM`: the same with the outer UDP checksum to compute.
+pub const TUN_F_UDP_TUNNEL_GSO_CSUM: u32 = 0x100;
+
+/// Offloads asked first of a TAP: [`OFFLOADS_WITH_USO`] and both UDP-tunnel ones (with
+/// [`VNET_TNL_HDR_LEN`]).
+pub const OFFLOADS_WITH_TUNNEL: u32 =
+    OFFLOADS_WITH_USO | TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM;
 
 /// Offloads asked of the kernel first: checksum, TSO v4/v6 with ECN, and USO v4/v6.
 pub const OFFLOADS_WITH_USO: u32 = libc::TUN_F_CSUM
@@ -259,7 +281,7 @@ impl TunFd {
     /// # Errors
     /// As [`TunFd::write`].
     #[inline]
-    pub fn write_frame(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
+    pub fn write_frame(&self, hdr: &[u8], frame: &[u8]) -> io::Result<usize> {
         (&self.file).write_vectored(&[io::IoSlice::new(hdr), io::IoSlice::new(frame)])
     }
 }
@@ -311,6 +333,34 @@ pub fn decode_vnet_hdr(hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> Offload {
         crate::offload::mark_udp_tunnel(frame, &mut o);
     }
     o
+}
+
+/// Encodes `o` for the `frame` it describes as the tunnel form of the header
+/// ([`VNET_TNL_HDR_LEN`]): the plain header, zeros, and for a UDP-tunnel super-frame the
+/// tunnel's offsets and outer-checksum flag ([`crate::offload::tunnel_offsets`]). False when
+/// a tunnel frame's offsets cannot be found (the frame must not be written).
+#[inline]
+pub fn encode_tnl_vnet_hdr(o: &Offload, frame: &[u8], out: &mut [u8; VNET_TNL_HDR_LEN]) -> bool {
+    let (plain, rest) = out.split_at_mut(VNET_HDR_LEN);
+    if let Ok(plain) = <&mut [u8; VNET_HDR_LEN]>::try_from(plain) {
+        encode_vnet_hdr(o, plain);
+    }
+    rest.fill(0);
+    if !o.is_tunnel() {
+        out[0] &= !Offload::F_UDP_TUNNEL_CSUM;
+        return true;
+    }
+    let Some((outer_th, inner_nh, csum)) = crate::offload::tunnel_offsets(frame, o) else {
+        return false;
+    };
+    if csum {
+        out[0] |= Offload::F_UDP_TUNNEL_CSUM;
+    } else {
+        out[0] &= !Offload::F_UDP_TUNNEL_CSUM;
+    }
+    out[VNET_TNL_OUTER_TH..VNET_TNL_OUTER_TH + 2].copy_from_slice(&outer_th.to_le_bytes());
+    out[VNET_TNL_INNER_NH..VNET_TNL_INNER_NH + 2].copy_from_slice(&inner_nh.to_le_bytes());
+    true
 }
 
 /// Encodes `o` as a virtio-net header.
@@ -392,7 +442,7 @@ mod tests {
             Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4
         );
         assert_eq!(d.hdr_len, 104);
-        assert!(!d.passes(true));
+        assert!(!d.passes(true, false) && d.passes(true, true));
         // The same header on a plain TCP frame is not.
         let o = Offload {
             csum_start: 34,
@@ -406,6 +456,56 @@ mod tests {
         plain[23] = 6;
         plain[34 + 12] = 5 << 4;
         assert_eq!(decode_vnet_hdr(&h, &plain).gso_type, Offload::GSO_TCPV4);
+    }
+
+    #[test]
+    fn the_tunnel_form_of_the_header_carries_the_offsets_and_the_outer_checksum_flag() {
+        // Outer IPv4/UDP (checksum 0) + VXLAN + inner IPv4/TCP, as in the test above.
+        let mut frame = vec![0u8; 200];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&186u16.to_be_bytes());
+        frame[23] = 17;
+        frame[42] = 0x08;
+        frame[62..64].copy_from_slice(&[0x08, 0x00]);
+        frame[64] = 0x45;
+        frame[66..68].copy_from_slice(&136u16.to_be_bytes());
+        frame[73] = 6;
+        frame[84 + 12] = 5 << 4;
+        let o = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4,
+            hdr_len: 104,
+            gso_size: 1400,
+            csum_start: 84,
+            csum_offset: 16,
+        };
+        let mut h = [0xaa; VNET_TNL_HDR_LEN];
+        assert!(encode_tnl_vnet_hdr(&o, &frame, &mut h));
+        let mut plain = [0u8; VNET_HDR_LEN];
+        encode_vnet_hdr(&o, &mut plain);
+        assert_eq!(h[..VNET_HDR_LEN], plain);
+        assert_eq!(h[10..20], [0; 10]);
+        assert_eq!(u16::from_le_bytes([h[20], h[21]]), 34, "outer UDP header");
+        assert_eq!(u16::from_le_bytes([h[22], h[23]]), 64, "inner IPv4 header");
+        // A used outer UDP checksum sets the flag.
+        frame[40] = 0x12;
+        assert!(encode_tnl_vnet_hdr(&o, &frame, &mut h));
+        assert_eq!(h[0], Offload::F_NEEDS_CSUM | Offload::F_UDP_TUNNEL_CSUM);
+        // Not a tunnel frame: the plain header and zeros.
+        let p = Offload {
+            gso_type: Offload::GSO_TCPV4,
+            csum_start: 34,
+            ..o
+        };
+        assert!(encode_tnl_vnet_hdr(&p, &frame, &mut h));
+        assert_eq!(h[10..], [0; 14]);
+        // A tunnel frame whose tunnel is not where its header says: refused.
+        let bad = Offload {
+            csum_start: 80,
+            ..o
+        };
+        assert!(!encode_tnl_vnet_hdr(&bad, &frame, &mut h));
     }
 
     #[test]
