@@ -1164,7 +1164,10 @@ impl Worker {
         for &i in &run.idx[..queued] {
             let desc = &batch.descs()[usize::from(i)];
             let bytes = src.port.frame(desc);
-            if desc.offload.passes(caps.tx_offload, caps.tx_udp_tunnel) {
+            // ([`Offload::passes`], in the order that keeps this loop shortest.)
+            if (caps.tx_offload && (caps.tx_udp_tunnel || !desc.offload.is_tunnel()))
+                || desc.offload.is_none()
+            {
                 tally.add(enqueue(dst, bytes, &desc.offload, limit));
             } else {
                 any |= materialize(bytes, &desc.offload, &mut scratch.seg, dst);
@@ -2057,8 +2060,11 @@ impl TxTally {
 /// Queues a frame on a local port: as it is when the port carries offload state (or there is
 /// none), else completed / segmented first. True when anything was queued.
 fn send_on(lp: &mut LocalPort, bytes: &[u8], off: &Offload, seg: &mut offload::SegmentBuf) -> bool {
-    let caps = lp.port.caps();
-    if off.passes(caps.tx_offload, caps.tx_udp_tunnel) {
+    // (A complete frame goes without asking the port for its capabilities.)
+    if off.is_none() || {
+        let caps = lp.port.caps();
+        off.passes(caps.tx_offload, caps.tx_udp_tunnel)
+    } {
         transmit(lp, bytes, off)
     } else {
         materialize(bytes, off, seg, lp)
