@@ -82,6 +82,30 @@ fn main() {
     qinq.extend_from_slice(&udp[12..]);
     write("parse_frame", "60_udp4_qinq", &qinq);
 
+    // offload_segment: frames with the virtio-net header a TAP or AF_PACKET port reads, made
+    // from the captured TCP and UDP frames with 600 more payload bytes.
+    let grow = |f: &[u8]| {
+        assert_eq!(f[14], 0x45, "IPv4 without options");
+        let mut g = f.to_vec();
+        g.extend(std::iter::repeat_n(0x5a, 600));
+        vswitch_fuzz::fix_ipv4_len(&mut g, 14);
+        g
+    };
+    let (tcp, udp4) = (grow(frames[52]), grow(frames[59]));
+    let seg = |name: &str, flags: u8, gso: u8, csum: (usize, u16), f: &[u8]| {
+        let start = u16::try_from(csum.0).unwrap();
+        let v = vswitch_fuzz::with_vnet_hdr(flags, gso, 100, (start, csum.1), f);
+        write("offload_segment", name, &v);
+    };
+    seg("tcp4_gso", 1, 1, (34, 16), &tcp);
+    seg("tcp4_csum_only", 1, 0, (34, 16), frames[52]);
+    seg("udp4_uso", 1, 5, (34, 6), &udp4);
+    let (vx, at) = vswitch_fuzz::udp_tunnel(&tcp, None, 0);
+    seg("vxlan_tcp4_gso_as_plain_tcp", 1, 1, (at + 34, 16), &vx);
+    seg("vxlan_tcp4_gso_marked", 1, 0x21, (at + 34, 16), &vx);
+    let (gn, at) = vswitch_fuzz::udp_tunnel(&tcp, Some(8), 0x1234);
+    seg("geneve_tcp4_gso_outer_csum", 9, 0x21, (at + 34, 16), &gn);
+
     let requests = [
         (
             1,

@@ -14,6 +14,7 @@
 //! | [`parse_frame`] | `datapath::flow::extract` and the `datapath::wire` views (`new_checked` along the header chain, into VXLAN) | offsets in `Layout` inside the frame, extraction deterministic and independent of `in_port`, VLAN id ≤ 4095, the key agrees with the wire views wherever both parse |
 //! | [`mac_table_ops`] | `datapath::l2::MacTable`: learn, lookup, age, remove, for_each | `len() ≤ capacity()`, every result equals a `HashMap` reference model (exact while the table is not full) |
 //! | [`control_decode`] | `control::proto`: frame `peek`, `decode_request`, `decode_reply` | never panics, frame status consistent with the bytes, decoded messages survive encode → decode unchanged |
+//! | [`offload_segment`] | a virtio-net header + frame through `tun::decode_vnet_hdr` (UDP-tunnel marking), `tun::encode_tnl_vnet_hdr` and `offload::segment` | marking idempotent, tunnel offsets in order inside the frame, segments counted and no longer than the input, nothing emitted on an error, every segment parses with the super-frame's flow |
 //!
 //! See `docs/fuzzing.md` for the commands and the corpus layout.
 #![forbid(unsafe_code)]
@@ -24,14 +25,21 @@
 
 mod control_decode;
 mod mac_table;
+mod offload_segment;
 mod parse_frame;
 
 pub use control_decode::control_decode;
 pub use mac_table::mac_table_ops;
+pub use offload_segment::{fix_ipv4_len, offload_segment, udp_tunnel, with_vnet_hdr};
 pub use parse_frame::parse_frame;
 
 /// The names of the fuzz targets, as directories under `corpus/` and `regressions/`.
-pub const TARGETS: [&str; 3] = ["parse_frame", "mac_table_ops", "control_decode"];
+pub const TARGETS: [&str; 4] = [
+    "parse_frame",
+    "mac_table_ops",
+    "control_decode",
+    "offload_segment",
+];
 
 /// Runs the body of target `name` on `data`; false when there is no such target.
 pub fn run(name: &str, data: &[u8]) -> bool {
@@ -39,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "parse_frame" => parse_frame(data),
         "mac_table_ops" => mac_table_ops(data),
         "control_decode" => control_decode(data),
+        "offload_segment" => offload_segment(data),
         _ => return false,
     }
     true
