@@ -535,18 +535,8 @@ pub fn segment(
         let buf = &mut out.buf[..seg_len];
         buf[..hdr_len].copy_from_slice(&frame[..hdr_len]);
         buf[hdr_len..].copy_from_slice(chunk);
-        let ip_len = ip_len_of(seg_len)?;
         let seq_i = u16::try_from(i).map_err(|_| ParseError::BadLength)?;
-        if h.is_v4() {
-            let mut ip = Ipv4Packet::new_unchecked(&mut buf[h.l3..]);
-            ip.set_total_len(ip_len);
-            ip.set_ident(h.ident.wrapping_add(seq_i));
-            ip.set_checksum(0);
-            ip.fill_checksum();
-        } else {
-            let mut ip = Ipv6Packet::new_unchecked(&mut buf[h.l3..]);
-            ip.set_payload_len(ip_len);
-        }
+        fix_ip(buf, &h, seq_i)?;
         let l4_len = seg_len - h.l4;
         let pseudo = h.addrs.pseudo(h.protocol, l4_len)?;
         let seg = &mut buf[h.l4..];
@@ -579,23 +569,29 @@ pub fn segment(
     Ok(count)
 }
 
+/// The IP header `h` of segment `i`, whose packet ends where `seg` ends: the IPv4 total length,
+/// identification (`h.ident + i`) and header checksum, or the IPv6 payload length.
+fn fix_ip(seg: &mut [u8], h: &Headers, i: u16) -> Result<(), ParseError> {
+    let len = seg.len() - h.l3 - if h.is_v4() { 0 } else { ipv6::HEADER_LEN };
+    let len = u16::try_from(len).map_err(|_| ParseError::BadLength)?;
+    if h.is_v4() {
+        let mut ip = Ipv4Packet::new_unchecked(&mut seg[h.l3..]);
+        ip.set_total_len(len);
+        ip.set_ident(h.ident.wrapping_add(i));
+        ip.set_checksum(0);
+        ip.fill_checksum();
+    } else {
+        Ipv6Packet::new_unchecked(&mut seg[h.l3..]).set_payload_len(len);
+    }
+    Ok(())
+}
+
 /// The outer IP and UDP headers (`o`) of segment `i` of a tunnel super-frame, in `seg` whose
 /// inner packet is final: lengths, IPv4 identification (+`i`) and header checksum, and the UDP
 /// checksum in full when `udp_csum` (else it stays 0).
 fn fix_outer(seg: &mut [u8], o: &Headers, udp_csum: bool, i: u16) -> Result<(), ParseError> {
-    let len = seg.len();
-    let ip_len = len - o.l3 - if o.is_v4() { 0 } else { ipv6::HEADER_LEN };
-    let ip_len = u16::try_from(ip_len).map_err(|_| ParseError::BadLength)?;
-    if o.is_v4() {
-        let mut ip = Ipv4Packet::new_unchecked(&mut seg[o.l3..]);
-        ip.set_total_len(ip_len);
-        ip.set_ident(o.ident.wrapping_add(i));
-        ip.set_checksum(0);
-        ip.fill_checksum();
-    } else {
-        Ipv6Packet::new_unchecked(&mut seg[o.l3..]).set_payload_len(ip_len);
-    }
-    let udp_len = len - o.l4;
+    fix_ip(seg, o, i)?;
+    let udp_len = seg.len() - o.l4;
     let u = &mut seg[o.l4..];
     UdpPacket::new_unchecked(&mut *u)
         .set_len(u16::try_from(udp_len).map_err(|_| ParseError::BadLength)?);

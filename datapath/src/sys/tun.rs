@@ -412,10 +412,9 @@ mod tests {
         assert_eq!(decode_vnet_hdr(&h, &frame[..40]).hdr_len, 1000);
     }
 
-    #[test]
-    fn a_tcp_gso_header_on_a_vxlan_frame_is_marked_as_a_tunnel() {
-        // Outer Ethernet/IPv4/UDP to 4789, VXLAN, inner Ethernet/IPv4/TCP: the kernel says
-        // plain TCPv4 GSO with the checksum starting at the inner TCP header (14+20+8+8+14+20).
+    /// 200 bytes: outer Ethernet/IPv4/UDP to 4789 (checksum 0), VXLAN, inner
+    /// Ethernet/IPv4/TCP, the inner TCP header at 84 (14+20+8+8+14+20).
+    fn vxlan_tcp_frame() -> Vec<u8> {
         let mut frame = vec![0u8; 200];
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         frame[14] = 0x45;
@@ -425,7 +424,16 @@ mod tests {
         frame[42] = 0x08;
         frame[62..64].copy_from_slice(&[0x08, 0x00]);
         frame[64] = 0x45;
+        frame[66..68].copy_from_slice(&136u16.to_be_bytes());
+        frame[73] = 6;
         frame[84 + 12] = 5 << 4;
+        frame
+    }
+
+    #[test]
+    fn a_tcp_gso_header_on_a_vxlan_frame_is_marked_as_a_tunnel() {
+        // The kernel says plain TCPv4 GSO with the checksum starting at the inner TCP header.
+        let frame = vxlan_tcp_frame();
         let o = Offload {
             flags: Offload::F_NEEDS_CSUM,
             gso_type: Offload::GSO_TCPV4,
@@ -460,18 +468,7 @@ mod tests {
 
     #[test]
     fn the_tunnel_form_of_the_header_carries_the_offsets_and_the_outer_checksum_flag() {
-        // Outer IPv4/UDP (checksum 0) + VXLAN + inner IPv4/TCP, as in the test above.
-        let mut frame = vec![0u8; 200];
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        frame[14] = 0x45;
-        frame[16..18].copy_from_slice(&186u16.to_be_bytes());
-        frame[23] = 17;
-        frame[42] = 0x08;
-        frame[62..64].copy_from_slice(&[0x08, 0x00]);
-        frame[64] = 0x45;
-        frame[66..68].copy_from_slice(&136u16.to_be_bytes());
-        frame[73] = 6;
-        frame[84 + 12] = 5 << 4;
+        let mut frame = vxlan_tcp_frame();
         let o = Offload {
             flags: Offload::F_NEEDS_CSUM,
             gso_type: Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4,
