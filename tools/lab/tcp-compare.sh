@@ -18,6 +18,9 @@
 #   PIN=CPU                                run both iperf3 ends on CPU only (taskset), e.g. PIN=0:
 #                                          the bridge then gets the CPU budget the containers have
 #                                          next to a busy-polling vswitchd on CPU 1
+#   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
+#                                          containers run themselves (vx0, VNI 42, 10.78.0.x):
+#                                          their overlay TCP leaves as UDP-tunnel GSO frames
 #   PRIO=0                                 do not raise the run's CPU priority (default: the script
 #                                          re-runs itself in a new session whose autogroup gets
 #                                          nice -20, so builds of other sessions barely disturb it;
@@ -34,6 +37,7 @@ bin0=${2:-target/release}
 bin=$bin0
 tag=$$
 ns1=vsl${tag}a ns2=vsl${tag}b
+dst=$([ -n "${OVERLAY:-}" ] && echo 10.78.0.2 || echo 10.77.0.2)
 sock=/tmp/vsl${tag}.sock
 daemon=""
 
@@ -99,6 +103,15 @@ setup() {
         done ;;
     esac
     ip netns exec "$ns1" ping -c 3 -i 0.2 -W 2 -q 10.77.0.2 >/dev/null
+    if [ -n "${OVERLAY:-}" ]; then
+        for i in 1 2; do
+            ns=$([ $i = 1 ] && echo "$ns1" || echo "$ns2")
+            ip -n "$ns" link add vx0 type vxlan id 42 remote 10.77.0.$((3 - i)) dstport 4789 dev eth0
+            ip -n "$ns" addr add 10.78.0.$i/24 dev vx0
+            ip -n "$ns" link set vx0 up
+        done
+        ip netns exec "$ns1" ping -c 3 -i 0.2 -W 2 -q "$dst" >/dev/null
+    fi
 }
 
 # "busy% per cpu" between two /proc/stat snapshots
@@ -132,7 +145,7 @@ measure() { # variant round
     fi
     local s0 s1
     s0=$(cpustat)
-    read -r gbps retr < <(ip netns exec "$ns1" "${pin[@]}" iperf3 -c 10.77.0.2 -t 5 -J | python3 -c \
+    read -r gbps retr < <(ip netns exec "$ns1" "${pin[@]}" iperf3 -c "$dst" -t 5 -J | python3 -c \
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
     [ -n "$perf" ] && wait "$perf" 2>/dev/null || true
@@ -141,7 +154,7 @@ measure() { # variant round
         avg=$("$bin/vsctl" --socket "$sock" --json dump-ports | python3 -c \
             'import json,sys; d=json.load(sys.stdin); d=d.get("ports",d) if isinstance(d,dict) else d; p=sum(x["rx_pkts"] for x in d); print("%d/%d" % (sum(x["rx_bytes"] for x in d)//max(1,p), sum(x["rx_dropped"]+x["tx_dropped"] for x in d)))')
     fi
-    rtt=$(ip netns exec "$ns1" ping -c 50 -i 0.02 -q 10.77.0.2 | awk -F/ '/rtt/{print $5}')
+    rtt=$(ip netns exec "$ns1" ping -c 50 -i 0.02 -q "$dst" | awk -F/ '/rtt/{print $5}')
     echo "$gbps $rtt $(busy "$s0" "$s1") $avg $retr"
 }
 
