@@ -117,6 +117,11 @@ fn parse_headers(frame: &[u8]) -> Result<Headers, ParseError> {
         l3 += vlan::HEADER_LEN;
         tags += 1;
     }
+    parse_l3(frame, l3, ty)
+}
+
+/// The IP and L4 headers of `frame` from offset `l3`, where an IP packet of type `ty` starts.
+fn parse_l3(frame: &[u8], l3: usize, ty: EtherType) -> Result<Headers, ParseError> {
     let ip = frame.get(l3..).ok_or(ParseError::Truncated)?;
     match ty {
         EtherType::IPV4 => {
@@ -189,17 +194,10 @@ pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
 
 /// Where the tunnel is in a UDP-tunnel super-frame, as the tunnel form of the virtio-net header
 /// gives it: the outer UDP header's offset, the inner IP header's offset, and whether the outer
-/// UDP checksum is in use (not 0). `None` when `off` is not a tunnel frame or the frame does not
-/// parse as one ([`segment`]'s rules).
+/// UDP checksum is in use (not 0). `None` when the frame is not one [`segment`] would accept
+/// as a tunnel frame ([`tunnel_layout`]).
 pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
-    if !off.is_tunnel() || !off.needs_csum() {
-        return None;
-    }
-    let outer = parse_headers(frame).ok()?;
-    if outer.protocol != IpProtocol::UDP || outer.fragment {
-        return None;
-    }
-    let inner = inner_headers(frame, &outer, usize::from(off.csum_start)).ok()?;
+    let (outer, inner) = tunnel_layout(frame, off).ok()?;
     let csum = read_u16(frame, outer.l4 + udp::CHECKSUM_OFFSET)? != 0;
     Some((
         u16::try_from(outer.l4).ok()?,
@@ -208,31 +206,78 @@ pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
     ))
 }
 
-/// Fixed part of the VXLAN and Geneve headers.
+/// The outer and inner headers of a UDP-tunnel super-frame (`off` marked as one), checked as
+/// the kernel and [`segment`] need them: the partial checksum set; exactly one tunnel bit, the
+/// outer IP version's; an outer UDP header, not a fragment; a tunnel [`inner_headers`] finds
+/// with the inner L4 header at `csum_start`; and a GSO kind that fits the inner packet (TCPv4
+/// over IPv4, TCPv6 over IPv6, UDP segmentation over UDP).
+fn tunnel_layout(frame: &[u8], off: &Offload) -> Result<(Headers, Headers), ParseError> {
+    let bits = off.gso_type & (Offload::GSO_UDP_TUNNEL_IPV4 | Offload::GSO_UDP_TUNNEL_IPV6);
+    if !off.needs_csum() || bits.count_ones() != 1 {
+        return Err(ParseError::BadHeader);
+    }
+    let outer = parse_headers(frame)?;
+    let v4_bit = bits == Offload::GSO_UDP_TUNNEL_IPV4;
+    if outer.protocol != IpProtocol::UDP || outer.fragment || outer.is_v4() != v4_bit {
+        return Err(ParseError::BadHeader);
+    }
+    let inner = inner_headers(frame, &outer, usize::from(off.csum_start))?;
+    match (off.gso_kind(), inner.protocol, inner.is_v4()) {
+        (Offload::GSO_TCPV4, IpProtocol::TCP, true)
+        | (Offload::GSO_TCPV6, IpProtocol::TCP, false)
+        | (Offload::GSO_UDP_L4, IpProtocol::UDP, _) => Ok((outer, inner)),
+        _ => Err(ParseError::BadHeader),
+    }
+}
+
+/// Fixed part of the VXLAN, VXLAN-GPE and Geneve headers.
 const TUNNEL_HEADER_LEN: usize = 8;
 /// Geneve's protocol type for an Ethernet payload (Transparent Ethernet Bridging).
 const ETH_P_TEB: u16 = 0x6558;
 
 /// The inner headers of a UDP-tunnel packet (`outer`'s L4 header is the UDP one), with offsets
-/// from the start of `frame`: behind a VXLAN header (I flag set) or a Geneve header (version 0,
-/// Ethernet payload, with its options), whichever puts the inner L4 header at `l4` (the
-/// frame's `csum_start`) and ends the inner packet where the outer one ends.
+/// from the start of `frame`. Tried, in order: an Ethernet frame behind a VXLAN header (I flag)
+/// or a Geneve header (version 0, with its options); an IP packet right behind the UDP header
+/// (FOU, bare UDP), behind 8 bytes (VXLAN-GPE, GUE without options) or behind a Geneve header
+/// with its options. The one taken puts the inner L4 header at `l4` (the frame's `csum_start`)
+/// and ends where the outer packet ends, which is what makes the guess safe: the sender's
+/// kernel put its partial checksum there.
 fn inner_headers(frame: &[u8], outer: &Headers, l4: usize) -> Result<Headers, ParseError> {
     let at = outer.l4 + udp::HEADER_LEN;
     let t = frame
         .get(at..at + TUNNEL_HEADER_LEN)
         .ok_or(ParseError::Truncated)?;
-    let vxlan = (t[0] & 0x08 != 0).then_some(at + TUNNEL_HEADER_LEN);
-    let geneve = (t[0] >> 6 == 0 && u16::from_be_bytes([t[2], t[3]]) == ETH_P_TEB)
-        .then(|| at + TUNNEL_HEADER_LEN + usize::from(t[0] & 0x3f) * 4);
-    for eth in [vxlan, geneve].into_iter().flatten() {
-        let Some(Ok(mut h)) = frame.get(eth..outer.end).map(parse_headers) else {
-            continue;
+    let geneve_end = at + TUNNEL_HEADER_LEN + usize::from(t[0] & 0x3f) * 4;
+    let geneve = t[0] >> 6 == 0;
+    let eth = [
+        (t[0] & 0x08 != 0).then_some(at + TUNNEL_HEADER_LEN),
+        (geneve && u16::from_be_bytes([t[2], t[3]]) == ETH_P_TEB).then_some(geneve_end),
+    ];
+    let ip = [
+        Some(at),
+        Some(at + TUNNEL_HEADER_LEN),
+        geneve.then_some(geneve_end),
+    ];
+    let found = |start: usize, h: Result<Headers, ParseError>| {
+        let mut h = h.ok()?;
+        h.l3 += start;
+        h.l4 += start;
+        h.end += start;
+        (h.l4 == l4 && h.end == outer.end && !h.fragment).then_some(h)
+    };
+    let inner = frame.get(..outer.end).ok_or(ParseError::Truncated)?;
+    for e in eth.into_iter().flatten() {
+        if let Some(h) = inner.get(e..).and_then(|f| found(e, parse_headers(f))) {
+            return Ok(h);
+        }
+    }
+    for i in ip.into_iter().flatten() {
+        let ty = match inner.get(i).map(|b| b >> 4) {
+            Some(4) => EtherType::IPV4,
+            Some(6) => EtherType::IPV6,
+            _ => continue,
         };
-        h.l3 += eth;
-        h.l4 += eth;
-        h.end += eth;
-        if h.l4 == l4 && h.end == outer.end && !h.fragment {
+        if let Some(h) = inner.get(i..).and_then(|f| found(i, parse_l3(f, 0, ty))) {
             return Ok(h);
         }
     }
@@ -485,12 +530,9 @@ pub fn segment(
     // the sender left it 0).
     let mut outer = None;
     if off.is_tunnel() {
-        if h.protocol != IpProtocol::UDP || !off.needs_csum() {
-            return Err(ParseError::BadHeader);
-        }
-        let inner = inner_headers(frame, &h, usize::from(off.csum_start))?;
-        let udp_csum = read_u16(frame, h.l4 + udp::CHECKSUM_OFFSET).ok_or(ParseError::Truncated)?;
-        outer = Some((h, udp_csum != 0));
+        let (o, inner) = tunnel_layout(frame, off)?;
+        let udp_csum = read_u16(frame, o.l4 + udp::CHECKSUM_OFFSET).ok_or(ParseError::Truncated)?;
+        outer = Some((o, udp_csum != 0));
         h = inner;
     }
     let l4 = frame.get(h.l4..h.end).ok_or(ParseError::Truncated)?;
@@ -522,7 +564,8 @@ pub fn segment(
     // Validate every length before emitting anything (the first segment is the longest).
     ip_len_of(hdr_len + payload.len().min(gso_size))?;
     if let Some((o, _)) = &outer {
-        u16::try_from(hdr_len + payload.len().min(gso_size) - o.l3)
+        let fixed = if o.is_v4() { 0 } else { ipv6::HEADER_LEN };
+        u16::try_from(hdr_len + payload.len().min(gso_size) - o.l3 - fixed)
             .map_err(|_| ParseError::BadLength)?;
     }
     u16::try_from(count - 1).map_err(|_| ParseError::BadLength)?;
@@ -951,6 +994,71 @@ mod tests {
     fn segments_tcp_ipv6_inside_geneve_with_options_over_ipv6() {
         check_tunnel_segments(true, &GENEVE, true);
         check_tunnel_segments(false, &GENEVE, false);
+    }
+
+    #[test]
+    fn segments_tcp_carried_as_an_ip_payload_fou_gpe_and_geneve() {
+        // FOU (IP right after UDP), VXLAN-GPE with an IPv4 payload (next protocol 1), Geneve
+        // carrying IPv4 (protocol 0x0800) with 4 bytes of options.
+        let gpe: [u8; 8] = [0x0c, 0, 0, 1, 0, 0, 42, 0];
+        let geneve_ip: [u8; 12] = [1, 0, 0x08, 0x00, 0, 0, 7, 0, 1, 2, 3, 0];
+        let data = payload(5_000);
+        let inner = tcp4_frame(&data);
+        for tunnel in [&[][..], &gpe[..], &geneve_ip[..]] {
+            let (frame, ip) = tunnelled(false, 5555, tunnel, &inner[14..]);
+            let mut off = gso(Offload::GSO_TCPV4, 0, 1400, ip + 20, 16);
+            mark_udp_tunnel(&frame, &mut off);
+            assert!(off.is_tunnel(), "tunnel {tunnel:?}");
+            let (outer_th, inner_nh, csum) = tunnel_offsets(&frame, &off).unwrap();
+            assert_eq!(
+                (usize::from(outer_th), usize::from(inner_nh), csum),
+                (34, ip, false)
+            );
+            let segs = collect(&frame, &off).unwrap();
+            assert_eq!(segs.len(), 4);
+            let mut joined = Vec::new();
+            for s in &segs {
+                let outer = parse_headers(s).unwrap();
+                assert_eq!(outer.end, s.len());
+                // The inner IP packet behind a made-up Ethernet header, to check it as a frame.
+                let mut f = inner[..14].to_vec();
+                f.extend_from_slice(&s[ip..]);
+                joined.extend(check_segment(&f).2);
+            }
+            assert_eq!(joined, data);
+        }
+    }
+
+    #[test]
+    fn a_tunnel_frame_whose_kind_or_bits_do_not_fit_is_refused() {
+        let (frame, ie) = tunnelled(false, 4789, &VXLAN, &tcp4_frame(&payload(3_000)));
+        let ok = gso(
+            Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4,
+            0,
+            1400,
+            ie + 34,
+            16,
+        );
+        assert!(tunnel_offsets(&frame, &ok).is_some());
+        for gso_type in [
+            // The IPv6 bit on an IPv4 outer header; both bits.
+            Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV6,
+            Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4 | Offload::GSO_UDP_TUNNEL_IPV6,
+            // TCPv6 or UDP segmentation of an inner TCP/IPv4 packet; legacy UFO.
+            Offload::GSO_TCPV6 | Offload::GSO_UDP_TUNNEL_IPV4,
+            Offload::GSO_UDP_L4 | Offload::GSO_UDP_TUNNEL_IPV4,
+            Offload::GSO_UDP | Offload::GSO_UDP_TUNNEL_IPV4,
+        ] {
+            let off = Offload { gso_type, ..ok };
+            assert!(tunnel_offsets(&frame, &off).is_none(), "{gso_type:#x}");
+            assert_eq!(
+                collect(&frame, &off),
+                Err(ParseError::BadHeader),
+                "{gso_type:#x}"
+            );
+        }
+        let no_csum = Offload { flags: 0, ..ok };
+        assert!(tunnel_offsets(&frame, &no_csum).is_none());
     }
 
     #[test]

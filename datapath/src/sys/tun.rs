@@ -318,7 +318,7 @@ pub fn decode_vnet_hdr(hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> Offload {
     };
     if o.is_gso() && o.needs_csum() {
         let l4 = usize::from(o.csum_start);
-        let l4_len = match o.gso_type & !Offload::GSO_ECN {
+        let l4_len = match o.gso_kind() {
             Offload::GSO_TCPV4 | Offload::GSO_TCPV6 => {
                 frame.get(l4 + 12).map(|&b| usize::from(b >> 4) * 4)
             }
