@@ -167,6 +167,10 @@ enum L4Csum {
     Full { at: usize, udp: bool },
     /// `F_NEEDS_CSUM`: the field at this offset holds the non-complemented pseudo-header sum.
     Partial { at: usize },
+    /// The outer UDP checksum of a UDP-tunnel super-frame (the partial checksum is the inner
+    /// one): 0 when the tunnel sends none, else a pseudo-header sum that the segmentation
+    /// completes per segment, so it follows address changes like `Partial` and 0 stays 0.
+    TunnelSeed { at: usize },
 }
 
 /// Which L4 checksum of the frame described by `key`/`lay`/`off` covers the pseudo-header.
@@ -181,6 +185,9 @@ fn l4_csum(key: &FlowKey, lay: &Layout, off: &Offload, ipv6: bool) -> Result<L4C
         58 if ipv6 => (2, false),
         _ => return Ok(L4Csum::Absent),
     };
+    if udp && off.is_tunnel() && usize::from(off.csum_start) > l4 {
+        return Ok(L4Csum::TunnelSeed { at: l4 + rel });
+    }
     if off.needs_csum() && usize::from(off.csum_start) == l4 {
         if usize::from(off.csum_offset) != rel {
             return Err(BadOffload);
@@ -216,6 +223,13 @@ fn l4_after(
                 return Ok(None);
             }
             // The field is a sum, not a checksum: update its complement as a checksum.
+            Ok(Some((at, !checksum::update_addr(!v, old, new))))
+        }
+        L4Csum::TunnelSeed { at } => {
+            let v = rd16(frame, at)?;
+            if v == 0 || !in_pseudo {
+                return Ok(None);
+            }
             Ok(Some((at, !checksum::update_addr(!v, old, new))))
         }
     }
@@ -1100,6 +1114,47 @@ mod tests {
             &[(Field::TcpSrc, 1), (Field::Ipv6Dst, 9), (Field::IpTtl, 3)],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_outer_udp_seed_of_a_tunnel_super_frame_follows_address_changes_and_zero_stays_zero() {
+        // A UDP packet standing for the outer headers of a VXLAN super-frame; the partial
+        // (inner) checksum starts past the UDP header.
+        let data = payload(300);
+        let frame = build(Kind::Udp4, &P, &data);
+        let (key, l4, end) = l4_segment(&frame).unwrap();
+        let len = u16::try_from(end - l4).unwrap();
+        let (s0, d0) = addrs4(&key);
+        let off = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            gso_type: Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4,
+            gso_size: 1400,
+            csum_start: u16::try_from(l4 + 8 + 8 + 14 + 20).unwrap(),
+            csum_offset: 16,
+            ..Offload::NONE
+        };
+        let at = l4 + 6;
+        let seed = |s, d| checksum::pseudo_header_v4(s, d, IpProtocol::UDP, len);
+        let mut f = frame.clone();
+        f[at..at + 2].copy_from_slice(&seed(s0, d0).to_be_bytes());
+        let (k, lay) = flow::extract(&f, 1).unwrap();
+        set_field(&mut f, &k, &lay, &off, Field::IpSrc, 0xc0a8_0109).unwrap();
+        let s1 = Ipv4Addr::new(192, 168, 1, 9);
+        assert_eq!(
+            rd16(&f, at).unwrap(),
+            seed(s1, d0),
+            "the seed of the new addresses"
+        );
+        let (k, lay) = flow::extract(&f, 1).unwrap();
+        let before = rd16(&f, at).unwrap();
+        set_field(&mut f, &k, &lay, &off, Field::UdpSrc, 4242).unwrap();
+        assert_eq!(rd16(&f, at).unwrap(), before, "ports are not in the seed");
+        // No outer checksum: it stays none.
+        let mut g = frame.clone();
+        g[at..at + 2].copy_from_slice(&[0, 0]);
+        let (k, lay) = flow::extract(&g, 1).unwrap();
+        set_field(&mut g, &k, &lay, &off, Field::IpDst, 0x0a0b_0c0d).unwrap();
+        assert_eq!(rd16(&g, at).unwrap(), 0);
     }
 
     #[test]
