@@ -195,7 +195,7 @@ pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
 /// Where the tunnel is in a UDP-tunnel super-frame, as the tunnel form of the virtio-net header
 /// gives it: the outer UDP header's offset, the inner IP header's offset, and whether the outer
 /// UDP checksum is in use (not 0). `None` when the frame is not one [`segment`] would accept
-/// as a tunnel frame ([`tunnel_layout`]).
+/// as a tunnel frame (see `tunnel_layout`).
 pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
     let (outer, inner) = tunnel_layout(frame, off).ok()?;
     let csum = read_u16(frame, outer.l4 + udp::CHECKSUM_OFFSET)? != 0;
