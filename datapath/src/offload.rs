@@ -237,26 +237,28 @@ const ETH_P_TEB: u16 = 0x6558;
 
 /// The inner headers of a UDP-tunnel packet (`outer`'s L4 header is the UDP one), with offsets
 /// from the start of `frame`. Tried, in order: an Ethernet frame behind a VXLAN header (I flag)
-/// or a Geneve header (version 0, with its options); an IP packet right behind the UDP header
-/// (FOU, bare UDP), behind 8 bytes (VXLAN-GPE, GUE without options) or behind a Geneve header
-/// with its options. The one taken puts the inner L4 header at `l4` (the frame's `csum_start`)
-/// and ends where the outer packet ends, which is what makes the guess safe: the sender's
-/// kernel put its partial checksum there.
+/// or a Geneve header (version 0, protocol 0x6558, with its options); an IP packet right behind
+/// the UDP header (FOU, bare UDP), behind a GUE header (version 0, no options, protocol 4 or
+/// 41), behind a Geneve header with its options (protocol 0x0800 or 0x86dd), or behind a
+/// VXLAN-GPE header (P flag, next protocol IPv4 or IPv6). The one taken puts the inner L4
+/// header at `l4` (the frame's `csum_start`) and ends where the outer packet ends, which is
+/// what makes the guess safe: the sender's kernel put its partial checksum there.
 fn inner_headers(frame: &[u8], outer: &Headers, l4: usize) -> Result<Headers, ParseError> {
     let at = outer.l4 + udp::HEADER_LEN;
     let t = frame
         .get(at..at + TUNNEL_HEADER_LEN)
         .ok_or(ParseError::Truncated)?;
+    let (version0, proto) = (t[0] >> 6 == 0, u16::from_be_bytes([t[2], t[3]]));
     let geneve_end = at + TUNNEL_HEADER_LEN + usize::from(t[0] & 0x3f) * 4;
-    let geneve = t[0] >> 6 == 0;
     let eth = [
         (t[0] & 0x08 != 0).then_some(at + TUNNEL_HEADER_LEN),
-        (geneve && u16::from_be_bytes([t[2], t[3]]) == ETH_P_TEB).then_some(geneve_end),
+        (version0 && proto == ETH_P_TEB).then_some(geneve_end),
     ];
     let ip = [
         Some(at),
-        Some(at + TUNNEL_HEADER_LEN),
-        geneve.then_some(geneve_end),
+        (version0 && t[0] & 0x1f == 0 && matches!(t[1], 4 | 41)).then_some(at + 4),
+        (version0 && matches!(proto, 0x0800 | 0x86dd)).then_some(geneve_end),
+        (t[0] & 0x04 != 0 && matches!(t[3], 1 | 2)).then_some(at + TUNNEL_HEADER_LEN),
     ];
     let found = |start: usize, h: Result<Headers, ParseError>| {
         let mut h = h.ok()?;
@@ -479,8 +481,9 @@ impl fmt::Debug for SegmentBuf {
 ///   only; the TCP checksum is computed in full.
 /// - `GSO_UDP_L4`: each segment is a UDP datagram of its own with its length and a full
 ///   checksum (0 sent as `0xffff`); IPv4 identification advances as for TCP.
-/// - Any of these inside a UDP tunnel ([`Offload::is_tunnel`], VXLAN or Geneve with an Ethernet
-///   payload; `csum_start` must be the inner L4 header): the inner packet is segmented as above
+/// - Any of these inside a UDP tunnel ([`Offload::is_tunnel`]: VXLAN, Geneve, FOU, GUE,
+///   VXLAN-GPE, see `inner_headers`; `csum_start` must be the inner L4 header, and the GSO kind
+///   must fit the inner packet): the inner packet is segmented as above
 ///   and each segment keeps the outer headers, with the outer IPv4 total length,
 ///   identification (+1 per segment) and header checksum, or IPv6 payload length, and the UDP
 ///   length rewritten; the outer UDP checksum is computed in full, or stays 0 if it was 0.
@@ -997,14 +1000,16 @@ mod tests {
     }
 
     #[test]
-    fn segments_tcp_carried_as_an_ip_payload_fou_gpe_and_geneve() {
-        // FOU (IP right after UDP), VXLAN-GPE with an IPv4 payload (next protocol 1), Geneve
-        // carrying IPv4 (protocol 0x0800) with 4 bytes of options.
+    fn segments_tcp_carried_as_an_ip_payload_fou_gue_gpe_and_geneve() {
+        // FOU (IP right after UDP), GUE (version 0, no options, IPv4), VXLAN-GPE with an IPv4
+        // payload (next protocol 1), Geneve carrying IPv4 (protocol 0x0800) with 4 bytes of
+        // options.
+        let gue: [u8; 4] = [0, 4, 0, 0];
         let gpe: [u8; 8] = [0x0c, 0, 0, 1, 0, 0, 42, 0];
         let geneve_ip: [u8; 12] = [1, 0, 0x08, 0x00, 0, 0, 7, 0, 1, 2, 3, 0];
         let data = payload(5_000);
         let inner = tcp4_frame(&data);
-        for tunnel in [&[][..], &gpe[..], &geneve_ip[..]] {
+        for tunnel in [&[][..], &gue[..], &gpe[..], &geneve_ip[..]] {
             let (frame, ip) = tunnelled(false, 5555, tunnel, &inner[14..]);
             let mut off = gso(Offload::GSO_TCPV4, 0, 1400, ip + 20, 16);
             mark_udp_tunnel(&frame, &mut off);
