@@ -172,9 +172,13 @@ fn write_u16(b: &mut [u8], at: usize, v: u16) -> Result<(), ParseError> {
 /// TCP (or UDP) GSO: the virtio-net header has no room for the tunnel, and a port that passed
 /// the frame on as it is would see the kernel refuse it. Marked frames are segmented in
 /// software instead ([`segment`], [`Offload::passes`]). Cheap: only GSO frames are parsed.
+///
+/// A frame a tunnel-capable TAP marked itself keeps its mark, with the bit set to the outer IP
+/// version found (Linux picks it by `skb->protocol`, which for a frame with a VLAN tag in its
+/// data is the tag's EtherType, not the IP version).
 #[inline]
 pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
-    if !off.is_gso() || !off.needs_csum() || off.is_tunnel() {
+    if !off.is_gso() || !off.needs_csum() {
         return;
     }
     let Ok(h) = parse_headers(frame) else {
@@ -184,13 +188,17 @@ pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
     if h.protocol == IpProtocol::UDP
         && usize::from(off.csum_start) >= h.l4 + udp::HEADER_LEN + TUNNEL_HEADER_LEN
     {
-        off.gso_type |= if h.is_v4() {
+        let bit = if h.is_v4() {
             Offload::GSO_UDP_TUNNEL_IPV4
         } else {
             Offload::GSO_UDP_TUNNEL_IPV6
         };
+        off.gso_type = (off.gso_type & !TUNNEL_BITS) | bit;
     }
 }
+
+/// Both UDP-tunnel bits of `gso_type`.
+const TUNNEL_BITS: u8 = Offload::GSO_UDP_TUNNEL_IPV4 | Offload::GSO_UDP_TUNNEL_IPV6;
 
 /// Where the tunnel is in a UDP-tunnel super-frame, as the tunnel form of the virtio-net header
 /// gives it: the outer UDP header's offset, the inner IP header's offset, and whether the outer
@@ -212,7 +220,7 @@ pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
 /// with the inner L4 header at `csum_start`; and a GSO kind that fits the inner packet (TCPv4
 /// over IPv4, TCPv6 over IPv6, UDP segmentation over UDP).
 fn tunnel_layout(frame: &[u8], off: &Offload) -> Result<(Headers, Headers), ParseError> {
-    let bits = off.gso_type & (Offload::GSO_UDP_TUNNEL_IPV4 | Offload::GSO_UDP_TUNNEL_IPV6);
+    let bits = off.gso_type & TUNNEL_BITS;
     if !off.needs_csum() || bits.count_ones() != 1 {
         return Err(ParseError::BadHeader);
     }
@@ -1032,6 +1040,27 @@ mod tests {
             }
             assert_eq!(joined, data);
         }
+    }
+
+    #[test]
+    fn a_tunnel_bit_that_does_not_match_the_outer_ip_version_is_set_right() {
+        // IPv6 outer header, marked as IPv4 (as Linux does for a frame whose VLAN tag is in
+        // its data): marking sets the IPv6 bit, and the frame segments.
+        let (frame, ie) = tunnelled(true, 4789, &VXLAN, &tcp4_frame(&payload(3_000)));
+        let mut off = gso(
+            Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV4,
+            0,
+            1400,
+            ie + 34,
+            16,
+        );
+        assert!(collect(&frame, &off).is_err());
+        mark_udp_tunnel(&frame, &mut off);
+        assert_eq!(
+            off.gso_type,
+            Offload::GSO_TCPV4 | Offload::GSO_UDP_TUNNEL_IPV6
+        );
+        assert_eq!(collect(&frame, &off).unwrap().len(), 3);
     }
 
     #[test]
