@@ -70,9 +70,10 @@ impl Offload {
     pub const GSO_UDP_TUNNEL_IPV4: u8 = 0x20;
     /// As [`Offload::GSO_UDP_TUNNEL_IPV4`], with an IPv6 outer header.
     pub const GSO_UDP_TUNNEL_IPV6: u8 = 0x40;
+    /// Both UDP-tunnel bits (exactly one is set on a tunnel super-frame).
+    pub const GSO_UDP_TUNNEL: u8 = Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_UDP_TUNNEL_IPV6;
     /// Bits of `gso_type` that are not the GSO kind.
-    pub const GSO_MODIFIERS: u8 =
-        Self::GSO_ECN | Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_UDP_TUNNEL_IPV6;
+    pub const GSO_MODIFIERS: u8 = Self::GSO_ECN | Self::GSO_UDP_TUNNEL;
 
     /// True when the frame carries no pending work.
     #[inline]
@@ -89,7 +90,7 @@ impl Offload {
     /// True for a GSO super-frame whose TCP segment is inside a UDP tunnel.
     #[inline]
     pub fn is_tunnel(&self) -> bool {
-        self.gso_type & (Self::GSO_UDP_TUNNEL_IPV4 | Self::GSO_UDP_TUNNEL_IPV6) != 0
+        self.gso_type & Self::GSO_UDP_TUNNEL != 0
     }
 
     /// True when the frame can go as it is (with this state) to a port with these

@@ -100,6 +100,13 @@ impl Headers {
     fn is_v4(&self) -> bool {
         matches!(self.addrs, Addrs::V4(..))
     }
+
+    /// The IP length field of this packet cut to end at `end` (a frame offset): the whole
+    /// packet for IPv4, what follows the fixed header for IPv6.
+    fn ip_len(&self, end: usize) -> Result<u16, ParseError> {
+        let fixed = if self.is_v4() { 0 } else { ipv6::HEADER_LEN };
+        u16::try_from(end - self.l3 - fixed).map_err(|_| ParseError::BadLength)
+    }
 }
 
 /// Finds the IP and L4 headers of an Ethernet frame with up to two VLAN tags.
@@ -193,25 +200,30 @@ pub fn mark_udp_tunnel(frame: &[u8], off: &mut Offload) {
         } else {
             Offload::GSO_UDP_TUNNEL_IPV6
         };
-        off.gso_type = (off.gso_type & !TUNNEL_BITS) | bit;
+        off.gso_type = (off.gso_type & !Offload::GSO_UDP_TUNNEL) | bit;
     }
 }
-
-/// Both UDP-tunnel bits of `gso_type`.
-const TUNNEL_BITS: u8 = Offload::GSO_UDP_TUNNEL_IPV4 | Offload::GSO_UDP_TUNNEL_IPV6;
 
 /// Where the tunnel is in a UDP-tunnel super-frame, as the tunnel form of the virtio-net header
 /// gives it: the outer UDP header's offset, the inner IP header's offset, and whether the outer
 /// UDP checksum is in use (not 0). `None` when the frame is not one [`segment`] would accept
 /// as a tunnel frame (see `tunnel_layout`).
 pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
-    let (outer, inner) = tunnel_layout(frame, off).ok()?;
-    let csum = read_u16(frame, outer.l4 + udp::CHECKSUM_OFFSET)? != 0;
+    let t = tunnel_layout(frame, off).ok()?;
     Some((
-        u16::try_from(outer.l4).ok()?,
-        u16::try_from(inner.l3).ok()?,
-        csum,
+        u16::try_from(t.outer.l4).ok()?,
+        u16::try_from(t.inner.l3).ok()?,
+        t.udp_csum,
     ))
+}
+
+/// A UDP-tunnel super-frame's headers, as [`tunnel_layout`] found them.
+#[derive(Clone, Copy, Debug)]
+struct Tunnel {
+    outer: Headers,
+    inner: Headers,
+    /// The outer UDP checksum is in use (the field is not 0).
+    udp_csum: bool,
 }
 
 /// The outer and inner headers of a UDP-tunnel super-frame (`off` marked as one), checked as
@@ -219,8 +231,8 @@ pub fn tunnel_offsets(frame: &[u8], off: &Offload) -> Option<(u16, u16, bool)> {
 /// outer IP version's; an outer UDP header, not a fragment; a tunnel [`inner_headers`] finds
 /// with the inner L4 header at `csum_start`; and a GSO kind that fits the inner packet (TCPv4
 /// over IPv4, TCPv6 over IPv6, UDP segmentation over UDP).
-fn tunnel_layout(frame: &[u8], off: &Offload) -> Result<(Headers, Headers), ParseError> {
-    let bits = off.gso_type & TUNNEL_BITS;
+fn tunnel_layout(frame: &[u8], off: &Offload) -> Result<Tunnel, ParseError> {
+    let bits = off.gso_type & Offload::GSO_UDP_TUNNEL;
     if !off.needs_csum() || bits.count_ones() != 1 {
         return Err(ParseError::BadHeader);
     }
@@ -233,9 +245,15 @@ fn tunnel_layout(frame: &[u8], off: &Offload) -> Result<(Headers, Headers), Pars
     match (off.gso_kind(), inner.protocol, inner.is_v4()) {
         (Offload::GSO_TCPV4, IpProtocol::TCP, true)
         | (Offload::GSO_TCPV6, IpProtocol::TCP, false)
-        | (Offload::GSO_UDP_L4, IpProtocol::UDP, _) => Ok((outer, inner)),
-        _ => Err(ParseError::BadHeader),
+        | (Offload::GSO_UDP_L4, IpProtocol::UDP, _) => {}
+        _ => return Err(ParseError::BadHeader),
     }
+    let csum = read_u16(frame, outer.l4 + udp::CHECKSUM_OFFSET).ok_or(ParseError::Truncated)?;
+    Ok(Tunnel {
+        outer,
+        inner,
+        udp_csum: csum != 0,
+    })
 }
 
 /// Fixed part of the VXLAN, VXLAN-GPE and Geneve headers.
@@ -532,20 +550,19 @@ pub fn segment(
     if usize::from(off.hdr_len) > frame.len() {
         return Err(ParseError::BadLength);
     }
-    let mut h = parse_headers(frame)?;
-    if h.fragment {
-        return Err(ParseError::BadHeader);
-    }
     // A tunnel super-frame: the segmentation is the inner packet's, and each segment's outer
     // IP and UDP headers follow (lengths, IPv4 identification and checksum, UDP checksum unless
     // the sender left it 0).
-    let mut outer = None;
-    if off.is_tunnel() {
-        let (o, inner) = tunnel_layout(frame, off)?;
-        let udp_csum = read_u16(frame, o.l4 + udp::CHECKSUM_OFFSET).ok_or(ParseError::Truncated)?;
-        outer = Some((o, udp_csum != 0));
-        h = inner;
-    }
+    let (h, outer) = if off.is_tunnel() {
+        let t = tunnel_layout(frame, off)?;
+        (t.inner, Some((t.outer, t.udp_csum)))
+    } else {
+        let h = parse_headers(frame)?;
+        if h.fragment {
+            return Err(ParseError::BadHeader);
+        }
+        (h, None)
+    };
     let l4 = frame.get(h.l4..h.end).ok_or(ParseError::Truncated)?;
     let l4_hdr_len = match (kind, h.protocol, h.is_v4()) {
         (Offload::GSO_TCPV4, IpProtocol::TCP, true)
@@ -567,17 +584,11 @@ pub fn segment(
         (0, 0)
     };
     let count = payload.len().div_ceil(gso_size).max(1);
-    // The IP length field: whole packet for IPv4, after the fixed header for IPv6.
-    let ip_len_of = |seg_len: usize| {
-        let ip_len = seg_len - h.l3 - if h.is_v4() { 0 } else { ipv6::HEADER_LEN };
-        u16::try_from(ip_len).map_err(|_| ParseError::BadLength)
-    };
     // Validate every length before emitting anything (the first segment is the longest).
-    ip_len_of(hdr_len + payload.len().min(gso_size))?;
+    let longest = hdr_len + payload.len().min(gso_size);
+    h.ip_len(longest)?;
     if let Some((o, _)) = &outer {
-        let fixed = if o.is_v4() { 0 } else { ipv6::HEADER_LEN };
-        u16::try_from(hdr_len + payload.len().min(gso_size) - o.l3 - fixed)
-            .map_err(|_| ParseError::BadLength)?;
+        o.ip_len(longest)?;
     }
     u16::try_from(count - 1).map_err(|_| ParseError::BadLength)?;
 
@@ -626,8 +637,7 @@ pub fn segment(
 /// The IP header `h` of segment `i`, whose packet ends where `seg` ends: the IPv4 total length,
 /// identification (`h.ident + i`) and header checksum, or the IPv6 payload length.
 fn fix_ip(seg: &mut [u8], h: &Headers, i: u16) -> Result<(), ParseError> {
-    let len = seg.len() - h.l3 - if h.is_v4() { 0 } else { ipv6::HEADER_LEN };
-    let len = u16::try_from(len).map_err(|_| ParseError::BadLength)?;
+    let len = h.ip_len(seg.len())?;
     if h.is_v4() {
         let mut ip = Ipv4Packet::new_unchecked(&mut seg[h.l3..]);
         ip.set_total_len(len);

@@ -12,8 +12,9 @@
 //! We use the 10-byte legacy `struct virtio_net_hdr` ([`VNET_HDR_LEN`]) for both TAP and
 //! AF_PACKET: it is the only size AF_PACKET accepts on every kernel we support, so one codec
 //! serves both backends (a TAP whose kernel takes the UDP-tunnel offloads uses the 24-byte
-//! tunnel form instead, which starts with the same 10 bytes: [`VNET_TNL_HDR_LEN`]), and the 12-byte `virtio_net_hdr_v1` would only add `num_buffers`, which
-//! means nothing for one-frame-per-`read` I/O. With 10 bytes before the frame in a slot that
+//! tunnel form instead, which starts with the same 10 bytes: [`VNET_TNL_HDR_LEN`]), and the
+//! 12-byte `virtio_net_hdr_v1` would only add `num_buffers`, which means nothing for
+//! one-frame-per-`read` I/O. With 10 bytes before the frame in a slot that
 //! starts 64-byte aligned, the IP header lands at offset 24, 8-byte aligned. Legacy headers are
 //! in the host's byte order (the kernel's `virtio_legacy_is_little_endian()`), hence the
 //! `from_ne_bytes`/`to_ne_bytes` below.
@@ -346,8 +347,9 @@ pub fn encode_tnl_vnet_hdr(o: &Offload, frame: &[u8], out: &mut [u8; VNET_TNL_HD
         encode_vnet_hdr(o, plain);
     }
     rest.fill(0);
+    // The outer-checksum flag says what the frame holds, not what it arrived with.
+    out[0] &= !Offload::F_UDP_TUNNEL_CSUM;
     if !o.is_tunnel() {
-        out[0] &= !Offload::F_UDP_TUNNEL_CSUM;
         return true;
     }
     let Some((outer_th, inner_nh, csum)) = crate::offload::tunnel_offsets(frame, o) else {
@@ -355,8 +357,6 @@ pub fn encode_tnl_vnet_hdr(o: &Offload, frame: &[u8], out: &mut [u8; VNET_TNL_HD
     };
     if csum {
         out[0] |= Offload::F_UDP_TUNNEL_CSUM;
-    } else {
-        out[0] &= !Offload::F_UDP_TUNNEL_CSUM;
     }
     out[VNET_TNL_OUTER_TH..VNET_TNL_OUTER_TH + 2].copy_from_slice(&outer_th.to_le_bytes());
     out[VNET_TNL_INNER_NH..VNET_TNL_INNER_NH + 2].copy_from_slice(&inner_nh.to_le_bytes());
