@@ -137,10 +137,10 @@ fn forward_only(ops: &[Op]) -> bool {
     })
 }
 
-/// Whether ops that output send every frame of a batch (one ingress port) to the same ports
-/// whatever its key: forward-only without `normal`, whose decision is per destination.
-fn chain(ops: &[Op], outputs: bool) -> bool {
-    outputs && forward_only(ops) && !ops.iter().any(|o| matches!(o, Op::Normal))
+/// Whether forward-only ops that output send every frame of a batch (one ingress port) to the
+/// same ports whatever its key: not with `normal`, whose decision is per destination.
+fn chain(ops: &[Op], outputs: bool, forward_only: bool) -> bool {
+    outputs && forward_only && !ops.iter().any(|o| matches!(o, Op::Normal))
 }
 
 impl CachedFlow {
@@ -148,7 +148,7 @@ impl CachedFlow {
         let outputs = t.outputs();
         let run = RunMask::new(&t.mask, &t.ops);
         let forward_only = forward_only(&t.ops);
-        let chain = chain(&t.ops, outputs);
+        let chain = chain(&t.ops, outputs, forward_only);
         Self {
             run,
             forward_only,
@@ -564,7 +564,7 @@ impl FlowCache {
                 e.outputs = t.outputs();
                 e.run = RunMask::new(&e.mask, &t.ops);
                 e.forward_only = forward_only(&t.ops);
-                e.chain = chain(&t.ops, e.outputs);
+                e.chain = chain(&t.ops, e.outputs, e.forward_only);
                 e.ops = t.ops.into_boxed_slice();
                 e.flows = t.flows.into_boxed_slice();
                 e.controller = t.controller.into_boxed_slice();
