@@ -165,12 +165,11 @@ enum L4Csum {
     Absent,
     /// A complete checksum at this frame offset; `udp`: 0 means "none", 0 is sent as `0xffff`.
     Full { at: usize, udp: bool },
-    /// `F_NEEDS_CSUM`: the field at this offset holds the non-complemented pseudo-header sum.
-    Partial { at: usize },
-    /// The outer UDP checksum of a UDP-tunnel super-frame (the partial checksum is the inner
-    /// one): 0 when the tunnel sends none, else a pseudo-header sum that the segmentation
-    /// completes per segment, so it follows address changes like `Partial` and 0 stays 0.
-    TunnelSeed { at: usize },
+    /// The field at this offset holds the non-complemented pseudo-header sum: the
+    /// `F_NEEDS_CSUM` checksum, or (`seed`) the outer UDP checksum of a UDP-tunnel super-frame,
+    /// whose partial checksum is the inner one: a sum the segmentation completes per segment,
+    /// or 0 when the tunnel sends none (0 then stays 0).
+    Partial { at: usize, seed: bool },
 }
 
 /// Which L4 checksum of the frame described by `key`/`lay`/`off` covers the pseudo-header.
@@ -186,13 +185,19 @@ fn l4_csum(key: &FlowKey, lay: &Layout, off: &Offload, ipv6: bool) -> Result<L4C
         _ => return Ok(L4Csum::Absent),
     };
     if udp && off.is_tunnel() && usize::from(off.csum_start) > l4 {
-        return Ok(L4Csum::TunnelSeed { at: l4 + rel });
+        return Ok(L4Csum::Partial {
+            at: l4 + rel,
+            seed: true,
+        });
     }
     if off.needs_csum() && usize::from(off.csum_start) == l4 {
         if usize::from(off.csum_offset) != rel {
             return Err(BadOffload);
         }
-        return Ok(L4Csum::Partial { at: l4 + rel });
+        return Ok(L4Csum::Partial {
+            at: l4 + rel,
+            seed: false,
+        });
     }
     Ok(L4Csum::Full { at: l4 + rel, udp })
 }
@@ -217,19 +222,12 @@ fn l4_after(
             let n = checksum::update_addr(v, old, new);
             Ok(Some((at, if udp { checksum::udp_wire(n) } else { n })))
         }
-        L4Csum::Partial { at } => {
+        L4Csum::Partial { at, seed } => {
             let v = rd16(frame, at)?;
-            if !in_pseudo {
+            if !in_pseudo || (seed && v == 0) {
                 return Ok(None);
             }
             // The field is a sum, not a checksum: update its complement as a checksum.
-            Ok(Some((at, !checksum::update_addr(!v, old, new))))
-        }
-        L4Csum::TunnelSeed { at } => {
-            let v = rd16(frame, at)?;
-            if v == 0 || !in_pseudo {
-                return Ok(None);
-            }
             Ok(Some((at, !checksum::update_addr(!v, old, new))))
         }
     }
