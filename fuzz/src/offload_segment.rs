@@ -18,6 +18,7 @@
 use datapath::flow;
 use datapath::offload::{self, SegmentBuf};
 use datapath::sys::tun::{self, VNET_HDR_LEN, VNET_TNL_HDR_LEN};
+use datapath::wire::Ipv4Packet;
 
 /// The fuzz body: see the module docs.
 pub fn offload_segment(data: &[u8]) {
@@ -77,17 +78,9 @@ pub fn fix_ipv4_len(f: &mut [u8], l3: usize) {
         return;
     }
     let total = u16::try_from(f.len() - l3).unwrap_or(u16::MAX);
-    f[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
-    f[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-    let mut sum: u32 = f[l3..l3 + 20]
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let c = !u16::try_from(sum).unwrap_or(0);
-    f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[l3..]);
+    ip.set_total_len(total);
+    ip.fill_checksum();
 }
 
 /// `inner` (an Ethernet frame) behind Ethernet/IPv4/UDP and a VXLAN header, or a Geneve header
