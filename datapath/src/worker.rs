@@ -63,6 +63,10 @@ const YIELD_EVERY: u32 = 32;
 /// An idle worker reads the clock once every this many empty passes (and on every pass after
 /// one that had work).
 const CLOCK_IDLE_PASSES: u32 = 128;
+/// How often (in milliseconds of the switch clock, read at least once per pass that follows
+/// work and every [`CLOCK_IDLE_PASSES`] empty ones) the worker runs its ports'
+/// [`Port::maintain`]; a sleeping worker runs it when it wakes.
+pub const MAINTAIN_MS: u64 = 1;
 /// Longest sleep of an idle worker (it also wakes on rx readiness and commands).
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Frames that may wait in one worker's hand-off channel.
@@ -428,6 +432,8 @@ pub struct Worker {
     /// Spare buffers for `pending`.
     pending_pool: Vec<Vec<u8>>,
     last_expiry: u32,
+    /// Switch clock (ms) at which the ports' [`Port::maintain`] runs next.
+    next_maintain_ms: u64,
     /// The switch clock as last read by [`Worker::pass`].
     clock: Duration,
     /// The (VLAN, MAC, port) learned last in the current batch.
@@ -501,6 +507,7 @@ impl Worker {
             pending_pool: Vec::new(),
             cache: Some(FlowCache::new(crate::cache::DEFAULT_CAPACITY)),
             last_expiry: 0,
+            next_maintain_ms: 0,
             clock: Duration::ZERO,
             last_learned: None,
             inline_passes: 0,
@@ -742,6 +749,12 @@ impl Worker {
                 cache.expire(self.now, CACHE_IDLE_SECS);
             }
             self.publish_cache_stats();
+        }
+        if self.now_ms >= self.next_maintain_ms {
+            self.next_maintain_ms = self.now_ms + MAINTAIN_MS;
+            for p in &mut self.ports {
+                p.port.maintain();
+            }
         }
         let mut work = self.take_handoffs();
         if !self.pending.is_empty() {

@@ -568,3 +568,42 @@ fn runs_of_different_flows_with_equal_ops_share_one_output_and_are_charged_apart
         assert_eq!(f.stats.totals().0, want, "packets of the flow for {port}");
     }
 }
+
+#[test]
+fn ports_are_maintained_once_a_millisecond_of_switch_clock() {
+    let (mut sw, peers) = inline_switch(2);
+    let at = |us: u64| Duration::from_micros(us);
+    // The first pass maintains; passes within the next millisecond do not.
+    sw.poll_inline_at(at(5_000));
+    assert_eq!(peers[0].maintained(), 1);
+    for us in [5_100, 5_500, 5_999] {
+        sw.poll_inline_at(at(us));
+    }
+    assert_eq!(peers[0].maintained(), 1);
+    sw.poll_inline_at(at(6_000));
+    assert_eq!((peers[0].maintained(), peers[1].maintained()), (2, 2));
+    // A long gap (a sleeping worker) maintains once when it ends, not once per missed ms.
+    sw.poll_inline_at(at(90_000));
+    sw.poll_inline_at(at(90_500));
+    assert_eq!(peers[1].maintained(), 3);
+}
+
+#[test]
+fn threaded_workers_maintain_their_ports_in_every_poll_mode() {
+    for mode in [PollMode::Busy, PollMode::Adaptive] {
+        let mut sw = Switch::start(SwitchConfig {
+            poll_mode: mode,
+            ..SwitchConfig::default()
+        })
+        .expect("switch");
+        let (p, peer) = MemPort::new("m0", MemPortOptions::default());
+        sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+            .expect("port");
+        // An idle worker too (adaptive ones sleep): some maintenance within 5 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while peer.maintained() < 5 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(peer.maintained() >= 5, "{mode:?}: {}", peer.maintained());
+    }
+}

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
@@ -48,6 +50,8 @@ pub struct MemPort {
     recycle_out: Sender<Vec<u8>>,
     slots: Vec<Vec<u8>>,
     drops: u64,
+    /// Calls of [`Port::maintain`], seen by the peer.
+    maintained: Arc<AtomicU64>,
 }
 
 /// The test side of an in-memory link.
@@ -57,6 +61,7 @@ pub struct MemPeer {
     from_port: Receiver<Item>,
     recycle_in: Receiver<Vec<u8>>,
     recycle_out: Sender<Vec<u8>>,
+    maintained: Arc<AtomicU64>,
 }
 
 impl MemPort {
@@ -66,6 +71,7 @@ impl MemPort {
         let (tx, from_port) = bounded(opts.capacity);
         let (peer_recycle_tx, port_recycle_rx) = bounded(opts.capacity + BATCH_SIZE);
         let (port_recycle_tx, peer_recycle_rx) = bounded(opts.capacity + BATCH_SIZE);
+        let maintained = Arc::new(AtomicU64::new(0));
         let port = Self {
             name: name.to_owned(),
             opts,
@@ -75,12 +81,14 @@ impl MemPort {
             recycle_out: port_recycle_tx,
             slots: (0..BATCH_SIZE).map(|_| Vec::new()).collect(),
             drops: 0,
+            maintained: Arc::clone(&maintained),
         };
         let peer = MemPeer {
             to_port,
             from_port,
             recycle_in: peer_recycle_rx,
             recycle_out: peer_recycle_tx,
+            maintained,
         };
         (port, peer)
     }
@@ -113,6 +121,11 @@ impl MemPeer {
     /// Every frame transmitted so far, without waiting.
     pub fn drain(&self) -> Vec<Vec<u8>> {
         std::iter::from_fn(|| self.try_recv().map(|(f, _)| f)).collect()
+    }
+
+    /// How many times the worker has run the port's [`Port::maintain`].
+    pub fn maintained(&self) -> u64 {
+        self.maintained.load(Ordering::Relaxed)
     }
 
     /// Gives a buffer back for reuse by the port (benches use this to avoid allocation).
@@ -196,6 +209,10 @@ impl Port for MemPort {
 
     fn take_backend_drops(&mut self) -> u64 {
         std::mem::take(&mut self.drops)
+    }
+
+    fn maintain(&mut self) {
+        self.maintained.fetch_add(1, Ordering::Relaxed);
     }
 
     fn rx_fd(&self, _queue: usize) -> Option<RawFd> {

@@ -160,6 +160,10 @@ pub trait Port: Send + fmt::Debug {
     fn take_backend_drops(&mut self) -> u64 {
         0
     }
+    /// Housekeeping that must not cost a system call per `rx_burst`: the worker calls it about
+    /// every [`MAINTAIN_MS`](crate::worker::MAINTAIN_MS) millisecond while it polls, and
+    /// after each sleep (at most [`MAX_SLEEP`](crate::worker::MAX_SLEEP) apart).
+    fn maintain(&mut self) {}
     /// A file descriptor that becomes readable when rx queue `queue` has frames, for workers
     /// that sleep instead of polling; `None` if the port cannot wake a sleeper.
     fn rx_fd(&self, queue: usize) -> Option<RawFd>;

@@ -391,6 +391,8 @@ pub fn poll_rx<P: Port>(
         let stop = visit(port, &batch, n);
         port.rx_release(0, &batch);
         if !stop && n == 0 {
+            // What a worker does between polls: housekeeping about once a millisecond.
+            port.maintain();
             std::thread::sleep(Duration::from_millis(1));
         }
         stop
