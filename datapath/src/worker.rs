@@ -64,7 +64,7 @@ const YIELD_EVERY: u32 = 32;
 /// one that had work).
 const CLOCK_IDLE_PASSES: u32 = 128;
 /// How often (in milliseconds of the switch clock, read at least once per pass that follows
-/// work and every [`CLOCK_IDLE_PASSES`] empty ones) the worker runs its ports'
+/// work and every 128 empty ones) the worker runs its ports'
 /// [`Port::maintain`]; a sleeping worker runs it when it wakes.
 pub const MAINTAIN_MS: u64 = 1;
 /// Longest sleep of an idle worker (it also wakes on rx readiness and commands).
