@@ -127,6 +127,15 @@ impl Count {
     }
 }
 
+/// Extra valgrind arguments from `ICOUNT_VALGRIND_ARGS` (split at white space), e.g. the
+/// cache simulation (`--cache-sim=yes --D1=32768,8,64 --LL=1048576,8,64`), whose miss counts
+/// per function `callgrind_annotate --show=Ir,D1mr,DLmr` then shows in the `--keep` outputs.
+fn extra_valgrind_args() -> Vec<String> {
+    std::env::var("ICOUNT_VALGRIND_ARGS")
+        .map(|v| v.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 /// Runs `exe` as a child for scenario `name` under callgrind, writing its output in `dir`.
 ///
 /// # Errors
@@ -138,6 +147,7 @@ pub fn count(exe: &Path, name: &str, p: Plan, dir: &Path) -> Result<Count, Strin
         .arg("--quiet")
         .arg(format!("--toggle-collect={TOGGLE}"))
         .arg("--collect-atstart=no")
+        .args(extra_valgrind_args())
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
         .args(child_args(name, p))
