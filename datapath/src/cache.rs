@@ -42,39 +42,70 @@ pub const REVALIDATE_MAX: usize = 16_384;
 pub const MAX_TARGETED_CHANGES: usize = 256;
 
 /// A cached translation.
+///
+/// Laid out for the per-frame path with many flows (where every frame's entry is a cache
+/// miss away): the first cache line holds what a lookup and a run read besides the keys
+/// (`live`, `last_used`, ops, flows, the compare widths); the next three hold the first
+/// 8 words (in_port … TCP flags) of the masked key, of the mask and of the run
+/// bits, each one line. A megaflow whose mask ends within them (most: L2, the 5-tuple) is
+/// confirmed reading two lines of the entry instead of the whole key and mask (five).
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct CachedFlow {
     /// Steps to run.
     pub ops: Box<[Op]>,
     /// Flows charged per packet.
     pub flows: Box<[Arc<Flow>]>,
-    /// The translation ended in a table miss.
-    pub miss: bool,
-    /// The table of that miss.
-    pub miss_table: u8,
-    /// Whether the ops can output the packet.
-    pub outputs: bool,
     /// Where each `controller` op was applied, in op order.
     pub controller: Box<[crate::ofp::xlate::CtlMeta]>,
-    /// Tables the translation looked up.
-    tables: [u64; 4],
-    /// A lookup used fields rewritten by earlier actions.
-    rewrote: bool,
-    key: FlowKey,
-    mask: FlowMask,
-    subtable: u16,
     /// Seconds (switch clock) of the last hit.
     last_used: u32,
+    subtable: u16,
     live: bool,
-    /// Which frames may share a run with a frame this entry covers ([`CachedFlow::same_run`]).
-    run: RunMask,
     /// The ops only send the frame (outputs, `normal`, flood, all): a run of frames executes
     /// them once for all its frames.
     pub forward_only: bool,
     /// Forward-only, outputs, and decides nothing per frame (no `normal`): consecutive runs
     /// of entries with equal ops can share one execution of them ([`FlowCache::chains`]).
     chain: bool,
+    /// The translation ended in a table miss.
+    pub miss: bool,
+    /// The table of that miss.
+    pub miss_table: u8,
+    /// Whether the ops can output the packet.
+    pub outputs: bool,
+    /// A lookup used fields rewritten by earlier actions.
+    rewrote: bool,
+    /// Key words [`CachedFlow::covers`] compares: 4, [`RUN_WORDS`] (the mask is zero beyond)
+    /// or all.
+    cover_words: u8,
+    /// Which frames may share a run with a frame this entry covers ([`CachedFlow::same_run`]):
+    /// words compared under `run_bits` (see [`RunMask`]).
+    run_words: u8,
+    /// The masked key, first [`RUN_WORDS`] words.
+    key_head: [u64; RUN_WORDS],
+    /// The mask, first [`RUN_WORDS`] words.
+    mask_head: [u64; RUN_WORDS],
+    /// The run bits ([`RunMask`]).
+    run_bits: [u64; RUN_WORDS],
+    /// The masked key, the other words.
+    key_tail: [u64; TAIL_WORDS],
+    /// The mask, the other words.
+    mask_tail: [u64; TAIL_WORDS],
+    /// Tables the translation looked up.
+    tables: [u64; 4],
 }
+
+/// Key words after the first [`RUN_WORDS`].
+const TAIL_WORDS: usize = FlowKey::WORDS - RUN_WORDS;
+
+// The hot fields fill the first line, and each head array is one line of its own.
+const _: () = {
+    assert!(std::mem::offset_of!(CachedFlow, key_head) == 64);
+    assert!(std::mem::offset_of!(CachedFlow, mask_head) == 128);
+    assert!(std::mem::offset_of!(CachedFlow, run_bits) == 192);
+    assert!(size_of::<CachedFlow>() == 448);
+};
 
 /// Key bits `normal` decides on at run time (in_port, MACs, VLAN tag): frames that differ in
 /// them must not share a run of an entry whose ops contain `normal`, even when its megaflow
@@ -143,30 +174,73 @@ fn chain(ops: &[Op], outputs: bool, forward_only: bool) -> bool {
     outputs && forward_only && !ops.iter().any(|o| matches!(o, Op::Normal))
 }
 
+/// Words of a mask that matter: 4 or [`RUN_WORDS`] when the rest is zero, else all.
+fn head_words(bits: &[u64; FlowKey::WORDS]) -> u8 {
+    match bits.iter().rposition(|&b| b != 0).map_or(0, |w| w + 1) {
+        0..=4 => 4,
+        5..=RUN_WORDS => RUN_WORDS as u8,
+        _ => FlowKey::WORDS as u8,
+    }
+}
+
+/// `words` split at [`RUN_WORDS`].
+fn split(words: &[u64; FlowKey::WORDS]) -> ([u64; RUN_WORDS], [u64; TAIL_WORDS]) {
+    let mut head = [0; RUN_WORDS];
+    let mut tail = [0; TAIL_WORDS];
+    head.copy_from_slice(&words[..RUN_WORDS]);
+    tail.copy_from_slice(&words[RUN_WORDS..]);
+    (head, tail)
+}
+
+/// A key from its two parts.
+fn join(head: &[u64; RUN_WORDS], tail: &[u64; TAIL_WORDS]) -> FlowKey {
+    let mut k = FlowKey::ZERO;
+    let w = k.words_mut();
+    w[..RUN_WORDS].copy_from_slice(head);
+    w[RUN_WORDS..].copy_from_slice(tail);
+    k
+}
+
 impl CachedFlow {
     fn from_translation(t: Translation, key: FlowKey, subtable: u16, now: u32) -> Self {
         let outputs = t.outputs();
         let run = RunMask::new(&t.mask, &t.ops);
         let forward_only = forward_only(&t.ops);
         let chain = chain(&t.ops, outputs, forward_only);
+        let (key_head, key_tail) = split(t.mask.apply(&key).words());
+        let (mask_head, mask_tail) = split(t.mask.bits.words());
         Self {
-            run,
-            forward_only,
-            chain,
             ops: t.ops.into_boxed_slice(),
             flows: t.flows.into_boxed_slice(),
+            controller: t.controller.into_boxed_slice(),
+            last_used: now,
+            subtable,
+            live: true,
+            forward_only,
+            chain,
             miss: t.miss,
             miss_table: t.miss_table,
             outputs,
-            controller: t.controller.into_boxed_slice(),
-            tables: t.tables,
             rewrote: t.rewrote,
-            key: t.mask.apply(&key),
-            mask: t.mask,
-            subtable,
-            last_used: now,
-            live: true,
+            cover_words: head_words(t.mask.bits.words()),
+            run_words: run.words,
+            key_head,
+            mask_head,
+            run_bits: run.bits,
+            key_tail,
+            mask_tail,
+            tables: t.tables,
         }
+    }
+
+    /// The masked key.
+    fn key(&self) -> FlowKey {
+        join(&self.key_head, &self.key_tail)
+    }
+
+    /// The megaflow mask.
+    fn mask(&self) -> FlowMask {
+        FlowMask::from_bits(join(&self.mask_head, &self.mask_tail))
     }
 }
 
@@ -185,15 +259,31 @@ struct EmcSlot {
 }
 
 impl CachedFlow {
-    /// Whether this entry covers `key` (its mask applied to `key` gives its masked key).
+    /// Whether this entry covers `key` (its mask applied to `key` gives its masked key). Only
+    /// the words up to the mask's last non-zero one are compared (masked, the rest is zero on
+    /// both sides).
     #[inline]
     fn covers(&self, key: &FlowKey) -> bool {
-        let (k, m, e) = (key.words(), self.mask.bits.words(), self.key.words());
-        let mut diff = 0;
-        for i in 0..FlowKey::WORDS {
-            diff |= (k[i] & m[i]) ^ e[i];
+        #[inline(always)]
+        fn diff<const N: usize, const L: usize>(k: &[u64], m: &[u64; L], e: &[u64; L]) -> u64 {
+            let mut d = 0;
+            for i in 0..N.min(L) {
+                d |= (k[i] & m[i]) ^ e[i];
+            }
+            d
         }
-        diff == 0
+        let k = key.words();
+        let (m, e) = (&self.mask_head, &self.key_head);
+        match self.cover_words {
+            4 => diff::<4, RUN_WORDS>(k, m, e) == 0,
+            8 => diff::<RUN_WORDS, RUN_WORDS>(k, m, e) == 0,
+            _ => {
+                let tail = &k[RUN_WORDS..];
+                (diff::<RUN_WORDS, RUN_WORDS>(k, m, e)
+                    | diff::<TAIL_WORDS, TAIL_WORDS>(tail, &self.mask_tail, &self.key_tail))
+                    == 0
+            }
+        }
     }
 
     /// Whether `key` belongs to the run of `first` (a key this entry covers): it is covered
@@ -214,8 +304,8 @@ impl CachedFlow {
             }
             diff == 0
         }
-        let (a, b, m) = (first.words(), key.words(), &self.run.bits);
-        match self.run.words {
+        let (a, b, m) = (first.words(), key.words(), &self.run_bits);
+        match self.run_words {
             4 => masked_eq::<4>(a, b, m),
             8 => masked_eq::<RUN_WORDS>(a, b, m),
             _ => a == b,
@@ -408,7 +498,7 @@ impl FlowCache {
             }
         };
         let e = CachedFlow::from_translation(t, *key, u16::try_from(si).unwrap_or(u16::MAX), now);
-        let masked = e.key;
+        let masked = e.key();
         let idx = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize] = e;
@@ -446,7 +536,7 @@ impl FlowCache {
         if !e.live {
             return;
         }
-        let (si, key) = (usize::from(e.subtable), e.key);
+        let (si, key) = (usize::from(e.subtable), e.key());
         if let Some(st) = self.subtables.get_mut(si) {
             st.map.remove(&key);
         }
@@ -547,8 +637,8 @@ impl FlowCache {
                     e.rewrote
                         || cs.iter().any(|c| {
                             e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0 && {
-                                let both = c.m.mask().intersection(&e.mask);
-                                both.apply(c.m.key()) == both.apply(&e.key)
+                                let both = c.m.mask().intersection(&e.mask());
+                                both.apply(c.m.key()) == both.apply(&e.key())
                             }
                         })
                 }
@@ -556,13 +646,14 @@ impl FlowCache {
             if !affected {
                 continue;
             }
-            let key = e.key;
+            let key = e.key();
             let t = xlate(pipeline, &key);
             self.stats.revalidated += 1;
             let e = &mut self.entries[i];
-            if t.mask.is_subset_of(&e.mask) {
+            if t.mask.is_subset_of(&e.mask()) {
                 e.outputs = t.outputs();
-                e.run = RunMask::new(&e.mask, &t.ops);
+                let run = RunMask::new(&e.mask(), &t.ops);
+                (e.run_words, e.run_bits) = (run.words, run.bits);
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
                 e.ops = t.ops.into_boxed_slice();
@@ -725,6 +816,60 @@ mod tests {
         let mut c = FlowCache::new(16);
         let r = c.upcall(&p, &first, 0);
         assert!(!c.entry(r).forward_only);
+    }
+
+    #[test]
+    fn entries_confirm_keys_over_the_words_their_mask_reaches() {
+        // One rule per mask width: in_port only (within 4 words), the UDP port (within 8),
+        // metadata (word 16: all 18 compared).
+        let rule = |field: Field, value: u128| {
+            let mut p = Pipeline::new(1, 10);
+            let fm = FlowMod::add(
+                0,
+                10,
+                vec![MatchField {
+                    field,
+                    value,
+                    mask: None,
+                }],
+                Instructions::apply(vec![Action::Output(3)]),
+            );
+            p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+            p
+        };
+        let mut udp53 = Pipeline::new(1, 10);
+        port_rule(&mut udp53, 53, 3);
+        let base = key(53, 1);
+        let mut meta = base;
+        meta.metadata = 9;
+        let mut port = base;
+        port.tp_dst = 54;
+        let mut inp = base;
+        inp.in_port = 2;
+        for (p, words, covered, not_covered) in [
+            (rule(Field::InPort, 1), 4, vec![port, meta], inp),
+            (udp53, 8, vec![inp, meta], port),
+            (rule(Field::Metadata, 0), 18, vec![inp, port], meta),
+        ] {
+            let mut c = FlowCache::new(16);
+            let r = c.upcall(&p, &base, 0);
+            let e = c.entry(r);
+            assert_eq!(e.cover_words, words);
+            assert!(e.covers(&base));
+            for k in covered {
+                assert!(
+                    e.covers(&k),
+                    "{words} words: a field outside the mask counts"
+                );
+            }
+            assert!(
+                !e.covers(&not_covered),
+                "{words} words: the masked field is ignored"
+            );
+            // The key and mask come back whole.
+            assert_eq!(e.mask().apply(&base), e.key());
+            assert_ne!(e.mask().apply(&not_covered), e.key());
+        }
     }
 
     #[test]
