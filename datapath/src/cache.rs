@@ -25,8 +25,8 @@ use std::sync::Arc;
 use crate::classifier::FlowMask;
 use crate::flow::FlowKey;
 use crate::flowhash::{FlowBuildHasher, FlowHasher};
-use crate::ofp::pipeline::{Change, Flow, Pipeline};
-use crate::ofp::xlate::{Op, Translation, xlate};
+use crate::ofp::pipeline::{Change, Flow, FlowStats, Pipeline};
+use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
 
 /// Default megaflow entries per worker.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -56,8 +56,12 @@ pub struct CachedFlow {
     pub ops: Box<[Op]>,
     /// Flows charged per packet.
     pub flows: Box<[Arc<Flow>]>,
-    /// Where each `controller` op was applied, in op order.
-    pub controller: Box<[crate::ofp::xlate::CtlMeta]>,
+    /// The counters of `flows[0]`, two loads nearer than through the flow
+    /// ([`CachedFlow::charge`]).
+    first_stats: Option<Arc<FlowStats>>,
+    /// Where each `controller` op was applied, in op order; `None` when there is none (most
+    /// entries: one pointer instead of a slice in the hot line).
+    ctl: Option<Box<Box<[CtlMeta]>>>,
     /// Seconds (switch clock) of the last hit.
     last_used: u32,
     subtable: u16,
@@ -174,6 +178,11 @@ fn chain(ops: &[Op], outputs: bool, forward_only: bool) -> bool {
     outputs && forward_only && !ops.iter().any(|o| matches!(o, Op::Normal))
 }
 
+/// `meta` boxed when there is any.
+fn ctl_meta(meta: Vec<CtlMeta>) -> Option<Box<Box<[CtlMeta]>>> {
+    (!meta.is_empty()).then(|| Box::new(meta.into_boxed_slice()))
+}
+
 /// Words of a mask that matter: 4 or [`RUN_WORDS`] when the rest is zero, else all.
 fn head_words(bits: &[u64; FlowKey::WORDS]) -> u8 {
     match bits.iter().rposition(|&b| b != 0).map_or(0, |w| w + 1) {
@@ -209,10 +218,12 @@ impl CachedFlow {
         let chain = chain(&t.ops, outputs, forward_only);
         let (key_head, key_tail) = split(t.mask.apply(&key).words());
         let (mask_head, mask_tail) = split(t.mask.bits.words());
+        let first_stats = t.flows.first().map(|f| Arc::clone(&f.stats));
         Self {
             ops: t.ops.into_boxed_slice(),
             flows: t.flows.into_boxed_slice(),
-            controller: t.controller.into_boxed_slice(),
+            first_stats,
+            ctl: ctl_meta(t.controller),
             last_used: now,
             subtable,
             live: true,
@@ -230,6 +241,26 @@ impl CachedFlow {
             key_tail,
             mask_tail,
             tables: t.tables,
+        }
+    }
+
+    /// Where each `controller` op of the ops was applied, in op order.
+    #[inline]
+    pub fn controller(&self) -> &[CtlMeta] {
+        self.ctl.as_deref().map_or(&[], |c| c)
+    }
+
+    /// Charges the entry's flows with `packets` frames of `bytes` bytes, as worker `writer`
+    /// at `now_ms`.
+    #[inline]
+    pub fn charge(&self, writer: usize, packets: u64, bytes: u64, now_ms: u64) {
+        if let Some(s) = &self.first_stats {
+            s.hit(writer, packets, bytes, now_ms);
+        }
+        if let [_, rest @ ..] = &*self.flows {
+            for f in rest {
+                f.stats.hit(writer, packets, bytes, now_ms);
+            }
         }
     }
 
@@ -526,7 +557,8 @@ impl FlowCache {
             e.live = false;
             e.flows = Box::new([]);
             e.ops = Box::new([]);
-            e.controller = Box::new([]);
+            e.first_stats = None;
+            e.ctl = None;
             self.free.push(idx);
         }
     }
@@ -657,8 +689,9 @@ impl FlowCache {
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
                 e.ops = t.ops.into_boxed_slice();
+                e.first_stats = t.flows.first().map(|f| Arc::clone(&f.stats));
                 e.flows = t.flows.into_boxed_slice();
-                e.controller = t.controller.into_boxed_slice();
+                e.ctl = ctl_meta(t.controller);
                 e.tables = t.tables;
                 e.rewrote = t.rewrote;
                 e.miss = t.miss;
@@ -870,6 +903,44 @@ mod tests {
             assert_eq!(e.mask().apply(&base), e.key());
             assert_ne!(e.mask().apply(&not_covered), e.key());
         }
+    }
+
+    #[test]
+    fn an_entry_charges_every_flow_it_went_through_and_keeps_its_controller_meta() {
+        // Table 0 sends to the controller and on to table 1, which outputs: two flows.
+        let mut p = Pipeline::new(2, 10);
+        let t0 = FlowMod::add(
+            0,
+            10,
+            vec![],
+            Instructions {
+                apply: vec![Action::Controller {
+                    max_len: 128,
+                    reason: crate::ofp::action::PacketInReason::Action,
+                }],
+                goto_table: Some(1),
+                ..Instructions::default()
+            },
+        );
+        p.flow_mod(&t0, &NoGroups, Instant::now()).unwrap();
+        let t1 = FlowMod::add(1, 10, vec![], Instructions::apply(vec![Action::Output(2)]));
+        p.flow_mod(&t1, &NoGroups, Instant::now()).unwrap();
+        let mut c = FlowCache::new(16);
+        let r = c.upcall(&p, &key(53, 1), 0);
+        let e = c.entry(r);
+        assert_eq!(e.flows.len(), 2);
+        assert_eq!(e.controller().len(), 1);
+        e.charge(0, 3, 300, 7);
+        for f in e.flows.iter() {
+            assert_eq!(f.stats.totals(), (3, 300), "table {}", f.table);
+            assert_eq!(f.stats.last_hit_ms(), 7);
+        }
+        // An entry without controller ops has no meta.
+        let mut p = Pipeline::new(1, 10);
+        port_rule(&mut p, 53, 2);
+        let mut c = FlowCache::new(16);
+        let r = c.upcall(&p, &key(53, 1), 0);
+        assert!(c.entry(r).controller().is_empty());
     }
 
     #[test]

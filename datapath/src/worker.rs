@@ -993,7 +993,7 @@ impl Worker {
             key,
             lay,
             &entry.ops,
-            &entry.controller,
+            entry.controller(),
             snap,
         );
     }
@@ -1045,10 +1045,7 @@ impl Worker {
         self.run.frames = 0;
         self.run.bytes = 0;
         let entry = cache.entry(r);
-        for f in entry.flows.iter() {
-            f.stats
-                .hit(self.index, u64::from(frames), bytes, self.now_ms);
-        }
+        entry.charge(self.index, u64::from(frames), bytes, self.now_ms);
         if entry.miss {
             self.count_miss(entry.miss_table, u64::from(frames));
         }
@@ -1222,14 +1219,21 @@ impl Worker {
         snap: &Snapshot,
     ) {
         let entry = cache.entry(r);
-        for f in entry.flows.iter() {
-            f.stats.hit(self.index, 1, u64::from(desc.len), self.now_ms);
-        }
+        entry.charge(self.index, 1, u64::from(desc.len), self.now_ms);
         if entry.miss {
             self.count_miss(entry.miss_table, 1);
         }
         if entry.outputs {
-            self.execute(li, desc, cur, key, lay, &entry.ops, &entry.controller, snap);
+            self.execute(
+                li,
+                desc,
+                cur,
+                key,
+                lay,
+                &entry.ops,
+                entry.controller(),
+                snap,
+            );
         } else {
             let reason = if entry.miss {
                 DropReason::TableMiss
