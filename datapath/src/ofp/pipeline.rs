@@ -17,7 +17,8 @@
 //! - Tables are bounded ([`Pipeline::max_flows_per_table`]); an add beyond it fails.
 //!
 //! Flow counters ([`FlowStats`]) are shared by all versions of a flow and written by the
-//! workers (one slot per worker, single writer each), so statistics survive `modify` and
+//! workers (one slot per worker, single writer each, a cache line each: 64 bytes × (workers + 1)
+//! per flow, 12.8 MB for 50,000 flows and 3 workers), so statistics survive `modify` and
 //! include every packet a cached decision sent through the flow.
 
 use std::sync::Arc;
