@@ -224,6 +224,9 @@ pub struct AfPacketPort {
     opts: AfPacketOptions,
     /// Ring mode: a frame came in since the last stop check.
     rx_seen: bool,
+    /// Ring mode: kernel drops read since the last stop check (by it or by
+    /// `take_backend_drops`, which must not hide them from it).
+    drops_unchecked: u64,
     /// Ring mode: the last stop check saw kernel drops with the ring empty and nothing held.
     stop_suspect: bool,
     /// Times the socket and rings were rebuilt after the kernel stopped the rx ring.
@@ -423,13 +426,15 @@ impl AfPacketPort {
             rx_frames: [RxFrame::default(); BATCH_SIZE],
             opts: *opts,
             rx_seen: false,
+            drops_unchecked: 0,
             stop_suspect: false,
             rebuilds: 0,
         })
     }
 
-    /// Ring mode, from [`Port::maintain`]: when no frame came since the last check and no slot
-    /// is held, reads the kernel's drop count. Drops while the ring is empty mean the kernel has
+    /// Ring mode, from [`Port::maintain`]: when no frame came since the last check, none waits
+    /// in the next slot and no slot is held, looks at the kernel's drops since the last check
+    /// (also those `take_backend_drops` read in between). Drops while the ring is empty mean the kernel has
     /// stopped it (a frame whose GSO type a virtio-net header cannot express leaves the head
     /// slot marked as owned, and every later frame is dropped; see the module docs): when two
     /// checks see drops and no frame came in since the first, the port rebuilds its socket and
@@ -441,21 +446,20 @@ impl AfPacketPort {
     /// forwarding one TCP stream — time it would otherwise have spun; the stream's rate did not
     /// change.)
     fn check_stopped_ring(&mut self) {
-        if std::mem::take(&mut self.rx_seen) {
-            self.stop_suspect = false;
-            return;
-        }
         let Io::Ring(rings, _) = &self.io else {
             return;
         };
-        if rings.rx_held() != 0 {
+        // A frame waiting in the next slot counts as one seen: the ring moves (a burst may have
+        // overflowed it while the worker slept; those drops are not a stop).
+        let moving = std::mem::take(&mut self.rx_seen) || rings.rx_ready();
+        if moving || rings.rx_held() != 0 {
+            self.read_kernel_drops();
+            self.drops_unchecked = 0;
+            self.stop_suspect = false;
             return;
         }
-        let kernel = rings
-            .socket()
-            .take_stats()
-            .map_or(0, |s| u64::from(s.drops));
-        self.drops += kernel;
+        self.read_kernel_drops();
+        let kernel = std::mem::take(&mut self.drops_unchecked);
         if kernel == 0 {
             // Quiet: no frame, no drop. Suspicion stays until a frame comes in.
         } else if !self.stop_suspect {
@@ -463,6 +467,18 @@ impl AfPacketPort {
         } else {
             self.rebuild();
         }
+    }
+
+    /// Reads (and resets) the kernel's drop count: counted as backend drops, and kept for the
+    /// next stop check.
+    fn read_kernel_drops(&mut self) {
+        let kernel = self
+            .io
+            .sock()
+            .take_stats()
+            .map_or(0, |s| u64::from(s.drops));
+        self.drops += kernel;
+        self.drops_unchecked = self.drops_unchecked.saturating_add(kernel);
     }
 
     /// Replaces the socket and its rings by fresh ones (the old ones are closed). Frames queued
@@ -871,6 +887,11 @@ impl AfPacketPort {
     pub fn has_rings(&self) -> bool {
         matches!(self.io, Io::Ring(..))
     }
+
+    /// Times the socket and rings were rebuilt after the kernel stopped the rx ring.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
 }
 
 impl Port for AfPacketPort {
@@ -1013,12 +1034,8 @@ impl Port for AfPacketPort {
     }
 
     fn take_backend_drops(&mut self) -> u64 {
-        let kernel = self
-            .io
-            .sock()
-            .take_stats()
-            .map_or(0, |s| u64::from(s.drops));
-        std::mem::take(&mut self.drops) + kernel
+        self.read_kernel_drops();
+        std::mem::take(&mut self.drops)
     }
 
     fn maintain(&mut self) {

@@ -585,6 +585,12 @@ impl RxSlots {
         i < n && (i + n - self.tail) % n < self.held
     }
 
+    /// Whether the next slot to read holds a frame (the kernel has handed it over).
+    fn ready(&self) -> bool {
+        self.held < self.ring.geo.frame_nr
+            && self.ring.status(self.head).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
     fn take(&mut self, copy_ok: bool) -> Option<RxFrame> {
         if self.held == self.ring.geo.frame_nr {
             return None;
@@ -776,6 +782,12 @@ impl PacketRings {
     #[inline]
     pub fn rx_release(&mut self, slot: u32) -> bool {
         self.rx.release(slot)
+    }
+
+    /// Whether a received frame waits in the next slot (not taken yet).
+    #[inline]
+    pub fn rx_ready(&self) -> bool {
+        self.rx.ready()
     }
 
     /// Receive slots held by the caller.
