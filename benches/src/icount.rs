@@ -204,6 +204,8 @@ pub fn annotate(out: &Path, inclusive: bool) -> Result<Vec<FnCost>, String> {
         ))
         .arg("--threshold=100")
         .arg("--auto=no")
+        // Instructions only, whatever else ICOUNT_VALGRIND_ARGS had callgrind collect.
+        .arg("--show=Ir")
         .arg(out)
         .output()
         .map_err(|e| format!("running callgrind_annotate: {e}"))?;

@@ -935,6 +935,29 @@ mod tests {
             assert_eq!(f.stats.totals(), (3, 300), "table {}", f.table);
             assert_eq!(f.stats.last_hit_ms(), 7);
         }
+        // Table 0's flow replaced by another (new counters): the revalidated entry charges
+        // the new one, not the old.
+        let old = Arc::clone(&e.flows[0]);
+        p.flow_mod(&FlowMod::delete(Some(0), vec![]), &NoGroups, Instant::now())
+            .unwrap();
+        let t0b = FlowMod::add(
+            0,
+            20,
+            vec![],
+            Instructions {
+                goto_table: Some(1),
+                ..Instructions::default()
+            },
+        );
+        p.flow_mod(&t0b, &NoGroups, Instant::now()).unwrap();
+        c.revalidate(&p);
+        let r = c.lookup(&key(53, 1), 0).expect("still cached");
+        let e = c.entry(r);
+        assert!(!Arc::ptr_eq(&e.flows[0], &old));
+        e.charge(0, 1, 100, 8);
+        assert_eq!(e.flows[0].stats.totals(), (1, 100));
+        assert_eq!(old.stats.totals(), (3, 300));
+        assert!(e.controller().is_empty());
         // An entry without controller ops has no meta.
         let mut p = Pipeline::new(1, 10);
         port_rule(&mut p, 53, 2);

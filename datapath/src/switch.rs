@@ -989,7 +989,9 @@ impl Switch {
 
     /// [`poll_inline`](Self::poll_inline) with the switch clock (time since start) set to
     /// `since_start` instead of read: MAC ages, cache expiry (once per new second), flow hit
-    /// times and meters see that time. Makes a measured run independent of the wall clock.
+    /// times, meters and the ports' housekeeping ([`Port::maintain`],
+    /// once per new millisecond: a clock that stands still runs it once) see that time. Makes a
+    /// measured run independent of the wall clock.
     pub fn poll_inline_at(&mut self, since_start: Duration) -> usize {
         match self.inline.as_mut() {
             Some(w) => w.poll_inline(since_start),

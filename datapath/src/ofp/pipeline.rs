@@ -18,7 +18,8 @@
 //!
 //! Flow counters ([`FlowStats`]) are shared by all versions of a flow and written by the
 //! workers (one slot per worker, single writer each, a cache line each: 64 bytes × (workers + 1)
-//! per flow, 12.8 MB for 50,000 flows and 3 workers), so statistics survive `modify` and
+//! per flow, 12.8 MB for 50,000 flows and 3 workers; group and bucket counters are the same
+//! type), so statistics survive `modify` and
 //! include every packet a cached decision sent through the flow.
 
 use std::sync::Arc;
