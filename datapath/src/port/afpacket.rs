@@ -68,10 +68,11 @@
 //! the head slot marked and is dropped too: the rx ring would stop for good (mmsg mode drops
 //! such a frame with `EINVAL` and goes on). The port checks, in [`Port::maintain`] (about once
 //! a millisecond while the worker polls, at each wake-up when it sleeps), whether a frame came
-//! since the last check, and if none did and no slot is held, the kernel's drop count
-//! (`PACKET_STATISTICS`): drops while the ring stays empty cannot come from a full ring, so when
-//! two checks see them with no frame received since the first, it rebuilds its socket and rings
-//! (logged, counted as backend drops). `an_unexpressible_gso_frame_is_dropped_and_traffic_goes_on_in_both_modes` in
+//! since the last check or waits in the next slot, and if not and no slot is held, the kernel's
+//! drop count (`PACKET_STATISTICS`): drops while the ring stays empty cannot come from a full
+//! ring, so when two checks see them with no frame received since the first, it rebuilds its
+//! socket and rings (logged, counted as backend drops).
+//! `an_unexpressible_gso_frame_is_dropped_and_traffic_goes_on_in_both_modes` in
 //! `datapath/tests/afpacket.rs` writes a UFO frame into a tap and checks that traffic goes on.
 //!
 //! Measured against mmsg mode (main's build before the rings vs this one, alternating rounds of
@@ -227,7 +228,8 @@ pub struct AfPacketPort {
     /// Ring mode: kernel drops read since the last stop check (by it or by
     /// `take_backend_drops`, which must not hide them from it).
     drops_unchecked: u64,
-    /// Ring mode: the last stop check saw kernel drops with the ring empty and nothing held.
+    /// Ring mode: a stop check saw kernel drops with the ring empty and nothing held, and no
+    /// frame has come since.
     stop_suspect: bool,
     /// Times the socket and rings were rebuilt after the kernel stopped the rx ring.
     rebuilds: u64,
@@ -434,8 +436,8 @@ impl AfPacketPort {
 
     /// Ring mode, from [`Port::maintain`]: when no frame came since the last check, none waits
     /// in the next slot and no slot is held, looks at the kernel's drops since the last check
-    /// (also those `take_backend_drops` read in between). Drops while the ring is empty mean the kernel has
-    /// stopped it (a frame whose GSO type a virtio-net header cannot express leaves the head
+    /// (also those `take_backend_drops` read in between). Drops while the ring is empty mean
+    /// the kernel has stopped it (a frame whose GSO type a virtio-net header cannot express leaves the head
     /// slot marked as owned, and every later frame is dropped; see the module docs): when two
     /// checks see drops and no frame came in since the first, the port rebuilds its socket and
     /// rings (checks that see no drops in between do not clear the suspicion: a stopped ring
@@ -451,16 +453,13 @@ impl AfPacketPort {
         };
         // A frame waiting in the next slot counts as one seen: the ring moves (a burst may have
         // overflowed it while the worker slept; those drops are not a stop).
-        let moving = std::mem::take(&mut self.rx_seen) || rings.rx_ready();
-        if moving || rings.rx_held() != 0 {
-            self.read_kernel_drops();
-            self.drops_unchecked = 0;
-            self.stop_suspect = false;
-            return;
-        }
+        let moving = rings.rx_ready() || rings.rx_held() != 0;
+        let moving = std::mem::take(&mut self.rx_seen) || moving;
         self.read_kernel_drops();
         let kernel = std::mem::take(&mut self.drops_unchecked);
-        if kernel == 0 {
+        if moving {
+            self.stop_suspect = false;
+        } else if kernel == 0 {
             // Quiet: no frame, no drop. Suspicion stays until a frame comes in.
         } else if !self.stop_suspect {
             self.stop_suspect = true;
