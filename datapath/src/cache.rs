@@ -145,20 +145,16 @@ impl RunMask {
         for w in 0..FlowKey::WORDS {
             all[w] = m[w] | if normal { extra[w] } else { 0 };
         }
-        let used = all.iter().rposition(|&b| b != 0).map_or(0, |w| w + 1);
-        let words = match used {
-            0..=4 => 4,
-            5..=RUN_WORDS => RUN_WORDS,
-            _ => 0,
+        // Whole keys (0) where the bits reach beyond the first RUN_WORDS words.
+        let words = match head_words(&all) {
+            w if usize::from(w) > RUN_WORDS => 0,
+            w => w,
         };
         let mut bits = [0; RUN_WORDS];
         if words > 0 {
             bits.copy_from_slice(&all[..RUN_WORDS]);
         }
-        Self {
-            words: u8::try_from(words).unwrap_or(0),
-            bits,
-        }
+        Self { words, bits }
     }
 }
 
@@ -666,13 +662,15 @@ impl FlowCache {
             let affected = match &changes {
                 None => true,
                 Some(cs) => {
-                    e.rewrote
-                        || cs.iter().any(|c| {
+                    e.rewrote || {
+                        let (mask, key) = (e.mask(), e.key());
+                        cs.iter().any(|c| {
                             e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0 && {
-                                let both = c.m.mask().intersection(&e.mask());
-                                both.apply(c.m.key()) == both.apply(&e.key())
+                                let both = c.m.mask().intersection(&mask);
+                                both.apply(c.m.key()) == both.apply(&key)
                             }
                         })
+                    }
                 }
             };
             if !affected {
@@ -682,9 +680,10 @@ impl FlowCache {
             let t = xlate(pipeline, &key);
             self.stats.revalidated += 1;
             let e = &mut self.entries[i];
-            if t.mask.is_subset_of(&e.mask()) {
+            let mask = e.mask();
+            if t.mask.is_subset_of(&mask) {
                 e.outputs = t.outputs();
-                let run = RunMask::new(&e.mask(), &t.ops);
+                let run = RunMask::new(&mask, &t.ops);
                 (e.run_words, e.run_bits) = (run.words, run.bits);
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
