@@ -456,6 +456,41 @@ struct Tok<'a> {
     span: Span,
 }
 
+/// An action token split into its lower-case name and its argument: `name:arg` or
+/// `name(arg)` (`paren`); `arg_at` is the argument's byte offset in the input.
+struct Call<'a> {
+    name: String,
+    arg: Option<&'a str>,
+    paren: bool,
+    arg_at: usize,
+}
+
+/// Splits `tok` at its first `:` or `(`; `Err` is the message for a `(` without its `)`.
+fn split_call(tok: Tok<'_>) -> Result<Call<'_>, &'static str> {
+    let text = tok.text;
+    let Some(i) = text.find([':', '(']) else {
+        return Ok(Call {
+            name: text.to_ascii_lowercase(),
+            arg: None,
+            paren: false,
+            arg_at: tok.span.end,
+        });
+    };
+    let paren = text.as_bytes()[i] == b'(';
+    let rest = &text[i + 1..];
+    let arg = if paren {
+        rest.strip_suffix(')').ok_or("missing `)`")?
+    } else {
+        rest
+    };
+    Ok(Call {
+        name: text[..i].to_ascii_lowercase(),
+        arg: Some(arg),
+        paren,
+        arg_at: tok.span.start + i + 1,
+    })
+}
+
 /// Splits `s` (starting at byte `base` of the input) at `sep` bytes outside parentheses,
 /// dropping empty pieces and trimming whitespace.
 fn split_top<'a>(s: &'a str, base: usize, is_sep: impl Fn(u8) -> bool) -> Vec<Tok<'a>> {
@@ -812,23 +847,13 @@ impl<'a> Parser<'a, '_> {
         }
         let mut ins = Instructions::default();
         for tok in toks {
-            let lower = tok.text.to_ascii_lowercase();
-            let (name, arg) = match lower.find([':', '(']) {
-                Some(i) if lower.as_bytes()[i] == b':' => (&lower[..i], Some(&tok.text[i + 1..])),
-                Some(i) => {
-                    let Some(inner) = tok.text[i + 1..].strip_suffix(')') else {
-                        return self.err(tok.span, "missing `)`");
-                    };
-                    (&lower[..i], Some(inner))
-                }
-                None => (lower.as_str(), None),
-            };
-            let arg_base = tok.span.start + tok.text.find('(').map_or(0, |i| i + 1);
+            let call = split_call(tok).or_else(|e| self.err(tok.span, e))?;
+            let (name, arg) = (call.name.as_str(), call.arg);
             match (name, arg) {
                 ("drop", _) => return self.err(tok.span, "`drop` must be the only action"),
                 ("goto_table", Some(a)) | ("resubmit", Some(a)) => {
                     let t = if name == "resubmit" {
-                        if !tok.text.contains('(') {
+                        if !call.paren {
                             return self.err(
                                 tok.span,
                                 "resubmit to a port is not supported; use resubmit(,TABLE)",
@@ -870,12 +895,12 @@ impl<'a> Parser<'a, '_> {
                     }
                     ins.clear_actions = true;
                 }
-                ("write_actions", Some(a)) if tok.text.contains('(') => {
+                ("write_actions", Some(a)) if call.paren => {
                     if self.out.write_actions.is_some() {
                         return self.err(tok.span, "only one write_actions(...)");
                     }
                     self.out.write_actions = Some(tok.span);
-                    for inner in split_top(a, arg_base, |b| b == b',') {
+                    for inner in split_top(a, call.arg_at, |b| b == b',') {
                         let action = self.action(inner)?;
                         ins.write.push(action);
                         self.out.write.push(inner.span);
@@ -897,17 +922,8 @@ impl<'a> Parser<'a, '_> {
 
     fn action(&self, tok: Tok<'_>) -> Result<Action, ParseError> {
         let text = tok.text;
-        let lower = text.to_ascii_lowercase();
-        let (name, arg) = match lower.find([':', '(']) {
-            Some(i) if lower.as_bytes()[i] == b':' => (&lower[..i], Some(&text[i + 1..])),
-            Some(i) => {
-                let Some(inner) = text[i + 1..].strip_suffix(')') else {
-                    return self.err(tok.span, "missing `)`");
-                };
-                (&lower[..i], Some(inner))
-            }
-            None => (lower.as_str(), None),
-        };
+        let call = split_call(tok).or_else(|e| self.err(tok.span, e))?;
+        let (name, arg) = (call.name.as_str(), call.arg);
         let set = |field: Field, v: &str| -> Result<Action, ParseError> {
             let (value, mask) = self.value(tok, field, v)?;
             if mask.is_some() {
@@ -927,7 +943,7 @@ impl<'a> Parser<'a, '_> {
                 max_len: DEFAULT_CONTROLLER_MAX_LEN,
                 reason: PacketInReason::Action,
             },
-            ("controller", Some(a)) if !text.contains('(') => Action::Controller {
+            ("controller", Some(a)) if !call.paren => Action::Controller {
                 max_len: self.int(tok, a.trim(), "max_len")?,
                 reason: PacketInReason::Action,
             },

@@ -693,6 +693,20 @@ fn every_syntax_error_points_at_its_token() {
             "bogus",
             "unknown action",
         ),
+        // The `name:arg` form with a `(` in its argument is not `write_actions(...)` (the
+        // argument used to be located one byte off, past the end of the input).
+        (
+            "arp actions=write_actions:(,clear_actions",
+            Add,
+            "write_actions:(,clear_actions",
+            "unknown action",
+        ),
+        (
+            "actions=write_actions( output:1,bogus)",
+            Add,
+            "bogus",
+            "unknown action",
+        ),
         (
             "actions=push_vlan:0x10000",
             Add,
