@@ -44,24 +44,24 @@ pub const MAX_TARGETED_CHANGES: usize = 256;
 /// A cached translation.
 ///
 /// Laid out for the per-frame path with many flows (where every frame's entry is a cache
-/// miss away): the first cache line holds what a lookup and a run read besides the keys
-/// (`live`, `last_used`, ops, flows, the compare widths); the next three hold the first
-/// 8 words (in_port … TCP flags) of the masked key, of the mask and of the run
-/// bits, each one line. A megaflow whose mask ends within them (most: L2, the 5-tuple) is
-/// confirmed reading two lines of the entry instead of the whole key and mask (five).
+/// miss away): the first cache line holds what a lookup, a run and its charge read besides
+/// the key (`live`, `last_used`, ops, the first flow's counters, the [`Shape`]); the next one
+/// holds the first 8 words (in_port … TCP flags) of the masked key. The mask and run bits are
+/// the [`Shape`]'s, shared by every entry of the subtable (one copy, warm however many entries
+/// there are), so a megaflow whose mask ends within those 8 words (most: L2, the 5-tuple) is
+/// confirmed reading two lines of the entry.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct CachedFlow {
     /// Steps to run.
     pub ops: Box<[Op]>,
-    /// Flows charged per packet.
-    pub flows: Box<[Arc<Flow>]>,
-    /// The counters of `flows[0]`, two loads nearer than through the flow
-    /// ([`CachedFlow::charge`]).
-    first_stats: Option<Arc<FlowStats>>,
+    /// The counters of `flows[0]`, charged without reading `flows` ([`CachedFlow::charge`]).
+    first_stats: Option<FlowStats>,
     /// Where each `controller` op was applied, in op order; `None` when there is none (most
     /// entries: one pointer instead of a slice in the hot line).
     ctl: Option<Box<Box<[CtlMeta]>>>,
+    /// The mask and run bits (its subtable's).
+    shape: Arc<Shape>,
     /// Seconds (switch clock) of the last hit.
     last_used: u32,
     subtable: u16,
@@ -80,22 +80,14 @@ pub struct CachedFlow {
     pub outputs: bool,
     /// A lookup used fields rewritten by earlier actions.
     rewrote: bool,
-    /// Key words [`CachedFlow::covers`] compares: 4, [`RUN_WORDS`] (the mask is zero beyond)
-    /// or all.
-    cover_words: u8,
-    /// Which frames may share a run with a frame this entry covers ([`CachedFlow::same_run`]):
-    /// words compared under `run_bits` (see [`RunMask`]).
-    run_words: u8,
+    /// More than one flow to charge (`flows` has more than `first_stats`).
+    more_flows: bool,
     /// The masked key, first [`RUN_WORDS`] words.
     key_head: [u64; RUN_WORDS],
-    /// The mask, first [`RUN_WORDS`] words.
-    mask_head: [u64; RUN_WORDS],
-    /// The run bits ([`RunMask`]).
-    run_bits: [u64; RUN_WORDS],
     /// The masked key, the other words.
     key_tail: [u64; TAIL_WORDS],
-    /// The mask, the other words.
-    mask_tail: [u64; TAIL_WORDS],
+    /// Flows charged per packet.
+    flows: Box<[Arc<Flow>]>,
     /// Tables the translation looked up.
     tables: [u64; 4],
 }
@@ -103,13 +95,49 @@ pub struct CachedFlow {
 /// Key words after the first [`RUN_WORDS`].
 const TAIL_WORDS: usize = FlowKey::WORDS - RUN_WORDS;
 
-// The hot fields fill the first line, and each head array is one line of its own.
+// The hot fields fill the first line, and the key's head is one line of its own.
 const _: () = {
     assert!(std::mem::offset_of!(CachedFlow, key_head) == 64);
-    assert!(std::mem::offset_of!(CachedFlow, mask_head) == 128);
-    assert!(std::mem::offset_of!(CachedFlow, run_bits) == 192);
-    assert!(size_of::<CachedFlow>() == 448);
+    assert!(size_of::<CachedFlow>() == 256);
 };
+
+/// What the entries of one subtable whose ops agree on `normal` share: the megaflow mask and
+/// the run bits, read by every lookup and run check of such an entry ([`CachedFlow::covers`],
+/// [`CachedFlow::same_run`]).
+#[derive(Debug, PartialEq, Eq)]
+struct Shape {
+    /// Key words [`CachedFlow::covers`] compares: 4, [`RUN_WORDS`] (the mask is zero beyond)
+    /// or all.
+    cover_words: u8,
+    /// Which frames may share a run with a frame an entry covers ([`CachedFlow::same_run`]):
+    /// words compared under `run_bits` (see [`RunMask`]).
+    run_words: u8,
+    /// The mask, first [`RUN_WORDS`] words.
+    mask_head: [u64; RUN_WORDS],
+    /// The run bits ([`RunMask`]).
+    run_bits: [u64; RUN_WORDS],
+    /// The mask, the other words.
+    mask_tail: [u64; TAIL_WORDS],
+}
+
+impl Shape {
+    fn new(mask: &FlowMask, normal: bool) -> Self {
+        let run = RunMask::new(mask, normal);
+        let (mask_head, mask_tail) = split(mask.bits.words());
+        Self {
+            cover_words: head_words(mask.bits.words()),
+            run_words: run.words,
+            mask_head,
+            run_bits: run.bits,
+            mask_tail,
+        }
+    }
+}
+
+/// Whether `ops` contain `normal` (which adds [`NORMAL_BITS`] to the run bits).
+fn has_normal(ops: &[Op]) -> bool {
+    ops.iter().any(|o| matches!(o, Op::Normal))
+}
 
 /// Key bits `normal` decides on at run time (in_port, MACs, VLAN tag): frames that differ in
 /// them must not share a run of an entry whose ops contain `normal`, even when its megaflow
@@ -138,8 +166,7 @@ struct RunMask {
 }
 
 impl RunMask {
-    fn new(mask: &FlowMask, ops: &[Op]) -> Self {
-        let normal = ops.iter().any(|o| matches!(o, Op::Normal));
+    fn new(mask: &FlowMask, normal: bool) -> Self {
         let (m, extra) = (mask.bits.words(), NORMAL_BITS.words());
         let mut all = [0u64; FlowKey::WORDS];
         for w in 0..FlowKey::WORDS {
@@ -171,7 +198,7 @@ fn forward_only(ops: &[Op]) -> bool {
 /// Whether forward-only ops that output send every frame of a batch (one ingress port) to the
 /// same ports whatever its key: not with `normal`, whose decision is per destination.
 fn chain(ops: &[Op], outputs: bool, forward_only: bool) -> bool {
-    outputs && forward_only && !ops.iter().any(|o| matches!(o, Op::Normal))
+    outputs && forward_only && !has_normal(ops)
 }
 
 /// `meta` boxed when there is any.
@@ -207,19 +234,23 @@ fn join(head: &[u64; RUN_WORDS], tail: &[u64; TAIL_WORDS]) -> FlowKey {
 }
 
 impl CachedFlow {
-    fn from_translation(t: Translation, key: FlowKey, subtable: u16, now: u32) -> Self {
+    fn from_translation(
+        t: Translation,
+        key: FlowKey,
+        shape: Arc<Shape>,
+        subtable: u16,
+        now: u32,
+    ) -> Self {
         let outputs = t.outputs();
-        let run = RunMask::new(&t.mask, &t.ops);
         let forward_only = forward_only(&t.ops);
         let chain = chain(&t.ops, outputs, forward_only);
         let (key_head, key_tail) = split(t.mask.apply(&key).words());
-        let (mask_head, mask_tail) = split(t.mask.bits.words());
-        let first_stats = t.flows.first().map(|f| Arc::clone(&f.stats));
+        let first_stats = t.flows.first().map(|f| f.stats.clone());
         Self {
             ops: t.ops.into_boxed_slice(),
-            flows: t.flows.into_boxed_slice(),
             first_stats,
             ctl: ctl_meta(t.controller),
+            shape,
             last_used: now,
             subtable,
             live: true,
@@ -229,13 +260,10 @@ impl CachedFlow {
             miss_table: t.miss_table,
             outputs,
             rewrote: t.rewrote,
-            cover_words: head_words(t.mask.bits.words()),
-            run_words: run.words,
+            more_flows: t.flows.len() > 1,
             key_head,
-            mask_head,
-            run_bits: run.bits,
             key_tail,
-            mask_tail,
+            flows: t.flows.into_boxed_slice(),
             tables: t.tables,
         }
     }
@@ -253,7 +281,9 @@ impl CachedFlow {
         if let Some(s) = &self.first_stats {
             s.hit(writer, packets, bytes, now_ms);
         }
-        if let [_, rest @ ..] = &*self.flows {
+        if self.more_flows
+            && let [_, rest @ ..] = &*self.flows
+        {
             for f in rest {
                 f.stats.hit(writer, packets, bytes, now_ms);
             }
@@ -267,7 +297,7 @@ impl CachedFlow {
 
     /// The megaflow mask.
     fn mask(&self) -> FlowMask {
-        FlowMask::from_bits(join(&self.mask_head, &self.mask_tail))
+        FlowMask::from_bits(join(&self.shape.mask_head, &self.shape.mask_tail))
     }
 }
 
@@ -276,6 +306,8 @@ struct Subtable {
     mask: FlowMask,
     map: std::collections::HashMap<FlowKey, u32, FlowBuildHasher>,
     hits: u64,
+    /// The shapes of its entries: ops without `normal`, with.
+    shapes: [Arc<Shape>; 2],
 }
 
 /// An EMC slot: `sig` 0 is empty.
@@ -300,14 +332,15 @@ impl CachedFlow {
             d
         }
         let k = key.words();
-        let (m, e) = (&self.mask_head, &self.key_head);
-        match self.cover_words {
+        let shape = &*self.shape;
+        let (m, e) = (&shape.mask_head, &self.key_head);
+        match shape.cover_words {
             4 => diff::<4, RUN_WORDS>(k, m, e) == 0,
             8 => diff::<RUN_WORDS, RUN_WORDS>(k, m, e) == 0,
             _ => {
                 let tail = &k[RUN_WORDS..];
                 (diff::<RUN_WORDS, RUN_WORDS>(k, m, e)
-                    | diff::<TAIL_WORDS, TAIL_WORDS>(tail, &self.mask_tail, &self.key_tail))
+                    | diff::<TAIL_WORDS, TAIL_WORDS>(tail, &shape.mask_tail, &self.key_tail))
                     == 0
             }
         }
@@ -331,8 +364,9 @@ impl CachedFlow {
             }
             diff == 0
         }
-        let (a, b, m) = (first.words(), key.words(), &self.run_bits);
-        match self.run_words {
+        let shape = &*self.shape;
+        let (a, b, m) = (first.words(), key.words(), &shape.run_bits);
+        match shape.run_words {
             4 => masked_eq::<4>(a, b, m),
             8 => masked_eq::<RUN_WORDS>(a, b, m),
             _ => a == b,
@@ -520,11 +554,19 @@ impl FlowCache {
                     mask: t.mask,
                     map: std::collections::HashMap::default(),
                     hits: 0,
+                    shapes: [false, true].map(|normal| Arc::new(Shape::new(&t.mask, normal))),
                 });
                 self.subtables.len() - 1
             }
         };
-        let e = CachedFlow::from_translation(t, *key, u16::try_from(si).unwrap_or(u16::MAX), now);
+        let shape = Arc::clone(&self.subtables[si].shapes[usize::from(has_normal(&t.ops))]);
+        let e = CachedFlow::from_translation(
+            t,
+            *key,
+            shape,
+            u16::try_from(si).unwrap_or(u16::MAX),
+            now,
+        );
         let masked = e.key();
         let idx = match self.free.pop() {
             Some(i) => {
@@ -683,12 +725,14 @@ impl FlowCache {
             let mask = e.mask();
             if t.mask.is_subset_of(&mask) {
                 e.outputs = t.outputs();
-                let run = RunMask::new(&mask, &t.ops);
-                (e.run_words, e.run_bits) = (run.words, run.bits);
+                if let Some(st) = self.subtables.get(usize::from(e.subtable)) {
+                    e.shape = Arc::clone(&st.shapes[usize::from(has_normal(&t.ops))]);
+                }
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
                 e.ops = t.ops.into_boxed_slice();
-                e.first_stats = t.flows.first().map(|f| Arc::clone(&f.stats));
+                e.first_stats = t.flows.first().map(|f| f.stats.clone());
+                e.more_flows = t.flows.len() > 1;
                 e.flows = t.flows.into_boxed_slice();
                 e.ctl = ctl_meta(t.controller);
                 e.tables = t.tables;
@@ -851,6 +895,58 @@ mod tests {
     }
 
     #[test]
+    fn entries_of_a_subtable_share_its_shape_and_take_the_normal_one_when_their_ops_do() {
+        let mut p = Pipeline::new(1, 10);
+        port_rule(&mut p, 53, 2);
+        port_rule(&mut p, 54, 2);
+        let mut c = FlowCache::new(16);
+        let (a, b) = (key(53, 1), key(54, 1));
+        let (ra, rb) = (c.upcall(&p, &a, 0), c.upcall(&p, &b, 0));
+        assert_ne!(ra, rb);
+        assert_eq!(c.subtables(), 1);
+        assert!(Arc::ptr_eq(&c.entry(ra).shape, &c.entry(rb).shape));
+        let mut other_dst = a;
+        other_dst.eth_dst[5] ^= 1;
+        assert!(c.entry(ra).same_run(&a, &other_dst));
+        // The flow for port 53 now says `normal`: revalidated in place (same mask), its entry
+        // takes the subtable's other shape, whose run bits add the L2 fields.
+        let fm = FlowMod::add(
+            0,
+            10,
+            vec![
+                MatchField {
+                    field: Field::EthType,
+                    value: 0x0800,
+                    mask: None,
+                },
+                MatchField {
+                    field: Field::IpProto,
+                    value: 17,
+                    mask: None,
+                },
+                MatchField {
+                    field: Field::UdpDst,
+                    value: 53,
+                    mask: None,
+                },
+            ],
+            Instructions::apply(vec![Action::Normal]),
+        );
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+        c.revalidate(&p);
+        assert_eq!(c.lookup(&a, 0), Some(ra));
+        assert_eq!(&*c.entry(ra).ops, &[Action::Normal]);
+        assert!(!Arc::ptr_eq(&c.entry(ra).shape, &c.entry(rb).shape));
+        assert_eq!(c.entry(ra).mask(), c.entry(rb).mask());
+        assert!(!c.entry(ra).same_run(&a, &other_dst));
+        assert!(c.entry(rb).same_run(&b, &{
+            let mut k = b;
+            k.eth_dst[5] ^= 1;
+            k
+        }));
+    }
+
+    #[test]
     fn entries_confirm_keys_over_the_words_their_mask_reaches() {
         // One rule per mask width: in_port only (within 4 words), the UDP port (within 8),
         // metadata (word 16: all 18 compared).
@@ -886,7 +982,7 @@ mod tests {
             let mut c = FlowCache::new(16);
             let r = c.upcall(&p, &base, 0);
             let e = c.entry(r);
-            assert_eq!(e.cover_words, words);
+            assert_eq!(e.shape.cover_words, words);
             assert!(e.covers(&base));
             for k in covered {
                 assert!(

@@ -51,9 +51,13 @@ struct StatSlot {
 
 /// Counters of one flow: one slot per worker (single writer each) plus one for the control
 /// thread (packet-out through the pipeline).
-#[derive(Debug)]
+///
+/// A handle: clones share the counters (a flow's versions, the cache entries that charge it).
+/// The slots sit in the handle's own allocation, so a worker reaches its slot in one load from
+/// the handle.
+#[derive(Clone, Debug)]
 pub struct FlowStats {
-    slots: Box<[StatSlot]>,
+    slots: Arc<[StatSlot]>,
 }
 
 impl FlowStats {
@@ -139,7 +143,7 @@ pub struct Flow {
     /// When it was added.
     pub created: Instant,
     /// Counters (shared by its versions).
-    pub stats: Arc<FlowStats>,
+    pub stats: FlowStats,
 }
 
 impl Flow {
@@ -872,7 +876,7 @@ impl Pipeline {
             hard_timeout: fm.hard_timeout,
             flags: fm.flags,
             created: now,
-            stats: Arc::new(FlowStats::new(self.writers)),
+            stats: FlowStats::new(self.writers),
         });
         let table = Arc::make_mut(&mut self.tables[usize::from(t)]);
         let replaced = table
@@ -931,9 +935,9 @@ impl Pipeline {
                 continue;
             };
             let stats = if fm.flags.reset_counts {
-                Arc::new(FlowStats::new(self.writers))
+                FlowStats::new(self.writers)
             } else {
-                Arc::clone(&old.stats)
+                old.stats.clone()
             };
             let new = Arc::new(Flow {
                 id: old.id,
