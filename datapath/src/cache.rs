@@ -12,6 +12,10 @@
 //!   key is a correct answer, and a slot left behind by a removed or reused entry simply
 //!   misses: no separate invalidation is needed. Small slots let the EMC hold far more keys
 //!   than megaflows need (32,768 slots in 256 KiB), so 10,000 active flows still hit it.
+//! - **Sharing for many flows**: the entries of a subtable share one copy of the mask and run
+//!   bits (a `Shape`), and entries that chain share one copy of equal ops (a bounded pool),
+//!   so a hit with 10,000 active flows reads two lines of its entry, one of its flow's
+//!   counters and its EMC set; the shared parts stay warm.
 //!
 //! Correctness rests on [`FlowCache::revalidate`]: when the pipeline changes, every entry is
 //! re-translated against the new tables; an entry whose new mask is within its own is updated
@@ -45,16 +49,17 @@ pub const MAX_TARGETED_CHANGES: usize = 256;
 ///
 /// Laid out for the per-frame path with many flows (where every frame's entry is a cache
 /// miss away): the first cache line holds what a lookup, a run and its charge read besides
-/// the key (`live`, `last_used`, ops, the first flow's counters, the [`Shape`]); the next one
+/// the key (`live`, `last_used`, ops, the first flow's counters, the `Shape`); the next one
 /// holds the first 8 words (in_port … TCP flags) of the masked key. The mask and run bits are
-/// the [`Shape`]'s, shared by every entry of the subtable (one copy, warm however many entries
+/// the `Shape`'s, shared by every entry of the subtable (one copy, warm however many entries
 /// there are), so a megaflow whose mask ends within those 8 words (most: L2, the 5-tuple) is
 /// confirmed reading two lines of the entry.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct CachedFlow {
-    /// Steps to run.
-    pub ops: Box<[Op]>,
+    /// Steps to run. Chaining entries with equal ops share one copy ([`FlowCache::chains`]
+    /// compares them for every new run).
+    pub ops: Arc<[Op]>,
     /// The counters of `flows[0]`, charged without reading `flows` ([`CachedFlow::charge`]).
     first_stats: Option<FlowStats>,
     /// Where each `controller` op was applied, in op order; `None` when there is none (most
@@ -236,6 +241,7 @@ fn join(head: &[u64; RUN_WORDS], tail: &[u64; TAIL_WORDS]) -> FlowKey {
 impl CachedFlow {
     fn from_translation(
         t: Translation,
+        ops: Arc<[Op]>,
         key: FlowKey,
         shape: Arc<Shape>,
         subtable: u16,
@@ -247,7 +253,7 @@ impl CachedFlow {
         let (key_head, key_tail) = split(t.mask.apply(&key).words());
         let first_stats = t.flows.first().map(|f| f.stats.clone());
         Self {
-            ops: t.ops.into_boxed_slice(),
+            ops,
             first_stats,
             ctl: ctl_meta(t.controller),
             shape,
@@ -374,6 +380,47 @@ impl CachedFlow {
     }
 }
 
+/// Most distinct op lists [`OpsPool`] shares.
+const OPS_POOL_MAX: usize = 1024;
+
+/// One shared copy of each distinct op list of chaining entries (say, `output:2` for 10,000
+/// per-connection megaflows), so the ops a new run compares with the open run's are warm
+/// however many entries there are. Bounded ([`OPS_POOL_MAX`]): when full, lists no entry holds
+/// any more are dropped; beyond that, entries get copies of their own (correct, colder).
+#[derive(Debug)]
+struct OpsPool {
+    shared: std::collections::HashSet<Arc<[Op]>, ahash::RandomState>,
+    /// The empty list (dead entries).
+    none: Arc<[Op]>,
+}
+
+impl OpsPool {
+    fn new() -> Self {
+        Self {
+            shared: std::collections::HashSet::default(),
+            none: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The ops of `t`, shared when its entry will chain.
+    fn share(&mut self, t: &Translation) -> Arc<[Op]> {
+        if !chain(&t.ops, t.outputs(), forward_only(&t.ops)) {
+            return Arc::from(t.ops.as_slice());
+        }
+        if let Some(ops) = self.shared.get(t.ops.as_slice()) {
+            return Arc::clone(ops);
+        }
+        if self.shared.len() >= OPS_POOL_MAX {
+            self.shared.retain(|ops| Arc::strong_count(ops) > 1);
+        }
+        let ops: Arc<[Op]> = Arc::from(t.ops.as_slice());
+        if self.shared.len() < OPS_POOL_MAX {
+            self.shared.insert(Arc::clone(&ops));
+        }
+        ops
+    }
+}
+
 /// Cache counters (single writer: the owning worker).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -406,6 +453,7 @@ pub struct FlowCache {
     subtables: Vec<Subtable>,
     emc: Box<[EmcSlot]>,
     hasher: FlowHasher,
+    chain_ops: OpsPool,
     capacity: usize,
     hand: usize,
     lookups_since_rank: u32,
@@ -427,6 +475,7 @@ impl FlowCache {
             subtables: Vec::new(),
             emc: vec![EmcSlot::default(); EMC_SLOTS].into_boxed_slice(),
             hasher: FlowHasher::new(),
+            chain_ops: OpsPool::new(),
             capacity: capacity.clamp(1, u32::MAX as usize),
             hand: 0,
             lookups_since_rank: 0,
@@ -467,7 +516,7 @@ impl FlowCache {
     #[inline]
     pub fn chains(&self, a: EntryRef, b: EntryRef) -> bool {
         let (a, b) = (self.entry(a), self.entry(b));
-        a.chain && b.chain && a.ops == b.ops
+        a.chain && b.chain && (Arc::ptr_eq(&a.ops, &b.ops) || a.ops == b.ops)
     }
 
     /// Finds the cached translation of `key`, marking it used at `now`.
@@ -560,8 +609,10 @@ impl FlowCache {
             }
         };
         let shape = Arc::clone(&self.subtables[si].shapes[usize::from(has_normal(&t.ops))]);
+        let ops = self.chain_ops.share(&t);
         let e = CachedFlow::from_translation(
             t,
+            ops,
             *key,
             shape,
             u16::try_from(si).unwrap_or(u16::MAX),
@@ -594,7 +645,7 @@ impl FlowCache {
         if e.live {
             e.live = false;
             e.flows = Box::new([]);
-            e.ops = Box::new([]);
+            e.ops = Arc::clone(&self.chain_ops.none);
             e.first_stats = None;
             e.ctl = None;
             self.free.push(idx);
@@ -675,6 +726,7 @@ impl FlowCache {
         self.entries.clear();
         self.free.clear();
         self.subtables.clear();
+        self.chain_ops.shared.clear();
         self.emc.fill(EmcSlot::default());
     }
 
@@ -730,7 +782,7 @@ impl FlowCache {
                 }
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
-                e.ops = t.ops.into_boxed_slice();
+                e.ops = self.chain_ops.share(&t);
                 e.first_stats = t.flows.first().map(|f| f.stats.clone());
                 e.more_flows = t.flows.len() > 1;
                 e.flows = t.flows.into_boxed_slice();
@@ -944,6 +996,58 @@ mod tests {
             k.eth_dst[5] ^= 1;
             k
         }));
+    }
+
+    #[test]
+    fn chaining_entries_share_equal_ops_and_the_pool_is_bounded() {
+        let mut p = Pipeline::new(1, 10);
+        port_rule(&mut p, 53, 2);
+        port_rule(&mut p, 54, 2);
+        port_rule(&mut p, 55, 3);
+        let mut c = FlowCache::new(16);
+        let r53 = c.upcall(&p, &key(53, 1), 0);
+        let r54 = c.upcall(&p, &key(54, 1), 0);
+        let r55 = c.upcall(&p, &key(55, 1), 0);
+        assert!(Arc::ptr_eq(&c.entry(r53).ops, &c.entry(r54).ops));
+        assert!(c.chains(r53, r54));
+        assert!(!c.chains(r53, r55));
+        assert_eq!(c.chain_ops.shared.len(), 2);
+        // Ops that do not chain (here: they rewrite) are not pooled.
+        let mut pool = OpsPool::new();
+        let t = |ops: Vec<Op>| {
+            let mut t = Translation::default();
+            t.ops = ops;
+            t
+        };
+        let dec = pool.share(&t(vec![Action::DecTtl, Action::Output(2)]));
+        assert_eq!(&*dec, &[Action::DecTtl, Action::Output(2)]);
+        assert!(pool.shared.is_empty());
+        // Bounded: lists no entry holds any more make room; held ones stay shared.
+        let held: Vec<_> = (0..OPS_POOL_MAX as u32)
+            .map(|p| pool.share(&t(vec![Action::Output(p)])))
+            .collect();
+        assert_eq!(pool.shared.len(), OPS_POOL_MAX);
+        let extra = pool.share(&t(vec![Action::Output(5000)]));
+        assert_eq!(&*extra, &[Action::Output(5000)]);
+        assert_eq!(
+            pool.shared.len(),
+            OPS_POOL_MAX,
+            "full of held lists: a copy of its own"
+        );
+        assert!(Arc::ptr_eq(
+            &held[7],
+            &pool.share(&t(vec![Action::Output(7)]))
+        ));
+        drop(held);
+        let again = pool.share(&t(vec![Action::Output(5001)]));
+        assert_eq!(pool.shared.len(), 1, "unheld lists dropped when full");
+        assert!(Arc::ptr_eq(
+            &again,
+            &pool.share(&t(vec![Action::Output(5001)]))
+        ));
+        // A flush forgets the pool.
+        c.flush();
+        assert!(c.chain_ops.shared.is_empty());
     }
 
     #[test]
