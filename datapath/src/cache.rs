@@ -520,7 +520,7 @@ impl FlowCache {
     }
 
     /// Finds the cached translation of `key`, marking it used at `now`.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
         let h = self.hasher.hash_ingress(key);
         let (set, sig) = emc_place(h);
@@ -537,6 +537,12 @@ impl FlowCache {
                 return Some(s.idx);
             }
         }
+        self.lookup_megaflow(key, h, now)
+    }
+
+    /// The megaflow part of [`FlowCache::lookup`] (out of line: the EMC answers most).
+    #[inline(never)]
+    fn lookup_megaflow(&mut self, key: &FlowKey, h: u64, now: u32) -> Option<EntryRef> {
         self.lookups_since_rank = self.lookups_since_rank.wrapping_add(1);
         for st in &mut self.subtables {
             if let Some(&idx) = st.map.get(&st.mask.apply(key)) {

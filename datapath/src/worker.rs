@@ -894,11 +894,8 @@ impl Worker {
                 self.run_frame(&cache, r, li, i, k, lay, &snap);
                 continue;
             }
-            let r = match cache.lookup(&self.keys[k], self.now) {
-                Some(r) => {
-                    self.end_run_before(&cache, li, r, lay.tags, &snap);
-                    r
-                }
+            let r = match self.look_up(&mut cache, li, k, lay.tags, &snap) {
+                Some(r) => r,
                 None if upcalls > 0 => {
                     // (An upcall may evict entries: no run stays open across it.)
                     self.end_run(&cache, li, &snap);
@@ -1012,11 +1009,29 @@ impl Worker {
         }
     }
 
+    /// Looks up the key in `self.keys[k]` (a frame with VLAN tags `tags`) and, when found,
+    /// ends the open run before the found entry's opens ([`Worker::end_run_before`]). Out of
+    /// line, the lookup inlined: the frames that join a run (most, with few flows) keep a lean
+    /// loop, and a frame that needs a lookup makes one call.
+    #[inline(never)]
+    fn look_up(
+        &mut self,
+        cache: &mut FlowCache,
+        li: usize,
+        k: usize,
+        tags: u8,
+        snap: &Snapshot,
+    ) -> Option<crate::cache::EntryRef> {
+        let r = cache.lookup(&self.keys[k], self.now)?;
+        self.end_run_before(cache, li, r, tags, snap);
+        Some(r)
+    }
+
     /// Ends the open run before a run of entry `r` (frames with VLAN tags `tags`) opens. When
     /// both entries' ops send every frame to the same ports (say, `output:2`), the frames of
     /// the new run queue behind the open run's: its flows are charged now, and the ops run once
     /// for both when the chain ends.
-    #[inline(never)]
+    #[inline]
     fn end_run_before(
         &mut self,
         cache: &FlowCache,
