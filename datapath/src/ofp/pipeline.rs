@@ -17,9 +17,10 @@
 //! - Tables are bounded ([`Pipeline::max_flows_per_table`]); an add beyond it fails.
 //!
 //! Flow counters ([`FlowStats`]) are shared by all versions of a flow and written by the
-//! workers (one slot per worker, single writer each, a cache line each: 64 bytes × (workers + 1)
-//! per flow, 12.8 MB for 50,000 flows and 3 workers; group and bucket counters are the same
-//! type), so statistics survive `modify` and
+//! workers (one slot per worker, single writer each, a cache line each, plus one for the
+//! control thread and one for the reference counts: 64 bytes × (workers + 2) per flow, 16 MB
+//! for 50,000 flows and 3 workers; group and bucket counters are the same type), so statistics
+//! survive `modify` and
 //! include every packet a cached decision sent through the flow.
 
 use std::sync::Arc;
@@ -1139,6 +1140,23 @@ mod tests {
         assert_eq!(f.instructions, out(5));
         assert_eq!(f.cookie, 7);
         assert_eq!(f.stats.totals(), (3, 300));
+        // The versions share the counters: a hit charged through the old version (a cache
+        // entry still holding it) counts for the new one.
+        let old_stats = f.stats.clone();
+        m.instructions = out(6);
+        p.flow_mod(&m, &NoGroups, now()).unwrap();
+        old_stats.hit(0, 1, 100, 2);
+        let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
+        assert_eq!(f.stats.totals(), (4, 400));
+        assert_eq!(f.stats.last_hit_ms(), 2);
+        // reset_counts starts new counters; the old handle no longer counts for the flow.
+        m.flags.reset_counts = true;
+        m.instructions = out(7);
+        p.flow_mod(&m, &NoGroups, now()).unwrap();
+        old_stats.hit(0, 1, 100, 3);
+        let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
+        assert_eq!(f.stats.totals(), (0, 0));
+        assert_eq!(f.stats.last_hit_ms(), 0);
     }
 
     #[test]
