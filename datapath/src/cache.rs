@@ -386,12 +386,16 @@ const OPS_POOL_MAX: usize = 1024;
 /// One shared copy of each distinct op list of chaining entries (say, `output:2` for 10,000
 /// per-connection megaflows), so the ops a new run compares with the open run's are warm
 /// however many entries there are. Bounded ([`OPS_POOL_MAX`]): when full, lists no entry holds
-/// any more are dropped; beyond that, entries get copies of their own (correct, colder).
+/// any more are dropped (at most one sweep per [`OPS_POOL_MAX`] shares while nothing frees);
+/// beyond that, entries get copies of their own (correct, colder).
 #[derive(Debug)]
 struct OpsPool {
     shared: std::collections::HashSet<Arc<[Op]>, ahash::RandomState>,
     /// The empty list (dead entries).
     none: Arc<[Op]>,
+    /// Shares left before the next sweep of a full pool: a sweep that freed nothing waits for
+    /// [`OPS_POOL_MAX`] more, so a pool full of held lists costs O(1) per share, not a sweep.
+    sweep_in: usize,
 }
 
 impl OpsPool {
@@ -399,6 +403,7 @@ impl OpsPool {
         Self {
             shared: std::collections::HashSet::default(),
             none: Arc::from(Vec::new()),
+            sweep_in: 0,
         }
     }
 
@@ -411,7 +416,14 @@ impl OpsPool {
             return Arc::clone(ops);
         }
         if self.shared.len() >= OPS_POOL_MAX {
-            self.shared.retain(|ops| Arc::strong_count(ops) > 1);
+            if self.sweep_in == 0 {
+                self.shared.retain(|ops| Arc::strong_count(ops) > 1);
+                if self.shared.len() >= OPS_POOL_MAX {
+                    self.sweep_in = OPS_POOL_MAX;
+                }
+            } else {
+                self.sweep_in -= 1;
+            }
         }
         let ops: Arc<[Op]> = Arc::from(t.ops.as_slice());
         if self.shared.len() < OPS_POOL_MAX {
@@ -783,9 +795,13 @@ impl FlowCache {
             let mask = e.mask();
             if t.mask.is_subset_of(&mask) {
                 e.outputs = t.outputs();
-                if let Some(st) = self.subtables.get(usize::from(e.subtable)) {
-                    e.shape = Arc::clone(&st.shapes[usize::from(has_normal(&t.ops))]);
-                }
+                let normal = has_normal(&t.ops);
+                // The subtable's shape (the entry's mask is its subtable's); a shape of its
+                // own should the index not lead there.
+                e.shape = match self.subtables.get(usize::from(e.subtable)) {
+                    Some(st) if st.mask == mask => Arc::clone(&st.shapes[usize::from(normal)]),
+                    _ => Arc::new(Shape::new(&mask, normal)),
+                };
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
                 e.ops = self.chain_ops.share(&t);
@@ -1045,7 +1061,21 @@ mod tests {
             &pool.share(&t(vec![Action::Output(7)]))
         ));
         drop(held);
-        let again = pool.share(&t(vec![Action::Output(5001)]));
+        // That sweep freed nothing: the next comes OPS_POOL_MAX shares later (each share of a
+        // full pool would otherwise scan it), and then frees every unheld list.
+        let mut calls = 0;
+        let again = loop {
+            calls += 1;
+            let ops = pool.share(&t(vec![Action::Output(5001)]));
+            if pool.shared.len() < OPS_POOL_MAX {
+                break ops;
+            }
+            assert!(
+                calls <= OPS_POOL_MAX,
+                "a full pool of unheld lists is never swept"
+            );
+        };
+        assert_eq!(calls, OPS_POOL_MAX + 1);
         assert_eq!(pool.shared.len(), 1, "unheld lists dropped when full");
         assert!(Arc::ptr_eq(
             &again,
