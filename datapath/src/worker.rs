@@ -1054,6 +1054,7 @@ impl Worker {
     /// why they went nowhere (if so). Frames waiting for forward-only ops stay queued (the
     /// caller runs the ops, or chains another run with equal ops behind them). Returns the
     /// entry.
+    #[inline(always)]
     fn end_charge(&mut self, cache: &FlowCache, li: usize) -> Option<crate::cache::EntryRef> {
         let r = self.run.entry.take()?;
         let (frames, bytes) = (self.run.frames, self.run.bytes);
