@@ -855,7 +855,13 @@ mod tests {
     }
 
     fn port_rule(p: &mut Pipeline, port: u16, out: u32) {
-        let fm = FlowMod::add(
+        let fm = port_flow(port, vec![Action::Output(out)]);
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+    }
+
+    /// `udp,tp_dst=port actions=…` at priority 10 in table 0.
+    fn port_flow(port: u16, actions: Vec<Action>) -> FlowMod {
+        FlowMod::add(
             0,
             10,
             vec![
@@ -875,9 +881,8 @@ mod tests {
                     mask: None,
                 },
             ],
-            Instructions::apply(vec![Action::Output(out)]),
-        );
-        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+            Instructions::apply(actions),
+        )
     }
 
     #[test]
@@ -984,28 +989,7 @@ mod tests {
         assert!(c.entry(ra).same_run(&a, &other_dst));
         // The flow for port 53 now says `normal`: revalidated in place (same mask), its entry
         // takes the subtable's other shape, whose run bits add the L2 fields.
-        let fm = FlowMod::add(
-            0,
-            10,
-            vec![
-                MatchField {
-                    field: Field::EthType,
-                    value: 0x0800,
-                    mask: None,
-                },
-                MatchField {
-                    field: Field::IpProto,
-                    value: 17,
-                    mask: None,
-                },
-                MatchField {
-                    field: Field::UdpDst,
-                    value: 53,
-                    mask: None,
-                },
-            ],
-            Instructions::apply(vec![Action::Normal]),
-        );
+        let fm = port_flow(53, vec![Action::Normal]);
         p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
         c.revalidate(&p);
         assert_eq!(c.lookup(&a, 0), Some(ra));

@@ -1142,21 +1142,17 @@ mod tests {
         assert_eq!(f.stats.totals(), (3, 300));
         // The versions share the counters: a hit charged through the old version (a cache
         // entry still holding it) counts for the new one.
-        let old_stats = f.stats.clone();
-        m.instructions = out(6);
-        p.flow_mod(&m, &NoGroups, now()).unwrap();
-        old_stats.hit(0, 1, 100, 2);
-        let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
-        assert_eq!(f.stats.totals(), (4, 400));
-        assert_eq!(f.stats.last_hit_ms(), 2);
         // reset_counts starts new counters; the old handle no longer counts for the flow.
-        m.flags.reset_counts = true;
-        m.instructions = out(7);
-        p.flow_mod(&m, &NoGroups, now()).unwrap();
-        old_stats.hit(0, 1, 100, 3);
-        let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
-        assert_eq!(f.stats.totals(), (0, 0));
-        assert_eq!(f.stats.last_hit_ms(), 0);
+        let old_stats = f.stats.clone();
+        for (reset, port, totals, last) in [(false, 6, (4, 400), 6), (true, 7, (0, 0), 0)] {
+            m.flags.reset_counts = reset;
+            m.instructions = out(port);
+            p.flow_mod(&m, &NoGroups, now()).unwrap();
+            old_stats.hit(0, 1, 100, u64::from(port));
+            let f = p.dump(&FlowFilter::default()).unwrap().remove(0);
+            assert_eq!(f.stats.totals(), totals, "reset_counts {reset}");
+            assert_eq!(f.stats.last_hit_ms(), last, "reset_counts {reset}");
+        }
     }
 
     #[test]
