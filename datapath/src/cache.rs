@@ -1438,6 +1438,9 @@ mod tests {
                 })
         }
 
+        /// The entry decides as `t` does, and its shared and derived parts agree with it: the
+        /// shape is the one its mask and ops call for, the first flow's counters are that
+        /// flow's, `more_flows` says whether there are more.
         fn same(c: &FlowCache, r: EntryRef, t: &Translation) -> bool {
             let e = c.entry(r);
             *e.ops == *t.ops
@@ -1446,6 +1449,13 @@ mod tests {
                     .iter()
                     .map(|f| f.id)
                     .eq(t.flows.iter().map(|f| f.id))
+                && *e.shape == Shape::new(&e.mask(), has_normal(&e.ops))
+                && e.more_flows == (e.flows.len() > 1)
+                && match (&e.first_stats, e.flows.first()) {
+                    (Some(s), Some(f)) => s.shares(&f.stats),
+                    (None, None) => true,
+                    _ => false,
+                }
         }
 
         proptest! {

@@ -87,6 +87,12 @@ impl FlowStats {
         }
     }
 
+    /// Whether `other` is a handle to the same counters.
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.slots, &other.slots)
+    }
+
     /// Total packets and bytes.
     pub fn totals(&self) -> (u64, u64) {
         self.slots.iter().fold((0, 0), |(p, b), s| {
