@@ -62,6 +62,8 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
             "1",
             // A smoke run is no measurement: it must not queue behind real ones.
             "--no-lock",
+            // vswitchd's 10,000-flow figure through 10,000 rules, one megaflow each.
+            "--rule-per-flow",
             "--bin-dir",
         ])
         .arg(bin_dir)
@@ -120,6 +122,15 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
             .unwrap_or_else(|| panic!("no {path} {figure} {key} in {raw}"))
     };
     assert!(value("vswitchd-afxdp", "fps_1", "delivered") > 0.0);
+    assert!(value("vswitchd-afxdp", "fps_10k", "delivered") > 0.0);
+    assert!(
+        recs.iter().any(|r| r["kind"] == "note"
+            && r["path"] == "vswitchd-afxdp"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("10000 rules"))),
+        "the rules were not installed: {raw}"
+    );
     assert!(value("vswitchd-afxdp", "tcp_1", "gbps") > 0.0);
     assert!(value("vswitchd-afxdp", "tcp_1_adaptive", "gbps") > 0.0);
     assert!(value("bridge", "fps_1", "delivered") > 0.0);

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, Bg, MeasureLock, Quiet};
-use crate::topo::{GEN_DPORT, GEN_IP, SINK_IP, Topo};
+use crate::topo::{GEN_DPORT, GEN_IP, GEN_SPORT, SINK_IP, Topo};
 
 /// The frame generator.
 #[derive(Debug, Clone)]
@@ -147,13 +147,13 @@ impl Ctx {
 
     fn generate(&self, topo: &Topo, flows: u32) -> Result<Meas> {
         let flows = flows.max(1);
-        let last_port = 1024 + flows - 1;
+        let last_port = GEN_SPORT + flows - 1;
         match &self.generator {
             Generator::Pktgen(bin) => {
                 let ports = if flows == 1 {
-                    "1024".to_owned()
+                    GEN_SPORT.to_string()
                 } else {
-                    format!("1024-{last_port}")
+                    format!("{GEN_SPORT}-{last_port}")
                 };
                 let mut c = self.gen_cmd(topo, &bin.display().to_string());
                 c.args([
@@ -205,9 +205,9 @@ impl Ctx {
             }
             Generator::Trafgen => {
                 let sport = if flows == 1 {
-                    "1024".to_owned()
+                    GEN_SPORT.to_string()
                 } else {
-                    format!("dinc(1024, {last_port})")
+                    format!("dinc({GEN_SPORT}, {last_port})")
                 };
                 let conf = format!(
                     "{{ eth(da={}, sa={}), ipv4(saddr={GEN_IP}, daddr={SINK_IP}), udp(sp={sport}, dp={GEN_DPORT}), fill(0x00, 18) }}\n",

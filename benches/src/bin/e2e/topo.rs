@@ -16,6 +16,10 @@ pub const GEN_IP: &str = "10.201.0.1";
 pub const SINK_IP: &str = "10.201.0.2";
 /// UDP destination port of the generated frames (the sink's nft rule counts and drops it).
 pub const GEN_DPORT: u16 = 9;
+/// The generator's first UDP source port (flow `i` sends from `GEN_SPORT + i`).
+pub const GEN_SPORT: u32 = 1024;
+/// Flows of the many-flow figure (`fps_10k`).
+pub const FLOWS_MANY: u32 = 10_000;
 
 /// One way of joining `gen` and `sink`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,6 +130,8 @@ pub struct Setup {
     pub bin_dir: PathBuf,
     /// The core of the switch's forwarding thread(s).
     pub switch_cpu: usize,
+    /// vswitchd gets one rule per source port of this many flows (`--rule-per-flow`).
+    pub rule_per_flow: Option<u32>,
 }
 
 /// A namespace end: `eth0` inside with `addr/24` and `mac`.
@@ -396,6 +402,7 @@ impl Topo {
                 };
                 vsctl_add(setup, &d, &g.port, t)?;
                 vsctl_add(setup, &d, &s.port, t)?;
+                rules_per_flow(setup, &d, &s.port, &mut notes)?;
                 (Switch::Vswitchd(d), End::container(g), End::container(s))
             }
             PathKind::VsTap => {
@@ -404,6 +411,7 @@ impl Topo {
                 let t2 = unique("e2t");
                 vsctl_add(setup, &d, &t1, "tap")?;
                 vsctl_add(setup, &d, &t2, "tap")?;
+                rules_per_flow(setup, &d, &t2, &mut notes)?;
                 let g = Container::tap("e2g", 1, GEN_IP, &t1)?;
                 let s = Container::tap("e2s", 2, SINK_IP, &t2)?;
                 (Switch::Vswitchd(d), End::container(g), End::container(s))
@@ -583,6 +591,40 @@ fn vsctl_add(setup: &Setup, d: &Daemon, dev: &str, t: &str) -> Result<()> {
         SHORT,
     )
     .with_context(|| format!("vsctl add-port {dev} --type {t}: {}", d.log()))?;
+    Ok(())
+}
+
+/// With `--rule-per-flow`: one rule per generator source port sending it to `sink_port`, above
+/// the default `normal` (which still carries ARP and the other figures' traffic).
+fn rules_per_flow(
+    setup: &Setup,
+    d: &Daemon,
+    sink_port: &str,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let Some(n) = setup.rule_per_flow else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for p in GEN_SPORT..GEN_SPORT + n {
+        text.push_str(&format!(
+            "table=0,priority=100,udp,tp_src={p} actions=output:{sink_port}\n"
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("{}.flows", unique("e2eflows")));
+    std::fs::write(&file, text)?;
+    let bin = setup.bin_dir.join("vsctl");
+    let sock = d.socket.display().to_string();
+    let res = sys::run(
+        &bin.display().to_string(),
+        &["--socket", &sock, "add-flows", &file.display().to_string()],
+        SHORT,
+    );
+    let _ = std::fs::remove_file(&file);
+    res.with_context(|| format!("vsctl add-flows ({n} rules): {}", d.log()))?;
+    notes.push(format!(
+        "{n} rules udp,tp_src=N actions=output:{sink_port} (one megaflow per flow)"
+    ));
     Ok(())
 }
 
