@@ -241,7 +241,7 @@ fn join(head: &[u64; RUN_WORDS], tail: &[u64; TAIL_WORDS]) -> FlowKey {
 impl CachedFlow {
     fn from_translation(
         t: Translation,
-        ops: Arc<[Op]>,
+        pool: &mut OpsPool,
         key: FlowKey,
         shape: Arc<Shape>,
         subtable: u16,
@@ -253,7 +253,7 @@ impl CachedFlow {
         let (key_head, key_tail) = split(t.mask.apply(&key).words());
         let first_stats = t.flows.first().map(|f| f.stats.clone());
         Self {
-            ops,
+            ops: pool.share(&t.ops, chain),
             first_stats,
             ctl: ctl_meta(t.controller),
             shape,
@@ -407,12 +407,12 @@ impl OpsPool {
         }
     }
 
-    /// The ops of `t`, shared when its entry will chain.
-    fn share(&mut self, t: &Translation) -> Arc<[Op]> {
-        if !chain(&t.ops, t.outputs(), forward_only(&t.ops)) {
-            return Arc::from(t.ops.as_slice());
+    /// `ops` as an entry holds them: shared when the entry chains (`chain`).
+    fn share(&mut self, ops: &[Op], chain: bool) -> Arc<[Op]> {
+        if !chain {
+            return Arc::from(ops);
         }
-        if let Some(ops) = self.shared.get(t.ops.as_slice()) {
+        if let Some(ops) = self.shared.get(ops) {
             return Arc::clone(ops);
         }
         if self.shared.len() >= OPS_POOL_MAX {
@@ -425,7 +425,7 @@ impl OpsPool {
                 self.sweep_in -= 1;
             }
         }
-        let ops: Arc<[Op]> = Arc::from(t.ops.as_slice());
+        let ops: Arc<[Op]> = Arc::from(ops);
         if self.shared.len() < OPS_POOL_MAX {
             self.shared.insert(Arc::clone(&ops));
         }
@@ -627,10 +627,9 @@ impl FlowCache {
             }
         };
         let shape = Arc::clone(&self.subtables[si].shapes[usize::from(has_normal(&t.ops))]);
-        let ops = self.chain_ops.share(&t);
         let e = CachedFlow::from_translation(
             t,
-            ops,
+            &mut self.chain_ops,
             *key,
             shape,
             u16::try_from(si).unwrap_or(u16::MAX),
@@ -804,7 +803,7 @@ impl FlowCache {
                 };
                 e.forward_only = forward_only(&t.ops);
                 e.chain = chain(&t.ops, e.outputs, e.forward_only);
-                e.ops = self.chain_ops.share(&t);
+                e.ops = self.chain_ops.share(&t.ops, e.chain);
                 e.first_stats = t.flows.first().map(|f| f.stats.clone());
                 e.more_flows = t.flows.len() > 1;
                 e.flows = t.flows.into_boxed_slice();
@@ -1020,20 +1019,22 @@ mod tests {
         assert_eq!(c.chain_ops.shared.len(), 2);
         // Ops that do not chain (here: they rewrite) are not pooled.
         let mut pool = OpsPool::new();
-        let t = |ops: Vec<Op>| {
+        // (Whether ops chain decided as for an entry.)
+        let share = |pool: &mut OpsPool, ops: Vec<Op>| {
             let mut t = Translation::default();
             t.ops = ops;
-            t
+            let chains = chain(&t.ops, t.outputs(), forward_only(&t.ops));
+            pool.share(&t.ops, chains)
         };
-        let dec = pool.share(&t(vec![Action::DecTtl, Action::Output(2)]));
+        let dec = share(&mut pool, vec![Action::DecTtl, Action::Output(2)]);
         assert_eq!(&*dec, &[Action::DecTtl, Action::Output(2)]);
         assert!(pool.shared.is_empty());
         // Bounded: lists no entry holds any more make room; held ones stay shared.
         let held: Vec<_> = (0..OPS_POOL_MAX as u32)
-            .map(|p| pool.share(&t(vec![Action::Output(p)])))
+            .map(|p| share(&mut pool, vec![Action::Output(p)]))
             .collect();
         assert_eq!(pool.shared.len(), OPS_POOL_MAX);
-        let extra = pool.share(&t(vec![Action::Output(5000)]));
+        let extra = share(&mut pool, vec![Action::Output(5000)]);
         assert_eq!(&*extra, &[Action::Output(5000)]);
         assert_eq!(
             pool.shared.len(),
@@ -1042,7 +1043,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(
             &held[7],
-            &pool.share(&t(vec![Action::Output(7)]))
+            &share(&mut pool, vec![Action::Output(7)])
         ));
         drop(held);
         // That sweep freed nothing: the next comes OPS_POOL_MAX shares later (each share of a
@@ -1050,7 +1051,7 @@ mod tests {
         let mut calls = 0;
         let again = loop {
             calls += 1;
-            let ops = pool.share(&t(vec![Action::Output(5001)]));
+            let ops = share(&mut pool, vec![Action::Output(5001)]);
             if pool.shared.len() < OPS_POOL_MAX {
                 break ops;
             }
@@ -1063,7 +1064,7 @@ mod tests {
         assert_eq!(pool.shared.len(), 1, "unheld lists dropped when full");
         assert!(Arc::ptr_eq(
             &again,
-            &pool.share(&t(vec![Action::Output(5001)]))
+            &share(&mut pool, vec![Action::Output(5001)])
         ));
         // A flush forgets the pool.
         c.flush();
