@@ -36,9 +36,12 @@ use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
 pub const DEFAULT_CAPACITY: usize = 65_536;
 /// EMC slots per worker (power of two), in sets of [`EMC_WAYS`].
 pub const EMC_SLOTS: usize = 32_768;
-/// Slots per EMC set (a set is 32 bytes: half a cache line).
+/// Slots per EMC set (a slot is 4 bytes, a set 16: a quarter of a cache line).
 pub const EMC_WAYS: usize = 4;
 const EMC_SETS: usize = EMC_SLOTS / EMC_WAYS;
+/// Most megaflow entries a cache can be given: an EMC slot holds an entry's index and at
+/// least 8 bits of signature in 32 bits.
+pub const MAX_CAPACITY: usize = 1 << 24;
 /// Above this many entries a pipeline change that cannot be targeted flushes the cache instead
 /// of re-translating it.
 pub const REVALIDATE_MAX: usize = 16_384;
@@ -316,11 +319,78 @@ struct Subtable {
     shapes: [Arc<Shape>; 2],
 }
 
-/// An EMC slot: `sig` 0 is empty.
-#[derive(Clone, Copy, Debug, Default)]
-struct EmcSlot {
-    sig: u32,
-    idx: u32,
+/// The exact-match cache: sets of [`EMC_WAYS`] 4-byte slots. A slot holds an entry's index in
+/// its low `idx_bits` (as many as the capacity needs) and a signature of the key's hash above
+/// them, whose lowest bit is always set: 0 is an empty slot. The signature only chooses which
+/// entry to confirm (the entry's key decides), so a short one costs a rare extra compare, while
+/// small slots keep the EMC's lines few (10,000 flows touch 128 KiB of sets instead of 256).
+/// A probe XORs each slot with the wanted signature: a match leaves the index, any other slot
+/// (empty ones too) leaves signature bits set, an index past every entry (there are at most
+/// `capacity` ≤ `1 << idx_bits`), so the entry vector's bounds check is the signature compare.
+#[derive(Debug)]
+struct Emc {
+    sets: Box<[[u32; EMC_WAYS]; EMC_SETS]>,
+    idx_bits: u32,
+    /// The signature's bits of a slot: `u32::MAX << idx_bits`.
+    sig_mask: u32,
+}
+
+impl Emc {
+    fn new(capacity: usize) -> Self {
+        let sets = vec![[0; EMC_WAYS]; EMC_SETS].into_boxed_slice();
+        let idx_bits = (usize::BITS - (capacity - 1).leading_zeros()).max(1);
+        Self {
+            sets: sets
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("EMC_SETS sets")),
+            idx_bits,
+            sig_mask: u32::MAX << idx_bits,
+        }
+    }
+
+    /// The set for hash `h` (from its low bits) and the slot bits that must match (the
+    /// signature, from its high bits, never 0).
+    #[inline(always)]
+    fn place(&self, h: u64) -> (usize, u32) {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "both are bit fields of the hash"
+        )]
+        let (set, sig) = ((h as usize) & (EMC_SETS - 1), (h >> 32) as u32 | 1);
+        (set, sig << self.idx_bits)
+    }
+
+    /// The entry index slot `s` holds if its signature is `tag`; for any other slot (an
+    /// empty one too) a number of at least `1 << idx_bits`, past every entry.
+    #[inline(always)]
+    fn candidate(s: u32, tag: u32) -> u32 {
+        s ^ tag
+    }
+
+    /// The entry index in slot `s` if its signature is `tag`.
+    #[cfg(test)]
+    fn matches(&self, s: u32, tag: u32) -> Option<u32> {
+        Some(Self::candidate(s, tag)).filter(|&i| i < 1 << self.idx_bits)
+    }
+
+    /// Points the slot for hash `h` at entry `idx`: the slot already holding its signature,
+    /// else an empty one, else one chosen by other bits of the hash.
+    #[inline]
+    fn insert(&mut self, h: u64, idx: u32) {
+        let (set, tag) = self.place(h);
+        let sig_mask = self.sig_mask;
+        let ways = &mut self.sets[set];
+        let way = ways
+            .iter()
+            .position(|&s| s & sig_mask == tag)
+            .or_else(|| ways.iter().position(|&s| s == 0))
+            .unwrap_or((h >> 28) as usize % EMC_WAYS);
+        ways[way] = tag | idx;
+    }
+
+    fn clear(&mut self) {
+        self.sets.fill([0; EMC_WAYS]);
+    }
 }
 
 impl CachedFlow {
@@ -463,7 +533,7 @@ pub struct FlowCache {
     entries: Vec<CachedFlow>,
     free: Vec<u32>,
     subtables: Vec<Subtable>,
-    emc: Box<[EmcSlot]>,
+    emc: Emc,
     hasher: FlowHasher,
     chain_ops: OpsPool,
     capacity: usize,
@@ -479,16 +549,17 @@ pub struct FlowCache {
 pub type EntryRef = u32;
 
 impl FlowCache {
-    /// A cache of at most `capacity` megaflows.
+    /// A cache of at most `capacity` megaflows (1 to [`MAX_CAPACITY`]; clamped to that).
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         Self {
             entries: Vec::new(),
             free: Vec::new(),
             subtables: Vec::new(),
-            emc: vec![EmcSlot::default(); EMC_SLOTS].into_boxed_slice(),
+            emc: Emc::new(capacity),
             hasher: FlowHasher::new(),
             chain_ops: OpsPool::new(),
-            capacity: capacity.clamp(1, u32::MAX as usize),
+            capacity,
             hand: 0,
             lookups_since_rank: 0,
             version: None,
@@ -535,10 +606,10 @@ impl FlowCache {
     #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
         let h = self.hasher.hash_ingress(key);
-        let (set, sig) = emc_place(h);
-        for s in &self.emc[set..set + EMC_WAYS] {
-            if s.sig == sig
-                && let Some(e) = self.entries.get_mut(s.idx as usize)
+        let (set, tag) = self.emc.place(h);
+        for &s in &self.emc.sets[set] {
+            let idx = Emc::candidate(s, tag);
+            if let Some(e) = self.entries.get_mut(idx as usize)
                 && e.live
                 && e.covers(key)
             {
@@ -546,7 +617,7 @@ impl FlowCache {
                 if e.last_used != now {
                     e.last_used = now;
                 }
-                return Some(s.idx);
+                return Some(idx);
             }
         }
         self.lookup_megaflow(key, h, now)
@@ -560,7 +631,7 @@ impl FlowCache {
             if let Some(&idx) = st.map.get(&st.mask.apply(key)) {
                 st.hits += 1;
                 self.entries[idx as usize].last_used = now;
-                self.emc_insert(h, idx);
+                self.emc.insert(h, idx);
                 self.stats.megaflow_hits += 1;
                 if self.lookups_since_rank >= 4096 {
                     self.rank();
@@ -570,20 +641,6 @@ impl FlowCache {
         }
         self.stats.misses += 1;
         None
-    }
-
-    /// Points the EMC slot for hash `h` at entry `idx`: the slot already holding its
-    /// signature, else an empty one, else one chosen by other bits of the hash.
-    #[inline]
-    fn emc_insert(&mut self, h: u64, idx: u32) {
-        let (set, sig) = emc_place(h);
-        let ways = &mut self.emc[set..set + EMC_WAYS];
-        let way = ways
-            .iter()
-            .position(|s| s.sig == sig)
-            .or_else(|| ways.iter().position(|s| s.sig == 0))
-            .unwrap_or((h >> 28) as usize % EMC_WAYS);
-        ways[way] = EmcSlot { sig, idx };
     }
 
     /// Re-sorts subtables by recent hits (most first) and halves the counts.
@@ -606,7 +663,7 @@ impl FlowCache {
         }
         let t = xlate(pipeline, key);
         let idx = self.insert(t, key, now);
-        self.emc_insert(self.hasher.hash_ingress(key), idx);
+        self.emc.insert(self.hasher.hash_ingress(key), idx);
         idx
     }
 
@@ -744,7 +801,7 @@ impl FlowCache {
         self.free.clear();
         self.subtables.clear();
         self.chain_ops.shared.clear();
-        self.emc.fill(EmcSlot::default());
+        self.emc.clear();
     }
 
     /// Brings every entry up to date with `pipeline` (see the module docs). Only entries that a
@@ -817,18 +874,6 @@ impl FlowCache {
             }
         }
     }
-}
-
-/// The EMC set (index of its first slot) and the signature for hash `h`: the set from the low
-/// bits, the signature (never 0) from the high ones.
-#[inline]
-fn emc_place(h: u64) -> (usize, u32) {
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "both are bit fields of the hash"
-    )]
-    let (set, sig) = ((h as usize) & (EMC_SETS - 1), (h >> 32) as u32 | 1);
-    (set * EMC_WAYS, sig)
 }
 
 #[cfg(test)]
@@ -1208,6 +1253,46 @@ mod tests {
         let hits = c.stats.emc_hits - before;
         // 10,000 keys in 8,192 sets of 4: a few sets overflow (Poisson, mean 1.2), ~1.4 % of keys.
         assert!(hits >= 9_700, "only {hits} of 10000 EMC hits");
+    }
+
+    #[test]
+    fn emc_slots_hold_every_index_the_capacity_needs_and_a_nonzero_signature() {
+        for (capacity, bits) in [
+            (1, 1),
+            (2, 1),
+            (16, 4),
+            (17, 5),
+            (65_536, 16),
+            (MAX_CAPACITY, 24),
+        ] {
+            let mut emc = Emc::new(capacity);
+            assert_eq!(emc.idx_bits, bits, "capacity {capacity}");
+            let last = u32::try_from(capacity - 1).unwrap_or(u32::MAX);
+            for h in [0u64, u64::MAX, 0x0123_4567_89ab_cdef, 1 << 32] {
+                let (set, tag) = emc.place(h);
+                assert_ne!(tag, 0);
+                assert_eq!(emc.matches(0, tag), None, "an empty slot must never match");
+                // A different signature (the hash's lowest signature bit is forced, so flip
+                // the next one) misses even with the same set.
+                let (_, other) = emc.place(h ^ (1 << 33));
+                for idx in [0, last] {
+                    emc.clear();
+                    emc.insert(h, idx);
+                    let s = emc.sets[set];
+                    assert_eq!(s.iter().filter(|&&s| s != 0).count(), 1);
+                    assert_eq!(s.iter().find_map(|&s| emc.matches(s, tag)), Some(idx));
+                    assert_eq!(s.iter().find_map(|&s| emc.matches(s, other)), None);
+                    // Re-pointing the same signature takes its slot, not a second one.
+                    emc.insert(h, last - idx);
+                    assert_eq!(emc.sets[set].iter().filter(|&&s| s != 0).count(), 1);
+                    assert_eq!(
+                        emc.sets[set].iter().find_map(|&s| emc.matches(s, tag)),
+                        Some(last - idx)
+                    );
+                }
+            }
+        }
+        assert_eq!(FlowCache::new(usize::MAX).capacity(), MAX_CAPACITY);
     }
 
     #[test]
