@@ -622,8 +622,9 @@ fn rules_per_flow(
     );
     let _ = std::fs::remove_file(&file);
     res.with_context(|| format!("vsctl add-flows ({n} rules): {}", d.log()))?;
+    // The same text for every run (the port's name changes), so the report shows it once.
     notes.push(format!(
-        "{n} rules udp,tp_src=N actions=output:{sink_port} (one megaflow per flow)"
+        "{n} rules udp,tp_src=N actions=output:SINK (the sink's port; one megaflow per flow)"
     ));
     Ok(())
 }
