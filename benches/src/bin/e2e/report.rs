@@ -66,6 +66,9 @@ enum Fmt {
     Us,
     Pct,
     Cpu,
+    /// The row's figure over this one, of the same path and round (a ratio per round: the
+    /// machine's drift between rounds cancels).
+    Over(&'static str),
 }
 
 struct Row {
@@ -120,6 +123,13 @@ const ROWS: &[Row] = &[
         "fps_10k",
         "loss_pct",
         Fmt::Pct,
+        None,
+    ),
+    row(
+        "10,000 flows ÷ 1 flow, frames/s of the same round (×)",
+        "fps_10k",
+        "fps",
+        Fmt::Over("fps_1"),
         None,
     ),
     row(
@@ -259,6 +269,32 @@ impl Data<'_> {
             .collect()
     }
 
+    /// Per round with both, `figure`'s `key` over `base`'s (path `path`).
+    fn per_round(&self, path: &str, figure: &str, base: &str, key: &str) -> Vec<f64> {
+        let of = |fig: &str, round: u32| {
+            self.recs
+                .iter()
+                .find(|r| {
+                    r.kind == "measurement" && r.path == path && r.figure == fig && r.round == round
+                })
+                .and_then(|r| r.meas.values.get(key).copied())
+                .filter(|v| v.is_finite())
+        };
+        let rounds: BTreeSet<u32> = self
+            .recs
+            .iter()
+            .filter(|r| r.kind == "measurement" && r.path == path && r.figure == figure)
+            .map(|r| r.round)
+            .collect();
+        rounds
+            .into_iter()
+            .filter_map(|n| match (of(figure, n), of(base, n)) {
+                (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn cpu(&self, path: &str, figure: &str, cpu: usize) -> Vec<f64> {
         self.recs
             .iter()
@@ -291,6 +327,7 @@ fn num(v: f64, fmt: Fmt) -> String {
                 format!("{v:.1}")
             }
         }
+        Fmt::Over(_) => format!("{v:.2}"),
         Fmt::Pct | Fmt::Cpu => {
             if v.abs() >= 10.0 {
                 format!("{v:.0}")
@@ -345,6 +382,7 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
     for r in ROWS {
         let any = paths.iter().any(|p| match r.fmt {
             Fmt::Cpu => !data.cpu(p.key(), r.figure, 0).is_empty(),
+            Fmt::Over(base) => !data.per_round(p.key(), r.figure, base, r.key).is_empty(),
             _ => {
                 !data.values(p.key(), r.figure, r.key).is_empty() || data.failed(p.key(), r.figure)
             }
@@ -362,6 +400,14 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
                         (Some(a), Some(b)) => format!("{} / {}", num(a, r.fmt), num(b, r.fmt)),
                         (Some(a), None) => num(a, r.fmt),
                         _ => "—".into(),
+                    }
+                }
+                Fmt::Over(base) => {
+                    let v = data.per_round(p.key(), r.figure, base, r.key);
+                    if v.is_empty() {
+                        "—".into()
+                    } else {
+                        spread(&v, r.fmt)
                     }
                 }
                 _ => {
@@ -402,7 +448,9 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
     let _ = writeln!(
         md,
         "Cells: median (min–max) over {rounds} interleaved round(s), then ×ratio to the Linux \
-         bridge's median (for RTT a ratio above 1 is slower). {measured} measurements; {loud} of \
+         bridge's median (for RTT a ratio above 1 is slower); a ÷ row is the median (min–max) \
+         of one ratio per round, both figures of the same path and round. {measured} \
+         measurements; {loud} of \
          them started without a quiet machine (< {}% busy per CPU, the switch's own threads \
          not counted).",
         facts
@@ -654,6 +702,31 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("90 / 50"), "{md}");
+        // No 10,000-flow figure: no per-round row.
+        assert!(!md.contains("| 10,000 flows ÷"), "{md}");
+    }
+
+    #[test]
+    fn ten_thousand_flows_over_one_is_a_ratio_per_round() {
+        // The bridge's drift between rounds would make a ratio of medians 0.75/0.70; per round
+        // it is 0.9 and 1.0. A round with one figure only (round 3) has no ratio.
+        let recs = vec![
+            rec("vswitchd-afxdp", "fps_1", "fps", 800_000.0, 1),
+            rec("vswitchd-afxdp", "fps_10k", "fps", 720_000.0, 1),
+            rec("vswitchd-afxdp", "fps_1", "fps", 600_000.0, 2),
+            rec("vswitchd-afxdp", "fps_10k", "fps", 600_000.0, 2),
+            rec("vswitchd-afxdp", "fps_1", "fps", 100_000.0, 3),
+            rec("bridge", "fps_1", "fps", 500_000.0, 1),
+        ];
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| 10,000 flows ÷ 1 flow"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert_eq!(
+            row,
+            "| 10,000 flows ÷ 1 flow, frames/s of the same round (×) | 0.95 (0.90–1.00) | — |"
+        );
         let svg = svg(&recs);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("bridge = 1.0"));
