@@ -40,7 +40,7 @@ pub const EMC_SLOTS: usize = 32_768;
 pub const EMC_WAYS: usize = 4;
 const EMC_SETS: usize = EMC_SLOTS / EMC_WAYS;
 /// Most megaflow entries a cache can be given: an EMC slot holds an entry's index and at
-/// least 8 bits of signature in 32 bits.
+/// least 8 bits of signature (7 of them from the hash, one always set) in 32 bits.
 pub const MAX_CAPACITY: usize = 1 << 24;
 /// Above this many entries a pipeline change that cannot be targeted flushes the cache instead
 /// of re-translating it.
@@ -321,7 +321,8 @@ struct Subtable {
 
 /// The exact-match cache: sets of [`EMC_WAYS`] 4-byte slots. A slot holds an entry's index in
 /// its low `idx_bits` (as many as the capacity needs) and a signature of the key's hash above
-/// them, whose lowest bit is always set: 0 is an empty slot. The signature only chooses which
+/// them (15 bits of the hash at the default capacity), whose lowest bit is always set: 0 is an
+/// empty slot. The signature only chooses which
 /// entry to confirm (the entry's key decides), so a short one costs a rare extra compare, while
 /// small slots keep the EMC's lines few (10,000 flows touch 128 KiB of sets instead of 256).
 /// A probe XORs each slot with the wanted signature: a match leaves the index, any other slot
@@ -329,15 +330,22 @@ struct Subtable {
 /// `capacity` ≤ `1 << idx_bits`), so the entry vector's bounds check is the signature compare.
 #[derive(Debug)]
 struct Emc {
-    sets: Box<[[u32; EMC_WAYS]; EMC_SETS]>,
+    sets: Box<[EmcSet; EMC_SETS]>,
     idx_bits: u32,
     /// The signature's bits of a slot: `u32::MAX << idx_bits`.
     sig_mask: u32,
 }
 
+/// One EMC set, aligned so that it never straddles two cache lines.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(16))]
+struct EmcSet([u32; EMC_WAYS]);
+
+const _: () = assert!(size_of::<EmcSet>() == 16);
+
 impl Emc {
     fn new(capacity: usize) -> Self {
-        let sets = vec![[0; EMC_WAYS]; EMC_SETS].into_boxed_slice();
+        let sets = vec![EmcSet([0; EMC_WAYS]); EMC_SETS].into_boxed_slice();
         let idx_bits = (usize::BITS - (capacity - 1).leading_zeros()).max(1);
         Self {
             sets: sets
@@ -379,7 +387,7 @@ impl Emc {
     fn insert(&mut self, h: u64, idx: u32) {
         let (set, tag) = self.place(h);
         let sig_mask = self.sig_mask;
-        let ways = &mut self.sets[set];
+        let ways = &mut self.sets[set].0;
         let way = ways
             .iter()
             .position(|&s| s & sig_mask == tag)
@@ -389,7 +397,7 @@ impl Emc {
     }
 
     fn clear(&mut self) {
-        self.sets.fill([0; EMC_WAYS]);
+        self.sets.fill(EmcSet([0; EMC_WAYS]));
     }
 }
 
@@ -607,7 +615,7 @@ impl FlowCache {
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
         let h = self.hasher.hash_ingress(key);
         let (set, tag) = self.emc.place(h);
-        for &s in &self.emc.sets[set] {
+        for &s in &self.emc.sets[set].0 {
             let idx = Emc::candidate(s, tag);
             if let Some(e) = self.entries.get_mut(idx as usize)
                 && e.live
@@ -1278,15 +1286,15 @@ mod tests {
                 for idx in [0, last] {
                     emc.clear();
                     emc.insert(h, idx);
-                    let s = emc.sets[set];
+                    let s = emc.sets[set].0;
                     assert_eq!(s.iter().filter(|&&s| s != 0).count(), 1);
                     assert_eq!(s.iter().find_map(|&s| emc.matches(s, tag)), Some(idx));
                     assert_eq!(s.iter().find_map(|&s| emc.matches(s, other)), None);
                     // Re-pointing the same signature takes its slot, not a second one.
                     emc.insert(h, last - idx);
-                    assert_eq!(emc.sets[set].iter().filter(|&&s| s != 0).count(), 1);
+                    assert_eq!(emc.sets[set].0.iter().filter(|&&s| s != 0).count(), 1);
                     assert_eq!(
-                        emc.sets[set].iter().find_map(|&s| emc.matches(s, tag)),
+                        emc.sets[set].0.iter().find_map(|&s| emc.matches(s, tag)),
                         Some(last - idx)
                     );
                 }
@@ -1574,6 +1582,8 @@ mod tests {
                         };
                         prop_assert!(same(&c, r, &fresh), "key {k:?}");
                         prop_assert!(c.len() <= capacity);
+                        // The EMC relies on it: every index fits its slots' index bits.
+                        prop_assert!(c.entries.len() <= capacity);
                     }
                 }
             }

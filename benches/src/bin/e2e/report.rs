@@ -382,7 +382,11 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
     for r in ROWS {
         let any = paths.iter().any(|p| match r.fmt {
             Fmt::Cpu => !data.cpu(p.key(), r.figure, 0).is_empty(),
-            Fmt::Over(base) => !data.per_round(p.key(), r.figure, base, r.key).is_empty(),
+            Fmt::Over(base) => {
+                !data.per_round(p.key(), r.figure, base, r.key).is_empty()
+                    || data.failed(p.key(), r.figure)
+                    || data.failed(p.key(), base)
+            }
             _ => {
                 !data.values(p.key(), r.figure, r.key).is_empty() || data.failed(p.key(), r.figure)
             }
@@ -404,10 +408,13 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
                 }
                 Fmt::Over(base) => {
                     let v = data.per_round(p.key(), r.figure, base, r.key);
-                    if v.is_empty() {
-                        "—".into()
-                    } else {
+                    if !v.is_empty() {
                         spread(&v, r.fmt)
+                    } else if data.failed(p.key(), r.figure) || data.failed(p.key(), base) {
+                        failures = true;
+                        "failed †".into()
+                    } else {
+                        "—".into()
                     }
                 }
                 _ => {
@@ -702,20 +709,26 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("90 / 50"), "{md}");
-        // No 10,000-flow figure: no per-round row.
-        assert!(!md.contains("| 10,000 flows ÷"), "{md}");
+        // No 10,000-flow figure anywhere: the per-round row only shows the failed path.
+        assert!(
+            md.contains(
+                "| 10,000 flows ÷ 1 flow, frames/s of the same round (×) | — | — | failed † |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]
     fn ten_thousand_flows_over_one_is_a_ratio_per_round() {
-        // The bridge's drift between rounds would make a ratio of medians 0.75/0.70; per round
-        // it is 0.9 and 1.0. A round with one figure only (round 3) has no ratio.
+        // Per round the ratios are 0.9 and 1.0 (median 0.95). A round with one figure only has
+        // no ratio, whichever figure is missing (rounds 3 and 4).
         let recs = vec![
             rec("vswitchd-afxdp", "fps_1", "fps", 800_000.0, 1),
             rec("vswitchd-afxdp", "fps_10k", "fps", 720_000.0, 1),
             rec("vswitchd-afxdp", "fps_1", "fps", 600_000.0, 2),
             rec("vswitchd-afxdp", "fps_10k", "fps", 600_000.0, 2),
             rec("vswitchd-afxdp", "fps_1", "fps", 100_000.0, 3),
+            rec("vswitchd-afxdp", "fps_10k", "fps", 100_000.0, 4),
             rec("bridge", "fps_1", "fps", 500_000.0, 1),
         ];
         let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
