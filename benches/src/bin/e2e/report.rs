@@ -269,29 +269,22 @@ impl Data<'_> {
             .collect()
     }
 
-    /// Per round with both, `figure`'s `key` over `base`'s (path `path`).
-    fn per_round(&self, path: &str, figure: &str, base: &str, key: &str) -> Vec<f64> {
-        let of = |fig: &str, round: u32| {
-            self.recs
-                .iter()
-                .find(|r| {
-                    r.kind == "measurement" && r.path == path && r.figure == fig && r.round == round
-                })
-                .and_then(|r| r.meas.values.get(key).copied())
-                .filter(|v| v.is_finite())
-        };
-        let rounds: BTreeSet<u32> = self
-            .recs
+    /// `figure`'s `key` of path `path`, by round.
+    fn by_round(&self, path: &str, figure: &str, key: &str) -> BTreeMap<u32, f64> {
+        self.recs
             .iter()
             .filter(|r| r.kind == "measurement" && r.path == path && r.figure == figure)
-            .map(|r| r.round)
-            .collect();
-        rounds
+            .filter_map(|r| Some((r.round, *r.meas.values.get(key)?)))
+            .filter(|(_, v)| v.is_finite())
+            .collect()
+    }
+
+    /// Per round with both, `figure`'s `key` over `base`'s (path `path`).
+    fn per_round(&self, path: &str, figure: &str, base: &str, key: &str) -> Vec<f64> {
+        let base = self.by_round(path, base, key);
+        self.by_round(path, figure, key)
             .into_iter()
-            .filter_map(|n| match (of(figure, n), of(base, n)) {
-                (Some(v), Some(b)) if b > 0.0 => Some(v / b),
-                _ => None,
-            })
+            .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| v / b))
             .collect()
     }
 
