@@ -322,9 +322,9 @@ struct Subtable {
 /// The exact-match cache: sets of [`EMC_WAYS`] 4-byte slots. A slot holds an entry's index in
 /// its low `idx_bits` (as many as the capacity needs) and a signature of the key's hash above
 /// them (15 bits of the hash at the default capacity), whose lowest bit is always set: 0 is an
-/// empty slot. The signature only chooses which
-/// entry to confirm (the entry's key decides), so a short one costs a rare extra compare, while
-/// small slots keep the EMC's lines few (10,000 flows touch 128 KiB of sets instead of 256).
+/// empty slot. The signature only chooses which entry to confirm (the entry's key decides), so
+/// a short one costs a rare extra compare, while small slots keep the EMC's lines few (10,000
+/// flows touch 128 KiB of sets instead of 256).
 /// A probe XORs each slot with the wanted signature: a match leaves the index, any other slot
 /// (empty ones too) leaves signature bits set, an index past every entry (there are at most
 /// `capacity` ≤ `1 << idx_bits`), so the entry vector's bounds check is the signature compare.
@@ -332,8 +332,6 @@ struct Subtable {
 struct Emc {
     sets: Box<[EmcSet; EMC_SETS]>,
     idx_bits: u32,
-    /// The signature's bits of a slot: `u32::MAX << idx_bits`.
-    sig_mask: u32,
 }
 
 /// One EMC set, aligned so that it never straddles two cache lines.
@@ -352,7 +350,6 @@ impl Emc {
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("EMC_SETS sets")),
             idx_bits,
-            sig_mask: u32::MAX << idx_bits,
         }
     }
 
@@ -375,8 +372,7 @@ impl Emc {
         s ^ tag
     }
 
-    /// The entry index in slot `s` if its signature is `tag`.
-    #[cfg(test)]
+    /// The entry index in slot `s` if its signature is `tag` (what a probe finds there).
     fn matches(&self, s: u32, tag: u32) -> Option<u32> {
         Some(Self::candidate(s, tag)).filter(|&i| i < 1 << self.idx_bits)
     }
@@ -386,14 +382,13 @@ impl Emc {
     #[inline]
     fn insert(&mut self, h: u64, idx: u32) {
         let (set, tag) = self.place(h);
-        let sig_mask = self.sig_mask;
-        let ways = &mut self.sets[set].0;
+        let ways = &self.sets[set].0;
         let way = ways
             .iter()
-            .position(|&s| s & sig_mask == tag)
+            .position(|&s| self.matches(s, tag).is_some())
             .or_else(|| ways.iter().position(|&s| s == 0))
             .unwrap_or((h >> 28) as usize % EMC_WAYS);
-        ways[way] = tag | idx;
+        self.sets[set].0[way] = tag | idx;
     }
 
     fn clear(&mut self) {
