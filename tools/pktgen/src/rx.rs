@@ -81,7 +81,7 @@ impl RxReport {
     pub fn summary(&self, json: bool) -> String {
         let s = &self.stats;
         let h = &s.latency;
-        let fields: [(&str, String); 13] = [
+        let fields: [(&str, String); 14] = [
             ("received", s.received.to_string()),
             ("other", s.other.to_string()),
             ("lost", s.lost().to_string()),
@@ -94,6 +94,7 @@ impl RxReport {
             ("secs", format!("{:.3}", self.secs)),
             ("flows", s.tuples().to_string()),
             ("vlan", s.tagged.to_string()),
+            ("kernel", s.kernel.to_string()),
             ("mode", self.mode.as_str().to_string()),
         ];
         if json {

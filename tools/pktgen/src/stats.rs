@@ -1,6 +1,12 @@
 //! Receive-side accounting: recognizing generated frames, per-stream loss / reordering /
 //! duplicates by sequence number, one-way latency from the timestamp, distinct 5-tuples.
 //! Every table is bounded and allocated up front; nothing allocates per frame.
+//!
+//! Two payloads are recognized: this generator's ([`MAGIC`], see `frame.rs`) and the kernel
+//! pktgen's header (`--mode kernel`): 4-byte magic [`KERNEL_MAGIC`], 4-byte sequence number
+//! from 1 per device, send time as 4-byte seconds and 4-byte microseconds of
+//! `CLOCK_REALTIME` (both zero with the kernel's `NO_TIMESTAMP`), all big-endian. A kernel
+//! frame's stream is its IP DSCP (`--mode kernel` gives each kernel thread its own).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,16 +23,26 @@ pub const MAX_TUPLES: usize = 65536;
 const WINDOW: u64 = 4096;
 /// Latencies above this (ns) are taken as clock mismatches and not recorded.
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
+/// The kernel pktgen's payload magic.
+pub const KERNEL_MAGIC: u32 = 0xbe9b_e955;
+/// Stream ids of kernel pktgen frames: this bit, or'ed with the frame's DSCP (this
+/// generator's own streams are 16-bit).
+pub const KERNEL_STREAM: u32 = 1 << 16;
 
 /// What [`parse`] found in a generated frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed {
-    /// Sending thread.
-    pub stream: u16,
+    /// Sending thread: this generator's stream id, or [`KERNEL_STREAM`] | DSCP.
+    pub stream: u32,
     /// Sequence number.
     pub seq: u64,
-    /// Low 48 bits of the send time (`CLOCK_MONOTONIC`, ns).
-    pub ts: u64,
+    /// Low 48 bits of the send time, ns: `CLOCK_MONOTONIC` (this generator's frames) or
+    /// `CLOCK_REALTIME` (kernel frames, to the microsecond); `None`: not timestamped.
+    pub ts: Option<u64>,
+    /// The first sequence number the sender uses (0 here, 1 in the kernel's pktgen).
+    pub first_seq: u64,
+    /// A kernel pktgen frame (its time is `CLOCK_REALTIME`).
+    pub kernel: bool,
     /// Hash of (source, destination address, source, destination port).
     pub tuple: u64,
     /// The frame carried an 802.1Q/802.1ad tag inline.
@@ -45,7 +61,8 @@ fn fnv(parts: &[&[u8]]) -> u64 {
 }
 
 /// Recognizes a generated frame: Ethernet, optional VLAN tags, IPv4 (no fragments) or IPv6
-/// (UDP directly after the fixed header), UDP, then [`MAGIC`]. `None` for anything else.
+/// (UDP directly after the fixed header), UDP, then [`MAGIC`] or [`KERNEL_MAGIC`]. `None` for
+/// anything else.
 pub fn parse(frame: &[u8]) -> Option<Parsed> {
     let mut off = 12;
     let mut ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
@@ -56,7 +73,7 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
         ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
     }
     let l3 = off + 2;
-    let (src, dst, l4) = match ethertype {
+    let (src, dst, l4, tos) = match ethertype {
         0x0800 => {
             let ip = frame.get(l3..l3 + 20)?;
             let ihl = usize::from(ip[0] & 0x0f) * 4;
@@ -64,29 +81,48 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
             if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 17 || frag != 0 {
                 return None;
             }
-            (&ip[12..16], &ip[16..20], l3 + ihl)
+            (&ip[12..16], &ip[16..20], l3 + ihl, ip[1])
         }
         0x86dd => {
             let ip = frame.get(l3..l3 + 40)?;
             if ip[0] >> 4 != 6 || ip[6] != 17 {
                 return None;
             }
-            (&ip[8..24], &ip[24..40], l3 + 40)
+            (&ip[8..24], &ip[24..40], l3 + 40, ip[0] << 4 | ip[1] >> 4)
         }
         _ => return None,
     };
     let udp = frame.get(l4..l4 + 8)?;
-    let p = frame.get(l4 + 8..l4 + 8 + PAYLOAD_LEN)?;
+    let tuple = fnv(&[src, dst, &udp[0..4]]);
+    let p = frame.get(l4 + 8..)?;
+    if let Some(k) = p.get(..16)
+        && u32::from_be_bytes([k[0], k[1], k[2], k[3]]) == KERNEL_MAGIC
+    {
+        let word = |i: usize| u32::from_be_bytes([k[i], k[i + 1], k[i + 2], k[i + 3]]);
+        let (secs, usecs) = (u64::from(word(8)), u64::from(word(12)));
+        return Some(Parsed {
+            stream: KERNEL_STREAM | u32::from(tos >> 2),
+            seq: u64::from(word(4)),
+            ts: (secs | usecs != 0).then(|| (secs * 1_000_000_000 + usecs * 1_000) & TS_MASK),
+            first_seq: 1,
+            kernel: true,
+            tuple,
+            tagged,
+        });
+    }
+    let p = p.get(..PAYLOAD_LEN)?;
     if u16::from_be_bytes([p[0], p[1]]) != MAGIC {
         return None;
     }
     let mut ts = [0u8; 8];
     ts[2..].copy_from_slice(&p[12..18]);
     Some(Parsed {
-        stream: u16::from_be_bytes([p[2], p[3]]),
+        stream: u32::from(u16::from_be_bytes([p[2], p[3]])),
         seq: u64::from_be_bytes(p[4..12].try_into().ok()?),
-        ts: u64::from_be_bytes(ts),
-        tuple: fnv(&[src, dst, &udp[0..4]]),
+        ts: Some(u64::from_be_bytes(ts)),
+        first_seq: 0,
+        kernel: false,
+        tuple,
         tagged,
     })
 }
@@ -121,6 +157,9 @@ impl Hasher for KeyHasher {
             self.0 = (self.0 << 8) | u64::from(b);
         }
     }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = u64::from(v);
+    }
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
@@ -141,7 +180,12 @@ pub struct RxStats {
     pub tagged: u64,
     /// One-way latency, ns.
     pub latency: Histogram,
-    streams: HashMap<u16, Stream, BuildHasherDefault<KeyHasher>>,
+    /// Kernel pktgen frames among `received`.
+    pub kernel: u64,
+    /// `CLOCK_REALTIME` − `CLOCK_MONOTONIC` (ns, wrapping), read once: turns a kernel frame's
+    /// wall-clock send time into this receiver's clock.
+    real_minus_mono: u64,
+    streams: HashMap<u32, Stream, BuildHasherDefault<KeyHasher>>,
     tuples: HashSet<u64, BuildHasherDefault<KeyHasher>>,
 }
 
@@ -163,6 +207,8 @@ impl RxStats {
             dup: 0,
             tagged: 0,
             latency: Histogram::new(),
+            kernel: 0,
+            real_minus_mono: crate::sys::realtime_ns().wrapping_sub(crate::sys::monotonic_ns()),
             streams: {
                 let mut m = HashMap::with_hasher(BuildHasherDefault::<KeyHasher>::default());
                 m.reserve(MAX_STREAMS);
@@ -194,28 +240,36 @@ impl RxStats {
         match parse(frame) {
             Some(p) if self.streams.len() < MAX_STREAMS || self.streams.contains_key(&p.stream) => {
                 self.received += 1;
+                self.kernel += u64::from(p.kernel);
                 if p.tagged || vlan_stripped {
                     self.tagged += 1;
                 }
-                let lat = (now_ns & TS_MASK).wrapping_sub(p.ts) & TS_MASK;
-                if lat < MAX_LATENCY_NS {
-                    self.latency.record(lat);
+                if let Some(ts) = p.ts {
+                    let now = if p.kernel {
+                        now_ns.wrapping_add(self.real_minus_mono)
+                    } else {
+                        now_ns
+                    };
+                    let lat = (now & TS_MASK).wrapping_sub(ts) & TS_MASK;
+                    if lat < MAX_LATENCY_NS {
+                        self.latency.record(lat);
+                    }
                 }
                 if self.tuples.len() < MAX_TUPLES {
                     self.tuples.insert(p.tuple);
                 }
-                self.sequence(p.stream, p.seq);
+                self.sequence(p.stream, p.seq, p.first_seq);
             }
             _ => self.other += 1,
         }
     }
 
-    fn sequence(&mut self, stream: u16, seq: u64) {
+    fn sequence(&mut self, stream: u32, seq: u64, first_seq: u64) {
         let Some(s) = self.streams.get_mut(&stream) else {
-            // The stream's first frame: everything below it is missing.
+            // The stream's first frame: everything from the sender's first number is missing.
             let mut s = Stream {
                 highest: seq,
-                missing: seq,
+                missing: seq.saturating_sub(first_seq),
                 window: [0; (WINDOW / 64) as usize],
             };
             let (w, b) = s.bit(seq);
@@ -262,6 +316,7 @@ impl RxStats {
         self.reordered += o.reordered;
         self.dup += o.dup;
         self.tagged += o.tagged;
+        self.kernel += o.kernel;
         self.latency.merge(&o.latency);
         for (id, b) in &o.streams {
             let room = self.streams.len() < MAX_STREAMS;
@@ -314,7 +369,7 @@ mod tests {
             let p = parse(&frame(&t, 3, 99, 0, 1 << 50 | 12345)).unwrap();
             assert_eq!(
                 (p.stream, p.seq, p.ts, p.tagged),
-                (3, 99, 12345, vlan.is_some())
+                (3, 99, Some(12345), vlan.is_some())
             );
         }
         let t = template(None, false, 1);
@@ -323,6 +378,73 @@ mod tests {
         assert_eq!(parse(&f), None);
         assert_eq!(parse(&f[..30]), None);
         assert_eq!(parse(&[]), None);
+    }
+
+    /// `t`'s frame with the kernel pktgen's header as payload, DSCP `dscp` and send time
+    /// `secs`.`usecs`.
+    fn kernel_frame(t: &Template, dscp: u8, seq: u32, secs: u32, usecs: u32) -> Vec<u8> {
+        let mut f = frame(t, 0, 0, 0, 0);
+        let at = t.spec().header_len();
+        let l3 = at - 8 - if t.spec().ipv6 { 40 } else { 20 };
+        if t.spec().ipv6 {
+            f[l3] = 0x60 | dscp >> 2;
+            f[l3 + 1] = (dscp << 6) | (f[l3 + 1] & 0x0f);
+        } else {
+            f[l3 + 1] = dscp << 2;
+        }
+        for (i, w) in [KERNEL_MAGIC, seq, secs, usecs].into_iter().enumerate() {
+            f[at + 4 * i..at + 4 * i + 4].copy_from_slice(&w.to_be_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn kernel_pktgen_frames_parse_with_their_dscp_as_stream() {
+        for (vlan, ipv6) in [(None, false), (Some(5), false), (None, true)] {
+            let t = template(vlan, ipv6, 1);
+            let p = parse(&kernel_frame(&t, 3, 7, 2, 500)).unwrap();
+            assert_eq!(
+                (p.stream, p.seq, p.ts, p.first_seq, p.kernel, p.tagged),
+                (
+                    KERNEL_STREAM | 3,
+                    7,
+                    Some(2_000_500_000),
+                    1,
+                    true,
+                    vlan.is_some()
+                ),
+                "vlan {vlan:?} ipv6 {ipv6}"
+            );
+            // Our own frame of the same template is not a kernel one; NO_TIMESTAMP is no time.
+            assert!(!parse(&frame(&t, 0, 0, 0, 0)).unwrap().kernel);
+            assert_eq!(parse(&kernel_frame(&t, 0, 1, 0, 0)).unwrap().ts, None);
+        }
+    }
+
+    #[test]
+    fn kernel_streams_count_loss_from_one_and_latency_on_the_wall_clock() {
+        let t = template(None, false, 1);
+        let mut st = RxStats::new();
+        // Received "now" (monotonic) 30 µs after a wall-clock send time.
+        let now_mono = crate::sys::monotonic_ns();
+        let sent_real = now_mono.wrapping_add(st.real_minus_mono) - 30_000;
+        let (secs, usecs) = (sent_real / 1_000_000_000, sent_real % 1_000_000_000 / 1_000);
+        let (secs, usecs) = (u32::try_from(secs).unwrap(), u32::try_from(usecs).unwrap());
+        // Thread 0 (DSCP 0): 1 2 4 (3 lost); thread 1 (DSCP 1): 1 2 2 (a duplicate).
+        for (dscp, seq) in [(0, 1), (1, 1), (0, 2), (1, 2), (0, 4), (1, 2)] {
+            st.frame(&kernel_frame(&t, dscp, seq, secs, usecs), false, now_mono);
+        }
+        assert_eq!(
+            (st.received, st.kernel, st.streams(), st.lost(), st.dup),
+            (6, 6, 2, 1, 1)
+        );
+        // Microsecond timestamps: within a microsecond of 30 µs (and the histogram's bins).
+        let p50 = st.latency.percentile(0.5).unwrap();
+        assert!((28_000..=32_000).contains(&p50), "{p50}");
+        // A kernel stream first seen at 5 lost 1..=4.
+        let mut st = RxStats::new();
+        st.frame(&kernel_frame(&t, 9, 5, 0, 0), false, now_mono);
+        assert_eq!((st.lost(), st.latency.count()), (4, 0));
     }
 
     #[test]

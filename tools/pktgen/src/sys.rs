@@ -17,6 +17,14 @@ pub fn monotonic_ns() -> u64 {
     secs.wrapping_mul(1_000_000_000).wrapping_add(nsec)
 }
 
+/// `CLOCK_REALTIME` in nanoseconds since the epoch (the clock of the kernel pktgen's
+/// timestamps); 0 for a clock set before 1970.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -613,10 +613,19 @@ fn send_ring(mut r: TxRing, t: &Template, mut p: Part) -> Result<Done> {
 }
 
 /// `--mode kernel`: the kernel's own generator, where it exists.
+///
+/// Each sending thread is one kernel pktgen thread (`kpktgend_<i>`) with one pktgen device
+/// `<dev>@<i>` on tx queue `i`. The frame spec maps onto pktgen's own knobs: address and port
+/// ranges sweep from min to max (`*_RND` flags with `--random`), `--flows N` becomes pktgen's
+/// `flows N` with one frame per flow (`FLOW_SEQ` unless `--random`), an IPv6 source range
+/// keeps its first address (pktgen has no source range for IPv6). The kernel writes its own
+/// payload header (sequence number from 1 per device, wall-clock send time), which `rx`
+/// recognizes; with more than one thread, thread `i` marks its frames with DSCP `i` so that
+/// `rx` keeps their sequence numbers apart.
 mod kernel {
     use std::fs;
     use std::path::Path;
-    use std::sync::Arc;
+    use std::sync::{Arc, mpsc};
 
     use anyhow::{Context, Result, bail};
 
@@ -625,16 +634,27 @@ mod kernel {
     use crate::frame::Template;
     use crate::sys::monotonic_ns;
 
-    const ROOT: &str = "/proc/net/pktgen";
+    pub(super) const ROOT: &str = "/proc/net/pktgen";
 
-    fn write(file: &str, cmd: &str) -> Result<()> {
-        let path = Path::new(ROOT).join(file);
+    /// One kernel thread's share: the pktgen device it gets and that device's commands.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(super) struct Part {
+        /// `kpktgend_<i>`.
+        pub thread: String,
+        /// `<dev>@<i>`.
+        pub dev: String,
+        /// Commands for the device's file, in order.
+        pub cmds: Vec<String>,
+    }
+
+    fn write(root: &Path, file: &str, cmd: &str) -> Result<()> {
+        let path = root.join(file);
         fs::write(&path, cmd).with_context(|| format!("writing {cmd:?} to {}", path.display()))?;
         // pktgen reports a refused command in the file's Result line.
         if file != "pgctrl"
             && let Ok(s) = fs::read_to_string(&path)
-            && let Some(r) = s.lines().find(|l| l.starts_with("Result:"))
-            && !r.contains("OK")
+            && let Some(r) = s.lines().map(str::trim).find(|l| l.starts_with("Result:"))
+            && !r.starts_with("Result: OK")
         {
             bail!("{}: {cmd:?}: {r}", path.display());
         }
@@ -649,97 +669,160 @@ mod kernel {
         }
     }
 
+    /// The kernel threads a run uses and their commands: `--threads`, but never more than
+    /// frames to send (a device with `count 0` would send until stopped); none for
+    /// `--count 0`.
+    pub(super) fn plan(opts: &TxOptions, t: &Template) -> Vec<Part> {
+        let s = t.spec();
+        let threads = match opts.count {
+            Some(c) => opts
+                .threads
+                .max(1)
+                .min(usize::try_from(c).unwrap_or(usize::MAX)),
+            None => opts.threads.max(1),
+        };
+        let (sl, sh) = (s.src_ip.nth(0), s.src_ip.nth(s.src_ip.len() - 1));
+        let (dl, dh) = (s.dst_ip.nth(0), s.dst_ip.nth(s.dst_ip.len() - 1));
+        (0..threads)
+            .map(|i| {
+                let count = opts.count.map_or(0, |c| super::share(c, threads, i));
+                let mut cmds = vec![
+                    format!("count {count}"),
+                    format!("pkt_size {}", t.len()),
+                    "clone_skb 0".into(),
+                    format!("dst_mac {}", format_mac(&s.dst_mac)),
+                    format!("src_mac {}", format_mac(&s.src_mac)),
+                    format!("udp_src_min {}", s.src_port.lo),
+                    format!("udp_src_max {}", s.src_port.hi),
+                    format!("udp_dst_min {}", s.dst_port.lo),
+                    format!("udp_dst_max {}", s.dst_port.hi),
+                    format!("queue_map_min {i}"),
+                    format!("queue_map_max {i}"),
+                    "flag UDPCSUM".into(),
+                ];
+                if s.ipv6 {
+                    cmds.push(format!("src6 {}", ip_text(&sl, true)));
+                    cmds.push(format!("dst6 {}", ip_text(&dl, true)));
+                    cmds.push(format!("dst6_min {}", ip_text(&dl, true)));
+                    cmds.push(format!("dst6_max {}", ip_text(&dh, true)));
+                } else {
+                    cmds.push(format!("src_min {}", ip_text(&sl, false)));
+                    cmds.push(format!("src_max {}", ip_text(&sh, false)));
+                    cmds.push(format!("dst_min {}", ip_text(&dl, false)));
+                    cmds.push(format!("dst_max {}", ip_text(&dh, false)));
+                }
+                if let Some(f) = s.flows {
+                    cmds.push(format!("flows {f}"));
+                    cmds.push("flowlen 1".into());
+                    if !opts.random {
+                        cmds.push("flag FLOW_SEQ".into());
+                    }
+                }
+                if opts.random {
+                    for (flag, wide) in [
+                        ("IPSRC_RND", !s.ipv6 && s.src_ip.len() > 1),
+                        ("IPDST_RND", s.dst_ip.len() > 1),
+                        ("UDPSRC_RND", s.src_port.len() > 1),
+                        ("UDPDST_RND", s.dst_port.len() > 1),
+                    ] {
+                        if wide {
+                            cmds.push(format!("flag {flag}"));
+                        }
+                    }
+                }
+                if let Some(v) = s.vlan {
+                    cmds.push(format!("vlan_id {v}"));
+                }
+                if threads > 1 {
+                    // DSCP i (threads ≤ 64): the receiver's stream id for this thread.
+                    let class = if s.ipv6 { "traffic_class" } else { "tos" };
+                    cmds.push(format!("{class} {:02x}", (i & 63) << 2));
+                }
+                if let Some(r) = opts.rate {
+                    cmds.push(format!("ratep {}", super::share(r, threads, i).max(1)));
+                }
+                Part {
+                    thread: format!("kpktgend_{i}"),
+                    dev: format!("{}@{i}", opts.dev),
+                    cmds,
+                }
+            })
+            .collect()
+    }
+
+    /// Frames a pktgen device file says it sent (`pkts-sofar: N`).
+    pub(super) fn sent_so_far(text: &str) -> Option<u64> {
+        text.split_whitespace()
+            .skip_while(|w| *w != "pkts-sofar:")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+    }
+
     pub(super) fn run(opts: &TxOptions, t: &Arc<Template>) -> Result<TxReport> {
-        if !Path::new(ROOT).join("pgctrl").exists() {
+        run_at(Path::new(ROOT), opts, t)
+    }
+
+    /// [`run`] with pktgen's control files under `root`.
+    pub(super) fn run_at(root: &Path, opts: &TxOptions, t: &Template) -> Result<TxReport> {
+        if !root.join("pgctrl").exists() {
             bail!(
-                "--mode kernel: this kernel has no pktgen ({ROOT} does not exist: \
+                "--mode kernel: this kernel has no pktgen ({} does not exist: \
                  CONFIG_NET_PKTGEN is not built in and no pktgen module is loaded); \
-                 use --mode afxdp or --mode afpacket"
+                 use --mode afxdp or --mode afpacket",
+                root.display()
             );
         }
-        let s = t.spec();
-        let threads = opts.threads.max(1);
-        let mut devs = Vec::new();
-        for i in 0..threads {
-            let kt = format!("kpktgend_{i}");
-            if !Path::new(ROOT).join(&kt).exists() {
-                bail!("{ROOT}/{kt} missing: the kernel runs fewer pktgen threads than --threads");
+        let parts = plan(opts, t);
+        for p in &parts {
+            if !root.join(&p.thread).exists() {
+                bail!(
+                    "{}/{} missing: the kernel runs fewer pktgen threads than --threads",
+                    root.display(),
+                    p.thread
+                );
             }
-            write(&kt, "rem_device_all")?;
-            let dev = format!("{}@{i}", opts.dev);
-            write(&kt, &format!("add_device {dev}"))?;
-            let count = opts.count.map_or(0, |c| super::share(c, threads, i));
-            let mut cmds = vec![
-                format!("count {count}"),
-                format!("pkt_size {}", t.len()),
-                "clone_skb 0".into(),
-                format!("dst_mac {}", format_mac(&s.dst_mac)),
-                format!("src_mac {}", format_mac(&s.src_mac)),
-                format!("udp_src_min {}", s.src_port.lo),
-                format!("udp_src_max {}", s.src_port.hi),
-                format!("udp_dst_min {}", s.dst_port.lo),
-                format!("udp_dst_max {}", s.dst_port.hi),
-                format!("queue_map_min {i}"),
-                format!("queue_map_max {i}"),
-                "flag UDPCSUM".into(),
-            ];
-            let (sl, sh) = (s.src_ip.nth(0), s.src_ip.nth(s.src_ip.len() - 1));
-            let (dl, dh) = (s.dst_ip.nth(0), s.dst_ip.nth(s.dst_ip.len() - 1));
-            if s.ipv6 {
-                cmds.push(format!("src6 {}", ip_text(&sl, true)));
-                cmds.push(format!("dst6 {}", ip_text(&dl, true)));
-            } else {
-                cmds.push(format!("src_min {}", ip_text(&sl, false)));
-                cmds.push(format!("src_max {}", ip_text(&sh, false)));
-                cmds.push(format!("dst_min {}", ip_text(&dl, false)));
-                cmds.push(format!("dst_max {}", ip_text(&dh, false)));
+        }
+        for p in &parts {
+            write(root, &p.thread, "rem_device_all")?;
+            write(root, &p.thread, &format!("add_device {}", p.dev))?;
+            for c in &p.cmds {
+                write(root, &p.dev, c)?;
             }
-            if let Some(f) = s.flows {
-                cmds.push(format!("flows {f}"));
-                cmds.push("flowlen 1".into());
-            }
-            if opts.random {
-                cmds.push("flag UDPSRC_RND".into());
-            }
-            if let Some(v) = s.vlan {
-                cmds.push(format!("vlan_id {v}"));
-            }
-            if let Some(r) = opts.rate {
-                cmds.push(format!("ratep {}", super::share(r, threads, i).max(1)));
-            }
-            for c in cmds {
-                write(&dev, &c)?;
-            }
-            devs.push(dev);
         }
         let start = monotonic_ns();
-        // "start" blocks until every device finished its count; stop it at the deadline.
-        let stopper = {
+        if !parts.is_empty() {
+            // "start" blocks until every device sent its count; "stop" it at the deadline,
+            // unless it returned before (a stray "stop" would end a later run).
+            let (done, wait) = mpsc::channel::<()>();
+            let ctl = root.join("pgctrl");
             let d = opts.duration;
-            std::thread::spawn(move || {
-                std::thread::sleep(d);
-                let _ = fs::write(Path::new(ROOT).join("pgctrl"), "stop");
-            })
-        };
-        write("pgctrl", "start")?;
-        let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
-        drop(stopper); // detached; it only writes "stop", harmless once done
-        let mut sent = 0;
-        for dev in &devs {
-            let text = fs::read_to_string(Path::new(ROOT).join(dev)).unwrap_or_default();
-            sent += text
-                .split_whitespace()
-                .skip_while(|w| *w != "pkts-sofar:")
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
+            let stopper = std::thread::spawn(move || {
+                if wait.recv_timeout(d) == Err(mpsc::RecvTimeoutError::Timeout) {
+                    let _ = fs::write(ctl, "stop");
+                }
+            });
+            let started = write(root, "pgctrl", "start");
+            drop(done);
+            let _ = stopper.join();
+            started?;
         }
+        let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
+        let sent = parts
+            .iter()
+            .map(|p| {
+                fs::read_to_string(root.join(&p.dev))
+                    .ok()
+                    .as_deref()
+                    .and_then(sent_so_far)
+                    .unwrap_or(0)
+            })
+            .sum();
         Ok(TxReport {
             sent,
             secs,
             eagain: 0,
             mode: Mode::Kernel,
-            threads,
+            threads: parts.len(),
         })
     }
 }
@@ -747,6 +830,199 @@ mod kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kernel_opts(threads: usize, count: Option<u64>) -> TxOptions {
+        TxOptions {
+            dev: "veth0".into(),
+            mode: Some(Mode::Kernel),
+            threads,
+            count,
+            duration: Duration::from_millis(300),
+            rate: None,
+            random: false,
+        }
+    }
+
+    fn kernel_template(ipv6: bool, flows: Option<u32>, vlan: Option<u16>) -> Template {
+        use crate::args::{PortRange, parse_ip_range, parse_port_range};
+        let (s, d) = if ipv6 {
+            ("2001:db8::1-2001:db8::4", "2001:db8::10-2001:db8::13")
+        } else {
+            ("198.18.0.1-198.18.0.4", "198.18.1.1-198.18.1.2")
+        };
+        Template::new(&crate::frame::FrameSpec {
+            size: None,
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: parse_ip_range(s, ipv6).unwrap(),
+            dst_ip: parse_ip_range(d, ipv6).unwrap(),
+            src_port: parse_port_range("1000-1099").unwrap(),
+            dst_port: PortRange::single(9),
+            flows,
+            vlan,
+            ipv6,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn kernel_mode_plans_one_device_per_thread_with_the_spec_in_pktgen_commands() {
+        let t = kernel_template(false, None, Some(7));
+        let parts = kernel::plan(
+            &TxOptions {
+                rate: Some(1001),
+                random: true,
+                ..kernel_opts(2, Some(11))
+            },
+            &t,
+        );
+        assert_eq!(parts.len(), 2);
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(
+                (p.thread.as_str(), p.dev.as_str()),
+                ([("kpktgend_0", "veth0@0"), ("kpktgend_1", "veth0@1")][i])
+            );
+            let has = |c: &str| p.cmds.iter().any(|x| x == c);
+            for c in [
+                &format!("count {}", [6, 5][i]),
+                &format!("ratep {}", [501, 500][i]),
+                &format!("queue_map_min {i}"),
+                &format!("queue_map_max {i}"),
+                &format!("tos {}", ["00", "04"][i]),
+                "pkt_size 64",
+                "clone_skb 0",
+                "dst_mac 02:00:00:00:00:02",
+                "src_mac 02:00:00:00:00:01",
+                "src_min 198.18.0.1",
+                "src_max 198.18.0.4",
+                "dst_min 198.18.1.1",
+                "dst_max 198.18.1.2",
+                "udp_src_min 1000",
+                "udp_src_max 1099",
+                "udp_dst_min 9",
+                "udp_dst_max 9",
+                "vlan_id 7",
+                "flag UDPCSUM",
+                "flag IPSRC_RND",
+                "flag IPDST_RND",
+                "flag UDPSRC_RND",
+            ] {
+                assert!(has(c), "thread {i} lacks {c:?}: {:?}", p.cmds);
+            }
+            // One destination port: nothing to randomize; no flows asked for.
+            assert!(!has("flag UDPDST_RND") && !p.cmds.iter().any(|c| c.starts_with("flows")));
+        }
+    }
+
+    #[test]
+    fn kernel_mode_never_leaves_a_device_sending_without_end() {
+        let t = kernel_template(false, None, None);
+        // More threads than frames: one thread per frame, none with "count 0" (endless).
+        let parts = kernel::plan(&kernel_opts(4, Some(2)), &t);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.cmds[0] == "count 1"), "{parts:?}");
+        assert!(kernel::plan(&kernel_opts(4, Some(0)), &t).is_empty());
+        // No count: every thread sends until the duration's "stop"; one thread: no DSCP.
+        let parts = kernel::plan(&kernel_opts(1, None), &t);
+        assert_eq!(parts[0].cmds[0], "count 0");
+        assert!(!parts[0].cmds.iter().any(|c| c.starts_with("tos")));
+    }
+
+    #[test]
+    fn kernel_mode_ipv6_and_flows() {
+        let t = kernel_template(true, Some(3), None);
+        let parts = kernel::plan(&kernel_opts(2, None), &t);
+        let cmds = &parts[1].cmds;
+        for c in [
+            "src6 2001:db8::1",
+            "dst6 2001:db8::10",
+            "dst6_min 2001:db8::10",
+            "dst6_max 2001:db8::13",
+            "flows 3",
+            "flowlen 1",
+            "flag FLOW_SEQ",
+            "traffic_class 04",
+        ] {
+            assert!(cmds.iter().any(|x| x == c), "lacks {c:?}: {cmds:?}");
+        }
+        assert!(
+            !cmds
+                .iter()
+                .any(|c| c.starts_with("src_min") || c.ends_with("_RND"))
+        );
+        let random = kernel::plan(
+            &TxOptions {
+                random: true,
+                ..kernel_opts(1, None)
+            },
+            &t,
+        );
+        let cmds = &random[0].cmds;
+        assert!(!cmds.iter().any(|c| c == "flag FLOW_SEQ"), "{cmds:?}");
+        // IPv6 sources have no range in pktgen: no IPSRC_RND either.
+        assert!(!cmds.iter().any(|c| c == "flag IPSRC_RND"), "{cmds:?}");
+        assert!(cmds.iter().any(|c| c == "flag IPDST_RND"), "{cmds:?}");
+    }
+
+    #[test]
+    fn kernel_mode_reads_what_a_device_sent() {
+        let text = "Params: count 100000  min_pkt_size: 60  max_pkt_size: 60\n\
+                    Current:\n     pkts-sofar: 99871  errors: 0\n     seq_num: 99872\n\
+                    Result: OK: 15430(c15405+d25) usec, 99871 (60byte,0frags)\n";
+        assert_eq!(kernel::sent_so_far(text), Some(99_871));
+        assert_eq!(kernel::sent_so_far("Result: OK: count=5"), None);
+        assert_eq!(kernel::sent_so_far("pkts-sofar: x"), None);
+    }
+
+    /// A directory standing in for `/proc/net/pktgen`, removed on drop.
+    struct FakeProc(std::path::PathBuf);
+
+    impl FakeProc {
+        fn new(files: &[&str]) -> Self {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let d = std::env::temp_dir().join(format!("pktgen-proc-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&d).unwrap();
+            for f in files {
+                std::fs::write(d.join(f), "").unwrap();
+            }
+            Self(d)
+        }
+        fn read(&self, f: &str) -> String {
+            std::fs::read_to_string(self.0.join(f)).unwrap_or_default()
+        }
+    }
+
+    impl Drop for FakeProc {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn kernel_mode_names_what_is_missing_and_cancels_its_stop_when_done() {
+        let t = kernel_template(false, None, None);
+        let none = FakeProc::new(&[]);
+        let e = kernel::run_at(&none.0, &kernel_opts(1, Some(5)), &t).unwrap_err();
+        assert!(format!("{e:#}").contains("no pktgen"), "{e:#}");
+        let one = FakeProc::new(&["pgctrl", "kpktgend_0"]);
+        let e = kernel::run_at(&one.0, &kernel_opts(2, Some(5)), &t).unwrap_err();
+        assert!(format!("{e:#}").contains("kpktgend_1 missing"), "{e:#}");
+        // A plain file takes "start" without blocking, as a run that ended at once: the
+        // stopper must not write "stop" later (it would end the next run).
+        let r = kernel::run_at(&one.0, &kernel_opts(1, Some(5)), &t).unwrap();
+        assert_eq!((r.mode, r.threads, r.sent), (Mode::Kernel, 1, 0));
+        assert_eq!(one.read("kpktgend_0"), "add_device veth0@0");
+        assert_eq!(
+            one.read("veth0@0"),
+            *kernel::plan(&kernel_opts(1, Some(5)), &t)[0]
+                .cmds
+                .last()
+                .unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(one.read("pgctrl"), "start");
+    }
 
     #[test]
     fn shares_add_up() {

@@ -495,6 +495,59 @@ fn kernel_mode_names_the_missing_kernel_pktgen() {
     );
 }
 
+/// Sends UDP frames with the kernel pktgen's payload header (magic, sequence number,
+/// wall-clock seconds and microseconds) from a raw socket in `ns`: one per `(dscp, seq)`.
+fn send_kernel_frames(ns: &Netns, frames: &[(u8, u32)]) {
+    let list: Vec<String> = frames.iter().map(|(d, s)| format!("({d},{s})")).collect();
+    let script = format!(
+        r#"
+import socket, struct, time
+def csum(b):
+    s = sum(struct.unpack("!10H", b))
+    s = (s & 0xffff) + (s >> 16)
+    return ~((s & 0xffff) + (s >> 16)) & 0xffff
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+for dscp, seq in [{}]:
+    t = time.time()
+    pg = struct.pack("!IIII", 0xbe9be955, seq, int(t), int(t * 1e6) % 1000000)
+    udp = struct.pack("!HHHH", 1000, 9, 8 + len(pg), 0) + pg
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, dscp << 2, 20 + len(udp), 0, 0, 64, 17, 0,
+                     bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    eth = bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]) + struct.pack("!H", 0x0800)
+    s.send((eth + ip + udp).ljust(60, b"\0"))
+"#,
+        list.join(",")
+    );
+    let out = ns.exec("python3", &["-c", &script]).unwrap();
+    assert!(out.status.success(), "sender failed: {out:?}");
+}
+
+#[test]
+fn kernel_pktgen_frames_count_per_dscp_stream() {
+    if !require_privileges("kernel_pktgen_frames_count_per_dscp_stream") {
+        return;
+    }
+    // As two kernel threads would send them with `--mode kernel --threads 2`: thread 0
+    // (DSCP 0) sends 1 2 4 (3 lost), thread 1 (DSCP 1) sends 1 2 2 3 (a duplicate).
+    let frames = [(0, 1), (1, 1), (0, 2), (1, 2), (0, 4), (1, 2), (1, 3)];
+    for mode in ["afpacket", "afxdp"] {
+        let p = Pair::new(1);
+        let rx = start_rx(&p.b, &["--mode", mode, "--count", "7"]);
+        send_kernel_frames(&p.a, &frames);
+        let r = finish(rx);
+        assert_eq!(num(&r, "received"), 7, "{mode}: {r}");
+        assert_eq!(num(&r, "kernel"), 7, "{mode}: {r}");
+        assert_eq!(num(&r, "other"), 0, "{mode}: {r}");
+        assert_eq!(num(&r, "lost"), 1, "{mode}: {r}");
+        assert_eq!(num(&r, "dup"), 1, "{mode}: {r}");
+        // Stamped on the wall clock to the microsecond: a latency was measured.
+        let p50: f64 = field(&r, "lat_p50_us").unwrap().parse().unwrap();
+        assert!(p50 > 0.0, "{mode}: {r}");
+    }
+}
+
 #[test]
 fn timeouts_bound_the_runs() {
     // An rx with nothing to receive stops at its duration.
