@@ -10,7 +10,8 @@
 //!   (`normal`): more exact keys than the EMC has slots;
 //! - `pipeline/rules_1_flow` and `pipeline/rules_10k_flows` — 1,000 rules
 //!   `udp,tp_dst=N actions=output:2` in table 0; 64 frames of one 5-tuple, or cycling over
-//!   10,000 5-tuples;
+//!   10,000 5-tuples; `pipeline/rules_64_flows` the same over 64 5-tuples (every frame its own
+//!   megaflow, every entry in the CPU's caches);
 //! - `pipeline/flow_setup` — 32 frames per batch (the upcall budget), each a new 5-tuple, with
 //!   1,000 exact 5-tuple rules in table 0 (so each is a new megaflow): miss + translation +
 //!   install (+ an eviction once the cache is full) + `normal`; frames/s = setups/s.
@@ -51,6 +52,7 @@ fn bench_inline(c: &mut Criterion) {
     );
     bench_scenario(&mut g, "pipeline", "rules_1_flow", "pipeline_rules_1");
     bench_scenario(&mut g, "pipeline", "rules_10k_flows", "pipeline_rules_10k");
+    bench_scenario(&mut g, "pipeline", "rules_64_flows", "pipeline_rules_64");
     bench_scenario(&mut g, "pipeline", "flow_setup", "pipeline_setup");
     g.finish();
 }

@@ -16,6 +16,7 @@
 //! | `pipeline_normal_10k` | 64 frames of 10,000 cycling 5-tuples A → B (`normal`) |
 //! | `pipeline_rules_1` | 64 frames of one 5-tuple, 1,000 `udp,tp_dst=N → output:2` rules |
 //! | `pipeline_rules_10k` | 64 frames of 10,000 cycling 5-tuples, the same rules |
+//! | `pipeline_rules_64` | 64 frames of 64 cycling 5-tuples, the same rules (each frame its own megaflow, as with 10,000, but every entry stays in the CPU's caches) |
 //! | `pipeline_setup` | 32 frames, each a new 5-tuple: miss + upcall + install + `normal` |
 //! | `pipeline_set_field` | 64 frames, a flow rewriting `ip_dst` and `udp_dst` (checksums fixed) then `output:2` |
 //! | `pipeline_vlan` | 64 frames, a flow `push_vlan, set vlan_vid, pop_vlan, output:2` |
@@ -54,6 +55,7 @@ pub const ALL: &[&str] = &[
     "pipeline_normal_10k",
     "pipeline_rules_1",
     "pipeline_rules_10k",
+    "pipeline_rules_64",
     "pipeline_setup",
     "pipeline_set_field",
     "pipeline_vlan",
@@ -317,6 +319,14 @@ pub fn scenario(name: &str) -> Option<Scenario> {
                 "pipeline_rules_10k",
                 rig,
                 cycle_batches(&many_flows(MANY_FLOWS)),
+            )
+        }
+        "pipeline_rules_64" => {
+            let rig = InlineRig::with_flows(2, (0..RULES).map(udp_port_rule));
+            inline(
+                "pipeline_rules_64",
+                rig,
+                cycle_batches(&many_flows(BATCH)),
             )
         }
         "pipeline_setup" => {
