@@ -323,11 +323,7 @@ pub fn scenario(name: &str) -> Option<Scenario> {
         }
         "pipeline_rules_64" => {
             let rig = InlineRig::with_flows(2, (0..RULES).map(udp_port_rule));
-            inline(
-                "pipeline_rules_64",
-                rig,
-                cycle_batches(&many_flows(BATCH)),
-            )
+            inline("pipeline_rules_64", rig, cycle_batches(&many_flows(BATCH)))
         }
         "pipeline_setup" => {
             let mut rig = InlineRig::with_flows(2, (0..RULES).map(five_tuple_rule));

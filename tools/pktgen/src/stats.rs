@@ -258,13 +258,17 @@ impl RxStats {
                 if self.tuples.len() < MAX_TUPLES {
                     self.tuples.insert(p.tuple);
                 }
-                self.sequence(p.stream, p.seq, p.first_seq);
+                self.sequence(p.stream, p.seq, p.first_seq, p.kernel);
             }
             _ => self.other += 1,
         }
     }
 
-    fn sequence(&mut self, stream: u32, seq: u64, first_seq: u64) {
+    /// Accounts sequence number `seq` of `stream`, whose sender counts from `first_seq`.
+    /// `restarts`: the stream id is not unique per run (kernel frames: DSCP only) and its
+    /// 32-bit numbers wrap, so a number far behind the highest starts the stream over (a new
+    /// run, or the wrap) instead of counting as a late frame.
+    fn sequence(&mut self, stream: u32, seq: u64, first_seq: u64, restarts: bool) {
         let Some(s) = self.streams.get_mut(&stream) else {
             // The stream's first frame: everything from the sender's first number is missing.
             let mut s = Stream {
@@ -290,6 +294,14 @@ impl RxStats {
                 }
             }
             s.highest = seq;
+            let (w, b) = s.bit(seq);
+            *w |= b;
+        } else if restarts && s.highest - seq >= WINDOW {
+            // A new kernel run (or the sequence wrapped): the stream starts over; what it
+            // missed so far stays missed.
+            s.missing += seq.saturating_sub(first_seq);
+            s.highest = seq;
+            s.window = [0; (WINDOW / 64) as usize];
             let (w, b) = s.bit(seq);
             *w |= b;
         } else if s.highest - seq >= WINDOW {
@@ -445,6 +457,13 @@ mod tests {
         let mut st = RxStats::new();
         st.frame(&kernel_frame(&t, 9, 5, 0, 0), false, now_mono);
         assert_eq!((st.lost(), st.latency.count()), (4, 0));
+        // A second kernel run into the same receiver starts at 1 again: a new start, not
+        // 10,000 late frames; its own gap (3) is counted, the first run's loss kept.
+        let mut st = RxStats::new();
+        for seq in (1..=10_000).chain([1, 2, 4]) {
+            st.frame(&kernel_frame(&t, 0, seq, 0, 0), false, now_mono);
+        }
+        assert_eq!((st.received, st.lost(), st.reordered, st.dup), (10_003, 1, 0, 0));
     }
 
     #[test]

@@ -615,13 +615,15 @@ fn send_ring(mut r: TxRing, t: &Template, mut p: Part) -> Result<Done> {
 /// `--mode kernel`: the kernel's own generator, where it exists.
 ///
 /// Each sending thread is one kernel pktgen thread (`kpktgend_<i>`) with one pktgen device
-/// `<dev>@<i>` on tx queue `i`. The frame spec maps onto pktgen's own knobs: address and port
-/// ranges sweep from min to max (`*_RND` flags with `--random`), `--flows N` becomes pktgen's
-/// `flows N` with one frame per flow (`FLOW_SEQ` unless `--random`), an IPv6 source range
-/// keeps its first address (pktgen has no source range for IPv6). The kernel writes its own
-/// payload header (sequence number from 1 per device, wall-clock send time), which `rx`
-/// recognizes; with more than one thread, thread `i` marks its frames with DSCP `i` so that
-/// `rx` keeps their sequence numbers apart.
+/// `<dev>@<i>` on tx queue `i`, after a `reset` that removes every device of the namespace's
+/// pktgen. The frame spec maps onto pktgen's own knobs: each IPv4 address and port range is
+/// swept on its own (`*_RND` flags with `--random`); pktgen's port maxima (and its random
+/// address maxima) are exclusive, so one more is written. What pktgen cannot express is an
+/// error: `--flows` (pktgen's flows pin destination addresses, not 5-tuples), IPv6 address
+/// ranges (pktgen only randomizes IPv6 destinations bitwise), a range ending at port 65535.
+/// The kernel writes its own payload header (sequence number from 1 per device, wall-clock
+/// send time), which `rx` recognizes; with more than one thread, thread `i` marks its frames
+/// with DSCP `i` so that `rx` keeps their sequence numbers apart.
 mod kernel {
     use std::fs;
     use std::path::Path;
@@ -669,21 +671,71 @@ mod kernel {
         }
     }
 
+    /// pktgen's exclusive maximum for the inclusive port range `lo..=hi`.
+    fn port_max(what: &str, lo: u16, hi: u16) -> Result<u16, String> {
+        if lo == hi {
+            return Ok(hi);
+        }
+        hi.checked_add(1).ok_or_else(|| {
+            format!(
+                "--mode kernel: pktgen's {what} port maximum is exclusive, so a range cannot \
+                 end at 65535; end it at 65534"
+            )
+        })
+    }
+
     /// The kernel threads a run uses and their commands: `--threads`, but never more than
-    /// frames to send (a device with `count 0` would send until stopped); none for
-    /// `--count 0`.
-    pub(super) fn plan(opts: &TxOptions, t: &Template) -> Vec<Part> {
+    /// frames to send (a device with `count 0` would send until stopped) nor than frames per
+    /// second (each device sends at least one a second); none for `--count 0`.
+    ///
+    /// # Errors
+    /// A spec pktgen cannot send (see the module docs).
+    pub(super) fn plan(opts: &TxOptions, t: &Template) -> Result<Vec<Part>, String> {
         let s = t.spec();
-        let threads = match opts.count {
-            Some(c) => opts
-                .threads
-                .max(1)
-                .min(usize::try_from(c).unwrap_or(usize::MAX)),
-            None => opts.threads.max(1),
+        if s.flows.is_some() {
+            return Err(
+                "--mode kernel: --flows has no pktgen equivalent (pktgen's flows pin \
+                        destination addresses, not 5-tuples); give address and port ranges"
+                    .into(),
+            );
+        }
+        if s.ipv6 && (s.src_ip.len() > 1 || s.dst_ip.len() > 1) {
+            return Err("--mode kernel: pktgen has no IPv6 address ranges (it only \
+                        randomizes destinations bit by bit); give one source and one \
+                        destination address"
+                .into());
+        }
+        let cap =
+            |n: Option<u64>| n.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let threads = opts
+            .threads
+            .max(1)
+            .min(cap(opts.count))
+            .min(cap(opts.rate).max(1));
+        let src_port_max = port_max("source", s.src_port.lo, s.src_port.hi)?;
+        let dst_port_max = port_max("destination", s.dst_port.lo, s.dst_port.hi)?;
+        let (sl, dl) = (s.src_ip.nth(0), s.dst_ip.nth(0));
+        // Sequential address sweeps include their maximum; random picks exclude it.
+        let v4_max = |r: &crate::args::IpRange| -> Result<[u8; 16], String> {
+            let top = r.nth(r.len() - 1);
+            if !opts.random || r.len() == 1 {
+                return Ok(top);
+            }
+            let v = u32::from_be_bytes([top[0], top[1], top[2], top[3]]);
+            let v = v.checked_add(1).ok_or(
+                "--mode kernel --random: pktgen's random address maximum is exclusive, so a \
+                 range cannot end at 255.255.255.255",
+            )?;
+            let mut out = [0u8; 16];
+            out[..4].copy_from_slice(&v.to_be_bytes());
+            Ok(out)
         };
-        let (sl, sh) = (s.src_ip.nth(0), s.src_ip.nth(s.src_ip.len() - 1));
-        let (dl, dh) = (s.dst_ip.nth(0), s.dst_ip.nth(s.dst_ip.len() - 1));
-        (0..threads)
+        let (sh, dh) = if s.ipv6 {
+            (sl, dl)
+        } else {
+            (v4_max(&s.src_ip)?, v4_max(&s.dst_ip)?)
+        };
+        Ok((0..threads)
             .map(|i| {
                 let count = opts.count.map_or(0, |c| super::share(c, threads, i));
                 let mut cmds = vec![
@@ -693,9 +745,9 @@ mod kernel {
                     format!("dst_mac {}", format_mac(&s.dst_mac)),
                     format!("src_mac {}", format_mac(&s.src_mac)),
                     format!("udp_src_min {}", s.src_port.lo),
-                    format!("udp_src_max {}", s.src_port.hi),
+                    format!("udp_src_max {src_port_max}"),
                     format!("udp_dst_min {}", s.dst_port.lo),
-                    format!("udp_dst_max {}", s.dst_port.hi),
+                    format!("udp_dst_max {dst_port_max}"),
                     format!("queue_map_min {i}"),
                     format!("queue_map_max {i}"),
                     "flag UDPCSUM".into(),
@@ -703,24 +755,15 @@ mod kernel {
                 if s.ipv6 {
                     cmds.push(format!("src6 {}", ip_text(&sl, true)));
                     cmds.push(format!("dst6 {}", ip_text(&dl, true)));
-                    cmds.push(format!("dst6_min {}", ip_text(&dl, true)));
-                    cmds.push(format!("dst6_max {}", ip_text(&dh, true)));
                 } else {
                     cmds.push(format!("src_min {}", ip_text(&sl, false)));
                     cmds.push(format!("src_max {}", ip_text(&sh, false)));
                     cmds.push(format!("dst_min {}", ip_text(&dl, false)));
                     cmds.push(format!("dst_max {}", ip_text(&dh, false)));
                 }
-                if let Some(f) = s.flows {
-                    cmds.push(format!("flows {f}"));
-                    cmds.push("flowlen 1".into());
-                    if !opts.random {
-                        cmds.push("flag FLOW_SEQ".into());
-                    }
-                }
                 if opts.random {
                     for (flag, wide) in [
-                        ("IPSRC_RND", !s.ipv6 && s.src_ip.len() > 1),
+                        ("IPSRC_RND", s.src_ip.len() > 1),
                         ("IPDST_RND", s.dst_ip.len() > 1),
                         ("UDPSRC_RND", s.src_port.len() > 1),
                         ("UDPDST_RND", s.dst_port.len() > 1),
@@ -747,7 +790,7 @@ mod kernel {
                     cmds,
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// Frames a pktgen device file says it sent (`pkts-sofar: N`).
@@ -772,7 +815,7 @@ mod kernel {
                 root.display()
             );
         }
-        let parts = plan(opts, t);
+        let parts = plan(opts, t).map_err(anyhow::Error::msg)?;
         for p in &parts {
             if !root.join(&p.thread).exists() {
                 bail!(
@@ -782,6 +825,8 @@ mod kernel {
                 );
             }
         }
+        // Devices left from an earlier run on any kernel thread would start with ours.
+        write(root, "pgctrl", "reset")?;
         for p in &parts {
             write(root, &p.thread, "rem_device_all")?;
             write(root, &p.thread, &format!("add_device {}", p.dev))?;
@@ -843,21 +888,23 @@ mod tests {
         }
     }
 
-    fn kernel_template(ipv6: bool, flows: Option<u32>, vlan: Option<u16>) -> Template {
-        use crate::args::{PortRange, parse_ip_range, parse_port_range};
-        let (s, d) = if ipv6 {
-            ("2001:db8::1-2001:db8::4", "2001:db8::10-2001:db8::13")
-        } else {
-            ("198.18.0.1-198.18.0.4", "198.18.1.1-198.18.1.2")
-        };
+    /// A spec with the given ranges (`A-B` or one value each: source address, destination
+    /// address, source port, destination port).
+    fn kernel_template(
+        ipv6: bool,
+        ranges: [&str; 4],
+        flows: Option<u32>,
+        vlan: Option<u16>,
+    ) -> Template {
+        use crate::args::{parse_ip_range, parse_port_range};
         Template::new(&crate::frame::FrameSpec {
             size: None,
             src_mac: [2, 0, 0, 0, 0, 1],
             dst_mac: [2, 0, 0, 0, 0, 2],
-            src_ip: parse_ip_range(s, ipv6).unwrap(),
-            dst_ip: parse_ip_range(d, ipv6).unwrap(),
-            src_port: parse_port_range("1000-1099").unwrap(),
-            dst_port: PortRange::single(9),
+            src_ip: parse_ip_range(ranges[0], ipv6).unwrap(),
+            dst_ip: parse_ip_range(ranges[1], ipv6).unwrap(),
+            src_port: parse_port_range(ranges[2]).unwrap(),
+            dst_port: parse_port_range(ranges[3]).unwrap(),
             flows,
             vlan,
             ipv6,
@@ -865,9 +912,20 @@ mod tests {
         .unwrap()
     }
 
+    const V4_RANGES: [&str; 4] = [
+        "198.18.0.1-198.18.0.4",
+        "198.18.1.1-198.18.1.2",
+        "1000-1099",
+        "9",
+    ];
+
+    fn has(p: &kernel::Part, c: &str) -> bool {
+        p.cmds.iter().any(|x| x == c)
+    }
+
     #[test]
     fn kernel_mode_plans_one_device_per_thread_with_the_spec_in_pktgen_commands() {
-        let t = kernel_template(false, None, Some(7));
+        let t = kernel_template(false, V4_RANGES, None, Some(7));
         let parts = kernel::plan(
             &TxOptions {
                 rate: Some(1001),
@@ -875,14 +933,14 @@ mod tests {
                 ..kernel_opts(2, Some(11))
             },
             &t,
-        );
+        )
+        .unwrap();
         assert_eq!(parts.len(), 2);
         for (i, p) in parts.iter().enumerate() {
             assert_eq!(
                 (p.thread.as_str(), p.dev.as_str()),
                 ([("kpktgend_0", "veth0@0"), ("kpktgend_1", "veth0@1")][i])
             );
-            let has = |c: &str| p.cmds.iter().any(|x| x == c);
             for c in [
                 &format!("count {}", [6, 5][i]),
                 &format!("ratep {}", [501, 500][i]),
@@ -893,12 +951,14 @@ mod tests {
                 "clone_skb 0",
                 "dst_mac 02:00:00:00:00:02",
                 "src_mac 02:00:00:00:00:01",
+                // Random address picks exclude pktgen's maximum: one more is written.
                 "src_min 198.18.0.1",
-                "src_max 198.18.0.4",
+                "src_max 198.18.0.5",
                 "dst_min 198.18.1.1",
-                "dst_max 198.18.1.2",
+                "dst_max 198.18.1.3",
+                // Port maxima are exclusive in pktgen, random or not; one port stays one.
                 "udp_src_min 1000",
-                "udp_src_max 1099",
+                "udp_src_max 1100",
                 "udp_dst_min 9",
                 "udp_dst_max 9",
                 "vlan_id 7",
@@ -907,61 +967,98 @@ mod tests {
                 "flag IPDST_RND",
                 "flag UDPSRC_RND",
             ] {
-                assert!(has(c), "thread {i} lacks {c:?}: {:?}", p.cmds);
+                assert!(has(p, c), "thread {i} lacks {c:?}: {:?}", p.cmds);
             }
-            // One destination port: nothing to randomize; no flows asked for.
-            assert!(!has("flag UDPDST_RND") && !p.cmds.iter().any(|c| c.starts_with("flows")));
+            // One destination port: nothing to randomize.
+            assert!(!has(p, "flag UDPDST_RND"), "{:?}", p.cmds);
         }
+        // In order, addresses sweep up to and including their maximum.
+        let p = &kernel::plan(&kernel_opts(1, None), &t).unwrap()[0];
+        assert!(
+            has(p, "src_max 198.18.0.4") && has(p, "dst_max 198.18.1.2"),
+            "{:?}",
+            p.cmds
+        );
+        assert!(has(p, "udp_src_max 1100") && !p.cmds.iter().any(|c| c.ends_with("_RND")));
     }
 
     #[test]
     fn kernel_mode_never_leaves_a_device_sending_without_end() {
-        let t = kernel_template(false, None, None);
+        let t = kernel_template(false, V4_RANGES, None, None);
         // More threads than frames: one thread per frame, none with "count 0" (endless).
-        let parts = kernel::plan(&kernel_opts(4, Some(2)), &t);
+        let parts = kernel::plan(&kernel_opts(4, Some(2)), &t).unwrap();
         assert_eq!(parts.len(), 2);
         assert!(parts.iter().all(|p| p.cmds[0] == "count 1"), "{parts:?}");
-        assert!(kernel::plan(&kernel_opts(4, Some(0)), &t).is_empty());
+        assert!(
+            kernel::plan(&kernel_opts(4, Some(0)), &t)
+                .unwrap()
+                .is_empty()
+        );
+        // More threads than frames per second: the rate is kept, not rounded up per thread.
+        let slow = TxOptions {
+            rate: Some(3),
+            ..kernel_opts(8, None)
+        };
+        let parts = kernel::plan(&slow, &t).unwrap();
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| has(p, "ratep 1")), "{parts:?}");
         // No count: every thread sends until the duration's "stop"; one thread: no DSCP.
-        let parts = kernel::plan(&kernel_opts(1, None), &t);
+        let parts = kernel::plan(&kernel_opts(1, None), &t).unwrap();
         assert_eq!(parts[0].cmds[0], "count 0");
         assert!(!parts[0].cmds.iter().any(|c| c.starts_with("tos")));
     }
 
     #[test]
-    fn kernel_mode_ipv6_and_flows() {
-        let t = kernel_template(true, Some(3), None);
-        let parts = kernel::plan(&kernel_opts(2, None), &t);
-        let cmds = &parts[1].cmds;
-        for c in [
-            "src6 2001:db8::1",
-            "dst6 2001:db8::10",
-            "dst6_min 2001:db8::10",
-            "dst6_max 2001:db8::13",
-            "flows 3",
-            "flowlen 1",
-            "flag FLOW_SEQ",
-            "traffic_class 04",
-        ] {
-            assert!(cmds.iter().any(|x| x == c), "lacks {c:?}: {cmds:?}");
+    fn kernel_mode_refuses_what_pktgen_cannot_send() {
+        let one6 = ["2001:db8::1", "2001:db8::10", "1000", "9"];
+        let t = kernel_template(true, one6, None, None);
+        let parts = kernel::plan(&kernel_opts(2, None), &t).unwrap();
+        for c in ["src6 2001:db8::1", "dst6 2001:db8::10", "traffic_class 04"] {
+            assert!(has(&parts[1], c), "lacks {c:?}: {:?}", parts[1].cmds);
         }
-        assert!(
-            !cmds
-                .iter()
-                .any(|c| c.starts_with("src_min") || c.ends_with("_RND"))
-        );
-        let random = kernel::plan(
-            &TxOptions {
-                random: true,
+        let refused = |ipv6, ranges, flows, random: bool| {
+            let opts = TxOptions {
+                random,
                 ..kernel_opts(1, None)
-            },
-            &t,
+            };
+            kernel::plan(&opts, &kernel_template(ipv6, ranges, flows, None)).unwrap_err()
+        };
+        let e = refused(
+            true,
+            ["2001:db8::1", "2001:db8::10-2001:db8::13", "1000", "9"],
+            None,
+            false,
         );
-        let cmds = &random[0].cmds;
-        assert!(!cmds.iter().any(|c| c == "flag FLOW_SEQ"), "{cmds:?}");
-        // IPv6 sources have no range in pktgen: no IPSRC_RND either.
-        assert!(!cmds.iter().any(|c| c == "flag IPSRC_RND"), "{cmds:?}");
-        assert!(cmds.iter().any(|c| c == "flag IPDST_RND"), "{cmds:?}");
+        assert!(e.contains("IPv6 address ranges"), "{e}");
+        let e = refused(false, V4_RANGES, Some(3), false);
+        assert!(e.contains("--flows"), "{e}");
+        let e = refused(
+            false,
+            ["198.18.0.1", "198.18.1.1", "1000", "65000-65535"],
+            None,
+            false,
+        );
+        assert!(e.contains("65535"), "{e}");
+        let e = refused(
+            false,
+            ["198.18.0.1", "255.255.255.254-255.255.255.255", "1000", "9"],
+            None,
+            true,
+        );
+        assert!(e.contains("255.255.255.255"), "{e}");
+        // The same ranges in order, or port 65535 alone, are fine.
+        let ok = kernel_template(
+            false,
+            [
+                "198.18.0.1",
+                "255.255.255.254-255.255.255.255",
+                "65535",
+                "9",
+            ],
+            None,
+            None,
+        );
+        assert!(kernel::plan(&kernel_opts(1, None), &ok).is_ok());
     }
 
     #[test]
@@ -1001,7 +1098,7 @@ mod tests {
 
     #[test]
     fn kernel_mode_names_what_is_missing_and_cancels_its_stop_when_done() {
-        let t = kernel_template(false, None, None);
+        let t = kernel_template(false, V4_RANGES, None, None);
         let none = FakeProc::new(&[]);
         let e = kernel::run_at(&none.0, &kernel_opts(1, Some(5)), &t).unwrap_err();
         assert!(format!("{e:#}").contains("no pktgen"), "{e:#}");
@@ -1015,7 +1112,7 @@ mod tests {
         assert_eq!(one.read("kpktgend_0"), "add_device veth0@0");
         assert_eq!(
             one.read("veth0@0"),
-            *kernel::plan(&kernel_opts(1, Some(5)), &t)[0]
+            *kernel::plan(&kernel_opts(1, Some(5)), &t).unwrap()[0]
                 .cmds
                 .last()
                 .unwrap()
