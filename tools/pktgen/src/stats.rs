@@ -463,7 +463,10 @@ mod tests {
         for seq in (1..=10_000).chain([1, 2, 4]) {
             st.frame(&kernel_frame(&t, 0, seq, 0, 0), false, now_mono);
         }
-        assert_eq!((st.received, st.lost(), st.reordered, st.dup), (10_003, 1, 0, 0));
+        assert_eq!(
+            (st.received, st.lost(), st.reordered, st.dup),
+            (10_003, 1, 0, 0)
+        );
     }
 
     #[test]
