@@ -1023,29 +1023,33 @@ mod tests {
             };
             kernel::plan(&opts, &kernel_template(ipv6, ranges, flows, None)).unwrap_err()
         };
-        let e = refused(
-            true,
-            ["2001:db8::1", "2001:db8::10-2001:db8::13", "1000", "9"],
-            None,
-            false,
-        );
-        assert!(e.contains("IPv6 address ranges"), "{e}");
-        let e = refused(false, V4_RANGES, Some(3), false);
-        assert!(e.contains("--flows"), "{e}");
-        let e = refused(
-            false,
-            ["198.18.0.1", "198.18.1.1", "1000", "65000-65535"],
-            None,
-            false,
-        );
-        assert!(e.contains("65535"), "{e}");
-        let e = refused(
-            false,
-            ["198.18.0.1", "255.255.255.254-255.255.255.255", "1000", "9"],
-            None,
-            true,
-        );
-        assert!(e.contains("255.255.255.255"), "{e}");
+        for (ipv6, ranges, flows, random, why) in [
+            (
+                true,
+                ["2001:db8::1", "2001:db8::10-2001:db8::13", "1000", "9"],
+                None,
+                false,
+                "IPv6 address ranges",
+            ),
+            (false, V4_RANGES, Some(3), false, "--flows"),
+            (
+                false,
+                ["198.18.0.1", "198.18.1.1", "1000", "65000-65535"],
+                None,
+                false,
+                "65535",
+            ),
+            (
+                false,
+                ["198.18.0.1", "255.255.255.254-255.255.255.255", "1000", "9"],
+                None,
+                true,
+                "255.255.255.255",
+            ),
+        ] {
+            let e = refused(ipv6, ranges, flows, random);
+            assert!(e.contains(why), "{e}");
+        }
         // The same ranges in order, or port 65535 alone, are fine.
         let ok = kernel_template(
             false,
