@@ -636,7 +636,7 @@ mod kernel {
     use crate::frame::Template;
     use crate::sys::monotonic_ns;
 
-    pub(super) const ROOT: &str = "/proc/net/pktgen";
+    const ROOT: &str = "/proc/net/pktgen";
 
     /// One kernel thread's share: the pktgen device it gets and that device's commands.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -828,7 +828,6 @@ mod kernel {
         // Devices left from an earlier run on any kernel thread would start with ours.
         write(root, "pgctrl", "reset")?;
         for p in &parts {
-            write(root, &p.thread, "rem_device_all")?;
             write(root, &p.thread, &format!("add_device {}", p.dev))?;
             for c in &p.cmds {
                 write(root, &p.dev, c)?;
