@@ -39,9 +39,8 @@ pub struct Parsed {
     /// Low 48 bits of the send time, ns: `CLOCK_MONOTONIC` (this generator's frames) or
     /// `CLOCK_REALTIME` (kernel frames, to the microsecond); `None`: not timestamped.
     pub ts: Option<u64>,
-    /// The first sequence number the sender uses (0 here, 1 in the kernel's pktgen).
-    pub first_seq: u64,
-    /// A kernel pktgen frame (its time is `CLOCK_REALTIME`).
+    /// A kernel pktgen frame: its time is `CLOCK_REALTIME`, its sequence numbers start at 1
+    /// (this generator's at 0).
     pub kernel: bool,
     /// Hash of (source, destination address, source, destination port).
     pub tuple: u64,
@@ -104,7 +103,6 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
             stream: KERNEL_STREAM | u32::from(tos >> 2),
             seq: u64::from(word(4)),
             ts: (secs | usecs != 0).then(|| (secs * 1_000_000_000 + usecs * 1_000) & TS_MASK),
-            first_seq: 1,
             kernel: true,
             tuple,
             tagged,
@@ -120,7 +118,6 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
         stream: u32::from(u16::from_be_bytes([p[2], p[3]])),
         seq: u64::from_be_bytes(p[4..12].try_into().ok()?),
         ts: Some(u64::from_be_bytes(ts)),
-        first_seq: 0,
         kernel: false,
         tuple,
         tagged,
@@ -258,17 +255,18 @@ impl RxStats {
                 if self.tuples.len() < MAX_TUPLES {
                     self.tuples.insert(p.tuple);
                 }
-                self.sequence(p.stream, p.seq, p.first_seq, p.kernel);
+                self.sequence(p.stream, p.seq, p.kernel);
             }
             _ => self.other += 1,
         }
     }
 
-    /// Accounts sequence number `seq` of `stream`, whose sender counts from `first_seq`.
-    /// `restarts`: the stream id is not unique per run (kernel frames: DSCP only) and its
-    /// 32-bit numbers wrap, so a number far behind the highest starts the stream over (a new
-    /// run, or the wrap) instead of counting as a late frame.
-    fn sequence(&mut self, stream: u32, seq: u64, first_seq: u64, restarts: bool) {
+    /// Accounts sequence number `seq` of `stream`. `kernel`: a kernel pktgen stream, which
+    /// counts from 1, and whose id is not unique per run (DSCP only) and whose 32-bit numbers
+    /// wrap, so a number far behind the highest starts the stream over (a new run, or the
+    /// wrap) instead of counting as a late frame.
+    fn sequence(&mut self, stream: u32, seq: u64, kernel: bool) {
+        let first_seq = u64::from(kernel);
         let Some(s) = self.streams.get_mut(&stream) else {
             // The stream's first frame: everything from the sender's first number is missing.
             let mut s = Stream {
@@ -296,7 +294,7 @@ impl RxStats {
             s.highest = seq;
             let (w, b) = s.bit(seq);
             *w |= b;
-        } else if restarts && s.highest - seq >= WINDOW {
+        } else if kernel && s.highest - seq >= WINDOW {
             // A new kernel run (or the sequence wrapped): the stream starts over; what it
             // missed so far stays missed.
             s.missing += seq.saturating_sub(first_seq);
@@ -416,12 +414,11 @@ mod tests {
             let t = template(vlan, ipv6, 1);
             let p = parse(&kernel_frame(&t, 3, 7, 2, 500)).unwrap();
             assert_eq!(
-                (p.stream, p.seq, p.ts, p.first_seq, p.kernel, p.tagged),
+                (p.stream, p.seq, p.ts, p.kernel, p.tagged),
                 (
                     KERNEL_STREAM | 3,
                     7,
                     Some(2_000_500_000),
-                    1,
                     true,
                     vlan.is_some()
                 ),
