@@ -99,6 +99,7 @@ const CACHED_INLINE: &[&str] = &[
     "pipeline_normal_10k",
     "pipeline_rules_1",
     "pipeline_rules_10k",
+    "pipeline_rules_64",
     "pipeline_set_field",
     "pipeline_vlan",
     "pipeline_dec_ttl",
