@@ -135,6 +135,18 @@ struct Stream {
 }
 
 impl Stream {
+    /// A stream whose highest number so far is `seq` (seen), with `missing` numbers missing.
+    fn starting_at(seq: u64, missing: u64) -> Self {
+        let mut s = Self {
+            highest: seq,
+            missing,
+            window: [0; (WINDOW / 64) as usize],
+        };
+        let (w, b) = s.bit(seq);
+        *w |= b;
+        s
+    }
+
     fn bit(&mut self, s: u64) -> (&mut u64, u64) {
         let i = (s % WINDOW) as usize;
         (&mut self.window[i / 64], 1 << (i % 64))
@@ -269,14 +281,10 @@ impl RxStats {
         let first_seq = u64::from(kernel);
         let Some(s) = self.streams.get_mut(&stream) else {
             // The stream's first frame: everything from the sender's first number is missing.
-            let mut s = Stream {
-                highest: seq,
-                missing: seq.saturating_sub(first_seq),
-                window: [0; (WINDOW / 64) as usize],
-            };
-            let (w, b) = s.bit(seq);
-            *w |= b;
-            self.streams.insert(stream, s);
+            self.streams.insert(
+                stream,
+                Stream::starting_at(seq, seq.saturating_sub(first_seq)),
+            );
             return;
         };
         if seq > s.highest {
@@ -297,11 +305,7 @@ impl RxStats {
         } else if kernel && s.highest - seq >= WINDOW {
             // A new kernel run (or the sequence wrapped): the stream starts over; what it
             // missed so far stays missed.
-            s.missing += seq.saturating_sub(first_seq);
-            s.highest = seq;
-            s.window = [0; (WINDOW / 64) as usize];
-            let (w, b) = s.bit(seq);
-            *w |= b;
+            *s = Stream::starting_at(seq, s.missing + seq.saturating_sub(first_seq));
         } else if s.highest - seq >= WINDOW {
             // Too old to tell a duplicate from a late frame: counted late.
             self.reordered += 1;
