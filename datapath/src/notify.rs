@@ -77,9 +77,12 @@ pub struct FlowRemoved {
     pub reason: RemovedReason,
     /// How long it existed.
     pub duration: Duration,
-    /// Its final counters.
+    /// Its final counters: packets it matched until the last worker stopped using it
+    /// (read after the removal's grace period, see [`Switch::drain_events`]).
+    ///
+    /// [`Switch::drain_events`]: crate::switch::Switch::drain_events
     pub packets: u64,
-    /// Its final counters.
+    /// Its final byte counter (as `packets`).
     pub bytes: u64,
 }
 

@@ -453,6 +453,10 @@ pub struct Switch {
     events: VecDeque<Event>,
     /// Events dropped because `events` was full.
     event_drops: u64,
+    /// Flow-removed events in `events` whose counters were read before every worker stopped
+    /// using the removed flows: [`Switch::drain_events`] waits for the workers and reads them
+    /// again.
+    removals_unsettled: bool,
     /// The worker of a [`PollMode::Inline`] switch (no thread runs it).
     inline: Option<Box<Worker>>,
 }
@@ -652,6 +656,7 @@ impl Switch {
             packet_in_rx,
             events: VecDeque::new(),
             event_drops: 0,
+            removals_unsettled: false,
             inline,
         };
         sw.publish();
@@ -766,7 +771,9 @@ impl Switch {
         }
     }
 
-    /// Queues flow-removed events for the flows that asked for them.
+    /// Queues flow-removed events for the flows that asked for them. Their counters are read
+    /// again when the events are drained, after every worker has stopped using the flows
+    /// ([`settle_removals`](Self::settle_removals)).
     fn flows_removed(&mut self, flows: &[Arc<Flow>], reason: RemovedReason) {
         for f in flows {
             if f.flags.send_flow_rem {
@@ -778,6 +785,29 @@ impl Switch {
                     packets,
                     bytes,
                 }));
+                self.removals_unsettled = true;
+            }
+        }
+    }
+
+    /// Makes the counters of queued flow-removed events final. A removal takes effect in the
+    /// workers only when it is published and each worker switches to the new tables; until
+    /// then a worker still forwards by the removed flow and counts into it. So this publishes,
+    /// waits for every worker (a grace period, as [`barrier`](Self::barrier)), then reads
+    /// the counters again. A worker that does not catch up in time is logged and the counts
+    /// read as they are.
+    fn settle_removals(&mut self) {
+        if !self.removals_unsettled {
+            return;
+        }
+        self.commit();
+        if let Err(e) = self.wait_workers() {
+            tracing::warn!(error = %e, "flow-removed counters read before every worker caught up");
+        }
+        self.removals_unsettled = false;
+        for e in &mut self.events {
+            if let Event::FlowRemoved(r) = e {
+                (r.packets, r.bytes) = r.flow.stats.totals();
             }
         }
     }
@@ -860,7 +890,11 @@ impl Switch {
     }
 
     /// Moves up to `max` pending events (packet-ins first) into `out`; returns how many.
+    /// Flow-removed events come out with their final counters: when flows were removed since
+    /// the last drain, this first publishes the removal and waits until every worker has
+    /// stopped using them (microseconds with busy-polling workers; a sleeping worker is woken).
     pub fn drain_events(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        self.settle_removals();
         let mut n = 0;
         while n < max {
             let Ok(pi) = self.packet_in_rx.try_recv() else {

@@ -609,3 +609,52 @@ fn threaded_workers_maintain_their_ports_in_every_poll_mode() {
         assert!(peer.maintained() >= 20, "{mode:?}: {}", peer.maintained());
     }
 }
+
+#[test]
+fn a_flow_removed_event_counts_the_frames_forwarded_until_the_workers_let_go() {
+    use datapath::notify::{Event, RemovedReason};
+    let (mut sw, p) = inline_switch(2);
+    let mut fm = FlowMod::add(
+        0,
+        100,
+        udp_dst_5000(),
+        Instructions::apply(vec![Action::Output(2)]),
+    );
+    fm.flags.send_flow_rem = true;
+    sw.flow_mod(&fm).unwrap();
+    sw.barrier().unwrap();
+    let f = udp_to(1, mac(2), 5000);
+    for _ in 0..3 {
+        assert!(p[0].send(&f));
+    }
+    assert_eq!(sw.poll_inline(), 3);
+    // Deleted, not yet published: the worker still forwards by the flow, and counts into it.
+    sw.flow_mod(&FlowMod::delete(Some(0), udp_dst_5000()))
+        .unwrap();
+    for _ in 0..2 {
+        assert!(p[0].send(&f));
+    }
+    assert_eq!(sw.poll_inline(), 2);
+    assert_eq!(got(&p[1]).len(), 5);
+    let mut ev = Vec::new();
+    sw.drain_events(&mut ev, 64);
+    let removed: Vec<_> = ev
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::FlowRemoved(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].reason, RemovedReason::Delete);
+    assert_eq!(
+        removed[0].packets, 5,
+        "the frames forwarded after the delete count"
+    );
+    assert_eq!(removed[0].bytes, 5 * f.len() as u64);
+    // The drain published the delete: later frames go by the default flow, not the removed one.
+    assert!(p[0].send(&f));
+    assert_eq!(sw.poll_inline(), 1);
+    assert_eq!(got(&p[1]).len(), 1);
+    assert_eq!(removed[0].flow.stats.totals().0, 5);
+}
