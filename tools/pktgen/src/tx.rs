@@ -649,9 +649,16 @@ mod kernel {
         pub cmds: Vec<String>,
     }
 
+    /// A command as `echo` writes it: pktgen's `pgctrl` drops the last byte of a write as its
+    /// newline (`"stop"` alone would read as `"sto"` and be refused).
+    fn line(cmd: &str) -> String {
+        format!("{cmd}\n")
+    }
+
     fn write(root: &Path, file: &str, cmd: &str) -> Result<()> {
         let path = root.join(file);
-        fs::write(&path, cmd).with_context(|| format!("writing {cmd:?} to {}", path.display()))?;
+        fs::write(&path, line(cmd))
+            .with_context(|| format!("writing {cmd:?} to {}", path.display()))?;
         // pktgen reports a refused command in the file's Result line.
         if file != "pgctrl"
             && let Ok(s) = fs::read_to_string(&path)
@@ -793,12 +800,24 @@ mod kernel {
             .collect())
     }
 
-    /// Frames a pktgen device file says it sent (`pkts-sofar: N`).
-    pub(super) fn sent_so_far(text: &str) -> Option<u64> {
+    /// The number after `name` (say `pkts-sofar:`) in a pktgen device file.
+    fn counter(text: &str, name: &str) -> Option<u64> {
         text.split_whitespace()
-            .skip_while(|w| *w != "pkts-sofar:")
+            .skip_while(|w| *w != name)
             .nth(1)
             .and_then(|n| n.parse().ok())
+    }
+
+    /// Frames a pktgen device file says it sent (`pkts-sofar: N`).
+    pub(super) fn sent_so_far(text: &str) -> Option<u64> {
+        counter(text, "pkts-sofar:")
+    }
+
+    /// Frames the device refused (`errors: N`: the driver dropped them, say a veth whose
+    /// peer's queue was full); pktgen sends the next frame in their place with the same
+    /// sequence number, so they are retries, not losses.
+    pub(super) fn refused(text: &str) -> Option<u64> {
+        counter(text, "errors:")
     }
 
     pub(super) fn run(opts: &TxOptions, t: &Arc<Template>) -> Result<TxReport> {
@@ -842,7 +861,7 @@ mod kernel {
             let d = opts.duration;
             let stopper = std::thread::spawn(move || {
                 if wait.recv_timeout(d) == Err(mpsc::RecvTimeoutError::Timeout) {
-                    let _ = fs::write(ctl, "stop");
+                    let _ = fs::write(ctl, line("stop"));
                 }
             });
             let started = write(root, "pgctrl", "start");
@@ -851,20 +870,16 @@ mod kernel {
             started?;
         }
         let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
-        let sent = parts
-            .iter()
-            .map(|p| {
-                fs::read_to_string(root.join(&p.dev))
-                    .ok()
-                    .as_deref()
-                    .and_then(sent_so_far)
-                    .unwrap_or(0)
-            })
-            .sum();
+        let (mut sent, mut eagain) = (0, 0);
+        for p in &parts {
+            let text = fs::read_to_string(root.join(&p.dev)).unwrap_or_default();
+            sent += sent_so_far(&text).unwrap_or(0);
+            eagain += refused(&text).unwrap_or(0);
+        }
         Ok(TxReport {
             sent,
             secs,
-            eagain: 0,
+            eagain,
             mode: Mode::Kernel,
             threads: parts.len(),
         })
@@ -1070,6 +1085,8 @@ mod tests {
                     Current:\n     pkts-sofar: 99871  errors: 0\n     seq_num: 99872\n\
                     Result: OK: 15430(c15405+d25) usec, 99871 (60byte,0frags)\n";
         assert_eq!(kernel::sent_so_far(text), Some(99_871));
+        assert_eq!(kernel::refused(text), Some(0));
+        assert_eq!(kernel::refused("pkts-sofar: 500  errors: 118\n"), Some(118));
         assert_eq!(kernel::sent_so_far("Result: OK: count=5"), None);
         assert_eq!(kernel::sent_so_far("pkts-sofar: x"), None);
     }
@@ -1112,16 +1129,20 @@ mod tests {
         // stopper must not write "stop" later (it would end the next run).
         let r = kernel::run_at(&one.0, &kernel_opts(1, Some(5)), &t).unwrap();
         assert_eq!((r.mode, r.threads, r.sent), (Mode::Kernel, 1, 0));
-        assert_eq!(one.read("kpktgend_0"), "add_device veth0@0");
+        // Each command ends as `echo`'s does (pktgen's pgctrl drops a write's last byte).
+        assert_eq!(one.read("kpktgend_0"), "add_device veth0@0\n");
         assert_eq!(
             one.read("veth0@0"),
-            *kernel::plan(&kernel_opts(1, Some(5)), &t).unwrap()[0]
-                .cmds
-                .last()
-                .unwrap()
+            format!(
+                "{}\n",
+                kernel::plan(&kernel_opts(1, Some(5)), &t).unwrap()[0]
+                    .cmds
+                    .last()
+                    .unwrap()
+            )
         );
         std::thread::sleep(Duration::from_millis(450));
-        assert_eq!(one.read("pgctrl"), "start");
+        assert_eq!(one.read("pgctrl"), "start\n");
     }
 
     #[test]
