@@ -10,13 +10,13 @@
 //! | `wire_parse` | 64 frames through `EthernetFrame` → `Ipv4Packet` → `UdpPacket` (`new_checked`) |
 //! | `flow_extract` | `flow::extract` of 64 UDP/IPv4 frames |
 //! | `emc_hit` | 64 `FlowCache` lookups of keys whose exact-match slots are warm |
-//! | `megaflow_hit` | 64 lookups of keys new to the EMC that hit one megaflow (1 mask) |
+//! | `megaflow_hit` | 64 lookups of keys new to the EMC that hit one megaflow (its mask probed first; a second, 5-tuple mask makes the EMC tell the keys apart) |
 //! | `cache_miss_install` | 1 lookup miss + translation through 1,000 5-tuple rules + install |
 //! | `pipeline_l2` | 64 unicast frames A → B through an inline switch (`normal`, cached) |
 //! | `pipeline_normal_10k` | 64 frames of 10,000 cycling 5-tuples A → B (`normal`) |
 //! | `pipeline_rules_1` | 64 frames of one 5-tuple, 1,000 `udp,tp_dst=N → output:2` rules |
 //! | `pipeline_rules_10k` | 64 frames of 10,000 cycling 5-tuples, the same rules |
-//! | `pipeline_rules_64` | 64 frames of 64 cycling 5-tuples, the same rules (each frame its own megaflow, as with 10,000, but every entry stays in the CPU's caches) |
+//! | `pipeline_rules_64` | 64 frames of 64 cycling 5-tuples, the same rules (each frame its own megaflow and lookup, as with 10,000 — there 1,000 megaflows of 10 — but every entry stays in the CPU's caches) |
 //! | `pipeline_setup` | 32 frames, each a new 5-tuple: miss + upcall + install + `normal` |
 //! | `pipeline_set_field` | 64 frames, a flow rewriting `ip_dst` and `udp_dst` (checksums fixed) then `output:2` |
 //! | `pipeline_vlan` | 64 frames, a flow `push_vlan, set vlan_vid, pop_vlan, output:2` |
@@ -120,6 +120,53 @@ fn mf(field: Field, value: u128) -> MatchField {
         value,
         mask: None,
     }
+}
+
+/// The in_port of [`decoy_five_tuple_subtable`]'s rule (no measured key comes in on it).
+pub const DECOY_PORT: u32 = 999;
+/// The table [`decoy_five_tuple_subtable`]'s 5-tuple rule is in.
+pub const DECOY_TABLE: u8 = 253;
+
+/// Adds a rule sending in_port [`DECOY_PORT`] from table 0 to table [`DECOY_TABLE`], and
+/// there a rule exact on the UDP 5-tuple, to `p`; then one upcall through them to `cache`: a
+/// subtable whose mask covers addresses and ports. The EMC hashes keys under the union of
+/// the subtables' masks, so with it keys that differ in addresses or ports hash apart even
+/// when one coarser megaflow covers them all: each new key misses the EMC and takes the
+/// megaflow path, as when rules of several shapes share a table. (Without it, keys no mask
+/// tells apart share one EMC slot and hit it.) Other keys' megaflows gain in_port only.
+pub fn decoy_five_tuple_subtable(p: &mut Pipeline, cache: &mut FlowCache) {
+    let mut k = key(0);
+    k.in_port = DECOY_PORT;
+    let five_tuple = vec![
+        mf(Field::EthType, 0x0800),
+        mf(Field::IpProto, 17),
+        mf(
+            Field::IpSrc,
+            u128::from(u32::from_be_bytes(k.nw_src[..4].try_into().unwrap())),
+        ),
+        mf(
+            Field::IpDst,
+            u128::from(u32::from_be_bytes(k.nw_dst[..4].try_into().unwrap())),
+        ),
+        mf(Field::UdpSrc, u128::from(k.tp_src)),
+        mf(Field::UdpDst, u128::from(k.tp_dst)),
+    ];
+    let now = Instant::now();
+    let to_decoy = Instructions {
+        goto_table: Some(DECOY_TABLE),
+        ..Instructions::default()
+    };
+    let in_port = vec![mf(Field::InPort, u128::from(DECOY_PORT))];
+    p.flow_mod(&FlowMod::add(0, 50, in_port, to_decoy), &NoGroups, now)
+        .unwrap();
+    let out = Instructions::apply(vec![Action::Output(2)]);
+    p.flow_mod(
+        &FlowMod::add(DECOY_TABLE, 1, five_tuple, out),
+        &NoGroups,
+        now,
+    )
+    .unwrap();
+    cache.upcall(p, &k, 0);
 }
 
 /// `udp,tp_dst=port actions=output:2` at priority 100 in table 0.
@@ -261,10 +308,13 @@ pub fn scenario(name: &str) -> Option<Scenario> {
             })
         }
         "megaflow_hit" => {
-            let p = Pipeline::learning_bridge(2, 100_000);
+            let mut p = Pipeline::learning_bridge(2, 100_000);
             let mut cache = FlowCache::new(65_536);
+            // One megaflow (in_port=1) covers every measured key; the decoy's 5-tuple mask
+            // makes the EMC tell them apart, so each misses it.
+            decoy_five_tuple_subtable(&mut p, &mut cache);
             cache.upcall(&p, &key(0), 0);
-            assert_eq!(cache.subtables(), 1);
+            assert_eq!(cache.subtables(), 2);
             let mut next = 1_000_000u32;
             // Each key is new, but a slot of its EMC set may carry its signature (15 bits of
             // the hash) from an earlier key: then the EMC answers, rightly (the one entry

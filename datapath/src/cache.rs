@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use crate::classifier::FlowMask;
 use crate::flow::FlowKey;
-use crate::flowhash::{FlowBuildHasher, FlowHasher};
+use crate::flowhash::{FlowBuildHasher, FlowHasher, INGRESS_WORDS};
 use crate::ofp::pipeline::{Change, Flow, FlowStats, Pipeline};
 use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
 
@@ -537,6 +537,9 @@ pub struct FlowCache {
     free: Vec<u32>,
     subtables: Vec<Subtable>,
     emc: Emc,
+    /// What the EMC hashes of a key: the union of the masks of every subtable since the last
+    /// flush (ingress words; a superset of the live subtables' masks).
+    emc_mask: Box<[u64; INGRESS_WORDS]>,
     hasher: FlowHasher,
     chain_ops: OpsPool,
     capacity: usize,
@@ -560,6 +563,7 @@ impl FlowCache {
             free: Vec::new(),
             subtables: Vec::new(),
             emc: Emc::new(capacity),
+            emc_mask: Box::new([0; INGRESS_WORDS]),
             hasher: FlowHasher::new(),
             chain_ops: OpsPool::new(),
             capacity,
@@ -608,7 +612,7 @@ impl FlowCache {
     /// Finds the cached translation of `key`, marking it used at `now`.
     #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
-        let h = self.hasher.hash_ingress(key);
+        let h = self.hasher.hash_masked(key, &self.emc_mask);
         let (set, tag) = self.emc.place(h);
         for &s in &self.emc.sets[set].0 {
             let idx = Emc::candidate(s, tag);
@@ -666,7 +670,8 @@ impl FlowCache {
         }
         let t = xlate(pipeline, key);
         let idx = self.insert(t, key, now);
-        self.emc.insert(self.hasher.hash_ingress(key), idx);
+        self.emc
+            .insert(self.hasher.hash_masked(key, &self.emc_mask), idx);
         idx
     }
 
@@ -683,6 +688,7 @@ impl FlowCache {
                     hits: 0,
                     shapes: [false, true].map(|normal| Arc::new(Shape::new(&t.mask, normal))),
                 });
+                self.widen_emc_mask(&t.mask);
                 self.subtables.len() - 1
             }
         };
@@ -753,6 +759,23 @@ impl FlowCache {
         }
     }
 
+    /// Adds a new subtable's mask to the EMC's. Keys equal under the EMC's mask are covered by
+    /// the same entries as long as it holds every subtable's mask, so they may share an EMC
+    /// slot. It only grows (until a flush): a mask that grows changes every key's hash, so the
+    /// slots of the old hashes are cleared (they would only miss, or be confirmed by chance),
+    /// and that happens at most once per mask bit — subtables that come and go cannot make
+    /// the worker clear the EMC again and again.
+    fn widen_emc_mask(&mut self, mask: &FlowMask) {
+        let mut m = *self.emc_mask;
+        for (u, w) in m.iter_mut().zip(mask.bits.words()) {
+            *u |= w;
+        }
+        if m != *self.emc_mask {
+            *self.emc_mask = m;
+            self.emc.clear();
+        }
+    }
+
     fn evict_one(&mut self, now: u32) {
         let n = self.entries.len();
         if n == 0 {
@@ -805,6 +828,7 @@ impl FlowCache {
         self.subtables.clear();
         self.chain_ops.shared.clear();
         self.emc.clear();
+        *self.emc_mask = [0; INGRESS_WORDS];
     }
 
     /// Brings every entry up to date with `pipeline` (see the module docs). Only entries that a
@@ -939,13 +963,71 @@ mod tests {
         assert!(c.lookup(&key(1, 1), 0).is_none());
         let r = c.upcall(&p, &key(1, 1), 0);
         assert_eq!(&*c.entry(r).ops, &[Action::Normal]);
-        // A different key hits the same (all-wildcard) megaflow, then the EMC.
+        // A different key is covered by the same (all-wildcard) megaflow; no mask tells the
+        // two apart, so it takes the same EMC slot.
         assert_eq!(c.lookup(&key(2, 2), 0), Some(r));
         assert_eq!(c.lookup(&key(2, 2), 0), Some(r));
         assert_eq!(c.stats.misses, 1);
-        assert_eq!(c.stats.megaflow_hits, 1);
-        assert_eq!(c.stats.emc_hits, 1);
+        assert_eq!(c.stats.megaflow_hits, 0);
+        assert_eq!(c.stats.emc_hits, 2);
         assert_eq!(c.len(), 1);
+        // Knocked out of the EMC (as by a colliding key), the megaflow answers and puts it
+        // back.
+        c.emc.clear();
+        assert_eq!(c.lookup(&key(3, 3), 0), Some(r));
+        assert_eq!(c.lookup(&key(3, 3), 0), Some(r));
+        assert_eq!((c.stats.megaflow_hits, c.stats.emc_hits), (1, 3));
+    }
+
+    #[test]
+    fn the_emc_holds_a_slot_per_megaflow_not_per_key() {
+        let mut p = Pipeline::new(1, 100);
+        for port in 0..100 {
+            port_rule(&mut p, port, 2);
+        }
+        let mut c = FlowCache::new(1024);
+        for port in 0..100 {
+            c.upcall(&p, &key(port, 1), 0);
+        }
+        assert_eq!(c.len(), 100);
+        // The megaflows are exact on the port, not on the destination address (nor on the
+        // source port): 100 ports × 50 other keys each find their entry in the EMC at once.
+        let union = *c.emc_mask;
+        assert!(union.iter().any(|&w| w != 0));
+        let mut probe = key(0, 0);
+        probe.nw_dst = [0xff; 16];
+        probe.tp_src = 0xffff;
+        let masked: Vec<u64> = probe.words()[..INGRESS_WORDS]
+            .iter()
+            .zip(&union)
+            .map(|(w, m)| w & m)
+            .collect();
+        let tp_dst_only = key(0, 0).words()[..INGRESS_WORDS]
+            .iter()
+            .zip(&union)
+            .map(|(w, m)| w & m)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            masked, tp_dst_only,
+            "address and source port are not in the EMC's mask"
+        );
+        for port in 0..100 {
+            for dst in 2..52 {
+                let mut k = key(port, dst);
+                k.tp_src = u16::from(dst) * 7;
+                let r = c.lookup(&k, 0).unwrap();
+                assert_eq!(c.entry(r).key().tp_dst, port);
+            }
+        }
+        assert_eq!(c.stats.emc_hits, 100 * 50);
+        assert_eq!((c.stats.megaflow_hits, c.stats.misses), (0, 0));
+        // Entries and subtables gone, the mask stays (it only grows, so subtables that come
+        // and go do not clear the EMC each time); a flush empties it.
+        assert_eq!(c.expire(10, 1), 100);
+        assert_eq!((c.len(), c.subtables()), (0, 0));
+        assert_eq!(*c.emc_mask, union);
+        c.flush();
+        assert_eq!(*c.emc_mask, [0; INGRESS_WORDS]);
     }
 
     #[test]
@@ -1577,6 +1659,12 @@ mod tests {
                         };
                         prop_assert!(same(&c, r, &fresh), "key {k:?}");
                         prop_assert!(c.len() <= capacity);
+                        // The EMC's mask holds every live subtable's.
+                        for st in &c.subtables {
+                            for (u, w) in c.emc_mask.iter().zip(st.mask.bits.words()) {
+                                prop_assert_eq!(u & w, *w);
+                            }
+                        }
                         // The EMC relies on it: every index fits its slots' index bits.
                         prop_assert!(c.entries.len() <= capacity);
                     }
