@@ -1,7 +1,8 @@
 //! The flow caches and the slow path (throughput in frames, or rules for flow-mods).
 //!
 //! Cases:
-//! - `cache/emc_hit` — 64 lookups of keys whose exact-match slots are warm;
+//! - `cache/emc_hit` — 64 lookups of keys whose exact-match slots are warm (64 slots: a
+//!   subtable exact on the 5-tuple makes the EMC tell the keys apart);
 //! - `cache/megaflow_hit/{1,8,32}` — 64 lookups that miss the EMC (each key is new to it) and hit
 //!   a megaflow, with 1, 8 or 32 masks (subtables) in the cache, spread evenly over them (and
 //!   one more subtable, exact on the 5-tuple and never hit, so that the EMC tells the keys
@@ -54,9 +55,10 @@ fn bench_cache(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache");
     g.throughput(Throughput::Elements(BATCH as u64));
 
-    // EMC hits.
-    let p = Pipeline::learning_bridge(2, 100_000);
+    // EMC hits, 64 slots (the decoy's 5-tuple mask tells the keys apart).
+    let mut p = Pipeline::learning_bridge(2, 100_000);
     let mut cache = FlowCache::new(65_536);
+    decoy_five_tuple_subtable(&mut p, &mut cache);
     let keys: Vec<FlowKey> = (0..BATCH as u32).map(key).collect();
     for k in &keys {
         cache.upcall(&p, k, 0);

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `wire_parse` | 64 frames through `EthernetFrame` → `Ipv4Packet` → `UdpPacket` (`new_checked`) |
 //! | `flow_extract` | `flow::extract` of 64 UDP/IPv4 frames |
-//! | `emc_hit` | 64 `FlowCache` lookups of keys whose exact-match slots are warm |
+//! | `emc_hit` | 64 `FlowCache` lookups of keys whose exact-match slots are warm (64 slots: a 5-tuple mask in the cache tells the keys apart) |
 //! | `megaflow_hit` | 64 lookups of keys new to the EMC that hit one megaflow (its mask probed first; a second, 5-tuple mask makes the EMC tell the keys apart) |
 //! | `cache_miss_install` | 1 lookup miss + translation through 1,000 5-tuple rules + install |
 //! | `pipeline_l2` | 64 unicast frames A → B through an inline switch (`normal`, cached) |
@@ -289,8 +289,10 @@ pub fn scenario(name: &str) -> Option<Scenario> {
             })
         }
         "emc_hit" => {
-            let p = Pipeline::learning_bridge(2, 100_000);
+            let mut p = Pipeline::learning_bridge(2, 100_000);
             let mut cache = FlowCache::new(65_536);
+            // The decoy makes the EMC tell the 64 keys apart: 64 slots, not one shared.
+            decoy_five_tuple_subtable(&mut p, &mut cache);
             let keys: Vec<FlowKey> = (0..BATCH as u32).map(key).collect();
             for k in &keys {
                 cache.upcall(&p, k, 0);

@@ -4,14 +4,15 @@
 //!   grouped into one subtable per mask (tuple-space search, as the classifier), subtables
 //!   visited in order of their recent hits. Bounded ([`FlowCache::capacity`]); when full, a
 //!   clock hand evicts an entry idle since the previous sweep, else the entry under the hand.
-//! - **EMC**: a 4-way set-associative array indexed by the full key's keyed hash
-//!   ([`crate::flowhash`]); each 8-byte slot holds a 32-bit signature (other bits of the same
-//!   hash) and the index of a megaflow entry. A hit is confirmed against the entry itself: it
+//! - **EMC**: a 4-way set-associative array indexed by a keyed hash ([`crate::flowhash`]) of
+//!   the key under the union of the megaflow masks (every subtable's since the last flush),
+//!   so keys that no megaflow tells apart share a slot: it holds a slot per megaflow, not per
+//!   connection. Each 4-byte slot holds the index of a megaflow entry and, above it, a
+//!   signature (other bits of the same hash). A hit is confirmed against the entry itself: it
 //!   must be live and its mask applied to the key must give its masked key. Every megaflow
 //!   entry only covers keys that translate to its actions, so any live entry that covers the
 //!   key is a correct answer, and a slot left behind by a removed or reused entry simply
-//!   misses: no separate invalidation is needed. Small slots let the EMC hold far more keys
-//!   than megaflows need (32,768 slots in 256 KiB), so 10,000 active flows still hit it.
+//!   misses: no separate invalidation is needed. 32,768 slots in 128 KiB.
 //! - **Sharing for many flows**: the entries of a subtable share one copy of the mask and run
 //!   bits (a `Shape`), and entries that chain share one copy of equal ops (a bounded pool),
 //!   so a hit with 10,000 active flows reads two lines of its entry, one of its flow's
