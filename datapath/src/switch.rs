@@ -457,6 +457,10 @@ pub struct Switch {
     /// using the removed flows: [`Switch::drain_events`] waits for the workers and reads them
     /// again.
     removals_unsettled: bool,
+    /// A worker missed the last grace period of [`Switch::settle_removals`]: until every
+    /// worker has caught up again, removals are settled without waiting (the control thread
+    /// must not block for the timeout on every drain).
+    settle_lagging: bool,
     /// The worker of a [`PollMode::Inline`] switch (no thread runs it).
     inline: Option<Box<Worker>>,
 }
@@ -657,6 +661,7 @@ impl Switch {
             events: VecDeque::new(),
             event_drops: 0,
             removals_unsettled: false,
+            settle_lagging: false,
             inline,
         };
         sw.publish();
@@ -795,14 +800,22 @@ impl Switch {
     /// then a worker still forwards by the removed flow and counts into it. So this publishes,
     /// waits for every worker (a grace period, as [`barrier`](Self::barrier)), then reads
     /// the counters again. A worker that does not catch up in time is logged and the counts
-    /// read as they are.
+    /// read as they are; after that, removals are settled without waiting until every worker
+    /// has caught up again, so a stuck worker costs the control thread one timeout, not one
+    /// per drain.
     fn settle_removals(&mut self) {
         if !self.removals_unsettled {
             return;
         }
         self.commit();
-        if let Err(e) = self.wait_workers() {
+        if self.settle_lagging {
+            self.settle_lagging = !self.workers_caught_up();
+            if self.settle_lagging {
+                tracing::warn!("flow-removed counters read while a worker lags");
+            }
+        } else if let Err(e) = self.wait_workers() {
             tracing::warn!(error = %e, "flow-removed counters read before every worker caught up");
+            self.settle_lagging = true;
         }
         self.removals_unsettled = false;
         for e in &mut self.events {
@@ -986,6 +999,23 @@ impl Switch {
     pub fn barrier(&mut self) -> Result<(), SwitchError> {
         self.commit();
         self.wait_workers()
+    }
+
+    /// Whether every worker uses the latest published snapshot now (no waiting; one that
+    /// does not is woken, should it be asleep).
+    fn workers_caught_up(&mut self) -> bool {
+        if let Some(w) = self.inline.as_mut() {
+            w.catch_up();
+        }
+        let target = self.generation;
+        let mut all = true;
+        for c in self.ctls.iter() {
+            if c.seen_generation.load(Ordering::Acquire) < target {
+                c.wake_if_sleeping();
+                all = false;
+            }
+        }
+        all
     }
 
     /// Waits until every worker uses the latest published snapshot (an RCU grace period).
