@@ -20,8 +20,9 @@ work=$(cd "$work" && pwd)
 fetch() {
     # The package linux-image-amd64 points at (e.g. linux-image-6.1.0-57-amd64).
     local pkg
+    # (`|| true`: with no package lists apt-cache fails, and the message below says so.)
     pkg=${KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null |
-        awk '/Depends: linux-image-/ { print $2; exit }')}
+        awk '/Depends: linux-image-/ { print $2; exit }' || true)}
     if [ -z "$pkg" ]; then
         echo "boot.sh: no kernel package known to apt (linux-image-amd64); run apt-get update" >&2
         return 1
@@ -57,7 +58,8 @@ fetch() {
 run() {
     local bin=${1:?PKTGEN_BIN}
     local kdir
-    kdir=$(fetch)
+    # (A command substitution does not stop the script on failure: check.)
+    kdir=$(fetch) || exit 1
     local root=$work/initramfs
     rm -rf "$root"
     mkdir -p "$root"/{bin,proc,sys,dev,tmp,modules}
