@@ -809,7 +809,7 @@ impl Switch {
         }
         self.commit();
         if self.settle_lagging {
-            self.settle_lagging = !self.workers_caught_up();
+            self.settle_lagging = self.lagging_worker().is_some();
             if self.settle_lagging {
                 tracing::warn!("flow-removed counters read while a worker lags");
             }
@@ -1001,42 +1001,32 @@ impl Switch {
         self.wait_workers()
     }
 
-    /// Whether every worker uses the latest published snapshot now (no waiting; one that
-    /// does not is woken, should it be asleep).
-    fn workers_caught_up(&mut self) -> bool {
+    /// The first worker not yet using the latest published snapshot, if any (no waiting;
+    /// each such worker is woken, should it be asleep). An inline worker switches now, on
+    /// this thread; its frames wait for the next poll.
+    fn lagging_worker(&mut self) -> Option<usize> {
         if let Some(w) = self.inline.as_mut() {
             w.catch_up();
         }
         let target = self.generation;
-        let mut all = true;
-        for c in self.ctls.iter() {
+        let mut first = None;
+        for (i, c) in self.ctls.iter().enumerate() {
             if c.seen_generation.load(Ordering::Acquire) < target {
                 c.wake_if_sleeping();
-                all = false;
+                first = first.or(Some(i));
             }
         }
-        all
+        first
     }
 
     /// Waits until every worker uses the latest published snapshot (an RCU grace period).
     fn wait_workers(&mut self) -> Result<(), SwitchError> {
-        if let Some(w) = self.inline.as_mut() {
-            // An inline worker switches now, on this thread; its frames wait for the next poll.
-            w.catch_up();
-        }
-        let target = self.generation;
         let deadline = Instant::now() + WORKER_TIMEOUT;
-        for (i, ctl) in self.ctls.iter().enumerate() {
-            loop {
-                if ctl.seen_generation.load(Ordering::Acquire) >= target {
-                    break;
-                }
-                ctl.wake_if_sleeping();
-                if Instant::now() >= deadline {
-                    return Err(SwitchError::WorkerGone { worker: i });
-                }
-                std::thread::sleep(Duration::from_micros(50));
+        while let Some(worker) = self.lagging_worker() {
+            if Instant::now() >= deadline {
+                return Err(SwitchError::WorkerGone { worker });
             }
+            std::thread::sleep(Duration::from_micros(50));
         }
         Ok(())
     }
