@@ -995,21 +995,15 @@ mod tests {
         // source port): 100 ports × 50 other keys each find their entry in the EMC at once.
         let union = *c.emc_mask;
         assert!(union.iter().any(|&w| w != 0));
+        let under_union = |k: &FlowKey| -> Vec<u64> {
+            k.words().iter().zip(&union).map(|(w, m)| w & m).collect()
+        };
         let mut probe = key(0, 0);
         probe.nw_dst = [0xff; 16];
         probe.tp_src = 0xffff;
-        let masked: Vec<u64> = probe.words()[..INGRESS_WORDS]
-            .iter()
-            .zip(&union)
-            .map(|(w, m)| w & m)
-            .collect();
-        let tp_dst_only = key(0, 0).words()[..INGRESS_WORDS]
-            .iter()
-            .zip(&union)
-            .map(|(w, m)| w & m)
-            .collect::<Vec<_>>();
         assert_eq!(
-            masked, tp_dst_only,
+            under_union(&probe),
+            under_union(&key(0, 0)),
             "address and source port are not in the EMC's mask"
         );
         for port in 0..100 {
