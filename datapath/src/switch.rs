@@ -453,9 +453,8 @@ pub struct Switch {
     events: VecDeque<Event>,
     /// Events dropped because `events` was full.
     event_drops: u64,
-    /// Flow-removed events in `events` whose counters were read before every worker stopped
-    /// using the removed flows: [`Switch::drain_events`] waits for the workers and reads them
-    /// again.
+    /// Flow-removed events in `events` whose counters are not read yet: [`Switch::drain_events`]
+    /// waits for the workers to stop using the removed flows, then reads them.
     removals_unsettled: bool,
     /// A worker missed the last grace period of [`Switch::settle_removals`]: until every
     /// worker has caught up again, removals are settled without waiting (the control thread
@@ -777,18 +776,18 @@ impl Switch {
     }
 
     /// Queues flow-removed events for the flows that asked for them. Their counters are read
-    /// again when the events are drained, after every worker has stopped using the flows
+    /// when the events are drained, after every worker has stopped using the flows
     /// ([`settle_removals`](Self::settle_removals)).
     fn flows_removed(&mut self, flows: &[Arc<Flow>], reason: RemovedReason) {
         for f in flows {
             if f.flags.send_flow_rem {
-                let (packets, bytes) = f.stats.totals();
                 self.push_event(Event::FlowRemoved(FlowRemoved {
                     flow: Arc::clone(f),
                     reason,
                     duration: f.created.elapsed(),
-                    packets,
-                    bytes,
+                    // Read when the events are drained.
+                    packets: 0,
+                    bytes: 0,
                 }));
                 self.removals_unsettled = true;
             }
@@ -799,7 +798,7 @@ impl Switch {
     /// workers only when it is published and each worker switches to the new tables; until
     /// then a worker still forwards by the removed flow and counts into it. So this publishes,
     /// waits for every worker (a grace period, as [`barrier`](Self::barrier)), then reads
-    /// the counters again. A worker that does not catch up in time is logged and the counts
+    /// the counters. A worker that does not catch up in time is logged and the counts
     /// read as they are; after that, removals are settled without waiting until every worker
     /// has caught up again, so a stuck worker costs the control thread one timeout, not one
     /// per drain.
