@@ -685,6 +685,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 packet_in_drops: w.packet_in_drops,
                 packet_outs: w.packet_outs,
                 packet_out_drops: w.packet_out_drops,
+                busy_ns: w.busy_ns,
             })
             .collect(),
         event_drops: 0,

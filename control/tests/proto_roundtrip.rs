@@ -351,6 +351,7 @@ fn replies() -> Vec<Reply> {
                     packet_in_drops: 1,
                     packet_outs: 2,
                     packet_out_drops: 0,
+                    busy_ns: 123_456_789,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -365,6 +366,7 @@ fn replies() -> Vec<Reply> {
                     packet_in_drops: 0,
                     packet_outs: 0,
                     packet_out_drops: 0,
+                    busy_ns: 0,
                 },
             ],
             event_drops: 3,

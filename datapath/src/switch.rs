@@ -251,6 +251,9 @@ pub struct WorkerStats {
     pub packet_outs: u64,
     /// Packet-outs dropped.
     pub packet_out_drops: u64,
+    /// Nanoseconds the worker spent on passes that had work (see
+    /// [`WorkerCounters::busy_ns`](crate::worker::WorkerCounters::busy_ns)).
+    pub busy_ns: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -1448,6 +1451,7 @@ impl Switch {
                 packet_ins: c.counters.packet_ins.get(),
                 packet_in_drops: c.counters.packet_in_drops.get(),
                 packet_outs: c.counters.packet_outs.get(),
+                busy_ns: c.counters.busy_ns.get(),
                 packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()

@@ -252,6 +252,11 @@ pub struct WorkerCounters {
     pub packet_outs: Counter,
     /// Packet-outs dropped (malformed frame, or every action failed).
     pub packet_out_drops: Counter,
+    /// Nanoseconds of passes that had work, each from the moment its work was found (its
+    /// start, or its first non-empty poll after empty passes) to the start of the next pass:
+    /// the worker's real load, which busy polling hides from `top`. Not kept by inline
+    /// workers.
+    pub busy_ns: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -434,8 +439,10 @@ pub struct Worker {
     last_expiry: u32,
     /// Switch clock (ms) at which the ports' [`Port::maintain`] runs next.
     next_maintain_ms: u64,
-    /// The switch clock as last read by [`Worker::pass`].
+    /// The switch clock as last read by [`Worker::pass`] (or [`Worker::work_found`]).
     clock: Duration,
+    /// `clock` was read during this pass: at its start, or when its first work was found.
+    clock_fresh: bool,
     /// The (VLAN, MAC, port) learned last in the current batch.
     last_learned: Option<(u16, [u8; 6], u32)>,
     /// Passes run by [`Worker::poll_inline`].
@@ -509,6 +516,7 @@ impl Worker {
             last_expiry: 0,
             next_maintain_ms: 0,
             clock: Duration::ZERO,
+            clock_fresh: false,
             last_learned: None,
             inline_passes: 0,
             run: Run {
@@ -531,6 +539,8 @@ impl Worker {
         let mut idle: u32 = 0;
         let mut idle_since = Duration::ZERO;
         let mut passes: u32 = 0;
+        // When the last pass had work: the clock at which that work was found.
+        let mut busy_from: Option<Duration> = None;
         loop {
             if !self.take_commands() {
                 break;
@@ -539,6 +549,19 @@ impl Worker {
             // a few microseconds, old): reading the clock was the largest cost of an empty
             // pass, which is most passes of a lightly loaded busy-polling worker.
             let work = self.pass(idle.is_multiple_of(CLOCK_IDLE_PASSES));
+            // A pass after one with work reads the clock at its start (idle is 0), which
+            // ends the busy time of the one before; a pass with work has its clock read at
+            // its start or at its first work (`work_found`), which starts its own.
+            if let Some(from) = busy_from.take() {
+                let ns = self.clock.saturating_sub(from).as_nanos();
+                self.ctls[self.index]
+                    .counters
+                    .busy_ns
+                    .add(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
+            if work > 0 {
+                busy_from = Some(self.clock);
+            }
             passes = passes.wrapping_add(1);
             if passes.is_multiple_of(1024) {
                 self.collect_backend_drops();
@@ -725,24 +748,46 @@ impl Worker {
     /// One pass over hand-offs and every owned rx queue; returns frames handled.
     fn pass(&mut self, read_clock: bool) -> usize {
         self.sync_snapshot();
+        self.clock_fresh = read_clock;
         if read_clock {
             self.clock = self.shared.start.elapsed();
         }
         self.pass_rest(self.clock)
     }
 
+    /// Called when a pass finds its first work: a pass that reused an old clock reading (it
+    /// followed empty passes) reads the clock now, so the frames get the current time and
+    /// the worker's busy time starts here. One clock read per burst after idleness; none
+    /// while every pass has work.
+    #[inline]
+    fn work_found(&mut self) {
+        if !self.clock_fresh {
+            self.clock_fresh = true;
+            self.clock = self.shared.start.elapsed();
+            self.set_now(self.clock);
+        }
+    }
+
+    /// Sets the per-pass time fields from the switch clock.
+    #[inline]
+    fn set_now(&mut self, elapsed: Duration) {
+        self.now = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
+        self.now_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.now_ms = (self.now_ns / 1_000_000).max(1);
+    }
+
     /// [`pass`](Self::pass) with the switch clock at `elapsed` (inline workers).
     fn pass_at(&mut self, elapsed: Duration) -> usize {
         self.sync_snapshot();
+        // The caller's time stands for the whole pass (never re-read).
+        self.clock_fresh = true;
         self.pass_rest(elapsed)
     }
 
     /// A pass after [`sync_snapshot`](Self::sync_snapshot), with the clock read at `elapsed`.
     #[inline]
     fn pass_rest(&mut self, elapsed: Duration) -> usize {
-        self.now = u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX);
-        self.now_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.now_ms = (self.now_ns / 1_000_000).max(1);
+        self.set_now(elapsed);
         if self.now != self.last_expiry {
             self.last_expiry = self.now;
             if let Some(cache) = self.cache.as_mut() {
@@ -795,6 +840,9 @@ impl Worker {
             let Ok(h) = self.handoff_rx.try_recv() else {
                 break;
             };
+            if n == 0 {
+                self.work_found();
+            }
             n += 1;
             let li = self
                 .local_of
@@ -846,6 +894,8 @@ impl Worker {
         if n == 0 {
             return 0;
         }
+        self.work_found();
+        let lp = &mut self.ports[li];
         let ctl = &self.ctls[self.index];
         ctl.counters.batches.add(1);
         ctl.counters.frames.add(n as u64);
@@ -1288,6 +1338,7 @@ impl Worker {
 
     /// Translates and runs deferred frames, at most [`UPCALL_BUDGET`]; returns how many.
     fn run_pending(&mut self) -> usize {
+        self.work_found();
         self.last_learned = None;
         let Some(mut cache) = self.cache.take() else {
             return 0;

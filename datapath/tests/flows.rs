@@ -18,7 +18,7 @@ use datapath::ofp::pipeline::{
 use datapath::ofp::{FlowErrorKind, MatchField};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
-use datapath::switch::{PacketOutError, Switch, SwitchConfig, VlanMode};
+use datapath::switch::{PacketOutError, PollMode, Switch, SwitchConfig, VlanMode};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
 const T: Duration = Duration::from_secs(3);
@@ -801,6 +801,51 @@ fn a_burst_of_new_flows_waits_for_translation_instead_of_being_dropped() {
     let w = &sw.worker_stats()[0];
     assert_eq!(w.cache.upcall_drops, 0);
     sw.shutdown();
+}
+
+#[test]
+fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
+    for mode in [PollMode::Busy, PollMode::Adaptive] {
+        let mut sw = Switch::start(SwitchConfig {
+            poll_mode: mode,
+            ..SwitchConfig::default()
+        })
+        .unwrap();
+        let started = Instant::now();
+        let p: Vec<MemPeer> = (1..=2)
+            .map(|i| {
+                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
+                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                    .unwrap();
+                peer
+            })
+            .collect();
+        add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
+        sw.barrier().unwrap();
+        let busy = |sw: &Switch| Duration::from_nanos(sw.worker_stats()[0].busy_ns);
+        // Spinning (or sleeping) over empty ports is not work.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(busy(&sw), Duration::ZERO, "{mode:?}");
+        for _ in 0..200 {
+            assert!(p[0].send(&udp_to(1, 2, 1, b"busy")));
+            assert!(p[1].recv_timeout(T).is_some());
+        }
+        // Each frame's pass is counted until the next pass starts.
+        std::thread::sleep(Duration::from_millis(20));
+        let worked = busy(&sw);
+        assert!(worked > Duration::ZERO, "{mode:?}");
+        assert!(worked < started.elapsed(), "{mode:?}: {worked:?}");
+        // 300 ms without traffic add (next to) nothing: a pass that had work ends when the
+        // next one starts, which is at once.
+        std::thread::sleep(Duration::from_millis(300));
+        let idle_added = busy(&sw) - worked;
+        assert!(
+            idle_added < Duration::from_millis(100),
+            "{mode:?}: {idle_added:?} counted while idle"
+        );
+        assert_eq!(sw.worker_stats()[0].frames, 200, "{mode:?}");
+        sw.shutdown();
+    }
 }
 
 #[test]

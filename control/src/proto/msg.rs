@@ -488,6 +488,10 @@ pub struct WorkerDesc {
     /// Packet-outs dropped.
     #[serde(default)]
     pub packet_out_drops: u64,
+    /// Nanoseconds spent on passes that had work: the worker's load, which busy polling hides
+    /// from `top` (two readings a time apart give its busy share). 0 for inline workers.
+    #[serde(default)]
+    pub busy_ns: u64,
 }
 
 /// Flow cache counters of one worker.

@@ -432,6 +432,11 @@ fn macs_table(entries: &[MacDesc]) -> String {
     t.render()
 }
 
+/// A worker's busy time in seconds, to the millisecond (`12.345s`).
+fn busy_secs(ns: u64) -> String {
+    format!("{}.{:03}s", ns / 1_000_000_000, ns / 1_000_000 % 1_000)
+}
+
 fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
     let mut out = String::new();
     let versions: Vec<String> = hello.versions.iter().map(u32::to_string).collect();
@@ -467,6 +472,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ("SLEEPS", true),
         ("HANDOFF_DROP", true),
         ("MAC_FULL", true),
+        ("BUSY", true),
     ]);
     for w in &s.worker_stats {
         t.row(vec![
@@ -477,6 +483,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
             w.sleeps.to_string(),
             w.handoff_drops.to_string(),
             w.mac_learn_full.to_string(),
+            busy_secs(w.busy_ns),
         ]);
     }
     out.push_str(&t.render());
@@ -1528,6 +1535,15 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn busy_time_prints_in_seconds_to_the_millisecond() {
+        assert_eq!(busy_secs(0), "0.000s");
+        assert_eq!(busy_secs(999_999), "0.000s");
+        assert_eq!(busy_secs(1_000_000), "0.001s");
+        assert_eq!(busy_secs(12_345_678_901), "12.345s");
+        assert_eq!(busy_secs(u64::MAX), "18446744073.709s");
     }
 
     #[test]
