@@ -550,6 +550,7 @@ impl Switch {
             packet_in: packet_in_tx,
             control_waker: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            generation: AtomicU64::new(0),
             macs: MacTable::new(config.mac_table_max),
             start: Instant::now(),
         });
@@ -1122,6 +1123,10 @@ impl Switch {
             confs,
             Arc::clone(&self.published),
         )));
+        // After the snapshot: a worker that sees this generation finds it (or a newer one).
+        self.shared
+            .generation
+            .store(self.generation, Ordering::Release);
         tracing::debug!(generation = self.generation, "configuration published");
     }
 

@@ -183,6 +183,10 @@ impl Snapshot {
 pub struct Shared {
     /// The published configuration.
     pub snapshot: ArcSwap<Snapshot>,
+    /// Generation of the published snapshot, stored (Release) after it: workers read this
+    /// plain atomic every pass and load the snapshot (two atomic read-modify-writes in
+    /// `arc_swap`, measured at ~4 % of a forwarding core) only when it changed.
+    pub generation: std::sync::atomic::AtomicU64,
     /// The MAC table.
     pub macs: MacTable,
     /// Time zero of the switch clock (MAC ages are seconds since this).
@@ -484,6 +488,11 @@ impl Worker {
         poller: Poller,
     ) -> Self {
         let snap = shared.snapshot.load_full();
+        // Barriers read this; later it changes only when the worker switches snapshots.
+        if let Some(ctl) = ctls.get(index) {
+            ctl.seen_generation
+                .store(snap.generation, Ordering::Release);
+        }
         Self {
             index,
             shared,
@@ -542,7 +551,10 @@ impl Worker {
         // When the last pass had work: the clock at which that work was found.
         let mut busy_from: Option<Duration> = None;
         loop {
-            if !self.take_commands() {
+            // An empty command channel shows in two plain loads; `try_recv` on it runs a full
+            // fence (~2 % of a forwarding core). Every 64th pass takes the full path, which
+            // also notices a closed channel.
+            if (passes.is_multiple_of(64) || !self.cmds.is_empty()) && !self.take_commands() {
                 break;
             }
             // An idle pass reuses the last clock reading (at most CLOCK_IDLE_PASSES passes,
@@ -725,9 +737,18 @@ impl Worker {
     }
 
     /// Uses the newest published snapshot (revalidating the cache against a new pipeline) and
-    /// records its generation for barriers.
+    /// records its generation for barriers. The common case, nothing published since the
+    /// last pass, is one plain atomic load.
     #[inline]
     fn sync_snapshot(&mut self) {
+        if self.shared.generation.load(Ordering::Acquire) != self.snap.generation {
+            self.switch_snapshot();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn switch_snapshot(&mut self) {
         let cur = self.shared.snapshot.load();
         if cur.generation != self.snap.generation {
             let next = arc_swap::Guard::into_inner(cur);
@@ -835,6 +856,10 @@ impl Worker {
     }
 
     fn take_handoffs(&mut self) -> usize {
+        // Two plain loads; `try_recv` on an empty channel costs a full fence.
+        if self.handoff_rx.is_empty() {
+            return 0;
+        }
         let mut n = 0;
         while n < BATCH_SIZE {
             let Ok(h) = self.handoff_rx.try_recv() else {
