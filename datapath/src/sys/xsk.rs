@@ -87,9 +87,12 @@ impl XskConfig {
         self.frames - self.rx_frames()
     }
 
-    /// FILL ring entries: room for every rx chunk, so giving chunks back never fails.
+    /// FILL ring entries: room for every rx chunk twice over. Once is what giving chunks back
+    /// needs to never fail; the rest keeps the producer's cached view of free slots from
+    /// running out at every release, which re-reads the kernel's consumer index: a cache line
+    /// the receiving CPU writes for every frame (~2 % of a forwarding core at 1 Mpps).
     pub fn fill_ring(&self) -> u32 {
-        self.rx_frames().next_power_of_two()
+        (self.rx_frames() * 2).next_power_of_two()
     }
 
     /// COMPLETION ring entries: room for every tx chunk.
@@ -1007,7 +1010,7 @@ mod tests {
         assert!(c.validate().is_ok());
         assert_eq!(umem_bytes(c.frames) * 4, 8 << 20);
         assert_eq!((c.rx_frames(), c.tx_frames()), (256, 256));
-        assert_eq!((c.fill_ring(), c.comp_ring()), (256, 256));
+        assert_eq!((c.fill_ring(), c.comp_ring()), (512, 256));
     }
 
     #[test]
@@ -1017,7 +1020,7 @@ mod tests {
             ..XskConfig::default()
         };
         assert_eq!((c.rx_frames(), c.tx_frames()), (150, 151));
-        assert_eq!((c.fill_ring(), c.comp_ring()), (256, 256));
+        assert_eq!((c.fill_ring(), c.comp_ring()), (512, 256));
     }
 
     #[test]
