@@ -123,6 +123,16 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     };
     assert!(value("vswitchd-afxdp", "fps_1", "delivered") > 0.0);
     assert!(value("vswitchd-afxdp", "fps_10k", "delivered") > 0.0);
+    // The switch's own account of its core: it worked, for a time per frame.
+    assert!(value("vswitchd-afxdp", "fps_1", "switch_busy_pct") > 0.0);
+    assert!(value("vswitchd-afxdp", "fps_10k", "switch_ns_per_frame") > 0.0);
+    if ovs
+        && recs.iter().any(|r| {
+            r["kind"] == "measurement" && r["path"] == "ovs-afxdp" && r["figure"] == "fps_1"
+        })
+    {
+        assert!(value("ovs-afxdp", "fps_1", "switch_ns_per_frame") > 0.0);
+    }
     assert!(
         recs.iter().any(|r| r["kind"] == "note"
             && r["path"] == "vswitchd-afxdp"

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use testbed::{Container, Daemon, Netns, unique};
@@ -333,6 +333,72 @@ impl Ovs {
     }
 }
 
+impl Ovs {
+    /// `ovs-appctl -t …/ovs-vswitchd.ctl ARGS…`
+    pub fn appctl(&self, args: &[&str]) -> Result<String> {
+        let mut c = Command::new("ovs-appctl");
+        c.arg("-t")
+            .arg(self.dir.join("ovs-vswitchd.ctl"))
+            .arg("--timeout=20")
+            .args(args);
+        self.env(&mut c);
+        let what = format!("ovs-appctl {}", args.join(" "));
+        Ok(sys::run_to(&what, &mut c, Duration::from_secs(30))?
+            .ok(&what)?
+            .stdout)
+    }
+}
+
+/// vswitchd's `vsctl --json show` (`{"hello":…,"switch":…}`): busy ns and frames summed over the workers.
+pub fn parse_worker_load(json: &str) -> Option<(u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let workers = v.get("switch")?.get("worker_stats")?.as_array()?;
+    let mut busy = 0u64;
+    let mut frames = 0u64;
+    for w in workers {
+        busy = busy.saturating_add(w.get("busy_ns")?.as_u64()?);
+        frames = frames.saturating_add(w.get("frames")?.as_u64()?);
+    }
+    Some((busy, frames))
+}
+
+/// Open vSwitch's `dpif-netdev/pmd-stats-show`, PMD threads only (not the main thread): the
+/// processing share of their cycles (processing ÷ (idle + processing)) and the packets they
+/// received.
+pub fn parse_pmd_stats(text: &str) -> Option<(f64, f64)> {
+    let mut in_pmd = false;
+    let (mut idle, mut proc, mut packets) = (0.0, 0.0, 0.0);
+    let mut seen = false;
+    let count = |rest: &str| -> Option<f64> { rest.split_whitespace().next()?.parse().ok() };
+    for line in text.lines() {
+        let t = line.trim();
+        if !line.starts_with(' ') && t.ends_with(':') {
+            in_pmd = t.starts_with("pmd thread");
+            continue;
+        }
+        if !in_pmd {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("packets received:") {
+            packets += count(rest)?;
+            seen = true;
+        } else if let Some(rest) = t.strip_prefix("idle cycles:") {
+            idle += count(rest)?;
+        } else if let Some(rest) = t.strip_prefix("processing cycles:") {
+            proc += count(rest)?;
+        }
+    }
+    if !seen {
+        return None;
+    }
+    let share = if idle + proc > 0.0 {
+        proc / (idle + proc)
+    } else {
+        0.0
+    };
+    Some((share, packets))
+}
+
 impl Drop for Ovs {
     fn drop(&mut self) {
         if let Some(br) = self.bridge.take() {
@@ -374,6 +440,32 @@ pub struct Topo {
     pub kind: PathKind,
     /// Settings changed for this path that a reader must know (e.g. offloads).
     pub notes: Vec<String>,
+    /// `vsctl`, to read vswitchd's worker counters.
+    vsctl: PathBuf,
+}
+
+/// A reading of the switch's own load counters, to take the difference from.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadMark {
+    /// vswitchd: its workers' busy time and frames, summed, at `at`.
+    Vswitchd {
+        at: Instant,
+        busy_ns: u64,
+        frames: u64,
+    },
+    /// Open vSwitch: the PMD counters were cleared at this instant.
+    Ovs(Instant),
+}
+
+/// What the switch's forwarding core did over a measurement, by the switch's own account.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Seconds between the two readings.
+    pub secs: f64,
+    /// Seconds of it the forwarding thread(s) spent working (not polling empty queues).
+    pub busy_secs: f64,
+    /// Frames the switch received.
+    pub frames: f64,
 }
 
 impl Topo {
@@ -503,6 +595,7 @@ impl Topo {
             sink,
             kind,
             notes,
+            vsctl: setup.bin_dir.join("vsctl"),
         };
         topo.sink_counter()?;
         topo.learn()?;
@@ -523,6 +616,70 @@ impl Topo {
         let _ = std::fs::remove_file(&file);
         r.context("installing the sink's nft counter (is nftables installed?)")?;
         Ok(())
+    }
+
+    /// Starts a load reading: vswitchd's worker counters now, or Open vSwitch's PMD counters
+    /// cleared. None for the kernel paths (the load is not the switch's to report).
+    pub fn load_mark(&self) -> Result<Option<LoadMark>> {
+        match &self.switch {
+            Switch::Vswitchd(d) => {
+                let (busy_ns, frames) = self.vswitchd_load(d)?;
+                Ok(Some(LoadMark::Vswitchd {
+                    at: Instant::now(),
+                    busy_ns,
+                    frames,
+                }))
+            }
+            Switch::Ovs(o) => {
+                o.appctl(&["dpif-netdev/pmd-stats-clear"])?;
+                Ok(Some(LoadMark::Ovs(Instant::now())))
+            }
+            Switch::None | Switch::Bridge { .. } => Ok(None),
+        }
+    }
+
+    /// The load since `mark`: busy time from vswitchd's `busy_ns` (passes that had work), or
+    /// from Open vSwitch's processing share of its PMD cycles (`pmd-stats-show`).
+    pub fn load_since(&self, mark: LoadMark) -> Result<Load> {
+        match (mark, &self.switch) {
+            (
+                LoadMark::Vswitchd {
+                    at,
+                    busy_ns,
+                    frames,
+                },
+                Switch::Vswitchd(d),
+            ) => {
+                let (b, f) = self.vswitchd_load(d)?;
+                Ok(Load {
+                    secs: at.elapsed().as_secs_f64(),
+                    busy_secs: b.saturating_sub(busy_ns) as f64 / 1e9,
+                    frames: f.saturating_sub(frames) as f64,
+                })
+            }
+            (LoadMark::Ovs(at), Switch::Ovs(o)) => {
+                let out = o.appctl(&["dpif-netdev/pmd-stats-show"])?;
+                let secs = at.elapsed().as_secs_f64();
+                let (share, frames) = parse_pmd_stats(&out)
+                    .with_context(|| format!("unexpected pmd-stats-show output: {out}"))?;
+                Ok(Load {
+                    secs,
+                    busy_secs: share * secs,
+                    frames,
+                })
+            }
+            _ => bail!("load mark of another switch"),
+        }
+    }
+
+    fn vswitchd_load(&self, d: &Daemon) -> Result<(u64, u64)> {
+        let sock = d.socket.display().to_string();
+        let out = sys::run(
+            &self.vsctl.display().to_string(),
+            &["--socket", &sock, "--json", "show"],
+            SHORT,
+        )?;
+        parse_worker_load(&out).with_context(|| format!("no worker counters in: {out}"))
     }
 
     /// Frames counted by the sink's rule so far.
@@ -649,6 +806,31 @@ mod tests {
         let s = "table netdev e2e {\n\tchain rx {\n\t\tudp dport 9 counter packets 200000 bytes 9200000 drop\n\t}\n}\n";
         assert_eq!(parse_nft_packets(s), Some(200_000));
         assert_eq!(parse_nft_packets("nothing"), None);
+    }
+
+    #[test]
+    fn ovs_pmd_stats_give_the_processing_share_and_packets() {
+        // Captured from Open vSwitch 3.1 during an afxdp run of this harness.
+        let text = include_str!("testdata/pmd-stats-show.txt");
+        let (share, packets) = parse_pmd_stats(text).unwrap();
+        let want = 11_179_680_502.0 / (11_179_680_502.0 + 3_223_620_739.0);
+        assert!((share - want).abs() < 1e-9, "{share}");
+        assert_eq!(packets, 4_052_450.0);
+        // The main thread's section is not a PMD's.
+        let main_only = text.split("main thread:").nth(1).unwrap();
+        assert_eq!(parse_pmd_stats(&format!("main thread:{main_only}")), None);
+        assert_eq!(parse_pmd_stats("garbage"), None);
+    }
+
+    #[test]
+    fn vswitchd_worker_load_is_summed_over_workers() {
+        let json = r#"{"hello":{"versions":[1]},"switch":{"worker_stats":[
+            {"worker":0,"batches":1,"frames":100,"sleeps":0,"busy_ns":5000},
+            {"worker":1,"batches":1,"frames":20,"sleeps":0,"busy_ns":700}]}}"#;
+        assert_eq!(parse_worker_load(json), Some((5_700, 120)));
+        // A daemon without the counter is not read as idle.
+        let old = r#"{"switch":{"worker_stats":[{"worker":0,"frames":100}]}}"#;
+        assert_eq!(parse_worker_load(old), None);
     }
 
     #[test]
