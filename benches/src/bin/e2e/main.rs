@@ -64,6 +64,11 @@ struct Args {
     /// `pktgen --mode`.
     #[arg(long, default_value = "afxdp", value_name = "MODE")]
     gen_mode: String,
+    /// Offer the frame-rate figures at this many frames/s (`pktgen --rate`) instead of as fast
+    /// as the generator goes: below every switch's limit, the switch core rows then compare
+    /// the switches' work at the same load.
+    #[arg(long, value_name = "PPS")]
+    gen_rate: Option<u64>,
     /// sockperf ping-pong messages per second (low load).
     #[arg(long, default_value_t = 5000, value_name = "N")]
     mps: u32,
@@ -330,7 +335,7 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "iperf3": sys::version_of("iperf3", &["--version"]),
         "sockperf": sys::version_of("sockperf", &["--version"]),
         "nft": sys::version_of("nft", &["--version"]),
-        "generator": ctx.generator.describe(&ctx.gen_mode),
+        "generator": ctx.generator.describe(&ctx.gen_mode, ctx.gen_rate),
         "git": sys::run("git", &["rev-parse", "--short", "HEAD"], sys::SHORT).unwrap_or_default().trim(),
         "bin_dir": args.bin_dir.as_ref().map(|p| p.display().to_string()),
         "args": std::env::args().skip(1).collect::<Vec<_>>(),
@@ -394,6 +399,9 @@ fn main() -> Result<()> {
             "no frame generator: build pktgen (cargo build --release --workspace --bins), pass --pktgen, or install netsniff-ng"
         ),
     };
+    if args.gen_rate.is_some() && matches!(generator, Generator::Trafgen) {
+        bail!("--gen-rate needs pktgen (trafgen has no rate here)");
+    }
     let ncpu = sys::cpu_snap()?.cpus_len();
     if args.gen_cpu >= ncpu || args.switch_cpu >= ncpu {
         bail!("this machine has {ncpu} CPUs: --gen-cpu/--switch-cpu out of range");
@@ -401,6 +409,7 @@ fn main() -> Result<()> {
     let ctx = Ctx {
         generator,
         gen_mode: args.gen_mode.clone(),
+        gen_rate: args.gen_rate,
         secs: args
             .duration
             .unwrap_or(if args.quick { 2 } else { 5 })
@@ -439,7 +448,7 @@ fn main() -> Result<()> {
         "e2e: {rounds} round(s) of {} path(s), {} s per measurement, generator: {}",
         paths.len(),
         ctx.secs,
-        ctx.generator.describe(&ctx.gen_mode)
+        ctx.generator.describe(&ctx.gen_mode, ctx.gen_rate)
     );
     let mut result = Ok(());
     'rounds: for round in 1..=rounds {

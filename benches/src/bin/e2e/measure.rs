@@ -24,9 +24,12 @@ pub enum Generator {
 
 impl Generator {
     /// Name for the results.
-    pub fn describe(&self, mode: &str) -> String {
+    pub fn describe(&self, mode: &str, rate: Option<u64>) -> String {
         match self {
-            Self::Pktgen(p) => format!("pktgen {} --mode {mode}", p.display()),
+            Self::Pktgen(p) => match rate {
+                Some(r) => format!("pktgen {} --mode {mode} --rate {r}", p.display()),
+                None => format!("pktgen {} --mode {mode}", p.display()),
+            },
             Self::Trafgen => "trafgen (netsniff-ng, PACKET_MMAP)".into(),
         }
     }
@@ -39,6 +42,8 @@ pub struct Ctx {
     pub generator: Generator,
     /// `pktgen --mode`.
     pub gen_mode: String,
+    /// `pktgen --rate` of the frame-rate figures (None: as fast as it goes).
+    pub gen_rate: Option<u64>,
     /// Seconds of traffic per measurement.
     pub secs: u32,
     /// Seconds of the idle-CPU measurement.
@@ -201,6 +206,9 @@ impl Ctx {
                     "--flows",
                     &flows.to_string(),
                 ]);
+                if let Some(r) = self.gen_rate {
+                    c.args(["--rate", &r.to_string()]);
+                }
                 let out = sys::run_to(
                     "pktgen",
                     &mut c,
