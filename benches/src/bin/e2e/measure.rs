@@ -142,17 +142,18 @@ impl Ctx {
         if let Some(mark) = mark {
             // The switch's own account of its forwarding core: busy polling shows 100 % in
             // /proc/stat whatever the load, so the work it did is read from the switch.
-            let load = topo.load_since(mark)?;
-            let secs = m.values.get("secs").copied().unwrap_or(0.0);
-            if secs > 0.0 {
-                m.values
-                    .insert("switch_busy_pct".into(), 100.0 * load.busy_secs / secs);
-            }
-            if load.frames > 0.0 {
-                m.values.insert(
-                    "switch_ns_per_frame".into(),
-                    1e9 * load.busy_secs / load.frames,
-                );
+            if let Some(load) = topo.load_since(mark)? {
+                let secs = m.values.get("secs").copied().unwrap_or(0.0);
+                if secs > 0.0 {
+                    m.values
+                        .insert("switch_busy_pct".into(), 100.0 * load.busy_secs / secs);
+                }
+                if load.frames > 0.0 {
+                    m.values.insert(
+                        "switch_ns_per_frame".into(),
+                        1e9 * load.busy_secs / load.frames,
+                    );
+                }
             }
         }
         let sent = m.values.get("sent").copied().unwrap_or(0.0);

@@ -639,8 +639,10 @@ impl Topo {
     }
 
     /// The load since `mark`: busy time from vswitchd's `busy_ns` (passes that had work), or
-    /// from Open vSwitch's processing share of its PMD cycles (`pmd-stats-show`).
-    pub fn load_since(&self, mark: LoadMark) -> Result<Load> {
+    /// from Open vSwitch's processing share of its PMD cycles (`pmd-stats-show`). None when
+    /// the switch keeps no such account (Open vSwitch's system ports are polled by its main
+    /// thread, which counts no cycles).
+    pub fn load_since(&self, mark: LoadMark) -> Result<Option<Load>> {
         match (mark, &self.switch) {
             (
                 LoadMark::Vswitchd {
@@ -651,22 +653,20 @@ impl Topo {
                 Switch::Vswitchd(d),
             ) => {
                 let (b, f) = self.vswitchd_load(d)?;
-                Ok(Load {
+                Ok(Some(Load {
                     secs: at.elapsed().as_secs_f64(),
                     busy_secs: b.saturating_sub(busy_ns) as f64 / 1e9,
                     frames: f.saturating_sub(frames) as f64,
-                })
+                }))
             }
             (LoadMark::Ovs(at), Switch::Ovs(o)) => {
                 let out = o.appctl(&["dpif-netdev/pmd-stats-show"])?;
                 let secs = at.elapsed().as_secs_f64();
-                let (share, frames) = parse_pmd_stats(&out)
-                    .with_context(|| format!("unexpected pmd-stats-show output: {out}"))?;
-                Ok(Load {
+                Ok(parse_pmd_stats(&out).map(|(share, frames)| Load {
                     secs,
                     busy_secs: share * secs,
                     frames,
-                })
+                }))
             }
             _ => bail!("load mark of another switch"),
         }
