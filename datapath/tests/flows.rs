@@ -65,11 +65,17 @@ fn udp_port(port: u16) -> Vec<MatchField> {
 }
 
 fn switch(n: usize, cpus: Vec<usize>) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig {
-        cpus,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
+    switch_with(
+        n,
+        SwitchConfig {
+            cpus,
+            ..SwitchConfig::default()
+        },
+    )
+}
+
+fn switch_with(n: usize, config: SwitchConfig) -> (Switch, Vec<MemPeer>) {
+    let mut sw = Switch::start(config).unwrap();
     let peers = (1..=n)
         .map(|i| {
             let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
@@ -806,20 +812,14 @@ fn a_burst_of_new_flows_waits_for_translation_instead_of_being_dropped() {
 #[test]
 fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
     for mode in [PollMode::Busy, PollMode::Adaptive] {
-        let mut sw = Switch::start(SwitchConfig {
-            poll_mode: mode,
-            ..SwitchConfig::default()
-        })
-        .unwrap();
         let started = Instant::now();
-        let p: Vec<MemPeer> = (1..=2)
-            .map(|i| {
-                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                    .unwrap();
-                peer
-            })
-            .collect();
+        let (mut sw, p) = switch_with(
+            2,
+            SwitchConfig {
+                poll_mode: mode,
+                ..SwitchConfig::default()
+            },
+        );
         add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
         sw.barrier().unwrap();
         let busy = |sw: &Switch| Duration::from_nanos(sw.worker_stats()[0].busy_ns);
