@@ -783,10 +783,16 @@ impl Worker {
     #[inline]
     fn work_found(&mut self) {
         if !self.clock_fresh {
-            self.clock_fresh = true;
-            self.clock = self.shared.start.elapsed();
-            self.set_now(self.clock);
+            self.read_clock_now();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_clock_now(&mut self) {
+        self.clock_fresh = true;
+        self.clock = self.shared.start.elapsed();
+        self.set_now(self.clock);
     }
 
     /// Sets the per-pass time fields from the switch clock.
