@@ -139,27 +139,24 @@ impl Ctx {
         // Frames still in flight (switch rings, backlogs) land within a few ms.
         sys::sleep(Duration::from_millis(500))?;
         let delivered = topo.sink_count()?.saturating_sub(before) as f64;
-        if let Some(mark) = mark {
-            // The switch's own account of its forwarding core: busy polling shows 100 % in
-            // /proc/stat whatever the load, so the work it did is read from the switch.
-            if let Some(load) = topo.load_since(mark)? {
-                let secs = m.values.get("secs").copied().unwrap_or(0.0);
-                if secs > 0.0 {
-                    m.values
-                        .insert("switch_busy_pct".into(), 100.0 * load.busy_secs / secs);
-                }
-                if load.frames > 0.0 {
-                    m.values.insert(
-                        "switch_ns_per_frame".into(),
-                        1e9 * load.busy_secs / load.frames,
-                    );
-                }
-            }
-        }
         let sent = m.values.get("sent").copied().unwrap_or(0.0);
         let secs = m.values.get("secs").copied().unwrap_or(0.0);
         if secs <= 0.0 {
             bail!("generator reported no duration: {}", m.detail);
+        }
+        // The switch's own account of its forwarding core: busy polling shows 100 % in
+        // /proc/stat whatever the load, so the work it did is read from the switch.
+        if let Some(mark) = mark
+            && let Some(load) = topo.load_since(mark)?
+        {
+            m.values
+                .insert("switch_busy_pct".into(), 100.0 * load.busy_secs / secs);
+            if load.frames > 0.0 {
+                m.values.insert(
+                    "switch_ns_per_frame".into(),
+                    1e9 * load.busy_secs / load.frames,
+                );
+            }
         }
         m.values.insert("delivered".into(), delivered);
         m.values.insert("fps".into(), delivered / secs);

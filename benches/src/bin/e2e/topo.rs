@@ -221,6 +221,20 @@ impl Ovs {
             .stdout)
     }
 
+    /// `ovs-appctl -t …/ovs-vswitchd.ctl ARGS…`
+    pub fn appctl(&self, args: &[&str]) -> Result<String> {
+        let mut c = Command::new("ovs-appctl");
+        c.arg("-t")
+            .arg(self.dir.join("ovs-vswitchd.ctl"))
+            .arg("--timeout=20")
+            .args(args);
+        self.env(&mut c);
+        let what = format!("ovs-appctl {}", args.join(" "));
+        Ok(sys::run_to(&what, &mut c, Duration::from_secs(30))?
+            .ok(&what)?
+            .stdout)
+    }
+
     /// Starts the database and the switch (all its threads on `cpu`, PMD mask = `cpu`).
     fn start(cpu: usize) -> Result<Self> {
         let dir = std::env::temp_dir().join(unique("e2eovs"));
@@ -333,22 +347,6 @@ impl Ovs {
     }
 }
 
-impl Ovs {
-    /// `ovs-appctl -t …/ovs-vswitchd.ctl ARGS…`
-    pub fn appctl(&self, args: &[&str]) -> Result<String> {
-        let mut c = Command::new("ovs-appctl");
-        c.arg("-t")
-            .arg(self.dir.join("ovs-vswitchd.ctl"))
-            .arg("--timeout=20")
-            .args(args);
-        self.env(&mut c);
-        let what = format!("ovs-appctl {}", args.join(" "));
-        Ok(sys::run_to(&what, &mut c, Duration::from_secs(30))?
-            .ok(&what)?
-            .stdout)
-    }
-}
-
 /// vswitchd's `vsctl --json show` (`{"hello":…,"switch":…}`): busy ns and frames summed over the workers.
 pub fn parse_worker_load(json: &str) -> Option<(u64, u64)> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -447,12 +445,8 @@ pub struct Topo {
 /// A reading of the switch's own load counters, to take the difference from.
 #[derive(Debug, Clone, Copy)]
 pub enum LoadMark {
-    /// vswitchd: its workers' busy time and frames, summed, at `at`.
-    Vswitchd {
-        at: Instant,
-        busy_ns: u64,
-        frames: u64,
-    },
+    /// vswitchd: its workers' busy time and frames, summed.
+    Vswitchd { busy_ns: u64, frames: u64 },
     /// Open vSwitch: the PMD counters were cleared at this instant.
     Ovs(Instant),
 }
@@ -460,9 +454,8 @@ pub enum LoadMark {
 /// What the switch's forwarding core did over a measurement, by the switch's own account.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Load {
-    /// Seconds between the two readings.
-    pub secs: f64,
-    /// Seconds of it the forwarding thread(s) spent working (not polling empty queues).
+    /// Seconds between the two readings that the forwarding thread(s) spent working (not
+    /// polling empty queues).
     pub busy_secs: f64,
     /// Frames the switch received.
     pub frames: f64,
@@ -624,11 +617,7 @@ impl Topo {
         match &self.switch {
             Switch::Vswitchd(d) => {
                 let (busy_ns, frames) = self.vswitchd_load(d)?;
-                Ok(Some(LoadMark::Vswitchd {
-                    at: Instant::now(),
-                    busy_ns,
-                    frames,
-                }))
+                Ok(Some(LoadMark::Vswitchd { busy_ns, frames }))
             }
             Switch::Ovs(o) => {
                 o.appctl(&["dpif-netdev/pmd-stats-clear"])?;
@@ -644,17 +633,9 @@ impl Topo {
     /// thread, which counts no cycles).
     pub fn load_since(&self, mark: LoadMark) -> Result<Option<Load>> {
         match (mark, &self.switch) {
-            (
-                LoadMark::Vswitchd {
-                    at,
-                    busy_ns,
-                    frames,
-                },
-                Switch::Vswitchd(d),
-            ) => {
+            (LoadMark::Vswitchd { busy_ns, frames }, Switch::Vswitchd(d)) => {
                 let (b, f) = self.vswitchd_load(d)?;
                 Ok(Some(Load {
-                    secs: at.elapsed().as_secs_f64(),
                     busy_secs: b.saturating_sub(busy_ns) as f64 / 1e9,
                     frames: f.saturating_sub(frames) as f64,
                 }))
@@ -663,7 +644,6 @@ impl Topo {
                 let out = o.appctl(&["dpif-netdev/pmd-stats-show"])?;
                 let secs = at.elapsed().as_secs_f64();
                 Ok(parse_pmd_stats(&out).map(|(share, frames)| Load {
-                    secs,
                     busy_secs: share * secs,
                     frames,
                 }))
