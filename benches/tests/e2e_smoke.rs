@@ -46,7 +46,7 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     }
     let ovs = Path::new("/usr/share/openvswitch/vswitch.ovsschema").exists()
         && Path::new("/usr/sbin/ovs-vswitchd").exists();
-    let only = if ovs { "a,d,e,g" } else { "a,d,g" };
+    let only = if ovs { "a,d,e,g,h" } else { "a,d,g,h" };
     let out = std::env::temp_dir().join(testbed::unique("e2esm"));
     let t0 = Instant::now();
     let child = Command::new(exe)
@@ -145,6 +145,8 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     assert!(value("vswitchd-afxdp", "tcp_1_adaptive", "gbps") > 0.0);
     assert!(value("bridge", "fps_1", "delivered") > 0.0);
     assert!(value("veth", "tcp_1", "gbps") > 0.0);
+    // The in-kernel XDP redirect path forwards (GRO on the receiving ends, or nothing arrives).
+    assert!(value("xdp-redirect", "fps_1", "delivered") > 0.0);
     // RTT ran (a measurement or a recorded failure: a debug vswitchd is slow, and no speed
     // or success of a timed figure is asserted beyond frames and TCP).
     assert!(

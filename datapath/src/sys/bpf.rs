@@ -4,6 +4,10 @@
 //! - [`XskMap`]: `BPF_MAP_TYPE_XSKMAP`, key = rx queue id, value = AF_XDP socket fd.
 //! - [`XdpProgram`]: `bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)`; frames of a queue
 //!   without a socket go to the kernel stack.
+//! - [`DevMap`] and [`XdpProgram::load_device_redirect`]: the same program shape keyed by the
+//!   ingress device, sending every frame of a device straight out of another one inside the
+//!   kernel (no socket, no userspace). Not used by the switch: it is the measuring harness's
+//!   model of an in-kernel XDP fast path (docs/adr/0007-no-xdp-redirect-fast-path.md).
 //! - [`XdpLink`]: the program attached with `BPF_LINK_CREATE`. Closing the link fd detaches it,
 //!   so the program disappears with the process, even on `SIGKILL`. A program left behind by a
 //!   netlink attach (which does outlive its process) is detected and cleared on `EBUSY`.
@@ -27,11 +31,15 @@ const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_PROG_LOAD: libc::c_int = 5;
 /// `BPF_OBJ_GET_INFO_BY_FD`.
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
+/// `BPF_PROG_TEST_RUN`.
+const BPF_PROG_TEST_RUN: libc::c_int = 10;
 /// `BPF_LINK_CREATE`.
 const BPF_LINK_CREATE: libc::c_int = 28;
 
 /// `BPF_MAP_TYPE_XSKMAP`.
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+/// `BPF_MAP_TYPE_DEVMAP_HASH`.
+const BPF_MAP_TYPE_DEVMAP_HASH: u32 = 25;
 /// `BPF_PROG_TYPE_XDP`.
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP` attach type.
@@ -46,6 +54,8 @@ const BPF_PSEUDO_MAP_FD: u8 = 1;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// `XDP_PASS`.
 const XDP_PASS: i32 = 2;
+/// `offsetof(struct xdp_md, ingress_ifindex)`.
+const XDP_MD_INGRESS_IFINDEX: i16 = 12;
 /// `offsetof(struct xdp_md, rx_queue_index)`.
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 /// Size of the verifier log kept when a load fails.
@@ -144,6 +154,41 @@ struct LinkCreateAttr {
     flags: u32,
 }
 
+/// `union bpf_attr` for `BPF_PROG_TEST_RUN` (the fields up to `batch_size`).
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    /// Named, so that it is zeroed: the kernel refuses non-zero bytes past the last field.
+    _pad: u32,
+}
+
+/// `struct xdp_md`, the context a test run starts from.
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
 /// `union bpf_attr` for `BPF_OBJ_GET_INFO_BY_FD`.
 #[repr(C)]
 #[derive(Default)]
@@ -169,6 +214,7 @@ impl BpfAttr for ElemAttr {}
 impl BpfAttr for ProgLoadAttr {}
 impl BpfAttr for LinkCreateAttr {}
 impl BpfAttr for InfoAttr {}
+impl BpfAttr for TestRunAttr {}
 
 /// Calls bpf(2) and returns its non-negative result.
 ///
@@ -312,6 +358,59 @@ impl XskMap {
     }
 }
 
+/// A `BPF_MAP_TYPE_DEVMAP_HASH`: ingress ifindex → egress ifindex, for
+/// [`XdpProgram::load_device_redirect`].
+#[derive(Debug)]
+pub struct DevMap {
+    fd: OwnedFd,
+}
+
+impl DevMap {
+    /// Creates a map of at most `entries` devices.
+    ///
+    /// # Errors
+    /// `EPERM` without `CAP_BPF`/`CAP_NET_ADMIN`, `EINVAL` for 0 entries, …
+    pub fn new(entries: u32) -> Result<Self, BpfError> {
+        let mut attr = MapCreateAttr {
+            map_type: BPF_MAP_TYPE_DEVMAP_HASH,
+            key_size: 4,
+            value_size: 4,
+            max_entries: entries,
+            map_name: obj_name("vswitch_devs"),
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the MAP_CREATE layout and holds no pointers.
+        let rc = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }.map_err(|source| BpfError {
+            what: "create DEVMAP_HASH",
+            source,
+            log: None,
+        })?;
+        Ok(Self { fd: owned(rc) })
+    }
+
+    /// Frames arriving on device `from` leave through device `to`.
+    ///
+    /// # Errors
+    /// `ENODEV` when `to` does not exist, `E2BIG` when the map is full.
+    pub fn set(&self, from: u32, to: u32) -> Result<(), BpfError> {
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: (&raw const from) as u64,
+            value: (&raw const to) as u64,
+            flags: BPF_ANY,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the MAP_UPDATE_ELEM layout; `from` and `to` are 4-byte locals (the
+        // map's key and value sizes) alive across the call.
+        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map_err(|source| BpfError {
+            what: "set DEVMAP_HASH entry",
+            source,
+            log: None,
+        })?;
+        Ok(())
+    }
+}
+
 impl AsFd for XskMap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -342,9 +441,14 @@ impl Insn {
 
 /// `r2 = ctx->rx_queue_index; r1 = map; r3 = XDP_PASS; return bpf_redirect_map(r1, r2, r3)`.
 fn redirect_program(map_fd: i32) -> [Insn; 6] {
+    redirect_program_by(map_fd, XDP_MD_RX_QUEUE_INDEX)
+}
+
+/// [`redirect_program`] keyed by the `u32` field of `struct xdp_md` at offset `key`.
+fn redirect_program_by(map_fd: i32, key: i16) -> [Insn; 6] {
     [
-        // BPF_LDX | BPF_MEM | BPF_W: r2 = *(u32 *)(r1 + 16)
-        Insn::new(0x61, 2, 1, XDP_MD_RX_QUEUE_INDEX, 0),
+        // BPF_LDX | BPF_MEM | BPF_W: r2 = *(u32 *)(r1 + key)
+        Insn::new(0x61, 2, 1, key, 0),
         // BPF_LD | BPF_IMM | BPF_DW (two slots): r1 = map (by fd)
         Insn::new(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
         Insn::new(0, 0, 0, 0, 0),
@@ -374,13 +478,28 @@ impl XdpProgram {
     /// The load error; when the verifier rejected the program, [`BpfError::log`] holds its log
     /// (at most 64 KiB).
     pub fn load_redirect(map: &XskMap, frags: bool) -> Result<Self, BpfError> {
-        let insns = redirect_program(map.fd.as_raw_fd());
-        match Self::load(&insns, frags, None) {
+        Self::load_checked(&redirect_program(map.fd.as_raw_fd()), frags)
+    }
+
+    /// Loads `bpf_redirect_map(devs, ctx->ingress_ifindex, XDP_PASS)`: each frame leaves
+    /// through the device `map` names for the device it arrived on (`ndo_xdp_xmit`; a veth
+    /// needs NAPI on its peer for that — an XDP program or GRO on — or the frames are dropped),
+    /// and goes to the kernel stack when the map names none.
+    ///
+    /// # Errors
+    /// As [`load_redirect`](Self::load_redirect).
+    pub fn load_device_redirect(map: &DevMap) -> Result<Self, BpfError> {
+        let insns = redirect_program_by(map.fd.as_raw_fd(), XDP_MD_INGRESS_IFINDEX);
+        Self::load_checked(&insns, false)
+    }
+
+    fn load_checked(insns: &[Insn], frags: bool) -> Result<Self, BpfError> {
+        match Self::load(insns, frags, None) {
             Ok(fd) => Ok(Self { fd, frags }),
             Err(source) => {
                 // Load again with the verifier log on, to say why.
                 let mut log = vec![0u8; VERIFIER_LOG_SIZE];
-                let log = match Self::load(&insns, frags, Some(&mut log)) {
+                let log = match Self::load(insns, frags, Some(&mut log)) {
                     Ok(_) => None,
                     Err(_) => {
                         let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
@@ -421,6 +540,36 @@ impl XdpProgram {
         // call.
         let rc = unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) }?;
         Ok(owned(rc))
+    }
+
+    /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`; nothing is sent) and returns
+    /// its verdict (`XDP_PASS` = 2, `XDP_REDIRECT` = 4, …). The frame arrives on the calling
+    /// thread's namespace's loopback device (ifindex 1, the kernel's choice for test runs:
+    /// a chosen device must have registered XDP receive queues).
+    ///
+    /// # Errors
+    /// `EINVAL` for a frame shorter than an Ethernet header.
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        let len =
+            u32::try_from(frame.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        let ctx = XdpMd {
+            data_end: len,
+            ..Default::default()
+        };
+        let mut attr = TestRunAttr {
+            prog_fd: self.fd.as_raw_fd() as u32,
+            data_size_in: len,
+            data_in: frame.as_ptr() as u64,
+            repeat: 1,
+            ctx_size_in: size_of::<XdpMd>() as u32,
+            ctx_in: (&raw const ctx) as u64,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the PROG_TEST_RUN layout; the kernel reads `len` bytes of `frame`
+        // and the `XdpMd` context, both alive across the call, and writes nothing through
+        // pointers (no data_out or ctx_out given).
+        unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
+        Ok(attr.retval)
     }
 
     /// True when loaded with `BPF_F_XDP_HAS_FRAGS`.
@@ -626,6 +775,10 @@ mod tests {
         assert_eq!(std::mem::offset_of!(ProgLoadAttr, prog_flags), 44);
         assert_eq!(size_of::<LinkCreateAttr>(), 16);
         assert_eq!(size_of::<InfoAttr>(), 16);
+        assert_eq!(size_of::<TestRunAttr>(), 80);
+        assert_eq!(std::mem::offset_of!(TestRunAttr, ctx_in), 48);
+        assert_eq!(std::mem::offset_of!(TestRunAttr, flags), 64);
+        assert_eq!(size_of::<XdpMd>(), 24);
     }
 
     #[test]
@@ -650,5 +803,28 @@ mod tests {
         assert!(prog.id().unwrap() > 0);
         map.clear(3).unwrap();
         assert!(map.clear(9).is_err(), "slot 9 of a 4-slot map");
+    }
+
+    #[test]
+    fn the_device_redirect_program_sends_a_mapped_device_s_frames_and_passes_the_rest() {
+        if !privileged() {
+            return;
+        }
+        // The second instruction differs from the queue program only in the field it reads.
+        let p = redirect_program_by(7, XDP_MD_INGRESS_IFINDEX);
+        assert_eq!((p[0].code, p[0].off), (0x61, 12));
+        assert_eq!(&p[1..], &redirect_program(7)[1..]);
+        let map = DevMap::new(8).unwrap();
+        let prog = XdpProgram::load_device_redirect(&map).unwrap();
+        let frame = [0xffu8; 60];
+        // Test runs arrive on loopback, ifindex 1.
+        assert_eq!(prog.test_run(&frame).unwrap(), XDP_PASS as u32);
+        map.set(1, 1).unwrap();
+        assert_eq!(prog.test_run(&frame).unwrap(), 4, "XDP_REDIRECT");
+        assert!(
+            prog.test_run(&frame[..10]).is_err(),
+            "shorter than a header"
+        );
+        assert!(map.set(1, u32::MAX).is_err(), "no such device");
     }
 }

@@ -6,6 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use datapath::sys::bpf::{DevMap, XdpAttachMode, XdpLink, XdpProgram};
+use datapath::sys::netdev;
 use testbed::{Container, Daemon, Netns, unique};
 
 use crate::sys::{self, Bg, SHORT};
@@ -38,11 +40,14 @@ pub enum PathKind {
     OvsSystem,
     /// G. One veth pair gen ↔ sink, no switch.
     Veth,
+    /// H. No switch process: an XDP program on each veth host end sends every frame out of
+    /// the other (`XDP_REDIRECT` through a device map), the model of an in-kernel fast path.
+    XdpRedirect,
 }
 
 impl PathKind {
     /// All paths, in table order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::VsAfxdp,
         Self::VsTap,
         Self::VsAfpacket,
@@ -50,6 +55,7 @@ impl PathKind {
         Self::OvsAfxdp,
         Self::OvsSystem,
         Self::Veth,
+        Self::XdpRedirect,
     ];
 
     /// Key used on the command line and in the raw results.
@@ -62,10 +68,11 @@ impl PathKind {
             Self::OvsAfxdp => "ovs-afxdp",
             Self::OvsSystem => "ovs-system",
             Self::Veth => "veth",
+            Self::XdpRedirect => "xdp-redirect",
         }
     }
 
-    /// Letter of the path (A–G).
+    /// Letter of the path (A–H).
     pub fn letter(self) -> char {
         match self {
             Self::VsAfxdp => 'A',
@@ -75,6 +82,7 @@ impl PathKind {
             Self::OvsAfxdp => 'E',
             Self::OvsSystem => 'F',
             Self::Veth => 'G',
+            Self::XdpRedirect => 'H',
         }
     }
 
@@ -88,6 +96,7 @@ impl PathKind {
             Self::OvsAfxdp => "OVS afxdp",
             Self::OvsSystem => "OVS system",
             Self::Veth => "direct veth",
+            Self::XdpRedirect => "XDP redirect",
         }
     }
 
@@ -423,6 +432,40 @@ pub enum Switch {
     },
     /// Open vSwitch.
     Ovs(Ovs),
+    /// The XDP redirect programs.
+    Xdp {
+        /// Detached on drop.
+        _fwd: XdpForward,
+    },
+}
+
+/// Path H: one device-map redirect program attached (native mode) to both veth host ends,
+/// each sending what it receives out of the other. Dropping it detaches the programs.
+#[derive(Debug)]
+pub struct XdpForward {
+    // Links first: detached before the program and map close.
+    _links: Vec<XdpLink>,
+    _prog: XdpProgram,
+    _map: DevMap,
+}
+
+impl XdpForward {
+    fn attach(a: &str, b: &str) -> Result<Self> {
+        let (ia, ib) = (netdev::ifindex(a)?, netdev::ifindex(b)?);
+        let map = DevMap::new(2)?;
+        map.set(ia, ib)?;
+        map.set(ib, ia)?;
+        let prog = XdpProgram::load_device_redirect(&map)?;
+        let links = [ia, ib]
+            .into_iter()
+            .map(|i| XdpLink::attach(&prog, i, XdpAttachMode::Driver))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            _links: links,
+            _prog: prog,
+            _map: map,
+        })
+    }
 }
 
 /// A built path. Fields drop in order: the switch first, then the namespaces.
@@ -467,7 +510,7 @@ impl Topo {
         match &self.switch {
             Switch::Vswitchd(d) => d.pid().into_iter().collect(),
             Switch::Ovs(o) => o.pids(),
-            Switch::None | Switch::Bridge { .. } => Vec::new(),
+            Switch::None | Switch::Bridge { .. } | Switch::Xdp { .. } => Vec::new(),
         }
     }
 
@@ -542,6 +585,26 @@ impl Topo {
                 ovs.add_port(&g.port, afxdp)?;
                 ovs.add_port(&s.port, afxdp)?;
                 (Switch::Ovs(ovs), End::container(g), End::container(s))
+            }
+            PathKind::XdpRedirect => {
+                let g = Container::veth("e2g", 1, GEN_IP)?;
+                let s = Container::veth("e2s", 2, SINK_IP)?;
+                // `ndo_xdp_xmit` into a veth needs NAPI on the receiving end (GRO on, else the
+                // frames vanish: PLATFORM.md); a redirected frame loses the partial-checksum
+                // state, as through AF_XDP, so the containers complete their checksums.
+                for c in [&g, &s] {
+                    End::run_in(&c.ns, "ethtool", &["-K", "eth0", "gro", "on", "tx", "off"])?;
+                }
+                notes.push(format!(
+                    "{}: `ethtool -K eth0 gro on tx off` in both containers (a redirect into a veth needs NAPI on the receiving end; redirected frames lose the partial-checksum state)",
+                    kind.label()
+                ));
+                let fwd = XdpForward::attach(&g.port, &s.port)?;
+                (
+                    Switch::Xdp { _fwd: fwd },
+                    End::container(g),
+                    End::container(s),
+                )
             }
             PathKind::Veth => {
                 let gn = Netns::new("e2g")?;
@@ -623,7 +686,7 @@ impl Topo {
                 o.appctl(&["dpif-netdev/pmd-stats-clear"])?;
                 Ok(Some(LoadMark::Ovs(Instant::now())))
             }
-            Switch::None | Switch::Bridge { .. } => Ok(None),
+            Switch::None | Switch::Bridge { .. } | Switch::Xdp { .. } => Ok(None),
         }
     }
 
