@@ -795,6 +795,7 @@ mod tests {
 
     /// True when the test may load programs; false (with the reason printed) when it must
     /// skip, which it never may under `CI=true`.
+    #[allow(clippy::print_stderr)] // the skip reason, for whoever runs the tests
     fn privileged() -> bool {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() == 0 };
