@@ -157,6 +157,10 @@ impl Ctx {
                     1e9 * load.busy_secs / load.frames,
                 );
             }
+            if let Some(b) = load.batches.filter(|b| *b > 0.0) {
+                m.values
+                    .insert("switch_frames_per_batch".into(), load.frames / b);
+            }
         }
         m.values.insert("delivered".into(), delivered);
         m.values.insert("fps".into(), delivered / secs);

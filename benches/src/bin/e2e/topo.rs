@@ -356,17 +356,29 @@ impl Ovs {
     }
 }
 
-/// vswitchd's `vsctl --json show` (`{"hello":…,"switch":…}`): busy ns and frames summed over the workers.
-pub fn parse_worker_load(json: &str) -> Option<(u64, u64)> {
+/// vswitchd's worker counters, summed over the workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerLoad {
+    /// Time in passes that found work.
+    pub busy_ns: u64,
+    /// Frames received.
+    pub frames: u64,
+    /// Receive batches that held frames.
+    pub batches: u64,
+}
+
+/// vswitchd's `vsctl --json show` (`{"hello":…,"switch":…}`): the workers' counters summed.
+pub fn parse_worker_load(json: &str) -> Option<WorkerLoad> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     let workers = v.get("switch")?.get("worker_stats")?.as_array()?;
-    let mut busy = 0u64;
-    let mut frames = 0u64;
+    let mut sum = WorkerLoad::default();
     for w in workers {
-        busy = busy.saturating_add(w.get("busy_ns")?.as_u64()?);
-        frames = frames.saturating_add(w.get("frames")?.as_u64()?);
+        let n = |k: &str| w.get(k).and_then(serde_json::Value::as_u64);
+        sum.busy_ns = sum.busy_ns.saturating_add(n("busy_ns")?);
+        sum.frames = sum.frames.saturating_add(n("frames")?);
+        sum.batches = sum.batches.saturating_add(n("batches")?);
     }
-    Some((busy, frames))
+    Some(sum)
 }
 
 /// Open vSwitch's `dpif-netdev/pmd-stats-show`, PMD threads only (not the main thread): the
@@ -488,8 +500,8 @@ pub struct Topo {
 /// A reading of the switch's own load counters, to take the difference from.
 #[derive(Debug, Clone, Copy)]
 pub enum LoadMark {
-    /// vswitchd: its workers' busy time and frames, summed.
-    Vswitchd { busy_ns: u64, frames: u64 },
+    /// vswitchd: its workers' counters.
+    Vswitchd(WorkerLoad),
     /// Open vSwitch: the PMD counters were cleared at this instant.
     Ovs(Instant),
 }
@@ -502,6 +514,8 @@ pub struct Load {
     pub busy_secs: f64,
     /// Frames the switch received.
     pub frames: f64,
+    /// Receive batches that held frames (vswitchd; Open vSwitch does not count them).
+    pub batches: Option<f64>,
 }
 
 impl Topo {
@@ -678,10 +692,7 @@ impl Topo {
     /// cleared. None for the kernel paths (the load is not the switch's to report).
     pub fn load_mark(&self) -> Result<Option<LoadMark>> {
         match &self.switch {
-            Switch::Vswitchd(d) => {
-                let (busy_ns, frames) = self.vswitchd_load(d)?;
-                Ok(Some(LoadMark::Vswitchd { busy_ns, frames }))
-            }
+            Switch::Vswitchd(d) => Ok(Some(LoadMark::Vswitchd(self.vswitchd_load(d)?))),
             Switch::Ovs(o) => {
                 o.appctl(&["dpif-netdev/pmd-stats-clear"])?;
                 Ok(Some(LoadMark::Ovs(Instant::now())))
@@ -696,11 +707,12 @@ impl Topo {
     /// thread, which counts no cycles).
     pub fn load_since(&self, mark: LoadMark) -> Result<Option<Load>> {
         match (mark, &self.switch) {
-            (LoadMark::Vswitchd { busy_ns, frames }, Switch::Vswitchd(d)) => {
-                let (b, f) = self.vswitchd_load(d)?;
+            (LoadMark::Vswitchd(was), Switch::Vswitchd(d)) => {
+                let now = self.vswitchd_load(d)?;
                 Ok(Some(Load {
-                    busy_secs: b.saturating_sub(busy_ns) as f64 / 1e9,
-                    frames: f.saturating_sub(frames) as f64,
+                    busy_secs: now.busy_ns.saturating_sub(was.busy_ns) as f64 / 1e9,
+                    frames: now.frames.saturating_sub(was.frames) as f64,
+                    batches: Some(now.batches.saturating_sub(was.batches) as f64),
                 }))
             }
             (LoadMark::Ovs(at), Switch::Ovs(o)) => {
@@ -709,13 +721,14 @@ impl Topo {
                 Ok(parse_pmd_stats(&out).map(|(share, frames)| Load {
                     busy_secs: share * secs,
                     frames,
+                    batches: None,
                 }))
             }
             _ => bail!("load mark of another switch"),
         }
     }
 
-    fn vswitchd_load(&self, d: &Daemon) -> Result<(u64, u64)> {
+    fn vswitchd_load(&self, d: &Daemon) -> Result<WorkerLoad> {
         let sock = d.socket.display().to_string();
         let out = sys::run(
             &self.vsctl.display().to_string(),
@@ -870,7 +883,14 @@ mod tests {
         let json = r#"{"hello":{"versions":[1]},"switch":{"worker_stats":[
             {"worker":0,"batches":1,"frames":100,"sleeps":0,"busy_ns":5000},
             {"worker":1,"batches":1,"frames":20,"sleeps":0,"busy_ns":700}]}}"#;
-        assert_eq!(parse_worker_load(json), Some((5_700, 120)));
+        assert_eq!(
+            parse_worker_load(json),
+            Some(WorkerLoad {
+                busy_ns: 5_700,
+                frames: 120,
+                batches: 2
+            })
+        );
         // A daemon without the counter is not read as idle.
         let old = r#"{"switch":{"worker_stats":[{"worker":0,"frames":100}]}}"#;
         assert_eq!(parse_worker_load(old), None);
