@@ -606,7 +606,17 @@ fn drops(counts: &[u64; DropReason::COUNT]) -> std::collections::BTreeMap<String
         .collect()
 }
 
+/// The receive drops a user sees: the datapath's by reason, and the backend's own (kernel
+/// rings full, socket drops: read from the kernel every few passes, counted apart in the
+/// datapath) under reason `backend`.
+fn reported_rx_drops(c: &PortCountersSnapshot) -> [u64; DropReason::COUNT] {
+    let mut rx = c.rx_drops;
+    rx[DropReason::Backend as usize] += c.backend_drops;
+    rx
+}
+
 fn port_stats_desc(info: &PortInfo, c: &PortCountersSnapshot) -> PortStatsDesc {
+    let rx = reported_rx_drops(c);
     PortStatsDesc {
         id: info.id,
         name: info.name.clone(),
@@ -616,9 +626,9 @@ fn port_stats_desc(info: &PortInfo, c: &PortCountersSnapshot) -> PortStatsDesc {
         tx_bytes: c.tx_bytes,
         rx_jumbo: c.rx_jumbo,
         tx_jumbo: c.tx_jumbo,
-        rx_dropped: c.rx_dropped(),
+        rx_dropped: rx.iter().sum(),
         tx_dropped: c.tx_dropped(),
-        rx_drops: drops(&c.rx_drops),
+        rx_drops: drops(&rx),
         tx_drops: drops(&c.tx_drops),
     }
 }
@@ -718,6 +728,21 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("body.vlan.native"));
         let e = vlan_mode(Some(VlanSpec::default())).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("body.vlan"));
+    }
+
+    #[test]
+    fn the_backends_own_drops_are_reported_as_receive_drops_of_reason_backend() {
+        let mut c = PortCountersSnapshot {
+            backend_drops: 5,
+            ..Default::default()
+        };
+        c.rx_drops[DropReason::BadLength as usize] = 2;
+        let rx = reported_rx_drops(&c);
+        assert_eq!(rx[DropReason::Backend as usize], 5);
+        assert_eq!(rx[DropReason::BadLength as usize], 2);
+        assert_eq!(rx.iter().sum::<u64>(), 7);
+        let by_name = drops(&rx);
+        assert_eq!(by_name.get("backend"), Some(&5));
     }
 
     #[test]
