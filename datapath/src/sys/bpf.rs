@@ -270,6 +270,54 @@ fn obj_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(info.id)
 }
 
+/// Creates a map of `map_type` with 4-byte keys and values.
+fn create_u32_map(
+    map_type: u32,
+    entries: u32,
+    name: &str,
+    what: &'static str,
+) -> Result<OwnedFd, BpfError> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size: 4,
+        value_size: 4,
+        max_entries: entries,
+        map_name: obj_name(name),
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the MAP_CREATE layout and holds no pointers.
+    let rc = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }.map_err(|source| BpfError {
+        what,
+        source,
+        log: None,
+    })?;
+    Ok(owned(rc))
+}
+
+/// Sets `key` to `value` in a map with 4-byte keys and values.
+fn update_u32(
+    map: BorrowedFd<'_>,
+    key: u32,
+    value: u32,
+    what: &'static str,
+) -> Result<(), BpfError> {
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: (&raw const key) as u64,
+        value: (&raw const value) as u64,
+        flags: BPF_ANY,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the MAP_UPDATE_ELEM layout; `key` and `value` are 4-byte locals (the
+    // map's key and value sizes) alive across the call.
+    unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map_err(|source| BpfError {
+        what,
+        source,
+        log: None,
+    })?;
+    Ok(())
+}
+
 /// A `BPF_MAP_TYPE_XSKMAP`: rx queue id → AF_XDP socket.
 #[derive(Debug)]
 pub struct XskMap {
@@ -283,22 +331,13 @@ impl XskMap {
     /// # Errors
     /// `EPERM` without `CAP_BPF`/`CAP_NET_ADMIN`, `EINVAL` for 0 entries, …
     pub fn new(entries: u32) -> Result<Self, BpfError> {
-        let mut attr = MapCreateAttr {
-            map_type: BPF_MAP_TYPE_XSKMAP,
-            key_size: 4,
-            value_size: 4,
-            max_entries: entries,
-            map_name: obj_name("vswitch_xsks"),
-            ..Default::default()
-        };
-        // SAFETY: `attr` is the MAP_CREATE layout and holds no pointers.
-        let rc = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }.map_err(|source| BpfError {
-            what: "create XSKMAP",
-            source,
-            log: None,
-        })?;
         Ok(Self {
-            fd: owned(rc),
+            fd: create_u32_map(
+                BPF_MAP_TYPE_XSKMAP,
+                entries,
+                "vswitch_xsks",
+                "create XSKMAP",
+            )?,
             entries,
         })
     }
@@ -313,23 +352,12 @@ impl XskMap {
     /// # Errors
     /// `E2BIG` when `queue` is out of range, `EOPNOTSUPP`/`EINVAL` for an unbound socket.
     pub fn set(&self, queue: u32, xsk: BorrowedFd<'_>) -> Result<(), BpfError> {
-        let key = queue;
-        let value = xsk.as_raw_fd() as u32;
-        let mut attr = ElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: (&raw const key) as u64,
-            value: (&raw const value) as u64,
-            flags: BPF_ANY,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is the MAP_UPDATE_ELEM layout; `key` and `value` are 4-byte locals
-        // (the map's key and value sizes) alive across the call.
-        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map_err(|source| BpfError {
-            what: "set XSKMAP entry",
-            source,
-            log: None,
-        })?;
-        Ok(())
+        update_u32(
+            self.fd.as_fd(),
+            queue,
+            xsk.as_raw_fd() as u32,
+            "set XSKMAP entry",
+        )
     }
 
     /// Empties the slot of `queue` (frames of that queue then go to the kernel stack). An
@@ -371,21 +399,13 @@ impl DevMap {
     /// # Errors
     /// `EPERM` without `CAP_BPF`/`CAP_NET_ADMIN`, `EINVAL` for 0 entries, …
     pub fn new(entries: u32) -> Result<Self, BpfError> {
-        let mut attr = MapCreateAttr {
-            map_type: BPF_MAP_TYPE_DEVMAP_HASH,
-            key_size: 4,
-            value_size: 4,
-            max_entries: entries,
-            map_name: obj_name("vswitch_devs"),
-            ..Default::default()
-        };
-        // SAFETY: `attr` is the MAP_CREATE layout and holds no pointers.
-        let rc = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr) }.map_err(|source| BpfError {
-            what: "create DEVMAP_HASH",
-            source,
-            log: None,
-        })?;
-        Ok(Self { fd: owned(rc) })
+        let fd = create_u32_map(
+            BPF_MAP_TYPE_DEVMAP_HASH,
+            entries,
+            "vswitch_devs",
+            "create DEVMAP_HASH",
+        )?;
+        Ok(Self { fd })
     }
 
     /// Frames arriving on device `from` leave through device `to`.
@@ -393,21 +413,7 @@ impl DevMap {
     /// # Errors
     /// `ENODEV` when `to` does not exist, `E2BIG` when the map is full.
     pub fn set(&self, from: u32, to: u32) -> Result<(), BpfError> {
-        let mut attr = ElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: (&raw const from) as u64,
-            value: (&raw const to) as u64,
-            flags: BPF_ANY,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is the MAP_UPDATE_ELEM layout; `from` and `to` are 4-byte locals (the
-        // map's key and value sizes) alive across the call.
-        unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map_err(|source| BpfError {
-            what: "set DEVMAP_HASH entry",
-            source,
-            log: None,
-        })?;
-        Ok(())
+        update_u32(self.fd.as_fd(), from, to, "set DEVMAP_HASH entry")
     }
 }
 
