@@ -540,10 +540,10 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
              and per frame the switch received. A switch well below 100 % does not limit the \
              frame rate. Near 100 % it may not either: a busy-polling switch works in every pass \
              while frames keep arriving, and the fewer frames a pass finds, the more work per \
-             frame its fixed costs (the transmit kick) make. Frames per receive batch tell \
-             (vswitchd; up to 64): a switch that limits the rate finds full batches (its receive \
-             ring overflows); small ones mean it waits for frames and the generator's side is the \
-             limit."
+             frame its fixed costs (the transmit kick) make. Frames per receive batch (vswitchd; \
+             up to 64; an average over batches): a switch steadily at its limit finds full \
+             batches, and its ingress port counts receive drops of reason `backend`; small \
+             averages mean most passes wait for frames."
         );
     }
     let notes: BTreeSet<String> = recs
