@@ -127,6 +127,7 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     assert!(value("vswitchd-afxdp", "fps_1", "switch_busy_pct") > 0.0);
     assert!(value("vswitchd-afxdp", "fps_10k", "switch_ns_per_frame") > 0.0);
     assert!(value("vswitchd-afxdp", "fps_1", "switch_frames_per_batch") >= 1.0);
+    assert!(value("vswitchd-afxdp", "fps_1", "switch_full_batch_pct") >= 0.0);
     if ovs
         && recs.iter().any(|r| {
             r["kind"] == "measurement" && r["path"] == "ovs-afxdp" && r["figure"] == "fps_1"

@@ -696,6 +696,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 packet_outs: w.packet_outs,
                 packet_out_drops: w.packet_out_drops,
                 busy_ns: w.busy_ns,
+                full_batches: w.full_batches,
             })
             .collect(),
         event_drops: 0,

@@ -352,6 +352,7 @@ fn replies() -> Vec<Reply> {
                     packet_outs: 2,
                     packet_out_drops: 0,
                     busy_ns: 123_456_789,
+                    full_batches: 42,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -367,6 +368,7 @@ fn replies() -> Vec<Reply> {
                     packet_outs: 0,
                     packet_out_drops: 0,
                     busy_ns: 0,
+                    full_batches: 0,
                 },
             ],
             event_drops: 3,

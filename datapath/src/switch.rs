@@ -254,6 +254,8 @@ pub struct WorkerStats {
     /// Nanoseconds the worker spent on passes that had work (see
     /// [`WorkerCounters::busy_ns`](crate::worker::WorkerCounters::busy_ns)).
     pub busy_ns: u64,
+    /// Receive batches that came back full.
+    pub full_batches: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -1457,6 +1459,7 @@ impl Switch {
                 packet_in_drops: c.counters.packet_in_drops.get(),
                 packet_outs: c.counters.packet_outs.get(),
                 busy_ns: c.counters.busy_ns.get(),
+                full_batches: c.counters.full_batches.get(),
                 packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()

@@ -261,6 +261,10 @@ pub struct WorkerCounters {
     /// the worker's real load, which busy polling hides from `top`. Not kept by inline
     /// workers.
     pub busy_ns: Counter,
+    /// Receive batches that came back full ([`BATCH_SIZE`] frames): with `batches` and
+    /// `frames`, how much of the traffic the worker took while behind (a poll that fills the
+    /// batch leaves frames waiting) rather than as it arrived.
+    pub full_batches: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -930,6 +934,9 @@ impl Worker {
         let ctl = &self.ctls[self.index];
         ctl.counters.batches.add(1);
         ctl.counters.frames.add(n as u64);
+        if n == BATCH_SIZE {
+            ctl.counters.full_batches.add(1);
+        }
         let repair = lp.port.kind() == PortKind::AfXdp;
         let in_id = lp.id;
         let snap = Arc::clone(&self.snap);

@@ -106,6 +106,8 @@ fn inline_switch_floods_learns_and_forwards_on_the_callers_thread() {
     assert_eq!((m3.rx_pkts, m3.tx_pkts), (0, 1));
     let w = &sw.worker_stats()[0];
     assert_eq!(w.frames, 102);
+    // Four receive batches (1, 1, 64 and 36 frames), one of them full.
+    assert_eq!((w.batches, w.full_batches), (4, 1));
     assert_eq!(
         w.cache.run_hits + w.cache.emc_hits + w.cache.megaflow_hits + w.cache.misses,
         102

@@ -492,6 +492,10 @@ pub struct WorkerDesc {
     /// from `top` (two readings a time apart give its busy share). 0 for inline workers.
     #[serde(default)]
     pub busy_ns: u64,
+    /// Receive batches that came back full (64 frames): the frames taken while the worker
+    /// was behind are at most 64 × this; the rest came in batches as they arrived.
+    #[serde(default)]
+    pub full_batches: u64,
 }
 
 /// Flow cache counters of one worker.

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use datapath::buf::BATCH_SIZE;
 use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, Bg, MeasureLock, Quiet};
@@ -160,6 +161,12 @@ impl Ctx {
             if let Some(b) = load.batches.filter(|b| *b > 0.0) {
                 m.values
                     .insert("switch_frames_per_batch".into(), load.frames / b);
+            }
+            if let Some(f) = load.full_batches.filter(|_| load.frames > 0.0) {
+                m.values.insert(
+                    "switch_full_batch_pct".into(),
+                    100.0 * f * BATCH_SIZE as f64 / load.frames,
+                );
             }
         }
         m.values.insert("delivered".into(), delivered);

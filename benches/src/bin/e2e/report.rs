@@ -158,6 +158,13 @@ const ROWS: &[Row] = &[
         None,
     ),
     row(
+        "switch frames taken in full batches (behind), 1 flow (%)",
+        "fps_1",
+        "switch_full_batch_pct",
+        Fmt::Pct,
+        None,
+    ),
+    row(
         "switch core working, 10,000 flows (% of the time)",
         "fps_10k",
         "switch_busy_pct",
@@ -176,6 +183,13 @@ const ROWS: &[Row] = &[
         "fps_10k",
         "switch_frames_per_batch",
         Fmt::Num,
+        None,
+    ),
+    row(
+        "switch frames taken in full batches (behind), 10,000 flows (%)",
+        "fps_10k",
+        "switch_full_batch_pct",
+        Fmt::Pct,
         None,
     ),
     row(
@@ -543,7 +557,9 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
              frame its fixed costs (the transmit kick) make. Frames per receive batch (vswitchd; \
              up to 64; an average over batches): a switch steadily at its limit finds full \
              batches, and its ingress port counts receive drops of reason `backend`; small \
-             averages mean most passes wait for frames."
+             averages mean most passes wait for frames. Frames taken in full batches (vswitchd): \
+             the share of the traffic received while the worker was behind (a poll that fills \
+             its batch leaves frames waiting)."
         );
     }
     let notes: BTreeSet<String> = recs
@@ -792,6 +808,7 @@ mod tests {
                 4.63,
                 1,
             ),
+            rec("vswitchd-afxdp", "fps_1", "switch_full_batch_pct", 31.0, 1),
             rec("ovs-afxdp", "fps_1", "switch_ns_per_frame", 1000.0, 1),
             rec("ovs-afxdp", "fps_1", "switch_ns_per_frame", 1200.0, 2),
         ];
@@ -807,6 +824,12 @@ mod tests {
         // Open vSwitch counts no receive batches.
         assert!(
             md.contains("| switch frames per receive batch, 1 flow | 4.6 | — | — |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| switch frames taken in full batches (behind), 1 flow (%) | 31 | — | — |"
+            ),
             "{md}"
         );
         assert!(!md.contains("10,000 flows (ns)"), "{md}");

@@ -365,6 +365,8 @@ pub struct WorkerLoad {
     pub frames: u64,
     /// Receive batches that held frames.
     pub batches: u64,
+    /// Receive batches that came back full (64 frames: the worker was behind).
+    pub full_batches: u64,
 }
 
 /// vswitchd's `vsctl --json show` (`{"hello":…,"switch":…}`): the workers' counters summed.
@@ -377,6 +379,10 @@ pub fn parse_worker_load(json: &str) -> Option<WorkerLoad> {
         sum.busy_ns = sum.busy_ns.saturating_add(n("busy_ns")?);
         sum.frames = sum.frames.saturating_add(n("frames")?);
         sum.batches = sum.batches.saturating_add(n("batches")?);
+        // Daemons before the counter report none.
+        sum.full_batches = sum
+            .full_batches
+            .saturating_add(n("full_batches").unwrap_or(0));
     }
     Some(sum)
 }
@@ -516,6 +522,8 @@ pub struct Load {
     pub frames: f64,
     /// Receive batches that held frames (vswitchd; Open vSwitch does not count them).
     pub batches: Option<f64>,
+    /// Of those, the full ones (vswitchd).
+    pub full_batches: Option<f64>,
 }
 
 impl Topo {
@@ -713,6 +721,7 @@ impl Topo {
                     busy_secs: now.busy_ns.saturating_sub(was.busy_ns) as f64 / 1e9,
                     frames: now.frames.saturating_sub(was.frames) as f64,
                     batches: Some(now.batches.saturating_sub(was.batches) as f64),
+                    full_batches: Some(now.full_batches.saturating_sub(was.full_batches) as f64),
                 }))
             }
             (LoadMark::Ovs(at), Switch::Ovs(o)) => {
@@ -722,6 +731,7 @@ impl Topo {
                     busy_secs: share * secs,
                     frames,
                     batches: None,
+                    full_batches: None,
                 }))
             }
             _ => bail!("load mark of another switch"),
@@ -881,14 +891,15 @@ mod tests {
     #[test]
     fn vswitchd_worker_load_is_summed_over_workers() {
         let json = r#"{"hello":{"versions":[1]},"switch":{"worker_stats":[
-            {"worker":0,"batches":1,"frames":100,"sleeps":0,"busy_ns":5000},
+            {"worker":0,"batches":1,"frames":100,"sleeps":0,"busy_ns":5000,"full_batches":1},
             {"worker":1,"batches":1,"frames":20,"sleeps":0,"busy_ns":700}]}}"#;
         assert_eq!(
             parse_worker_load(json),
             Some(WorkerLoad {
                 busy_ns: 5_700,
                 frames: 120,
-                batches: 2
+                batches: 2,
+                full_batches: 1
             })
         );
         // A daemon without the counter is not read as idle.
