@@ -799,25 +799,9 @@ mod tests {
         assert_eq!(n[15], 0);
     }
 
-    /// True when the test may load programs; false (with the reason printed) when it must
-    /// skip, which it never may under `CI=true`.
-    #[allow(clippy::print_stderr)] // the skip reason, for whoever runs the tests
-    fn privileged() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() == 0 };
-        if !root {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "bpf tests need root in CI"
-            );
-            eprintln!("skipping: loading BPF programs needs root");
-        }
-        root
-    }
-
     #[test]
     fn the_redirect_program_passes_the_verifier() {
-        if !privileged() {
+        if !testbed::require_privileges("the_redirect_program_passes_the_verifier") {
             return;
         }
         let map = XskMap::new(4).unwrap();
@@ -831,7 +815,7 @@ mod tests {
 
     #[test]
     fn the_device_redirect_program_sends_a_mapped_device_s_frames_and_passes_the_rest() {
-        if !privileged() {
+        if !testbed::require_privileges("the_device_redirect_program") {
             return;
         }
         // The second instruction differs from the queue program only in the field it reads.
