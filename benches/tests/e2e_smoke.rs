@@ -126,6 +126,9 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     // The switch's own account of its core: it worked, for a time per frame.
     assert!(value("vswitchd-afxdp", "fps_1", "switch_busy_pct") > 0.0);
     assert!(value("vswitchd-afxdp", "fps_10k", "switch_ns_per_frame") > 0.0);
+    // Its own part of that work: less than all of it (the kicks take time), more than none.
+    let own = value("vswitchd-afxdp", "fps_10k", "switch_own_ns_per_frame");
+    assert!(own > 0.0 && own < value("vswitchd-afxdp", "fps_10k", "switch_ns_per_frame"));
     assert!(value("vswitchd-afxdp", "fps_1", "switch_frames_per_batch") >= 1.0);
     assert!(value("vswitchd-afxdp", "fps_1", "switch_full_batch_pct") >= 0.0);
     if ovs

@@ -697,6 +697,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 packet_out_drops: w.packet_out_drops,
                 busy_ns: w.busy_ns,
                 full_batches: w.full_batches,
+                flush_ns: w.flush_ns,
             })
             .collect(),
         event_drops: 0,

@@ -353,6 +353,7 @@ fn replies() -> Vec<Reply> {
                     packet_out_drops: 0,
                     busy_ns: 123_456_789,
                     full_batches: 42,
+                    flush_ns: 98_765_432,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -369,6 +370,7 @@ fn replies() -> Vec<Reply> {
                     packet_out_drops: 0,
                     busy_ns: 0,
                     full_batches: 0,
+                    flush_ns: 0,
                 },
             ],
             event_drops: 3,

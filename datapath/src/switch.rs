@@ -256,6 +256,9 @@ pub struct WorkerStats {
     pub busy_ns: u64,
     /// Receive batches that came back full.
     pub full_batches: u64,
+    /// Nanoseconds of `busy_ns` spent in the ports' transmit flushes (see
+    /// [`WorkerCounters::flush_ns`](crate::worker::WorkerCounters::flush_ns)).
+    pub flush_ns: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -1460,6 +1463,7 @@ impl Switch {
                 packet_outs: c.counters.packet_outs.get(),
                 busy_ns: c.counters.busy_ns.get(),
                 full_batches: c.counters.full_batches.get(),
+                flush_ns: c.counters.flush_ns.get(),
                 packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()

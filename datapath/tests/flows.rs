@@ -826,6 +826,7 @@ fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
         // Spinning (or sleeping) over empty ports is not work.
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(busy(&sw), Duration::ZERO, "{mode:?}");
+        assert_eq!(sw.worker_stats()[0].flush_ns, 0, "{mode:?}");
         for _ in 0..200 {
             assert!(p[0].send(&udp_to(1, 2, 1, b"busy")));
             assert!(p[1].recv_timeout(T).is_some());
@@ -835,6 +836,13 @@ fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
         let worked = busy(&sw);
         assert!(worked > Duration::ZERO, "{mode:?}");
         assert!(worked < started.elapsed(), "{mode:?}: {worked:?}");
+        // The transmit flushes are part of that work (200 of them, one per frame's pass).
+        let flushed = Duration::from_nanos(sw.worker_stats()[0].flush_ns);
+        assert!(flushed > Duration::ZERO, "{mode:?}");
+        assert!(
+            flushed < worked,
+            "{mode:?}: {flushed:?} flushing of {worked:?}"
+        );
         // 300 ms without traffic add (next to) nothing: a pass that had work ends when the
         // next one starts, which is at once.
         std::thread::sleep(Duration::from_millis(300));

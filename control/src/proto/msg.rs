@@ -496,6 +496,11 @@ pub struct WorkerDesc {
     /// was behind are at most 64 × this; the rest came in batches as they arrived.
     #[serde(default)]
     pub full_batches: u64,
+    /// Nanoseconds of `busy_ns` spent in the ports' transmit flushes (for AF_XDP the
+    /// `sendto` kicks, where the kernel runs its copy-mode transmit and the receiving side's
+    /// stack); `busy_ns - flush_ns` is the worker's own work. 0 for inline workers.
+    #[serde(default)]
+    pub flush_ns: u64,
 }
 
 /// Flow cache counters of one worker.

@@ -158,6 +158,13 @@ impl Ctx {
                     1e9 * load.busy_secs / load.frames,
                 );
             }
+            // Its own work per frame (the rest is the kernel's, inside the transmit kicks).
+            if let Some(f) = load.flush_secs.filter(|_| load.frames > 0.0) {
+                m.values.insert(
+                    "switch_own_ns_per_frame".into(),
+                    1e9 * (load.busy_secs - f).max(0.0) / load.frames,
+                );
+            }
             if let Some(b) = load.batches.filter(|b| *b > 0.0) {
                 m.values
                     .insert("switch_frames_per_batch".into(), load.frames / b);

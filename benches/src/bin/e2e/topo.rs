@@ -367,6 +367,8 @@ pub struct WorkerLoad {
     pub batches: u64,
     /// Receive batches that came back full (64 frames: the worker was behind).
     pub full_batches: u64,
+    /// Of `busy_ns`, the time in the ports' transmit flushes (the kicks).
+    pub flush_ns: u64,
 }
 
 /// vswitchd's `vsctl --json show` (`{"hello":…,"switch":…}`): the workers' counters summed.
@@ -383,6 +385,7 @@ pub fn parse_worker_load(json: &str) -> Option<WorkerLoad> {
         sum.full_batches = sum
             .full_batches
             .saturating_add(n("full_batches").unwrap_or(0));
+        sum.flush_ns = sum.flush_ns.saturating_add(n("flush_ns").unwrap_or(0));
     }
     Some(sum)
 }
@@ -524,6 +527,8 @@ pub struct Load {
     pub batches: Option<f64>,
     /// Of those, the full ones (vswitchd).
     pub full_batches: Option<f64>,
+    /// Of `busy_secs`, the seconds in the ports' transmit flushes (vswitchd).
+    pub flush_secs: Option<f64>,
 }
 
 impl Topo {
@@ -722,6 +727,7 @@ impl Topo {
                     frames: now.frames.saturating_sub(was.frames) as f64,
                     batches: Some(now.batches.saturating_sub(was.batches) as f64),
                     full_batches: Some(now.full_batches.saturating_sub(was.full_batches) as f64),
+                    flush_secs: Some(now.flush_ns.saturating_sub(was.flush_ns) as f64 / 1e9),
                 }))
             }
             (LoadMark::Ovs(at), Switch::Ovs(o)) => {
@@ -732,6 +738,7 @@ impl Topo {
                     frames,
                     batches: None,
                     full_batches: None,
+                    flush_secs: None,
                 }))
             }
             _ => bail!("load mark of another switch"),
@@ -891,7 +898,8 @@ mod tests {
     #[test]
     fn vswitchd_worker_load_is_summed_over_workers() {
         let json = r#"{"hello":{"versions":[1]},"switch":{"worker_stats":[
-            {"worker":0,"batches":1,"frames":100,"sleeps":0,"busy_ns":5000,"full_batches":1},
+            {"worker":0,"batches":1,"frames":100,"sleeps":0,"busy_ns":5000,"full_batches":1,
+             "flush_ns":3000},
             {"worker":1,"batches":1,"frames":20,"sleeps":0,"busy_ns":700}]}}"#;
         assert_eq!(
             parse_worker_load(json),
@@ -899,7 +907,8 @@ mod tests {
                 busy_ns: 5_700,
                 frames: 120,
                 batches: 2,
-                full_batches: 1
+                full_batches: 1,
+                flush_ns: 3_000
             })
         );
         // A daemon without the counter is not read as idle.
