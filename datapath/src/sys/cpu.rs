@@ -59,22 +59,90 @@ fn ns_per_tick_q32() -> u64 {
         if cfg!(not(target_arch = "x86_64")) {
             return 1 << 32;
         }
-        let (t0, c0) = (std::time::Instant::now(), ticks());
-        let mut el = t0.elapsed();
-        while el < std::time::Duration::from_millis(2) {
+        let (t0, c0) = paired_reading();
+        while t0.elapsed() < std::time::Duration::from_millis(2) {
             std::hint::spin_loop();
-            el = t0.elapsed();
         }
-        let dt = ticks().wrapping_sub(c0).max(1);
-        let ns = el.as_nanos();
+        let (t1, c1) = paired_reading();
+        let dt = c1.wrapping_sub(c0).max(1);
+        let ns = t1.duration_since(t0).as_nanos();
         u64::try_from((ns << 32) / u128::from(dt)).unwrap_or(u64::MAX)
     })
+}
+
+/// The monotonic clock and the ticks at (nearly) the same instant: of a few tries, the one
+/// whose two tick readings around the clock reading are closest (a thread preempted between
+/// them would skew the rate).
+fn paired_reading() -> (std::time::Instant, u64) {
+    let mut best = (std::time::Instant::now(), ticks(), u64::MAX);
+    for _ in 0..8 {
+        let a = ticks();
+        let t = std::time::Instant::now();
+        let b = ticks();
+        let gap = b.wrapping_sub(a);
+        if gap < best.2 {
+            best = (t, a + gap / 2, gap);
+        }
+    }
+    (best.0, best.1)
 }
 
 /// Nanoseconds in `ticks` (a difference of [`ticks`] readings, or a sum of them).
 pub fn ticks_to_ns(ticks: u64) -> u64 {
     let ns = (u128::from(ticks) * u128::from(ns_per_tick_q32())) >> 32;
     u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
+/// A clock that reads a real clock once per period and extrapolates with [`ticks`] in
+/// between. It never runs backwards, and is off from the real clock by at most the tick
+/// calibration's error over one period (a few µs in 10 ms).
+#[derive(Debug)]
+pub struct AnchoredClock {
+    period_ticks: u64,
+    anchored: bool,
+    anchor: std::time::Duration,
+    anchor_ticks: u64,
+    last: std::time::Duration,
+}
+
+impl AnchoredClock {
+    /// A clock that reads the real one every `period` (and at its first reading). The first
+    /// clock of a process measures the tick rate (~2 ms).
+    pub fn new(period: std::time::Duration) -> Self {
+        let ns_per_mtick = ticks_to_ns(1 << 20).max(1);
+        let ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            period_ticks: ns.saturating_mul(1 << 20) / ns_per_mtick,
+            anchored: false,
+            anchor: std::time::Duration::ZERO,
+            anchor_ticks: 0,
+            last: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The time now, calling `real` (a reading of the real clock) only when a period has
+    /// passed since it was last called.
+    #[inline]
+    pub fn read(&mut self, real: impl FnOnce() -> std::time::Duration) -> std::time::Duration {
+        let t = ticks();
+        let since = t.wrapping_sub(self.anchor_ticks);
+        let now = if since >= self.period_ticks || !self.anchored {
+            self.anchor_at(t, real())
+        } else {
+            self.anchor + std::time::Duration::from_nanos(ticks_to_ns(since))
+        };
+        self.last = self.last.max(now);
+        self.last
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn anchor_at(&mut self, t: u64, real: std::time::Duration) -> std::time::Duration {
+        self.anchor = real;
+        self.anchor_ticks = t;
+        self.anchored = true;
+        real
+    }
 }
 
 #[cfg(test)]
@@ -85,17 +153,63 @@ mod tests {
     fn ticks_convert_to_the_monotonic_clock_s_nanoseconds() {
         // Calibrated first, so that the spin below is the only thing timed.
         let _ = ticks_to_ns(1);
-        let (t0, c0) = (std::time::Instant::now(), ticks());
+        let (t0, c0) = paired_reading();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let (c1, el) = (ticks(), t0.elapsed());
+        let (t1, c1) = paired_reading();
         let ns = ticks_to_ns(c1 - c0) as f64;
-        let want = el.as_nanos() as f64;
-        // The two readings are not taken at the same instant: 1 % of 50 ms is 500 µs, far
-        // more than that gap, far less than a wrong rate (a TSC counts GHz, not ns).
+        let want = t1.duration_since(t0).as_nanos() as f64;
+        // 1 % of 50 ms is far more than the calibration's error, far less than a wrong rate
+        // (a TSC counts GHz, not ns).
         assert!(
             (ns / want - 1.0).abs() < 0.01,
             "{ns} ns from ticks against {want} ns"
         );
         assert_eq!(ticks_to_ns(0), 0);
+    }
+
+    #[test]
+    fn an_anchored_clock_follows_the_real_one_reading_it_once_per_period() {
+        let start = std::time::Instant::now();
+        let reads = std::cell::Cell::new(0u32);
+        let mut clock = AnchoredClock::new(std::time::Duration::from_millis(10));
+        let mut last = std::time::Duration::ZERO;
+        let mut worst = 0f64;
+        while start.elapsed() < std::time::Duration::from_millis(60) {
+            let before = start.elapsed();
+            let got = clock.read(|| {
+                reads.set(reads.get() + 1);
+                start.elapsed()
+            });
+            let after = start.elapsed();
+            assert!(got >= last, "ran backwards: {got:?} after {last:?}");
+            last = got;
+            // Outside [before, after] only by the extrapolation's error over at most 10 ms
+            // (a preemption during `read` widens the window, it cannot fail the test).
+            let off = if got < before {
+                before - got
+            } else {
+                got.saturating_sub(after)
+            };
+            worst = worst.max(off.as_secs_f64());
+        }
+        assert!(worst < 200e-6, "off by {worst} s");
+        // ~6 anchorings in 60 ms, plus the first; a preempted test thread may skip some.
+        assert!(
+            (2..=8).contains(&reads.get()),
+            "{} real readings",
+            reads.get()
+        );
+
+        // A real clock that steps back (it should not, but) cannot make it run backwards.
+        let mut clock = AnchoredClock::new(std::time::Duration::ZERO);
+        let a = clock.read(|| std::time::Duration::from_secs(5));
+        let b = clock.read(|| std::time::Duration::from_secs(4));
+        assert_eq!(
+            (a, b),
+            (
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(5)
+            )
+        );
     }
 }
