@@ -733,18 +733,21 @@ mod tests {
     }
 
     #[test]
-    fn the_backends_own_drops_are_reported_as_receive_drops_of_reason_backend() {
-        let mut c = PortCountersSnapshot {
-            backend_drops: 5,
-            ..Default::default()
-        };
-        c.rx_drops[DropReason::BadLength as usize] = 2;
-        let rx = reported_rx_drops(&c);
-        assert_eq!(rx[DropReason::Backend as usize], 5);
-        assert_eq!(rx[DropReason::BadLength as usize], 2);
-        assert_eq!(rx.iter().sum::<u64>(), 7);
+    fn the_backends_own_drops_are_reported_as_receive_drops_by_cause() {
+        let counters = datapath::stats::PortCounters::default();
+        counters.add_backend_drops(datapath::port::BackendDrops {
+            rx_ring_full: 3,
+            no_rx_buffer: 4,
+            other: 5,
+        });
+        counters.rx_drops[DropReason::BadLength as usize].add(2);
+        let rx = reported_rx_drops(&counters.snapshot());
+        assert_eq!(rx.iter().sum::<u64>(), 14);
         let by_name = drops(&rx);
+        assert_eq!(by_name.get("rx_ring_full"), Some(&3));
+        assert_eq!(by_name.get("no_rx_buffer"), Some(&4));
         assert_eq!(by_name.get("backend"), Some(&5));
+        assert_eq!(by_name.get("bad_length"), Some(&2));
     }
 
     #[test]

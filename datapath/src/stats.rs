@@ -42,11 +42,17 @@ pub enum DropReason {
     ActionFailed,
     /// A meter's band dropped it.
     MeterDrop,
+    /// Received by the kernel but lost before the switch saw it: the port's receive ring (an
+    /// AF_XDP socket's RX ring, an AF_PACKET ring or socket buffer) was full.
+    RxRingFull,
+    /// Received by the kernel but lost for want of a buffer: an AF_XDP socket's FILL ring was
+    /// empty.
+    NoRxBuffer,
 }
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -65,6 +71,8 @@ impl DropReason {
         Self::TtlExpired,
         Self::ActionFailed,
         Self::MeterDrop,
+        Self::RxRingFull,
+        Self::NoRxBuffer,
     ];
 
     /// Stable snake_case name used in the control protocol and CLI.
@@ -86,6 +94,8 @@ impl DropReason {
             Self::TtlExpired => "ttl_expired",
             Self::ActionFailed => "action_failed",
             Self::MeterDrop => "meter_drop",
+            Self::RxRingFull => "rx_ring_full",
+            Self::NoRxBuffer => "no_rx_buffer",
         }
     }
 }
@@ -132,7 +142,9 @@ pub struct PortCounters {
     pub rx_jumbo: Counter,
     /// Frames transmitted that were larger than 1518 bytes.
     pub tx_jumbo: Counter,
-    /// Frames the backend itself dropped (kernel ring overflow, socket drops, tx EAGAIN).
+    /// Frames the backend itself dropped for a reason other than a full receive ring or a
+    /// missing receive buffer (counted in `rx_drops` under [`DropReason::RxRingFull`] and
+    /// [`DropReason::NoRxBuffer`]): a frame the device refused, invalid descriptors, ….
     pub backend_drops: Counter,
     /// Drops of frames received on this port, by reason.
     pub rx_drops: [Counter; DropReason::COUNT],
@@ -164,6 +176,14 @@ pub struct PortCountersSnapshot {
 }
 
 impl PortCounters {
+    /// Counts the backend's own drops: a full receive ring and a missing receive buffer as
+    /// receive drops of their reasons, the rest in `backend_drops`.
+    pub fn add_backend_drops(&self, d: crate::port::BackendDrops) {
+        self.rx_drops[DropReason::RxRingFull as usize].add(d.rx_ring_full);
+        self.rx_drops[DropReason::NoRxBuffer as usize].add(d.no_rx_buffer);
+        self.backend_drops.add(d.other);
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> PortCountersSnapshot {
         let mut s = PortCountersSnapshot {

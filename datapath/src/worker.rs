@@ -705,7 +705,7 @@ impl Worker {
                         let mut lp = self.ports.remove(pos);
                         self.dirty.remove(pos);
                         let _ = lp.port.tx_flush();
-                        lp.counters.backend_drops.add(lp.port.take_backend_drops());
+                        lp.counters.add_backend_drops(lp.port.take_backend_drops());
                         drop(lp);
                     }
                     self.local_of.fill(NOT_LOCAL);
@@ -722,9 +722,9 @@ impl Worker {
 
     fn collect_backend_drops(&mut self) {
         for p in &mut self.ports {
-            let n = p.port.take_backend_drops();
-            if n > 0 {
-                p.counters.backend_drops.add(n);
+            let d = p.port.take_backend_drops();
+            if d.total() > 0 {
+                p.counters.add_backend_drops(d);
             }
         }
     }

@@ -163,7 +163,7 @@ fn transmissions_on_the_device_are_not_received_back() {
             assert!(port.tx_enqueue(&NET.udp_frame(nobody, 4444, marker), &Offload::NONE));
         }
         port.tx_flush().expect("tx_flush");
-        assert_eq!(port.take_backend_drops(), 0);
+        assert_eq!(port.take_backend_drops().total(), 0);
     }
     for port in [&mut a, &mut b] {
         let seen = rx_until(port, Duration::from_millis(300), |f, _| {
@@ -203,13 +203,13 @@ fn vlan_tags_stripped_by_the_veth_are_put_back() {
 }
 
 #[test]
-fn kernel_drops_are_reported_as_backend_drops() {
+fn kernel_drops_are_reported_as_a_full_receive_ring() {
     if !privileged() {
         return;
     }
     let s = setup('e');
     // The smallest receive buffer the kernel allows: a burst overflows it (in mmsg mode; the
-    // ring mode's drops are in `a_full_rx_ring_drops_are_reported_as_backend_drops`).
+    // ring mode's drops are in `a_full_rx_ring_drops_are_reported_as_ring_full`).
     let opts = AfPacketOptions {
         rcvbuf: 1,
         ring: false,
@@ -223,10 +223,9 @@ fn kernel_drops_are_reported_as_backend_drops() {
          print('sent', flush=True)\n",
     );
     assert_eq!(p.line(), "sent");
-    assert!(
-        port.take_backend_drops() > 0,
-        "PACKET_STATISTICS drops are reported"
-    );
+    // PACKET_STATISTICS drops are reported, as a full receive ring (or buffer).
+    let d = port.take_backend_drops();
+    assert!(d.rx_ring_full > 0 && d.no_rx_buffer + d.other == 0, "{d:?}");
     // What did fit is still delivered.
     assert!(
         rx_until(&mut port, Duration::from_secs(2), |f, _| udp_of(f)
@@ -299,7 +298,7 @@ fn the_rx_ring_wraps_around_over_several_bursts_in_order() {
         .collect();
     assert_eq!(seqs.len(), 2400, "every frame arrives");
     assert!(seqs.iter().enumerate().all(|(i, s)| i == *s), "in order");
-    assert_eq!(port.take_backend_drops(), 0);
+    assert_eq!(port.take_backend_drops().total(), 0);
 }
 
 #[test]
@@ -332,7 +331,7 @@ fn the_tx_ring_wraps_around_over_several_flushes() {
         std::thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(p.line(), "ok");
-    assert_eq!(port.take_backend_drops(), 0);
+    assert_eq!(port.take_backend_drops().total(), 0);
 }
 
 #[test]
@@ -366,7 +365,7 @@ fn frames_longer_than_a_ring_slot_arrive_whole_and_in_order_with_short_ones() {
         assert_eq!(o.gso_type, Offload::GSO_UDP_L4);
         assert_eq!(round[2].0, format!("b{i:02}").into_bytes());
     }
-    assert_eq!(port.take_backend_drops(), 0);
+    assert_eq!(port.take_backend_drops().total(), 0);
 }
 
 #[test]
@@ -382,7 +381,7 @@ fn a_gso_super_frame_goes_both_ways_through_the_rings_port() {
 }
 
 #[test]
-fn a_full_rx_ring_drops_are_reported_as_backend_drops() {
+fn a_full_rx_ring_drops_are_reported_as_ring_full() {
     if !privileged() {
         return;
     }
@@ -397,10 +396,9 @@ fn a_full_rx_ring_drops_are_reported_as_backend_drops() {
          print('sent', flush=True)\n",
     );
     assert_eq!(p.line(), "sent");
-    assert!(
-        port.take_backend_drops() > 0,
-        "PACKET_STATISTICS drops are reported"
-    );
+    // PACKET_STATISTICS drops are reported, as a full receive ring (or buffer).
+    let d = port.take_backend_drops();
+    assert!(d.rx_ring_full > 0 && d.no_rx_buffer + d.other == 0, "{d:?}");
     // What fit is delivered, and the ring goes on after it.
     let got = collect_udp(&mut port, 9998, 1024, Duration::from_secs(5));
     assert!(got.len() >= 1000, "{} frames", got.len());
@@ -492,7 +490,7 @@ fn an_unexpressible_gso_frame_is_dropped_and_traffic_goes_on_in_both_modes() {
         let mut dropped = 0;
         for _ in 0..600 {
             tap.write_frame(&plain, &udp9(18, 0xc3)).expect("write");
-            dropped += port.take_backend_drops();
+            dropped += port.take_backend_drops().total();
             after += count_filled(&mut port, 0xc3, 1, Duration::from_millis(5));
             if after > 0 {
                 break;
@@ -511,7 +509,7 @@ fn an_unexpressible_gso_frame_is_dropped_and_traffic_goes_on_in_both_modes() {
             20,
             "ring={ring}"
         );
-        dropped += port.take_backend_drops();
+        dropped += port.take_backend_drops().total();
         assert!(
             dropped >= 1,
             "ring={ring}: the dropped frame(s) are counted"
@@ -547,7 +545,10 @@ fn a_ring_that_overflowed_is_not_taken_for_a_stopped_one() {
         std::thread::sleep(Duration::from_millis(2));
     }
     assert_eq!(port.rebuilds(), 0, "a healthy ring was rebuilt");
-    assert!(port.take_backend_drops() >= 1, "the overflow is counted");
+    assert!(
+        port.take_backend_drops().total() >= 1,
+        "the overflow is counted"
+    );
     // Every frame the ring held is still there.
     let got = count_filled(&mut port, 0xe5, 1_024, Duration::from_secs(2));
     assert!(got >= 1_000, "{got} frames left in the ring");

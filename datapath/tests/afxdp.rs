@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{Link, Net, Netns, wait_until};
 use datapath::buf::{Offload, RxBatch};
 use datapath::port::afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
-use datapath::port::{Port, PortError, PortKind};
+use datapath::port::{BackendDrops, Port, PortError, PortKind};
 use datapath::sys::bpf::{XdpAttachMode, XdpLink, XdpProgram, XskMap};
 use datapath::sys::netdev;
 use etherparse::{SlicedPacket, TransportSlice};
@@ -338,7 +338,7 @@ fn frames_from_a_namespace_arrive_in_the_rx_ring() {
         assert_eq!(u.src_ip, NS_IP);
         assert_eq!(u.dst_ip, PEER_IP);
     }
-    assert_eq!(port.take_backend_drops(), 0);
+    assert_eq!(port.take_backend_drops().total(), 0);
 }
 
 #[test]
@@ -378,13 +378,54 @@ fn kernel_drops_are_reported_when_the_fill_ring_runs_dry() {
     v.send_udp(20, 9999);
     let batch = burst_until(&mut port, 8, Duration::from_secs(2));
     assert_eq!(batch.len(), 8, "8 rx chunks, 8 frames");
-    // Without a release, the 12 other datagrams had nowhere to go.
-    assert_eq!(port.take_backend_drops(), 12);
-    assert_eq!(port.take_backend_drops(), 0, "deltas, not totals");
+    // Without a release, the 12 other datagrams had no chunk to go into (the RX ring had
+    // room: 8 entries, 8 frames).
+    assert_eq!(
+        port.take_backend_drops(),
+        BackendDrops {
+            no_rx_buffer: 12,
+            ..BackendDrops::default()
+        }
+    );
+    assert_eq!(port.take_backend_drops().total(), 0, "deltas, not totals");
     port.rx_release(0, &batch);
     let got = receive_udp(&mut port, 9999, 1, Duration::from_millis(200));
     assert!(got.is_empty(), "nothing left over");
     assert_eq!(v.send_and_receive(&mut port, 3), 3);
+}
+
+#[test]
+fn kernel_drops_are_reported_as_ring_full_when_the_rx_ring_is_not_read() {
+    if !privileged("kernel_drops_are_reported_as_ring_full_when_the_rx_ring_is_not_read") {
+        return;
+    }
+    let v = Veth::new();
+    // 32 rx chunks but an RX ring of 8: the kernel has buffers and nowhere to put the frames.
+    let mut port = open_native(
+        &v,
+        AfXdpOptions {
+            frames: 64,
+            rx_ring: 8,
+            tx_ring: 8,
+            ..AfXdpOptions::default()
+        },
+    );
+    v.send_udp(20, 9999);
+    // Read nothing until all 20 were handled by the kernel (`send_udp` returns when sent).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        port.take_backend_drops(),
+        BackendDrops {
+            rx_ring_full: 12,
+            ..BackendDrops::default()
+        }
+    );
+    let batch = burst_until(&mut port, 8, Duration::from_secs(2));
+    assert_eq!(batch.len(), 8, "the ring's 8 frames");
+    port.rx_release(0, &batch);
+    // The kernel's chunks of the dropped frames were reused: frames flow as before.
+    assert_eq!(v.send_and_receive(&mut port, 3), 3);
+    assert_eq!(port.take_backend_drops().total(), 0);
 }
 
 #[test]

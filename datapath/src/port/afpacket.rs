@@ -100,7 +100,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
-use crate::port::{Port, PortCaps, PortError, PortKind};
+use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
 use crate::sys::netdev;
 use crate::sys::packet::{MmsgSlots, PacketSocket, RecvMeta, SockBuf};
 use crate::sys::tpacket::{PacketRings, RingGeometry, RxFrame};
@@ -214,8 +214,12 @@ pub struct AfPacketPort {
     tx_len: [u32; TX_SLOTS],
     /// Number of queued tx slots.
     tx_count: usize,
-    /// Drops counted by the port since the last `take_backend_drops`.
+    /// Drops counted by the port since the last `take_backend_drops`, other than the
+    /// kernel's (`ring_drops`).
     drops: u64,
+    /// Frames the kernel dropped because the socket's receive ring (or buffer) was full, since
+    /// the last `take_backend_drops`.
+    ring_drops: u64,
     /// The first error of a direct send since the last `tx_flush` (other than a full buffer),
     /// which that flush reports.
     tx_err: Option<io::Error>,
@@ -424,6 +428,7 @@ impl AfPacketPort {
             tx_len: [0; TX_SLOTS],
             tx_count: 0,
             drops: 0,
+            ring_drops: 0,
             tx_err: None,
             rx_frames: [RxFrame::default(); BATCH_SIZE],
             opts: *opts,
@@ -476,7 +481,7 @@ impl AfPacketPort {
             .sock()
             .take_stats()
             .map_or(0, |s| u64::from(s.drops));
-        self.drops += kernel;
+        self.ring_drops += kernel;
         self.drops_unchecked = self.drops_unchecked.saturating_add(kernel);
     }
 
@@ -486,6 +491,7 @@ impl AfPacketPort {
         match Self::open_with(&self.name, &self.opts) {
             Ok(mut fresh) => {
                 fresh.drops = self.drops;
+                fresh.ring_drops = self.ring_drops;
                 fresh.rebuilds = self.rebuilds + 1;
                 // Logged the 1st, 2nd, 4th, 8th … time: a sender that keeps doing it cannot
                 // flood the log.
@@ -1032,9 +1038,13 @@ impl Port for AfPacketPort {
         }
     }
 
-    fn take_backend_drops(&mut self) -> u64 {
+    fn take_backend_drops(&mut self) -> BackendDrops {
         self.read_kernel_drops();
-        std::mem::take(&mut self.drops)
+        BackendDrops {
+            rx_ring_full: std::mem::take(&mut self.ring_drops),
+            no_rx_buffer: 0,
+            other: std::mem::take(&mut self.drops),
+        }
     }
 
     fn maintain(&mut self) {

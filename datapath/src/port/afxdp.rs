@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 
 use crate::buf::{Offload, RxBatch, RxDesc};
-use crate::port::{Port, PortCaps, PortError, PortKind};
+use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
 use crate::sys::bpf::{BpfError, XdpAttachMode, XdpLink, XdpProgram, XskMap};
 use crate::sys::netdev;
 use crate::sys::xsk::{self, XdpStatistics, Xsk, XskConfig, XskError};
@@ -478,18 +478,20 @@ impl Port for AfXdpPort {
         result
     }
 
-    /// Sums the growth of the kernel's drop counters (`XDP_STATISTICS`: rx dropped, rx ring
-    /// full, invalid descriptors) since the last call: one `getsockopt` per queue, so call it
-    /// from a periodic task, not per batch.
-    fn take_backend_drops(&mut self) -> u64 {
-        let mut total = 0;
+    /// The growth of the kernel's drop counters (`XDP_STATISTICS`) since the last call, by
+    /// cause: one `getsockopt` per queue, so call it from a periodic task, not per batch.
+    fn take_backend_drops(&mut self) -> BackendDrops {
+        let mut sum = BackendDrops::default();
         for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
             if let Ok(now) = x.statistics() {
-                total += now.drops().saturating_sub(last.drops());
+                let d = now.drops_since(last);
+                sum.rx_ring_full += d.rx_ring_full;
+                sum.no_rx_buffer += d.no_rx_buffer;
+                sum.other += d.other;
                 *last = now;
             }
         }
-        total
+        sum
     }
 
     fn rx_fd(&self, queue: usize) -> Option<RawFd> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
-use super::{Port, PortCaps, PortKind};
+use super::{BackendDrops, Port, PortCaps, PortKind};
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 
 type Item = (Vec<u8>, Offload);
@@ -207,8 +207,8 @@ impl Port for MemPort {
         Ok(())
     }
 
-    fn take_backend_drops(&mut self) -> u64 {
-        std::mem::take(&mut self.drops)
+    fn take_backend_drops(&mut self) -> BackendDrops {
+        BackendDrops::other(std::mem::take(&mut self.drops))
     }
 
     fn maintain(&mut self) {

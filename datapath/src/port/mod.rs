@@ -28,6 +28,35 @@ use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
 
+/// Frames a port's backend dropped, by cause ([`Port::take_backend_drops`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendDrops {
+    /// Received frames the kernel could not queue because the receive ring was full: the
+    /// worker did not take them fast enough (an AF_XDP socket's RX ring, an AF_PACKET ring).
+    pub rx_ring_full: u64,
+    /// Received frames the kernel had no buffer for: an AF_XDP socket's FILL ring was empty
+    /// (every receive chunk waiting in the RX ring or held by the worker).
+    pub no_rx_buffer: u64,
+    /// Everything else (a frame the device refused, invalid ring descriptors, a frame larger
+    /// than a buffer, …).
+    pub other: u64,
+}
+
+impl BackendDrops {
+    /// Drops of every cause.
+    pub fn total(&self) -> u64 {
+        self.rx_ring_full + self.no_rx_buffer + self.other
+    }
+
+    /// Drops of no particular cause.
+    pub fn other(n: u64) -> Self {
+        Self {
+            other: n,
+            ..Self::default()
+        }
+    }
+}
+
 use crate::buf::{Offload, RxBatch, RxDesc};
 
 /// What kind of backend a port is.
@@ -155,10 +184,10 @@ pub trait Port: Send + fmt::Debug {
     /// # Errors
     /// An I/O error of the device; frames that could not be sent are dropped and counted.
     fn tx_flush(&mut self) -> io::Result<()>;
-    /// Number of frames dropped by the backend itself since the last call (ring full on tx,
-    /// kernel-side drops reported by the socket, …).
-    fn take_backend_drops(&mut self) -> u64 {
-        0
+    /// Frames dropped by the backend itself since the last call, by cause (kernel-side drops
+    /// reported by the socket, a device that refused a frame, …).
+    fn take_backend_drops(&mut self) -> BackendDrops {
+        BackendDrops::default()
     }
     /// Housekeeping that must not cost a system call per `rx_burst`: the worker calls it about
     /// every [`MAINTAIN_MS`](crate::worker::MAINTAIN_MS) millisecond while it polls, and

@@ -44,7 +44,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
-use crate::port::{Port, PortCaps, PortError, PortKind};
+use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
 use crate::sys::netdev;
 use crate::sys::tun::{self, TunFd, VNET_HDR_LEN, VNET_TNL_HDR_LEN};
 
@@ -370,8 +370,8 @@ impl Port for TapPort {
         self.tx_err.take().map_or(Ok(()), Err)
     }
 
-    fn take_backend_drops(&mut self) -> u64 {
-        std::mem::take(&mut self.drops)
+    fn take_backend_drops(&mut self) -> BackendDrops {
+        BackendDrops::other(std::mem::take(&mut self.drops))
     }
 
     fn rx_fd(&self, queue: usize) -> Option<RawFd> {

@@ -174,6 +174,26 @@ impl XdpStatistics {
     pub fn drops(&self) -> u64 {
         self.rx_dropped + self.rx_ring_full + self.rx_invalid_descs + self.tx_invalid_descs
     }
+
+    /// The drops since `earlier` (a previous reading of the same socket), by cause. The
+    /// kernel counts a receive without a FILL entry in both `rx_dropped` and
+    /// `rx_fill_ring_empty_descs`; `rx_dropped` also counts frames too long for a chunk, so
+    /// the smaller of the two growths is the frames lost for want of a buffer.
+    pub fn drops_since(&self, earlier: &Self) -> crate::port::BackendDrops {
+        let grown = |now: u64, was: u64| now.saturating_sub(was);
+        let dropped = grown(self.rx_dropped, earlier.rx_dropped);
+        let no_buffer = dropped.min(grown(
+            self.rx_fill_ring_empty_descs,
+            earlier.rx_fill_ring_empty_descs,
+        ));
+        crate::port::BackendDrops {
+            rx_ring_full: grown(self.rx_ring_full, earlier.rx_ring_full),
+            no_rx_buffer: no_buffer,
+            other: dropped - no_buffer
+                + grown(self.rx_invalid_descs, earlier.rx_invalid_descs)
+                + grown(self.tx_invalid_descs, earlier.tx_invalid_descs),
+        }
+    }
 }
 
 /// `struct xdp_desc`: an RX or TX ring entry.

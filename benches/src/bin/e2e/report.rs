@@ -570,7 +570,7 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
              while frames keep arriving, and the fewer frames a pass finds, the more work per \
              frame its fixed costs (the transmit kick) make. Frames per receive batch (vswitchd; \
              up to 64; an average over batches): a switch steadily at its limit finds full \
-             batches, and its ingress port counts receive drops of reason `backend`; small \
+             batches, and its ingress port counts receive drops of reason `no_rx_buffer` or `rx_ring_full`; small \
              averages mean most passes wait for frames. Frames taken in full batches (vswitchd): \
              the share of the traffic received while the worker was behind (a poll that fills \
              its batch leaves frames waiting). Of which the switch's own (vswitchd): the work \
