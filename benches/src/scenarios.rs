@@ -13,6 +13,7 @@
 //! | `megaflow_hit` | 64 lookups of keys new to the EMC that hit one megaflow (its mask probed first; a second, 5-tuple mask makes the EMC tell the keys apart) |
 //! | `cache_miss_install` | 1 lookup miss + translation through 1,000 5-tuple rules + install |
 //! | `pipeline_l2` | 64 unicast frames A → B through an inline switch (`normal`, cached) |
+//! | `pipeline_l2_single` | 1 frame A → B per pass, as `pipeline_l2` (a lightly loaded switch: every pass's fixed costs on one frame) |
 //! | `pipeline_normal_10k` | 64 frames of 10,000 cycling 5-tuples A → B (`normal`) |
 //! | `pipeline_rules_1` | 64 frames of one 5-tuple, 1,000 `udp,tp_dst=N → output:2` rules |
 //! | `pipeline_rules_10k` | 64 frames of 10,000 cycling 5-tuples, the same rules |
@@ -52,6 +53,7 @@ pub const ALL: &[&str] = &[
     "megaflow_hit",
     "cache_miss_install",
     "pipeline_l2",
+    "pipeline_l2_single",
     "pipeline_normal_10k",
     "pipeline_rules_1",
     "pipeline_rules_10k",
@@ -256,6 +258,7 @@ pub fn scenario_units(name: &str) -> Option<u64> {
     match name {
         "cache_miss_install" => Some(1),
         "pipeline_setup" => Some(UPCALL_BUDGET as u64),
+        "pipeline_l2_single" => Some(1),
         n if ALL.contains(&n) => Some(BATCH as u64),
         _ => None,
     }
@@ -354,6 +357,10 @@ pub fn scenario(name: &str) -> Option<Scenario> {
         "pipeline_l2" => {
             let frames = frames::batch(&udp4_between(MAC_A, MAC_B), BATCH);
             inline("pipeline_l2", InlineRig::new(2), vec![frames])
+        }
+        "pipeline_l2_single" => {
+            let frames = frames::batch(&udp4_between(MAC_A, MAC_B), 1);
+            inline("pipeline_l2_single", InlineRig::new(2), vec![frames])
         }
         "pipeline_normal_10k" => inline(
             "pipeline_normal_10k",

@@ -96,6 +96,7 @@ fn scenario_allocs(name: &str, runs: u64) -> (AllocCount, u64) {
 /// takes was given back in the same round.)
 const CACHED_INLINE: &[&str] = &[
     "pipeline_l2",
+    "pipeline_l2_single",
     "pipeline_normal_10k",
     "pipeline_rules_1",
     "pipeline_rules_10k",
