@@ -474,7 +474,8 @@ pub struct Worker {
     /// Whether flushes are timed (threaded workers; an inline worker's clock is its caller's).
     time_flushes: bool,
     /// The switch clock of a threaded worker: the monotonic clock read once per
-    /// [`CLOCK_ANCHOR`], extrapolated with the time-stamp counter in between.
+    /// [`CLOCK_ANCHOR`], extrapolated with the time-stamp counter in between (where the
+    /// kernel keeps time with it; else read every time).
     tsc_clock: cpu::AnchoredClock,
     /// The open run of the rx batch being processed.
     run: Run,

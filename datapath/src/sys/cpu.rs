@@ -51,6 +51,20 @@ fn epoch() -> std::time::Instant {
     *EPOCH.get_or_init(std::time::Instant::now)
 }
 
+/// Whether [`ticks`] can stand in for the monotonic clock between readings of it: on x86_64
+/// when the kernel itself keeps time with the TSC (it does so only when the counter runs at a
+/// constant rate and agrees across CPUs); elsewhere `ticks` is that clock. Read once.
+pub fn ticks_are_the_clocksource() -> bool {
+    static TSC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TSC.get_or_init(|| {
+        !cfg!(target_arch = "x86_64")
+            || std::fs::read_to_string(
+                "/sys/devices/system/clocksource/clocksource0/current_clocksource",
+            )
+            .is_ok_and(|s| s.trim() == "tsc")
+    })
+}
+
 /// Nanoseconds per tick in 32.32 fixed point, measured once per process: on x86_64 the TSC
 /// against the monotonic clock over ~2 ms of spinning (the first call pays it).
 fn ns_per_tick_q32() -> u64 {
@@ -106,13 +120,23 @@ pub struct AnchoredClock {
 }
 
 impl AnchoredClock {
-    /// A clock that reads the real one every `period` (and at its first reading). The first
-    /// clock of a process measures the tick rate (~2 ms).
+    /// A clock that reads the real one every `period` (and at its first reading), if the
+    /// ticks can be trusted between readings ([`ticks_are_the_clocksource`]); else at every
+    /// reading. The first clock of a process measures the tick rate (~2 ms).
     pub fn new(period: std::time::Duration) -> Self {
+        Self::with_extrapolation(period, ticks_are_the_clocksource())
+    }
+
+    /// [`AnchoredClock::new`], extrapolating between readings only if `extrapolate`.
+    pub fn with_extrapolation(period: std::time::Duration, extrapolate: bool) -> Self {
         let ns_per_mtick = ticks_to_ns(1 << 20).max(1);
         let ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
         Self {
-            period_ticks: ns.saturating_mul(1 << 20) / ns_per_mtick,
+            period_ticks: if extrapolate {
+                ns.saturating_mul(1 << 20) / ns_per_mtick
+            } else {
+                0
+            },
             anchored: false,
             anchor: std::time::Duration::ZERO,
             anchor_ticks: 0,
@@ -171,7 +195,8 @@ mod tests {
     fn an_anchored_clock_follows_the_real_one_reading_it_once_per_period() {
         let start = std::time::Instant::now();
         let reads = std::cell::Cell::new(0u32);
-        let mut clock = AnchoredClock::new(std::time::Duration::from_millis(10));
+        let mut clock =
+            AnchoredClock::with_extrapolation(std::time::Duration::from_millis(10), true);
         let mut last = std::time::Duration::ZERO;
         let mut worst = 0f64;
         while start.elapsed() < std::time::Duration::from_millis(60) {
@@ -199,6 +224,18 @@ mod tests {
             "{} real readings",
             reads.get()
         );
+
+        // Without trusted ticks, every reading is a real one.
+        let reads = std::cell::Cell::new(0u32);
+        let mut clock = AnchoredClock::with_extrapolation(std::time::Duration::from_secs(1), false);
+        for i in 1..=3u64 {
+            let t = clock.read(|| {
+                reads.set(reads.get() + 1);
+                std::time::Duration::from_secs(i)
+            });
+            assert_eq!(t, std::time::Duration::from_secs(i));
+        }
+        assert_eq!(reads.get(), 3);
 
         // A real clock that steps back (it should not, but) cannot make it run backwards.
         let mut clock = AnchoredClock::new(std::time::Duration::ZERO);
