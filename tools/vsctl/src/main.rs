@@ -473,6 +473,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ("HANDOFF_DROP", true),
         ("MAC_FULL", true),
         ("BUSY", true),
+        ("IN_TX_FLUSH", true),
     ]);
     for w in &s.worker_stats {
         t.row(vec![
@@ -484,6 +485,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
             w.handoff_drops.to_string(),
             w.mac_learn_full.to_string(),
             busy_secs(w.busy_ns),
+            busy_secs(w.flush_ns),
         ]);
     }
     out.push_str(&t.render());
@@ -1544,6 +1546,32 @@ mod tests {
         assert_eq!(busy_secs(1_000_000), "0.001s");
         assert_eq!(busy_secs(12_345_678_901), "12.345s");
         assert_eq!(busy_secs(u64::MAX), "18446744073.709s");
+    }
+
+    #[test]
+    fn show_prints_each_worker_s_busy_time_and_its_part_in_transmit_flushes() {
+        let show = SwitchShowReply {
+            workers: 1,
+            worker_stats: vec![control::proto::WorkerDesc {
+                worker: 0,
+                frames: 1000,
+                busy_ns: 2_500_000_000,
+                flush_ns: 2_000_000_000,
+                ..control::proto::WorkerDesc::default()
+            }],
+            ..SwitchShowReply::default()
+        };
+        let text = show_text(&HelloReply::default(), &show);
+        let header = text
+            .lines()
+            .find(|l| l.contains("BUSY"))
+            .expect("the worker table");
+        assert!(header.contains("IN_TX_FLUSH"), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.contains("2.500s"))
+            .expect("the worker's row");
+        assert!(row.contains("2.000s"), "{text}");
     }
 
     #[test]
