@@ -577,7 +577,8 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
              per frame outside its transmit flushes (`busy_ns - flush_ns`), timed around each \
              flush with the CPU's time-stamp counter; for AF_XDP ports, whose receive takes no \
              system call, its user-space work, the rest being the kernel's copy-mode transmit and \
-             the sink's receive run inside the kicks."
+             the sink's receive run inside the kicks (tap ports write each frame as it is \
+             queued, so for them it is all of the work)."
         );
     }
     let notes: BTreeSet<String> = recs
