@@ -245,12 +245,17 @@ fn open_native(v: &Veth, opts: AfXdpOptions) -> AfXdpPort {
 
 /// [`open_native`] with 16 chunks, 8 of them for rx.
 fn open_native_small(v: &Veth) -> AfXdpPort {
+    open_native_sized(v, 16, 8, 8)
+}
+
+/// A native-mode port of `frames` chunks with rings of `rx_ring` and `tx_ring` entries.
+fn open_native_sized(v: &Veth, frames: u32, rx_ring: u32, tx_ring: u32) -> AfXdpPort {
     open_native(
         v,
         AfXdpOptions {
-            frames: 16,
-            rx_ring: 8,
-            tx_ring: 8,
+            frames,
+            rx_ring,
+            tx_ring,
             ..AfXdpOptions::default()
         },
     )
@@ -401,15 +406,7 @@ fn kernel_drops_are_reported_as_ring_full_when_the_rx_ring_is_not_read() {
     }
     let v = Veth::new();
     // 32 rx chunks but an RX ring of 8: the kernel has buffers and nowhere to put the frames.
-    let mut port = open_native(
-        &v,
-        AfXdpOptions {
-            frames: 64,
-            rx_ring: 8,
-            tx_ring: 8,
-            ..AfXdpOptions::default()
-        },
-    );
+    let mut port = open_native_sized(&v, 64, 8, 8);
     v.send_udp(20, 9999);
     // Read nothing until all 20 were handled by the kernel (`send_udp` returns when sent).
     std::thread::sleep(Duration::from_millis(200));
@@ -547,15 +544,7 @@ fn tx_enqueue_refuses_when_full_and_recovers_after_a_flush() {
         return;
     }
     let v = Veth::new();
-    let mut port = open_native(
-        &v,
-        AfXdpOptions {
-            frames: 64,
-            rx_ring: 32,
-            tx_ring: 64,
-            ..AfXdpOptions::default()
-        },
-    );
+    let mut port = open_native_sized(&v, 64, 32, 64);
     let frame = v.frame_to_ns(9, b"discard");
     // 32 tx chunks.
     let accepted = enqueue_until_full(&mut port, &frame);
