@@ -28,6 +28,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
 
+use crate::buf::{Offload, RxBatch, RxDesc};
+
 /// Frames a port's backend dropped, by cause ([`Port::take_backend_drops`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendDrops {
@@ -56,8 +58,6 @@ impl BackendDrops {
         }
     }
 }
-
-use crate::buf::{Offload, RxBatch, RxDesc};
 
 /// What kind of backend a port is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -170,11 +170,6 @@ pub struct XdpStatistics {
 }
 
 impl XdpStatistics {
-    /// Frames lost by the kernel side of the socket (each counted once).
-    pub fn drops(&self) -> u64 {
-        self.rx_dropped + self.rx_ring_full + self.rx_invalid_descs + self.tx_invalid_descs
-    }
-
     /// The drops since `earlier` (a previous reading of the same socket), by cause. The
     /// kernel counts a receive without a FILL entry in both `rx_dropped` and
     /// `rx_fill_ring_empty_descs`; `rx_dropped` also counts frames too long for a chunk, so
