@@ -15,6 +15,10 @@
 //!   value behind; the next frame from that address corrects it (benign, documented).
 //! - A frame from a known address on a new port is a move: the value is rewritten and the move
 //!   counter incremented.
+//! - Every change of where an address is (added, moved, deleted) advances the table's
+//!   [`generation`](MacTable::generation) after the change; a refresh (same port, newer time)
+//!   does not. A worker that read the generation before its lookups may reuse their result
+//!   while the generation is unchanged (see the worker's `normal` decisions).
 //!
 //! Time is passed in as seconds since the switch started (`now`), read once per batch.
 
@@ -63,7 +67,14 @@ pub struct MacTable {
     entries: AtomicUsize,
     moves: AtomicU64,
     hasher: ahash::RandomState,
+    /// Advanced after every change of an address's port (its own line: read by every worker's
+    /// remembered decisions, written only when addresses come, move or go).
+    generation: Generation,
 }
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Generation(AtomicU64);
 
 #[inline]
 fn pack_key(vlan: u16, mac: &[u8; 6]) -> u64 {
@@ -104,7 +115,21 @@ impl MacTable {
             // Random per process: a container cannot precompute addresses that collide with a
             // victim's probe window and keep it from being learned.
             hasher: crate::hash::state(),
+            generation: Generation::default(),
         }
+    }
+
+    /// Changes of where addresses are (added, moved, deleted) so far. Read it before looking
+    /// addresses up: while it stays the same, the lookups' results still hold (up to the races
+    /// the module docs allow).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.0.load(Ordering::Acquire)
+    }
+
+    /// Marks a change (after making it).
+    fn changed(&self) {
+        self.generation.0.fetch_add(1, Ordering::AcqRel);
     }
 
     #[inline]
@@ -184,6 +209,7 @@ impl MacTable {
             slot.val.store(pack_val(port, now), Ordering::Release);
             slot.key.store(key, Ordering::SeqCst);
             self.dedupe(key, start);
+            self.changed();
             return Learned::Added;
         }
         Learned::Full
@@ -195,6 +221,7 @@ impl MacTable {
         if old_port != port {
             slot.val.store(pack_val(port, now), Ordering::Release);
             self.moves.fetch_add(1, Ordering::Relaxed);
+            self.changed();
             return Learned::Moved { from: old_port };
         }
         if seen != now {
@@ -252,6 +279,9 @@ impl MacTable {
                 self.entries.fetch_sub(1, Ordering::Relaxed);
                 n += 1;
             }
+        }
+        if n > 0 {
+            self.changed();
         }
         n
     }
@@ -325,6 +355,35 @@ mod tests {
         assert_eq!(t.lookup(1, &A), Some(2));
         assert_eq!(t.moves(), 1);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn the_generation_moves_when_an_address_comes_moves_or_goes_and_only_then() {
+        let t = MacTable::new(16);
+        let g0 = t.generation();
+        assert_eq!(t.learn(1, &A, 1, 0), Learned::Added);
+        let g1 = t.generation();
+        assert!(g1 > g0);
+        // Refreshes, lookups and misses change no address.
+        assert_eq!(t.learn(1, &A, 1, 0), Learned::Refreshed);
+        assert_eq!(t.learn(1, &A, 1, 7), Learned::Refreshed);
+        assert_eq!(t.lookup(1, &A), Some(1));
+        assert_eq!(t.lookup(1, &B), None);
+        assert_eq!(t.generation(), g1);
+        assert_eq!(t.learn(1, &A, 2, 8), Learned::Moved { from: 1 });
+        let g2 = t.generation();
+        assert!(g2 > g1);
+        // A removal that removes nothing changes nothing; one that removes does.
+        assert_eq!(t.age(8, 300), 0);
+        assert_eq!(t.generation(), g2);
+        assert_eq!(t.remove_if(|_, _, p, _| p == 2), 1);
+        assert!(t.generation() > g2);
+        // A full table adds nothing.
+        let small = MacTable::new(1);
+        small.learn(1, &A, 1, 0);
+        let g = small.generation();
+        assert_eq!(small.learn(1, &B, 1, 0), Learned::Full);
+        assert_eq!(small.generation(), g);
     }
 
     #[test]

@@ -1524,3 +1524,57 @@ impl Drop for Switch {
         self.stop_workers();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::mem::{MemPort, MemPortOptions};
+
+    /// An Ethernet frame of a local experimental type from `src` to `dst`.
+    fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(60);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x88, 0xb5]);
+        f.resize(60, 0);
+        f
+    }
+
+    #[test]
+    fn a_sender_whose_normal_decisions_are_remembered_is_refreshed_every_second() {
+        let mut sw = Switch::start(SwitchConfig {
+            poll_mode: PollMode::Inline,
+            ..SwitchConfig::default()
+        })
+        .unwrap();
+        let peers: Vec<_> = (1..=2)
+            .map(|i| {
+                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
+                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                    .unwrap();
+                peer
+            })
+            .collect();
+        let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let seen = |sw: &Switch, mac: [u8; 6]| {
+            let mut s = None;
+            sw.shared.macs.for_each(|_, m, _, at| {
+                if m == mac {
+                    s = Some(at);
+                }
+            });
+            s
+        };
+        assert!(peers[1].send(&frame(m2, [0xff; 6])));
+        sw.poll_inline_at(Duration::from_secs(1));
+        // Frames in the same second reuse the decision; the first of a new second learns
+        // the sender again, so its entry's time follows the traffic (and it never ages out).
+        for t in [1, 1, 1, 5, 5, 6, 6, 400] {
+            assert!(peers[0].send(&frame(m1, m2)));
+            assert_eq!(sw.poll_inline_at(Duration::from_secs(t)), 1);
+            assert_eq!(seen(&sw, m1), Some(u32::try_from(t).unwrap()), "at {t} s");
+            assert_eq!(peers[1].drain().len(), 1);
+        }
+        assert_eq!(seen(&sw, m2), Some(1));
+    }
+}

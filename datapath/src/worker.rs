@@ -466,6 +466,10 @@ pub struct Worker {
     clock_fresh: bool,
     /// The (VLAN, MAC, port) learned last in the current batch.
     last_learned: Option<(u16, [u8; 6], u32)>,
+    /// That learning found the MAC table full.
+    last_learn_full: bool,
+    /// Recent `normal` decisions ([`NormalMemo`]), direct-mapped by [`memo_slot`].
+    normal_memo: [NormalMemo; NORMAL_MEMO],
     /// Passes run by [`Worker::poll_inline`].
     inline_passes: u32,
     /// [`cpu::ticks`] spent in end-of-batch transmit flushes, published as
@@ -553,6 +557,8 @@ impl Worker {
             clock: Duration::ZERO,
             clock_fresh: false,
             last_learned: None,
+            last_learn_full: false,
+            normal_memo: [NormalMemo::EMPTY; NORMAL_MEMO],
             inline_passes: 0,
             flush_ticks: 0,
             time_flushes: false,
@@ -1908,6 +1914,49 @@ impl Worker {
         dst: [u8; 6],
         snap: &Snapshot,
     ) -> Result<NormalOut, DropReason> {
+        // Read before the lookups below: a decision made with this generation holds while
+        // the table's generation stays the same.
+        let macs_gen = self.shared.macs.generation();
+        let slot = memo_slot(in_id, &src, &dst);
+        let m = &self.normal_memo[slot];
+        if m.macs_gen == macs_gen
+            && m.snap_gen == snap.generation
+            && m.now == self.now
+            && m.in_id == in_id
+            && m.src == src
+            && m.dst == dst
+            && m.tci == tci
+            && m.tags == tags
+        {
+            return Ok(m.out);
+        }
+        let out = self.normal_lookup(in_id, tci, tags, src, dst, snap)?;
+        if !self.last_learn_full {
+            self.normal_memo[slot] = NormalMemo {
+                in_id,
+                now: self.now,
+                macs_gen,
+                snap_gen: snap.generation,
+                tci,
+                tags,
+                src,
+                dst,
+                out,
+            };
+        }
+        Ok(out)
+    }
+
+    /// [`normal_decide`](Self::normal_decide) without the memory: learns and looks up.
+    fn normal_lookup(
+        &mut self,
+        in_id: u32,
+        tci: u16,
+        tags: u8,
+        src: [u8; 6],
+        dst: [u8; 6],
+        snap: &Snapshot,
+    ) -> Result<NormalOut, DropReason> {
         let in_conf = snap.port(in_id).ok_or(DropReason::PortDown)?;
         let vlan = ingress_vlan(&in_conf.vlan, tci, tags).ok_or(DropReason::VlanNotAllowed)?;
         if src[0] & 1 != 0 {
@@ -1918,7 +1967,9 @@ impl Worker {
         let learned = (vlan, src, in_id);
         if self.last_learned != Some(learned) {
             self.last_learned = Some(learned);
-            if self.shared.macs.learn(vlan, &src, in_id, self.now) == Learned::Full {
+            self.last_learn_full =
+                self.shared.macs.learn(vlan, &src, in_id, self.now) == Learned::Full;
+            if self.last_learn_full {
                 self.ctls[self.index].counters.mac_learn_full.add(1);
             }
         }
@@ -2041,6 +2092,52 @@ struct Run {
     /// Batch indexes of the frames waiting for forward-only ops (`idx[..queued]`).
     queued: usize,
     idx: [u8; BATCH_SIZE],
+}
+
+/// Entries of a worker's memory of `normal` decisions.
+const NORMAL_MEMO: usize = 16;
+
+/// A `normal` decision remembered for frames from port `in_id` with outer tag `tci` (`tags`
+/// tags), source `src` and destination `dst`: learning the source and looking up the
+/// destination (two hashed probes of the shared MAC table) is done once, not per run. It holds
+/// while the MAC table's generation (no address came, moved or went since) and the snapshot
+/// (ports, VLANs, flows) are those it was made with, and only within the second it was made
+/// in, so that the source's entry is still refreshed once a second and never ages out under
+/// traffic. Decisions that drop, and those whose source could not be learned (table full:
+/// counted per batch), are not remembered.
+#[derive(Clone, Copy, Debug)]
+struct NormalMemo {
+    in_id: u32,
+    now: u32,
+    macs_gen: u64,
+    snap_gen: u64,
+    tci: u16,
+    tags: u8,
+    src: [u8; 6],
+    dst: [u8; 6],
+    out: NormalOut,
+}
+
+impl NormalMemo {
+    /// Matches nothing: the MAC table's generation counts up from 0, one per change, and
+    /// never reaches `u64::MAX`.
+    const EMPTY: Self = Self {
+        in_id: 0,
+        now: 0,
+        macs_gen: u64::MAX,
+        snap_gen: 0,
+        tci: 0,
+        tags: 0,
+        src: [0; 6],
+        dst: [0; 6],
+        out: NormalOut::Flood(0),
+    };
+}
+
+/// The [`NormalMemo`] slot of a (port, source, destination).
+#[inline]
+fn memo_slot(in_id: u32, src: &[u8; 6], dst: &[u8; 6]) -> usize {
+    (usize::from(src[5] ^ dst[5]) ^ in_id as usize) & (NORMAL_MEMO - 1)
 }
 
 /// Where `normal` sends a frame.

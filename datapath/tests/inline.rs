@@ -674,3 +674,78 @@ fn a_flow_removed_event_counts_the_frames_forwarded_until_the_workers_let_go() {
     assert_eq!(got(&p[1]).len(), 1);
     assert_eq!(removed[0].flow.stats.totals().0, 5);
 }
+
+// `normal` decisions are remembered per (port, tag, source, destination) within a second of
+// switch clock, while the MAC table and the configuration stay the same. These tests change
+// the MAC table between passes in the same second, where a remembered decision would be
+// reused if the change went unnoticed.
+
+const SAME_SECOND: Duration = Duration::from_secs(1);
+
+/// [`learn`] at switch clock [`SAME_SECOND`].
+fn learn_now(sw: &mut Switch, p: &[MemPeer], i: usize) {
+    let src = u8::try_from(i + 1).unwrap();
+    assert!(p[i].send(&udp_to(src, [0xff; 6], 1)));
+    sw.poll_inline_at(SAME_SECOND);
+    for peer in p {
+        got(peer);
+    }
+}
+
+/// Sends `f` from the first port in [`SAME_SECOND`]; what each port got.
+fn send_now(sw: &mut Switch, p: &[MemPeer], f: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    assert!(p[0].send(f));
+    assert_eq!(sw.poll_inline_at(SAME_SECOND), 1);
+    p.iter().map(got).collect()
+}
+
+#[test]
+fn a_remembered_normal_decision_follows_a_destination_that_moves() {
+    let (mut sw, p) = inline_switch(3);
+    learn_now(&mut sw, &p, 1);
+    let f = numbered(1, mac(2), 0);
+    for _ in 0..3 {
+        assert_eq!(
+            send_now(&mut sw, &p, &f),
+            vec![vec![], vec![f.clone()], vec![]]
+        );
+    }
+    // m2 now sends from the third port (its container moved).
+    assert!(p[2].send(&udp_to(2, mac(1), 1)));
+    assert_eq!(sw.poll_inline_at(SAME_SECOND), 1);
+    assert_eq!(got(&p[0]).len(), 1);
+    assert_eq!(send_now(&mut sw, &p, &f), vec![vec![], vec![], vec![f]]);
+}
+
+#[test]
+fn a_remembered_flood_ends_when_the_destination_is_learned() {
+    let (mut sw, p) = inline_switch(3);
+    let f = numbered(1, mac(2), 0);
+    for _ in 0..3 {
+        assert_eq!(
+            send_now(&mut sw, &p, &f),
+            vec![vec![], vec![f.clone()], vec![f.clone()]]
+        );
+    }
+    learn_now(&mut sw, &p, 1);
+    assert_eq!(send_now(&mut sw, &p, &f), vec![vec![], vec![f], vec![]]);
+}
+
+#[test]
+fn a_remembered_normal_decision_is_forgotten_when_the_mac_table_is_flushed() {
+    let (mut sw, p) = inline_switch(3);
+    learn_now(&mut sw, &p, 1);
+    let f = numbered(1, mac(2), 0);
+    for _ in 0..3 {
+        assert_eq!(
+            send_now(&mut sw, &p, &f),
+            vec![vec![], vec![f.clone()], vec![]]
+        );
+    }
+    // Only m2's port is flushed: m1 (relearned by each frame) stays.
+    assert_eq!(sw.flush_macs(None, Some("m2")).unwrap(), 1);
+    assert_eq!(
+        send_now(&mut sw, &p, &f),
+        vec![vec![], vec![f.clone()], vec![f]]
+    );
+}
