@@ -28,6 +28,21 @@ pub fn online_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
+/// Starts loading the cache line at `p` into this CPU's caches: a hint, for memory that
+/// another CPU (the kernel, receiving) wrote and that is read a little later, so that several
+/// such transfers overlap instead of following one another. Never faults, whatever `p` is.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot fault, even
+    // for an address outside any mapping.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A cheap timestamp for timing short spans on the hot path, in ticks: the TSC on x86_64
 /// (a few ns to read, against ~20 for `clock_gettime`; Linux uses it as its clocksource only
 /// when it runs at a constant rate on every CPU), else nanoseconds of the monotonic clock.

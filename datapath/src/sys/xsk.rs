@@ -31,6 +31,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
+use super::cpu::prefetch;
 use super::mmap::Mmap;
 
 /// Bytes per UMEM chunk (one frame each).
@@ -435,21 +436,6 @@ impl<T: Entry> ConsRing<T> {
             .consumer()
             .store(self.0.cached_cons, Ordering::Release);
     }
-}
-
-/// Starts loading the cache line at `p` (a received frame's first bytes, written by the kernel
-/// on whichever CPU ran the device's receive). The worker reads each frame's headers only after
-/// the whole batch is taken, so the batch's misses overlap instead of following one another.
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it reads nothing into the program and cannot fault, even
-    // for an invalid address (`p` is inside the UMEM anyway).
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// Owner of a UMEM chunk.
