@@ -614,6 +614,9 @@ impl RxSlots {
         let i = self.head;
         let status = self.ring.status(i).load(Ordering::Acquire);
         if status & libc::TP_STATUS_USER == 0 {
+            // The kernel writes a frame before its status: its second line may be there
+            // already, and then comes along with the status line instead of after it.
+            prefetch(self.ring.slot(i).wrapping_add(64));
             return None;
         }
         let copied = status & libc::TP_STATUS_COPY != 0;
