@@ -699,17 +699,21 @@ fn send_now(sw: &mut Switch, p: &[MemPeer], f: &[u8]) -> Vec<Vec<Vec<u8>>> {
     p.iter().map(got).collect()
 }
 
+/// Teaches the switch where m2 is, then sends m1's frame to it three times (the first
+/// decision, then remembered ones): only m2's port gets it. Returns the frame.
+fn m2_reached_three_times(sw: &mut Switch, p: &[MemPeer]) -> Vec<u8> {
+    learn_now(sw, p, 1);
+    let f = numbered(1, mac(2), 0);
+    for _ in 0..3 {
+        assert_eq!(send_now(sw, p, &f), vec![vec![], vec![f.clone()], vec![]]);
+    }
+    f
+}
+
 #[test]
 fn a_remembered_normal_decision_follows_a_destination_that_moves() {
     let (mut sw, p) = inline_switch(3);
-    learn_now(&mut sw, &p, 1);
-    let f = numbered(1, mac(2), 0);
-    for _ in 0..3 {
-        assert_eq!(
-            send_now(&mut sw, &p, &f),
-            vec![vec![], vec![f.clone()], vec![]]
-        );
-    }
+    let f = m2_reached_three_times(&mut sw, &p);
     // m2 now sends from the third port (its container moved).
     assert!(p[2].send(&udp_to(2, mac(1), 1)));
     assert_eq!(sw.poll_inline_at(SAME_SECOND), 1);
@@ -734,14 +738,7 @@ fn a_remembered_flood_ends_when_the_destination_is_learned() {
 #[test]
 fn a_remembered_normal_decision_is_forgotten_when_the_mac_table_is_flushed() {
     let (mut sw, p) = inline_switch(3);
-    learn_now(&mut sw, &p, 1);
-    let f = numbered(1, mac(2), 0);
-    for _ in 0..3 {
-        assert_eq!(
-            send_now(&mut sw, &p, &f),
-            vec![vec![], vec![f.clone()], vec![]]
-        );
-    }
+    let f = m2_reached_three_times(&mut sw, &p);
     // Only m2's port is flushed: m1 (relearned by each frame) stays.
     assert_eq!(sw.flush_macs(None, Some("m2")).unwrap(), 1);
     assert_eq!(
