@@ -624,9 +624,9 @@ impl RxSlots {
             return None;
         }
         // The kernel wrote this slot and likely the next ones on the receiving CPU: start
-        // loading the header line of the slot RX_PREFETCH_AHEAD on (the take after next reads
-        // its status) and this slot's second line (the frame's IP and L4 headers, read when
-        // the batch is processed), so the batch's transfers overlap.
+        // loading the header line of the slot RX_PREFETCH_AHEAD on (a later take reads its
+        // status) and this slot's second line (the rest of the frame's IP header and its L4
+        // header, read when the batch is processed), so the batch's transfers overlap.
         let slot = self.ring.slot(i);
         prefetch(slot.wrapping_add(64));
         prefetch(self.ring.slot(self.ring.ahead(i, RX_PREFETCH_AHEAD)));
