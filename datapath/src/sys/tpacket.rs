@@ -411,27 +411,7 @@ impl Slots {
 /// `send(fd, NULL, 0, MSG_DONTWAIT)`: asks the kernel to send every queued frame of `sock`'s
 /// transmit ring; the bytes it took in this call.
 fn kick(sock: &PacketSocket) -> io::Result<usize> {
-    // The raw system call (`send` is `sendto` without an address), not libc's `send`: that
-    // one is a cancellation point, switched on and off around every kick (as for AF_XDP's
-    // kick and the tap port's reads and writes).
-    // SAFETY: a null buffer of length 0 is what a TX ring's send takes (the frames are in the
-    // ring); the kernel reads no user memory for it, and no address is given.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            sock.as_raw_fd(),
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            libc::MSG_DONTWAIT,
-            std::ptr::null::<libc::sockaddr>(),
-            0 as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(usize::try_from(rc).unwrap_or(0))
-    }
+    super::kick_sendto(sock.as_raw_fd())
 }
 
 /// A packet socket with a mapped `TPACKET_V2` transmit ring; unmapped, then closed, on drop.

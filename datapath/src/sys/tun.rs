@@ -263,6 +263,8 @@ impl TunFd {
     /// `WouldBlock` when nothing is queued; `EBADFD` once the device is gone.
     #[inline]
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // Here, in `write` and in `write_frame`: the raw system calls, not libc's wrappers,
+        // which are cancellation points (see `sys::kick_sendto`).
         // SAFETY: the kernel writes at most `buf.len()` bytes to `buf`, which we borrow
         // mutably for the call.
         let rc = unsafe {
@@ -273,7 +275,7 @@ impl TunFd {
                 buf.len(),
             )
         };
-        result(rc)
+        super::syscall_result(rc)
     }
 
     /// Writes one frame (virtio-net header first).
@@ -292,7 +294,7 @@ impl TunFd {
                 buf.len(),
             )
         };
-        result(rc)
+        super::syscall_result(rc)
     }
 
     /// Writes one frame given as its virtio-net header and the frame bytes, with one `writev`
@@ -322,20 +324,7 @@ impl TunFd {
                 iov.len(),
             )
         };
-        result(rc)
-    }
-}
-
-/// A raw system call's return as an `io::Result`. The frame path calls the kernel directly
-/// rather than through libc's `read`, `write` and `writev`: those are cancellation points,
-/// and switching asynchronous cancellation on and off around each of them (two calls per
-/// forwarded frame on tap ports) showed as ~9 % of a tap worker's samples. Nothing here is
-/// ever cancelled.
-fn result(rc: libc::c_long) -> io::Result<usize> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(usize::try_from(rc).unwrap_or(0))
+        super::syscall_result(rc)
     }
 }
 

@@ -956,27 +956,7 @@ impl Xsk {
     }
 
     fn kick_tx(&self) -> io::Result<()> {
-        // The raw system call, not libc's `sendto`: that one is a cancellation point, and
-        // switching asynchronous cancellation on and off around every kick cost ~1 % of a
-        // forwarding core. (Nothing here is ever cancelled.)
-        // SAFETY: a zero-length send with no buffer and no address: the kernel reads nothing
-        // from our memory.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_sendto,
-                self.fd.as_raw_fd(),
-                std::ptr::null::<libc::c_void>(),
-                0usize,
-                libc::MSG_DONTWAIT,
-                std::ptr::null::<libc::sockaddr>(),
-                0 as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        super::kick_sendto(self.fd.as_raw_fd()).map(|_| ())
     }
 
     fn kick_rx(&self) {
