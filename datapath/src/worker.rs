@@ -1901,10 +1901,10 @@ impl Worker {
     }
 
     /// The learning bridge's decision for a frame from `in_id` with outer tag `tci` (`tags`
-    /// tags), source `src` and destination `dst`: learns the source (once per batch per
-    /// sender) and looks up the destination. Output failures (tx queue full, too big) are
-    /// counted on the output port later; a flood with no candidate port is the caller's to
-    /// count (`NoOutput`).
+    /// tags), source `src` and destination `dst`: a remembered one ([`NormalMemo`]) while it
+    /// holds, else [`normal_lookup`](Self::normal_lookup)'s, remembered. Output failures (tx
+    /// queue full, too big) are counted on the output port later; a flood with no candidate
+    /// port is the caller's to count (`NoOutput`).
     fn normal_decide(
         &mut self,
         in_id: u32,
@@ -1947,7 +1947,8 @@ impl Worker {
         Ok(out)
     }
 
-    /// [`normal_decide`](Self::normal_decide) without the memory: learns and looks up.
+    /// [`normal_decide`](Self::normal_decide) without the memory: learns the source (once per
+    /// batch per sender) and looks up the destination.
     fn normal_lookup(
         &mut self,
         in_id: u32,
