@@ -831,7 +831,7 @@ fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
             assert!(p[0].send(&udp_to(1, 2, 1, b"busy")));
             assert!(p[1].recv_timeout(T).is_some());
         }
-        // Each frame's pass is counted until the next pass starts.
+        // Each frame's pass is counted until its transmit flush ends (the next pass's clock).
         std::thread::sleep(Duration::from_millis(20));
         let worked = busy(&sw);
         assert!(worked > Duration::ZERO, "{mode:?}");
@@ -843,8 +843,8 @@ fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
             flushed < worked,
             "{mode:?}: {flushed:?} flushing of {worked:?}"
         );
-        // 300 ms without traffic add (next to) nothing: a pass that had work ends when the
-        // next one starts, which is at once.
+        // 300 ms without traffic add (next to) nothing: a pass that had work ends with its
+        // flush, and the empty passes after it are not counted.
         std::thread::sleep(Duration::from_millis(300));
         let idle_added = busy(&sw) - worked;
         assert!(

@@ -163,7 +163,18 @@ impl AnchoredClock {
     /// passed since it was last called.
     #[inline]
     pub fn read(&mut self, real: impl FnOnce() -> std::time::Duration) -> std::time::Duration {
-        let t = ticks();
+        self.read_at(ticks(), real)
+    }
+
+    /// [`AnchoredClock::read`] at the tick count `t` (a [`ticks`] reading just taken, e.g. at
+    /// the end of a timed section): saves reading the counter again. If the real clock is
+    /// called, the time returned is its reading (now), not `t`'s.
+    #[inline]
+    pub fn read_at(
+        &mut self,
+        t: u64,
+        real: impl FnOnce() -> std::time::Duration,
+    ) -> std::time::Duration {
         let since = t.wrapping_sub(self.anchor_ticks);
         let now = if since >= self.period_ticks || !self.anchored {
             self.anchor_at(t, real())
@@ -263,5 +274,21 @@ mod tests {
                 std::time::Duration::from_secs(5)
             )
         );
+    }
+
+    #[test]
+    fn a_reading_at_given_ticks_extrapolates_from_those_ticks() {
+        let period = std::time::Duration::from_secs(3600);
+        let mut clock = AnchoredClock::with_extrapolation(period, true);
+        let t0 = ticks();
+        let real = std::time::Duration::from_secs(100);
+        // The first reading anchors: the real clock's time, whatever the ticks.
+        assert_eq!(clock.read_at(t0, || real), real);
+        // Later ticks extrapolate from the anchor without calling the real clock.
+        let later = t0 + (1 << 20);
+        let want = real + std::time::Duration::from_nanos(ticks_to_ns(1 << 20));
+        assert_eq!(clock.read_at(later, || unreachable!("anchored")), want);
+        // Ticks from before the last reading cannot move the clock back.
+        assert_eq!(clock.read_at(t0 + 1, || unreachable!("anchored")), want);
     }
 }

@@ -563,7 +563,7 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
             "\nSwitch core rows: the switch's own account of its forwarding core while the \
              generator ran, because a busy-polling switch shows 100 % in the CPU rows whatever \
              its load. vswitchd: its workers' `busy_ns` (passes that found work, from the work \
-             to the next pass); Open vSwitch: the processing share of its PMD's cycles \
+             to the end of the pass's last transmit flush); Open vSwitch: the processing share of its PMD's cycles \
              (`dpif-netdev/pmd-stats-show`, cleared before). As % of the generator's run time, \
              and per frame the switch received. A switch well below 100 % does not limit the \
              frame rate. Near 100 % it may not either: a busy-polling switch works in every pass \
