@@ -1026,20 +1026,24 @@ impl Worker {
             if desc.len as usize > JUMBO_THRESHOLD {
                 rx_jumbo += 1;
             }
-            let frame = self.ports[li].port.frame(&desc);
             let k = self.next_key & 1;
             let key = &mut self.keys[k];
-            let lay = match flow::extract_into(frame, in_id, key) {
+            // A frame whose checksum may need completing is looked up once, writable.
+            let parsed = if repair && desc.offload.is_none() {
+                let frame = self.ports[li].port.frame_mut(&desc);
+                flow::extract_into(frame, in_id, key).inspect(|lay| {
+                    let _ = offload::repair_partial_csum_keyed(frame, key, lay);
+                })
+            } else {
+                flow::extract_into(self.ports[li].port.frame(&desc), in_id, key)
+            };
+            let lay = match parsed {
                 Ok(l) => l,
                 Err(r) => {
                     self.ports[li].counters.rx_drops[r as usize].add(1);
                     continue;
                 }
             };
-            if repair && desc.offload.is_none() {
-                let frame = self.ports[li].port.frame_mut(&desc);
-                let _ = offload::repair_partial_csum_keyed(frame, key, &lay);
-            }
             if let Some(r) = self.run.entry
                 && lay.tags == self.run.tags
                 && cache
