@@ -696,7 +696,12 @@ impl Worker {
     fn take_commands(&mut self) -> bool {
         loop {
             let cmd = match self.cmds.try_recv() {
-                Ok(c) => c,
+                Ok(c) => {
+                    // A command can take long (closing a port detaches its program): the
+                    // next pass reads the clock rather than starting at the last flush.
+                    self.flush_end = 0;
+                    c
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => return true,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             };
