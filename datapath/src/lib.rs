@@ -27,6 +27,7 @@ pub mod notify;
 pub mod offload;
 pub mod ofp;
 pub mod port;
+mod stamps;
 pub mod stats;
 pub mod switch;
 pub mod sys;

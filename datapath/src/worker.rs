@@ -49,6 +49,7 @@ use crate::ofp::pipeline::Pipeline;
 use crate::ofp::rewrite;
 use crate::ofp::xlate::CtlMeta;
 use crate::port::{Port, PortKind};
+use crate::stamps::{Part, PassStamps};
 use crate::stats::{Counter, DropReason, PortCounters};
 use crate::switch::{MAX_PORTS, PollMode, VlanMode};
 use crate::sys::cpu;
@@ -483,6 +484,8 @@ pub struct Worker {
     /// read it three times; a reading costs ~14 ns inside a pass on this kind of host, where
     /// a pass with one frame is ~180 ns of the worker's own work). Commands reset it.
     flush_end: u64,
+    /// Time per part of the passes that forward (feature `pass-stamps`; else empty).
+    stamps: PassStamps,
     /// The switch clock of a threaded worker: the monotonic clock read once per
     /// [`CLOCK_ANCHOR`], extrapolated with the time-stamp counter in between (where the
     /// kernel keeps time with it; else read every time).
@@ -569,6 +572,7 @@ impl Worker {
             flush_ticks: 0,
             time_flushes: false,
             flush_end: 0,
+            stamps: PassStamps::default(),
             tsc_clock: cpu::AnchoredClock::new(CLOCK_ANCHOR),
             run: Run {
                 entry: None,
@@ -647,6 +651,7 @@ impl Worker {
             }
         }
         self.collect_backend_drops();
+        self.stamps.report(self.index);
         // Ports close (and detach) here, on the worker that owned them.
         self.ports.clear();
     }
@@ -821,6 +826,7 @@ impl Worker {
         // The last pass ended with a flush: its end (only empty polls since) is this pass's
         // start.
         let flush_end = std::mem::take(&mut self.flush_end);
+        self.stamps.pass_start(flush_end);
         if read_clock {
             self.clock = if flush_end != 0 {
                 self.clock_at(flush_end)
@@ -993,6 +999,7 @@ impl Worker {
         self.batch.clear();
         self.last_learned = None;
         let lp = &mut self.ports[li];
+        let polled = self.stamps.now();
         let n = match lp.port.rx_burst(q, &mut self.batch) {
             Ok(n) => n,
             Err(_) => {
@@ -1003,6 +1010,11 @@ impl Worker {
         if n == 0 {
             return 0;
         }
+        let taken = self.stamps.now();
+        self.stamps.batch(n);
+        let started = self.stamps.pass_started();
+        self.stamps.add(Part::Head, started.min(polled), polled);
+        self.stamps.add(Part::Poll, polled, taken);
         self.work_found();
         let lp = &mut self.ports[li];
         let ctl = &self.ctls[self.index];
@@ -1079,14 +1091,26 @@ impl Worker {
             self.run.tags = lay.tags;
             self.run_frame(&cache, r, li, i, k, lay, &snap);
         }
+        let processed = self.stamps.now();
         self.end_run(&cache, li, &snap);
+        let output = self.stamps.now();
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
         lp.counters.rx_pkts.add(n as u64);
         lp.counters.rx_bytes.add(rx_bytes);
         lp.counters.rx_jumbo.add(rx_jumbo);
         lp.port.rx_release(q, &self.batch);
+        let released = self.stamps.now();
+        self.stamps.add(Part::Frames, taken, processed);
+        self.stamps.add(Part::Output, processed, output);
+        self.stamps.add(Part::Release, output, released);
         self.flush_dirty();
+        let flushed = if self.time_flushes {
+            self.flush_end
+        } else {
+            self.stamps.now()
+        };
+        self.stamps.add(Part::Flush, released, flushed);
         n
     }
 
