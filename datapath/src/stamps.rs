@@ -14,7 +14,7 @@
 /// A part of a forwarding pass.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Part {
-    /// From the pass's start to the poll that found frames.
+    /// From the pass's start, or the end of its last batch, to the poll that found frames.
     Head = 0,
     /// That poll (`Port::rx_burst`).
     Poll,
@@ -41,7 +41,8 @@ pub(crate) struct PassStamps {
 #[cfg(feature = "pass-stamps")]
 #[derive(Debug, Default)]
 struct Inner {
-    pass_start: u64,
+    /// The pass's start, or the end of its last batch.
+    mark: u64,
     ticks: [u64; PARTS],
     batches: u64,
     frames: u64,
@@ -70,7 +71,7 @@ impl PassStamps {
         {
             let now = self.now();
             let s = &mut self.inner;
-            s.pass_start = now;
+            s.mark = now;
             if flush_end != 0 {
                 s.tail += now.wrapping_sub(flush_end);
                 s.tails += 1;
@@ -80,29 +81,33 @@ impl PassStamps {
         let _ = flush_end;
     }
 
-    /// The [`PassStamps::now`] reading at the start of this pass.
+    /// A poll that started at `polled` found `frames` frames: counts the batch and its
+    /// [`Part::Head`].
     #[inline(always)]
-    pub(crate) fn pass_started(&self) -> u64 {
+    pub(crate) fn batch(&mut self, frames: usize, polled: u64) {
         #[cfg(feature = "pass-stamps")]
-        {
-            self.inner.pass_start
-        }
-        #[cfg(not(feature = "pass-stamps"))]
-        {
-            0
-        }
-    }
-
-    /// A poll found `frames` frames.
-    #[inline(always)]
-    pub(crate) fn batch(&mut self, frames: usize) {
-        #[cfg(feature = "pass-stamps")]
-        {
+        let mark = {
             self.inner.batches += 1;
             self.inner.frames += frames as u64;
+            self.inner.mark
+        };
+        #[cfg(not(feature = "pass-stamps"))]
+        let mark = {
+            let _ = frames;
+            0
+        };
+        self.add(Part::Head, mark.min(polled), polled);
+    }
+
+    /// The batch ended (its flush) at `at`: the next batch's [`Part::Head`] starts there.
+    #[inline(always)]
+    pub(crate) fn batch_done(&mut self, at: u64) {
+        #[cfg(feature = "pass-stamps")]
+        {
+            self.inner.mark = at;
         }
         #[cfg(not(feature = "pass-stamps"))]
-        let _ = frames;
+        let _ = at;
     }
 
     /// `part` ran from `from` to `to` ([`PassStamps::now`] readings).
@@ -157,15 +162,19 @@ mod tests {
         s.report(0);
         let t0 = s.now();
         s.pass_start(0);
-        assert!(s.pass_started() >= t0);
-        s.batch(4);
+        assert!(s.inner.mark >= t0);
+        s.batch(4, s.inner.mark + 30);
         s.add(Part::Poll, 100, 150);
         s.add(Part::Frames, 150, 350);
         s.add(Part::Flush, 350, 1350);
+        // A second batch in the same pass: its head runs from the first one's end.
+        s.batch_done(2000);
+        s.batch(2, 2040);
         // The next pass starts after the flush that ended at `end`.
         let end = s.now();
         s.pass_start(end);
-        assert_eq!((s.inner.batches, s.inner.frames), (1, 4));
+        assert_eq!((s.inner.batches, s.inner.frames), (2, 6));
+        assert_eq!(s.inner.ticks[Part::Head as usize], 30 + 40);
         assert_eq!(s.inner.ticks[Part::Poll as usize], 50);
         assert_eq!(s.inner.ticks[Part::Frames as usize], 200);
         assert_eq!(s.inner.ticks[Part::Flush as usize], 1000);

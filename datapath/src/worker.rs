@@ -1011,9 +1011,7 @@ impl Worker {
             return 0;
         }
         let taken = self.stamps.now();
-        self.stamps.batch(n);
-        let started = self.stamps.pass_started();
-        self.stamps.add(Part::Head, started.min(polled), polled);
+        self.stamps.batch(n, polled);
         self.stamps.add(Part::Poll, polled, taken);
         self.work_found();
         let lp = &mut self.ports[li];
@@ -1111,6 +1109,7 @@ impl Worker {
             self.stamps.now()
         };
         self.stamps.add(Part::Flush, released, flushed);
+        self.stamps.batch_done(flushed);
         n
     }
 
