@@ -442,7 +442,10 @@ pub struct Worker {
     recycle_tx: Arc<[Sender<Vec<u8>>]>,
     poll_mode: PollMode,
     poller: Poller,
-    snap: Arc<Snapshot>,
+    /// The configuration this worker switches with. A batch takes it out while it runs (and
+    /// puts it back): cloning the `Arc` instead costs two locked read-modify-writes per
+    /// batch. Only `None` inside a batch.
+    snap: Option<Arc<Snapshot>>,
     ports: Vec<LocalPort>,
     local_of: Box<[u16]>,
     dirty: Vec<bool>,
@@ -542,7 +545,7 @@ impl Worker {
             recycle_tx: chans.recycle_tx,
             poll_mode,
             poller,
-            snap,
+            snap: Some(snap),
             ports: Vec::new(),
             local_of: vec![NOT_LOCAL; MAX_PORTS + 1].into_boxed_slice(),
             dirty: Vec::new(),
@@ -794,29 +797,40 @@ impl Worker {
     /// last pass, is one plain atomic load.
     #[inline]
     fn sync_snapshot(&mut self) {
-        if self.shared.generation.load(Ordering::Acquire) != self.snap.generation {
+        if Some(self.shared.generation.load(Ordering::Acquire)) != self.generation() {
             self.switch_snapshot();
         }
+    }
+
+    /// The generation of the configuration in use.
+    #[inline]
+    fn generation(&self) -> Option<u64> {
+        self.snap.as_ref().map(|s| s.generation)
     }
 
     #[cold]
     #[inline(never)]
     fn switch_snapshot(&mut self) {
         let cur = self.shared.snapshot.load();
-        if cur.generation != self.snap.generation {
+        if Some(cur.generation) != self.generation() {
             let next = arc_swap::Guard::into_inner(cur);
-            if !Arc::ptr_eq(&next.pipeline, &self.snap.pipeline)
+            if !self
+                .snap
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(&next.pipeline, &s.pipeline))
                 && let Some(cache) = self.cache.as_mut()
             {
                 // Before any packet sees the new tables, no cached decision of the old
                 // ones may survive unchecked.
                 cache.revalidate(&next.pipeline);
             }
-            self.snap = next;
+            self.snap = Some(next);
         }
-        self.ctls[self.index]
-            .seen_generation
-            .store(self.snap.generation, Ordering::Release);
+        if let Some(generation) = self.generation() {
+            self.ctls[self.index]
+                .seen_generation
+                .store(generation, Ordering::Release);
+        }
     }
 
     /// One pass over hand-offs and every owned rx queue; returns frames handled.
@@ -1021,9 +1035,30 @@ impl Worker {
         if n == BATCH_SIZE {
             ctl.counters.full_batches.add(1);
         }
+        // The configuration is taken out for the batch and put back after it (see `snap`).
+        let Some(snap) = self.snap.take() else {
+            lp.port.rx_release(q, &self.batch);
+            return n;
+        };
+        let n = self.forward_batch(li, q, n, &snap, taken);
+        self.snap = Some(snap);
+        n
+    }
+
+    /// Forwards the `n` frames of `self.batch`, received on queue `q` of local port `li` (the
+    /// poll ended at stamp `taken`), then gives their buffers back and flushes.
+    #[inline]
+    fn forward_batch(
+        &mut self,
+        li: usize,
+        q: usize,
+        n: usize,
+        snap: &Snapshot,
+        taken: u64,
+    ) -> usize {
+        let lp = &mut self.ports[li];
         let repair = lp.port.kind() == PortKind::AfXdp;
         let in_id = lp.id;
-        let snap = Arc::clone(&self.snap);
         if snap.port(in_id).is_none() {
             lp.counters.rx_drops[DropReason::PortDown as usize].add(n as u64);
             lp.port.rx_release(q, &self.batch);
@@ -1067,14 +1102,14 @@ impl Worker {
                     .same_run(&self.keys[self.run.key & 1], &self.keys[k])
             {
                 cache.stats.run_hits += 1;
-                self.run_frame(&cache, r, li, i, k, lay, &snap);
+                self.run_frame(&cache, r, li, i, k, lay, snap);
                 continue;
             }
-            let r = match self.look_up(&mut cache, li, k, lay.tags, &snap) {
+            let r = match self.look_up(&mut cache, li, k, lay.tags, snap) {
                 Some(r) => r,
                 None if upcalls > 0 => {
                     // (An upcall may evict entries: no run stays open across it.)
-                    self.end_run(&cache, li, &snap);
+                    self.end_run(&cache, li, snap);
                     upcalls -= 1;
                     cache.upcall(&snap.pipeline, &self.keys[k], self.now)
                 }
@@ -1087,10 +1122,10 @@ impl Worker {
             self.run.key = k;
             self.next_key = k ^ 1;
             self.run.tags = lay.tags;
-            self.run_frame(&cache, r, li, i, k, lay, &snap);
+            self.run_frame(&cache, r, li, i, k, lay, snap);
         }
         let processed = self.stamps.now();
-        self.end_run(&cache, li, &snap);
+        self.end_run(&cache, li, snap);
         let output = self.stamps.now();
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
@@ -1479,10 +1514,13 @@ impl Worker {
     fn run_pending(&mut self) -> usize {
         self.work_found();
         self.last_learned = None;
+        // (Deferred frames are the slow path: a clone of the configuration will do.)
+        let Some(snap) = self.snap.clone() else {
+            return 0;
+        };
         let Some(mut cache) = self.cache.take() else {
             return 0;
         };
-        let snap = Arc::clone(&self.snap);
         let mut budget = UPCALL_BUDGET;
         let mut n = 0;
         while budget > 0 {
