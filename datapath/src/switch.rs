@@ -27,10 +27,11 @@ use crate::ofp::pipeline::{
     FlowModResult, GroupMod, MeterMod, Pipeline,
 };
 use crate::port::afpacket::AfPacketPort;
-use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
+use crate::port::afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
 use crate::port::tap::TapPort;
 use crate::port::{Port, PortError, PortKind, select};
 use crate::stats::{PortCounters, PortCountersSnapshot};
+use crate::sys::ethtool;
 use crate::sys::poller::Poller;
 use crate::worker::{
     Command, HANDOFF_CAPACITY, LocalPort, PortConf, Shared, Snapshot, Worker, WorkerChannels,
@@ -477,18 +478,40 @@ pub struct Switch {
 const AFXDP_FRAMES: u32 = 4096;
 
 /// Opens an AF_XDP port with deep rings, falling back to the backend's small defaults when the
-/// memory cannot be locked (RLIMIT_MEMLOCK without CAP_IPC_LOCK).
+/// memory cannot be locked (RLIMIT_MEMLOCK without CAP_IPC_LOCK). On a veth the port is split
+/// ([`XdpMode::Split`]: generic XDP for frames up to the MTU, AF_PACKET for the container's GSO
+/// frames), elsewhere native XDP with generic as the fallback; a split port that cannot open
+/// falls back to the latter too.
 fn open_afxdp(name: &str, queues: usize) -> Result<AfXdpPort, PortError> {
+    let mode = match ethtool::driver(name) {
+        Ok(d) if d == "veth" => XdpMode::Split,
+        _ => XdpMode::Auto,
+    };
     let deep = AfXdpOptions {
         frames: AFXDP_FRAMES,
         rx_ring: AFXDP_FRAMES / 2,
         tx_ring: AFXDP_FRAMES / 2,
+        mode,
         ..AfXdpOptions::default()
     };
-    match AfXdpPort::open(name, queues, deep) {
+    let open = |opts: AfXdpOptions| match AfXdpPort::open(name, queues, opts) {
         Err(PortError::Sys { source, .. }) => {
             tracing::warn!(port = name, error = %source, "deep AF_XDP rings refused, using small ones");
-            AfXdpPort::open(name, queues, AfXdpOptions::default())
+            let small = AfXdpOptions {
+                mode: opts.mode,
+                ..AfXdpOptions::default()
+            };
+            AfXdpPort::open(name, queues, small)
+        }
+        other => other,
+    };
+    match open(deep) {
+        Err(e @ PortError::Unsupported { .. }) if mode == XdpMode::Split => {
+            tracing::warn!(port = name, error = %e, "split AF_XDP port unavailable, using native XDP");
+            open(AfXdpOptions {
+                mode: XdpMode::Auto,
+                ..deep
+            })
         }
         other => other,
     }

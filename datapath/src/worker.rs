@@ -682,17 +682,23 @@ impl Worker {
             // queue that is already readable when added wakes the wait at once.
             for p in &self.ports {
                 for q in 0..p.port.rx_queues() {
-                    if let Some(fd) = p.port.rx_fd(q)
-                        && let Err(e) = self.poller.add(fd, u64::from(p.id))
+                    for fd in [p.port.rx_fd(q), p.port.rx_extra_fd(q)]
+                        .into_iter()
+                        .flatten()
                     {
-                        tracing::warn!(port = p.port.name(), error = %e, "cannot watch rx queue");
+                        if let Err(e) = self.poller.add(fd, u64::from(p.id)) {
+                            tracing::warn!(port = p.port.name(), error = %e, "cannot watch rx queue");
+                        }
                     }
                 }
             }
             self.poller.wait(timeout);
             for p in &self.ports {
                 for q in 0..p.port.rx_queues() {
-                    if let Some(fd) = p.port.rx_fd(q) {
+                    for fd in [p.port.rx_fd(q), p.port.rx_extra_fd(q)]
+                        .into_iter()
+                        .flatten()
+                    {
                         self.poller.remove(fd);
                     }
                 }

@@ -520,6 +520,78 @@ fn a_crafted_frame_sent_with_tx_enqueue_reaches_a_socket_in_the_namespace() {
 }
 
 #[test]
+fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_ways() {
+    if !privileged("a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet") {
+        return;
+    }
+    let v = Veth::new();
+    // A 3000-byte MTU on both ends: datagrams longer than the split limit need no GSO.
+    common::run(&["ip", "link", "set", "dev", &v.host, "mtu", "3000"]);
+    v.ns.run(&["ip", "link", "set", "dev", &v.peer, "mtu", "3000"]);
+    let opts = AfXdpOptions {
+        mode: XdpMode::Split,
+        frames: 64,
+        rx_ring: 32,
+        tx_ring: 32,
+        ..AfXdpOptions::default()
+    };
+    let mut port = AfXdpPort::open(&v.host, 1, opts).expect("open split port");
+    assert_eq!(port.attach_mode(), XdpAttachMode::Skb);
+    assert!(port.has_companion());
+    assert_eq!(port.rx_queues(), 1, "the companion is polled with queue 0");
+    assert!(port.rx_fd(0).is_some() && port.rx_extra_fd(0).is_some());
+    assert!(
+        port.caps().tx_offload && port.caps().max_frame_len >= 3000,
+        "{:?}",
+        port.caps()
+    );
+
+    // Payloads of 100 and 2,500 bytes: frames of 142 and 2,542 bytes, either side of the
+    // 1,518-byte limit (MTU + 18, at most 1,518).
+    let peer = v.net.peer_addr();
+    let code = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for i in range(8):\n    s.sendto(bytes([65 + i]) * (100 if i % 2 == 0 else 2500), ('{peer}', 9998))\n"
+    );
+    finish(v.ns_python(&code), "sender");
+    let mut got = Vec::new();
+    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, _| {
+        for d in batch.descs() {
+            if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == 9998) {
+                got.push((u.payload, AfXdpPort::by_socket(d)));
+            }
+        }
+        got.len() >= 8
+    });
+    assert_eq!(got.len(), 8, "every datagram arrives through queue 0");
+    got.sort_by_key(|(p, _)| p[0]);
+    for (i, (payload, by_socket)) in got.iter().enumerate() {
+        let short = i % 2 == 0;
+        assert_eq!(payload.len(), if short { 100 } else { 2500 });
+        assert!(payload.iter().all(|b| *b == 65 + i as u8), "intact");
+        assert_eq!(
+            *by_socket, short,
+            "datagram {i}: short ones by AF_XDP, long ones not"
+        );
+    }
+
+    // And out: a long frame goes through the companion, a short one through the socket.
+    let sink = spawn_sink(&v, 7778, 2);
+    let long = v.frame_to_ns(7778, &[7u8; 2000]);
+    let short = v.frame_to_ns(7778, b"short");
+    assert!(port.tx_enqueue(&long, &Offload::NONE));
+    assert!(port.tx_enqueue(&short, &Offload::NONE));
+    port.tx_flush().expect("tx_flush");
+    let (count, payload, _) = sink_result(sink);
+    assert_eq!(count, 2, "both frames arrive");
+    assert_eq!(payload, vec![7u8; 2000], "in the order they were given");
+    assert_eq!(port.take_backend_drops().total(), 0);
+    drop(port);
+    assert!(v.xdp_gone(), "the program goes with the port");
+}
+
+#[test]
 fn one_flush_sends_more_frames_than_one_kick_can_carry() {
     if !privileged("one_flush_sends_more_frames_than_one_kick_can_carry") {
         return;

@@ -100,7 +100,8 @@ fn a_controller_driven_learning_switch_carries_ping_and_tcp() {
     let ins = packet_ins.load(Ordering::Acquire);
     let learned = lab.dump_flows("priority=10");
     let carried: u64 = learned.iter().map(|f| f.packets).sum();
-    assert!(carried > 10_000, "learned flows carried {carried} packets");
+    // (20 MB is at least 305 frames of up to 64 KiB: AF_XDP ports on veth carry GSO frames.)
+    assert!(carried >= 305, "learned flows carried {carried} packets");
     assert!(
         ins < 100,
         "{ins} packet-ins for a 20 MB transfer: the flows should carry it"

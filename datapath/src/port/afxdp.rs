@@ -20,6 +20,27 @@
 //! kernel turns the peer's TSO off while the program is attached, so frames stay ≤ MTU);
 //! generic mode accepts any MTU but the peer keeps GSO on and super-frames larger than a chunk
 //! are dropped (counted in [`Port::take_backend_drops`]). Frames are never written past a chunk.
+//!
+//! ## Split mode ([`XdpMode::Split`], what the switch opens on a veth)
+//! The program is attached in generic mode and redirects only frames of at most the device's
+//! MTU + 18 bytes ([`SPLIT_MAX_LEN`] at most); longer frames (the container's TCP and UDP GSO
+//! super-frames, which generic mode leaves on) go on to the kernel stack, where an AF_PACKET
+//! socket with `PACKET_VNET_HDR` on the same device (the *companion*, [`AfPacketPort`]) takes
+//! them with their GSO and checksum state. Rx queue 0 polls the companion first, then socket 0
+//! (a flow's short last segment does not overtake its GSO frames within one poll); a sleeping
+//! worker watches both ([`Port::rx_extra_fd`]). On transmit, frames with offload state or
+//! longer than the limit go through the companion, the rest through socket 0, and a frame for
+//! one side first sends what the other side has queued, so frames leave in the order given.
+//! [`RxDesc::addr`] of a socket's frame has `XSK_TAG` set; the companion's never do.
+//!
+//! Measured on veth (docs/performance.md): more 64-byte frames per second than native mode
+//! (the kernel's copy of a frame that lacks XDP's headroom costs the sender's CPU less in
+//! generic mode without `BPF_F_XDP_HAS_FRAGS`), and single-stream TCP near an AF_PACKET port's
+//! instead of a third of it. Limits: the kernel copies each GSO super-frame into one linear
+//! buffer to run the program (a ~64 KiB atomic allocation; [`AfXdpOptions::frags`] copies into
+//! pages instead, at the small-frame gain's cost); and a GSO frame no longer than the limit
+//! (UDP GSO with segments of less than half the MTU, or TCP with an MSS clamped below half of
+//! it) would be taken by the socket, which sees no GSO state, and forwarded as one frame.
 
 use std::fmt;
 use std::io;
@@ -27,6 +48,7 @@ use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 
 use crate::buf::{Offload, RxBatch, RxDesc};
+use crate::port::afpacket::AfPacketPort;
 use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
 use crate::sys::bpf::{BpfError, XdpAttachMode, XdpLink, XdpProgram, XskMap};
 use crate::sys::netdev;
@@ -36,6 +58,16 @@ use crate::sys::xsk::{self, XdpStatistics, Xsk, XskConfig, XskError};
 const QUEUE_SHIFT: u32 = 48;
 /// Mask of the UMEM address in [`RxDesc::addr`].
 const ADDR_MASK: u64 = (1 << QUEUE_SHIFT) - 1;
+/// Mask of the socket's index in [`RxDesc::addr`] (after the shift).
+const QUEUE_MASK: u64 = MAX_QUEUES as u64 - 1;
+/// Set in [`RxDesc::addr`] of frames received by a socket; clear in those of the AF_PACKET
+/// companion of [`XdpMode::Split`], whose addresses never reach this bit (ring offsets
+/// below 2^30).
+const XSK_TAG: u64 = 1 << 62;
+/// Longest frame [`XdpMode::Split`] takes by AF_XDP: a 1500-byte MTU, the Ethernet header and
+/// one VLAN tag. A TCP or UDP GSO super-frame is longer (two segments or more of an MSS near
+/// the MTU) and goes to the AF_PACKET companion with its offload state.
+pub const SPLIT_MAX_LEN: u16 = 1518;
 /// Most queues one port may open.
 pub const MAX_QUEUES: usize = 64;
 
@@ -49,6 +81,13 @@ pub enum XdpMode {
     Native,
     /// Generic (skb) mode only.
     Skb,
+    /// Generic (skb) mode for frames up to the device's MTU (at most [`SPLIT_MAX_LEN`]),
+    /// and an AF_PACKET socket with `PACKET_VNET_HDR` on the same device for the longer ones.
+    /// Generic mode leaves a veth peer's TSO on (native mode turns it off), so a container's
+    /// TCP keeps its ~64 KB segments, which cross the switch through the AF_PACKET socket with
+    /// their GSO and checksum state, while small frames take the AF_XDP socket. See the module
+    /// documentation, "Split mode".
+    Split,
 }
 
 /// Sizing and mode of an AF_XDP port.
@@ -70,7 +109,11 @@ pub struct AfXdpOptions {
     pub need_wakeup: bool,
     /// Load the program with `BPF_F_XDP_HAS_FRAGS` (default false). Lets native mode attach to
     /// a veth whose peer MTU is above ~3500, but leaves the peer's GSO on: frames larger than
-    /// [`PortCaps::max_frame_len`] are then dropped by the kernel.
+    /// [`PortCaps::max_frame_len`] are then dropped by the kernel. In [`XdpMode::Split`] it
+    /// decides how the kernel copies frames for generic XDP
+    /// ([`XdpProgram::load_split_redirect`]): without it small frames cost the sender's CPU
+    /// less (~10 % more 64-byte frames per second on veth) and each GSO frame needs one
+    /// contiguous ~64 KiB allocation; with it GSO frames are copied into pages.
     pub frags: bool,
 }
 
@@ -113,6 +156,25 @@ pub struct AfXdpPort {
     last_stats: Vec<XdpStatistics>,
     /// Kicks allowed per flush: enough to drain a full TX ring, plus slack.
     max_kicks: u32,
+    /// [`XdpMode::Split`]: the AF_PACKET socket for frames longer than `split_len` (only the
+    /// first part of a port split by [`AfXdpPort::into_queues`] has it). Rx queue 0 polls it
+    /// together with socket 0.
+    big: Option<Box<AfPacketPort>>,
+    /// Longest frame sent and received through the sockets when `big` is there.
+    split_len: usize,
+    /// Which side has transmit frames queued since the last flush (see `tx_enqueue`).
+    tx_pending: Side,
+}
+
+/// Where a split port's frames go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// Nothing queued.
+    None,
+    /// The AF_XDP sockets.
+    Xsk,
+    /// The AF_PACKET companion.
+    Big,
 }
 
 /// What every queue of a port shares: the map, the program and its link. Dropped with the last
@@ -255,8 +317,26 @@ impl AfXdpPort {
             ));
         }
 
+        let split = opts.mode == XdpMode::Split;
+        // Frames above the MTU need GSO: a split port's sockets take up to the MTU.
+        let split_len = netdev::mtu(name)
+            .ok()
+            .and_then(|m| u16::try_from(m.saturating_add(18)).ok())
+            .unwrap_or(SPLIT_MAX_LEN)
+            .min(SPLIT_MAX_LEN);
         let map = XskMap::new(queues as u32).map_err(|e| bpf_err(name, e))?;
-        let prog = XdpProgram::load_redirect(&map, opts.frags).map_err(|e| bpf_err(name, e))?;
+        let prog = if split {
+            XdpProgram::load_split_redirect(&map, split_len, opts.frags)
+        } else {
+            XdpProgram::load_redirect(&map, opts.frags)
+        }
+        .map_err(|e| bpf_err(name, e))?;
+        // The companion opens before the program is attached: until then it takes every frame.
+        let big = if split {
+            Some(Box::new(AfPacketPort::open(name)?))
+        } else {
+            None
+        };
         let mut socks = Vec::with_capacity(queues);
         for q in 0..queues {
             let x = Xsk::new(ifindex, q as u32, &cfg).map_err(|e| xsk_err(name, q, e))?;
@@ -281,6 +361,11 @@ impl AfXdpPort {
             zero_copy,
             frames = opts.frames,
             umem_bytes = xsk::umem_bytes(opts.frames) * queues,
+            large_frames = if split {
+                format!("above {split_len} bytes through AF_PACKET")
+            } else {
+                "dropped".to_owned()
+            },
             "AF_XDP port attached"
         );
         let max_kicks = opts.tx_ring / xsk::TX_KICK_BATCH + 4;
@@ -299,6 +384,9 @@ impl AfXdpPort {
             ifindex,
             mode,
             max_kicks,
+            big,
+            split_len: usize::from(split_len),
+            tx_pending: Side::None,
         })
     }
 
@@ -326,6 +414,7 @@ impl AfXdpPort {
     pub fn into_queues(mut self) -> Vec<Self> {
         let socks = std::mem::take(&mut self.queues);
         let stats = std::mem::take(&mut self.last_stats);
+        let mut big = self.big.take();
         socks
             .into_iter()
             .zip(stats)
@@ -337,6 +426,10 @@ impl AfXdpPort {
                 mode: self.mode,
                 last_stats: vec![st],
                 max_kicks: self.max_kicks,
+                // The first part keeps the companion.
+                big: big.take(),
+                split_len: self.split_len,
+                tx_pending: Side::None,
             })
             .collect()
     }
@@ -364,7 +457,7 @@ fn attach(
     match mode {
         XdpMode::Native => try_mode(XdpAttachMode::Driver)
             .map_err(|e| unsupported(name, format!("native XDP: {e}"))),
-        XdpMode::Skb => {
+        XdpMode::Skb | XdpMode::Split => {
             try_mode(XdpAttachMode::Skb).map_err(|e| unsupported(name, format!("generic XDP: {e}")))
         }
         XdpMode::Auto => match try_mode(XdpAttachMode::Driver) {
@@ -391,79 +484,20 @@ fn attach(
     }
 }
 
-impl Port for AfXdpPort {
-    fn name(&self) -> &str {
-        &self.name
+impl AfXdpPort {
+    /// True for an [`XdpMode::Split`] port's part that holds the AF_PACKET companion.
+    pub fn has_companion(&self) -> bool {
+        self.big.is_some()
     }
 
-    fn kind(&self) -> PortKind {
-        PortKind::AfXdp
+    /// True when a frame this port received came through one of its AF_XDP sockets, false
+    /// when through the AF_PACKET companion of [`XdpMode::Split`] (for tests and diagnostics).
+    pub fn by_socket(desc: &RxDesc) -> bool {
+        desc.addr & XSK_TAG != 0
     }
 
-    fn caps(&self) -> PortCaps {
-        PortCaps {
-            tx_offload: false,
-            tx_udp_tunnel: false,
-            max_frame_len: xsk::MAX_FRAME_LEN as usize,
-        }
-    }
-
-    fn rx_queues(&self) -> usize {
-        self.queues.len()
-    }
-
-    fn rx_burst(&mut self, queue: usize, batch: &mut RxBatch) -> io::Result<usize> {
-        let Some(x) = self.queues.get_mut(queue) else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
-        let tag = (queue as u64) << QUEUE_SHIFT;
-        Ok(x.recv(batch.room(), |addr, len| {
-            batch.push(RxDesc {
-                addr: tag | addr,
-                len,
-                offload: Offload::NONE,
-            });
-        }))
-    }
-
-    fn frame(&self, desc: &RxDesc) -> &[u8] {
-        match self.queues.get((desc.addr >> QUEUE_SHIFT) as usize) {
-            Some(x) => x.frame(desc.addr & ADDR_MASK, desc.len),
-            None => &[],
-        }
-    }
-
-    fn frame_mut(&mut self, desc: &RxDesc) -> &mut [u8] {
-        match self.queues.get_mut((desc.addr >> QUEUE_SHIFT) as usize) {
-            Some(x) => x.frame_mut(desc.addr & ADDR_MASK, desc.len),
-            None => &mut [],
-        }
-    }
-
-    fn rx_release(&mut self, queue: usize, batch: &RxBatch) {
-        let Some(x) = self.queues.get_mut(queue) else {
-            return;
-        };
-        let q = queue as u64;
-        x.release(
-            batch
-                .descs()
-                .iter()
-                .filter(|d| d.addr >> QUEUE_SHIFT == q)
-                .map(|d| d.addr & ADDR_MASK),
-        );
-    }
-
-    /// Frames go out through queue 0's socket. Frames longer than a chunk are refused (false),
-    /// like a full queue; the worker never sends frames above [`PortCaps::max_frame_len`].
-    fn tx_enqueue(&mut self, frame: &[u8], _offload: &Offload) -> bool {
-        match self.queues.first_mut() {
-            Some(x) => x.send(frame),
-            None => false,
-        }
-    }
-
-    fn tx_flush(&mut self) -> io::Result<()> {
+    /// Pushes the sockets' queued frames to the kernel.
+    fn flush_sockets(&mut self) -> io::Result<()> {
         let mut result = Ok(());
         for x in &mut self.queues {
             if x.tx_outstanding() == 0 {
@@ -478,10 +512,178 @@ impl Port for AfXdpPort {
         result
     }
 
+    /// Before frames go out on `side`, sends what the other side has queued, so that frames
+    /// leave in the order they were given (a flow's short frames must not overtake its GSO
+    /// frames, nor the reverse).
+    #[inline]
+    fn switch_side(&mut self, side: Side) {
+        if self.tx_pending == side || self.tx_pending == Side::None {
+            self.tx_pending = side;
+            return;
+        }
+        // A failure here shows again, counted, at the flush of that side.
+        let _ = match self.tx_pending {
+            Side::Big => self.big.as_mut().map_or(Ok(()), |b| b.tx_flush()),
+            _ => self.flush_sockets(),
+        };
+        self.tx_pending = side;
+    }
+}
+
+impl Port for AfXdpPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PortKind {
+        PortKind::AfXdp
+    }
+
+    fn caps(&self) -> PortCaps {
+        match &self.big {
+            // Frames with offload state, and long ones, go through the companion.
+            Some(big) => big.caps(),
+            None => PortCaps {
+                tx_offload: false,
+                tx_udp_tunnel: false,
+                max_frame_len: xsk::MAX_FRAME_LEN as usize,
+            },
+        }
+    }
+
+    fn rx_queues(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// A split port's queue 0 takes the companion's frames first, then socket 0's: a flow's
+    /// short frames, sent after its GSO frames, then do not overtake them within one poll.
+    fn rx_burst(&mut self, queue: usize, batch: &mut RxBatch) -> io::Result<usize> {
+        let Some(x) = self.queues.get_mut(queue) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        let mut big_err = None;
+        let mut n = 0;
+        if queue == 0
+            && let Some(big) = self.big.as_mut()
+        {
+            let before = batch.len();
+            match big.rx_burst(0, batch) {
+                Ok(k) => n = k,
+                Err(e) => big_err = Some(e),
+            }
+            debug_assert!(
+                batch.descs()[before..]
+                    .iter()
+                    .all(|d| d.addr & XSK_TAG == 0)
+            );
+        }
+        let tag = XSK_TAG | (queue as u64) << QUEUE_SHIFT;
+        n += x.recv(batch.room(), |addr, len| {
+            batch.push(RxDesc {
+                addr: tag | addr,
+                len,
+                offload: Offload::NONE,
+            });
+        });
+        match big_err {
+            // The worker counts the error; frames received with it are not lost.
+            Some(e) if n == 0 => Err(e),
+            _ => Ok(n),
+        }
+    }
+
+    fn frame(&self, desc: &RxDesc) -> &[u8] {
+        if desc.addr & XSK_TAG == 0 {
+            return self.big.as_ref().map_or(&[], |b| b.frame(desc));
+        }
+        match self
+            .queues
+            .get(((desc.addr >> QUEUE_SHIFT) & QUEUE_MASK) as usize)
+        {
+            Some(x) => x.frame(desc.addr & ADDR_MASK, desc.len),
+            None => &[],
+        }
+    }
+
+    fn frame_mut(&mut self, desc: &RxDesc) -> &mut [u8] {
+        if desc.addr & XSK_TAG == 0 {
+            return match self.big.as_mut() {
+                Some(b) => b.frame_mut(desc),
+                None => &mut [],
+            };
+        }
+        match self
+            .queues
+            .get_mut(((desc.addr >> QUEUE_SHIFT) & QUEUE_MASK) as usize)
+        {
+            Some(x) => x.frame_mut(desc.addr & ADDR_MASK, desc.len),
+            None => &mut [],
+        }
+    }
+
+    fn rx_release(&mut self, queue: usize, batch: &RxBatch) {
+        if queue == 0
+            && let Some(big) = self.big.as_mut()
+        {
+            // The companion ignores the sockets' addresses (neither a ring address nor one of
+            // its buffers: `XSK_TAG` is set); the sockets ignore its (no `XSK_TAG`).
+            big.rx_release(0, batch);
+        }
+        let Some(x) = self.queues.get_mut(queue) else {
+            return;
+        };
+        let tag = XSK_TAG | (queue as u64) << QUEUE_SHIFT;
+        x.release(
+            batch
+                .descs()
+                .iter()
+                .filter(|d| d.addr & !ADDR_MASK == tag)
+                .map(|d| d.addr & ADDR_MASK),
+        );
+    }
+
+    /// Frames go out through queue 0's socket; a split port's frames with offload state or
+    /// longer than its sockets take go through its AF_PACKET companion. Frames longer than a
+    /// chunk are refused (false), like a full queue; the worker never sends frames above
+    /// [`PortCaps::max_frame_len`].
+    fn tx_enqueue(&mut self, frame: &[u8], offload: &Offload) -> bool {
+        if self.big.is_some() {
+            if !offload.is_none() || frame.len() > self.split_len {
+                self.switch_side(Side::Big);
+                return self
+                    .big
+                    .as_mut()
+                    .is_some_and(|b| b.tx_enqueue(frame, offload));
+            }
+            self.switch_side(Side::Xsk);
+        }
+        match self.queues.first_mut() {
+            Some(x) => x.send(frame),
+            None => false,
+        }
+    }
+
+    fn tx_flush(&mut self) -> io::Result<()> {
+        self.tx_pending = Side::None;
+        let sockets = self.flush_sockets();
+        // Both sides flush whatever the other's result.
+        let big = self.big.as_mut().map_or(Ok(()), |b| b.tx_flush());
+        sockets.and(big)
+    }
+
+    fn maintain(&mut self) {
+        if let Some(big) = self.big.as_mut() {
+            big.maintain();
+        }
+    }
+
     /// The growth of the kernel's drop counters (`XDP_STATISTICS`) since the last call, by
     /// cause: one `getsockopt` per queue, so call it from a periodic task, not per batch.
     fn take_backend_drops(&mut self) -> BackendDrops {
-        let mut sum = BackendDrops::default();
+        let mut sum = self
+            .big
+            .as_mut()
+            .map_or_else(BackendDrops::default, |b| b.take_backend_drops());
         for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
             if let Ok(now) = x.statistics() {
                 let d = now.drops_since(last);
@@ -496,5 +698,12 @@ impl Port for AfXdpPort {
 
     fn rx_fd(&self, queue: usize) -> Option<RawFd> {
         self.queues.get(queue).map(Xsk::raw_fd)
+    }
+
+    fn rx_extra_fd(&self, queue: usize) -> Option<RawFd> {
+        match (queue, self.big.as_ref()) {
+            (0, Some(big)) => big.rx_fd(0),
+            _ => None,
+        }
     }
 }

@@ -196,4 +196,9 @@ pub trait Port: Send + fmt::Debug {
     /// A file descriptor that becomes readable when rx queue `queue` has frames, for workers
     /// that sleep instead of polling; `None` if the port cannot wake a sleeper.
     fn rx_fd(&self, queue: usize) -> Option<RawFd>;
+    /// A second descriptor that becomes readable when rx queue `queue` has frames (a split
+    /// AF_XDP port's queue 0 also polls an AF_PACKET socket); a sleeping worker watches both.
+    fn rx_extra_fd(&self, _queue: usize) -> Option<RawFd> {
+        None
+    }
 }

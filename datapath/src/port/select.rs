@@ -2,12 +2,13 @@
 //!
 //! | device | backend | why |
 //! |---|---|---|
-//! | veth (driver `veth`) | AF_PACKET with `PACKET_VNET_HDR` | an XDP program on a veth turns TSO off on its peer, so AF_XDP carries TCP as MTU-sized frames (single-stream TCP ~0.16× the Linux bridge); AF_PACKET keeps the container's TSO and moves ~64 KB GSO frames (docs/tcp-throughput.md) |
+//! | veth (driver `veth`) | AF_PACKET with `PACKET_VNET_HDR` | keeps the container's TSO and moves ~64 KB GSO frames with no XDP program in their way (docs/tcp-throughput.md); a native XDP program turns the peer's TSO off, a generic one costs the sender a copy per GSO frame (ADR 0008) |
 //! | anything else (NICs, …) | AF_XDP, falling back to AF_PACKET when it cannot attach | more small frames per second; NIC drivers keep their offloads with native XDP |
 //!
 //! AF_XDP on a veth remains available as an explicit choice (`vsctl add-port DEV --type
-//! afxdp`): it forwards more 64-byte frames per second than AF_PACKET, at the cost of TCP
-//! throughput.
+//! afxdp`): a split port ([`XdpMode::Split`](crate::port::afxdp::XdpMode::Split), ADR 0008)
+//! that forwards more 64-byte frames per second than AF_PACKET and carries the container's GSO
+//! frames through an AF_PACKET socket of its own (TCP ~0.9–1.0× an AF_PACKET port's).
 
 use crate::port::PortKind;
 use crate::sys::ethtool;

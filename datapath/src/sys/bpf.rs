@@ -56,6 +56,10 @@ const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 const XDP_PASS: i32 = 2;
 /// `offsetof(struct xdp_md, ingress_ifindex)`.
 const XDP_MD_INGRESS_IFINDEX: i16 = 12;
+/// `offsetof(struct xdp_md, data)`.
+const XDP_MD_DATA: i16 = 0;
+/// `offsetof(struct xdp_md, data_end)`.
+const XDP_MD_DATA_END: i16 = 4;
 /// `offsetof(struct xdp_md, rx_queue_index)`.
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 /// Size of the verifier log kept when a load fails.
@@ -467,6 +471,32 @@ fn redirect_program_by(map_fd: i32, key: i16) -> [Insn; 6] {
     ]
 }
 
+/// [`redirect_program`] for frames of at most `max_len` bytes; longer ones get `XDP_PASS`:
+/// `if ctx->data + max_len + 1 > ctx->data_end { redirect } else { return XDP_PASS }`.
+/// (In generic mode with `BPF_F_XDP_HAS_FRAGS` a multi-buffer frame shows its first buffer
+/// here, which for a frame longer than a page's worth is still longer than `max_len`.)
+fn split_program(map_fd: i32, max_len: u16) -> [Insn; 12] {
+    let r = redirect_program(map_fd);
+    [
+        // BPF_LDX | BPF_MEM | BPF_W: r2 = ctx->data, r3 = ctx->data_end
+        Insn::new(0x61, 2, 1, XDP_MD_DATA, 0),
+        Insn::new(0x61, 3, 1, XDP_MD_DATA_END, 0),
+        // BPF_ALU64 | BPF_ADD | BPF_K: r2 += max_len + 1
+        Insn::new(0x07, 2, 0, 0, i32::from(max_len) + 1),
+        // BPF_JMP | BPF_JGT | BPF_X: if r2 > r3 (the frame is at most max_len) goto redirect
+        Insn::new(0x2d, 2, 3, 2, 0),
+        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = XDP_PASS; BPF_JMP | BPF_EXIT
+        Insn::new(0xb7, 0, 0, 0, XDP_PASS),
+        Insn::new(0x95, 0, 0, 0, 0),
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+    ]
+}
+
 /// The loaded redirect program (`BPF_PROG_TYPE_XDP`).
 #[derive(Debug)]
 pub struct XdpProgram {
@@ -485,6 +515,21 @@ impl XdpProgram {
     /// (at most 64 KiB).
     pub fn load_redirect(map: &XskMap, frags: bool) -> Result<Self, BpfError> {
         Self::load_checked(&redirect_program(map.fd.as_raw_fd()), "vswitch_xsk", frags)
+    }
+
+    /// Loads the redirect program for frames of at most `max_len` bytes (from the Ethernet
+    /// header); longer frames go on to the kernel stack (`XDP_PASS`), where an AF_PACKET
+    /// socket on the device can take them. `frags` as in [`load_redirect`](Self::load_redirect);
+    /// in generic mode it also decides how the kernel copies a frame that lacks XDP's headroom
+    /// before running the program: with it into page-pool pages (a GSO super-frame into
+    /// page-sized pieces; slower for small frames), without it into one new buffer (cheaper
+    /// for small frames; a GSO super-frame needs one contiguous ~64 KiB allocation).
+    ///
+    /// # Errors
+    /// As [`load_redirect`](Self::load_redirect).
+    pub fn load_split_redirect(map: &XskMap, max_len: u16, frags: bool) -> Result<Self, BpfError> {
+        let insns = split_program(map.fd.as_raw_fd(), max_len);
+        Self::load_checked(&insns, "vswitch_xsk_split", frags)
     }
 
     /// Loads `bpf_redirect_map(devs, ctx->ingress_ifindex, XDP_PASS)`: each frame leaves
@@ -811,6 +856,40 @@ mod tests {
         assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), XDP_PASS as u32);
         map.clear(3).unwrap();
         assert!(map.clear(9).is_err(), "slot 9 of a 4-slot map");
+    }
+
+    #[test]
+    fn the_split_program_redirects_frames_up_to_its_limit_and_passes_longer_ones() {
+        if !testbed::require_privileges("the_split_program") {
+            return;
+        }
+        // Its last six instructions are the redirect program.
+        assert_eq!(&split_program(7, 100)[6..], &redirect_program(7)[..]);
+        // A socket in the slot of queue 0 (test runs arrive on queue 0), bound to a veth of a
+        // container this test makes; nothing is attached to it, so no frame reaches it.
+        let c = testbed::Container::veth("vsb", 1, "10.219.0.1").unwrap();
+        let ifindex = netdev::ifindex(&c.port).unwrap();
+        let xsk =
+            crate::sys::xsk::Xsk::new(ifindex, 0, &crate::sys::xsk::XskConfig::default()).unwrap();
+        let map = XskMap::new(1).unwrap();
+        map.set(0, xsk.as_fd()).unwrap();
+        const REDIRECT: u32 = 4;
+        for frags in [false, true] {
+            let prog = XdpProgram::load_split_redirect(&map, 100, frags).unwrap();
+            assert_eq!(prog.has_frags(), frags);
+            assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), REDIRECT);
+            assert_eq!(
+                prog.test_run(&[0u8; 100]).unwrap(),
+                REDIRECT,
+                "at the limit"
+            );
+            assert_eq!(prog.test_run(&[0u8; 101]).unwrap(), XDP_PASS as u32);
+            assert_eq!(prog.test_run(&[0u8; 4000]).unwrap(), XDP_PASS as u32);
+        }
+        // An empty slot: every frame goes to the kernel stack.
+        map.clear(0).unwrap();
+        let prog = XdpProgram::load_split_redirect(&map, 100, false).unwrap();
+        assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), XDP_PASS as u32);
     }
 
     #[test]

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Same-run A/B of vswitchd builds on the end-to-end harness's frame-rate placement, without the
+# harness: two throwaway namespaces (fpg = generator, fps = sink) on veths with one queue each,
+# vswitchd busy-polling on CPU 1, pktgen (AF_XDP) pinned to CPU 0 sending 64-byte frames as fast
+# as it can, the sink dropping them in an nftables ingress rule. Variants alternate (A B A B …)
+# so machine drift cancels. Prints per run: frames sent and delivered, and the worker's own
+# account (frames per batch, switch core ns per frame, own ns per frame = busy - flush).
+# With TCP=1 it measures iperf3 single-stream TCP instead (client on CPU 0, server unpinned).
+# Needs root, iproute2, nftables, iperf3 (TCP=1), python3 and release binaries.
+#   bash tools/lab/fps-ab.sh ROUNDS VARIANT...
+# VARIANT is VSWITCHD_BINARY[:PORT_TYPE] (type afxdp by default, or afpacket/auto), e.g.
+#   bash tools/lab/fps-ab.sh 3 /tmp/base/vswitchd target/release/vswitchd
+#   TCP=1 bash tools/lab/fps-ab.sh 2 target/release/vswitchd target/release/vswitchd:afpacket
+# Environment: FLOWS (default 1), SECS (default 6), RATE (pktgen --rate; default as fast as it
+# goes), BIN_DIR (vsctl and pktgen; default target/release).
+set -euo pipefail
+ROUNDS=${1:?rounds}; shift
+[ $# -gt 0 ] || { echo "usage: fps-ab.sh ROUNDS VSWITCHD[:TYPE]..." >&2; exit 2; }
+BIN_DIR=${BIN_DIR:-target/release}
+FLOWS=${FLOWS:-1}; SECS=${SECS:-6}
+SOCK=$(mktemp -u /tmp/fps-ab.XXXXXX.sock)
+VSD_PID=""
+
+down() {
+  if [ -n "$VSD_PID" ]; then kill "$VSD_PID" 2>/dev/null || true; wait "$VSD_PID" 2>/dev/null || true; fi
+  VSD_PID=""
+  ip netns del fpg 2>/dev/null || true
+  ip netns del fps 2>/dev/null || true
+  ip link del fpg0 2>/dev/null || true
+  ip link del fps0 2>/dev/null || true
+}
+trap down EXIT INT TERM
+
+up() { # binary type
+  ip netns add fpg; ip netns add fps
+  ip link add fpg0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns fpg numrxqueues 1 numtxqueues 1
+  ip link add fps0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns fps numrxqueues 1 numtxqueues 1
+  ip -n fpg addr add 10.218.0.1/24 dev eth0; ip -n fps addr add 10.218.0.2/24 dev eth0
+  for n in fpg fps; do ip -n $n link set eth0 up; ip -n $n link set lo up; done
+  ip link set fpg0 up; ip link set fps0 up
+  "$1" --socket "$SOCK" --cpus 1 --poll-mode busy > /tmp/fps-ab-vswitchd.log 2>&1 < /dev/null &
+  VSD_PID=$!
+  for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
+  # Every thread on CPU 1 (the worker pins itself there; the control thread follows).
+  taskset -a -p -c 1 "$VSD_PID" > /dev/null
+  local t=(); [ "$2" != auto ] && t=(--type "$2")
+  "$BIN_DIR/vsctl" --socket "$SOCK" add-port fpg0 "${t[@]}" > /dev/null
+  "$BIN_DIR/vsctl" --socket "$SOCK" add-port fps0 "${t[@]}" > /dev/null
+  ip netns exec fps nft add table netdev t
+  ip netns exec fps nft add chain netdev t c '{ type filter hook ingress device eth0 priority 0; }'
+  ip netns exec fps nft add rule netdev t c udp dport 9 counter drop
+  ip netns exec fpg ping -c 2 -i 0.2 -q 10.218.0.2 > /dev/null
+}
+
+worker() {
+  "$BIN_DIR/vsctl" --socket "$SOCK" --json show | python3 -c "
+import json, sys
+w = json.load(sys.stdin)['switch']['worker_stats'][0]
+f = max(1, w['frames'])
+print('fpb=%.1f core_ns=%.0f own_ns=%.0f' % (w['frames'] / max(1, w['batches']),
+      w['busy_ns'] / f, (w['busy_ns'] - w.get('flush_ns', 0)) / f))"
+}
+
+for r in $(seq "$ROUNDS"); do
+  for v in "$@"; do
+    bin=${v%%:*}; type=afxdp; [ "$bin" != "$v" ] && type=${v##*:}
+    up "$bin" "$type"
+    if [ "${TCP:-0}" = 1 ]; then
+      ip netns exec fps iperf3 -s -D -1 > /dev/null 2>&1; sleep 0.3
+      g=$(taskset -c 0 ip netns exec fpg iperf3 -c 10.218.0.2 -t "$SECS" -J |
+        python3 -c "import json,sys; print('%.2f' % (json.load(sys.stdin)['end']['sum_received']['bits_per_second'] / 1e9))")
+      echo "$r $v tcp_gbps=$g"
+    else
+      gm=$(ip netns exec fpg cat /sys/class/net/eth0/address); sm=$(ip netns exec fps cat /sys/class/net/eth0/address)
+      sp=1024; [ "$FLOWS" -gt 1 ] && sp=1024-$((1023 + FLOWS))
+      out=$(taskset -c 0 ip netns exec fpg "$BIN_DIR/pktgen" tx --dev eth0 --mode afxdp --duration "$SECS" --size 60 \
+        --src-mac "$gm" --dst-mac "$sm" --src-ip 10.218.0.1 --dst-ip 10.218.0.2 --src-port "$sp" --dst-port 9 \
+        --flows "$FLOWS" ${RATE:+--rate "$RATE"} | tail -1)
+      sent=$(grep -o 'sent=[0-9]*' <<< "$out" | cut -d= -f2)
+      del=$(ip netns exec fps nft list ruleset | grep -o 'packets [0-9]*' | cut -d' ' -f2)
+      echo "$r $v sent=$sent delivered=$del $(worker)"
+    fi
+    down; sleep 1
+  done
+done
