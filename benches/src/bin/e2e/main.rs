@@ -92,6 +92,11 @@ struct Args {
     /// default `normal`: every flow its own megaflow, the costlier case for the cache.
     #[arg(long)]
     rule_per_flow: bool,
+    /// Open vSwitch afxdp ports' `options:xdp-mode` (path E): `native` (its best on veth
+    /// before ADR 0008), `generic` (the mode vswitchd's split ports use on veth) or
+    /// `best-effort`.
+    #[arg(long, default_value = "native", value_name = "MODE")]
+    ovs_xdp_mode: String,
     /// Measurement lock taken around each measurement.
     #[arg(long, default_value = "/tmp/vswitch-measure.lock", value_name = "PATH")]
     lock: PathBuf,
@@ -431,6 +436,7 @@ fn main() -> Result<()> {
         bin_dir,
         switch_cpu: args.switch_cpu,
         rule_per_flow: args.rule_per_flow.then_some(FLOWS_MANY),
+        ovs_xdp_mode: args.ovs_xdp_mode.clone(),
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -34,7 +34,7 @@ pub enum PathKind {
     VsAfpacket,
     /// D. The Linux bridge.
     Bridge,
-    /// E. Open vSwitch userspace datapath, afxdp ports (native XDP), one PMD core.
+    /// E. Open vSwitch userspace datapath, afxdp ports (native XDP unless `--ovs-xdp-mode`), one PMD core.
     OvsAfxdp,
     /// F. Open vSwitch userspace datapath, system ports.
     OvsSystem,
@@ -141,6 +141,8 @@ pub struct Setup {
     pub switch_cpu: usize,
     /// vswitchd gets one rule per source port of this many flows (`--rule-per-flow`).
     pub rule_per_flow: Option<u32>,
+    /// Open vSwitch afxdp ports' `options:xdp-mode` (`--ovs-xdp-mode`).
+    pub ovs_xdp_mode: String,
 }
 
 /// A namespace end: `eth0` inside with `addr/24` and `mac`.
@@ -326,9 +328,12 @@ impl Ovs {
         Ok(())
     }
 
-    fn add_port(&self, dev: &str, afxdp: bool) -> Result<()> {
+    /// Adds `dev`: an afxdp port in XDP mode `afxdp` (`native`, `generic`, …), else a system
+    /// port.
+    fn add_port(&self, dev: &str, afxdp: Option<&str>) -> Result<()> {
         let br = self.bridge.as_deref().context("no bridge")?;
-        if afxdp {
+        if let Some(mode) = afxdp {
+            let mode = format!("options:xdp-mode={mode}");
             self.vsctl(&[
                 "add-port",
                 br,
@@ -338,7 +343,7 @@ impl Ovs {
                 "interface",
                 dev,
                 "type=afxdp",
-                "options:xdp-mode=native",
+                &mode,
             ])?;
         } else {
             self.vsctl(&["add-port", br, dev])?;
@@ -609,8 +614,12 @@ impl Topo {
                 let mut ovs = Ovs::start(setup.switch_cpu)?;
                 let br = unique("e2ob");
                 ovs.add_bridge(&br)?;
-                ovs.add_port(&g.port, afxdp)?;
-                ovs.add_port(&s.port, afxdp)?;
+                let mode = afxdp.then_some(setup.ovs_xdp_mode.as_str());
+                if let Some(m) = mode.filter(|m| *m != "native") {
+                    notes.push(format!("{}: `options:xdp-mode={m}`", kind.label()));
+                }
+                ovs.add_port(&g.port, mode)?;
+                ovs.add_port(&s.port, mode)?;
                 (Switch::Ovs(ovs), End::container(g), End::container(s))
             }
             PathKind::XdpRedirect => {
