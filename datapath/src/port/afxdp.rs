@@ -12,9 +12,10 @@
 //! into a preallocated tx chunk; [`Port::tx_flush`] kicks with `sendto` until the kernel has
 //! taken everything (≤ 32 descriptors per kick in copy mode). Nothing there allocates.
 //!
-//! A received frame's [`RxDesc::addr`] is `queue << 48 | UMEM address` (the UMEM address
-//! includes the kernel's 256-byte headroom in copy mode), so [`Port::frame`] finds the right
-//! UMEM without being told the queue.
+//! A received frame's [`RxDesc::addr`] is `1 << 62 | queue << 48 | UMEM address` (the UMEM
+//! address includes the kernel's 256-byte headroom in copy mode), so [`Port::frame`] finds the
+//! right UMEM without being told the queue, and tells the sockets' frames from those of a
+//! split port's AF_PACKET companion (bit 62 clear).
 //!
 //! On veth (see PLATFORM.md): copy mode only; native XDP needs the peer's MTU ≤ ~3500 (the
 //! kernel turns the peer's TSO off while the program is attached, so frames stay ≤ MTU);
@@ -31,7 +32,6 @@
 //! worker watches both ([`Port::rx_extra_fd`]). On transmit, frames with offload state or
 //! longer than the limit go through the companion, the rest through socket 0, and a frame for
 //! one side first sends what the other side has queued, so frames leave in the order given.
-//! [`RxDesc::addr`] of a socket's frame has `XSK_TAG` set; the companion's never do.
 //!
 //! Measured on veth (docs/performance.md): more 64-byte frames per second than native mode
 //! (the kernel's copy of a frame that lacks XDP's headroom costs the sender's CPU less in
