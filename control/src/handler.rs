@@ -1,6 +1,7 @@
 //! Requests → [`Switch`] calls → replies. Validation happens here, before anything is changed,
 //! so a request that fails leaves the switch as it was.
 
+use datapath::port::afxdp::XdpMode;
 use datapath::port::{PortError, PortKind};
 use datapath::stats::{DropReason, PortCountersSnapshot};
 use datapath::switch::{
@@ -19,7 +20,7 @@ use crate::proto::{
     EchoReply, EmptyReply, ErrorCode, HelloReply, MacDesc, MacDumpReply, MacFilter, MacFlushReply,
     PortAddReply, PortAddRequest, PortDesc, PortListReply, PortStatsDesc, PortStatsReply, PortType,
     ProtoError, Reply, Request, SUPPORTED_VERSIONS, SwitchShowReply, VERSION, VlanDesc, VlanSpec,
-    WorkerDesc,
+    WorkerDesc, XdpModeSpec,
 };
 use crate::proto::{
     GroupDesc, GroupDumpReply, GroupModReply, MeterDesc, MeterDumpReply, MeterModReply,
@@ -529,11 +530,24 @@ fn port_spec(req: PortAddRequest) -> Result<PortSpec, ProtoError> {
         PortType::Tap => Some(PortKind::Tap),
         PortType::Afpacket => Some(PortKind::AfPacket),
     };
+    let xdp_mode = match req.xdp_mode {
+        Some(_) if kind != Some(PortKind::AfXdp) => {
+            return Err(ProtoError::bad_field(
+                "body.xdp_mode",
+                "xdp_mode needs type afxdp",
+            ));
+        }
+        None | Some(XdpModeSpec::Auto) => None,
+        Some(XdpModeSpec::Native) => Some(XdpMode::Native),
+        Some(XdpModeSpec::Generic) => Some(XdpMode::Skb),
+        Some(XdpModeSpec::Split) => Some(XdpMode::Split),
+    };
     Ok(PortSpec {
         name: req.name,
         kind,
         queues: usize::try_from(req.queues).unwrap_or(1),
         vlan: vlan_mode(req.vlan)?,
+        xdp_mode,
     })
 }
 
@@ -780,6 +794,40 @@ mod tests {
             let e = check_name("body.name", bad).unwrap_err();
             assert_eq!(e.field.as_deref(), Some("body.name"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn port_spec_takes_an_xdp_mode_for_afxdp_ports_only() {
+        let mut req = PortAddRequest::new("veth0");
+        req.xdp_mode = Some(XdpModeSpec::Native);
+        assert_eq!(
+            port_spec(req.clone()).unwrap_err().field.as_deref(),
+            Some("body.xdp_mode"),
+            "auto type"
+        );
+        req.port_type = Some(PortType::Afpacket);
+        assert!(port_spec(req.clone()).is_err());
+        req.port_type = Some(PortType::Afxdp);
+        for (spec, mode) in [
+            (XdpModeSpec::Auto, None),
+            (XdpModeSpec::Native, Some(XdpMode::Native)),
+            (XdpModeSpec::Generic, Some(XdpMode::Skb)),
+            (XdpModeSpec::Split, Some(XdpMode::Split)),
+        ] {
+            req.xdp_mode = Some(spec);
+            assert_eq!(port_spec(req.clone()).unwrap().xdp_mode, mode, "{spec:?}");
+        }
+        req.xdp_mode = None;
+        assert_eq!(port_spec(req).unwrap().xdp_mode, None);
+        // On the wire: a snake_case string, omitted when not given.
+        let json = serde_json::to_string(&PortAddRequest::new("v")).unwrap();
+        assert!(!json.contains("xdp_mode"), "{json}");
+        let req: PortAddRequest =
+            serde_json::from_str(r#"{"name":"v","type":"afxdp","xdp_mode":"split"}"#).unwrap();
+        assert_eq!(req.xdp_mode, Some(XdpModeSpec::Split));
+        assert!(
+            serde_json::from_str::<PortAddRequest>(r#"{"name":"v","xdp_mode":"turbo"}"#).is_err()
+        );
     }
 
     #[test]

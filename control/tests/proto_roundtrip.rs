@@ -20,24 +20,28 @@ fn requests() -> Vec<Request> {
             port_type: Some(PortType::Afxdp),
             queues: 4,
             vlan: Some(VlanSpec::access(10)),
+            xdp_mode: Some(XdpModeSpec::Split),
         }),
         Request::PortAdd(PortAddRequest {
             name: "tap0".into(),
             port_type: Some(PortType::Tap),
             queues: 1,
             vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
+            xdp_mode: None,
         }),
         Request::PortAdd(PortAddRequest {
             name: "eth0".into(),
             port_type: Some(PortType::Afpacket),
             queues: 1,
             vlan: Some(VlanSpec::trunk(vec![], None)),
+            xdp_mode: None,
         }),
         Request::PortAdd(PortAddRequest {
             name: "eth1".into(),
             port_type: Some(PortType::Auto),
             queues: 2,
             vlan: None,
+            xdp_mode: None,
         }),
         Request::PortDel(PortDelRequest {
             name: "veth0".into(),
@@ -558,6 +562,7 @@ fn wire_shape_is_the_documented_one() {
         port_type: Some(PortType::Afxdp),
         queues: 2,
         vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
+        xdp_mode: Some(XdpModeSpec::Native),
     });
     let v: Value = serde_json::from_slice(&encode_request(7, &req).unwrap()).unwrap();
     assert_eq!(
@@ -565,7 +570,7 @@ fn wire_shape_is_the_documented_one() {
         json!({
             "version": 1, "xid": 7, "type": "port_add",
             "body": {"name": "veth0", "type": "afxdp", "queues": 2,
-                     "vlan": {"trunks": [10, 20], "native": 10}}
+                     "vlan": {"trunks": [10, 20], "native": 10}, "xdp_mode": "native"}
         })
     );
     let v: Value =
@@ -745,6 +750,7 @@ fn arbitrary_bytes_never_panic_the_decoder() {
             port_type: Some(PortType::Tap),
             queues: 2,
             vlan: Some(VlanSpec::trunk(vec![1, 2], Some(1))),
+            xdp_mode: None,
         }),
     )
     .unwrap();

@@ -168,6 +168,10 @@ pub struct PortSpec {
     pub queues: usize,
     /// VLAN behaviour.
     pub vlan: VlanMode,
+    /// AF_XDP only: how the XDP program attaches; `None` = the switch's choice (split on a
+    /// veth, falling back to native; elsewhere native with the generic fallback). A mode given
+    /// here has no fallback.
+    pub xdp_mode: Option<XdpMode>,
 }
 
 /// A port as the control plane sees it.
@@ -481,11 +485,12 @@ const AFXDP_FRAMES: u32 = 4096;
 /// memory cannot be locked (RLIMIT_MEMLOCK without CAP_IPC_LOCK). On a veth the port is split
 /// ([`XdpMode::Split`]: generic XDP for frames up to the MTU, AF_PACKET for the container's GSO
 /// frames), elsewhere native XDP with generic as the fallback; a split port that cannot open
-/// falls back to the latter too.
-fn open_afxdp(name: &str, queues: usize) -> Result<AfXdpPort, PortError> {
-    let mode = match ethtool::driver(name) {
-        Ok(d) if d == "veth" => XdpMode::Split,
-        _ => XdpMode::Auto,
+/// falls back to the latter too. A mode the caller chose (`chosen`) is tried alone.
+fn open_afxdp(name: &str, queues: usize, chosen: Option<XdpMode>) -> Result<AfXdpPort, PortError> {
+    let mode = match (chosen, ethtool::driver(name)) {
+        (Some(m), _) => m,
+        (None, Ok(d)) if d == "veth" => XdpMode::Split,
+        (None, _) => XdpMode::Auto,
     };
     let deep = AfXdpOptions {
         frames: AFXDP_FRAMES,
@@ -506,7 +511,7 @@ fn open_afxdp(name: &str, queues: usize) -> Result<AfXdpPort, PortError> {
         other => other,
     };
     match open(deep) {
-        Err(e @ PortError::Unsupported { .. }) if mode == XdpMode::Split => {
+        Err(e @ PortError::Unsupported { .. }) if chosen.is_none() && mode == XdpMode::Split => {
             tracing::warn!(port = name, error = %e, "split AF_XDP port unavailable, using native XDP");
             open(AfXdpOptions {
                 mode: XdpMode::Auto,
@@ -1213,7 +1218,7 @@ impl Switch {
         }
         let port: Box<dyn Port> = match spec.kind {
             Some(PortKind::AfXdp) => {
-                let port = open_afxdp(&spec.name, spec.queues)?;
+                let port = open_afxdp(&spec.name, spec.queues, spec.xdp_mode)?;
                 if spec.queues > 1 && self.workers.len() > 1 {
                     let parts = port
                         .into_queues()
@@ -1235,7 +1240,7 @@ impl Switch {
             None if select::auto_kind(&spec.name) == PortKind::AfPacket => {
                 Box::new(AfPacketPort::open(&spec.name)?)
             }
-            None => match open_afxdp(&spec.name, spec.queues) {
+            None => match open_afxdp(&spec.name, spec.queues, None) {
                 Ok(p) => Box::new(p),
                 Err(e @ PortError::NoDevice { .. }) => return Err(e.into()),
                 Err(e) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use datapath::port::PortKind;
+use datapath::port::afxdp::XdpMode;
 use datapath::switch::{PollMode, PortSpec, SwitchConfig, VlanMode};
 use serde::{Deserialize, Serialize};
 
@@ -188,6 +189,10 @@ pub struct PortConfig {
     /// Trunk: VLAN of untagged frames.
     #[serde(default)]
     pub native_vlan: Option<u16>,
+    /// AF_XDP only: `auto` (default: split on a veth, else native), `native`, `generic` or
+    /// `split`.
+    #[serde(default)]
+    pub xdp_mode: Option<String>,
 }
 
 fn one() -> usize {
@@ -227,6 +232,17 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
     Ok(v)
 }
 
+/// Parses an AF_XDP attach mode name (`None` for `auto`, the switch's choice).
+pub fn parse_xdp_mode(s: &str) -> Result<Option<XdpMode>> {
+    Ok(match s {
+        "auto" => None,
+        "native" => Some(XdpMode::Native),
+        "generic" => Some(XdpMode::Skb),
+        "split" => Some(XdpMode::Split),
+        other => bail!("unknown xdp_mode {other:?} (auto, native, generic, split)"),
+    })
+}
+
 /// Parses a port type name.
 pub fn parse_kind(s: &str) -> Result<Option<PortKind>> {
     Ok(match s {
@@ -260,11 +276,19 @@ impl PortConfig {
                 }
             }
         };
+        let xdp_mode = match &self.xdp_mode {
+            Some(_) if kind != Some(PortKind::AfXdp) => {
+                bail!("port {}: `xdp_mode` needs type \"afxdp\"", self.name)
+            }
+            Some(m) => parse_xdp_mode(m)?,
+            None => None,
+        };
         Ok(PortSpec {
             name: self.name.clone(),
             kind,
             queues: self.queues,
             vlan,
+            xdp_mode,
         })
     }
 }
@@ -312,6 +336,7 @@ pub fn load(args: &Args) -> Result<FileConfig> {
             vlan: None,
             trunks: None,
             native_vlan: None,
+            xdp_mode: None,
         });
     }
     for p in &cfg.ports {
@@ -368,6 +393,32 @@ mod tests {
     }
 
     #[test]
+    fn xdp_mode_parses_and_needs_an_afxdp_port() {
+        let port = |kind: &str, mode: &str| -> Result<PortSpec> {
+            let c: FileConfig = toml::from_str(&format!(
+                "[[port]]\nname = 'p1'\ntype = '{kind}'\nxdp_mode = '{mode}'\n"
+            ))?;
+            c.ports[0].spec()
+        };
+        assert_eq!(
+            port("afxdp", "split").unwrap().xdp_mode,
+            Some(XdpMode::Split)
+        );
+        assert_eq!(
+            port("afxdp", "native").unwrap().xdp_mode,
+            Some(XdpMode::Native)
+        );
+        assert_eq!(
+            port("afxdp", "generic").unwrap().xdp_mode,
+            Some(XdpMode::Skb)
+        );
+        assert_eq!(port("afxdp", "auto").unwrap().xdp_mode, None);
+        assert!(port("afxdp", "turbo").is_err());
+        assert!(port("afpacket", "native").is_err(), "only for afxdp ports");
+        assert!(port("auto", "split").is_err());
+    }
+
+    #[test]
     fn vlan_and_trunks_together_are_rejected() {
         let p = PortConfig {
             name: "p".into(),
@@ -376,6 +427,7 @@ mod tests {
             vlan: Some(1),
             trunks: Some(vec![2]),
             native_vlan: None,
+            xdp_mode: None,
         };
         assert!(p.spec().is_err());
     }

@@ -88,6 +88,58 @@ fn afxdp_ports_carry_ping_udp_and_a_verified_100mb_tcp_transfer() {
     );
 }
 
+/// `ip link show dev` of a host-side device.
+fn link_line(dev: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["link", "show", "dev", dev])
+        .output()
+        .expect("ip link show");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_afxdp_port_takes_the_xdp_mode_it_is_given() {
+    if !require_privileges("xdp modes") {
+        return;
+    }
+    use control::proto::msg::{PortAddRequest, XdpModeSpec};
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth("vsm", 1, "10.213.0.1").unwrap();
+    let c2 = Container::veth("vsm", 2, "10.213.0.2").unwrap();
+    // Only for AF_XDP ports: a clear error, nothing added.
+    let mut r = PortAddRequest::new(&c1.port);
+    r.port_type = Some(PortType::Afpacket);
+    r.xdp_mode = Some(XdpModeSpec::Native);
+    let err = lab.client.port_add(r).unwrap_err().to_string();
+    assert!(err.contains("xdp_mode"), "{err}");
+    // Native mode on one veth, split (the default on veth, asked for) on the other.
+    for (c, mode) in [(&c1, XdpModeSpec::Native), (&c2, XdpModeSpec::Split)] {
+        let mut r = PortAddRequest::new(&c.port);
+        r.port_type = Some(PortType::Afxdp);
+        r.xdp_mode = Some(mode);
+        lab.client.port_add(r).expect("AF_XDP port");
+    }
+    let (l1, l2) = (link_line(&c1.port), link_line(&c2.port));
+    assert!(
+        l1.contains("xdp") && !l1.contains("xdpgeneric"),
+        "native: {l1}"
+    );
+    assert!(l2.contains("xdpgeneric"), "split: {l2}");
+    assert!(
+        c1.ns.ping(&c2.addr, 2),
+        "ping native ↔ split\n{}",
+        lab.daemon.log()
+    );
+    // Native mode turns c1's TSO off, so its TCP arrives in MTU-sized frames; c2 keeps TSO,
+    // and its GSO frames cross through the split port's AF_PACKET socket.
+    tcp_transfer(&c1, &c2, 10_000_000, 5215);
+    tcp_transfer(&c2, &c1, 10_000_000, 5216);
+    let (s1, s2) = (lab.stats(&c1.port), lab.stats(&c2.port));
+    assert_eq!(s1.rx_jumbo, 0, "native: no frame above the MTU: {s1:?}");
+    assert!(s2.rx_jumbo > 0, "split: GSO frames: {s2:?}");
+    assert_eq!(s1.rx_dropped + s2.rx_dropped, 0, "{s1:?} {s2:?}");
+}
+
 #[test]
 fn tap_ports_carry_tso_segments_larger_than_the_mtu() {
     if !require_privileges("tap traffic") {

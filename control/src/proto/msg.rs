@@ -51,6 +51,35 @@ pub enum PortType {
     Afpacket,
 }
 
+/// How an `afxdp` port attaches its XDP program (`port_add`'s `xdp_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpModeSpec {
+    /// The switch's choice: `split` on a veth (falling back to `native`), else native with
+    /// generic as the fallback.
+    #[default]
+    Auto,
+    /// Native (driver) mode only. On a veth it turns the peer's TSO off.
+    Native,
+    /// Generic (skb) mode only; frames longer than a UMEM chunk are dropped.
+    Generic,
+    /// Generic mode for frames up to the MTU, an AF_PACKET socket on the same device for the
+    /// longer ones (GSO frames), as ADR 0008 describes.
+    Split,
+}
+
+impl XdpModeSpec {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+            Self::Split => "split",
+        }
+    }
+}
+
 impl PortType {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -123,6 +152,10 @@ pub struct PortAddRequest {
     /// VLAN settings; omitted = access VLAN 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<VlanSpec>,
+    /// How an `afxdp` port attaches its XDP program; omitted = `auto`. Only with `type`
+    /// `afxdp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<XdpModeSpec>,
 }
 
 impl PortAddRequest {
@@ -133,6 +166,7 @@ impl PortAddRequest {
             port_type: None,
             queues: 1,
             vlan: None,
+            xdp_mode: None,
         }
     }
 }

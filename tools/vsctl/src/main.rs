@@ -17,7 +17,7 @@ use control::proto::{
     BundleOpDesc, FlowDesc, FlowFilterRequest, FlowModRequest, GroupDesc, GroupModRequest,
     HelloReply, MacDesc, MeterDesc, MeterModRequest, Notification, PacketOutRequest,
     PortAddRequest, PortDesc, PortStatsDesc, PortType, SubscribeRequest, SwitchShowReply,
-    TableStatsReply, VlanDesc, VlanSpec,
+    TableStatsReply, VlanDesc, VlanSpec, XdpModeSpec,
 };
 use control::{Client, ClientError};
 use datapath::ofp::pipeline::{FlowModCommand, ModCommand};
@@ -58,6 +58,31 @@ enum TypeArg {
     Tap,
     /// AF_PACKET socket.
     Afpacket,
+}
+
+/// `--xdp-mode` of `add-port` (AF_XDP ports).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum XdpModeArg {
+    /// Split on a veth (generic XDP for frames up to the MTU, AF_PACKET for GSO frames),
+    /// falling back to native; elsewhere native with generic as the fallback.
+    Auto,
+    /// Native (driver) mode only; on a veth it turns the peer's TSO off.
+    Native,
+    /// Generic (skb) mode only; frames longer than a UMEM chunk are dropped.
+    Generic,
+    /// Generic mode for frames up to the MTU, an AF_PACKET socket for longer ones.
+    Split,
+}
+
+impl From<XdpModeArg> for XdpModeSpec {
+    fn from(m: XdpModeArg) -> Self {
+        match m {
+            XdpModeArg::Auto => Self::Auto,
+            XdpModeArg::Native => Self::Native,
+            XdpModeArg::Generic => Self::Generic,
+            XdpModeArg::Split => Self::Split,
+        }
+    }
 }
 
 impl From<TypeArg> for PortType {
@@ -112,6 +137,9 @@ enum Command {
         /// VLAN of untagged frames on the trunk.
         #[arg(long, value_name = "N", requires = "trunks")]
         native_vlan: Option<u16>,
+        /// How an AF_XDP port attaches its XDP program (with `--type afxdp`).
+        #[arg(long, value_enum, value_name = "MODE")]
+        xdp_mode: Option<XdpModeArg>,
     },
     /// Remove a port.
     DelPort {
@@ -1256,10 +1284,12 @@ fn run(cli: &Cli) -> Result<()> {
             vlan,
             trunks,
             native_vlan,
+            xdp_mode,
         } => {
             let mut request = PortAddRequest::new(name.clone());
             request.port_type = port_type.map(PortType::from);
             request.queues = queues.unwrap_or(1);
+            request.xdp_mode = xdp_mode.map(XdpModeSpec::from);
             request.vlan = match (vlan, trunks) {
                 (Some(v), _) => Some(VlanSpec::access(*v)),
                 (None, Some(Trunks(list))) => Some(VlanSpec::trunk(list.clone(), *native_vlan)),
