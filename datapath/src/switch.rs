@@ -487,11 +487,10 @@ const AFXDP_FRAMES: u32 = 4096;
 /// frames), elsewhere native XDP with generic as the fallback; a split port that cannot open
 /// falls back to the latter too. A mode the caller chose (`chosen`) is tried alone.
 fn open_afxdp(name: &str, queues: usize, chosen: Option<XdpMode>) -> Result<AfXdpPort, PortError> {
-    let mode = match (chosen, ethtool::driver(name)) {
-        (Some(m), _) => m,
-        (None, Ok(d)) if d == "veth" => XdpMode::Split,
-        (None, _) => XdpMode::Auto,
-    };
+    let mode = chosen.unwrap_or_else(|| match ethtool::driver(name) {
+        Ok(d) if d == "veth" => XdpMode::Split,
+        _ => XdpMode::Auto,
+    });
     let deep = AfXdpOptions {
         frames: AFXDP_FRAMES,
         rx_ring: AFXDP_FRAMES / 2,
