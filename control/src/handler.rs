@@ -1,7 +1,6 @@
 //! Requests → [`Switch`] calls → replies. Validation happens here, before anything is changed,
 //! so a request that fails leaves the switch as it was.
 
-use datapath::port::afxdp::XdpMode;
 use datapath::port::{PortError, PortKind};
 use datapath::stats::{DropReason, PortCountersSnapshot};
 use datapath::switch::{
@@ -537,10 +536,7 @@ fn port_spec(req: PortAddRequest) -> Result<PortSpec, ProtoError> {
                 "xdp_mode needs type afxdp",
             ));
         }
-        None | Some(XdpModeSpec::Auto) => None,
-        Some(XdpModeSpec::Native) => Some(XdpMode::Native),
-        Some(XdpModeSpec::Generic) => Some(XdpMode::Skb),
-        Some(XdpModeSpec::Split) => Some(XdpMode::Split),
+        m => m.and_then(XdpModeSpec::mode),
     };
     Ok(PortSpec {
         name: req.name,
@@ -798,6 +794,7 @@ mod tests {
 
     #[test]
     fn port_spec_takes_an_xdp_mode_for_afxdp_ports_only() {
+        use datapath::port::afxdp::XdpMode;
         let mut req = PortAddRequest::new("veth0");
         req.xdp_mode = Some(XdpModeSpec::Native);
         assert_eq!(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use control::proto::XdpModeSpec;
 use datapath::port::PortKind;
-use datapath::port::afxdp::XdpMode;
 use datapath::switch::{PollMode, PortSpec, SwitchConfig, VlanMode};
 use serde::{Deserialize, Serialize};
 
@@ -192,7 +192,7 @@ pub struct PortConfig {
     /// AF_XDP only: `auto` (default: split on a veth, else native), `native`, `generic` or
     /// `split`.
     #[serde(default)]
-    pub xdp_mode: Option<String>,
+    pub xdp_mode: Option<XdpModeSpec>,
 }
 
 fn one() -> usize {
@@ -232,17 +232,6 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-/// Parses an AF_XDP attach mode name (`None` for `auto`, the switch's choice).
-pub fn parse_xdp_mode(s: &str) -> Result<Option<XdpMode>> {
-    Ok(match s {
-        "auto" => None,
-        "native" => Some(XdpMode::Native),
-        "generic" => Some(XdpMode::Skb),
-        "split" => Some(XdpMode::Split),
-        other => bail!("unknown xdp_mode {other:?} (auto, native, generic, split)"),
-    })
-}
-
 /// Parses a port type name.
 pub fn parse_kind(s: &str) -> Result<Option<PortKind>> {
     Ok(match s {
@@ -276,12 +265,11 @@ impl PortConfig {
                 }
             }
         };
-        let xdp_mode = match &self.xdp_mode {
+        let xdp_mode = match self.xdp_mode {
             Some(_) if kind != Some(PortKind::AfXdp) => {
                 bail!("port {}: `xdp_mode` needs type \"afxdp\"", self.name)
             }
-            Some(m) => parse_xdp_mode(m)?,
-            None => None,
+            m => m.and_then(XdpModeSpec::mode),
         };
         Ok(PortSpec {
             name: self.name.clone(),
@@ -364,6 +352,7 @@ impl FileConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datapath::port::afxdp::XdpMode;
 
     #[test]
     fn cpu_lists_and_ranges_parse() {

@@ -69,13 +69,14 @@ pub enum XdpModeSpec {
 }
 
 impl XdpModeSpec {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    /// The datapath's mode: `None` for `auto` (the switch chooses).
+    pub fn mode(self) -> Option<datapath::port::afxdp::XdpMode> {
+        use datapath::port::afxdp::XdpMode;
         match self {
-            Self::Auto => "auto",
-            Self::Native => "native",
-            Self::Generic => "generic",
-            Self::Split => "split",
+            Self::Auto => None,
+            Self::Native => Some(XdpMode::Native),
+            Self::Generic => Some(XdpMode::Skb),
+            Self::Split => Some(XdpMode::Split),
         }
     }
 }
