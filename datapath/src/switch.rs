@@ -556,7 +556,7 @@ impl Switch {
                 reason: "an inline switch runs its one worker on the caller's thread".into(),
             });
         }
-        let online = crate::sys::cpu::online_cpus();
+        let allowed = crate::sys::cpu::allowed_cpus();
         let mut seen = std::collections::HashSet::new();
         for &c in &config.cpus {
             if !seen.insert(c) {
@@ -565,10 +565,10 @@ impl Switch {
                     reason: format!("CPU {c} listed twice"),
                 });
             }
-            if c >= online {
+            if !allowed.contains(&c) {
                 return Err(SwitchError::Invalid {
                     field: "cpus",
-                    reason: format!("CPU {c} not available (this machine has {online})"),
+                    reason: format!("CPU {c} is not one this process may run on {allowed:?}"),
                 });
             }
         }

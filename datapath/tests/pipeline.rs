@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use datapath::buf::Offload;
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
-use datapath::switch::{Switch, SwitchConfig, VlanMode};
+use datapath::switch::{Switch, SwitchConfig, SwitchError, VlanMode};
 use etherparse::PacketBuilder;
 
 const T: Duration = Duration::from_secs(3);
@@ -309,4 +309,36 @@ fn full_size_frames_keep_their_room_for_a_vlan_tag() {
         .recv_timeout(T)
         .expect("tagged full-size frame delivered");
     assert_eq!(got.len(), 1518);
+}
+
+#[test]
+fn workers_pin_to_cpus_the_process_may_use_and_cpus_it_may_not_are_refused() {
+    let allowed = datapath::sys::cpu::allowed_cpus();
+    let last = *allowed.last().expect("at least one CPU");
+    // As under `taskset -c LAST`: the process may use one CPU, whose number need not be 0.
+    let started = std::thread::spawn(move || {
+        datapath::sys::cpu::pin_current_thread(last).unwrap();
+        assert_eq!(datapath::sys::cpu::allowed_cpus(), vec![last]);
+        let sw = Switch::start(SwitchConfig {
+            cpus: vec![last],
+            ..SwitchConfig::default()
+        });
+        let refused = Switch::start(SwitchConfig {
+            cpus: vec![last + 1],
+            ..SwitchConfig::default()
+        });
+        (sw.map(Switch::shutdown).is_ok(), refused.err())
+    })
+    .join()
+    .unwrap();
+    assert!(started.0, "a worker on the one CPU the process may use");
+    match started.1 {
+        Some(SwitchError::Invalid {
+            field: "cpus",
+            reason,
+        }) => {
+            assert!(reason.contains(&format!("CPU {}", last + 1)), "{reason}")
+        }
+        other => panic!("a CPU the process may not use: {other:?}"),
+    }
 }
