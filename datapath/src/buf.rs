@@ -189,6 +189,12 @@ impl RxBatch {
         }
     }
 
+    /// Keeps the first `len` frames (all of them when there are fewer).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        self.count = self.count.min(len);
+    }
+
     /// Empties the batch.
     #[inline]
     pub fn clear(&mut self) {

@@ -547,27 +547,36 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
     );
 
     // Payloads of 100 and 2,500 bytes: frames of 142 and 2,542 bytes, either side of the
-    // 1,518-byte limit (MTU + 18, at most 1,518).
+    // 1,518-byte limit (MTU + 18, at most 1,518), in a mixed order, all sent before the port
+    // is polled: one poll takes both sockets' frames, and must give them in the order sent.
+    const LONG: [usize; 9] = [1, 2, 5, 9, 10, 11, 16, 20, 23];
     let peer = v.net.peer_addr();
     let code = format!(
         "import socket\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range(8):\n    s.sendto(bytes([65 + i]) * (100 if i % 2 == 0 else 2500), ('{peer}', 9998))\n"
+         for i in range(24):\n    s.sendto(bytes([65 + i]) * (2500 if i in {LONG:?} else 100), ('{peer}', 9998))\n"
     );
     finish(v.ns_python(&code), "sender");
     let mut got = Vec::new();
-    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, _| {
+    let mut polls = 0;
+    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, n| {
+        polls += usize::from(n > 0);
         for d in batch.descs() {
             if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == 9998) {
                 got.push((u.payload, AfXdpPort::by_socket(d)));
             }
         }
-        got.len() >= 8
+        got.len() >= 24
     });
-    assert_eq!(got.len(), 8, "every datagram arrives through queue 0");
-    got.sort_by_key(|(p, _)| p[0]);
+    assert_eq!(got.len(), 24, "every datagram arrives through queue 0");
+    let order: Vec<u8> = got.iter().map(|(p, _)| p[0] - 65).collect();
+    assert_eq!(
+        order,
+        (0..24).collect::<Vec<u8>>(),
+        "in the order sent, across both sockets ({polls} polls with frames)"
+    );
     for (i, (payload, by_socket)) in got.iter().enumerate() {
-        let short = i % 2 == 0;
+        let short = !LONG.contains(&i);
         assert_eq!(payload.len(), if short { 100 } else { 2500 });
         assert!(payload.iter().all(|b| *b == 65 + i as u8), "intact");
         assert_eq!(

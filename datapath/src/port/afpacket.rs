@@ -897,6 +897,18 @@ impl AfPacketPort {
     pub fn rebuilds(&self) -> u64 {
         self.rebuilds
     }
+
+    /// True when a received frame is known to wait that the last `rx_burst` did not take (in
+    /// ring mode: the next slot is the caller's to take; a burst stops early when the batch or
+    /// the slots for long frames run out). False in mmsg mode, which cannot tell without a
+    /// system call.
+    #[inline]
+    pub fn rx_pending(&self) -> bool {
+        match &self.io {
+            Io::Ring(rings, _) => rings.rx_ready(),
+            Io::Mmsg(_) => false,
+        }
+    }
 }
 
 impl Port for AfPacketPort {

@@ -27,11 +27,15 @@
 //! MTU + 18 bytes ([`SPLIT_MAX_LEN`] at most); longer frames (the container's TCP and UDP GSO
 //! super-frames, which generic mode leaves on) go on to the kernel stack, where an AF_PACKET
 //! socket with `PACKET_VNET_HDR` on the same device (the *companion*, [`AfPacketPort`]) takes
-//! them with their GSO and checksum state. Rx queue 0 polls the companion first, then socket 0
-//! (a flow's short last segment does not overtake its GSO frames within one poll); a sleeping
-//! worker watches both ([`Port::rx_extra_fd`]). On transmit, frames with offload state or
-//! longer than the limit go through the companion, the rest through socket 0, and a frame for
-//! one side first sends what the other side has queued, so frames leave in the order given.
+//! them with their GSO and checksum state. Rx queue 0 polls socket 0 and then the companion,
+//! and gives their frames in the order the device received them: the program counts the
+//! frames it passes to the stack and writes the count into the XDP metadata of each frame it
+//! redirects, so that a socket frame can be put after the companion frames that came before
+//! it (`SplitOrder`; without it one poll gave a flow's small frames and its GSO frames in
+//! two runs, reordered). A sleeping worker watches both sockets ([`Port::rx_extra_fd`]). On
+//! transmit, frames with offload state or longer than the limit go through the companion, the
+//! rest through socket 0, and a frame for one side first sends what the other side has
+//! queued, so frames leave in the order given.
 //!
 //! Measured on veth (docs/performance.md): more 64-byte frames per second than native mode
 //! (the kernel's copy of a frame that lacks XDP's headroom costs the sender's CPU less in
@@ -41,16 +45,21 @@
 //! pages instead, at the small-frame gain's cost); and a GSO frame no longer than the limit
 //! (UDP GSO with segments of less than half the MTU, or TCP with an MSS clamped below half of
 //! it) would be taken by the socket, which sees no GSO state, and forwarded as one frame.
+//! Order across the two sockets is kept exactly while the companion drops nothing; after it
+//! drops frames (its ring full, under overload) a few frames may be misplaced until the next
+//! moment it is empty or the periodic recount against the program's count. Queues other than
+//! 0 have no companion: a flow whose small frames arrive on queue 1 and GSO frames through
+//! the companion is split between two workers, whose order nobody keeps.
 
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
 
-use crate::buf::{Offload, RxBatch, RxDesc};
+use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
-use crate::sys::bpf::{BpfError, XdpAttachMode, XdpLink, XdpProgram, XskMap};
+use crate::sys::bpf::{BpfError, PassCounter, XdpAttachMode, XdpLink, XdpProgram, XskMap};
 use crate::sys::netdev;
 use crate::sys::xsk::{self, XdpStatistics, Xsk, XskConfig, XskError};
 
@@ -70,6 +79,16 @@ const XSK_TAG: u64 = 1 << 62;
 pub const SPLIT_MAX_LEN: u16 = 1518;
 /// Most queues one port may open.
 pub const MAX_QUEUES: usize = 64;
+/// `maintain` calls (about a millisecond apart) between two checks of a split port's count of
+/// companion frames against the program's (one system call).
+const RECOUNT_EVERY: u32 = 128;
+/// Room in each batch that a split port's socket 0 leaves to the companion, so that socket
+/// frames held back for the companion's never fill a batch on their own.
+const COMPANION_ROOM: usize = 16;
+/// Most polls in a row in which a split port holds socket frames back while its companion,
+/// which says it has frames waiting, gives none (a companion whose ring the kernel stopped,
+/// until `maintain` rebuilds it): the bound on such a wait.
+const MAX_STALLS: u32 = 4;
 
 /// How the redirect program is attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -164,6 +183,38 @@ pub struct AfXdpPort {
     split_len: usize,
     /// Which side has transmit frames queued since the last flush (see `tx_enqueue`).
     tx_pending: Side,
+    /// With `big`: what queue 0 needs to give both sockets' frames in arrival order.
+    order: SplitOrder,
+}
+
+/// How a split port's queue 0 puts the frames of socket 0 and of the companion back in the
+/// order the device received them ([`SplitOrder::restore`]).
+struct SplitOrder {
+    /// How many frames the program had let pass to the kernel stack (and so to the companion)
+    /// before the next frame the companion will give.
+    seen: u64,
+    /// Socket frames taken but held back until the companion gives frames the device received
+    /// before them; their chunks stay held.
+    held: Box<[RxDesc; BATCH_SIZE]>,
+    /// How many of `held` are in use.
+    held_len: usize,
+    /// Polls in a row that held frames back and got none from the companion (at most
+    /// [`MAX_STALLS`]).
+    stalls: u32,
+    /// `maintain` calls until the next check of `seen` against the program's count.
+    until_recount: u32,
+}
+
+impl SplitOrder {
+    fn new(seen: u64) -> Self {
+        Self {
+            seen,
+            held: Box::new([RxDesc::default(); BATCH_SIZE]),
+            held_len: 0,
+            stalls: 0,
+            until_recount: RECOUNT_EVERY,
+        }
+    }
 }
 
 /// Where a split port's frames go.
@@ -184,6 +235,8 @@ struct Attachment {
     link: Option<XdpLink>,
     prog: XdpProgram,
     map: XskMap,
+    /// [`XdpMode::Split`]: the program's count of frames passed to the kernel stack.
+    passes: Option<PassCounter>,
     queues: u32,
     name: String,
     ifindex: u32,
@@ -325,18 +378,17 @@ impl AfXdpPort {
             .unwrap_or(SPLIT_MAX_LEN)
             .min(SPLIT_MAX_LEN);
         let map = XskMap::new(queues as u32).map_err(|e| bpf_err(name, e))?;
-        let prog = if split {
-            XdpProgram::load_split_redirect(&map, split_len, opts.frags)
+        let passes = if split {
+            Some(PassCounter::new().map_err(|e| bpf_err(name, e))?)
+        } else {
+            None
+        };
+        let prog = if let Some(passes) = &passes {
+            XdpProgram::load_split_redirect(&map, passes, split_len, opts.frags)
         } else {
             XdpProgram::load_redirect(&map, opts.frags)
         }
         .map_err(|e| bpf_err(name, e))?;
-        // The companion opens before the program is attached: until then it takes every frame.
-        let big = if split {
-            Some(Box::new(AfPacketPort::open(name)?))
-        } else {
-            None
-        };
         let mut socks = Vec::with_capacity(queues);
         for q in 0..queues {
             let x = Xsk::new(ifindex, q as u32, &cfg).map_err(|e| xsk_err(name, q, e))?;
@@ -351,6 +403,14 @@ impl AfXdpPort {
         }
 
         let (link, mode) = attach(name, ifindex, &prog, opts.mode)?;
+        // The companion opens after the program is attached, so that every frame it receives
+        // was counted by the program (see `SplitOrder`; a long frame passed before it opens
+        // is not the switch's, as before the attachment).
+        let big = if split {
+            Some(Box::new(AfPacketPort::open(name)?))
+        } else {
+            None
+        };
         let zero_copy = socks.iter().all(Xsk::is_zero_copy);
         tracing::info!(
             port = name,
@@ -374,6 +434,7 @@ impl AfXdpPort {
                 link: Some(link),
                 prog,
                 map,
+                passes,
                 queues: queues as u32,
                 name: name.to_owned(),
                 ifindex,
@@ -387,6 +448,7 @@ impl AfXdpPort {
             big,
             split_len: usize::from(split_len),
             tx_pending: Side::None,
+            order: SplitOrder::new(0),
         })
     }
 
@@ -430,6 +492,7 @@ impl AfXdpPort {
                 big: big.take(),
                 split_len: self.split_len,
                 tx_pending: Side::None,
+                order: SplitOrder::new(self.order.seen),
             })
             .collect()
     }
@@ -530,6 +593,101 @@ impl AfXdpPort {
     }
 }
 
+/// Takes up to `max` frames from socket `x` into `batch`, tagged for the port.
+#[inline]
+fn recv_into(x: &mut Xsk, tag: u64, batch: &mut RxBatch, max: usize) -> usize {
+    x.recv(max, |addr, len| {
+        batch.push(RxDesc {
+            addr: tag | addr,
+            len,
+            offload: Offload::NONE,
+        });
+    })
+}
+
+impl SplitOrder {
+    /// Puts the frames a split port's queue 0 took in one poll in the order the device
+    /// received them. `batch[start..start + socket]` came from socket 0 (frames held back by
+    /// the last poll first), the rest from the companion, polled after the socket: every frame
+    /// the program passed to the kernel stack before one of the socket's frames was then
+    /// already in the companion's ring, or dropped. Each socket frame carries in its metadata
+    /// how many frames the program had passed before it ([`PassCounter`]); `self.seen` is that
+    /// count for the companion's first frame of this poll, and moves past this poll's frames.
+    ///
+    /// A socket frame stamped `s` goes after the companion's frames numbered below `s`. A
+    /// socket frame that follows frames the companion did not give is held back (out of the
+    /// batch, for the next poll) when the companion has frames waiting (`big_waiting`: its
+    /// burst stopped early, at the batch's room or its slots for long frames), unless it gave
+    /// none in [`MAX_STALLS`] polls in a row; when it has none, the missing frames were
+    /// dropped, `seen` moves over them and nothing waits. (Frames the companion drops leave
+    /// `seen` behind the program's count until such a moment or `maintain`'s recount: socket
+    /// frames then wait for as many companion frames too many.) Not called when the companion
+    /// gave nothing and nothing was held: no frame passed before the socket's, so 64-byte
+    /// traffic reads no stamp.
+    fn restore(
+        &mut self,
+        x: &Xsk,
+        big_waiting: bool,
+        batch: &mut RxBatch,
+        start: usize,
+        socket: usize,
+    ) {
+        let from_big = start + socket;
+        let k = batch.len() - from_big;
+        let stamp = |d: &RxDesc| x.meta_u64(d.addr & ADDR_MASK);
+        let Some(last) = stamp(&batch.descs()[from_big - 1]) else {
+            // No metadata (never with the split program): as taken.
+            self.seen += k as u64;
+            return;
+        };
+        if k == 0 && last <= self.seen {
+            // No frame passed to the stack since the companion's last one.
+            self.stalls = 0;
+            return;
+        }
+        let mut order = [RxDesc::default(); BATCH_SIZE];
+        let descs = batch.descs_mut();
+        let (mut j, mut o) = (0, 0);
+        // Where the socket frames that wait for frames the companion did not give begin.
+        let mut wait_from = None;
+        for i in start..from_big {
+            let d = descs[i];
+            // How many of this poll's companion frames came before this one.
+            let before = stamp(&d).map_or(k as u64, |s| s.saturating_sub(self.seen));
+            if before > k as u64 && wait_from.is_none() {
+                wait_from = Some(o + k - j);
+            }
+            while (j as u64) < before.min(k as u64) {
+                order[o] = descs[from_big + j];
+                (j, o) = (j + 1, o + 1);
+            }
+            order[o] = d;
+            o += 1;
+        }
+        while j < k {
+            order[o] = descs[from_big + j];
+            (j, o) = (j + 1, o + 1);
+        }
+        descs[start..].copy_from_slice(&order[..o]);
+        match wait_from {
+            Some(w) if big_waiting && (k > 0 || self.stalls < MAX_STALLS) => {
+                // Everything from `w` on is socket frames (the companion's all come before).
+                let keep = start + w;
+                let tail = &batch.descs()[keep..];
+                self.held[..tail.len()].copy_from_slice(tail);
+                self.held_len = tail.len();
+                batch.truncate(keep);
+                self.seen += k as u64;
+                self.stalls = if k == 0 { self.stalls + 1 } else { 0 };
+            }
+            _ => {
+                self.seen = (self.seen + k as u64).max(last);
+                self.stalls = 0;
+            }
+        }
+    }
+}
+
 impl Port for AfXdpPort {
     fn name(&self) -> &str {
         &self.name
@@ -555,36 +713,45 @@ impl Port for AfXdpPort {
         self.queues.len()
     }
 
-    /// A split port's queue 0 takes the companion's frames first, then socket 0's: a flow's
-    /// short frames, sent after its GSO frames, then do not overtake them within one poll.
+    /// A split port's queue 0 takes the companion's frames and socket 0's, in the order the
+    /// device received them (see `SplitOrder::restore`).
     fn rx_burst(&mut self, queue: usize, batch: &mut RxBatch) -> io::Result<usize> {
         let Some(x) = self.queues.get_mut(queue) else {
             return Err(io::ErrorKind::InvalidInput.into());
         };
-        let mut big_err = None;
-        let mut n = 0;
-        if queue == 0
-            && let Some(big) = self.big.as_mut()
-        {
-            let before = batch.len();
-            match big.rx_burst(0, batch) {
-                Ok(k) => n = k,
-                Err(e) => big_err = Some(e),
-            }
-            debug_assert!(
-                batch.descs()[before..]
-                    .iter()
-                    .all(|d| d.addr & XSK_TAG == 0)
-            );
-        }
         let tag = XSK_TAG | (queue as u64) << QUEUE_SHIFT;
-        n += x.recv(batch.room(), |addr, len| {
-            batch.push(RxDesc {
-                addr: tag | addr,
-                len,
-                offload: Offload::NONE,
-            });
-        });
+        let big = match self.big.as_mut() {
+            Some(big) if queue == 0 => big,
+            _ => {
+                let room = batch.room();
+                return Ok(recv_into(x, tag, batch, room));
+            }
+        };
+        let start = batch.len();
+        let held = self.order.held_len;
+        for d in &self.order.held[..held] {
+            batch.push(*d);
+        }
+        self.order.held_len = 0;
+        let room = batch.room().saturating_sub(COMPANION_ROOM);
+        recv_into(x, tag, batch, room);
+        let socket = batch.len() - start;
+        let big_err = big.rx_burst(0, batch).err();
+        let k = batch.len() - start - socket;
+        debug_assert!(
+            batch.descs()[start + socket..]
+                .iter()
+                .all(|d| d.addr & XSK_TAG == 0)
+        );
+        if socket == 0 || (k == 0 && held == 0) {
+            // Only one side gave frames. The companion, polled last, had none waiting: no
+            // frame passed to the stack before the socket's (or it was dropped).
+            self.order.seen += k as u64;
+        } else {
+            self.order
+                .restore(x, big.rx_pending(), batch, start, socket);
+        }
+        let n = batch.len() - start;
         match big_err {
             // The worker counts the error; frames received with it are not lost.
             Some(e) if n == 0 => Err(e),
@@ -672,8 +839,22 @@ impl Port for AfXdpPort {
     }
 
     fn maintain(&mut self) {
-        if let Some(big) = self.big.as_mut() {
-            big.maintain();
+        let Some(big) = self.big.as_mut() else {
+            return;
+        };
+        big.maintain();
+        self.order.until_recount -= 1;
+        if self.order.until_recount == 0 {
+            self.order.until_recount = RECOUNT_EVERY;
+            // Back to the program's count: `seen` falls behind it when the companion drops
+            // frames, and would run ahead if the companion were given a frame the program
+            // never saw (one redirected into the device's ingress by tc skips generic XDP).
+            // Read before looking at the companion: a frame passed in between is waiting there.
+            if let Some(Ok(passed)) = self.attachment.passes.as_ref().map(PassCounter::get)
+                && (self.order.seen > passed || (self.order.held_len == 0 && !big.rx_pending()))
+            {
+                self.order.seen = passed;
+            }
         }
     }
 

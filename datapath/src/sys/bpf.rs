@@ -23,6 +23,8 @@ use super::netdev;
 
 /// `BPF_MAP_CREATE`.
 const BPF_MAP_CREATE: libc::c_int = 0;
+/// `BPF_MAP_LOOKUP_ELEM`.
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 /// `BPF_MAP_UPDATE_ELEM`.
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 /// `BPF_MAP_DELETE_ELEM`.
@@ -36,6 +38,8 @@ const BPF_PROG_TEST_RUN: libc::c_int = 10;
 /// `BPF_LINK_CREATE`.
 const BPF_LINK_CREATE: libc::c_int = 28;
 
+/// `BPF_MAP_TYPE_ARRAY`.
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_XSKMAP`.
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 /// `BPF_MAP_TYPE_DEVMAP_HASH`.
@@ -50,8 +54,12 @@ const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 const BPF_ANY: u64 = 0;
 /// `BPF_PSEUDO_MAP_FD`: the `ld_imm64` immediate is a map fd.
 const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// `BPF_FUNC_map_lookup_elem`.
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 /// `BPF_FUNC_redirect_map`.
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+/// `BPF_FUNC_xdp_adjust_meta`.
+const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// `XDP_PASS`.
 const XDP_PASS: i32 = 2;
 /// `offsetof(struct xdp_md, ingress_ifindex)`.
@@ -60,6 +68,8 @@ const XDP_MD_INGRESS_IFINDEX: i16 = 12;
 const XDP_MD_DATA: i16 = 0;
 /// `offsetof(struct xdp_md, data_end)`.
 const XDP_MD_DATA_END: i16 = 4;
+/// `offsetof(struct xdp_md, data_meta)`.
+const XDP_MD_DATA_META: i16 = 8;
 /// `offsetof(struct xdp_md, rx_queue_index)`.
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 /// Size of the verifier log kept when a load fails.
@@ -281,10 +291,21 @@ fn create_u32_map(
     name: &str,
     what: &'static str,
 ) -> Result<OwnedFd, BpfError> {
+    create_map(map_type, 4, entries, name, what)
+}
+
+/// Creates a map of `map_type` with 4-byte keys and `value_size`-byte values.
+fn create_map(
+    map_type: u32,
+    value_size: u32,
+    entries: u32,
+    name: &str,
+    what: &'static str,
+) -> Result<OwnedFd, BpfError> {
     let mut attr = MapCreateAttr {
         map_type,
         key_size: 4,
-        value_size: 4,
+        value_size,
         max_entries: entries,
         map_name: obj_name(name),
         ..Default::default()
@@ -320,6 +341,55 @@ fn update_u32(
         log: None,
     })?;
     Ok(())
+}
+
+/// A one-slot `BPF_MAP_TYPE_ARRAY` holding a `u64`: how many frames a split program
+/// ([`XdpProgram::load_split_redirect`]) has let pass to the kernel stack. The program writes
+/// the count into the metadata of every frame it redirects, so that the receiver can put the
+/// frames of the socket and of the kernel stack back in the order they arrived in.
+#[derive(Debug)]
+pub struct PassCounter {
+    fd: OwnedFd,
+}
+
+impl PassCounter {
+    /// Creates the map, its count at 0.
+    ///
+    /// # Errors
+    /// `EPERM` without `CAP_BPF`/`CAP_NET_ADMIN`, …
+    pub fn new() -> Result<Self, BpfError> {
+        let fd = create_map(
+            BPF_MAP_TYPE_ARRAY,
+            8,
+            1,
+            "vswitch_passes",
+            "create pass counter",
+        )?;
+        Ok(Self { fd })
+    }
+
+    /// The count now (one system call: for tests and periodic checks, not per frame).
+    ///
+    /// # Errors
+    /// The error of `BPF_MAP_LOOKUP_ELEM`.
+    pub fn get(&self) -> Result<u64, BpfError> {
+        let key = 0u32;
+        let mut value = 0u64;
+        let mut attr = ElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: (&raw const key) as u64,
+            value: (&raw mut value) as u64,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the MAP_LOOKUP_ELEM layout; `key` (4 bytes, the key size) is read
+        // and `value` (8 bytes, the value size) written, both locals alive across the call.
+        unsafe { sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }.map_err(|source| BpfError {
+            what: "read pass counter",
+            source,
+            log: None,
+        })?;
+        Ok(value)
+    }
 }
 
 /// A `BPF_MAP_TYPE_XSKMAP`: rx queue id → AF_XDP socket.
@@ -471,29 +541,97 @@ fn redirect_program_by(map_fd: i32, key: i16) -> [Insn; 6] {
     ]
 }
 
-/// [`redirect_program`] for frames of at most `max_len` bytes; longer ones get `XDP_PASS`:
-/// `if ctx->data + max_len + 1 > ctx->data_end { redirect } else { return XDP_PASS }`.
+/// Bytes of metadata the split program puts before each frame it redirects: the pass count
+/// (a native-endian `u64`), which copy-mode AF_XDP copies into the chunk with the frame.
+pub const SPLIT_META_LEN: u32 = 8;
+
+/// `ld_imm64` of a map fd: two instruction slots.
+fn load_map(dst: u8, map_fd: i32) -> [Insn; 2] {
+    [
+        Insn::new(0x18, dst, BPF_PSEUDO_MAP_FD, 0, map_fd),
+        Insn::new(0, 0, 0, 0, 0),
+    ]
+}
+
+/// The split program: frames of at most `max_len` bytes go to the socket of their queue,
+/// longer ones to the kernel stack, and the receiver can restore the order between the two:
+///
+/// ```text
+/// if frame is longer than max_len: goto pass
+/// if bpf_xdp_adjust_meta(ctx, -8) != 0: goto pass        (no room: to the stack, in order)
+/// meta = passes[0]                                        (frames passed before this one)
+/// if bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS) != XDP_PASS: return it
+/// pass: passes[0] += 1 (atomic); return XDP_PASS
+/// ```
+///
+/// Every frame that reaches the stack is counted, including one whose queue has no socket.
 /// (In generic mode with `BPF_F_XDP_HAS_FRAGS` a multi-buffer frame shows its first buffer
 /// here, which for a frame longer than a page's worth is still longer than `max_len`.)
-fn split_program(map_fd: i32, max_len: u16) -> [Insn; 12] {
-    let r = redirect_program(map_fd);
+fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 43] {
+    // Instruction indexes the jumps below name (offsets are relative to the next one).
+    const PASS: i16 = 5;
+    const SHORT: i16 = 16;
+    let [p0, p1] = load_map(1, passes_fd);
+    let [x0, x1] = load_map(1, xsks_fd);
     [
-        // BPF_LDX | BPF_MEM | BPF_W: r2 = ctx->data, r3 = ctx->data_end
-        Insn::new(0x61, 2, 1, XDP_MD_DATA, 0),
-        Insn::new(0x61, 3, 1, XDP_MD_DATA_END, 0),
-        // BPF_ALU64 | BPF_ADD | BPF_K: r2 += max_len + 1
+        // 0: r6 = ctx (kept across the calls)
+        Insn::new(0xbf, 6, 1, 0, 0),
+        // 1-2: r2 = ctx->data; r3 = ctx->data_end
+        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
+        Insn::new(0x61, 3, 6, XDP_MD_DATA_END, 0),
+        // 3: r2 += max_len + 1
         Insn::new(0x07, 2, 0, 0, i32::from(max_len) + 1),
-        // BPF_JMP | BPF_JGT | BPF_X: if r2 > r3 (the frame is at most max_len) goto redirect
-        Insn::new(0x2d, 2, 3, 2, 0),
-        // BPF_ALU64 | BPF_MOV | BPF_K: r0 = XDP_PASS; BPF_JMP | BPF_EXIT
+        // 4: if r2 > r3 (the frame is at most max_len) goto SHORT
+        Insn::new(0x2d, 2, 3, SHORT - 5, 0),
+        // PASS (5): *(u32 *)(r10 - 4) = 0; r2 = r10 - 4; r1 = passes
+        Insn::new(0x62, 10, 0, -4, 0),
+        Insn::new(0xbf, 2, 10, 0, 0),
+        Insn::new(0x07, 2, 0, 0, -4),
+        p0,
+        p1,
+        // 10: r0 = bpf_map_lookup_elem(r1, r2); if r0 == NULL goto 14
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+        Insn::new(0x15, 0, 0, 2, 0),
+        // 12-13: r1 = 1; lock *(u64 *)(r0 + 0) += r1
+        Insn::new(0xb7, 1, 0, 0, 1),
+        Insn::new(0xdb, 0, 1, 0, 0),
+        // 14-15: return XDP_PASS
         Insn::new(0xb7, 0, 0, 0, XDP_PASS),
         Insn::new(0x95, 0, 0, 0, 0),
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
+        // SHORT (16): r0 = bpf_xdp_adjust_meta(ctx, -8); if r0 != 0 goto PASS
+        Insn::new(0xbf, 1, 6, 0, 0),
+        Insn::new(0xb7, 2, 0, 0, -(SPLIT_META_LEN as i32)),
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_XDP_ADJUST_META),
+        Insn::new(0x55, 0, 0, PASS - 20, 0),
+        // 20-25: r0 = bpf_map_lookup_elem(passes, &0)
+        Insn::new(0x62, 10, 0, -4, 0),
+        Insn::new(0xbf, 2, 10, 0, 0),
+        Insn::new(0x07, 2, 0, 0, -4),
+        p0,
+        p1,
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+        // 26-28: r7 = r0 ? *(u64 *)(r0 + 0) : 0
+        Insn::new(0xb7, 7, 0, 0, 0),
+        Insn::new(0x15, 0, 0, 1, 0),
+        Insn::new(0x79, 7, 0, 0, 0),
+        // 29-33: r2 = ctx->data_meta; r3 = ctx->data; if r2 + 8 > r3 goto PASS
+        Insn::new(0x61, 2, 6, XDP_MD_DATA_META, 0),
+        Insn::new(0x61, 3, 6, XDP_MD_DATA, 0),
+        Insn::new(0xbf, 4, 2, 0, 0),
+        Insn::new(0x07, 4, 0, 0, SPLIT_META_LEN as i32),
+        Insn::new(0x2d, 4, 3, PASS - 34, 0),
+        // 34: *(u64 *)(r2 + 0) = r7
+        Insn::new(0x7b, 2, 7, 0, 0),
+        // 35-39: r0 = bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS)
+        Insn::new(0x61, 2, 6, XDP_MD_RX_QUEUE_INDEX, 0),
+        x0,
+        x1,
+        Insn::new(0xb7, 3, 0, 0, XDP_PASS),
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
+        // 40-42: if r0 != XDP_PASS goto exit; goto PASS (no socket: counted); exit
+        Insn::new(0x55, 0, 0, 1, XDP_PASS),
+        Insn::new(0x05, 0, 0, PASS - 42, 0),
+        Insn::new(0x95, 0, 0, 0, 0),
     ]
 }
 
@@ -519,7 +657,10 @@ impl XdpProgram {
 
     /// Loads the redirect program for frames of at most `max_len` bytes (from the Ethernet
     /// header); longer frames go on to the kernel stack (`XDP_PASS`), where an AF_PACKET
-    /// socket on the device can take them. `frags` as in [`load_redirect`](Self::load_redirect);
+    /// socket on the device can take them. Every frame it lets pass is counted in `passes`,
+    /// and every frame it redirects carries in [`SPLIT_META_LEN`] bytes of XDP metadata the
+    /// count at the time (see `split_program`'s outline; copy-mode AF_XDP puts them right
+    /// before the frame in its chunk). `frags` as in [`load_redirect`](Self::load_redirect);
     /// in generic mode it also decides how the kernel copies a frame that lacks XDP's headroom
     /// before running the program: with it into page-pool pages (a GSO super-frame into
     /// page-sized pieces; slower for small frames), without it into one new buffer (cheaper
@@ -527,8 +668,13 @@ impl XdpProgram {
     ///
     /// # Errors
     /// As [`load_redirect`](Self::load_redirect).
-    pub fn load_split_redirect(map: &XskMap, max_len: u16, frags: bool) -> Result<Self, BpfError> {
-        let insns = split_program(map.fd.as_raw_fd(), max_len);
+    pub fn load_split_redirect(
+        map: &XskMap,
+        passes: &PassCounter,
+        max_len: u16,
+        frags: bool,
+    ) -> Result<Self, BpfError> {
+        let insns = split_program(map.fd.as_raw_fd(), passes.fd.as_raw_fd(), max_len);
         Self::load_checked(&insns, "vswitch_xsk_split", frags)
     }
 
@@ -606,6 +752,17 @@ impl XdpProgram {
     /// # Errors
     /// `EINVAL` for a frame shorter than an Ethernet header.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        self.test_run_out(frame, &mut [])
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// [`test_run`](Self::test_run) that also returns the frame as the program left it, with
+    /// any XDP metadata it added in front: the verdict and the bytes written to `out` (the
+    /// call fails with `ENOSPC` when `out` is too short; an empty `out` asks for nothing).
+    ///
+    /// # Errors
+    /// As [`test_run`](Self::test_run); `ENOSPC` when `out` cannot hold the result.
+    pub fn test_run_out(&self, frame: &[u8], out: &mut [u8]) -> io::Result<(u32, usize)> {
         let len =
             u32::try_from(frame.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
         let ctx = XdpMd {
@@ -616,16 +773,27 @@ impl XdpProgram {
             prog_fd: self.fd.as_raw_fd() as u32,
             data_size_in: len,
             data_in: frame.as_ptr() as u64,
+            data_size_out: out.len() as u32,
+            data_out: if out.is_empty() {
+                0
+            } else {
+                out.as_mut_ptr() as u64
+            },
             repeat: 1,
             ctx_size_in: size_of::<XdpMd>() as u32,
             ctx_in: (&raw const ctx) as u64,
             ..Default::default()
         };
         // SAFETY: `attr` is the PROG_TEST_RUN layout; the kernel reads `len` bytes of `frame`
-        // and the `XdpMd` context, both alive across the call, and writes nothing through
-        // pointers (no data_out or ctx_out given).
+        // and the `XdpMd` context, and writes at most `data_size_out` bytes to `out` (none
+        // when its pointer is null), all alive across the call; no ctx_out is given.
         unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
-        Ok(attr.retval)
+        let written = if out.is_empty() {
+            0
+        } else {
+            (attr.data_size_out as usize).min(out.len())
+        };
+        Ok((attr.retval, written))
     }
 
     /// True when loaded with `BPF_F_XDP_HAS_FRAGS`.
@@ -859,12 +1027,10 @@ mod tests {
     }
 
     #[test]
-    fn the_split_program_redirects_frames_up_to_its_limit_and_passes_longer_ones() {
+    fn the_split_program_redirects_short_frames_with_the_pass_count_and_counts_the_rest() {
         if !testbed::require_privileges("the_split_program") {
             return;
         }
-        // Its last six instructions are the redirect program.
-        assert_eq!(&split_program(7, 100)[6..], &redirect_program(7)[..]);
         // A socket in the slot of queue 0 (test runs arrive on queue 0), bound to a veth of a
         // container this test makes; nothing is attached to it, so no frame reaches it.
         let c = testbed::Container::veth("vsb", 1, "10.219.0.1").unwrap();
@@ -874,22 +1040,48 @@ mod tests {
         let map = XskMap::new(1).unwrap();
         map.set(0, xsk.as_fd()).unwrap();
         const REDIRECT: u32 = 4;
-        for frags in [false, true] {
-            let prog = XdpProgram::load_split_redirect(&map, 100, frags).unwrap();
-            assert_eq!(prog.has_frags(), frags);
-            assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), REDIRECT);
+        const PASS: u32 = XDP_PASS as u32;
+        let passes = PassCounter::new().unwrap();
+        assert_eq!(passes.get().unwrap(), 0);
+        // What a redirected frame carries: its verdict and the count in its metadata.
+        let stamp = |prog: &XdpProgram, len: usize| {
+            let mut out = [0u8; 256];
+            let (verdict, n) = prog.test_run_out(&vec![0x5au8; len], &mut out).unwrap();
+            assert_eq!(verdict, REDIRECT);
             assert_eq!(
-                prog.test_run(&[0u8; 100]).unwrap(),
-                REDIRECT,
-                "at the limit"
+                n,
+                len + SPLIT_META_LEN as usize,
+                "the frame and its metadata"
             );
-            assert_eq!(prog.test_run(&[0u8; 101]).unwrap(), XDP_PASS as u32);
-            assert_eq!(prog.test_run(&[0u8; 4000]).unwrap(), XDP_PASS as u32);
+            assert!(
+                out[8..n].iter().all(|b| *b == 0x5a),
+                "the frame is untouched"
+            );
+            u64::from_ne_bytes(out[..8].try_into().unwrap())
+        };
+        let mut count = 0;
+        for frags in [false, true] {
+            let prog = XdpProgram::load_split_redirect(&map, &passes, 100, frags).unwrap();
+            assert_eq!(prog.has_frags(), frags);
+            assert_eq!(stamp(&prog, 60), count);
+            assert_eq!(stamp(&prog, 100), count, "at the limit");
+            assert_eq!(
+                passes.get().unwrap(),
+                count,
+                "redirected frames are not counted"
+            );
+            assert_eq!(prog.test_run(&[0u8; 101]).unwrap(), PASS);
+            assert_eq!(prog.test_run(&[0u8; 4000]).unwrap(), PASS);
+            count += 2;
+            assert_eq!(passes.get().unwrap(), count);
+            assert_eq!(stamp(&prog, 60), count, "two frames passed before this one");
         }
-        // An empty slot: every frame goes to the kernel stack.
+        // An empty slot: every frame goes to the kernel stack, and is counted.
         map.clear(0).unwrap();
-        let prog = XdpProgram::load_split_redirect(&map, 100, false).unwrap();
-        assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), XDP_PASS as u32);
+        let prog = XdpProgram::load_split_redirect(&map, &passes, 100, false).unwrap();
+        assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), PASS);
+        assert_eq!(prog.test_run(&[0u8; 200]).unwrap(), PASS);
+        assert_eq!(passes.get().unwrap(), count + 2);
     }
 
     #[test]

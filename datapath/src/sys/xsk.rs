@@ -812,6 +812,21 @@ impl Xsk {
         }
     }
 
+    /// The 8 bytes of XDP metadata right before a held frame (`addr` as given by
+    /// [`Xsk::recv`]) as a native-endian `u64`: copy mode copies a program's metadata into the
+    /// chunk just before the frame. `None` when the address is not a held chunk or the frame
+    /// starts less than 8 bytes into it. Meaningful only for a program that always writes
+    /// them (`bpf::split_program`).
+    #[inline]
+    pub fn meta_u64(&self, addr: u64) -> Option<u64> {
+        let (_, off) = self.locate(addr)?;
+        if off < 8 {
+            return None;
+        }
+        let bytes = self.frame(addr - 8, 8);
+        Some(u64::from_ne_bytes(bytes.try_into().ok()?))
+    }
+
     /// The bytes of a held frame, writable; see [`Xsk::frame`].
     pub fn frame_mut(&mut self, addr: u64, len: u32) -> &mut [u8] {
         match self.held_range(addr, len) {
