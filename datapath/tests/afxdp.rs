@@ -549,12 +549,13 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
     // Payloads of 100 and 2,500 bytes: frames of 142 and 2,542 bytes, either side of the
     // 1,518-byte limit (MTU + 18, at most 1,518), in a mixed order, all sent before the port
     // is polled: one poll takes both sockets' frames, and must give them in the order sent.
-    const LONG: [usize; 9] = [1, 2, 5, 9, 10, 11, 16, 20, 23];
+    const LONG: [usize; 12] = [1, 2, 5, 9, 10, 11, 16, 20, 23, 24, 25, 27];
+    const SENT: u8 = 30;
     let peer = v.net.peer_addr();
     let code = format!(
         "import socket\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range(24):\n    s.sendto(bytes([65 + i]) * (2500 if i in {LONG:?} else 100), ('{peer}', 9998))\n"
+         for i in range({SENT}):\n    s.sendto(bytes([65 + i]) * (2500 if i in {LONG:?} else 100), ('{peer}', 9998))\n"
     );
     finish(v.ns_python(&code), "sender");
     let mut got = Vec::new();
@@ -566,13 +567,17 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
                 got.push((u.payload, AfXdpPort::by_socket(d)));
             }
         }
-        got.len() >= 24
+        got.len() >= usize::from(SENT)
     });
-    assert_eq!(got.len(), 24, "every datagram arrives through queue 0");
+    assert_eq!(
+        got.len(),
+        usize::from(SENT),
+        "every datagram arrives through queue 0"
+    );
     let order: Vec<u8> = got.iter().map(|(p, _)| p[0] - 65).collect();
     assert_eq!(
         order,
-        (0..24).collect::<Vec<u8>>(),
+        (0..SENT).collect::<Vec<u8>>(),
         "in the order sent, across both sockets ({polls} polls with frames)"
     );
     for (i, (payload, by_socket)) in got.iter().enumerate() {
@@ -598,6 +603,58 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
     assert_eq!(port.take_backend_drops().total(), 0);
     drop(port);
     assert!(v.xdp_gone(), "the program goes with the port");
+}
+
+#[test]
+fn a_split_port_holds_short_frames_back_until_its_companion_gives_the_long_ones_before_them() {
+    if !privileged("a_split_port_holds_short_frames_back") {
+        return;
+    }
+    let v = Veth::new();
+    let opts = AfXdpOptions {
+        mode: XdpMode::Split,
+        frames: 128,
+        rx_ring: 64,
+        tx_ring: 32,
+        ..AfXdpOptions::default()
+    };
+    let mut port = AfXdpPort::open(&v.host, 1, opts).expect("open split port");
+    // Long datagrams leave as UDP GSO frames of 4 segments (~4 KB, longer than a slot of the
+    // companion's ring: it copies at most 8 of them per poll), short ones as 100-byte frames,
+    // all sent before the first poll. The short frames after the 8th long one are taken by
+    // the first poll but must wait for the second.
+    const LONG: [usize; 12] = [0, 2, 3, 5, 8, 9, 11, 14, 15, 17, 20, 22];
+    const SENT: u8 = 25;
+    let peer = v.net.peer_addr();
+    let code = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_UDP, 103, 1000)\n\
+         for i in range({SENT}):\n    s.sendto(bytes([65 + i]) * (4000 if i in {LONG:?} else 100), ('{peer}', 9997))\n"
+    );
+    finish(v.ns_python(&code), "sender");
+    let mut got = Vec::new();
+    let mut polls = 0;
+    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, n| {
+        polls += usize::from(n > 0);
+        for d in batch.descs() {
+            if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == 9997) {
+                got.push((u.payload[0] - 65, u.payload.len(), d.offload.is_gso()));
+            }
+        }
+        got.len() >= usize::from(SENT)
+    });
+    let order: Vec<u8> = got.iter().map(|g| g.0).collect();
+    assert_eq!(
+        order,
+        (0..SENT).collect::<Vec<u8>>(),
+        "in the order sent ({polls} polls with frames)"
+    );
+    assert!(polls >= 2, "12 long frames take the companion two polls");
+    for (i, (_, len, gso)) in got.iter().enumerate() {
+        let long = LONG.contains(&i);
+        assert_eq!((*len, *gso), if long { (4000, true) } else { (100, false) });
+    }
 }
 
 #[test]
