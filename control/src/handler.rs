@@ -538,12 +538,19 @@ fn port_spec(req: PortAddRequest) -> Result<PortSpec, ProtoError> {
         }
         m => m.and_then(XdpModeSpec::mode),
     };
+    if req.xdp_frags && kind != Some(PortKind::AfXdp) {
+        return Err(ProtoError::bad_field(
+            "body.xdp_frags",
+            "xdp_frags needs type afxdp",
+        ));
+    }
     Ok(PortSpec {
         name: req.name,
         kind,
         queues: usize::try_from(req.queues).unwrap_or(1),
         vlan: vlan_mode(req.vlan)?,
         xdp_mode,
+        xdp_frags: req.xdp_frags,
     })
 }
 
@@ -824,6 +831,33 @@ mod tests {
         assert_eq!(req.xdp_mode, Some(XdpModeSpec::Split));
         assert!(
             serde_json::from_str::<PortAddRequest>(r#"{"name":"v","xdp_mode":"turbo"}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn port_spec_takes_xdp_frags_for_afxdp_ports_only() {
+        let mut req = PortAddRequest::new("veth0");
+        req.xdp_frags = true;
+        for t in [None, Some(PortType::Auto), Some(PortType::Tap)] {
+            req.port_type = t;
+            assert_eq!(
+                port_spec(req.clone()).unwrap_err().field.as_deref(),
+                Some("body.xdp_frags"),
+                "{t:?}"
+            );
+        }
+        req.port_type = Some(PortType::Afxdp);
+        assert!(port_spec(req.clone()).unwrap().xdp_frags);
+        req.xdp_frags = false;
+        assert!(!port_spec(req).unwrap().xdp_frags);
+        // On the wire: a boolean, omitted when false.
+        let json = serde_json::to_string(&PortAddRequest::new("v")).unwrap();
+        assert!(!json.contains("xdp_frags"), "{json}");
+        let req: PortAddRequest =
+            serde_json::from_str(r#"{"name":"v","type":"afxdp","xdp_frags":true}"#).unwrap();
+        assert!(req.xdp_frags);
+        assert!(
+            serde_json::from_str::<PortAddRequest>(r#"{"name":"v","xdp_frags":"yes"}"#).is_err()
         );
     }
 

@@ -21,6 +21,7 @@ fn requests() -> Vec<Request> {
             queues: 4,
             vlan: Some(VlanSpec::access(10)),
             xdp_mode: Some(XdpModeSpec::Split),
+            xdp_frags: true,
         }),
         Request::PortAdd(PortAddRequest {
             name: "tap0".into(),
@@ -28,6 +29,7 @@ fn requests() -> Vec<Request> {
             queues: 1,
             vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
             xdp_mode: None,
+            xdp_frags: false,
         }),
         Request::PortAdd(PortAddRequest {
             name: "eth0".into(),
@@ -35,6 +37,7 @@ fn requests() -> Vec<Request> {
             queues: 1,
             vlan: Some(VlanSpec::trunk(vec![], None)),
             xdp_mode: None,
+            xdp_frags: false,
         }),
         Request::PortAdd(PortAddRequest {
             name: "eth1".into(),
@@ -42,6 +45,7 @@ fn requests() -> Vec<Request> {
             queues: 2,
             vlan: None,
             xdp_mode: None,
+            xdp_frags: false,
         }),
         Request::PortDel(PortDelRequest {
             name: "veth0".into(),
@@ -563,6 +567,7 @@ fn wire_shape_is_the_documented_one() {
         queues: 2,
         vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
         xdp_mode: Some(XdpModeSpec::Native),
+        xdp_frags: true,
     });
     let v: Value = serde_json::from_slice(&encode_request(7, &req).unwrap()).unwrap();
     assert_eq!(
@@ -570,7 +575,8 @@ fn wire_shape_is_the_documented_one() {
         json!({
             "version": 1, "xid": 7, "type": "port_add",
             "body": {"name": "veth0", "type": "afxdp", "queues": 2,
-                     "vlan": {"trunks": [10, 20], "native": 10}, "xdp_mode": "native"}
+                     "vlan": {"trunks": [10, 20], "native": 10}, "xdp_mode": "native",
+                     "xdp_frags": true}
         })
     );
     let v: Value =
@@ -751,6 +757,7 @@ fn arbitrary_bytes_never_panic_the_decoder() {
             queues: 2,
             vlan: Some(VlanSpec::trunk(vec![1, 2], Some(1))),
             xdp_mode: None,
+            xdp_frags: false,
         }),
     )
     .unwrap();

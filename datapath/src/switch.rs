@@ -172,6 +172,13 @@ pub struct PortSpec {
     /// veth, falling back to native; elsewhere native with the generic fallback). A mode given
     /// here has no fallback.
     pub xdp_mode: Option<XdpMode>,
+    /// AF_XDP only: load the XDP program with `BPF_F_XDP_HAS_FRAGS` (see
+    /// [`AfXdpOptions::frags`]). On a split port the kernel then copies each GSO frame into
+    /// pages instead of one ~64 KiB buffer before the program runs (no large atomic
+    /// allocation, for hosts with fragmented memory) and small frames cost the sender a
+    /// little more; on a native veth port it lets the program attach above a ~3500-byte peer
+    /// MTU.
+    pub xdp_frags: bool,
 }
 
 /// A port as the control plane sees it.
@@ -486,7 +493,12 @@ const AFXDP_FRAMES: u32 = 4096;
 /// ([`XdpMode::Split`]: generic XDP for frames up to the MTU, AF_PACKET for the container's GSO
 /// frames), elsewhere native XDP with generic as the fallback; a split port that cannot open
 /// falls back to the latter too. A mode the caller chose (`chosen`) is tried alone.
-fn open_afxdp(name: &str, queues: usize, chosen: Option<XdpMode>) -> Result<AfXdpPort, PortError> {
+fn open_afxdp(
+    name: &str,
+    queues: usize,
+    chosen: Option<XdpMode>,
+    frags: bool,
+) -> Result<AfXdpPort, PortError> {
     let mode = chosen.unwrap_or_else(|| match ethtool::driver(name) {
         Ok(d) if d == "veth" => XdpMode::Split,
         _ => XdpMode::Auto,
@@ -496,6 +508,7 @@ fn open_afxdp(name: &str, queues: usize, chosen: Option<XdpMode>) -> Result<AfXd
         rx_ring: AFXDP_FRAMES / 2,
         tx_ring: AFXDP_FRAMES / 2,
         mode,
+        frags,
         ..AfXdpOptions::default()
     };
     let open = |opts: AfXdpOptions| match AfXdpPort::open(name, queues, opts) {
@@ -503,6 +516,7 @@ fn open_afxdp(name: &str, queues: usize, chosen: Option<XdpMode>) -> Result<AfXd
             tracing::warn!(port = name, error = %source, "deep AF_XDP rings refused, using small ones");
             let small = AfXdpOptions {
                 mode: opts.mode,
+                frags: opts.frags,
                 ..AfXdpOptions::default()
             };
             AfXdpPort::open(name, queues, small)
@@ -1217,7 +1231,7 @@ impl Switch {
         }
         let port: Box<dyn Port> = match spec.kind {
             Some(PortKind::AfXdp) => {
-                let port = open_afxdp(&spec.name, spec.queues, spec.xdp_mode)?;
+                let port = open_afxdp(&spec.name, spec.queues, spec.xdp_mode, spec.xdp_frags)?;
                 if spec.queues > 1 && self.workers.len() > 1 {
                     let parts = port
                         .into_queues()
@@ -1239,7 +1253,7 @@ impl Switch {
             None if select::auto_kind(&spec.name) == PortKind::AfPacket => {
                 Box::new(AfPacketPort::open(&spec.name)?)
             }
-            None => match open_afxdp(&spec.name, spec.queues, None) {
+            None => match open_afxdp(&spec.name, spec.queues, None, false) {
                 Ok(p) => Box::new(p),
                 Err(e @ PortError::NoDevice { .. }) => return Err(e.into()),
                 Err(e) => {

@@ -193,6 +193,10 @@ pub struct PortConfig {
     /// `split`.
     #[serde(default)]
     pub xdp_mode: Option<XdpModeSpec>,
+    /// AF_XDP only: the program takes multi-buffer frames (GSO frames copied into pages, not
+    /// one ~64 KiB buffer). Default false.
+    #[serde(default)]
+    pub xdp_frags: bool,
 }
 
 fn one() -> usize {
@@ -271,12 +275,16 @@ impl PortConfig {
             }
             m => m.and_then(XdpModeSpec::mode),
         };
+        if self.xdp_frags && kind != Some(PortKind::AfXdp) {
+            bail!("port {}: `xdp_frags` needs type \"afxdp\"", self.name)
+        }
         Ok(PortSpec {
             name: self.name.clone(),
             kind,
             queues: self.queues,
             vlan,
             xdp_mode,
+            xdp_frags: self.xdp_frags,
         })
     }
 }
@@ -325,6 +333,7 @@ pub fn load(args: &Args) -> Result<FileConfig> {
             trunks: None,
             native_vlan: None,
             xdp_mode: None,
+            xdp_frags: false,
         });
     }
     for p in &cfg.ports {
@@ -404,6 +413,14 @@ mod tests {
         assert_eq!(port("afxdp", "auto").unwrap().xdp_mode, None);
         assert!(port("afxdp", "turbo").is_err());
         assert!(port("afpacket", "native").is_err(), "only for afxdp ports");
+        let frags = |kind: &str| -> Result<PortSpec> {
+            let c: FileConfig = toml::from_str(&format!(
+                "[[port]]\nname = 'p1'\ntype = '{kind}'\nxdp_frags = true\n"
+            ))?;
+            c.ports[0].spec()
+        };
+        assert!(frags("afxdp").unwrap().xdp_frags);
+        assert!(frags("tap").is_err(), "xdp_frags only for afxdp ports");
         assert!(port("auto", "split").is_err());
     }
 
@@ -417,6 +434,7 @@ mod tests {
             trunks: Some(vec![2]),
             native_vlan: None,
             xdp_mode: None,
+            xdp_frags: false,
         };
         assert!(p.spec().is_err());
     }

@@ -112,13 +112,39 @@ fn an_afxdp_port_takes_the_xdp_mode_it_is_given() {
     r.xdp_mode = Some(XdpModeSpec::Native);
     let err = lab.client.port_add(r).unwrap_err().to_string();
     assert!(err.contains("xdp_mode"), "{err}");
-    // Native mode on one veth, split (the default on veth, asked for) on the other.
-    for (c, mode) in [(&c1, XdpModeSpec::Native), (&c2, XdpModeSpec::Split)] {
+    let mut r = PortAddRequest::new(&c1.port);
+    r.xdp_frags = true;
+    let err = lab.client.port_add(r).unwrap_err().to_string();
+    assert!(err.contains("xdp_frags"), "{err}");
+    // Native mode on one veth, split (the default on veth, asked for) on the other, whose
+    // program takes multi-buffer frames: the kernel copies GSO frames into pages for it.
+    for (c, mode, frags) in [
+        (&c1, XdpModeSpec::Native, false),
+        (&c2, XdpModeSpec::Split, true),
+    ] {
         let mut r = PortAddRequest::new(&c.port);
         r.port_type = Some(PortType::Afxdp);
         r.xdp_mode = Some(mode);
+        r.xdp_frags = frags;
         lab.client.port_add(r).expect("AF_XDP port");
     }
+    // The attach line of c2's port says so (the log is coloured: escapes stripped).
+    let log = lab.daemon.log();
+    let mut plain = String::new();
+    let mut chars = log.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(ch);
+        }
+    }
+    assert!(
+        plain.lines().any(|l| l.contains("AF_XDP port attached")
+            && l.contains(&format!("port=\"{}\"", c2.port))
+            && l.contains("frags=true")),
+        "{plain}"
+    );
     let (l1, l2) = (link_line(&c1.port), link_line(&c2.port));
     assert!(
         l1.contains("xdp") && !l1.contains("xdpgeneric"),

@@ -157,6 +157,16 @@ pub struct PortAddRequest {
     /// `afxdp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp_mode: Option<XdpModeSpec>,
+    /// An `afxdp` port's program accepts multi-buffer frames (`BPF_F_XDP_HAS_FRAGS`): on a
+    /// split port the kernel copies each GSO frame into pages instead of one ~64 KiB buffer
+    /// (no large atomic allocation; small frames cost the sender a little more). Default
+    /// false. Only with `type` `afxdp`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub xdp_frags: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl PortAddRequest {
@@ -168,6 +178,7 @@ impl PortAddRequest {
             queues: 1,
             vlan: None,
             xdp_mode: None,
+            xdp_frags: false,
         }
     }
 }

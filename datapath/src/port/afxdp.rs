@@ -419,6 +419,7 @@ impl AfXdpPort {
             mode = %mode,
             prog_id = prog.id().unwrap_or(0),
             zero_copy,
+            frags = opts.frags,
             frames = opts.frames,
             umem_bytes = xsk::umem_bytes(opts.frames) * queues,
             large_frames = if split {

@@ -140,6 +140,10 @@ enum Command {
         /// How an AF_XDP port attaches its XDP program (with `--type afxdp`).
         #[arg(long, value_enum, value_name = "MODE")]
         xdp_mode: Option<XdpModeArg>,
+        /// The AF_XDP port's program takes multi-buffer frames: GSO frames are copied into
+        /// pages, not one ~64 KiB buffer (with `--type afxdp`).
+        #[arg(long)]
+        xdp_frags: bool,
     },
     /// Remove a port.
     DelPort {
@@ -1285,11 +1289,13 @@ fn run(cli: &Cli) -> Result<()> {
             trunks,
             native_vlan,
             xdp_mode,
+            xdp_frags,
         } => {
             let mut request = PortAddRequest::new(name.clone());
             request.port_type = port_type.map(PortType::from);
             request.queues = queues.unwrap_or(1);
             request.xdp_mode = xdp_mode.map(XdpModeSpec::from);
+            request.xdp_frags = *xdp_frags;
             request.vlan = match (vlan, trunks) {
                 (Some(v), _) => Some(VlanSpec::access(*v)),
                 (None, Some(Trunks(list))) => Some(VlanSpec::trunk(list.clone(), *native_vlan)),
