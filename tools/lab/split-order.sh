@@ -9,8 +9,9 @@
 #   PACE=0.0001 bash tools/lab/split-order.sh 2 /tmp/base/vswitchd target/release/vswitchd
 # Environment: PACE (seconds per 17-datagram pattern, 0 = as fast as python sends, the
 # default; 0.0001 is ~170k datagrams/s, below this VM's switch limit), ITER (patterns, default
-# 20000), TA/TB (port types of the sender's and receiver's veth, default afxdp), BIN_DIR
-# (vsctl; default target/release).
+# 20000), TA/TB (port types of the sender's and receiver's veth, default afxdp), PORT_ARGS
+# (more `vsctl add-port` arguments for both, e.g. --xdp-frags), BIN_DIR (vsctl; default
+# target/release).
 set -euo pipefail
 ROUNDS=${1:?rounds}; shift
 [ $# -gt 0 ] || { echo "usage: split-order.sh ROUNDS VSWITCHD..." >&2; exit 2; }
@@ -84,8 +85,8 @@ for r in $(seq "$ROUNDS"); do
     "$bin" --socket "$SOCK" --cpus 1 --poll-mode busy > "$WORK/vswitchd.log" 2>&1 < /dev/null &
     VSD_PID=$!
     for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
-    "$BIN_DIR/vsctl" --socket "$SOCK" add-port soa0 --type "${TA:-afxdp}" > /dev/null
-    "$BIN_DIR/vsctl" --socket "$SOCK" add-port sob0 --type "${TB:-afxdp}" > /dev/null
+    "$BIN_DIR/vsctl" --socket "$SOCK" add-port soa0 --type "${TA:-afxdp}" ${PORT_ARGS:-} > /dev/null
+    "$BIN_DIR/vsctl" --socket "$SOCK" add-port sob0 --type "${TB:-afxdp}" ${PORT_ARGS:-} > /dev/null
     ip netns exec soa ping -c 2 -i 0.2 -q 10.221.0.2 > /dev/null
     rm -f "$WORK/ready"
     ip netns exec sob python3 "$WORK/recv.py" "$WORK/ready" > "$WORK/recv.out" &
