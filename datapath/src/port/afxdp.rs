@@ -82,8 +82,9 @@ pub const MAX_QUEUES: usize = 64;
 /// `maintain` calls (about a millisecond apart) between two checks of a split port's count of
 /// companion frames against the program's (one system call).
 const RECOUNT_EVERY: u32 = 128;
-/// Room in each batch that a split port's socket 0 leaves to the companion, so that socket
-/// frames held back for the companion's never fill a batch on their own.
+/// Room in each batch that a split port's socket 0 leaves to the companion when it has frames
+/// waiting or socket frames were held back for its, so that held frames never fill a batch
+/// on their own.
 const COMPANION_ROOM: usize = 16;
 /// Most polls in a row in which a split port holds socket frames back while its companion,
 /// which says it has frames waiting, gives none (a companion whose ring the kernel stopped,
@@ -734,9 +735,18 @@ impl Port for AfXdpPort {
             batch.push(*d);
         }
         self.order.held_len = 0;
-        let room = batch.room().saturating_sub(COMPANION_ROOM);
+        // Room for the companion's frames when it has some or socket frames wait for them;
+        // otherwise the socket may fill the batch (a batch that comes back full tells the
+        // worker it is behind).
+        let reserve = if held > 0 || big.rx_pending() {
+            COMPANION_ROOM
+        } else {
+            0
+        };
+        let room = batch.room().saturating_sub(reserve);
         recv_into(x, tag, batch, room);
         let socket = batch.len() - start;
+        let full = batch.is_full();
         let big_err = big.rx_burst(0, batch).err();
         let k = batch.len() - start - socket;
         debug_assert!(
@@ -744,9 +754,9 @@ impl Port for AfXdpPort {
                 .iter()
                 .all(|d| d.addr & XSK_TAG == 0)
         );
-        if socket == 0 || (k == 0 && held == 0) {
-            // Only one side gave frames. The companion, polled last, had none waiting: no
-            // frame passed to the stack before the socket's (or it was dropped).
+        if socket == 0 || (k == 0 && held == 0 && !full) {
+            // Only one side gave frames. The companion, polled last with room, had none
+            // waiting: no frame passed to the stack before the socket's (or it was dropped).
             self.order.seen += k as u64;
         } else {
             self.order
