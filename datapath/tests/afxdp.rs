@@ -550,43 +550,15 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
     // 1,518-byte limit (MTU + 18, at most 1,518), in a mixed order, all sent before the port
     // is polled: one poll takes both sockets' frames, and must give them in the order sent.
     const LONG: [usize; 12] = [1, 2, 5, 9, 10, 11, 16, 20, 23, 24, 25, 27];
-    const SENT: u8 = 30;
-    let peer = v.net.peer_addr();
-    let code = format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         for i in range({SENT}):\n    s.sendto(bytes([65 + i]) * (2500 if i in {LONG:?} else 100), ('{peer}', 9998))\n"
-    );
-    finish(v.ns_python(&code), "sender");
-    let mut got = Vec::new();
-    let mut polls = 0;
-    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, n| {
-        polls += usize::from(n > 0);
-        for d in batch.descs() {
-            if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == 9998) {
-                got.push((u.payload, AfXdpPort::by_socket(d)));
-            }
-        }
-        got.len() >= usize::from(SENT)
-    });
-    assert_eq!(
-        got.len(),
-        usize::from(SENT),
-        "every datagram arrives through queue 0"
-    );
-    let order: Vec<u8> = got.iter().map(|(p, _)| p[0] - 65).collect();
-    assert_eq!(
-        order,
-        (0..SENT).collect::<Vec<u8>>(),
-        "in the order sent, across both sockets ({polls} polls with frames)"
-    );
-    for (i, (payload, by_socket)) in got.iter().enumerate() {
+    let (got, polls) = send_mixed(&v, &mut port, 9998, 30, &LONG, 2500, None);
+    for (i, a) in got.iter().enumerate() {
         let short = !LONG.contains(&i);
-        assert_eq!(payload.len(), if short { 100 } else { 2500 });
-        assert!(payload.iter().all(|b| *b == 65 + i as u8), "intact");
+        assert_eq!(a.len, if short { 100 } else { 2500 });
+        assert!(a.intact, "datagram {i} intact");
         assert_eq!(
-            *by_socket, short,
-            "datagram {i}: short ones by AF_XDP, long ones not"
+            (a.by_socket, a.gso),
+            (short, false),
+            "datagram {i}: short ones by AF_XDP, long ones not ({polls} polls)"
         );
     }
 
@@ -624,37 +596,79 @@ fn a_split_port_holds_short_frames_back_until_its_companion_gives_the_long_ones_
     // all sent before the first poll. The short frames after the 8th long one are taken by
     // the first poll but must wait for the second.
     const LONG: [usize; 12] = [0, 2, 3, 5, 8, 9, 11, 14, 15, 17, 20, 22];
-    const SENT: u8 = 25;
+    let (got, polls) = send_mixed(&v, &mut port, 9997, 25, &LONG, 4000, Some(1000));
+    assert!(polls >= 2, "12 long frames take the companion two polls");
+    for (i, a) in got.iter().enumerate() {
+        let long = LONG.contains(&i);
+        assert_eq!(
+            (a.len, a.gso),
+            if long { (4000, true) } else { (100, false) }
+        );
+    }
+}
+
+/// A datagram [`send_mixed`] received.
+struct Arrival {
+    /// Payload bytes.
+    len: usize,
+    /// Every payload byte is the datagram's number + 65.
+    intact: bool,
+    /// Taken by the AF_XDP socket (not the companion).
+    by_socket: bool,
+    /// Came as one GSO frame.
+    gso: bool,
+}
+
+/// Sends `sent` UDP datagrams from `v`'s namespace to `dst_port`, numbered by their bytes
+/// (65 + the number): those listed in `long` of `long_len` bytes, the others of 100 (with
+/// `segment`, the socket's `UDP_SEGMENT`: longer ones leave as GSO frames), all before the
+/// port is polled; then polls queue 0 until all have come. Asserts that they came in the
+/// order sent; returns them and the number of polls that gave frames.
+fn send_mixed(
+    v: &Veth,
+    port: &mut AfXdpPort,
+    dst_port: u16,
+    sent: u8,
+    long: &[usize],
+    long_len: usize,
+    segment: Option<u16>,
+) -> (Vec<Arrival>, usize) {
     let peer = v.net.peer_addr();
+    let gso = segment.map_or(String::new(), |g| {
+        format!("s.setsockopt(socket.SOL_UDP, 103, {g})\n")
+    });
     let code = format!(
         "import socket\n\
          s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.setsockopt(socket.SOL_UDP, 103, 1000)\n\
-         for i in range({SENT}):\n    s.sendto(bytes([65 + i]) * (4000 if i in {LONG:?} else 100), ('{peer}', 9997))\n"
+         {gso}\
+         for i in range({sent}):\n    s.sendto(bytes([65 + i]) * ({long_len} if i in {long:?} else 100), ('{peer}', {dst_port}))\n"
     );
     finish(v.ns_python(&code), "sender");
     let mut got = Vec::new();
+    let mut numbers = Vec::new();
     let mut polls = 0;
-    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, n| {
+    common::poll_rx(port, Duration::from_secs(5), |port, batch, n| {
         polls += usize::from(n > 0);
         for d in batch.descs() {
-            if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == 9997) {
-                got.push((u.payload[0] - 65, u.payload.len(), d.offload.is_gso()));
+            if let Some(u) = parse_udp(port.frame(d)).filter(|u| u.dst_port == dst_port) {
+                let num = u.payload[0].wrapping_sub(65);
+                numbers.push(num);
+                got.push(Arrival {
+                    len: u.payload.len(),
+                    intact: u.payload.iter().all(|b| *b == 65 + num),
+                    by_socket: AfXdpPort::by_socket(d),
+                    gso: d.offload.is_gso(),
+                });
             }
         }
-        got.len() >= usize::from(SENT)
+        got.len() >= usize::from(sent)
     });
-    let order: Vec<u8> = got.iter().map(|g| g.0).collect();
     assert_eq!(
-        order,
-        (0..SENT).collect::<Vec<u8>>(),
-        "in the order sent ({polls} polls with frames)"
+        numbers,
+        (0..sent).collect::<Vec<u8>>(),
+        "every datagram, in the order sent, across both sockets ({polls} polls with frames)"
     );
-    assert!(polls >= 2, "12 long frames take the companion two polls");
-    for (i, (_, len, gso)) in got.iter().enumerate() {
-        let long = LONG.contains(&i);
-        assert_eq!((*len, *gso), if long { (4000, true) } else { (100, false) });
-    }
+    (got, polls)
 }
 
 #[test]

@@ -557,80 +557,74 @@ fn load_map(dst: u8, map_fd: i32) -> [Insn; 2] {
 /// longer ones to the kernel stack, and the receiver can restore the order between the two:
 ///
 /// ```text
+/// count = &passes[0]                                      (NULL never: an array's slot)
 /// if frame is longer than max_len: goto pass
 /// if bpf_xdp_adjust_meta(ctx, -8) != 0: goto pass        (no room: to the stack, in order)
-/// meta = passes[0]                                        (frames passed before this one)
+/// meta = *count                                           (frames passed before this one)
 /// if bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS) != XDP_PASS: return it
-/// pass: passes[0] += 1 (atomic); return XDP_PASS
+/// pass: *count += 1 (atomic); return XDP_PASS
 /// ```
 ///
 /// Every frame that reaches the stack is counted, including one whose queue has no socket.
 /// (In generic mode with `BPF_F_XDP_HAS_FRAGS` a multi-buffer frame shows its first buffer
 /// here, which for a frame longer than a page's worth is still longer than `max_len`.)
-fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 43] {
+fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
     // Instruction indexes the jumps below name (offsets are relative to the next one).
-    const PASS: i16 = 5;
-    const SHORT: i16 = 16;
+    const PASS: i16 = 13;
+    const SHORT: i16 = 17;
+    const UNCOUNTED: i16 = 36;
     let [p0, p1] = load_map(1, passes_fd);
     let [x0, x1] = load_map(1, xsks_fd);
     [
         // 0: r6 = ctx (kept across the calls)
         Insn::new(0xbf, 6, 1, 0, 0),
-        // 1-2: r2 = ctx->data; r3 = ctx->data_end
-        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
-        Insn::new(0x61, 3, 6, XDP_MD_DATA_END, 0),
-        // 3: r2 += max_len + 1
-        Insn::new(0x07, 2, 0, 0, i32::from(max_len) + 1),
-        // 4: if r2 > r3 (the frame is at most max_len) goto SHORT
-        Insn::new(0x2d, 2, 3, SHORT - 5, 0),
-        // PASS (5): *(u32 *)(r10 - 4) = 0; r2 = r10 - 4; r1 = passes
+        // 1-6: r0 = bpf_map_lookup_elem(passes, &0) (key on the stack at r10 - 4)
         Insn::new(0x62, 10, 0, -4, 0),
         Insn::new(0xbf, 2, 10, 0, 0),
         Insn::new(0x07, 2, 0, 0, -4),
         p0,
         p1,
-        // 10: r0 = bpf_map_lookup_elem(r1, r2); if r0 == NULL goto 14
         Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
-        Insn::new(0x15, 0, 0, 2, 0),
-        // 12-13: r1 = 1; lock *(u64 *)(r0 + 0) += r1
+        // 7-8: if r0 == NULL goto UNCOUNTED; r7 = r0 (the count, kept across the calls)
+        Insn::new(0x15, 0, 0, UNCOUNTED - 8, 0),
+        Insn::new(0xbf, 7, 0, 0, 0),
+        // 9-12: r2 = ctx->data + max_len + 1; if r2 > ctx->data_end goto SHORT
+        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
+        Insn::new(0x61, 3, 6, XDP_MD_DATA_END, 0),
+        Insn::new(0x07, 2, 0, 0, i32::from(max_len) + 1),
+        Insn::new(0x2d, 2, 3, SHORT - 13, 0),
+        // PASS (13-16): lock *(u64 *)(r7 + 0) += 1; return XDP_PASS
         Insn::new(0xb7, 1, 0, 0, 1),
-        Insn::new(0xdb, 0, 1, 0, 0),
-        // 14-15: return XDP_PASS
+        Insn::new(0xdb, 7, 1, 0, 0),
         Insn::new(0xb7, 0, 0, 0, XDP_PASS),
         Insn::new(0x95, 0, 0, 0, 0),
-        // SHORT (16): r0 = bpf_xdp_adjust_meta(ctx, -8); if r0 != 0 goto PASS
+        // SHORT (17-20): if bpf_xdp_adjust_meta(ctx, -8) != 0 goto PASS
         Insn::new(0xbf, 1, 6, 0, 0),
         Insn::new(0xb7, 2, 0, 0, -(SPLIT_META_LEN as i32)),
         Insn::new(0x85, 0, 0, 0, BPF_FUNC_XDP_ADJUST_META),
-        Insn::new(0x55, 0, 0, PASS - 20, 0),
-        // 20-25: r0 = bpf_map_lookup_elem(passes, &0)
-        Insn::new(0x62, 10, 0, -4, 0),
-        Insn::new(0xbf, 2, 10, 0, 0),
-        Insn::new(0x07, 2, 0, 0, -4),
-        p0,
-        p1,
-        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
-        // 26-28: r7 = r0 ? *(u64 *)(r0 + 0) : 0
-        Insn::new(0xb7, 7, 0, 0, 0),
-        Insn::new(0x15, 0, 0, 1, 0),
-        Insn::new(0x79, 7, 0, 0, 0),
-        // 29-33: r2 = ctx->data_meta; r3 = ctx->data; if r2 + 8 > r3 goto PASS
+        Insn::new(0x55, 0, 0, PASS - 21, 0),
+        // 21: r8 = *(u64 *)(r7 + 0)
+        Insn::new(0x79, 8, 7, 0, 0),
+        // 22-26: r2 = ctx->data_meta; r3 = ctx->data; if r2 + 8 > r3 goto PASS
         Insn::new(0x61, 2, 6, XDP_MD_DATA_META, 0),
         Insn::new(0x61, 3, 6, XDP_MD_DATA, 0),
         Insn::new(0xbf, 4, 2, 0, 0),
         Insn::new(0x07, 4, 0, 0, SPLIT_META_LEN as i32),
-        Insn::new(0x2d, 4, 3, PASS - 34, 0),
-        // 34: *(u64 *)(r2 + 0) = r7
-        Insn::new(0x7b, 2, 7, 0, 0),
-        // 35-39: r0 = bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS)
+        Insn::new(0x2d, 4, 3, PASS - 27, 0),
+        // 27: *(u64 *)(r2 + 0) = r8
+        Insn::new(0x7b, 2, 8, 0, 0),
+        // 28-32: r0 = bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS)
         Insn::new(0x61, 2, 6, XDP_MD_RX_QUEUE_INDEX, 0),
         x0,
         x1,
         Insn::new(0xb7, 3, 0, 0, XDP_PASS),
         Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
-        // 40-42: if r0 != XDP_PASS goto exit; goto PASS (no socket: counted); exit
+        // 33-35: if r0 != XDP_PASS goto exit; goto PASS (no socket: counted); exit
         Insn::new(0x55, 0, 0, 1, XDP_PASS),
-        Insn::new(0x05, 0, 0, PASS - 42, 0),
+        Insn::new(0x05, 0, 0, PASS - 35, 0),
+        Insn::new(0x95, 0, 0, 0, 0),
+        // UNCOUNTED (36-37): return XDP_PASS
+        Insn::new(0xb7, 0, 0, 0, XDP_PASS),
         Insn::new(0x95, 0, 0, 0, 0),
     ]
 }
