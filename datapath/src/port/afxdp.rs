@@ -196,9 +196,7 @@ struct SplitOrder {
     seen: u64,
     /// Socket frames taken but held back until the companion gives frames the device received
     /// before them; their chunks stay held.
-    held: Box<[RxDesc; BATCH_SIZE]>,
-    /// How many of `held` are in use.
-    held_len: usize,
+    held: RxBatch,
     /// Polls in a row that held frames back and got none from the companion (at most
     /// [`MAX_STALLS`]).
     stalls: u32,
@@ -210,8 +208,7 @@ impl SplitOrder {
     fn new(seen: u64) -> Self {
         Self {
             seen,
-            held: Box::new([RxDesc::default(); BATCH_SIZE]),
-            held_len: 0,
+            held: RxBatch::new(),
             stalls: 0,
             until_recount: RECOUNT_EVERY,
         }
@@ -675,9 +672,9 @@ impl SplitOrder {
             Some(w) if big_waiting && (k > 0 || self.stalls < MAX_STALLS) => {
                 // Everything from `w` on is socket frames (the companion's all come before).
                 let keep = start + w;
-                let tail = &batch.descs()[keep..];
-                self.held[..tail.len()].copy_from_slice(tail);
-                self.held_len = tail.len();
+                for d in &batch.descs()[keep..] {
+                    self.held.push(*d);
+                }
                 batch.truncate(keep);
                 self.seen += k as u64;
                 self.stalls = if k == 0 { self.stalls + 1 } else { 0 };
@@ -730,11 +727,11 @@ impl Port for AfXdpPort {
             }
         };
         let start = batch.len();
-        let held = self.order.held_len;
-        for d in &self.order.held[..held] {
+        let held = self.order.held.len();
+        for d in self.order.held.descs() {
             batch.push(*d);
         }
-        self.order.held_len = 0;
+        self.order.held.clear();
         // Room for the companion's frames when it has some or socket frames wait for them;
         // otherwise the socket may fill the batch (a batch that comes back full tells the
         // worker it is behind).
@@ -862,7 +859,7 @@ impl Port for AfXdpPort {
             // never saw (one redirected into the device's ingress by tc skips generic XDP).
             // Read before looking at the companion: a frame passed in between is waiting there.
             if let Some(Ok(passed)) = self.attachment.passes.as_ref().map(PassCounter::get)
-                && (self.order.seen > passed || (self.order.held_len == 0 && !big.rx_pending()))
+                && (self.order.seen > passed || (self.order.held.is_empty() && !big.rx_pending()))
             {
                 self.order.seen = passed;
             }
