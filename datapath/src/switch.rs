@@ -500,7 +500,18 @@ fn open_afxdp(
     frags: bool,
 ) -> Result<AfXdpPort, PortError> {
     let mode = chosen.unwrap_or_else(|| match ethtool::driver(name) {
-        Ok(d) if d == "veth" => XdpMode::Split,
+        Ok(d) if d == "veth" && queues == 1 => XdpMode::Split,
+        Ok(d) if d == "veth" => {
+            // Generic XDP on a veth sees every frame on queue 0 (the veth records no receive
+            // queue on that path), and a split port has one companion: several queues need
+            // native mode.
+            tracing::info!(
+                port = name,
+                queues,
+                "several queues on a veth: native XDP (the peer's TSO goes off)"
+            );
+            XdpMode::Auto
+        }
         _ => XdpMode::Auto,
     });
     let deep = AfXdpOptions {

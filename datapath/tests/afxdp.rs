@@ -578,6 +578,52 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
 }
 
 #[test]
+fn a_split_port_takes_one_queue_which_on_a_veth_receives_every_flow() {
+    if !privileged("a_split_port_takes_one_queue") {
+        return;
+    }
+    let v = Veth::with_queues(2);
+    let opts = AfXdpOptions {
+        mode: XdpMode::Split,
+        frames: 128,
+        rx_ring: 64,
+        tx_ring: 32,
+        ..AfXdpOptions::default()
+    };
+    match AfXdpPort::open(&v.host, 2, opts) {
+        Err(PortError::Invalid {
+            field: "queues",
+            reason,
+            ..
+        }) => {
+            assert!(reason.contains("split port takes 1 queue"), "{reason}")
+        }
+        other => panic!("two queues on a split port: {other:?}"),
+    }
+    // One queue: generic XDP on a veth sees every frame on queue 0 (native mode spreads the
+    // same 32 flows over both queues, see the two-queue test above).
+    let mut port = AfXdpPort::open(&v.host, 1, opts).expect("open split port");
+    let peer = v.net.peer_addr();
+    let code = format!(
+        "import socket\n\
+         for i in range(32):\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   s.sendto(b'vxq-%d' % i, ('{peer}', 9996))\n"
+    );
+    finish(v.ns_python(&code), "sender");
+    let mut flows = 0;
+    common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, _| {
+        flows += batch
+            .descs()
+            .iter()
+            .filter(|d| parse_udp(port.frame(d)).is_some_and(|u| u.dst_port == 9996))
+            .count();
+        flows >= 32
+    });
+    assert_eq!(flows, 32, "every flow on queue 0");
+}
+
+#[test]
 fn a_split_port_holds_short_frames_back_until_its_companion_gives_the_long_ones_before_them() {
     if !privileged("a_split_port_holds_short_frames_back") {
         return;

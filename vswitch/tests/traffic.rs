@@ -340,9 +340,22 @@ fn a_two_queue_afxdp_port_is_split_over_two_workers_and_forwards() {
             "each worker owns one (port, queue) pair: {p:?}"
         );
     }
+    // Several queues on a veth: native XDP (generic XDP would see every frame on queue 0).
+    assert!(
+        lab.daemon
+            .log()
+            .contains("several queues on a veth: native XDP"),
+        "{}",
+        lab.daemon.log()
+    );
+    let l1 = link_line(&c1.port);
+    assert!(
+        l1.contains("xdp") && !l1.contains("xdpgeneric"),
+        "native: {l1}"
+    );
     assert!(
         c1.ns.ping(&c2.addr, 2),
-        "ping over split ports\n{}",
+        "ping over two-queue ports\n{}",
         lab.daemon.log()
     );
     for (i, port) in (5210..5214).enumerate() {
@@ -350,7 +363,7 @@ fn a_two_queue_afxdp_port_is_split_over_two_workers_and_forwards() {
         tcp_transfer(from, to, 5_000_000, port);
     }
     let s = lab.stats(&c1.port);
-    // Each way 2 × 5 MB crossed (in GSO frames on these split ports).
+    // Each way 2 × 5 MB crossed (in MTU-sized frames: native mode turns the peer's TSO off).
     assert!(
         s.rx_bytes > 10_000_000 && s.tx_bytes > 10_000_000,
         "counters of both parts summed: {s:?}"

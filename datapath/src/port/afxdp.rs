@@ -47,9 +47,10 @@
 //! it) would be taken by the socket, which sees no GSO state, and forwarded as one frame.
 //! Order across the two sockets is kept exactly while the companion drops nothing; after it
 //! drops frames (its ring full, under overload) a few frames may be misplaced until the next
-//! moment it is empty or the periodic recount against the program's count. Queues other than
-//! 0 have no companion: a flow whose small frames arrive on queue 1 and GSO frames through
-//! the companion is split between two workers, whose order nobody keeps.
+//! moment it is empty or the periodic recount against the program's count. A split port has
+//! one queue (more are refused): its companion is polled with queue 0, and on a veth generic
+//! XDP sees every frame on queue 0 anyway (the veth records no receive queue on that path);
+//! the switch opens a veth asked for several queues in native mode.
 
 use std::fmt;
 use std::io;
@@ -369,6 +370,17 @@ impl AfXdpPort {
         }
 
         let split = opts.mode == XdpMode::Split;
+        if split && queues > 1 {
+            // Its companion is polled with queue 0; on a veth, generic XDP gives every frame
+            // to queue 0 anyway (no receive queue recorded).
+            return Err(invalid(
+                name,
+                "queues",
+                format!(
+                    "a split port takes 1 queue, not {queues}: its AF_PACKET socket is polled with queue 0"
+                ),
+            ));
+        }
         // Frames above the MTU need GSO: a split port's sockets take up to the MTU.
         let split_len = netdev::mtu(name)
             .ok()
