@@ -613,6 +613,8 @@ pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
         worker: info.worker as u64,
         queue_workers: info.queue_workers.iter().map(|w| *w as u64).collect(),
         link_up: info.link_up,
+        xdp_mode: info.xdp.map(|x| XdpModeSpec::of(x.mode)),
+        xdp_frags: info.xdp.is_some_and(|x| x.frags),
     }
 }
 
@@ -832,6 +834,36 @@ mod tests {
         assert!(
             serde_json::from_str::<PortAddRequest>(r#"{"name":"v","xdp_mode":"turbo"}"#).is_err()
         );
+    }
+
+    #[test]
+    fn port_desc_says_how_an_afxdp_port_is_attached() {
+        use datapath::port::afxdp::{XdpAttachment, XdpMode};
+        let mut info = PortInfo {
+            id: 3,
+            name: "veth3".into(),
+            kind: PortKind::AfXdp,
+            queues: 1,
+            vlan: VlanMode::Access { vlan: 1 },
+            worker: 0,
+            queue_workers: vec![0],
+            link_up: true,
+            xdp: Some(XdpAttachment {
+                mode: XdpMode::Split,
+                frags: true,
+            }),
+        };
+        let d = port_desc(&info);
+        assert_eq!((d.xdp_mode, d.xdp_frags), (Some(XdpModeSpec::Split), true));
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(
+            json.contains(r#""xdp_mode":"split","xdp_frags":true"#),
+            "{json}"
+        );
+        info.kind = PortKind::AfPacket;
+        info.xdp = None;
+        let json = serde_json::to_string(&port_desc(&info)).unwrap();
+        assert!(!json.contains("xdp"), "other types say nothing: {json}");
     }
 
     #[test]

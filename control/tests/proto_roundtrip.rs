@@ -269,6 +269,8 @@ fn port(id: u32, name: &str) -> PortDesc {
         worker: 1,
         queue_workers: vec![1, 0],
         link_up: true,
+        xdp_mode: Some(XdpModeSpec::Native),
+        xdp_frags: true,
     }
 }
 

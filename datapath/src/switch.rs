@@ -27,7 +27,7 @@ use crate::ofp::pipeline::{
     FlowModResult, GroupMod, MeterMod, Pipeline,
 };
 use crate::port::afpacket::AfPacketPort;
-use crate::port::afxdp::{AfXdpOptions, AfXdpPort, XdpMode};
+use crate::port::afxdp::{AfXdpOptions, AfXdpPort, XdpAttachment, XdpMode};
 use crate::port::tap::TapPort;
 use crate::port::{Port, PortError, PortKind, select};
 use crate::stats::{PortCounters, PortCountersSnapshot};
@@ -200,6 +200,8 @@ pub struct PortInfo {
     pub queue_workers: Vec<usize>,
     /// The device has carrier (always true for mem ports). Checked by housekeeping.
     pub link_up: bool,
+    /// AF_XDP: how the program is attached (the mode the switch chose or was given).
+    pub xdp: Option<XdpAttachment>,
 }
 
 /// One learned MAC address.
@@ -1317,6 +1319,7 @@ impl Switch {
         }
         // Place every part, publish the configuration that names the port, then hand the parts
         // over: a worker that starts polling a part already sees its port in the snapshot.
+        let xdp = parts.first().and_then(|p| p.xdp_attachment());
         let mut queue_workers = Vec::new();
         let mut placed = Vec::with_capacity(parts.len());
         for port in parts {
@@ -1340,6 +1343,7 @@ impl Switch {
             worker: queue_workers.first().copied().unwrap_or(0),
             queue_workers,
             link_up: link_state(&name_for_link, kind).unwrap_or(true),
+            xdp,
         };
         self.incarnations += 1;
         let incarnation = self.incarnations;

@@ -126,7 +126,9 @@ fn an_afxdp_port_takes_the_xdp_mode_it_is_given() {
         r.port_type = Some(PortType::Afxdp);
         r.xdp_mode = Some(mode);
         r.xdp_frags = frags;
-        lab.client.port_add(r).expect("AF_XDP port");
+        let p = lab.client.port_add(r).expect("AF_XDP port");
+        // The reply says how the program is attached.
+        assert_eq!((p.xdp_mode, p.xdp_frags), (Some(mode), frags), "{p:?}");
     }
     // The attach line of c2's port says so (the log is coloured: escapes stripped).
     let log = lab.daemon.log();
@@ -322,7 +324,7 @@ fn a_two_queue_afxdp_port_is_split_over_two_workers_and_forwards() {
     if !require_privileges("multi-queue") {
         return;
     }
-    use control::proto::msg::PortAddRequest;
+    use control::proto::msg::{PortAddRequest, XdpModeSpec};
     let mut lab = Lab::start(&["--cpus", "0,1"]);
     let c1 = Container::veth_queues("vsq", 1, "10.212.0.1", 2).unwrap();
     let c2 = Container::veth_queues("vsq", 2, "10.212.0.2", 2).unwrap();
@@ -332,6 +334,7 @@ fn a_two_queue_afxdp_port_is_split_over_two_workers_and_forwards() {
         r.queues = 2;
         let p = lab.client.port_add(r).expect("two-queue port");
         assert_eq!(p.queues, 2);
+        assert_eq!(p.xdp_mode, Some(XdpModeSpec::Native), "{p:?}");
         let mut owners = p.queue_workers.clone();
         owners.sort_unstable();
         assert_eq!(

@@ -69,6 +69,28 @@ pub enum XdpModeSpec {
 }
 
 impl XdpModeSpec {
+    /// The wire form of a mode a port is attached in (`Auto` for the datapath's `Auto`, which
+    /// an open port never reports).
+    pub fn of(mode: datapath::port::afxdp::XdpMode) -> Self {
+        use datapath::port::afxdp::XdpMode;
+        match mode {
+            XdpMode::Auto => Self::Auto,
+            XdpMode::Native => Self::Native,
+            XdpMode::Skb => Self::Generic,
+            XdpMode::Split => Self::Split,
+        }
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Native => "native",
+            Self::Generic => "generic",
+            Self::Split => "split",
+        }
+    }
+
     /// The datapath's mode: `None` for `auto` (the switch chooses).
     pub fn mode(self) -> Option<datapath::port::afxdp::XdpMode> {
         use datapath::port::afxdp::XdpMode;
@@ -401,6 +423,13 @@ pub struct PortDesc {
     /// The device has carrier (mem ports: always). Older servers omit it: up.
     #[serde(default = "link_up_default")]
     pub link_up: bool,
+    /// `afxdp` ports: how the XDP program is attached, `native`, `generic` or `split` (what
+    /// `auto` came to); omitted for other types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<XdpModeSpec>,
+    /// `afxdp` ports: the program takes multi-buffer frames (`xdp_frags`); omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub xdp_frags: bool,
 }
 
 fn link_up_default() -> bool {

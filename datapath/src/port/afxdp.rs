@@ -111,6 +111,16 @@ pub enum XdpMode {
     Split,
 }
 
+/// How an open AF_XDP port's program is attached ([`Port::xdp_attachment`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct XdpAttachment {
+    /// [`XdpMode::Native`], [`XdpMode::Skb`] or [`XdpMode::Split`] (never `Auto`: what it
+    /// came to).
+    pub mode: XdpMode,
+    /// Loaded with `BPF_F_XDP_HAS_FRAGS` ([`AfXdpOptions::frags`]).
+    pub frags: bool,
+}
+
 /// Sizing and mode of an AF_XDP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AfXdpOptions {
@@ -899,6 +909,18 @@ impl Port for AfXdpPort {
 
     fn rx_fd(&self, queue: usize) -> Option<RawFd> {
         self.queues.get(queue).map(Xsk::raw_fd)
+    }
+
+    fn xdp_attachment(&self) -> Option<XdpAttachment> {
+        let mode = match (self.big.is_some(), self.mode) {
+            (true, _) => XdpMode::Split,
+            (false, XdpAttachMode::Driver) => XdpMode::Native,
+            (false, XdpAttachMode::Skb) => XdpMode::Skb,
+        };
+        Some(XdpAttachment {
+            mode,
+            frags: self.attachment.prog.has_frags(),
+        })
     }
 
     fn rx_extra_fd(&self, queue: usize) -> Option<RawFd> {

@@ -201,4 +201,8 @@ pub trait Port: Send + fmt::Debug {
     fn rx_extra_fd(&self, _queue: usize) -> Option<RawFd> {
         None
     }
+    /// How an AF_XDP port's program is attached (`None` for other backends), for reports.
+    fn xdp_attachment(&self) -> Option<afxdp::XdpAttachment> {
+        None
+    }
 }

@@ -382,7 +382,7 @@ fn ports_table(ports: &[PortDesc]) -> String {
         t.row(vec![
             p.id.to_string(),
             p.name.clone(),
-            p.port_type.clone(),
+            type_text(p),
             p.queues.to_string(),
             p.worker.to_string(),
             vlan_text(&p.vlan),
@@ -390,6 +390,19 @@ fn ports_table(ports: &[PortDesc]) -> String {
         ]);
     }
     t.render()
+}
+
+/// A port's type with its XDP attachment: `afxdp/split`, `afxdp/native+frags`, `tap`.
+fn type_text(p: &PortDesc) -> String {
+    match p.xdp_mode {
+        Some(m) => format!(
+            "{}/{}{}",
+            p.port_type,
+            m.as_str(),
+            if p.xdp_frags { "+frags" } else { "" }
+        ),
+        None => p.port_type.clone(),
+    }
 }
 
 /// Non-zero drop reasons: `rx:truncated=3 tx:tx_queue_full=1`, or `-`.
@@ -1656,6 +1669,25 @@ mod tests {
             t.render(),
             "PORT  NAME   VLAN\n   1  veth0  access 1\n  12  a      trunk all\n"
         );
+    }
+
+    #[test]
+    fn an_afxdp_port_s_type_shows_its_attachment() {
+        let mut p = PortDesc {
+            port_type: "afxdp".into(),
+            xdp_mode: Some(XdpModeSpec::Split),
+            ..PortDesc::default()
+        };
+        assert_eq!(type_text(&p), "afxdp/split");
+        p.xdp_frags = true;
+        assert_eq!(type_text(&p), "afxdp/split+frags");
+        p.xdp_mode = Some(XdpModeSpec::Native);
+        assert_eq!(type_text(&p), "afxdp/native+frags");
+        let tap = PortDesc {
+            port_type: "tap".into(),
+            ..PortDesc::default()
+        };
+        assert_eq!(type_text(&tap), "tap");
     }
 
     #[test]
