@@ -1324,7 +1324,7 @@ fn run(cli: &Cli) -> Result<()> {
                     "added port {} {} ({}, {})",
                     port.id,
                     port.name,
-                    port.port_type,
+                    type_text(&port),
                     vlan_text(&port.vlan)
                 );
             }
