@@ -437,14 +437,7 @@ fn a_port_with_two_queues_receives_on_both_and_tells_their_frames_apart() {
     assert_ne!(port.rx_fd(0), port.rx_fd(1));
     // 32 flows (one socket each): the peer spreads them over its tx queues by flow hash, and
     // veth delivers each on the rx queue of the same number.
-    let peer = v.net.peer_addr();
-    let code = format!(
-        "import socket\n\
-         for i in range(32):\n\
-         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         \x20   s.sendto(b'vxt-%d' % i, ('{peer}', 9999))\n"
-    );
-    finish(v.ns_python(&code), "sender");
+    send_flows(&v, "vxt", 9999);
     let mut per_queue = [0usize; 2];
     let mut seen = Vec::new();
     wait_until(Duration::from_secs(5), Duration::ZERO, || {
@@ -603,14 +596,7 @@ fn a_split_port_takes_one_queue_which_on_a_veth_receives_every_flow() {
     // One queue: generic XDP on a veth sees every frame on queue 0 (native mode spreads the
     // same 32 flows over both queues, see the two-queue test above).
     let mut port = AfXdpPort::open(&v.host, 1, opts).expect("open split port");
-    let peer = v.net.peer_addr();
-    let code = format!(
-        "import socket\n\
-         for i in range(32):\n\
-         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         \x20   s.sendto(b'vxq-%d' % i, ('{peer}', 9996))\n"
-    );
-    finish(v.ns_python(&code), "sender");
+    send_flows(&v, "vxq", 9996);
     let mut flows = 0;
     common::poll_rx(&mut port, Duration::from_secs(5), |port, batch, _| {
         flows += batch
@@ -651,6 +637,19 @@ fn a_split_port_holds_short_frames_back_until_its_companion_gives_the_long_ones_
             if long { (4000, true) } else { (100, false) }
         );
     }
+}
+
+/// Sends 32 UDP datagrams `{tag}-{i}` from `v`'s namespace to `dst_port`, each from a socket
+/// of its own (32 flows: the peer spreads them over its tx queues by flow hash).
+fn send_flows(v: &Veth, tag: &str, dst_port: u16) {
+    let peer = v.net.peer_addr();
+    let code = format!(
+        "import socket\n\
+         for i in range(32):\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   s.sendto(b'{tag}-%d' % i, ('{peer}', {dst_port}))\n"
+    );
+    finish(v.ns_python(&code), "sender");
 }
 
 /// A datagram [`send_mixed`] received.
