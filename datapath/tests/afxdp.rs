@@ -233,6 +233,18 @@ fn native(opts: AfXdpOptions) -> AfXdpOptions {
     }
 }
 
+/// A split port's options with `frames` UMEM chunks, an RX ring of `rx_ring` and a 32-entry
+/// TX ring (small: the tests send a few dozen frames).
+fn split_opts(frames: u32, rx_ring: u32) -> AfXdpOptions {
+    AfXdpOptions {
+        mode: XdpMode::Split,
+        frames,
+        rx_ring,
+        tx_ring: 32,
+        ..AfXdpOptions::default()
+    }
+}
+
 /// Opens the port with one queue, in native mode.
 fn open_native(v: &Veth, opts: AfXdpOptions) -> AfXdpPort {
     let port = AfXdpPort::open(&v.host, 1, native(opts)).expect("open AF_XDP port");
@@ -521,13 +533,7 @@ fn a_split_port_carries_short_frames_by_af_xdp_and_long_ones_by_af_packet_both_w
     // A 3000-byte MTU on both ends: datagrams longer than the split limit need no GSO.
     common::run(&["ip", "link", "set", "dev", &v.host, "mtu", "3000"]);
     v.ns.run(&["ip", "link", "set", "dev", &v.peer, "mtu", "3000"]);
-    let opts = AfXdpOptions {
-        mode: XdpMode::Split,
-        frames: 64,
-        rx_ring: 32,
-        tx_ring: 32,
-        ..AfXdpOptions::default()
-    };
+    let opts = split_opts(64, 32);
     let mut port = AfXdpPort::open(&v.host, 1, opts).expect("open split port");
     assert_eq!(port.attach_mode(), XdpAttachMode::Skb);
     assert!(port.has_companion());
@@ -576,13 +582,7 @@ fn a_split_port_takes_one_queue_which_on_a_veth_receives_every_flow() {
         return;
     }
     let v = Veth::with_queues(2);
-    let opts = AfXdpOptions {
-        mode: XdpMode::Split,
-        frames: 128,
-        rx_ring: 64,
-        tx_ring: 32,
-        ..AfXdpOptions::default()
-    };
+    let opts = split_opts(128, 64);
     match AfXdpPort::open(&v.host, 2, opts) {
         Err(PortError::Invalid {
             field: "queues",
@@ -615,13 +615,7 @@ fn a_split_port_holds_short_frames_back_until_its_companion_gives_the_long_ones_
         return;
     }
     let v = Veth::new();
-    let opts = AfXdpOptions {
-        mode: XdpMode::Split,
-        frames: 128,
-        rx_ring: 64,
-        tx_ring: 32,
-        ..AfXdpOptions::default()
-    };
+    let opts = split_opts(128, 64);
     let mut port = AfXdpPort::open(&v.host, 1, opts).expect("open split port");
     // Long datagrams leave as UDP GSO frames of 4 segments (~4 KB, longer than a slot of the
     // companion's ring: it copies at most 8 of them per poll), short ones as 100-byte frames,
