@@ -190,12 +190,17 @@ pub struct AfXdpPort {
     /// [`XdpMode::Split`]: the AF_PACKET socket for frames longer than `split_len` (only the
     /// first part of a port split by [`AfXdpPort::into_queues`] has it). Rx queue 0 polls it
     /// together with socket 0.
-    big: Option<Box<AfPacketPort>>,
+    big: Option<Box<Companion>>,
     /// Longest frame sent and received through the sockets when `big` is there.
     split_len: usize,
     /// Which side has transmit frames queued since the last flush (see `tx_enqueue`).
     tx_pending: Side,
-    /// With `big`: what queue 0 needs to give both sockets' frames in arrival order.
+}
+
+/// A split port's AF_PACKET socket, and what queue 0 needs to give its frames and socket 0's
+/// in arrival order.
+struct Companion {
+    port: AfPacketPort,
     order: SplitOrder,
 }
 
@@ -216,9 +221,9 @@ struct SplitOrder {
 }
 
 impl SplitOrder {
-    fn new(seen: u64) -> Self {
+    fn new() -> Self {
         Self {
-            seen,
+            seen: 0,
             held: RxBatch::new(),
             stalls: 0,
             until_recount: RECOUNT_EVERY,
@@ -427,7 +432,10 @@ impl AfXdpPort {
         // was counted by the program (see `SplitOrder`; a long frame passed before it opens
         // is not the switch's, as before the attachment).
         let big = if split {
-            Some(Box::new(AfPacketPort::open(name)?))
+            Some(Box::new(Companion {
+                port: AfPacketPort::open(name)?,
+                order: SplitOrder::new(),
+            }))
         } else {
             None
         };
@@ -469,7 +477,6 @@ impl AfXdpPort {
             big,
             split_len: usize::from(split_len),
             tx_pending: Side::None,
-            order: SplitOrder::new(0),
         })
     }
 
@@ -513,7 +520,6 @@ impl AfXdpPort {
                 big: big.take(),
                 split_len: self.split_len,
                 tx_pending: Side::None,
-                order: SplitOrder::new(self.order.seen),
             })
             .collect()
     }
@@ -607,7 +613,7 @@ impl AfXdpPort {
         }
         // A failure here shows again, counted, at the flush of that side.
         let _ = match self.tx_pending {
-            Side::Big => self.big.as_mut().map_or(Ok(()), |b| b.tx_flush()),
+            Side::Big => self.big.as_mut().map_or(Ok(()), |b| b.port.tx_flush()),
             _ => self.flush_sockets(),
         };
         self.tx_pending = side;
@@ -721,7 +727,7 @@ impl Port for AfXdpPort {
     fn caps(&self) -> PortCaps {
         match &self.big {
             // Frames with offload state, and long ones, go through the companion.
-            Some(big) => big.caps(),
+            Some(big) => big.port.caps(),
             None => PortCaps {
                 tx_offload: false,
                 tx_udp_tunnel: false,
@@ -741,19 +747,19 @@ impl Port for AfXdpPort {
             return Err(io::ErrorKind::InvalidInput.into());
         };
         let tag = XSK_TAG | (queue as u64) << QUEUE_SHIFT;
-        let big = match self.big.as_mut() {
-            Some(big) if queue == 0 => big,
+        let Companion { port: big, order } = match self.big.as_deref_mut() {
+            Some(c) if queue == 0 => c,
             _ => {
                 let room = batch.room();
                 return Ok(recv_into(x, tag, batch, room));
             }
         };
         let start = batch.len();
-        let held = self.order.held.len();
-        for d in self.order.held.descs() {
+        let held = order.held.len();
+        for d in order.held.descs() {
             batch.push(*d);
         }
-        self.order.held.clear();
+        order.held.clear();
         // Room for the companion's frames when it has some or socket frames wait for them;
         // otherwise the socket may fill the batch (a batch that comes back full tells the
         // worker it is behind).
@@ -776,10 +782,9 @@ impl Port for AfXdpPort {
         if socket == 0 || (k == 0 && held == 0 && !full) {
             // Only one side gave frames. The companion, polled last with room, had none
             // waiting: no frame passed to the stack before the socket's (or it was dropped).
-            self.order.seen += k as u64;
+            order.seen += k as u64;
         } else {
-            self.order
-                .restore(x, big.rx_pending(), batch, start, socket);
+            order.restore(x, big.rx_pending(), batch, start, socket);
         }
         let n = batch.len() - start;
         match big_err {
@@ -791,7 +796,7 @@ impl Port for AfXdpPort {
 
     fn frame(&self, desc: &RxDesc) -> &[u8] {
         if desc.addr & XSK_TAG == 0 {
-            return self.big.as_ref().map_or(&[], |b| b.frame(desc));
+            return self.big.as_ref().map_or(&[], |b| b.port.frame(desc));
         }
         match self
             .queues
@@ -805,7 +810,7 @@ impl Port for AfXdpPort {
     fn frame_mut(&mut self, desc: &RxDesc) -> &mut [u8] {
         if desc.addr & XSK_TAG == 0 {
             return match self.big.as_mut() {
-                Some(b) => b.frame_mut(desc),
+                Some(b) => b.port.frame_mut(desc),
                 None => &mut [],
             };
         }
@@ -824,7 +829,7 @@ impl Port for AfXdpPort {
         {
             // The companion ignores the sockets' addresses (neither a ring address nor one of
             // its buffers: `XSK_TAG` is set); the sockets ignore its (no `XSK_TAG`).
-            big.rx_release(0, batch);
+            big.port.rx_release(0, batch);
         }
         let Some(x) = self.queues.get_mut(queue) else {
             return;
@@ -850,7 +855,7 @@ impl Port for AfXdpPort {
                 return self
                     .big
                     .as_mut()
-                    .is_some_and(|b| b.tx_enqueue(frame, offload));
+                    .is_some_and(|b| b.port.tx_enqueue(frame, offload));
             }
             self.switch_side(Side::Xsk);
         }
@@ -864,26 +869,26 @@ impl Port for AfXdpPort {
         self.tx_pending = Side::None;
         let sockets = self.flush_sockets();
         // Both sides flush whatever the other's result.
-        let big = self.big.as_mut().map_or(Ok(()), |b| b.tx_flush());
+        let big = self.big.as_mut().map_or(Ok(()), |b| b.port.tx_flush());
         sockets.and(big)
     }
 
     fn maintain(&mut self) {
-        let Some(big) = self.big.as_mut() else {
+        let Some(Companion { port: big, order }) = self.big.as_deref_mut() else {
             return;
         };
         big.maintain();
-        self.order.until_recount -= 1;
-        if self.order.until_recount == 0 {
-            self.order.until_recount = RECOUNT_EVERY;
+        order.until_recount -= 1;
+        if order.until_recount == 0 {
+            order.until_recount = RECOUNT_EVERY;
             // Back to the program's count: `seen` falls behind it when the companion drops
             // frames, and would run ahead if the companion were given a frame the program
             // never saw (one redirected into the device's ingress by tc skips generic XDP).
             // Read before looking at the companion: a frame passed in between is waiting there.
             if let Some(Ok(passed)) = self.attachment.passes.as_ref().map(PassCounter::get)
-                && (self.order.seen > passed || (self.order.held.is_empty() && !big.rx_pending()))
+                && (order.seen > passed || (order.held.is_empty() && !big.rx_pending()))
             {
-                self.order.seen = passed;
+                order.seen = passed;
             }
         }
     }
@@ -894,7 +899,7 @@ impl Port for AfXdpPort {
         let mut sum = self
             .big
             .as_mut()
-            .map_or_else(BackendDrops::default, |b| b.take_backend_drops());
+            .map_or_else(BackendDrops::default, |b| b.port.take_backend_drops());
         for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
             if let Ok(now) = x.statistics() {
                 let d = now.drops_since(last);
@@ -925,7 +930,7 @@ impl Port for AfXdpPort {
 
     fn rx_extra_fd(&self, queue: usize) -> Option<RawFd> {
         match (queue, self.big.as_ref()) {
-            (0, Some(big)) => big.rx_fd(0),
+            (0, Some(big)) => big.port.rx_fd(0),
             _ => None,
         }
     }
