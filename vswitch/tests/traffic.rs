@@ -78,8 +78,16 @@ fn afxdp_ports_carry_ping_udp_and_a_verified_100mb_tcp_transfer() {
         "frames larger than the MTU crossed the switch (TSO/GSO in effect): {s1:?}"
     );
     assert!(s2.tx_jumbo > 0, "{s2:?}");
-    assert!(s1.rx_pkts > 3_000, "c1 port received the transfer: {s1:?}");
-    assert!(s2.tx_pkts > 3_000, "c2 port sent the transfer: {s2:?}");
+    // Counted in bytes: how many frames 100 MB takes depends on the GSO sizes the sender's
+    // TCP picks (2,974 frames in one run under load).
+    assert!(
+        s1.rx_bytes > 100_000_000,
+        "c1 port received the transfer: {s1:?}"
+    );
+    assert!(
+        s2.tx_bytes > 100_000_000,
+        "c2 port sent the transfer: {s2:?}"
+    );
     assert_eq!(s1.rx_dropped, 0, "no receive drops: {s1:?}");
     assert!(
         lab.daemon.log().contains("through AF_PACKET"),
