@@ -18,6 +18,8 @@
 #   PIN=CPU                                run both iperf3 ends on CPU only (taskset), e.g. PIN=0:
 #                                          the bridge then gets the CPU budget the containers have
 #                                          next to a busy-polling vswitchd on CPU 1
+#   CLIENT_PIN=CPU                         run only the iperf3 client on CPU (the harness's
+#                                          placement: CLIENT_PIN=0, the server unpinned)
 #   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
 #                                          containers run themselves (vx0, VNI 42, 10.78.0.x):
 #                                          their overlay TCP leaves as UDP-tunnel GSO frames
@@ -134,6 +136,8 @@ measure() { # variant round
     # Not -D: a daemon would start a session (and autogroup) of its own.
     local pin=()
     [ -n "${PIN:-}" ] && pin=(taskset -c "$PIN")
+    local cpin=("${pin[@]}")
+    [ -n "${CLIENT_PIN:-}" ] && cpin=(taskset -c "$CLIENT_PIN")
     ip netns exec "$ns2" "${pin[@]}" iperf3 -s -1 >/dev/null 2>&1 &
     sleep 0.3
     local perf=""
@@ -145,7 +149,7 @@ measure() { # variant round
     fi
     local s0 s1
     s0=$(cpustat)
-    read -r gbps retr < <(ip netns exec "$ns1" "${pin[@]}" iperf3 -c "$dst" -t 5 -J | python3 -c \
+    read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -J | python3 -c \
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
     [ -n "$perf" ] && wait "$perf" 2>/dev/null || true
