@@ -529,21 +529,9 @@ fn port_spec(req: PortAddRequest) -> Result<PortSpec, ProtoError> {
         PortType::Tap => Some(PortKind::Tap),
         PortType::Afpacket => Some(PortKind::AfPacket),
     };
-    let xdp_mode = match req.xdp_mode {
-        Some(_) if kind != Some(PortKind::AfXdp) => {
-            return Err(ProtoError::bad_field(
-                "body.xdp_mode",
-                "xdp_mode needs type afxdp",
-            ));
-        }
-        m => m.and_then(XdpModeSpec::mode),
-    };
-    if req.xdp_frags && kind != Some(PortKind::AfXdp) {
-        return Err(ProtoError::bad_field(
-            "body.xdp_frags",
-            "xdp_frags needs type afxdp",
-        ));
-    }
+    let xdp_mode = XdpModeSpec::for_port(req.xdp_mode, req.xdp_frags, kind).map_err(|field| {
+        ProtoError::bad_field(format!("body.{field}"), format!("{field} needs type afxdp"))
+    })?;
     Ok(PortSpec {
         name: req.name,
         kind,

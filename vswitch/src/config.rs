@@ -269,15 +269,10 @@ impl PortConfig {
                 }
             }
         };
-        let xdp_mode = match self.xdp_mode {
-            Some(_) if kind != Some(PortKind::AfXdp) => {
-                bail!("port {}: `xdp_mode` needs type \"afxdp\"", self.name)
-            }
-            m => m.and_then(XdpModeSpec::mode),
-        };
-        if self.xdp_frags && kind != Some(PortKind::AfXdp) {
-            bail!("port {}: `xdp_frags` needs type \"afxdp\"", self.name)
-        }
+        let xdp_mode =
+            XdpModeSpec::for_port(self.xdp_mode, self.xdp_frags, kind).map_err(|field| {
+                anyhow::anyhow!("port {}: `{field}` needs type \"afxdp\"", self.name)
+            })?;
         Ok(PortSpec {
             name: self.name.clone(),
             kind,

@@ -101,6 +101,28 @@ impl XdpModeSpec {
             Self::Split => Some(XdpMode::Split),
         }
     }
+
+    /// A port request's AF_XDP options checked against its type (`kind`, `None` = auto): the
+    /// datapath's mode (`None` = the switch's choice), or the name of the option that an
+    /// other type than `afxdp` was given (`"xdp_mode"`, then `"xdp_frags"`). Shared by the
+    /// control socket's `port_add` and the daemon's configuration file.
+    ///
+    /// # Errors
+    /// The option's name, when `kind` is not AF_XDP and the option is set.
+    pub fn for_port(
+        mode: Option<Self>,
+        frags: bool,
+        kind: Option<datapath::port::PortKind>,
+    ) -> Result<Option<datapath::port::afxdp::XdpMode>, &'static str> {
+        let afxdp = kind == Some(datapath::port::PortKind::AfXdp);
+        if mode.is_some() && !afxdp {
+            return Err("xdp_mode");
+        }
+        if frags && !afxdp {
+            return Err("xdp_frags");
+        }
+        Ok(mode.and_then(Self::mode))
+    }
 }
 
 impl PortType {
@@ -797,5 +819,40 @@ impl Reply {
             (_, next) => return Err(Box::new(next)),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::XdpModeSpec;
+    use datapath::port::PortKind;
+    use datapath::port::afxdp::XdpMode;
+
+    #[test]
+    fn afxdp_options_are_for_afxdp_ports_and_name_the_option_otherwise() {
+        let afxdp = Some(PortKind::AfXdp);
+        assert_eq!(XdpModeSpec::for_port(None, false, afxdp), Ok(None));
+        assert_eq!(
+            XdpModeSpec::for_port(Some(XdpModeSpec::Auto), true, afxdp),
+            Ok(None)
+        );
+        assert_eq!(
+            XdpModeSpec::for_port(Some(XdpModeSpec::Split), false, afxdp),
+            Ok(Some(XdpMode::Split))
+        );
+        for kind in [None, Some(PortKind::Tap), Some(PortKind::AfPacket)] {
+            assert_eq!(XdpModeSpec::for_port(None, false, kind), Ok(None));
+            assert_eq!(
+                XdpModeSpec::for_port(Some(XdpModeSpec::Auto), false, kind),
+                Err("xdp_mode"),
+                "{kind:?}"
+            );
+            assert_eq!(XdpModeSpec::for_port(None, true, kind), Err("xdp_frags"));
+            assert_eq!(
+                XdpModeSpec::for_port(Some(XdpModeSpec::Native), true, kind),
+                Err("xdp_mode"),
+                "the mode is named first"
+            );
+        }
     }
 }
