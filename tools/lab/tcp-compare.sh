@@ -18,6 +18,7 @@
 #   PIN=CPU                                run both iperf3 ends on CPU only (taskset), e.g. PIN=0:
 #                                          the bridge then gets the CPU budget the containers have
 #                                          next to a busy-polling vswitchd on CPU 1
+#   STREAMS=N                              parallel TCP streams (iperf3 -P N; default 1)
 #   CLIENT_PIN=CPU                         run only the iperf3 client on CPU (the harness's
 #                                          placement: CLIENT_PIN=0, the server unpinned)
 #   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
@@ -149,7 +150,7 @@ measure() { # variant round
     fi
     local s0 s1
     s0=$(cpustat)
-    read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -J | python3 -c \
+    read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -P "${STREAMS:-1}" -J | python3 -c \
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
     [ -n "$perf" ] && wait "$perf" 2>/dev/null || true
