@@ -214,14 +214,21 @@ fn flows_tag_and_untag() {
         responder.lines(),
         lab.daemon.log()
     );
-    let lines = responder.lines();
+    // The responder prints each reply before sending it, but ping may see the last reply
+    // before the test's reader thread has taken that line from the pipe.
+    let replies = |lines: &[String]| {
+        lines.iter().any(|l| l.starts_with("arp-reply"))
+            && lines.iter().filter(|l| l.starts_with("echo-reply")).count() >= 3
+    };
+    let lines = responder.wait_lines(Duration::from_secs(5), replies);
     assert!(
         lines.iter().any(|l| l.starts_with("arp-reply")),
         "ARP went through the VLAN: {lines:?}"
     );
     assert!(
         lines.iter().filter(|l| l.starts_with("echo-reply")).count() >= 3,
-        "{lines:?}"
+        "three echo requests reached the VLAN host: {lines:?}\n{}",
+        lab.daemon.log()
     );
     for f in [&tag, &untag] {
         let n = lab.dump_flow_strict(f).map_or(0, |f| f.packets);

@@ -424,6 +424,14 @@ impl Background {
         self.lines.lock().unwrap().clone()
     }
 
+    /// Waits (up to `timeout`) until the lines printed so far satisfy `f`, and returns them
+    /// (satisfying or not): a line the program printed just before an event the test saw may
+    /// not have been read from its pipe yet.
+    pub fn wait_lines(&self, timeout: Duration, f: impl Fn(&[String]) -> bool) -> Vec<String> {
+        testbed::wait_until(timeout, || f(&self.lines.lock().unwrap()));
+        self.lines()
+    }
+
     /// Waits until a printed line satisfies `f`.
     pub fn wait_line(&self, timeout: Duration, f: impl Fn(&str) -> bool) -> bool {
         testbed::wait_until(timeout, || self.lines.lock().unwrap().iter().any(|l| f(l)))
