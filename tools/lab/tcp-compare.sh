@@ -177,9 +177,9 @@ for r in $(seq "$rounds"); do
     done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-base=$(echo "${tcp[bridge]}" | median)
-printf '\n| path | TCP 1 stream Gbit/s (median of %s; runs) | ratio to Linux bridge | ping avg ms (median) |\n|---|---|---|---|\n' "$rounds"
+base=$(echo "${tcp[bridge]:-}" | median || true) # empty without a bridge variant: no ratios
+printf '\n| path | TCP %s stream(s) Gbit/s (median of %s; runs) | ratio to Linux bridge | ping avg ms (median) |\n|---|---|---|---|\n' "${STREAMS:-1}" "$rounds"
 for v in "${variants[@]}"; do
     m=$(echo "${tcp[$v]}" | median)
-    printf '| %s | %s (%s) | %.2f | %s |\n' "$v" "$m" "${tcp[$v]% }" "$(python3 -c "print($m/$base)")" "$(echo "${rtt[$v]}" | median)"
+    printf '| %s | %s (%s) | %.2f | %s |\n' "$v" "$m" "${tcp[$v]% }" "$([ -n "$base" ] && python3 -c "print($m/$base)" || echo nan)" "$(echo "${rtt[$v]}" | median)"
 done
