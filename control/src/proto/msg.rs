@@ -103,8 +103,8 @@ impl XdpModeSpec {
     }
 
     /// A port request's AF_XDP options checked against its type (`kind`, `None` = auto): the
-    /// datapath's mode (`None` = the switch's choice), or the name of the option that an
-    /// other type than `afxdp` was given (`"xdp_mode"`, then `"xdp_frags"`). Shared by the
+    /// datapath's mode (`None` = the switch's choice), or the name of the option that a port
+    /// of another type than `afxdp` was given (`"xdp_mode"`, then `"xdp_frags"`). Shared by the
     /// control socket's `port_add` and the daemon's configuration file.
     ///
     /// # Errors
