@@ -670,6 +670,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
             PollMode::Inline => "inline",
         }
         .to_owned(),
+        batch_hold_ns: u64::try_from(info.batch_hold.as_nanos()).unwrap_or(u64::MAX),
         mac_table_max: info.mac_table_max as u64,
         mac_entries: info.mac_entries as u64,
         mac_aging_secs: info.mac_aging.as_secs(),
@@ -705,6 +706,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 busy_ns: w.busy_ns,
                 full_batches: w.full_batches,
                 flush_ns: w.flush_ns,
+                holds: w.holds,
             })
             .collect(),
         event_drops: 0,

@@ -330,6 +330,7 @@ fn replies() -> Vec<Reply> {
             workers: 2,
             cpus: vec![2, 3],
             poll_mode: "adaptive".into(),
+            batch_hold_ns: 1000,
             mac_table_max: 65536,
             mac_entries: 5,
             mac_aging_secs: 300,
@@ -364,6 +365,7 @@ fn replies() -> Vec<Reply> {
                     busy_ns: 123_456_789,
                     full_batches: 42,
                     flush_ns: 98_765_432,
+                    holds: 17,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -381,6 +383,7 @@ fn replies() -> Vec<Reply> {
                     busy_ns: 0,
                     full_batches: 0,
                     flush_ns: 0,
+                    holds: 0,
                 },
             ],
             event_drops: 3,

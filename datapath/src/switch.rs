@@ -45,6 +45,10 @@ pub const VLAN_MIN: u16 = 1;
 pub const VLAN_MAX: u16 = 4094;
 /// Most ports a switch holds (bounded registry; port numbers are 1..=MAX_PORTS).
 pub const MAX_PORTS: usize = 1024;
+/// Default of [`SwitchConfig::batch_hold`]: 1 µs (measured on veth with AF_XDP ports: batches
+/// of ~6 frames become ~20, the switch core's work per frame −10 %, the delivered rate
+/// +0–8 %; docs/performance.md).
+pub const DEFAULT_BATCH_HOLD: Duration = Duration::from_micros(1);
 
 /// How a port treats VLAN tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +230,8 @@ pub struct SwitchInfo {
     pub cpus: Vec<usize>,
     /// Poll mode.
     pub poll_mode: PollMode,
+    /// Batch hold of the threaded workers (zero: none; see [`SwitchConfig::batch_hold`]).
+    pub batch_hold: Duration,
     /// MAC table capacity.
     pub mac_table_max: usize,
     /// MAC entries in use.
@@ -273,6 +279,8 @@ pub struct WorkerStats {
     /// Nanoseconds of `busy_ns` spent in the ports' transmit flushes (see
     /// [`WorkerCounters::flush_ns`](crate::worker::WorkerCounters::flush_ns)).
     pub flush_ns: u64,
+    /// Batch holds (see [`SwitchConfig::batch_hold`]).
+    pub holds: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -310,6 +318,13 @@ pub struct SwitchConfig {
     pub cpus: Vec<usize>,
     /// Poll mode of the workers.
     pub poll_mode: PollMode,
+    /// How long a threaded worker waits, after a pass that forwarded a few frames (at least
+    /// [`HOLD_MIN_FRAMES`](crate::worker::HOLD_MIN_FRAMES), no receive batch full), before
+    /// it polls again, so that its next batch is bigger: fewer passes, transmit kicks and
+    /// cross-core transfers of ring lines per frame under load, at most this much latency
+    /// added per frame; a lone frame never waits. Zero: no hold. Cut to
+    /// [`MAX_BATCH_HOLD`](crate::worker::MAX_BATCH_HOLD). Default [`DEFAULT_BATCH_HOLD`].
+    pub batch_hold: Duration,
     /// MAC table capacity (entries).
     pub mac_table_max: usize,
     /// Time after which an address not seen again is forgotten.
@@ -323,6 +338,7 @@ impl Default for SwitchConfig {
         Self {
             cpus: Vec::new(),
             poll_mode: PollMode::Adaptive,
+            batch_hold: DEFAULT_BATCH_HOLD,
             mac_table_max: 65_536,
             mac_aging: Duration::from_secs(300),
             max_flows_per_table: DEFAULT_MAX_FLOWS_PER_TABLE,
@@ -653,7 +669,7 @@ impl Switch {
             .enumerate()
         {
             let (ctx, crx) = bounded(COMMAND_CAPACITY);
-            let worker = Worker::new(
+            let mut worker = Worker::new(
                 i,
                 Arc::clone(&shared),
                 Arc::clone(&ctls),
@@ -666,6 +682,7 @@ impl Switch {
                 config.poll_mode,
                 poller,
             );
+            worker.set_batch_hold(config.batch_hold);
             let cpu = cpus[i];
             if config.poll_mode == PollMode::Inline {
                 inline = Some(Box::new(worker));
@@ -1520,6 +1537,7 @@ impl Switch {
                 busy_ns: c.counters.busy_ns.get(),
                 full_batches: c.counters.full_batches.get(),
                 flush_ns: c.counters.flush_ns.get(),
+                holds: c.counters.holds.get(),
                 packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()
@@ -1531,6 +1549,11 @@ impl Switch {
             workers: self.workers.len(),
             cpus: self.config.cpus.clone(),
             poll_mode: self.config.poll_mode,
+            batch_hold: if self.config.poll_mode == PollMode::Inline {
+                Duration::ZERO
+            } else {
+                self.config.batch_hold.min(crate::worker::MAX_BATCH_HOLD)
+            },
             mac_table_max: self.shared.macs.capacity(),
             mac_entries: self.shared.macs.len(),
             mac_aging: self.config.mac_aging,

@@ -29,7 +29,9 @@
 //!
 //! Idle behaviour: in [`PollMode::Busy`] the worker polls continuously. In
 //! [`PollMode::Adaptive`] it sleeps on epoll (rx readiness of every owned queue plus an eventfd
-//! others use to wake it) after [`IDLE_SPINS`] empty passes.
+//! others use to wake it) after [`IDLE_SPINS`] empty passes. Under load, in either mode, a pass
+//! that forwarded a few frames ([`HOLD_MIN_FRAMES`] or more, no batch full) is followed by the
+//! batch hold ([`Worker::set_batch_hold`]), so that the next pass finds a bigger batch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +74,12 @@ const CLOCK_ANCHOR: Duration = Duration::from_millis(10);
 /// work and every 128 empty ones) the worker runs its ports'
 /// [`Port::maintain`]; a sleeping worker runs it when it wakes.
 pub const MAINTAIN_MS: u64 = 1;
+/// A pass must have forwarded at least this many frames for the worker to hold before the
+/// next one ([`Worker::set_batch_hold`]): a lone frame is light load, where a hold would only
+/// add latency.
+pub const HOLD_MIN_FRAMES: usize = 2;
+/// The longest batch hold a switch accepts ([`Worker::set_batch_hold`]).
+pub const MAX_BATCH_HOLD: Duration = Duration::from_micros(100);
 /// Longest sleep of an idle worker (it also wakes on rx readiness and commands).
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Frames that may wait in one worker's hand-off channel.
@@ -277,6 +285,9 @@ pub struct WorkerCounters {
     /// worker's own work; flushes forced mid-batch by a full transmit queue are not timed.
     /// Timed with the TSC (a few ns per flush). Not kept by inline workers.
     pub flush_ns: Counter,
+    /// Batch holds: passes after which the worker waited before polling again so that the
+    /// next receive batch would be bigger ([`Worker::set_batch_hold`]).
+    pub holds: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -489,6 +500,12 @@ pub struct Worker {
     flush_end: u64,
     /// Time per part of the passes that forward (feature `pass-stamps`; else empty).
     stamps: PassStamps,
+    /// [`cpu::ticks`] a threaded worker waits after a pass that forwarded some frames, none
+    /// of its receive batches full (0: it polls again at once); see
+    /// [`Worker::set_batch_hold`].
+    hold_ticks: u64,
+    /// A receive batch of this pass came back full (frames are waiting: no hold).
+    pass_full: bool,
     /// The switch clock of a threaded worker: the monotonic clock read once per
     /// [`CLOCK_ANCHOR`], extrapolated with the time-stamp counter in between (where the
     /// kernel keeps time with it; else read every time).
@@ -576,6 +593,8 @@ impl Worker {
             time_flushes: false,
             flush_end: 0,
             stamps: PassStamps::default(),
+            hold_ticks: 0,
+            pass_full: false,
             tsc_clock: cpu::AnchoredClock::new(CLOCK_ANCHOR),
             run: Run {
                 entry: None,
@@ -590,6 +609,23 @@ impl Worker {
             keys: [FlowKey::ZERO; 2],
             next_key: 0,
         }
+    }
+
+    /// Sets the batch hold (zero: none): after a pass that forwarded at least
+    /// [`HOLD_MIN_FRAMES`] frames and took no receive batch full, the threaded worker waits
+    /// this long before it polls again, so that the next pass finds a bigger batch. Under
+    /// load that trades at most this much latency per frame for fewer passes per frame: each
+    /// pass pays fixed costs (a transmit kick, ~320 ns on veth; the ring indexes and
+    /// descriptors the sending CPU writes, cross-core transfers that also stall the sender
+    /// while the worker keeps polling them). A lone frame (light load, a ping-pong) never
+    /// waits, and neither do frames while the worker is behind. The wait spins on the
+    /// time-stamp counter without touching shared memory; it counts neither as busy time
+    /// nor as work. At most [`MAX_BATCH_HOLD`] (longer values are cut to it).
+    pub fn set_batch_hold(&mut self, hold: Duration) {
+        let ns = u64::try_from(hold.min(MAX_BATCH_HOLD).as_nanos()).unwrap_or(0);
+        // ns * ticks per ns, from the calibrated rate (1 Mi ticks in ns).
+        let ns_per_mtick = cpu::ticks_to_ns(1 << 20).max(1);
+        self.hold_ticks = ns.saturating_mul(1 << 20) / ns_per_mtick;
     }
 
     /// Runs until [`Command::Stop`] (or the command channel closes).
@@ -630,6 +666,9 @@ impl Worker {
             }
             if work > 0 {
                 idle = 0;
+                if self.hold_ticks != 0 && work >= HOLD_MIN_FRAMES && !self.pass_full {
+                    self.hold(&mut busy_from);
+                }
                 continue;
             }
             if idle == 0 {
@@ -657,6 +696,29 @@ impl Worker {
         self.stamps.report(self.index);
         // Ports close (and detach) here, on the worker that owned them.
         self.ports.clear();
+    }
+
+    /// Waits [`Worker::hold_ticks`] after a pass with work (see [`Worker::set_batch_hold`]).
+    /// The pass's busy time ends at its last flush (or now), before the wait, and the next
+    /// pass reads the clock after it.
+    fn hold(&mut self, busy_from: &mut Option<Duration>) {
+        let start = cpu::ticks();
+        if let Some(from) = busy_from.take() {
+            let end_ticks = match std::mem::take(&mut self.flush_end) {
+                0 => start,
+                t => t,
+            };
+            let end = self.clock_at(end_ticks);
+            let ns = end.saturating_sub(from).as_nanos();
+            self.ctls[self.index]
+                .counters
+                .busy_ns
+                .add(u64::try_from(ns).unwrap_or(u64::MAX));
+        }
+        self.ctls[self.index].counters.holds.add(1);
+        while cpu::ticks().wrapping_sub(start) < self.hold_ticks {
+            std::hint::spin_loop();
+        }
     }
 
     fn sleep(&mut self) {
@@ -846,6 +908,7 @@ impl Worker {
         // The last pass ended with a flush: its end (only empty polls since) is this pass's
         // start.
         let flush_end = std::mem::take(&mut self.flush_end);
+        self.pass_full = false;
         self.stamps.pass_start(flush_end);
         if read_clock {
             self.clock = if flush_end != 0 {
@@ -1040,6 +1103,7 @@ impl Worker {
         ctl.counters.frames.add(n as u64);
         if n == BATCH_SIZE {
             ctl.counters.full_batches.add(1);
+            self.pass_full = true;
         }
         // The configuration is taken out for the batch and put back after it (see `snap`).
         let Some(snap) = self.snap.take() else {

@@ -857,6 +857,80 @@ fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
 }
 
 #[test]
+fn a_worker_holds_after_a_pass_of_a_few_frames_never_after_a_lone_frame() {
+    // An adaptive worker with memory ports (no fds) sleeps 1 ms at a time once idle: frames
+    // sent while it sleeps wait for it together, so its next pass finds them all.
+    fn burst_while_asleep(sw: &Switch, p: &[MemPeer], tag: u8) {
+        let slept = sw.worker_stats()[0].sleeps;
+        let deadline = Instant::now() + T;
+        while sw.worker_stats()[0].sleeps == slept {
+            assert!(Instant::now() < deadline, "the worker never slept");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        for i in 0..32u8 {
+            assert!(p[0].send(&udp_to(1, 2, 1, &[tag, i])));
+        }
+        for i in 0..32u8 {
+            let (got, _) = p[1].recv_timeout(T).expect("forwarded");
+            assert_eq!(got[got.len() - 2..], [tag, i]);
+        }
+    }
+    let hold = Duration::from_micros(50);
+    let (mut sw, p) = switch_with(
+        2,
+        SwitchConfig {
+            poll_mode: PollMode::Adaptive,
+            batch_hold: hold,
+            ..SwitchConfig::default()
+        },
+    );
+    assert_eq!(sw.info().batch_hold, hold);
+    add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
+    sw.barrier().unwrap();
+    // One frame at a time (a ping-pong): every pass finds a lone frame, none holds.
+    for i in 0..50u8 {
+        assert!(p[0].send(&udp_to(1, 2, 1, &[i])));
+        let (got, _) = p[1].recv_timeout(T).expect("forwarded");
+        assert_eq!(got.last(), Some(&i));
+    }
+    assert_eq!(sw.worker_stats()[0].holds, 0);
+    // Bursts: passes find several frames and hold; every frame still arrives, in order.
+    for burst in 0..5u8 {
+        burst_while_asleep(&sw, &p, burst);
+    }
+    let w = &sw.worker_stats()[0];
+    assert_eq!(w.frames, 50 + 5 * 32);
+    assert!(w.holds > 0, "no pass of a burst held: {w:?}");
+    assert!(w.holds < w.batches, "{w:?}");
+    sw.shutdown();
+
+    // Without a hold a worker never holds; the longest hold is capped.
+    for (batch_hold, shown) in [
+        (Duration::ZERO, Duration::ZERO),
+        (Duration::from_secs(1), datapath::worker::MAX_BATCH_HOLD),
+    ] {
+        let (mut sw, p) = switch_with(
+            2,
+            SwitchConfig {
+                poll_mode: PollMode::Adaptive,
+                batch_hold,
+                ..SwitchConfig::default()
+            },
+        );
+        assert_eq!(sw.info().batch_hold, shown);
+        add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
+        sw.barrier().unwrap();
+        for burst in 0..3u8 {
+            burst_while_asleep(&sw, &p, burst);
+        }
+        let w = &sw.worker_stats()[0];
+        assert!(w.batches < w.frames, "no pass found several frames: {w:?}");
+        assert_eq!(w.holds > 0, !batch_hold.is_zero(), "{w:?}");
+        sw.shutdown();
+    }
+}
+
+#[test]
 fn table_stats_count_lookups_matches_and_misses() {
     let (mut sw, p) = switch(2, Vec::new());
     sw.flow_mod(&FlowMod::add(

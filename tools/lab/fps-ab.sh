@@ -12,7 +12,9 @@
 #   bash tools/lab/fps-ab.sh 3 /tmp/base/vswitchd target/release/vswitchd
 #   TCP=1 bash tools/lab/fps-ab.sh 2 target/release/vswitchd target/release/vswitchd:afpacket
 # Environment: FLOWS (default 1), SECS (default 6), RATE (pktgen --rate; default as fast as it
-# goes), BIN_DIR (vsctl and pktgen; default target/release).
+# goes), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
+# vswitchd log is kept there as ROUND-BINARY.log, e.g. a `pass-stamps` build's report, and
+# `vsctl show` and `dump-ports` after each frame-rate run as ROUND-BINARY.show).
 set -euo pipefail
 ROUNDS=${1:?rounds}; shift
 [ $# -gt 0 ] || { echo "usage: fps-ab.sh ROUNDS VSWITCHD[:TYPE]..." >&2; exit 2; }
@@ -79,7 +81,12 @@ for r in $(seq "$ROUNDS"); do
       sent=$(grep -o 'sent=[0-9]*' <<< "$out" | cut -d= -f2)
       del=$(ip netns exec fps nft list ruleset | grep -o 'packets [0-9]*' | cut -d' ' -f2)
       echo "$r $v sent=$sent delivered=$del $(worker)"
+      [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && "$BIN_DIR/vsctl" --socket "$SOCK" show > "$KEEP_LOGS/$r-$(basename "$bin").show"
+      [ -n "${KEEP_LOGS:-}" ] && "$BIN_DIR/vsctl" --socket "$SOCK" dump-ports >> "$KEEP_LOGS/$r-$(basename "$bin").show"
     fi
-    down; sleep 1
+    down
+    # The daemon's log (a `pass-stamps` build reports its stamps there at exit).
+    [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp /tmp/fps-ab-vswitchd.log "$KEEP_LOGS/$r-$(basename "$bin").log"
+    sleep 1
   done
 done

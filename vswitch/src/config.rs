@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use control::proto::XdpModeSpec;
 use datapath::port::PortKind;
-use datapath::switch::{PollMode, PortSpec, SwitchConfig, VlanMode};
+use datapath::switch::{DEFAULT_BATCH_HOLD, PollMode, PortSpec, SwitchConfig, VlanMode};
+use datapath::worker::MAX_BATCH_HOLD;
 use serde::{Deserialize, Serialize};
 
 /// Default control socket.
@@ -33,6 +34,10 @@ pub struct Args {
     /// Worker polling: busy (lowest latency) or adaptive (sleep when idle).
     #[arg(long, value_enum)]
     pub poll_mode: Option<PollModeArg>,
+    /// Nanoseconds a worker waits, after a pass that forwarded a few frames, before it polls
+    /// again, so that its next batch is bigger (0: never; at most 100000; default 1000).
+    #[arg(long)]
+    pub batch_hold_ns: Option<u64>,
     /// Seconds after which an unseen MAC address is forgotten.
     #[arg(long)]
     pub mac_aging: Option<u64>,
@@ -84,6 +89,8 @@ pub struct FileConfig {
     pub cpus: Vec<usize>,
     /// Worker polling mode.
     pub poll_mode: PollModeArg,
+    /// Batch hold in nanoseconds (0: none; at most 100000; default 1000).
+    pub batch_hold_ns: u64,
     /// Log filter.
     pub log_level: String,
     /// Log format.
@@ -209,6 +216,7 @@ impl Default for FileConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             cpus: Vec::new(),
             poll_mode: PollModeArg::Adaptive,
+            batch_hold_ns: u64::try_from(DEFAULT_BATCH_HOLD.as_nanos()).unwrap_or(0),
             log_level: "info".into(),
             log_format: LogFormat::Text,
             mac: MacConfig::default(),
@@ -303,6 +311,16 @@ pub fn load(args: &Args) -> Result<FileConfig> {
     if let Some(m) = args.poll_mode {
         cfg.poll_mode = m;
     }
+    if let Some(h) = args.batch_hold_ns {
+        cfg.batch_hold_ns = h;
+    }
+    if Duration::from_nanos(cfg.batch_hold_ns) > MAX_BATCH_HOLD {
+        bail!(
+            "batch hold {} ns is above the limit, {} ns",
+            cfg.batch_hold_ns,
+            MAX_BATCH_HOLD.as_nanos()
+        );
+    }
     if let Some(a) = args.mac_aging {
         cfg.mac.aging_secs = a;
     }
@@ -346,6 +364,7 @@ impl FileConfig {
                 PollModeArg::Busy => PollMode::Busy,
                 PollModeArg::Adaptive => PollMode::Adaptive,
             },
+            batch_hold: Duration::from_nanos(self.batch_hold_ns),
             mac_table_max: self.mac.table_max,
             mac_aging: Duration::from_secs(self.mac.aging_secs),
             max_flows_per_table: self.flows.max_per_table,
@@ -417,6 +436,24 @@ mod tests {
         assert!(frags("afxdp").unwrap().xdp_frags);
         assert!(frags("tap").is_err(), "xdp_frags only for afxdp ports");
         assert!(port("auto", "split").is_err());
+    }
+
+    #[test]
+    fn batch_hold_defaults_to_a_microsecond_the_flag_wins_and_above_100_us_is_refused() {
+        let args = |extra: &[&str]| {
+            let mut v = vec!["vswitchd"];
+            v.extend_from_slice(extra);
+            Args::try_parse_from(v).unwrap()
+        };
+        let c = load(&args(&[])).unwrap();
+        assert_eq!(c.switch_config().batch_hold, Duration::from_micros(1));
+        let c = load(&args(&["--batch-hold-ns", "0"])).unwrap();
+        assert_eq!(c.switch_config().batch_hold, Duration::ZERO);
+        let c: FileConfig = toml::from_str("batch_hold_ns = 2500").unwrap();
+        assert_eq!(c.switch_config().batch_hold, Duration::from_nanos(2500));
+        assert!(load(&args(&["--batch-hold-ns", "100000"])).is_ok());
+        let err = load(&args(&["--batch-hold-ns", "100001"])).unwrap_err();
+        assert!(err.to_string().contains("100000 ns"), "{err}");
     }
 
     #[test]

@@ -598,6 +598,10 @@ pub struct WorkerDesc {
     /// stack); `busy_ns - flush_ns` is the worker's own work. 0 for inline workers.
     #[serde(default)]
     pub flush_ns: u64,
+    /// Batch holds: passes after which the worker waited (the switch's `batch_hold_ns`)
+    /// before polling again, so that its next receive batch would be bigger.
+    #[serde(default)]
+    pub holds: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -647,6 +651,10 @@ pub struct SwitchShowReply {
     pub cpus: Vec<u64>,
     /// `busy` or `adaptive`.
     pub poll_mode: String,
+    /// How long a worker waits after a pass that forwarded a few frames before it polls
+    /// again, in nanoseconds (0: it does not).
+    #[serde(default)]
+    pub batch_hold_ns: u64,
     /// MAC table capacity.
     pub mac_table_max: u64,
     /// MAC entries in use.

@@ -492,9 +492,14 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         let cpus: Vec<String> = s.cpus.iter().map(u64::to_string).collect();
         format!("cpus {}", cpus.join(","))
     };
+    let hold = if s.batch_hold_ns == 0 {
+        String::new()
+    } else {
+        format!(", batch hold {} ns", s.batch_hold_ns)
+    };
     let _ = writeln!(
         out,
-        "workers: {} ({pinning}), poll mode {}",
+        "workers: {} ({pinning}), poll mode {}{hold}",
         s.workers, s.poll_mode
     );
     let _ = writeln!(
@@ -519,6 +524,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ("MAC_FULL", true),
         ("BUSY", true),
         ("IN_TX_FLUSH", true),
+        ("HOLDS", true),
     ]);
     for w in &s.worker_stats {
         t.row(vec![
@@ -531,6 +537,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
             w.mac_learn_full.to_string(),
             busy_secs(w.busy_ns),
             busy_secs(w.flush_ns),
+            w.holds.to_string(),
         ]);
     }
     out.push_str(&t.render());
@@ -1606,8 +1613,10 @@ mod tests {
                 frames: 1000,
                 busy_ns: 2_500_000_000,
                 flush_ns: 2_000_000_000,
+                holds: 7,
                 ..control::proto::WorkerDesc::default()
             }],
+            poll_mode: "busy".into(),
             ..SwitchShowReply::default()
         };
         let text = show_text(&HelloReply::default(), &show);
@@ -1616,11 +1625,24 @@ mod tests {
             .find(|l| l.contains("BUSY"))
             .expect("the worker table");
         assert!(header.contains("IN_TX_FLUSH"), "{text}");
+        assert!(header.ends_with("HOLDS"), "{text}");
         let row = text
             .lines()
             .find(|l| l.contains("2.500s"))
             .expect("the worker's row");
         assert!(row.contains("2.000s"), "{text}");
+        assert!(row.ends_with(" 7"), "{text}");
+        // No hold configured: the settings line does not mention it; else it gives it.
+        assert!(text.contains("poll mode busy\n"), "{text}");
+        let held = SwitchShowReply {
+            batch_hold_ns: 1000,
+            ..show
+        };
+        let text = show_text(&HelloReply::default(), &held);
+        assert!(
+            text.contains("poll mode busy, batch hold 1000 ns\n"),
+            "{text}"
+        );
     }
 
     #[test]
