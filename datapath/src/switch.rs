@@ -322,8 +322,9 @@ pub struct SwitchConfig {
     /// [`HOLD_MIN_FRAMES`](crate::worker::HOLD_MIN_FRAMES), no receive batch full), before
     /// it polls again, so that its next batch is bigger: fewer passes, transmit kicks and
     /// cross-core transfers of ring lines per frame under load, at most this much latency
-    /// added per frame; a lone frame never waits. Zero: no hold. Cut to
-    /// [`MAX_BATCH_HOLD`](crate::worker::MAX_BATCH_HOLD). Default [`DEFAULT_BATCH_HOLD`].
+    /// added per frame; a lone frame never waits. Zero: no hold. At most
+    /// [`MAX_BATCH_HOLD`](crate::worker::MAX_BATCH_HOLD) (a longer one is refused). Default
+    /// [`DEFAULT_BATCH_HOLD`].
     pub batch_hold: Duration,
     /// MAC table capacity (entries).
     pub mac_table_max: usize,
@@ -575,6 +576,16 @@ impl Switch {
     /// # Errors
     /// Invalid settings, or a worker thread could not be started or pinned.
     pub fn start(config: SwitchConfig) -> Result<Self, SwitchError> {
+        if config.batch_hold > crate::worker::MAX_BATCH_HOLD {
+            return Err(SwitchError::Invalid {
+                field: "batch_hold",
+                reason: format!(
+                    "{:?} above the limit, {:?}",
+                    config.batch_hold,
+                    crate::worker::MAX_BATCH_HOLD
+                ),
+            });
+        }
         if config.mac_table_max == 0 || config.mac_table_max > 1 << 24 {
             return Err(SwitchError::Invalid {
                 field: "mac_table_max",
@@ -1552,7 +1563,7 @@ impl Switch {
             batch_hold: if self.config.poll_mode == PollMode::Inline {
                 Duration::ZERO
             } else {
-                self.config.batch_hold.min(crate::worker::MAX_BATCH_HOLD)
+                self.config.batch_hold
             },
             mac_table_max: self.shared.macs.capacity(),
             mac_entries: self.shared.macs.len(),

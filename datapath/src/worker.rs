@@ -78,7 +78,8 @@ pub const MAINTAIN_MS: u64 = 1;
 /// next one ([`Worker::set_batch_hold`]): a lone frame is light load, where a hold would only
 /// add latency.
 pub const HOLD_MIN_FRAMES: usize = 2;
-/// The longest batch hold a switch accepts ([`Worker::set_batch_hold`]).
+/// The longest batch hold a switch accepts ([`Worker::set_batch_hold`]; a switch refuses to
+/// start with a longer one).
 pub const MAX_BATCH_HOLD: Duration = Duration::from_micros(100);
 /// Longest sleep of an idle worker (it also wakes on rx readiness and commands).
 pub const MAX_SLEEP: Duration = Duration::from_millis(100);
@@ -620,7 +621,8 @@ impl Worker {
     /// while the worker keeps polling them). A lone frame (light load, a ping-pong) never
     /// waits, and neither do frames while the worker is behind. The wait spins on the
     /// time-stamp counter without touching shared memory; it counts neither as busy time
-    /// nor as work. At most [`MAX_BATCH_HOLD`] (longer values are cut to it).
+    /// nor as work. At most [`MAX_BATCH_HOLD`] (longer values are cut to it; the switch
+    /// refuses them before).
     pub fn set_batch_hold(&mut self, hold: Duration) {
         let ns = u64::try_from(hold.min(MAX_BATCH_HOLD).as_nanos()).unwrap_or(0);
         // ns * ticks per ns, from the calibrated rate (1 Mi ticks in ns).

@@ -904,11 +904,14 @@ fn a_worker_holds_after_a_pass_of_a_few_frames_never_after_a_lone_frame() {
     assert!(w.holds < w.batches, "{w:?}");
     sw.shutdown();
 
-    // Without a hold a worker never holds; the longest hold is capped.
-    for (batch_hold, shown) in [
-        (Duration::ZERO, Duration::ZERO),
-        (Duration::from_secs(1), datapath::worker::MAX_BATCH_HOLD),
-    ] {
+    // A hold above the limit is refused.
+    let too_long = SwitchConfig {
+        batch_hold: datapath::worker::MAX_BATCH_HOLD + Duration::from_nanos(1),
+        ..SwitchConfig::default()
+    };
+    assert!(Switch::start(too_long).is_err());
+    // Without a hold a worker never holds; the longest hold works.
+    for batch_hold in [Duration::ZERO, datapath::worker::MAX_BATCH_HOLD] {
         let (mut sw, p) = switch_with(
             2,
             SwitchConfig {
@@ -917,7 +920,7 @@ fn a_worker_holds_after_a_pass_of_a_few_frames_never_after_a_lone_frame() {
                 ..SwitchConfig::default()
             },
         );
-        assert_eq!(sw.info().batch_hold, shown);
+        assert_eq!(sw.info().batch_hold, batch_hold);
         add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
         sw.barrier().unwrap();
         for burst in 0..3u8 {
