@@ -625,9 +625,7 @@ impl Worker {
     /// refuses them before).
     pub fn set_batch_hold(&mut self, hold: Duration) {
         let ns = u64::try_from(hold.min(MAX_BATCH_HOLD).as_nanos()).unwrap_or(0);
-        // ns * ticks per ns, from the calibrated rate (1 Mi ticks in ns).
-        let ns_per_mtick = cpu::ticks_to_ns(1 << 20).max(1);
-        self.hold_ticks = ns.saturating_mul(1 << 20) / ns_per_mtick;
+        self.hold_ticks = cpu::ns_to_ticks(ns);
     }
 
     /// Runs until [`Command::Stop`] (or the command channel closes).
@@ -653,11 +651,7 @@ impl Worker {
             // ends the busy time of the one before; a pass with work has its clock read at
             // its start or at its first work (`work_found`), which starts its own.
             if let Some(from) = busy_from.take() {
-                let ns = self.clock.saturating_sub(from).as_nanos();
-                self.ctls[self.index]
-                    .counters
-                    .busy_ns
-                    .add(u64::try_from(ns).unwrap_or(u64::MAX));
+                self.add_busy(from, self.clock);
             }
             if work > 0 {
                 busy_from = Some(self.clock);
@@ -700,6 +694,15 @@ impl Worker {
         self.ports.clear();
     }
 
+    /// Adds the span from `from` to `to` (switch clock) to the worker's busy time.
+    fn add_busy(&self, from: Duration, to: Duration) {
+        let ns = to.saturating_sub(from).as_nanos();
+        self.ctls[self.index]
+            .counters
+            .busy_ns
+            .add(u64::try_from(ns).unwrap_or(u64::MAX));
+    }
+
     /// Waits [`Worker::hold_ticks`] after a pass with work (see [`Worker::set_batch_hold`]).
     /// The pass's busy time ends at its last flush (or now), before the wait, and the next
     /// pass reads the clock after it.
@@ -711,11 +714,7 @@ impl Worker {
                 t => t,
             };
             let end = self.clock_at(end_ticks);
-            let ns = end.saturating_sub(from).as_nanos();
-            self.ctls[self.index]
-                .counters
-                .busy_ns
-                .add(u64::try_from(ns).unwrap_or(u64::MAX));
+            self.add_busy(from, end);
         }
         self.ctls[self.index].counters.holds.add(1);
         while cpu::ticks().wrapping_sub(start) < self.hold_ticks {

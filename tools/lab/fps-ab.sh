@@ -17,6 +17,7 @@
 # `vsctl show` and `dump-ports` after each frame-rate run as ROUND-BINARY.show).
 set -euo pipefail
 ROUNDS=${1:?rounds}; shift
+[ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS"
 [ $# -gt 0 ] || { echo "usage: fps-ab.sh ROUNDS VSWITCHD[:TYPE]..." >&2; exit 2; }
 BIN_DIR=${BIN_DIR:-target/release}
 FLOWS=${FLOWS:-1}; SECS=${SECS:-6}
@@ -66,6 +67,7 @@ print('fpb=%.1f core_ns=%.0f own_ns=%.0f' % (w['frames'] / max(1, w['batches']),
 for r in $(seq "$ROUNDS"); do
   for v in "$@"; do
     bin=${v%%:*}; type=afxdp; [ "$bin" != "$v" ] && type=${v##*:}
+    keep="${KEEP_LOGS:-}/$r-$(basename "$bin")" # what KEEP_LOGS keeps of this run
     up "$bin" "$type"
     if [ "${TCP:-0}" = 1 ]; then
       ip netns exec fps iperf3 -s -D -1 > /dev/null 2>&1; sleep 0.3
@@ -81,12 +83,13 @@ for r in $(seq "$ROUNDS"); do
       sent=$(grep -o 'sent=[0-9]*' <<< "$out" | cut -d= -f2)
       del=$(ip netns exec fps nft list ruleset | grep -o 'packets [0-9]*' | cut -d' ' -f2)
       echo "$r $v sent=$sent delivered=$del $(worker)"
-      [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && "$BIN_DIR/vsctl" --socket "$SOCK" show > "$KEEP_LOGS/$r-$(basename "$bin").show"
-      [ -n "${KEEP_LOGS:-}" ] && "$BIN_DIR/vsctl" --socket "$SOCK" dump-ports >> "$KEEP_LOGS/$r-$(basename "$bin").show"
+      if [ -n "${KEEP_LOGS:-}" ]; then
+        { "$BIN_DIR/vsctl" --socket "$SOCK" show; "$BIN_DIR/vsctl" --socket "$SOCK" dump-ports; } > "$keep.show"
+      fi
     fi
     down
     # The daemon's log (a `pass-stamps` build reports its stamps there at exit).
-    [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp /tmp/fps-ab-vswitchd.log "$KEEP_LOGS/$r-$(basename "$bin").log"
+    [ -n "${KEEP_LOGS:-}" ] && cp /tmp/fps-ab-vswitchd.log "$keep.log"
     sleep 1
   done
 done

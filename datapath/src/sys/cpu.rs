@@ -135,6 +135,12 @@ pub fn ticks_to_ns(ticks: u64) -> u64 {
     u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
+/// Ticks in `ns` nanoseconds (the inverse of [`ticks_to_ns`], to the same calibration).
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    let ns_per_mtick = ticks_to_ns(1 << 20).max(1);
+    ns.saturating_mul(1 << 20) / ns_per_mtick
+}
+
 /// A clock that reads a real clock once per period and extrapolates with [`ticks`] in
 /// between. It never runs backwards, and is off from the real clock by at most the tick
 /// calibration's error over one period (a few µs in 10 ms).
@@ -157,14 +163,9 @@ impl AnchoredClock {
 
     /// [`AnchoredClock::new`], extrapolating between readings only if `extrapolate`.
     pub fn with_extrapolation(period: std::time::Duration, extrapolate: bool) -> Self {
-        let ns_per_mtick = ticks_to_ns(1 << 20).max(1);
         let ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
         Self {
-            period_ticks: if extrapolate {
-                ns.saturating_mul(1 << 20) / ns_per_mtick
-            } else {
-                0
-            },
+            period_ticks: if extrapolate { ns_to_ticks(ns) } else { 0 },
             anchored: false,
             anchor: std::time::Duration::ZERO,
             anchor_ticks: 0,
