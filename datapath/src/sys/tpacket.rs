@@ -165,6 +165,8 @@ impl RingGeometry {
             (s, s)
         };
         debug_assert!(frame_size.is_multiple_of(ALIGNMENT));
+        // Slots lie end to end ([`RingGeometry::offset`] relies on it).
+        debug_assert!(block_size.is_multiple_of(frame_size));
         let per_block = block_size / frame_size;
         let frames = (max_bytes / frame_size).min(max_frames as usize);
         let block_nr = frames / per_block;
@@ -213,11 +215,14 @@ impl RingGeometry {
         self.block_size as usize * self.block_nr as usize
     }
 
-    /// Byte offset of slot `i` (< `frame_nr`) in the mapping.
+    /// Byte offset of slot `i` (< `frame_nr`) in the mapping. The kernel places slot `i` in
+    /// block `i / per_block` at `(i % per_block) * frame_size`; every geometry built here has
+    /// blocks that are whole multiples of the slot size (a power-of-two slot in a page, or one
+    /// slot per block), so the blocks' slots lie end to end and that is `i * frame_size`: no
+    /// division on the receive and transmit paths, which ask for slot addresses per frame.
+    #[inline]
     fn offset(&self, i: u32) -> usize {
-        let per_block = self.block_size / self.frame_size;
-        (i / per_block) as usize * self.block_size as usize
-            + (i % per_block) as usize * self.frame_size as usize
+        i as usize * self.frame_size as usize
     }
 
     fn req(&self) -> libc::tpacket_req {
@@ -591,7 +596,14 @@ impl RxSlots {
     /// Whether slot `i` was read and not given back (ours).
     fn is_held(&self, i: u32) -> bool {
         let n = self.ring.geo.frame_nr;
-        i < n && (i + n - self.tail) % n < self.held
+        // How far `i` is past the oldest held slot, round the ring (no division: this runs
+        // for every frame the pipeline reads and every release).
+        let ahead = if i >= self.tail {
+            i - self.tail
+        } else {
+            i + n - self.tail
+        };
+        i < n && ahead < self.held
     }
 
     /// Whether the next slot to read holds a frame (the kernel has handed it over).
@@ -904,7 +916,7 @@ mod tests {
                     };
                     let (fs, bs) = (g.frame_size() as usize, g.block_size() as usize);
                     assert!(fs >= MIN_SLOT && fs.is_multiple_of(ALIGNMENT), "{g:?}");
-                    assert!(bs.is_multiple_of(page) && bs >= fs, "{g:?}");
+                    assert!(bs.is_multiple_of(page) && bs.is_multiple_of(fs), "{g:?}");
                     assert_eq!(g.frame_nr(), g.block_nr() * (bs / fs) as u32, "{g:?}");
                     assert!(g.room() >= len, "{g:?}");
                     assert!(g.bytes() <= bytes && g.frame_nr() <= frames, "{g:?}");
@@ -914,6 +926,12 @@ mod tests {
                     }
                     let last = g.frame_nr() - 1;
                     assert!(g.offset(last) + fs <= g.bytes(), "{g:?}");
+                    // Where the kernel puts each slot (block, then place in the block).
+                    let per_block = (bs / fs) as u32;
+                    for i in [0, 1, per_block - 1, per_block, last / 2, last] {
+                        let kernel = (i / per_block) as usize * bs + (i % per_block) as usize * fs;
+                        assert_eq!(g.offset(i), kernel, "slot {i} of {g:?}");
+                    }
                 }
             }
         }
