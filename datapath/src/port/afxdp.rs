@@ -170,6 +170,7 @@ impl AfXdpOptions {
             tx_ring: self.tx_ring,
             need_wakeup: self.need_wakeup,
             zero_copy: self.zero_copy,
+            multi_buffer: false,
         }
     }
 }

@@ -42,6 +42,10 @@ pub const RX_HEADROOM: u32 = 256;
 pub const MAX_FRAME_LEN: u32 = CHUNK_SIZE - RX_HEADROOM;
 /// Descriptors one `sendto` kick moves at most (the kernel's `TX_BATCH_SIZE`, copy mode).
 pub const TX_KICK_BATCH: u32 = 32;
+/// Longest frame [`Xsk::send`] takes on a multi-buffer socket: 16 chunks. The kernel's limit
+/// is one descriptor per skb fragment plus the linear part (`MAX_SKB_FRAGS`, 17 by default);
+/// a jumbo frame of 9,000 bytes takes 3.
+pub const MAX_SG_FRAME_LEN: usize = 16 * CHUNK_SIZE as usize;
 
 /// UMEM bytes (pinned, memlock-accounted without `CAP_IPC_LOCK`) of a socket with `frames`
 /// chunks.
@@ -63,6 +67,10 @@ pub struct XskConfig {
     /// Let the kernel pick zero-copy when the driver has it (bind flags 0) instead of forcing
     /// `XDP_COPY`. veth has no zero-copy.
     pub zero_copy: bool,
+    /// Bind with `XDP_USE_SG` (multi-buffer, Linux 6.6+): [`Xsk::send`] then takes frames
+    /// longer than a chunk, [`MAX_SG_FRAME_LEN`] at most, as consecutive descriptors. Only the
+    /// sending side uses it: a frame received in several chunks is not reassembled here.
+    pub multi_buffer: bool,
 }
 
 impl Default for XskConfig {
@@ -73,6 +81,7 @@ impl Default for XskConfig {
             tx_ring: 256,
             need_wakeup: true,
             zero_copy: false,
+            multi_buffer: false,
         }
     }
 }
@@ -353,6 +362,16 @@ impl<T: Entry> ProdRing<T> {
         r.cached_cons.wrapping_sub(r.cached_prod)
     }
 
+    /// True when `n` entries fit, refreshing the kernel's consumer index when the cached view
+    /// has fewer free slots (unlike [`ProdRing::free`], which refreshes only at none).
+    fn has_room(&mut self, n: u32) -> bool {
+        let r = &mut self.0;
+        if r.cached_cons.wrapping_sub(r.cached_prod) < n {
+            r.cached_cons = r.consumer().load(Ordering::Acquire).wrapping_add(r.size);
+        }
+        r.cached_cons.wrapping_sub(r.cached_prod) >= n
+    }
+
     /// Writes one entry (not yet visible to the kernel); false when the ring is full.
     fn push(&mut self, v: T) -> bool {
         if self.free() == 0 {
@@ -492,6 +511,7 @@ pub struct Xsk {
     frames: u32,
     need_wakeup: bool,
     zero_copy: bool,
+    multi_buffer: bool,
     ifindex: u32,
     queue: u32,
 }
@@ -659,6 +679,9 @@ impl Xsk {
         if cfg.need_wakeup {
             flags |= libc::XDP_USE_NEED_WAKEUP;
         }
+        if cfg.multi_buffer {
+            flags |= libc::XDP_USE_SG;
+        }
         bind(fd.as_fd(), ifindex, queue, flags)?;
 
         let mut opts = libc::xdp_options { flags: 0 };
@@ -691,6 +714,7 @@ impl Xsk {
             frames: cfg.frames,
             need_wakeup: cfg.need_wakeup,
             zero_copy,
+            multi_buffer: cfg.multi_buffer,
             ifindex,
             queue,
         };
@@ -872,10 +896,16 @@ impl Xsk {
     }
 
     /// Copies `frame` into a free tx chunk and queues it on the TX ring (visible to the kernel
-    /// at the next [`Xsk::flush`]). False when no tx chunk is free, the TX ring is full, or the
-    /// frame is empty or larger than a chunk.
+    /// at the next [`Xsk::flush`]). On a multi-buffer socket ([`XskConfig::multi_buffer`]) a
+    /// frame longer than a chunk takes as many chunks as it needs, queued as consecutive
+    /// descriptors (all but the last marked `XDP_PKT_CONTD`), all or none. False when the
+    /// chunks or TX ring slots it needs are not free, or the frame is empty or too long (a
+    /// chunk; [`MAX_SG_FRAME_LEN`] with multi-buffer).
     pub fn send(&mut self, frame: &[u8]) -> bool {
-        if frame.is_empty() || frame.len() > CHUNK_SIZE as usize || self.tx.free() == 0 {
+        if frame.len() > CHUNK_SIZE as usize {
+            return self.multi_buffer && self.send_parts(frame);
+        }
+        if frame.is_empty() || self.tx.free() == 0 {
             return false;
         }
         if self.free.is_empty() {
@@ -884,22 +914,73 @@ impl Xsk {
         let Some(addr) = self.free.pop() else {
             return false;
         };
+        if !self.queue_part(addr, frame, 0) {
+            self.free.push(addr);
+            return false;
+        }
+        true
+    }
+
+    /// [`Xsk::send`] of a frame longer than a chunk on a multi-buffer socket.
+    #[cold]
+    fn send_parts(&mut self, frame: &[u8]) -> bool {
+        let chunk = CHUNK_SIZE as usize;
+        if frame.len() > MAX_SG_FRAME_LEN {
+            return false;
+        }
+        let parts = frame.len().div_ceil(chunk);
+        if !self.tx.has_room(parts as u32) {
+            return false;
+        }
+        if self.free.len() < parts {
+            self.reap();
+            if self.free.len() < parts {
+                return false;
+            }
+        }
+        let mut rest = frame;
+        while !rest.is_empty() {
+            let (part, tail) = rest.split_at(rest.len().min(chunk));
+            rest = tail;
+            let options = if rest.is_empty() {
+                0
+            } else {
+                libc::XDP_PKT_CONTD
+            };
+            // Neither can fail: `parts` chunks were on the free list and `parts` ring slots
+            // free, and only this loop takes them.
+            let Some(addr) = self.free.pop() else {
+                return false;
+            };
+            if !self.queue_part(addr, part, options) {
+                debug_assert!(false, "the TX ring had a slot for every part");
+                self.free.push(addr);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Copies `part` (at most a chunk) into the free chunk at `addr` and pushes its descriptor
+    /// with `options`; false (nothing queued, the chunk still the caller's) when the TX ring is
+    /// full or `addr` is not a chunk.
+    #[inline]
+    fn queue_part(&mut self, addr: u64, part: &[u8], options: u32) -> bool {
         let Some((idx, _)) = self.locate(addr) else {
             return false;
         };
         // SAFETY: `addr` came from the free list, so chunk `idx` (< frames) is `Free`: the
-        // kernel is done with it (completion seen) and no slice of it exists; `frame.len()` ≤
-        // CHUNK_SIZE, and `frame` cannot overlap a chunk we own exclusively.
+        // kernel is done with it (completion seen) and no slice of it exists; `part.len()` ≤
+        // CHUNK_SIZE (callers' checks), and `part` cannot overlap a chunk we own exclusively.
         unsafe {
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), self.umem.ptr(idx, 0), frame.len());
+            std::ptr::copy_nonoverlapping(part.as_ptr(), self.umem.ptr(idx, 0), part.len());
         }
         let desc = XdpDesc {
             addr,
-            len: frame.len() as u32,
-            options: 0,
+            len: part.len() as u32,
+            options,
         };
         if !self.tx.push(desc) {
-            self.free.push(addr);
             return false;
         }
         if let Some(c) = self.chunks.get_mut(idx as usize) {
@@ -1134,6 +1215,23 @@ mod tests {
             .collect();
         // Indices start at MAX-2: 0,1,2,3 went to slots 1,2,3,0; then 4,5 to slots 1,2.
         assert_eq!(slots, vec![3, 4, 5, 2]);
+    }
+
+    #[test]
+    fn room_for_several_entries_rereads_the_consumer_index() {
+        let start = u32::MAX - 1;
+        let mut p = ProdRing::new(anon_ring::<u64>(4, start));
+        assert!(p.has_room(4) && !p.has_room(5));
+        for v in 0..3 {
+            assert!(p.push(v));
+        }
+        assert!(p.has_room(1) && !p.has_room(2));
+        p.submit();
+        // The kernel consumes two: the cached view still says one slot, `has_room(3)` looks.
+        p.0.consumer()
+            .store(start.wrapping_add(2), Ordering::Release);
+        assert!(p.has_room(3) && !p.has_room(4));
+        assert!(p.push(3) && p.push(4) && p.push(5) && !p.push(6));
     }
 
     #[test]

@@ -178,15 +178,13 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
     if opts.mode == Some(Mode::Kernel) {
         return kernel::run(opts, template);
     }
+    check_mtu(&opts.dev, template)?;
     let want = opts.threads.max(1);
     let (mode, senders) = match opts.mode {
         Some(Mode::Afpacket) => (Mode::Afpacket, open_packet(ifindex, want)?),
-        Some(Mode::Txring) => (Mode::Txring, open_ring(&opts.dev, ifindex, want, template)?),
-        Some(_) => (
-            Mode::Afxdp,
-            open_xdp(&opts.dev, ifindex, want, template.len())?,
-        ),
-        None => match open_xdp(&opts.dev, ifindex, want, template.len()) {
+        Some(Mode::Txring) => (Mode::Txring, open_ring(ifindex, want, template)?),
+        Some(_) => (Mode::Afxdp, open_xdp(&opts.dev, ifindex, want, template)?),
+        None => match open_xdp(&opts.dev, ifindex, want, template) {
             Ok(s) => (Mode::Afxdp, s),
             Err(e) => {
                 eprintln!("pktgen: AF_XDP unavailable ({e:#}); using AF_PACKET");
@@ -259,20 +257,24 @@ const XSK_FRAMES: u32 = 1024;
 const XSK_TX_RING: u32 = 512;
 
 /// Binds one XSK per thread on queues `0..want`; stops at the first queue that cannot be
-/// bound (a veth made without `numtxqueues`) and goes on with fewer threads, saying so.
-fn open_xdp(dev: &str, ifindex: u32, want: usize, len: usize) -> Result<Vec<Sender>> {
-    if len > xsk::CHUNK_SIZE as usize {
+/// bound (a veth made without `numtxqueues`) and goes on with fewer threads, saying so. Frames
+/// longer than a UMEM chunk go out as several descriptors (multi-buffer, `XDP_USE_SG`).
+fn open_xdp(dev: &str, ifindex: u32, want: usize, t: &Template) -> Result<Vec<Sender>> {
+    let len = t.len();
+    if len > xsk::MAX_SG_FRAME_LEN {
         bail!(
-            "AF_XDP sends frames of at most {} bytes (one UMEM chunk); --size {len} needs --mode afpacket",
-            xsk::CHUNK_SIZE
+            "AF_XDP sends frames of at most {} bytes; --size {len} needs --mode txring",
+            xsk::MAX_SG_FRAME_LEN
         );
     }
+    let multi_buffer = len > xsk::CHUNK_SIZE as usize;
     let cfg = XskConfig {
         frames: XSK_FRAMES,
         rx_ring: 8,
         tx_ring: XSK_TX_RING,
         need_wakeup: false,
         zero_copy: false,
+        multi_buffer,
     };
     let budget = std::env::var("PKTGEN_XSK_BUDGET")
         .ok()
@@ -292,7 +294,15 @@ fn open_xdp(dev: &str, ifindex: u32, want: usize, len: usize) -> Result<Vec<Send
                 out.push(Sender::Xdp(Box::new(x)));
             }
             Err(e) if q == 0 => {
-                return Err(anyhow!(e)).with_context(|| format!("AF_XDP socket on {dev} queue 0"));
+                let why = if multi_buffer {
+                    format!(
+                        "AF_XDP socket on {dev} queue 0, multi-buffer for {len}-byte frames \
+                         (XDP_USE_SG: Linux 6.6+)"
+                    )
+                } else {
+                    format!("AF_XDP socket on {dev} queue 0")
+                };
+                return Err(anyhow!(e)).context(why);
             }
             Err(e) => {
                 eprintln!(
@@ -358,10 +368,10 @@ pub fn max_frame_len(mtu: u32, vlan: bool) -> usize {
     mtu as usize + 14 + if vlan { 4 } else { 0 }
 }
 
-/// Opens `want` AF_PACKET sockets on `dev`, each with a TX ring for `t`'s frames. The ring's
-/// virtio-net header turns off the kernel's MTU check, so it is made here, once: a frame the
-/// device dropped for its length would be retried until the deadline.
-fn open_ring(dev: &str, ifindex: u32, want: usize, t: &Template) -> Result<Vec<Sender>> {
+/// Fails, naming the MTU, when `t`'s frames are longer than `dev` sends (every mode but
+/// `kernel`): the TX ring's virtio-net header turns off the kernel's MTU check, and veth drops
+/// longer AF_XDP frames without a word, so such a run would send nothing and say nothing.
+fn check_mtu(dev: &str, t: &Template) -> Result<()> {
     let len = t.len();
     let mtu = netdev::mtu(dev).with_context(|| format!("MTU of {dev}"))?;
     let vlan = t.spec().vlan.is_some();
@@ -373,6 +383,14 @@ fn open_ring(dev: &str, ifindex: u32, want: usize, t: &Template) -> Result<Vec<S
             if vlan { " with --vlan" } else { "" }
         );
     }
+    Ok(())
+}
+
+/// Opens `want` AF_PACKET sockets on `ifindex`, each with a TX ring for `t`'s frames (whose
+/// length [`check_mtu`] checked: a frame the device dropped for its length would be retried
+/// until the deadline).
+fn open_ring(ifindex: u32, want: usize, t: &Template) -> Result<Vec<Sender>> {
+    let len = t.len();
     let geo = ring_geometry(len).context("PACKET_TX_RING size")?;
     (0..want)
         .map(|_| {
@@ -445,7 +463,10 @@ fn send_xdp(mut x: Xsk, t: &Template, mut p: Part) -> Result<Done> {
     while x.tx_outstanding() > 0 && monotonic_ns() < end {
         kick(&mut x, &mut d.eagain)?;
     }
-    d.sent = queued - u64::from(x.tx_outstanding());
+    // Descriptors the kernel has not taken, in frames (a frame is one or more descriptors; a
+    // frame taken in part is not sent).
+    let parts = t.len().div_ceil(xsk::CHUNK_SIZE as usize) as u64;
+    d.sent = queued - u64::from(x.tx_outstanding()).div_ceil(parts);
     Ok(d)
 }
 
