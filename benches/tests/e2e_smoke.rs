@@ -1,8 +1,10 @@
-//! Smoke run of the end-to-end harness (`src/bin/e2e`): one short round over vswitchd with
-//! AF_XDP ports, the Linux bridge, a direct veth pair and (when installed) Open vSwitch with
-//! afxdp ports. Checks that it wrote a table, a raw file and a chart, and that vswitchd
-//! delivered frames and carried TCP. No speed is asserted. Needs root; never skipped under
-//! `CI=true`.
+//! Smoke runs of the end-to-end harness (`src/bin/e2e`), together over every path it has:
+//! one short round over vswitchd with AF_XDP ports, the Linux bridge, a direct veth pair, the
+//! in-kernel XDP redirect and (when installed) Open vSwitch with afxdp ports, checking that it
+//! wrote a table, a raw file and a chart, and that vswitchd delivered frames and carried TCP;
+//! then two rounds over vswitchd's tap and AF_PACKET ports and Open vSwitch's system ports,
+//! checking the interleaving, the quiet check, loss and both TCP figures. No speed is asserted.
+//! Needs root; never skipped under `CI=true`.
 #![allow(clippy::unwrap_used, reason = "test")]
 
 use std::path::{Path, PathBuf};
@@ -21,10 +23,30 @@ fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-#[test]
-fn e2e_smoke_run_writes_table_raw_and_chart() {
-    if !testbed::require_privileges("e2e_smoke") {
-        return;
+/// A finished smoke run of the harness.
+struct Run {
+    out: PathBuf,
+    pid: u32,
+    stdout: String,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
+fn ovs_installed() -> bool {
+    Path::new("/usr/share/openvswitch/vswitch.ovsschema").exists()
+        && Path::new("/usr/sbin/ovs-vswitchd").exists()
+}
+
+/// Runs the harness with `args` (plus 1 s measurements, a 1 s quiet check, no lock, and the
+/// binaries next to it) and checks that it succeeded and printed a table; None (after
+/// printing why) when the test has to skip.
+fn run_harness(test: &str, args: &[&str]) -> Option<Run> {
+    if !testbed::require_privileges(test) {
+        return None;
     }
     let exe = Path::new(env!("CARGO_BIN_EXE_e2e"));
     let bin_dir = exe.parent().unwrap();
@@ -38,32 +60,24 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
                 bin_dir.join(b).display()
             );
             eprintln!(
-                "skipping e2e_smoke: {} not built (run `cargo build --workspace --bins` first)",
+                "skipping {test}: {} not built (run `cargo build --workspace --bins` first)",
                 bin_dir.join(b).display()
             );
-            return;
+            return None;
         }
     }
-    let ovs = Path::new("/usr/share/openvswitch/vswitch.ovsschema").exists()
-        && Path::new("/usr/sbin/ovs-vswitchd").exists();
-    let only = if ovs { "a,d,e,g,h" } else { "a,d,g,h" };
     let out = std::env::temp_dir().join(testbed::unique("e2esm"));
     let t0 = Instant::now();
     let child = Command::new(exe)
+        .arg("--quick")
+        .args(args)
         .args([
-            "--quick",
-            "--only",
-            only,
-            "--tests",
-            "fps,tcp,rtt",
             "--duration",
             "1",
             "--quiet-wait",
             "1",
             // A smoke run is no measurement: it must not queue behind real ones.
             "--no-lock",
-            // vswitchd's 10,000-flow figure through 10,000 rules, one megaflow each.
-            "--rule-per-flow",
             "--bin-dir",
         ])
         .arg(bin_dir)
@@ -79,13 +93,13 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        if t0.elapsed() > Duration::from_secs(180) {
+        if t0.elapsed() > Duration::from_secs(240) {
             // SIGTERM by PID: the harness unwinds and removes what it made.
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
             let _ = child.wait();
-            panic!("e2e harness did not finish within 180 s");
+            panic!("e2e harness did not finish within 240 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -96,10 +110,67 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
         s
     };
     eprintln!("{stdout}\n(took {:?})", t0.elapsed());
+    let run = Run { out, pid, stdout };
     assert!(status.success(), "harness failed: {status}");
-    assert!(stdout.contains("| figure |"), "no table printed: {stdout}");
+    assert!(
+        run.stdout.contains("| figure |"),
+        "no table printed: {}",
+        run.stdout
+    );
+    Some(run)
+}
 
-    let raws = files_with(&out, "jsonl");
+/// The raw records of `run` (the machine facts first) and the raw file's text.
+fn records(run: &Run) -> (Vec<serde_json::Value>, String) {
+    let raws = files_with(&run.out, "jsonl");
+    assert_eq!(raws.len(), 1, "one raw file in {}", run.out.display());
+    let raw = std::fs::read_to_string(&raws[0]).unwrap();
+    let recs = raw
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (recs, raw)
+}
+
+/// Nothing left behind: no namespace named after the harness's PID.
+fn assert_no_namespaces_left(pid: u32) {
+    let ns = String::from_utf8(
+        Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for prefix in ["e2g", "e2s"] {
+        let name = format!("{prefix}{}", pid % 10_000);
+        assert!(
+            !ns.lines().any(|l| l.starts_with(&name)),
+            "namespace {name}* left behind: {ns}"
+        );
+    }
+}
+
+#[test]
+fn e2e_smoke_run_writes_table_raw_and_chart() {
+    let ovs = ovs_installed();
+    let only = if ovs { "a,d,e,g,h" } else { "a,d,g,h" };
+    let Some(run) = run_harness(
+        "e2e_smoke",
+        &[
+            "--only",
+            only,
+            "--tests",
+            "fps,tcp,rtt",
+            // vswitchd's 10,000-flow figure through 10,000 rules, one megaflow each.
+            "--rule-per-flow",
+        ],
+    ) else {
+        return;
+    };
+    let out = &run.out;
+    let pid = run.pid;
+    let raws = files_with(out, "jsonl");
     assert_eq!(raws.len(), 1, "one raw file in {}", out.display());
     let md = std::fs::read_to_string(raws[0].with_extension("md")).unwrap();
     assert!(
@@ -109,11 +180,7 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
     let svg = std::fs::read_to_string(raws[0].with_extension("svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{svg}");
 
-    let raw = std::fs::read_to_string(&raws[0]).unwrap();
-    let recs: Vec<serde_json::Value> = raw
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (recs, raw) = records(&run);
     assert_eq!(recs[0]["kind"], "machine");
     let value = |path: &str, figure: &str, key: &str| -> f64 {
         recs.iter()
@@ -167,21 +234,80 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
             );
         }
     }
-    // Nothing left behind: no namespace named after the harness's PID.
-    let ns = String::from_utf8(
-        Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    for prefix in ["e2g", "e2s"] {
-        let name = format!("{prefix}{}", pid % 10_000);
-        assert!(
-            !ns.lines().any(|l| l.starts_with(&name)),
-            "namespace {name}* left behind: {ns}"
+    assert_no_namespaces_left(pid);
+}
+
+/// The paths the first smoke run leaves out — vswitchd's tap and AF_PACKET ports, Open
+/// vSwitch's system ports — over two rounds: every path measured in every round, interleaved
+/// (B C F, then B C F again), each measurement after a quiet check, with loss and both TCP
+/// figures. No speed is asserted.
+#[test]
+fn e2e_smoke_other_paths_interleaved() {
+    let ovs = ovs_installed();
+    let mut paths = vec!["vswitchd-tap", "vswitchd-afpacket"];
+    if ovs {
+        paths.push("ovs-system");
+    }
+    let only = if ovs { "b,c,f" } else { "b,c" };
+    let Some(run) = run_harness(
+        "e2e_smoke_other_paths_interleaved",
+        &["--only", only, "--tests", "fps,tcp", "--rounds", "2"],
+    ) else {
+        return;
+    };
+    let (recs, raw) = records(&run);
+    assert_eq!(recs[0]["kind"], "machine");
+    assert!(
+        !recs.iter().any(|r| r["kind"] == "failure"),
+        "a measurement failed: {raw}"
+    );
+    // The order the file was written in: round 1's paths, then round 2's, each in table order.
+    let mut order: Vec<(u64, &str)> = recs[1..]
+        .iter()
+        .filter(|r| r["kind"] == "measurement")
+        .map(|r| (r["round"].as_u64().unwrap(), r["path"].as_str().unwrap()))
+        .collect();
+    order.dedup();
+    let want: Vec<(u64, &str)> = (1..=2)
+        .flat_map(|round| paths.iter().map(move |&p| (round, p)))
+        .collect();
+    assert_eq!(order, want, "{raw}");
+    for round in 1..=2u64 {
+        for &path in &paths {
+            let value = |figure: &str, key: &str| -> f64 {
+                recs.iter()
+                    .find(|r| {
+                        r["kind"] == "measurement"
+                            && r["round"] == round
+                            && r["path"] == path
+                            && r["figure"] == figure
+                    })
+                    .and_then(|r| r["values"][key].as_f64())
+                    .unwrap_or_else(|| panic!("no {path} {figure} {key} in round {round}: {raw}"))
+            };
+            for figure in ["fps_1", "fps_10k"] {
+                assert!(value(figure, "delivered") > 0.0, "{path} {figure}");
+                let loss = value(figure, "loss_pct");
+                assert!((0.0..=100.0).contains(&loss), "{path} {figure} loss {loss}");
+            }
+            assert!(value("tcp_1", "gbps") > 0.0, "{path}");
+            assert!(value("tcp_4", "gbps") > 0.0, "{path}");
+            if path.starts_with("vswitchd") {
+                assert!(value("fps_1", "switch_busy_pct") > 0.0, "{path}");
+                assert!(value("tcp_1_adaptive", "gbps") > 0.0, "{path}");
+            }
+        }
+    }
+    // Every measurement says whether the machine was quiet, with a figure per CPU.
+    for r in recs[1..].iter().filter(|r| r["kind"] == "measurement") {
+        let cpus = r["cpu_busy"].as_array().map_or(0, Vec::len);
+        assert!(cpus > 0, "no CPU busy figures: {r}");
+        assert!(r["quiet"].is_boolean(), "no quiet check: {r}");
+        assert_eq!(
+            r["quiet_busy"].as_array().map_or(0, Vec::len),
+            cpus,
+            "quiet check figures: {r}"
         );
     }
-    let _ = std::fs::remove_dir_all(&out);
+    assert_no_namespaces_left(run.pid);
 }

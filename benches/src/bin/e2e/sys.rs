@@ -493,6 +493,36 @@ pub fn now_stamps() -> (String, String) {
 mod tests {
     use super::*;
 
+    /// Ends the child by PID (and reaps it) when dropped, even on panic.
+    struct Spinner(Child);
+
+    impl Drop for Spinner {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_busy_cpu_is_not_quiet_unless_the_switch_keeps_it_busy() {
+        // A shell spinning on CPU 0: this test's own process, ended by PID.
+        let spin = Spinner(
+            Command::new("taskset")
+                .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+                .spawn()
+                .unwrap(),
+        );
+        let tck = clk_tck();
+        let q = wait_quiet(&[], 0, 50.0, Duration::from_secs(1), tck).unwrap();
+        assert!(!q.ok, "{q:?}");
+        assert!(q.busy[0] >= 50.0, "{q:?}");
+        assert!(q.waited >= 1.0, "gave up before its wait: {q:?}");
+        // The same spinner counted as the switch (a busy-polling switch spins when idle): its
+        // time is taken off CPU 0's figure.
+        let q = wait_quiet(&[spin.0.id()], 0, 50.0, Duration::from_secs(1), tck).unwrap();
+        assert!(q.busy[0] < 50.0, "{q:?}");
+    }
+
     #[test]
     fn ansi_is_stripped() {
         assert_eq!(strip_ansi("a\u{1b}[2;35mb\u{1b}[0mc"), "abc");
