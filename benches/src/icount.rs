@@ -367,6 +367,34 @@ pub fn format_baseline(counts: &[Count]) -> String {
 /// Allowed growth over the baseline before the check fails.
 pub const TOLERANCE: f64 = 0.10;
 
+/// What the check makes of one scenario's count against its baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Within [`TOLERANCE`] of the baseline (or below it): the ratio to it.
+    Within(f64),
+    /// More than [`TOLERANCE`] over the baseline: the ratio to it.
+    Over(f64),
+    /// The baseline file has no line for the scenario: a failure too, or a new scenario would
+    /// never be checked (write the baseline again with `--write`).
+    Missing,
+}
+
+impl Verdict {
+    /// False when the check fails.
+    pub fn passes(self) -> bool {
+        matches!(self, Self::Within(_))
+    }
+}
+
+/// Judges `per_unit` instructions against the baseline's `base`.
+pub fn judge(per_unit: f64, base: Option<f64>) -> Verdict {
+    match base {
+        Some(b) if per_unit / b > 1.0 + TOLERANCE => Verdict::Over(per_unit / b),
+        Some(b) => Verdict::Within(per_unit / b),
+        None => Verdict::Missing,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +436,17 @@ Ir                  file:function
         let b = breakdown(1_234_567, &v);
         assert_eq!(b.rx_burst, 1_000_000);
         assert_eq!(b.switch(), 234_567);
+    }
+
+    #[test]
+    fn a_scenario_over_its_baseline_or_without_one_fails() {
+        assert_eq!(judge(300.0, Some(300.0)), Verdict::Within(1.0));
+        assert!(judge(329.0, Some(300.0)).passes());
+        assert!(judge(150.0, Some(300.0)).passes());
+        assert!(matches!(judge(331.0, Some(300.0)), Verdict::Over(r) if r > 1.1));
+        assert!(!judge(331.0, Some(300.0)).passes());
+        assert_eq!(judge(300.0, None), Verdict::Missing);
+        assert!(!judge(300.0, None).passes());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Options: `--quick` (a quarter of the counted runs; CI), `--check FILE` (exit 1 when a
-//! scenario exceeds its baseline by more than 10 %), `--write FILE` (write the figures as the
+//! scenario exceeds its baseline by more than 10 % or has no line in it), `--write FILE` (write the figures as the
 //! new baseline), `--top N` (the N most expensive functions, exclusive, of each pipeline
 //! scenario counted), `--keep DIR` (where the callgrind outputs go; default a temporary
 //! directory, removed), and scenario names to count only those. Each scenario runs in a child
@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vswitch_benches::icount::{self, Count, TOLERANCE};
+use vswitch_benches::icount::{self, Count};
 use vswitch_benches::scenarios;
 
 #[derive(Debug, Default)]
@@ -133,20 +133,23 @@ fn parent(args: &[String]) -> Result<bool, String> {
     );
     let mut ok = true;
     for c in &counts {
-        let base = baseline.as_ref().and_then(|b| b.get(&c.name).copied());
-        let (b, r, flag) = match base {
-            Some(b) => {
-                let r = c.per_unit() / b;
-                let over = r > 1.0 + TOLERANCE;
-                ok &= !over;
-                (
-                    format!("{b:.1}"),
-                    format!("{r:.3}"),
-                    if over { "  OVER +10 %" } else { "" },
-                )
-            }
-            None if baseline.is_some() => ("-".into(), "-".into(), "  (no baseline)"),
+        let (b, r, flag) = match &baseline {
             None => (String::new(), String::new(), ""),
+            Some(base) => {
+                let b = base.get(&c.name).copied();
+                let verdict = icount::judge(c.per_unit(), b);
+                ok &= verdict.passes();
+                let b = b.map_or_else(|| "-".into(), |b| format!("{b:.1}"));
+                match verdict {
+                    icount::Verdict::Within(r) => (b, format!("{r:.3}"), ""),
+                    icount::Verdict::Over(r) => (b, format!("{r:.3}"), "  OVER +10 %"),
+                    icount::Verdict::Missing => (
+                        b,
+                        "-".into(),
+                        "  NO BASELINE (count it and --write the file)",
+                    ),
+                }
+            }
         };
         println!(
             "{:<22} {:>12.1} {:>12} {:>10} {:>8}{flag}",
