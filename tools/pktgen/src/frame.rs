@@ -421,7 +421,7 @@ impl Cursor {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::args::{parse_ip_range, parse_port_range};
+    use crate::args::{parse_ip_range, parse_mac, parse_port_range};
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     use std::collections::HashSet;
 
@@ -614,6 +614,60 @@ pub(crate) mod tests {
                 })
                 .is_err()
             );
+        }
+    }
+
+    #[test]
+    fn macs_and_destination_ranges_reach_the_frames() {
+        let src_mac = parse_mac("02:aa:bb:cc:dd:01").unwrap();
+        let dst_mac = parse_mac("0e-11-22-33-44-55").unwrap();
+        for (ipv6, range, want) in [
+            (
+                false,
+                "10.1.2.254-10.1.3.1",
+                vec![
+                    vec![10, 1, 2, 254],
+                    vec![10, 1, 2, 255],
+                    vec![10, 1, 3, 0],
+                    vec![10, 1, 3, 1],
+                ],
+            ),
+            (true, "2001:db8::ffff-2001:db8::1:1", {
+                let a = |last: [u8; 4]| {
+                    let mut v = vec![0x20, 0x01, 0x0d, 0xb8];
+                    v.extend([0; 8]);
+                    v.extend(last);
+                    v
+                };
+                vec![a([0, 0, 0xff, 0xff]), a([0, 1, 0, 0]), a([0, 1, 0, 1])]
+            }),
+        ] {
+            let s = FrameSpec {
+                src_mac,
+                dst_mac,
+                dst_ip: parse_ip_range(range, ipv6).unwrap(),
+                dst_port: parse_port_range("5000-5001").unwrap(),
+                vlan: Some(3),
+                ..spec(ipv6)
+            };
+            let t = Template::new(&s).unwrap();
+            assert_eq!(t.flows(), want.len() * 2, "{range}");
+            let mut c = Cursor::new(0, 0, t.flows(), false);
+            let mut dsts = HashSet::new();
+            let mut dports = HashSet::new();
+            for _ in 0..t.flows() {
+                let f = frame(&t, &c, 0);
+                assert_eq!(&f[0..6], &dst_mac, "destination MAC");
+                assert_eq!(&f[6..12], &src_mac, "source MAC");
+                let (vlan, (_, dst, _, dport), _) = check(&f);
+                assert_eq!(vlan, Some(3));
+                dsts.insert(dst);
+                dports.insert(dport);
+                c.advance();
+            }
+            let want: HashSet<Vec<u8>> = want.into_iter().collect();
+            assert_eq!(dsts, want, "{range}");
+            assert_eq!(dports, HashSet::from([5000, 5001]), "{range}");
         }
     }
 

@@ -456,6 +456,38 @@ fn two_threads_use_two_queues_and_two_streams() {
     assert_eq!(num(&r, "dup"), 0, "{r}");
 }
 
+/// `--rate` is a ceiling and `--duration` an end, in every mode: a paced run never sends more
+/// than the rate allows over the time it ran (plus the pacer's 10 ms of credit and one batch),
+/// and stops at its deadline (plus the second it gives queued frames to go out). Nothing is
+/// asserted about how fast it can go.
+#[test]
+fn the_rate_is_a_ceiling_and_the_duration_an_end() {
+    if !require_privileges("the_rate_is_a_ceiling_and_the_duration_an_end") {
+        return;
+    }
+    let p = Pair::new(1);
+    let rate = 20_000.0;
+    for mode in ["afxdp", "afpacket", "txring"] {
+        let t0 = std::time::Instant::now();
+        let out = tx(
+            &p.a,
+            &["--mode", mode, "--rate", "20000", "--duration", "1"],
+        );
+        let wall = t0.elapsed();
+        assert!(out.status.success(), "{mode}");
+        let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let sent = num(&t, "sent") as f64;
+        let secs: f64 = field(&t, "secs").unwrap().parse().unwrap();
+        assert!(sent > 0.0, "{t}");
+        assert!(
+            sent <= rate * secs + rate / 100.0 + 256.0,
+            "{mode}: more than the rate: {t}"
+        );
+        assert!(secs < 2.0, "{mode}: ran past its deadline: {t}");
+        assert!(wall < Duration::from_secs(5), "{mode}: {wall:?}");
+    }
+}
+
 #[test]
 fn flooding_a_veth_never_aborts() {
     if !require_privileges("flooding_a_veth_never_aborts") {
