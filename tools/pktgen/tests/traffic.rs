@@ -343,6 +343,14 @@ fn txring_delivers_every_jumbo_frame() {
 /// Frames longer than a UMEM chunk go out through AF_XDP as several descriptors
 /// (multi-buffer).
 #[test]
+fn afpacket_delivers_every_jumbo_frame() {
+    if !require_privileges("afpacket_delivers_every_jumbo_frame") {
+        return;
+    }
+    every_jumbo_frame_arrives("afpacket");
+}
+
+#[test]
 fn afxdp_delivers_every_jumbo_frame() {
     if !require_privileges("afxdp_delivers_every_jumbo_frame") {
         return;
@@ -395,18 +403,16 @@ fn every_mode_refuses_a_frame_above_the_mtu_with_an_error() {
     }
 }
 
-#[test]
-fn txring_threads_each_send_their_share() {
-    if !require_privileges("txring_threads_each_send_their_share") {
-        return;
-    }
+/// Three threads of `mode`, each its own socket, send 20,001 frames between them: every one
+/// arrives once.
+fn threads_each_send_their_share(mode: &str) {
     let p = Pair::new(2);
     let rx = start_rx(&p.b, &["--mode", "afpacket", "--count", "20001"]);
     let out = tx(
         &p.a,
         &[
             "--mode",
-            "txring",
+            mode,
             "--threads",
             "3",
             "--count",
@@ -419,11 +425,27 @@ fn txring_threads_each_send_their_share() {
     let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let r = finish(rx);
     assert_eq!(num(&t, "threads"), 3, "{t}");
-    assert_eq!(field(&t, "mode"), Some("txring"), "{t}");
+    assert_eq!(field(&t, "mode"), Some(mode), "{t}");
     assert_eq!(num(&t, "sent"), 20_001, "{t}");
     assert_eq!(num(&r, "received"), 20_001, "{r}");
     assert_eq!(num(&r, "lost"), 0, "{r}");
     assert_eq!(num(&r, "dup"), 0, "{r}");
+}
+
+#[test]
+fn txring_threads_each_send_their_share() {
+    if !require_privileges("txring_threads_each_send_their_share") {
+        return;
+    }
+    threads_each_send_their_share("txring");
+}
+
+#[test]
+fn afpacket_threads_each_send_their_share() {
+    if !require_privileges("afpacket_threads_each_send_their_share") {
+        return;
+    }
+    threads_each_send_their_share("afpacket");
 }
 
 #[test]
