@@ -350,6 +350,8 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "idle_secs": ctx.idle_secs,
         "mps": ctx.mps,
         "quiet_limit_pct": ctx.quiet_limit,
+        "gen_cpu": ctx.gen_cpu,
+        "switch_cpu": ctx.switch_cpu,
         "placement": format!(
             "generator and clients (pktgen/trafgen, iperf3 -c, sockperf pp) pinned to CPU {} with taskset; \
              the switch on CPU {} (vswitchd --cpus {} and all its threads; OVS pmd-cpu-mask={:#x} and \

@@ -277,41 +277,47 @@ const ROWS: &[Row] = &[
         None,
     ),
     row(
-        "CPU0 / CPU1 busy, 64 B 1 flow (%)",
+        "generator / switch CPU busy, 64 B 1 flow (%)",
         "fps_1",
         "",
         Fmt::Cpu,
         None,
     ),
     row(
-        "CPU0 / CPU1 busy, 64 B 10,000 flows (%)",
+        "generator / switch CPU busy, 64 B 10,000 flows (%)",
         "fps_10k",
         "",
         Fmt::Cpu,
         None,
     ),
     row(
-        "CPU0 / CPU1 busy, TCP 1 stream (%)",
+        "generator / switch CPU busy, TCP 1 stream (%)",
         "tcp_1",
         "",
         Fmt::Cpu,
         None,
     ),
     row(
-        "CPU0 / CPU1 busy, TCP 1 stream, adaptive (%)",
+        "generator / switch CPU busy, TCP 1 stream, adaptive (%)",
         "tcp_1_adaptive",
         "",
         Fmt::Cpu,
         None,
     ),
     row(
-        "CPU0 / CPU1 busy, TCP 4 streams (%)",
+        "generator / switch CPU busy, TCP 4 streams (%)",
         "tcp_4",
         "",
         Fmt::Cpu,
         None,
     ),
-    row("CPU0 / CPU1 busy, UDP RTT (%)", "rtt", "", Fmt::Cpu, None),
+    row(
+        "generator / switch CPU busy, UDP RTT (%)",
+        "rtt",
+        "",
+        Fmt::Cpu,
+        None,
+    ),
 ];
 
 /// Median of a non-empty list (mean of the middle two for an even count).
@@ -435,6 +441,16 @@ fn fact<'a>(facts: &'a serde_json::Value, key: &str) -> &'a str {
 /// The Markdown report: the table, then how it was measured and what failed.
 pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
     let data = Data { recs };
+    // The generator's and the switch's CPUs (raw files from before they were recorded: the
+    // default placement, 0 and 1).
+    let cpu_of = |key: &str, default: usize| {
+        facts
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|c| usize::try_from(c).ok())
+            .unwrap_or(default)
+    };
+    let (gen_cpu, switch_cpu) = (cpu_of("gen_cpu", 0), cpu_of("switch_cpu", 1));
     let paths = paths_in(recs);
     let mut md = String::new();
     let _ = write!(md, "| figure |");
@@ -450,7 +466,7 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
     let mut failures = false;
     for r in ROWS {
         let any = paths.iter().any(|p| match r.fmt {
-            Fmt::Cpu => !data.cpu(p.key(), r.figure, 0).is_empty(),
+            Fmt::Cpu => !data.cpu(p.key(), r.figure, gen_cpu).is_empty(),
             Fmt::Over(base) => {
                 !data.per_round(p.key(), r.figure, base, r.key).is_empty()
                     || data.failed(p.key(), r.figure)
@@ -463,12 +479,20 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
         if !any {
             continue;
         }
-        let _ = write!(md, "| {} |", r.label);
+        if matches!(r.fmt, Fmt::Cpu) {
+            let label = r.label.replace(
+                "generator / switch CPU",
+                &format!("CPU{gen_cpu} (generator) / CPU{switch_cpu} (switch)"),
+            );
+            let _ = write!(md, "| {label} |");
+        } else {
+            let _ = write!(md, "| {} |", r.label);
+        }
         for p in &paths {
             let cell = match r.fmt {
                 Fmt::Cpu => {
-                    let c0 = median(&data.cpu(p.key(), r.figure, 0));
-                    let c1 = median(&data.cpu(p.key(), r.figure, 1));
+                    let c0 = median(&data.cpu(p.key(), r.figure, gen_cpu));
+                    let c1 = median(&data.cpu(p.key(), r.figure, switch_cpu));
                     match (c0, c1) {
                         (Some(a), Some(b)) => format!("{} / {}", num(a, r.fmt), num(b, r.fmt)),
                         (Some(a), None) => num(a, r.fmt),
@@ -810,6 +834,25 @@ mod tests {
             md.contains(
                 "| 10,000 flows ÷ 1 flow, frames/s of the same round (×) | — | — | failed † |"
             ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn cpu_rows_show_the_generators_and_the_switchs_cpus() {
+        let mut r = rec("bridge", "fps_1", "fps", 600_000.0, 1);
+        r.meas.cpu_busy = vec![1.0, 2.0, 93.0, 4.0, 71.0];
+        let recs = vec![r];
+        // Default placement (and raw files from before it was recorded): CPUs 0 and 1.
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(
+            md.contains("| CPU0 (generator) / CPU1 (switch) busy, 64 B 1 flow (%) | 1.0 / 2.0 |"),
+            "{md}"
+        );
+        let facts = serde_json::json!({"kind": "machine", "gen_cpu": 2, "switch_cpu": 4});
+        let md = markdown(&facts, &recs);
+        assert!(
+            md.contains("| CPU2 (generator) / CPU4 (switch) busy, 64 B 1 flow (%) | 93 / 71 |"),
             "{md}"
         );
     }
