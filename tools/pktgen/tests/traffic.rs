@@ -183,6 +183,10 @@ fn exact_run_on(
     assert_eq!(num(&r, "lost"), 0, "{r}");
     assert_eq!(num(&r, "dup"), 0, "{r}");
     assert_eq!(num(&r, "reordered"), 0, "{r}");
+    // Latency from each frame's timestamp: measured, and the percentiles in order.
+    let lat = |k: &str| -> f64 { field(&r, k).unwrap().parse().unwrap() };
+    let (p50, p99, p999) = (lat("lat_p50_us"), lat("lat_p99_us"), lat("lat_p999_us"));
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{r}");
     (t, r)
 }
 
