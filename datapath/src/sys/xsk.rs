@@ -68,8 +68,11 @@ pub struct XskConfig {
     /// `XDP_COPY`. veth has no zero-copy.
     pub zero_copy: bool,
     /// Bind with `XDP_USE_SG` (multi-buffer, Linux 6.6+): [`Xsk::send`] then takes frames
-    /// longer than a chunk, [`MAX_SG_FRAME_LEN`] at most, as consecutive descriptors. Only the
-    /// sending side uses it: a frame received in several chunks is not reassembled here.
+    /// longer than a chunk, [`MAX_SG_FRAME_LEN`] at most, as consecutive descriptors (the TX
+    /// ring and the tx chunks must hold one such frame). Only the sending side uses it: a frame
+    /// received in several chunks is not reassembled here (each part would come out of
+    /// [`Xsk::recv`] as a frame), and in zero-copy mode the driver's own limit of parts per
+    /// frame may be lower than 16. pktgen uses it, in copy mode, for jumbo frames.
     pub multi_buffer: bool,
 }
 
@@ -122,6 +125,17 @@ impl XskConfig {
             if !v.is_power_of_two() || !(8..=1 << 16).contains(&v) {
                 return Err((field, format!("{v} is not a power of two in 8..=65536")));
             }
+        }
+        let parts = (MAX_SG_FRAME_LEN / CHUNK_SIZE as usize) as u32;
+        if self.multi_buffer && (self.tx_ring < parts || self.tx_frames() < parts) {
+            return Err((
+                "multi_buffer",
+                format!(
+                    "needs a TX ring and tx chunks for a {parts}-part frame (tx_ring {}, tx chunks {})",
+                    self.tx_ring,
+                    self.tx_frames()
+                ),
+            ));
         }
         Ok(())
     }
@@ -209,7 +223,8 @@ pub struct XdpDesc {
     pub addr: u64,
     /// Frame length.
     pub len: u32,
-    /// `XDP_PKT_CONTD` etc. (multi-buffer; unused here).
+    /// `XDP_PKT_CONTD` on every descriptor of a multi-buffer frame but its last ([`Xsk::send`]
+    /// on a multi-buffer socket); 0 otherwise.
     pub options: u32,
 }
 
@@ -385,6 +400,15 @@ impl<T: Entry> ProdRing<T> {
         unsafe { slot.write(v) };
         r.cached_prod = r.cached_prod.wrapping_add(1);
         true
+    }
+
+    /// Takes back the last `n` entries pushed since the last [`ProdRing::submit`] (the kernel
+    /// has not seen them).
+    fn unpush(&mut self, n: u32) {
+        let r = &mut self.0;
+        let published = r.producer().load(Ordering::Relaxed);
+        let n = n.min(r.cached_prod.wrapping_sub(published));
+        r.cached_prod = r.cached_prod.wrapping_sub(n);
     }
 
     /// Publishes the pushed entries to the kernel.
@@ -938,8 +962,9 @@ impl Xsk {
                 return false;
             }
         }
+        let mut taken = [0u64; MAX_SG_FRAME_LEN / CHUNK_SIZE as usize];
         let mut rest = frame;
-        while !rest.is_empty() {
+        for done in 0..parts {
             let (part, tail) = rest.split_at(rest.len().min(chunk));
             rest = tail;
             let options = if rest.is_empty() {
@@ -947,31 +972,61 @@ impl Xsk {
             } else {
                 libc::XDP_PKT_CONTD
             };
-            // Neither can fail: `parts` chunks were on the free list and `parts` ring slots
-            // free, and only this loop takes them.
-            let Some(addr) = self.free.pop() else {
-                return false;
+            // Cannot fail: `parts` chunks were on the free list and `parts` ring slots free,
+            // and only this loop takes them. Should it, the parts queued so far are taken back
+            // (the producer index is published only at the next flush): a frame's descriptors
+            // go on the ring all or none, or its last part would join the next frame.
+            let queued = match self.free.pop() {
+                Some(addr) if self.queue_part(addr, part, options) => Some(addr),
+                Some(addr) => {
+                    self.free.push(addr);
+                    None
+                }
+                None => None,
             };
-            if !self.queue_part(addr, part, options) {
-                debug_assert!(false, "the TX ring had a slot for every part");
-                self.free.push(addr);
-                return false;
+            match (queued, taken.get_mut(done)) {
+                (Some(addr), Some(slot)) => *slot = addr,
+                _ => {
+                    self.unqueue(&taken[..done]);
+                    return false;
+                }
             }
         }
         true
     }
 
-    /// Copies `part` (at most a chunk) into the free chunk at `addr` and pushes its descriptor
-    /// with `options`; false (nothing queued, the chunk still the caller's) when the TX ring is
-    /// full or `addr` is not a chunk.
+    /// Takes back the last `addrs.len()` descriptors pushed (not yet published), `addrs` their
+    /// chunks in push order: the chunks return to the free list.
+    #[cold]
+    fn unqueue(&mut self, addrs: &[u64]) {
+        self.tx.unpush(addrs.len() as u32);
+        for &addr in addrs.iter().rev() {
+            if let Some((idx, _)) = self.locate(addr)
+                && let Some(c @ Chunk::Sending) = self.chunks.get_mut(idx as usize)
+            {
+                *c = Chunk::Free;
+                self.free.push(addr);
+            }
+        }
+    }
+
+    /// Copies `part` into the chunk at `addr` and pushes its descriptor with `options`; false
+    /// (nothing queued, the chunk still the caller's) when the TX ring is full, or `addr` is
+    /// not a free chunk or `part` longer than one (callers check both: this is the memory's
+    /// guard, not a path taken).
     #[inline]
     fn queue_part(&mut self, addr: u64, part: &[u8], options: u32) -> bool {
         let Some((idx, _)) = self.locate(addr) else {
             return false;
         };
-        // SAFETY: `addr` came from the free list, so chunk `idx` (< frames) is `Free`: the
-        // kernel is done with it (completion seen) and no slice of it exists; `part.len()` ≤
-        // CHUNK_SIZE (callers' checks), and `part` cannot overlap a chunk we own exclusively.
+        if part.len() > CHUNK_SIZE as usize
+            || !matches!(self.chunks.get(idx as usize), Some(Chunk::Free))
+        {
+            return false;
+        }
+        // SAFETY: chunk `idx` (< frames) is `Free` (checked above): the kernel is done with it
+        // (completion seen) and no slice of it exists; `part.len()` ≤ CHUNK_SIZE (checked), and
+        // `part` cannot overlap a chunk we own exclusively.
         unsafe {
             std::ptr::copy_nonoverlapping(part.as_ptr(), self.umem.ptr(idx, 0), part.len());
         }
@@ -1162,6 +1217,13 @@ mod tests {
         assert_eq!(bad(XskConfig { frames: 1, ..d }), "frames");
         assert_eq!(bad(XskConfig { rx_ring: 100, ..d }), "rx_ring");
         assert_eq!(bad(XskConfig { tx_ring: 4, ..d }), "tx_ring");
+        let mb = XskConfig {
+            multi_buffer: true,
+            ..d
+        };
+        assert!(mb.validate().is_ok());
+        assert_eq!(bad(XskConfig { tx_ring: 8, ..mb }), "multi_buffer");
+        assert_eq!(bad(XskConfig { frames: 30, ..mb }), "multi_buffer");
     }
 
     /// A ring in anonymous memory with both indices at `start`; the test plays the kernel.
@@ -1232,6 +1294,18 @@ mod tests {
             .store(start.wrapping_add(2), Ordering::Release);
         assert!(p.has_room(3) && !p.has_room(4));
         assert!(p.push(3) && p.push(4) && p.push(5) && !p.push(6));
+        // Taking back unpublished entries: at most those pushed since the last submit.
+        p.unpush(2);
+        assert!(p.has_room(2) && !p.has_room(3));
+        p.unpush(5);
+        assert!(p.has_room(3) && !p.has_room(4), "only 3 were unpublished");
+        assert!(p.push(7) && p.push(8));
+        p.submit();
+        assert_eq!(p.outstanding(), 3);
+        // The published entries after the two consumed: 2, then 7 and 8 where 3 and 4 were.
+        // SAFETY: in bounds of our own anonymous ring; no kernel involved.
+        let s = |i: u32| unsafe { p.0.slot(start.wrapping_add(i)).read() };
+        assert_eq!((s(2), s(3), s(4)), (2, 7, 8));
     }
 
     #[test]

@@ -368,9 +368,12 @@ pub fn max_frame_len(mtu: u32, vlan: bool) -> usize {
     mtu as usize + 14 + if vlan { 4 } else { 0 }
 }
 
-/// Fails, naming the MTU, when `t`'s frames are longer than `dev` sends (every mode but
-/// `kernel`): the TX ring's virtio-net header turns off the kernel's MTU check, and veth drops
-/// longer AF_XDP frames without a word, so such a run would send nothing and say nothing.
+/// Fails, naming the MTU, when `t`'s frames are longer than the kernel lets a packet socket
+/// send on `dev` (MTU + 14, + 18 with a VLAN tag), in every mode but `kernel`. That is
+/// pktgen's rule for all of them: the TX ring's virtio-net header turns the kernel's check
+/// off, AF_XDP has none, and what a device does with a longer frame varies (veth forwards up
+/// to MTU + 18 whether tagged or not, measured against the receiving end's MTU; a NIC may drop
+/// it without a word), so a run could send frames that arrive nowhere.
 fn check_mtu(dev: &str, t: &Template) -> Result<()> {
     let len = t.len();
     let mtu = netdev::mtu(dev).with_context(|| format!("MTU of {dev}"))?;

@@ -183,10 +183,11 @@ fn exact_run_on(
     assert_eq!(num(&r, "lost"), 0, "{r}");
     assert_eq!(num(&r, "dup"), 0, "{r}");
     assert_eq!(num(&r, "reordered"), 0, "{r}");
-    // Latency from each frame's timestamp: measured, and the percentiles in order.
+    // Latency from each frame's timestamp: measured, and within the run (a timestamp written or
+    // read wrong shows as a latency of minutes or days: the field is 48 bits of nanoseconds).
     let lat = |k: &str| -> f64 { field(&r, k).unwrap().parse().unwrap() };
-    let (p50, p99, p999) = (lat("lat_p50_us"), lat("lat_p99_us"), lat("lat_p999_us"));
-    assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{r}");
+    assert!(lat("lat_p50_us") > 0.0, "{r}");
+    assert!(lat("lat_p999_us") < 10e6, "{r}");
     (t, r)
 }
 
@@ -316,8 +317,8 @@ fn rx_bytes(ns: &Netns) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// Sends 3,000 jumbo frames (9,000 bytes; and 4,097, one byte past a UMEM chunk) with
-/// `mode` and checks that every one arrived whole, in order.
+/// Three runs of 3,000 jumbo frames with `mode` (9,000 bytes; the same over IPv6 with a VLAN
+/// tag; 4,097, one byte past a UMEM chunk): every frame of each arrives whole, in order.
 fn every_jumbo_frame_arrives(mode: &str) {
     let p = Pair::new(1);
     p.mtu(9000);
@@ -344,8 +345,6 @@ fn txring_delivers_every_jumbo_frame() {
     every_jumbo_frame_arrives("txring");
 }
 
-/// Frames longer than a UMEM chunk go out through AF_XDP as several descriptors
-/// (multi-buffer).
 #[test]
 fn afpacket_delivers_every_jumbo_frame() {
     if !require_privileges("afpacket_delivers_every_jumbo_frame") {
@@ -354,6 +353,8 @@ fn afpacket_delivers_every_jumbo_frame() {
     every_jumbo_frame_arrives("afpacket");
 }
 
+/// Frames longer than a UMEM chunk go out through AF_XDP as several descriptors
+/// (multi-buffer).
 #[test]
 fn afxdp_delivers_every_jumbo_frame() {
     if !require_privileges("afxdp_delivers_every_jumbo_frame") {
@@ -369,7 +370,7 @@ fn every_mode_refuses_a_frame_above_the_mtu_with_an_error() {
     }
     // MTU 1500: a 1515-byte untagged frame is one byte too long (the kernel's rule for packet
     // sockets, which the ring's virtio-net header turns off and AF_XDP does not apply, so
-    // pktgen checks it itself, in every mode).
+    // pktgen checks it itself, in every mode but `kernel`).
     let p = Pair::new(1);
     let modes: [&[&str]; 4] = [
         &["--mode", "txring"],
@@ -482,7 +483,8 @@ fn two_threads_use_two_queues_and_two_streams() {
     assert_eq!(num(&r, "dup"), 0, "{r}");
 }
 
-/// `--rate` is a ceiling and `--duration` an end, in every mode: a paced run never sends more
+/// `--rate` is a ceiling and `--duration` an end, in every mode but `kernel` (which needs the
+/// kernel's pktgen; tests/kernel_vm.rs): a paced run never sends more
 /// than the rate allows over the time it ran (plus the pacer's 10 ms of credit and one batch),
 /// and stops at its deadline (plus the second it gives queued frames to go out). Nothing is
 /// asserted about how fast it can go.
