@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use datapath::buf::RxBatch;
 use datapath::port::Port;
 use datapath::port::afxdp::{AfXdpOptions, AfXdpPort, MAX_QUEUES};
-use datapath::sys::netdev;
 use datapath::sys::packet::{MmsgSlots, PacketSocket, RecvMeta, SockBuf};
 use datapath::sys::poller::Poller;
+use datapath::sys::{netdev, xsk};
 
 use crate::stats::RxStats;
 use crate::sys::monotonic_ns;
@@ -183,6 +183,20 @@ pub fn run(o: &RxOptions) -> Result<RxReport> {
 }
 
 fn open_xdp(dev: &str) -> Result<AfXdpPort> {
+    // A frame longer than a UMEM chunk less the kernel's headroom never reaches the socket
+    // (nor would its parts be put together here): on a device that carries such frames, say
+    // so instead of counting nothing.
+    let mtu = netdev::mtu(dev).with_context(|| format!("MTU of {dev}"))?;
+    let longest = crate::tx::max_frame_len(mtu, true);
+    if longest > xsk::MAX_FRAME_LEN as usize {
+        bail!(
+            "AF_XDP receives frames of at most {} bytes (a UMEM chunk less the kernel's \
+             headroom), and the MTU {mtu} of {dev} lets {longest}-byte frames through: use \
+             --mode afpacket, or an MTU of at most {}",
+            xsk::MAX_FRAME_LEN,
+            xsk::MAX_FRAME_LEN as usize - (longest - mtu as usize)
+        );
+    }
     let queues = netdev::rx_queue_count(dev)
         .unwrap_or(1)
         .clamp(1, MAX_QUEUES);

@@ -363,6 +363,41 @@ fn afxdp_delivers_every_jumbo_frame() {
     every_jumbo_frame_arrives("afxdp");
 }
 
+/// On a device whose MTU lets frames longer than a UMEM chunk through, AF_XDP receive would
+/// count nothing of them: an explicit `--mode afxdp` is an error that says why, and the
+/// default takes AF_PACKET, which receives every jumbo frame.
+#[test]
+fn rx_on_a_jumbo_mtu_says_afxdp_cannot_and_takes_afpacket() {
+    if !require_privileges("rx_on_a_jumbo_mtu_says_afxdp_cannot_and_takes_afpacket") {
+        return;
+    }
+    let p = Pair::new(1);
+    p.mtu(9000);
+    let t0 = std::time::Instant::now();
+    let out =
+        p.b.command(PKTGEN)
+            .args(["rx", "--dev", "eth0", "--mode", "afxdp", "--duration", "5"])
+            .output()
+            .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("AF_XDP receives frames of at most 3840 bytes") && e.contains("MTU 9000"),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let rx = start_rx(&p.b, &["--count", "500"]);
+    let out = tx(
+        &p.a,
+        &["--size", "9000", "--count", "500", "--rate", "5000"],
+    );
+    assert!(out.status.success());
+    let r = finish(rx);
+    assert_eq!(field(&r, "mode"), Some("afpacket"), "{r}");
+    assert_eq!(num(&r, "received"), 500, "{r}");
+    assert_eq!(num(&r, "lost"), 0, "{r}");
+}
+
 #[test]
 fn every_mode_refuses_a_frame_above_the_mtu_with_an_error() {
     if !require_privileges("every_mode_refuses_a_frame_above_the_mtu_with_an_error") {
