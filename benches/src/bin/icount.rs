@@ -8,12 +8,13 @@
 //! ```
 //!
 //! Options: `--quick` (a quarter of the counted runs; CI), `--check FILE` (exit 1 when a
-//! scenario exceeds its baseline by more than 10 % or has no line in it), `--write FILE` (write the figures as the
-//! new baseline), `--top N` (the N most expensive functions, exclusive, of each pipeline
-//! scenario counted), `--keep DIR` (where the callgrind outputs go; default a temporary
-//! directory, removed), and scenario names to count only those. Each scenario runs in a child
-//! process of this binary under `valgrind --tool=callgrind`; `ICOUNT_VALGRIND_ARGS` adds
-//! arguments to it (say, `--cache-sim=yes` to count simulated cache misses with `--keep`).
+//! scenario exceeds its baseline by more than 10 % or has no line in it), `--write FILE`
+//! (write the figures as the new baseline), `--top N` (the N most expensive functions,
+//! exclusive, of each pipeline scenario counted), `--keep DIR` (where the callgrind outputs
+//! go; default a temporary directory, removed), and scenario names to count only those. Each
+//! scenario runs in a child process of this binary under `valgrind --tool=callgrind`;
+//! `ICOUNT_VALGRIND_ARGS` adds arguments to it (say, `--cache-sim=yes` to count simulated
+//! cache misses with `--keep`).
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a report tool")]
 
 use std::path::PathBuf;

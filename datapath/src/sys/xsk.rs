@@ -976,21 +976,16 @@ impl Xsk {
             // and only this loop takes them. Should it, the parts queued so far are taken back
             // (the producer index is published only at the next flush): a frame's descriptors
             // go on the ring all or none, or its last part would join the next frame.
-            let queued = match self.free.pop() {
-                Some(addr) if self.queue_part(addr, part, options) => Some(addr),
-                Some(addr) => {
-                    self.free.push(addr);
-                    None
-                }
-                None => None,
+            let Some(addr) = self.free.pop() else {
+                self.unqueue(&taken[..done]);
+                return false;
             };
-            match (queued, taken.get_mut(done)) {
-                (Some(addr), Some(slot)) => *slot = addr,
-                _ => {
-                    self.unqueue(&taken[..done]);
-                    return false;
-                }
+            if !self.queue_part(addr, part, options) {
+                self.free.push(addr);
+                self.unqueue(&taken[..done]);
+                return false;
             }
+            taken[done] = addr;
         }
         true
     }
