@@ -493,16 +493,6 @@ pub fn now_stamps() -> (String, String) {
 mod tests {
     use super::*;
 
-    /// Ends the child by PID (and reaps it) when dropped, even on panic.
-    struct Spinner(Child);
-
-    impl Drop for Spinner {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
     /// The first CPU this process may run on (`Cpus_allowed_list` of /proc/self/status).
     fn an_allowed_cpu() -> usize {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -517,20 +507,27 @@ mod tests {
     #[test]
     fn a_busy_cpu_is_not_quiet_unless_the_switch_keeps_it_busy() {
         let cpu = an_allowed_cpu();
-        // A shell spinning on that CPU: this test's own process, ended by PID.
-        let spin = Spinner(
-            Command::new("taskset")
-                .args(["-c", &cpu.to_string(), "sh", "-c", "while :; do :; done"])
-                .spawn()
-                .unwrap(),
-        );
+        // A shell spinning on that CPU: this test's own process, ended by `Bg`'s drop (its
+        // process group, by id), even on panic.
+        let spin = Bg::spawn(
+            "spinner",
+            Command::new("taskset").args([
+                "-c",
+                &cpu.to_string(),
+                "sh",
+                "-c",
+                "while :; do :; done",
+            ]),
+        )
+        .unwrap();
+        let spin_pid = spin.pid().unwrap();
         let tck = clk_tck();
         let busy = wait_quiet(&[], cpu, 50.0, Duration::from_secs(1), tck).unwrap();
         assert!(!busy.ok, "{busy:?}");
         assert!(busy.busy[cpu] >= 50.0, "{busy:?}");
         // The same spinner counted as the switch (a busy-polling switch spins when idle): its
         // time is taken off that CPU's figure — by most of a CPU, whatever else runs there.
-        let own = wait_quiet(&[spin.0.id()], cpu, 50.0, Duration::from_secs(1), tck).unwrap();
+        let own = wait_quiet(&[spin_pid], cpu, 50.0, Duration::from_secs(1), tck).unwrap();
         assert!(
             own.busy[cpu] + 30.0 < busy.busy[cpu],
             "{busy:?} then {own:?}"
