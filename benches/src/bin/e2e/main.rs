@@ -33,7 +33,11 @@ struct Args {
     /// One round, 2-second measurements, short quiet checks (a smoke run).
     #[arg(long)]
     quick: bool,
-    /// Interleaved rounds (A B C … G, then again); default 3, 1 with --quick.
+    /// The run that settles issue #4's goals: paths A–E (unless --only) in 6 rounds (unless
+    /// --rounds), the fewest that give the goals section a 95 % interval.
+    #[arg(long, conflicts_with = "quick")]
+    goals: bool,
+    /// Interleaved rounds (A B C … G, then again); default 3, 1 with --quick, 6 with --goals.
     #[arg(long, value_name = "N")]
     rounds: Option<u32>,
     /// Paths to run, by letter or key: a|vswitchd-afxdp, b|vswitchd-tap, c|vswitchd-afpacket,
@@ -154,6 +158,29 @@ fn parse_paths(list: &[String]) -> Result<Vec<PathKind>> {
     }
     v.sort();
     Ok(v)
+}
+
+/// The paths and the number of rounds the options ask for.
+fn plan(args: &Args) -> Result<(Vec<PathKind>, u32)> {
+    let paths = if args.goals && args.only.is_empty() {
+        vec![
+            PathKind::VsAfxdp,
+            PathKind::VsTap,
+            PathKind::VsAfpacket,
+            PathKind::Bridge,
+            PathKind::OvsAfxdp,
+        ]
+    } else {
+        parse_paths(&args.only)?
+    };
+    let rounds = args.rounds.unwrap_or(if args.quick {
+        1
+    } else if args.goals {
+        report::GOAL_ROUNDS
+    } else {
+        3
+    });
+    Ok((paths, rounds))
 }
 
 /// Appends records to the raw file as they come, and keeps them for the report.
@@ -391,8 +418,7 @@ fn main() -> Result<()> {
     }
     sys::install_signal_flag()?;
     let tests = parse_tests(&args.tests)?;
-    let paths = parse_paths(&args.only)?;
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    let (paths, rounds) = plan(&args)?;
     let exe_dir = std::env::current_exe()?
         .parent()
         .map(Path::to_path_buf)
@@ -470,4 +496,28 @@ fn main() -> Result<()> {
     let md = write_report(&raw_path, &facts, &raw.recs)?;
     println!("{md}");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(argv: &[&str]) -> (Vec<char>, u32) {
+        let args = Args::try_parse_from(std::iter::once("e2e").chain(argv.iter().copied()))
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let (paths, rounds) = plan(&args).unwrap();
+        (paths.into_iter().map(PathKind::letter).collect(), rounds)
+    }
+
+    #[test]
+    fn goals_runs_the_goals_paths_in_enough_rounds() {
+        assert_eq!(plan_of(&[]), ("ABCDEFGH".chars().collect(), 3));
+        assert_eq!(plan_of(&["--quick"]), ("ABCDEFGH".chars().collect(), 1));
+        assert_eq!(plan_of(&["--goals"]), ("ABCDE".chars().collect(), 6));
+        assert_eq!(
+            plan_of(&["--goals", "--only", "a,d,e", "--rounds", "9"]),
+            ("ADE".chars().collect(), 9)
+        );
+        assert!(Args::try_parse_from(["e2e", "--goals", "--quick"]).is_err());
+    }
 }

@@ -335,6 +335,326 @@ pub fn median(v: &[f64]) -> Option<f64> {
     })
 }
 
+/// The confidence the goals section asks of an interval before it gives a verdict.
+pub const GOAL_LEVEL: f64 = 0.95;
+
+/// The fewest rounds whose min–max has `GOAL_LEVEL` confidence (`e2e --goals` runs them).
+pub const GOAL_ROUNDS: u32 = 6;
+
+/// A distribution-free interval for the median of `v`: the `k`-th smallest and the `k`-th
+/// largest value, with `k` the largest for which the interval covers the median with at least
+/// `level` confidence (the count of values below the median is binomial(n, ½) whatever their
+/// distribution, if the values are independent draws of one distribution). Returns the
+/// interval and its confidence; `None` if even min–max falls short (fewer than 6 values for
+/// 95 %).
+pub fn median_interval(v: &[f64], level: f64) -> Option<(f64, f64, f64)> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    // P(X = i) for X ~ binomial(n, ½), in logs so that large n does not underflow.
+    let ln_half = 0.5_f64.ln();
+    let mut ln_p = n as f64 * ln_half;
+    let mut below = 0.0; // P(X ≤ k - 1)
+    let mut best = None;
+    for k in 1..=n.div_ceil(2) {
+        below += ln_p.exp();
+        let confidence = 1.0 - 2.0 * below;
+        if confidence < level {
+            break;
+        }
+        best = Some((s[k - 1], s[n - k], confidence));
+        let i = (k - 1) as f64;
+        ln_p += (n as f64 - i).ln() - (i + 1.0).ln();
+    }
+    best
+}
+
+/// Which side of a goal's bar is good.
+#[derive(Clone, Copy)]
+enum Bar {
+    /// At least this.
+    AtLeast(f64),
+    /// At most this.
+    AtMost(f64),
+    /// Strictly below this.
+    Below(f64),
+}
+
+impl Bar {
+    fn holds(self, v: f64) -> bool {
+        match self {
+            Self::AtLeast(b) => v >= b,
+            Self::AtMost(b) => v <= b,
+            Self::Below(b) => v < b,
+        }
+    }
+}
+
+/// What a goal compares, per round.
+#[derive(Clone, Copy)]
+enum Measure {
+    /// The path's `figure`/`key` over the same round's of another path.
+    OverPath(PathKind),
+    /// The path's `figure`/`key` over the same path's `figure` of the same round.
+    OverFigure(&'static str),
+    /// The path's `figure`/`key` itself.
+    Value,
+}
+
+struct Goal {
+    label: &'static str,
+    path: PathKind,
+    figure: &'static str,
+    key: &'static str,
+    measure: Measure,
+    bar: Bar,
+}
+
+const fn goal(
+    label: &'static str,
+    path: PathKind,
+    figure: &'static str,
+    key: &'static str,
+    measure: Measure,
+    bar: Bar,
+) -> Goal {
+    Goal {
+        label,
+        path,
+        figure,
+        key,
+        measure,
+        bar,
+    }
+}
+
+/// Issue #4's goals that the harness measures, each as one number per round.
+const GOALS: &[Goal] = &[
+    goal(
+        "64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge",
+        PathKind::VsAfxdp,
+        "fps_1",
+        "fps",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtLeast(1.3),
+    ),
+    goal(
+        "64 B frames/s, 10,000 flows, ≥ 1.3× the Linux bridge",
+        PathKind::VsAfxdp,
+        "fps_10k",
+        "fps",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtLeast(1.3),
+    ),
+    goal(
+        "64 B frames/s, 1 flow, ≥ 1.1× OVS afxdp",
+        PathKind::VsAfxdp,
+        "fps_1",
+        "fps",
+        Measure::OverPath(PathKind::OvsAfxdp),
+        Bar::AtLeast(1.1),
+    ),
+    goal(
+        "64 B frames/s, 10,000 flows, ≥ 1.1× OVS afxdp",
+        PathKind::VsAfxdp,
+        "fps_10k",
+        "fps",
+        Measure::OverPath(PathKind::OvsAfxdp),
+        Bar::AtLeast(1.1),
+    ),
+    goal(
+        "the switch's own work, 1 flow, ≤ 100 ns per frame",
+        PathKind::VsAfxdp,
+        "fps_1",
+        "switch_own_ns_per_frame",
+        Measure::Value,
+        Bar::AtMost(100.0),
+    ),
+    goal(
+        "the switch's own work, 10,000 flows, ≤ 100 ns per frame",
+        PathKind::VsAfxdp,
+        "fps_10k",
+        "switch_own_ns_per_frame",
+        Measure::Value,
+        Bar::AtMost(100.0),
+    ),
+    goal(
+        "10,000 flows within 10 % of 1 flow (frames/s)",
+        PathKind::VsAfxdp,
+        "fps_10k",
+        "fps",
+        Measure::OverFigure("fps_1"),
+        Bar::AtLeast(0.9),
+    ),
+    goal(
+        "10,000 flows within 10 % of 1 flow (frames/s)",
+        PathKind::VsTap,
+        "fps_10k",
+        "fps",
+        Measure::OverFigure("fps_1"),
+        Bar::AtLeast(0.9),
+    ),
+    goal(
+        "10,000 flows within 10 % of 1 flow (frames/s)",
+        PathKind::VsAfpacket,
+        "fps_10k",
+        "fps",
+        Measure::OverFigure("fps_1"),
+        Bar::AtLeast(0.9),
+    ),
+    goal(
+        "TCP 1 stream ≥ 1.0× the Linux bridge (tap ports)",
+        PathKind::VsTap,
+        "tcp_1",
+        "gbps",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtLeast(1.0),
+    ),
+    goal(
+        "TCP 1 stream ≥ 1.0× the Linux bridge (veth ports, `auto`)",
+        PathKind::VsAfpacket,
+        "tcp_1",
+        "gbps",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtLeast(1.0),
+    ),
+    goal(
+        "UDP RTT p99 ≤ 1.5× the Linux bridge, busy poll",
+        PathKind::VsAfxdp,
+        "rtt",
+        "p99_us",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtMost(1.5),
+    ),
+    goal(
+        "UDP RTT p99 ≤ 1.5× the Linux bridge, busy poll",
+        PathKind::VsTap,
+        "rtt",
+        "p99_us",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtMost(1.5),
+    ),
+    goal(
+        "UDP RTT p99 ≤ 1.5× the Linux bridge, busy poll",
+        PathKind::VsAfpacket,
+        "rtt",
+        "p99_us",
+        Measure::OverPath(PathKind::Bridge),
+        Bar::AtMost(1.5),
+    ),
+    goal(
+        "adaptive poll, idle: < 2 % of a core",
+        PathKind::VsAfxdp,
+        "idle_adaptive",
+        "core_pct",
+        Measure::Value,
+        Bar::Below(2.0),
+    ),
+    goal(
+        "adaptive poll, idle: < 2 % of a core",
+        PathKind::VsTap,
+        "idle_adaptive",
+        "core_pct",
+        Measure::Value,
+        Bar::Below(2.0),
+    ),
+    goal(
+        "adaptive poll, idle: < 2 % of a core",
+        PathKind::VsAfpacket,
+        "idle_adaptive",
+        "core_pct",
+        Measure::Value,
+        Bar::Below(2.0),
+    ),
+];
+
+/// The verdict on one goal from its per-round values: met if the whole interval of the
+/// median is on the good side of the bar, not met if the whole of it is on the other side,
+/// else not settled (or too few rounds for an interval).
+fn verdict(v: &[f64], bar: Bar) -> String {
+    match median_interval(v, GOAL_LEVEL) {
+        None => format!(
+            "too few rounds ({}) for a {:.0} % interval",
+            v.len(),
+            GOAL_LEVEL * 100.0
+        ),
+        Some((lo, hi, _)) => match (bar.holds(lo), bar.holds(hi)) {
+            (true, true) => "**met**".into(),
+            (false, false) => "**not met**".into(),
+            _ => "not settled".into(),
+        },
+    }
+}
+
+/// The goals section: per goal and path, the per-round numbers, their median (min–max), the
+/// median's interval and the verdict. Goals of paths or figures not in the run are left out.
+fn goals_section(data: &Data<'_>) -> String {
+    let mut md = String::new();
+    let mut rows = 0;
+    for g in GOALS {
+        let v = match g.measure {
+            Measure::OverPath(base) => data.over_path(g.path.key(), base.key(), g.figure, g.key),
+            Measure::OverFigure(base) => data.per_round(g.path.key(), g.figure, base, g.key),
+            Measure::Value => data
+                .by_round(g.path.key(), g.figure, g.key)
+                .into_values()
+                .collect(),
+        };
+        if v.is_empty() {
+            continue;
+        }
+        if rows == 0 {
+            let _ = writeln!(
+                md,
+                "| goal (issue #4) | path | rounds | median (min–max) | {:.0} % interval of the median | verdict |",
+                GOAL_LEVEL * 100.0
+            );
+            md.push_str("|---|---|---|---|---|---|\n");
+        }
+        rows += 1;
+        let fmt = if matches!(g.measure, Measure::Value) {
+            Fmt::Num
+        } else {
+            Fmt::Over("")
+        };
+        let interval = match median_interval(&v, GOAL_LEVEL) {
+            Some((lo, hi, c)) => format!("{}–{} ({:.1} %)", num(lo, fmt), num(hi, fmt), c * 100.0),
+            // What min–max alone would give.
+            None => format!(
+                "— (min–max: {:.1} %)",
+                (1.0 - 2.0 * 0.5_f64.powi(i32::try_from(v.len()).unwrap_or(i32::MAX))) * 100.0
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {}. {} | {} | {} | {} | {} |",
+            g.label,
+            g.path.letter(),
+            g.path.label(),
+            v.len(),
+            spread(&v, fmt),
+            interval,
+            verdict(&v, g.bar)
+        );
+    }
+    if rows > 0 {
+        let _ = writeln!(
+            md,
+            "\nGoals: one number per round (a ratio of two figures measured in the same round, \
+             or the figure itself); the interval is distribution-free (order statistics of the \
+             rounds) and needs at least 6 rounds for {:.0} %. Met: the whole interval on the \
+             goal's side of the bar; not met: the whole of it on the other side; otherwise not \
+             settled by this run. It covers the spread between this run's rounds, not a phase \
+             of the host that lasts the whole run.",
+            GOAL_LEVEL * 100.0
+        );
+    }
+    md
+}
+
 struct Data<'a> {
     recs: &'a [Rec],
 }
@@ -362,6 +682,15 @@ impl Data<'_> {
     /// Per round with both, `figure`'s `key` over `base`'s (path `path`).
     fn per_round(&self, path: &str, figure: &str, base: &str, key: &str) -> Vec<f64> {
         let base = self.by_round(path, base, key);
+        self.by_round(path, figure, key)
+            .into_iter()
+            .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| v / b))
+            .collect()
+    }
+
+    /// Per round with both, path `path`'s `figure`/`key` over path `base`'s.
+    fn over_path(&self, path: &str, base: &str, figure: &str, key: &str) -> Vec<f64> {
+        let base = self.by_round(base, figure, key);
         self.by_round(path, figure, key)
             .into_iter()
             .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| v / b))
@@ -558,6 +887,11 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
             .and_then(serde_json::Value::as_f64)
             .unwrap_or(10.0)
     );
+    let goals = goals_section(&data);
+    if !goals.is_empty() {
+        md.push('\n');
+        md.push_str(&goals);
+    }
     let _ = writeln!(
         md,
         "\nMachine: {}, {} CPUs, kernel {}. Open vSwitch: {}. iperf3: {}. sockperf: {}. \
@@ -910,6 +1244,136 @@ mod tests {
         );
         assert!(!md.contains("10,000 flows (ns)"), "{md}");
         assert!(md.contains("Switch core rows:"), "{md}");
+    }
+
+    #[test]
+    fn median_interval_by_order_statistics() {
+        // Five values: min–max covers the median with 1 - 2/32 = 93.75 % only.
+        assert_eq!(median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.95), None);
+        assert_eq!(
+            median_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.9),
+            Some((1.0, 5.0, 0.9375))
+        );
+        // GOAL_ROUNDS values are the fewest with a 95 % interval: min–max, 1 - 2/64.
+        let six = [6.0, 1.0, 5.0, 2.0, 4.0, 3.0];
+        assert_eq!(six.len(), GOAL_ROUNDS as usize);
+        assert_eq!(median_interval(&six, GOAL_LEVEL), Some((1.0, 6.0, 0.96875)));
+        assert_eq!(median_interval(&six[..5], GOAL_LEVEL), None);
+        // Nine values: the 2nd smallest and the 2nd largest, 1 - 2·10/512.
+        let nine: Vec<f64> = (1..=9).map(f64::from).collect();
+        let (lo, hi, c) = median_interval(&nine, 0.95).unwrap();
+        assert_eq!((lo, hi), (2.0, 8.0));
+        assert!((c - (1.0 - 20.0 / 512.0)).abs() < 1e-12, "{c}");
+        // Many values: no underflow, and the interval closes in on the median (the 95 %
+        // interval of n = 10,000 is about ±98 ranks around it).
+        let many: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let (lo, hi, c) = median_interval(&many, 0.95).unwrap();
+        assert!((4_890.0..4_910.0).contains(&lo), "{lo}");
+        assert!((5_090.0..5_110.0).contains(&hi), "{hi}");
+        assert!((0.95..0.96).contains(&c), "{c}");
+        assert_eq!(median_interval(&[], 0.95), None);
+    }
+
+    /// A run of A, D and E with `rounds` rounds: D 0.5 M/s, E 0.8 M/s and A `a(round)`, 1 flow;
+    /// RTT p99 20 µs at the bridge, `rtt(round)` at A.
+    fn goal_run(rounds: u32, a: impl Fn(u32) -> f64, rtt: impl Fn(u32) -> f64) -> Vec<Rec> {
+        let mut recs = Vec::new();
+        for n in 1..=rounds {
+            recs.push(rec("vswitchd-afxdp", "fps_1", "fps", a(n), n));
+            recs.push(rec("bridge", "fps_1", "fps", 500_000.0, n));
+            recs.push(rec("ovs-afxdp", "fps_1", "fps", 800_000.0, n));
+            recs.push(rec("vswitchd-afxdp", "rtt", "p99_us", rtt(n), n));
+            recs.push(rec("bridge", "rtt", "p99_us", 20.0, n));
+        }
+        recs
+    }
+
+    fn goal_row<'a>(md: &'a str, label: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("no row `{label}` in\n{md}"))
+    }
+
+    #[test]
+    fn goals_are_met_not_met_or_not_settled_by_the_interval() {
+        let facts = serde_json::json!({"kind": "machine"});
+        // A at 0.90–0.95 M/s: ×1.80–1.90 the bridge (met), ×1.125–1.19 OVS (met); RTT ×1.6–2.1
+        // the bridge (not met: over 1.5 in every round).
+        let recs = goal_run(
+            6,
+            |n| 900_000.0 + 10_000.0 * f64::from(n - 1),
+            |n| 30.0 + 2.0 * f64::from(n),
+        );
+        let md = markdown(&facts, &recs);
+        assert_eq!(
+            goal_row(&md, "64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge"),
+            "| 64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge | A. vswitchd AF_XDP | 6 | \
+             1.85 (1.80–1.90) | 1.80–1.90 (96.9 %) | **met** |"
+        );
+        assert!(
+            goal_row(&md, "64 B frames/s, 1 flow, ≥ 1.1× OVS afxdp").ends_with("| **met** |"),
+            "{md}"
+        );
+        assert!(
+            goal_row(&md, "UDP RTT p99 ≤ 1.5× the Linux bridge, busy poll")
+                .ends_with("| 1.85 (1.60–2.10) | 1.60–2.10 (96.9 %) | **not met** |"),
+            "{md}"
+        );
+        // Goals of figures the run did not measure are left out.
+        assert!(!md.contains("10,000 flows, ≥ 1.3×"), "{md}");
+        assert!(!md.contains("TCP 1 stream ≥"), "{md}");
+        // One round below the bar of 1.1× OVS (0.84 / 0.8 = 1.05), the others above it:
+        // not settled. The RTT interval ends at 1.5: still met.
+        let recs = goal_run(
+            6,
+            |n| if n == 3 { 840_000.0 } else { 950_000.0 },
+            |n| if n == 1 { 30.0 } else { 20.0 },
+        );
+        let md = markdown(&facts, &recs);
+        assert!(
+            goal_row(&md, "64 B frames/s, 1 flow, ≥ 1.1× OVS afxdp")
+                .ends_with("| 1.05–1.19 (96.9 %) | not settled |"),
+            "{md}"
+        );
+        assert!(
+            goal_row(&md, "UDP RTT p99 ≤ 1.5× the Linux bridge, busy poll")
+                .ends_with("| **met** |"),
+            "{md}"
+        );
+        // Five rounds: no verdict, whatever the rounds say.
+        let recs = goal_run(5, |_| 950_000.0, |_| 20.0);
+        let md = markdown(&facts, &recs);
+        assert!(
+            goal_row(&md, "64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge").ends_with(
+                "| 1.90 (1.90–1.90) | — (min–max: 93.8 %) | too few rounds (5) for a 95 % interval |"
+            ),
+            "{md}"
+        );
+        // A round missing one side of a ratio is not a round of that goal.
+        let mut recs = goal_run(6, |_| 950_000.0, |_| 20.0);
+        recs.retain(|r| !(r.path == "ovs-afxdp" && r.round == 2));
+        let md = markdown(&facts, &recs);
+        assert!(
+            goal_row(&md, "64 B frames/s, 1 flow, ≥ 1.1× OVS afxdp").contains(" | 5 | "),
+            "{md}"
+        );
+        // Absolute goals compare the figure itself: the idle core at 1.9 % is met, at 2.0 %
+        // (the bar is strict) not.
+        let idle = |pct: f64| -> Vec<Rec> {
+            (1..=6)
+                .map(|n| rec("vswitchd-tap", "idle_adaptive", "core_pct", pct, n))
+                .collect()
+        };
+        let md = markdown(&facts, &idle(1.9));
+        assert!(
+            goal_row(&md, "adaptive poll, idle: < 2 % of a core").ends_with("| **met** |"),
+            "{md}"
+        );
+        let md = markdown(&facts, &idle(2.0));
+        assert!(
+            goal_row(&md, "adaptive poll, idle: < 2 % of a core").ends_with("| **not met** |"),
+            "{md}"
+        );
     }
 
     #[test]
