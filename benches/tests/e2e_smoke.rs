@@ -177,6 +177,13 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
         md.contains("| figure |") && md.contains("vswitchd AF_XDP"),
         "{md}"
     );
+    // The goals section: one round gives no verdict, and says so.
+    assert!(
+        md.lines().any(|l| l.starts_with(
+            "| 64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge | A. vswitchd AF_XDP | 1 | "
+        ) && l.ends_with("| too few rounds (1) for a 95 % interval |")),
+        "{md}"
+    );
     let svg = std::fs::read_to_string(raws[0].with_extension("svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{svg}");
 
