@@ -85,6 +85,13 @@ struct Args {
     /// Pin the sink's programs (iperf3/sockperf servers) to this core (default: unpinned).
     #[arg(long, value_name = "CPU")]
     sink_cpu: Option<usize>,
+    /// The UDP round-trip server's core, or `free` for the kernel's choice. Default: the
+    /// generator's core (or --sink-cpu when given), next to the client, where the Linux bridge
+    /// runs a whole round trip on one core (its best: ~22 µs p99 in PLATFORM.md); unpinned,
+    /// the kernel puts the server on the idle core and the bridge pays two cross-vCPU
+    /// wake-ups per round trip too.
+    #[arg(long, value_name = "CPU|free")]
+    rtt_sink_cpu: Option<String>,
     /// Quiet check: every CPU below this busy % over one second.
     #[arg(long, default_value_t = 10.0, value_name = "PCT")]
     quiet_pct: f64,
@@ -158,6 +165,26 @@ fn parse_paths(list: &[String]) -> Result<Vec<PathKind>> {
     }
     v.sort();
     Ok(v)
+}
+
+/// A sysfs/procfs value, trimmed (None when the file is absent).
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// The round-trip server's core: `--rtt-sink-cpu` (`free`: none), else `--sink-cpu`, else
+/// the generator's core.
+fn rtt_sink_cpu(args: &Args) -> Result<Option<usize>> {
+    match args.rtt_sink_cpu.as_deref().map(str::trim) {
+        Some("free") => Ok(None),
+        Some(n) => n
+            .parse()
+            .map(Some)
+            .with_context(|| format!("--rtt-sink-cpu `{n}`: a CPU number or `free`")),
+        None => Ok(Some(args.sink_cpu.unwrap_or(args.gen_cpu))),
+    }
 }
 
 /// The paths and the number of rounds the options ask for.
@@ -357,6 +384,10 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         Some(c) => format!("pinned to CPU {c}"),
         None => "unpinned (the kernel's choice)".into(),
     };
+    let rtt_sink = match ctx.rtt_sink_cpu {
+        Some(c) => format!("pinned to CPU {c}"),
+        None => "unpinned".into(),
+    };
     serde_json::json!({
         "kind": "machine",
         "time": sys::now_stamps().1,
@@ -379,10 +410,16 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "quiet_limit_pct": ctx.quiet_limit,
         "gen_cpu": ctx.gen_cpu,
         "switch_cpu": ctx.switch_cpu,
+        "rtt_sink_cpu": ctx.rtt_sink_cpu,
+        // How an idle vCPU waits (a halted one takes tens of µs to wake in these VMs, which
+        // round trips across cores pay twice): the cpuidle driver and the guest's halt-poll
+        // window.
+        "cpuidle_driver": read_trim("/sys/devices/system/cpu/cpuidle/current_driver"),
+        "guest_halt_poll_ns": read_trim("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
         "placement": format!(
             "generator and clients (pktgen/trafgen, iperf3 -c, sockperf pp) pinned to CPU {} with taskset; \
              the switch on CPU {} (vswitchd --cpus {} and all its threads; OVS pmd-cpu-mask={:#x} and \
-             ovs-vswitchd under taskset -c {}); sink servers (iperf3 -s, sockperf sr) {sink}; the kernel's \
+             ovs-vswitchd under taskset -c {}); sink servers (iperf3 -s, sockperf sr) {sink}, the round-trip server (sockperf sr) {rtt_sink}; the kernel's \
              own work (veth transmit, softirqs, the bridge) runs where it is raised",
             ctx.gen_cpu, ctx.switch_cpu, ctx.switch_cpu, 1u64 << ctx.switch_cpu, ctx.switch_cpu
         ),
@@ -458,6 +495,7 @@ fn main() -> Result<()> {
         gen_cpu: args.gen_cpu,
         switch_cpu: args.switch_cpu,
         sink_cpu: args.sink_cpu,
+        rtt_sink_cpu: rtt_sink_cpu(&args)?,
         tck: sys::clk_tck(),
     };
     let setup = Setup {
@@ -519,5 +557,26 @@ mod tests {
             ("ADE".chars().collect(), 9)
         );
         assert!(Args::try_parse_from(["e2e", "--goals", "--quick"]).is_err());
+    }
+
+    #[test]
+    fn the_round_trip_server_sits_with_the_client_unless_told() {
+        let of = |argv: &[&str]| {
+            rtt_sink_cpu(
+                &Args::try_parse_from(std::iter::once("e2e").chain(argv.iter().copied())).unwrap(),
+            )
+        };
+        assert_eq!(of(&[]).unwrap(), Some(0));
+        assert_eq!(
+            of(&["--gen-cpu", "1", "--switch-cpu", "0"]).unwrap(),
+            Some(1)
+        );
+        assert_eq!(of(&["--sink-cpu", "1"]).unwrap(), Some(1));
+        assert_eq!(
+            of(&["--sink-cpu", "1", "--rtt-sink-cpu", "0"]).unwrap(),
+            Some(0)
+        );
+        assert_eq!(of(&["--rtt-sink-cpu", "free"]).unwrap(), None);
+        assert!(of(&["--rtt-sink-cpu", "x"]).is_err());
     }
 }

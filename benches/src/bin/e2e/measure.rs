@@ -63,6 +63,8 @@ pub struct Ctx {
     pub switch_cpu: usize,
     /// Core of the sink's programs (None: the kernel's choice).
     pub sink_cpu: Option<usize>,
+    /// Core of the round-trip server (None: the kernel's choice).
+    pub rtt_sink_cpu: Option<usize>,
     /// Jiffies per second.
     pub tck: f64,
 }
@@ -90,7 +92,11 @@ impl Ctx {
     }
 
     fn sink_cmd(&self, topo: &Topo, program: &str) -> Command {
-        match self.sink_cpu {
+        Self::sink_cmd_on(topo, program, self.sink_cpu)
+    }
+
+    fn sink_cmd_on(topo: &Topo, program: &str, cpu: Option<usize>) -> Command {
+        match cpu {
             Some(cpu) => {
                 let mut c = topo.sink.command("taskset");
                 c.args(["-c", &cpu.to_string(), program]);
@@ -327,7 +333,7 @@ impl Ctx {
 
     /// sockperf ping-pong (UDP, 64-byte messages, `mps` per second, full round-trip times).
     pub fn rtt(&self, topo: &Topo) -> Result<Meas> {
-        let mut server = self.sink_cmd(topo, "sockperf");
+        let mut server = Self::sink_cmd_on(topo, "sockperf", self.rtt_sink_cpu);
         server.args(["sr", "-i", SINK_IP, "-p", "11111"]);
         let server = Bg::spawn("sockperf server", &mut server)?;
         wait_listening(topo, "-Hlun", 11111)?;
