@@ -419,7 +419,7 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "placement": format!(
             "generator and clients (pktgen/trafgen, iperf3 -c, sockperf pp) pinned to CPU {} with taskset; \
              the switch on CPU {} (vswitchd --cpus {} and all its threads; OVS pmd-cpu-mask={:#x} and \
-             ovs-vswitchd under taskset -c {}); sink servers (iperf3 -s, sockperf sr) {sink}, the round-trip server (sockperf sr) {rtt_sink}; the kernel's \
+             ovs-vswitchd under taskset -c {}); the TCP server (iperf3 -s) {sink}, the round-trip server (sockperf sr) {rtt_sink}; the kernel's \
              own work (veth transmit, softirqs, the bridge) runs where it is raised",
             ctx.gen_cpu, ctx.switch_cpu, ctx.switch_cpu, 1u64 << ctx.switch_cpu, ctx.switch_cpu
         ),
