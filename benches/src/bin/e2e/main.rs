@@ -473,8 +473,20 @@ fn main() -> Result<()> {
         bail!("--gen-rate needs pktgen (trafgen has no rate here)");
     }
     let ncpu = sys::cpu_snap()?.cpus_len();
-    if args.gen_cpu >= ncpu || args.switch_cpu >= ncpu {
-        bail!("this machine has {ncpu} CPUs: --gen-cpu/--switch-cpu out of range");
+    let rtt_sink_cpu = rtt_sink_cpu(&args)?;
+    if [
+        Some(args.gen_cpu),
+        Some(args.switch_cpu),
+        args.sink_cpu,
+        rtt_sink_cpu,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|c| c >= ncpu)
+    {
+        bail!(
+            "this machine has {ncpu} CPUs: --gen-cpu/--switch-cpu/--sink-cpu/--rtt-sink-cpu out of range"
+        );
     }
     let ctx = Ctx {
         generator,
@@ -495,7 +507,7 @@ fn main() -> Result<()> {
         gen_cpu: args.gen_cpu,
         switch_cpu: args.switch_cpu,
         sink_cpu: args.sink_cpu,
-        rtt_sink_cpu: rtt_sink_cpu(&args)?,
+        rtt_sink_cpu,
         tck: sys::clk_tck(),
     };
     let setup = Setup {
