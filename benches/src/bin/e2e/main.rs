@@ -380,14 +380,11 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         .lines()
         .filter(|l| l.starts_with("processor"))
         .count();
-    let sink = match ctx.sink_cpu {
+    let pinned = |cpu: Option<usize>| match cpu {
         Some(c) => format!("pinned to CPU {c}"),
         None => "unpinned (the kernel's choice)".into(),
     };
-    let rtt_sink = match ctx.rtt_sink_cpu {
-        Some(c) => format!("pinned to CPU {c}"),
-        None => "unpinned".into(),
-    };
+    let (sink, rtt_sink) = (pinned(ctx.sink_cpu), pinned(ctx.rtt_sink_cpu));
     serde_json::json!({
         "kind": "machine",
         "time": sys::now_stamps().1,

@@ -518,11 +518,10 @@ const GOALS: &[Goal] = &[
 /// The verdict on one goal from its per-round values: met if the whole interval of the
 /// median is on the good side of the bar, not met if the whole of it is on the other side,
 /// else not settled (or too few rounds for an interval).
-fn verdict(v: &[f64], bar: Bar) -> String {
-    match median_interval(v, GOAL_LEVEL) {
+fn verdict(interval: Option<(f64, f64, f64)>, rounds: usize, bar: Bar) -> String {
+    match interval {
         None => format!(
-            "too few rounds ({}) for a {:.0} % interval",
-            v.len(),
+            "too few rounds ({rounds}) for a {:.0} % interval",
             GOAL_LEVEL * 100.0
         ),
         Some((lo, hi, _)) => match (bar.holds(lo), bar.holds(hi)) {
@@ -543,7 +542,9 @@ fn goals_section(data: &Data<'_>) -> String {
         .flat_map(|g| g.paths.iter().map(move |&p| (g, p)))
     {
         let v = match g.measure {
-            Measure::OverPath(base) => data.over_path(path.key(), base.key(), g.figure, g.key),
+            Measure::OverPath(base) => {
+                data.ratio_by_round((path.key(), g.figure), (base.key(), g.figure), g.key)
+            }
             Measure::OverFigure(base) => data.per_round(path.key(), g.figure, base, g.key),
             Measure::Value => data
                 .by_round(path.key(), g.figure, g.key)
@@ -567,7 +568,8 @@ fn goals_section(data: &Data<'_>) -> String {
         } else {
             Fmt::Over("")
         };
-        let interval = match median_interval(&v, GOAL_LEVEL) {
+        let interval = median_interval(&v, GOAL_LEVEL);
+        let interval_cell = match interval {
             Some((lo, hi, c)) => format!("{}–{} ({:.1} %)", num(lo, fmt), num(hi, fmt), c * 100.0),
             // What min–max alone would give.
             None => format!(
@@ -583,8 +585,8 @@ fn goals_section(data: &Data<'_>) -> String {
             path.label(),
             v.len(),
             spread(&v, fmt),
-            interval,
-            verdict(&v, g.bar)
+            interval_cell,
+            verdict(interval, v.len(), g.bar)
         );
     }
     if rows > 0 {
@@ -628,17 +630,13 @@ impl Data<'_> {
 
     /// Per round with both, `figure`'s `key` over `base`'s (path `path`).
     fn per_round(&self, path: &str, figure: &str, base: &str, key: &str) -> Vec<f64> {
-        let base = self.by_round(path, base, key);
-        self.by_round(path, figure, key)
-            .into_iter()
-            .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| v / b))
-            .collect()
+        self.ratio_by_round((path, figure), (path, base), key)
     }
 
-    /// Per round with both, path `path`'s `figure`/`key` over path `base`'s.
-    fn over_path(&self, path: &str, base: &str, figure: &str, key: &str) -> Vec<f64> {
-        let base = self.by_round(base, figure, key);
-        self.by_round(path, figure, key)
+    /// Per round with both, `key` of (path, figure) `over` over that of `base`.
+    fn ratio_by_round(&self, over: (&str, &str), base: (&str, &str), key: &str) -> Vec<f64> {
+        let base = self.by_round(base.0, base.1, key);
+        self.by_round(over.0, over.1, key)
             .into_iter()
             .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| v / b))
             .collect()
