@@ -21,9 +21,16 @@
 #   STREAMS=N                              parallel TCP streams (iperf3 -P N; default 1)
 #   CLIENT_PIN=CPU                         run only the iperf3 client on CPU (the harness's
 #                                          placement: CLIENT_PIN=0, the server unpinned)
+#   SERVER_PIN=CPU                         run only the iperf3 server on CPU
 #   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
 #                                          containers run themselves (vx0, VNI 42, 10.78.0.x):
 #                                          their overlay TCP leaves as UDP-tunnel GSO frames
+#   SS=1                                   print the sender's TCP state (ss -tin: cwnd, RTTs, the
+#                                          congestion control's estimates, and how long it was
+#                                          limited by the receive window or the send buffer) 1,
+#                                          2, 3 and 4 s into each run, and the CPU the iperf3
+#                                          server is on then, to tell a stream held back by its own
+#                                          TCP from one held back by a core
 #   PRIO=0                                 do not raise the run's CPU priority (default: the script
 #                                          re-runs itself in a new session whose autogroup gets
 #                                          nice -20, so builds of other sessions barely disturb it;
@@ -139,7 +146,10 @@ measure() { # variant round
     [ -n "${PIN:-}" ] && pin=(taskset -c "$PIN")
     local cpin=("${pin[@]}")
     [ -n "${CLIENT_PIN:-}" ] && cpin=(taskset -c "$CLIENT_PIN")
-    ip netns exec "$ns2" "${pin[@]}" iperf3 -s -1 >/dev/null 2>&1 &
+    local spin=("${pin[@]}")
+    [ -n "${SERVER_PIN:-}" ] && spin=(taskset -c "$SERVER_PIN")
+    ip netns exec "$ns2" "${spin[@]}" iperf3 -s -1 >/dev/null 2>&1 &
+    local srv=$!
     sleep 0.3
     local perf=""
     if [ -n "${PERF_DIR:-}" ] && { [ -n "$daemon" ] || [ -n "${PERF_ALL:-}" ]; }; then
@@ -148,11 +158,28 @@ measure() { # variant round
         perf record -e cpu-clock -g -F 999 -o "$PERF_DIR/${1//\//_}-$2.data" "${who[@]}" -- sleep 4 >/dev/null 2>&1 &
         perf=$!
     fi
-    local s0 s1
+    local s0 s1 ss=""
+    if [ -n "${SS:-}" ]; then
+        (for _ in 1 2 3 4; do sleep 1; ip netns exec "$ns1" ss -tin state established dst "$dst" | python3 -c '
+import re, sys
+# one socket per "address" line and its indented info line; the data stream has sent the most
+socks, cur = [], ""
+for line in sys.stdin.read().splitlines()[1:]:
+    if line[:1].isspace(): cur += line
+    else:
+        socks.append(cur); cur = line
+socks.append(cur)
+best = max(socks, key=lambda t: int((re.findall(r"bytes_sent:(\d+)", t) or ["0"])[0]))
+keep = r"cwnd:\d+|rtt:[\d./]+|minrtt:[\d.]+|bbr:\([^)]*\)|pacing_rate \S+|delivery_rate \S+|busy:\d+ms|rwnd_limited:\S+|sndbuf_limited:\S+|app_limited|unacked:\d+|retrans:\S+"
+print("  ss:", " ".join(re.findall(keep, best)), end=" ")' >&2
+            echo " server on CPU $(ps -o psr= -p "$srv")" >&2; done) &
+        ss=$!
+    fi
     s0=$(cpustat)
     read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -P "${STREAMS:-1}" -J | python3 -c \
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
+    [ -n "$ss" ] && wait "$ss" 2>/dev/null || true
     [ -n "$perf" ] && wait "$perf" 2>/dev/null || true
     local avg="-"
     if [ -n "$daemon" ]; then # mean received frame size over both ports (GSO kept or not)

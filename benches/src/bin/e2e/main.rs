@@ -82,14 +82,19 @@ struct Args {
     /// Core of the switch's forwarding thread(s).
     #[arg(long, default_value_t = 1, value_name = "CPU")]
     switch_cpu: usize,
-    /// Pin the sink's programs (iperf3/sockperf servers) to this core (default: unpinned).
-    #[arg(long, value_name = "CPU")]
-    sink_cpu: Option<usize>,
-    /// The UDP round-trip server's core, or `free` for the kernel's choice. Default: the
-    /// generator's core (or --sink-cpu when given), next to the client, where the Linux bridge
-    /// runs a whole round trip on one core (its best: ~22 µs p99 in PLATFORM.md); unpinned,
-    /// the kernel puts the server on the idle core and the bridge pays two cross-vCPU
-    /// wake-ups per round trip too.
+    /// The sink's programs' core (the iperf3 and sockperf servers), or `free` for the
+    /// kernel's choice. Default: the generator's core, so that both containers share one core
+    /// and the switch has the other, the placement the goals name. Unpinned, the
+    /// kernel moves the TCP server onto the switch's core whenever the switch's receive
+    /// wakes it there, where it shares the core with a busy-polling worker (a placement an
+    /// operator avoids by keeping containers off the switch's cores), while a bridge gets the
+    /// idle second core for it.
+    #[arg(long, value_name = "CPU|free")]
+    sink_cpu: Option<String>,
+    /// The UDP round-trip server's core, or `free` for the kernel's choice. Default: as
+    /// --sink-cpu, next to the client, where the Linux bridge runs a whole round trip on one
+    /// core (its best: ~22 µs p99 in PLATFORM.md); unpinned, the kernel puts the server on the
+    /// idle core and the bridge pays two cross-vCPU wake-ups per round trip too.
     #[arg(long, value_name = "CPU|free")]
     rtt_sink_cpu: Option<String>,
     /// Quiet check: every CPU below this busy % over one second.
@@ -174,17 +179,24 @@ fn read_trim(path: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// The round-trip server's core: `--rtt-sink-cpu` (`free`: none), else `--sink-cpu`, else
-/// the generator's core.
-fn rtt_sink_cpu(args: &Args) -> Result<Option<usize>> {
-    match args.rtt_sink_cpu.as_deref().map(str::trim) {
+/// A `CPU|free` option: `free` is none, no option is `default`.
+fn cpu_or_free(flag: &str, value: Option<&str>, default: Option<usize>) -> Result<Option<usize>> {
+    match value.map(str::trim) {
         Some("free") => Ok(None),
         Some(n) => n
             .parse()
             .map(Some)
-            .with_context(|| format!("--rtt-sink-cpu `{n}`: a CPU number or `free`")),
-        None => Ok(Some(args.sink_cpu.unwrap_or(args.gen_cpu))),
+            .with_context(|| format!("{flag} `{n}`: a CPU number or `free`")),
+        None => Ok(default),
     }
+}
+
+/// The servers' cores, (TCP, round trip): `--sink-cpu` (default the generator's core), and
+/// `--rtt-sink-cpu` (default as `--sink-cpu`); `free` is the kernel's choice.
+fn sink_cpus(args: &Args) -> Result<(Option<usize>, Option<usize>)> {
+    let sink = cpu_or_free("--sink-cpu", args.sink_cpu.as_deref(), Some(args.gen_cpu))?;
+    let rtt = cpu_or_free("--rtt-sink-cpu", args.rtt_sink_cpu.as_deref(), sink)?;
+    Ok((sink, rtt))
 }
 
 /// The paths and the number of rounds the options ask for.
@@ -407,6 +419,7 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "quiet_limit_pct": ctx.quiet_limit,
         "gen_cpu": ctx.gen_cpu,
         "switch_cpu": ctx.switch_cpu,
+        "sink_cpu": ctx.sink_cpu,
         "rtt_sink_cpu": ctx.rtt_sink_cpu,
         // How an idle vCPU waits (a halted one takes tens of µs to wake in these VMs, which
         // round trips across cores pay twice): the cpuidle driver and the guest's halt-poll
@@ -470,11 +483,11 @@ fn main() -> Result<()> {
         bail!("--gen-rate needs pktgen (trafgen has no rate here)");
     }
     let ncpu = sys::cpu_snap()?.cpus_len();
-    let rtt_sink_cpu = rtt_sink_cpu(&args)?;
+    let (sink_cpu, rtt_sink_cpu) = sink_cpus(&args)?;
     if [
         Some(args.gen_cpu),
         Some(args.switch_cpu),
-        args.sink_cpu,
+        sink_cpu,
         rtt_sink_cpu,
     ]
     .into_iter()
@@ -503,7 +516,7 @@ fn main() -> Result<()> {
         quiet_wait: Duration::from_secs(args.quiet_wait.unwrap_or(if args.quick { 3 } else { 20 })),
         gen_cpu: args.gen_cpu,
         switch_cpu: args.switch_cpu,
-        sink_cpu: args.sink_cpu,
+        sink_cpu,
         rtt_sink_cpu,
         tck: sys::clk_tck(),
     };
@@ -569,23 +582,29 @@ mod tests {
     }
 
     #[test]
-    fn the_round_trip_server_sits_with_the_client_unless_told() {
+    fn the_servers_sit_with_the_clients_unless_told() {
         let of = |argv: &[&str]| {
-            rtt_sink_cpu(
+            sink_cpus(
                 &Args::try_parse_from(std::iter::once("e2e").chain(argv.iter().copied())).unwrap(),
             )
         };
-        assert_eq!(of(&[]).unwrap(), Some(0));
+        assert_eq!(of(&[]).unwrap(), (Some(0), Some(0)));
         assert_eq!(
             of(&["--gen-cpu", "1", "--switch-cpu", "0"]).unwrap(),
-            Some(1)
+            (Some(1), Some(1))
         );
-        assert_eq!(of(&["--sink-cpu", "1"]).unwrap(), Some(1));
+        assert_eq!(of(&["--sink-cpu", "1"]).unwrap(), (Some(1), Some(1)));
+        assert_eq!(of(&["--sink-cpu", "free"]).unwrap(), (None, None));
         assert_eq!(
             of(&["--sink-cpu", "1", "--rtt-sink-cpu", "0"]).unwrap(),
-            Some(0)
+            (Some(1), Some(0))
         );
-        assert_eq!(of(&["--rtt-sink-cpu", "free"]).unwrap(), None);
+        assert_eq!(
+            of(&["--sink-cpu", "free", "--rtt-sink-cpu", "0"]).unwrap(),
+            (None, Some(0))
+        );
+        assert_eq!(of(&["--rtt-sink-cpu", "free"]).unwrap(), (Some(0), None));
         assert!(of(&["--rtt-sink-cpu", "x"]).is_err());
+        assert!(of(&["--sink-cpu", "one"]).is_err());
     }
 }
