@@ -20,7 +20,13 @@
 #                                          next to a busy-polling vswitchd on CPU 1
 #   STREAMS=N                              parallel TCP streams (iperf3 -P N; default 1)
 #   CLIENT_PIN=CPU                         run only the iperf3 client on CPU (the harness's
-#                                          placement: CLIENT_PIN=0, the server unpinned)
+#                                          placement before 2026-12-05 18:07: CLIENT_PIN=0, the
+#                                          server unpinned; since then PIN=0)
+#   NSTAT=1                                print the containers' TCP/IP counters that moved (losses,
+#                                          retransmits, reordering, drops) after each run
+#   HOST_RPS=MASK                          afxdp/afpacket: rps_cpus of the switch's (host-side) veths,
+#                                          e.g. 1: their receive, wherever the container sent
+#                                          from, runs through CPU 0's backlog, in order
 #   SERVER_PIN=CPU                         run only the iperf3 server on CPU
 #   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
 #                                          containers run themselves (vx0, VNI 42, 10.78.0.x):
@@ -102,7 +108,10 @@ setup() {
     afxdp|afpacket)
         veths; start_daemon
         "$bin/vsctl" --socket "$sock" add-port vl${tag}h1 --type "$1" >/dev/null
-        "$bin/vsctl" --socket "$sock" add-port vl${tag}h2 --type "$1" >/dev/null ;;
+        "$bin/vsctl" --socket "$sock" add-port vl${tag}h2 --type "$1" >/dev/null
+        if [ -n "${HOST_RPS:-}" ]; then
+            for i in 1 2; do echo "$HOST_RPS" > /sys/class/net/vl${tag}h$i/queues/rx-0/rps_cpus; done
+        fi ;;
     tap)
         ip netns add "$ns1"; ip netns add "$ns2"; start_daemon
         for i in 1 2; do
@@ -180,6 +189,12 @@ print("  ss:", " ".join(re.findall(keep, best)), end=" ")' >&2
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
     [ -n "$ss" ] && wait "$ss" 2>/dev/null || true
+    if [ -n "${NSTAT:-}" ]; then # the containers' own TCP and IP counters that moved
+        for n in "$ns1" "$ns2"; do
+            echo "  nstat $([ "$n" = "$ns1" ] && echo sender || echo receiver): $(ip netns exec "$n" nstat -a 2>/dev/null \
+                | awk 'NR>1 && $2>0 && $1 !~ /InSegs|OutSegs|InPkts|OutPkts|InOctets|OutOctets|InReceives|InDelivers|OutRequests|OutTransmits|InNoECT|ActiveOpens|PassiveOpens|CurrEstab|EstabResets|InECT|TCPHPHits|TCPPureAcks|TCPHPAcks|TCPOrigDataSent|TCPDelivered|TCPAutoCorking|TCPRcvCoalesce|DelayedACKs|TCPBacklogCoalesce|TCPToZeroWindowAdv|TCPFromZeroWindowAdv|TCPWantZeroWindowAdv|TCPHystart/ {printf "%s=%s ", $1, $2}')" >&2
+        done
+    fi
     [ -n "$perf" ] && wait "$perf" 2>/dev/null || true
     local avg="-"
     if [ -n "$daemon" ]; then # mean received frame size over both ports (GSO kept or not)
