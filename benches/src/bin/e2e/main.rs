@@ -85,10 +85,10 @@ struct Args {
     /// The sink's programs' core (the iperf3 and sockperf servers), or `free` for the
     /// kernel's choice. Default: the generator's core, so that both containers share one core
     /// and the switch has the other, the placement the goals name. Unpinned, the
-    /// kernel moves the TCP server onto the switch's core whenever the switch's receive
-    /// wakes it there, where it shares the core with a busy-polling worker (a placement an
-    /// operator avoids by keeping containers off the switch's cores), while a bridge gets the
-    /// idle second core for it.
+    /// kernel moves the TCP server onto the switch's core whenever the switch's transmit wakes
+    /// it there (the receiving stack runs on the switch's core), where it shares the core with
+    /// a busy-polling worker (a placement an operator avoids by keeping containers off the
+    /// switch's cores), while a bridge gets the idle second core for it.
     #[arg(long, value_name = "CPU|free")]
     sink_cpu: Option<String>,
     /// The UDP round-trip server's core, or `free` for the kernel's choice. Default: as
