@@ -179,7 +179,8 @@ for line in sys.stdin.read().splitlines()[1:]:
         socks.append(cur); cur = line
 socks.append(cur)
 best = max(socks, key=lambda t: int((re.findall(r"bytes_sent:(\d+)", t) or ["0"])[0]))
-keep = r"cwnd:\d+|rtt:[\d./]+|minrtt:[\d.]+|bbr:\([^)]*\)|pacing_rate \S+|delivery_rate \S+|busy:\d+ms|rwnd_limited:\S+|sndbuf_limited:\S+|app_limited|unacked:\d+|retrans:\S+"
+# \b: not the tails of bytes_retrans: or minrtt:
+keep = r"\bcwnd:\d+|\brtt:[\d./]+|minrtt:[\d.]+|bbr:\([^)]*\)|pacing_rate \S+|delivery_rate \S+|busy:\d+ms|rwnd_limited:\S+|sndbuf_limited:\S+|app_limited|unacked:\d+|\bretrans:\S+"
 print("  ss:", " ".join(re.findall(keep, best)), end=" ")' >&2
             echo " server on CPU $(ps -o psr= -p "$srv")" >&2; done) &
         ss=$!
