@@ -315,6 +315,17 @@ fn e2e_smoke_other_paths_interleaved() {
             cpus,
             "quiet check figures: {r}"
         );
+        // And where the host had the two vCPUs: a probe before and after (1 s measurements
+        // may end before the first probe during), each a plausible hand-off time.
+        let probes = r["handoff_ns"].as_array().cloned().unwrap_or_default();
+        assert!(probes.len() >= 2, "no hand-off probes: {r}");
+        assert!(
+            probes
+                .iter()
+                .all(|p| p.as_f64().is_some_and(|ns| (5.0..5_000.0).contains(&ns))),
+            "hand-off probes: {r}"
+        );
+        assert!(r["values"]["handoff_ns"].as_f64().is_some(), "{r}");
     }
     assert_no_namespaces_left(run.pid);
 }

@@ -37,6 +37,12 @@
 #                                          2, 3 and 4 s into each run, and the CPU the iperf3
 #                                          server is on then, to tell a stream held back by its own
 #                                          TCP from one held back by a core
+#   HANDOFF=1                              print the cache-line hand-off between CPU 0 and CPU 1
+#                                          before, once a second during, and after each run
+#                                          (`e2e --probe-handoff` from BIN_DIR): ~25–75 ns when
+#                                          the host has the two vCPUs on cores that share a
+#                                          cache, ~160–450 ns when it has them apart, when every
+#                                          switch path carries TCP slower (docs/e2e.md)
 #   PRIO=0                                 do not raise the run's CPU priority (default: the script
 #                                          re-runs itself in a new session whose autogroup gets
 #                                          nice -20, so builds of other sessions barely disturb it;
@@ -185,10 +191,21 @@ print("  ss:", " ".join(re.findall(keep, best)), end=" ")' >&2
             echo " server on CPU $(ps -o psr= -p "$srv")" >&2; done) &
         ss=$!
     fi
+    local hop=""
+    if [ -n "${HANDOFF:-}" ]; then
+        echo "  hand-off before: $("$bin/e2e" --probe-handoff) ns" >&2
+        (hs=""; for _ in 1 2 3 4; do sleep 1; hs+="$("$bin/e2e" --probe-handoff) "; done
+            echo "  hand-off during: ${hs% } ns" >&2) &
+        hop=$!
+    fi
     s0=$(cpustat)
     read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -P "${STREAMS:-1}" -J | python3 -c \
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
+    if [ -n "$hop" ]; then
+        wait "$hop" 2>/dev/null || true
+        echo "  hand-off after: $("$bin/e2e" --probe-handoff) ns" >&2
+    fi
     [ -n "$ss" ] && wait "$ss" 2>/dev/null || true
     if [ -n "${NSTAT:-}" ]; then # the containers' own TCP and IP counters that moved
         for n in "$ns1" "$ns2"; do

@@ -10,6 +10,7 @@
 //! ```
 
 mod measure;
+mod placement;
 mod report;
 mod sys;
 mod topo;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use measure::{Ctx, Generator, Meas};
+use measure::{Ctx, Generator, Meas, Probe};
 use report::Rec;
 use topo::{FLOWS_MANY, PathKind, Poll, Setup, Topo};
 
@@ -113,6 +114,17 @@ struct Args {
     /// `best-effort`.
     #[arg(long, default_value = "native", value_name = "MODE")]
     ovs_xdp_mode: String,
+    /// Probes of the generator's and the switch's CPUs' cache-line hand-off, which tells
+    /// whether the host has put the two vCPUs on cores that share a cache (docs/e2e.md,
+    /// "The host's placement"): `during` (before, once a second during, and after each
+    /// measurement; ~0.1 ms of both CPUs per probe when they share a cache, up to ~1 ms
+    /// when they do not), `edges` (before and after only) or `off`.
+    #[arg(long, default_value = "during", value_name = "WHEN")]
+    placement_probe: String,
+    /// Print the generator's and the switch's CPUs' hand-off in ns (the median of 25 batches)
+    /// and exit; no root needed.
+    #[arg(long)]
+    probe_handoff: bool,
     /// Measurement lock taken around each measurement.
     #[arg(long, default_value = "/tmp/vswitch-measure.lock", value_name = "PATH")]
     lock: PathBuf,
@@ -421,6 +433,8 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "switch_cpu": ctx.switch_cpu,
         "sink_cpu": ctx.sink_cpu,
         "rtt_sink_cpu": ctx.rtt_sink_cpu,
+        "placement_probe": ctx.probe.name(),
+        "handoff_apart_ns": placement::APART_NS,
         // How an idle vCPU waits (a halted one takes tens of µs to wake in these VMs, which
         // round trips across cores pay twice): the cpuidle driver and the guest's halt-poll
         // window.
@@ -454,6 +468,13 @@ fn write_report(raw_path: &Path, facts: &serde_json::Value, recs: &[Rec]) -> Res
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.probe_handoff {
+        println!(
+            "{:.1}",
+            placement::handoff_ns(args.gen_cpu, args.switch_cpu, 25)?
+        );
+        return Ok(());
+    }
     if let Some(file) = &args.report {
         let (facts, recs) = report::read_raw(file)?;
         let md = write_report(file, &facts, &recs)?;
@@ -484,6 +505,7 @@ fn main() -> Result<()> {
     }
     let ncpu = sys::cpu_snap()?.cpus_len();
     let (sink_cpu, rtt_sink_cpu) = sink_cpus(&args)?;
+    let probe = Probe::parse(&args.placement_probe)?;
     if [
         Some(args.gen_cpu),
         Some(args.switch_cpu),
@@ -518,6 +540,7 @@ fn main() -> Result<()> {
         switch_cpu: args.switch_cpu,
         sink_cpu,
         rtt_sink_cpu,
+        probe,
         tck: sys::clk_tck(),
     };
     let setup = Setup {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use datapath::buf::BATCH_SIZE;
 use serde::{Deserialize, Serialize};
 
+use crate::placement;
 use crate::sys::{self, Bg, MeasureLock, Quiet};
 use crate::topo::{GEN_DPORT, GEN_IP, GEN_SPORT, SINK_IP, Topo};
 
@@ -65,6 +66,8 @@ pub struct Ctx {
     pub sink_cpu: Option<usize>,
     /// Core of the round-trip server (None: the kernel's choice).
     pub rtt_sink_cpu: Option<usize>,
+    /// When the generator's and the switch's CPUs' hand-off is probed.
+    pub probe: Probe,
     /// Jiffies per second.
     pub tck: f64,
 }
@@ -80,9 +83,51 @@ pub struct Meas {
     pub quiet: Option<bool>,
     /// Busy % per CPU in the quiet check (not counting the switch's own processes).
     pub quiet_busy: Vec<f64>,
+    /// Cache-line hand-off between the generator's and the switch's CPUs, ns: the probe
+    /// before, those during (one a second) and the one after the measurement
+    /// (`placement.rs`; the `handoff_ns` value is their median).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoff_ns: Vec<f64>,
     /// Tool output worth keeping.
     pub detail: String,
 }
+
+/// When the generator's and the switch's CPUs' cache-line hand-off is probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Never.
+    Off,
+    /// Before and after each measurement.
+    Edges,
+    /// Before, once a second during, and after each measurement.
+    During,
+}
+
+impl Probe {
+    /// From `--placement-probe`.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "off" => Self::Off,
+            "edges" => Self::Edges,
+            "during" => Self::During,
+            _ => bail!("--placement-probe takes off, edges or during, not {s:?}"),
+        })
+    }
+
+    /// Its name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Edges => "edges",
+            Self::During => "during",
+        }
+    }
+}
+
+/// Batches of a probe at the edges of a measurement (25: ~0.6 ms with the CPUs together) and
+/// of one during it (5: ~0.1 ms, so that it takes little from the switch it interrupts).
+const EDGE_BATCHES: usize = 25;
+const DURING_BATCHES: usize = 5;
 
 impl Ctx {
     fn gen_cmd(&self, topo: &Topo, program: &str) -> Command {
@@ -124,9 +169,25 @@ impl Ctx {
                 q.busy.iter().map(|x| x.round()).collect::<Vec<_>>()
             );
         }
+        let (gen_cpu, switch_cpu) = (self.gen_cpu, self.switch_cpu);
+        let edge = || match self.probe {
+            Probe::Off => None,
+            // A failed probe (say, a CPU gone from the mask) leaves a gap, not a failure.
+            _ => placement::handoff_ns(gen_cpu, switch_cpu, EDGE_BATCHES).ok(),
+        };
+        let before = edge();
+        let sampler = (self.probe == Probe::During).then(|| {
+            placement::Sampler::start(gen_cpu, switch_cpu, Duration::from_secs(1), DURING_BATCHES)
+        });
         let a = sys::cpu_snap()?;
         let mut m = f()?;
         let b = sys::cpu_snap()?;
+        let during = sampler.map(placement::Sampler::finish).unwrap_or_default();
+        let after = edge();
+        m.handoff_ns = before.into_iter().chain(during).chain(after).collect();
+        if let Some(h) = crate::report::median(&m.handoff_ns) {
+            m.values.insert("handoff_ns".into(), h);
+        }
         m.cpu_busy = sys::busy_pct(&a, &b);
         m.quiet = Some(q.ok);
         m.quiet_busy = q.busy;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::Meas;
+use crate::placement::APART_NS;
 use crate::topo::PathKind;
 
 /// One line of the raw file after the machine facts: a measurement, a failure, or a note.
@@ -277,6 +278,27 @@ const ROWS: &[Row] = &[
         None,
     ),
     row(
+        "cross-core hand-off, 64 B 1 flow (ns; median of the probes)",
+        "fps_1",
+        "handoff_ns",
+        Fmt::Ns,
+        None,
+    ),
+    row(
+        "cross-core hand-off, TCP 1 stream (ns)",
+        "tcp_1",
+        "handoff_ns",
+        Fmt::Ns,
+        None,
+    ),
+    row(
+        "cross-core hand-off, UDP RTT (ns)",
+        "rtt",
+        "handoff_ns",
+        Fmt::Ns,
+        None,
+    ),
+    row(
         "generator / switch CPU busy, 64 B 1 flow (%)",
         "fps_1",
         "",
@@ -532,35 +554,78 @@ fn verdict(interval: Option<(f64, f64, f64)>, rounds: usize, bar: Bar) -> String
     }
 }
 
+/// "k of n (together m1, apart m2)": how many of the rounds ran with the vCPUs apart, and the
+/// median of each group when both have rounds; "—" when no round was probed.
+fn apart_cell(
+    by_round: &BTreeMap<u32, f64>,
+    apart: impl Fn(u32) -> Option<bool>,
+    fmt: Fmt,
+) -> String {
+    let (mut together, mut away, mut unknown) = (Vec::new(), Vec::new(), 0);
+    for (&n, &v) in by_round {
+        match apart(n) {
+            Some(true) => away.push(v),
+            Some(false) => together.push(v),
+            None => unknown += 1,
+        }
+    }
+    if together.is_empty() && away.is_empty() {
+        return "—".into();
+    }
+    let mut cell = format!("{} of {}", away.len(), together.len() + away.len());
+    if let (Some(t), Some(a)) = (median(&together), median(&away)) {
+        let _ = write!(cell, " (together {}, apart {})", num(t, fmt), num(a, fmt));
+    }
+    if unknown > 0 {
+        let _ = write!(cell, "; {unknown} not probed");
+    }
+    cell
+}
+
 /// The goals section: per goal and path, the per-round numbers, their median (min–max), the
 /// median's interval and the verdict. Goals of paths or figures not in the run are left out.
 fn goals_section(data: &Data<'_>) -> String {
     let mut md = String::new();
     let mut rows = 0;
+    // The column of the host's placement only for runs that probed it.
+    let probed = data
+        .recs
+        .iter()
+        .any(|r| r.meas.values.contains_key("handoff_ns"));
     for (g, path) in GOALS
         .iter()
         .flat_map(|g| g.paths.iter().map(move |&p| (g, p)))
     {
-        let v = match g.measure {
-            Measure::OverPath(base) => {
-                data.ratio_by_round((path.key(), g.figure), (base.key(), g.figure), g.key)
-            }
-            Measure::OverFigure(base) => data.per_round(path.key(), g.figure, base, g.key),
-            Measure::Value => data
-                .by_round(path.key(), g.figure, g.key)
-                .into_values()
-                .collect(),
+        // Per round: the number, and the measurements whose placement it depends on.
+        let (by_round, also): (BTreeMap<u32, f64>, Option<(&str, &str)>) = match g.measure {
+            Measure::OverPath(base) => (
+                data.ratio_map((path.key(), g.figure), (base.key(), g.figure), g.key),
+                // A path on one core does not care where the other vCPU is.
+                base.crosses_cores().then_some((base.key(), g.figure)),
+            ),
+            Measure::OverFigure(base) => (
+                data.ratio_map((path.key(), g.figure), (path.key(), base), g.key),
+                Some((path.key(), base)),
+            ),
+            Measure::Value => (data.by_round(path.key(), g.figure, g.key), None),
         };
+        let v: Vec<f64> = by_round.values().copied().collect();
         if v.is_empty() {
             continue;
         }
         if rows == 0 {
             let _ = writeln!(
                 md,
-                "| goal (issue #4) | path | rounds | median (min–max) | {:.0} % interval of the median | verdict |",
-                GOAL_LEVEL * 100.0
+                "| goal (issue #4) | path | rounds | median (min–max) | {:.0} % interval of the median | verdict |{}",
+                GOAL_LEVEL * 100.0,
+                if probed {
+                    " rounds with the vCPUs apart |"
+                } else {
+                    ""
+                }
             );
-            md.push_str("|---|---|---|---|---|---|\n");
+            md.push_str("|---|---|---|---|---|---|");
+            md.push_str(if probed { "---|\n" } else { "\n" });
         }
         rows += 1;
         let fmt = if matches!(g.measure, Measure::Value) {
@@ -577,7 +642,7 @@ fn goals_section(data: &Data<'_>) -> String {
                 (1.0 - 2.0 * 0.5_f64.powi(i32::try_from(v.len()).unwrap_or(i32::MAX))) * 100.0
             ),
         };
-        let _ = writeln!(
+        let _ = write!(
             md,
             "| {} | {}. {} | {} | {} | {} | {} |",
             g.label,
@@ -588,6 +653,18 @@ fn goals_section(data: &Data<'_>) -> String {
             interval_cell,
             verdict(interval, v.len(), g.bar)
         );
+        if probed {
+            // Apart if either measurement was; unknown if neither was probed.
+            let apart = |n: u32| match (
+                data.apart(path.key(), g.figure, n),
+                also.and_then(|(p, f)| data.apart(p, f, n)),
+            ) {
+                (Some(a), Some(b)) => Some(a || b),
+                (a, b) => a.or(b),
+            };
+            let _ = write!(md, " {} |", apart_cell(&by_round, apart, fmt));
+        }
+        md.push('\n');
     }
     if rows > 0 {
         let _ = writeln!(
@@ -600,6 +677,16 @@ fn goals_section(data: &Data<'_>) -> String {
              of the host that lasts the whole run.",
             GOAL_LEVEL * 100.0
         );
+        if probed {
+            let _ = writeln!(
+                md,
+                "\nThe vCPUs apart: rounds in which a measurement the number depends on had a \
+                 median cache-line hand-off between the generator's and the switch's CPUs above \
+                 {APART_NS:.0} ns (the host had put them on cores that share no cache; docs/e2e.md, \
+                 \"The host's placement\"), with the median of those rounds and of the others. \
+                 The verdict counts every round."
+            );
+        }
     }
     md
 }
@@ -635,11 +722,24 @@ impl Data<'_> {
 
     /// Per round with both, `key` of (path, figure) `over` over that of `base`.
     fn ratio_by_round(&self, over: (&str, &str), base: (&str, &str), key: &str) -> Vec<f64> {
+        self.ratio_map(over, base, key).into_values().collect()
+    }
+
+    /// [`Self::ratio_by_round`] by round.
+    fn ratio_map(&self, over: (&str, &str), base: (&str, &str), key: &str) -> BTreeMap<u32, f64> {
         let base = self.by_round(base.0, base.1, key);
         self.by_round(over.0, over.1, key)
             .into_iter()
-            .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| v / b))
+            .filter_map(|(n, v)| base.get(&n).filter(|&&b| b > 0.0).map(|b| (n, v / b)))
             .collect()
+    }
+
+    /// Whether round `round`'s measurement of `figure` on `path` ran with the two vCPUs apart
+    /// (its median hand-off above [`APART_NS`]); None when it was not probed.
+    fn apart(&self, path: &str, figure: &str, round: u32) -> Option<bool> {
+        self.by_round(path, figure, "handoff_ns")
+            .get(&round)
+            .map(|&h| h > APART_NS)
     }
 
     fn cpu(&self, path: &str, figure: &str, cpu: usize) -> Vec<f64> {
@@ -1346,5 +1446,62 @@ mod tests {
         let svg = svg(&recs);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("bridge = 1.0"));
+    }
+
+    #[test]
+    fn rounds_are_told_apart_by_where_the_host_put_the_vcpus() {
+        // TCP over tap, 6 rounds: rounds 2 and 5 ran with the vCPUs apart (hand-off 300 ns)
+        // at ×0.8 the bridge, the others together (40 ns) at ×1.05. The bridge's own probe
+        // (apart in round 3) does not count: it runs on one core. Round 6 of tap was not
+        // probed (a raw file from before the probe, say).
+        let mut recs = Vec::new();
+        for n in 1..=6u32 {
+            let apart = n == 2 || n == 5;
+            let mut tap = rec(
+                "vswitchd-tap",
+                "tcp_1",
+                "gbps",
+                if apart { 8.0 } else { 10.5 },
+                n,
+            );
+            if n < 6 {
+                tap.meas
+                    .values
+                    .insert("handoff_ns".into(), if apart { 300.0 } else { 40.0 });
+            }
+            recs.push(tap);
+            let mut bridge = rec("bridge", "tcp_1", "gbps", 10.0, n);
+            bridge
+                .meas
+                .values
+                .insert("handoff_ns".into(), if n == 3 { 300.0 } else { 40.0 });
+            recs.push(bridge);
+        }
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(
+            md.contains("| verdict | rounds with the vCPUs apart |"),
+            "{md}"
+        );
+        let row = goal_row(&md, "TCP 1 stream ≥ 1.0× the Linux bridge (tap ports)");
+        assert!(
+            row.ends_with("| not settled | 2 of 5 (together 1.05, apart 0.80); 1 not probed |"),
+            "{row}"
+        );
+        // The table's row of the probes: the median per path.
+        let probes = md
+            .lines()
+            .find(|l| l.starts_with("| cross-core hand-off, TCP 1 stream (ns) |"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert_eq!(
+            probes,
+            "| cross-core hand-off, TCP 1 stream (ns) | 40 (40–300) | 40 (40–300) |"
+        );
+        // A run without probes keeps the goals table as it was.
+        for r in &mut recs {
+            r.meas.values.remove("handoff_ns");
+        }
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(!md.contains("vCPUs apart"), "{md}");
+        assert!(!md.contains("cross-core hand-off"), "{md}");
     }
 }

@@ -72,6 +72,13 @@ impl PathKind {
         }
     }
 
+    /// Whether its traffic crosses between the generator's and the switch's cores (a switch
+    /// on a core of its own), so that where the host put the two vCPUs matters to it. The
+    /// bridge, a bare veth pair and the XDP redirect run on the sender's core.
+    pub fn crosses_cores(self) -> bool {
+        !matches!(self, Self::Bridge | Self::Veth | Self::XdpRedirect)
+    }
+
     /// Letter of the path (A–H).
     pub fn letter(self) -> char {
         match self {
