@@ -116,7 +116,7 @@ struct Args {
     ovs_xdp_mode: String,
     /// Probes of the generator's and the switch's CPUs' cache-line hand-off, which tells
     /// whether the host has put the two vCPUs on cores that share a cache (docs/e2e.md,
-    /// "The host's placement"): `during` (before, once a second during, and after each
+    /// "The host's placement of the two vCPUs"): `during` (before, once a second during, and after each
     /// measurement; ~0.1 ms of both CPUs per probe when they share a cache, up to ~1 ms
     /// when they do not), `edges` (before and after only) or `off`.
     #[arg(long, default_value = "during", value_name = "WHEN")]
