@@ -177,11 +177,13 @@ fn e2e_smoke_run_writes_table_raw_and_chart() {
         md.contains("| figure |") && md.contains("vswitchd AF_XDP"),
         "{md}"
     );
-    // The goals section: one round gives no verdict, and says so.
+    // The goals section: one round gives no verdict, and says so; the round was probed for
+    // the host's placement of the two vCPUs ("0 of 1" or "1 of 1" apart).
     assert!(
         md.lines().any(|l| l.starts_with(
             "| 64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge | A. vswitchd AF_XDP | 1 | "
-        ) && l.ends_with("| too few rounds (1) for a 95 % interval |")),
+        ) && l.contains("| too few rounds (1) for a 95 % interval | ")
+            && l.ends_with(" of 1 |")),
         "{md}"
     );
     let svg = std::fs::read_to_string(raws[0].with_extension("svg")).unwrap();
@@ -316,13 +318,14 @@ fn e2e_smoke_other_paths_interleaved() {
             "quiet check figures: {r}"
         );
         // And where the host had the two vCPUs: a probe before and after (1 s measurements
-        // may end before the first probe during), each a plausible hand-off time.
+        // may end before the first probe during), each a plausible hand-off time (not a
+        // speed: below a millisecond, whatever else the CPUs run).
         let probes = r["handoff_ns"].as_array().cloned().unwrap_or_default();
         assert!(probes.len() >= 2, "no hand-off probes: {r}");
         assert!(
             probes
                 .iter()
-                .all(|p| p.as_f64().is_some_and(|ns| (5.0..5_000.0).contains(&ns))),
+                .all(|p| p.as_f64().is_some_and(|ns| (1.0..1e6).contains(&ns))),
             "hand-off probes: {r}"
         );
         assert!(r["values"]["handoff_ns"].as_f64().is_some(), "{r}");

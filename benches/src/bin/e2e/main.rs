@@ -115,9 +115,9 @@ struct Args {
     #[arg(long, default_value = "native", value_name = "MODE")]
     ovs_xdp_mode: String,
     /// Probes of the generator's and the switch's CPUs' cache-line hand-off, which tells
-    /// whether the host has put the two vCPUs on cores that share a cache (docs/e2e.md,
-    /// "The host's placement of the two vCPUs"): `during` (before, once a second during, and after each
-    /// measurement; ~0.1 ms of both CPUs per probe when they share a cache, up to ~1 ms
+    /// whether the host has put the two vCPUs on cores that share a cache (docs/e2e.md, "The
+    /// host's placement of the two vCPUs"): `during` (before, once a second during, and after
+    /// each measurement; ~0.1 ms of both CPUs per probe when they share a cache, up to ~1 ms
     /// when they do not), `edges` (before and after only) or `off`.
     #[arg(long, default_value = "during", value_name = "WHEN")]
     placement_probe: String,
@@ -602,6 +602,20 @@ mod tests {
             ("ADE".chars().collect(), 9)
         );
         assert!(Args::try_parse_from(["e2e", "--goals", "--quick"]).is_err());
+    }
+
+    #[test]
+    fn the_placement_is_probed_during_each_measurement_unless_told() {
+        let probe = |argv: &[&str]| {
+            let args = Args::try_parse_from(std::iter::once("e2e").chain(argv.iter().copied()))
+                .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            Probe::parse(&args.placement_probe)
+        };
+        assert_eq!(probe(&[]).unwrap(), Probe::During);
+        for p in [Probe::Off, Probe::Edges, Probe::During] {
+            assert_eq!(probe(&["--placement-probe", p.name()]).unwrap(), p);
+        }
+        assert!(probe(&["--placement-probe", "always"]).is_err());
     }
 
     #[test]
