@@ -3,10 +3,10 @@
 //! pass a counter back and forth.
 //!
 //! On a VM the guest sees "two cores" whatever the host does with them. On the AMD EPYC host
-//! of 2026-12-05 the hand-off was ~25–50 ns most of the time (the vCPUs on cores that share a
-//! cache) and ~160–450 ns in phases lasting seconds to minutes (on cores that do not), and
+//! of 2026-12-05 the hand-off was ~25–75 ns most of the time (the vCPUs on cores that share a
+//! cache) and ~150–200 ns in phases lasting seconds to minutes (on cores that do not), and
 //! every path that carries its traffic across the two cores (any switch on its own core)
-//! forwarded TCP 15–30 % slower in those phases, while the Linux bridge, which runs on one
+//! forwarded TCP 8–22 % slower in those phases, while the Linux bridge, which runs on one
 //! core, did not move (docs/performance.md, "The host's placement of the two vCPUs"). The
 //! harness records the hand-off before, during and after each measurement so that each round
 //! can be told apart by it.
@@ -21,8 +21,8 @@ use datapath::sys::cpu::pin_current_thread;
 
 /// Above this many ns per hand-off, the two CPUs do not share a cache: a measurement with a
 /// probe above it ran with the vCPUs apart, at least in part. The two levels seen on the AMD
-/// host: probes at 25–125 ns with the vCPUs together (up to ~75 at idle, the rest under load)
-/// and at 157–300 ns apart (~160–200 at idle).
+/// host (3,384 probes of three runs): 25–75 ns with the vCPUs together, 150–200 ns apart (up
+/// to 385), and 1.3 % of the probes between, most of those below 125.
 pub const APART_NS: f64 = 150.0;
 
 /// Round trips per batch; a probe's figure is the median of its batches, so that a batch in
