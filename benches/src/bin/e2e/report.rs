@@ -1515,6 +1515,13 @@ mod tests {
             probes,
             "| vCPUs apart, TCP 1 stream (measurements) | 2 of 5 | 1 of 6 |"
         );
+        // The first such row's label names the bar: it must be APART_NS.
+        assert!(
+            ROWS.iter().any(|r| r.label.starts_with(&format!(
+                "vCPUs apart (a hand-off probe above {APART_NS:.0} ns)"
+            ))),
+            "a row label names a bar other than APART_NS"
+        );
         // A run without probes keeps the goals table as it was.
         for r in &mut recs {
             r.meas.handoff_ns.clear();
