@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use datapath::sys::cpu::pin_current_thread;
 
+use crate::report::median;
+
 /// Above this many ns per hand-off, the two CPUs do not share a cache: a measurement with a
 /// probe above it ran with the vCPUs apart, at least in part. The two levels seen on the AMD
 /// host (3,384 probes of three runs): 25–75 ns with the vCPUs together, 150–200 ns apart (up
@@ -71,8 +73,8 @@ pub fn handoff_ns(a: usize, b: usize, batches: usize) -> Result<f64> {
     let deadline = Instant::now() + GIVE_UP;
     let rounds = PER_BATCH * batches.max(1) as u64;
     let (ping, pong) = std::thread::scope(|s| {
-        let pong = s.spawn(|| -> Result<()> {
-            let r = (|| {
+        let pong = s.spawn(|| {
+            or_quit(&quit, || {
                 pin_current_thread(b).map_err(|e| anyhow!("pinning to CPU {b}: {e}"))?;
                 // 0 → 1 is the handshake; then every odd value is answered with the next.
                 for i in 0..=rounds {
@@ -80,15 +82,11 @@ pub fn handoff_ns(a: usize, b: usize, batches: usize) -> Result<f64> {
                     line.0.store(2 * i + 2, Ordering::Release);
                 }
                 Ok(())
-            })();
-            if r.is_err() {
-                quit.store(true, Ordering::Relaxed);
-            }
-            r
+            })
         });
         // A thread of its own too: pinning the calling thread would pin the harness.
-        let ping = s.spawn(|| -> Result<Vec<f64>> {
-            let r = (|| {
+        let ping = s.spawn(|| {
+            or_quit(&quit, || {
                 pin_current_thread(a).map_err(|e| anyhow!("pinning to CPU {a}: {e}"))?;
                 // Both threads running and on their CPUs before anything is timed.
                 line.0.store(1, Ordering::Release);
@@ -105,11 +103,7 @@ pub fn handoff_ns(a: usize, b: usize, batches: usize) -> Result<f64> {
                     per.push(t0.elapsed().as_nanos() as f64 / (2 * PER_BATCH) as f64);
                 }
                 Ok(per)
-            })();
-            if r.is_err() {
-                quit.store(true, Ordering::Relaxed);
-            }
-            r
+            })
         });
         let ping = ping
             .join()
@@ -120,9 +114,16 @@ pub fn handoff_ns(a: usize, b: usize, batches: usize) -> Result<f64> {
         (ping, pong)
     });
     pong?;
-    let mut per = ping?;
-    per.sort_by(f64::total_cmp);
-    Ok(per[per.len() / 2])
+    median(&ping?).ok_or_else(|| anyhow!("no batch timed"))
+}
+
+/// Runs `f`; if it fails, tells the other thread to stop waiting for this one.
+fn or_quit<T>(quit: &AtomicBool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let r = f();
+    if r.is_err() {
+        quit.store(true, Ordering::Relaxed);
+    }
+    r
 }
 
 /// Hand-off probes taken in the background once per `period` until [`Sampler::finish`] (or
