@@ -26,7 +26,12 @@
 #                                          retransmits, reordering, drops) after each run
 #   HOST_RPS=MASK                          afxdp/afpacket: rps_cpus of the switch's (host-side) veths,
 #                                          e.g. 1: their receive, wherever the container sent
-#                                          from, runs through CPU 0's backlog, in order
+#                                          from, runs through CPU 0's backlog, in order;
+#                                          KIND+rpsMASK does it for one variant (afpacket+rps2)
+#   HOST_GRO=1                             afxdp/afpacket: GRO on for the switch's (host-side) veths,
+#                                          which puts them in NAPI mode: one FIFO per veth receive
+#                                          queue instead of the per-CPU backlogs; KIND+gro does it
+#                                          for one variant (e.g. "bridge afpacket afpacket+gro")
 #   SERVER_PIN=CPU                         run only the iperf3 server on CPU
 #   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
 #                                          containers run themselves (vx0, VNI 42, 10.78.0.x):
@@ -115,8 +120,11 @@ setup() {
         veths; start_daemon
         "$bin/vsctl" --socket "$sock" add-port vl${tag}h1 --type "$1" >/dev/null
         "$bin/vsctl" --socket "$sock" add-port vl${tag}h2 --type "$1" >/dev/null
-        if [ -n "${HOST_RPS:-}" ]; then
-            for i in 1 2; do echo "$HOST_RPS" > /sys/class/net/vl${tag}h$i/queues/rx-0/rps_cpus; done
+        if [ -n "${rps:-${HOST_RPS:-}}" ]; then
+            for i in 1 2; do echo "${rps:-$HOST_RPS}" > /sys/class/net/vl${tag}h$i/queues/rx-0/rps_cpus; done
+        fi
+        if [ -n "${gro:-${HOST_GRO:-}}" ]; then
+            for i in 1 2; do ethtool -K vl${tag}h$i gro on >/dev/null; done
         fi ;;
     tap)
         ip netns add "$ns1"; ip netns add "$ns2"; start_daemon
@@ -227,8 +235,10 @@ read -r -a variants <<< "${VARIANTS:-bridge afxdp afpacket tap}"
 declare -A tcp rtt
 for r in $(seq "$rounds"); do
     for v in "${variants[@]}"; do
-        spec=${v%%%*}
-        poll=""; [ "$v" != "${v#*%}" ] && poll=${v#*%}
+        gro=""; vv=${v/+gro/}; [ "$vv" != "$v" ] && gro=1
+        rps=""; [[ "$vv" =~ \+rps([0-9a-f]+) ]] && rps=${BASH_REMATCH[1]} && vv=${vv/+rps$rps/}
+        spec=${vv%%%*}
+        poll=""; [ "$vv" != "${vv#*%}" ] && poll=${vv#*%}
         setup "${spec%%@*}" "$([ "$spec" != "${spec#*@}" ] && echo "${spec#*@}")"
         read -r g p c a t < <(measure "$v" "$r")
         tcp[$v]+="$g "; rtt[$v]+="$p "
