@@ -32,6 +32,9 @@
 #                                          which puts them in NAPI mode: one FIFO per veth receive
 #                                          queue instead of the per-CPU backlogs; KIND+gro does it
 #                                          for one variant (e.g. "bridge afpacket afpacket+gro")
+#   CLIENT_RPS=MASK                        rps_cpus of the sending container's eth0, e.g. 1: the ACKs
+#                                          it receives are processed on CPU 0, so its TCP transmits
+#                                          from CPU 0 only; KIND+crpsMASK does it for one variant
 #   SERVER_PIN=CPU                         run only the iperf3 server on CPU
 #   OVERLAY=1                              TCP and ping over a VXLAN tunnel that the two
 #                                          containers run themselves (vx0, VNI 42, 10.78.0.x):
@@ -135,6 +138,9 @@ setup() {
             inside "$ns" $i vl${tag}t$i
         done ;;
     esac
+    if [ -n "${crps:-${CLIENT_RPS:-}}" ]; then
+        ip netns exec "$ns1" sh -c "echo ${crps:-$CLIENT_RPS} > /sys/class/net/eth0/queues/rx-0/rps_cpus"
+    fi
     ip netns exec "$ns1" ping -c 3 -i 0.2 -W 2 -q 10.77.0.2 >/dev/null
     if [ -n "${OVERLAY:-}" ]; then
         for i in 1 2; do
@@ -236,6 +242,7 @@ declare -A tcp rtt
 for r in $(seq "$rounds"); do
     for v in "${variants[@]}"; do
         gro=""; vv=${v/+gro/}; [ "$vv" != "$v" ] && gro=1
+        crps=""; [[ "$vv" =~ \+crps([0-9a-f]+) ]] && crps=${BASH_REMATCH[1]} && vv=${vv/+crps$crps/}
         rps=""; [[ "$vv" =~ \+rps([0-9a-f]+) ]] && rps=${BASH_REMATCH[1]} && vv=${vv/+rps$rps/}
         spec=${vv%%%*}
         poll=""; [ "$vv" != "${vv#*%}" ] && poll=${vv#*%}
