@@ -18,6 +18,9 @@
 #   PIN=CPU                                run both iperf3 ends on CPU only (taskset), e.g. PIN=0:
 #                                          the bridge then gets the CPU budget the containers have
 #                                          next to a busy-polling vswitchd on CPU 1
+#   CC=NAME                                the sender's TCP congestion control (iperf3 -C, e.g.
+#                                          cubic; default: the kernel's, BBR on these hosts)
+#   DAEMON_LOG=FILE                        append vswitchd's log (stderr) to FILE
 #   STREAMS=N                              parallel TCP streams (iperf3 -P N; default 1)
 #   CLIENT_PIN=CPU                         run only the iperf3 client on CPU (the harness's
 #                                          placement before 2026-12-05 18:07: CLIENT_PIN=0, the
@@ -32,6 +35,9 @@
 #                                          which puts them in NAPI mode: one FIFO per veth receive
 #                                          queue instead of the per-CPU backlogs; KIND+gro does it
 #                                          for one variant (e.g. "bridge afpacket afpacket+gro")
+#   KIND+tcdrop                            afxdp/afpacket: a tc ingress program on the switch's veths
+#                                          that drops every frame after the packet sockets took it
+#                                          (the host stack's own pass over it skipped)
 #   CLIENT_RPS=MASK                        rps_cpus of the sending container's eth0, e.g. 1: the ACKs
 #                                          it receives are processed on CPU 0, so its TCP transmits
 #                                          from CPU 0 only; KIND+crpsMASK does it for one variant
@@ -105,7 +111,7 @@ veths() {
 }
 
 start_daemon() {
-    "$bin/vswitchd" --socket "$sock" --cpus 1 --poll-mode "${poll:-${POLL:-busy}}" 2>/dev/null &
+    "$bin/vswitchd" --socket "$sock" --cpus 1 --poll-mode "${poll:-${POLL:-busy}}" 2>>"${DAEMON_LOG:-/dev/null}" &
     daemon=$!
     for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 }
@@ -125,6 +131,12 @@ setup() {
         "$bin/vsctl" --socket "$sock" add-port vl${tag}h2 --type "$1" >/dev/null
         if [ -n "${rps:-${HOST_RPS:-}}" ]; then
             for i in 1 2; do echo "${rps:-$HOST_RPS}" > /sys/class/net/vl${tag}h$i/queues/rx-0/rps_cpus; done
+        fi
+        if [ -n "${tcdrop:-}" ]; then
+            for i in 1 2; do
+                tc qdisc add dev vl${tag}h$i clsact
+                tc filter add dev vl${tag}h$i ingress bpf bytecode '1,6 0 0 2' da
+            done
         fi
         if [ -n "${gro:-${HOST_GRO:-}}" ]; then
             for i in 1 2; do ethtool -K vl${tag}h$i gro on >/dev/null; done
@@ -213,7 +225,7 @@ print("  ss:", " ".join(re.findall(keep, best)), end=" ")' >&2
         hop=$!
     fi
     s0=$(cpustat)
-    read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -P "${STREAMS:-1}" -J | python3 -c \
+    read -r gbps retr < <(ip netns exec "$ns1" "${cpin[@]}" iperf3 -c "$dst" -t 5 -P "${STREAMS:-1}" ${CC:+-C "$CC"} -J | python3 -c \
         'import json,sys; e=json.load(sys.stdin)["end"]; print("%.2f %d" % (e["sum_received"]["bits_per_second"]/1e9, e["sum_sent"].get("retransmits", -1)))')
     s1=$(cpustat)
     if [ -n "$hop" ]; then
@@ -242,6 +254,7 @@ declare -A tcp rtt
 for r in $(seq "$rounds"); do
     for v in "${variants[@]}"; do
         gro=""; vv=${v/+gro/}; [ "$vv" != "$v" ] && gro=1
+        tcdrop=""; vt=${vv/+tcdrop/}; [ "$vt" != "$vv" ] && tcdrop=1 && vv=$vt
         crps=""; [[ "$vv" =~ \+crps([0-9a-f]+) ]] && crps=${BASH_REMATCH[1]} && vv=${vv/+crps$crps/}
         rps=""; [[ "$vv" =~ \+rps([0-9a-f]+) ]] && rps=${BASH_REMATCH[1]} && vv=${vv/+rps$rps/}
         spec=${vv%%%*}
