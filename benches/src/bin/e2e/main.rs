@@ -98,6 +98,12 @@ struct Args {
     /// idle core and the bridge pays two cross-vCPU wake-ups per round trip too.
     #[arg(long, value_name = "CPU|free")]
     rtt_sink_cpu: Option<String>,
+    /// The TCP sender's congestion control (`iperf3 -C`, e.g. `cubic`, Debian's default), one
+    /// of the kernel's `tcp_available_congestion_control`. Default: the kernel's default, which
+    /// each namespace inherits (BBR on the development VMs, where it caps the bridge's single
+    /// stream near 16 Gb/s and Cubic lets it reach ~30).
+    #[arg(long, value_name = "NAME")]
+    tcp_cc: Option<String>,
     /// Quiet check: every CPU below this busy % over one second.
     #[arg(long, default_value_t = 10.0, value_name = "PCT")]
     quiet_pct: f64,
@@ -200,6 +206,19 @@ fn cpu_or_free(flag: &str, value: Option<&str>, default: Option<usize>) -> Resul
             .map(Some)
             .with_context(|| format!("{flag} `{n}`: a CPU number or `free`")),
         None => Ok(default),
+    }
+}
+
+/// `--tcp-cc`: a congestion control the kernel offers (`available`, as in
+/// `tcp_available_congestion_control`), checked before any measurement.
+fn tcp_cc_checked(cc: &str, available: &str) -> Result<String> {
+    if available.split_whitespace().any(|a| a == cc) {
+        Ok(cc.to_owned())
+    } else {
+        bail!(
+            "--tcp-cc {cc}: not one of this kernel's congestion controls ({})",
+            available.trim()
+        )
     }
 }
 
@@ -438,6 +457,7 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         // How an idle vCPU waits (a halted one takes tens of µs to wake in these VMs, which
         // round trips across cores pay twice): the cpuidle driver and the guest's halt-poll
         // window.
+        "tcp_congestion_control": ctx.tcp_cc.clone().or_else(|| read_trim("/proc/sys/net/ipv4/tcp_congestion_control")),
         "cpuidle_driver": read_trim("/sys/devices/system/cpu/cpuidle/current_driver"),
         "guest_halt_poll_ns": read_trim("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
         "placement": format!(
@@ -506,6 +526,17 @@ fn main() -> Result<()> {
     let ncpu = sys::cpu_snap()?.cpus_len();
     let (sink_cpu, rtt_sink_cpu) = sink_cpus(&args)?;
     let probe = Probe::parse(&args.placement_probe)?;
+    let tcp_cc = args
+        .tcp_cc
+        .as_deref()
+        .map(|cc| {
+            tcp_cc_checked(
+                cc,
+                &std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                    .unwrap_or_default(),
+            )
+        })
+        .transpose()?;
     if [
         Some(args.gen_cpu),
         Some(args.switch_cpu),
@@ -541,6 +572,7 @@ fn main() -> Result<()> {
         sink_cpu,
         rtt_sink_cpu,
         probe,
+        tcp_cc,
         tck: sys::clk_tck(),
     };
     let setup = Setup {
@@ -643,5 +675,18 @@ mod tests {
         assert_eq!(of(&["--rtt-sink-cpu", "free"]).unwrap(), (Some(0), None));
         assert!(of(&["--rtt-sink-cpu", "x"]).is_err());
         assert!(of(&["--sink-cpu", "one"]).is_err());
+    }
+
+    #[test]
+    fn the_congestion_control_must_be_one_the_kernel_offers() {
+        let available = "reno bbr cubic\n";
+        assert_eq!(tcp_cc_checked("cubic", available).unwrap(), "cubic");
+        let err = tcp_cc_checked("vegas", available).unwrap_err().to_string();
+        assert!(
+            err.contains("vegas") && err.contains("reno bbr cubic"),
+            "{err}"
+        );
+        assert!(tcp_cc_checked("", available).is_err());
+        assert!(tcp_cc_checked("cub", available).is_err());
     }
 }

@@ -68,6 +68,8 @@ pub struct Ctx {
     pub rtt_sink_cpu: Option<usize>,
     /// When the generator's and the switch's CPUs' hand-off is probed.
     pub probe: Probe,
+    /// The TCP sender's congestion control (`iperf3 -C`); `None`: the kernel's default.
+    pub tcp_cc: Option<String>,
     /// Jiffies per second.
     pub tck: f64,
 }
@@ -378,6 +380,9 @@ impl Ctx {
                 "--connect-timeout",
                 "5000",
             ]);
+            if let Some(cc) = &self.tcp_cc {
+                c.args(["-C", cc]);
+            }
             let out = sys::run_to(
                 "iperf3 client",
                 &mut c,

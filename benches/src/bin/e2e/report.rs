@@ -979,6 +979,12 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0),
     );
+    if let Some(cc) = facts
+        .get("tcp_congestion_control")
+        .and_then(serde_json::Value::as_str)
+    {
+        let _ = writeln!(md, "TCP congestion control (the iperf3 sender's): {cc}.");
+    }
     let _ = writeln!(md, "\nPlacement: {}", fact(facts, "placement"));
     if recs
         .iter()
@@ -1238,6 +1244,20 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_senders_congestion_control_is_told_when_recorded() {
+        let recs = vec![rec("bridge", "tcp_1", "gbps", 15.0, 1)];
+        let facts = serde_json::json!({"kind": "machine", "tcp_congestion_control": "cubic"});
+        let md = markdown(&facts, &recs);
+        assert!(
+            md.contains("TCP congestion control (the iperf3 sender's): cubic."),
+            "{md}"
+        );
+        // Raw files from before it was recorded render as before.
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(!md.contains("congestion control"), "{md}");
     }
 
     #[test]
