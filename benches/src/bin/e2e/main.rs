@@ -100,8 +100,8 @@ struct Args {
     rtt_sink_cpu: Option<String>,
     /// The TCP sender's congestion control (`iperf3 -C`, e.g. `cubic`, Debian's default), one
     /// of the kernel's `tcp_available_congestion_control`. Default: the kernel's default, which
-    /// each namespace inherits (BBR on the development VMs, where it caps the bridge's single
-    /// stream near 16 Gb/s and Cubic lets it reach ~30).
+    /// each namespace inherits (BBR on the development VMs, where the bridge's single stream
+    /// stays near 16 Gb/s; ~28–30 with Cubic).
     #[arg(long, value_name = "NAME")]
     tcp_cc: Option<String>,
     /// Quiet check: every CPU below this busy % over one second.
