@@ -454,10 +454,12 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
         "rtt_sink_cpu": ctx.rtt_sink_cpu,
         "placement_probe": ctx.probe.name(),
         "handoff_apart_ns": placement::APART_NS,
+        // The TCP sender's congestion control: the one given, or the default every namespace
+        // inherits.
+        "tcp_congestion_control": ctx.tcp_cc.clone().or_else(|| read_trim("/proc/sys/net/ipv4/tcp_congestion_control")),
         // How an idle vCPU waits (a halted one takes tens of µs to wake in these VMs, which
         // round trips across cores pay twice): the cpuidle driver and the guest's halt-poll
         // window.
-        "tcp_congestion_control": ctx.tcp_cc.clone().or_else(|| read_trim("/proc/sys/net/ipv4/tcp_congestion_control")),
         "cpuidle_driver": read_trim("/sys/devices/system/cpu/cpuidle/current_driver"),
         "guest_halt_poll_ns": read_trim("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
         "placement": format!(
