@@ -140,9 +140,12 @@ struct Args {
     /// Output directory for `results-TIME.{jsonl,md,svg}`.
     #[arg(long, default_value = "target/e2e", value_name = "DIR")]
     out: PathBuf,
-    /// Do not measure: re-render the table and chart from a raw results file.
+    /// Do not measure: re-render the table and chart from a raw results file. Given more than
+    /// once, pools the files' rounds into one report (each file's rounds after the ones before
+    /// it; the files must agree on the machine, the placement, the congestion control and the
+    /// measurement length), written with its raw file to `--out` as `pooled-….{jsonl,md,svg}`.
     #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
+    report: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -472,6 +475,20 @@ fn machine_facts(args: &Args, ctx: &Ctx, rounds: u32, paths: &[PathKind]) -> ser
     })
 }
 
+/// `pooled-A+B+….jsonl` for raw files `results-A.jsonl`, `results-B.jsonl`, ….
+fn pooled_name(files: &[PathBuf]) -> String {
+    let stems: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let stem = f
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+            stem.strip_prefix("results-").unwrap_or(&stem).to_owned()
+        })
+        .collect();
+    format!("pooled-{}.jsonl", stems.join("+"))
+}
+
 fn write_report(raw_path: &Path, facts: &serde_json::Value, recs: &[Rec]) -> Result<String> {
     let md = report::markdown(facts, recs);
     let md_path = raw_path.with_extension("md");
@@ -497,9 +514,26 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    if let Some(file) = &args.report {
+    if let [file] = args.report.as_slice() {
         let (facts, recs) = report::read_raw(file)?;
         let md = write_report(file, &facts, &recs)?;
+        println!("{md}");
+        return Ok(());
+    }
+    if !args.report.is_empty() {
+        let (facts, recs) = report::pool(&args.report)?;
+        let raw_path = args.out.join(pooled_name(&args.report));
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let mut text = serde_json::to_string(&facts)?;
+        text.push('\n');
+        for r in &recs {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        std::fs::write(&raw_path, text)
+            .with_context(|| format!("writing {}", raw_path.display()))?;
+        let md = write_report(&raw_path, &facts, &recs)?;
         println!("{md}");
         return Ok(());
     }

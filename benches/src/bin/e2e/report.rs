@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::Meas;
@@ -58,6 +58,127 @@ pub fn read_raw(path: &Path) -> Result<(serde_json::Value, Vec<Rec>)> {
         }
     }
     Ok((facts, recs))
+}
+
+/// Machine facts on which raw files must agree to be pooled: rounds from another machine or
+/// kernel, another placement of the generator, the switch and the servers, another congestion
+/// control or another length of measurement are not draws of the same thing.
+const POOL_SAME: &[&str] = &[
+    "cpu_model",
+    "cpus",
+    "kernel",
+    "gen_cpu",
+    "switch_cpu",
+    "sink_cpu",
+    "rtt_sink_cpu",
+    "tcp_congestion_control",
+    "secs",
+];
+
+/// Reads several raw files as one run: each file's rounds follow the rounds of the files
+/// before it (renumbered), and the machine facts are the first file's with `pooled_from`
+/// (each file's name, its rounds in the pooled numbering, its binaries' commit and start) and
+/// the total of `rounds`. Pooling is for runs of the same paths made at different times, whose
+/// rounds are independent draws as a single run's are: more rounds narrow the intervals of the
+/// goals section. Refused when two files record different values of a fact of
+/// [`POOL_SAME`]; a fact one of them does not record (a file from before it was recorded)
+/// cannot be checked, and the report says so (`unchecked` in `pooled_from`).
+///
+/// # Errors
+/// A file that cannot be read or parsed, or that disagrees with the first file.
+pub fn pool(paths: &[PathBuf]) -> Result<(serde_json::Value, Vec<Rec>)> {
+    let mut facts = serde_json::Value::Null;
+    let mut recs = Vec::new();
+    let mut from = Vec::new();
+    let mut offset = 0u32;
+    for (i, path) in paths.iter().enumerate() {
+        let (f, mut r) = read_raw(path)?;
+        let mut unchecked = Vec::new();
+        if i == 0 {
+            facts = if f.is_object() {
+                f.clone()
+            } else {
+                serde_json::json!({"kind": "machine"})
+            };
+        } else {
+            for key in POOL_SAME {
+                let (was, is) = (facts.get(key), f.get(key));
+                if was.is_none() != is.is_none() {
+                    unchecked.push(*key);
+                } else if was != is {
+                    bail!(
+                        "{} cannot be pooled with {}: {key} is {} there, {} here",
+                        path.display(),
+                        paths[0].display(),
+                        facts.get(key).unwrap_or(&serde_json::Value::Null),
+                        f.get(key).unwrap_or(&serde_json::Value::Null),
+                    );
+                }
+            }
+        }
+        let rounds = r.iter().map(|x| x.round).max().unwrap_or(0);
+        for x in &mut r {
+            x.round += offset;
+        }
+        from.push(serde_json::json!({
+            "file": path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            "rounds": [offset + 1, offset + rounds],
+            "git": f.get("git").cloned().unwrap_or(serde_json::Value::Null),
+            "time": f.get("time").cloned().unwrap_or(serde_json::Value::Null),
+            "unchecked": unchecked,
+        }));
+        offset += rounds;
+        recs.append(&mut r);
+    }
+    if let Some(obj) = facts.as_object_mut() {
+        obj.insert("pooled_from".into(), serde_json::Value::Array(from));
+        obj.insert("rounds".into(), offset.into());
+    }
+    Ok((facts, recs))
+}
+
+/// "Pooled from N raw files …": the files a pooled report was made from, with their rounds in
+/// its numbering, binaries and start; `None` for a single run.
+fn pooled_line(facts: &serde_json::Value) -> Option<String> {
+    let from = facts.get("pooled_from")?.as_array()?;
+    let mut line = format!(
+        "Pooled from {} raw files (`e2e --report A --report B …`), their rounds renumbered in this order:",
+        from.len()
+    );
+    for (i, f) in from.iter().enumerate() {
+        let s = |k: &str| f.get(k).and_then(serde_json::Value::as_str).unwrap_or("?");
+        let r = |j: usize| {
+            f.get("rounds")
+                .and_then(|r| r.get(j))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let _ = write!(
+            line,
+            "{} {} (rounds {}–{}, binaries at {}, started {}",
+            if i == 0 { "" } else { ";" },
+            s("file"),
+            r(0),
+            r(1),
+            s("git"),
+            s("time")
+        );
+        let unchecked: Vec<&str> = f
+            .get("unchecked")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        if !unchecked.is_empty() {
+            let _ = write!(
+                line,
+                "; not recorded in it or in the first file, so not checked: {}",
+                unchecked.join(", ")
+            );
+        }
+        line.push(')');
+    }
+    line.push('.');
+    Some(line)
 }
 
 #[derive(Clone, Copy)]
@@ -557,8 +678,9 @@ fn verdict(interval: Option<(f64, f64, f64)>, rounds: usize, bar: Bar) -> String
     }
 }
 
-/// "k of n (together m1, apart m2)": how many of the rounds ran with the vCPUs apart, and the
-/// median of each group when both have rounds; "—" when no round was probed.
+/// "k of n (together m1, lo–hi; apart m2, lo–hi)": how many of the rounds ran with the vCPUs
+/// apart, and the median of each group when both have rounds, with its interval when the
+/// group has rounds enough for one; "—" when no round was probed.
 fn apart_cell(
     by_round: &BTreeMap<u32, f64>,
     apart: impl Fn(u32) -> Option<bool>,
@@ -577,7 +699,17 @@ fn apart_cell(
     }
     let mut cell = format!("{} of {}", away.len(), together.len() + away.len());
     if let (Some(t), Some(a)) = (median(&together), median(&away)) {
-        let _ = write!(cell, " (together {}, apart {})", num(t, fmt), num(a, fmt));
+        // A group's median, then its interval when it has one.
+        let group = |m: f64, v: &[f64]| match median_interval(v, GOAL_LEVEL) {
+            Some((lo, hi, _)) => format!("{}, {}–{}", num(m, fmt), num(lo, fmt), num(hi, fmt)),
+            None => num(m, fmt),
+        };
+        let _ = write!(
+            cell,
+            " (together {}; apart {})",
+            group(t, &together),
+            group(a, &away)
+        );
     }
     if unknown > 0 {
         let _ = write!(cell, "; {unknown} not probed");
@@ -685,7 +817,9 @@ fn goals_section(data: &Data<'_>) -> String {
                  {APART_NS:.0} ns, before, during or after it (the host had put them on cores \
                  that share no cache, for at least part of it; docs/e2e.md, \"The host's \
                  placement of the two vCPUs\"), with the median of those rounds and of the \
-                 others. The verdict counts every round."
+                 others, and its {:.0} % interval when the group has rounds enough for one. The \
+                 verdict counts every round.",
+                GOAL_LEVEL * 100.0
             );
         }
     }
@@ -984,6 +1118,9 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
         .and_then(serde_json::Value::as_str)
     {
         let _ = writeln!(md, "TCP congestion control (the iperf3 sender's): {cc}.");
+    }
+    if let Some(line) = pooled_line(facts) {
+        let _ = writeln!(md, "\n{line}");
     }
     let _ = writeln!(md, "\nPlacement: {}", fact(facts, "placement"));
     if recs
@@ -1523,7 +1660,7 @@ mod tests {
         );
         let row = goal_row(&md, "TCP 1 stream ≥ 1.0× the Linux bridge (tap ports)");
         assert!(
-            row.ends_with("| not settled | 2 of 5 (together 1.05, apart 0.80); 1 not probed |"),
+            row.ends_with("| not settled | 2 of 5 (together 1.05; apart 0.80); 1 not probed |"),
             "{row}"
         );
         // The table counts each path's measurements with the vCPUs apart.
@@ -1548,5 +1685,141 @@ mod tests {
         }
         let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
         assert!(!md.contains("vCPUs apart"), "{md}");
+    }
+    #[test]
+    fn each_placement_group_gets_its_interval_when_it_has_rounds_enough() {
+        // AF_PACKET over 14 rounds: 7 together at ×1.02–1.14, 7 apart at ×0.86–0.98.
+        let mut recs = Vec::new();
+        for n in 1..=14u32 {
+            let apart = n % 2 == 0;
+            // The k-th round of its group: ×(1.02 + 0.02 k) together, ×(0.86 + 0.02 k) apart.
+            let k = f64::from((n - 1) / 2);
+            let gbps = 10.0
+                * if apart {
+                    0.86 + 0.02 * k
+                } else {
+                    1.02 + 0.02 * k
+                };
+            let mut a = rec("vswitchd-afpacket", "tcp_1", "gbps", gbps, n);
+            a.meas.handoff_ns = vec![40.0, if apart { 300.0 } else { 40.0 }];
+            recs.push(a);
+            recs.push(rec("bridge", "tcp_1", "gbps", 10.0, n));
+        }
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        let row = goal_row(
+            &md,
+            "TCP 1 stream ≥ 1.0× the Linux bridge (veth ports, `auto`)",
+        );
+        // 7 rounds give min–max at 98.4 %.
+        assert!(
+            row.ends_with("| 7 of 14 (together 1.08, 1.02–1.14; apart 0.92, 0.86–0.98) |"),
+            "{row}"
+        );
+        assert!(
+            md.contains("and its 95 % interval when the group has rounds enough"),
+            "{md}"
+        );
+    }
+
+    /// Writes a raw file of `rounds` rounds of AF_PACKET and bridge TCP at `ratio` with the
+    /// machine facts `facts`, in a fresh temporary file.
+    fn raw_file(facts: &serde_json::Value, rounds: u32, ratio: f64) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("results-{}.jsonl", testbed::unique("e2epool")));
+        let mut text = format!("{facts}\n");
+        for n in 1..=rounds {
+            for r in [
+                rec("vswitchd-afpacket", "tcp_1", "gbps", 10.0 * ratio, n),
+                rec("bridge", "tcp_1", "gbps", 10.0, n),
+            ] {
+                text.push_str(&serde_json::to_string(&r).expect("serializes"));
+                text.push('\n');
+            }
+        }
+        std::fs::write(&path, text).expect("temporary file");
+        path
+    }
+
+    #[test]
+    fn pooled_runs_follow_each_other_and_must_agree_on_the_setup() {
+        let facts = serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 5,
+            "tcp_congestion_control": "bbr", "git": "aaaaaaa", "time": "T1"});
+        let later = serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 5,
+            "tcp_congestion_control": "bbr", "git": "bbbbbbb", "time": "T2"});
+        let a = raw_file(&facts, 4, 1.1);
+        let b = raw_file(&later, 3, 0.9);
+        let (pooled, recs) = pool(&[a.clone(), b.clone()]).expect("pools");
+        let mut rounds: Vec<(u32, f64)> = recs
+            .iter()
+            .filter(|r| r.path == "vswitchd-afpacket")
+            .map(|r| (r.round, r.meas.values["gbps"]))
+            .collect();
+        rounds.sort_by_key(|&(n, _)| n);
+        let numbers: Vec<u32> = rounds.iter().map(|&(n, _)| n).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7]);
+        // The second file's rounds come after the first's.
+        assert!(rounds[..4].iter().all(|&(_, v)| (v - 11.0).abs() < 1e-9));
+        assert!(rounds[4..].iter().all(|&(_, v)| (v - 9.0).abs() < 1e-9));
+        assert_eq!(pooled["rounds"], 7);
+        assert_eq!(pooled["git"], "aaaaaaa");
+        let md = markdown(&pooled, &recs);
+        let name = |p: &PathBuf| p.file_name().expect("name").to_string_lossy().into_owned();
+        assert!(
+            md.contains(&format!(
+                "Pooled from 2 raw files (`e2e --report A --report B …`), their rounds renumbered \
+                 in this order: {} (rounds 1–4, binaries at aaaaaaa, started T1); {} (rounds 5–7, \
+                 binaries at bbbbbbb, started T2).",
+                name(&a),
+                name(&b)
+            )),
+            "{md}"
+        );
+        // Seven rounds: the goals section has an interval over both files.
+        let row = goal_row(
+            &md,
+            "TCP 1 stream ≥ 1.0× the Linux bridge (veth ports, `auto`)",
+        );
+        assert!(row.contains("| 7 | 1.10 (0.90–1.10) |"), "{row}");
+        // A single run says nothing of pooling.
+        let (single, recs1) = read_raw(&a).expect("reads");
+        assert!(!markdown(&single, &recs1).contains("Pooled"));
+        // Another congestion control, or another length of measurement: refused.
+        for (other, key) in [
+            (
+                serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 5,
+                    "tcp_congestion_control": "cubic"}),
+                "tcp_congestion_control",
+            ),
+            (
+                serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 10,
+                    "tcp_congestion_control": "bbr"}),
+                "secs",
+            ),
+        ] {
+            let c = raw_file(&other, 2, 1.0);
+            let err = pool(&[a.clone(), c.clone()]).expect_err("refused");
+            assert!(err.to_string().contains(key), "{err}");
+            let _ = std::fs::remove_file(c);
+        }
+        // A file from before the congestion control was recorded: pooled, and the report
+        // says that it could not be checked.
+        let old = raw_file(
+            &serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 5}),
+            2,
+            1.0,
+        );
+        let (pooled, recs) = pool(&[a.clone(), old.clone()]).expect("pools");
+        assert!(
+            markdown(&pooled, &recs).contains(&format!(
+                "{} (rounds 5–6, binaries at ?, started ?; not recorded in it or in the first \
+                 file, so not checked: tcp_congestion_control)",
+                name(&old)
+            )),
+            "{}",
+            markdown(&pooled, &recs)
+        );
+        let _ = std::fs::remove_file(old);
+        let _ = std::fs::remove_file(a);
+        let _ = std::fs::remove_file(b);
     }
 }
