@@ -93,6 +93,14 @@ pub fn pool(paths: &[PathBuf]) -> Result<(serde_json::Value, Vec<Rec>)> {
     let mut offset = 0u32;
     for (i, path) in paths.iter().enumerate() {
         let (f, mut r) = read_raw(path)?;
+        // The same run twice would count its rounds twice.
+        let same = |p: &PathBuf| match (p.canonicalize(), path.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => p == path,
+        };
+        if paths[..i].iter().any(same) {
+            bail!("{} is given twice", path.display());
+        }
         let mut unchecked = Vec::new();
         if i == 0 {
             facts = if f.is_object() {
@@ -1749,6 +1757,8 @@ mod tests {
         let a = raw_file(&facts, 4, 1.1);
         let b = raw_file(&later, 3, 0.9);
         let (pooled, recs) = pool(&[a.clone(), b.clone()]).expect("pools");
+        let twice = pool(&[a.clone(), b.clone(), a.clone()]).expect_err("the same file twice");
+        assert!(twice.to_string().contains("is given twice"), "{twice}");
         let mut rounds: Vec<(u32, f64)> = recs
             .iter()
             .filter(|r| r.path == "vswitchd-afpacket")
