@@ -91,6 +91,8 @@ pub fn pool(paths: &[PathBuf]) -> Result<(serde_json::Value, Vec<Rec>)> {
     let mut recs = Vec::new();
     let mut from = Vec::new();
     let mut offset = 0u32;
+    // Each fact of POOL_SAME as the first file that records it has it.
+    let mut known: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
     for (i, path) in paths.iter().enumerate() {
         let (f, mut r) = read_raw(path)?;
         // The same run twice would count its rounds twice.
@@ -110,17 +112,21 @@ pub fn pool(paths: &[PathBuf]) -> Result<(serde_json::Value, Vec<Rec>)> {
             };
         } else {
             for key in POOL_SAME {
-                let (was, is) = (facts.get(key), f.get(key));
-                if was.is_none() != is.is_none() {
+                if facts.get(key).is_none() != f.get(key).is_none() {
                     unchecked.push(*key);
-                } else if was != is {
-                    bail!(
-                        "{} cannot be pooled with {}: {key} is {} there, {} here",
-                        path.display(),
-                        paths[0].display(),
-                        facts.get(key).unwrap_or(&serde_json::Value::Null),
-                        f.get(key).unwrap_or(&serde_json::Value::Null),
-                    );
+                }
+            }
+        }
+        for key in POOL_SAME {
+            let Some(is) = f.get(key) else { continue };
+            match known.get(key) {
+                Some(was) if was != is => bail!(
+                    "{} cannot be pooled with the files before it: {key} is {was} there, {is} here",
+                    path.display(),
+                ),
+                Some(_) => {}
+                None => {
+                    known.insert(key, is.clone());
                 }
             }
         }
@@ -1828,6 +1834,16 @@ mod tests {
             "{}",
             markdown(&pooled, &recs)
         );
+        // … but a later file must agree with the first that records it.
+        let cubic = raw_file(
+            &serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 5,
+                "tcp_congestion_control": "cubic"}),
+            2,
+            1.0,
+        );
+        let err = pool(&[old.clone(), a.clone(), cubic.clone()]).expect_err("refused");
+        assert!(err.to_string().contains("tcp_congestion_control"), "{err}");
+        let _ = std::fs::remove_file(cubic);
         let _ = std::fs::remove_file(old);
         let _ = std::fs::remove_file(a);
         let _ = std::fs::remove_file(b);
