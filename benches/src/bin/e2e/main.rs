@@ -263,6 +263,17 @@ struct Raw {
 }
 
 impl Raw {
+    /// Creates the raw file at `path` with the machine facts on its first line.
+    fn create(path: &Path, facts: &serde_json::Value) -> Result<Self> {
+        let mut file =
+            File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string(facts)?)?;
+        Ok(Self {
+            file,
+            recs: Vec::new(),
+        })
+    }
+
     fn push(&mut self, rec: Rec) -> Result<()> {
         let line = serde_json::to_string(&rec)?;
         writeln!(self.file, "{line}")?;
@@ -525,15 +536,11 @@ fn main() -> Result<()> {
         let raw_path = args.out.join(pooled_name(&args.report));
         std::fs::create_dir_all(&args.out)
             .with_context(|| format!("creating {}", args.out.display()))?;
-        let mut text = serde_json::to_string(&facts)?;
-        text.push('\n');
-        for r in &recs {
-            text.push_str(&serde_json::to_string(r)?);
-            text.push('\n');
+        let mut raw = Raw::create(&raw_path, &facts)?;
+        for r in recs {
+            raw.push(r)?;
         }
-        std::fs::write(&raw_path, text)
-            .with_context(|| format!("writing {}", raw_path.display()))?;
-        let md = write_report(&raw_path, &facts, &recs)?;
+        let md = write_report(&raw_path, &facts, &raw.recs)?;
         println!("{md}");
         return Ok(());
     }
@@ -623,12 +630,7 @@ fn main() -> Result<()> {
         .out
         .join(format!("results-{}.jsonl", sys::now_stamps().0));
     let facts = machine_facts(&args, &ctx, rounds, &paths);
-    let mut raw = Raw {
-        file: File::create(&raw_path)
-            .with_context(|| format!("creating {}", raw_path.display()))?,
-        recs: Vec::new(),
-    };
-    writeln!(raw.file, "{}", serde_json::to_string(&facts)?)?;
+    let mut raw = Raw::create(&raw_path, &facts)?;
     eprintln!(
         "e2e: {rounds} round(s) of {} path(s), {} s per measurement, generator: {}",
         paths.len(),

@@ -103,21 +103,18 @@ pub fn pool(paths: &[PathBuf]) -> Result<(serde_json::Value, Vec<Rec>)> {
         if paths[..i].iter().any(same) {
             bail!("{} is given twice", path.display());
         }
-        let mut unchecked = Vec::new();
         if i == 0 {
             facts = if f.is_object() {
                 f.clone()
             } else {
                 serde_json::json!({"kind": "machine"})
             };
-        } else {
-            for key in POOL_SAME {
-                if facts.get(key).is_none() != f.get(key).is_none() {
-                    unchecked.push(*key);
-                }
-            }
         }
+        let mut unchecked = Vec::new();
         for key in POOL_SAME {
+            if facts.get(key).is_none() != f.get(key).is_none() {
+                unchecked.push(*key);
+            }
             let Some(is) = f.get(key) else { continue };
             match known.get(key) {
                 Some(was) if was != is => bail!(
