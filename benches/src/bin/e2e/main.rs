@@ -575,7 +575,7 @@ fn main() -> Result<()> {
         .map(|cc| {
             tcp_cc_checked(
                 cc,
-                &std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+                &read_trim("/proc/sys/net/ipv4/tcp_available_congestion_control")
                     .unwrap_or_default(),
             )
         })
