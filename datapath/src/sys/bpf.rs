@@ -8,6 +8,10 @@
 //!   ingress device, sending every frame of a device straight out of another one inside the
 //!   kernel (no socket, no userspace). Not used by the switch: it is the measuring harness's
 //!   model of an in-kernel XDP fast path (docs/adr/0007-no-xdp-redirect-fast-path.md).
+//! - [`XdpProgram::load_live_tx`] and [`XdpProgram::send_live`]: a traffic generator inside
+//!   the kernel (`BPF_PROG_TEST_RUN` with live frames): the program redirects copies of one
+//!   frame out of a device, sweeping the UDP source port over the flows. Not used by the
+//!   switch: it is `pktgen --mode xdplive`.
 //! - [`XdpLink`]: the program attached with `BPF_LINK_CREATE`. Closing the link fd detaches it,
 //!   so the program disappears with the process, even on `SIGKILL`. A program left behind by a
 //!   netlink attach (which does outlive its process) is detected and cleared on `EBUSY`.
@@ -50,12 +54,16 @@ const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 /// `BPF_F_XDP_HAS_FRAGS`: the program accepts multi-buffer frames.
 const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: a test run sends the frames its program redirects.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// `BPF_ANY` map update flag.
 const BPF_ANY: u64 = 0;
 /// `BPF_PSEUDO_MAP_FD`: the `ld_imm64` immediate is a map fd.
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 /// `BPF_FUNC_map_lookup_elem`.
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+/// `BPF_FUNC_redirect`.
+const BPF_FUNC_REDIRECT: i32 = 23;
 /// `BPF_FUNC_redirect_map`.
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// `BPF_FUNC_xdp_adjust_meta`.
@@ -629,6 +637,107 @@ fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
     ]
 }
 
+/// Flows of a live transmitter ([`XdpProgram::load_live_tx`]): frame `n` it sends is flow
+/// `n % flows`, which differs from the frame given to [`XdpProgram::send_live`] (flow 0)
+/// only in its UDP source port, `first + n % flows`, and UDP checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortSweep {
+    /// Number of flows, at least 1; `first + flows - 1` must be a port (≤ 65535).
+    pub flows: u32,
+    /// The source port of flow 0 (as in the frame).
+    pub first: u16,
+    /// Offset of the UDP header from the start of the frame.
+    pub udp_off: u16,
+    /// The UDP checksum of flow 0's frame (as in the frame; 0 for an IPv4 frame without one).
+    pub csum: u16,
+}
+
+/// The live transmitter: `bpf_redirect(ifindex, 0)` of every frame; with more than one flow,
+/// before that
+///
+/// ```text
+/// n = &next[0]                                (NULL never: an array's slot)
+/// i = *n; *n = i + 1 < flows ? i + 1 : 0
+/// if frame reaches past its UDP checksum: skip the rewrite
+/// udp.source = htons(first + i)
+/// udp.check = csum ? htons(~(~csum + i)) (0 → 0xffff) : 0     (ones'-complement arithmetic)
+/// ```
+///
+/// The checksum update follows RFC 1624: flow `i`'s port is flow 0's plus `i`, with no
+/// carry out of 16 bits because `first + i` is a port.
+fn live_tx_program(ifindex: u32, next_fd: i32, sweep: PortSweep) -> Vec<Insn> {
+    let redirect = [
+        // r1 = ifindex; r2 = 0; return bpf_redirect(r1, r2)
+        Insn::new(0xb7, 1, 0, 0, ifindex as i32),
+        Insn::new(0xb7, 2, 0, 0, 0),
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT),
+        Insn::new(0x95, 0, 0, 0, 0),
+    ];
+    if sweep.flows <= 1 {
+        return redirect.to_vec();
+    }
+    let sport_off = sweep.udp_off as i16;
+    let csum_off = sport_off + 6;
+    let [m0, m1] = load_map(1, next_fd);
+    let mut p = vec![
+        // r6 = ctx
+        Insn::new(0xbf, 6, 1, 0, 0),
+        // r0 = bpf_map_lookup_elem(next, &0) (key on the stack at r10 - 4)
+        Insn::new(0x62, 10, 0, -4, 0),
+        Insn::new(0xbf, 2, 10, 0, 0),
+        Insn::new(0x07, 2, 0, 0, -4),
+        m0,
+        m1,
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+        // if r0 == NULL goto send (offset set below)
+        Insn::new(0x15, 0, 0, 0, 0),
+        // r1 = *(u32 *)r0 (i); r2 = i + 1; if r2 >= flows: r2 = 0; *(u32 *)r0 = r2
+        Insn::new(0x61, 1, 0, 0, 0),
+        Insn::new(0xbf, 2, 1, 0, 0),
+        Insn::new(0x07, 2, 0, 0, 1),
+        Insn::new(0xa5, 2, 0, 1, sweep.flows as i32),
+        Insn::new(0xb7, 2, 0, 0, 0),
+        Insn::new(0x63, 0, 2, 0, 0),
+        // r3 = htons(first + i)
+        Insn::new(0xbf, 3, 1, 0, 0),
+        Insn::new(0x07, 3, 0, 0, i32::from(sweep.first)),
+        Insn::new(0xdc, 3, 0, 0, 16),
+        // r4 = 0: the checksum of a frame without one
+        Insn::new(0xb7, 4, 0, 0, 0),
+    ];
+    if sweep.csum != 0 {
+        p.extend_from_slice(&[
+            // r4 = fold(~csum + i); r4 = ~r4 & 0xffff
+            Insn::new(0xbf, 4, 1, 0, 0),
+            Insn::new(0x07, 4, 0, 0, i32::from(!sweep.csum)),
+            Insn::new(0xbf, 5, 4, 0, 0),
+            Insn::new(0x77, 5, 0, 0, 16),
+            Insn::new(0x57, 4, 0, 0, 0xffff),
+            Insn::new(0x0f, 4, 5, 0, 0),
+            Insn::new(0xa7, 4, 0, 0, 0xffff),
+            // if r4 == 0: r4 = 0xffff (a computed 0 is sent as all ones); r4 = htons(r4)
+            Insn::new(0x55, 4, 0, 1, 0),
+            Insn::new(0xb7, 4, 0, 0, 0xffff),
+            Insn::new(0xdc, 4, 0, 0, 16),
+        ]);
+    }
+    p.extend_from_slice(&[
+        // r2 = ctx->data; r5 = ctx->data_end; if r2 + csum_off + 2 > r5 goto send
+        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
+        Insn::new(0x61, 5, 6, XDP_MD_DATA_END, 0),
+        Insn::new(0xbf, 7, 2, 0, 0),
+        Insn::new(0x07, 7, 0, 0, i32::from(csum_off) + 2),
+        Insn::new(0x2d, 7, 5, 2, 0),
+        // *(u16 *)(r2 + sport_off) = r3; *(u16 *)(r2 + csum_off) = r4
+        Insn::new(0x6b, 2, 3, sport_off, 0),
+        Insn::new(0x6b, 2, 4, csum_off, 0),
+    ]);
+    // send: the jump from the look-up (instruction 7) lands here.
+    p[7].off = (p.len() - 8) as i16;
+    p.extend_from_slice(&redirect);
+    p
+}
+
 /// The loaded redirect program (`BPF_PROG_TYPE_XDP`).
 #[derive(Debug)]
 pub struct XdpProgram {
@@ -682,6 +791,61 @@ impl XdpProgram {
     pub fn load_device_redirect(map: &DevMap) -> Result<Self, BpfError> {
         let insns = redirect_program_by(map.fd.as_raw_fd(), XDP_MD_INGRESS_IFINDEX);
         Self::load_checked(&insns, "vswitch_dev", false)
+    }
+
+    /// Loads a live transmitter: every frame it runs on leaves through device `ifindex`
+    /// (`bpf_redirect`; the device's `ndo_xdp_xmit`, which a veth has only while its peer
+    /// has NAPI — an XDP program or GRO on — and a tap always), with its UDP source port and
+    /// checksum rewritten per `sweep` (see `live_tx_program`). The flow counter lives in a
+    /// map of its own: one program per sending thread.
+    ///
+    /// # Errors
+    /// As [`load_redirect`](Self::load_redirect); `EINVAL` for a sweep that leaves the ports.
+    pub fn load_live_tx(ifindex: u32, sweep: PortSweep) -> Result<Self, BpfError> {
+        if sweep.flows == 0 || u32::from(sweep.first) + sweep.flows - 1 > u32::from(u16::MAX) {
+            return Err(BpfError {
+                what: "load live transmitter",
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+                log: None,
+            });
+        }
+        let next = create_u32_map(BPF_MAP_TYPE_ARRAY, 1, "pktgen_next", "create flow counter")?;
+        let insns = live_tx_program(ifindex, next.as_raw_fd(), sweep);
+        // The program holds the map from here on; its fd can go.
+        Self::load_checked(&insns, "pktgen_live", false)
+    }
+
+    /// Runs the program `repeat` times on copies of `frame`, sending what it redirects
+    /// (`BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`: the kernel sends them in
+    /// batches of 64 and runs the receiving device's NAPI between batches, on this CPU). A
+    /// frame the device refuses (a full queue, a veth peer without NAPI) is dropped by the
+    /// kernel without a count here: the device's counters tell.
+    ///
+    /// # Errors
+    /// `EINTR` when a signal came first (part of `repeat` went out), `EINVAL` for a frame
+    /// shorter than an Ethernet header or longer than a page's room, …
+    pub fn send_live(&self, frame: &[u8], repeat: u32) -> io::Result<()> {
+        let len =
+            u32::try_from(frame.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        let ctx = XdpMd {
+            data_end: len,
+            ..Default::default()
+        };
+        let mut attr = TestRunAttr {
+            prog_fd: self.fd.as_raw_fd() as u32,
+            data_size_in: len,
+            data_in: frame.as_ptr() as u64,
+            repeat,
+            ctx_size_in: size_of::<XdpMd>() as u32,
+            ctx_in: (&raw const ctx) as u64,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is the PROG_TEST_RUN layout; the kernel reads `len` bytes of `frame`
+        // and the `XdpMd` context, both alive across the call, and writes nothing back to
+        // user memory (no data_out, no ctx_out).
+        unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
+        Ok(())
     }
 
     fn load_checked(insns: &[Insn], name: &str, frags: bool) -> Result<Self, BpfError> {
@@ -1099,5 +1263,145 @@ mod tests {
             "shorter than a header"
         );
         assert!(map.set(1, u32::MAX).is_err(), "no such device");
+    }
+
+    /// A UDP frame from 10.219.0.2:`sport` to `dst_mac`/10.219.0.1:9 (IPv4) or between
+    /// fd00::2 and fd00::1 (IPv6), 64 bytes of payload, with its checksums.
+    fn udp_frame(dst_mac: [u8; 6], sport: u16, v6: bool) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xee], dst_mac);
+        let b = if v6 {
+            let mut src = [0u8; 16];
+            src[0] = 0xfd;
+            let mut dst = src;
+            src[15] = 2;
+            dst[15] = 1;
+            b.ipv6(src, dst, 64)
+        } else {
+            b.ipv4([10, 219, 0, 2], [10, 219, 0, 1], 64)
+        }
+        .udp(sport, 9);
+        let payload = [0x5au8; 64];
+        let mut f = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut f, &payload).unwrap();
+        f
+    }
+
+    /// (source port, checksum in the frame, checksum it should have) of a UDP frame.
+    fn udp_check(frame: &[u8]) -> (u16, u16, u16) {
+        let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
+            panic!("not UDP")
+        };
+        let h = u.to_header();
+        let want = match p.net {
+            Some(etherparse::NetSlice::Ipv4(ip)) => h
+                .calc_checksum_ipv4(&ip.header().to_header(), u.payload())
+                .unwrap(),
+            Some(etherparse::NetSlice::Ipv6(ip)) => h
+                .calc_checksum_ipv6(&ip.header().to_header(), u.payload())
+                .unwrap(),
+            _ => panic!("not IP"),
+        };
+        (h.source_port, h.checksum, want)
+    }
+
+    fn sweep_of(frame: &[u8], flows: u32, v6: bool) -> PortSweep {
+        let udp_off = 14 + if v6 { 40 } else { 20 };
+        PortSweep {
+            flows,
+            first: u16::from_be_bytes([frame[udp_off], frame[udp_off + 1]]),
+            udp_off: udp_off as u16,
+            csum: u16::from_be_bytes([frame[udp_off + 6], frame[udp_off + 7]]),
+        }
+    }
+
+    #[test]
+    fn the_live_transmitter_sweeps_source_ports_with_valid_checksums() {
+        if !testbed::require_privileges("the_live_transmitter_sweeps_source_ports") {
+            return;
+        }
+        const REDIRECT: u32 = 4;
+        for v6 in [false, true] {
+            // 65533..=65535: the last flow ends at the last port.
+            for first in [1000u16, 65533] {
+                let frame = udp_frame([2, 0, 0, 0, 0, 1], first, v6);
+                let prog = XdpProgram::load_live_tx(1, sweep_of(&frame, 3, v6)).unwrap();
+                let mut out = vec![0u8; frame.len()];
+                for n in 0..7u16 {
+                    // Not live: the program runs once and the frame comes back.
+                    let (verdict, len) = prog.test_run_out(&frame, &mut out).unwrap();
+                    assert_eq!((verdict, len), (REDIRECT, frame.len()));
+                    let (sport, have, want) = udp_check(&out);
+                    assert_eq!(sport, first + n % 3, "flow {n} (v6 {v6})");
+                    assert_eq!(have, want, "checksum of flow {n} (v6 {v6})");
+                }
+            }
+        }
+        // IPv4 without a checksum keeps none.
+        let mut frame = udp_frame([2, 0, 0, 0, 0, 1], 1000, false);
+        frame[40..42].copy_from_slice(&[0, 0]);
+        let prog = XdpProgram::load_live_tx(1, sweep_of(&frame, 5, false)).unwrap();
+        let mut out = vec![0u8; frame.len()];
+        prog.test_run_out(&frame, &mut out).unwrap();
+        let (sport, have, _) =
+            udp_check(&prog.test_run_out(&frame, &mut out).map(|_| out).unwrap());
+        assert_eq!((sport, have), (1001, 0));
+        // One flow: the frame goes out as it is.
+        let frame = udp_frame([2, 0, 0, 0, 0, 1], 7, false);
+        let prog = XdpProgram::load_live_tx(1, sweep_of(&frame, 1, false)).unwrap();
+        let mut out = vec![0u8; frame.len()];
+        assert_eq!(
+            prog.test_run_out(&frame, &mut out).unwrap(),
+            (REDIRECT, frame.len())
+        );
+        assert_eq!(out, frame);
+        // A sweep past the last port is refused.
+        let sweep = PortSweep {
+            first: 65535,
+            ..sweep_of(&frame, 2, false)
+        };
+        let e = XdpProgram::load_live_tx(1, sweep).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn the_live_transmitter_sends_through_a_veth_whose_peer_has_napi() {
+        if !testbed::require_privileges("the_live_transmitter_sends_through_a_veth") {
+            return;
+        }
+        let c = testbed::Container::veth("vsl", 1, "10.219.0.1").unwrap();
+        let mut mac = [0u8; 6];
+        for (b, h) in mac.iter_mut().zip(c.mac.split(':')) {
+            *b = u8::from_str_radix(h, 16).unwrap();
+        }
+        let udp = |field: &str| -> u64 {
+            let out = c.ns.exec("cat", &["/proc/net/snmp"]).unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+            let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+            let i = names.split_whitespace().position(|n| n == field).unwrap();
+            values.split_whitespace().nth(i).unwrap().parse().unwrap()
+        };
+        let frame = udp_frame(mac, 2000, false);
+        let ifindex = netdev::ifindex(&c.port).unwrap();
+        let prog = XdpProgram::load_live_tx(ifindex, sweep_of(&frame, 100, false)).unwrap();
+        // Without NAPI on the peer the device refuses every frame (dropped, not counted here).
+        let before = udp("NoPorts");
+        prog.send_live(&frame, 1000).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(udp("NoPorts"), before, "sent without NAPI on the peer");
+        // GRO on puts the peer in NAPI mode: every frame arrives, none with a bad checksum
+        // (UDP to a closed port: counted in NoPorts after the checksum is checked).
+        c.ns.exec("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
+        let errors = udp("InCsumErrors");
+        prog.send_live(&frame, 1000).unwrap();
+        assert!(
+            testbed::wait_until(std::time::Duration::from_secs(2), || udp("NoPorts")
+                >= before + 1000),
+            "{} of 1000 arrived",
+            udp("NoPorts") - before
+        );
+        assert_eq!(udp("NoPorts"), before + 1000);
+        assert_eq!(udp("InCsumErrors"), errors);
     }
 }

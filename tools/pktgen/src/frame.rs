@@ -222,6 +222,28 @@ impl Template {
         &self.spec
     }
 
+    /// Offset of the UDP header in every frame.
+    pub fn udp_offset(&self) -> usize {
+        self.csum_off - 6
+    }
+
+    /// Flow 0's UDP source port when the flows differ in nothing but that port, counting up
+    /// by one from flow 0 (`--flows N` with one address each way and one destination port, or
+    /// a `--src-port` range alone): the traffic an in-kernel sender that rewrites only that
+    /// port (`--mode xdplive`) can send. `None` otherwise.
+    pub fn source_port_sweep(&self) -> Option<u16> {
+        let (h, uo) = (self.hdr_len, self.udp_offset());
+        let first_hdr = &self.headers[..h];
+        let first = u16::from_be_bytes([first_hdr[uo], first_hdr[uo + 1]]);
+        let sweeps = self.headers.chunks_exact(h).enumerate().all(|(i, hi)| {
+            let port = u16::from_be_bytes([hi[uo], hi[uo + 1]]);
+            u32::from(port) == u32::from(first) + i as u32
+                && hi[..uo] == first_hdr[..uo]
+                && hi[uo + 2..] == first_hdr[uo + 2..]
+        });
+        sweeps.then_some(first)
+    }
+
     /// Writes flow `flow`'s frame with `stream`, `seq` and `ts_ns` into `buf[..self.len()]`.
     /// Only the headers and the 18 payload bytes are written: the rest of `buf` must be zero
     /// (it is in a freshly zeroed buffer, and stays so across calls).
@@ -614,6 +636,44 @@ pub(crate) mod tests {
                 })
                 .is_err()
             );
+        }
+    }
+
+    #[test]
+    fn a_source_port_sweep_is_recognised_and_nothing_else_is() {
+        let with = |f: &dyn Fn(&mut FrameSpec)| {
+            let mut s = spec(false);
+            f(&mut s);
+            Template::new(&s).unwrap().source_port_sweep()
+        };
+        assert_eq!(with(&|_| {}), Some(1024), "one flow");
+        assert_eq!(with(&|s| s.flows = Some(10_000)), Some(1024));
+        assert_eq!(
+            with(&|s| {
+                s.ipv6 = true;
+                s.src_ip = parse_ip_range("2001:db8::1", true).unwrap();
+                s.dst_ip = parse_ip_range("2001:db8::2", true).unwrap();
+                s.vlan = Some(7);
+                s.flows = Some(3);
+            }),
+            Some(1024)
+        );
+        assert_eq!(
+            with(&|s| s.src_port = parse_port_range("5000-5009").unwrap()),
+            Some(5000)
+        );
+        let udp = Template::new(&spec(false)).unwrap().udp_offset();
+        assert_eq!(udp, 34);
+        for other in [
+            &|s: &mut FrameSpec| s.dst_port = parse_port_range("9-10").unwrap(),
+            &|s: &mut FrameSpec| s.src_ip = parse_ip_range("10.0.0.1-10.0.0.2", false).unwrap(),
+            &|s: &mut FrameSpec| {
+                s.src_port = parse_port_range("5000-5001").unwrap();
+                s.dst_ip = parse_ip_range("10.0.0.1-10.0.0.2", false).unwrap();
+            },
+        ] as [&dyn Fn(&mut FrameSpec); 3]
+        {
+            assert_eq!(with(other), None);
         }
     }
 

@@ -33,6 +33,7 @@ enum TxModeArg {
     Afpacket,
     Txring,
     Kernel,
+    Xdplive,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -167,6 +168,7 @@ fn tx_main(a: TxArgs) -> Result<()> {
             TxModeArg::Afpacket => Mode::Afpacket,
             TxModeArg::Txring => Mode::Txring,
             TxModeArg::Kernel => Mode::Kernel,
+            TxModeArg::Xdplive => Mode::Xdplive,
         }),
         threads: usize::from(a.threads),
         count: a.count,

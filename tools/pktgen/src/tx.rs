@@ -12,6 +12,9 @@
 //!   ([`TxRing`]); frames written in place into ring slots, one `send(MSG_DONTWAIT)` kick per
 //!   batch, slots reclaimed (and counted sent) when the kernel marks them available again.
 //! - kernel: drives `/proc/net/pktgen` where the kernel has it.
+//! - xdplive: the kernel sends: an XDP program run by `BPF_PROG_TEST_RUN` with live frames
+//!   redirects copies of flow 0's frame out of the device, rewriting the UDP source port (and
+//!   checksum) for each flow; no socket, no skb on the sending side. See [`live`].
 
 use std::io;
 use std::sync::{Arc, Barrier};
@@ -46,6 +49,8 @@ pub enum Mode {
     Txring,
     /// The kernel's pktgen (`/proc/net/pktgen`).
     Kernel,
+    /// An XDP program sending from inside the kernel (`BPF_PROG_TEST_RUN`, live frames).
+    Xdplive,
 }
 
 impl Mode {
@@ -56,6 +61,7 @@ impl Mode {
             Self::Afpacket => "afpacket",
             Self::Txring => "txring",
             Self::Kernel => "kernel",
+            Self::Xdplive => "xdplive",
         }
     }
 }
@@ -179,11 +185,16 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
         return kernel::run(opts, template);
     }
     check_mtu(&opts.dev, template)?;
+    if opts.mode == Some(Mode::Xdplive) {
+        return live::run(opts, template, ifindex);
+    }
     let want = opts.threads.max(1);
     let (mode, senders) = match opts.mode {
         Some(Mode::Afpacket) => (Mode::Afpacket, open_packet(ifindex, want)?),
         Some(Mode::Txring) => (Mode::Txring, open_ring(ifindex, want, template)?),
-        Some(_) => (Mode::Afxdp, open_xdp(&opts.dev, ifindex, want, template)?),
+        Some(Mode::Afxdp | Mode::Kernel | Mode::Xdplive) => {
+            (Mode::Afxdp, open_xdp(&opts.dev, ifindex, want, template)?)
+        }
         None => match open_xdp(&opts.dev, ifindex, want, template) {
             Ok(s) => (Mode::Afxdp, s),
             Err(e) => {
@@ -907,6 +918,185 @@ mod kernel {
             mode: Mode::Kernel,
             threads: parts.len(),
         })
+    }
+}
+
+/// `--mode xdplive`: the kernel as the sender. Each thread loads its own program
+/// ([`XdpProgram::load_live_tx`]: redirect out of the device, the UDP source port and checksum
+/// rewritten per flow) and runs it with `BPF_PROG_TEST_RUN` and live frames, `CHUNK` frames
+/// per call (64 when paced). The kernel copies flow 0's frame into page-pool pages, sends them
+/// through the device's `ndo_xdp_xmit` in batches of 64 and runs the receiving side's NAPI
+/// between batches, all on the calling CPU: no socket, no skb, no copy from user space per
+/// frame. What it can send: flows that differ only in the UDP source port (in order), frames
+/// of one page at most; every frame of a thread carries sequence number 0 and timestamp 0, so
+/// loss and latency come from counters at the receiver, not from `pktgen rx`. A veth sends
+/// only while its peer has NAPI (an XDP program or GRO on); `sent` counts the frames the
+/// program ran on, and [`refused`] what the device's counters say it dropped.
+mod live {
+    use super::*;
+    use datapath::sys::bpf::{PortSweep, XdpProgram};
+
+    /// Frames of a thread's first `BPF_PROG_TEST_RUN` call; the next ones are sized from its
+    /// rate to last [`CALL_NS`] (or what is left of the run). Each call sets up and tears
+    /// down a page pool, ~25 ms here, during which nothing is sent.
+    const FIRST_CHUNK: u64 = 100_000;
+    /// How long one call should send for.
+    const CALL_NS: u64 = 500_000_000;
+
+    /// The sweep of a thread's frame (flow 0, its stream id written in).
+    fn sweep(t: &Template, frame: &[u8], first: u16) -> PortSweep {
+        let uo = t.udp_offset();
+        PortSweep {
+            flows: t.flows() as u32,
+            first,
+            udp_off: uo as u16,
+            csum: u16::from_be_bytes([frame[uo + 6], frame[uo + 7]]),
+        }
+    }
+
+    /// What `--mode xdplive` cannot send, as an error naming the way out.
+    pub(super) fn check(opts: &TxOptions, t: &Template) -> Result<u16> {
+        if opts.rate.is_some() {
+            bail!(
+                "--mode xdplive sends as fast as it can (each kernel call costs ~25 ms of set-up, \
+                 too coarse to pace); --rate needs --mode afxdp, afpacket or txring"
+            );
+        }
+        if opts.random {
+            bail!(
+                "--mode xdplive sends its flows in order; --random needs --mode afxdp or afpacket"
+            );
+        }
+        t.source_port_sweep().ok_or_else(|| {
+            anyhow!(
+                "--mode xdplive varies only the UDP source port: give --flows N with one source \
+                 and one destination address and one destination port, or a --src-port range \
+                 alone (other flows need --mode afxdp or afpacket)"
+            )
+        })
+    }
+
+    pub(super) fn run(opts: &TxOptions, t: &Arc<Template>, ifindex: u32) -> Result<TxReport> {
+        let first = check(opts, t)?;
+        let threads = opts.threads.max(1);
+        let nonce = run_nonce();
+        let duration_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);
+        // Every program is loaded before any thread sends: a refusal stops the run at once.
+        let mut senders = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let mut frame = vec![0u8; t.len()];
+            t.write(&mut frame, 0, nonce | i as u16, 0, 0);
+            let prog = XdpProgram::load_live_tx(ifindex, sweep(t, &frame, first))
+                .context("loading the XDP sender (needs CAP_BPF or CAP_SYS_ADMIN)")?;
+            let part = Part {
+                cursor: Cursor::new(nonce | i as u16, i as u16, t.flows(), false),
+                count: opts.count.map(|c| share(c, threads, i)),
+                rate: opts.rate.map(|r| share(r, threads, i).max(1)),
+                duration_ns,
+            };
+            senders.push((prog, frame, part));
+        }
+        let before = stat(&opts.dev, "tx_dropped");
+        let barrier = Arc::new(Barrier::new(threads + 1));
+        let mut handles = Vec::with_capacity(threads);
+        for (i, (prog, frame, part)) in senders.into_iter().enumerate() {
+            let b = Arc::clone(&barrier);
+            let dev = opts.dev.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("pktgen-live{i}"))
+                    .spawn(move || {
+                        b.wait();
+                        send(&prog, &frame, part, &dev)
+                    })
+                    .context("spawn sender thread")?,
+            );
+        }
+        barrier.wait();
+        let start = monotonic_ns();
+        let mut total = Done::default();
+        let mut first_err = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(d)) => total.sent += d.sent,
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert_with(|| anyhow!("a sender thread panicked"));
+                }
+            }
+        }
+        let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // What the device refused (a full queue) it counts as dropped on transmit: not sent.
+        let refused = stat(&opts.dev, "tx_dropped").saturating_sub(before);
+        Ok(TxReport {
+            sent: total.sent.saturating_sub(refused),
+            secs,
+            eagain: 0,
+            mode: Mode::Xdplive,
+            threads,
+        })
+    }
+
+    /// One of the device's counters in sysfs (0 when unreadable).
+    fn stat(dev: &str, name: &str) -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// What the device has taken or refused so far. A veth counts in `tx_packets` every
+    /// frame its peer's NAPI took (run before the call returns, on this CPU), a tap every
+    /// frame read from its queue, and both count refusals in `tx_dropped`; a veth whose peer
+    /// has no NAPI drops without counting.
+    fn handled(dev: &str) -> u64 {
+        stat(dev, "tx_packets") + stat(dev, "tx_dropped")
+    }
+
+    fn send(prog: &XdpProgram, frame: &[u8], p: Part, dev: &str) -> Result<Done> {
+        let mut d = Done::default();
+        let start = monotonic_ns();
+        let deadline = start.saturating_add(p.duration_ns);
+        let limit = p.count.unwrap_or(u64::MAX);
+        let mut n = FIRST_CHUNK;
+        let mut first = Some(handled(dev));
+        while d.sent < limit {
+            let now = monotonic_ns();
+            if now >= deadline {
+                break;
+            }
+            let n_now = n.min(limit - d.sent).min(u64::from(u32::MAX));
+            prog.send_live(frame, n_now as u32).with_context(|| {
+                format!(
+                    "BPF_PROG_TEST_RUN with live frames (Linux 5.18+; frames of at most ~3,500 \
+                     bytes; {} here)",
+                    frame.len()
+                )
+            })?;
+            d.sent += n_now;
+            if let Some(before) = first.take()
+                && handled(dev).saturating_sub(before) < n_now / 2
+            {
+                bail!(
+                    "{dev} took {} of the first {n_now} frames: on a veth, the peer needs NAPI \
+                     to take frames sent from XDP (`ethtool -K PEER gro on`, or an XDP program \
+                     on it)",
+                    handled(dev).saturating_sub(before)
+                );
+            }
+            // The next call: CALL_NS at the rate this one had, and no longer than what is
+            // left of the run.
+            let end = monotonic_ns();
+            let rate = n_now as f64 / (end.saturating_sub(now).max(1) as f64);
+            let ns = CALL_NS.min(deadline.saturating_sub(end));
+            n = ((rate * ns as f64) as u64).max(1);
+        }
+        Ok(d)
     }
 }
 

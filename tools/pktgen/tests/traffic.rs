@@ -309,12 +309,22 @@ fn txring_delivers_every_ipv6_vlan_frame() {
     assert_eq!(num(&r, "flows"), 10, "{r}");
 }
 
-/// The device's received bytes, from sysfs inside `ns`.
-fn rx_bytes(ns: &Netns) -> u64 {
+/// One of `eth0`'s counters, from sysfs inside `ns`.
+fn eth0_stat(ns: &Netns, name: &str) -> u64 {
     let out = ns
-        .exec("cat", &["/sys/class/net/eth0/statistics/rx_bytes"])
+        .exec("cat", &[&format!("/sys/class/net/eth0/statistics/{name}")])
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// The device's received bytes.
+fn rx_bytes(ns: &Netns) -> u64 {
+    eth0_stat(ns, "rx_bytes")
+}
+
+/// The device's received frames.
+fn rx_packets(ns: &Netns) -> u64 {
+    eth0_stat(ns, "rx_packets")
 }
 
 /// Three runs of 3,000 jumbo frames with `mode` (9,000 bytes; the same over IPv6 with a VLAN
@@ -697,4 +707,53 @@ fn timeouts_bound_the_runs() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     let r = String::from_utf8_lossy(&out.stdout);
     assert_eq!(num(&r, "received"), 0, "{r}");
+}
+
+#[test]
+fn xdplive_sends_through_a_veth_whose_peer_has_napi_and_says_when_it_has_not() {
+    if !require_privileges("xdplive_sends_through_a_veth") {
+        return;
+    }
+    let p = Pair::new(1);
+    // The peer without NAPI: the kernel drops every frame without a count, pktgen says why.
+    let out = tx(&p.a, &["--mode", "xdplive", "--count", "200000"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NAPI") && err.contains("gro on"), "{err}");
+    // GRO on the peer: NAPI, and every frame arrives (the device's count: at this rate the
+    // receiver's socket drops some), with each flow's source port.
+    p.b.exec("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
+    let before = rx_packets(&p.b);
+    let rx = start_rx(&p.b, &["--mode", "afpacket", "--count", "200000"]);
+    let out = tx(
+        &p.a,
+        &["--mode", "xdplive", "--count", "200000", "--flows", "100"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        (num(&t, "sent"), field(&t, "mode")),
+        (200_000, Some("xdplive"))
+    );
+    assert_eq!(rx_packets(&p.b) - before, 200_000);
+    let r = finish(rx);
+    assert_eq!(num(&r, "flows"), 100, "{r}");
+    // Every frame of a thread carries sequence number 0: the receiver sees one and repeats.
+    assert_eq!(num(&r, "dup"), num(&r, "received") - 1, "{r}");
+    // What it cannot send is refused before anything is sent.
+    for (args, says) in [
+        (&["--rate", "1000"][..], "--rate"),
+        (&["--flows", "10", "--random"], "--random"),
+        (&["--dst-port", "9-10"], "source port"),
+    ] {
+        let out = tx(
+            &p.a,
+            &[&["--mode", "xdplive", "--count", "10"][..], args].concat(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
 }
