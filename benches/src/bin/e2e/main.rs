@@ -66,7 +66,9 @@ struct Args {
     /// The pktgen binary (default: BIN_DIR/pktgen; trafgen when there is none).
     #[arg(long, env = "PKTGEN", value_name = "PATH")]
     pktgen: Option<PathBuf>,
-    /// `pktgen --mode`.
+    /// `pktgen --mode`: `afxdp`, `afpacket`, `txring`, or `xdplive` (the kernel sends from an
+    /// XDP program, ~2× AF_XDP's rate into a veth here; the generator's veth peer then gets GRO
+    /// on for NAPI, for every figure of the run: docs/e2e.md "Generator").
     #[arg(long, default_value = "afxdp", value_name = "MODE")]
     gen_mode: String,
     /// Offer the frame-rate figures at this many frames/s (`pktgen --rate`) instead of as fast
@@ -120,6 +122,10 @@ struct Args {
     /// `best-effort`.
     #[arg(long, default_value = "native", value_name = "MODE")]
     ovs_xdp_mode: String,
+    /// vswitchd's AF_XDP ports' `--xdp-mode` (path A): `split` (the default on veth, ADR
+    /// 0008), `native` or `generic`.
+    #[arg(long, value_name = "MODE")]
+    xdp_mode: Option<String>,
     /// Probes of the generator's and the switch's CPUs' cache-line hand-off, which tells
     /// whether the host has put the two vCPUs on cores that share a cache (docs/e2e.md, "The
     /// host's placement of the two vCPUs"): `during` (before, once a second during, and after
@@ -623,6 +629,8 @@ fn main() -> Result<()> {
         switch_cpu: args.switch_cpu,
         rule_per_flow: args.rule_per_flow.then_some(FLOWS_MANY),
         ovs_xdp_mode: args.ovs_xdp_mode.clone(),
+        vs_xdp_mode: args.xdp_mode.clone(),
+        gen_napi: args.gen_mode == "xdplive",
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -62,7 +62,7 @@ pub fn read_raw(path: &Path) -> Result<(serde_json::Value, Vec<Rec>)> {
 
 /// Machine facts on which raw files must agree to be pooled: rounds from another machine or
 /// kernel, another placement of the generator, the switch and the servers, another congestion
-/// control or another length of measurement are not draws of the same thing.
+/// control, another length of measurement or another generator are not draws of the same thing.
 const POOL_SAME: &[&str] = &[
     "cpu_model",
     "cpus",
@@ -73,6 +73,7 @@ const POOL_SAME: &[&str] = &[
     "rtt_sink_cpu",
     "tcp_congestion_control",
     "secs",
+    "generator",
 ];
 
 /// Reads several raw files as one run: each file's rounds follow the rounds of the files

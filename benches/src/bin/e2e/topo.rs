@@ -150,6 +150,12 @@ pub struct Setup {
     pub rule_per_flow: Option<u32>,
     /// Open vSwitch afxdp ports' `options:xdp-mode` (`--ovs-xdp-mode`).
     pub ovs_xdp_mode: String,
+    /// vswitchd's AF_XDP ports' `--xdp-mode` (`--xdp-mode`; `None`: the port's own choice).
+    pub vs_xdp_mode: Option<String>,
+    /// GRO on at the receiving end of the generator's `eth0` (the veth host end, or the
+    /// sink's `eth0` of a bare pair), which puts that veth in NAPI mode: frames sent from XDP
+    /// (`pktgen --mode xdplive`) arrive only there.
+    pub gen_napi: bool,
 }
 
 /// A namespace end: `eth0` inside with `addr/24` and `mac`.
@@ -562,13 +568,16 @@ impl Topo {
                 let g = Container::veth("e2g", 1, GEN_IP)?;
                 let s = Container::veth("e2s", 2, SINK_IP)?;
                 let d = start_vswitchd(setup, poll)?;
-                let t = if kind == PathKind::VsAfxdp {
-                    "afxdp"
+                let (t, mode) = if kind == PathKind::VsAfxdp {
+                    ("afxdp", setup.vs_xdp_mode.as_deref())
                 } else {
-                    "afpacket"
+                    ("afpacket", None)
                 };
-                vsctl_add(setup, &d, &g.port, t)?;
-                vsctl_add(setup, &d, &s.port, t)?;
+                if let Some(m) = mode {
+                    notes.push(format!("{}: `vsctl add-port --xdp-mode {m}`", kind.label()));
+                }
+                vsctl_add(setup, &d, &g.port, t, mode)?;
+                vsctl_add(setup, &d, &s.port, t, mode)?;
                 rules_per_flow(setup, &d, &s.port, &mut notes)?;
                 (Switch::Vswitchd(d), End::container(g), End::container(s))
             }
@@ -576,8 +585,8 @@ impl Topo {
                 let d = start_vswitchd(setup, poll)?;
                 let t1 = unique("e2t");
                 let t2 = unique("e2t");
-                vsctl_add(setup, &d, &t1, "tap")?;
-                vsctl_add(setup, &d, &t2, "tap")?;
+                vsctl_add(setup, &d, &t1, "tap", None)?;
+                vsctl_add(setup, &d, &t2, "tap", None)?;
                 rules_per_flow(setup, &d, &t2, &mut notes)?;
                 let g = Container::tap("e2g", 1, GEN_IP, &t1)?;
                 let s = Container::tap("e2s", 2, SINK_IP, &t2)?;
@@ -688,6 +697,9 @@ impl Topo {
                 (Switch::None, g, s)
             }
         };
+        if setup.gen_napi {
+            gen_peer_napi(kind, &gen_end, &sink, &mut notes)?;
+        }
         let topo = Self {
             switch,
             gen_end,
@@ -807,6 +819,28 @@ impl End {
     }
 }
 
+/// GRO on at the receiving end of the generator's `eth0` (see [`Setup::gen_napi`]): the veth
+/// host end in the root namespace, the sink's `eth0` of a bare pair; nothing for a tap.
+fn gen_peer_napi(kind: PathKind, gen_end: &End, sink: &End, notes: &mut Vec<String>) -> Result<()> {
+    let what = match (kind, &gen_end.holder, &sink.holder) {
+        (PathKind::VsTap, _, _) => return Ok(()),
+        (PathKind::Veth, _, Holder::Ns(ns)) => {
+            End::run_in(ns, "ethtool", &["-K", "eth0", "gro", "on"])?;
+            "the sink's `eth0`"
+        }
+        (_, Holder::Container(c), _) => {
+            sys::run("ethtool", &["-K", &c.port, "gro", "on"], SHORT)?;
+            "the generator's veth host end"
+        }
+        _ => bail!("{}: no veth peer to put in NAPI mode", kind.label()),
+    };
+    notes.push(format!(
+        "{}: GRO on at {what} (NAPI, which frames sent from XDP need)",
+        kind.label()
+    ));
+    Ok(())
+}
+
 fn start_vswitchd(setup: &Setup, poll: Poll) -> Result<Daemon> {
     let bin = setup.bin_dir.join("vswitchd");
     if !bin.exists() {
@@ -828,15 +862,15 @@ fn start_vswitchd(setup: &Setup, poll: Poll) -> Result<Daemon> {
     Ok(d)
 }
 
-fn vsctl_add(setup: &Setup, d: &Daemon, dev: &str, t: &str) -> Result<()> {
+fn vsctl_add(setup: &Setup, d: &Daemon, dev: &str, t: &str, xdp_mode: Option<&str>) -> Result<()> {
     let bin = setup.bin_dir.join("vsctl");
     let sock = d.socket.display().to_string();
-    sys::run(
-        &bin.display().to_string(),
-        &["--socket", &sock, "add-port", dev, "--type", t],
-        SHORT,
-    )
-    .with_context(|| format!("vsctl add-port {dev} --type {t}: {}", d.log()))?;
+    let mut args = vec!["--socket", &sock, "add-port", dev, "--type", t];
+    if let Some(m) = xdp_mode {
+        args.extend(["--xdp-mode", m]);
+    }
+    sys::run(&bin.display().to_string(), &args, SHORT)
+        .with_context(|| format!("vsctl {}: {}", args[2..].join(" "), d.log()))?;
     Ok(())
 }
 
