@@ -332,3 +332,65 @@ fn e2e_smoke_other_paths_interleaved() {
     }
     assert_no_namespaces_left(run.pid);
 }
+
+/// The kernel as the generator (`--gen-mode xdplive`) on every kind of generator device: veth
+/// host ends (vswitchd's AF_XDP and AF_PACKET ports, the bridge, Open vSwitch's native
+/// afxdp ports), a bare veth pair, and a tap; each gets its veth peer in NAPI mode (said in a
+/// note) or needs none (the tap), and frames arrive on every path. No speed is asserted.
+#[test]
+fn e2e_smoke_xdplive_generator_reaches_every_kind_of_path() {
+    let exe = Path::new(env!("CARGO_BIN_EXE_e2e"));
+    if !exe.parent().unwrap().join("pktgen").is_file() {
+        assert!(!ci(), "pktgen missing next to the harness");
+        eprintln!("skipping: pktgen not built (run `cargo build --workspace --bins` first)");
+        return;
+    }
+    let ovs = ovs_installed();
+    let mut paths = vec![
+        "vswitchd-afxdp",
+        "vswitchd-tap",
+        "vswitchd-afpacket",
+        "bridge",
+    ];
+    if ovs {
+        paths.push("ovs-afxdp");
+    }
+    paths.push("veth");
+    let only = if ovs { "a,b,c,d,e,g" } else { "a,b,c,d,g" };
+    let Some(run) = run_harness(
+        "e2e_smoke_xdplive_generator",
+        &["--only", only, "--tests", "fps", "--gen-mode", "xdplive"],
+    ) else {
+        return;
+    };
+    let (recs, raw) = records(&run);
+    assert!(
+        recs[0]["generator"]
+            .as_str()
+            .is_some_and(|g| g.contains("--mode xdplive")),
+        "{raw}"
+    );
+    assert!(
+        !recs.iter().any(|r| r["kind"] == "failure"),
+        "a measurement failed: {raw}"
+    );
+    for &path in &paths {
+        let napi_note = recs.iter().any(|r| {
+            r["kind"] == "note"
+                && r["path"] == path
+                && r["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("GRO on at"))
+        });
+        assert_eq!(napi_note, path != "vswitchd-tap", "{path}: {raw}");
+        for figure in ["fps_1", "fps_10k"] {
+            let delivered = recs
+                .iter()
+                .find(|r| r["kind"] == "measurement" && r["path"] == path && r["figure"] == figure)
+                .and_then(|r| r["values"]["delivered"].as_f64())
+                .unwrap_or_else(|| panic!("no {path} {figure}: {raw}"));
+            assert!(delivered > 0.0, "{path} {figure}: {raw}");
+        }
+    }
+    assert_no_namespaces_left(run.pid);
+}
