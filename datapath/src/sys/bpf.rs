@@ -658,7 +658,7 @@ pub struct PortSweep {
 /// ```text
 /// n = &next[0]                                (NULL never: an array's slot)
 /// i = *n; *n = i + 1 < flows ? i + 1 : 0
-/// if frame reaches past its UDP checksum: skip the rewrite
+/// if the frame ends before the end of its UDP checksum: skip the rewrite
 /// udp.source = htons(first + i)
 /// udp.check = csum ? htons(~(~csum + i)) (0 → 0xffff) : 0     (ones'-complement arithmetic)
 /// ```
