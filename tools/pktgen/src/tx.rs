@@ -14,7 +14,7 @@
 //! - kernel: drives `/proc/net/pktgen` where the kernel has it.
 //! - xdplive: the kernel sends: an XDP program run by `BPF_PROG_TEST_RUN` with live frames
 //!   redirects copies of flow 0's frame out of the device, rewriting the UDP source port (and
-//!   checksum) for each flow; no socket, no skb on the sending side. See [`live`].
+//!   checksum) for each flow; no socket, no skb on the sending side (the private `live` module).
 
 use std::io;
 use std::sync::{Arc, Barrier};
