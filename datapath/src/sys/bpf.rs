@@ -825,27 +825,8 @@ impl XdpProgram {
     /// `EINTR` when a signal came first (part of `repeat` went out), `EINVAL` for a frame
     /// shorter than an Ethernet header or longer than a page's room, …
     pub fn send_live(&self, frame: &[u8], repeat: u32) -> io::Result<()> {
-        let len =
-            u32::try_from(frame.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
-        let ctx = XdpMd {
-            data_end: len,
-            ..Default::default()
-        };
-        let mut attr = TestRunAttr {
-            prog_fd: self.fd.as_raw_fd() as u32,
-            data_size_in: len,
-            data_in: frame.as_ptr() as u64,
-            repeat,
-            ctx_size_in: size_of::<XdpMd>() as u32,
-            ctx_in: (&raw const ctx) as u64,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is the PROG_TEST_RUN layout; the kernel reads `len` bytes of `frame`
-        // and the `XdpMd` context, both alive across the call, and writes nothing back to
-        // user memory (no data_out, no ctx_out).
-        unsafe { sys_bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
-        Ok(())
+        self.run_test(frame, &mut [], repeat, BPF_F_TEST_XDP_LIVE_FRAMES)
+            .map(|_| ())
     }
 
     fn load_checked(insns: &[Insn], name: &str, frags: bool) -> Result<Self, BpfError> {
@@ -921,6 +902,18 @@ impl XdpProgram {
     /// # Errors
     /// As [`test_run`](Self::test_run); `ENOSPC` when `out` cannot hold the result.
     pub fn test_run_out(&self, frame: &[u8], out: &mut [u8]) -> io::Result<(u32, usize)> {
+        self.run_test(frame, out, 1, 0)
+    }
+
+    /// `BPF_PROG_TEST_RUN` of `frame`, `repeat` times, with `flags`: the verdict and the bytes
+    /// of the result written to `out` (an empty `out` asks for none, as live frames must).
+    fn run_test(
+        &self,
+        frame: &[u8],
+        out: &mut [u8],
+        repeat: u32,
+        flags: u32,
+    ) -> io::Result<(u32, usize)> {
         let len =
             u32::try_from(frame.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
         let ctx = XdpMd {
@@ -937,9 +930,10 @@ impl XdpProgram {
             } else {
                 out.as_mut_ptr() as u64
             },
-            repeat: 1,
+            repeat,
             ctx_size_in: size_of::<XdpMd>() as u32,
             ctx_in: (&raw const ctx) as u64,
+            flags,
             ..Default::default()
         };
         // SAFETY: `attr` is the PROG_TEST_RUN layout; the kernel reads `len` bytes of `frame`

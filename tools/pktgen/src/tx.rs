@@ -231,6 +231,23 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
                 .context("spawn sender thread")?,
         );
     }
+    let (total, secs) = start_and_join(&barrier, handles)?;
+    Ok(TxReport {
+        sent: total.sent,
+        secs,
+        eagain: total.eagain,
+        mode,
+        threads,
+    })
+}
+
+/// Lets the sender threads waiting at `barrier` go, waits for all of them, and returns their
+/// counters added up and the seconds from the start to the last one's end; the first error
+/// (or panic) of any thread otherwise.
+fn start_and_join(
+    barrier: &Barrier,
+    handles: Vec<std::thread::JoinHandle<Result<Done>>>,
+) -> Result<(Done, f64)> {
     barrier.wait();
     let start = monotonic_ns();
     let mut total = Done::default();
@@ -250,16 +267,10 @@ pub fn run(opts: &TxOptions, template: &Arc<Template>) -> Result<TxReport> {
         }
     }
     let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
-    if let Some(e) = first_err {
-        return Err(e);
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((total, secs)),
     }
-    Ok(TxReport {
-        sent: total.sent,
-        secs,
-        eagain: total.eagain,
-        mode,
-        threads,
-    })
 }
 
 /// UMEM chunks per sending socket (half of them transmit).
@@ -1017,25 +1028,7 @@ mod live {
                     .context("spawn sender thread")?,
             );
         }
-        barrier.wait();
-        let start = monotonic_ns();
-        let mut total = Done::default();
-        let mut first_err = None;
-        for h in handles {
-            match h.join() {
-                Ok(Ok(d)) => total.sent += d.sent,
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert_with(|| anyhow!("a sender thread panicked"));
-                }
-            }
-        }
-        let secs = monotonic_ns().saturating_sub(start) as f64 / 1e9;
-        if let Some(e) = first_err {
-            return Err(e);
-        }
+        let (total, secs) = start_and_join(&barrier, handles)?;
         Ok(TxReport {
             sent: total.sent,
             secs,
