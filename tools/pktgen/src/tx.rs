@@ -1005,7 +1005,8 @@ mod live {
             let part = Part {
                 cursor: Cursor::new(nonce | i as u16, i as u16, t.flows(), false),
                 count: opts.count.map(|c| share(c, threads, i)),
-                rate: opts.rate.map(|r| share(r, threads, i).max(1)),
+                // Not paced (`check` refused --rate).
+                rate: None,
                 duration_ns,
             };
             senders.push((prog, frame, part));

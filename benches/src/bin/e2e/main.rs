@@ -68,7 +68,8 @@ struct Args {
     pktgen: Option<PathBuf>,
     /// `pktgen --mode`: `afxdp`, `afpacket`, `txring`, or `xdplive` (the kernel sends from an
     /// XDP program, ~2× AF_XDP's rate into a veth here; the generator's veth peer then gets GRO
-    /// on for NAPI, for every figure of the run: docs/e2e.md "Generator").
+    /// on for NAPI, for every figure of the run: docs/e2e.md "A generator that does not run
+    /// out first").
     #[arg(long, default_value = "afxdp", value_name = "MODE")]
     gen_mode: String,
     /// Offer the frame-rate figures at this many frames/s (`pktgen --rate`) instead of as fast
