@@ -10,8 +10,9 @@
 //!   model of an in-kernel XDP fast path (docs/adr/0007-no-xdp-redirect-fast-path.md).
 //! - [`XdpProgram::load_live_tx`] and [`XdpProgram::send_live`]: a traffic generator inside
 //!   the kernel (`BPF_PROG_TEST_RUN` with live frames): the program redirects copies of one
-//!   frame out of a device, sweeping the UDP source port over the flows. Not used by the
-//!   switch: it is `pktgen --mode xdplive`.
+//!   frame out of a device, sweeping the UDP source port over the flows and stamping each
+//!   frame with a sequence number and the time. Not used by the switch: it is
+//!   `pktgen --mode xdplive`.
 //! - [`XdpLink`]: the program attached with `BPF_LINK_CREATE`. Closing the link fd detaches it,
 //!   so the program disappears with the process, even on `SIGKILL`. A program left behind by a
 //!   netlink attach (which does outlive its process) is detected and cleared on `EBUSY`.
@@ -639,7 +640,8 @@ fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
 
 /// Flows of a live transmitter ([`XdpProgram::load_live_tx`]): frame `n` it sends is flow
 /// `n % flows`, which differs from the frame given to [`XdpProgram::send_live`] (flow 0)
-/// only in its UDP source port, `first + n % flows`, and UDP checksum.
+/// only in its UDP source port, `first + n % flows`, its UDP checksum and, with `stamp`, its
+/// sequence number and timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortSweep {
     /// Number of flows, at least 1; `first + flows - 1` must be a port (≤ 65535).
@@ -650,21 +652,30 @@ pub struct PortSweep {
     pub udp_off: u16,
     /// The UDP checksum of flow 0's frame (as in the frame; 0 for an IPv4 frame without one).
     pub csum: u16,
+    /// Offset of a big-endian `u64` sequence number followed by a big-endian 48-bit
+    /// timestamp, both 0 in the frame given: each frame gets the next number (from 0) and the
+    /// low 48 bits of `CLOCK_MONOTONIC` in ns when the program runs (`bpf_ktime_get_ns`).
+    pub stamp: Option<u16>,
 }
 
-/// The live transmitter: `bpf_redirect(ifindex, 0)` of every frame; with more than one flow,
-/// before that
+/// `BPF_FUNC_ktime_get_ns`.
+const BPF_FUNC_KTIME_GET_NS: i32 = 5;
+
+/// The live transmitter: `bpf_redirect(ifindex, 0)` of every frame; with more than one flow
+/// or a stamp, before that
 ///
 /// ```text
 /// n = &next[0]                                (NULL never: an array's slot)
-/// i = *n; *n = i + 1 < flows ? i + 1 : 0
-/// if the frame ends before the end of its UDP checksum: skip the rewrite
+/// ts = bpf_ktime_get_ns() & (2^48 - 1); seq = n->seq++          (with a stamp)
+/// i = n->flow; n->flow = i + 1 < flows ? i + 1 : 0
+/// if the frame ends before the end of what is rewritten: skip the rewrite
 /// udp.source = htons(first + i)
-/// udp.check = csum ? htons(~(~csum + i)) (0 → 0xffff) : 0     (ones'-complement arithmetic)
+/// udp.check = csum ? htons(~(~csum + i + words of seq and ts)) (0 → 0xffff) : 0
+/// payload seq, ts = htonll(seq), the 48 bits of ts big-endian   (with a stamp)
 /// ```
 ///
 /// The checksum update follows RFC 1624: flow `i`'s port is flow 0's plus `i`, with no
-/// carry out of 16 bits because `first + i` is a port.
+/// carry out of 16 bits because `first + i` is a port, and the stamp's words were 0.
 fn live_tx_program(ifindex: u32, next_fd: i32, sweep: PortSweep) -> Vec<Insn> {
     let redirect = [
         // r1 = ifindex; r2 = 0; return bpf_redirect(r1, r2)
@@ -673,11 +684,16 @@ fn live_tx_program(ifindex: u32, next_fd: i32, sweep: PortSweep) -> Vec<Insn> {
         Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT),
         Insn::new(0x95, 0, 0, 0, 0),
     ];
-    if sweep.flows <= 1 {
+    if sweep.flows <= 1 && sweep.stamp.is_none() {
         return redirect.to_vec();
     }
     let sport_off = sweep.udp_off as i16;
     let csum_off = sport_off + 6;
+    // The end of what the program rewrites, for the bounds check.
+    let end = match sweep.stamp {
+        Some(off) => (off as i16 + 14).max(csum_off + 2),
+        None => csum_off + 2,
+    };
     let [m0, m1] = load_map(1, next_fd);
     let mut p = vec![
         // r6 = ctx
@@ -689,31 +705,69 @@ fn live_tx_program(ifindex: u32, next_fd: i32, sweep: PortSweep) -> Vec<Insn> {
         m0,
         m1,
         Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
-        // if r0 == NULL goto send (offset set below)
+        // if r0 == NULL goto send (offset set below); r7 = r0
         Insn::new(0x15, 0, 0, 0, 0),
-        // r1 = *(u32 *)r0 (i); r2 = i + 1; if r2 >= flows: r2 = 0; *(u32 *)r0 = r2
-        Insn::new(0x61, 1, 0, 0, 0),
+        Insn::new(0xbf, 7, 0, 0, 0),
+    ];
+    const NULL_JUMP: usize = 7;
+    if sweep.stamp.is_some() {
+        p.extend_from_slice(&[
+            // r9 = bpf_ktime_get_ns() & (2^48 - 1)
+            Insn::new(0x85, 0, 0, 0, BPF_FUNC_KTIME_GET_NS),
+            Insn::new(0xbf, 9, 0, 0, 0),
+            Insn::new(0x67, 9, 0, 0, 16),
+            Insn::new(0x77, 9, 0, 0, 16),
+            // r8 = *(u64 *)(r7 + 8) (seq); *(u64 *)(r7 + 8) = r8 + 1
+            Insn::new(0x79, 8, 7, 8, 0),
+            Insn::new(0xbf, 1, 8, 0, 0),
+            Insn::new(0x07, 1, 0, 0, 1),
+            Insn::new(0x7b, 7, 1, 8, 0),
+        ]);
+    }
+    p.extend_from_slice(&[
+        // r1 = *(u32 *)r7 (i); r2 = i + 1; if r2 >= flows: r2 = 0; *(u32 *)r7 = r2
+        Insn::new(0x61, 1, 7, 0, 0),
         Insn::new(0xbf, 2, 1, 0, 0),
         Insn::new(0x07, 2, 0, 0, 1),
-        Insn::new(0xa5, 2, 0, 1, sweep.flows as i32),
+        Insn::new(0xa5, 2, 0, 1, sweep.flows.max(1) as i32),
         Insn::new(0xb7, 2, 0, 0, 0),
-        Insn::new(0x63, 0, 2, 0, 0),
+        Insn::new(0x63, 7, 2, 0, 0),
         // r3 = htons(first + i)
         Insn::new(0xbf, 3, 1, 0, 0),
         Insn::new(0x07, 3, 0, 0, i32::from(sweep.first)),
         Insn::new(0xdc, 3, 0, 0, 16),
         // r4 = 0: the checksum of a frame without one
         Insn::new(0xb7, 4, 0, 0, 0),
-    ];
+    ]);
     if sweep.csum != 0 {
+        // r4 = ~csum + i (+ the stamp's seven 16-bit words)
         p.extend_from_slice(&[
-            // r4 = fold(~csum + i); r4 = ~r4 & 0xffff
             Insn::new(0xbf, 4, 1, 0, 0),
             Insn::new(0x07, 4, 0, 0, i32::from(!sweep.csum)),
-            Insn::new(0xbf, 5, 4, 0, 0),
-            Insn::new(0x77, 5, 0, 0, 16),
-            Insn::new(0x57, 4, 0, 0, 0xffff),
-            Insn::new(0x0f, 4, 5, 0, 0),
+        ]);
+        if sweep.stamp.is_some() {
+            // r5 = (reg >> shift) & 0xffff; r4 += r5, for seq's four words and ts's three
+            for (reg, shift) in [(8, 48), (8, 32), (8, 16), (8, 0), (9, 32), (9, 16), (9, 0)] {
+                p.push(Insn::new(0xbf, 5, reg, 0, 0));
+                if shift > 0 {
+                    p.push(Insn::new(0x77, 5, 0, 0, shift));
+                }
+                if shift < 48 {
+                    p.push(Insn::new(0x57, 5, 0, 0, 0xffff));
+                }
+                p.push(Insn::new(0x0f, 4, 5, 0, 0));
+            }
+        }
+        // fold twice (the sum is below 2^20); r4 = ~r4 & 0xffff
+        for _ in 0..2 {
+            p.extend_from_slice(&[
+                Insn::new(0xbf, 5, 4, 0, 0),
+                Insn::new(0x77, 5, 0, 0, 16),
+                Insn::new(0x57, 4, 0, 0, 0xffff),
+                Insn::new(0x0f, 4, 5, 0, 0),
+            ]);
+        }
+        p.extend_from_slice(&[
             Insn::new(0xa7, 4, 0, 0, 0xffff),
             // if r4 == 0: r4 = 0xffff (a computed 0 is sent as all ones); r4 = htons(r4)
             Insn::new(0x55, 4, 0, 1, 0),
@@ -721,19 +775,39 @@ fn live_tx_program(ifindex: u32, next_fd: i32, sweep: PortSweep) -> Vec<Insn> {
             Insn::new(0xdc, 4, 0, 0, 16),
         ]);
     }
-    p.extend_from_slice(&[
-        // r2 = ctx->data; r5 = ctx->data_end; if r2 + csum_off + 2 > r5 goto send
-        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
-        Insn::new(0x61, 5, 6, XDP_MD_DATA_END, 0),
-        Insn::new(0xbf, 7, 2, 0, 0),
-        Insn::new(0x07, 7, 0, 0, i32::from(csum_off) + 2),
-        Insn::new(0x2d, 7, 5, 2, 0),
+    let mut writes = vec![
         // *(u16 *)(r2 + sport_off) = r3; *(u16 *)(r2 + csum_off) = r4
         Insn::new(0x6b, 2, 3, sport_off, 0),
         Insn::new(0x6b, 2, 4, csum_off, 0),
+    ];
+    if let Some(off) = sweep.stamp {
+        let off = off as i16;
+        writes.extend_from_slice(&[
+            // *(u64 *)(r2 + off) = htonll(seq)
+            Insn::new(0xbf, 1, 8, 0, 0),
+            Insn::new(0xdc, 1, 0, 0, 64),
+            Insn::new(0x7b, 2, 1, off, 0),
+            // *(u16 *)(r2 + off + 8) = htons(ts >> 32); *(u32 *)(r2 + off + 10) = htonl(ts)
+            Insn::new(0xbf, 1, 9, 0, 0),
+            Insn::new(0x77, 1, 0, 0, 32),
+            Insn::new(0xdc, 1, 0, 0, 16),
+            Insn::new(0x6b, 2, 1, off + 8, 0),
+            Insn::new(0xbf, 1, 9, 0, 0),
+            Insn::new(0xdc, 1, 0, 0, 32),
+            Insn::new(0x63, 2, 1, off + 10, 0),
+        ]);
+    }
+    p.extend_from_slice(&[
+        // r2 = ctx->data; r5 = ctx->data_end; if r2 + end > r5 goto send
+        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
+        Insn::new(0x61, 5, 6, XDP_MD_DATA_END, 0),
+        Insn::new(0xbf, 1, 2, 0, 0),
+        Insn::new(0x07, 1, 0, 0, i32::from(end)),
+        Insn::new(0x2d, 1, 5, writes.len() as i16, 0),
     ]);
-    // send: the jump from the look-up (instruction 7) lands here.
-    p[7].off = (p.len() - 8) as i16;
+    p.extend_from_slice(&writes);
+    // send: the jump from the look-up lands here.
+    p[NULL_JUMP].off = (p.len() - NULL_JUMP - 1) as i16;
     p.extend_from_slice(&redirect);
     p
 }
@@ -795,8 +869,8 @@ impl XdpProgram {
 
     /// Loads a live transmitter: every frame it runs on leaves through device `ifindex`
     /// (`bpf_redirect`; the device's `ndo_xdp_xmit`, which a veth has only while its peer
-    /// has NAPI — an XDP program or GRO on — and a tap always), with its UDP source port and
-    /// checksum rewritten per `sweep` (see `live_tx_program`). The flow counter lives in a
+    /// has NAPI — an XDP program or GRO on — and a tap always), with its UDP source port,
+    /// stamp and checksum rewritten per `sweep` (see `live_tx_program`). The flow counter lives in a
     /// map of its own: one program per sending thread.
     ///
     /// # Errors
@@ -809,7 +883,14 @@ impl XdpProgram {
                 log: None,
             });
         }
-        let next = create_u32_map(BPF_MAP_TYPE_ARRAY, 1, "pktgen_next", "create flow counter")?;
+        // One slot: the next flow (`u32`, then 4 bytes of padding) and sequence number (`u64`).
+        let next = create_map(
+            BPF_MAP_TYPE_ARRAY,
+            16,
+            1,
+            "pktgen_next",
+            "create flow counter",
+        )?;
         let insns = live_tx_program(ifindex, next.as_raw_fd(), sweep);
         // The program holds the map from here on; its fd can go.
         Self::load_checked(&insns, "pktgen_live", false)
@@ -1306,6 +1387,7 @@ mod tests {
             first: u16::from_be_bytes([frame[udp_off], frame[udp_off + 1]]),
             udp_off: udp_off as u16,
             csum: u16::from_be_bytes([frame[udp_off + 6], frame[udp_off + 7]]),
+            stamp: None,
         }
     }
 
@@ -1328,6 +1410,50 @@ mod tests {
                     let (sport, have, want) = udp_check(&out);
                     assert_eq!(sport, first + n % 3, "flow {n} (v6 {v6})");
                     assert_eq!(have, want, "checksum of flow {n} (v6 {v6})");
+                }
+            }
+        }
+        // With a stamp (pktgen's payload: 4 bytes, then the sequence number and timestamp,
+        // zero in the frame given): numbers from 0 up, a clock that moves, valid checksums.
+        for v6 in [false, true] {
+            for csum in [true, false] {
+                let mut frame = udp_frame([2, 0, 0, 0, 0, 1], 1000, v6);
+                let udp = 14 + if v6 { 40 } else { 20 };
+                let pay = udp + 8;
+                frame[pay..].fill(0);
+                let mut sweep = sweep_of(&frame, 2, v6);
+                if !csum {
+                    if v6 {
+                        continue; // IPv6 has no frames without a checksum
+                    }
+                    frame[udp + 6..udp + 8].fill(0);
+                    sweep.csum = 0;
+                } else {
+                    // The checksum of the zeroed payload.
+                    let (_, _, want) = udp_check(&frame);
+                    frame[udp + 6..udp + 8].copy_from_slice(&want.to_be_bytes());
+                    sweep.csum = want;
+                }
+                sweep.stamp = Some((pay + 4) as u16);
+                let prog = XdpProgram::load_live_tx(1, sweep).unwrap();
+                let mut out = vec![0u8; frame.len()];
+                let mut last_ts = 0;
+                for n in 0..5u64 {
+                    prog.test_run_out(&frame, &mut out).unwrap();
+                    let (sport, have, want) = udp_check(&out);
+                    assert_eq!(sport, 1000 + (n % 2) as u16);
+                    assert_eq!(have, if csum { want } else { 0 }, "v6 {v6} frame {n}");
+                    let seq = u64::from_be_bytes(out[pay + 4..pay + 12].try_into().unwrap());
+                    let mut ts = [0u8; 8];
+                    ts[2..].copy_from_slice(&out[pay + 12..pay + 18]);
+                    let ts = u64::from_be_bytes(ts);
+                    assert_eq!(seq, n);
+                    assert!(ts > last_ts, "the clock moves: {ts} after {last_ts}");
+                    last_ts = ts;
+                    assert!(
+                        out[pay + 18..].iter().all(|b| *b == 0),
+                        "nothing else written"
+                    );
                 }
             }
         }

@@ -13,8 +13,8 @@
 //!   batch, slots reclaimed (and counted sent) when the kernel marks them available again.
 //! - kernel: drives `/proc/net/pktgen` where the kernel has it.
 //! - xdplive: the kernel sends: an XDP program run by `BPF_PROG_TEST_RUN` with live frames
-//!   redirects copies of flow 0's frame out of the device, rewriting the UDP source port (and
-//!   checksum) for each flow; no socket, no skb on the sending side (the private `live` module).
+//!   redirects copies of flow 0's frame out of the device, rewriting the UDP source port, the
+//!   sequence number and timestamp (and the checksum) for each frame; no socket, no skb on the sending side (the private `live` module).
 
 use std::io;
 use std::sync::{Arc, Barrier};
@@ -933,15 +933,16 @@ mod kernel {
 }
 
 /// `--mode xdplive`: the kernel as the sender. Each thread loads its own program
-/// ([`XdpProgram::load_live_tx`]: redirect out of the device, the UDP source port and checksum
-/// rewritten per flow) and runs it with `BPF_PROG_TEST_RUN` and live frames, `CHUNK` frames
-/// per call (64 when paced). The kernel copies flow 0's frame into page-pool pages, sends them
-/// through the device's `ndo_xdp_xmit` in batches of 64 and runs the receiving side's NAPI
-/// between batches, all on the calling CPU: no socket, no skb, no copy from user space per
-/// frame. What it can send: flows that differ only in the UDP source port (in order), frames
-/// of one page at most; every frame of a thread carries sequence number 0 and timestamp 0, so
-/// loss and latency come from counters at the receiver, not from `pktgen rx`. A veth sends
-/// only while its peer has NAPI (an XDP program or GRO on). `sent` counts the frames the
+/// ([`XdpProgram::load_live_tx`]: redirect out of the device, the UDP source port, the
+/// sequence number and timestamp, and the checksum rewritten per frame) and runs it with
+/// `BPF_PROG_TEST_RUN` and live frames, in calls sized to last ~0.5 s (each has ~25 ms of
+/// set-up). The kernel copies flow 0's frame into page-pool pages, sends them through the
+/// device's `ndo_xdp_xmit` in batches of 64 and runs the receiving side's NAPI between
+/// batches, all on the calling CPU: no socket, no skb, no copy from user space per frame.
+/// What it can send: flows that differ only in the UDP source port (in order), frames of one
+/// page at most, no pacing; each frame carries its thread's stream id, the next sequence
+/// number and the time the program ran (`CLOCK_MONOTONIC`), as in the other modes. A veth
+/// sends only while its peer has NAPI (an XDP program or GRO on). `sent` counts the frames the
 /// programs handed to the device; what its queue refused (a tap whose reader is behind) shows
 /// as loss at the receiver, as at a NIC's full ring: the kernel counts such refusals only in
 /// part (a tap at most one per bulk of frames).
@@ -965,6 +966,8 @@ mod live {
             first,
             udp_off: uo as u16,
             csum: u16::from_be_bytes([frame[uo + 6], frame[uo + 7]]),
+            // The payload after the UDP header: magic (2), stream (2), sequence, timestamp.
+            stamp: Some((uo + 8 + 4) as u16),
         }
     }
 

@@ -738,8 +738,16 @@ fn xdplive_sends_through_a_veth_whose_peer_has_napi_and_says_when_it_has_not() {
     assert_eq!(rx_packets(&p.b) - before, 200_000);
     let r = finish(rx);
     assert_eq!(num(&r, "flows"), 100, "{r}");
-    // Every frame of a thread carries sequence number 0: the receiver sees one and repeats.
-    assert_eq!(num(&r, "dup"), num(&r, "received") - 1, "{r}");
+    // Each frame carries the next sequence number and the time it was made: the receiver
+    // sees no repeats and no reordering, and what its socket dropped (at this rate it drops
+    // some) as lost; latencies are there.
+    assert_eq!((num(&r, "dup"), num(&r, "reordered")), (0, 0), "{r}");
+    assert!(num(&r, "received") + num(&r, "lost") <= 200_000, "{r}");
+    assert!(num(&r, "received") > 0, "{r}");
+    assert!(
+        field(&r, "lat_p50_us").is_some_and(|v| v.parse::<f64>().unwrap() > 0.0),
+        "{r}"
+    );
     // What it cannot send is refused before anything is sent.
     for (args, says) in [
         (&["--rate", "1000"][..], "--rate"),
