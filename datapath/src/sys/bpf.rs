@@ -562,6 +562,20 @@ fn load_map(dst: u8, map_fd: i32) -> [Insn; 2] {
     ]
 }
 
+/// `r0 = bpf_map_lookup_elem(map, &0)`, the key on the stack at `r10 - 4`: the pointer to an
+/// array's first slot (never NULL for an array; the verifier wants the check all the same).
+fn lookup_slot0(map_fd: i32) -> [Insn; 6] {
+    let [m0, m1] = load_map(1, map_fd);
+    [
+        Insn::new(0x62, 10, 0, -4, 0),
+        Insn::new(0xbf, 2, 10, 0, 0),
+        Insn::new(0x07, 2, 0, 0, -4),
+        m0,
+        m1,
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+    ]
+}
+
 /// The split program: frames of at most `max_len` bytes go to the socket of their queue,
 /// longer ones to the kernel stack, and the receiver can restore the order between the two:
 ///
@@ -582,18 +596,18 @@ fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
     const PASS: i16 = 13;
     const SHORT: i16 = 17;
     const UNCOUNTED: i16 = 36;
-    let [p0, p1] = load_map(1, passes_fd);
+    let [l0, l1, l2, l3, l4, l5] = lookup_slot0(passes_fd);
     let [x0, x1] = load_map(1, xsks_fd);
     [
         // 0: r6 = ctx (kept across the calls)
         Insn::new(0xbf, 6, 1, 0, 0),
-        // 1-6: r0 = bpf_map_lookup_elem(passes, &0) (key on the stack at r10 - 4)
-        Insn::new(0x62, 10, 0, -4, 0),
-        Insn::new(0xbf, 2, 10, 0, 0),
-        Insn::new(0x07, 2, 0, 0, -4),
-        p0,
-        p1,
-        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+        // 1-6: r0 = bpf_map_lookup_elem(passes, &0)
+        l0,
+        l1,
+        l2,
+        l3,
+        l4,
+        l5,
         // 7-8: if r0 == NULL goto UNCOUNTED; r7 = r0 (the count, kept across the calls)
         Insn::new(0x15, 0, 0, UNCOUNTED - 8, 0),
         Insn::new(0xbf, 7, 0, 0, 0),
@@ -694,21 +708,14 @@ fn live_tx_program(ifindex: u32, next_fd: i32, sweep: PortSweep) -> Vec<Insn> {
         Some(off) => (off as i16 + 14).max(csum_off + 2),
         None => csum_off + 2,
     };
-    let [m0, m1] = load_map(1, next_fd);
-    let mut p = vec![
-        // r6 = ctx
-        Insn::new(0xbf, 6, 1, 0, 0),
-        // r0 = bpf_map_lookup_elem(next, &0) (key on the stack at r10 - 4)
-        Insn::new(0x62, 10, 0, -4, 0),
-        Insn::new(0xbf, 2, 10, 0, 0),
-        Insn::new(0x07, 2, 0, 0, -4),
-        m0,
-        m1,
-        Insn::new(0x85, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+    // r6 = ctx; r0 = bpf_map_lookup_elem(next, &0)
+    let mut p = vec![Insn::new(0xbf, 6, 1, 0, 0)];
+    p.extend_from_slice(&lookup_slot0(next_fd));
+    p.extend_from_slice(&[
         // if r0 == NULL goto send (offset set below); r7 = r0
         Insn::new(0x15, 0, 0, 0, 0),
         Insn::new(0xbf, 7, 0, 0, 0),
-    ];
+    ]);
     const NULL_JUMP: usize = 7;
     if sweep.stamp.is_some() {
         p.extend_from_slice(&[
