@@ -8,11 +8,13 @@
 # With TCP=1 it measures iperf3 single-stream TCP instead (client on CPU 0, server unpinned).
 # Needs root, iproute2, nftables, iperf3 (TCP=1), python3 and release binaries.
 #   bash tools/lab/fps-ab.sh ROUNDS VARIANT...
-# VARIANT is VSWITCHD_BINARY[:PORT_TYPE] (type afxdp by default, or afpacket/auto), e.g.
+# VARIANT is VSWITCHD_BINARY[:PORT_TYPE] (type afxdp by default, or afpacket/auto/tap; tap: the
+# switch creates both taps and they are moved into the namespaces as their eth0), e.g.
 #   bash tools/lab/fps-ab.sh 3 /tmp/base/vswitchd target/release/vswitchd
 #   TCP=1 bash tools/lab/fps-ab.sh 2 target/release/vswitchd target/release/vswitchd:afpacket
 # Environment: FLOWS (default 1), SECS (default 6), RATE (pktgen --rate; default as fast as it
-# goes), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
+# goes), GEN_MODE (pktgen --mode, default afxdp; xdplive turns GRO on at the generator's veth
+# peer, which that mode needs), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
 # vswitchd log is kept there as ROUND-BINARY.log, e.g. a `pass-stamps` build's report, and
 # `vsctl show` and `dump-ports` after each frame-rate run as ROUND-BINARY.show).
 set -euo pipefail
@@ -36,11 +38,12 @@ trap down EXIT INT TERM
 
 up() { # binary type
   ip netns add fpg; ip netns add fps
-  ip link add fpg0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns fpg numrxqueues 1 numtxqueues 1
-  ip link add fps0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns fps numrxqueues 1 numtxqueues 1
-  ip -n fpg addr add 10.218.0.1/24 dev eth0; ip -n fps addr add 10.218.0.2/24 dev eth0
-  for n in fpg fps; do ip -n $n link set eth0 up; ip -n $n link set lo up; done
-  ip link set fpg0 up; ip link set fps0 up
+  if [ "$2" != tap ]; then
+    ip link add fpg0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns fpg numrxqueues 1 numtxqueues 1
+    ip link add fps0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns fps numrxqueues 1 numtxqueues 1
+    ip link set fpg0 up; ip link set fps0 up
+    [ "${GEN_MODE:-afxdp}" = xdplive ] && ethtool -K fpg0 gro on > /dev/null
+  fi
   "$1" --socket "$SOCK" --cpus 1 --poll-mode busy > /tmp/fps-ab-vswitchd.log 2>&1 < /dev/null &
   VSD_PID=$!
   for _ in $(seq 50); do [ -S "$SOCK" ] && break; sleep 0.1; done
@@ -49,6 +52,12 @@ up() { # binary type
   local t=(); [ "$2" != auto ] && t=(--type "$2")
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port fpg0 "${t[@]}" > /dev/null
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port fps0 "${t[@]}" > /dev/null
+  if [ "$2" = tap ]; then # the switch's taps become the containers' eth0
+    ip link set fpg0 netns fpg; ip -n fpg link set fpg0 name eth0
+    ip link set fps0 netns fps; ip -n fps link set fps0 name eth0
+  fi
+  ip -n fpg addr add 10.218.0.1/24 dev eth0; ip -n fps addr add 10.218.0.2/24 dev eth0
+  for n in fpg fps; do ip -n $n link set eth0 up; ip -n $n link set lo up; done
   ip netns exec fps nft add table netdev t
   ip netns exec fps nft add chain netdev t c '{ type filter hook ingress device eth0 priority 0; }'
   ip netns exec fps nft add rule netdev t c udp dport 9 counter drop
@@ -77,7 +86,7 @@ for r in $(seq "$ROUNDS"); do
     else
       gm=$(ip netns exec fpg cat /sys/class/net/eth0/address); sm=$(ip netns exec fps cat /sys/class/net/eth0/address)
       sp=1024; [ "$FLOWS" -gt 1 ] && sp=1024-$((1023 + FLOWS))
-      out=$(taskset -c 0 ip netns exec fpg "$BIN_DIR/pktgen" tx --dev eth0 --mode afxdp --duration "$SECS" --size 60 \
+      out=$(taskset -c 0 ip netns exec fpg "$BIN_DIR/pktgen" tx --dev eth0 --mode "${GEN_MODE:-afxdp}" --duration "$SECS" --size 60 \
         --src-mac "$gm" --dst-mac "$sm" --src-ip 10.218.0.1 --dst-ip 10.218.0.2 --src-port "$sp" --dst-port 9 \
         --flows "$FLOWS" ${RATE:+--rate "$RATE"} | tail -1)
       sent=$(grep -o 'sent=[0-9]*' <<< "$out" | cut -d= -f2)
