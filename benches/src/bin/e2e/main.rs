@@ -107,6 +107,13 @@ struct Args {
     /// stays near 16 Gb/s; ~28–30 with Cubic).
     #[arg(long, value_name = "NAME")]
     tcp_cc: Option<String>,
+    /// Set the guest's halt-poll window (`guest_halt_poll_ns` of the `haltpoll` cpuidle
+    /// driver, KVM guests) for the run, and put it back after: an idle vCPU then polls that
+    /// long before it halts, so that a wake-up within it costs no trip through the hypervisor
+    /// (docs/e2e.md "Idle vCPUs"). At most 10 ms. Default: as the machine has it (recorded in
+    /// the raw file either way).
+    #[arg(long, value_name = "NS")]
+    guest_halt_poll_ns: Option<u64>,
     /// Quiet check: every CPU below this busy % over one second.
     #[arg(long, default_value_t = 10.0, value_name = "PCT")]
     quiet_pct: f64,
@@ -230,6 +237,24 @@ fn tcp_cc_checked(cc: &str, available: &str) -> Result<String> {
             available.trim()
         )
     }
+}
+
+/// `--guest-halt-poll-ns`: within [`sys::HALT_POLL_MAX_NS`], on a machine whose cpuidle
+/// driver has the window (`exists`: [`sys::HALT_POLL_NS`] is there).
+fn halt_poll_checked(ns: u64, exists: bool) -> Result<String> {
+    if !exists {
+        bail!(
+            "--guest-halt-poll-ns: {} is missing (not a KVM guest with the haltpoll cpuidle driver)",
+            sys::HALT_POLL_NS
+        );
+    }
+    if ns > sys::HALT_POLL_MAX_NS {
+        bail!(
+            "--guest-halt-poll-ns {ns}: at most {} (10 ms)",
+            sys::HALT_POLL_MAX_NS
+        );
+    }
+    Ok(ns.to_string())
 }
 
 /// The servers' cores, (TCP, round trip): `--sink-cpu` (default the generator's core), and
@@ -638,6 +663,14 @@ fn main() -> Result<()> {
     let raw_path = args
         .out
         .join(format!("results-{}.jsonl", sys::now_stamps().0));
+    // Set before the facts are read, which record it; put back when `main` returns.
+    let _halt_poll = args
+        .guest_halt_poll_ns
+        .map(|ns| {
+            let v = halt_poll_checked(ns, Path::new(sys::HALT_POLL_NS).exists())?;
+            sys::SetFor::set(Path::new(sys::HALT_POLL_NS), &v)
+        })
+        .transpose()?;
     let facts = machine_facts(&args, &ctx, rounds, &paths);
     let mut raw = Raw::create(&raw_path, &facts)?;
     eprintln!(
@@ -735,5 +768,22 @@ mod tests {
         );
         assert!(tcp_cc_checked("", available).is_err());
         assert!(tcp_cc_checked("cub", available).is_err());
+    }
+
+    #[test]
+    fn the_halt_poll_window_is_bounded_and_needs_the_driver() {
+        assert_eq!(halt_poll_checked(0, true).unwrap(), "0");
+        assert_eq!(halt_poll_checked(200_000, true).unwrap(), "200000");
+        assert_eq!(
+            halt_poll_checked(sys::HALT_POLL_MAX_NS, true).unwrap(),
+            sys::HALT_POLL_MAX_NS.to_string()
+        );
+        let err = halt_poll_checked(sys::HALT_POLL_MAX_NS + 1, true).unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+        let err = halt_poll_checked(200_000, false).unwrap_err();
+        assert!(err.to_string().contains("haltpoll"), "{err}");
+        let args = Args::try_parse_from(["e2e", "--guest-halt-poll-ns", "200000"]).unwrap();
+        assert_eq!(args.guest_halt_poll_ns, Some(200_000));
+        assert!(Args::try_parse_from(["e2e", "--guest-halt-poll-ns", "-1"]).is_err());
     }
 }

@@ -62,7 +62,8 @@ pub fn read_raw(path: &Path) -> Result<(serde_json::Value, Vec<Rec>)> {
 
 /// Machine facts on which raw files must agree to be pooled: rounds from another machine or
 /// kernel, another placement of the generator, the switch and the servers, another congestion
-/// control, another length of measurement or another generator are not draws of the same thing.
+/// control, another halt-poll window of idle vCPUs, another length of measurement or another
+/// generator are not draws of the same thing.
 const POOL_SAME: &[&str] = &[
     "cpu_model",
     "cpus",
@@ -72,6 +73,7 @@ const POOL_SAME: &[&str] = &[
     "sink_cpu",
     "rtt_sink_cpu",
     "tcp_congestion_control",
+    "guest_halt_poll_ns",
     "secs",
     "generator",
 ];
@@ -1131,6 +1133,24 @@ pub fn markdown(facts: &serde_json::Value, recs: &[Rec]) -> String {
     {
         let _ = writeln!(md, "TCP congestion control (the iperf3 sender's): {cc}.");
     }
+    if let Some(ns) = facts
+        .get("guest_halt_poll_ns")
+        .and_then(serde_json::Value::as_str)
+    {
+        let driver = facts
+            .get("cpuidle_driver")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?");
+        let how = if ns == "0" {
+            "none: an idle vCPU halts at once, and waking it goes through the hypervisor"
+        } else {
+            "an idle vCPU polls that long before it halts"
+        };
+        let _ = writeln!(
+            md,
+            "Idle vCPUs: cpuidle driver {driver}, guest halt polling {ns} ns ({how})."
+        );
+    }
     if let Some(line) = pooled_line(facts) {
         let _ = writeln!(md, "\n{line}");
     }
@@ -1407,6 +1427,29 @@ mod tests {
         // Raw files from before it was recorded render as before.
         let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
         assert!(!md.contains("congestion control"), "{md}");
+    }
+
+    #[test]
+    fn the_halt_poll_window_is_told_when_recorded() {
+        let recs = vec![rec("bridge", "rtt", "p99_us", 20.0, 1)];
+        let md = markdown(
+            &serde_json::json!({"kind": "machine", "cpuidle_driver": "haltpoll",
+                "guest_halt_poll_ns": "200000"}),
+            &recs,
+        );
+        assert!(
+            md.contains("Idle vCPUs: cpuidle driver haltpoll, guest halt polling 200000 ns (an idle vCPU polls that long before it halts)."),
+            "{md}"
+        );
+        let md = markdown(
+            &serde_json::json!({"kind": "machine", "cpuidle_driver": "haltpoll",
+                "guest_halt_poll_ns": "0"}),
+            &recs,
+        );
+        assert!(md.contains("guest halt polling 0 ns (none: "), "{md}");
+        // Machines without the driver, and raw files from before it was recorded: no line.
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(!md.contains("Idle vCPUs"), "{md}");
     }
 
     #[test]
@@ -1815,6 +1858,20 @@ mod tests {
             assert!(err.to_string().contains(key), "{err}");
             let _ = std::fs::remove_file(c);
         }
+        // Rounds with idle vCPUs polling before they halt are not draws of rounds without.
+        let halt = |ns: &str| {
+            raw_file(
+                &serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "secs": 5,
+                    "tcp_congestion_control": "bbr", "guest_halt_poll_ns": ns}),
+                2,
+                1.0,
+            )
+        };
+        let (h0, h200) = (halt("0"), halt("200000"));
+        let err = pool(&[h0.clone(), h200.clone()]).expect_err("refused");
+        assert!(err.to_string().contains("guest_halt_poll_ns"), "{err}");
+        let _ = std::fs::remove_file(h0);
+        let _ = std::fs::remove_file(h200);
         // A file from before the congestion control was recorded: pooled, and the report
         // says that it could not be checked.
         let old = raw_file(
