@@ -1005,11 +1005,10 @@ mod live {
             t.write(&mut frame, 0, nonce | i as u16, 0, 0);
             let prog = XdpProgram::load_live_tx(ifindex, sweep(t, &frame, first))
                 .context("loading the XDP sender (needs CAP_BPF or CAP_SYS_ADMIN)")?;
-            let part = Part {
-                cursor: Cursor::new(nonce | i as u16, i as u16, t.flows(), false),
+            // The program walks the flows itself, and `check` refused --rate: a thread's
+            // part is how many frames and for how long.
+            let part = LivePart {
                 count: opts.count.map(|c| share(c, threads, i)),
-                // Not paced (`check` refused --rate).
-                rate: None,
                 duration_ns,
             };
             senders.push((prog, frame, part));
@@ -1059,7 +1058,14 @@ mod live {
 
     /// Sends `p`'s share; `veth` names the device when it is a veth, whose peer's NAPI the
     /// first call checks.
-    fn send(prog: &XdpProgram, frame: &[u8], p: Part, veth: Option<&str>) -> Result<Done> {
+    /// One thread's share of a live run.
+    struct LivePart {
+        /// Frames to send (None: until the duration ends).
+        count: Option<u64>,
+        duration_ns: u64,
+    }
+
+    fn send(prog: &XdpProgram, frame: &[u8], p: LivePart, veth: Option<&str>) -> Result<Done> {
         let mut d = Done::default();
         let start = monotonic_ns();
         let deadline = start.saturating_add(p.duration_ns);
