@@ -29,14 +29,27 @@
 //! switch before they reach it.
 //!
 //! ## Memory and syscalls
-//! 64 rx slots of [`SLOT_LEN`] bytes each (virtio-net header + up to 64 KiB frame) are allocated
-//! once at open. `rx_burst` does one `read` per frame until `EAGAIN` or the batch is full.
-//! TUN has no batched read or write (the documented exception to "one syscall per batch",
-//! docs: STYLE 2.3 rule 4), so queueing frames for a flush would buy nothing: `tx_enqueue`
-//! writes each frame at once with one `writev` of its virtio-net header (built on the stack)
-//! and the caller's bytes, straight from the rx slot of the port it came from. A 64 KB GSO
-//! frame is thus copied twice on its way through the switch (kernel → rx slot, rx slot →
-//! kernel) instead of three times, and `tx_flush` has nothing left to do.
+//! 64 rx slots of [`SLOT_LEN`] bytes each (virtio-net header + up to 64 KiB frame) and 64 tx
+//! slots of [`TX_SLOT_LEN`] bytes are allocated once at open. TUN has no batched read or
+//! write: one frame per `read` or `write`. The port batches them through io_uring instead
+//! ([`crate::sys::uring`], one `io_uring_enter` per batch, every operation `RWF_NOWAIT`),
+//! which on the AMD EPYC VMs this was measured on costs ~35 % less per frame written and
+//! ~20 % less per frame read than the system calls (docs/performance.md):
+//! - `rx_burst`: while the device is busy (the last burst found at least 2 frames), one batch
+//!   of reads into free rx slots, twice as many as the last burst found (8 to 64), in order;
+//!   reads that found nothing cost ~0.2 µs each. After a burst with fewer, it reads with
+//!   `read` until `EAGAIN` (an idle port costs one system call per poll, as without the ring).
+//! - `tx_enqueue` copies a frame of up to [`TX_SLOT_LEN`] bytes with its virtio-net header
+//!   into a tx slot, and `tx_flush` (or a full set of slots) writes the queued frames in one
+//!   batch. A longer frame (a GSO super-frame) is written at once after the queued ones, with
+//!   one `writev` of its header and the caller's bytes, straight from the rx slot of the port
+//!   it came from: a 64 KB frame is copied twice on its way through the switch (kernel → rx
+//!   slot, rx slot → kernel) instead of three times.
+//!
+//! Where io_uring is unavailable (an old kernel, `kernel.io_uring_disabled`, a seccomp
+//! profile) or [`TapOptions::io_uring`] is off, or after a ring failed a submission, the port
+//! does one `read` per frame until `EAGAIN` and writes each frame at once with `writev` (logged
+//! at open).
 //!
 //! Thread-safety: owned and driven by one worker (`Send`, not shared).
 
@@ -47,6 +60,7 @@ use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
 use crate::sys::netdev;
 use crate::sys::tun::{self, TunFd, VNET_HDR_LEN, VNET_TNL_HDR_LEN};
+use crate::sys::uring::{self, FdRing};
 
 /// Bytes per rx slot: the virtio-net header, then a frame of up to 64 KiB plus headers.
 pub const SLOT_LEN: usize = 66 * 1024;
@@ -57,15 +71,37 @@ pub const MAX_FRAME_LEN: usize = 65535 + 14;
 /// Number of rx slots (frames held by unreleased batches plus the one being read).
 const RX_SLOTS: usize = 64;
 
+/// Bytes per tx slot: the virtio-net header and a frame queued for the next batched write.
+/// Longer frames are written at once instead.
+pub const TX_SLOT_LEN: usize = 2048;
+
+/// Number of tx slots (frames queued for one batched write).
+const TX_SLOTS: usize = uring::BATCH;
+
+/// Reads in a batch of the ring: twice the last burst's frames, within these bounds.
+const RX_RING_MIN: usize = 8;
+
 const _: () = assert!(RX_SLOTS <= 64, "rx slot ownership is a u64 bitmap");
 const _: () = assert!(MAX_FRAME_LEN + VNET_TNL_HDR_LEN <= SLOT_LEN);
 
 /// Options of [`TapPort::open_with`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TapOptions {
     /// Set the link administratively up (`IFF_UP`) after attaching. Off by default: the device
     /// is usually moved into a container namespace and brought up there.
     pub link_up: bool,
+    /// Batch reads and writes through io_uring where the kernel allows it (the default);
+    /// off: one system call per frame.
+    pub io_uring: bool,
+}
+
+impl Default for TapOptions {
+    fn default() -> Self {
+        Self {
+            link_up: false,
+            io_uring: true,
+        }
+    }
 }
 
 /// A TAP device attached with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`.
@@ -81,8 +117,19 @@ pub struct TapPort {
     /// Length of the virtio-net header in front of each frame: [`VNET_TNL_HDR_LEN`] when the
     /// kernel took the UDP-tunnel offloads, else [`VNET_HDR_LEN`].
     hdr_len: usize,
+    /// Batched reads and writes (None: one system call per frame). Declared before the
+    /// buffers it reads into and writes from, so that it is dropped first.
+    ring: Option<FdRing>,
+    /// Frames the last `rx_burst` found: a busy device is read through the ring.
+    rx_last: usize,
     /// `RX_SLOTS * SLOT_LEN` bytes; slot `i` holds the virtio-net header then the frame.
     rx: Box<[u8]>,
+    /// `TX_SLOTS * TX_SLOT_LEN` bytes: frames queued for the ring, each after its header.
+    tx: Box<[u8]>,
+    /// Bytes (header + frame) of each queued tx slot, `tx_len[..tx_n]`.
+    tx_len: [u16; TX_SLOTS],
+    /// Queued tx slots.
+    tx_n: usize,
     /// Bit `i` set when rx slot `i` is free (not handed out in an unreleased batch).
     rx_free: u64,
     /// Frames dropped by the backend since the last `take_backend_drops`.
@@ -178,6 +225,19 @@ impl TapPort {
         if opts.link_up {
             netdev::set_up(&name, true).map_err(|e| open_error(&name, "SIOCSIFFLAGS", e))?;
         }
+        let ring = if opts.io_uring {
+            FdRing::new(fd.as_raw_fd())
+                .map_err(|e| {
+                    tracing::info!(
+                        port = %name,
+                        error = %e,
+                        "tap: no io_uring; one system call per frame"
+                    );
+                })
+                .ok()
+        } else {
+            None
+        };
         tracing::info!(
             port = %name,
             created = !existed,
@@ -185,6 +245,7 @@ impl TapPort {
             multi_queue = fd.is_multi_queue(),
             offloads = format_args!("{offloads:#x}"),
             udp_tunnel = tunnel,
+            io_uring = ring.is_some(),
             "tap port opened"
         );
         Ok(Self {
@@ -193,7 +254,12 @@ impl TapPort {
             created: !existed,
             offloads,
             hdr_len,
+            ring,
+            rx_last: 0,
             rx: vec![0u8; RX_SLOTS * SLOT_LEN].into_boxed_slice(),
+            tx: vec![0u8; TX_SLOTS * TX_SLOT_LEN].into_boxed_slice(),
+            tx_len: [0; TX_SLOTS],
+            tx_n: 0,
             rx_free: u64::MAX >> (64 - RX_SLOTS),
             drops: 0,
             tx_err: None,
@@ -220,6 +286,124 @@ impl TapPort {
     /// `TUN_F_UDP_TUNNEL_GSO` with the tunnel form of the header).
     pub fn udp_tunnel(&self) -> bool {
         self.hdr_len == VNET_TNL_HDR_LEN
+    }
+
+    /// True when reads and writes go through the ring.
+    pub fn batched(&self) -> bool {
+        self.ring.as_ref().is_some_and(|r| !r.broken())
+    }
+
+    /// Takes `n` bytes just read into free rx slot `slot` as a frame of `batch` (false: not a
+    /// frame, counted as a drop).
+    fn accept(&mut self, slot: usize, n: usize, batch: &mut RxBatch) -> bool {
+        let hdr_len = self.hdr_len;
+        // Shorter than header + Ethernet header, or possibly cut: drop.
+        if !(hdr_len + 14..SLOT_LEN).contains(&n) {
+            self.drops += 1;
+            return false;
+        }
+        let buf = &self.rx[slot * SLOT_LEN..(slot + 1) * SLOT_LEN];
+        let (hdr, rest) = buf.split_at(hdr_len);
+        let frame = &rest[..n - hdr_len];
+        // The tunnel form starts with the plain header; its tunnel bits are in `gso_type` and
+        // `flags`, its offsets found again when needed.
+        let hdr: &[u8; VNET_HDR_LEN] = hdr[..VNET_HDR_LEN]
+            .try_into()
+            .expect("a header is at least VNET_HDR_LEN long");
+        let offload = tun::decode_vnet_hdr(hdr, frame);
+        let len = u32::try_from(frame.len()).expect("frame shorter than a slot");
+        batch.push(RxDesc {
+            addr: slot as u64,
+            len,
+            offload,
+        });
+        self.rx_free &= !(1u64 << slot);
+        true
+    }
+
+    /// One batch of reads through the ring into free rx slots; returns the frames taken.
+    fn rx_burst_ring(&mut self, batch: &mut RxBatch) -> io::Result<usize> {
+        let free = self.rx_free;
+        let want = (2 * self.rx_last)
+            .clamp(RX_RING_MIN, uring::BATCH)
+            .min(batch.room())
+            .min(free.count_ones() as usize);
+        let Some(ring) = self.ring.as_mut() else {
+            return Ok(0);
+        };
+        let mut res = [0i32; uring::BATCH];
+        let slots = self
+            .rx
+            .chunks_mut(SLOT_LEN)
+            .enumerate()
+            .filter(|&(i, _)| free & (1u64 << i) != 0)
+            .map(|(_, b)| b);
+        let n = ring.read_each(slots, &mut res[..want])?;
+        // The i-th read went to the i-th free slot, in the order they were issued.
+        let mut got = 0;
+        let mut bits = free;
+        let mut err = None;
+        for &r in &res[..n] {
+            let slot = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            match usize::try_from(r) {
+                Ok(len) => got += usize::from(self.accept(slot, len, batch)),
+                Err(_) if r == -libc::EAGAIN || r == -libc::EINTR => {}
+                Err(_) => {
+                    err.get_or_insert_with(|| io::Error::from_raw_os_error(-r));
+                }
+            }
+        }
+        match err {
+            Some(e) if got == 0 => Err(e),
+            _ => Ok(got),
+        }
+    }
+
+    /// Writes the queued tx slots in one batch through the ring; a frame the device did not
+    /// take is dropped and counted, the first error other than a full queue kept for
+    /// `tx_flush`.
+    fn flush_slots(&mut self) {
+        let n = std::mem::take(&mut self.tx_n);
+        if n == 0 {
+            return;
+        }
+        let Some(ring) = self.ring.as_mut() else {
+            self.drops += n as u64;
+            return;
+        };
+        let mut res = [0i32; TX_SLOTS];
+        let lens = self.tx_len;
+        let bufs = self
+            .tx
+            .chunks(TX_SLOT_LEN)
+            .zip(lens)
+            .take(n)
+            .map(|(b, l)| &b[..usize::from(l)]);
+        match ring.write_each(bufs, &mut res[..n]) {
+            Ok(done) => {
+                for (&r, &l) in res[..done].iter().zip(&lens) {
+                    if r == i32::from(l) {
+                        continue;
+                    }
+                    self.drops += 1;
+                    if r < 0 && r != -libc::EAGAIN {
+                        self.tx_err
+                            .get_or_insert_with(|| io::Error::from_raw_os_error(-r));
+                    }
+                }
+                self.drops += (n - done) as u64;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    port = %self.name,
+                    error = %e,
+                    "tap: io_uring submission failed; one system call per frame from now on"
+                );
+                self.drops += n as u64;
+                self.tx_err.get_or_insert(e);
+            }
+        }
     }
 
     /// Byte range of slot `slot`'s frame of `len` bytes, if it is a valid slot and length.
@@ -259,6 +443,11 @@ impl Port for TapPort {
         if queue != 0 {
             return Ok(0);
         }
+        if self.rx_last >= 2 && self.batched() {
+            let got = self.rx_burst_ring(batch);
+            self.rx_last = *got.as_ref().unwrap_or(&0);
+            return got;
+        }
         let mut got = 0;
         // Bounded even if the kernel kept handing us unusable frames.
         for _ in 0..2 * BATCH_SIZE {
@@ -267,41 +456,20 @@ impl Port for TapPort {
             }
             let slot = self.rx_free.trailing_zeros() as usize;
             let buf = &mut self.rx[slot * SLOT_LEN..(slot + 1) * SLOT_LEN];
-            let hdr_len = self.hdr_len;
             match self.fd.read(buf) {
-                Ok(n) => {
-                    // Shorter than header + Ethernet header, or possibly cut: drop.
-                    if !(hdr_len + 14..SLOT_LEN).contains(&n) {
-                        self.drops += 1;
-                        continue;
-                    }
-                    let (hdr, rest) = buf.split_at(hdr_len);
-                    let frame = &rest[..n - hdr_len];
-                    // The tunnel form starts with the plain header; its tunnel bits are in
-                    // `gso_type` and `flags`, its offsets found again when needed.
-                    let hdr: &[u8; VNET_HDR_LEN] = hdr[..VNET_HDR_LEN]
-                        .try_into()
-                        .expect("a header is at least VNET_HDR_LEN long");
-                    let offload = tun::decode_vnet_hdr(hdr, frame);
-                    let len = u32::try_from(frame.len()).expect("frame shorter than a slot");
-                    batch.push(RxDesc {
-                        addr: slot as u64,
-                        len,
-                        offload,
-                    });
-                    self.rx_free &= !(1u64 << slot);
-                    got += 1;
-                }
+                Ok(n) => got += usize::from(self.accept(slot, n, batch)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if got == 0 {
+                        self.rx_last = 0;
                         return Err(e);
                     }
                     break;
                 }
             }
         }
+        self.rx_last = got;
         Ok(got)
     }
 
@@ -347,6 +515,21 @@ impl Port for TapPort {
             tun::encode_vnet_hdr(offload, plain);
             &hdr[..VNET_HDR_LEN]
         };
+        if self.batched() && hdr.len() + frame.len() <= TX_SLOT_LEN {
+            if self.tx_n == TX_SLOTS {
+                self.flush_slots();
+            }
+            let at = self.tx_n * TX_SLOT_LEN;
+            let slot = &mut self.tx[at..at + hdr.len() + frame.len()];
+            slot[..hdr.len()].copy_from_slice(hdr);
+            slot[hdr.len()..].copy_from_slice(frame);
+            self.tx_len[self.tx_n] =
+                u16::try_from(hdr.len() + frame.len()).expect("a tx slot is shorter than 64 KiB");
+            self.tx_n += 1;
+            return true;
+        }
+        // Written at once, after the frames queued before it.
+        self.flush_slots();
         // A few EINTR retries; every other failure drops this frame only. `WouldBlock` (the
         // device's queue is full) also drops it: a flush-and-retry would meet the same queue.
         for _ in 0..3 {
@@ -366,7 +549,7 @@ impl Port for TapPort {
     }
 
     fn tx_flush(&mut self) -> io::Result<()> {
-        // Frames were written in `tx_enqueue`; what is left is to report a failed one.
+        self.flush_slots();
         self.tx_err.take().map_or(Ok(()), Err)
     }
 

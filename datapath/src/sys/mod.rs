@@ -11,6 +11,7 @@ pub mod packet;
 pub mod poller;
 pub mod tpacket;
 pub mod tun;
+pub mod uring;
 pub mod xsk;
 
 use std::io;

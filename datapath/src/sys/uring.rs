@@ -1,0 +1,183 @@
+//! Batched reads and writes of one file through io_uring: one `io_uring_enter` for a batch of
+//! frames where the file has no batched system call of its own (a TAP device: one frame per
+//! `read` or `write`).
+//!
+//! Every operation is issued with `RWF_NOWAIT`, so none of them ever waits for the file: a read
+//! with nothing to read and a write the file cannot take now complete at once with `EAGAIN`.
+//! The kernel therefore runs each one while it takes the batch, in the order given, and
+//! [`FdRing::read_each`] / [`FdRing::write_each`] return only after every operation of the batch
+//! has completed: the buffers are borrowed for the call and never touched by the kernel after
+//! it. The file is registered with the ring (no file look-up per operation).
+//!
+//! A ring that failed a submission is not used again ([`FdRing::broken`]): operations the
+//! kernel did not take would otherwise run later, into buffers no longer lent to it. Its owner
+//! falls back to plain system calls.
+//!
+//! Thread-safety: owned by one thread at a time (`Send`).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use io_uring::{IoUring, opcode, types};
+
+/// Most operations in one batch (the ring's submission queue has this many entries).
+pub const BATCH: usize = 64;
+
+/// An io_uring instance for batched I/O on one file.
+pub struct FdRing {
+    ring: IoUring,
+    /// Set when a submission failed: the ring must not be entered again.
+    broken: bool,
+}
+
+impl std::fmt::Debug for FdRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FdRing")
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FdRing {
+    /// A ring of [`BATCH`] entries with `fd` registered as its file 0.
+    ///
+    /// # Errors
+    /// io_uring unavailable: `ENOSYS` (kernel or seccomp), `EPERM`
+    /// (`kernel.io_uring_disabled`), `ENOMEM` (locked-memory limit), or a refused registration.
+    pub fn new(fd: RawFd) -> io::Result<Self> {
+        let entries = u32::try_from(BATCH).unwrap_or(64);
+        // SUBMIT_ALL: an entry the kernel refuses does not stop the ones after it (each gets its
+        // own result), so a batch always completes whole.
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_submit_all()
+            .build(entries)?;
+        ring.submitter().register_files(&[fd])?;
+        Ok(Self {
+            ring,
+            broken: false,
+        })
+    }
+
+    /// True once a submission has failed; the ring is then left alone.
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Reads once into each buffer of `bufs` (at most [`BATCH`] and `res.len()`), in order,
+    /// without waiting: `res[i]` is the bytes the `i`-th read returned, or `-errno` (`-EAGAIN`:
+    /// nothing to read then). Returns how many reads ran.
+    ///
+    /// # Errors
+    /// The batch could not be submitted (the ring is then [`broken`](Self::broken)).
+    pub fn read_each<'a, I>(&mut self, bufs: I, res: &mut [i32]) -> io::Result<usize>
+    where
+        I: IntoIterator<Item = &'a mut [u8]>,
+    {
+        self.check()?;
+        let mut n = 0usize;
+        {
+            let mut sq = self.ring.submission();
+            let room = res.len().min(sq.capacity() - sq.len());
+            for buf in bufs.into_iter().take(room) {
+                let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+                let e = opcode::Read::new(types::Fixed(0), buf.as_mut_ptr(), len)
+                    .rw_flags(libc::RWF_NOWAIT)
+                    .build()
+                    .user_data(n as u64);
+                // SAFETY: `buf` stays mutably borrowed until this function returns, and it
+                // returns only after the kernel has completed every entry pushed here
+                // (`complete`), or with the ring broken, never entered again, so that entries
+                // it did not take never run. The kernel writes at most `len` bytes to it.
+                if unsafe { sq.push(&e) }.is_err() {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        self.complete(n, res)?;
+        Ok(n)
+    }
+
+    /// Writes each buffer of `bufs` (at most [`BATCH`] and `res.len()`) once, in order,
+    /// without waiting: `res[i]` is the bytes the `i`-th write took, or `-errno`. Returns how
+    /// many writes ran.
+    ///
+    /// # Errors
+    /// The batch could not be submitted (the ring is then [`broken`](Self::broken)).
+    pub fn write_each<'a, I>(&mut self, bufs: I, res: &mut [i32]) -> io::Result<usize>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        self.check()?;
+        let mut n = 0usize;
+        {
+            let mut sq = self.ring.submission();
+            let room = res.len().min(sq.capacity() - sq.len());
+            for buf in bufs.into_iter().take(room) {
+                let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+                let e = opcode::Write::new(types::Fixed(0), buf.as_ptr(), len)
+                    .rw_flags(libc::RWF_NOWAIT)
+                    .build()
+                    .user_data(n as u64);
+                // SAFETY: as in `read_each`; the kernel only reads `len` bytes of `buf`.
+                if unsafe { sq.push(&e) }.is_err() {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        self.complete(n, res)?;
+        Ok(n)
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.broken {
+            Err(io::Error::other(
+                "io_uring ring unusable after a failed submission",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Submits the `n` entries just pushed and collects their `n` results into `res` by their
+    /// position. Interrupted waits are resumed: the entries reference the caller's buffers.
+    fn complete(&mut self, n: usize, res: &mut [i32]) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mut got = 0usize;
+        let mut submitted = false;
+        while got < n {
+            let r = if submitted {
+                self.ring.submitter().submit_and_wait(n - got)
+            } else {
+                self.ring.submit_and_wait(n)
+            };
+            match r {
+                Ok(_) => submitted = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    // An interrupted `io_uring_enter` took its entries before waiting; if it
+                    // had not (the queue still holds them), the next call submits them.
+                    submitted = self.ring.submission().is_empty();
+                    continue;
+                }
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            }
+            for c in self.ring.completion() {
+                if let Some(slot) = usize::try_from(c.user_data())
+                    .ok()
+                    .and_then(|i| res.get_mut(i))
+                {
+                    *slot = c.result();
+                }
+                got += 1;
+            }
+        }
+        Ok(())
+    }
+}
