@@ -143,8 +143,7 @@ fn bursts_cross_the_port_whole_and_in_order_with_and_without_io_uring() {
         return;
     }
     // io_uring is there unless the administrator turned it off.
-    let allowed = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .map_or(true, |v| v.trim() == "0");
+    let allowed = std::fs::read_to_string(IO_URING_DISABLED).map_or(true, |v| v.trim() == "0");
     for (tag, io_uring) in [('r', true), ('s', false)] {
         let mut s = setup_with(
             tag,
@@ -154,62 +153,112 @@ fn bursts_cross_the_port_whole_and_in_order_with_and_without_io_uring() {
             },
         );
         assert_eq!(s.port.batched(), io_uring && allowed, "io_uring {io_uring}");
-        // 300 datagrams queued on the tap before the port reads any: the first burst reads
-        // a full batch one `read` at a time, the next ones through the ring.
-        const N: usize = 300;
-        let peer = NET.peer_addr();
-        s.ns.run(&[
-            common::python(),
-            "-c",
-            &format!(
-                "import socket\n\
-                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-                 for i in range({N}):\n    s.sendto(b'seq %d' % i, ('{peer}', 9999))\n"
-            ),
-        ]);
-        let mut seen = Vec::new();
-        common::poll_rx(&mut s.port, Duration::from_secs(5), |port, batch, _| {
-            for d in batch.descs() {
-                if let Some((_, 9999, payload)) = common::udp_of(port.frame(d)) {
-                    seen.push(String::from_utf8(payload).expect("ascii"));
-                }
-            }
-            seen.len() >= N
-        });
-        let want: Vec<String> = (0..N).map(|i| format!("seq {i}")).collect();
-        assert_eq!(seen, want, "io_uring {io_uring}: every datagram, in order");
-        // The other way: 100 frames queued and written in one flush, with a frame longer
-        // than a tx slot (written at once, after those before it) in the middle.
-        let addr = NET.ns_addr();
-        let mut p = s.ns.python(&format!(
+        bursts_both_ways(&mut s, &format!("io_uring {io_uring}"));
+    }
+}
+
+#[test]
+fn a_tap_port_falls_back_to_system_calls_where_io_uring_is_disabled() {
+    if !privileged() {
+        return;
+    }
+    if !Path::new(IO_URING_DISABLED).exists() {
+        // Kernels before 6.6 have no such switch; under CI the kernel is newer.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{IO_URING_DISABLED} is missing"
+        );
+        eprintln!("skipped: {IO_URING_DISABLED} is missing (kernel before 6.6)");
+        return;
+    }
+    let mut s = {
+        // Disabled for everyone while the port opens, put back at once (also on panic).
+        let _off = Sysctl::set(IO_URING_DISABLED, "2");
+        setup('t')
+    };
+    assert!(!s.port.batched(), "no ring where io_uring is disabled");
+    bursts_both_ways(&mut s, "io_uring disabled");
+}
+
+/// The switch for io_uring (`0` allowed, `2` refused to all).
+const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+
+/// A sysctl file set for a while and put back on drop.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Self {
+        let old = std::fs::read_to_string(path).expect("read sysctl");
+        std::fs::write(path, value).expect("write sysctl");
+        Self { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, self.old.trim());
+    }
+}
+
+/// 300 datagrams queued on the tap before the port reads any (the first burst reads a full
+/// batch, the next ones through the ring when it has one), then 100 frames written in one
+/// flush with a frame longer than a tx slot (written at once, after those before it) in the
+/// middle: every frame arrives, in order, and none is dropped.
+fn bursts_both_ways(s: &mut Setup, what: &str) {
+    const N: usize = 300;
+    let peer = NET.peer_addr();
+    s.ns.run(&[
+        common::python(),
+        "-c",
+        &format!(
             "import socket\n\
              s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             s.bind(('{addr}', 7778))\n\
-             s.settimeout(10)\n\
-             print('ready', flush=True)\n\
-             for _ in range(101):\n    print(s.recvfrom(8192)[0][:8].decode(), flush=True)\n"
-        ));
-        assert_eq!(p.line(), "ready");
-        let mut sent = Vec::new();
-        for i in 0..101 {
-            let payload = if i == 50 {
-                let mut b = b"big".to_vec();
-                b.resize(4000, b'.');
-                b
-            } else {
-                format!("n{i}").into_bytes()
-            };
-            sent.push(String::from_utf8(payload[..payload.len().min(8)].to_vec()).unwrap());
-            assert!(s.port.tx_enqueue(
-                &NET.udp_frame(s.tap_mac, 7778, &payload),
-                &datapath::buf::Offload::NONE
-            ));
+             for i in range({N}):\n    s.sendto(b'seq %d' % i, ('{peer}', 9999))\n"
+        ),
+    ]);
+    let mut seen = Vec::new();
+    common::poll_rx(&mut s.port, Duration::from_secs(5), |port, batch, _| {
+        for d in batch.descs() {
+            if let Some((_, 9999, payload)) = common::udp_of(port.frame(d)) {
+                seen.push(String::from_utf8(payload).expect("ascii"));
+            }
         }
-        s.port.tx_flush().expect("flush");
-        let got: Vec<String> = (0..101).map(|_| p.line()).collect();
-        assert_eq!(got, sent, "io_uring {io_uring}: every frame, in order");
-        assert_eq!(s.port.take_backend_drops().total(), 0);
+        seen.len() >= N
+    });
+    let want: Vec<String> = (0..N).map(|i| format!("seq {i}")).collect();
+    assert_eq!(seen, want, "{what}: every datagram, in order");
+    let addr = NET.ns_addr();
+    let mut p = s.ns.python(&format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('{addr}', 7778))\n\
+         s.settimeout(10)\n\
+         print('ready', flush=True)\n\
+         for _ in range(101):\n    print(s.recvfrom(8192)[0][:8].decode(), flush=True)\n"
+    ));
+    assert_eq!(p.line(), "ready");
+    let mut sent = Vec::new();
+    for i in 0..101 {
+        let payload = if i == 50 {
+            let mut b = b"big".to_vec();
+            b.resize(4000, b'.');
+            b
+        } else {
+            format!("n{i}").into_bytes()
+        };
+        sent.push(String::from_utf8(payload[..payload.len().min(8)].to_vec()).expect("ascii"));
+        assert!(s.port.tx_enqueue(
+            &NET.udp_frame(s.tap_mac, 7778, &payload),
+            &datapath::buf::Offload::NONE
+        ));
     }
+    s.port.tx_flush().expect("flush");
+    let got: Vec<String> = (0..101).map(|_| p.line()).collect();
+    assert_eq!(got, sent, "{what}: every frame, in order");
+    assert_eq!(s.port.take_backend_drops().total(), 0, "{what}");
 }
 
 #[test]

@@ -148,6 +148,8 @@ impl std::fmt::Debug for TapPort {
             .field("persistent", &self.fd.is_persistent())
             .field("offloads", &format_args!("{:#x}", self.offloads))
             .field("rx_free", &format_args!("{:#x}", self.rx_free))
+            .field("batched", &self.batched())
+            .field("tx_queued", &self.tx_n)
             .finish_non_exhaustive()
     }
 }
@@ -225,16 +227,9 @@ impl TapPort {
         if opts.link_up {
             netdev::set_up(&name, true).map_err(|e| open_error(&name, "SIOCSIFFLAGS", e))?;
         }
+        let mut drops = 0;
         let ring = if opts.io_uring {
-            FdRing::new(fd.as_raw_fd())
-                .map_err(|e| {
-                    tracing::info!(
-                        port = %name,
-                        error = %e,
-                        "tap: no io_uring; one system call per frame"
-                    );
-                })
-                .ok()
+            Self::ring_for(&fd, &name, &mut drops)
         } else {
             None
         };
@@ -261,9 +256,35 @@ impl TapPort {
             tx_len: [0; TX_SLOTS],
             tx_n: 0,
             rx_free: u64::MAX >> (64 - RX_SLOTS),
-            drops: 0,
+            drops,
             tx_err: None,
         })
+    }
+
+    /// A ring for `fd` whose reads and writes the device takes without waiting, checked with
+    /// one read (`EAGAIN` on a device with nothing queued; a frame already queued on a
+    /// persistent tap is read, dropped and counted in `drops`). None, logged, where io_uring
+    /// or `RWF_NOWAIT` on the device is refused.
+    fn ring_for(fd: &TunFd, name: &str, drops: &mut u64) -> Option<FdRing> {
+        let no = |e: &dyn std::fmt::Display| {
+            tracing::info!(port = %name, error = %e, "tap: no io_uring; one system call per frame");
+        };
+        let mut ring = FdRing::new(fd.as_raw_fd()).map_err(|e| no(&e)).ok()?;
+        let mut buf = vec![0u8; SLOT_LEN];
+        let mut res = [0i32; 1];
+        if let Err(e) = ring.read_each([buf.as_mut_slice()], &mut res) {
+            no(&e);
+            return None;
+        }
+        match res[0] {
+            r if r >= 0 => *drops += 1,
+            r if r == -libc::EAGAIN => {}
+            r => {
+                no(&io::Error::from_raw_os_error(-r));
+                return None;
+            }
+        }
+        Some(ring)
     }
 
     /// True when the device did not exist before [`TapPort::open`]: the switch created it and
