@@ -108,6 +108,11 @@ impl Default for TapOptions {
 pub struct TapPort {
     /// Device name as the kernel reported it.
     name: String,
+    /// Batched reads and writes (None: one system call per frame). Declared before the
+    /// descriptor, whose file it holds registered, and before the buffers it reads into and
+    /// writes from, so that it is dropped first: closing `fd` is then the last close, which
+    /// deletes a tap the switch created.
+    ring: Option<FdRing>,
     /// The attached queue.
     fd: TunFd,
     /// True when the device did not exist before `open` (the switch created it).
@@ -117,9 +122,6 @@ pub struct TapPort {
     /// Length of the virtio-net header in front of each frame: [`VNET_TNL_HDR_LEN`] when the
     /// kernel took the UDP-tunnel offloads, else [`VNET_HDR_LEN`].
     hdr_len: usize,
-    /// Batched reads and writes (None: one system call per frame). Declared before the
-    /// buffers it reads into and writes from, so that it is dropped first.
-    ring: Option<FdRing>,
     /// Frames the last `rx_burst` found: a busy device is read through the ring.
     rx_last: usize,
     /// `RX_SLOTS * SLOT_LEN` bytes; slot `i` holds the virtio-net header then the frame.

@@ -11,7 +11,8 @@
 //!
 //! A ring that failed a submission is not used again ([`FdRing::broken`]): operations the
 //! kernel did not take would otherwise run later, into buffers no longer lent to it. Its owner
-//! falls back to plain system calls.
+//! falls back to plain system calls. Dropping the ring gives the file back at once (it is
+//! unregistered first), so that the file's last close is its owner's.
 //!
 //! Thread-safety: owned by one thread at a time (`Send`).
 
@@ -35,6 +36,15 @@ impl std::fmt::Debug for FdRing {
         f.debug_struct("FdRing")
             .field("broken", &self.broken)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FdRing {
+    /// Gives the registered file back before the ring goes: the kernel tears a closed ring
+    /// down later, in a work queue, and until then a registered file stays open — a TAP
+    /// device the switch created would outlive its port for that while.
+    fn drop(&mut self) {
+        let _ = self.ring.submitter().unregister_files();
     }
 }
 
