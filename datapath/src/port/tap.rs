@@ -36,9 +36,10 @@
 //! which on the AMD EPYC VMs this was measured on costs ~35 % less per frame written and
 //! ~20 % less per frame read than the system calls (docs/performance.md):
 //! - `rx_burst`: while the device is busy (the last burst found at least 2 frames), one batch
-//!   of reads into free rx slots, twice as many as the last burst found (8 to 64), in order;
-//!   reads that found nothing cost ~0.2 µs each. After a burst with fewer, it reads with
-//!   `read` until `EAGAIN` (an idle port costs one system call per poll, as without the ring).
+//!   of reads into free rx slots, twice as many as the last burst found (8 to 64), in order
+//!   (a read that finds nothing returns `EAGAIN` and its slot stays free). After a burst with
+//!   fewer, it reads with `read` until `EAGAIN`: an idle port costs one system call per poll,
+//!   as without the ring.
 //! - `tx_enqueue` copies a frame of up to [`TX_SLOT_LEN`] bytes with its virtio-net header
 //!   into a tx slot, and `tx_flush` (or a full set of slots) writes the queued frames in one
 //!   batch. A longer frame (a GSO super-frame) is written at once after the queued ones, with
