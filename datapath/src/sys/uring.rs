@@ -19,7 +19,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use io_uring::{IoUring, opcode, types};
+use io_uring::{IoUring, opcode, squeue, types};
 
 /// Most operations in one batch (the ring's submission queue has this many entries).
 pub const BATCH: usize = 64;
@@ -84,29 +84,12 @@ impl FdRing {
     where
         I: IntoIterator<Item = &'a mut [u8]>,
     {
-        self.check()?;
-        let mut n = 0usize;
-        {
-            let mut sq = self.ring.submission();
-            let room = res.len().min(sq.capacity() - sq.len());
-            for buf in bufs.into_iter().take(room) {
-                let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-                let e = opcode::Read::new(types::Fixed(0), buf.as_mut_ptr(), len)
-                    .rw_flags(libc::RWF_NOWAIT)
-                    .build()
-                    .user_data(n as u64);
-                // SAFETY: `buf` stays mutably borrowed until this function returns, and it
-                // returns only after the kernel has completed every entry pushed here
-                // (`complete`), or with the ring broken, never entered again, so that entries
-                // it did not take never run. The kernel writes at most `len` bytes to it.
-                if unsafe { sq.push(&e) }.is_err() {
-                    break;
-                }
-                n += 1;
-            }
-        }
-        self.complete(n, res)?;
-        Ok(n)
+        // The kernel writes at most the buffer's length to it.
+        self.each(bufs, res, |b: &'a mut [u8]| {
+            opcode::Read::new(types::Fixed(0), b.as_mut_ptr(), len32(b.len()))
+                .rw_flags(libc::RWF_NOWAIT)
+                .build()
+        })
     }
 
     /// Writes each buffer of `bufs` (at most [`BATCH`] and `res.len()`) once, in order,
@@ -119,18 +102,37 @@ impl FdRing {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
+        // The kernel only reads the buffer's length of it.
+        self.each(bufs, res, |b: &'a [u8]| {
+            opcode::Write::new(types::Fixed(0), b.as_ptr(), len32(b.len()))
+                .rw_flags(libc::RWF_NOWAIT)
+                .build()
+        })
+    }
+
+    /// One operation per buffer of `bufs`, made by `op` (on file 0, for the buffer's bytes,
+    /// with `RWF_NOWAIT` so that it never waits for the file), all completed before this
+    /// returns.
+    fn each<B, I>(
+        &mut self,
+        bufs: I,
+        res: &mut [i32],
+        op: impl Fn(B) -> squeue::Entry,
+    ) -> io::Result<usize>
+    where
+        I: IntoIterator<Item = B>,
+    {
         self.check()?;
         let mut n = 0usize;
         {
             let mut sq = self.ring.submission();
             let room = res.len().min(sq.capacity() - sq.len());
             for buf in bufs.into_iter().take(room) {
-                let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-                let e = opcode::Write::new(types::Fixed(0), buf.as_ptr(), len)
-                    .rw_flags(libc::RWF_NOWAIT)
-                    .build()
-                    .user_data(n as u64);
-                // SAFETY: as in `read_each`; the kernel only reads `len` bytes of `buf`.
+                let e = op(buf).user_data(n as u64);
+                // SAFETY: the entry describes a buffer the caller lends for this call (`B` is
+                // a borrow that outlives it), and this function returns only after the kernel
+                // has completed every entry pushed here (`complete`), or with the ring broken,
+                // never entered again, so that entries it did not take never run.
                 if unsafe { sq.push(&e) }.is_err() {
                     break;
                 }
@@ -190,4 +192,9 @@ impl FdRing {
         }
         Ok(())
     }
+}
+
+/// A buffer's length as an operation's (a slot is far shorter than 4 GiB).
+fn len32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
