@@ -198,3 +198,69 @@ impl FdRing {
 fn len32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// Both ends of a datagram socket pair (one frame per read and write, as a tap).
+    fn pair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors the call returns.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "socketpair: {}", io::Error::last_os_error());
+        // SAFETY: two fresh descriptors owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    #[test]
+    fn a_batch_runs_in_order_and_is_complete_when_the_call_returns() {
+        let (a, b) = pair();
+        let (Ok(mut tx), Ok(mut rx)) = (FdRing::new(a.as_raw_fd()), FdRing::new(b.as_raw_fd()))
+        else {
+            // Only where io_uring is refused (the tap tests cover that fallback).
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "io_uring refused"
+            );
+            return;
+        };
+        let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+        let mut res = [0i32; BATCH];
+        let n = tx
+            .write_each(frames.iter().map(Vec::as_slice), &mut res)
+            .expect("writes");
+        assert_eq!(n, 5);
+        assert_eq!(res[..5], [10, 11, 12, 13, 14]);
+        // Seven reads for five frames: the frames in order, then "nothing to read".
+        let mut bufs = vec![[0u8; 64]; 7];
+        let n = rx
+            .read_each(bufs.iter_mut().map(|b| b.as_mut_slice()), &mut res)
+            .expect("reads");
+        assert_eq!(n, 7);
+        assert_eq!(res[..7], [10, 11, 12, 13, 14, -libc::EAGAIN, -libc::EAGAIN]);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(&bufs[i][..f.len()], f.as_slice());
+        }
+        // No more operations than results, nor than the ring holds.
+        let mut two = [0i32; 2];
+        let n = rx
+            .read_each(bufs.iter_mut().map(|b| b.as_mut_slice()), &mut two)
+            .expect("reads");
+        assert_eq!((n, two), (2, [-libc::EAGAIN, -libc::EAGAIN]));
+        let many = [[0u8; 1]; BATCH + 10];
+        let n = tx
+            .write_each(many.iter().map(|b| b.as_slice()), &mut [0i32; BATCH + 10])
+            .expect("writes");
+        assert_eq!(n, BATCH);
+        assert!(!tx.broken() && !rx.broken());
+    }
+}
