@@ -130,9 +130,12 @@ impl FdRing {
             for buf in bufs.into_iter().take(room) {
                 let e = op(buf).user_data(n as u64);
                 // SAFETY: the entry describes a buffer the caller lends for this call (`B` is
-                // a borrow that outlives it), and this function returns only after the kernel
-                // has completed every entry pushed here (`complete`), or with the ring broken,
-                // never entered again, so that entries it did not take never run.
+                // a borrow that outlives it). This function returns only after the kernel has
+                // completed every entry pushed here (`complete` waits for all of them), or
+                // with the ring broken and never entered again: entries the kernel did not
+                // take never run, and those it took ran while it took them (`RWF_NOWAIT`: an
+                // operation that would wait completes with `EAGAIN` instead, and one the file
+                // cannot do without waiting with `EOPNOTSUPP`).
                 if unsafe { sq.push(&e) }.is_err() {
                     break;
                 }
