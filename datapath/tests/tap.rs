@@ -173,7 +173,7 @@ fn a_tap_port_falls_back_to_system_calls_where_io_uring_is_disabled() {
     }
     let mut s = {
         // Disabled for everyone while the port opens, put back at once (also on panic).
-        let _off = Sysctl::set(IO_URING_DISABLED, "2");
+        let _off = testbed::SetFor::set(Path::new(IO_URING_DISABLED), "2").expect("sysctl");
         setup('t')
     };
     assert!(!s.port.batched(), "no ring where io_uring is disabled");
@@ -182,26 +182,6 @@ fn a_tap_port_falls_back_to_system_calls_where_io_uring_is_disabled() {
 
 /// The switch for io_uring (`0` allowed, `2` refused to all).
 const IO_URING_DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
-
-/// A sysctl file set for a while and put back on drop.
-struct Sysctl {
-    path: &'static str,
-    old: String,
-}
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> Self {
-        let old = std::fs::read_to_string(path).expect("read sysctl");
-        std::fs::write(path, value).expect("write sysctl");
-        Self { path, old }
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.path, self.old.trim());
-    }
-}
 
 /// 300 datagrams queued on the tap before the port reads any (the first burst reads a full
 /// batch, the next ones through the ring when it has one), then 100 frames written in one

@@ -16,6 +16,55 @@ use anyhow::{Context, Result, bail};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// A kernel parameter file (sysfs, procfs) set for a while and put back as it was on drop,
+/// also when the holder stops on an error, a signal it handles or a panic.
+#[derive(Debug)]
+pub struct SetFor {
+    path: PathBuf,
+    old: String,
+}
+
+impl SetFor {
+    /// Writes `value` to `path` and reads it back.
+    ///
+    /// # Errors
+    /// The file is missing or unreadable, refuses the value, or reads back another.
+    pub fn set(path: &Path, value: &str) -> Result<Self> {
+        let old = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_owned();
+        std::fs::write(path, value)
+            .with_context(|| format!("writing {value} to {}", path.display()))?;
+        let guard = Self {
+            path: path.to_owned(),
+            old,
+        };
+        let now = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {} back", path.display()))?;
+        if now.trim() != value {
+            bail!(
+                "{} reads {} after {value} was written",
+                path.display(),
+                now.trim()
+            );
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for SetFor {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(&self.path, &self.old) {
+            eprintln!(
+                "could not put {} back to {}: {e}",
+                self.path.display(),
+                self.old
+            );
+        }
+    }
+}
+
 /// A short name unique to this process and call: `<prefix><pid%10000><seq>` (≤ 15 bytes).
 pub fn unique(prefix: &str) -> String {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -493,4 +542,35 @@ pub fn tcp_transfer(
             .to_owned(),
         receiver_log: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_set_for_the_run_is_put_back() {
+        let path = std::env::temp_dir().join(format!("testbed-setfor-{}", std::process::id()));
+        std::fs::write(&path, "0\n").unwrap();
+        {
+            let _g = SetFor::set(&path, "200000").unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "200000");
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0");
+        // Put back on unwinding too.
+        let r = std::panic::catch_unwind(|| {
+            let _g = SetFor::set(&path, "7").unwrap();
+            panic!("a failed run");
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0");
+        std::fs::remove_file(&path).unwrap();
+        // A missing file is an error that names it, and nothing is created.
+        let err = SetFor::set(&path, "1").unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&path.display().to_string()),
+            "{err:#}"
+        );
+        assert!(!path.exists());
+    }
 }

@@ -668,7 +668,7 @@ fn main() -> Result<()> {
         .guest_halt_poll_ns
         .map(|ns| {
             let v = halt_poll_checked(ns, Path::new(sys::HALT_POLL_NS).exists())?;
-            sys::SetFor::set(Path::new(sys::HALT_POLL_NS), &v)
+            testbed::SetFor::set(Path::new(sys::HALT_POLL_NS), &v)
         })
         .transpose()?;
     let facts = machine_facts(&args, &ctx, rounds, &paths);

@@ -472,55 +472,6 @@ pub const HALT_POLL_NS: &str = "/sys/module/haltpoll/parameters/guest_halt_poll_
 /// number; an idle vCPU then spins that long after every wake-up).
 pub const HALT_POLL_MAX_NS: u64 = 10_000_000;
 
-/// A kernel parameter file (sysfs, procfs) set for the run and put back as it was on drop,
-/// also when the run stops on an error, a signal or a panic.
-#[derive(Debug)]
-pub struct SetFor {
-    path: std::path::PathBuf,
-    old: String,
-}
-
-impl SetFor {
-    /// Writes `value` to `path` and reads it back.
-    ///
-    /// # Errors
-    /// The file is missing or unreadable, refuses the value, or reads back another.
-    pub fn set(path: &Path, value: &str) -> Result<Self> {
-        let old = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .trim()
-            .to_owned();
-        std::fs::write(path, value)
-            .with_context(|| format!("writing {value} to {}", path.display()))?;
-        let guard = Self {
-            path: path.to_owned(),
-            old,
-        };
-        let now = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {} back", path.display()))?;
-        if now.trim() != value {
-            bail!(
-                "{} reads {} after {value} was written",
-                path.display(),
-                now.trim()
-            );
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for SetFor {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write(&self.path, &self.old) {
-            eprintln!(
-                "e2e: could not put {} back to {}: {e}",
-                self.path.display(),
-                self.old
-            );
-        }
-    }
-}
-
 /// The current UTC time as `YYYYMMDD-HHMMSS` and as RFC 3339.
 pub fn now_stamps() -> (String, String) {
     let secs = std::time::SystemTime::now()
@@ -589,32 +540,6 @@ mod tests {
             own.busy[cpu] + 30.0 < busy.busy[cpu],
             "{busy:?} then {own:?}"
         );
-    }
-
-    #[test]
-    fn a_parameter_set_for_the_run_is_put_back() {
-        let path = std::env::temp_dir().join(format!("e2e-setfor-{}", std::process::id()));
-        std::fs::write(&path, "0\n").unwrap();
-        {
-            let _g = SetFor::set(&path, "200000").unwrap();
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), "200000");
-        }
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0");
-        // Put back on unwinding too.
-        let r = std::panic::catch_unwind(|| {
-            let _g = SetFor::set(&path, "7").unwrap();
-            panic!("a failed run");
-        });
-        assert!(r.is_err());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "0");
-        std::fs::remove_file(&path).unwrap();
-        // A missing file is an error that names it, and nothing is created.
-        let err = SetFor::set(&path, "1").unwrap_err();
-        assert!(
-            format!("{err:#}").contains(&path.display().to_string()),
-            "{err:#}"
-        );
-        assert!(!path.exists());
     }
 
     #[test]
