@@ -35,7 +35,7 @@
 //! ([`crate::sys::uring`], one `io_uring_enter` per batch, every operation `RWF_NOWAIT`),
 //! which on the AMD EPYC VMs this was measured on costs ~35 % less per frame written and
 //! ~20 % less per frame read than the system calls (docs/performance.md):
-//! - `rx_burst`: while the device is busy (the last burst found at least [`RX_RING_MIN`] = 8
+//! - `rx_burst`: while the device is busy (the last burst found at least `RX_RING_MIN` = 8
 //!   frames), one batch of reads into free rx slots, twice as many as the last burst found
 //!   (16 to 64), in order (a read that finds nothing returns `EAGAIN` and its slot stays
 //!   free). After a burst with fewer, it reads with `read` until `EAGAIN`: an idle port costs
