@@ -5,7 +5,8 @@
 # as it can, the sink dropping them in an nftables ingress rule. Variants alternate (A B A B …)
 # so machine drift cancels. Prints per run: frames sent and delivered, and the worker's own
 # account (frames per batch, switch core ns per frame, own ns per frame = busy - flush).
-# With TCP=1 it measures iperf3 single-stream TCP instead (client on CPU 0, server unpinned).
+# With TCP=1 it measures iperf3 single-stream TCP instead (client on CPU 0; the server unpinned,
+# or on CPU SERVER_CPU, e.g. SERVER_CPU=0 for the harness's placement).
 # Needs root, iproute2, nftables, iperf3 (TCP=1), python3 and release binaries.
 #   bash tools/lab/fps-ab.sh ROUNDS VARIANT...
 # VARIANT is VSWITCHD_BINARY[:PORT_TYPE] (type afxdp by default, or afpacket/auto/tap; tap: the
@@ -14,7 +15,8 @@
 #   TCP=1 bash tools/lab/fps-ab.sh 2 target/release/vswitchd target/release/vswitchd:afpacket
 # Environment: FLOWS (default 1), SECS (default 6), RATE (pktgen --rate; default as fast as it
 # goes), GEN_MODE (pktgen --mode, default afxdp; xdplive turns GRO on at the generator's veth
-# peer, which that mode needs), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
+# peer, which that mode needs), FLOW (a flow added after the ports, e.g. an exact 5-tuple rule
+# no frame matches, which makes every megaflow exact on those fields: one per pktgen flow), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
 # vswitchd log is kept there as ROUND-BINARY.log, e.g. a `pass-stamps` build's report, and
 # `vsctl show` and `dump-ports` after each frame-rate run as ROUND-BINARY.show).
 set -euo pipefail
@@ -52,6 +54,7 @@ up() { # binary type
   local t=(); [ "$2" != auto ] && t=(--type "$2")
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port fpg0 "${t[@]}" > /dev/null
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port fps0 "${t[@]}" > /dev/null
+  [ -n "${FLOW:-}" ] && "$BIN_DIR/vsctl" --socket "$SOCK" add-flow "$FLOW" > /dev/null
   if [ "$2" = tap ]; then # the switch's taps become the containers' eth0
     ip link set fpg0 netns fpg; ip -n fpg link set fpg0 name eth0
     ip link set fps0 netns fps; ip -n fps link set fps0 name eth0
@@ -79,7 +82,7 @@ for r in $(seq "$ROUNDS"); do
     keep="${KEEP_LOGS:-}/$r-$(basename "$bin")" # what KEEP_LOGS keeps of this run
     up "$bin" "$type"
     if [ "${TCP:-0}" = 1 ]; then
-      ip netns exec fps iperf3 -s -D -1 > /dev/null 2>&1; sleep 0.3
+      ${SERVER_CPU:+taskset -c "$SERVER_CPU"} ip netns exec fps iperf3 -s -D -1 > /dev/null 2>&1; sleep 0.3
       g=$(taskset -c 0 ip netns exec fpg iperf3 -c 10.218.0.2 -t "$SECS" -J |
         python3 -c "import json,sys; print('%.2f' % (json.load(sys.stdin)['end']['sum_received']['bits_per_second'] / 1e9))")
       echo "$r $v tcp_gbps=$g"
