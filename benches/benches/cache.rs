@@ -12,7 +12,13 @@
 //! - `cache/flow_mod_add` — flow-mods (adds of distinct rules) applied to the control thread's
 //!   tables, per rule;
 //! - `cache/flow_mod_visible` — one add then a publication (the copy a worker then sees), per
-//!   rule, into a table already holding 10,000 rules.
+//!   rule, into a table already holding 10,000 rules;
+//! - `cache/many_flows/{10000,50000}` — 64 lookups cycling over that many 5-tuples, each its
+//!   own megaflow (a 5-tuple rule's subtable makes every translation exact on it): 10,000 fit
+//!   the EMC's sets, 50,000 do not, so most of those lookups take the megaflow path;
+//! - `cache/expire_pass` — the idle-expiry slice a worker sweeps per millisecond with 65,536
+//!   megaflows cached, none of them idle; `cache/expire_sweep` — the whole table at once
+//!   (what a worker did once a second before the sweep was sliced).
 #![allow(clippy::unwrap_used, reason = "benches")]
 
 use std::hint::black_box;
@@ -25,8 +31,9 @@ use datapath::ofp::MatchField;
 use datapath::ofp::action::{Action, Instructions, NoGroups};
 use datapath::ofp::field::Field;
 use datapath::ofp::pipeline::{FlowMod, Pipeline};
+use datapath::worker;
 use vswitch_benches::alloc::report;
-use vswitch_benches::scenarios::{decoy_five_tuple_subtable, key};
+use vswitch_benches::scenarios::{decoy_five_tuple_subtable, five_tuple_rule, key};
 
 #[global_allocator]
 static GLOBAL: &vswitch_benches::alloc::Counting = &vswitch_benches::alloc::COUNTING;
@@ -215,5 +222,59 @@ fn bench_cache(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_cache);
+/// A cache holding one megaflow per key of `keys` (exact on the 5-tuple).
+fn cache_of(n: u32) -> (FlowCache, Vec<FlowKey>) {
+    let mut p = Pipeline::learning_bridge(2, 100_000);
+    p.flow_mod(&five_tuple_rule(0), &NoGroups, Instant::now())
+        .unwrap();
+    let mut cache = FlowCache::new(65_536);
+    let keys: Vec<FlowKey> = (0..n).map(key).collect();
+    for k in &keys {
+        cache.upcall(&p, k, 0);
+    }
+    assert_eq!(cache.len(), n as usize, "a megaflow per key");
+    (cache, keys)
+}
+
+fn bench_many(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cache");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for n in [10_000u32, 50_000] {
+        let (mut cache, keys) = cache_of(n);
+        let mut at = 0usize;
+        let mut run = || {
+            let mut hits = 0usize;
+            for _ in 0..BATCH {
+                at = (at + 1) % keys.len();
+                hits += usize::from(cache.lookup(black_box(&keys[at]), 0).is_some());
+            }
+            hits
+        };
+        assert_eq!(run(), BATCH, "every lookup hits");
+        report(&format!("cache/many_flows/{n}"), BATCH as u64, &mut run);
+        g.bench_function(format!("many_flows/{n}"), |b| b.iter(&mut run));
+    }
+    g.throughput(Throughput::Elements(1));
+    let (mut cache, _) = cache_of(65_536);
+    let slice = cache
+        .slots()
+        .div_ceil(worker::EXPIRE_SLICES)
+        .max(worker::EXPIRE_SLICE_MIN);
+    let mut now = 0u32;
+    // Every entry was used at 0; the clock stays within their idle time.
+    let mut tick = || {
+        now = (now + 1) % 5;
+        black_box(now)
+    };
+    g.bench_function("expire_pass", |b| {
+        b.iter(|| black_box(cache.expire(tick(), 10, slice)));
+    });
+    g.bench_function("expire_sweep", |b| {
+        b.iter(|| black_box(cache.expire(tick(), 10, usize::MAX)));
+    });
+    assert_eq!(cache.len(), 65_536, "nothing expired");
+    g.finish();
+}
+
+criterion_group!(benches, bench_cache, bench_many);
 criterion_main!(benches);

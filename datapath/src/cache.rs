@@ -2,8 +2,14 @@
 //!
 //! - **Megaflow cache**: entries are (mask, masked key) → a translation ([`CachedFlow`]),
 //!   grouped into one subtable per mask (tuple-space search, as the classifier), subtables
-//!   visited in order of their recent hits. Bounded ([`FlowCache::capacity`]); when full, a
+//!   visited in order of their recent hits. A subtable indexes its entries by the hash of
+//!   their masked key alone (16-byte slots); a probe confirms against the entry. Bounded ([`FlowCache::capacity`]); when full, a
 //!   clock hand evicts an entry idle since the previous sweep, else the entry under the hand.
+//!   At most [`MAX_SUBTABLES`] masks (a new one past that flushes the cache). An entry names
+//!   its subtable by a slot that ranking never moves, so ranking costs a sort of the
+//!   subtables, not a write per entry.
+//! - **Idle expiry** sweeps a bounded slice of the entries per call ([`FlowCache::expire`]),
+//!   so a worker spreads it over its passes instead of pausing for the whole table.
 //! - **EMC**: a 4-way set-associative array indexed by a keyed hash ([`crate::flowhash`]) of
 //!   the key under the union of the megaflow masks (every subtable's since the last flush),
 //!   so keys that no megaflow tells apart share a slot: it holds a slot per megaflow, not per
@@ -29,7 +35,9 @@ use std::sync::Arc;
 
 use crate::classifier::FlowMask;
 use crate::flow::FlowKey;
-use crate::flowhash::{FlowBuildHasher, FlowHasher, INGRESS_WORDS};
+use hashbrown::{HashTable, hash_table};
+
+use crate::flowhash::{FlowHasher, INGRESS_WORDS};
 use crate::ofp::pipeline::{Change, Flow, FlowStats, Pipeline};
 use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
 
@@ -48,6 +56,10 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 pub const REVALIDATE_MAX: usize = 16_384;
 /// Above this many flow changes at once, every entry is re-translated (or the cache flushed).
 pub const MAX_TARGETED_CHANGES: usize = 256;
+/// Most subtables (distinct megaflow masks) a cache holds: a lookup that misses probes every
+/// one, so past this many the cache is flushed rather than grown (counted in
+/// [`CacheStats::flushes`]).
+pub const MAX_SUBTABLES: usize = 1024;
 
 /// A cached translation.
 ///
@@ -73,6 +85,7 @@ pub struct CachedFlow {
     shape: Arc<Shape>,
     /// Seconds (switch clock) of the last hit.
     last_used: u32,
+    /// Its subtable's slot in `FlowCache::subtables` (ranking does not move slots).
     subtable: u16,
     live: bool,
     /// The ops only send the frame (outputs, `normal`, flood, all): a run of frames executes
@@ -314,10 +327,21 @@ impl CachedFlow {
 #[derive(Debug)]
 struct Subtable {
     mask: FlowMask,
-    map: std::collections::HashMap<FlowKey, u32, FlowBuildHasher>,
+    /// Its entries by the hash of their masked key.
+    map: HashTable<Slot>,
     hits: u64,
     /// The shapes of its entries: ops without `normal`, with.
     shapes: [Arc<Shape>; 2],
+}
+
+/// A subtable's index slot: the hash of an entry's masked key ([`FlowHasher::hash`]) and the
+/// entry. 16 bytes, where a map keyed by the masked key held the key's 144 more: a lookup
+/// confirms a slot against the entry, whose lines it reads anyway, so with many flows it
+/// takes a cache miss fewer (50,000 megaflows: an index of ~1 MiB instead of ~10).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u64,
+    idx: u32,
 }
 
 /// The exact-match cache: sets of [`EMC_WAYS`] 4-byte slots. A slot holds an entry's index in
@@ -398,6 +422,13 @@ impl Emc {
 }
 
 impl CachedFlow {
+    /// Whether `masked` is this entry's masked key.
+    #[inline]
+    fn is(&self, masked: &FlowKey) -> bool {
+        let w = masked.words();
+        w[..RUN_WORDS] == self.key_head && w[RUN_WORDS..] == self.key_tail
+    }
+
     /// Whether this entry covers `key` (its mask applied to `key` gives its masked key). Only
     /// the words up to the mask's last non-zero one are compared (masked, the rest is zero on
     /// both sides).
@@ -536,7 +567,12 @@ pub struct CacheStats {
 pub struct FlowCache {
     entries: Vec<CachedFlow>,
     free: Vec<u32>,
+    /// Subtables by slot; a slot whose subtable emptied is in `free_slots` until a new mask
+    /// takes it.
     subtables: Vec<Subtable>,
+    /// The slots of the live subtables in lookup order (most recent hits first).
+    order: Vec<u16>,
+    free_slots: Vec<u16>,
     emc: Emc,
     /// What the EMC hashes of a key: the union of the masks of every subtable since the last
     /// flush (ingress words; a superset of the live subtables' masks).
@@ -545,6 +581,8 @@ pub struct FlowCache {
     chain_ops: OpsPool,
     capacity: usize,
     hand: usize,
+    /// Where the next idle-expiry slice starts.
+    sweep: usize,
     lookups_since_rank: u32,
     /// Pipeline version the entries are valid for (`None`: not known yet).
     version: Option<u64>,
@@ -563,12 +601,15 @@ impl FlowCache {
             entries: Vec::new(),
             free: Vec::new(),
             subtables: Vec::new(),
+            order: Vec::new(),
+            free_slots: Vec::new(),
             emc: Emc::new(capacity),
             emc_mask: Box::new([0; INGRESS_WORDS]),
             hasher: FlowHasher::new(),
             chain_ops: OpsPool::new(),
             capacity,
             hand: 0,
+            sweep: 0,
             lookups_since_rank: 0,
             version: None,
             stats: CacheStats::default(),
@@ -592,7 +633,7 @@ impl FlowCache {
 
     /// Number of masks (subtables).
     pub fn subtables(&self) -> usize {
-        self.subtables.len()
+        self.order.len()
     }
 
     /// The entry at `r`.
@@ -635,8 +676,15 @@ impl FlowCache {
     #[inline(never)]
     fn lookup_megaflow(&mut self, key: &FlowKey, h: u64, now: u32) -> Option<EntryRef> {
         self.lookups_since_rank = self.lookups_since_rank.wrapping_add(1);
-        for st in &mut self.subtables {
-            if let Some(&idx) = st.map.get(&st.mask.apply(key)) {
+        let entries = &self.entries;
+        for &si in &self.order {
+            let st = &mut self.subtables[usize::from(si)];
+            let sh = self.hasher.hash(&st.mask.apply(key));
+            let found = st.map.find(sh, |s| {
+                // Live: a removed entry leaves its slot first.
+                s.hash == sh && entries[s.idx as usize].covers(key)
+            });
+            if let Some(&Slot { idx, .. }) = found {
                 st.hits += 1;
                 self.entries[idx as usize].last_used = now;
                 self.emc.insert(h, idx);
@@ -651,15 +699,15 @@ impl FlowCache {
         None
     }
 
-    /// Re-sorts subtables by recent hits (most first) and halves the counts.
+    /// Re-sorts the lookup order by recent hits (most first) and halves the counts. Entries
+    /// name slots, which stay: nothing per entry.
     fn rank(&mut self) {
         self.lookups_since_rank = 0;
-        self.subtables.sort_by_key(|s| std::cmp::Reverse(s.hits));
-        for (i, st) in self.subtables.iter_mut().enumerate() {
-            st.hits /= 2;
-            for &idx in st.map.values() {
-                self.entries[idx as usize].subtable = u16::try_from(i).unwrap_or(u16::MAX);
-            }
+        let subtables = &mut self.subtables;
+        self.order
+            .sort_by_key(|&si| std::cmp::Reverse(subtables[usize::from(si)].hits));
+        for &si in &self.order {
+            subtables[usize::from(si)].hits /= 2;
         }
     }
 
@@ -680,18 +728,14 @@ impl FlowCache {
         if self.len() >= self.capacity {
             self.evict_one(now);
         }
-        let si = match self.subtables.iter().position(|s| s.mask == t.mask) {
-            Some(i) => i,
-            None => {
-                self.subtables.push(Subtable {
-                    mask: t.mask,
-                    map: std::collections::HashMap::default(),
-                    hits: 0,
-                    shapes: [false, true].map(|normal| Arc::new(Shape::new(&t.mask, normal))),
-                });
-                self.widen_emc_mask(&t.mask);
-                self.subtables.len() - 1
-            }
+        let found = self
+            .order
+            .iter()
+            .map(|&si| usize::from(si))
+            .find(|&si| self.subtables[si].mask == t.mask);
+        let si = match found {
+            Some(si) => si,
+            None => self.add_subtable(&t.mask),
         };
         let shape = Arc::clone(&self.subtables[si].shapes[usize::from(has_normal(&t.ops))]);
         let e = CachedFlow::from_translation(
@@ -699,7 +743,7 @@ impl FlowCache {
             &mut self.chain_ops,
             *key,
             shape,
-            u16::try_from(si).unwrap_or(u16::MAX),
+            u16::try_from(si).expect("slots < MAX_SUBTABLES"),
             now,
         );
         let masked = e.key();
@@ -713,14 +757,51 @@ impl FlowCache {
                 u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        // A racing identical key cannot exist (one worker), but a stale entry for the same
-        // masked key can: replace it.
-        if let Some(old) = self.subtables[si].map.insert(masked, idx)
-            && old != idx
-        {
+        // A racing identical key cannot exist (one worker), but an entry for the same masked
+        // key can (two frames of a new flow, both deferred, each translated): replace it.
+        let hash = self.hasher.hash(&masked);
+        let entries = &self.entries;
+        let same = |s: &Slot| s.hash == hash && s.idx != idx && entries[s.idx as usize].is(&masked);
+        let old = match self.subtables[si].map.entry(hash, same, |s| s.hash) {
+            hash_table::Entry::Occupied(mut o) => {
+                Some(std::mem::replace(&mut o.get_mut().idx, idx))
+            }
+            hash_table::Entry::Vacant(v) => {
+                v.insert(Slot { hash, idx });
+                None
+            }
+        };
+        if let Some(old) = old {
             self.kill(old);
         }
         idx
+    }
+
+    /// A subtable for `mask` (not held yet): a free slot or a new one, last in lookup order.
+    /// At [`MAX_SUBTABLES`] the cache is flushed first.
+    fn add_subtable(&mut self, mask: &FlowMask) -> usize {
+        if self.order.len() >= MAX_SUBTABLES {
+            self.flush();
+        }
+        let st = Subtable {
+            mask: *mask,
+            map: HashTable::new(),
+            hits: 0,
+            shapes: [false, true].map(|normal| Arc::new(Shape::new(mask, normal))),
+        };
+        let si = match self.free_slots.pop() {
+            Some(si) => {
+                self.subtables[usize::from(si)] = st;
+                si
+            }
+            None => {
+                self.subtables.push(st);
+                u16::try_from(self.subtables.len() - 1).expect("slots < MAX_SUBTABLES")
+            }
+        };
+        self.order.push(si);
+        self.widen_emc_mask(mask);
+        usize::from(si)
     }
 
     /// Marks entry `idx` dead and frees it (its subtable map entry must be gone already).
@@ -741,22 +822,26 @@ impl FlowCache {
         if !e.live {
             return;
         }
-        let (si, key) = (usize::from(e.subtable), e.key());
-        if let Some(st) = self.subtables.get_mut(si) {
-            st.map.remove(&key);
-        }
+        let (si, hash) = (e.subtable, self.hasher.hash(&e.key()));
+        let emptied = self.subtables.get_mut(usize::from(si)).is_some_and(|st| {
+            if let Ok(slot) = st.map.find_entry(hash, |s| s.idx == idx) {
+                slot.remove();
+            }
+            st.map.is_empty()
+        });
         self.kill(idx);
-        self.drop_empty_subtables();
+        if emptied {
+            self.drop_subtable(si);
+        }
     }
 
-    fn drop_empty_subtables(&mut self) {
-        if self.subtables.iter().any(|s| s.map.is_empty()) {
-            self.subtables.retain(|s| !s.map.is_empty());
-            for (i, st) in self.subtables.iter().enumerate() {
-                for &idx in st.map.values() {
-                    self.entries[idx as usize].subtable = u16::try_from(i).unwrap_or(u16::MAX);
-                }
-            }
+    /// Takes the emptied subtable in slot `si` out of the lookup order and frees its slot
+    /// (and its map's memory).
+    fn drop_subtable(&mut self, si: u16) {
+        if let Some(at) = self.order.iter().position(|&s| s == si) {
+            self.order.remove(at);
+            self.subtables[usize::from(si)].map = HashTable::new();
+            self.free_slots.push(si);
         }
     }
 
@@ -807,10 +892,16 @@ impl FlowCache {
         }
     }
 
-    /// Removes entries not used for more than `idle_secs` at `now`; returns how many.
-    pub fn expire(&mut self, now: u32, idle_secs: u32) -> usize {
+    /// Removes the entries not used for more than `idle_secs` at `now` among the next
+    /// `budget` slots of the sweep (which goes round the entries, resuming where the last
+    /// call stopped); returns how many. A budget of [`FlowCache::slots`] or more looks at
+    /// every entry once.
+    pub fn expire(&mut self, now: u32, idle_secs: u32, budget: usize) -> usize {
+        let len = self.entries.len();
         let mut n = 0;
-        for i in 0..self.entries.len() {
+        for _ in 0..budget.min(len) {
+            let i = if self.sweep < len { self.sweep } else { 0 };
+            self.sweep = i + 1;
             let e = &self.entries[i];
             if e.live && now.saturating_sub(e.last_used) > idle_secs {
                 self.remove(u32::try_from(i).unwrap_or(u32::MAX));
@@ -821,12 +912,19 @@ impl FlowCache {
         n
     }
 
+    /// Entry slots, live or free: what a whole idle-expiry sweep looks at.
+    pub fn slots(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Removes everything.
     pub fn flush(&mut self) {
         self.stats.flushes += 1;
         self.entries.clear();
         self.free.clear();
         self.subtables.clear();
+        self.order.clear();
+        self.free_slots.clear();
         self.chain_ops.shared.clear();
         self.emc.clear();
         *self.emc_mask = [0; INGRESS_WORDS];
@@ -1018,7 +1116,7 @@ mod tests {
         assert_eq!((c.stats.megaflow_hits, c.stats.misses), (0, 0));
         // Entries and subtables gone, the mask stays (it only grows, so subtables that come
         // and go do not clear the EMC each time); a flush empties it.
-        assert_eq!(c.expire(10, 1), 100);
+        assert_eq!(c.expire(10, 1, usize::MAX), 100);
         assert_eq!((c.len(), c.subtables()), (0, 0));
         assert_eq!(*c.emc_mask, union);
         c.flush();
@@ -1475,10 +1573,158 @@ mod tests {
         let p = Pipeline::learning_bridge(1, 10);
         let mut c = FlowCache::new(8);
         c.upcall(&p, &key(1, 1), 0);
-        assert_eq!(c.expire(5, 10), 0);
-        assert_eq!(c.expire(11, 10), 1);
+        assert_eq!(c.expire(5, 10, usize::MAX), 0);
+        assert_eq!(c.expire(11, 10, usize::MAX), 1);
         assert!(c.is_empty());
         assert!(c.lookup(&key(1, 1), 11).is_none());
+    }
+
+    #[test]
+    fn the_expiry_sweep_goes_round_in_slices() {
+        let mut p = Pipeline::new(1, 100);
+        for port in 0..100 {
+            port_rule(&mut p, port, 2);
+        }
+        let mut c = FlowCache::new(1024);
+        for port in 0..100 {
+            c.upcall(&p, &key(port, 1), 0);
+        }
+        // Ports 0..10 are used again at 20: their entries are not idle then.
+        for port in 0..10 {
+            assert!(c.lookup(&key(port, 1), 20).is_some());
+        }
+        assert_eq!(c.slots(), 100);
+        // Slices of 30 from slot 0: 20 idle of the first 30, then 30, 30, and the last 10
+        // with 20 of the first slots again (the sweep wraps).
+        assert_eq!(c.expire(25, 10, 30), 20);
+        assert_eq!(c.expire(25, 10, 30), 30);
+        assert_eq!(c.expire(25, 10, 30), 30);
+        assert_eq!(c.expire(25, 10, 30), 10);
+        assert_eq!(c.len(), 10);
+        assert_eq!(c.expire(25, 10, usize::MAX), 0);
+        for port in 0..100 {
+            assert_eq!(
+                c.lookup(&key(port, 1), 25).is_some(),
+                port < 10,
+                "port {port}"
+            );
+        }
+        assert_eq!(c.stats.expired, 90);
+    }
+
+    /// `in_port=p` to table `p`, where one rule matches ip_dst under a prefix of length
+    /// `p` (1..=32): each in_port's megaflows get a mask of their own.
+    fn prefix_pipeline(ports: u32) -> Pipeline {
+        let mut p = Pipeline::new(2, 1_000);
+        for port in 1..=ports {
+            let table = u8::try_from(port).unwrap();
+            let to = Instructions {
+                goto_table: Some(table),
+                ..Instructions::default()
+            };
+            let in_port = vec![MatchField {
+                field: Field::InPort,
+                value: u128::from(port),
+                mask: None,
+            }];
+            p.flow_mod(&FlowMod::add(0, 1, in_port, to), &NoGroups, Instant::now())
+                .unwrap();
+            let mask = u32::MAX << (32 - port);
+            let fields = vec![
+                MatchField {
+                    field: Field::EthType,
+                    value: 0x0800,
+                    mask: None,
+                },
+                MatchField {
+                    field: Field::IpDst,
+                    value: u128::from(0x0a00_0000 & mask),
+                    mask: Some(u128::from(mask)),
+                },
+            ];
+            let out = Instructions::apply(vec![Action::Output(2)]);
+            p.flow_mod(
+                &FlowMod::add(table, 1, fields, out),
+                &NoGroups,
+                Instant::now(),
+            )
+            .unwrap();
+        }
+        p
+    }
+
+    fn on_port(port: u32, dst: u8) -> FlowKey {
+        let mut k = key(1, dst);
+        k.in_port = port;
+        k
+    }
+
+    #[test]
+    fn ranking_moves_subtables_not_entries() {
+        let p = prefix_pipeline(3);
+        let mut c = FlowCache::new(1024);
+        // One megaflow per port (its prefix covers every destination used here).
+        for port in 1..=3 {
+            c.upcall(&p, &on_port(port, 0), 0);
+        }
+        assert_eq!((c.len(), c.subtables()), (3, 3));
+        let slots: Vec<u16> = c.order.clone();
+        let slot_of = |c: &mut FlowCache, port: u32| {
+            let r = c.lookup(&on_port(port, 0), 0).unwrap();
+            c.entry(r).subtable
+        };
+        let before: Vec<u16> = (1..=3).map(|port| slot_of(&mut c, port)).collect();
+        // Megaflow lookups (the EMC cleared before each) hit port 3's subtable most: after a
+        // ranking it is visited first; the entries keep their slots.
+        for i in 0..5_000u32 {
+            c.emc.clear();
+            let port = if i % 10 == 0 { 1 } else { 3 };
+            assert!(c.lookup(&on_port(port, 1), 0).is_some());
+        }
+        assert_ne!(c.order, slots, "ranked");
+        assert_eq!(c.order[0], before[2], "port 3's subtable first");
+        let after: Vec<u16> = (1..=3).map(|port| slot_of(&mut c, port)).collect();
+        assert_eq!(before, after);
+        // Removal still finds each entry's subtable: port 2's empties and its slot is free;
+        // a new mask takes that slot.
+        let r = c.lookup(&on_port(2, 0), 0).unwrap();
+        c.remove(r);
+        assert_eq!(c.subtables(), 2);
+        assert_eq!(c.free_slots, vec![before[1]]);
+        assert!(c.lookup(&on_port(2, 0), 0).is_none());
+        let p4 = prefix_pipeline(4);
+        let r = c.upcall(&p4, &on_port(4, 0), 0);
+        assert_eq!(c.entry(r).subtable, before[1]);
+        assert_eq!(c.subtables(), 3);
+        for (port, dst) in [(1, 3), (3, 2), (4, 7)] {
+            let r = c.lookup(&on_port(port, dst), 0).unwrap();
+            assert_eq!(c.entry(r).key().in_port, port);
+        }
+        assert_eq!(c.expire(20, 10, usize::MAX), 3);
+        assert_eq!((c.len(), c.subtables()), (0, 0));
+    }
+
+    #[test]
+    fn more_masks_than_the_subtable_bound_flush_the_cache() {
+        let p = Pipeline::learning_bridge(1, 10);
+        let mut c = FlowCache::new(4096);
+        let t = xlate(&p, &key(1, 1));
+        // Masks that differ in the source port's bits: one more than the bound.
+        let masks: Vec<FlowMask> = (1..=u16::try_from(MAX_SUBTABLES + 1).unwrap())
+            .map(|bits| {
+                let mut m = t.mask;
+                m.bits.tp_src = bits;
+                m
+            })
+            .collect();
+        for (i, m) in masks.iter().enumerate() {
+            let mut tr = xlate(&p, &key(1, 1));
+            tr.mask = *m;
+            c.insert(tr, &key(1, u8::try_from(i % 200).unwrap()), 0);
+            assert!(c.subtables() <= MAX_SUBTABLES);
+        }
+        assert_eq!(c.stats.flushes, 1);
+        assert_eq!((c.len(), c.subtables()), (1, 1));
     }
 
     mod prop {
@@ -1655,7 +1901,8 @@ mod tests {
                         prop_assert!(same(&c, r, &fresh), "key {k:?}");
                         prop_assert!(c.len() <= capacity);
                         // The EMC's mask holds every live subtable's.
-                        for st in &c.subtables {
+                        for &si in &c.order {
+                            let st = &c.subtables[usize::from(si)];
                             for (u, w) in c.emc_mask.iter().zip(st.mask.bits.words()) {
                                 prop_assert_eq!(u & w, *w);
                             }

@@ -1631,6 +1631,68 @@ mod tests {
     }
 
     #[test]
+    fn idle_megaflows_expire_a_slice_per_millisecond() {
+        let mut sw = Switch::start(SwitchConfig {
+            poll_mode: PollMode::Inline,
+            ..SwitchConfig::default()
+        })
+        .unwrap();
+        let peers: Vec<_> = (1..=2)
+            .map(|i| {
+                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
+                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                    .unwrap();
+                peer
+            })
+            .collect();
+        let dst = [2, 0, 0, 0, 0, 2];
+        // A rule on one source address (no frame's) makes every megaflow exact on it.
+        let decoy = crate::ofp::MatchField {
+            field: crate::ofp::field::Field::EthSrc,
+            value: 0x02ff_0000_0001,
+            mask: None,
+        };
+        sw.flow_mod(&FlowMod::add(
+            0,
+            100,
+            vec![decoy],
+            Instructions::apply(vec![]),
+        ))
+        .unwrap();
+        sw.commit();
+        // 200 senders on m1, one megaflow each (their source addresses tell them apart).
+        for i in 0..200u8 {
+            assert!(peers[0].send(&frame([2, 0, 0, 1, 0, i], dst)));
+            assert_eq!(sw.poll_inline_at(Duration::from_secs(1)), 1);
+        }
+        let cache = |sw: &Switch| sw.worker_stats()[0].cache;
+        let held = cache(&sw).entries;
+        assert!(held >= 200, "{held} megaflows");
+        // Passes every millisecond: nothing is idle for more than 10 s until 12 s.
+        let mut ms = 1_001;
+        while ms < 12_000 {
+            sw.poll_inline_at(Duration::from_millis(ms));
+            ms += 1;
+        }
+        assert_eq!(cache(&sw).expired, 0);
+        // From 12 s each millisecond's pass sweeps a slice of 64 entries (the minimum; the
+        // table is small), all of them idle: the sweep takes several passes, none pauses
+        // for the whole table.
+        let mut seen = Vec::new();
+        while cache(&sw).entries > 0 {
+            sw.poll_inline_at(Duration::from_millis(ms));
+            seen.push(cache(&sw).expired);
+            ms += 1;
+            assert!(ms < 12_100, "the sweep ends: {seen:?}");
+        }
+        let slices = held.div_ceil(64);
+        assert_eq!(seen.len() as u64, slices, "{seen:?}");
+        for (i, &n) in seen.iter().enumerate() {
+            assert_eq!(n, (64 * (i as u64 + 1)).min(held), "{seen:?}");
+        }
+    }
+
+    #[test]
     fn a_sender_whose_normal_decisions_are_remembered_is_refreshed_every_second() {
         let mut sw = Switch::start(SwitchConfig {
             poll_mode: PollMode::Inline,

@@ -101,6 +101,13 @@ pub const UPCALL_BUDGET: usize = 32;
 pub const PENDING_MAX: usize = 1_024;
 /// Seconds without a hit after which a cached translation is removed.
 pub const CACHE_IDLE_SECS: u32 = 10;
+/// The idle-expiry sweep looks at `1 / EXPIRE_SLICES` of the cache's entries per millisecond
+/// of the switch clock, at least [`EXPIRE_SLICE_MIN`]: a whole sweep per second, in slices
+/// that cost a pass ~0.2 µs at the default capacity (a whole sweep at once paused a pass for
+/// ~140 µs with the cache full, `cache/expire_pass`).
+pub const EXPIRE_SLICES: usize = 1_000;
+/// See [`EXPIRE_SLICES`].
+pub const EXPIRE_SLICE_MIN: usize = 64;
 /// Frames larger than this count as jumbo/GSO in the port counters (1518 = 1500 + 14 + 4).
 pub const JUMBO_THRESHOLD: usize = 1518;
 
@@ -474,7 +481,7 @@ pub struct Worker {
     pending: std::collections::VecDeque<Pending>,
     /// Spare buffers for `pending`.
     pending_pool: Vec<Vec<u8>>,
-    last_expiry: u32,
+    last_second: u32,
     /// Switch clock (ms) at which the ports' [`Port::maintain`] runs next.
     next_maintain_ms: u64,
     /// The switch clock as last read by [`Worker::pass`] (or [`Worker::work_found`]).
@@ -582,7 +589,7 @@ impl Worker {
             pending: std::collections::VecDeque::new(),
             pending_pool: Vec::new(),
             cache: Some(Box::new(FlowCache::new(crate::cache::DEFAULT_CAPACITY))),
-            last_expiry: 0,
+            last_second: 0,
             next_maintain_ms: 0,
             clock: Duration::ZERO,
             clock_fresh: false,
@@ -973,14 +980,21 @@ impl Worker {
     #[inline]
     fn pass_rest(&mut self, elapsed: Duration) -> usize {
         self.set_now(elapsed);
-        if self.now != self.last_expiry {
-            self.last_expiry = self.now;
-            if let Some(cache) = self.cache.as_mut() {
-                cache.expire(self.now, CACHE_IDLE_SECS);
-            }
+        if self.now != self.last_second {
+            self.last_second = self.now;
             self.publish_cache_stats();
         }
         if self.now_ms >= self.next_maintain_ms {
+            // A slice of the expiry sweep per millisecond since the last one (a worker that
+            // slept a second or more sweeps the whole cache).
+            let ms = self.now_ms + MAINTAIN_MS - self.next_maintain_ms;
+            if let Some(cache) = self.cache.as_mut() {
+                let slice = cache.slots().div_ceil(EXPIRE_SLICES).max(EXPIRE_SLICE_MIN);
+                let budget = slice.saturating_mul(usize::try_from(ms).unwrap_or(usize::MAX));
+                if cache.expire(self.now, CACHE_IDLE_SECS, budget) > 0 {
+                    self.publish_cache_stats();
+                }
+            }
             self.next_maintain_ms = self.now_ms + MAINTAIN_MS;
             for p in &mut self.ports {
                 p.port.maintain();
