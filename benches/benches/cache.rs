@@ -18,7 +18,11 @@
 //!   the EMC's sets, 50,000 do not, so most of those lookups take the megaflow path;
 //! - `cache/expire_pass` — the idle-expiry slice a worker sweeps per millisecond with 65,536
 //!   megaflows cached, none of them idle; `cache/expire_sweep` — the whole table at once
-//!   (what a worker did once a second before the sweep was sliced).
+//!   (what a worker did once a second before the sweep was sliced);
+//! - `cache/revalidate_one_change` — one flow-mod that overlaps no cached megaflow, then a
+//!   whole revalidation of 65,536 cached megaflows (what a worker did in one pass when it
+//!   took new tables); `cache/revalidate_slice` — the slice of such a sweep a worker's pass
+//!   now does (1,024 entries; with a change begun each time a sweep ends).
 #![allow(clippy::unwrap_used, reason = "benches")]
 
 use std::hint::black_box;
@@ -224,6 +228,12 @@ fn bench_cache(c: &mut Criterion) {
 
 /// A cache holding one megaflow per key of `keys` (exact on the 5-tuple).
 fn cache_of(n: u32) -> (FlowCache, Vec<FlowKey>) {
+    let (cache, keys, _) = cache_and_pipeline(n);
+    (cache, keys)
+}
+
+/// [`cache_of`], with the pipeline it was translated through.
+fn cache_and_pipeline(n: u32) -> (FlowCache, Vec<FlowKey>, Pipeline) {
     let mut p = Pipeline::learning_bridge(2, 100_000);
     p.flow_mod(&five_tuple_rule(0), &NoGroups, Instant::now())
         .unwrap();
@@ -233,7 +243,7 @@ fn cache_of(n: u32) -> (FlowCache, Vec<FlowKey>) {
         cache.upcall(&p, k, 0);
     }
     assert_eq!(cache.len(), n as usize, "a megaflow per key");
-    (cache, keys)
+    (cache, keys, p)
 }
 
 fn bench_many(c: &mut Criterion) {
@@ -273,6 +283,35 @@ fn bench_many(c: &mut Criterion) {
         b.iter(|| black_box(cache.expire(tick(), 10, usize::MAX)));
     });
     assert_eq!(cache.len(), 65_536, "nothing expired");
+    // One flow-mod published, then the worker's revalidation of 65,536 megaflows: the rule
+    // (another exact 5-tuple, from an address no key has) overlaps none of them.
+    let (mut cache, _, mut p) = cache_and_pipeline(65_536);
+    let mut i = 0u16;
+    g.bench_function("revalidate_one_change", |b| {
+        b.iter(|| {
+            i = i % 60_000 + 1;
+            p.flow_mod(&five_tuple_rule(i), &NoGroups, Instant::now())
+                .unwrap();
+            cache.revalidate(&p);
+        });
+    });
+    assert_eq!(cache.len(), 65_536, "nothing re-translated away");
+    assert_eq!(cache.stats.revalidated, 0);
+    // What a worker's pass does of it: one slice of the sweep (a new change begun when a
+    // sweep ends: one begin per 64 slices).
+    g.bench_function("revalidate_slice", |b| {
+        b.iter(|| {
+            if !cache.revalidating() {
+                i = i % 60_000 + 1;
+                p.flow_mod(&five_tuple_rule(i), &NoGroups, Instant::now())
+                    .unwrap();
+                cache.revalidate_begin(&p);
+            }
+            cache.revalidate_step(&p, worker::REVALIDATE_SLICE)
+        });
+    });
+    assert_eq!(cache.len(), 65_536);
+    assert_eq!(cache.stats.revalidated, 0);
     g.finish();
 }
 

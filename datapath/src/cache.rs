@@ -24,10 +24,15 @@
 //!   so a hit with 10,000 active flows reads two lines of its entry, one of its flow's
 //!   counters and its EMC set; the shared parts stay warm.
 //!
-//! Correctness rests on [`FlowCache::revalidate`]: when the pipeline changes, every entry is
-//! re-translated against the new tables; an entry whose new mask is within its own is updated
-//! in place (every key it covers translates the same), any other is removed. Above
-//! [`REVALIDATE_MAX`] entries the cache is flushed instead, to bound the pause.
+//! Correctness rests on revalidation: when the pipeline changes, every entry a change could
+//! affect is re-translated against the new tables; an entry whose new mask is within its own
+//! is updated in place (every key it covers translates the same), any other is removed. Above
+//! [`REVALIDATE_MAX`] entries a change that cannot be targeted flushes the cache instead. A
+//! worker sweeps the entries in slices ([`FlowCache::revalidate_begin`],
+//! [`FlowCache::revalidate_step`]) rather than all at once in one pass, and a hit on an entry
+//! the sweep has not reached checks that entry first ([`FlowCache::lookup_checked`]): no
+//! cached decision of the old tables is used unchecked, and no pass pauses for the whole
+//! cache. [`FlowCache::revalidate`] does it all at once.
 //!
 //! Thread-safety: owned by one worker, no sharing.
 
@@ -584,10 +589,47 @@ pub struct FlowCache {
     /// Where the next idle-expiry slice starts.
     sweep: usize,
     lookups_since_rank: u32,
-    /// Pipeline version the entries are valid for (`None`: not known yet).
+    /// Pipeline version the entries are valid for (`None`: not known yet); while a sweep is
+    /// under way, those it has checked (the others are valid for the one before).
     version: Option<u64>,
+    /// The revalidation sweep under way, if any.
+    reval: Reval,
     /// Counters.
     pub stats: CacheStats,
+}
+
+/// A revalidation sweep: the entries below `cursor`, and those marked in `done`, are checked;
+/// the others (below `end`) must be checked against `changes` (all of them re-translated when
+/// `None`) before their next use.
+#[derive(Debug)]
+struct Reval {
+    /// `usize::MAX` when no sweep is under way.
+    cursor: usize,
+    end: usize,
+    /// One bit per entry below `end`: checked, or inserted since the sweep began.
+    done: Vec<u64>,
+    changes: Option<Vec<Change>>,
+}
+
+impl Reval {
+    const IDLE: Self = Self {
+        cursor: usize::MAX,
+        end: 0,
+        done: Vec::new(),
+        changes: None,
+    };
+
+    /// Whether entry `i` must be checked before it is used.
+    #[inline(always)]
+    fn pending(&self, i: usize) -> bool {
+        i >= self.cursor && i < self.end && self.done[i / 64] & (1 << (i % 64)) == 0
+    }
+
+    fn mark(&mut self, i: usize) {
+        if i < self.end {
+            self.done[i / 64] |= 1 << (i % 64);
+        }
+    }
 }
 
 /// A hit: the entry's index (valid until the next insertion or removal).
@@ -612,6 +654,7 @@ impl FlowCache {
             sweep: 0,
             lookups_since_rank: 0,
             version: None,
+            reval: Reval::IDLE,
             stats: CacheStats::default(),
         }
     }
@@ -651,7 +694,10 @@ impl FlowCache {
         a.chain && b.chain && (Arc::ptr_eq(&a.ops, &b.ops) || a.ops == b.ops)
     }
 
-    /// Finds the cached translation of `key`, marking it used at `now`.
+    /// Finds the cached translation of `key`, marking it used at `now`. It does not check an
+    /// entry a revalidation sweep has not reached: with one under way (after
+    /// [`revalidate_begin`](Self::revalidate_begin)), use
+    /// [`lookup_checked`](Self::lookup_checked).
     #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
         let h = self.hasher.hash_masked(key, &self.emc_mask);
@@ -670,6 +716,31 @@ impl FlowCache {
             }
         }
         self.lookup_megaflow(key, h, now)
+    }
+
+    /// [`FlowCache::lookup`] for a cache that may be revalidating: an entry the sweep has not
+    /// checked yet is checked against `pipeline` (the one the sweep began with, or a newer
+    /// one it was begun again with) before it is returned; one the check removes is a miss.
+    #[inline(always)]
+    pub fn lookup_checked(
+        &mut self,
+        key: &FlowKey,
+        now: u32,
+        pipeline: &Pipeline,
+    ) -> Option<EntryRef> {
+        let r = self.lookup(key, now)?;
+        if self.reval.pending(r as usize) {
+            return self.check_on_hit(r, pipeline);
+        }
+        Some(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_on_hit(&mut self, r: EntryRef, pipeline: &Pipeline) -> Option<EntryRef> {
+        self.check(r as usize, pipeline);
+        self.reval.mark(r as usize);
+        self.entries[r as usize].live.then_some(r)
     }
 
     /// The megaflow part of [`FlowCache::lookup`] (out of line: the EMC answers most).
@@ -757,6 +828,8 @@ impl FlowCache {
                 u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
             }
         };
+        // Translated with the current tables: nothing for a sweep to check.
+        self.reval.mark(idx as usize);
         // A racing identical key cannot exist (one worker), but an entry for the same masked
         // key can (two frames of a new flow, both deferred, each translated): replace it.
         let hash = self.hasher.hash(&masked);
@@ -928,15 +1001,29 @@ impl FlowCache {
         self.chain_ops.shared.clear();
         self.emc.clear();
         *self.emc_mask = [0; INGRESS_WORDS];
+        self.reval = Reval::IDLE;
     }
 
-    /// Brings every entry up to date with `pipeline` (see the module docs). Only entries that a
-    /// flow change since the cache's version could affect are re-translated: the change is in a
-    /// table the entry's translation looked up, and its match overlaps the keys the entry
-    /// covers (entries whose lookups used rewritten fields are always re-translated).
+    /// Brings every entry up to date with `pipeline` at once (see the module docs): a
+    /// [`revalidate_begin`](Self::revalidate_begin) and the whole sweep.
     pub fn revalidate(&mut self, pipeline: &Pipeline) {
-        let changes: Option<Vec<Change>> = self
-            .version
+        self.revalidate_begin(pipeline);
+        self.revalidate_step(pipeline, usize::MAX);
+    }
+
+    /// Starts a revalidation for `pipeline`: only entries that a flow change since the cache's
+    /// version could affect are re-translated: the change is in a table the entry's
+    /// translation looked up, and its match overlaps the keys the entry covers (entries whose
+    /// lookups used rewritten fields are always re-translated). Until the sweep
+    /// ([`revalidate_step`](Self::revalidate_step)) has passed an entry,
+    /// [`lookup_checked`](Self::lookup_checked) checks it on a hit. A sweep still under way is
+    /// finished first, against `pipeline`: tables that change faster than the sweeps end cost
+    /// a whole sweep per change, as a revalidation all at once does, and never let changes
+    /// pile up into a flush.
+    pub fn revalidate_begin(&mut self, pipeline: &Pipeline) {
+        self.revalidate_step(pipeline, usize::MAX);
+        let base = self.version;
+        let changes: Option<Vec<Change>> = base
             .and_then(|v| pipeline.changes_since(v))
             .map(|c| c.copied().collect())
             .filter(|c: &Vec<Change>| c.len() <= MAX_TARGETED_CHANGES);
@@ -948,56 +1035,101 @@ impl FlowCache {
             self.flush();
             return;
         }
-        for i in 0..self.entries.len() {
-            let e = &self.entries[i];
-            if !e.live {
-                continue;
+        let end = self.entries.len();
+        let mut done = std::mem::take(&mut self.reval.done);
+        done.clear();
+        done.resize(end.div_ceil(64), 0);
+        self.reval = Reval {
+            cursor: 0,
+            end,
+            done,
+            changes,
+        };
+    }
+
+    /// Whether a revalidation sweep is under way.
+    #[inline]
+    pub fn revalidating(&self) -> bool {
+        self.reval.cursor != usize::MAX
+    }
+
+    /// Sweeps up to `budget` more entries of the revalidation under way against `pipeline`
+    /// (the latest tables); returns whether the sweep is over.
+    pub fn revalidate_step(&mut self, pipeline: &Pipeline, budget: usize) -> bool {
+        if !self.revalidating() {
+            return true;
+        }
+        let stop = self.reval.cursor.saturating_add(budget).min(self.reval.end);
+        while self.reval.cursor < stop {
+            let i = self.reval.cursor;
+            if self.reval.pending(i) {
+                self.check(i, pipeline);
             }
-            let affected = match &changes {
-                None => true,
-                Some(cs) => {
-                    e.rewrote || {
-                        let (mask, key) = (e.mask(), e.key());
-                        cs.iter().any(|c| {
-                            e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0 && {
-                                let both = c.m.mask().intersection(&mask);
-                                both.apply(c.m.key()) == both.apply(&key)
-                            }
-                        })
-                    }
+            self.reval.cursor += 1;
+        }
+        if self.reval.cursor < self.reval.end {
+            return false;
+        }
+        let mut done = std::mem::take(&mut self.reval.done);
+        done.clear();
+        self.reval = Reval {
+            done,
+            ..Reval::IDLE
+        };
+        true
+    }
+
+    /// Checks entry `i` against the sweep's changes: re-translated if a change could affect
+    /// it, then updated in place or removed.
+    fn check(&mut self, i: usize, pipeline: &Pipeline) {
+        let e = &self.entries[i];
+        if !e.live {
+            return;
+        }
+        let affected = match &self.reval.changes {
+            None => true,
+            Some(cs) => {
+                e.rewrote || {
+                    let (mask, key) = (e.mask(), e.key());
+                    cs.iter().any(|c| {
+                        e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0 && {
+                            let both = c.m.mask().intersection(&mask);
+                            both.apply(c.m.key()) == both.apply(&key)
+                        }
+                    })
                 }
+            }
+        };
+        if !affected {
+            return;
+        }
+        let key = e.key();
+        let t = xlate(pipeline, &key);
+        self.stats.revalidated += 1;
+        let e = &mut self.entries[i];
+        let mask = e.mask();
+        if t.mask.is_subset_of(&mask) {
+            e.outputs = t.outputs();
+            let normal = has_normal(&t.ops);
+            // The subtable's shape (the entry's mask is its subtable's); a shape of its
+            // own should the index not lead there.
+            e.shape = match self.subtables.get(usize::from(e.subtable)) {
+                Some(st) if st.mask == mask => Arc::clone(&st.shapes[usize::from(normal)]),
+                _ => Arc::new(Shape::new(&mask, normal)),
             };
-            if !affected {
-                continue;
-            }
-            let key = e.key();
-            let t = xlate(pipeline, &key);
-            self.stats.revalidated += 1;
-            let e = &mut self.entries[i];
-            let mask = e.mask();
-            if t.mask.is_subset_of(&mask) {
-                e.outputs = t.outputs();
-                let normal = has_normal(&t.ops);
-                // The subtable's shape (the entry's mask is its subtable's); a shape of its
-                // own should the index not lead there.
-                e.shape = match self.subtables.get(usize::from(e.subtable)) {
-                    Some(st) if st.mask == mask => Arc::clone(&st.shapes[usize::from(normal)]),
-                    _ => Arc::new(Shape::new(&mask, normal)),
-                };
-                e.forward_only = forward_only(&t.ops);
-                e.chain = chain(&t.ops, e.outputs, e.forward_only);
-                e.ops = self.chain_ops.share(&t.ops, e.chain);
-                e.first_stats = t.flows.first().map(|f| f.stats.clone());
-                e.more_flows = t.flows.len() > 1;
-                e.flows = t.flows.into_boxed_slice();
-                e.ctl = ctl_meta(t.controller);
-                e.tables = t.tables;
-                e.rewrote = t.rewrote;
-                e.miss = t.miss;
-                e.miss_table = t.miss_table;
-            } else {
-                self.remove(u32::try_from(i).unwrap_or(u32::MAX));
-            }
+            e.forward_only = forward_only(&t.ops);
+            e.chain = chain(&t.ops, e.outputs, e.forward_only);
+            e.ops = self.chain_ops.share(&t.ops, e.chain);
+            e.first_stats = t.flows.first().map(|f| f.stats.clone());
+            e.more_flows = t.flows.len() > 1;
+            e.flows = t.flows.into_boxed_slice();
+            e.ctl = ctl_meta(t.controller);
+            e.tables = t.tables;
+            e.rewrote = t.rewrote;
+            e.miss = t.miss;
+            e.miss_table = t.miss_table;
+        } else {
+            self.remove(u32::try_from(i).unwrap_or(u32::MAX));
         }
     }
 }
@@ -1873,12 +2005,14 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(64))]
 
-            /// Whatever the cache answers equals a fresh translation, after every change.
+            /// Whatever the cache answers equals a fresh translation, after every change, however
+            /// far the revalidation sweep has got.
             #[test]
             fn cached_decisions_equal_fresh_translations(
                 changes in proptest::collection::vec(change(), 1..24),
                 keys in proptest::collection::vec(key_strategy(), 8..32),
                 capacity in 2usize..16,
+                slice in 0usize..20,
             ) {
                 let mut p = Pipeline::learning_bridge(1, 1000);
                 let mut c = FlowCache::new(capacity);
@@ -1891,10 +2025,13 @@ mod tests {
                         Change::Delete(fields) => FlowMod::delete(None, fields),
                     };
                     let _ = p.flow_mod(&fm, &NoGroups, Instant::now());
-                    c.revalidate(&p);
+                    // A sweep begun (again, if the last change's is not over) and taken
+                    // `slice` entries further: the lookups check what it has not reached.
+                    c.revalidate_begin(&p);
+                    c.revalidate_step(&p, slice);
                     for k in &keys {
                         let fresh = xlate(&p, k);
-                        let r = match c.lookup(k, 0) {
+                        let r = match c.lookup_checked(k, 0, &p) {
                             Some(r) => r,
                             None => c.upcall(&p, k, 0),
                         };

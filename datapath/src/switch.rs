@@ -1693,6 +1693,85 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_change_reaches_a_megaflow_before_the_revalidation_sweep_does() {
+        let mut sw = Switch::start(SwitchConfig {
+            poll_mode: PollMode::Inline,
+            ..SwitchConfig::default()
+        })
+        .unwrap();
+        let peers: Vec<_> = (1..=2)
+            .map(|i| {
+                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
+                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                    .unwrap();
+                peer
+            })
+            .collect();
+        let eth_src = |v: u64| crate::ofp::MatchField {
+            field: crate::ofp::field::Field::EthSrc,
+            value: u128::from(v),
+            mask: None,
+        };
+        // Every megaflow exact on the source address (a rule on one no frame has).
+        sw.flow_mod(&FlowMod::add(
+            0,
+            100,
+            vec![eth_src(0x02ff_0000_0001)],
+            Instructions::apply(vec![]),
+        ))
+        .unwrap();
+        sw.commit();
+        let dst = [2, 0, 0, 0, 0, 2];
+        let n = 3 * crate::worker::REVALIDATE_SLICE;
+        let sender = |i: usize| -> [u8; 6] {
+            let [.., a, b] = u16::try_from(i).unwrap().to_be_bytes();
+            [2, 0, 0, 1, a, b]
+        };
+        let (mut ms, mut delivered) = (1_000, 0);
+        for i in 0..n {
+            assert!(peers[0].send(&frame(sender(i), dst)));
+            assert_eq!(sw.poll_inline_at(Duration::from_millis(ms)), 1);
+            ms += 1;
+            delivered += peers[1].drain().len();
+        }
+        assert_eq!(delivered, n);
+        let cache = |sw: &Switch| sw.worker_stats()[0].cache;
+        assert!(cache(&sw).entries >= n as u64);
+        // The last sender's frames are dropped from now on; its megaflow is among the last
+        // the sweep reaches, a slice per pass, but its next frame, in the first pass after
+        // the change, already finds it checked.
+        let last = sender(n - 1);
+        let mac = u64::from_be_bytes([0, 0, last[0], last[1], last[2], last[3], last[4], last[5]]);
+        sw.flow_mod(&FlowMod::add(
+            0,
+            200,
+            vec![eth_src(mac)],
+            Instructions::apply(vec![]),
+        ))
+        .unwrap();
+        sw.commit();
+        for i in [n - 1, 0, n - 2] {
+            assert!(peers[0].send(&frame(sender(i), dst)));
+            assert_eq!(sw.poll_inline_at(Duration::from_millis(ms)), 1);
+            ms += 1;
+        }
+        assert_eq!(
+            peers[1].drain().len(),
+            2,
+            "only the last sender's frame is dropped"
+        );
+        // The sweep ends within a few passes; only that one entry was re-translated.
+        for _ in 0..4 {
+            sw.poll_inline_at(Duration::from_millis(ms));
+            ms += 1;
+        }
+        assert_eq!(cache(&sw).revalidated, 1);
+        assert!(peers[0].send(&frame(last, dst)));
+        sw.poll_inline_at(Duration::from_millis(ms));
+        assert!(peers[1].drain().is_empty());
+    }
+
+    #[test]
     fn a_sender_whose_normal_decisions_are_remembered_is_refreshed_every_second() {
         let mut sw = Switch::start(SwitchConfig {
             poll_mode: PollMode::Inline,

@@ -4,8 +4,9 @@
 //! completion over batches of up to [`BATCH_SIZE`] frames:
 //!
 //! 1. read the published [`Snapshot`] generation (one atomic load) and the clock, once per pass;
-//!    on a new pipeline, revalidate the flow cache before anything else; translate frames whose
-//!    translation was deferred by the previous pass;
+//!    on a new pipeline, begin revalidating the flow cache before anything else (each pass
+//!    sweeps [`REVALIDATE_SLICE`] entries; a hit on one not swept yet checks it first);
+//!    translate frames whose translation was deferred by the previous pass;
 //! 2. for each owned (port, queue): `rx_burst`, then per frame: complete partial checksums where the
 //!    backend loses them (AF_XDP), extract the [`FlowKey`] (malformed → counted drop). A frame
 //!    whose key equals the previous frame's in every bit its cache entry depends on (the
@@ -108,6 +109,11 @@ pub const CACHE_IDLE_SECS: u32 = 10;
 pub const EXPIRE_SLICES: usize = 1_000;
 /// See [`EXPIRE_SLICES`].
 pub const EXPIRE_SLICE_MIN: usize = 64;
+/// Cache entries a pass checks of a revalidation sweep after a flow change (~20 µs of work
+/// at most, `cache/revalidate_slice`; a whole sweep of 65,536 entries at once paused a pass
+/// for ~1.25 ms, `cache/revalidate_one_change`). Entries the sweep has not reached are
+/// checked when a frame hits them.
+pub const REVALIDATE_SLICE: usize = 1_024;
 /// Frames larger than this count as jumbo/GSO in the port counters (1518 = 1500 + 14 + 4).
 pub const JUMBO_THRESHOLD: usize = 1518;
 
@@ -896,9 +902,9 @@ impl Worker {
                 .is_some_and(|s| Arc::ptr_eq(&next.pipeline, &s.pipeline))
                 && let Some(cache) = self.cache.as_mut()
             {
-                // Before any packet sees the new tables, no cached decision of the old
-                // ones may survive unchecked.
-                cache.revalidate(&next.pipeline);
+                // No cached decision of the old tables is used unchecked: the passes sweep
+                // the cache in slices, and a hit on an entry not swept yet checks it first.
+                cache.revalidate_begin(&next.pipeline);
             }
             self.snap = Some(next);
         }
@@ -999,6 +1005,11 @@ impl Worker {
             for p in &mut self.ports {
                 p.port.maintain();
             }
+        }
+        if let (Some(cache), Some(snap)) = (self.cache.as_mut(), self.snap.as_ref())
+            && cache.revalidating()
+        {
+            cache.revalidate_step(&snap.pipeline, REVALIDATE_SLICE);
         }
         let mut work = self.take_handoffs();
         if !self.pending.is_empty() {
@@ -1331,7 +1342,7 @@ impl Worker {
         tags: u8,
         snap: &Snapshot,
     ) -> Option<crate::cache::EntryRef> {
-        let r = cache.lookup(&self.keys[k], self.now)?;
+        let r = cache.lookup_checked(&self.keys[k], self.now, &snap.pipeline)?;
         self.end_run_before(cache, li, r, tags, snap);
         Some(r)
     }
@@ -1638,7 +1649,7 @@ impl Worker {
                     continue;
                 }
             };
-            let r = match cache.lookup(&key, self.now) {
+            let r = match cache.lookup_checked(&key, self.now, &snap.pipeline) {
                 Some(r) => r,
                 None => {
                     budget -= 1;
