@@ -323,6 +323,20 @@ impl CachedFlow {
         join(&self.key_head, &self.key_tail)
     }
 
+    /// Whether some key this entry covers matches `key` under `mask` (a flow's match): no bit
+    /// both masks set differs between the two keys. Word by word from the entry's own arrays,
+    /// stopping at the first difference (a revalidation sweep asks it of every entry).
+    #[inline]
+    fn overlaps(&self, mask: &FlowMask, key: &FlowKey) -> bool {
+        let (m, k) = (mask.bits.words(), key.words());
+        let s = &*self.shape;
+        let head = (0..RUN_WORDS).all(|i| m[i] & s.mask_head[i] & (k[i] ^ self.key_head[i]) == 0);
+        head && (0..TAIL_WORDS).all(|i| {
+            let j = RUN_WORDS + i;
+            m[j] & s.mask_tail[i] & (k[j] ^ self.key_tail[i]) == 0
+        })
+    }
+
     /// The megaflow mask.
     fn mask(&self) -> FlowMask {
         FlowMask::from_bits(join(&self.shape.mask_head, &self.shape.mask_tail))
@@ -1089,15 +1103,11 @@ impl FlowCache {
         let affected = match &self.reval.changes {
             None => true,
             Some(cs) => {
-                e.rewrote || {
-                    let (mask, key) = (e.mask(), e.key());
-                    cs.iter().any(|c| {
-                        e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0 && {
-                            let both = c.m.mask().intersection(&mask);
-                            both.apply(c.m.key()) == both.apply(&key)
-                        }
+                e.rewrote
+                    || cs.iter().any(|c| {
+                        e.overlaps(c.m.mask(), c.m.key())
+                            && e.tables[usize::from(c.table / 64)] & (1 << (c.table % 64)) != 0
                     })
-                }
             }
         };
         if !affected {

@@ -16,7 +16,9 @@
 # Environment: FLOWS (default 1), SECS (default 6), RATE (pktgen --rate; default as fast as it
 # goes), GEN_MODE (pktgen --mode, default afxdp; xdplive turns GRO on at the generator's veth
 # peer, which that mode needs), FLOW (a flow added after the ports, e.g. an exact 5-tuple rule
-# no frame matches, which makes every megaflow exact on those fields: one per pktgen flow), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
+# no frame matches, which makes every megaflow exact on those fields: one per pktgen flow),
+# CHURN (flow-mods a second sent during each frame-rate run, one publication each, by
+# tools/lab/churn.py; they overlap no megaflow of the run), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
 # vswitchd log is kept there as ROUND-BINARY.log, e.g. a `pass-stamps` build's report, and
 # `vsctl show` and `dump-ports` after each frame-rate run as ROUND-BINARY.show).
 set -euo pipefail
@@ -89,12 +91,18 @@ for r in $(seq "$ROUNDS"); do
     else
       gm=$(ip netns exec fpg cat /sys/class/net/eth0/address); sm=$(ip netns exec fps cat /sys/class/net/eth0/address)
       sp=1024; [ "$FLOWS" -gt 1 ] && sp=1024-$((1023 + FLOWS))
+      churn_pid=""
+      if [ -n "${CHURN:-}" ]; then # flow-mods a second during the run (tools/lab/churn.py)
+        taskset -c 0 python3 tools/lab/churn.py "$SOCK" "$CHURN" "$SECS" > /tmp/fps-ab-churn.out &
+        churn_pid=$!
+      fi
       out=$(taskset -c 0 ip netns exec fpg "$BIN_DIR/pktgen" tx --dev eth0 --mode "${GEN_MODE:-afxdp}" --duration "$SECS" --size 60 \
         --src-mac "$gm" --dst-mac "$sm" --src-ip 10.218.0.1 --dst-ip 10.218.0.2 --src-port "$sp" --dst-port 9 \
         --flows "$FLOWS" ${RATE:+--rate "$RATE"} | tail -1)
       sent=$(grep -o 'sent=[0-9]*' <<< "$out" | cut -d= -f2)
       del=$(ip netns exec fps nft list ruleset | grep -o 'packets [0-9]*' | cut -d' ' -f2)
-      echo "$r $v sent=$sent delivered=$del $(worker)"
+      churn=""; [ -n "$churn_pid" ] && { wait "$churn_pid"; churn=" $(cat /tmp/fps-ab-churn.out)"; }
+      echo "$r $v sent=$sent delivered=$del $(worker)$churn"
       if [ -n "${KEEP_LOGS:-}" ]; then
         { "$BIN_DIR/vsctl" --socket "$SOCK" show; "$BIN_DIR/vsctl" --socket "$SOCK" dump-ports; } > "$keep.show"
       fi
