@@ -1197,6 +1197,19 @@ mod tests {
         )
     }
 
+    /// 100 rules, one per UDP destination port, and a cache holding one megaflow for each.
+    fn hundred_port_rules() -> (Pipeline, FlowCache) {
+        let mut p = Pipeline::new(1, 100);
+        for port in 0..100 {
+            port_rule(&mut p, port, 2);
+        }
+        let mut c = FlowCache::new(1024);
+        for port in 0..100 {
+            c.upcall(&p, &key(port, 1), 0);
+        }
+        (p, c)
+    }
+
     #[test]
     fn emc_then_megaflow_then_miss() {
         let p = Pipeline::learning_bridge(1, 10);
@@ -1222,14 +1235,7 @@ mod tests {
 
     #[test]
     fn the_emc_holds_a_slot_per_megaflow_not_per_key() {
-        let mut p = Pipeline::new(1, 100);
-        for port in 0..100 {
-            port_rule(&mut p, port, 2);
-        }
-        let mut c = FlowCache::new(1024);
-        for port in 0..100 {
-            c.upcall(&p, &key(port, 1), 0);
-        }
+        let (_p, mut c) = hundred_port_rules();
         assert_eq!(c.len(), 100);
         // The megaflows are exact on the port, not on the destination address (nor on the
         // source port): 100 ports × 50 other keys each find their entry in the EMC at once.
@@ -1723,14 +1729,7 @@ mod tests {
 
     #[test]
     fn the_expiry_sweep_goes_round_in_slices() {
-        let mut p = Pipeline::new(1, 100);
-        for port in 0..100 {
-            port_rule(&mut p, port, 2);
-        }
-        let mut c = FlowCache::new(1024);
-        for port in 0..100 {
-            c.upcall(&p, &key(port, 1), 0);
-        }
+        let (_p, mut c) = hundred_port_rules();
         // Ports 0..10 are used again at 20: their entries are not idle then.
         for port in 0..10 {
             assert!(c.lookup(&key(port, 1), 20).is_some());

@@ -1630,14 +1630,14 @@ mod tests {
         f
     }
 
-    #[test]
-    fn idle_megaflows_expire_a_slice_per_millisecond() {
+    /// An inline switch with two mem ports (access VLAN 1), and their peers.
+    fn inline_two_ports() -> (Switch, Vec<crate::port::mem::MemPeer>) {
         let mut sw = Switch::start(SwitchConfig {
             poll_mode: PollMode::Inline,
             ..SwitchConfig::default()
         })
         .unwrap();
-        let peers: Vec<_> = (1..=2)
+        let peers = (1..=2)
             .map(|i| {
                 let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
                 sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
@@ -1645,21 +1645,31 @@ mod tests {
                 peer
             })
             .collect();
-        let dst = [2, 0, 0, 0, 0, 2];
-        // A rule on one source address (no frame's) makes every megaflow exact on it.
-        let decoy = crate::ofp::MatchField {
+        (sw, peers)
+    }
+
+    /// A match on source address `mac`.
+    fn eth_src(mac: u64) -> crate::ofp::MatchField {
+        crate::ofp::MatchField {
             field: crate::ofp::field::Field::EthSrc,
-            value: 0x02ff_0000_0001,
+            value: u128::from(mac),
             mask: None,
-        };
-        sw.flow_mod(&FlowMod::add(
-            0,
-            100,
-            vec![decoy],
-            Instructions::apply(vec![]),
-        ))
-        .unwrap();
+        }
+    }
+
+    /// Adds a rule on a source address no frame has: every megaflow is then exact on it.
+    fn exact_on_eth_src(sw: &mut Switch) {
+        let decoy = vec![eth_src(0x02ff_0000_0001)];
+        sw.flow_mod(&FlowMod::add(0, 100, decoy, Instructions::apply(vec![])))
+            .unwrap();
         sw.commit();
+    }
+
+    #[test]
+    fn idle_megaflows_expire_a_slice_per_millisecond() {
+        let (mut sw, peers) = inline_two_ports();
+        let dst = [2, 0, 0, 0, 0, 2];
+        exact_on_eth_src(&mut sw);
         // 200 senders on m1, one megaflow each (their source addresses tell them apart).
         for i in 0..200u8 {
             assert!(peers[0].send(&frame([2, 0, 0, 1, 0, i], dst)));
@@ -1694,33 +1704,8 @@ mod tests {
 
     #[test]
     fn a_flow_change_reaches_a_megaflow_before_the_revalidation_sweep_does() {
-        let mut sw = Switch::start(SwitchConfig {
-            poll_mode: PollMode::Inline,
-            ..SwitchConfig::default()
-        })
-        .unwrap();
-        let peers: Vec<_> = (1..=2)
-            .map(|i| {
-                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                    .unwrap();
-                peer
-            })
-            .collect();
-        let eth_src = |v: u64| crate::ofp::MatchField {
-            field: crate::ofp::field::Field::EthSrc,
-            value: u128::from(v),
-            mask: None,
-        };
-        // Every megaflow exact on the source address (a rule on one no frame has).
-        sw.flow_mod(&FlowMod::add(
-            0,
-            100,
-            vec![eth_src(0x02ff_0000_0001)],
-            Instructions::apply(vec![]),
-        ))
-        .unwrap();
-        sw.commit();
+        let (mut sw, peers) = inline_two_ports();
+        exact_on_eth_src(&mut sw);
         let dst = [2, 0, 0, 0, 0, 2];
         let n = 3 * crate::worker::REVALIDATE_SLICE;
         let sender = |i: usize| -> [u8; 6] {
@@ -1773,19 +1758,7 @@ mod tests {
 
     #[test]
     fn a_sender_whose_normal_decisions_are_remembered_is_refreshed_every_second() {
-        let mut sw = Switch::start(SwitchConfig {
-            poll_mode: PollMode::Inline,
-            ..SwitchConfig::default()
-        })
-        .unwrap();
-        let peers: Vec<_> = (1..=2)
-            .map(|i| {
-                let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-                sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                    .unwrap();
-                peer
-            })
-            .collect();
+        let (mut sw, peers) = inline_two_ports();
         let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let seen = |sw: &Switch, mac: [u8; 6]| {
             let mut s = None;
