@@ -226,14 +226,9 @@ fn bench_cache(c: &mut Criterion) {
     g.finish();
 }
 
-/// A cache holding one megaflow per key of `keys` (exact on the 5-tuple).
-fn cache_of(n: u32) -> (FlowCache, Vec<FlowKey>) {
-    let (cache, keys, _) = cache_and_pipeline(n);
-    (cache, keys)
-}
-
-/// [`cache_of`], with the pipeline it was translated through.
-fn cache_and_pipeline(n: u32) -> (FlowCache, Vec<FlowKey>, Pipeline) {
+/// A cache holding one megaflow per key (exact on the 5-tuple), the keys, and the pipeline
+/// they were translated through.
+fn cache_of(n: u32) -> (FlowCache, Vec<FlowKey>, Pipeline) {
     let mut p = Pipeline::learning_bridge(2, 100_000);
     p.flow_mod(&five_tuple_rule(0), &NoGroups, Instant::now())
         .unwrap();
@@ -250,7 +245,7 @@ fn bench_many(c: &mut Criterion) {
     let mut g = c.benchmark_group("cache");
     g.throughput(Throughput::Elements(BATCH as u64));
     for n in [10_000u32, 50_000] {
-        let (mut cache, keys) = cache_of(n);
+        let (mut cache, keys, _) = cache_of(n);
         let mut at = 0usize;
         let mut run = || {
             let mut hits = 0usize;
@@ -265,7 +260,7 @@ fn bench_many(c: &mut Criterion) {
         g.bench_function(format!("many_flows/{n}"), |b| b.iter(&mut run));
     }
     g.throughput(Throughput::Elements(1));
-    let (mut cache, _) = cache_of(65_536);
+    let (mut cache, _, _) = cache_of(65_536);
     let slice = cache
         .slots()
         .div_ceil(worker::EXPIRE_SLICES)
@@ -285,7 +280,7 @@ fn bench_many(c: &mut Criterion) {
     assert_eq!(cache.len(), 65_536, "nothing expired");
     // One flow-mod published, then the worker's revalidation of 65,536 megaflows: the rule
     // (another exact 5-tuple, from an address no key has) overlaps none of them.
-    let (mut cache, _, mut p) = cache_and_pipeline(65_536);
+    let (mut cache, _, mut p) = cache_of(65_536);
     let mut i = 0u16;
     g.bench_function("revalidate_one_change", |b| {
         b.iter(|| {

@@ -3,8 +3,9 @@
 //! - **Megaflow cache**: entries are (mask, masked key) → a translation ([`CachedFlow`]),
 //!   grouped into one subtable per mask (tuple-space search, as the classifier), subtables
 //!   visited in order of their recent hits. A subtable indexes its entries by the hash of
-//!   their masked key alone (16-byte slots); a probe confirms against the entry. Bounded ([`FlowCache::capacity`]); when full, a
-//!   clock hand evicts an entry idle since the previous sweep, else the entry under the hand.
+//!   their masked key alone (16-byte slots); a probe confirms against the entry. Bounded
+//!   ([`FlowCache::capacity`]); when full, a clock hand evicts an entry idle since the
+//!   previous sweep, else the entry under the hand.
 //!   At most [`MAX_SUBTABLES`] masks (a new one past that flushes the cache). An entry names
 //!   its subtable by a slot that ranking never moves, so ranking costs a sort of the
 //!   subtables, not a write per entry.
@@ -813,24 +814,15 @@ impl FlowCache {
         if self.len() >= self.capacity {
             self.evict_one(now);
         }
-        let found = self
-            .order
-            .iter()
-            .map(|&si| usize::from(si))
-            .find(|&si| self.subtables[si].mask == t.mask);
+        let found =
+            (self.order.iter().copied()).find(|&si| self.subtables[usize::from(si)].mask == t.mask);
         let si = match found {
             Some(si) => si,
             None => self.add_subtable(&t.mask),
         };
-        let shape = Arc::clone(&self.subtables[si].shapes[usize::from(has_normal(&t.ops))]);
-        let e = CachedFlow::from_translation(
-            t,
-            &mut self.chain_ops,
-            *key,
-            shape,
-            u16::try_from(si).expect("slots < MAX_SUBTABLES"),
-            now,
-        );
+        let st = &self.subtables[usize::from(si)];
+        let shape = Arc::clone(&st.shapes[usize::from(has_normal(&t.ops))]);
+        let e = CachedFlow::from_translation(t, &mut self.chain_ops, *key, shape, si, now);
         let masked = e.key();
         let idx = match self.free.pop() {
             Some(i) => {
@@ -849,7 +841,10 @@ impl FlowCache {
         let hash = self.hasher.hash(&masked);
         let entries = &self.entries;
         let same = |s: &Slot| s.hash == hash && s.idx != idx && entries[s.idx as usize].is(&masked);
-        let old = match self.subtables[si].map.entry(hash, same, |s| s.hash) {
+        let old = match self.subtables[usize::from(si)]
+            .map
+            .entry(hash, same, |s| s.hash)
+        {
             hash_table::Entry::Occupied(mut o) => {
                 Some(std::mem::replace(&mut o.get_mut().idx, idx))
             }
@@ -866,7 +861,7 @@ impl FlowCache {
 
     /// A subtable for `mask` (not held yet): a free slot or a new one, last in lookup order.
     /// At [`MAX_SUBTABLES`] the cache is flushed first.
-    fn add_subtable(&mut self, mask: &FlowMask) -> usize {
+    fn add_subtable(&mut self, mask: &FlowMask) -> u16 {
         if self.order.len() >= MAX_SUBTABLES {
             self.flush();
         }
@@ -888,7 +883,7 @@ impl FlowCache {
         };
         self.order.push(si);
         self.widen_emc_mask(mask);
-        usize::from(si)
+        si
     }
 
     /// Marks entry `idx` dead and frees it (its subtable map entry must be gone already).
