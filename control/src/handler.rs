@@ -707,6 +707,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 full_batches: w.full_batches,
                 flush_ns: w.flush_ns,
                 holds: w.holds,
+                staged_batches: w.staged_batches,
             })
             .collect(),
         event_drops: 0,

@@ -366,6 +366,7 @@ fn replies() -> Vec<Reply> {
                     full_batches: 42,
                     flush_ns: 98_765_432,
                     holds: 17,
+                    staged_batches: 5,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -384,6 +385,7 @@ fn replies() -> Vec<Reply> {
                     full_batches: 0,
                     flush_ns: 0,
                     holds: 0,
+                    staged_batches: 0,
                 },
             ],
             event_drops: 3,

@@ -46,6 +46,7 @@ use hashbrown::{HashTable, hash_table};
 use crate::flowhash::{FlowHasher, INGRESS_WORDS};
 use crate::ofp::pipeline::{Change, Flow, FlowStats, Pipeline};
 use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
+use crate::sys::cpu;
 
 /// Default megaflow entries per worker.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -597,6 +598,8 @@ pub struct FlowCache {
     /// What the EMC hashes of a key: the union of the masks of every subtable since the last
     /// flush (ingress words; a superset of the live subtables' masks).
     emc_mask: Box<[u64; INGRESS_WORDS]>,
+    /// Changes whenever `emc_mask` does (see [`FlowCache::hash_epoch`]).
+    hash_epoch: u32,
     hasher: FlowHasher,
     chain_ops: OpsPool,
     capacity: usize,
@@ -650,6 +653,9 @@ impl Reval {
 /// A hit: the entry's index (valid until the next insertion or removal).
 pub type EntryRef = u32;
 
+/// No entry ([`FlowCache::prefetch_entry`] found none).
+pub const NO_ENTRY: EntryRef = u32::MAX;
+
 impl FlowCache {
     /// A cache of at most `capacity` megaflows (1 to [`MAX_CAPACITY`]; clamped to that).
     pub fn new(capacity: usize) -> Self {
@@ -662,6 +668,7 @@ impl FlowCache {
             free_slots: Vec::new(),
             emc: Emc::new(capacity),
             emc_mask: Box::new([0; INGRESS_WORDS]),
+            hash_epoch: 0,
             hasher: FlowHasher::new(),
             chain_ops: OpsPool::new(),
             capacity,
@@ -715,7 +722,69 @@ impl FlowCache {
     /// [`lookup_checked`](Self::lookup_checked).
     #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u32) -> Option<EntryRef> {
-        let h = self.hasher.hash_masked(key, &self.emc_mask);
+        self.lookup_hashed(key, self.hash(key), now)
+    }
+
+    /// The hash a lookup of `key` starts from: of the key under the EMC's mask, which a new
+    /// subtable may widen, so a hash holds while [`FlowCache::hash_epoch`] stays the same.
+    #[inline(always)]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.hasher.hash_masked(key, &self.emc_mask)
+    }
+
+    /// A number that changes whenever the keys' hashes ([`FlowCache::hash`]) do: when an
+    /// [`upcall`](Self::upcall) adds a subtable whose mask widens the EMC's, or the cache is
+    /// flushed.
+    #[inline]
+    pub fn hash_epoch(&self) -> u32 {
+        self.hash_epoch
+    }
+
+    /// Starts loading the EMC set of hash `h` (see [`FlowCache::hash`]): the first stage of
+    /// looking a batch up in stages, where each stage starts the loads the next one needs for
+    /// every frame of the batch, so that their cache misses overlap instead of following one
+    /// another frame by frame.
+    #[inline(always)]
+    pub fn prefetch_set(&self, h: u64) {
+        let (set, _) = self.emc.place(h);
+        cpu::prefetch(std::ptr::from_ref(&self.emc.sets[set]).cast());
+    }
+
+    /// The second stage: starts loading the two lines of the entry the EMC set of `h` names
+    /// with `h`'s signature (the set loaded by [`FlowCache::prefetch_set`]), and returns the
+    /// entry ([`NO_ENTRY`] for none) for [`FlowCache::prefetch_charge`]. A hint: the lookup
+    /// confirms.
+    #[inline(always)]
+    pub fn prefetch_entry(&self, h: u64) -> EntryRef {
+        let (set, tag) = self.emc.place(h);
+        for &s in &self.emc.sets[set].0 {
+            let idx = Emc::candidate(s, tag);
+            if let Some(e) = self.entries.get(idx as usize) {
+                let p: *const u8 = std::ptr::from_ref(e).cast();
+                cpu::prefetch(p);
+                cpu::prefetch(p.wrapping_add(64));
+                return idx;
+            }
+        }
+        NO_ENTRY
+    }
+
+    /// The third stage: starts loading the counters line that worker `writer` charges for
+    /// entry `r` (from [`FlowCache::prefetch_entry`], whose first line it reads), which with
+    /// many flows is a line of its own per flow.
+    #[inline(always)]
+    pub fn prefetch_charge(&self, r: EntryRef, writer: usize) {
+        if let Some(e) = self.entries.get(r as usize)
+            && let Some(s) = &e.first_stats
+        {
+            s.prefetch(writer);
+        }
+    }
+
+    /// [`FlowCache::lookup`] with the key's hash (from [`FlowCache::hash`] in the current
+    /// [`FlowCache::hash_epoch`]).
+    #[inline(always)]
+    pub fn lookup_hashed(&mut self, key: &FlowKey, h: u64, now: u32) -> Option<EntryRef> {
         let (set, tag) = self.emc.place(h);
         for &s in &self.emc.sets[set].0 {
             let idx = Emc::candidate(s, tag);
@@ -743,7 +812,19 @@ impl FlowCache {
         now: u32,
         pipeline: &Pipeline,
     ) -> Option<EntryRef> {
-        let r = self.lookup(key, now)?;
+        self.lookup_checked_hashed(key, self.hash(key), now, pipeline)
+    }
+
+    /// [`FlowCache::lookup_checked`] with the key's hash (see [`FlowCache::lookup_hashed`]).
+    #[inline(always)]
+    pub fn lookup_checked_hashed(
+        &mut self,
+        key: &FlowKey,
+        h: u64,
+        now: u32,
+        pipeline: &Pipeline,
+    ) -> Option<EntryRef> {
+        let r = self.lookup_hashed(key, h, now)?;
         if self.reval.pending(r as usize) {
             return self.check_on_hit(r, pipeline);
         }
@@ -940,6 +1021,7 @@ impl FlowCache {
         }
         if m != *self.emc_mask {
             *self.emc_mask = m;
+            self.hash_epoch = self.hash_epoch.wrapping_add(1);
             self.emc.clear();
         }
     }
@@ -1010,6 +1092,7 @@ impl FlowCache {
         self.chain_ops.shared.clear();
         self.emc.clear();
         *self.emc_mask = [0; INGRESS_WORDS];
+        self.hash_epoch = self.hash_epoch.wrapping_add(1);
         self.reval = Reval::IDLE;
     }
 
@@ -1226,6 +1309,46 @@ mod tests {
         assert_eq!(c.lookup(&key(3, 3), 0), Some(r));
         assert_eq!(c.lookup(&key(3, 3), 0), Some(r));
         assert_eq!((c.stats.megaflow_hits, c.stats.emc_hits), (1, 3));
+    }
+
+    #[test]
+    fn a_staged_lookup_names_the_entry_and_its_hash_holds_until_the_emc_mask_widens() {
+        let (p, mut c) = hundred_port_rules();
+        let k = key(7, 1);
+        let h = c.hash(&k);
+        let r = c.lookup(&k, 0).unwrap();
+        // The stages name the entry the lookup finds; a key without one gets none.
+        c.prefetch_set(h);
+        assert_eq!(c.prefetch_entry(h), r);
+        c.prefetch_charge(r, 0);
+        assert_eq!(c.prefetch_entry(c.hash(&key(500, 1))), NO_ENTRY);
+        c.prefetch_charge(NO_ENTRY, 0);
+        // An upcall under a known mask keeps every hash.
+        let epoch = c.hash_epoch();
+        c.upcall(&p, &key(150, 1), 0);
+        assert_eq!((c.hash_epoch(), c.hash(&k)), (epoch, h));
+        assert_eq!(c.lookup_hashed(&k, h, 0), Some(r));
+        // A new mask that widens the EMC's changes them, and says so.
+        let mut wider = Pipeline::new(1, 101);
+        for port in 0..100 {
+            port_rule(&mut wider, port, 2);
+        }
+        let mut on_src = port_flow(1000, vec![Action::Output(2)]);
+        on_src.fields.push(MatchField {
+            field: Field::IpSrc,
+            value: 0x0a00_0009,
+            mask: None,
+        });
+        wider.flow_mod(&on_src, &NoGroups, Instant::now()).unwrap();
+        let mut k2 = key(1000, 1);
+        k2.nw_src[..4].copy_from_slice(&[10, 0, 0, 9]);
+        let h2 = c.hash(&k2);
+        c.upcall(&wider, &k2, 0);
+        assert_ne!(c.hash_epoch(), epoch);
+        assert_ne!(c.hash(&k2), h2, "its source address counts now");
+        let epoch = c.hash_epoch();
+        c.flush();
+        assert_ne!(c.hash_epoch(), epoch);
     }
 
     #[test]

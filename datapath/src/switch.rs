@@ -281,6 +281,9 @@ pub struct WorkerStats {
     pub flush_ns: u64,
     /// Batch holds (see [`SwitchConfig::batch_hold`]).
     pub holds: u64,
+    /// Receive batches looked up in stages (see
+    /// [`WorkerCounters::staged_batches`](crate::worker::WorkerCounters::staged_batches)).
+    pub staged_batches: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -1549,6 +1552,7 @@ impl Switch {
                 full_batches: c.counters.full_batches.get(),
                 flush_ns: c.counters.flush_ns.get(),
                 holds: c.counters.holds.get(),
+                staged_batches: c.counters.staged_batches.get(),
                 packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()

@@ -100,6 +100,13 @@ pub const MAX_FRAME: usize = 65_535 + 14 + 8;
 pub const UPCALL_BUDGET: usize = 32;
 /// Frames waiting for a translation (per worker).
 pub const PENDING_MAX: usize = 1_024;
+/// Lookups in a batch (frames that joined no run of the frame before) from which the next
+/// batch is looked up in stages: first every frame's key, its hash and a prefetch of its EMC
+/// set; then a prefetch of the entry each set names; then of that entry's counters line; then
+/// the lookups, on warm lines. With many flows each of those is a cache miss per frame, which
+/// one frame after another pay in turn and a batch in stages pays once, overlapped. Below it
+/// (few flows: most frames join a run, and need no hash) the batch goes straight through.
+const STAGED_LOOKUPS: u32 = 16;
 /// Seconds without a hit after which a cached translation is removed.
 pub const CACHE_IDLE_SECS: u32 = 10;
 /// The idle-expiry sweep looks at `1 / EXPIRE_SLICES` of the cache's entries per millisecond
@@ -303,6 +310,9 @@ pub struct WorkerCounters {
     /// Batch holds: passes after which the worker waited before polling again so that the
     /// next receive batch would be bigger ([`Worker::set_batch_hold`]).
     pub holds: Counter,
+    /// Receive batches looked up in stages ([`STAGED_LOOKUPS`]): those that came after a
+    /// batch of many flows.
+    pub staged_batches: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -527,13 +537,18 @@ pub struct Worker {
     tsc_clock: cpu::AnchoredClock,
     /// The open run of the rx batch being processed.
     run: Run,
-    /// Layouts of the batch's frames that wait in the run.
+    /// Layouts of the batch's frames.
     lays: [Layout; BATCH_SIZE],
-    /// Keys of the frame being processed and of the open run's first frame: a frame that starts
-    /// a run keeps its key where it is and the next frame is extracted into the other slot.
-    keys: [FlowKey; 2],
-    /// The slot of `keys` the next frame is extracted into.
-    next_key: usize,
+    /// Keys of the batch's frames (9 KiB: every frame's key is extracted before the first
+    /// lookup, so that a staged lookup can start the loads of all of them).
+    keys: [FlowKey; BATCH_SIZE],
+    /// The batch's key hashes ([`FlowCache::hash`]), in a staged lookup.
+    hashes: [u64; BATCH_SIZE],
+    /// The entries their EMC sets name (hints), in a staged lookup.
+    cands: [crate::cache::EntryRef; BATCH_SIZE],
+    /// Lookups the last batch needed (frames that joined no run): from
+    /// [`STAGED_LOOKUPS`] on, the next batch is looked up in stages.
+    batch_lookups: u32,
 }
 
 const NOT_LOCAL: u16 = u16::MAX;
@@ -621,8 +636,10 @@ impl Worker {
                 idx: [0; BATCH_SIZE],
             },
             lays: [Layout::default(); BATCH_SIZE],
-            keys: [FlowKey::ZERO; 2],
-            next_key: 0,
+            keys: [FlowKey::ZERO; BATCH_SIZE],
+            hashes: [0; BATCH_SIZE],
+            cands: [crate::cache::NO_ENTRY; BATCH_SIZE],
+            batch_lookups: 0,
         }
     }
 
@@ -1164,63 +1181,19 @@ impl Worker {
         let Some(mut cache) = self.cache.take() else {
             return 0;
         };
-        let mut upcalls = UPCALL_BUDGET;
-        let mut rx_bytes = 0u64;
-        let mut rx_jumbo = 0u64;
+        let mut tally = Tally::default();
         self.run.entry = None;
-        for i in 0..self.batch.len() {
-            let desc = self.batch.descs()[i];
-            rx_bytes += u64::from(desc.len);
-            if desc.len as usize > JUMBO_THRESHOLD {
-                rx_jumbo += 1;
-            }
-            let k = self.next_key & 1;
-            let key = &mut self.keys[k];
-            // A frame whose checksum may need completing is looked up once, writable.
-            let parsed = if repair && desc.offload.is_none() {
-                let frame = self.ports[li].port.frame_mut(&desc);
-                flow::extract_into(frame, in_id, key).inspect(|lay| {
-                    let _ = offload::repair_partial_csum_keyed(frame, key, lay);
-                })
-            } else {
-                flow::extract_into(self.ports[li].port.frame(&desc), in_id, key)
-            };
-            let lay = match parsed {
-                Ok(l) => l,
-                Err(r) => {
-                    self.ports[li].counters.rx_drops[r as usize].add(1);
-                    continue;
-                }
-            };
-            if let Some(r) = self.run.entry
-                && lay.tags == self.run.tags
-                && cache
-                    .entry(r)
-                    .same_run(&self.keys[self.run.key & 1], &self.keys[k])
-            {
-                cache.stats.run_hits += 1;
-                self.run_frame(&cache, r, li, i, k, lay, snap);
-                continue;
-            }
-            let r = match self.look_up(&mut cache, li, k, lay.tags, snap) {
-                Some(r) => r,
-                None if upcalls > 0 => {
-                    // (An upcall may evict entries: no run stays open across it.)
-                    self.end_run(&cache, li, snap);
-                    upcalls -= 1;
-                    cache.upcall(&snap.pipeline, &self.keys[k], self.now)
-                }
-                None => {
-                    self.defer(li, &desc);
-                    continue;
-                }
-            };
-            self.run.entry = Some(r);
-            self.run.key = k;
-            self.next_key = k ^ 1;
-            self.run.tags = lay.tags;
-            self.run_frame(&cache, r, li, i, k, lay, snap);
+        // With many lookups per batch (many flows), the batch is looked up in stages, its
+        // frames parsed first; else each frame is parsed as its turn comes.
+        if self.batch_lookups >= STAGED_LOOKUPS {
+            self.ctls[self.index].counters.staged_batches.add(1);
+            let parsed = self.stage(&cache, li, repair, &mut tally);
+            self.frames::<true>(&mut cache, li, repair, parsed, snap, &mut tally);
+        } else {
+            self.frames::<false>(&mut cache, li, repair, 0, snap, &mut tally);
         }
+        self.batch_lookups = tally.lookups;
+        let (rx_bytes, rx_jumbo) = (tally.bytes, tally.jumbo);
         let processed = self.stamps.now();
         self.end_run(&cache, li, snap);
         let output = self.stamps.now();
@@ -1245,21 +1218,156 @@ impl Worker {
         n
     }
 
-    /// Adds frame `i` of the batch (its key in `self.keys[k]`) to the open run (of entry `r`):
-    /// forward-only ops wait for the end of the run, any other ops run now on this frame.
-    #[inline]
+    /// Runs the frames of the batch through the cache: with `STAGED`, those in mask `frames`,
+    /// parsed by [`Worker::stage`] (their hashes in `self.hashes`); else all, each parsed as its
+    /// turn comes (`frames` unused).
+    #[inline(always)]
+    fn frames<const STAGED: bool>(
+        &mut self,
+        cache: &mut FlowCache,
+        li: usize,
+        repair: bool,
+        frames: u64,
+        snap: &Snapshot,
+        tally: &mut Tally,
+    ) {
+        let mut st = FrameState {
+            upcalls: UPCALL_BUDGET,
+            hashed: STAGED,
+            epoch: cache.hash_epoch(),
+        };
+        if STAGED {
+            for i in Bits(frames) {
+                let lay = self.lays[i];
+                self.frame(cache, li, i, lay, snap, tally, &mut st);
+            }
+        } else {
+            for i in 0..self.batch.len() {
+                if let Some(lay) = self.parse(li, i, repair, tally) {
+                    self.frame(cache, li, i, lay, snap, tally, &mut st);
+                }
+            }
+        }
+    }
+
+    /// Runs frame `i` of the batch (its key in `self.keys[i]`, layout `lay`) through the
+    /// cache: it joins the open run, or is looked up (translated on a miss within the upcall
+    /// budget, else deferred) and opens a run.
+    #[inline(always)]
     #[expect(
         clippy::too_many_arguments,
         reason = "the frame's parts, borrowed separately"
     )]
+    fn frame(
+        &mut self,
+        cache: &mut FlowCache,
+        li: usize,
+        i: usize,
+        lay: Layout,
+        snap: &Snapshot,
+        tally: &mut Tally,
+        st: &mut FrameState,
+    ) {
+        if let Some(r) = self.run.entry
+            && lay.tags == self.run.tags
+            && cache
+                .entry(r)
+                .same_run(&self.keys[self.run.key], &self.keys[i])
+        {
+            cache.stats.run_hits += 1;
+            self.run_frame(cache, r, li, i, snap);
+            return;
+        }
+        tally.lookups += 1;
+        let h = st.hashed.then(|| self.hashes[i]);
+        let r = match self.look_up(cache, li, i, h, lay.tags, snap) {
+            Some(r) => r,
+            None if st.upcalls > 0 => {
+                // (An upcall may evict entries: no run stays open across it.)
+                self.end_run(cache, li, snap);
+                st.upcalls -= 1;
+                let r = cache.upcall(&snap.pipeline, &self.keys[i], self.now);
+                // (A new subtable may have changed every key's hash.)
+                st.hashed &= cache.hash_epoch() == st.epoch;
+                r
+            }
+            None => {
+                let desc = self.batch.descs()[i];
+                self.defer(li, &desc);
+                return;
+            }
+        };
+        self.run.entry = Some(r);
+        self.run.key = i;
+        self.run.tags = lay.tags;
+        self.run_frame(cache, r, li, i, snap);
+    }
+
+    /// Extracts the key of frame `i` of the batch (received on local port `li`, whose frames
+    /// may need their checksum completed if `repair`) into `self.keys[i]` and its layout into
+    /// `self.lays[i]`, adding it to `tally`; a frame that does not parse is counted as dropped
+    /// (`None`).
+    #[inline(always)]
+    fn parse(&mut self, li: usize, i: usize, repair: bool, tally: &mut Tally) -> Option<Layout> {
+        let desc = &self.batch.descs()[i];
+        tally.frame(desc.len);
+        let lp = &mut self.ports[li];
+        let key = &mut self.keys[i];
+        // A frame whose checksum may need completing is looked up once, writable.
+        let res = if repair && desc.offload.is_none() {
+            let frame = lp.port.frame_mut(desc);
+            flow::extract_into(frame, lp.id, key).inspect(|lay| {
+                let _ = offload::repair_partial_csum_keyed(frame, key, lay);
+            })
+        } else {
+            flow::extract_into(lp.port.frame(desc), lp.id, key)
+        };
+        match res {
+            Ok(lay) => {
+                self.lays[i] = lay;
+                Some(lay)
+            }
+            Err(r) => {
+                lp.counters.rx_drops[r as usize].add(1);
+                None
+            }
+        }
+    }
+
+    /// The first stages of a staged lookup ([`STAGED_LOOKUPS`]): parses every frame of the
+    /// batch (adding up their bytes), hashes each key and starts loading its EMC set; then
+    /// starts loading the entry each set names; then that entry's counters line. Returns the
+    /// mask of the frames that parsed.
+    #[inline(never)]
+    fn stage(&mut self, cache: &FlowCache, li: usize, repair: bool, tally: &mut Tally) -> u64 {
+        let mut parsed = 0u64;
+        for i in 0..self.batch.len() {
+            if self.parse(li, i, repair, tally).is_some() {
+                parsed |= 1 << i;
+                let h = cache.hash(&self.keys[i]);
+                self.hashes[i] = h;
+                cache.prefetch_set(h);
+            }
+        }
+        for i in Bits(parsed) {
+            self.cands[i] = cache.prefetch_entry(self.hashes[i]);
+        }
+        for i in Bits(parsed) {
+            cache.prefetch_charge(self.cands[i], self.index);
+        }
+        parsed
+    }
+
+    /// Adds frame `i` of the batch (its key in `self.keys[i]`, its layout in `self.lays[i]`)
+    /// to the open run (of entry `r`): forward-only ops wait for the end of the run, any other
+    /// ops run now on this frame.
+    #[inline]
     fn run_frame(
         &mut self,
         cache: &FlowCache,
         r: crate::cache::EntryRef,
         li: usize,
         i: usize,
-        k: usize,
-        lay: Layout,
         snap: &Snapshot,
     ) {
         let len = self.batch.descs()[i].len;
@@ -1277,33 +1385,24 @@ impl Worker {
                 }
                 run.queued += 1;
             }
-            if let Some(l) = self.lays.get_mut(i) {
-                *l = lay;
-            }
         } else if entry.outputs {
-            self.run_slow(cache, r, li, i, k, lay, snap);
+            self.run_slow(cache, r, li, i, snap);
         }
     }
 
-    /// Runs the ops of an entry that is not forward-only on frame `i` (key `self.keys[k]`) now.
+    /// Runs the ops of an entry that is not forward-only on frame `i` now.
     #[inline(never)]
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the frame's parts, borrowed separately"
-    )]
     fn run_slow(
         &mut self,
         cache: &FlowCache,
         r: crate::cache::EntryRef,
         li: usize,
         i: usize,
-        k: usize,
-        lay: Layout,
         snap: &Snapshot,
     ) {
-        let desc = self.batch.descs()[i];
+        let (desc, lay) = (self.batch.descs()[i], self.lays[i]);
         let entry = cache.entry(r);
-        let key = self.keys[k & 1];
+        let key = self.keys[i];
         self.execute(
             li,
             &desc,
@@ -1330,20 +1429,24 @@ impl Worker {
         }
     }
 
-    /// Looks up the key in `self.keys[k]` (a frame with VLAN tags `tags`) and, when found,
-    /// ends the open run before the found entry's opens ([`Worker::end_run_before`]). Out of
-    /// line, the lookup inlined: the frames that join a run (most, with few flows) keep a lean
-    /// loop, and a frame that needs a lookup makes one call.
+    /// Looks up the key in `self.keys[i]` (a frame with VLAN tags `tags`; its hash `h` when
+    /// known) and, when found, ends the open run before the found entry's opens
+    /// ([`Worker::end_run_before`]). Out of line, the lookup inlined: the frames that join a
+    /// run (most, with few flows) keep a lean loop, and a frame that needs a lookup makes one
+    /// call.
     #[inline(never)]
     fn look_up(
         &mut self,
         cache: &mut FlowCache,
         li: usize,
-        k: usize,
+        i: usize,
+        h: Option<u64>,
         tags: u8,
         snap: &Snapshot,
     ) -> Option<crate::cache::EntryRef> {
-        let r = cache.lookup_checked(&self.keys[k], self.now, &snap.pipeline)?;
+        let key = &self.keys[i];
+        let h = h.unwrap_or_else(|| cache.hash(key));
+        let r = cache.lookup_checked_hashed(key, h, self.now, &snap.pipeline)?;
         self.end_run_before(cache, li, r, tags, snap);
         Some(r)
     }
@@ -1417,7 +1520,7 @@ impl Worker {
                     }
                 }
                 Action::Normal => {
-                    let key = &self.keys[self.run.key & 1];
+                    let key = &self.keys[self.run.key];
                     let (tci, src, dst) = (key.vlan_tci, key.eth_src, key.eth_dst);
                     match self.normal_decide(in_id, tci, self.run.tags, src, dst, snap) {
                         Ok(NormalOut::Unicast(vlan, out)) => {
@@ -2270,7 +2373,7 @@ impl Worker {
 struct Run {
     /// The entry (no insertion or removal happens while a run is open).
     entry: Option<crate::cache::EntryRef>,
-    /// Slot in `Worker::keys` of the first frame's key.
+    /// Batch index of the first frame (its key is `Worker::keys[key]`).
     key: usize,
     /// VLAN tags of the first frame (`normal` classifies by them as well).
     tags: u8,
@@ -2280,6 +2383,50 @@ struct Run {
     /// Batch indexes of the frames waiting for forward-only ops (`idx[..queued]`).
     queued: usize,
     idx: [u8; BATCH_SIZE],
+}
+
+/// A batch's budget of upcalls, and whether `Worker::hashes` still hold.
+struct FrameState {
+    upcalls: usize,
+    /// `Worker::hashes` hold the keys' hashes, of [`FlowCache::hash_epoch`] `epoch`.
+    hashed: bool,
+    epoch: u32,
+}
+
+/// What a batch's frames add up to.
+#[derive(Default)]
+struct Tally {
+    bytes: u64,
+    jumbo: u64,
+    /// Frames looked up (that joined no run).
+    lookups: u32,
+}
+
+impl Tally {
+    #[inline(always)]
+    fn frame(&mut self, len: u32) {
+        self.bytes += u64::from(len);
+        if len as usize > JUMBO_THRESHOLD {
+            self.jumbo += 1;
+        }
+    }
+}
+
+/// The set bits of a word, lowest first: the batch indexes of a frame mask.
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let i = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
 }
 
 /// Entries of a worker's memory of `normal` decisions.

@@ -746,3 +746,108 @@ fn a_remembered_normal_decision_is_forgotten_when_the_mac_table_is_flushed() {
         vec![vec![], vec![f.clone()], vec![f]]
     );
 }
+
+/// A UDP frame from m1 to m2 with source port `sport` (one flow per port).
+fn from_port(sport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(1), mac(2))
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(sport, 7)
+        .write(&mut v, &sport.to_be_bytes())
+        .unwrap();
+    v
+}
+
+#[test]
+fn a_batch_after_one_of_many_flows_is_looked_up_in_stages_with_the_same_outcome() {
+    let (mut sw, p) = inline_switch(2);
+    learn(&mut sw, &p, 1);
+    // A rule on a UDP source port no frame has: every megaflow is exact on it, one per flow.
+    let on_sport = |port: u16| {
+        let mut m = udp_dst_5000();
+        m[2] = MatchField {
+            field: Field::UdpSrc,
+            value: u128::from(port),
+            mask: None,
+        };
+        m
+    };
+    sw.flow_mod(&FlowMod::add(
+        0,
+        100,
+        on_sport(9),
+        Instructions::apply(vec![]),
+    ))
+    .unwrap();
+    sw.commit();
+    let staged = |sw: &Switch| sw.worker_stats()[0].staged_batches;
+    let send = |frames: &[Vec<u8>]| {
+        for f in frames {
+            assert!(p[0].send(f));
+        }
+    };
+    // 64 new flows: 32 translated in the batch, 32 deferred to the next pass; every frame
+    // was looked up, so the next batch goes in stages.
+    let first: Vec<Vec<u8>> = (1000..1064).map(from_port).collect();
+    send(&first);
+    assert_eq!(sw.poll_inline(), 64);
+    assert_eq!(got(&p[1]), first[..32]);
+    assert_eq!(staged(&sw), 0);
+    // From now on flow 1001's frames are dropped (a change the cache learns by revalidation).
+    sw.flow_mod(&FlowMod::add(
+        0,
+        200,
+        on_sport(1001),
+        Instructions::apply(vec![]),
+    ))
+    .unwrap();
+    sw.commit();
+    // The staged batch: known flows (EMC hits, flow 1001 among them), malformed frames, and
+    // new flows (upcalls in the middle of the batch).
+    let mut second: Vec<Vec<u8>> = (1000..1040).map(from_port).collect();
+    let mut runt = from_port(1);
+    runt.truncate(20); // cut inside the IPv4 header
+    second.splice(10..10, std::iter::repeat_n(runt, 8));
+    second.extend((2000..2016).map(from_port));
+    assert_eq!(second.len(), 64);
+    send(&second);
+    let before = sw.worker_stats()[0].cache;
+    assert_eq!(
+        sw.poll_inline(),
+        96,
+        "the 32 deferred frames, then the batch"
+    );
+    assert_eq!(staged(&sw), 1);
+    let want: Vec<Vec<u8>> = first[32..]
+        .iter()
+        .chain(
+            second
+                .iter()
+                .filter(|f| f.len() > 20 && **f != from_port(1001)),
+        )
+        .cloned()
+        .collect();
+    assert_eq!(got(&p[1]), want, "in order, flow 1001 dropped");
+    assert_eq!(
+        counters(&sw, "m1").rx_drops[DropReason::Truncated as usize],
+        8
+    );
+    assert_eq!(
+        counters(&sw, "m1").rx_drops[DropReason::FlowDrop as usize],
+        1
+    );
+    let c = sw.worker_stats()[0].cache;
+    assert_eq!(c.upcalls - before.upcalls, 32 + 16);
+    // The known flows of the batch were EMC hits (their hashes from the first stage; flow
+    // 1001's entry re-translated in place or anew).
+    assert!(c.emc_hits - before.emc_hits >= 39, "{c:?}");
+    // A batch of one flow again: it goes straight (the staged one had many lookups).
+    let third: Vec<Vec<u8>> = (0..64).map(|_| from_port(1000)).collect();
+    send(&third);
+    assert_eq!(sw.poll_inline(), 64);
+    assert_eq!(staged(&sw), 2);
+    send(&third);
+    assert_eq!(sw.poll_inline(), 64);
+    assert_eq!(staged(&sw), 2, "one lookup: the next batch goes straight");
+    assert_eq!(got(&p[1]).len(), 128);
+}

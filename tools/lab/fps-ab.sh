@@ -17,6 +17,8 @@
 # goes), GEN_MODE (pktgen --mode, default afxdp; xdplive turns GRO on at the generator's veth
 # peer, which that mode needs), FLOW (a flow added after the ports, e.g. an exact 5-tuple rule
 # no frame matches, which makes every megaflow exact on those fields: one per pktgen flow),
+# FLOW_FILE (flows added after the ports with `vsctl add-flows`, e.g. the e2e harness's
+# `--rule-per-flow`: one `udp,tp_src=N actions=output:fps0` per pktgen flow, ports 1024 up),
 # CHURN (flow-mods a second sent during each frame-rate run, one publication each, by
 # tools/lab/churn.py; they overlap no megaflow of the run), BIN_DIR (vsctl and pktgen; default target/release), KEEP_LOGS (a directory: each run's
 # vswitchd log is kept there as ROUND-BINARY.log, e.g. a `pass-stamps` build's report, and
@@ -57,6 +59,7 @@ up() { # binary type
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port fpg0 "${t[@]}" > /dev/null
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port fps0 "${t[@]}" > /dev/null
   [ -n "${FLOW:-}" ] && "$BIN_DIR/vsctl" --socket "$SOCK" add-flow "$FLOW" > /dev/null
+  [ -n "${FLOW_FILE:-}" ] && "$BIN_DIR/vsctl" --socket "$SOCK" add-flows "$FLOW_FILE" > /dev/null
   if [ "$2" = tap ]; then # the switch's taps become the containers' eth0
     ip link set fpg0 netns fpg; ip -n fpg link set fpg0 name eth0
     ip link set fps0 netns fps; ip -n fps link set fps0 name eth0

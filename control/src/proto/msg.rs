@@ -602,6 +602,11 @@ pub struct WorkerDesc {
     /// before polling again, so that its next receive batch would be bigger.
     #[serde(default)]
     pub holds: u64,
+    /// Receive batches looked up in stages (after a batch of many flows: every frame's key
+    /// parsed and hashed first, the cache lines the lookups need loaded for all of them at
+    /// once).
+    #[serde(default)]
+    pub staged_batches: u64,
 }
 
 /// Flow cache counters of one worker.

@@ -87,6 +87,14 @@ impl FlowStats {
         }
     }
 
+    /// Starts loading `writer`'s slot (a hint for a charge that follows soon).
+    #[inline(always)]
+    pub fn prefetch(&self, writer: usize) {
+        if let Some(s) = self.slots.get(writer) {
+            crate::sys::cpu::prefetch(std::ptr::from_ref(s).cast());
+        }
+    }
+
     /// Whether `other` is a handle to the same counters.
     #[cfg(test)]
     pub(crate) fn shares(&self, other: &Self) -> bool {

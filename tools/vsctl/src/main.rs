@@ -525,6 +525,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ("BUSY", true),
         ("IN_TX_FLUSH", true),
         ("HOLDS", true),
+        ("STAGED", true),
     ]);
     for w in &s.worker_stats {
         t.row(vec![
@@ -538,6 +539,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
             busy_secs(w.busy_ns),
             busy_secs(w.flush_ns),
             w.holds.to_string(),
+            w.staged_batches.to_string(),
         ]);
     }
     out.push_str(&t.render());
@@ -1614,6 +1616,7 @@ mod tests {
                 busy_ns: 2_500_000_000,
                 flush_ns: 2_000_000_000,
                 holds: 7,
+                staged_batches: 3,
                 ..control::proto::WorkerDesc::default()
             }],
             poll_mode: "busy".into(),
@@ -1625,13 +1628,13 @@ mod tests {
             .find(|l| l.contains("BUSY"))
             .expect("the worker table");
         assert!(header.contains("IN_TX_FLUSH"), "{text}");
-        assert!(header.ends_with("HOLDS"), "{text}");
+        assert!(header.ends_with("HOLDS  STAGED"), "{text}");
         let row = text
             .lines()
             .find(|l| l.contains("2.500s"))
             .expect("the worker's row");
         assert!(row.contains("2.000s"), "{text}");
-        assert!(row.ends_with(" 7"), "{text}");
+        assert!(row.ends_with(" 7       3"), "{text}");
         // No hold configured: the settings line does not mention it; else it gives it.
         assert!(text.contains("poll mode busy\n"), "{text}");
         let held = SwitchShowReply {
