@@ -106,7 +106,7 @@ pub const PENDING_MAX: usize = 1_024;
 /// the lookups, on warm lines. With many flows each of those is a cache miss per frame, which
 /// one frame after another pay in turn and a batch in stages pays once, overlapped. Below it
 /// (few flows: most frames join a run, and need no hash) the batch goes straight through.
-const STAGED_LOOKUPS: u32 = 16;
+pub const STAGED_LOOKUPS: u32 = 16;
 /// Seconds without a hit after which a cached translation is removed.
 pub const CACHE_IDLE_SECS: u32 = 10;
 /// The idle-expiry sweep looks at `1 / EXPIRE_SLICES` of the cache's entries per millisecond
@@ -1279,17 +1279,16 @@ impl Worker {
             return;
         }
         tally.lookups += 1;
-        let h = st.hashed.then(|| self.hashes[i]);
+        // (A hash of an older epoch would only miss the EMC; an upcall, or a re-translation
+        // on a hit during revalidation, that adds a subtable may have changed every key's.)
+        let h = (st.hashed && cache.hash_epoch() == st.epoch).then(|| self.hashes[i]);
         let r = match self.look_up(cache, li, i, h, lay.tags, snap) {
             Some(r) => r,
             None if st.upcalls > 0 => {
                 // (An upcall may evict entries: no run stays open across it.)
                 self.end_run(cache, li, snap);
                 st.upcalls -= 1;
-                let r = cache.upcall(&snap.pipeline, &self.keys[i], self.now);
-                // (A new subtable may have changed every key's hash.)
-                st.hashed &= cache.hash_epoch() == st.epoch;
-                r
+                cache.upcall(&snap.pipeline, &self.keys[i], self.now)
             }
             None => {
                 let desc = self.batch.descs()[i];
@@ -2385,10 +2384,11 @@ struct Run {
     idx: [u8; BATCH_SIZE],
 }
 
-/// A batch's budget of upcalls, and whether `Worker::hashes` still hold.
+/// A batch's budget of upcalls, and whether `Worker::hashes` hold.
 struct FrameState {
     upcalls: usize,
-    /// `Worker::hashes` hold the keys' hashes, of [`FlowCache::hash_epoch`] `epoch`.
+    /// `Worker::hashes` hold the keys' hashes of [`FlowCache::hash_epoch`] `epoch` (a staged
+    /// batch).
     hashed: bool,
     epoch: u32,
 }
