@@ -812,19 +812,33 @@ impl FlowCache {
         now: u32,
         pipeline: &Pipeline,
     ) -> Option<EntryRef> {
-        self.lookup_checked_hashed(key, self.hash(key), now, pipeline)
+        self.lookup_checked_hashed(key, self.hash(key), NO_ENTRY, now, pipeline)
     }
 
-    /// [`FlowCache::lookup_checked`] with the key's hash (see [`FlowCache::lookup_hashed`]).
+    /// [`FlowCache::lookup_checked`] with the key's hash (see [`FlowCache::lookup_hashed`]),
+    /// trying entry `hint` first ([`FlowCache::prefetch_entry`] for that hash, or
+    /// [`NO_ENTRY`]): an EMC hit without probing the set again. Any live entry that covers
+    /// the key is a right answer (see the module docs), so a hint that no longer is one only
+    /// costs the probe it was meant to save.
     #[inline(always)]
     pub fn lookup_checked_hashed(
         &mut self,
         key: &FlowKey,
         h: u64,
+        hint: EntryRef,
         now: u32,
         pipeline: &Pipeline,
     ) -> Option<EntryRef> {
-        let r = self.lookup_hashed(key, h, now)?;
+        let r = match self.entries.get_mut(hint as usize) {
+            Some(e) if e.live && e.covers(key) => {
+                self.stats.emc_hits += 1;
+                if e.last_used != now {
+                    e.last_used = now;
+                }
+                hint
+            }
+            _ => self.lookup_hashed(key, h, now)?,
+        };
         if self.reval.pending(r as usize) {
             return self.check_on_hit(r, pipeline);
         }
@@ -1323,6 +1337,22 @@ mod tests {
         c.prefetch_charge(r, 0);
         assert_eq!(c.prefetch_entry(c.hash(&key(500, 1))), NO_ENTRY);
         c.prefetch_charge(NO_ENTRY, 0);
+        // A hint is only a hint: one naming another flow's entry, or none, still finds the
+        // key's own (as an EMC hit: the set probed after the hint failed).
+        let other = c.lookup(&key(8, 1), 0).unwrap();
+        for hint in [r, other, NO_ENTRY, u32::MAX - 1] {
+            let emc = c.stats.emc_hits;
+            assert_eq!(
+                c.lookup_checked_hashed(&k, h, hint, 0, &p),
+                Some(r),
+                "{hint}"
+            );
+            assert_eq!(c.stats.emc_hits, emc + 1);
+        }
+        assert_eq!(
+            c.lookup_checked_hashed(&key(500, 1), c.hash(&key(500, 1)), r, 0, &p),
+            None
+        );
         // An upcall under a known mask keeps every hash.
         let epoch = c.hash_epoch();
         c.upcall(&p, &key(150, 1), 0);

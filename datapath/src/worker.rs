@@ -1239,12 +1239,12 @@ impl Worker {
         if STAGED {
             for i in Bits(frames) {
                 let lay = self.lays[i];
-                self.frame(cache, li, i, lay, snap, tally, &mut st);
+                self.frame::<STAGED>(cache, li, i, lay, snap, tally, &mut st);
             }
         } else {
             for i in 0..self.batch.len() {
                 if let Some(lay) = self.parse(li, i, repair, tally) {
-                    self.frame(cache, li, i, lay, snap, tally, &mut st);
+                    self.frame::<STAGED>(cache, li, i, lay, snap, tally, &mut st);
                 }
             }
         }
@@ -1252,13 +1252,16 @@ impl Worker {
 
     /// Runs frame `i` of the batch (its key in `self.keys[i]`, layout `lay`) through the
     /// cache: it joins the open run, or is looked up (translated on a miss within the upcall
-    /// budget, else deferred) and opens a run.
+    /// budget, else deferred) and opens a run. In a staged batch only a frame whose EMC set
+    /// named the open run's entry is compared with the run (with many flows most are not, and
+    /// the comparison would fail; one that would have joined is looked up and finds the same
+    /// entry, whose run it then chains to or follows).
     #[inline(always)]
     #[expect(
         clippy::too_many_arguments,
         reason = "the frame's parts, borrowed separately"
     )]
-    fn frame(
+    fn frame<const STAGED: bool>(
         &mut self,
         cache: &mut FlowCache,
         li: usize,
@@ -1269,6 +1272,7 @@ impl Worker {
         st: &mut FrameState,
     ) {
         if let Some(r) = self.run.entry
+            && (!STAGED || self.cands[i] == r)
             && lay.tags == self.run.tags
             && cache
                 .entry(r)
@@ -1281,8 +1285,9 @@ impl Worker {
         tally.lookups += 1;
         // (A hash of an older epoch would only miss the EMC; an upcall, or a re-translation
         // on a hit during revalidation, that adds a subtable may have changed every key's.)
-        let h = (st.hashed && cache.hash_epoch() == st.epoch).then(|| self.hashes[i]);
-        let r = match self.look_up(cache, li, i, h, lay.tags, snap) {
+        let hint =
+            (st.hashed && cache.hash_epoch() == st.epoch).then(|| (self.hashes[i], self.cands[i]));
+        let r = match self.look_up(cache, li, i, hint, lay.tags, snap) {
             Some(r) => r,
             None if st.upcalls > 0 => {
                 // (An upcall may evict entries: no run stays open across it.)
@@ -1428,8 +1433,9 @@ impl Worker {
         }
     }
 
-    /// Looks up the key in `self.keys[i]` (a frame with VLAN tags `tags`; its hash `h` when
-    /// known) and, when found, ends the open run before the found entry's opens
+    /// Looks up the key in `self.keys[i]` (a frame with VLAN tags `tags`; its hash and the
+    /// entry its EMC set named, when known: `hint`) and, when found, ends the open run before
+    /// the found entry's opens
     /// ([`Worker::end_run_before`]). Out of line, the lookup inlined: the frames that join a
     /// run (most, with few flows) keep a lean loop, and a frame that needs a lookup makes one
     /// call.
@@ -1439,13 +1445,13 @@ impl Worker {
         cache: &mut FlowCache,
         li: usize,
         i: usize,
-        h: Option<u64>,
+        hint: Option<(u64, crate::cache::EntryRef)>,
         tags: u8,
         snap: &Snapshot,
     ) -> Option<crate::cache::EntryRef> {
         let key = &self.keys[i];
-        let h = h.unwrap_or_else(|| cache.hash(key));
-        let r = cache.lookup_checked_hashed(key, h, self.now, &snap.pipeline)?;
+        let (h, e) = hint.unwrap_or_else(|| (cache.hash(key), crate::cache::NO_ENTRY));
+        let r = cache.lookup_checked_hashed(key, h, e, self.now, &snap.pipeline)?;
         self.end_run_before(cache, li, r, tags, snap);
         Some(r)
     }
