@@ -786,20 +786,30 @@ impl FlowCache {
     #[inline(always)]
     pub fn lookup_hashed(&mut self, key: &FlowKey, h: u64, now: u32) -> Option<EntryRef> {
         let (set, tag) = self.emc.place(h);
-        for &s in &self.emc.sets[set].0 {
-            let idx = Emc::candidate(s, tag);
-            if let Some(e) = self.entries.get_mut(idx as usize)
-                && e.live
-                && e.covers(key)
-            {
-                self.stats.emc_hits += 1;
-                if e.last_used != now {
-                    e.last_used = now;
-                }
+        for w in 0..EMC_WAYS {
+            let idx = Emc::candidate(self.emc.sets[set].0[w], tag);
+            if self.emc_hit(idx, key, now) {
                 return Some(idx);
             }
         }
         self.lookup_megaflow(key, h, now)
+    }
+
+    /// Whether entry `idx` (any number: one past the entries is none) is live and covers
+    /// `key`; if so it is marked used at `now` and counted as an EMC hit.
+    #[inline(always)]
+    fn emc_hit(&mut self, idx: EntryRef, key: &FlowKey, now: u32) -> bool {
+        let Some(e) = self.entries.get_mut(idx as usize) else {
+            return false;
+        };
+        if !(e.live && e.covers(key)) {
+            return false;
+        }
+        self.stats.emc_hits += 1;
+        if e.last_used != now {
+            e.last_used = now;
+        }
+        true
     }
 
     /// [`FlowCache::lookup`] for a cache that may be revalidating: an entry the sweep has not
@@ -829,15 +839,10 @@ impl FlowCache {
         now: u32,
         pipeline: &Pipeline,
     ) -> Option<EntryRef> {
-        let r = match self.entries.get_mut(hint as usize) {
-            Some(e) if e.live && e.covers(key) => {
-                self.stats.emc_hits += 1;
-                if e.last_used != now {
-                    e.last_used = now;
-                }
-                hint
-            }
-            _ => self.lookup_hashed(key, h, now)?,
+        let r = if self.emc_hit(hint, key, now) {
+            hint
+        } else {
+            self.lookup_hashed(key, h, now)?
         };
         if self.reval.pending(r as usize) {
             return self.check_on_hit(r, pipeline);
