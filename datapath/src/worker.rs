@@ -1181,7 +1181,7 @@ impl Worker {
         let Some(mut cache) = self.cache.take() else {
             return 0;
         };
-        let mut tally = Tally::default();
+        let mut tally = RxTally::default();
         self.run.entry = None;
         // With many lookups per batch (many flows), the batch is looked up in stages, its
         // frames parsed first; else each frame is parsed as its turn comes.
@@ -1229,7 +1229,7 @@ impl Worker {
         repair: bool,
         frames: u64,
         snap: &Snapshot,
-        tally: &mut Tally,
+        tally: &mut RxTally,
     ) {
         let mut st = FrameState {
             upcalls: UPCALL_BUDGET,
@@ -1268,7 +1268,7 @@ impl Worker {
         i: usize,
         lay: Layout,
         snap: &Snapshot,
-        tally: &mut Tally,
+        tally: &mut RxTally,
         st: &mut FrameState,
     ) {
         if let Some(r) = self.run.entry
@@ -1312,7 +1312,7 @@ impl Worker {
     /// `self.lays[i]`, adding it to `tally`; a frame that does not parse is counted as dropped
     /// (`None`).
     #[inline(always)]
-    fn parse(&mut self, li: usize, i: usize, repair: bool, tally: &mut Tally) -> Option<Layout> {
+    fn parse(&mut self, li: usize, i: usize, repair: bool, tally: &mut RxTally) -> Option<Layout> {
         let desc = &self.batch.descs()[i];
         tally.frame(desc.len);
         let lp = &mut self.ports[li];
@@ -1343,7 +1343,7 @@ impl Worker {
     /// starts loading the entry each set names; then that entry's counters line. Returns the
     /// mask of the frames that parsed.
     #[inline(never)]
-    fn stage(&mut self, cache: &FlowCache, li: usize, repair: bool, tally: &mut Tally) -> u64 {
+    fn stage(&mut self, cache: &FlowCache, li: usize, repair: bool, tally: &mut RxTally) -> u64 {
         let mut parsed = 0u64;
         for i in 0..self.batch.len() {
             if self.parse(li, i, repair, tally).is_some() {
@@ -2399,16 +2399,17 @@ struct FrameState {
     epoch: u32,
 }
 
-/// What a batch's frames add up to.
+/// What a batch's received frames add up to (for the port's receive counters; [`TxTally`] is
+/// the transmit side's).
 #[derive(Default)]
-struct Tally {
+struct RxTally {
     bytes: u64,
     jumbo: u64,
     /// Frames looked up (that joined no run).
     lookups: u32,
 }
 
-impl Tally {
+impl RxTally {
     #[inline(always)]
     fn frame(&mut self, len: u32) {
         self.bytes += u64::from(len);

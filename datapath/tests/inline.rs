@@ -772,14 +772,13 @@ fn a_batch_after_one_of_many_flows_is_looked_up_in_stages_with_the_same_outcome(
         };
         m
     };
-    sw.flow_mod(&FlowMod::add(
-        0,
-        100,
-        on_sport(9),
-        Instructions::apply(vec![]),
-    ))
-    .unwrap();
-    sw.commit();
+    let drop_sport = |sw: &mut Switch, priority: u16, port: u16| {
+        let none = Instructions::apply(vec![]);
+        sw.flow_mod(&FlowMod::add(0, priority, on_sport(port), none))
+            .unwrap();
+        sw.commit();
+    };
+    drop_sport(&mut sw, 100, 9);
     let staged = |sw: &Switch| sw.worker_stats()[0].staged_batches;
     let send = |frames: &[Vec<u8>]| {
         for f in frames {
@@ -794,14 +793,7 @@ fn a_batch_after_one_of_many_flows_is_looked_up_in_stages_with_the_same_outcome(
     assert_eq!(got(&p[1]), first[..32]);
     assert_eq!(staged(&sw), 0);
     // From now on flow 1001's frames are dropped (a change the cache learns by revalidation).
-    sw.flow_mod(&FlowMod::add(
-        0,
-        200,
-        on_sport(1001),
-        Instructions::apply(vec![]),
-    ))
-    .unwrap();
-    sw.commit();
+    drop_sport(&mut sw, 200, 1001);
     // The staged batch: known flows (EMC hits, flow 1001 among them), malformed frames, and
     // new flows (upcalls in the middle of the batch).
     let mut second: Vec<Vec<u8>> = (1000..1040).map(from_port).collect();
