@@ -22,8 +22,12 @@
 //!   misses: no separate invalidation is needed. 32,768 slots in 128 KiB.
 //! - **Sharing for many flows**: the entries of a subtable share one copy of the mask and run
 //!   bits (a `Shape`), and entries that chain share one copy of equal ops (a bounded pool),
-//!   so a hit with 10,000 active flows reads two lines of its entry, one of its flow's
-//!   counters and its EMC set; the shared parts stay warm.
+//!   so a hit with 10,000 active flows reads two lines of its entry and its EMC set; the
+//!   shared parts stay warm.
+//! - **Deferred flow counters**: a hit charges its entry, in the line the hit read
+//!   ([`FlowCache::charge`]); the entry's flows get the counts later, many hits at once
+//!   ([`FlowCache::push_stats`]: the worker pushes a slice every millisecond, and everything
+//!   owed when the switch reads flow counters), or when the entry goes or is re-translated.
 //!
 //! Correctness rests on revalidation: when the pipeline changes, every entry a change could
 //! affect is re-translated against the new tables; an entry whose new mask is within its own
@@ -37,6 +41,7 @@
 //!
 //! Thread-safety: owned by one worker, no sharing.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::classifier::FlowMask;
@@ -44,7 +49,7 @@ use crate::flow::FlowKey;
 use hashbrown::{HashTable, hash_table};
 
 use crate::flowhash::{FlowHasher, INGRESS_WORDS};
-use crate::ofp::pipeline::{Change, Flow, FlowStats, Pipeline};
+use crate::ofp::pipeline::{Change, Flow, Pipeline};
 use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
 use crate::sys::cpu;
 
@@ -83,8 +88,9 @@ pub struct CachedFlow {
     /// Steps to run. Chaining entries with equal ops share one copy ([`FlowCache::chains`]
     /// compares them for every new run).
     pub ops: Arc<[Op]>,
-    /// The counters of `flows[0]`, charged without reading `flows` ([`CachedFlow::charge`]).
-    first_stats: Option<FlowStats>,
+    /// Frames and bytes charged since the entry's flows were last given them
+    /// ([`FlowCache::charge`], [`FlowCache::push_stats`]): in the line a hit reads anyway.
+    pending: Pending,
     /// Where each `controller` op was applied, in op order; `None` when there is none (most
     /// entries: one pointer instead of a slice in the hot line).
     ctl: Option<Box<Box<[CtlMeta]>>>,
@@ -109,8 +115,8 @@ pub struct CachedFlow {
     pub outputs: bool,
     /// A lookup used fields rewritten by earlier actions.
     rewrote: bool,
-    /// More than one flow to charge (`flows` has more than `first_stats`).
-    more_flows: bool,
+    /// In `FlowCache::owed` (or its slot is: an entry that reuses a slot keeps this).
+    listed: bool,
     /// The masked key, first [`RUN_WORDS`] words.
     key_head: [u64; RUN_WORDS],
     /// The masked key, the other words.
@@ -123,6 +129,20 @@ pub struct CachedFlow {
 
 /// Key words after the first [`RUN_WORDS`].
 const TAIL_WORDS: usize = FlowKey::WORDS - RUN_WORDS;
+
+/// What an entry was charged and its flows not yet given ([`FlowCache::charge`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Pending {
+    /// Frames (pushed before they could overflow: [`PENDING_MAX`]).
+    packets: u32,
+    /// The latest charge's switch clock, milliseconds, low 32 bits.
+    ms: u32,
+    bytes: u64,
+}
+
+/// Frames an entry holds before a charge gives them to its flows at once (far above what a
+/// flow gets between two pushes of the whole cache).
+const PENDING_MAX: u32 = 1 << 31;
 
 // The hot fields fill the first line, and the key's head is one line of its own.
 const _: () = {
@@ -275,10 +295,9 @@ impl CachedFlow {
         let forward_only = forward_only(&t.ops);
         let chain = chain(&t.ops, outputs, forward_only);
         let (key_head, key_tail) = split(t.mask.apply(&key).words());
-        let first_stats = t.flows.first().map(|f| f.stats.clone());
         Self {
             ops: pool.share(&t.ops, chain),
-            first_stats,
+            pending: Pending::default(),
             ctl: ctl_meta(t.controller),
             shape,
             last_used: now,
@@ -290,7 +309,7 @@ impl CachedFlow {
             miss_table: t.miss_table,
             outputs,
             rewrote: t.rewrote,
-            more_flows: t.flows.len() > 1,
+            listed: false,
             key_head,
             key_tail,
             flows: t.flows.into_boxed_slice(),
@@ -304,19 +323,29 @@ impl CachedFlow {
         self.ctl.as_deref().map_or(&[], |c| c)
     }
 
-    /// Charges the entry's flows with `packets` frames of `bytes` bytes, as worker `writer`
-    /// at `now_ms`.
+    /// Charges the entry's flows with `packets` frames of `bytes` bytes now, as worker
+    /// `writer` at `now_ms` (see [`FlowCache::charge`] for the deferred form the hot path
+    /// uses).
     #[inline]
-    pub fn charge(&self, writer: usize, packets: u64, bytes: u64, now_ms: u64) {
-        if let Some(s) = &self.first_stats {
-            s.hit(writer, packets, bytes, now_ms);
+    pub fn charge_now(&self, writer: usize, packets: u64, bytes: u64, now_ms: u64) {
+        for f in &*self.flows {
+            f.stats.hit(writer, packets, bytes, now_ms);
         }
-        if self.more_flows
-            && let [_, rest @ ..] = &*self.flows
-        {
-            for f in rest {
-                f.stats.hit(writer, packets, bytes, now_ms);
-            }
+    }
+
+    /// Gives the entry's flows what it was charged since the last time, as worker `writer`
+    /// whose clock reads `now_ms`.
+    fn push_pending(&mut self, writer: usize, now_ms: u64) {
+        let p = std::mem::take(&mut self.pending);
+        if p.packets > 0 {
+            // The latest hit's time, from its low 32 bits (pushed within 49 days).
+            let ago = u64::from((now_ms as u32).wrapping_sub(p.ms));
+            self.charge_now(
+                writer,
+                u64::from(p.packets),
+                p.bytes,
+                now_ms.saturating_sub(ago),
+            );
         }
     }
 
@@ -612,6 +641,14 @@ pub struct FlowCache {
     version: Option<u64>,
     /// The revalidation sweep under way, if any.
     reval: Reval,
+    /// Entries with charges their flows have not been given, oldest first, each once (see
+    /// [`FlowCache::charge`]); bounded by the entries.
+    owed: VecDeque<EntryRef>,
+    /// The worker whose counter slots the pushes write ([`FlowCache::for_writer`]).
+    writer: usize,
+    /// The switch clock (ms) of the latest charge: when an entry is pushed, its latest hit is
+    /// dated against this.
+    clock_ms: u64,
     /// Counters.
     pub stats: CacheStats,
 }
@@ -677,8 +714,69 @@ impl FlowCache {
             lookups_since_rank: 0,
             version: None,
             reval: Reval::IDLE,
+            owed: VecDeque::new(),
+            writer: 0,
+            clock_ms: 0,
             stats: CacheStats::default(),
         }
+    }
+
+    /// The cache of worker `writer`: the flows' counter slot its charges go to (0 unless set).
+    #[must_use]
+    pub fn for_writer(mut self, writer: usize) -> Self {
+        self.writer = writer;
+        self
+    }
+
+    /// Charges entry `r` with `packets` frames (at most 64) of `bytes` bytes at `now_ms`
+    /// (switch clock). The entry keeps them in its first line, which the hit read, and its
+    /// flows get them later, at once, from [`FlowCache::push_stats`] (or when the entry is
+    /// removed or re-translated): with many flows each flow's counters are a cache line of
+    /// their own, which a charge per hit would load every time. Whoever reads the flows'
+    /// counters has the workers push first (the switch does, see `Switch::sync_flow_stats`).
+    #[inline]
+    pub fn charge(&mut self, r: EntryRef, packets: u32, bytes: u64, now_ms: u64) {
+        self.clock_ms = now_ms;
+        let Some(e) = self.entries.get_mut(r as usize) else {
+            return;
+        };
+        let p = &mut e.pending;
+        p.packets += packets;
+        p.bytes = p.bytes.wrapping_add(bytes);
+        #[expect(clippy::cast_possible_truncation, reason = "the low bits, on purpose")]
+        {
+            p.ms = now_ms as u32;
+        }
+        if !e.listed {
+            e.listed = true;
+            self.owed.push_back(r);
+        }
+        if p.packets >= PENDING_MAX {
+            e.push_pending(self.writer, now_ms);
+        }
+    }
+
+    /// Gives the flows of up to `budget` entries, oldest charges first, what those entries
+    /// were charged ([`FlowCache::charge`]); returns how many entries it took off the list
+    /// ([`FlowCache::owed`]).
+    pub fn push_stats(&mut self, budget: usize) -> usize {
+        let n = budget.min(self.owed.len());
+        for _ in 0..n {
+            let Some(r) = self.owed.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.entries.get_mut(r as usize) {
+                e.listed = false;
+                e.push_pending(self.writer, self.clock_ms);
+            }
+        }
+        n
+    }
+
+    /// Entries whose charges their flows have not been given: a push of this many
+    /// ([`FlowCache::push_stats`]) gives the flows every charge made so far.
+    pub fn owed(&self) -> usize {
+        self.owed.len()
     }
 
     /// Most megaflows held.
@@ -752,8 +850,7 @@ impl FlowCache {
 
     /// The second stage: starts loading the two lines of the entry the EMC set of `h` names
     /// with `h`'s signature (the set loaded by [`FlowCache::prefetch_set`]), and returns the
-    /// entry ([`NO_ENTRY`] for none) for [`FlowCache::prefetch_charge`]. A hint: the lookup
-    /// confirms.
+    /// entry ([`NO_ENTRY`] for none). A hint: the lookup confirms.
     #[inline(always)]
     pub fn prefetch_entry(&self, h: u64) -> EntryRef {
         let (set, tag) = self.emc.place(h);
@@ -767,18 +864,6 @@ impl FlowCache {
             }
         }
         NO_ENTRY
-    }
-
-    /// The third stage: starts loading the counters line that worker `writer` charges for
-    /// entry `r` (from [`FlowCache::prefetch_entry`], whose first line it reads), which with
-    /// many flows is a line of its own per flow.
-    #[inline(always)]
-    pub fn prefetch_charge(&self, r: EntryRef, writer: usize) {
-        if let Some(e) = self.entries.get(r as usize)
-            && let Some(s) = &e.first_stats
-        {
-            s.prefetch(writer);
-        }
     }
 
     /// [`FlowCache::lookup`] with the key's hash (from [`FlowCache::hash`] in the current
@@ -926,7 +1011,11 @@ impl FlowCache {
         let masked = e.key();
         let idx = match self.free.pop() {
             Some(i) => {
-                self.entries[i as usize] = e;
+                // A new entry in a listed slot is listed.
+                let slot = &mut self.entries[i as usize];
+                let listed = slot.listed;
+                *slot = e;
+                slot.listed = listed;
                 i
             }
             None => {
@@ -990,10 +1079,11 @@ impl FlowCache {
     fn kill(&mut self, idx: u32) {
         let e = &mut self.entries[idx as usize];
         if e.live {
+            // (It stays listed, if it is: its slot is popped in turn, owing nothing.)
+            e.push_pending(self.writer, self.clock_ms);
             e.live = false;
             e.flows = Box::new([]);
             e.ops = Arc::clone(&self.chain_ops.none);
-            e.first_stats = None;
             e.ctl = None;
             self.free.push(idx);
         }
@@ -1103,6 +1193,7 @@ impl FlowCache {
     /// Removes everything.
     pub fn flush(&mut self) {
         self.stats.flushes += 1;
+        self.push_stats(usize::MAX);
         self.entries.clear();
         self.free.clear();
         self.subtables.clear();
@@ -1227,8 +1318,8 @@ impl FlowCache {
             e.forward_only = forward_only(&t.ops);
             e.chain = chain(&t.ops, e.outputs, e.forward_only);
             e.ops = self.chain_ops.share(&t.ops, e.chain);
-            e.first_stats = t.flows.first().map(|f| f.stats.clone());
-            e.more_flows = t.flows.len() > 1;
+            // What the old flows were charged goes to them.
+            e.push_pending(self.writer, self.clock_ms);
             e.flows = t.flows.into_boxed_slice();
             e.ctl = ctl_meta(t.controller);
             e.tables = t.tables;
@@ -1331,6 +1422,51 @@ mod tests {
     }
 
     #[test]
+    fn what_an_entry_owes_its_flows_reaches_them_when_it_goes_changes_or_the_cache_flushes() {
+        let (mut p, mut c) = hundred_port_rules();
+        let hit = |c: &mut FlowCache, port: u16, ms: u64| {
+            let r = c.lookup(&key(port, 1), 0).unwrap();
+            c.charge(r, 2, 200, ms);
+            Arc::clone(&c.entry(r).flows[0])
+        };
+        // Re-translated to a new flow (the rule replaced): the old flow gets what was owed.
+        let old = hit(&mut c, 5, 1_000);
+        p.flow_mod(
+            &FlowMod::delete(Some(0), port_flow(5, vec![]).fields),
+            &NoGroups,
+            Instant::now(),
+        )
+        .unwrap();
+        port_rule(&mut p, 5, 3);
+        c.revalidate(&p);
+        assert_eq!(old.stats.totals(), (2, 200));
+        assert_eq!(old.stats.last_hit_ms(), 1_000);
+        let new = hit(&mut c, 5, 1_500);
+        assert!(!Arc::ptr_eq(&old, &new));
+        assert_eq!(new.stats.totals(), (0, 0), "owed");
+        // Removed (idle): pushed as it goes; its slot, reused, stays listed once.
+        let gone = hit(&mut c, 6, 2_000);
+        assert_eq!(c.expire(20, 10, usize::MAX), 100);
+        assert_eq!(
+            (gone.stats.totals(), new.stats.totals()),
+            ((2, 200), (2, 200))
+        );
+        assert_eq!(gone.stats.last_hit_ms(), 2_000);
+        for port in 0..100 {
+            c.upcall(&p, &key(port, 1), 20);
+        }
+        let again = hit(&mut c, 6, 3_000);
+        assert!(c.owed() <= c.len(), "{} listed", c.owed());
+        c.push_stats(usize::MAX);
+        assert_eq!((c.owed(), again.stats.totals()), (0, (4, 400)));
+        // Flushed: pushed first.
+        let flushed = hit(&mut c, 7, 4_000);
+        c.flush();
+        assert_eq!(flushed.stats.totals(), (2, 200));
+        assert_eq!((c.owed(), flushed.stats.last_hit_ms()), (0, 4_000));
+    }
+
+    #[test]
     fn a_staged_lookup_names_the_entry_and_its_hash_holds_until_the_emc_mask_widens() {
         let (p, mut c) = hundred_port_rules();
         let k = key(7, 1);
@@ -1339,9 +1475,7 @@ mod tests {
         // The stages name the entry the lookup finds; a key without one gets none.
         c.prefetch_set(h);
         assert_eq!(c.prefetch_entry(h), r);
-        c.prefetch_charge(r, 0);
         assert_eq!(c.prefetch_entry(c.hash(&key(500, 1))), NO_ENTRY);
-        c.prefetch_charge(NO_ENTRY, 0);
         // A hint is only a hint: one naming another flow's entry, or none, still finds the
         // key's own (as an EMC hit: the set probed after the hint failed).
         let other = c.lookup(&key(8, 1), 0).unwrap();
@@ -1671,10 +1805,16 @@ mod tests {
         p.flow_mod(&t1, &NoGroups, Instant::now()).unwrap();
         let mut c = FlowCache::new(16);
         let r = c.upcall(&p, &key(53, 1), 0);
+        assert_eq!(c.entry(r).flows.len(), 2);
+        assert_eq!(c.entry(r).controller().len(), 1);
+        c.charge(r, 1, 100, 5);
+        c.charge(r, 2, 200, 7);
+        // Owed until pushed.
+        assert_eq!(c.owed(), 1);
+        assert_eq!(c.entry(r).flows[0].stats.totals(), (0, 0));
+        assert_eq!(c.push_stats(usize::MAX), 1);
+        assert_eq!(c.owed(), 0);
         let e = c.entry(r);
-        assert_eq!(e.flows.len(), 2);
-        assert_eq!(e.controller().len(), 1);
-        e.charge(0, 3, 300, 7);
         for f in e.flows.iter() {
             assert_eq!(f.stats.totals(), (3, 300), "table {}", f.table);
             assert_eq!(f.stats.last_hit_ms(), 7);
@@ -1696,9 +1836,10 @@ mod tests {
         p.flow_mod(&t0b, &NoGroups, Instant::now()).unwrap();
         c.revalidate(&p);
         let r = c.lookup(&key(53, 1), 0).expect("still cached");
+        assert!(!Arc::ptr_eq(&c.entry(r).flows[0], &old));
+        c.charge(r, 1, 100, 8);
+        c.push_stats(usize::MAX);
         let e = c.entry(r);
-        assert!(!Arc::ptr_eq(&e.flows[0], &old));
-        e.charge(0, 1, 100, 8);
         assert_eq!(e.flows[0].stats.totals(), (1, 100));
         assert_eq!(old.stats.totals(), (3, 300));
         assert!(e.controller().is_empty());
@@ -2145,8 +2286,7 @@ mod tests {
         }
 
         /// The entry decides as `t` does, and its shared and derived parts agree with it: the
-        /// shape is the one its mask and ops call for, the first flow's counters are that
-        /// flow's, `more_flows` says whether there are more.
+        /// shape is the one its mask and ops call for.
         fn same(c: &FlowCache, r: EntryRef, t: &Translation) -> bool {
             let e = c.entry(r);
             *e.ops == *t.ops
@@ -2156,12 +2296,6 @@ mod tests {
                     .map(|f| f.id)
                     .eq(t.flows.iter().map(|f| f.id))
                 && *e.shape == Shape::new(&e.mask(), has_normal(&e.ops))
-                && e.more_flows == (e.flows.len() > 1)
-                && match (&e.first_stats, e.flows.first()) {
-                    (Some(s), Some(f)) => s.shares(&f.stats),
-                    (None, None) => true,
-                    _ => false,
-                }
         }
 
         proptest! {

@@ -502,6 +502,9 @@ pub struct Switch {
     /// worker has caught up again, removals are settled without waiting (the control thread
     /// must not block for the timeout on every drain).
     settle_lagging: bool,
+    /// A worker did not push its flow counters in time: reads of them stop waiting (see
+    /// `settle_lagging`).
+    stats_lagging: bool,
     /// The worker of a [`PollMode::Inline`] switch (no thread runs it).
     inline: Option<Box<Worker>>,
 }
@@ -640,6 +643,7 @@ impl Switch {
             control_waker: std::sync::OnceLock::new(),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             generation: AtomicU64::new(0),
+            stats_req: AtomicU64::new(0),
             macs: MacTable::new(config.mac_table_max),
             start: Instant::now(),
         });
@@ -755,6 +759,7 @@ impl Switch {
             event_drops: 0,
             removals_unsettled: false,
             settle_lagging: false,
+            stats_lagging: false,
             inline,
         };
         sw.publish();
@@ -891,25 +896,17 @@ impl Switch {
     /// Makes the counters of queued flow-removed events final. A removal takes effect in the
     /// workers only when it is published and each worker switches to the new tables; until
     /// then a worker still forwards by the removed flow and counts into it. So this publishes,
-    /// waits for every worker (a grace period, as [`barrier`](Self::barrier)), then reads
-    /// the counters. A worker that does not catch up in time is logged and the counts
-    /// read as they are; after that, removals are settled without waiting until every worker
-    /// has caught up again, so a stuck worker costs the control thread one timeout, not one
-    /// per drain.
+    /// waits for every worker (a grace period, as [`barrier`](Self::barrier)) to switch and
+    /// push what its cache charged the flows ([`sync_flow_stats`](Self::sync_flow_stats)),
+    /// then reads the counters. A worker that does not catch up in time is logged and the
+    /// counts read as they are; after that, removals are settled without waiting until every
+    /// worker has caught up again, so a stuck worker costs the control thread one timeout,
+    /// not one per drain.
     fn settle_removals(&mut self) {
         if !self.removals_unsettled {
             return;
         }
-        self.commit();
-        if self.settle_lagging {
-            self.settle_lagging = self.lagging_worker().is_some();
-            if self.settle_lagging {
-                tracing::warn!("flow-removed counters read while a worker lags");
-            }
-        } else if let Err(e) = self.wait_workers() {
-            tracing::warn!(error = %e, "flow-removed counters read before every worker caught up");
-            self.settle_lagging = true;
-        }
+        self.settle_lagging = self.sync_stats(self.settle_lagging, "flow-removed counters");
         self.removals_unsettled = false;
         for e in &mut self.events {
             if let Event::FlowRemoved(r) = e {
@@ -919,8 +916,35 @@ impl Switch {
     }
 
     /// Removes flows whose idle or hard timeout has passed (queuing flow-removed events);
-    /// returns how many. Idle time counts from the latest packet, cached hits included.
+    /// returns how many. Idle time counts from the latest packet, cached hits included: when
+    /// a flow looks idle long enough, the workers push what their caches charged the flows
+    /// ([`sync_flow_stats`](Self::sync_flow_stats)) and the flows are looked at again.
     pub fn expire_flows(&mut self) -> usize {
+        let mut expired = self.timed_out();
+        if expired.iter().any(|e| e.2 == RemovedReason::IdleTimeout) {
+            self.sync_flow_stats();
+            expired = self.timed_out();
+        }
+        if expired.is_empty() {
+            return 0;
+        }
+        let n = expired.len();
+        for reason in [RemovedReason::HardTimeout, RemovedReason::IdleTimeout] {
+            let ids: Vec<(u8, u64)> = expired
+                .iter()
+                .filter(|e| e.2 == reason)
+                .map(|e| (e.0, e.1))
+                .collect();
+            let removed = self.pipeline.remove_flows(&ids);
+            self.flows_removed(&removed, reason);
+        }
+        self.flows_dirty = true;
+        self.commit();
+        n
+    }
+
+    /// The flows whose hard or idle timeout has passed, by the counters as they are.
+    fn timed_out(&self) -> Vec<(u8, u64, RemovedReason)> {
         let now = Instant::now();
         let now_ms = self.clock_ms();
         let start = self.shared.start;
@@ -946,22 +970,7 @@ impl Switch {
                 }
             }
         }
-        if expired.is_empty() {
-            return 0;
-        }
-        let n = expired.len();
-        for reason in [RemovedReason::HardTimeout, RemovedReason::IdleTimeout] {
-            let ids: Vec<(u8, u64)> = expired
-                .iter()
-                .filter(|e| e.2 == reason)
-                .map(|e| (e.0, e.1))
-                .collect();
-            let removed = self.pipeline.remove_flows(&ids);
-            self.flows_removed(&removed, reason);
-        }
-        self.flows_dirty = true;
-        self.commit();
-        n
+        expired
     }
 
     /// Reads each device port's carrier; a change is published (fast-failover groups use only
@@ -1077,6 +1086,38 @@ impl Switch {
         Ok(())
     }
 
+    /// Has every worker give the flows what its cache charged them so far (a hit charges
+    /// its cache entry, whose flows get the counts later: see `FlowCache::charge`) and waits
+    /// for it, so that flow counters read after this count every frame handled before it
+    /// (and pending flow changes are published). [`dump_flows`](Self::dump_flows) and
+    /// [`table_stats`](Self::table_stats) do this first. A worker that does not catch up in
+    /// time is logged and the counters read as they are; after that, reads do not wait
+    /// until every worker has caught up again.
+    pub fn sync_flow_stats(&mut self) {
+        self.stats_lagging = self.sync_stats(self.stats_lagging, "flow counters");
+    }
+
+    /// Publishes with a new request for the flows' counters and waits until every worker
+    /// has switched to it and pushed them (or, when a worker already `lagging`, only checks);
+    /// returns whether a worker lags. `what` names the counters for the log.
+    fn sync_stats(&mut self, lagging: bool, what: &str) -> bool {
+        // Before the generation: a worker that sees the generation sees the request.
+        self.shared.stats_req.fetch_add(1, Ordering::Release);
+        self.publish();
+        if lagging {
+            let still = self.lagging_worker().is_some();
+            if still {
+                tracing::warn!("{what} read while a worker lags");
+            }
+            still
+        } else if let Err(e) = self.wait_workers() {
+            tracing::warn!(error = %e, "{what} read before every worker caught up");
+            true
+        } else {
+            false
+        }
+    }
+
     /// Publishes pending flow changes to the workers.
     pub fn commit(&mut self) {
         if self.flows_dirty {
@@ -1154,7 +1195,8 @@ impl Switch {
     /// Per non-empty table (or table with misses): flows, masks, packets looked up and matched.
     /// `matched` sums the counters of the flows in the table now (a removed flow's packets
     /// leave with it); `lookups` adds the packets that found no flow there.
-    pub fn table_stats(&self) -> Vec<TableStats> {
+    pub fn table_stats(&mut self) -> Vec<TableStats> {
+        self.sync_flow_stats();
         let mut out = Vec::new();
         for t in 0..=crate::ofp::action::MAX_TABLE {
             let table = self.pipeline.table(t);
@@ -1182,7 +1224,8 @@ impl Switch {
     ///
     /// # Errors
     /// An invalid match in the filter.
-    pub fn dump_flows(&self, filter: &FlowFilter) -> Result<Vec<Arc<Flow>>, FlowError> {
+    pub fn dump_flows(&mut self, filter: &FlowFilter) -> Result<Vec<Arc<Flow>>, FlowError> {
+        self.sync_flow_stats();
         self.pipeline.dump(filter)
     }
 

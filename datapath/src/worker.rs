@@ -102,8 +102,7 @@ pub const UPCALL_BUDGET: usize = 32;
 pub const PENDING_MAX: usize = 1_024;
 /// Lookups in a batch (frames that joined no run of the frame before) from which the next
 /// batch is looked up in stages: first every frame's key, its hash and a prefetch of its EMC
-/// set; then a prefetch of the entry each set names; then of that entry's counters line; then
-/// the lookups, on warm lines. With many flows each of those is a cache miss per frame, which
+/// set; then a prefetch of the entry each set names; then the lookups, on warm lines. With many flows each of those is a cache miss per frame, which
 /// one frame after another pay in turn and a batch in stages pays once, overlapped. Below it
 /// (few flows: most frames join a run, and need no hash) the batch goes straight through.
 pub const STAGED_LOOKUPS: u32 = 16;
@@ -116,6 +115,18 @@ pub const CACHE_IDLE_SECS: u32 = 10;
 pub const EXPIRE_SLICES: usize = 1_000;
 /// See [`EXPIRE_SLICES`].
 pub const EXPIRE_SLICE_MIN: usize = 64;
+/// A hit charges its cache entry, and the entry's flows get the counts later
+/// ([`FlowCache::charge`]): every millisecond the worker pushes the counts of `1 /
+/// PUSH_SLICES` of the cache's entries (at least [`PUSH_SLICE_MIN`]), oldest charges first, so
+/// that a flow's counters run at most about a second behind its hits even when nobody asks;
+/// a flow with many hits per second gets them in a few writes instead of one per batch.
+pub const PUSH_SLICES: usize = 1_000;
+/// See [`PUSH_SLICES`].
+pub const PUSH_SLICE_MIN: usize = 1;
+/// Entries a pass pushes while the switch waits for every charge so far to reach the flows
+/// (a read of flow counters: `Switch::sync_flow_stats`), so that the wait costs no pass more
+/// than a few tens of µs however many flows are active.
+pub const SYNC_SLICE: usize = 256;
 /// Cache entries a pass checks of a revalidation sweep after a flow change (~8 µs of work
 /// when no entry is affected, `cache/revalidate_slice`; a whole sweep of 65,536 entries at
 /// once paused a pass for ~0.5 ms, ~1.25 ms before the word-by-word check,
@@ -222,6 +233,10 @@ pub struct Shared {
     /// plain atomic every pass and load the snapshot (two atomic read-modify-writes in
     /// `arc_swap`, measured at ~4 % of a forwarding core) only when it changed.
     pub generation: std::sync::atomic::AtomicU64,
+    /// Requests for the flows' counters, counted up before a new generation is published: a
+    /// worker that switches to it with a new count pushes every charge its cache owes the
+    /// flows before it reports the generation as seen (see `Switch::sync_flow_stats`).
+    pub stats_req: std::sync::atomic::AtomicU64,
     /// The MAC table.
     pub macs: MacTable,
     /// Time zero of the switch clock (MAC ages are seconds since this).
@@ -549,6 +564,12 @@ pub struct Worker {
     /// Lookups the last batch needed (frames that joined no run): from
     /// [`STAGED_LOOKUPS`] on, the next batch is looked up in stages.
     batch_lookups: u32,
+    /// The latest request for the flows' counters ([`Shared::stats_req`]) seen.
+    stats_seen: u64,
+    /// Cache entries still to push for it (the oldest on the cache's list).
+    stats_owed: usize,
+    /// The generation to report as seen once they are pushed (the switch waits for it).
+    ack_generation: Option<u64>,
 }
 
 const NOT_LOCAL: u16 = u16::MAX;
@@ -610,7 +631,9 @@ impl Worker {
             now_ns: 0,
             pending: std::collections::VecDeque::new(),
             pending_pool: Vec::new(),
-            cache: Some(Box::new(FlowCache::new(crate::cache::DEFAULT_CAPACITY))),
+            cache: Some(Box::new(
+                FlowCache::new(crate::cache::DEFAULT_CAPACITY).for_writer(index),
+            )),
             last_second: 0,
             next_maintain_ms: 0,
             clock: Duration::ZERO,
@@ -640,6 +663,9 @@ impl Worker {
             hashes: [0; BATCH_SIZE],
             cands: [crate::cache::NO_ENTRY; BATCH_SIZE],
             batch_lookups: 0,
+            stats_seen: 0,
+            stats_owed: 0,
+            ack_generation: None,
         }
     }
 
@@ -881,6 +907,9 @@ impl Worker {
     /// driven by a barrier).
     pub(crate) fn catch_up(&mut self) {
         self.sync_snapshot();
+        if self.stats_owed > 0 {
+            self.push_owed(usize::MAX);
+        }
     }
 
     /// Closes every port, as the thread does when it exits (an inline worker at shutdown).
@@ -926,7 +955,28 @@ impl Worker {
             }
             self.snap = Some(next);
         }
-        if let Some(generation) = self.generation() {
+        let req = self.shared.stats_req.load(Ordering::Acquire);
+        if req != self.stats_seen {
+            self.stats_seen = req;
+            self.stats_owed = self.cache.as_ref().map_or(0, |c| c.owed());
+        }
+        self.ack_generation = self.generation();
+        self.push_owed(0);
+    }
+
+    /// Pushes up to `budget` cache entries' charges to their flows ([`FlowCache::push_stats`]),
+    /// oldest first; once those a request for the counters is owed are pushed, reports the
+    /// generation the request came with as seen.
+    fn push_owed(&mut self, budget: usize) {
+        if let Some(cache) = self.cache.as_mut() {
+            let n = cache.push_stats(budget);
+            self.stats_owed = self.stats_owed.saturating_sub(n);
+        } else {
+            self.stats_owed = 0;
+        }
+        if self.stats_owed == 0
+            && let Some(generation) = self.ack_generation.take()
+        {
             self.ctls[self.index]
                 .seen_generation
                 .store(generation, Ordering::Release);
@@ -1012,10 +1062,13 @@ impl Worker {
             // A slice of the expiry sweep per millisecond since the last one (a worker that
             // slept a second or more sweeps the whole cache).
             let ms = self.now_ms + MAINTAIN_MS - self.next_maintain_ms;
+            let ms = usize::try_from(ms).unwrap_or(usize::MAX);
             if let Some(cache) = self.cache.as_mut() {
                 let slice = cache.slots().div_ceil(EXPIRE_SLICES).max(EXPIRE_SLICE_MIN);
-                let budget = slice.saturating_mul(usize::try_from(ms).unwrap_or(usize::MAX));
-                if cache.expire(self.now, CACHE_IDLE_SECS, budget) > 0 {
+                let expired = cache.expire(self.now, CACHE_IDLE_SECS, slice.saturating_mul(ms));
+                let push = cache.slots().div_ceil(PUSH_SLICES).max(PUSH_SLICE_MIN);
+                self.push_owed(push.saturating_mul(ms));
+                if expired > 0 {
                     self.publish_cache_stats();
                 }
             }
@@ -1028,6 +1081,9 @@ impl Worker {
             && cache.revalidating()
         {
             cache.revalidate_step(&snap.pipeline, REVALIDATE_SLICE);
+        }
+        if self.stats_owed > 0 {
+            self.push_owed(SYNC_SLICE);
         }
         let mut work = self.take_handoffs();
         if !self.pending.is_empty() {
@@ -1195,7 +1251,7 @@ impl Worker {
         self.batch_lookups = tally.lookups;
         let (rx_bytes, rx_jumbo) = (tally.bytes, tally.jumbo);
         let processed = self.stamps.now();
-        self.end_run(&cache, li, snap);
+        self.end_run(&mut cache, li, snap);
         let output = self.stamps.now();
         self.cache = Some(cache);
         let lp = &mut self.ports[li];
@@ -1340,8 +1396,7 @@ impl Worker {
 
     /// The first stages of a staged lookup ([`STAGED_LOOKUPS`]): parses every frame of the
     /// batch (adding up their bytes), hashes each key and starts loading its EMC set; then
-    /// starts loading the entry each set names; then that entry's counters line. Returns the
-    /// mask of the frames that parsed.
+    /// starts loading the entry each set names. Returns the mask of the frames that parsed.
     #[inline(never)]
     fn stage(&mut self, cache: &FlowCache, li: usize, repair: bool, tally: &mut RxTally) -> u64 {
         let mut parsed = 0u64;
@@ -1355,9 +1410,6 @@ impl Worker {
         }
         for i in Bits(parsed) {
             self.cands[i] = cache.prefetch_entry(self.hashes[i]);
-        }
-        for i in Bits(parsed) {
-            cache.prefetch_charge(self.cands[i], self.index);
         }
         parsed
     }
@@ -1422,7 +1474,7 @@ impl Worker {
     /// Ends the open run, if any: charges its entry's flows once with all its frames, counts
     /// why its frames went nowhere (if so), and runs forward-only ops for the frames that
     /// wait for them (also those of chained runs before it, whose ops are equal).
-    fn end_run(&mut self, cache: &FlowCache, li: usize, snap: &Snapshot) {
+    fn end_run(&mut self, cache: &mut FlowCache, li: usize, snap: &Snapshot) {
         let Some(r) = self.end_charge(cache, li) else {
             return;
         };
@@ -1463,7 +1515,7 @@ impl Worker {
     #[inline]
     fn end_run_before(
         &mut self,
-        cache: &FlowCache,
+        cache: &mut FlowCache,
         li: usize,
         r: crate::cache::EntryRef,
         tags: u8,
@@ -1484,13 +1536,13 @@ impl Worker {
     /// caller runs the ops, or chains another run with equal ops behind them). Returns the
     /// entry.
     #[inline(always)]
-    fn end_charge(&mut self, cache: &FlowCache, li: usize) -> Option<crate::cache::EntryRef> {
+    fn end_charge(&mut self, cache: &mut FlowCache, li: usize) -> Option<crate::cache::EntryRef> {
         let r = self.run.entry.take()?;
         let (frames, bytes) = (self.run.frames, self.run.bytes);
         self.run.frames = 0;
         self.run.bytes = 0;
+        cache.charge(r, frames, bytes, self.now_ms);
         let entry = cache.entry(r);
-        entry.charge(self.index, u64::from(frames), bytes, self.now_ms);
         if entry.miss {
             self.count_miss(entry.miss_table, u64::from(frames));
         }
@@ -1664,7 +1716,7 @@ impl Worker {
         snap: &Snapshot,
     ) {
         let entry = cache.entry(r);
-        entry.charge(self.index, 1, u64::from(desc.len), self.now_ms);
+        entry.charge_now(self.index, 1, u64::from(desc.len), self.now_ms);
         if entry.miss {
             self.count_miss(entry.miss_table, 1);
         }

@@ -1024,3 +1024,37 @@ fn a_bundle_adds_a_group_and_the_flow_using_it_atomically() {
     );
     sw.shutdown();
 }
+
+#[test]
+fn flow_counters_read_right_after_the_frames_count_every_cached_hit() {
+    for poll_mode in [PollMode::Busy, PollMode::Adaptive] {
+        let (mut sw, p) = switch_with(
+            2,
+            SwitchConfig {
+                poll_mode,
+                ..SwitchConfig::default()
+            },
+        );
+        // A rule per UDP destination port: a megaflow per flow.
+        let ports = 5000..5300u16;
+        for port in ports.clone() {
+            add(&mut sw, 0, 100, udp_port(port), vec![Action::Output(2)]);
+        }
+        sw.barrier().unwrap();
+        // Round 1 translates (hits and deferred frames), round 2 hits the cache.
+        for round in 1..=2u64 {
+            for port in ports.clone() {
+                assert!(p[0].send(&udp_to(1, 2, port, b"x")));
+            }
+            for _ in ports.clone() {
+                p[1].recv_timeout(T).expect("forwarded");
+            }
+            let flows = sw.dump_flows(&FlowFilter::default()).unwrap();
+            let flows: Vec<_> = flows.iter().filter(|f| f.priority == 100).collect();
+            assert_eq!(flows.len(), ports.len());
+            for f in flows {
+                assert_eq!(f.stats.totals().0, round, "{poll_mode:?}, round {round}");
+            }
+        }
+    }
+}

@@ -843,3 +843,88 @@ fn a_batch_after_one_of_many_flows_is_looked_up_in_stages_with_the_same_outcome(
     assert_eq!(staged(&sw), 2, "one lookup: the next batch goes straight");
     assert_eq!(got(&p[1]).len(), 128);
 }
+
+/// Rules `udp,tp_src=PORT actions=output:2` for `ports` (a megaflow per flow).
+fn output_per_source_port(sw: &mut Switch, ports: std::ops::Range<u16>) {
+    for port in ports {
+        let fields = vec![
+            MatchField {
+                field: Field::EthType,
+                value: 0x0800,
+                mask: None,
+            },
+            MatchField {
+                field: Field::IpProto,
+                value: 17,
+                mask: None,
+            },
+            MatchField {
+                field: Field::UdpSrc,
+                value: u128::from(port),
+                mask: None,
+            },
+        ];
+        let out = Instructions::apply(vec![Action::Output(2)]);
+        sw.flow_mod(&FlowMod::add(0, 100, fields, out)).unwrap();
+    }
+    sw.commit();
+}
+
+#[test]
+fn cached_hits_reach_their_flows_when_read_and_within_a_second_unread() {
+    let (mut sw, p) = inline_switch(2);
+    output_per_source_port(&mut sw, 1000..1200);
+    let frames: Vec<Vec<u8>> = (1000..1200).map(from_port).collect();
+    // Sends every frame once with the switch clock at `at` and polls until all are out.
+    let send_all = |sw: &mut Switch, at: Duration| {
+        for f in &frames {
+            assert!(p[0].send(f));
+        }
+        let mut out = 0;
+        for _ in 0..64 {
+            sw.poll_inline_at(at);
+            out += got(&p[1]).len();
+            if out == frames.len() {
+                return;
+            }
+        }
+        panic!("{out} of {} frames out", frames.len());
+    };
+    // Counters as they are (no request to the worker), and the latest hit of any flow.
+    let unread = |sw: &Switch| {
+        let flows: Vec<_> = sw
+            .pipeline()
+            .table(0)
+            .flows()
+            .filter(|f| f.priority == 100)
+            .collect();
+        assert_eq!(flows.len(), 200);
+        let packets: u64 = flows.iter().map(|f| f.stats.totals().0).sum();
+        let last = flows.iter().map(|f| f.stats.last_hit_ms()).min();
+        (packets, last)
+    };
+    send_all(&mut sw, Duration::from_secs(20));
+    // A read has the worker push first: every frame counted.
+    let read = sw.dump_flows(&FlowFilter::default()).unwrap();
+    let read = || read.iter().filter(|f| f.priority == 100);
+    assert_eq!(read().count(), 200);
+    assert!(read().all(|f| f.stats.totals().0 == 1));
+    // Cached hits within one millisecond of the switch clock: charged to the entries, owed
+    // to the flows.
+    send_all(&mut sw, Duration::from_secs(30));
+    assert_eq!(unread(&sw).0, 200);
+    // Unread, a slice of the entries is pushed each millisecond, oldest first ...
+    sw.poll_inline_at(Duration::from_millis(30_001));
+    let (some, _) = unread(&sw);
+    assert!(some > 200 && some < 400, "{some}");
+    // ... and all of them within a second, each flow's latest hit its hit's time.
+    sw.poll_inline_at(Duration::from_millis(31_000));
+    assert_eq!(unread(&sw), (400, Some(30_000)));
+    // A read right after the hits counts them all.
+    send_all(&mut sw, Duration::from_secs(40));
+    let read = sw.dump_flows(&FlowFilter::default()).unwrap();
+    let read = || read.iter().filter(|f| f.priority == 100);
+    assert_eq!(read().count(), 200);
+    assert!(read().all(|f| f.stats.totals().0 == 3));
+    assert!(read().all(|f| f.stats.last_hit_ms() == 40_000));
+}

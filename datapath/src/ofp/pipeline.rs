@@ -87,20 +87,6 @@ impl FlowStats {
         }
     }
 
-    /// Starts loading `writer`'s slot (a hint for a charge that follows soon).
-    #[inline(always)]
-    pub fn prefetch(&self, writer: usize) {
-        if let Some(s) = self.slots.get(writer) {
-            crate::sys::cpu::prefetch(std::ptr::from_ref(s).cast());
-        }
-    }
-
-    /// Whether `other` is a handle to the same counters.
-    #[cfg(test)]
-    pub(crate) fn shares(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.slots, &other.slots)
-    }
-
     /// Total packets and bytes.
     pub fn totals(&self) -> (u64, u64) {
         self.slots.iter().fold((0, 0), |(p, b), s| {
