@@ -214,6 +214,15 @@ pub fn extract(frame: &[u8], in_port: u32) -> Result<(FlowKey, Layout), DropReas
 /// As [`extract`].
 #[inline]
 pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, DropReason> {
+    extract_inline(frame, in_port, key)
+}
+
+/// [`extract_into`], always inlined (the worker's loop that parses a whole batch first).
+///
+/// # Errors
+/// As [`extract`].
+#[inline(always)]
+pub fn extract_inline(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, DropReason> {
     // Word-wise: the compiler writes the zeros in a few wide stores, no temporary copy.
     *key.words_mut() = [0; FlowKey::WORDS];
     key.in_port = in_port;

@@ -1343,7 +1343,13 @@ impl Worker {
         // on a hit during revalidation, that adds a subtable may have changed every key's.)
         let hint =
             (st.hashed && cache.hash_epoch() == st.epoch).then(|| (self.hashes[i], self.cands[i]));
-        let r = match self.look_up(cache, li, i, hint, lay.tags, snap) {
+        // (Staged, the lookup is inlined: most frames of such a batch need one.)
+        let found = if STAGED {
+            self.look_up_inline(cache, li, i, hint, lay.tags, snap)
+        } else {
+            self.look_up(cache, li, i, hint, lay.tags, snap)
+        };
+        let r = match found {
             Some(r) => r,
             None if st.upcalls > 0 => {
                 // (An upcall may evict entries: no run stays open across it.)
@@ -1376,11 +1382,11 @@ impl Worker {
         // A frame whose checksum may need completing is looked up once, writable.
         let res = if repair && desc.offload.is_none() {
             let frame = lp.port.frame_mut(desc);
-            flow::extract_into(frame, lp.id, key).inspect(|lay| {
+            flow::extract_inline(frame, lp.id, key).inspect(|lay| {
                 let _ = offload::repair_partial_csum_keyed(frame, key, lay);
             })
         } else {
-            flow::extract_into(lp.port.frame(desc), lp.id, key)
+            flow::extract_inline(lp.port.frame(desc), lp.id, key)
         };
         match res {
             Ok(lay) => {
@@ -1493,6 +1499,20 @@ impl Worker {
     /// call.
     #[inline(never)]
     fn look_up(
+        &mut self,
+        cache: &mut FlowCache,
+        li: usize,
+        i: usize,
+        hint: Option<(u64, crate::cache::EntryRef)>,
+        tags: u8,
+        snap: &Snapshot,
+    ) -> Option<crate::cache::EntryRef> {
+        self.look_up_inline(cache, li, i, hint, tags, snap)
+    }
+
+    /// [`Worker::look_up`], inlined.
+    #[inline(always)]
+    fn look_up_inline(
         &mut self,
         cache: &mut FlowCache,
         li: usize,
