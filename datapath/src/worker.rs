@@ -106,6 +106,9 @@ pub const PENDING_MAX: usize = 1_024;
 /// one frame after another pay in turn and a batch in stages pays once, overlapped. Below it
 /// (few flows: most frames join a run, and need no hash) the batch goes straight through.
 pub const STAGED_LOOKUPS: u32 = 16;
+/// How many frames behind the first stage of a staged lookup the second runs (see
+/// [`STAGED_LOOKUPS`]).
+const STAGE_LAG: usize = 8;
 /// Seconds without a hit after which a cached translation is removed.
 pub const CACHE_IDLE_SECS: u32 = 10;
 /// The idle-expiry sweep looks at `1 / EXPIRE_SLICES` of the cache's entries per millisecond
@@ -1405,17 +1408,27 @@ impl Worker {
     /// starts loading the entry each set names. Returns the mask of the frames that parsed.
     #[inline(never)]
     fn stage(&mut self, cache: &FlowCache, li: usize, repair: bool, tally: &mut RxTally) -> u64 {
+        let n = self.batch.len();
         let mut parsed = 0u64;
-        for i in 0..self.batch.len() {
+        for i in 0..n {
             if self.parse(li, i, repair, tally).is_some() {
                 parsed |= 1 << i;
                 let h = cache.hash(&self.keys[i]);
                 self.hashes[i] = h;
                 cache.prefetch_set(h);
             }
+            // The second stage runs `STAGE_LAG` frames behind the first, so a set has had
+            // that many frames' parsing to arrive, and the entries of the first lookups
+            // theirs.
+            if let Some(j) = i.checked_sub(STAGE_LAG)
+                && parsed & (1 << j) != 0
+            {
+                self.cands[j] = cache.prefetch_entry(self.hashes[j]);
+            }
         }
-        for i in Bits(parsed) {
-            self.cands[i] = cache.prefetch_entry(self.hashes[i]);
+        let first_left = n.saturating_sub(STAGE_LAG);
+        for j in Bits(parsed & !((1u64 << first_left) - 1)) {
+            self.cands[j] = cache.prefetch_entry(self.hashes[j]);
         }
         parsed
     }
