@@ -760,14 +760,9 @@ impl AfPacketPort {
         let Io::Ring(rings, _) = &mut self.io else {
             return Ok(0);
         };
-        let mut big = 0;
-        let mut free = self.rx_free;
-        while big < RX_BIG_SLOTS && free != 0 {
-            let slot = free.trailing_zeros();
-            free &= free - 1;
-            self.rx_pick[big] = slot as u16;
-            big += 1;
-        }
+        // Slots for frames longer than a ring slot, picked only once one is taken (a port
+        // polled every pass, as a split port's, mostly finds its ring empty).
+        let big = (self.rx_free.count_ones() as usize).min(RX_BIG_SLOTS);
         let mut k = 0;
         let mut copies = 0;
         while k < batch.room() {
@@ -784,6 +779,12 @@ impl AfPacketPort {
         self.rx_seen = true;
         let mut got_copies = 0;
         if copies > 0 {
+            let mut free = self.rx_free;
+            for pick in &mut self.rx_pick[..copies] {
+                let slot = free.trailing_zeros();
+                free &= free - 1;
+                *pick = slot as u16;
+            }
             for _ in 0..RX_TRIES {
                 match self.rx.recv(
                     rings.socket(),
