@@ -1021,7 +1021,8 @@ impl FlowCache {
             None => {
                 self.entries.push(e);
                 // Room to list every entry, so that a charge never allocates.
-                self.owed.reserve(self.entries.len().saturating_sub(self.owed.len()));
+                self.owed
+                    .reserve(self.entries.len().saturating_sub(self.owed.len()));
                 u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
             }
         };

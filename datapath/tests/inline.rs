@@ -748,6 +748,17 @@ fn a_remembered_normal_decision_is_forgotten_when_the_mac_table_is_flushed() {
 }
 
 /// A UDP frame from m1 to m2 with source port `sport` (one flow per port).
+/// A match on UDP source port `port`.
+fn udp_src(port: u16) -> Vec<MatchField> {
+    let mut m = udp_dst_5000();
+    m[2] = MatchField {
+        field: Field::UdpSrc,
+        value: u128::from(port),
+        mask: None,
+    };
+    m
+}
+
 fn from_port(sport: u16) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(mac(1), mac(2))
@@ -763,18 +774,9 @@ fn a_batch_after_one_of_many_flows_is_looked_up_in_stages_with_the_same_outcome(
     let (mut sw, p) = inline_switch(2);
     learn(&mut sw, &p, 1);
     // A rule on a UDP source port no frame has: every megaflow is exact on it, one per flow.
-    let on_sport = |port: u16| {
-        let mut m = udp_dst_5000();
-        m[2] = MatchField {
-            field: Field::UdpSrc,
-            value: u128::from(port),
-            mask: None,
-        };
-        m
-    };
     let drop_sport = |sw: &mut Switch, priority: u16, port: u16| {
         let none = Instructions::apply(vec![]);
-        sw.flow_mod(&FlowMod::add(0, priority, on_sport(port), none))
+        sw.flow_mod(&FlowMod::add(0, priority, udp_src(port), none))
             .unwrap();
         sw.commit();
     };
@@ -847,25 +849,9 @@ fn a_batch_after_one_of_many_flows_is_looked_up_in_stages_with_the_same_outcome(
 /// Rules `udp,tp_src=PORT actions=output:2` for `ports` (a megaflow per flow).
 fn output_per_source_port(sw: &mut Switch, ports: std::ops::Range<u16>) {
     for port in ports {
-        let fields = vec![
-            MatchField {
-                field: Field::EthType,
-                value: 0x0800,
-                mask: None,
-            },
-            MatchField {
-                field: Field::IpProto,
-                value: 17,
-                mask: None,
-            },
-            MatchField {
-                field: Field::UdpSrc,
-                value: u128::from(port),
-                mask: None,
-            },
-        ];
         let out = Instructions::apply(vec![Action::Output(2)]);
-        sw.flow_mod(&FlowMod::add(0, 100, fields, out)).unwrap();
+        sw.flow_mod(&FlowMod::add(0, 100, udp_src(port), out))
+            .unwrap();
     }
     sw.commit();
 }
