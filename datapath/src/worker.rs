@@ -102,9 +102,10 @@ pub const UPCALL_BUDGET: usize = 32;
 pub const PENDING_MAX: usize = 1_024;
 /// Lookups in a batch (frames that joined no run of the frame before) from which the next
 /// batch is looked up in stages: first every frame's key, its hash and a prefetch of its EMC
-/// set; then a prefetch of the entry each set names; then the lookups, on warm lines. With many flows each of those is a cache miss per frame, which
-/// one frame after another pay in turn and a batch in stages pays once, overlapped. Below it
-/// (few flows: most frames join a run, and need no hash) the batch goes straight through.
+/// set; then a prefetch of the entry each set names; then the lookups, on warm lines. With
+/// many flows each of those is a cache miss per frame, which one frame after another pay in
+/// turn and a batch in stages pays once, overlapped. Below it (few flows: most frames join a
+/// run, and need no hash) the batch goes straight through.
 pub const STAGED_LOOKUPS: u32 = 16;
 /// How many frames behind the first stage of a staged lookup the second runs (see
 /// [`STAGED_LOOKUPS`]).
