@@ -208,21 +208,13 @@ pub fn extract(frame: &[u8], in_port: u32) -> Result<(FlowKey, Layout), DropReas
 }
 
 /// [`extract`] into `key` (overwritten whole, also on error), for callers that keep keys in
-/// place (the worker's rx loop) instead of moving 144 bytes per frame.
-///
-/// # Errors
-/// As [`extract`].
-#[inline]
-pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, DropReason> {
-    extract_inline(frame, in_port, key)
-}
-
-/// [`extract_into`], always inlined (the worker's loop that parses a whole batch first).
+/// place (the worker's rx loops) instead of moving 144 bytes per frame. Always inlined: the
+/// worker parses in two loops (frame by frame, and a whole batch before a staged lookup).
 ///
 /// # Errors
 /// As [`extract`].
 #[inline(always)]
-pub fn extract_inline(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, DropReason> {
+pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, DropReason> {
     // Word-wise: the compiler writes the zeros in a few wide stores, no temporary copy.
     *key.words_mut() = [0; FlowKey::WORDS];
     key.in_port = in_port;

@@ -1386,11 +1386,11 @@ impl Worker {
         // A frame whose checksum may need completing is looked up once, writable.
         let res = if repair && desc.offload.is_none() {
             let frame = lp.port.frame_mut(desc);
-            flow::extract_inline(frame, lp.id, key).inspect(|lay| {
+            flow::extract_into(frame, lp.id, key).inspect(|lay| {
                 let _ = offload::repair_partial_csum_keyed(frame, key, lay);
             })
         } else {
-            flow::extract_inline(lp.port.frame(desc), lp.id, key)
+            flow::extract_into(lp.port.frame(desc), lp.id, key)
         };
         match res {
             Ok(lay) => {
