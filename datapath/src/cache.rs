@@ -48,7 +48,7 @@ use crate::classifier::FlowMask;
 use crate::flow::FlowKey;
 use hashbrown::{HashTable, hash_table};
 
-use crate::flowhash::{FlowHasher, INGRESS_WORDS};
+use crate::flowhash::{FlowHasher, IngressMask};
 use crate::ofp::pipeline::{Change, Flow, Pipeline};
 use crate::ofp::xlate::{CtlMeta, Op, Translation, xlate};
 use crate::sys::cpu;
@@ -626,7 +626,7 @@ pub struct FlowCache {
     emc: Emc,
     /// What the EMC hashes of a key: the union of the masks of every subtable since the last
     /// flush (ingress words; a superset of the live subtables' masks).
-    emc_mask: Box<[u64; INGRESS_WORDS]>,
+    emc_mask: Box<IngressMask>,
     /// Changes whenever `emc_mask` does (see [`FlowCache::hash_epoch`]).
     hash_epoch: u32,
     hasher: FlowHasher,
@@ -704,7 +704,7 @@ impl FlowCache {
             order: Vec::new(),
             free_slots: Vec::new(),
             emc: Emc::new(capacity),
-            emc_mask: Box::new([0; INGRESS_WORDS]),
+            emc_mask: Box::default(),
             hash_epoch: 0,
             hasher: FlowHasher::new(),
             chain_ops: OpsPool::new(),
@@ -1127,12 +1127,12 @@ impl FlowCache {
     /// and that happens at most once per mask bit — subtables that come and go cannot make
     /// the worker clear the EMC again and again.
     fn widen_emc_mask(&mut self, mask: &FlowMask) {
-        let mut m = *self.emc_mask;
+        let mut m = *self.emc_mask.words();
         for (u, w) in m.iter_mut().zip(mask.bits.words()) {
             *u |= w;
         }
-        if m != *self.emc_mask {
-            *self.emc_mask = m;
+        if m != *self.emc_mask.words() {
+            *self.emc_mask = IngressMask::new(m);
             self.hash_epoch = self.hash_epoch.wrapping_add(1);
             self.emc.clear();
         }
@@ -1204,7 +1204,7 @@ impl FlowCache {
         self.free_slots.clear();
         self.chain_ops.shared.clear();
         self.emc.clear();
-        *self.emc_mask = [0; INGRESS_WORDS];
+        *self.emc_mask = IngressMask::default();
         self.hash_epoch = self.hash_epoch.wrapping_add(1);
         self.reval = Reval::IDLE;
     }
@@ -1529,7 +1529,7 @@ mod tests {
         assert_eq!(c.len(), 100);
         // The megaflows are exact on the port, not on the destination address (nor on the
         // source port): 100 ports × 50 other keys each find their entry in the EMC at once.
-        let union = *c.emc_mask;
+        let union = *c.emc_mask.words();
         assert!(union.iter().any(|&w| w != 0));
         let under_union = |k: &FlowKey| -> Vec<u64> {
             k.words().iter().zip(&union).map(|(w, m)| w & m).collect()
@@ -1556,9 +1556,9 @@ mod tests {
         // and go do not clear the EMC each time); a flush empties it.
         assert_eq!(c.expire(10, 1, usize::MAX), 100);
         assert_eq!((c.len(), c.subtables()), (0, 0));
-        assert_eq!(*c.emc_mask, union);
+        assert_eq!(*c.emc_mask.words(), union);
         c.flush();
-        assert_eq!(*c.emc_mask, [0; INGRESS_WORDS]);
+        assert_eq!(*c.emc_mask, IngressMask::default());
     }
 
     #[test]
@@ -2339,7 +2339,7 @@ mod tests {
                         // The EMC's mask holds every live subtable's.
                         for &si in &c.order {
                             let st = &c.subtables[usize::from(si)];
-                            for (u, w) in c.emc_mask.iter().zip(st.mask.bits.words()) {
+                            for (u, w) in c.emc_mask.words().iter().zip(st.mask.bits.words()) {
                                 prop_assert_eq!(u & w, *w);
                             }
                         }
