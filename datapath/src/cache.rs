@@ -511,7 +511,7 @@ impl CachedFlow {
     /// too, and equal in every field the ops decide on at run time, so one execution of the
     /// ops serves both (see the worker). Cheaper than a lookup: only the mask's non-zero
     /// words are compared.
-    #[inline]
+    #[inline(always)]
     pub fn same_run(&self, first: &FlowKey, key: &FlowKey) -> bool {
         #[inline(always)]
         fn masked_eq<const N: usize>(

@@ -1248,7 +1248,7 @@ impl Worker {
         if self.batch_lookups >= STAGED_LOOKUPS {
             self.ctls[self.index].counters.staged_batches.add(1);
             let parsed = self.stage(&cache, li, repair, &mut tally);
-            self.frames::<true>(&mut cache, li, repair, parsed, snap, &mut tally);
+            self.frames_staged(&mut cache, li, parsed, snap, &mut tally);
         } else {
             self.frames::<false>(&mut cache, li, repair, 0, snap, &mut tally);
         }
@@ -1276,6 +1276,20 @@ impl Worker {
         self.stamps.add(Part::Flush, released, flushed);
         self.stamps.batch_done(flushed);
         n
+    }
+
+    /// [`Worker::frames`] of a staged batch, out of line (one call per batch): the straight
+    /// loop, which most batches with few flows take, keeps its own code.
+    #[inline(never)]
+    fn frames_staged(
+        &mut self,
+        cache: &mut FlowCache,
+        li: usize,
+        frames: u64,
+        snap: &Snapshot,
+        tally: &mut RxTally,
+    ) {
+        self.frames::<true>(cache, li, false, frames, snap, tally);
     }
 
     /// Runs the frames of the batch through the cache: with `STAGED`, those in mask `frames`,
@@ -1546,7 +1560,7 @@ impl Worker {
     /// both entries' ops send every frame to the same ports (say, `output:2`), the frames of
     /// the new run queue behind the open run's: its flows are charged now, and the ops run once
     /// for both when the chain ends.
-    #[inline]
+    #[inline(always)]
     fn end_run_before(
         &mut self,
         cache: &mut FlowCache,
