@@ -482,7 +482,7 @@ impl CachedFlow {
     /// Whether this entry covers `key` (its mask applied to `key` gives its masked key). Only
     /// the words up to the mask's last non-zero one are compared (masked, the rest is zero on
     /// both sides).
-    #[inline]
+    #[inline(always)]
     fn covers(&self, key: &FlowKey) -> bool {
         #[inline(always)]
         fn diff<const N: usize, const L: usize>(k: &[u64], m: &[u64; L], e: &[u64; L]) -> u64 {
