@@ -1361,13 +1361,7 @@ impl Worker {
         // on a hit during revalidation, that adds a subtable may have changed every key's.)
         let hint =
             (st.hashed && cache.hash_epoch() == st.epoch).then(|| (self.hashes[i], self.cands[i]));
-        // (Staged, the lookup is inlined: most frames of such a batch need one.)
-        let found = if STAGED {
-            self.look_up_inline(cache, li, i, hint, lay.tags, snap)
-        } else {
-            self.look_up(cache, li, i, hint, lay.tags, snap)
-        };
-        let r = match found {
+        let r = match self.look_up(cache, li, i, hint, lay.tags, snap) {
             Some(r) => r,
             None if st.upcalls > 0 => {
                 // (An upcall may evict entries: no run stays open across it.)
@@ -1521,26 +1515,9 @@ impl Worker {
 
     /// Looks up the key in `self.keys[i]` (a frame with VLAN tags `tags`; its hash and the
     /// entry its EMC set named, when known: `hint`) and, when found, ends the open run before
-    /// the found entry's opens
-    /// ([`Worker::end_run_before`]). Out of line, the lookup inlined: the frames that join a
-    /// run (most, with few flows) keep a lean loop, and a frame that needs a lookup makes one
-    /// call.
-    #[inline(never)]
-    fn look_up(
-        &mut self,
-        cache: &mut FlowCache,
-        li: usize,
-        i: usize,
-        hint: Option<(u64, crate::cache::EntryRef)>,
-        tags: u8,
-        snap: &Snapshot,
-    ) -> Option<crate::cache::EntryRef> {
-        self.look_up_inline(cache, li, i, hint, tags, snap)
-    }
-
-    /// [`Worker::look_up`], inlined.
+    /// the found entry's opens ([`Worker::end_run_before`]).
     #[inline(always)]
-    fn look_up_inline(
+    fn look_up(
         &mut self,
         cache: &mut FlowCache,
         li: usize,
