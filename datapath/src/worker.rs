@@ -1329,7 +1329,8 @@ impl Worker {
     /// budget, else deferred) and opens a run. In a staged batch only a frame whose EMC set
     /// named the open run's entry is compared with the run (with many flows most are not, and
     /// the comparison would fail; one that would have joined is looked up and finds the same
-    /// entry, whose run it then chains to or follows).
+    /// entry), and a frame whose entry chains to the open run's queues behind it without a
+    /// run of its own ([`Worker::chain_behind`]).
     #[inline(always)]
     #[expect(
         clippy::too_many_arguments,
@@ -1361,8 +1362,12 @@ impl Worker {
         // on a hit during revalidation, that adds a subtable may have changed every key's.)
         let hint =
             (st.hashed && cache.hash_epoch() == st.epoch).then(|| (self.hashes[i], self.cands[i]));
-        let r = match self.look_up(cache, li, i, hint, lay.tags, snap) {
-            Some(r) => r,
+        let r = match self.look_up(cache, i, hint, snap) {
+            Some(r) if STAGED && self.chain_behind(cache, r, i, lay.tags) => return,
+            Some(r) => {
+                self.end_run_before(cache, li, r, lay.tags, snap);
+                r
+            }
             None if st.upcalls > 0 => {
                 // (An upcall may evict entries: no run stays open across it.)
                 self.end_run(cache, li, snap);
@@ -1513,24 +1518,56 @@ impl Worker {
         }
     }
 
-    /// Looks up the key in `self.keys[i]` (a frame with VLAN tags `tags`; its hash and the
-    /// entry its EMC set named, when known: `hint`) and, when found, ends the open run before
-    /// the found entry's opens ([`Worker::end_run_before`]).
+    /// Looks up the key in `self.keys[i]` (its hash and the entry its EMC set named, when
+    /// known: `hint`).
     #[inline(always)]
     fn look_up(
-        &mut self,
+        &self,
         cache: &mut FlowCache,
-        li: usize,
         i: usize,
         hint: Option<(u64, crate::cache::EntryRef)>,
-        tags: u8,
         snap: &Snapshot,
     ) -> Option<crate::cache::EntryRef> {
         let key = &self.keys[i];
         let (h, e) = hint.unwrap_or_else(|| (cache.hash(key), crate::cache::NO_ENTRY));
-        let r = cache.lookup_checked_hashed(key, h, e, self.now, &snap.pipeline)?;
-        self.end_run_before(cache, li, r, tags, snap);
-        Some(r)
+        cache.lookup_checked_hashed(key, h, e, self.now, &snap.pipeline)
+    }
+
+    /// In a staged batch: queues frame `i` (with VLAN tags `tags`), found in entry `r`, behind
+    /// the open run when their ops chain ([`FlowCache::chains`]), charging `r` with the frame
+    /// now; the run stays the open entry's. With many flows most frames are the only one of
+    /// their flow in the batch, and a run of their own would be opened and charged to be
+    /// closed at the next frame. False (nothing done) when they do not chain.
+    #[inline(always)]
+    fn chain_behind(
+        &mut self,
+        cache: &mut FlowCache,
+        r: crate::cache::EntryRef,
+        i: usize,
+        tags: u8,
+    ) -> bool {
+        let Some(open) = self.run.entry else {
+            return false;
+        };
+        if tags != self.run.tags || !cache.chains(open, r) {
+            return false;
+        }
+        let len = self.batch.descs()[i].len;
+        cache.charge(r, 1, u64::from(len), self.now_ms);
+        let entry = cache.entry(r);
+        if entry.miss {
+            self.count_miss(entry.miss_table, 1);
+        }
+        // (A chaining entry is forward-only and outputs: the frame only waits for the ops.)
+        let run = &mut self.run;
+        if let Some(slot) = run.idx.get_mut(run.queued) {
+            #[expect(clippy::cast_possible_truncation, reason = "i < BATCH_SIZE")]
+            {
+                *slot = i as u8;
+            }
+            run.queued += 1;
+        }
+        true
     }
 
     /// Ends the open run before a run of entry `r` (frames with VLAN tags `tags`) opens. When

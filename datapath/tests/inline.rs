@@ -914,3 +914,111 @@ fn cached_hits_reach_their_flows_when_read_and_within_a_second_unread() {
     assert!(read().all(|f| f.stats.totals().0 == 3));
     assert!(read().all(|f| f.stats.last_hit_ms() == 40_000));
 }
+
+#[test]
+fn a_staged_batch_queues_chaining_flows_behind_one_run_and_charges_each_flow() {
+    let (mut sw, p) = inline_switch(3);
+    // A rule per UDP source port (a megaflow per flow): 1000..1024 output to m2 (equal ops:
+    // they chain); 1024..1028 output to m2 and go on to table 1, which is empty (equal ops,
+    // and a table miss to count for each frame); 1028..1032 output to m3 (other ops: they end
+    // the chain); 1032..1034 rewrite on their way to m2 (not forward-only).
+    let rule = |sport: u16| match sport {
+        1024..1028 => Instructions {
+            apply: vec![Action::Output(2)],
+            goto_table: Some(1),
+            ..Instructions::default()
+        },
+        1028..1032 => Instructions::apply(vec![Action::Output(3)]),
+        1032..1034 => Instructions::apply(vec![Action::DecTtl, Action::Output(2)]),
+        _ => Instructions::apply(vec![Action::Output(2)]),
+    };
+    for sport in 1000..1034 {
+        sw.flow_mod(&FlowMod::add(0, 100, udp_src(sport), rule(sport)))
+            .unwrap();
+    }
+    sw.barrier().unwrap();
+    // The batch: the 34 flows in a scrambled order with repeats (a frame of the open run's
+    // flow now and then), and flow 1000 priority-tagged at a few places (its tags differ from
+    // the untagged frames': it neither joins nor chains behind their runs).
+    let mut batch: Vec<Vec<u8>> = (0..64u16).map(|k| from_port(1000 + (k * 7) % 34)).collect();
+    batch[5] = batch[4].clone();
+    batch[6] = batch[4].clone();
+    for k in [20, 21, 40, 63] {
+        batch[k] = tagged(&from_port(1000), &[0]);
+    }
+    let send_poll = |sw: &mut Switch, frames: &[Vec<u8>]| {
+        for f in frames {
+            assert!(p[0].send(f));
+        }
+        for _ in 0..8 {
+            sw.poll_inline();
+        }
+        (got(&p[1]), got(&p[2]))
+    };
+    // Every entry installed (upcalls, deferred frames), then a batch of one flow, so that the
+    // next batch goes straight (one lookup).
+    send_poll(&mut sw, &batch);
+    let one: Vec<Vec<u8>> = (0..64).map(|_| from_port(1000)).collect();
+    send_poll(&mut sw, &one);
+    // What each flow has been charged, and table 1's misses.
+    let totals = |sw: &mut Switch| {
+        let flows = sw.dump_flows(&FlowFilter::default()).unwrap();
+        let per_port: Vec<u64> = (1000..1034u16)
+            .map(|sport| {
+                let f = flows.iter().find(|f| f.fields == udp_src(sport)).unwrap();
+                f.stats.totals().0
+            })
+            .collect();
+        let t1 = sw.table_stats().into_iter().find(|t| t.table == 1);
+        (per_port, t1.map_or(0, |t| t.lookups))
+    };
+    let staged = |sw: &Switch| sw.worker_stats()[0].staged_batches;
+    let mut outcomes = Vec::new();
+    for want_staged in [false, true] {
+        let (before, misses_before) = totals(&mut sw);
+        let staged_before = staged(&sw);
+        let out = send_poll(&mut sw, &batch);
+        assert_eq!(staged(&sw) - staged_before, u64::from(want_staged));
+        let (after, misses_after) = totals(&mut sw);
+        for (i, sport) in (1000..1034u16).enumerate() {
+            let sent = batch.iter().filter(|f| **f == from_port(sport)).count();
+            let sent = sent + if sport == 1000 { 4 } else { 0 };
+            assert_eq!(after[i] - before[i], sent as u64, "frames of flow {sport}");
+        }
+        let to_miss = (1024..1028)
+            .map(|s| batch.iter().filter(|f| **f == from_port(s)).count())
+            .sum::<usize>();
+        assert_eq!(misses_after - misses_before, to_miss as u64);
+        outcomes.push(out);
+    }
+    // In order at each port, the rewritten frames' TTL one less, the same either way.
+    let sport = |f: &[u8]| {
+        let at = if f[12..14] == [0x81, 0x00] { 38 } else { 34 };
+        u16::from_be_bytes([f[at], f[at + 1]])
+    };
+    let (to2, to3) = &outcomes[1];
+    let want2: Vec<u16> = batch
+        .iter()
+        .map(|f| sport(f))
+        .filter(|s| !(1028..1032).contains(s))
+        .collect();
+    assert_eq!(to2.iter().map(|f| sport(f)).collect::<Vec<_>>(), want2);
+    for (o, f) in to2
+        .iter()
+        .zip(batch.iter().filter(|f| !(1028..1032).contains(&sport(f))))
+    {
+        if (1032..1034).contains(&sport(f)) {
+            assert_eq!(o[22], f[22] - 1, "TTL");
+        } else {
+            assert_eq!(o, f);
+        }
+    }
+    let want3: Vec<&Vec<u8>> = batch
+        .iter()
+        .filter(|f| (1028..1032).contains(&sport(f)))
+        .collect();
+    assert_eq!(to3.iter().collect::<Vec<_>>(), want3);
+    assert_eq!(outcomes[0], outcomes[1], "straight and staged alike");
+    assert!(got(&p[0]).is_empty());
+    assert_eq!(counters(&sw, "m1").rx_drops.iter().sum::<u64>(), 0);
+}
