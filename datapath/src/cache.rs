@@ -104,8 +104,9 @@ pub struct CachedFlow {
     /// The ops only send the frame (outputs, `normal`, flood, all): a run of frames executes
     /// them once for all its frames.
     pub forward_only: bool,
-    /// Forward-only, outputs, and decides nothing per frame (no `normal`): consecutive runs
-    /// of entries with equal ops can share one execution of them ([`FlowCache::chains`]).
+    /// Forward-only, outputs, decides nothing per frame (no `normal`) and counts no table
+    /// miss: consecutive runs of entries with equal ops can share one execution of them
+    /// ([`FlowCache::chains`]).
     chain: bool,
     /// The translation ended in a table miss.
     pub miss: bool,
@@ -245,9 +246,10 @@ fn forward_only(ops: &[Op]) -> bool {
 }
 
 /// Whether forward-only ops that output send every frame of a batch (one ingress port) to the
-/// same ports whatever its key: not with `normal`, whose decision is per destination.
-fn chain(ops: &[Op], outputs: bool, forward_only: bool) -> bool {
-    outputs && forward_only && !has_normal(ops)
+/// same ports whatever its key: not with `normal`, whose decision is per destination; and
+/// whether the translation's frames need nothing counted on their own (no table `miss`).
+fn chain(ops: &[Op], outputs: bool, forward_only: bool, miss: bool) -> bool {
+    outputs && forward_only && !has_normal(ops) && !miss
 }
 
 /// `meta` boxed when there is any.
@@ -283,6 +285,18 @@ fn join(head: &[u64; RUN_WORDS], tail: &[u64; TAIL_WORDS]) -> FlowKey {
 }
 
 impl CachedFlow {
+    /// Names the ops runs of this entry chain with ([`FlowCache::chains`]): the address of
+    /// its copy of them when it chains, else 0. Equal names mean equal ops; equal ops may
+    /// have different names (the pool that shares them is bounded).
+    #[inline(always)]
+    pub fn chain_id(&self) -> usize {
+        if self.chain {
+            Arc::as_ptr(&self.ops).cast::<u8>().addr()
+        } else {
+            0
+        }
+    }
+
     fn from_translation(
         t: Translation,
         pool: &mut OpsPool,
@@ -293,7 +307,7 @@ impl CachedFlow {
     ) -> Self {
         let outputs = t.outputs();
         let forward_only = forward_only(&t.ops);
-        let chain = chain(&t.ops, outputs, forward_only);
+        let chain = chain(&t.ops, outputs, forward_only, t.miss);
         let (key_head, key_tail) = split(t.mask.apply(&key).words());
         Self {
             ops: pool.share(&t.ops, chain),
@@ -814,6 +828,14 @@ impl FlowCache {
         a.chain && b.chain && (Arc::ptr_eq(&a.ops, &b.ops) || a.ops == b.ops)
     }
 
+    /// [`FlowCache::chains`] for an `a` whose [`CachedFlow::chain_id`] is `a_id`: when `b`
+    /// holds the same copy of the ops (the usual case: chaining entries share one copy of
+    /// equal ops), without reading `a`.
+    #[inline(always)]
+    pub fn chains_to(&self, a: EntryRef, a_id: usize, b: EntryRef) -> bool {
+        a_id != 0 && (self.entry(b).chain_id() == a_id || self.chains(a, b))
+    }
+
     /// Finds the cached translation of `key`, marking it used at `now`. It does not check an
     /// entry a revalidation sweep has not reached: with one under way (after
     /// [`revalidate_begin`](Self::revalidate_begin)), use
@@ -1319,7 +1341,7 @@ impl FlowCache {
                 _ => Arc::new(Shape::new(&mask, normal)),
             };
             e.forward_only = forward_only(&t.ops);
-            e.chain = chain(&t.ops, e.outputs, e.forward_only);
+            e.chain = chain(&t.ops, e.outputs, e.forward_only, t.miss);
             e.ops = self.chain_ops.share(&t.ops, e.chain);
             // What the old flows were charged goes to them.
             e.push_pending(self.writer, self.clock_ms);
@@ -1665,6 +1687,38 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_id_names_shared_ops_and_chains_to_compares_them_when_it_differs() {
+        let mut p = Pipeline::new(1, 10);
+        port_rule(&mut p, 53, 2);
+        port_rule(&mut p, 54, 2);
+        port_rule(&mut p, 55, 3);
+        // Outputs, then misses in (empty) table 1: its frames' misses are counted on their
+        // own, so it does not chain.
+        let mut fm = port_flow(56, vec![Action::Output(2)]);
+        fm.instructions.goto_table = Some(1);
+        p.flow_mod(&fm, &NoGroups, Instant::now()).unwrap();
+        let mut c = FlowCache::new(16);
+        let [r53, r54, r55, r56] = [53, 54, 55, 56].map(|port| c.upcall(&p, &key(port, 1), 0));
+        assert!(c.entry(r56).miss && c.entry(r56).outputs);
+        assert_eq!(c.entry(r56).chain_id(), 0);
+        let id = c.entry(r53).chain_id();
+        assert_ne!(id, 0);
+        assert_eq!(c.entry(r54).chain_id(), id, "equal ops, one shared copy");
+        assert!(c.chains_to(r53, id, r54));
+        assert!(!c.chains_to(r53, id, r55));
+        assert!(!c.chains_to(r53, id, r56));
+        assert!(
+            !c.chains_to(r56, 0, r54),
+            "an open entry that does not chain"
+        );
+        // Equal ops in copies of their own (a full pool): other names, compared.
+        let copy: Arc<[Op]> = Arc::from(&*c.entry(r54).ops);
+        c.entries[r54 as usize].ops = copy;
+        assert_ne!(c.entry(r54).chain_id(), id);
+        assert!(c.chains_to(r53, id, r54));
+    }
+
+    #[test]
     fn chaining_entries_share_equal_ops_and_the_pool_is_bounded() {
         let mut p = Pipeline::new(1, 10);
         port_rule(&mut p, 53, 2);
@@ -1684,7 +1738,7 @@ mod tests {
         let share = |pool: &mut OpsPool, ops: Vec<Op>| {
             let mut t = Translation::default();
             t.ops = ops;
-            let chains = chain(&t.ops, t.outputs(), forward_only(&t.ops));
+            let chains = chain(&t.ops, t.outputs(), forward_only(&t.ops), t.miss);
             pool.share(&t.ops, chains)
         };
         let dec = share(&mut pool, vec![Action::DecTtl, Action::Output(2)]);

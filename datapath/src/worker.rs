@@ -655,6 +655,7 @@ impl Worker {
             tsc_clock: cpu::AnchoredClock::new(CLOCK_ANCHOR),
             run: Run {
                 entry: None,
+                chain: 0,
                 key: 0,
                 tags: 0,
                 frames: 0,
@@ -1381,6 +1382,10 @@ impl Worker {
             }
         };
         self.run.entry = Some(r);
+        if STAGED {
+            // (Only a staged batch chains frames behind a run; each starts with no run.)
+            self.run.chain = cache.entry(r).chain_id();
+        }
         self.run.key = i;
         self.run.tags = lay.tags;
         self.run_frame(cache, r, li, i, snap);
@@ -1549,16 +1554,13 @@ impl Worker {
         let Some(open) = self.run.entry else {
             return false;
         };
-        if tags != self.run.tags || !cache.chains(open, r) {
+        if tags != self.run.tags || !cache.chains_to(open, self.run.chain, r) {
             return false;
         }
         let len = self.batch.descs()[i].len;
         cache.charge(r, 1, u64::from(len), self.now_ms);
-        let entry = cache.entry(r);
-        if entry.miss {
-            self.count_miss(entry.miss_table, 1);
-        }
-        // (A chaining entry is forward-only and outputs: the frame only waits for the ops.)
+        // (A chaining entry is forward-only, outputs and missed no table: the frame only
+        // waits for the ops.)
         let run = &mut self.run;
         if let Some(slot) = run.idx.get_mut(run.queued) {
             #[expect(clippy::cast_possible_truncation, reason = "i < BATCH_SIZE")]
@@ -2492,6 +2494,10 @@ impl Worker {
 struct Run {
     /// The entry (no insertion or removal happens while a run is open).
     entry: Option<crate::cache::EntryRef>,
+    /// Its [`CachedFlow::chain_id`](crate::cache::CachedFlow::chain_id), in a staged batch
+    /// (its ops stay while the run is open: the lookup that opened it checked it, and a
+    /// lookup does not check an entry twice in a revalidation).
+    chain: usize,
     /// Batch index of the first frame (its key is `Worker::keys[key]`).
     key: usize,
     /// VLAN tags of the first frame (`normal` classifies by them as well).
