@@ -35,9 +35,13 @@ pub mod frag {
 }
 
 /// The fields of a frame that forwarding decisions look at. Fixed size, `#[repr(C)]`,
-/// zero-initialised padding, so it can be hashed and compared as a whole.
+/// zero-initialised padding, so it can be hashed and compared as a whole. Aligned to 16
+/// bytes (its size is a multiple of 16), so that in an array of keys, such as a worker's
+/// batch, every 16-byte lane the extraction writes and the hash and compare read lies
+/// within one cache line whatever else moves around it: keys 8 bytes off that alignment
+/// made the in-memory pipeline 2–3 % slower at the same instructions.
 #[derive(Clone, Copy, Debug, Default, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C)]
+#[repr(C, align(16))]
 pub struct FlowKey {
     /// Port number the frame came in on.
     pub in_port: u32,
