@@ -1686,12 +1686,18 @@ mod tests {
         }));
     }
 
-    #[test]
-    fn a_chain_id_names_shared_ops_and_chains_to_compares_them_when_it_differs() {
+    /// Rules `udp,tp_dst=53/54 actions=output:2` and `tp_dst=55 actions=output:3`.
+    fn two_ops_for_three_ports() -> Pipeline {
         let mut p = Pipeline::new(1, 10);
         port_rule(&mut p, 53, 2);
         port_rule(&mut p, 54, 2);
         port_rule(&mut p, 55, 3);
+        p
+    }
+
+    #[test]
+    fn a_chain_id_names_shared_ops_and_chains_to_compares_them_when_it_differs() {
+        let mut p = two_ops_for_three_ports();
         // Outputs, then misses in (empty) table 1: its frames' misses are counted on their
         // own, so it does not chain.
         let mut fm = port_flow(56, vec![Action::Output(2)]);
@@ -1720,10 +1726,7 @@ mod tests {
 
     #[test]
     fn chaining_entries_share_equal_ops_and_the_pool_is_bounded() {
-        let mut p = Pipeline::new(1, 10);
-        port_rule(&mut p, 53, 2);
-        port_rule(&mut p, 54, 2);
-        port_rule(&mut p, 55, 3);
+        let p = two_ops_for_three_ports();
         let mut c = FlowCache::new(16);
         let r53 = c.upcall(&p, &key(53, 1), 0);
         let r54 = c.upcall(&p, &key(54, 1), 0);
