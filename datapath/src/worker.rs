@@ -1398,28 +1398,9 @@ impl Worker {
     #[inline(always)]
     fn parse(&mut self, li: usize, i: usize, repair: bool, tally: &mut RxTally) -> Option<Layout> {
         let desc = &self.batch.descs()[i];
-        tally.frame(desc.len);
-        let lp = &mut self.ports[li];
-        let key = &mut self.keys[i];
-        // A frame whose checksum may need completing is looked up once, writable.
-        let res = if repair && desc.offload.is_none() {
-            let frame = lp.port.frame_mut(desc);
-            flow::extract_into(frame, lp.id, key).inspect(|lay| {
-                let _ = offload::repair_partial_csum_keyed(frame, key, lay);
-            })
-        } else {
-            flow::extract_into(lp.port.frame(desc), lp.id, key)
-        };
-        match res {
-            Ok(lay) => {
-                self.lays[i] = lay;
-                Some(lay)
-            }
-            Err(r) => {
-                lp.counters.rx_drops[r as usize].add(1);
-                None
-            }
-        }
+        let lay = parse_frame(&mut self.ports[li], desc, &mut self.keys[i], repair, tally)?;
+        self.lays[i] = lay;
+        Some(lay)
     }
 
     /// The first stages of a staged lookup ([`STAGED_LOOKUPS`]): parses every frame of the
@@ -1427,13 +1408,27 @@ impl Worker {
     /// starts loading the entry each set names. Returns the mask of the frames that parsed.
     #[inline(never)]
     fn stage(&mut self, cache: &FlowCache, li: usize, repair: bool, tally: &mut RxTally) -> u64 {
-        let n = self.batch.len();
+        // (The batch's parts borrowed apart, so that what stays the same for the batch is
+        // read once.)
+        let Self {
+            batch,
+            ports,
+            keys,
+            lays,
+            hashes,
+            cands,
+            ..
+        } = self;
+        let lp = &mut ports[li];
+        let descs = batch.descs();
+        let n = descs.len();
         let mut parsed = 0u64;
-        for i in 0..n {
-            if self.parse(li, i, repair, tally).is_some() {
+        for (i, desc) in descs.iter().enumerate() {
+            if let Some(lay) = parse_frame(lp, desc, &mut keys[i], repair, tally) {
+                lays[i] = lay;
                 parsed |= 1 << i;
-                let h = cache.hash(&self.keys[i]);
-                self.hashes[i] = h;
+                let h = cache.hash(&keys[i]);
+                hashes[i] = h;
                 cache.prefetch_set(h);
             }
             // The second stage runs `STAGE_LAG` frames behind the first, so a set has had
@@ -1442,12 +1437,12 @@ impl Worker {
             if let Some(j) = i.checked_sub(STAGE_LAG)
                 && parsed & (1 << j) != 0
             {
-                self.cands[j] = cache.prefetch_entry(self.hashes[j]);
+                cands[j] = cache.prefetch_entry(hashes[j]);
             }
         }
         let first_left = n.saturating_sub(STAGE_LAG);
         for j in Bits(parsed & !((1u64 << first_left) - 1)) {
-            self.cands[j] = cache.prefetch_entry(self.hashes[j]);
+            cands[j] = cache.prefetch_entry(hashes[j]);
         }
         parsed
     }
@@ -2527,6 +2522,31 @@ struct RxTally {
     jumbo: u64,
     /// Frames looked up (that joined no run).
     lookups: u32,
+}
+
+/// Extracts the key of frame `desc`, received on `lp` (its checksum completed if `repair` and
+/// the frame may need it), into `key`, adding the frame to `tally`; a frame that does not
+/// parse is counted as dropped (`None`).
+#[inline(always)]
+fn parse_frame(
+    lp: &mut LocalPort,
+    desc: &RxDesc,
+    key: &mut FlowKey,
+    repair: bool,
+    tally: &mut RxTally,
+) -> Option<Layout> {
+    tally.frame(desc.len);
+    // A frame whose checksum may need completing is looked up once, writable.
+    let res = if repair && desc.offload.is_none() {
+        let frame = lp.port.frame_mut(desc);
+        flow::extract_into(frame, lp.id, key).inspect(|lay| {
+            let _ = offload::repair_partial_csum_keyed(frame, key, lay);
+        })
+    } else {
+        flow::extract_into(lp.port.frame(desc), lp.id, key)
+    };
+    res.map_err(|r| lp.counters.rx_drops[r as usize].add(1))
+        .ok()
 }
 
 impl RxTally {
