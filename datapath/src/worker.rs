@@ -1467,13 +1467,7 @@ impl Worker {
         if entry.forward_only {
             // (An entry that outputs nothing is forward-only too: its drops are counted when
             // the run ends.)
-            if let Some(slot) = run.idx.get_mut(run.queued) {
-                #[expect(clippy::cast_possible_truncation, reason = "i < BATCH_SIZE")]
-                {
-                    *slot = i as u8;
-                }
-                run.queued += 1;
-            }
+            run.queue(i);
         } else if entry.outputs {
             self.run_slow(cache, r, li, i, snap);
         }
@@ -1556,14 +1550,7 @@ impl Worker {
         cache.charge(r, 1, u64::from(len), self.now_ms);
         // (A chaining entry is forward-only, outputs and missed no table: the frame only
         // waits for the ops.)
-        let run = &mut self.run;
-        if let Some(slot) = run.idx.get_mut(run.queued) {
-            #[expect(clippy::cast_possible_truncation, reason = "i < BATCH_SIZE")]
-            {
-                *slot = i as u8;
-            }
-            run.queued += 1;
-        }
+        self.run.queue(i);
         true
     }
 
@@ -2503,6 +2490,20 @@ struct Run {
     /// Batch indexes of the frames waiting for forward-only ops (`idx[..queued]`).
     queued: usize,
     idx: [u8; BATCH_SIZE],
+}
+
+impl Run {
+    /// Queues frame `i` of the batch for the run's forward-only ops.
+    #[inline(always)]
+    fn queue(&mut self, i: usize) {
+        if let Some(slot) = self.idx.get_mut(self.queued) {
+            #[expect(clippy::cast_possible_truncation, reason = "i < BATCH_SIZE")]
+            {
+                *slot = i as u8;
+            }
+            self.queued += 1;
+        }
+    }
 }
 
 /// A batch's budget of upcalls, and whether `Worker::hashes` hold.
