@@ -920,8 +920,9 @@ fn a_staged_batch_queues_chaining_flows_behind_one_run_and_charges_each_flow() {
     let (mut sw, p) = inline_switch(3);
     // A rule per UDP source port (a megaflow per flow): 1000..1024 output to m2 (equal ops:
     // they chain); 1024..1028 output to m2 and go on to table 1, which is empty (equal ops,
-    // and a table miss to count for each frame); 1028..1032 output to m3 (other ops: they end
-    // the chain); 1032..1034 rewrite on their way to m2 (not forward-only).
+    // but a table miss to count for each frame: they end the chain too); 1028..1032 output to
+    // m3 (other ops: they end the chain); 1032..1034 rewrite on their way to m2 (not
+    // forward-only).
     let rule = |sport: u16| match sport {
         1024..1028 => Instructions {
             apply: vec![Action::Output(2)],
