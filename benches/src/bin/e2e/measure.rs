@@ -156,6 +156,20 @@ impl Ctx {
     /// Takes the lock, waits for a quiet machine, then runs `f` between two `/proc/stat`
     /// snapshots.
     fn measured(&self, topo: &Topo, f: impl FnOnce() -> Result<Meas>) -> Result<Meas> {
+        self.measured_probing(topo, self.probe, f)
+    }
+
+    /// [`Ctx::measured`] with `probe` for the placement probes: a round-trip measurement
+    /// probes at the edges only, as a probe during it takes both CPUs for 0.2–0.8 ms once a
+    /// second (its threads spin on them; `perf sched` on the switch's CPU, 2026-12-07), which
+    /// lands in the tail of the round trips it holds up (p99.9 of ~1 ms for a switch on the
+    /// other CPU, whose round trips need both CPUs, against ~40 µs for the bridge on one).
+    fn measured_probing(
+        &self,
+        topo: &Topo,
+        probe: Probe,
+        f: impl FnOnce() -> Result<Meas>,
+    ) -> Result<Meas> {
         let _lock = MeasureLock::take(self.lock.as_deref())?;
         let q: Quiet = sys::wait_quiet(
             &topo.switch_pids(),
@@ -172,13 +186,13 @@ impl Ctx {
             );
         }
         let (gen_cpu, switch_cpu) = (self.gen_cpu, self.switch_cpu);
-        let edge = || match self.probe {
+        let edge = || match probe {
             Probe::Off => None,
             // A failed probe (say, a CPU gone from the mask) leaves a gap, not a failure.
             _ => placement::handoff_ns(gen_cpu, switch_cpu, EDGE_BATCHES).ok(),
         };
         let before = edge();
-        let sampler = (self.probe == Probe::During).then(|| {
+        let sampler = (probe == Probe::During).then(|| {
             placement::Sampler::start(gen_cpu, switch_cpu, Duration::from_secs(1), DURING_BATCHES)
         });
         let a = sys::cpu_snap()?;
@@ -403,7 +417,11 @@ impl Ctx {
         server.args(["sr", "-i", SINK_IP, "-p", "11111"]);
         let server = Bg::spawn("sockperf server", &mut server)?;
         wait_listening(topo, "-Hlun", 11111)?;
-        let m = self.measured(topo, || {
+        let probe = match self.probe {
+            Probe::During => Probe::Edges,
+            p => p,
+        };
+        let m = self.measured_probing(topo, probe, || {
             let mut c = self.gen_cmd(topo, "sockperf");
             c.args([
                 "pp",
