@@ -138,7 +138,8 @@ struct Args {
     /// whether the host has put the two vCPUs on cores that share a cache (docs/e2e.md, "The
     /// host's placement of the two vCPUs"): `during` (before, once a second during, and after
     /// each measurement; ~0.1 ms of both CPUs per probe when they share a cache, up to ~1 ms
-    /// when they do not), `edges` (before and after only) or `off`.
+    /// when they do not; round trips are probed before and after only, as a probe during
+    /// them lands in their tail), `edges` (before and after only) or `off`.
     #[arg(long, default_value = "during", value_name = "WHEN")]
     placement_probe: String,
     /// Print the generator's and the switch's CPUs' hand-off in ns (the median of 25 batches)

@@ -101,7 +101,8 @@ pub enum Probe {
     Off,
     /// Before and after each measurement.
     Edges,
-    /// Before, once a second during, and after each measurement.
+    /// Before, once a second during, and after each measurement (a round-trip measurement:
+    /// before and after only, see [`Ctx::measured_probing`]).
     During,
 }
 
