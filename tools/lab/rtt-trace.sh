@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Where a UDP round trip's time goes, round trip by round trip: the e2e harness's round-trip
 # placement (sockperf ping-pong, 64-byte messages at MPS a second, client and server both on
-# CPU 0, the switch on CPU 1) without the harness, recorded with `perf record -a` on both CPUs,
-# then split by tools/lab/rtt-segments.py into: the switch's leg to the server (client's send
-# to the server's wake-up), the server's wake-up latency on CPU 0, the server's turn-around, the
-# switch's leg back, and the client's wake-up latency; with what CPU 0 was running when each
-# end was woken, for all round trips, for the p99 band and for those of 500 µs or more.
+# CPU 0, the switch on CPU 1) without the harness (tap: the switch creates both taps and they
+# become the namespaces' eth0), recorded with `perf record -a` on both CPUs, then split by
+# tools/lab/rtt-segments.py into: the switch's leg to the server (the client's send to the
+# server's wake-up), the server's wake-up latency on CPU 0, the server's turn-around, the
+# switch's leg back, and the client's wake-up latency; with what CPU 0 was doing when each end
+# was woken, for all round trips, for the p99 band and for those of 500 µs or more.
 # Needs root, iproute2, sockperf, linux-perf, python3 and release binaries.
 #   bash tools/lab/rtt-trace.sh [afxdp|afpacket|tap|bridge]
 # Environment: SECS (default 8), MPS (default 5000, the harness's), HALT_POLL_NS (sets
@@ -38,9 +39,11 @@ down() {
 trap down EXIT INT TERM
 
 ip netns add rtg; ip netns add rts
-ip link add rtg0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns rtg numrxqueues 1 numtxqueues 1
-ip link add rts0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns rts numrxqueues 1 numtxqueues 1
-ip link set rtg0 up; ip link set rts0 up
+if [ "$TYPE" != tap ]; then
+  ip link add rtg0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns rtg numrxqueues 1 numtxqueues 1
+  ip link add rts0 numrxqueues 1 numtxqueues 1 type veth peer name eth0 netns rts numrxqueues 1 numtxqueues 1
+  ip link set rtg0 up; ip link set rts0 up
+fi
 if [ "$TYPE" = bridge ]; then
   ip link add rtbr0 type bridge
   ip link set rtg0 master rtbr0; ip link set rts0 master rtbr0; ip link set rtbr0 up
@@ -51,6 +54,10 @@ else
   taskset -a -p -c 1 "$VSD_PID" > /dev/null
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port rtg0 --type "$TYPE" > /dev/null
   "$BIN_DIR/vsctl" --socket "$SOCK" add-port rts0 --type "$TYPE" > /dev/null
+  if [ "$TYPE" = tap ]; then # the switch's taps become the containers' eth0
+    ip link set rtg0 netns rtg; ip -n rtg link set rtg0 name eth0
+    ip link set rts0 netns rts; ip -n rts link set rts0 name eth0
+  fi
 fi
 ip -n rtg addr add 10.218.1.1/24 dev eth0; ip -n rts addr add 10.218.1.2/24 dev eth0
 for n in rtg rts; do ip -n $n link set eth0 up; ip -n $n link set lo up; done
