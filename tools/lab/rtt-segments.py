@@ -69,15 +69,25 @@ def main():
         m = re.search(r'prev_comm=(\S+)', e[5])
         return m.group(1) if m else '?'
 
-    # CPU 0's idle state over time (cpu_idle: 0 polling, 1 halted, 4294967295 left idle).
-    idle = [(e[0], int(re.search(r'state=(\d+)', e[5]).group(1))) for e in ev
-            if e[4] == 'power:cpu_idle' and e[1] == 0]
-    idle_t = [t for t, _ in idle]
+    # What CPU 0 is doing over time: a task (one of the two ends, or another), going idle
+    # (switched to the idle task, not polling yet: a wake-up then takes an interrupt from the
+    # other vCPU), polling (a wake-up is a flag the poll loop sees), halted, or leaving idle.
+    cpu0 = []
+    for e in ev:
+        if e[1] != 0:
+            continue
+        if e[4] == 'sched:sched_switch':
+            n = re.search(r'next_comm=(\S+)', e[5]).group(1)
+            cpu0.append((e[0], 'going idle' if n.startswith('swapper') else
+                         'an end running' if n == 'sockperf' else 'another task'))
+        elif e[4] == 'power:cpu_idle':
+            st = int(re.search(r'state=(\d+)', e[5]).group(1))
+            cpu0.append((e[0], {0: 'polling', 1: 'halted'}.get(st, 'leaving idle')))
+    cpu0_t = [t for t, _ in cpu0]
 
     def cpu0_at(t):
-        j = bisect.bisect_right(idle_t, t) - 1
-        st = idle[j][1] if j >= 0 else None
-        return {0: 'polling', 1: 'halted'}.get(st, 'running')
+        j = bisect.bisect_right(cpu0_t, t) - 1
+        return cpu0[j][1] if j >= 0 else '?'
 
     rows = []
     nrt = 0
@@ -94,7 +104,9 @@ def main():
             continue
         # A client that was preempted rather than asleep (the bridge: the server's wake-up
         # preempts it on CPU 0) needs no wake-up: its leg back ends when it runs again.
-        w2 = first(s2[0], t1, waking(cli)) or s2
+        w2 = first(s2[0], t1, waking(cli))
+        cli_slept = w2 is not None
+        w2 = w2 or s2
         r2 = first(w2[0], t1, runs(cli))
         if not r2:
             continue
@@ -112,7 +124,7 @@ def main():
                            'to_cli': us(s2, w2), 'cli_wake': us(w2, r2),
                            'held_srv': prev_comm(r1), 'held_cli': prev_comm(r2),
                            'others': ' '.join(sorted(others)) or '(none)',
-                           'cpu0_srv': cpu0_at(w1[0]), 'cpu0_cli': cpu0_at(w2[0])}))
+                           'cpu0_srv': cpu0_at(w1[0]), 'cpu0_cli': cpu0_at(w2[0]) if cli_slept else None}))
     rt = sorted(r for r, _ in rows)
     if not rt:
         sys.exit('no round trip could be split into legs')
@@ -132,12 +144,25 @@ def main():
             c = Counter(s[key] for _, s in sel).most_common(4)
             print('   CPU 0 ran before the %s: %s' % (what, ', '.join('%s %d' % x for x in c)))
         for key, what in (('cpu0_srv', 'server'), ('cpu0_cli', 'client')):
-            c = Counter(s[key] for _, s in sel).most_common()
+            c = Counter(s[key] for _, s in sel if s[key]).most_common()
             print('   CPU 0 when the %s was woken: %s' % (what, ', '.join('%s %d' % x for x in c)))
         c = Counter(s['others'] for _, s in sel).most_common(5)
         print('   other tasks CPU 0 ran during them: %s' % ', '.join('%s %d' % x for x in c))
 
     table(rows, 'all')
+    # Every wake-up of either end, by what CPU 0 was doing when it was asked for.
+    by = defaultdict(list)
+    for _, s in rows:
+        by[s['cpu0_srv']].append(s['srv_wake'])
+        if s['cpu0_cli']:
+            by[s['cpu0_cli']].append(s['cli_wake'])
+    n = sum(len(v) for v in by.values())
+    print('-- wake-ups (both ends) by what CPU 0 was doing when asked for: share, µs to run '
+          '(median / p90 / p99)')
+    for st, v in sorted(by.items(), key=lambda x: -len(x[1])):
+        v.sort()
+        print('   %-15s %5.1f %%  %6.0f / %6.0f / %6.0f' % (st, 100 * len(v) / n, v[len(v) // 2],
+                                                        v[int(len(v) * 0.9)], v[int(len(v) * 0.99)]))
     table([r for r in rows if tail_from <= r[0] < 500], 'the p99 band, %.0f-500 µs' % tail_from)
     table([r for r in rows if r[0] >= 500], '500 µs or more')
     # Tasks other than the two ends, perf and the idle task that held a CPU for 200 µs or more.

@@ -77,7 +77,7 @@ else
 fi
 grep -E "avg-rtt|MAX|percentile 99|percentile 50" "$OUT/client.log" | sed 's/\x1b\[[0-9;]*m//g'
 if [ "${PERF:-1}" = 1 ]; then
-  perf script -i "$OUT/perf.data" -F comm,pid,tid,cpu,time,event,trace 2> /dev/null > "$OUT/trace.txt"
+  perf script --ns -i "$OUT/perf.data" -F comm,pid,tid,cpu,time,event,trace 2> /dev/null > "$OUT/trace.txt"
   python3 "$HERE/rtt-segments.py" "$OUT"
 fi
 echo "kept in $OUT"
