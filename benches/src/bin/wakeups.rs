@@ -105,7 +105,9 @@ fn measure(from: usize, to: usize, count: usize, every: Duration) -> Result<Vec<
             r
         });
         let w = waker.join().map_err(|_| anyhow!("the waker panicked"))?;
-        let lat = sleeper.join().map_err(|_| anyhow!("the sleeper panicked"))??;
+        let lat = sleeper
+            .join()
+            .map_err(|_| anyhow!("the sleeper panicked"))??;
         w?;
         Ok(lat)
     })
