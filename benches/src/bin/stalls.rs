@@ -101,10 +101,10 @@ fn densest_phase(gaps: &[Gap], period: Duration, window: Duration) -> (usize, Du
     let p = period.as_nanos();
     let w = window.as_nanos();
     let mut best = (0, Duration::ZERO);
-    for (i, &a) in ph.iter().enumerate() {
+    for &a in &ph {
         let n = ph.iter().filter(|&&b| (b + p - a) % p.max(1) <= w).count();
         if n > best.0 {
-            best = (n, Duration::from_nanos(ph[i] as u64));
+            best = (n, Duration::from_nanos(a as u64));
         }
     }
     best
