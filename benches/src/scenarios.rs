@@ -15,9 +15,9 @@
 //! | `pipeline_l2` | 64 unicast frames A → B through an inline switch (`normal`, cached) |
 //! | `pipeline_l2_single` | 1 frame A → B per pass, as `pipeline_l2` (a lightly loaded switch: every pass's fixed costs on one frame) |
 //! | `pipeline_normal_10k` | 64 frames of 10,000 cycling 5-tuples A → B (`normal`) |
-//! | `pipeline_rules_1` | 64 frames of one 5-tuple, 1,000 `udp,tp_dst=N → output:2` rules |
+//! | `pipeline_rules_1` | 64 frames of one 5-tuple, 1,000 `udp,tp_dst=N → output:2` rules (the frames cycled through as many source buffers as `pipeline_rules_10k`'s, [`spread_batches`]) |
 //! | `pipeline_rules_10k` | 64 frames of 10,000 cycling 5-tuples, the same rules |
-//! | `pipeline_rules_64` | 64 frames of 64 cycling 5-tuples, the same rules (each frame its own megaflow and lookup, as with 10,000 — there 1,000 megaflows of 10 — but every entry stays in the CPU's caches) |
+//! | `pipeline_rules_64` | 64 frames of 64 cycling 5-tuples, the same rules (each frame its own megaflow and lookup, as with 10,000 — there 1,000 megaflows of 10 — but every entry stays in the CPU's caches; source buffers as `pipeline_rules_1`) |
 //! | `pipeline_setup` | 32 frames, each a new 5-tuple: miss + upcall + install + `normal` |
 //! | `pipeline_set_field` | 64 frames, a flow rewriting `ip_dst` and `udp_dst` (checksums fixed) then `output:2` |
 //! | `pipeline_vlan` | 64 frames, a flow `push_vlan, set vlan_vid, pop_vlan, output:2` |
@@ -369,8 +369,8 @@ pub fn scenario(name: &str) -> Option<Scenario> {
         ),
         "pipeline_rules_1" => {
             let rig = InlineRig::with_flows(2, (0..RULES).map(udp_port_rule));
-            let frames = frames::batch(&frames::udp4_ports(40_000, 7), BATCH);
-            inline("pipeline_rules_1", rig, vec![frames])
+            let one = [frames::udp4_ports(40_000, 7)];
+            inline("pipeline_rules_1", rig, spread_batches(&one))
         }
         "pipeline_rules_10k" => {
             let rig = InlineRig::with_flows(2, (0..RULES).map(udp_port_rule));
@@ -382,7 +382,7 @@ pub fn scenario(name: &str) -> Option<Scenario> {
         }
         "pipeline_rules_64" => {
             let rig = InlineRig::with_flows(2, (0..RULES).map(udp_port_rule));
-            inline("pipeline_rules_64", rig, cycle_batches(&many_flows(BATCH)))
+            inline("pipeline_rules_64", rig, spread_batches(&many_flows(BATCH)))
         }
         "pipeline_setup" => {
             let mut rig = InlineRig::with_flows(2, (0..RULES).map(five_tuple_rule));
@@ -458,18 +458,40 @@ pub fn scenario(name: &str) -> Option<Scenario> {
 /// takes to end where the cycle began: every frame appears equally often.
 pub fn cycle_batches(frames: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
     let n = frames.len();
-    let (mut a, mut b) = (n, BATCH);
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    let count = n / a;
-    (0..count)
+    (0..cycle_batch_count(n))
         .map(|j| {
             (0..BATCH)
                 .map(|k| frames[(j * BATCH + k) % n].clone())
                 .collect()
         })
         .collect()
+}
+
+/// The batches of [`cycle_batches`] over `flows`, repeated (each copy in buffers of its own)
+/// until there are as many as [`cycle_batches`] makes of [`MANY_FLOWS`] flows: the same
+/// frames in the same order as `cycle_batches(flows)`, from as many source buffers as the
+/// 10,000-flow scenarios, so that comparing scenarios of the same rules with 1, 64 and 10,000
+/// flows compares the switch's work for that many flows, not how much of the bench's own
+/// frame memory (40,000 buffers cycled, megabytes) stays in the CPU's caches.
+///
+/// # Panics
+/// If `flows` is empty.
+pub fn spread_batches(flows: &[Vec<u8>]) -> Vec<Vec<Vec<u8>>> {
+    assert!(!flows.is_empty());
+    let own = cycle_batches(flows);
+    let many = cycle_batch_count(MANY_FLOWS);
+    (0..many.max(own.len()))
+        .map(|j| own[j % own.len()].clone())
+        .collect()
+}
+
+/// How many batches [`cycle_batches`] makes of `n` frames.
+fn cycle_batch_count(n: usize) -> usize {
+    let (mut a, mut b) = (n, BATCH);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    n / a
 }
 
 /// `n` UDP/IPv4 frames from A to B (UDP checksum 0: none, as IPv4 allows), to be given
@@ -543,6 +565,28 @@ mod tests {
             }
         }
         assert!(scenario("nope").is_none());
+    }
+
+    #[test]
+    fn spread_batches_have_the_many_flow_scenarios_buffers_and_repeat_the_flows_in_order() {
+        let many = cycle_batches(&many_flows(MANY_FLOWS));
+        assert_eq!(many.len(), 625);
+        let flows = many_flows(BATCH);
+        for given in [&flows[..1], &flows[..]] {
+            let spread = spread_batches(given);
+            assert_eq!(spread.len(), many.len());
+            assert!(spread.iter().all(|b| b.len() == BATCH));
+            for (i, f) in spread.iter().flatten().enumerate() {
+                assert_eq!(*f, given[i % given.len()], "frame {i}");
+            }
+        }
+        // 64 flows: every batch holds each of them once (no two frames of a batch share one).
+        for b in spread_batches(&flows) {
+            let mut seen: Vec<&Vec<u8>> = b.iter().collect();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), BATCH);
+        }
     }
 
     #[test]
