@@ -8,6 +8,13 @@
 //!   case: the timestamp is rewritten only when the second changes, here it does every call);
 //! - `l2/mac_learn_new` — `learn` of addresses never seen, into a table that fills from empty to
 //!   full (a fresh table is swapped in, untimed, when the next batch would not fit).
+//!
+//! Aging (`l2_aging/…`, time per call; the control thread ages the table once a second):
+//! - `l2_aging/full_pass` — `age` with aging 1 s over 32 767 entries all seen that second: a
+//!   pass over every slot that removes nothing (what every call cost before the table kept a
+//!   bound on its entries' last-seen seconds);
+//! - `l2_aging/default_call` — `age` with the default aging (300 s) over the same table: the
+//!   call the control thread makes every second while no entry can have aged.
 #![allow(clippy::unwrap_used, reason = "benches")]
 
 use std::hint::black_box;
@@ -104,6 +111,28 @@ fn bench_l2(c: &mut Criterion) {
         });
     });
     g.finish();
+
+    let aging = MacTable::new(CAPACITY);
+    let now = 1_000;
+    for i in 1..KNOWN {
+        assert_eq!(aging.learn(1, &mac(i), 1, now), Learned::Added);
+    }
+    // One address 2 s older: the first pass (aging 1 s) removes it and leaves the table's
+    // bound `AGE_SLACK` behind `now`, so that every later call with aging 1 s walks the table
+    // and removes nothing.
+    assert_eq!(aging.learn(1, &mac(0), 1, now - 2), Learned::Added);
+    assert_eq!(aging.age(now, 1), 1);
+    assert_eq!(aging.age(now, 1), 0);
+    assert_eq!(aging.age(now, 300), 0);
+    let mut g = c.benchmark_group("l2_aging");
+    g.bench_function("full_pass", |b| {
+        b.iter(|| aging.age(black_box(now), black_box(1)));
+    });
+    g.bench_function("default_call", |b| {
+        b.iter(|| aging.age(black_box(now), black_box(300)));
+    });
+    g.finish();
+    assert_eq!(aging.len(), KNOWN as usize - 1);
 }
 
 /// The port an address was learned on in the setup (so refreshes never move it).

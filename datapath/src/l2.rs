@@ -22,12 +22,16 @@
 //!
 //! Time is passed in as seconds since the switch started (`now`), read once per batch.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Longest probe sequence; an insertion that finds no free slot within it fails (table full).
 pub const MAX_PROBE: usize = 32;
 /// How often an insertion retries after losing a free slot to another inserter.
 const CLAIM_ATTEMPTS: usize = 4;
+/// Seconds an aging pass leaves its bound behind its `now` ([`MacTable::age`]): a worker
+/// learns with the clock it read at the start of its pass, which may be a second behind the
+/// control thread's.
+pub const AGE_SLACK: u32 = 2;
 const VALID: u64 = 1 << 63;
 /// Key of a deleted slot: lookups go on past it, insertions may reuse it.
 const TOMBSTONE: u64 = 1 << 62;
@@ -66,6 +70,11 @@ pub struct MacTable {
     max_entries: usize,
     entries: AtomicUsize,
     moves: AtomicU64,
+    /// A second no live entry was last seen before (`u32::MAX`: none seen yet): until
+    /// `aging_secs` have passed since it, [`MacTable::age`] has nothing to remove and skips its
+    /// pass over every slot (2 MiB at the default size, ~150 µs, once a second on the control
+    /// thread). Raised by each aging pass; lowered by a learn whose `now` is below it.
+    oldest: AtomicU32,
     hasher: ahash::RandomState,
     /// Advanced after every change of an address's port (its own line: read by every worker's
     /// remembered decisions, written only when addresses come, move or go).
@@ -112,6 +121,7 @@ impl MacTable {
             max_entries,
             entries: AtomicUsize::new(0),
             moves: AtomicU64::new(0),
+            oldest: AtomicU32::new(u32::MAX),
             // Random per process: a container cannot precompute addresses that collide with a
             // victim's probe window and keep it from being learned.
             hasher: crate::hash::state(),
@@ -207,6 +217,7 @@ impl MacTable {
                 continue;
             }
             slot.val.store(pack_val(port, now), Ordering::Release);
+            self.note_seen(now);
             slot.key.store(key, Ordering::SeqCst);
             self.dedupe(key, start);
             self.changed();
@@ -220,14 +231,26 @@ impl MacTable {
         let (old_port, seen) = unpack_val(old);
         if old_port != port {
             slot.val.store(pack_val(port, now), Ordering::Release);
+            self.note_seen(now);
             self.moves.fetch_add(1, Ordering::Relaxed);
             self.changed();
             return Learned::Moved { from: old_port };
         }
         if seen != now {
             slot.val.store(pack_val(port, now), Ordering::Release);
+            self.note_seen(now);
         }
         Learned::Refreshed
+    }
+
+    /// Keeps [`MacTable::age`]'s bound below `now`, just written as an entry's last-seen
+    /// second. With the switch's clock that is never so (a pass leaves the bound behind every
+    /// clock reading, [`AGE_SLACK`]): a read of a line that stays shared, no write.
+    #[inline]
+    fn note_seen(&self, now: u32) {
+        if now < self.oldest.load(Ordering::Relaxed) {
+            self.oldest.fetch_min(now, Ordering::AcqRel);
+        }
     }
 
     /// Two workers learning the same new address at once can both find it absent and claim
@@ -287,8 +310,37 @@ impl MacTable {
     }
 
     /// Forgets addresses not seen for more than `aging_secs` at `now`; returns how many.
+    ///
+    /// A pass over every slot only when an entry can be that old: the table keeps a second no
+    /// live entry was last seen before (each pass sets it to the oldest survivor's, or
+    /// [`AGE_SLACK`] before `now` if that is earlier), so with the default aging of 300 s the
+    /// table is walked about once every 298 s instead of at every call (a table that never
+    /// learned anything, never), with the same entries removed at the same calls. (A learn that ran more than [`AGE_SLACK`] behind the clock while a pass was
+    /// walking past its slot can leave its entry until the next pass: late by at most that
+    /// lag.)
     pub fn age(&self, now: u32, aging_secs: u32) -> usize {
-        self.remove_if(|_, _, _, seen| now.saturating_sub(seen) > aging_secs)
+        let before = self.oldest.load(Ordering::Acquire);
+        if now.saturating_sub(before) <= aging_secs {
+            return 0;
+        }
+        let mut survivors = u32::MAX;
+        let n = self.remove_if(|_, _, _, seen| {
+            let old = now.saturating_sub(seen) > aging_secs;
+            if !old {
+                survivors = survivors.min(seen);
+            }
+            old
+        });
+        let bound = survivors.min(now.saturating_sub(AGE_SLACK));
+        // Only learns lower the bound: if one did during the pass, keep the lower of the two.
+        if self
+            .oldest
+            .compare_exchange(before, bound, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.oldest.fetch_min(bound, Ordering::AcqRel);
+        }
+        n
     }
 
     /// Calls `f(vlan, mac, port, last_seen)` for every entry.
@@ -335,6 +387,7 @@ mod tests {
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
 
     #[test]
     fn learned_mac_is_found_in_its_vlan_only() {
@@ -384,6 +437,41 @@ mod tests {
         let g = small.generation();
         assert_eq!(small.learn(1, &B, 1, 0), Learned::Full);
         assert_eq!(small.generation(), g);
+    }
+
+    #[test]
+    fn aging_passes_skipped_by_the_oldest_bound_remove_what_a_full_pass_would() {
+        let t = MacTable::new(16);
+        // Nothing learned: nothing to remove at any time.
+        assert_eq!(t.age(u32::MAX, 0), 0);
+        t.learn(1, &A, 1, 0);
+        t.learn(1, &B, 2, 100);
+        t.learn(1, &C, 3, 100);
+        assert_eq!(t.age(300, 300), 0);
+        assert_eq!(t.age(301, 300), 1, "A, 301 s old");
+        assert_eq!(t.lookup(1, &A), None);
+        // The pass left the bound at the survivors' second: nothing is older than 300 s
+        // until 401.
+        assert_eq!(t.age(400, 300), 0);
+        assert_eq!(t.lookup(1, &B), Some(2));
+        // A refresh moves B on; the bound stays at 100, so 401 walks the table: C goes.
+        assert_eq!(t.learn(1, &B, 2, 380), Learned::Refreshed);
+        assert_eq!(t.age(401, 300), 1, "C, 301 s old");
+        assert_eq!(t.lookup(1, &C), None);
+        assert_eq!(t.lookup(1, &B), Some(2));
+        assert_eq!(t.age(681, 300), 1, "B, 301 s old");
+        assert!(t.is_empty());
+        // A learn behind the clock (here second 10, after a pass at 1,000) lowers the bound,
+        // and the next call removes it as a full pass would.
+        assert_eq!(t.age(1_000, 300), 0);
+        t.learn(1, &A, 1, 10);
+        assert_eq!(t.age(1_001, 300), 1);
+        assert_eq!(t.lookup(1, &A), None);
+        // So does a move to another port at an older second.
+        t.learn(1, &B, 1, 2_000);
+        assert_eq!(t.age(2_100, 300), 0);
+        assert_eq!(t.learn(1, &B, 2, 50), Learned::Moved { from: 1 });
+        assert_eq!(t.age(2_101, 300), 1);
     }
 
     #[test]
