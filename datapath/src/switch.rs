@@ -950,8 +950,12 @@ impl Switch {
         let start = self.shared.start;
         let mut expired: Vec<(u8, u64, RemovedReason)> = Vec::new();
         for t in 0..=crate::ofp::action::MAX_TABLE {
-            for f in self.pipeline.table(t).flows() {
-                if f.hard_timeout == 0 && f.idle_timeout == 0 {
+            let table = self.pipeline.table(t);
+            if table.timed() == 0 {
+                continue;
+            }
+            for f in table.flows() {
+                if !f.times_out() {
                     continue;
                 }
                 let age = now.saturating_duration_since(f.created);

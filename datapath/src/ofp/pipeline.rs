@@ -148,6 +148,11 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// Whether it has an idle or a hard timeout.
+    pub fn times_out(&self) -> bool {
+        self.idle_timeout != 0 || self.hard_timeout != 0
+    }
+
     /// Whether any action outputs to `port`.
     pub fn outputs_to(&self, port: u32) -> bool {
         self.instructions
@@ -296,6 +301,8 @@ pub struct FlowTable {
         ahash::RandomState,
         imbl::shared_ptr::DefaultSharedPtr,
     >,
+    /// How many of `flows` have a timeout ([`Flow::times_out`]).
+    timed: usize,
 }
 
 impl FlowTable {
@@ -303,7 +310,32 @@ impl FlowTable {
         Self {
             cls: Table::with_capacity(max),
             flows: imbl::GenericHashMap::with_hasher(crate::hash::state()),
+            timed: 0,
         }
+    }
+
+    /// Puts `flow` under `id`, returning the flow it replaces.
+    fn put(&mut self, id: u64, flow: Arc<Flow>) -> Option<Arc<Flow>> {
+        let times_out = flow.times_out();
+        let old = self.flows.insert(id, flow);
+        self.timed += usize::from(times_out);
+        if let Some(f) = &old {
+            self.timed -= usize::from(f.times_out());
+        }
+        old
+    }
+
+    /// Takes the flow under `id` out.
+    fn take(&mut self, id: u64) -> Option<Arc<Flow>> {
+        let f = self.flows.remove(&id)?;
+        self.timed -= usize::from(f.times_out());
+        Some(f)
+    }
+
+    /// Flows with an idle or hard timeout: where there are none, nothing can expire (the
+    /// control thread's once-a-second expiry skips the table instead of reading every flow).
+    pub fn timed(&self) -> usize {
+        self.timed
     }
 
     /// Number of flows.
@@ -626,7 +658,7 @@ impl Pipeline {
                 continue;
             }
             let table = Arc::make_mut(slot);
-            if let Some(f) = table.flows.remove(&id) {
+            if let Some(f) = table.take(id) {
                 table.cls.remove(&f.m, f.priority);
                 removed.push(f);
             }
@@ -652,7 +684,7 @@ impl Pipeline {
                 .map(|f| f.id)
                 .collect();
             for id in ids {
-                if let Some(f) = table.flows.remove(&id) {
+                if let Some(f) = table.take(id) {
                     table.cls.remove(&f.m, f.priority);
                     removed.push(f);
                 }
@@ -762,7 +794,7 @@ impl Pipeline {
                 let mut removed = Vec::with_capacity(ids.len());
                 for (t, id) in ids {
                     let table = Arc::make_mut(&mut self.tables[usize::from(t)]);
-                    if let Some(flow) = table.flows.remove(&id) {
+                    if let Some(flow) = table.take(id) {
                         table.cls.remove(&flow.m, flow.priority);
                         removed.push(flow);
                     }
@@ -895,11 +927,11 @@ impl Pipeline {
         self.next_id += 1;
         let mut removed = Vec::new();
         if let Some(old) = replaced
-            && let Some(f) = table.flows.remove(&old)
+            && let Some(f) = table.take(old)
         {
             removed.push(f);
         }
-        table.flows.insert(id, flow);
+        table.put(id, flow);
         self.note_change(t, m);
         Ok(FlowModResult {
             added: 1,
@@ -958,7 +990,7 @@ impl Pipeline {
                 stats,
             });
             let m = new.m;
-            table.flows.insert(*id, new);
+            table.put(*id, new);
             self.note_change(*t, m);
         }
         Ok(FlowModResult {
@@ -1043,6 +1075,49 @@ mod tests {
 
     fn now() -> Instant {
         Instant::now()
+    }
+
+    #[test]
+    fn each_table_counts_its_flows_with_timeouts_through_adds_replacements_modifies_and_deletes() {
+        fn timed(p: &Pipeline, t: u8) -> (usize, usize) {
+            let table = p.table(t);
+            (
+                table.timed(),
+                table.flows().filter(|f| f.times_out()).count(),
+            )
+        }
+        let with = |prio: u16, v: u32, idle: u16, hard: u16| {
+            let mut fm = FlowMod::add(0, prio, ip_dst(v, 32), out(1));
+            fm.idle_timeout = idle;
+            fm.hard_timeout = hard;
+            fm
+        };
+        let mut p = Pipeline::new(2, 100);
+        for (prio, v, idle, hard) in [(10, 1, 0, 0), (10, 2, 5, 0), (10, 3, 0, 7), (10, 4, 3, 9)] {
+            p.flow_mod(&with(prio, v, idle, hard), &NoGroups, now())
+                .unwrap();
+        }
+        assert_eq!(timed(&p, 0), (3, 3));
+        assert_eq!(timed(&p, 1), (0, 0));
+        // Replacing a timed flow with an untimed one (same match and priority), and back.
+        p.flow_mod(&with(10, 2, 0, 0), &NoGroups, now()).unwrap();
+        assert_eq!(timed(&p, 0), (2, 2));
+        p.flow_mod(&with(10, 1, 4, 0), &NoGroups, now()).unwrap();
+        assert_eq!(timed(&p, 0), (3, 3));
+        // A modify keeps each flow's timeouts.
+        let mut m = FlowMod::add(0, 0, vec![], out(2));
+        m.command = FlowModCommand::Modify;
+        assert_eq!(p.flow_mod(&m, &NoGroups, now()).unwrap().modified, 4);
+        assert_eq!(timed(&p, 0), (3, 3));
+        // Deletes, one by one and by id.
+        let mut d = FlowMod::add(0, 10, ip_dst(3, 32), out(1));
+        d.command = FlowModCommand::DeleteStrict;
+        assert_eq!(p.flow_mod(&d, &NoGroups, now()).unwrap().removed.len(), 1);
+        assert_eq!(timed(&p, 0), (2, 2));
+        let ids: Vec<(u8, u64)> = p.table(0).flows().map(|f| (0, f.id)).collect();
+        assert_eq!(p.remove_flows(&ids).len(), 3);
+        assert_eq!(timed(&p, 0), (0, 0));
+        assert!(p.table(0).is_empty());
     }
 
     #[test]
