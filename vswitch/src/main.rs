@@ -9,7 +9,8 @@ mod config;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -53,6 +54,32 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
+/// Starts a thread that, on SIGTERM or SIGINT, sets `shutdown` and wakes the control loop, so
+/// that the daemon stops at once whichever of its threads the kernel gave the signal to (the
+/// flag alone would be seen at the loop's next timeout). The thread sleeps until a signal
+/// comes.
+fn wake_on_signals(
+    shutdown: &Arc<AtomicBool>,
+    waker: control::server::ShutdownWaker,
+) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("installing signal handler")?;
+    let shutdown = Arc::clone(shutdown);
+    std::thread::Builder::new()
+        .name("vswitch-signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                shutdown.store(true, Ordering::Release);
+                let _ = waker.wake();
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let args = Args::parse();
     let cfg = config::load(&args)?;
@@ -81,9 +108,13 @@ fn run() -> Result<()> {
         max_notify_queued_bytes: cfg.control.max_notify_queued_bytes,
         max_bundle_bytes: cfg.control.max_bundle_bytes,
         max_bundle_bytes_total: cfg.control.max_bundle_bytes_total,
+        // A signal wakes the loop at once (below), so it need not look at the shutdown flag
+        // between its once-a-second housekeeping runs: one wake-up a second when idle.
+        poll_timeout: Duration::from_secs(1),
         ..control::server::ServerConfig::default()
     })
     .with_context(|| format!("control socket {}", cfg.socket.display()))?;
+    wake_on_signals(&shutdown, server.shutdown_waker())?;
 
     let mut switch = Switch::start(cfg.switch_config()).context("starting the datapath")?;
     for p in &cfg.ports {
