@@ -97,6 +97,9 @@ impl Handler {
                 vec![Reply::PortDel(EmptyReply {})]
             }
             Request::PortList(_) => {
+                // Links as they are now: a device in another namespace (a tap moved into its
+                // container) is otherwise seen by housekeeping's poll only, within a second.
+                switch.poll_links();
                 let ports: Vec<PortDesc> = switch.ports().iter().map(port_desc).collect();
                 parts(ports, PORTS_PER_PART, |ports, more| {
                     Reply::PortList(PortListReply { ports, more })
@@ -106,6 +109,7 @@ impl Handler {
                 if let Some(name) = &req.name {
                     check_name("body.name", name)?;
                 }
+                switch.poll_links();
                 let stats = switch
                     .port_stats(req.name.as_deref())
                     .map_err(|e| switch_error(e, "body.name"))?;
@@ -152,6 +156,7 @@ impl Handler {
                 })]
             }
             Request::SwitchShow(_) => {
+                switch.poll_links();
                 let info = switch.info();
                 let workers = switch.worker_stats();
                 let mut reply = switch_show(&info, &workers);

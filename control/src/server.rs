@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use datapath::switch::Switch;
 use mio::net::{UnixListener, UnixStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, debug_span, info, warn};
 
@@ -80,7 +81,9 @@ const DRAIN_ON_CLOSE: usize = 64 * 1024;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_SESSION: usize = 2;
+/// The switch's watch on link changes ([`Switch::watch_links`]).
+const LINKS: Token = Token(2);
+const FIRST_SESSION: usize = 3;
 
 /// Settings of the control server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -333,6 +336,8 @@ pub struct Server {
     ready: Vec<Token>,
     /// Accepting failed (out of descriptors): retry at the next wake-up.
     accept_retry: bool,
+    /// The switch's link announcements are registered with the poller (token `LINKS`).
+    links_watched: bool,
     scratch: Box<[u8]>,
     warn_limit: RateLimit,
     /// Bytes staged in multi-message bundles, all sessions.
@@ -399,6 +404,7 @@ impl Server {
             notified: Vec::new(),
             ready: Vec::new(),
             accept_retry: false,
+            links_watched: false,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             warn_limit: RateLimit::new(10, Duration::from_secs(5)),
             staging: StagingBudget::new(config.max_bundle_bytes, config.max_bundle_bytes_total),
@@ -443,6 +449,7 @@ impl Server {
         switch.set_control_waker(Box::new(move || {
             let _ = waker.wake();
         }));
+        self.watch_links(switch);
         let mut next_housekeeping = Instant::now() + self.config.housekeeping_interval;
         loop {
             if shutdown.load(Ordering::Acquire) {
@@ -480,6 +487,13 @@ impl Server {
             for token in ready.iter().copied() {
                 match token {
                     LISTENER | WAKER => {}
+                    LINKS => {
+                        // (Edge-triggered: what is left for the next turn is not signalled
+                        // again.)
+                        if switch.link_events() {
+                            self.backlog.push(LINKS);
+                        }
+                    }
                     token => self.service(token, switch),
                 }
             }
@@ -488,6 +502,35 @@ impl Server {
             }
             self.ready = ready;
             self.dispatch_events(switch);
+        }
+    }
+
+    /// Registers the switch's watch on the kernel's link announcements with the poller (once
+    /// per server), so that a port's link change is applied and reported when the kernel
+    /// announces it; without it (the socket could not be opened) the once-a-second poll of
+    /// housekeeping still sees it.
+    fn watch_links(&mut self, switch: &mut Switch) {
+        if self.links_watched {
+            return;
+        }
+        let fd = match switch.watch_links() {
+            Ok(fd) => fd,
+            Err(e) => {
+                warn!(error = %e, "no link announcements: port links polled once a second");
+                return;
+            }
+        };
+        match self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), LINKS, Interest::READABLE)
+        {
+            Ok(()) => {
+                self.links_watched = true;
+                // Announcements that came before the registration are not signalled.
+                self.backlog.push(LINKS);
+            }
+            Err(e) => warn!(error = %e, "no link announcements: port links polled once a second"),
         }
     }
 

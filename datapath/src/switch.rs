@@ -32,6 +32,7 @@ use crate::port::tap::TapPort;
 use crate::port::{Port, PortError, PortKind, select};
 use crate::stats::{PortCounters, PortCountersSnapshot};
 use crate::sys::ethtool;
+use crate::sys::linkmon::{LinkMonitor, LinkNews};
 use crate::sys::poller::Poller;
 use crate::worker::{
     Command, HANDOFF_CAPACITY, LocalPort, PortConf, Shared, Snapshot, Worker, WorkerChannels,
@@ -202,7 +203,10 @@ pub struct PortInfo {
     pub worker: usize,
     /// Worker that owns each rx queue (a multi-queue AF_XDP port is split over workers).
     pub queue_workers: Vec<usize>,
-    /// The device has carrier (always true for mem ports). Checked by housekeeping.
+    /// The device is up and has carrier (the kernel's `IFF_LOWER_UP`; false while it is
+    /// administratively down; always true for mem ports). Applied as the kernel announces
+    /// changes once the switch watches them ([`Switch::watch_links`]), and read by
+    /// housekeeping once a second.
     pub link_up: bool,
     /// AF_XDP: how the program is attached (the mode the switch chose or was given).
     pub xdp: Option<XdpAttachment>,
@@ -353,25 +357,36 @@ impl Default for SwitchConfig {
 /// A device port's carrier, `/sys/class/net/<name>/carrier`, read through the file kept
 /// open: a read at offset 0 makes sysfs generate the attribute again, so each poll is one
 /// `pread` instead of a path walk, `open`, `read` and `close` (~50 µs a port on these VMs,
-/// once a second on the control thread). The open file follows its device through a rename;
-/// once the device is gone the name is opened again at the next poll.
+/// once a second on the control thread). The open file follows its device through a rename
+/// and a move to another namespace; once the device is gone the name is opened again at the
+/// next poll. The device's index names it in the kernel's link messages
+/// ([`Switch::watch_links`]).
 #[derive(Debug)]
 struct Carrier {
     /// The attribute's path; `None` for a port that is not a device.
     path: Option<String>,
     file: Option<std::fs::File>,
+    /// The device's interface index when the port was added (0: not a device).
+    ifindex: u32,
 }
 
 impl Carrier {
     fn new(name: &str, kind: PortKind) -> Self {
+        let device = kind != PortKind::Mem;
         Self {
-            path: (kind != PortKind::Mem).then(|| format!("/sys/class/net/{name}/carrier")),
+            path: device.then(|| format!("/sys/class/net/{name}/carrier")),
             file: None,
+            ifindex: if device {
+                crate::sys::netdev::ifindex(name).unwrap_or(0)
+            } else {
+                0
+            },
         }
     }
 
-    /// Whether the device has carrier (`None`: not a device, or unreadable, as for a device
-    /// that is administratively down).
+    /// Whether the device is up with carrier: false for a device that is administratively
+    /// down (its attribute then reads as `EINVAL`), as the kernel's `IFF_LOWER_UP`; `None`
+    /// when it is not a device or cannot be read (the device gone).
     fn read(&mut self) -> Option<bool> {
         use std::os::unix::fs::FileExt;
         let path = self.path.as_ref()?;
@@ -381,15 +396,28 @@ impl Carrier {
         let mut buf = [0u8; 8];
         match self.file.as_ref()?.read_at(&mut buf, 0) {
             Ok(n) => Some(buf[..n].trim_ascii() == b"1"),
-            Err(e) => {
-                // A device that is down has no carrier to read (EINVAL) but is still there;
-                // any other error (the device gone: ENODEV) drops the file.
-                if e.raw_os_error() != Some(libc::EINVAL) {
-                    self.file = None;
-                }
+            // A device that is down has no carrier to read but is still there.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
+            Err(_) => {
+                // Any other error (the device gone: ENODEV) drops the file.
+                self.file = None;
                 None
             }
         }
+    }
+}
+
+/// Most datagrams of link messages one [`Switch::link_events`] call reads (more are left
+/// for the next call, so that a storm of link changes on the host cannot hold the control
+/// thread).
+pub const LINK_READS: usize = 64;
+
+/// Sets port `r`'s link to `up`; a change is logged and its port added to `changed`.
+fn note_link(r: &mut Registered, up: bool, changed: &mut Vec<PortInfo>) {
+    if up != r.info.link_up {
+        r.info.link_up = up;
+        tracing::info!(port = %r.info.name, link_up = up, "port link changed");
+        changed.push(r.info.clone());
     }
 }
 
@@ -543,6 +571,8 @@ pub struct Switch {
     stats_lagging: bool,
     /// The worker of a [`PollMode::Inline`] switch (no thread runs it).
     inline: Option<Box<Worker>>,
+    /// The kernel's announcements of link changes, once [`Switch::watch_links`] opened it.
+    links: Option<LinkMonitor>,
 }
 
 /// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
@@ -797,6 +827,7 @@ impl Switch {
             settle_lagging: false,
             stats_lagging: false,
             inline,
+            links: None,
         };
         sw.publish();
         Ok(sw)
@@ -1014,19 +1045,86 @@ impl Switch {
     }
 
     /// Reads each device port's carrier; a change is published (fast-failover groups use only
-    /// live ports) and reported as a port-status `modify` event.
+    /// live ports) and reported as a port-status `modify` event. Housekeeping does this once
+    /// a second; with [`Switch::watch_links`] the kernel's announcements are applied as they
+    /// come ([`Switch::link_events`]) and this is the backstop (devices in another namespace,
+    /// whose announcements this namespace does not get, and lost messages).
     pub fn poll_links(&mut self) {
         let mut changed = Vec::new();
         for r in self.ports.values_mut() {
-            let Some(up) = r.carrier.read() else {
-                continue;
-            };
-            if up != r.info.link_up {
-                r.info.link_up = up;
-                tracing::info!(port = %r.info.name, link_up = up, "port link changed");
-                changed.push(r.info.clone());
+            if let Some(up) = r.carrier.read() {
+                note_link(r, up, &mut changed);
             }
         }
+        self.links_changed(changed);
+    }
+
+    /// Opens the switch's watch on the kernel's link announcements (rtnetlink's link group;
+    /// once: later calls return the same descriptor). Poll the descriptor for reading and call
+    /// [`Switch::link_events`] when it is readable: a port's link going down or up is then
+    /// applied and reported at once, instead of at the next once-a-second
+    /// [`Switch::poll_links`].
+    ///
+    /// # Errors
+    /// The socket could not be opened or bound (links are then seen by the poll only).
+    pub fn watch_links(&mut self) -> std::io::Result<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        if self.links.is_none() {
+            self.links = Some(LinkMonitor::open()?);
+            // Whatever changed before the watch began.
+            self.poll_links();
+        }
+        Ok(self.links.as_ref().map_or(-1, AsRawFd::as_raw_fd))
+    }
+
+    /// Applies the link changes the kernel announced since the last call (at most
+    /// [`LINK_READS`] datagrams): a port whose device went down, lost carrier or was deleted
+    /// is down, one up with carrier is up; each change is published and reported as a
+    /// port-status `modify` event, like [`Switch::poll_links`]'s. When messages were lost,
+    /// every port's carrier is read again. Returns whether more may be waiting (call again
+    /// before waiting on the descriptor: it is edge-triggered in the control server's
+    /// poller).
+    pub fn link_events(&mut self) -> bool {
+        let Self { links, ports, .. } = self;
+        let Some(mon) = links else {
+            return false;
+        };
+        let mut changed = Vec::new();
+        let drained = mon.drain(LINK_READS, |ev| {
+            for r in ports.values_mut() {
+                if r.carrier.ifindex != ev.ifindex {
+                    continue;
+                }
+                let up = match ev.news {
+                    LinkNews::Up => Some(true),
+                    LinkNews::Down | LinkNews::Gone => Some(false),
+                    // Out of this namespace's view: its attribute says (the file follows it).
+                    LinkNews::Left => r.carrier.read(),
+                };
+                if let Some(up) = up {
+                    note_link(r, up, &mut changed);
+                }
+            }
+        });
+        self.links_changed(changed);
+        match drained {
+            Ok(d) => {
+                if d.lost {
+                    tracing::debug!("link messages lost: reading every port's carrier");
+                    self.poll_links();
+                }
+                d.more
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading link messages failed: links polled");
+                self.poll_links();
+                false
+            }
+        }
+    }
+
+    /// Publishes link changes ([`note_link`]) and reports them as port-status events.
+    fn links_changed(&mut self, changed: Vec<PortInfo>) {
         if changed.is_empty() {
             return;
         }

@@ -237,7 +237,9 @@ fn a_link_going_down_is_reported_and_fast_failover_follows_it() {
     };
     // Both links up: the first bucket (c2); nothing reaches c3.
     assert_eq!(to_c3(), 0);
-    // c2's end goes down: the host end loses carrier; reported within the housekeeping period.
+    // c2's end goes down: the host end loses carrier; reported when the kernel announces it
+    // (the daemon also polls carriers once a second, so this alone does not tell which saw it:
+    // datapath/tests/links.rs does).
     c2.ns.ip(&["link", "set", "eth0", "down"]).unwrap();
     let s = port_status(&mut ctl, Duration::from_secs(4));
     assert_eq!(

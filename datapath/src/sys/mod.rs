@@ -5,6 +5,7 @@
 pub mod bpf;
 pub mod cpu;
 pub mod ethtool;
+pub mod linkmon;
 mod mmap;
 pub mod netdev;
 pub mod packet;

@@ -38,9 +38,9 @@ const NLM_F_ACK_TLVS: u16 = 0x200;
 /// `NLM_F_CAPPED` in an error message's flags (the request is not echoed).
 const NLM_F_CAPPED: u16 = 0x100;
 /// `sizeof(struct nlmsghdr)`.
-const NLMSG_HDRLEN: usize = 16;
+pub(super) const NLMSG_HDRLEN: usize = 16;
 /// `sizeof(struct ifinfomsg)`.
-const IFINFOMSG_LEN: usize = 16;
+pub(super) const IFINFOMSG_LEN: usize = 16;
 
 /// `XDP_FLAGS_SKB_MODE`: generic (skb) XDP.
 pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -348,17 +348,17 @@ impl Rtnl {
     }
 }
 
-fn align4(n: usize) -> usize {
+pub(super) fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-fn u16_at(b: &[u8], off: usize) -> u16 {
+pub(super) fn u16_at(b: &[u8], off: usize) -> u16 {
     b.get(off..off + 2)
         .and_then(|s| s.try_into().ok())
         .map_or(0, u16::from_ne_bytes)
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], off: usize) -> u32 {
     b.get(off..off + 4)
         .and_then(|s| s.try_into().ok())
         .map_or(0, u32::from_ne_bytes)
@@ -385,7 +385,7 @@ fn ext_ack_msg(payload: &[u8], flags: u16) -> Option<String> {
 }
 
 /// Iterates over netlink attributes `(type without flags, value)`.
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(super) fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if b.len() < 4 {
             return None;

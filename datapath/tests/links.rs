@@ -1,0 +1,208 @@
+//! Privileged tests of link changes: once the switch watches the kernel's link announcements
+//! (`Switch::watch_links`), a port's link going down or up, its device set down or deleted,
+//! is applied and reported by `Switch::link_events` when the descriptor turns readable; no
+//! housekeeping poll runs in these tests unless the test says so.
+//!
+//! Each test makes its own devices and namespace (`vl<tag><pid>…`); `Drop` guards delete them,
+//! also on panic. Without root the tests print why and pass, unless `CI=true`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use common::{Link, Netns};
+use datapath::notify::{Event, PortChange};
+use datapath::port::PortKind;
+use datapath::switch::{PortSpec, Switch, SwitchConfig, VlanMode};
+use datapath::sys::poller::Poller;
+
+fn privileged() -> bool {
+    common::privileged(
+        "not root (needs CAP_NET_ADMIN for veths, taps and namespaces)",
+        &[],
+    )
+}
+
+fn spec(name: &str, kind: PortKind) -> PortSpec {
+    PortSpec {
+        name: name.into(),
+        kind: Some(kind),
+        queues: 1,
+        vlan: VlanMode::default(),
+        xdp_mode: None,
+        xdp_frags: false,
+    }
+}
+
+/// Waits (up to 5 s) for announcements on `fd` and applies them until port `name`'s link is
+/// `up`; returns the port-status events of the switch by then, as (port, link up).
+fn await_link(sw: &mut Switch, fd: RawFd, name: &str, up: bool) -> Vec<(String, bool)> {
+    let poller = Poller::new().unwrap();
+    poller.add(fd, 1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        poller.wait(Duration::from_millis(100));
+        while sw.link_events() {}
+        let now = sw.ports().into_iter().find(|p| p.name == name).unwrap();
+        if now.link_up == up {
+            return events(sw);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {name} not link_up={up} within 5 s of the change"
+        );
+    }
+}
+
+/// The switch's port-status `modify` events so far, as (port, link up).
+fn events(sw: &mut Switch) -> Vec<(String, bool)> {
+    let mut ev = Vec::new();
+    sw.drain_events(&mut ev, 64);
+    ev.into_iter()
+        .filter_map(|e| match e {
+            Event::PortStatus(s) if s.change == PortChange::Modify => {
+                Some((s.port.name, s.port.link_up))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_veth_ports_link_changes_are_applied_as_the_kernel_announces_them() {
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let (host, peer) = (format!("vlh{pid}"), format!("vlp{pid}"));
+    let link = Link(host.clone());
+    let ns = Netns::new(format!("vl{pid}ns"));
+    common::veth_into(&ns, &host, &peer, None);
+    ns.ip(&["link", "set", &peer, "up"]);
+    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    sw.add_port(spec(&host, PortKind::AfPacket)).unwrap();
+    let fd = sw.watch_links().unwrap();
+    assert_eq!(sw.watch_links().unwrap(), fd, "one watch");
+    assert!(sw.ports()[0].link_up);
+    let _ = events(&mut sw);
+    let down = || vec![(host.clone(), false)];
+    let up = || vec![(host.clone(), true)];
+
+    // The container's end goes down: the host end loses carrier.
+    ns.ip(&["link", "set", &peer, "down"]);
+    assert_eq!(await_link(&mut sw, fd, &host, false), down());
+    ns.ip(&["link", "set", &peer, "up"]);
+    assert_eq!(await_link(&mut sw, fd, &host, true), up());
+
+    // The host end set down (its carrier unreadable): down, and the poll agrees.
+    common::ip(&["link", "set", &host, "down"]);
+    assert_eq!(await_link(&mut sw, fd, &host, false), down());
+    sw.poll_links();
+    assert_eq!(events(&mut sw), [], "the poll keeps it down");
+    common::ip(&["link", "set", &host, "up"]);
+    assert_eq!(await_link(&mut sw, fd, &host, true), up());
+
+    // The device deleted: down (its socket has nothing left to send to).
+    common::ip(&["link", "del", &host]);
+    assert_eq!(await_link(&mut sw, fd, &host, false), down());
+    sw.poll_links();
+    assert_eq!(events(&mut sw), [], "nothing to read: unchanged");
+    sw.shutdown();
+    drop(link);
+}
+
+#[test]
+fn a_tap_moved_into_a_namespace_is_followed_by_its_carrier_there() {
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let tap = format!("vlt{pid}");
+    let link = Link(tap.clone());
+    let ns = Netns::new(format!("vlt{pid}ns"));
+    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    // The switch creates the tap, down until its container brings it up.
+    let info = sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    assert!(!info.link_up, "a tap that is down is reported down");
+    let fd = sw.watch_links().unwrap();
+    let _ = events(&mut sw);
+
+    // Moved into the container: the host namespace's last word on it is that it left, and
+    // its carrier (followed there) still says down.
+    common::ip(&["link", "set", &tap, "netns", &ns.0]);
+    ns.ip(&["link", "set", &tap, "up"]);
+    // Its announcements stay in the container's namespace: the poll sees it up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sw.ports()[0].link_up {
+        while sw.link_events() {}
+        sw.poll_links();
+        assert!(Instant::now() < deadline, "the moved tap is not seen up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(events(&mut sw), [(tap.clone(), true)]);
+    ns.ip(&["link", "set", &tap, "down"]);
+    sw.poll_links();
+    assert_eq!(events(&mut sw), [(tap.clone(), false)]);
+    // No announcement of the tap's changes there reached the host's watch.
+    let _ = fd;
+    while sw.link_events() {}
+    assert_eq!(events(&mut sw), []);
+    sw.shutdown();
+    drop(ns);
+    drop(link);
+}
+
+/// Veth pairs (one end named each), deleted on drop.
+struct Pairs(Vec<String>);
+
+impl Drop for Pairs {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = common::ip_ok(&["link", "del", n]);
+        }
+    }
+}
+
+#[test]
+fn a_burst_of_announcements_is_read_in_bounded_steps_and_loses_no_change() {
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let (host, peer) = (format!("vlbh{pid}"), format!("vlbp{pid}"));
+    let link = Link(host.clone());
+    let ns = Netns::new(format!("vlb{pid}ns"));
+    common::veth_into(&ns, &host, &peer, None);
+    ns.ip(&["link", "set", &peer, "up"]);
+    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    sw.add_port(spec(&host, PortKind::AfPacket)).unwrap();
+    let fd = sw.watch_links().unwrap();
+    let _ = events(&mut sw);
+    // More devices come and go than one call reads datagrams of, then the port goes down.
+    // (Each pair is two devices, each announced.)
+    let n = datapath::switch::LINK_READS;
+    let pairs = Pairs((0..n).map(|i| format!("vlb{pid}x{i}")).collect());
+    let batch: String = (0..n)
+        .map(|i| format!("link add vlb{pid}x{i} type veth peer name vlb{pid}y{i}\n"))
+        .collect();
+    let file = std::env::temp_dir().join(format!("vlb{pid}.batch"));
+    std::fs::write(&file, batch).unwrap();
+    common::ip(&["-batch", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    ns.ip(&["link", "set", &peer, "down"]);
+    // Every announcement is queued by now (the last command returned after its own).
+    let mut calls = 1;
+    while sw.link_events() {
+        calls += 1;
+        assert!(calls <= 2 * n, "link_events never runs dry");
+    }
+    assert!(calls >= 2, "{n} pairs' announcements read in one call");
+    assert_eq!(events(&mut sw), [(host.clone(), false)]);
+    let _ = fd;
+    drop(pairs);
+    sw.shutdown();
+    drop(ns);
+    drop(link);
+}
