@@ -336,8 +336,9 @@ pub struct Server {
     ready: Vec<Token>,
     /// Accepting failed (out of descriptors): retry at the next wake-up.
     accept_retry: bool,
-    /// The switch's link announcements are registered with the poller (token `LINKS`).
-    links_watched: bool,
+    /// The descriptor of the switch's link announcements, registered with the poller (token
+    /// `LINKS`) while [`Server::run`] runs.
+    links_fd: Option<std::os::fd::RawFd>,
     scratch: Box<[u8]>,
     warn_limit: RateLimit,
     /// Bytes staged in multi-message bundles, all sessions.
@@ -404,7 +405,7 @@ impl Server {
             notified: Vec::new(),
             ready: Vec::new(),
             accept_retry: false,
-            links_watched: false,
+            links_fd: None,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             warn_limit: RateLimit::new(10, Duration::from_secs(5)),
             staging: StagingBudget::new(config.max_bundle_bytes, config.max_bundle_bytes_total),
@@ -450,6 +451,16 @@ impl Server {
             let _ = waker.wake();
         }));
         self.watch_links(switch);
+        let res = self.serve(switch, shutdown);
+        if let Some(fd) = self.links_fd.take() {
+            // (The switch may outlive this run, and another run may bring another switch.)
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+        res
+    }
+
+    /// The loop of [`Server::run`].
+    fn serve(&mut self, switch: &mut Switch, shutdown: &AtomicBool) -> Result<(), ServerError> {
         let mut next_housekeeping = Instant::now() + self.config.housekeeping_interval;
         loop {
             if shutdown.load(Ordering::Acquire) {
@@ -505,14 +516,11 @@ impl Server {
         }
     }
 
-    /// Registers the switch's watch on the kernel's link announcements with the poller (once
-    /// per server), so that a port's link change is applied and reported when the kernel
+    /// Registers the switch's watch on the kernel's link announcements with the poller for
+    /// this run, so that a port's link change is applied and reported when the kernel
     /// announces it; without it (the socket could not be opened) the once-a-second poll of
     /// housekeeping still sees it.
     fn watch_links(&mut self, switch: &mut Switch) {
-        if self.links_watched {
-            return;
-        }
         let fd = match switch.watch_links() {
             Ok(fd) => fd,
             Err(e) => {
@@ -526,7 +534,7 @@ impl Server {
             .register(&mut SourceFd(&fd), LINKS, Interest::READABLE)
         {
             Ok(()) => {
-                self.links_watched = true;
+                self.links_fd = Some(fd);
                 // Announcements that came before the registration are not signalled.
                 self.backlog.push(LINKS);
             }
