@@ -442,7 +442,8 @@ pub struct PortDesc {
     /// Worker owning each rx queue (a multi-queue port is split over the workers).
     #[serde(default)]
     pub queue_workers: Vec<u64>,
-    /// The device has carrier (mem ports: always). Older servers omit it: up.
+    /// The device is up and has carrier (the kernel's `IFF_LOWER_UP`; mem ports: always).
+    /// Older servers omit it: up.
     #[serde(default = "link_up_default")]
     pub link_up: bool,
     /// `afxdp` ports: how the XDP program is attached, `native`, `generic` or `split` (what

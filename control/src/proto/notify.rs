@@ -175,7 +175,7 @@ pub struct FlowRemovedEvent {
 /// `port_status` notification: a port was added or removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortStatusEvent {
-    /// `add` or `delete`.
+    /// `add`, `delete` or `modify` (its link went up or down: `port.link_up`).
     pub reason: String,
     /// The port, as in `port_list_reply`.
     pub port: PortDesc,

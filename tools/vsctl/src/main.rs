@@ -1139,8 +1139,12 @@ fn notification_line(n: &Notification, names: &dyn Fn(u32) -> Option<String>) ->
         Notification::PortStatus(p) => {
             let _ = write!(
                 out,
-                " reason={} port={} id={} type={}",
-                p.reason, p.port.name, p.port.id, p.port.port_type
+                " reason={} port={} id={} type={} link={}",
+                p.reason,
+                p.port.name,
+                p.port.id,
+                p.port.port_type,
+                if p.port.link_up { "up" } else { "down" }
             );
         }
     }
@@ -1595,6 +1599,32 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_port_status_line_says_whether_the_link_is_up() {
+        let event = |reason: &str, link_up| {
+            Notification::PortStatus(control::proto::notify::PortStatusEvent {
+                reason: reason.into(),
+                port: PortDesc {
+                    id: 2,
+                    name: "veth2".into(),
+                    port_type: "afpacket".into(),
+                    link_up,
+                    ..PortDesc::default()
+                },
+                lost: 0,
+            })
+        };
+        let names = |_: u32| None;
+        assert_eq!(
+            notification_line(&event("modify", false), &names),
+            "port_status reason=modify port=veth2 id=2 type=afpacket link=down"
+        );
+        assert_eq!(
+            notification_line(&event("add", true), &names),
+            "port_status reason=add port=veth2 id=2 type=afpacket link=up"
+        );
     }
 
     #[test]
