@@ -99,7 +99,7 @@ impl Handler {
             Request::PortList(_) => {
                 // Links as they are now: a device in another namespace (a tap moved into its
                 // container) is otherwise seen by housekeeping's poll only, within a second.
-                switch.poll_links();
+                switch.refresh_links();
                 let ports: Vec<PortDesc> = switch.ports().iter().map(port_desc).collect();
                 parts(ports, PORTS_PER_PART, |ports, more| {
                     Reply::PortList(PortListReply { ports, more })
@@ -109,7 +109,7 @@ impl Handler {
                 if let Some(name) = &req.name {
                     check_name("body.name", name)?;
                 }
-                switch.poll_links();
+                switch.refresh_links();
                 let stats = switch
                     .port_stats(req.name.as_deref())
                     .map_err(|e| switch_error(e, "body.name"))?;
@@ -156,7 +156,7 @@ impl Handler {
                 })]
             }
             Request::SwitchShow(_) => {
-                switch.poll_links();
+                switch.refresh_links();
                 let info = switch.info();
                 let workers = switch.worker_stats();
                 let mut reply = switch_show(&info, &workers);
@@ -608,6 +608,7 @@ pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
         link_up: info.link_up,
         xdp_mode: info.xdp.map(|x| XdpModeSpec::of(x.mode)),
         xdp_frags: info.xdp.is_some_and(|x| x.frags),
+        device_gone: info.device_gone,
     }
 }
 
@@ -848,6 +849,7 @@ mod tests {
                 mode: XdpMode::Split,
                 frags: true,
             }),
+            device_gone: false,
         };
         let d = port_desc(&info);
         assert_eq!((d.xdp_mode, d.xdp_frags), (Some(XdpModeSpec::Split), true));

@@ -271,6 +271,7 @@ fn port(id: u32, name: &str) -> PortDesc {
         link_up: true,
         xdp_mode: Some(XdpModeSpec::Native),
         xdp_frags: true,
+        device_gone: id.is_multiple_of(2),
     }
 }
 

@@ -210,6 +210,10 @@ pub struct PortInfo {
     pub link_up: bool,
     /// AF_XDP: how the program is attached (the mode the switch chose or was given).
     pub xdp: Option<XdpAttachment>,
+    /// The device is gone (deleted): the port's backend is closed, frames sent to it are
+    /// dropped and its link is down for good. Remove the port, or add it again once the
+    /// device is back.
+    pub device_gone: bool,
 }
 
 /// One learned MAC address.
@@ -358,16 +362,19 @@ impl Default for SwitchConfig {
 /// open: a read at offset 0 makes sysfs generate the attribute again, so each poll is one
 /// `pread` instead of a path walk, `open`, `read` and `close` (~50 µs a port on these VMs,
 /// once a second on the control thread). The open file follows its device through a rename
-/// and a move to another namespace; once the device is gone the name is opened again at the
-/// next poll. The device's index names it in the kernel's link messages
-/// ([`Switch::watch_links`]).
+/// and a move to another namespace, and says `ENODEV` once it is deleted; it is opened by name
+/// once, so a later device with the same name is never taken for the port's. The device's
+/// index names it in the kernel's link messages ([`Switch::watch_links`]).
 #[derive(Debug)]
 struct Carrier {
     /// The attribute's path; `None` for a port that is not a device.
     path: Option<String>,
     file: Option<std::fs::File>,
-    /// The device's interface index when the port was added (0: not a device).
+    /// The device's interface index in this namespace (0: not a device, or no longer here).
     ifindex: u32,
+    /// The device is gone (deleted: its file says `ENODEV`, or the kernel announced it):
+    /// nothing is read any more.
+    gone: bool,
 }
 
 impl Carrier {
@@ -381,16 +388,22 @@ impl Carrier {
             } else {
                 0
             },
+            gone: false,
         }
     }
 
     /// Whether the device is up with carrier: false for a device that is administratively
     /// down (its attribute then reads as `EINVAL`), as the kernel's `IFF_LOWER_UP`; `None`
-    /// when it is not a device or cannot be read (the device gone).
+    /// when it is not a device or cannot be read (see `gone`).
     fn read(&mut self) -> Option<bool> {
         use std::os::unix::fs::FileExt;
+        if self.gone {
+            return None;
+        }
         let path = self.path.as_ref()?;
         if self.file.is_none() {
+            // (Only until it opens: the port's device was here, by this name, when it was
+            // added.)
             self.file = std::fs::File::open(path).ok();
         }
         let mut buf = [0u8; 8];
@@ -398,11 +411,13 @@ impl Carrier {
             Ok(n) => Some(buf[..n].trim_ascii() == b"1"),
             // A device that is down has no carrier to read but is still there.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
-            Err(_) => {
-                // Any other error (the device gone: ENODEV) drops the file.
+            // Deleted.
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                self.gone = true;
                 self.file = None;
                 None
             }
+            Err(_) => None,
         }
     }
 }
@@ -411,6 +426,16 @@ impl Carrier {
 /// for the next call, so that a storm of link changes on the host cannot hold the control
 /// thread).
 pub const LINK_READS: usize = 64;
+
+/// How long a [`Switch::refresh_links`] relies on the last poll of the links.
+pub const LINK_REFRESH: Duration = Duration::from_millis(50);
+
+/// Marks port `r`'s device gone (and its link down); its port is added to `changed`.
+fn note_gone(r: &mut Registered, changed: &mut Vec<PortInfo>) {
+    r.info.device_gone = true;
+    r.info.link_up = false;
+    changed.push(r.info.clone());
+}
 
 /// Sets port `r`'s link to `up`; a change is logged and its port added to `changed`.
 fn note_link(r: &mut Registered, up: bool, changed: &mut Vec<PortInfo>) {
@@ -573,6 +598,8 @@ pub struct Switch {
     inline: Option<Box<Worker>>,
     /// The kernel's announcements of link changes, once [`Switch::watch_links`] opened it.
     links: Option<LinkMonitor>,
+    /// When [`Switch::poll_links`] last ran.
+    links_polled: Option<Instant>,
 }
 
 /// UMEM chunks per AF_XDP queue when the process may lock that much memory (16 MiB per queue;
@@ -828,6 +855,7 @@ impl Switch {
             stats_lagging: false,
             inline,
             links: None,
+            links_polled: None,
         };
         sw.publish();
         Ok(sw)
@@ -1050,13 +1078,65 @@ impl Switch {
     /// come ([`Switch::link_events`]) and this is the backstop (devices in another namespace,
     /// whose announcements this namespace does not get, and lost messages).
     pub fn poll_links(&mut self) {
+        self.links_polled = Some(Instant::now());
         let mut changed = Vec::new();
+        let mut gone = Vec::new();
         for r in self.ports.values_mut() {
+            if r.carrier.gone {
+                continue;
+            }
             if let Some(up) = r.carrier.read() {
                 note_link(r, up, &mut changed);
+            } else if r.carrier.gone {
+                note_gone(r, &mut changed);
+                gone.push(r.info.id);
             }
         }
         self.links_changed(changed);
+        for id in gone {
+            self.park(id);
+        }
+    }
+
+    /// [`Switch::poll_links`] unless it ran in the last [`LINK_REFRESH`] (for readers that
+    /// want links as they are now, such as a controller's port list, at any rate of requests).
+    pub fn refresh_links(&mut self) {
+        if self
+            .links_polled
+            .is_none_or(|t| t.elapsed() >= LINK_REFRESH)
+        {
+            self.poll_links();
+        }
+    }
+
+    /// Closes the backend of port `id`, whose device is gone: its workers stop polling it (a
+    /// dead socket is always ready, so an adaptive worker would spin on it) and drop what is
+    /// sent to it; the addresses learned on it are forgotten, so that their frames flood
+    /// again. The port stays (link down, its counters kept) until it is removed.
+    fn park(&mut self, id: u32) {
+        let Some(r) = self.ports.get(&id) else {
+            return;
+        };
+        tracing::warn!(
+            port = %r.info.name,
+            id,
+            "port's device is gone: its backend is closed; remove the port, or add it again \
+             once the device is back"
+        );
+        let mut owners = r.info.queue_workers.clone();
+        owners.sort_unstable();
+        owners.dedup();
+        self.shared.macs.remove_if(|_, _, p, _| p == id);
+        for worker in owners {
+            let (done_tx, done_rx) = bounded(1);
+            let closed = self
+                .send(worker, Command::ParkPort { id, done: done_tx })
+                .is_ok()
+                && done_rx.recv_timeout(WORKER_TIMEOUT).is_ok();
+            if !closed {
+                tracing::warn!(worker, id, "a worker did not close a gone port's backend");
+            }
+        }
     }
 
     /// Opens the switch's watch on the kernel's link announcements (rtnetlink's link group;
@@ -1090,23 +1170,33 @@ impl Switch {
             return false;
         };
         let mut changed = Vec::new();
+        let mut gone = Vec::new();
         let drained = mon.drain(LINK_READS, |ev| {
             for r in ports.values_mut() {
-                if r.carrier.ifindex != ev.ifindex {
+                if r.carrier.ifindex != ev.ifindex || r.carrier.gone {
                     continue;
                 }
-                let up = match ev.news {
-                    LinkNews::Up => Some(true),
-                    LinkNews::Down | LinkNews::Gone => Some(false),
-                    // Out of this namespace's view: its attribute says (the file follows it).
-                    LinkNews::Left => r.carrier.read(),
-                };
-                if let Some(up) = up {
+                match ev.news {
+                    LinkNews::Gone => r.carrier.gone = true,
+                    // Announced in another namespace from now on (its file follows it there,
+                    // for the poll); its index here is free for another device.
+                    LinkNews::Left => r.carrier.ifindex = 0,
+                    LinkNews::Up | LinkNews::Down => {}
+                }
+                // The device's state now, one `pread`, rather than the message's: a message
+                // read late may be older than what a poll has applied already.
+                if let Some(up) = r.carrier.read() {
                     note_link(r, up, &mut changed);
+                } else if r.carrier.gone {
+                    note_gone(r, &mut changed);
+                    gone.push(r.info.id);
                 }
             }
         });
         self.links_changed(changed);
+        for id in gone {
+            self.park(id);
+        }
         match drained {
             Ok(d) => {
                 if d.lost {
@@ -1556,6 +1646,7 @@ impl Switch {
             queue_workers,
             link_up: carrier.read().unwrap_or(true),
             xdp,
+            device_gone: false,
         };
         self.incarnations += 1;
         let incarnation = self.incarnations;

@@ -51,6 +51,7 @@ use crate::ofp::action::Action;
 use crate::ofp::pipeline::Pipeline;
 use crate::ofp::rewrite;
 use crate::ofp::xlate::CtlMeta;
+use crate::port::gone::GonePort;
 use crate::port::{Port, PortKind};
 use crate::stamps::{Part, PassStamps};
 use crate::stats::{Counter, DropReason, PortCounters};
@@ -402,6 +403,15 @@ pub enum Command {
         /// Port number.
         id: u32,
         /// Signalled once the port is closed.
+        done: Sender<()>,
+    },
+    /// Port `id`'s device is gone: close its backend and keep the port with a stand-in that
+    /// receives nothing and drops what is sent to it ([`GonePort`]); `done` is signalled after
+    /// the old backend is closed.
+    ParkPort {
+        /// Port number.
+        id: u32,
+        /// Signalled once the old backend is closed.
         done: Sender<()>,
     },
     /// Run a packet-out.
@@ -872,6 +882,21 @@ impl Worker {
                     self.local_of.fill(NOT_LOCAL);
                     for (i, p) in self.ports.iter().enumerate() {
                         self.local_of[p.id as usize] = u16::try_from(i).unwrap_or(NOT_LOCAL);
+                    }
+                    let _ = done.send(());
+                }
+                Command::ParkPort { id, done } => {
+                    for lp in self.ports.iter_mut().filter(|p| p.id == id) {
+                        let _ = lp.port.tx_flush();
+                        lp.counters.add_backend_drops(lp.port.take_backend_drops());
+                        let stand_in = Box::new(GonePort::of(lp.port.as_ref()));
+                        tracing::info!(
+                            worker = self.index,
+                            port = lp.port.name(),
+                            id,
+                            "device gone: port closed, kept without a backend"
+                        );
+                        drop(std::mem::replace(&mut lp.port, stand_in));
                     }
                     let _ = done.send(());
                 }

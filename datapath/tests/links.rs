@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Link, Netns};
 use datapath::notify::{Event, PortChange};
 use datapath::port::PortKind;
-use datapath::switch::{PortSpec, Switch, SwitchConfig, VlanMode};
+use datapath::switch::{PollMode, PortSpec, Switch, SwitchConfig, VlanMode};
 use datapath::sys::poller::Poller;
 
 fn privileged() -> bool {
@@ -81,7 +81,7 @@ fn a_veth_ports_link_changes_are_applied_as_the_kernel_announces_them() {
     let ns = Netns::new(format!("vl{pid}ns"));
     common::veth_into(&ns, &host, &peer, None);
     ns.ip(&["link", "set", &peer, "up"]);
-    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    let mut sw = Switch::start(adaptive()).unwrap();
     sw.add_port(spec(&host, PortKind::AfPacket)).unwrap();
     let fd = sw.watch_links().unwrap();
     assert_eq!(sw.watch_links().unwrap(), fd, "one watch");
@@ -104,13 +104,62 @@ fn a_veth_ports_link_changes_are_applied_as_the_kernel_announces_them() {
     common::ip(&["link", "set", &host, "up"]);
     assert_eq!(await_link(&mut sw, fd, &host, true), up());
 
-    // The device deleted: down (its socket has nothing left to send to).
+    // The device deleted: down, gone, and its backend closed (its socket stays ready for
+    // ever: an adaptive worker that still waited on it would spin). Announced: the deletion
+    // first closes the device (down), then deletes it (gone).
     common::ip(&["link", "del", &host]);
-    assert_eq!(await_link(&mut sw, fd, &host, false), down());
+    let poller = Poller::new().unwrap();
+    poller.add(fd, 1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sw.ports()[0].device_gone {
+        assert!(
+            Instant::now() < deadline,
+            "the deletion not applied within 5 s"
+        );
+        poller.wait(Duration::from_millis(100));
+        while sw.link_events() {}
+    }
+    let ev = events(&mut sw);
+    assert_eq!(ev.last(), Some(&(host.clone(), false)), "{ev:?}");
+    assert_idle(&sw);
     sw.poll_links();
-    assert_eq!(events(&mut sw), [], "nothing to read: unchanged");
+    assert_eq!(events(&mut sw), [], "a gone device is not read again");
+    // The port stays until it is removed.
+    assert_eq!(sw.ports()[0].name, host);
+    sw.del_port(&host).unwrap();
+    assert!(sw.ports().is_empty());
     sw.shutdown();
     drop(link);
+}
+
+/// An adaptive switch whose ports' devices are gone or idle: its worker sleeps (a worker
+/// that still waited on a dead socket would return from each wait at once, thousands of times
+/// in 500 ms; an idle one wakes every 100 ms) and counts no receive errors.
+fn assert_idle(sw: &Switch) {
+    let sleeps = || sw.worker_stats()[0].sleeps;
+    let drops = || {
+        sw.port_stats(None)
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.rx_drops.iter().sum::<u64>() + c.backend_drops)
+            .sum::<u64>()
+    };
+    let (s0, d0) = (sleeps(), drops());
+    std::thread::sleep(Duration::from_millis(500));
+    let (s1, d1) = (sleeps(), drops());
+    assert!(
+        s1 - s0 < 50,
+        "the worker woke {} times in 500 ms with its port's device gone",
+        s1 - s0
+    );
+    assert_eq!(d1, d0, "receive errors counted on a gone device");
+}
+
+fn adaptive() -> SwitchConfig {
+    SwitchConfig {
+        poll_mode: PollMode::Adaptive,
+        ..SwitchConfig::default()
+    }
 }
 
 #[test]
@@ -122,7 +171,7 @@ fn a_tap_moved_into_a_namespace_is_followed_by_its_carrier_there() {
     let tap = format!("vlt{pid}");
     let link = Link(tap.clone());
     let ns = Netns::new(format!("vlt{pid}ns"));
-    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    let mut sw = Switch::start(adaptive()).unwrap();
     // The switch creates the tap, down until its container brings it up.
     let info = sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
     assert!(!info.link_up, "a tap that is down is reported down");
@@ -149,6 +198,19 @@ fn a_tap_moved_into_a_namespace_is_followed_by_its_carrier_there() {
     let _ = fd;
     while sw.link_events() {}
     assert_eq!(events(&mut sw), []);
+    // Deleted in the container: the poll finds it gone and closes the port's backend (the
+    // tap's descriptor would fail every read for ever).
+    ns.ip(&["link", "set", &tap, "up"]);
+    sw.poll_links();
+    assert_eq!(events(&mut sw), [(tap.clone(), true)]);
+    ns.ip(&["link", "del", &tap]);
+    sw.poll_links();
+    assert_eq!(events(&mut sw), [(tap.clone(), false)]);
+    assert!(sw.ports()[0].device_gone);
+    assert_idle(&sw);
+    sw.poll_links();
+    assert_eq!(events(&mut sw), [], "a gone device is not read again");
+    sw.del_port(&tap).unwrap();
     sw.shutdown();
     drop(ns);
     drop(link);
@@ -176,7 +238,7 @@ fn a_burst_of_announcements_is_read_in_bounded_steps_and_loses_no_change() {
     let ns = Netns::new(format!("vlb{pid}ns"));
     common::veth_into(&ns, &host, &peer, None);
     ns.ip(&["link", "set", &peer, "up"]);
-    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    let mut sw = Switch::start(adaptive()).unwrap();
     sw.add_port(spec(&host, PortKind::AfPacket)).unwrap();
     let fd = sw.watch_links().unwrap();
     let _ = events(&mut sw);
@@ -199,7 +261,12 @@ fn a_burst_of_announcements_is_read_in_bounded_steps_and_loses_no_change() {
         assert!(calls <= 2 * n, "link_events never runs dry");
     }
     assert!(calls >= 2, "{n} pairs' announcements read in one call");
-    assert_eq!(events(&mut sw), [(host.clone(), false)]);
+    // (The host end's own announcement comes from the kernel's link work, which may run
+    // after `ip` returned.)
+    assert_eq!(
+        await_link(&mut sw, fd, &host, false),
+        [(host.clone(), false)]
+    );
     let _ = fd;
     drop(pairs);
     sw.shutdown();

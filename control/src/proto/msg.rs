@@ -453,6 +453,10 @@ pub struct PortDesc {
     /// `afxdp` ports: the program takes multi-buffer frames (`xdp_frags`); omitted when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub xdp_frags: bool,
+    /// The port's device is gone (deleted): its backend is closed, its link down for good;
+    /// omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub device_gone: bool,
 }
 
 fn link_up_default() -> bool {

@@ -20,6 +20,7 @@
 
 pub mod afpacket;
 pub mod afxdp;
+pub mod gone;
 pub mod mem;
 pub mod select;
 pub mod tap;

@@ -24,8 +24,9 @@ const IFLA_NEW_NETNSID: u16 = 45;
 /// device: it is the sysfs `carrier` attribute, which reads as an error for a device that is
 /// administratively down).
 const IFF_LOWER_UP: u32 = 1 << 16;
-/// The receive buffer asked for (the kernel doubles it, and caps it at `rmem_max`): room for
-/// the link messages of a burst of changes (~1–2 KB each) between two reads.
+/// The receive buffer asked for (the kernel doubles it; without CAP_NET_ADMIN it is capped at
+/// `rmem_max`, ~208 KiB by default): room for the link messages of a burst of changes (~1–2 KB
+/// each, a few KiB of buffer with their overhead) between two reads.
 const RCVBUF: libc::c_int = 1 << 20;
 /// Bytes of one read: more than a link message needs on any ordinary device (a datagram cut
 /// short is reported as lost messages, and the caller polls every port instead).
@@ -93,18 +94,23 @@ impl LinkMonitor {
         // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let rcvbuf = RCVBUF;
-        // SAFETY: `rcvbuf` is a valid c_int for the duration of the call and its size is
-        // passed. A smaller buffer (capped by `rmem_max`) only makes overruns likelier, and
-        // those are reported.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const rcvbuf).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        // Past `rmem_max` where allowed (CAP_NET_ADMIN), else within it.
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: `rcvbuf` is a valid c_int for the duration of the call and its size is
+            // passed. A smaller buffer only makes overruns likelier, and those are reported.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&raw const rcvbuf).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         // SAFETY: `sockaddr_nl` is plain old data; all zero but the family and the group is
         // what we want (port id 0: the kernel assigns one).
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -113,6 +119,21 @@ impl LinkMonitor {
         // SAFETY: `addr` is valid for reads of the length passed.
         let rc = unsafe {
             libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Connected to the kernel (port id 0): the kernel refuses unicast datagrams to this
+        // socket from anyone else, so a local process cannot fill its queue; the group's
+        // messages still come.
+        addr.nl_groups = 0;
+        // SAFETY: `addr` is valid for reads of the length passed.
+        let rc = unsafe {
+            libc::connect(
                 fd.as_raw_fd(),
                 (&raw const addr).cast(),
                 size_of::<libc::sockaddr_nl>() as libc::socklen_t,
@@ -205,9 +226,12 @@ fn link_event(ty: u16, m: &[u8]) -> Option<LinkEvent> {
         return None;
     }
     // struct ifinfomsg { u8 family; u8 pad; u16 type; i32 index; u32 flags; u32 change; }
+    // Only the device's own messages (AF_UNSPEC): a bridge sends AF_BRIDGE ones about its
+    // ports, a `RTM_DELLINK` among them when a port leaves it, which deletes no device.
+    let family = m.first().copied().unwrap_or(u8::MAX);
     let ifindex = u32_at(m, 4);
     let flags = u32_at(m, 8);
-    if ifindex == 0 {
+    if family != libc::AF_UNSPEC as u8 || ifindex == 0 {
         return None;
     }
     let news = match ty {
@@ -233,13 +257,18 @@ mod tests {
 
     /// A link message as the kernel lays it out, with attributes `(type, value)`.
     fn msg(ty: u16, ifindex: u32, flags: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        msg_of(0, ty, ifindex, flags, attrs)
+    }
+
+    /// [`msg`] of address family `family`.
+    fn msg_of(family: u8, ty: u16, ifindex: u32, flags: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
         let mut m = Vec::new();
         m.extend_from_slice(&0u32.to_ne_bytes());
         m.extend_from_slice(&ty.to_ne_bytes());
         m.extend_from_slice(&0u16.to_ne_bytes());
         m.extend_from_slice(&7u32.to_ne_bytes());
         m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&[0, 0, 1, 0]);
+        m.extend_from_slice(&[family, 0, 1, 0]);
         m.extend_from_slice(&ifindex.to_ne_bytes());
         m.extend_from_slice(&flags.to_ne_bytes());
         m.extend_from_slice(&u32::MAX.to_ne_bytes());
@@ -302,6 +331,21 @@ mod tests {
     }
 
     #[test]
+    fn a_bridges_messages_about_its_ports_are_not_the_devices_own() {
+        // AF_BRIDGE (7): a port leaving its bridge is an RTM_DELLINK of that family.
+        let mut d = msg_of(7, libc::RTM_DELLINK, 12, IFF_LOWER_UP, &[]);
+        d.extend(msg_of(7, libc::RTM_NEWLINK, 12, 0, &[]));
+        d.extend(msg(libc::RTM_NEWLINK, 12, IFF_LOWER_UP, &[]));
+        assert_eq!(
+            events(&d),
+            [LinkEvent {
+                ifindex: 12,
+                news: LinkNews::Up
+            }]
+        );
+    }
+
+    #[test]
     fn other_messages_and_bad_lengths_are_skipped_without_losing_the_rest() {
         // An address message (RTM_NEWADDR), a link message without its ifinfomsg, one for
         // index 0, then a good one: only the good one.
@@ -354,9 +398,9 @@ mod tests {
     }
 
     #[test]
-    fn the_monitor_opens_unprivileged_and_drains_without_blocking() {
-        // Unprivileged: joining the link group needs no capability. (Other tests may be
-        // changing links meanwhile: whatever came is passed on, and the drain returns.)
+    fn the_monitor_opens_and_drains_without_blocking() {
+        // (Joining the link group needs no capability. Other tests may be changing links
+        // meanwhile: whatever came is passed on, and the drain returns.)
         let mut m = LinkMonitor::open().unwrap();
         let mut seen = 0;
         let d = m.drain(1024, |_| seen += 1).unwrap();

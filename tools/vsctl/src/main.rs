@@ -386,10 +386,21 @@ fn ports_table(ports: &[PortDesc]) -> String {
             p.queues.to_string(),
             p.worker.to_string(),
             vlan_text(&p.vlan),
-            if p.link_up { "up" } else { "down" }.to_owned(),
+            link_text(p).to_owned(),
         ]);
     }
     t.render()
+}
+
+/// A port's link: `up`, `down`, or `gone` (its device was deleted).
+fn link_text(p: &PortDesc) -> &'static str {
+    if p.device_gone {
+        "gone"
+    } else if p.link_up {
+        "up"
+    } else {
+        "down"
+    }
 }
 
 /// A port's type with its XDP attachment: `afxdp/split`, `afxdp/native+frags`, `tap`.
@@ -1144,7 +1155,7 @@ fn notification_line(n: &Notification, names: &dyn Fn(u32) -> Option<String>) ->
                 p.port.name,
                 p.port.id,
                 p.port.port_type,
-                if p.port.link_up { "up" } else { "down" }
+                link_text(&p.port)
             );
         }
     }
@@ -1624,6 +1635,14 @@ mod tests {
         assert_eq!(
             notification_line(&event("add", true), &names),
             "port_status reason=add port=veth2 id=2 type=afpacket link=up"
+        );
+        let mut gone = event("modify", false);
+        if let Notification::PortStatus(s) = &mut gone {
+            s.port.device_gone = true;
+        }
+        assert_eq!(
+            notification_line(&gone, &names),
+            "port_status reason=modify port=veth2 id=2 type=afpacket link=gone"
         );
     }
 
