@@ -211,8 +211,8 @@ pub struct PortInfo {
     /// AF_XDP: how the program is attached (the mode the switch chose or was given).
     pub xdp: Option<XdpAttachment>,
     /// The device is gone (deleted): the port's backend is closed, frames sent to it are
-    /// dropped and its link is down for good. Remove the port, or add it again once the
-    /// device is back.
+    /// dropped and its link is down, until a device of its name appears in this namespace
+    /// again and the port opens on it (see [`Switch::link_events`]).
     pub device_gone: bool,
 }
 
@@ -541,6 +541,9 @@ struct Registered {
     counters: Vec<Arc<PortCounters>>,
     /// Where [`Switch::poll_links`] reads its carrier.
     carrier: Carrier,
+    /// What it was opened from ([`Switch::add_port`]; `None` for a backend added as such):
+    /// how to open it again when its device comes back after it was gone.
+    spec: Option<PortSpec>,
 }
 
 impl Registered {
@@ -1120,8 +1123,8 @@ impl Switch {
         tracing::warn!(
             port = %r.info.name,
             id,
-            "port's device is gone: its backend is closed; remove the port, or add it again \
-             once the device is back"
+            "port's device is gone: its backend is closed; the port opens again on a device \
+             of its name, or remove it"
         );
         let mut owners = r.info.queue_workers.clone();
         owners.sort_unstable();
@@ -1158,9 +1161,11 @@ impl Switch {
     }
 
     /// Applies the link changes the kernel announced since the last call (at most
-    /// [`LINK_READS`] datagrams): a port whose device went down, lost carrier or was deleted
-    /// is down, one up with carrier is up; each change is published and reported as a
-    /// port-status `modify` event, like [`Switch::poll_links`]'s. When messages were lost,
+    /// [`LINK_READS`] datagrams): a port whose device went down or lost carrier is down, one
+    /// up with carrier is up, one whose device was deleted is gone (its backend closed); a
+    /// gone port whose name a new device takes opens on that device again, as it was added;
+    /// each change is published and reported as a port-status `modify` event, like
+    /// [`Switch::poll_links`]'s. When messages were lost,
     /// every port's carrier is read again. Returns whether more may be waiting (call again
     /// before waiting on the descriptor: it is edge-triggered in the control server's
     /// poller).
@@ -1171,7 +1176,20 @@ impl Switch {
         };
         let mut changed = Vec::new();
         let mut gone = Vec::new();
+        let mut back = Vec::new();
         let drained = mon.drain(LINK_READS, |ev| {
+            if !matches!(ev.news, LinkNews::Gone | LinkNews::Left)
+                && !ports.values().any(|r| r.carrier.ifindex == ev.ifindex)
+                && let Some(r) = ports.values().find(|r| {
+                    r.carrier.gone
+                        && r.spec.is_some()
+                        && r.info.name.as_bytes() == ev.name.as_bytes()
+                })
+                && !back.contains(&r.info.id)
+            {
+                // A device of a gone port's name, in this namespace: its device came back.
+                back.push(r.info.id);
+            }
             for r in ports.values_mut() {
                 if r.carrier.ifindex != ev.ifindex || r.carrier.gone {
                     continue;
@@ -1196,6 +1214,9 @@ impl Switch {
         self.links_changed(changed);
         for id in gone {
             self.park(id);
+        }
+        for id in back {
+            self.reattach(id);
         }
         match drained {
             Ok(d) => {
@@ -1535,25 +1556,32 @@ impl Switch {
     ///
     /// # Errors
     /// Name taken, registry full, invalid VLAN settings, or the backend failed to open.
-    pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo, SwitchError> {
+    pub fn add_port(&mut self, mut spec: PortSpec) -> Result<PortInfo, SwitchError> {
         self.check_new_name(&spec.name)?;
-        let vlan = spec.vlan.validated()?;
+        spec.vlan = spec.vlan.validated()?;
+        let vlan = spec.vlan.clone();
         if spec.queues == 0 || spec.queues > 64 {
             return Err(SwitchError::Invalid {
                 field: "queues",
                 reason: format!("{} not in 1..=64", spec.queues),
             });
         }
+        let parts = self.open_parts(&spec)?;
+        self.attach(None, parts, vlan, Some(spec))
+    }
+
+    /// Opens the backend of `spec`: one part, or one per queue (an AF_XDP port of several
+    /// queues on a switch of several workers).
+    fn open_parts(&self, spec: &PortSpec) -> Result<Vec<Box<dyn Port>>, SwitchError> {
         let port: Box<dyn Port> = match spec.kind {
             Some(PortKind::AfXdp) => {
                 let port = open_afxdp(&spec.name, spec.queues, spec.xdp_mode, spec.xdp_frags)?;
                 if spec.queues > 1 && self.workers.len() > 1 {
-                    let parts = port
+                    return Ok(port
                         .into_queues()
                         .into_iter()
                         .map(|p| Box::new(p) as Box<dyn Port>)
-                        .collect();
-                    return self.attach(parts, vlan);
+                        .collect());
                 }
                 Box::new(port)
             }
@@ -1577,7 +1605,7 @@ impl Switch {
                 }
             },
         };
-        self.attach(vec![port], vlan)
+        Ok(vec![port])
     }
 
     /// Adds an already opened backend (mem ports in tests and benches).
@@ -1591,19 +1619,27 @@ impl Switch {
     ) -> Result<PortInfo, SwitchError> {
         self.check_new_name(port.name())?;
         let vlan = vlan.validated()?;
-        self.attach(vec![port], vlan)
+        self.attach(None, vec![port], vlan, None)
     }
 
-    /// Registers a port made of `parts` (one, or one per queue) and hands each part to the
-    /// least loaded worker (load = rx queues owned).
+    /// Registers a port made of `parts` (one, or one per queue), numbered `id` (a port whose
+    /// device came back keeps its number; `None`: the first free one), and hands each part to
+    /// the least loaded worker (load = rx queues owned). Reported as a port-status `add`, or
+    /// `modify` for a returning port.
     fn attach(
         &mut self,
+        id: Option<u32>,
         parts: Vec<Box<dyn Port>>,
         vlan: VlanMode,
+        spec: Option<PortSpec>,
     ) -> Result<PortInfo, SwitchError> {
-        let id = (1..=MAX_PORTS as u32)
-            .find(|i| !self.ports.contains_key(i))
-            .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?;
+        let returning = id.is_some();
+        let id = match id {
+            Some(id) => id,
+            None => (1..=MAX_PORTS as u32)
+                .find(|i| !self.ports.contains_key(i))
+                .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?,
+        };
         let (Some(name), Some(kind)) = (
             parts.first().map(|p| p.name().to_owned()),
             parts.first().map(|p| p.kind()),
@@ -1657,6 +1693,7 @@ impl Switch {
                 incarnation,
                 counters: placed.iter().map(|(_, _, c)| Arc::clone(c)).collect(),
                 carrier,
+                spec,
             },
         );
         self.publish();
@@ -1679,12 +1716,63 @@ impl Switch {
             tracing::warn!(port = %info.name, error = %e, "a worker is slow to see the new port");
         }
         tracing::info!(port = %info.name, id, kind = %info.kind, vlan = %info.vlan,
-            workers = ?info.queue_workers, "port added");
+            workers = ?info.queue_workers, returning, "port added");
         self.push_event(Event::PortStatus(PortStatus {
-            change: PortChange::Add,
+            change: if returning {
+                PortChange::Modify
+            } else {
+                PortChange::Add
+            },
             port: info.clone(),
         }));
         Ok(info)
+    }
+
+    /// Opens port `id`, whose device was gone, again on the device of its name (it came back:
+    /// the kernel announced a device of that name), as it was added: the same number, type,
+    /// queues and VLAN settings; its counters start again. Reported as a port-status `modify`
+    /// (`device_gone` false). When the device cannot be opened (yet), the port stays gone,
+    /// and the device's next announcement tries again.
+    fn reattach(&mut self, id: u32) {
+        let Some(spec) = self.ports.get(&id).and_then(|r| r.spec.clone()) else {
+            return;
+        };
+        let parts = match self.open_parts(&spec) {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::debug!(port = %spec.name, error = %e, "a gone port's device is back but does not open");
+                return;
+            }
+        };
+        let Some(old) = self.ports.remove(&id) else {
+            return;
+        };
+        // The stand-ins leave their workers (nothing is published in between: the number is
+        // taken again below, with a new incarnation).
+        let mut owners = old.info.queue_workers.clone();
+        owners.sort_unstable();
+        owners.dedup();
+        for worker in owners {
+            let (done_tx, done_rx) = bounded(1);
+            if self
+                .send(worker, Command::DelPort { id, done: done_tx })
+                .is_err()
+                || done_rx.recv_timeout(WORKER_TIMEOUT).is_err()
+            {
+                tracing::warn!(worker, id, "a worker did not let go of a gone port");
+            }
+        }
+        let vlan = old.info.vlan.clone();
+        match self.attach(Some(id), parts, vlan, Some(spec)) {
+            Ok(info) => {
+                tracing::info!(port = %info.name, id, "port's device is back: port open again");
+            }
+            Err(e) => {
+                // (Only a worker that took no command: the port is removed, and reported so.)
+                tracing::warn!(port = %old.info.name, id, error = %e, "a gone port could not be opened again: removed");
+                self.publish();
+            }
+        }
     }
 
     fn id_of(&self, name: &str) -> Result<u32, SwitchError> {

@@ -464,7 +464,13 @@ impl AfPacketPort {
         let kernel = std::mem::take(&mut self.drops_unchecked);
         if moving {
             self.stop_suspect = false;
-        } else if kernel == 0 {
+            return;
+        }
+        // Quiet: clear an error the kernel left on the socket (its device was down when it was
+        // bound, or went down), which would keep a sleeping worker from sleeping: one
+        // `getsockopt` a millisecond while polling without traffic, or one a wake-up.
+        let _ = self.io.sock().take_error();
+        if kernel == 0 {
             // Quiet: no frame, no drop. Suspicion stays until a frame comes in.
         } else if !self.stop_suspect {
             self.stop_suspect = true;

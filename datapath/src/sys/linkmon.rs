@@ -18,6 +18,8 @@ use super::netdev::{IFINFOMSG_LEN, NLMSG_HDRLEN, align4, attrs, u16_at, u32_at};
 
 /// `RTMGRP_LINK`: the multicast group of link messages.
 const RTMGRP_LINK: u32 = 1;
+/// `IFLA_IFNAME`: the device's name.
+const IFLA_IFNAME: u16 = 3;
 /// `IFLA_NEW_NETNSID`: in an `RTM_DELLINK` for a device moved to another namespace.
 const IFLA_NEW_NETNSID: u16 = 45;
 /// `IFF_LOWER_UP`: the device is up and has carrier (the kernel sets it only for a running
@@ -53,6 +55,39 @@ pub struct LinkEvent {
     pub ifindex: u32,
     /// What became of it.
     pub news: LinkNews,
+    /// Its name, when the message gave one (`IFLA_IFNAME`).
+    pub name: IfName,
+}
+
+/// A device name from a link message, without allocating (at most 15 bytes; empty when the
+/// message had none).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct IfName {
+    bytes: [u8; 15],
+    len: u8,
+}
+
+impl IfName {
+    /// The name of attribute value `v` (up to its first NUL); `None` when it is empty or too
+    /// long for a device name.
+    fn of(v: &[u8]) -> Option<Self> {
+        let s = v.split(|b| *b == 0).next().unwrap_or(v);
+        let mut n = Self::default();
+        n.bytes.get_mut(..s.len())?.copy_from_slice(s);
+        n.len = u8::try_from(s.len()).ok().filter(|l| *l > 0)?;
+        Some(n)
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for IfName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 /// What one [`LinkMonitor::drain`] found.
@@ -234,20 +269,23 @@ fn link_event(ty: u16, m: &[u8]) -> Option<LinkEvent> {
     if family != libc::AF_UNSPEC as u8 || ifindex == 0 {
         return None;
     }
+    let attrs_of = m.get(IFINFOMSG_LEN..).unwrap_or_default();
     let news = match ty {
         libc::RTM_NEWLINK if flags & IFF_LOWER_UP != 0 => LinkNews::Up,
         libc::RTM_NEWLINK => LinkNews::Down,
-        libc::RTM_DELLINK => {
-            let attrs_of = m.get(IFINFOMSG_LEN..).unwrap_or_default();
-            if attrs(attrs_of).any(|(a, _)| a == IFLA_NEW_NETNSID) {
-                LinkNews::Left
-            } else {
-                LinkNews::Gone
-            }
-        }
+        libc::RTM_DELLINK if attrs(attrs_of).any(|(a, _)| a == IFLA_NEW_NETNSID) => LinkNews::Left,
+        libc::RTM_DELLINK => LinkNews::Gone,
         _ => return None,
     };
-    Some(LinkEvent { ifindex, news })
+    let name = attrs(attrs_of)
+        .find(|(a, _)| *a == IFLA_IFNAME)
+        .and_then(|(_, v)| IfName::of(v))
+        .unwrap_or_default();
+    Some(LinkEvent {
+        ifindex,
+        news,
+        name,
+    })
 }
 
 #[cfg(test)]
@@ -284,10 +322,19 @@ mod tests {
         m
     }
 
-    fn events(buf: &[u8]) -> Vec<LinkEvent> {
+    /// The events of `buf`, as (index, news).
+    fn events(buf: &[u8]) -> Vec<(u32, LinkNews)> {
         let mut v = Vec::new();
-        let n = parse(buf, |e| v.push(e));
+        let n = parse(buf, |e| v.push((e.ifindex, e.news)));
         assert_eq!(n, v.len());
+        v
+    }
+
+    fn names(buf: &[u8]) -> Vec<String> {
+        let mut v = Vec::new();
+        parse(buf, |e| {
+            v.push(String::from_utf8_lossy(e.name.as_bytes()).into_owned());
+        });
         v
     }
 
@@ -317,7 +364,8 @@ mod tests {
             0,
             &[(3, name), (IFLA_NEW_NETNSID, &5i32.to_ne_bytes())],
         ));
-        let e = |ifindex, news| LinkEvent { ifindex, news };
+        let e = |ifindex, news| (ifindex, news);
+        assert_eq!(names(&d), ["vsl2", "vsl2", "", "vsl2", "vsl2"]);
         assert_eq!(
             events(&d),
             [
@@ -331,18 +379,22 @@ mod tests {
     }
 
     #[test]
+    fn names_are_taken_up_to_their_nul_and_only_when_they_fit_a_device_name() {
+        let long: &[u8] = b"sixteen-bytes-xx\0";
+        let mut d = msg(libc::RTM_NEWLINK, 1, 0, &[(3, b"eth0\0junk")]);
+        d.extend(msg(libc::RTM_NEWLINK, 2, 0, &[(3, long)]));
+        d.extend(msg(libc::RTM_NEWLINK, 3, 0, &[(3, b"\0")]));
+        d.extend(msg(libc::RTM_NEWLINK, 4, 0, &[(3, b"fifteen-bytes-x")]));
+        assert_eq!(names(&d), ["eth0", "", "", "fifteen-bytes-x"]);
+    }
+
+    #[test]
     fn a_bridges_messages_about_its_ports_are_not_the_devices_own() {
         // AF_BRIDGE (7): a port leaving its bridge is an RTM_DELLINK of that family.
         let mut d = msg_of(7, libc::RTM_DELLINK, 12, IFF_LOWER_UP, &[]);
         d.extend(msg_of(7, libc::RTM_NEWLINK, 12, 0, &[]));
         d.extend(msg(libc::RTM_NEWLINK, 12, IFF_LOWER_UP, &[]));
-        assert_eq!(
-            events(&d),
-            [LinkEvent {
-                ifindex: 12,
-                news: LinkNews::Up
-            }]
-        );
+        assert_eq!(events(&d), [(12, LinkNews::Up)]);
     }
 
     #[test]
@@ -357,13 +409,7 @@ mod tests {
         d.extend(short);
         d.extend(msg(libc::RTM_NEWLINK, 0, IFF_LOWER_UP, &[]));
         d.extend(msg(libc::RTM_NEWLINK, 5, IFF_LOWER_UP, &[]));
-        assert_eq!(
-            events(&d),
-            [LinkEvent {
-                ifindex: 5,
-                news: LinkNews::Up
-            }]
-        );
+        assert_eq!(events(&d), [(5, LinkNews::Up)]);
         // A length past the datagram, or below a header, ends it there.
         let mut d = msg(libc::RTM_NEWLINK, 6, 0, &[]);
         let mut bad = msg(libc::RTM_NEWLINK, 7, 0, &[]);
@@ -393,7 +439,7 @@ mod tests {
             let mut d = msg(ty, ifindex, flags, &[]);
             d.extend(msg(libc::RTM_NEWLINK, 42, IFF_LOWER_UP, &[]));
             let v = events(&d);
-            prop_assert_eq!(v.last().copied(), Some(LinkEvent { ifindex: 42, news: LinkNews::Up }));
+            prop_assert_eq!(v.last().copied(), Some((42, LinkNews::Up)));
         }
     }
 

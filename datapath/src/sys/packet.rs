@@ -289,6 +289,17 @@ impl PacketSocket {
         Ok(usize::try_from(got).unwrap_or(0))
     }
 
+    /// Reads and clears the socket's pending error (`SO_ERROR`; 0 for none). The kernel sets
+    /// `ENETDOWN` on a packet socket bound to a device that is down, or that goes down, and
+    /// until it is read the socket polls as ready (an error) for ever: a worker waiting on it
+    /// would not sleep.
+    ///
+    /// # Errors
+    /// Should not fail on a valid socket.
+    pub fn take_error(&self) -> io::Result<i32> {
+        self.getsockopt::<libc::c_int>(libc::SOL_SOCKET, libc::SO_ERROR)
+    }
+
     /// Reads and resets the socket's `PACKET_STATISTICS`.
     ///
     /// # Errors
