@@ -211,8 +211,8 @@ pub struct PortInfo {
     /// AF_XDP: how the program is attached (the mode the switch chose or was given).
     pub xdp: Option<XdpAttachment>,
     /// The device is gone (deleted): the port's backend is closed, frames sent to it are
-    /// dropped and its link is down, until a device of its name appears in this namespace
-    /// again and the port opens on it (see [`Switch::link_events`]).
+    /// dropped (as to a port that is down) and its link is down, until a device of its name
+    /// is up in this namespace again and the port opens on it (see [`Switch::link_events`]).
     pub device_gone: bool,
 }
 
@@ -430,10 +430,25 @@ pub const LINK_READS: usize = 64;
 /// How long a [`Switch::refresh_links`] relies on the last poll of the links.
 pub const LINK_REFRESH: Duration = Duration::from_millis(50);
 
-/// Marks port `r`'s device gone (and its link down); its port is added to `changed`.
+/// How often a gone port tries to open again on a device of its name that is up but does not
+/// open (opening an AF_XDP port attaches a program, which some drivers answer with a link
+/// reset and so another announcement).
+pub const REATTACH_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether gone port `r` may try to open again now ([`REATTACH_EVERY`]; only a port opened
+/// from a spec can).
+fn reattach_due(r: &Registered) -> bool {
+    r.spec.is_some()
+        && r.reattach_tried
+            .is_none_or(|t| t.elapsed() >= REATTACH_EVERY)
+}
+
+/// Marks port `r`'s device gone (and its link down); its port is added to `changed`. Its
+/// index is free for another device from now on.
 fn note_gone(r: &mut Registered, changed: &mut Vec<PortInfo>) {
     r.info.device_gone = true;
     r.info.link_up = false;
+    r.carrier.ifindex = 0;
     changed.push(r.info.clone());
 }
 
@@ -541,9 +556,13 @@ struct Registered {
     counters: Vec<Arc<PortCounters>>,
     /// Where [`Switch::poll_links`] reads its carrier.
     carrier: Carrier,
-    /// What it was opened from ([`Switch::add_port`]; `None` for a backend added as such):
-    /// how to open it again when its device comes back after it was gone.
+    /// What it was opened from ([`Switch::add_port`], with the type it came to; `None` for a
+    /// backend added as such): how to open it again when its device comes back after it was
+    /// gone.
     spec: Option<PortSpec>,
+    /// When [`Switch::reattach`] last tried to open it again (at most once a
+    /// [`REATTACH_EVERY`]).
+    reattach_tried: Option<Instant>,
 }
 
 impl Registered {
@@ -1084,6 +1103,19 @@ impl Switch {
         self.links_polled = Some(Instant::now());
         let mut changed = Vec::new();
         let mut gone = Vec::new();
+        let mut back = Vec::new();
+        for r in self.ports.values() {
+            // A gone port whose name a device that is up has taken in this namespace (also
+            // when its announcement was lost or the watch is off): its device came back.
+            if r.carrier.gone
+                && reattach_due(r)
+                && crate::sys::netdev::is_up(&r.info.name).unwrap_or(false)
+                && let Ok(ifindex) = crate::sys::netdev::ifindex(&r.info.name)
+                && !self.ports.values().any(|o| o.carrier.ifindex == ifindex)
+            {
+                back.push(r.info.id);
+            }
+        }
         for r in self.ports.values_mut() {
             if r.carrier.gone {
                 continue;
@@ -1098,6 +1130,9 @@ impl Switch {
         self.links_changed(changed);
         for id in gone {
             self.park(id);
+        }
+        for id in back {
+            self.reattach(id);
         }
     }
 
@@ -1140,6 +1175,8 @@ impl Switch {
                 tracing::warn!(worker, id, "a worker did not close a gone port's backend");
             }
         }
+        // Frames received before the backend closed may have learned an address on it again.
+        self.shared.macs.remove_if(|_, _, p, _| p == id);
     }
 
     /// Opens the switch's watch on the kernel's link announcements (rtnetlink's link group;
@@ -1178,17 +1215,26 @@ impl Switch {
         let mut gone = Vec::new();
         let mut back = Vec::new();
         let drained = mon.drain(LINK_READS, |ev| {
-            if !matches!(ev.news, LinkNews::Gone | LinkNews::Left)
+            if matches!(ev.news, LinkNews::Up | LinkNews::Down)
+                && !ev.name.as_bytes().is_empty()
                 && !ports.values().any(|r| r.carrier.ifindex == ev.ifindex)
-                && let Some(r) = ports.values().find(|r| {
-                    r.carrier.gone
-                        && r.spec.is_some()
-                        && r.info.name.as_bytes() == ev.name.as_bytes()
-                })
-                && !back.contains(&r.info.id)
+                && let Some(r) = ports
+                    .values_mut()
+                    .find(|r| r.info.name.as_bytes() == ev.name.as_bytes())
             {
-                // A device of a gone port's name, in this namespace: its device came back.
-                back.push(r.info.id);
+                if !r.carrier.gone && r.carrier.ifindex == 0 {
+                    // A port's device that had left this namespace is back in it: its
+                    // announcements are seen again (its file followed it all along).
+                    r.carrier.ifindex = ev.ifindex;
+                } else if r.carrier.gone
+                    && ev.news == LinkNews::Up
+                    && reattach_due(r)
+                    && !back.contains(&r.info.id)
+                {
+                    // A device of a gone port's name, up, in this namespace: the port's
+                    // device came back.
+                    back.push(r.info.id);
+                }
             }
             for r in ports.values_mut() {
                 if r.carrier.ifindex != ev.ifindex || r.carrier.gone {
@@ -1567,6 +1613,8 @@ impl Switch {
             });
         }
         let parts = self.open_parts(&spec)?;
+        // (Opened again as the same type, should its device go and come back.)
+        spec.kind = parts.first().map(|p| p.kind());
         self.attach(None, parts, vlan, Some(spec))
     }
 
@@ -1694,6 +1742,7 @@ impl Switch {
                 counters: placed.iter().map(|(_, _, c)| Arc::clone(c)).collect(),
                 carrier,
                 spec,
+                reattach_tried: None,
             },
         );
         self.publish();
@@ -1734,7 +1783,11 @@ impl Switch {
     /// (`device_gone` false). When the device cannot be opened (yet), the port stays gone,
     /// and the device's next announcement tries again.
     fn reattach(&mut self, id: u32) {
-        let Some(spec) = self.ports.get(&id).and_then(|r| r.spec.clone()) else {
+        let Some(r) = self.ports.get_mut(&id) else {
+            return;
+        };
+        r.reattach_tried = Some(Instant::now());
+        let Some(spec) = r.spec.clone() else {
             return;
         };
         let parts = match self.open_parts(&spec) {
@@ -1768,9 +1821,8 @@ impl Switch {
                 tracing::info!(port = %info.name, id, "port's device is back: port open again");
             }
             Err(e) => {
-                // (Only a worker that took no command: the port is removed, and reported so.)
+                // (Only when a worker took no command: `attach` then removes the port again.)
                 tracing::warn!(port = %old.info.name, id, error = %e, "a gone port could not be opened again: removed");
-                self.publish();
             }
         }
     }

@@ -886,6 +886,15 @@ impl Worker {
                     let _ = done.send(());
                 }
                 Command::ParkPort { id, done } => {
+                    // Frames of it waiting for a translation would run as received from it.
+                    let pending = std::mem::take(&mut self.pending);
+                    for p in pending {
+                        if p.port == id {
+                            self.pending_pool.push(p.buf);
+                        } else {
+                            self.pending.push_back(p);
+                        }
+                    }
                     for lp in self.ports.iter_mut().filter(|p| p.id == id) {
                         let _ = lp.port.tx_flush();
                         lp.counters.add_backend_drops(lp.port.take_backend_drops());
@@ -2781,6 +2790,8 @@ fn enqueue(
         || (lp.port.tx_flush().is_ok() && lp.port.tx_enqueue(bytes, off))
     {
         Ok(bytes.len())
+    } else if lp.port.is_gone() {
+        Err(DropReason::PortDown)
     } else {
         Err(DropReason::TxQueueFull)
     }

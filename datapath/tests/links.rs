@@ -82,7 +82,10 @@ fn a_veth_ports_link_changes_are_applied_as_the_kernel_announces_them() {
     common::veth_into(&ns, &host, &peer, None);
     ns.ip(&["link", "set", &peer, "up"]);
     let mut sw = Switch::start(adaptive()).unwrap();
-    sw.add_port(spec(&host, PortKind::AfPacket)).unwrap();
+    // (A split AF_XDP port: its socket and its companion packet socket. The tap test below is
+    // the one whose worker spins unless the gone port's backend is closed: a deleted tap
+    // fails every read.)
+    sw.add_port(spec(&host, PortKind::AfXdp)).unwrap();
     let fd = sw.watch_links().unwrap();
     assert_eq!(sw.watch_links().unwrap(), fd, "one watch");
     assert!(sw.ports()[0].link_up);
@@ -104,9 +107,8 @@ fn a_veth_ports_link_changes_are_applied_as_the_kernel_announces_them() {
     common::ip(&["link", "set", &host, "up"]);
     assert_eq!(await_link(&mut sw, fd, &host, true), up());
 
-    // The device deleted: down, gone, and its backend closed (its socket stays ready for
-    // ever: an adaptive worker that still waited on it would spin). Announced: the deletion
-    // first closes the device (down), then deletes it (gone).
+    // The device deleted: down, gone, and its backend closed. Announced: the deletion first
+    // closes the device (down), then deletes it (gone).
     common::ip(&["link", "del", &host]);
     let poller = Poller::new().unwrap();
     poller.add(fd, 1).unwrap();

@@ -453,7 +453,8 @@ pub struct PortDesc {
     /// `afxdp` ports: the program takes multi-buffer frames (`xdp_frags`); omitted when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub xdp_frags: bool,
-    /// The port's device is gone (deleted): its backend is closed, its link down for good;
+    /// The port's device is gone (deleted): its backend is closed and its link down, until a
+    /// device of its name appears in the daemon's namespace again (the port then opens on it);
     /// omitted when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub device_gone: bool,

@@ -71,6 +71,10 @@ impl Port for GonePort {
     fn rx_fd(&self, _queue: usize) -> Option<RawFd> {
         None
     }
+
+    fn is_gone(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +94,6 @@ mod tests {
         assert_eq!(g.rx_burst(0, &mut batch).unwrap(), 0);
         assert!(!g.tx_enqueue(&[0; 60], &Offload::default()));
         assert!(g.tx_flush().is_ok());
+        assert!(g.is_gone() && !mem.is_gone());
     }
 }

@@ -206,4 +206,9 @@ pub trait Port: Send + fmt::Debug {
     fn xdp_attachment(&self) -> Option<afxdp::XdpAttachment> {
         None
     }
+    /// The port's device is gone ([`gone::GonePort`]): what is sent to it is dropped as sent
+    /// to a port that is down. Asked only when a frame could not be queued.
+    fn is_gone(&self) -> bool {
+        false
+    }
 }
