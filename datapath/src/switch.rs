@@ -756,6 +756,7 @@ impl Switch {
         let shared = Arc::new(Shared {
             packet_in: packet_in_tx,
             control_waker: std::sync::OnceLock::new(),
+            links_suspect: AtomicBool::new(false),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             generation: AtomicU64::new(0),
             stats_req: AtomicU64::new(0),
@@ -1303,7 +1304,14 @@ impl Switch {
     /// Flow-removed events come out with their final counters: when flows were removed since
     /// the last drain, this first publishes the removal and waits until every worker has
     /// stopped using them (microseconds with busy-polling workers; a sleeping worker is woken).
+    /// When a worker's port failed to receive since the last call, every port's link is read
+    /// first ([`Switch::poll_links`]): a deleted tap inside a container is seen gone here,
+    /// not a second later.
     pub fn drain_events(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        if self.shared.links_suspect.swap(false, Ordering::AcqRel) {
+            // A port failed to receive (a worker woke this thread): a device may be gone.
+            self.poll_links();
+        }
         self.settle_removals();
         let mut n = 0;
         while n < max {
@@ -1752,6 +1760,7 @@ impl Switch {
                 incarnation,
                 port,
                 counters,
+                next_suspect_ms: 0,
             }));
             if let Err(e) = self.send(worker, cmd) {
                 // Parts already handed over are closed by removing the port again.

@@ -250,6 +250,9 @@ pub struct Shared {
     pub packet_in: Sender<PacketIn>,
     /// Called when a packet-in is queued on an empty queue (wakes the control thread).
     pub control_waker: std::sync::OnceLock<ControlWaker>,
+    /// A port failed to receive: its device may be gone. The control thread reads the links
+    /// at its next turn (`Switch::drain_events`), the worker having woken it.
+    pub links_suspect: AtomicBool,
 }
 
 /// Wakes the control thread (set by the control server).
@@ -391,7 +394,15 @@ pub struct LocalPort {
     pub port: Box<dyn Port>,
     /// Counters (written only by the owning worker).
     pub counters: Arc<PortCounters>,
+    /// Worker clock (ms) before which a failed receive does not ask the control thread to
+    /// look at the links again ([`Shared::links_suspect`]; 0 when new).
+    pub next_suspect_ms: u64,
 }
+
+/// How often, at most, a port whose receive fails asks the control thread to look at the
+/// links (a deleted tap fails every read; its device may be in another namespace, whose
+/// announcements the switch does not get).
+const SUSPECT_EVERY_MS: u64 = 100;
 
 /// Commands from the control thread to a worker.
 #[derive(Debug)]
@@ -1226,6 +1237,13 @@ impl Worker {
             Ok(n) => n,
             Err(_) => {
                 lp.counters.backend_drops.add(1);
+                if self.now_ms >= lp.next_suspect_ms {
+                    lp.next_suspect_ms = self.now_ms + SUSPECT_EVERY_MS;
+                    self.shared.links_suspect.store(true, Ordering::Release);
+                    if let Some(w) = self.shared.control_waker.get() {
+                        (w.0)();
+                    }
+                }
                 0
             }
         };
