@@ -1203,10 +1203,9 @@ impl Switch {
     /// up with carrier is up, one whose device was deleted is gone (its backend closed); a
     /// gone port whose name a new device takes opens on that device again, as it was added;
     /// each change is published and reported as a port-status `modify` event, like
-    /// [`Switch::poll_links`]'s. When messages were lost,
-    /// every port's carrier is read again. Returns whether more may be waiting (call again
-    /// before waiting on the descriptor: it is edge-triggered in the control server's
-    /// poller).
+    /// [`Switch::poll_links`]'s. When messages were lost, every port's carrier is read again.
+    /// Returns whether more may be waiting (call again before waiting on the descriptor: it is
+    /// edge-triggered in the control server's poller).
     pub fn link_events(&mut self) -> bool {
         let Self { links, ports, .. } = self;
         let Some(mon) = links else {
@@ -1223,7 +1222,7 @@ impl Switch {
                     .values_mut()
                     .find(|r| r.info.name.as_bytes() == ev.name.as_bytes())
             {
-                if !r.carrier.gone && r.carrier.ifindex == 0 {
+                if !r.carrier.gone && r.carrier.ifindex == 0 && r.carrier.path.is_some() {
                     // A port's device that had left this namespace is back in it: its
                     // announcements are seen again (its file followed it all along).
                     r.carrier.ifindex = ev.ifindex;
