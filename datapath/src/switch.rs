@@ -435,6 +435,17 @@ pub const LINK_REFRESH: Duration = Duration::from_millis(50);
 /// reset and so another announcement).
 pub const REATTACH_EVERY: Duration = Duration::from_secs(1);
 
+/// Reads port `r`'s carrier and notes a change ([`note_link`]), or that its device is gone
+/// ([`note_gone`], its number added to `gone`).
+fn read_link(r: &mut Registered, changed: &mut Vec<PortInfo>, gone: &mut Vec<u32>) {
+    if let Some(up) = r.carrier.read() {
+        note_link(r, up, changed);
+    } else if r.carrier.gone {
+        note_gone(r, changed);
+        gone.push(r.info.id);
+    }
+}
+
 /// Whether gone port `r` may try to open again now ([`REATTACH_EVERY`]; only a port opened
 /// from a spec can).
 fn reattach_due(r: &Registered) -> bool {
@@ -1121,20 +1132,9 @@ impl Switch {
             if r.carrier.gone {
                 continue;
             }
-            if let Some(up) = r.carrier.read() {
-                note_link(r, up, &mut changed);
-            } else if r.carrier.gone {
-                note_gone(r, &mut changed);
-                gone.push(r.info.id);
-            }
+            read_link(r, &mut changed, &mut gone);
         }
-        self.links_changed(changed);
-        for id in gone {
-            self.park(id);
-        }
-        for id in back {
-            self.reattach(id);
-        }
+        self.settle_links(changed, &gone, &back);
     }
 
     /// [`Switch::poll_links`] unless it ran in the last [`LINK_REFRESH`] (for readers that
@@ -1249,21 +1249,10 @@ impl Switch {
                 }
                 // The device's state now, one `pread`, rather than the message's: a message
                 // read late may be older than what a poll has applied already.
-                if let Some(up) = r.carrier.read() {
-                    note_link(r, up, &mut changed);
-                } else if r.carrier.gone {
-                    note_gone(r, &mut changed);
-                    gone.push(r.info.id);
-                }
+                read_link(r, &mut changed, &mut gone);
             }
         });
-        self.links_changed(changed);
-        for id in gone {
-            self.park(id);
-        }
-        for id in back {
-            self.reattach(id);
-        }
+        self.settle_links(changed, &gone, &back);
         match drained {
             Ok(d) => {
                 if d.lost {
@@ -1277,6 +1266,18 @@ impl Switch {
                 self.poll_links();
                 false
             }
+        }
+    }
+
+    /// Publishes and reports the link changes of a poll or of announcements, then parks the
+    /// ports whose devices are `gone` and opens those whose devices are `back`.
+    fn settle_links(&mut self, changed: Vec<PortInfo>, gone: &[u32], back: &[u32]) {
+        self.links_changed(changed);
+        for &id in gone {
+            self.park(id);
+        }
+        for &id in back {
+            self.reattach(id);
         }
     }
 

@@ -70,26 +70,34 @@ fn events(sw: &mut Switch) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// A veth pair for a test (`<tag>h<pid>` in this namespace, up; `<tag>p<pid>` up in namespace
+/// `<tag><pid>ns`) and an adaptive switch with a port of `kind` on the host end, watching the
+/// links; the guards delete the devices and the namespace.
+fn veth_switch(tag: &str, kind: PortKind) -> (Switch, RawFd, String, String, Netns, Link) {
+    let pid = std::process::id();
+    let (host, peer) = (format!("{tag}h{pid}"), format!("{tag}p{pid}"));
+    let link = Link(host.clone());
+    let ns = Netns::new(format!("{tag}{pid}ns"));
+    common::veth_into(&ns, &host, &peer, None);
+    ns.ip(&["link", "set", &peer, "up"]);
+    let mut sw = Switch::start(adaptive()).unwrap();
+    sw.add_port(spec(&host, kind)).unwrap();
+    let fd = sw.watch_links().unwrap();
+    let _ = events(&mut sw);
+    (sw, fd, host, peer, ns, link)
+}
+
 #[test]
 fn a_veth_ports_link_changes_are_applied_as_the_kernel_announces_them() {
     if !privileged() {
         return;
     }
-    let pid = std::process::id();
-    let (host, peer) = (format!("vlh{pid}"), format!("vlp{pid}"));
-    let link = Link(host.clone());
-    let ns = Netns::new(format!("vl{pid}ns"));
-    common::veth_into(&ns, &host, &peer, None);
-    ns.ip(&["link", "set", &peer, "up"]);
-    let mut sw = Switch::start(adaptive()).unwrap();
     // (A split AF_XDP port: its socket and its companion packet socket. The tap test below is
     // the one whose worker spins unless the gone port's backend is closed: a deleted tap
     // fails every read.)
-    sw.add_port(spec(&host, PortKind::AfXdp)).unwrap();
-    let fd = sw.watch_links().unwrap();
+    let (mut sw, fd, host, peer, ns, link) = veth_switch("vl", PortKind::AfXdp);
     assert_eq!(sw.watch_links().unwrap(), fd, "one watch");
     assert!(sw.ports()[0].link_up);
-    let _ = events(&mut sw);
     let down = || vec![(host.clone(), false)];
     let up = || vec![(host.clone(), true)];
 
@@ -243,15 +251,7 @@ fn a_burst_of_announcements_is_read_in_bounded_steps_and_loses_no_change() {
         return;
     }
     let pid = std::process::id();
-    let (host, peer) = (format!("vlbh{pid}"), format!("vlbp{pid}"));
-    let link = Link(host.clone());
-    let ns = Netns::new(format!("vlb{pid}ns"));
-    common::veth_into(&ns, &host, &peer, None);
-    ns.ip(&["link", "set", &peer, "up"]);
-    let mut sw = Switch::start(adaptive()).unwrap();
-    sw.add_port(spec(&host, PortKind::AfPacket)).unwrap();
-    let fd = sw.watch_links().unwrap();
-    let _ = events(&mut sw);
+    let (mut sw, fd, host, peer, ns, link) = veth_switch("vlb", PortKind::AfPacket);
     // More devices come and go than one call reads datagrams of, then the port goes down.
     // (Each pair is two devices, each announced.)
     let n = datapath::switch::LINK_READS;
