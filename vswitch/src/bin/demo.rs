@@ -4,7 +4,6 @@
 //! being removed, prints port counters and the MAC table, and removes everything it created —
 //! also on Ctrl-C.
 #![forbid(unsafe_code)]
-#![allow(clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +12,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use testbed::{Container, Daemon};
+
+/// `print!` for the demo's output, where a closed output (the demo piped into `head`) is not
+/// an error: the demo goes on and removes what it created. (`print!` panics on a failed write,
+/// and release builds abort on panic, skipping the guards that remove namespaces, devices and
+/// the daemon.)
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `println!` as [`say!`] is `print!`.
+macro_rules! sayln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 fn sibling(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -47,7 +65,7 @@ fn step(stop: &AtomicBool, what: &str) -> Result<()> {
     if stop.load(Ordering::Relaxed) {
         bail!("interrupted");
     }
-    println!("\n==> {what}");
+    sayln!("\n==> {what}");
     Ok(())
 }
 
@@ -62,7 +80,7 @@ fn demo(stop: &AtomicBool) -> Result<()> {
     step(stop, "starting vswitchd (one worker, adaptive polling)")?;
     let d = Daemon::start(&vswitchd, &["--poll-mode", "adaptive"])?;
     let sock = d.socket.clone();
-    println!(
+    sayln!(
         "vswitchd pid {} on {}",
         d.pid().unwrap_or(0),
         sock.display()
@@ -87,7 +105,7 @@ fn demo(stop: &AtomicBool) -> Result<()> {
     let tap = testbed::unique("vst");
     vsctl(&vsctl_bin, &sock, &["add-port", &tap, "--type", "tap"])?;
     let c3 = Container::tap("vsdemo", 3, "10.200.0.3", &tap)?;
-    print!("{}", vsctl(&vsctl_bin, &sock, &["list-ports"])?);
+    say!("{}", vsctl(&vsctl_bin, &sock, &["list-ports"])?);
 
     step(stop, "ping c1 → c2 and c1 → c3")?;
     for (to, name) in [(&c2, "c2"), (&c3, "c3")] {
@@ -101,7 +119,7 @@ fn demo(stop: &AtomicBool) -> Result<()> {
             .lines()
             .find(|l| l.contains("packets transmitted"))
             .unwrap_or("no reply");
-        println!("c1 → {name} ({}): {summary}", to.addr);
+        sayln!("c1 → {name} ({}): {summary}", to.addr);
         if !out.status.success() {
             bail!("ping c1 → {name} failed");
         }
@@ -116,14 +134,14 @@ fn demo(stop: &AtomicBool) -> Result<()> {
             &format!("TCP transfer of 200 MB {label}, verified by hash"),
         )?;
         let t = testbed::tcp_transfer(&vsnet, from, to, 200_000_000, 5201)?;
-        println!("sent:     {}\nreceived: {}", t.sent, t.received);
+        sayln!("sent:     {}\nreceived: {}", t.sent, t.received);
         if let Some(secs) = t.secs().filter(|s| *s > 0.0) {
-            println!("throughput: {:.2} Gbit/s", 200e6 * 8.0 / secs / 1e9);
+            sayln!("throughput: {:.2} Gbit/s", 200e6 * 8.0 / secs / 1e9);
         }
         if !t.intact(200_000_000) {
             bail!("TCP transfer {label}: bytes or hashes differ");
         }
-        println!("bytes verified: identical");
+        sayln!("bytes verified: identical");
     }
 
     step(
@@ -148,20 +166,20 @@ fn demo(stop: &AtomicBool) -> Result<()> {
     if ping("3")? {
         bail!("ping c1 → c2 passed a drop flow");
     }
-    println!("c1 → c2: no reply while the flow is in place");
-    print!("{}", vsctl(&vsctl_bin, &sock, &["dump-flows"])?);
+    sayln!("c1 → c2: no reply while the flow is in place");
+    say!("{}", vsctl(&vsctl_bin, &sock, &["dump-flows"])?);
     vsctl(&vsctl_bin, &sock, &["del-flows", "--strict", &flow])?;
     if !ping("1")? {
         bail!("ping c1 → c2 failed after the flow was deleted");
     }
-    println!("c1 → c2: replies again after del-flows");
+    sayln!("c1 → c2: replies again after del-flows");
 
     step(stop, "port counters (vsctl dump-ports)")?;
-    print!("{}", vsctl(&vsctl_bin, &sock, &["dump-ports"])?);
+    say!("{}", vsctl(&vsctl_bin, &sock, &["dump-ports"])?);
     step(stop, "MAC table (vsctl dump-macs)")?;
-    print!("{}", vsctl(&vsctl_bin, &sock, &["dump-macs"])?);
+    say!("{}", vsctl(&vsctl_bin, &sock, &["dump-macs"])?);
     step(stop, "switch (vsctl show)")?;
-    print!("{}", vsctl(&vsctl_bin, &sock, &["show"])?);
+    say!("{}", vsctl(&vsctl_bin, &sock, &["show"])?);
 
     step(
         stop,
@@ -179,11 +197,15 @@ fn main() -> std::process::ExitCode {
     }
     match demo(&stop) {
         Ok(()) => {
-            println!("\ndemo finished; everything it created is gone");
+            sayln!("\ndemo finished; everything it created is gone");
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("demo failed: {e:#}\n(everything it created has been removed)");
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "demo failed: {e:#}\n(everything it created has been removed)"
+            );
             std::process::ExitCode::FAILURE
         }
     }
