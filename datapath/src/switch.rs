@@ -446,6 +446,14 @@ fn read_link(r: &mut Registered, changed: &mut Vec<PortInfo>, gone: &mut Vec<u32
     }
 }
 
+/// The workers that own a part of port `info`, each once.
+fn owners(info: &PortInfo) -> Vec<usize> {
+    let mut w = info.queue_workers.clone();
+    w.sort_unstable();
+    w.dedup();
+    w
+}
+
 /// Whether gone port `r` may try to open again now ([`REATTACH_EVERY`]; only a port opened
 /// from a spec can).
 fn reattach_due(r: &Registered) -> bool {
@@ -1162,17 +1170,13 @@ impl Switch {
             "port's device is gone: its backend is closed; the port opens again on a device \
              of its name, or remove it"
         );
-        let mut owners = r.info.queue_workers.clone();
-        owners.sort_unstable();
-        owners.dedup();
+        let owners = owners(&r.info);
         self.shared.macs.remove_if(|_, _, p, _| p == id);
         for worker in owners {
-            let (done_tx, done_rx) = bounded(1);
-            let closed = self
-                .send(worker, Command::ParkPort { id, done: done_tx })
-                .is_ok()
-                && done_rx.recv_timeout(WORKER_TIMEOUT).is_ok();
-            if !closed {
+            if self
+                .ask(worker, |done| Command::ParkPort { id, done })
+                .is_err()
+            {
                 tracing::warn!(worker, id, "a worker did not close a gone port's backend");
             }
         }
@@ -1272,26 +1276,20 @@ impl Switch {
     /// Publishes and reports the link changes of a poll or of announcements, then parks the
     /// ports whose devices are `gone` and opens those whose devices are `back`.
     fn settle_links(&mut self, changed: Vec<PortInfo>, gone: &[u32], back: &[u32]) {
-        self.links_changed(changed);
+        if !changed.is_empty() {
+            self.publish();
+            for port in changed {
+                self.push_event(Event::PortStatus(PortStatus {
+                    change: PortChange::Modify,
+                    port,
+                }));
+            }
+        }
         for &id in gone {
             self.park(id);
         }
         for &id in back {
             self.reattach(id);
-        }
-    }
-
-    /// Publishes link changes ([`note_link`]) and reports them as port-status events.
-    fn links_changed(&mut self, changed: Vec<PortInfo>) {
-        if changed.is_empty() {
-            return;
-        }
-        self.publish();
-        for port in changed {
-            self.push_event(Event::PortStatus(PortStatus {
-                change: PortChange::Modify,
-                port,
-            }));
         }
     }
 
@@ -1566,6 +1564,20 @@ impl Switch {
         tracing::debug!(generation = self.generation, "configuration published");
     }
 
+    /// Sends worker `worker` the command `cmd` makes with a completion channel, and waits
+    /// ([`WORKER_TIMEOUT`]) until the worker signals it done.
+    fn ask(
+        &mut self,
+        worker: usize,
+        cmd: impl FnOnce(Sender<()>) -> Command,
+    ) -> Result<(), SwitchError> {
+        let (done_tx, done_rx) = bounded(1);
+        self.send(worker, cmd(done_tx))?;
+        done_rx
+            .recv_timeout(WORKER_TIMEOUT)
+            .map_err(|_| SwitchError::WorkerGone { worker })
+    }
+
     fn send(&mut self, worker: usize, cmd: Command) -> Result<(), SwitchError> {
         let w = self
             .workers
@@ -1811,15 +1823,10 @@ impl Switch {
         };
         // The stand-ins leave their workers (nothing is published in between: the number is
         // taken again below, with a new incarnation).
-        let mut owners = old.info.queue_workers.clone();
-        owners.sort_unstable();
-        owners.dedup();
-        for worker in owners {
-            let (done_tx, done_rx) = bounded(1);
+        for worker in owners(&old.info) {
             if self
-                .send(worker, Command::DelPort { id, done: done_tx })
+                .ask(worker, |done| Command::DelPort { id, done })
                 .is_err()
-                || done_rx.recv_timeout(WORKER_TIMEOUT).is_err()
             {
                 tracing::warn!(worker, id, "a worker did not let go of a gone port");
             }
@@ -1860,15 +1867,8 @@ impl Switch {
         self.publish();
         // Forget its addresses first, so that even a worker failure below leaves none behind.
         self.shared.macs.remove_if(|_, _, p, _| p == id);
-        let mut owners = reg.info.queue_workers.clone();
-        owners.sort_unstable();
-        owners.dedup();
-        for worker in owners {
-            let (done_tx, done_rx) = bounded(1);
-            self.send(worker, Command::DelPort { id, done: done_tx })?;
-            done_rx
-                .recv_timeout(WORKER_TIMEOUT)
-                .map_err(|_| SwitchError::WorkerGone { worker })?;
+        for worker in owners(&reg.info) {
+            self.ask(worker, |done| Command::DelPort { id, done })?;
         }
         // Frames switched before the removal may have re-learned an address on it.
         self.shared.macs.remove_if(|_, _, p, _| p == id);
