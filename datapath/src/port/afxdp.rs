@@ -29,8 +29,8 @@
 //! socket with `PACKET_VNET_HDR` on the same device (the *companion*, [`AfPacketPort`]) takes
 //! them with their GSO and checksum state. Rx queue 0 polls socket 0 and then the companion,
 //! and gives their frames in the order the device received them: the program counts the
-//! frames it passes to the stack and writes the count into the XDP metadata of each frame it
-//! redirects, so that a socket frame can be put after the companion frames that came before
+//! frames it passes to the stack and writes the count in front of each frame it redirects
+//! (8 bytes the reader takes off), so that a socket frame can be put after the companion frames that came before
 //! it (`SplitOrder`; without it one poll gave a flow's small frames and its GSO frames in
 //! two runs, reordered). A sleeping worker watches both sockets ([`Port::rx_extra_fd`]). On
 //! transmit, frames with offload state or longer than the limit go through the companion, the
@@ -60,7 +60,9 @@ use std::sync::Arc;
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::{BackendDrops, Port, PortCaps, PortError, PortKind};
-use crate::sys::bpf::{BpfError, PassCounter, XdpAttachMode, XdpLink, XdpProgram, XskMap};
+use crate::sys::bpf::{
+    BpfError, PassCounter, SPLIT_STAMP_LEN, XdpAttachMode, XdpLink, XdpProgram, XskMap,
+};
 use crate::sys::netdev;
 use crate::sys::xsk::{self, XdpStatistics, Xsk, XskConfig, XskError};
 
@@ -633,12 +635,28 @@ fn recv_into(x: &mut Xsk, tag: u64, batch: &mut RxBatch, max: usize) -> usize {
     })
 }
 
+/// [`recv_into`] for a split port's socket: each frame comes with the split program's stamp
+/// (its pass count, [`SPLIT_STAMP_LEN`] bytes) in front, which the descriptor skips; the stamp
+/// stays readable right before the frame (`Xsk::stamp_before`). (A frame shorter than a
+/// stamp, which the program never sends, is left empty, and the worker drops it as
+/// malformed.)
+fn recv_split(x: &mut Xsk, tag: u64, batch: &mut RxBatch, max: usize) -> usize {
+    x.recv(max, |addr, len| {
+        let skip = len.min(SPLIT_STAMP_LEN);
+        batch.push(RxDesc {
+            addr: tag | (addr + u64::from(skip)),
+            len: len - skip,
+            offload: Offload::NONE,
+        });
+    })
+}
+
 impl SplitOrder {
     /// Puts the frames a split port's queue 0 took in one poll in the order the device
     /// received them. `batch[start..start + socket]` came from socket 0 (frames held back by
     /// the last poll first), the rest from the companion, polled after the socket: every frame
     /// the program passed to the kernel stack before one of the socket's frames was then
-    /// already in the companion's ring, or dropped. Each socket frame carries in its metadata
+    /// already in the companion's ring, or dropped. Each socket frame carries in front of it
     /// how many frames the program had passed before it ([`PassCounter`]); `self.seen` is that
     /// count for the companion's first frame of this poll, and moves past this poll's frames.
     ///
@@ -662,9 +680,9 @@ impl SplitOrder {
     ) {
         let from_big = start + socket;
         let k = batch.len() - from_big;
-        let stamp = |d: &RxDesc| x.meta_u64(d.addr & ADDR_MASK);
+        let stamp = |d: &RxDesc| x.stamp_before(d.addr & ADDR_MASK);
         let Some(last) = stamp(&batch.descs()[from_big - 1]) else {
-            // No metadata (never with the split program): as taken.
+            // No stamp (never with the split program): as taken.
             self.seen += k as u64;
             return;
         };
@@ -770,7 +788,7 @@ impl Port for AfXdpPort {
             0
         };
         let room = batch.room().saturating_sub(reserve);
-        recv_into(x, tag, batch, room);
+        recv_split(x, tag, batch, room);
         let socket = batch.len() - start;
         let full = batch.is_full();
         let big_err = big.rx_burst(0, batch).err();

@@ -67,8 +67,8 @@ const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_FUNC_REDIRECT: i32 = 23;
 /// `BPF_FUNC_redirect_map`.
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
-/// `BPF_FUNC_xdp_adjust_meta`.
-const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
+/// `BPF_FUNC_xdp_adjust_head`.
+const BPF_FUNC_XDP_ADJUST_HEAD: i32 = 44;
 /// `XDP_PASS`.
 const XDP_PASS: i32 = 2;
 /// `offsetof(struct xdp_md, ingress_ifindex)`.
@@ -77,8 +77,6 @@ const XDP_MD_INGRESS_IFINDEX: i16 = 12;
 const XDP_MD_DATA: i16 = 0;
 /// `offsetof(struct xdp_md, data_end)`.
 const XDP_MD_DATA_END: i16 = 4;
-/// `offsetof(struct xdp_md, data_meta)`.
-const XDP_MD_DATA_META: i16 = 8;
 /// `offsetof(struct xdp_md, rx_queue_index)`.
 const XDP_MD_RX_QUEUE_INDEX: i16 = 16;
 /// Size of the verifier log kept when a load fails.
@@ -354,8 +352,8 @@ fn update_u32(
 
 /// A one-slot `BPF_MAP_TYPE_ARRAY` holding a `u64`: how many frames a split program
 /// ([`XdpProgram::load_split_redirect`]) has let pass to the kernel stack. The program writes
-/// the count into the metadata of every frame it redirects, so that the receiver can put the
-/// frames of the socket and of the kernel stack back in the order they arrived in.
+/// the count in front of every frame it redirects, so that the receiver can put the frames of
+/// the socket and of the kernel stack back in the order they arrived in.
 #[derive(Debug)]
 pub struct PassCounter {
     fd: OwnedFd,
@@ -550,9 +548,9 @@ fn redirect_program_by(map_fd: i32, key: i16) -> [Insn; 6] {
     ]
 }
 
-/// Bytes of metadata the split program puts before each frame it redirects: the pass count
-/// (a native-endian `u64`), which copy-mode AF_XDP copies into the chunk with the frame.
-pub const SPLIT_META_LEN: u32 = 8;
+/// Bytes the split program puts in front of each frame it redirects: the pass count (a
+/// native-endian `u64`), which the socket's reader takes off ([`XdpProgram::load_split_redirect`]).
+pub const SPLIT_STAMP_LEN: u32 = 8;
 
 /// `ld_imm64` of a map fd: two instruction slots.
 fn load_map(dst: u8, map_fd: i32) -> [Insn; 2] {
@@ -582,22 +580,29 @@ fn lookup_slot0(map_fd: i32) -> [Insn; 6] {
 /// ```text
 /// count = &passes[0]                                      (NULL never: an array's slot)
 /// if frame is longer than max_len: goto pass
-/// if bpf_xdp_adjust_meta(ctx, -8) != 0: goto pass        (no room: to the stack, in order)
-/// meta = *count                                           (frames passed before this one)
+/// if bpf_xdp_adjust_head(ctx, -8) != 0: goto pass        (no room: to the stack, in order)
+/// *(u64 *)ctx->data = *count                              (frames passed before this one)
 /// if bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS) != XDP_PASS: return it
+/// bpf_xdp_adjust_head(ctx, 8)                             (no socket: the frame as it came)
 /// pass: *count += 1 (atomic); return XDP_PASS
 /// ```
 ///
-/// Every frame that reaches the stack is counted, including one whose queue has no socket.
-/// (In generic mode with `BPF_F_XDP_HAS_FRAGS` a multi-buffer frame shows its first buffer
-/// here, which for a frame longer than a page's worth is still longer than `max_len`.)
-fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
+/// The count goes in front of the frame's own bytes, not into XDP metadata
+/// (`bpf_xdp_adjust_meta`): some kernels refuse that helper to XDP programs (this project's
+/// 6.18 build: "program of this type cannot use helper bpf_xdp_adjust_meta"), and the frame's
+/// head is what every kernel since 4.10 lets a program move. Every frame that reaches the
+/// stack is counted, including one whose queue has no socket. (In generic mode with
+/// `BPF_F_XDP_HAS_FRAGS` a multi-buffer frame shows its first buffer here, which for a frame
+/// longer than a page's worth is still longer than `max_len`.)
+fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 42] {
     // Instruction indexes the jumps below name (offsets are relative to the next one).
     const PASS: i16 = 13;
     const SHORT: i16 = 17;
-    const UNCOUNTED: i16 = 36;
+    const UNDO: i16 = 36;
+    const UNCOUNTED: i16 = 40;
     let [l0, l1, l2, l3, l4, l5] = lookup_slot0(passes_fd);
     let [x0, x1] = load_map(1, xsks_fd);
+    let stamp = SPLIT_STAMP_LEN as i32;
     [
         // 0: r6 = ctx (kept across the calls)
         Insn::new(0xbf, 6, 1, 0, 0),
@@ -621,19 +626,20 @@ fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
         Insn::new(0xdb, 7, 1, 0, 0),
         Insn::new(0xb7, 0, 0, 0, XDP_PASS),
         Insn::new(0x95, 0, 0, 0, 0),
-        // SHORT (17-20): if bpf_xdp_adjust_meta(ctx, -8) != 0 goto PASS
+        // SHORT (17-20): if bpf_xdp_adjust_head(ctx, -8) != 0 goto PASS
         Insn::new(0xbf, 1, 6, 0, 0),
-        Insn::new(0xb7, 2, 0, 0, -(SPLIT_META_LEN as i32)),
-        Insn::new(0x85, 0, 0, 0, BPF_FUNC_XDP_ADJUST_META),
+        Insn::new(0xb7, 2, 0, 0, -stamp),
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_XDP_ADJUST_HEAD),
         Insn::new(0x55, 0, 0, PASS - 21, 0),
         // 21: r8 = *(u64 *)(r7 + 0)
         Insn::new(0x79, 8, 7, 0, 0),
-        // 22-26: r2 = ctx->data_meta; r3 = ctx->data; if r2 + 8 > r3 goto PASS
-        Insn::new(0x61, 2, 6, XDP_MD_DATA_META, 0),
-        Insn::new(0x61, 3, 6, XDP_MD_DATA, 0),
+        // 22-26: r2 = ctx->data; r3 = ctx->data_end; if r2 + 8 > r3 goto UNDO (never: the
+        // frame is 8 bytes longer now; the verifier wants the check)
+        Insn::new(0x61, 2, 6, XDP_MD_DATA, 0),
+        Insn::new(0x61, 3, 6, XDP_MD_DATA_END, 0),
         Insn::new(0xbf, 4, 2, 0, 0),
-        Insn::new(0x07, 4, 0, 0, SPLIT_META_LEN as i32),
-        Insn::new(0x2d, 4, 3, PASS - 27, 0),
+        Insn::new(0x07, 4, 0, 0, stamp),
+        Insn::new(0x2d, 4, 3, UNDO - 27, 0),
         // 27: *(u64 *)(r2 + 0) = r8
         Insn::new(0x7b, 2, 8, 0, 0),
         // 28-32: r0 = bpf_redirect_map(xsks, ctx->rx_queue_index, XDP_PASS)
@@ -642,11 +648,17 @@ fn split_program(xsks_fd: i32, passes_fd: i32, max_len: u16) -> [Insn; 38] {
         x1,
         Insn::new(0xb7, 3, 0, 0, XDP_PASS),
         Insn::new(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
-        // 33-35: if r0 != XDP_PASS goto exit; goto PASS (no socket: counted); exit
+        // 33-35: if r0 != XDP_PASS goto exit; goto UNDO (no socket); exit
         Insn::new(0x55, 0, 0, 1, XDP_PASS),
-        Insn::new(0x05, 0, 0, PASS - 35, 0),
+        Insn::new(0x05, 0, 0, UNDO - 35, 0),
         Insn::new(0x95, 0, 0, 0, 0),
-        // UNCOUNTED (36-37): return XDP_PASS
+        // UNDO (36-39): bpf_xdp_adjust_head(ctx, 8) (the frame to the stack as it came:
+        // cannot fail, the 8 bytes were added above); goto PASS
+        Insn::new(0xbf, 1, 6, 0, 0),
+        Insn::new(0xb7, 2, 0, 0, stamp),
+        Insn::new(0x85, 0, 0, 0, BPF_FUNC_XDP_ADJUST_HEAD),
+        Insn::new(0x05, 0, 0, PASS - 40, 0),
+        // UNCOUNTED (40-41): return XDP_PASS
         Insn::new(0xb7, 0, 0, 0, XDP_PASS),
         Insn::new(0x95, 0, 0, 0, 0),
     ]
@@ -842,9 +854,9 @@ impl XdpProgram {
     /// Loads the redirect program for frames of at most `max_len` bytes (from the Ethernet
     /// header); longer frames go on to the kernel stack (`XDP_PASS`), where an AF_PACKET
     /// socket on the device can take them. Every frame it lets pass is counted in `passes`,
-    /// and every frame it redirects carries in [`SPLIT_META_LEN`] bytes of XDP metadata the
-    /// count at the time (see `split_program`'s outline; copy-mode AF_XDP puts them right
-    /// before the frame in its chunk). `frags` as in [`load_redirect`](Self::load_redirect);
+    /// and every frame it redirects carries the count at the time in [`SPLIT_STAMP_LEN`] bytes
+    /// put in front of it (see `split_program`'s outline): the socket receives them as the
+    /// frame's first bytes, and its reader takes them off. `frags` as in [`load_redirect`](Self::load_redirect);
     /// in generic mode it also decides how the kernel copies a frame that lacks XDP's headroom
     /// before running the program: with it into page-pool pages (a GSO super-frame into
     /// page-sized pieces; slower for small frames), without it into one new buffer (cheaper
@@ -1283,16 +1295,12 @@ mod tests {
         const PASS: u32 = XDP_PASS as u32;
         let passes = PassCounter::new().unwrap();
         assert_eq!(passes.get().unwrap(), 0);
-        // What a redirected frame carries: its verdict and the count in its metadata.
+        // What a redirected frame carries: its verdict and the count in front of it.
         let stamp = |prog: &XdpProgram, len: usize| {
             let mut out = [0u8; 256];
             let (verdict, n) = prog.test_run_out(&vec![0x5au8; len], &mut out).unwrap();
             assert_eq!(verdict, REDIRECT);
-            assert_eq!(
-                n,
-                len + SPLIT_META_LEN as usize,
-                "the frame and its metadata"
-            );
+            assert_eq!(n, len + SPLIT_STAMP_LEN as usize, "the stamp and the frame");
             assert!(
                 out[8..n].iter().all(|b| *b == 0x5a),
                 "the frame is untouched"
@@ -1316,12 +1324,18 @@ mod tests {
             assert_eq!(passes.get().unwrap(), count);
             assert_eq!(stamp(&prog, 60), count, "two frames passed before this one");
         }
-        // An empty slot: every frame goes to the kernel stack, and is counted.
+        // An empty slot: every frame goes to the kernel stack as it came (the stamp taken
+        // off again), and is counted.
         map.clear(0).unwrap();
         let prog = XdpProgram::load_split_redirect(&map, &passes, 100, false).unwrap();
-        assert_eq!(prog.test_run(&[0u8; 60]).unwrap(), PASS);
-        assert_eq!(prog.test_run(&[0u8; 200]).unwrap(), PASS);
-        assert_eq!(passes.get().unwrap(), count + 2);
+        for len in [60, 100, 200] {
+            let frame: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut out = [0u8; 256];
+            let (verdict, n) = prog.test_run_out(&frame, &mut out).unwrap();
+            assert_eq!(verdict, PASS);
+            assert_eq!(&out[..n], &frame[..], "a passed frame is untouched");
+        }
+        assert_eq!(passes.get().unwrap(), count + 3);
     }
 
     #[test]

@@ -860,13 +860,12 @@ impl Xsk {
         }
     }
 
-    /// The 8 bytes of XDP metadata right before a held frame (`addr` as given by
-    /// [`Xsk::recv`]) as a native-endian `u64`: copy mode copies a program's metadata into the
-    /// chunk just before the frame. `None` when the address is not a held chunk or the frame
-    /// starts less than 8 bytes into it. Meaningful only for a program that always writes
-    /// them (`bpf::split_program`).
+    /// The 8 bytes right before `addr`, inside a held chunk, as a native-endian `u64`: the
+    /// stamp a program put in front of a frame whose reader moved `addr` past it (the split
+    /// port's pass count, `bpf::split_program`). `None` when the address is not in a held
+    /// chunk or is less than 8 bytes into it.
     #[inline]
-    pub fn meta_u64(&self, addr: u64) -> Option<u64> {
+    pub fn stamp_before(&self, addr: u64) -> Option<u64> {
         let (_, off) = self.locate(addr)?;
         if off < 8 {
             return None;
