@@ -971,6 +971,10 @@ mod live {
         }
     }
 
+    /// The error of a kernel that refuses live frames ([`XdpProgram::live_frames_allowed`]).
+    pub const LIVE_REFUSED: &str = "this kernel refuses BPF_PROG_TEST_RUN with live frames \
+        (EPERM), so --mode xdplive cannot send here; use --mode afxdp, afpacket or txring";
+
     /// What `--mode xdplive` cannot send, as an error naming the way out.
     pub(super) fn check(opts: &TxOptions, t: &Template) -> Result<u16> {
         if opts.rate.is_some() {
@@ -995,6 +999,11 @@ mod live {
 
     pub(super) fn run(opts: &TxOptions, t: &Arc<Template>, ifindex: u32) -> Result<TxReport> {
         let first = check(opts, t)?;
+        if !XdpProgram::live_frames_allowed()
+            .context("probing for XDP live frames (needs CAP_BPF or CAP_SYS_ADMIN)")?
+        {
+            bail!("{LIVE_REFUSED}");
+        }
         let threads = opts.threads.max(1);
         let nonce = run_nonce();
         let duration_ns = u64::try_from(opts.duration.as_nanos()).unwrap_or(u64::MAX);

@@ -599,6 +599,15 @@ fn main() -> Result<()> {
     if args.gen_rate.is_some() && matches!(generator, Generator::Trafgen) {
         bail!("--gen-rate needs pktgen (trafgen has no rate here)");
     }
+    if args.gen_mode == "xdplive"
+        && !datapath::sys::bpf::XdpProgram::live_frames_allowed()
+            .context("probing for XDP live frames")?
+    {
+        bail!(
+            "--gen-mode xdplive: this kernel refuses BPF_PROG_TEST_RUN with live frames (EPERM); \
+             use --gen-mode afxdp (the default), afpacket or txring"
+        );
+    }
     let ncpu = sys::cpu_snap()?.cpus_len();
     let (sink_cpu, rtt_sink_cpu) = sink_cpus(&args)?;
     let probe = Probe::parse(&args.placement_probe)?;
