@@ -370,6 +370,10 @@ struct Carrier {
     /// The attribute's path; `None` for a port that is not a device.
     path: Option<String>,
     file: Option<std::fs::File>,
+    /// The device's `mtu` attribute (opened with `file`, kept likewise).
+    mtu_file: Option<std::fs::File>,
+    /// The MTU last read (0: none yet), see [`Carrier::mtu_changed`].
+    mtu: u32,
     /// The device's interface index in this namespace (0: not a device, or no longer here).
     ifindex: u32,
     /// The device is gone (deleted: its file says `ENODEV`, or the kernel announced it):
@@ -383,6 +387,8 @@ impl Carrier {
         Self {
             path: device.then(|| format!("/sys/class/net/{name}/carrier")),
             file: None,
+            mtu_file: None,
+            mtu: 0,
             ifindex: if device {
                 crate::sys::netdev::ifindex(name).unwrap_or(0)
             } else {
@@ -405,6 +411,7 @@ impl Carrier {
             // (Only until it opens: the port's device was here, by this name, when it was
             // added.)
             self.file = std::fs::File::open(path).ok();
+            self.mtu_file = std::fs::File::open(path.replace("/carrier", "/mtu")).ok();
         }
         let mut buf = [0u8; 8];
         match self.file.as_ref()?.read_at(&mut buf, 0) {
@@ -420,6 +427,33 @@ impl Carrier {
             Err(_) => None,
         }
     }
+
+    /// The device's MTU when it is not the one last read (the first reading always is one);
+    /// `None` when it is the same, or cannot be read. (Read through the file kept by
+    /// [`Carrier::read`], which opens it.)
+    fn mtu_changed(&mut self) -> Option<u32> {
+        use std::os::unix::fs::FileExt;
+        if self.gone {
+            return None;
+        }
+        let mut buf = [0u8; 16];
+        let n = self.mtu_file.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let mtu = std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()?;
+        (std::mem::replace(&mut self.mtu, mtu) != mtu).then_some(mtu)
+    }
+}
+
+/// What readings of the ports' links found, for [`Switch::settle_links`].
+#[derive(Debug, Default)]
+struct LinkChanges {
+    /// Ports whose link changed or whose device is gone, as they are now.
+    changed: Vec<PortInfo>,
+    /// Ports whose device is gone.
+    gone: Vec<u32>,
+    /// Gone ports whose device is back.
+    back: Vec<u32>,
+    /// Ports whose device's MTU changed, with the MTU.
+    mtu: Vec<(u32, u32)>,
 }
 
 /// Most datagrams of link messages one [`Switch::link_events`] call reads (more are left
@@ -435,14 +469,17 @@ pub const LINK_REFRESH: Duration = Duration::from_millis(50);
 /// reset and so another announcement).
 pub const REATTACH_EVERY: Duration = Duration::from_secs(1);
 
-/// Reads port `r`'s carrier and notes a change ([`note_link`]), or that its device is gone
-/// ([`note_gone`], its number added to `gone`).
-fn read_link(r: &mut Registered, changed: &mut Vec<PortInfo>, gone: &mut Vec<u32>) {
+/// Reads port `r`'s carrier and MTU and notes a change ([`note_link`], an MTU change in
+/// `c.mtu`), or that its device is gone ([`note_gone`], its number added to `c.gone`).
+fn read_link(r: &mut Registered, c: &mut LinkChanges) {
     if let Some(up) = r.carrier.read() {
-        note_link(r, up, changed);
+        note_link(r, up, &mut c.changed);
+        if let Some(mtu) = r.carrier.mtu_changed() {
+            c.mtu.push((r.info.id, mtu));
+        }
     } else if r.carrier.gone {
-        note_gone(r, changed);
-        gone.push(r.info.id);
+        note_gone(r, &mut c.changed);
+        c.gone.push(r.info.id);
     }
 }
 
@@ -1121,9 +1158,7 @@ impl Switch {
     /// whose announcements this namespace does not get, and lost messages).
     pub fn poll_links(&mut self) {
         self.links_polled = Some(Instant::now());
-        let mut changed = Vec::new();
-        let mut gone = Vec::new();
-        let mut back = Vec::new();
+        let mut c = LinkChanges::default();
         for r in self.ports.values() {
             // A gone port whose name a device that is up has taken in this namespace (also
             // when its announcement was lost or the watch is off): its device came back.
@@ -1133,16 +1168,16 @@ impl Switch {
                 && let Ok(ifindex) = crate::sys::netdev::ifindex(&r.info.name)
                 && !self.ports.values().any(|o| o.carrier.ifindex == ifindex)
             {
-                back.push(r.info.id);
+                c.back.push(r.info.id);
             }
         }
         for r in self.ports.values_mut() {
             if r.carrier.gone {
                 continue;
             }
-            read_link(r, &mut changed, &mut gone);
+            read_link(r, &mut c);
         }
-        self.settle_links(changed, &gone, &back);
+        self.settle_links(c);
     }
 
     /// [`Switch::poll_links`] unless it ran in the last [`LINK_REFRESH`] (for readers that
@@ -1215,9 +1250,7 @@ impl Switch {
         let Some(mon) = links else {
             return false;
         };
-        let mut changed = Vec::new();
-        let mut gone = Vec::new();
-        let mut back = Vec::new();
+        let mut c = LinkChanges::default();
         let drained = mon.drain(LINK_READS, |ev| {
             if matches!(ev.news, LinkNews::Up | LinkNews::Down)
                 && !ev.name.as_bytes().is_empty()
@@ -1233,11 +1266,11 @@ impl Switch {
                 } else if r.carrier.gone
                     && ev.news == LinkNews::Up
                     && reattach_due(r)
-                    && !back.contains(&r.info.id)
+                    && !c.back.contains(&r.info.id)
                 {
                     // A device of a gone port's name, up, in this namespace: the port's
                     // device came back.
-                    back.push(r.info.id);
+                    c.back.push(r.info.id);
                 }
             }
             for r in ports.values_mut() {
@@ -1253,10 +1286,10 @@ impl Switch {
                 }
                 // The device's state now, one `pread`, rather than the message's: a message
                 // read late may be older than what a poll has applied already.
-                read_link(r, &mut changed, &mut gone);
+                read_link(r, &mut c);
             }
         });
-        self.settle_links(changed, &gone, &back);
+        self.settle_links(c);
         match drained {
             Ok(d) => {
                 if d.lost {
@@ -1273,9 +1306,16 @@ impl Switch {
         }
     }
 
-    /// Publishes and reports the link changes of a poll or of announcements, then parks the
-    /// ports whose devices are `gone` and opens those whose devices are `back`.
-    fn settle_links(&mut self, changed: Vec<PortInfo>, gone: &[u32], back: &[u32]) {
+    /// Publishes and reports the link changes of a poll or of announcements, gives the
+    /// owning workers the ports' new MTUs, then parks the ports whose devices are gone and
+    /// opens those whose devices are back.
+    fn settle_links(&mut self, c: LinkChanges) {
+        let LinkChanges {
+            changed,
+            gone,
+            back,
+            mtu,
+        } = c;
         if !changed.is_empty() {
             self.publish();
             for port in changed {
@@ -1285,11 +1325,29 @@ impl Switch {
                 }));
             }
         }
-        for &id in gone {
+        for (id, mtu) in mtu {
+            if let Some(r) = self.ports.get(&id) {
+                tracing::info!(port = %r.info.name, id, mtu, "port's device MTU changed");
+            }
+            self.set_mtu(id, mtu);
+        }
+        for id in gone {
             self.park(id);
         }
-        for &id in back {
+        for id in back {
             self.reattach(id);
+        }
+    }
+
+    /// Tells port `id`'s workers that its device's MTU is `mtu` ([`Port::set_mtu`]).
+    fn set_mtu(&mut self, id: u32, mtu: u32) {
+        let Some(r) = self.ports.get(&id) else {
+            return;
+        };
+        for worker in owners(&r.info) {
+            if self.send(worker, Command::SetMtu { id, mtu }).is_err() {
+                tracing::warn!(worker, id, "a worker did not take a port's new MTU");
+            }
         }
     }
 
@@ -1752,6 +1810,9 @@ impl Switch {
             xdp,
             device_gone: false,
         };
+        // Read after the backend opened with the MTU of then: given to the workers once
+        // they have the port, any change in between is not lost.
+        let mtu = carrier.mtu_changed();
         self.incarnations += 1;
         let incarnation = self.incarnations;
         self.ports.insert(
@@ -1779,6 +1840,9 @@ impl Switch {
                 let _ = self.del_port(&info.name);
                 return Err(e);
             }
+        }
+        if let Some(mtu) = mtu {
+            self.set_mtu(id, mtu);
         }
         // When this returns, every worker switches with a configuration that has the port (a
         // frame flooded right after must reach it).

@@ -425,6 +425,13 @@ pub enum Command {
         /// Signalled once the old backend is closed.
         done: Sender<()>,
     },
+    /// Port `id`'s device has MTU `mtu` now ([`Port::set_mtu`]).
+    SetMtu {
+        /// Port number.
+        id: u32,
+        /// The device's MTU.
+        mtu: u32,
+    },
     /// Run a packet-out.
     PacketOut(Box<PacketOutJob>),
     /// Exit the thread (closing every port).
@@ -919,6 +926,11 @@ impl Worker {
                         drop(std::mem::replace(&mut lp.port, stand_in));
                     }
                     let _ = done.send(());
+                }
+                Command::SetMtu { id, mtu } => {
+                    for lp in self.ports.iter_mut().filter(|p| p.id == id) {
+                        lp.port.set_mtu(mtu);
+                    }
                 }
                 Command::PacketOut(job) => self.packet_out(*job),
                 Command::Stop => return false,

@@ -380,3 +380,97 @@ fn a_packet_socket_port_on_a_device_that_is_down_lets_its_worker_sleep() {
     drop(ns);
     drop(link);
 }
+
+#[test]
+fn a_port_follows_its_devices_mtu_set_after_it_opened() {
+    if !privileged() {
+        return;
+    }
+    // An AF_PACKET port, and a split AF_XDP port (its long frames go through its companion
+    // packet socket).
+    for (tag, kind) in [("vma", PortKind::AfPacket), ("vmx", PortKind::AfXdp)] {
+        mtu_followed(tag, kind);
+    }
+}
+
+/// Two namespaces on ports of `kind`: 8,000-byte pings cross once every end's MTU is raised
+/// to 9,000 after the ports opened (a port that kept its MTU of 1,500 refused them as too
+/// big), and after the receiving port's device goes back to 1,500 its port refuses them as
+/// too big, counted (not handed to the kernel to fail).
+fn mtu_followed(tag: &str, kind: PortKind) {
+    use datapath::stats::DropReason;
+    let pid = std::process::id();
+    let names = |s: &str| {
+        (
+            format!("{tag}{s}h{pid}"),
+            format!("{tag}{s}p{pid}"),
+            Netns::new(format!("{tag}{s}{pid}ns")),
+        )
+    };
+    let (ha, pa, nsa) = names("a");
+    let (hb, pb, nsb) = names("b");
+    let (_la, _lb) = (Link(ha.clone()), Link(hb.clone()));
+    common::veth_into(&nsa, &ha, &pa, None);
+    common::veth_into(&nsb, &hb, &pb, None);
+    for (ns, dev, ip) in [(&nsa, &pa, "10.78.0.1/24"), (&nsb, &pb, "10.78.0.2/24")] {
+        ns.ip(&["addr", "add", ip, "dev", dev]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    let mut sw = Switch::start(adaptive()).unwrap();
+    sw.add_port(spec(&ha, kind)).unwrap();
+    sw.add_port(spec(&hb, kind)).unwrap();
+    let fd = sw.watch_links().unwrap();
+    let poller = Poller::new().unwrap();
+    poller.add(fd, 1).unwrap();
+    // Applies what the kernel announced, then pings with `size` bytes of payload, until one
+    // is answered (for `secs` at most).
+    let crosses = |sw: &mut Switch, size: &str, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            poller.wait(Duration::from_millis(50));
+            while sw.link_events() {}
+            let ping = [
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "-M",
+                "do",
+                "-s",
+                size,
+                "10.78.0.2",
+            ];
+            if nsa.exec(&ping) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+        }
+    };
+    let too_big =
+        |sw: &Switch| sw.port_stats(Some(&hb)).unwrap()[0].1.tx_drops[DropReason::TooBig as usize];
+    assert!(crosses(&mut sw, "56", 5), "{kind:?}: pings");
+    for dev in [&ha, &hb] {
+        common::ip(&["link", "set", dev, "mtu", "9000"]);
+    }
+    nsa.ip(&["link", "set", &pa, "mtu", "9000"]);
+    nsb.ip(&["link", "set", &pb, "mtu", "9000"]);
+    assert!(
+        crosses(&mut sw, "8000", 5),
+        "{kind:?}: 8,000-byte pings with every MTU at 9,000 (too big at {hb}: {})",
+        too_big(&sw)
+    );
+    // The receiving port's device back at 1,500 (its container's end still at 9,000).
+    common::ip(&["link", "set", &hb, "mtu", "1500"]);
+    let before = too_big(&sw);
+    assert!(!crosses(&mut sw, "8000", 1), "{kind:?}: above the MTU");
+    assert!(
+        too_big(&sw) > before,
+        "{kind:?}: refused as too big at {hb}: {:?}",
+        sw.port_stats(Some(&hb)).unwrap()[0].1
+    );
+    assert!(crosses(&mut sw, "1400", 5), "{kind:?}: below it");
+    sw.shutdown();
+}

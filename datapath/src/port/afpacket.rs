@@ -196,7 +196,8 @@ pub struct AfPacketPort {
     io: Io,
     /// True when `PACKET_VNET_HDR` is on (each message starts with a virtio-net header).
     vnet: bool,
-    /// Largest non-GSO frame the device takes: MTU + Ethernet header, read at open.
+    /// Largest non-GSO frame the device takes: MTU + Ethernet header, read at open and
+    /// changed with the MTU ([`Port::set_mtu`]).
     max_frame_len: usize,
     /// Rx slots: `VLAN_HLEN` spare bytes, the virtio-net header, the frame.
     rx: MmsgSlots,
@@ -925,6 +926,18 @@ impl Port for AfPacketPort {
 
     fn kind(&self) -> PortKind {
         PortKind::AfPacket
+    }
+
+    /// The rings keep the slots they were sized with at open: a frame longer than a slot is
+    /// received by copy and sent by `sendmsg`, as GSO frames are.
+    fn set_mtu(&mut self, mtu: u32) {
+        let len = usize::try_from(mtu)
+            .unwrap_or(usize::MAX)
+            .saturating_add(ETH_HLEN);
+        if len != self.max_frame_len {
+            tracing::info!(port = %self.name, mtu, "afpacket port follows its device's MTU");
+            self.max_frame_len = len;
+        }
     }
 
     fn caps(&self) -> PortCaps {

@@ -194,8 +194,11 @@ pub struct AfXdpPort {
     /// first part of a port split by [`AfXdpPort::into_queues`] has it). Rx queue 0 polls it
     /// together with socket 0.
     big: Option<Box<Companion>>,
-    /// Longest frame sent and received through the sockets when `big` is there.
+    /// Longest frame sent through the sockets when `big` is there: the program's split
+    /// length (`split_max`), lowered to the MTU + 18 after the MTU fell below it.
     split_len: usize,
+    /// Longest frame the program redirects to the sockets (set at open).
+    split_max: usize,
     /// Which side has transmit frames queued since the last flush (see `tx_enqueue`).
     tx_pending: Side,
 }
@@ -479,6 +482,7 @@ impl AfXdpPort {
             max_kicks,
             big,
             split_len: usize::from(split_len),
+            split_max: usize::from(split_len),
             tx_pending: Side::None,
         })
     }
@@ -522,6 +526,7 @@ impl AfXdpPort {
                 // The first part keeps the companion.
                 big: big.take(),
                 split_len: self.split_len,
+                split_max: self.split_max,
                 tx_pending: Side::None,
             })
             .collect()
@@ -757,6 +762,18 @@ impl Port for AfXdpPort {
 
     fn rx_queues(&self) -> usize {
         self.queues.len()
+    }
+
+    /// A split port's long frames leave through its companion, whose limit follows the MTU,
+    /// and frames above a lowered MTU go there too (to be refused and counted, as the kernel
+    /// would drop them uncounted); the program's split length stays (frames above it reach
+    /// the companion, which takes any length). Native mode's limit is the chunk.
+    fn set_mtu(&mut self, mtu: u32) {
+        if let Some(big) = self.big.as_deref_mut() {
+            big.port.set_mtu(mtu);
+            let mtu = usize::try_from(mtu).unwrap_or(usize::MAX);
+            self.split_len = self.split_max.min(mtu.saturating_add(18));
+        }
     }
 
     /// A split port's queue 0 takes the companion's frames and socket 0's, in the order the

@@ -211,4 +211,9 @@ pub trait Port: Send + fmt::Debug {
     fn is_gone(&self) -> bool {
         false
     }
+    /// The device's MTU changed to `mtu` after the port opened (the control thread saw it):
+    /// frames of up to `mtu` bytes plus the Ethernet header go out without GSO from now on,
+    /// longer ones are refused as the kernel would. Backends whose limit is not the MTU (a
+    /// tap, native AF_XDP's chunk) keep theirs.
+    fn set_mtu(&mut self, _mtu: u32) {}
 }
