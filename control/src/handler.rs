@@ -609,6 +609,7 @@ pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
         xdp_mode: info.xdp.map(|x| XdpModeSpec::of(x.mode)),
         xdp_frags: info.xdp.is_some_and(|x| x.frags),
         device_gone: info.device_gone,
+        mtu: info.mtu,
     }
 }
 
@@ -850,6 +851,7 @@ mod tests {
                 frags: true,
             }),
             device_gone: false,
+            mtu: Some(1500),
         };
         let d = port_desc(&info);
         assert_eq!((d.xdp_mode, d.xdp_frags), (Some(XdpModeSpec::Split), true));

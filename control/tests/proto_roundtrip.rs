@@ -272,6 +272,7 @@ fn port(id: u32, name: &str) -> PortDesc {
         xdp_mode: Some(XdpModeSpec::Native),
         xdp_frags: true,
         device_gone: id.is_multiple_of(2),
+        mtu: (!id.is_multiple_of(3)).then_some(1500 + id),
     }
 }
 

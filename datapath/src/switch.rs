@@ -214,6 +214,9 @@ pub struct PortInfo {
     /// dropped (as to a port that is down) and its link is down, until a device of its name
     /// is up in this namespace again and the port opens on it (see [`Switch::link_events`]).
     pub device_gone: bool,
+    /// The device's MTU as last read (with the link; `None` for a port that is not a device),
+    /// which the port follows ([`Port::set_mtu`]).
+    pub mtu: Option<u32>,
 }
 
 /// One learned MAC address.
@@ -473,9 +476,15 @@ pub const REATTACH_EVERY: Duration = Duration::from_secs(1);
 /// `c.mtu`), or that its device is gone ([`note_gone`], its number added to `c.gone`).
 fn read_link(r: &mut Registered, c: &mut LinkChanges) {
     if let Some(up) = r.carrier.read() {
+        let link_changed = up != r.info.link_up;
         note_link(r, up, &mut c.changed);
         if let Some(mtu) = r.carrier.mtu_changed() {
+            r.info.mtu = Some(mtu);
             c.mtu.push((r.info.id, mtu));
+            match c.changed.last_mut() {
+                Some(last) if link_changed => *last = r.info.clone(),
+                _ => c.changed.push(r.info.clone()),
+            }
         }
     } else if r.carrier.gone {
         note_gone(r, &mut c.changed);
@@ -1798,6 +1807,10 @@ impl Switch {
             placed.push((worker, port, Arc::new(PortCounters::default())));
         }
         let mut carrier = Carrier::new(&name, kind);
+        let link_up = carrier.read().unwrap_or(true);
+        // Read after the backend opened with the MTU of then: given to the workers once
+        // they have the port, any change in between is not lost.
+        let mtu = carrier.mtu_changed();
         let info = PortInfo {
             id,
             name,
@@ -1806,13 +1819,11 @@ impl Switch {
             vlan,
             worker: queue_workers.first().copied().unwrap_or(0),
             queue_workers,
-            link_up: carrier.read().unwrap_or(true),
+            link_up,
             xdp,
             device_gone: false,
+            mtu,
         };
-        // Read after the backend opened with the MTU of then: given to the workers once
-        // they have the port, any change in between is not lost.
-        let mtu = carrier.mtu_changed();
         self.incarnations += 1;
         let incarnation = self.incarnations;
         self.ports.insert(

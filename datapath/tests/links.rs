@@ -451,7 +451,10 @@ fn mtu_followed(tag: &str, kind: PortKind) {
     };
     let too_big =
         |sw: &Switch| sw.port_stats(Some(&hb)).unwrap()[0].1.tx_drops[DropReason::TooBig as usize];
+    let mtu = |sw: &Switch| sw.ports().into_iter().find(|p| p.name == hb).unwrap().mtu;
+    assert_eq!(mtu(&sw), Some(1500));
     assert!(crosses(&mut sw, "56", 5), "{kind:?}: pings");
+    let _ = events(&mut sw);
     for dev in [&ha, &hb] {
         common::ip(&["link", "set", dev, "mtu", "9000"]);
     }
@@ -461,6 +464,14 @@ fn mtu_followed(tag: &str, kind: PortKind) {
         crosses(&mut sw, "8000", 5),
         "{kind:?}: 8,000-byte pings with every MTU at 9,000 (too big at {hb}: {})",
         too_big(&sw)
+    );
+    assert_eq!(mtu(&sw), Some(9000));
+    let mut ev = Vec::new();
+    sw.drain_events(&mut ev, 64);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::PortStatus(s)
+            if s.change == PortChange::Modify && s.port.name == hb && s.port.mtu == Some(9000))),
+        "{kind:?}: the MTU reported: {ev:?}"
     );
     // The receiving port's device back at 1,500 (its container's end still at 9,000).
     common::ip(&["link", "set", &hb, "mtu", "1500"]);
@@ -472,5 +483,6 @@ fn mtu_followed(tag: &str, kind: PortKind) {
         sw.port_stats(Some(&hb)).unwrap()[0].1
     );
     assert!(crosses(&mut sw, "1400", 5), "{kind:?}: below it");
+    assert_eq!(mtu(&sw), Some(1500));
     sw.shutdown();
 }

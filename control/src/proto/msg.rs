@@ -458,6 +458,10 @@ pub struct PortDesc {
     /// omitted when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub device_gone: bool,
+    /// The device's MTU, which the port follows (as last read with its link; omitted for a
+    /// port that is not a device, and by older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 fn link_up_default() -> bool {

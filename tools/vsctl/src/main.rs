@@ -377,6 +377,7 @@ fn ports_table(ports: &[PortDesc]) -> String {
         ("WORKER", true),
         ("VLAN", false),
         ("LINK", false),
+        ("MTU", true),
     ]);
     for p in ports {
         t.row(vec![
@@ -387,6 +388,7 @@ fn ports_table(ports: &[PortDesc]) -> String {
             p.worker.to_string(),
             vlan_text(&p.vlan),
             link_text(p).to_owned(),
+            p.mtu.map_or_else(|| "-".to_owned(), |m| m.to_string()),
         ]);
     }
     t.render()
@@ -1157,6 +1159,9 @@ fn notification_line(n: &Notification, names: &dyn Fn(u32) -> Option<String>) ->
                 p.port.port_type,
                 link_text(&p.port)
             );
+            if let Some(mtu) = p.port.mtu {
+                let _ = write!(out, " mtu={mtu}");
+            }
         }
     }
     if n.lost() > 0 {
@@ -1643,6 +1648,14 @@ mod tests {
         assert_eq!(
             notification_line(&gone, &names),
             "port_status reason=modify port=veth2 id=2 type=afpacket link=gone"
+        );
+        let mut jumbo = event("modify", true);
+        if let Notification::PortStatus(s) = &mut jumbo {
+            s.port.mtu = Some(9000);
+        }
+        assert_eq!(
+            notification_line(&jumbo, &names),
+            "port_status reason=modify port=veth2 id=2 type=afpacket link=up mtu=9000"
         );
     }
 
