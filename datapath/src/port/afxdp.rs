@@ -30,9 +30,9 @@
 //! them with their GSO and checksum state. Rx queue 0 polls socket 0 and then the companion,
 //! and gives their frames in the order the device received them: the program counts the
 //! frames it passes to the stack and writes the count in front of each frame it redirects
-//! (8 bytes the reader takes off), so that a socket frame can be put after the companion frames that came before
-//! it (`SplitOrder`; without it one poll gave a flow's small frames and its GSO frames in
-//! two runs, reordered). A sleeping worker watches both sockets ([`Port::rx_extra_fd`]). On
+//! (8 bytes the reader leaves out), so that a socket frame can be put after the companion
+//! frames that came before it (`SplitOrder`; without it one poll gave a flow's small frames
+//! and its GSO frames in two runs, reordered). A sleeping worker watches both sockets ([`Port::rx_extra_fd`]). On
 //! transmit, frames with offload state or longer than the limit go through the companion, the
 //! rest through socket 0, and a frame for one side first sends what the other side has
 //! queued, so frames leave in the order given.
@@ -628,26 +628,15 @@ impl AfXdpPort {
     }
 }
 
-/// Takes up to `max` frames from socket `x` into `batch`, tagged for the port.
+/// Takes up to `max` frames from socket `x` into `batch`, tagged for the port. `SKIP` bytes
+/// at the start of each frame are left out: a split port's socket gets every frame with the
+/// split program's stamp in front (its pass count, [`SPLIT_STAMP_LEN`] bytes), which stays
+/// readable right before the frame (`Xsk::stamp_before`). (A frame shorter than that, which
+/// the program never sends, is left empty, and the worker drops it as malformed.)
 #[inline]
-fn recv_into(x: &mut Xsk, tag: u64, batch: &mut RxBatch, max: usize) -> usize {
+fn recv_into<const SKIP: u32>(x: &mut Xsk, tag: u64, batch: &mut RxBatch, max: usize) -> usize {
     x.recv(max, |addr, len| {
-        batch.push(RxDesc {
-            addr: tag | addr,
-            len,
-            offload: Offload::NONE,
-        });
-    })
-}
-
-/// [`recv_into`] for a split port's socket: each frame comes with the split program's stamp
-/// (its pass count, [`SPLIT_STAMP_LEN`] bytes) in front, which the descriptor skips; the stamp
-/// stays readable right before the frame (`Xsk::stamp_before`). (A frame shorter than a
-/// stamp, which the program never sends, is left empty, and the worker drops it as
-/// malformed.)
-fn recv_split(x: &mut Xsk, tag: u64, batch: &mut RxBatch, max: usize) -> usize {
-    x.recv(max, |addr, len| {
-        let skip = len.min(SPLIT_STAMP_LEN);
+        let skip = len.min(SKIP);
         batch.push(RxDesc {
             addr: tag | (addr + u64::from(skip)),
             len: len - skip,
@@ -787,7 +776,7 @@ impl Port for AfXdpPort {
             Some(c) if queue == 0 => c,
             _ => {
                 let room = batch.room();
-                return Ok(recv_into(x, tag, batch, room));
+                return Ok(recv_into::<0>(x, tag, batch, room));
             }
         };
         let start = batch.len();
@@ -805,7 +794,7 @@ impl Port for AfXdpPort {
             0
         };
         let room = batch.room().saturating_sub(reserve);
-        recv_split(x, tag, batch, room);
+        recv_into::<SPLIT_STAMP_LEN>(x, tag, batch, room);
         let socket = batch.len() - start;
         let full = batch.is_full();
         let big_err = big.rx_burst(0, batch).err();
