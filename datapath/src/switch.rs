@@ -476,15 +476,15 @@ pub const REATTACH_EVERY: Duration = Duration::from_secs(1);
 /// `c.mtu`), or that its device is gone ([`note_gone`], its number added to `c.gone`).
 fn read_link(r: &mut Registered, c: &mut LinkChanges) {
     if let Some(up) = r.carrier.read() {
-        let link_changed = up != r.info.link_up;
-        note_link(r, up, &mut c.changed);
-        if let Some(mtu) = r.carrier.mtu_changed() {
+        let mtu = r.carrier.mtu_changed();
+        if let Some(mtu) = mtu {
             r.info.mtu = Some(mtu);
             c.mtu.push((r.info.id, mtu));
-            match c.changed.last_mut() {
-                Some(last) if link_changed => *last = r.info.clone(),
-                _ => c.changed.push(r.info.clone()),
-            }
+        }
+        let noted = c.changed.len();
+        note_link(r, up, &mut c.changed);
+        if mtu.is_some() && c.changed.len() == noted {
+            c.changed.push(r.info.clone());
         }
     } else if r.carrier.gone {
         note_gone(r, &mut c.changed);

@@ -361,7 +361,7 @@ impl AfPacketPort {
                 .map_err(sys("SO_SNDBUF"))?;
             sock.add_promisc(ifindex)
                 .map_err(sys("PACKET_ADD_MEMBERSHIP"))?;
-            let max_frame = usize::try_from(mtu).unwrap_or(1500) + ETH_HLEN + VLAN_HLEN;
+            let max_frame = frame_limit(mtu) + VLAN_HLEN;
             if !(ring && vnet) {
                 io = Some(Io::Mmsg(sock));
                 break;
@@ -403,7 +403,7 @@ impl AfPacketPort {
         } else {
             (RX_SLOTS, TX_SLOTS)
         };
-        let max_frame_len = usize::try_from(mtu).unwrap_or(1500) + ETH_HLEN;
+        let max_frame_len = frame_limit(mtu);
         tracing::info!(
             port = name,
             ifindex,
@@ -670,6 +670,14 @@ fn send_only(ifindex: u32, opts: &AfPacketOptions) -> io::Result<PacketSocket> {
     Ok(s)
 }
 
+/// The longest frame without GSO a device of MTU `mtu` takes: the MTU and the Ethernet header
+/// (a VLAN tag may add 4, see `tx_enqueue`).
+fn frame_limit(mtu: u32) -> usize {
+    usize::try_from(mtu)
+        .unwrap_or(usize::MAX)
+        .saturating_add(ETH_HLEN)
+}
+
 /// The rx and tx ring layouts for frames of up to `max_frame` bytes (MTU, Ethernet header and
 /// a VLAN tag), within [`RX_RING_BYTES`] and [`TX_RING_BYTES`].
 fn ring_geometry(max_frame: usize) -> io::Result<(RingGeometry, RingGeometry)> {
@@ -931,9 +939,7 @@ impl Port for AfPacketPort {
     /// The rings keep the slots they were sized with at open: a frame longer than a slot is
     /// received by copy and sent by `sendmsg`, as GSO frames are.
     fn set_mtu(&mut self, mtu: u32) {
-        let len = usize::try_from(mtu)
-            .unwrap_or(usize::MAX)
-            .saturating_add(ETH_HLEN);
+        let len = frame_limit(mtu);
         if len != self.max_frame_len {
             tracing::info!(port = %self.name, mtu, "afpacket port follows its device's MTU");
             self.max_frame_len = len;
