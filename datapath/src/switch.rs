@@ -373,7 +373,9 @@ struct Carrier {
     /// The attribute's path; `None` for a port that is not a device.
     path: Option<String>,
     file: Option<std::fs::File>,
-    /// The device's `mtu` attribute (opened with `file`, kept likewise).
+    /// The device's `mtu` attribute: its path (`None` as `path`), and the file, kept likewise
+    /// (opened by name until it opens, as `file`).
+    mtu_path: Option<String>,
     mtu_file: Option<std::fs::File>,
     /// The MTU last read (0: none yet), see [`Carrier::mtu_changed`].
     mtu: u32,
@@ -389,6 +391,7 @@ impl Carrier {
         let device = kind != PortKind::Mem;
         Self {
             path: device.then(|| format!("/sys/class/net/{name}/carrier")),
+            mtu_path: device.then(|| format!("/sys/class/net/{name}/mtu")),
             file: None,
             mtu_file: None,
             mtu: 0,
@@ -414,7 +417,6 @@ impl Carrier {
             // (Only until it opens: the port's device was here, by this name, when it was
             // added.)
             self.file = std::fs::File::open(path).ok();
-            self.mtu_file = std::fs::File::open(path.replace("/carrier", "/mtu")).ok();
         }
         let mut buf = [0u8; 8];
         match self.file.as_ref()?.read_at(&mut buf, 0) {
@@ -432,12 +434,15 @@ impl Carrier {
     }
 
     /// The device's MTU when it is not the one last read (the first reading always is one);
-    /// `None` when it is the same, or cannot be read. (Read through the file kept by
-    /// [`Carrier::read`], which opens it.)
+    /// `None` when it is the same, or cannot be read. (Read through a kept file, opened at the
+    /// first call and, until it opens, at each one after.)
     fn mtu_changed(&mut self) -> Option<u32> {
         use std::os::unix::fs::FileExt;
         if self.gone {
             return None;
+        }
+        if self.mtu_file.is_none() {
+            self.mtu_file = std::fs::File::open(self.mtu_path.as_ref()?).ok();
         }
         let mut buf = [0u8; 16];
         let n = self.mtu_file.as_ref()?.read_at(&mut buf, 0).ok()?;
@@ -1348,15 +1353,22 @@ impl Switch {
         }
     }
 
-    /// Tells port `id`'s workers that its device's MTU is `mtu` ([`Port::set_mtu`]).
+    /// Tells port `id`'s workers that its device's MTU is `mtu` ([`Port::set_mtu`]). When one
+    /// does not take it, the port forgets the MTU it read, so that the next reading of its
+    /// link finds a change and sends it again.
     fn set_mtu(&mut self, id: u32, mtu: u32) {
         let Some(r) = self.ports.get(&id) else {
             return;
         };
+        let mut taken = true;
         for worker in owners(&r.info) {
             if self.send(worker, Command::SetMtu { id, mtu }).is_err() {
                 tracing::warn!(worker, id, "a worker did not take a port's new MTU");
+                taken = false;
             }
+        }
+        if !taken && let Some(r) = self.ports.get_mut(&id) {
+            r.carrier.mtu = 0;
         }
     }
 
@@ -2120,6 +2132,28 @@ impl Drop for Switch {
 mod tests {
     use super::*;
     use crate::port::mem::{MemPort, MemPortOptions};
+
+    #[test]
+    fn a_carrier_reads_its_own_devices_mtu_whatever_the_devices_name() {
+        // (The MTU's path was once the carrier's with "/carrier" replaced, every one of them:
+        // a device named `carrier0` read `/sys/class/net/mtu0/mtu`.)
+        let c = Carrier::new("carrier0", PortKind::AfPacket);
+        assert_eq!(c.path.as_deref(), Some("/sys/class/net/carrier0/carrier"));
+        assert_eq!(c.mtu_path.as_deref(), Some("/sys/class/net/carrier0/mtu"));
+        assert_eq!(Carrier::new("m1", PortKind::Mem).mtu_path, None);
+        // The loopback device is everywhere: its MTU is read once as a change, then not.
+        let want: u32 = std::fs::read_to_string("/sys/class/net/lo/mtu")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut lo = Carrier::new("lo", PortKind::AfPacket);
+        assert_eq!(lo.mtu_changed(), Some(want));
+        assert_eq!(lo.mtu_changed(), None);
+        // Forgotten (a worker did not take it): read again as a change.
+        lo.mtu = 0;
+        assert_eq!(lo.mtu_changed(), Some(want));
+    }
 
     /// An Ethernet frame of a local experimental type from `src` to `dst`.
     fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {

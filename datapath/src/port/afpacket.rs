@@ -1019,8 +1019,14 @@ impl Port for AfPacketPort {
             return false;
         }
         // Like the kernel: a frame beyond MTU + Ethernet header needs GSO, or a VLAN tag for 4
-        // more bytes.
-        let vlan = matches!(frame.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]));
+        // more bytes. `sendmsg`/`sendmmsg` allow them to an 802.1Q tag only
+        // (`packet_extra_vlan_len_allowed`); the tx ring's send leaves the length to the
+        // device, which (veth, a bridge) allows them to 802.1ad as well.
+        let vlan = match frame.get(12..14) {
+            Some([0x81, 0x00]) => true,
+            Some([0x88, 0xa8]) => self.has_rings(),
+            _ => false,
+        };
         let limit = self.max_frame_len + if vlan { 4 } else { 0 };
         let too_big =
             frame.len() > SLOT_LEN - VNET_HDR_LEN || (frame.len() > limit && !offload.is_gso());
