@@ -750,16 +750,21 @@ mod tests {
     }
 
     #[test]
-    fn the_backends_own_drops_are_reported_as_receive_drops_by_cause() {
+    fn the_backends_own_drops_are_reported_as_receive_and_transmit_drops_by_cause() {
         let counters = datapath::stats::PortCounters::default();
         counters.add_backend_drops(datapath::port::BackendDrops {
             rx_ring_full: 3,
             no_rx_buffer: 4,
             other: 5,
+            tx: 6,
         });
         counters.rx_drops[DropReason::BadLength as usize].add(2);
-        let rx = reported_rx_drops(&counters.snapshot());
+        let snap = counters.snapshot();
+        let rx = reported_rx_drops(&snap);
         assert_eq!(rx.iter().sum::<u64>(), 14);
+        // Frames the backend could not send: transmit drops, reason `backend`, and only there.
+        assert_eq!(snap.tx_drops.iter().sum::<u64>(), 6);
+        assert_eq!(drops(&snap.tx_drops).get("backend"), Some(&6));
         let by_name = drops(&rx);
         assert_eq!(by_name.get("rx_ring_full"), Some(&3));
         assert_eq!(by_name.get("no_rx_buffer"), Some(&4));

@@ -142,9 +142,11 @@ pub struct PortCounters {
     pub rx_jumbo: Counter,
     /// Frames transmitted that were larger than 1518 bytes.
     pub tx_jumbo: Counter,
-    /// Frames the backend itself dropped for a reason other than a full receive ring or a
-    /// missing receive buffer (counted in `rx_drops` under [`DropReason::RxRingFull`] and
-    /// [`DropReason::NoRxBuffer`]): a frame the device refused, invalid descriptors, ….
+    /// Received frames the backend itself dropped for a reason other than a full receive
+    /// ring or a missing receive buffer (counted in `rx_drops` under
+    /// [`DropReason::RxRingFull`] and [`DropReason::NoRxBuffer`]): invalid descriptors, a
+    /// frame larger than a buffer, …. (Frames it could not send are in `tx_drops` under
+    /// [`DropReason::Backend`].)
     pub backend_drops: Counter,
     /// Drops of frames received on this port, by reason.
     pub rx_drops: [Counter; DropReason::COUNT],
@@ -167,7 +169,7 @@ pub struct PortCountersSnapshot {
     pub rx_jumbo: u64,
     /// Frames transmitted larger than 1518 bytes.
     pub tx_jumbo: u64,
-    /// Frames the backend itself dropped.
+    /// Received frames the backend itself dropped (see [`PortCounters::backend_drops`]).
     pub backend_drops: u64,
     /// Receive-side drops by reason (indexed by `DropReason as usize`).
     pub rx_drops: [u64; DropReason::COUNT],
@@ -177,11 +179,13 @@ pub struct PortCountersSnapshot {
 
 impl PortCounters {
     /// Counts the backend's own drops: a full receive ring and a missing receive buffer as
-    /// receive drops of their reasons, the rest in `backend_drops`.
+    /// receive drops of their reasons, the other receive drops in `backend_drops`, frames it
+    /// could not send as transmit drops of reason [`DropReason::Backend`].
     pub fn add_backend_drops(&self, d: crate::port::BackendDrops) {
         self.rx_drops[DropReason::RxRingFull as usize].add(d.rx_ring_full);
         self.rx_drops[DropReason::NoRxBuffer as usize].add(d.no_rx_buffer);
         self.backend_drops.add(d.other);
+        self.tx_drops[DropReason::Backend as usize].add(d.tx);
     }
 
     /// Reads every counter.

@@ -215,9 +215,12 @@ pub struct AfPacketPort {
     tx_len: [u32; TX_SLOTS],
     /// Number of queued tx slots.
     tx_count: usize,
-    /// Drops counted by the port since the last `take_backend_drops`, other than the
-    /// kernel's (`ring_drops`).
+    /// Received frames dropped by the port since the last `take_backend_drops`, other than
+    /// the kernel's (`ring_drops`).
     drops: u64,
+    /// Frames to send that the port or the kernel refused, since the last
+    /// `take_backend_drops`.
+    tx_drops: u64,
     /// Frames the kernel dropped because the socket's receive ring (or buffer) was full, since
     /// the last `take_backend_drops`.
     ring_drops: u64,
@@ -429,6 +432,7 @@ impl AfPacketPort {
             tx_len: [0; TX_SLOTS],
             tx_count: 0,
             drops: 0,
+            tx_drops: 0,
             ring_drops: 0,
             tx_err: None,
             rx_frames: [RxFrame::default(); BATCH_SIZE],
@@ -498,6 +502,7 @@ impl AfPacketPort {
         match Self::open_with(&self.name, &self.opts) {
             Ok(mut fresh) => {
                 fresh.drops = self.drops;
+                fresh.tx_drops = self.tx_drops;
                 fresh.ring_drops = self.ring_drops;
                 fresh.rebuilds = self.rebuilds + 1;
                 // Logged the 1st, 2nd, 4th, 8th … time: a sender that keeps doing it cannot
@@ -588,7 +593,7 @@ impl AfPacketPort {
                 .send(self.io.sock(), i, &self.tx_len[i..self.tx_count])
             {
                 Ok(0) => {
-                    self.drops += (self.tx_count - i) as u64;
+                    self.tx_drops += (self.tx_count - i) as u64;
                     break;
                 }
                 Ok(sent) => i += sent,
@@ -601,13 +606,13 @@ impl AfPacketPort {
                 {
                     // Socket send buffer full (or the device queue dropped): the rest would
                     // fail the same way now.
-                    self.drops += (self.tx_count - i) as u64;
+                    self.tx_drops += (self.tx_count - i) as u64;
                     break;
                 }
                 Err(e) => {
                     // This frame is bad (EMSGSIZE, EINVAL) or the device is down (ENETDOWN,
                     // ENXIO): drop it and go on with the next.
-                    self.drops += 1;
+                    self.tx_drops += 1;
                     first_err.get_or_insert(e);
                     i += 1;
                 }
@@ -652,7 +657,7 @@ impl AfPacketPort {
                 }
             }
         }
-        self.drops += 1;
+        self.tx_drops += 1;
         true
     }
 }
@@ -1032,7 +1037,7 @@ impl Port for AfPacketPort {
             frame.len() > SLOT_LEN - VNET_HDR_LEN || (frame.len() > limit && !offload.is_gso());
         if frame.len() < ETH_HLEN || too_big || (!self.vnet && !offload.is_none()) {
             // The kernel would refuse it (EMSGSIZE/EINVAL): drop it here, counted.
-            self.drops += 1;
+            self.tx_drops += 1;
             return true;
         }
         if let Io::Ring(rings, _) = &mut self.io {
@@ -1044,7 +1049,7 @@ impl Port for AfPacketPort {
             let csum_end = usize::from(offload.csum_start) + usize::from(offload.csum_offset) + 2;
             if offload.needs_csum() && csum_end > frame.len() {
                 // The kernel would refuse it (EINVAL).
-                self.drops += 1;
+                self.tx_drops += 1;
                 return true;
             }
             if rings.tx_free() == 0 && rings.tx_reclaim().sent == 0 {
@@ -1088,6 +1093,7 @@ impl Port for AfPacketPort {
             rx_ring_full: std::mem::take(&mut self.ring_drops),
             no_rx_buffer: 0,
             other: std::mem::take(&mut self.drops),
+            tx: std::mem::take(&mut self.tx_drops),
         }
     }
 

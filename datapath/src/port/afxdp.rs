@@ -931,6 +931,7 @@ impl Port for AfXdpPort {
                 sum.rx_ring_full += d.rx_ring_full;
                 sum.no_rx_buffer += d.no_rx_buffer;
                 sum.other += d.other;
+                sum.tx += d.tx;
                 *last = now;
             }
         }

@@ -208,7 +208,7 @@ impl Port for MemPort {
     }
 
     fn take_backend_drops(&mut self) -> BackendDrops {
-        BackendDrops::other(std::mem::take(&mut self.drops))
+        BackendDrops::other(std::mem::take(&mut self.drops), 0)
     }
 
     fn maintain(&mut self) {

@@ -40,21 +40,26 @@ pub struct BackendDrops {
     /// Received frames the kernel had no buffer for: an AF_XDP socket's FILL ring was empty
     /// (every receive chunk waiting in the RX ring or held by the worker).
     pub no_rx_buffer: u64,
-    /// Everything else (a frame the device refused, invalid ring descriptors, a frame larger
-    /// than a buffer, …).
+    /// Received frames dropped for anything else (invalid ring descriptors, a frame larger
+    /// than a buffer, one the kernel could not describe, …).
     pub other: u64,
+    /// Frames to send that the backend could not: the kernel refused them (too long for the
+    /// device, a bad offload state), the device was down, its send buffer full, ….
+    pub tx: u64,
 }
 
 impl BackendDrops {
     /// Drops of every cause.
     pub fn total(&self) -> u64 {
-        self.rx_ring_full + self.no_rx_buffer + self.other
+        self.rx_ring_full + self.no_rx_buffer + self.other + self.tx
     }
 
-    /// Drops of no particular cause.
-    pub fn other(n: u64) -> Self {
+    /// Received frames dropped for no particular cause (`rx`), and frames to send that
+    /// could not be (`tx`).
+    pub fn other(rx: u64, tx: u64) -> Self {
         Self {
-            other: n,
+            other: rx,
+            tx,
             ..Self::default()
         }
     }

@@ -138,8 +138,10 @@ pub struct TapPort {
     tx_n: usize,
     /// Bit `i` set when rx slot `i` is free (not handed out in an unreleased batch).
     rx_free: u64,
-    /// Frames dropped by the backend since the last `take_backend_drops`.
+    /// Received frames dropped by the backend since the last `take_backend_drops`.
     drops: u64,
+    /// Frames to send the backend dropped since the last `take_backend_drops`.
+    tx_drops: u64,
     /// The first write error since the last `tx_flush` (other than a full queue), which that
     /// flush reports.
     tx_err: Option<io::Error>,
@@ -263,6 +265,7 @@ impl TapPort {
             tx_n: 0,
             rx_free: u64::MAX >> (64 - RX_SLOTS),
             drops,
+            tx_drops: 0,
             tx_err: None,
         })
     }
@@ -396,7 +399,7 @@ impl TapPort {
             return;
         }
         let Some(ring) = self.ring.as_mut() else {
-            self.drops += n as u64;
+            self.tx_drops += n as u64;
             return;
         };
         let mut res = [0i32; TX_SLOTS];
@@ -413,13 +416,13 @@ impl TapPort {
                     if r == i32::from(l) {
                         continue;
                     }
-                    self.drops += 1;
+                    self.tx_drops += 1;
                     if r < 0 && r != -libc::EAGAIN {
                         self.tx_err
                             .get_or_insert_with(|| io::Error::from_raw_os_error(-r));
                     }
                 }
-                self.drops += (n - done) as u64;
+                self.tx_drops += (n - done) as u64;
             }
             Err(e) => {
                 tracing::warn!(
@@ -427,7 +430,7 @@ impl TapPort {
                     error = %e,
                     "tap: io_uring submission failed; one system call per frame from now on"
                 );
-                self.drops += n as u64;
+                self.tx_drops += n as u64;
                 self.tx_err.get_or_insert(e);
             }
         }
@@ -524,14 +527,14 @@ impl Port for TapPort {
     fn tx_enqueue(&mut self, frame: &[u8], offload: &Offload) -> bool {
         if frame.len() < 14 || frame.len() > MAX_FRAME_LEN {
             // Not a frame any device would take: dropped here, counted as a backend drop.
-            self.drops += 1;
+            self.tx_drops += 1;
             return true;
         }
         let mut hdr = [0u8; VNET_TNL_HDR_LEN];
         let hdr = if self.udp_tunnel() {
             if !tun::encode_tnl_vnet_hdr(offload, frame, &mut hdr) {
                 // A tunnel super-frame whose tunnel cannot be found: nothing could describe it.
-                self.drops += 1;
+                self.tx_drops += 1;
                 return true;
             }
             &hdr[..]
@@ -571,7 +574,7 @@ impl Port for TapPort {
                 }
             }
         }
-        self.drops += 1;
+        self.tx_drops += 1;
         true
     }
 
@@ -581,7 +584,10 @@ impl Port for TapPort {
     }
 
     fn take_backend_drops(&mut self) -> BackendDrops {
-        BackendDrops::other(std::mem::take(&mut self.drops))
+        BackendDrops::other(
+            std::mem::take(&mut self.drops),
+            std::mem::take(&mut self.tx_drops),
+        )
     }
 
     fn rx_fd(&self, queue: usize) -> Option<RawFd> {

@@ -208,9 +208,8 @@ impl XdpStatistics {
         crate::port::BackendDrops {
             rx_ring_full: grown(self.rx_ring_full, earlier.rx_ring_full),
             no_rx_buffer: no_buffer,
-            other: dropped - no_buffer
-                + grown(self.rx_invalid_descs, earlier.rx_invalid_descs)
-                + grown(self.tx_invalid_descs, earlier.tx_invalid_descs),
+            other: dropped - no_buffer + grown(self.rx_invalid_descs, earlier.rx_invalid_descs),
+            tx: grown(self.tx_invalid_descs, earlier.tx_invalid_descs),
         }
     }
 }
