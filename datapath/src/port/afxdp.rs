@@ -619,7 +619,8 @@ impl AfXdpPort {
             self.tx_pending = side;
             return;
         }
-        // A failure here shows again, counted, at the flush of that side.
+        // (A frame a side could not send is counted by it; frames a ring keeps stay queued
+        // for its next flush.)
         let _ = match self.tx_pending {
             Side::Big => self.big.as_mut().map_or(Ok(()), |b| b.port.tx_flush()),
             _ => self.flush_sockets(),

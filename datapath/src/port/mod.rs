@@ -188,7 +188,9 @@ pub trait Port: Send + fmt::Debug {
     /// Pushes queued frames to the device.
     ///
     /// # Errors
-    /// An I/O error of the device; frames that could not be sent are dropped and counted.
+    /// An I/O error of the device. Frames that could not be sent are dropped and counted
+    /// ([`BackendDrops::tx`]), or, where the backend keeps them queued for the next kick (a
+    /// transmit ring), left queued.
     fn tx_flush(&mut self) -> io::Result<()>;
     /// Frames dropped by the backend itself since the last call, by cause (kernel-side drops
     /// reported by the socket, a device that refused a frame, …).
