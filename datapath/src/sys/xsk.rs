@@ -1185,6 +1185,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kernel_counters_become_drops_by_cause_and_direction() {
+        let earlier = XdpStatistics {
+            rx_dropped: 10,
+            rx_invalid_descs: 1,
+            tx_invalid_descs: 2,
+            rx_ring_full: 3,
+            rx_fill_ring_empty_descs: 4,
+            tx_ring_empty_descs: 5,
+        };
+        let now = XdpStatistics {
+            // 7 more receive drops, 2 of them with the FILL ring empty.
+            rx_dropped: 17,
+            rx_fill_ring_empty_descs: 6,
+            rx_invalid_descs: 2,
+            tx_invalid_descs: 5,
+            rx_ring_full: 9,
+            // An empty TX ring at a kick drops nothing.
+            tx_ring_empty_descs: 50,
+        };
+        assert_eq!(
+            now.drops_since(&earlier),
+            crate::port::BackendDrops {
+                rx_ring_full: 6,
+                no_rx_buffer: 2,
+                other: 5 + 1,
+                tx: 3,
+            }
+        );
+        // Counters that went back (a socket replaced) give no drops, not a wrap.
+        assert_eq!(earlier.drops_since(&now).total(), 0);
+    }
+
+    #[test]
     fn default_config_fits_four_queues_in_eight_mib_of_memlock() {
         let c = XskConfig::default();
         assert!(c.validate().is_ok());
