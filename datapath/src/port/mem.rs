@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
-use super::{BackendDrops, Port, PortCaps, PortKind};
+use super::{Port, PortCaps, PortKind};
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 
 type Item = (Vec<u8>, Offload);
@@ -49,7 +49,6 @@ pub struct MemPort {
     recycle_in: Receiver<Vec<u8>>,
     recycle_out: Sender<Vec<u8>>,
     slots: Vec<Vec<u8>>,
-    drops: u64,
     /// Calls of [`Port::maintain`], seen by the peer.
     maintained: Arc<AtomicU64>,
 }
@@ -80,7 +79,6 @@ impl MemPort {
             recycle_in: port_recycle_rx,
             recycle_out: port_recycle_tx,
             slots: (0..BATCH_SIZE).map(|_| Vec::new()).collect(),
-            drops: 0,
             maintained: Arc::clone(&maintained),
         };
         let peer = MemPeer {
@@ -205,10 +203,6 @@ impl Port for MemPort {
 
     fn tx_flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-
-    fn take_backend_drops(&mut self) -> BackendDrops {
-        BackendDrops::other(std::mem::take(&mut self.drops), 0)
     }
 
     fn maintain(&mut self) {
