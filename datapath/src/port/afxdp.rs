@@ -928,11 +928,7 @@ impl Port for AfXdpPort {
             .map_or_else(BackendDrops::default, |b| b.port.take_backend_drops());
         for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
             if let Ok(now) = x.statistics() {
-                let d = now.drops_since(last);
-                sum.rx_ring_full += d.rx_ring_full;
-                sum.no_rx_buffer += d.no_rx_buffer;
-                sum.other += d.other;
-                sum.tx += d.tx;
+                sum += now.drops_since(last);
                 *last = now;
             }
         }

@@ -48,6 +48,15 @@ pub struct BackendDrops {
     pub tx: u64,
 }
 
+impl std::ops::AddAssign for BackendDrops {
+    fn add_assign(&mut self, d: Self) {
+        self.rx_ring_full += d.rx_ring_full;
+        self.no_rx_buffer += d.no_rx_buffer;
+        self.other += d.other;
+        self.tx += d.tx;
+    }
+}
+
 impl BackendDrops {
     /// Drops of every cause.
     pub fn total(&self) -> u64 {
