@@ -76,6 +76,14 @@ const CLOCK_ANCHOR: Duration = Duration::from_millis(10);
 /// work and every 128 empty ones) the worker runs its ports'
 /// [`Port::maintain`]; a sleeping worker runs it when it wakes.
 pub const MAINTAIN_MS: u64 = 1;
+/// How often (in passes) the worker reads its ports' own drop counts
+/// ([`Port::take_backend_drops`]: a system call per socket on AF_XDP and AF_PACKET).
+pub const DROPS_EVERY_PASSES: u32 = 1_024;
+/// The longest the worker goes without reading its ports' drop counts, in milliseconds of the
+/// switch clock, however few its passes (an adaptive worker that sleeps makes ten a second):
+/// a drop shows in the port's counters at most this late, or [`MAX_SLEEP`] if the worker
+/// sleeps longer.
+pub const DROPS_EVERY_MS: u64 = 100;
 /// A pass must have forwarded at least this many frames for the worker to hold before the
 /// next one ([`Worker::set_batch_hold`]): a lone frame is light load, where a hold would only
 /// add latency.
@@ -548,6 +556,9 @@ pub struct Worker {
     last_second: u32,
     /// Switch clock (ms) at which the ports' [`Port::maintain`] runs next.
     next_maintain_ms: u64,
+    /// Switch clock (ms) at which the ports' drop counts are read next, if
+    /// [`DROPS_EVERY_PASSES`] passes do not come first.
+    next_drops_ms: u64,
     /// The switch clock as last read by [`Worker::pass`] (or [`Worker::work_found`]).
     clock: Duration,
     /// `clock` was read during this pass: at its start, or when its first work was found.
@@ -668,6 +679,7 @@ impl Worker {
             )),
             last_second: 0,
             next_maintain_ms: 0,
+            next_drops_ms: 0,
             clock: Duration::ZERO,
             clock_fresh: false,
             last_learned: None,
@@ -747,7 +759,7 @@ impl Worker {
                 busy_from = Some(self.clock);
             }
             passes = passes.wrapping_add(1);
-            if passes.is_multiple_of(1024) {
+            if passes.is_multiple_of(DROPS_EVERY_PASSES) {
                 self.collect_backend_drops();
             }
             if work > 0 {
@@ -938,7 +950,11 @@ impl Worker {
         }
     }
 
+    /// Counts the drops each port's backend made since the last call
+    /// ([`Port::take_backend_drops`]), every [`DROPS_EVERY_PASSES`] passes and at least every
+    /// [`DROPS_EVERY_MS`].
     fn collect_backend_drops(&mut self) {
+        self.next_drops_ms = self.now_ms + DROPS_EVERY_MS;
         for p in &mut self.ports {
             let d = p.port.take_backend_drops();
             if d.total() > 0 {
@@ -954,7 +970,7 @@ impl Worker {
         self.take_commands();
         let work = self.pass_at(since_start);
         self.inline_passes = self.inline_passes.wrapping_add(1);
-        if self.inline_passes.is_multiple_of(1024) {
+        if self.inline_passes.is_multiple_of(DROPS_EVERY_PASSES) {
             self.collect_backend_drops();
         }
         work
@@ -1138,6 +1154,9 @@ impl Worker {
             for p in &mut self.ports {
                 p.port.maintain();
             }
+        }
+        if self.now_ms >= self.next_drops_ms {
+            self.collect_backend_drops();
         }
         if let (Some(cache), Some(snap)) = (self.cache.as_mut(), self.snap.as_ref())
             && cache.revalidating()

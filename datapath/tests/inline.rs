@@ -10,6 +10,7 @@ use datapath::ofp::MatchField;
 use datapath::ofp::action::{Action, Instructions};
 use datapath::ofp::field::Field;
 use datapath::ofp::pipeline::{FlowFilter, FlowMod};
+use datapath::port::BackendDrops;
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
 use datapath::switch::{PollMode, Switch, SwitchConfig, SwitchError, VlanMode};
@@ -602,6 +603,44 @@ fn ports_are_maintained_once_a_millisecond_of_switch_clock() {
     sw.poll_inline_at(at(90_000));
     sw.poll_inline_at(at(90_500));
     assert_eq!(peers[1].maintained(), 3);
+}
+
+#[test]
+fn backend_drops_are_counted_within_100_ms_of_switch_clock_however_few_the_passes() {
+    let (mut sw, peers) = inline_switch(1);
+    let at = |ms: u64| Duration::from_millis(ms);
+    let seen = |sw: &Switch| {
+        let c = counters(sw, "m1");
+        (
+            c.rx_drops[DropReason::RxRingFull as usize],
+            c.rx_drops[DropReason::NoRxBuffer as usize],
+            c.backend_drops,
+            c.tx_drops[DropReason::Backend as usize],
+        )
+    };
+    // The first pass reads the port's drops (none), and the next read is due 100 ms later.
+    sw.poll_inline_at(at(5));
+    peers[0].add_backend_drops(BackendDrops {
+        rx_ring_full: 4,
+        no_rx_buffer: 3,
+        other: 2,
+        tx: 1,
+    });
+    // A few passes (an adaptive worker that sleeps makes ten a second), far from the 1,024
+    // that also read them: not yet.
+    for ms in [20, 60, 104] {
+        sw.poll_inline_at(at(ms));
+    }
+    assert_eq!(seen(&sw), (0, 0, 0, 0));
+    // 100 ms after the last read: counted, each by its cause and direction.
+    sw.poll_inline_at(at(105));
+    assert_eq!(seen(&sw), (4, 3, 2, 1));
+    // Read as deltas: the next read adds only what is new.
+    peers[0].add_backend_drops(BackendDrops::other(0, 5));
+    sw.poll_inline_at(at(150));
+    assert_eq!(seen(&sw), (4, 3, 2, 1));
+    sw.poll_inline_at(at(205));
+    assert_eq!(seen(&sw), (4, 3, 2, 6));
 }
 
 #[test]

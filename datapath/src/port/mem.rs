@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
-use super::{Port, PortCaps, PortKind};
+use super::{BackendDrops, Port, PortCaps, PortKind};
 use crate::buf::{BATCH_SIZE, Offload, RxBatch, RxDesc};
 
 type Item = (Vec<u8>, Offload);
@@ -51,6 +51,17 @@ pub struct MemPort {
     slots: Vec<Vec<u8>>,
     /// Calls of [`Port::maintain`], seen by the peer.
     maintained: Arc<AtomicU64>,
+    /// Drops the peer says the backend made ([`MemPeer::add_backend_drops`]).
+    drops: Arc<DropCounts>,
+}
+
+/// [`BackendDrops`] as counters that the peer adds to and the port takes.
+#[derive(Debug, Default)]
+struct DropCounts {
+    rx_ring_full: AtomicU64,
+    no_rx_buffer: AtomicU64,
+    other: AtomicU64,
+    tx: AtomicU64,
 }
 
 /// The test side of an in-memory link.
@@ -61,6 +72,7 @@ pub struct MemPeer {
     recycle_in: Receiver<Vec<u8>>,
     recycle_out: Sender<Vec<u8>>,
     maintained: Arc<AtomicU64>,
+    drops: Arc<DropCounts>,
 }
 
 impl MemPort {
@@ -71,6 +83,7 @@ impl MemPort {
         let (peer_recycle_tx, port_recycle_rx) = bounded(opts.capacity + BATCH_SIZE);
         let (port_recycle_tx, peer_recycle_rx) = bounded(opts.capacity + BATCH_SIZE);
         let maintained = Arc::new(AtomicU64::new(0));
+        let drops = Arc::new(DropCounts::default());
         let port = Self {
             name: name.to_owned(),
             opts,
@@ -80,6 +93,7 @@ impl MemPort {
             recycle_out: port_recycle_tx,
             slots: (0..BATCH_SIZE).map(|_| Vec::new()).collect(),
             maintained: Arc::clone(&maintained),
+            drops: Arc::clone(&drops),
         };
         let peer = MemPeer {
             to_port,
@@ -87,6 +101,7 @@ impl MemPort {
             recycle_in: peer_recycle_rx,
             recycle_out: peer_recycle_tx,
             maintained,
+            drops,
         };
         (port, peer)
     }
@@ -124,6 +139,16 @@ impl MemPeer {
     /// How many times the worker has run the port's [`Port::maintain`].
     pub fn maintained(&self) -> u64 {
         self.maintained.load(Ordering::Relaxed)
+    }
+
+    /// Counts `d` as drops of the port's backend, as a kernel would count frames it lost: the
+    /// worker sees them when it next reads the port's drops ([`Port::take_backend_drops`]).
+    pub fn add_backend_drops(&self, d: BackendDrops) {
+        let c = &self.drops;
+        c.rx_ring_full.fetch_add(d.rx_ring_full, Ordering::Relaxed);
+        c.no_rx_buffer.fetch_add(d.no_rx_buffer, Ordering::Relaxed);
+        c.other.fetch_add(d.other, Ordering::Relaxed);
+        c.tx.fetch_add(d.tx, Ordering::Relaxed);
     }
 
     /// Gives a buffer back for reuse by the port (benches use this to avoid allocation).
@@ -203,6 +228,16 @@ impl Port for MemPort {
 
     fn tx_flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn take_backend_drops(&mut self) -> BackendDrops {
+        let c = &self.drops;
+        BackendDrops {
+            rx_ring_full: c.rx_ring_full.swap(0, Ordering::Relaxed),
+            no_rx_buffer: c.no_rx_buffer.swap(0, Ordering::Relaxed),
+            other: c.other.swap(0, Ordering::Relaxed),
+            tx: c.tx.swap(0, Ordering::Relaxed),
+        }
     }
 
     fn maintain(&mut self) {
