@@ -750,16 +750,57 @@ fn tx_enqueue_refuses_when_full_and_recovers_after_a_flush() {
     assert_eq!(accepted, 32);
     // Each drop ends a kick (EBUSY), so this takes a few flushes, as it would over a few
     // batches of a worker.
+    let _ = port.take_backend_drops();
     for _ in 0..16 {
         port.tx_flush().expect("tx_flush");
     }
     let again = enqueue_until_full(&mut port, &frame);
     assert_eq!(again, 32, "no chunk leaked by the dropped frames");
+    assert_eq!(
+        port.take_backend_drops(),
+        BackendDrops::other(0, 32),
+        "each dropped frame counted"
+    );
     port.tx_flush().expect("tx_flush");
     let too_big = vec![0u8; 4097];
     assert!(!port.tx_enqueue(&too_big, &Offload::NONE));
     assert_eq!(port.caps().max_frame_len, 3840);
     assert!(!port.caps().tx_offload);
+}
+
+/// The kernel's count of frames `dev` dropped on transmit.
+fn tx_dropped(dev: &str) -> u64 {
+    let path = format!("/sys/class/net/{dev}/statistics/tx_dropped");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn frames_the_device_drops_on_transmit_are_counted_as_backend_transmit_drops() {
+    if !privileged("frames_the_device_drops_on_transmit_are_counted_as_backend_transmit_drops") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native_sized(&v, 64, 32, 64);
+    let frame = v.frame_to_ns(9, b"discard");
+    // The namespace's end down: the host end has no carrier, and the kernel drops what the
+    // socket sends (completing the chunks as if sent).
+    v.ns.ip(&["link", "set", &v.peer, "down"]);
+    let before = tx_dropped(&v.host);
+    let _ = port.take_backend_drops();
+    let accepted = enqueue_until_full(&mut port, &frame);
+    assert_eq!(accepted, 32);
+    for _ in 0..64 {
+        let _ = port.tx_flush();
+    }
+    let kernel = tx_dropped(&v.host) - before;
+    assert_eq!(kernel, 32, "the kernel dropped every frame");
+    assert_eq!(port.take_backend_drops(), BackendDrops::other(0, 32));
+    // Every chunk came back.
+    assert_eq!(enqueue_until_full(&mut port, &frame), 32);
 }
 
 #[test]

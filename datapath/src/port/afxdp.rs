@@ -926,11 +926,12 @@ impl Port for AfXdpPort {
             .big
             .as_mut()
             .map_or_else(BackendDrops::default, |b| b.port.take_backend_drops());
-        for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
+        for (x, last) in self.queues.iter_mut().zip(self.last_stats.iter_mut()) {
             if let Ok(now) = x.statistics() {
                 sum += now.drops_since(last);
                 *last = now;
             }
+            sum.tx += x.take_tx_refused();
         }
         sum
     }

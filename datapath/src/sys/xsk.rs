@@ -537,6 +537,8 @@ pub struct Xsk {
     multi_buffer: bool,
     ifindex: u32,
     queue: u32,
+    /// Frames the device dropped on transmit, seen as `EBUSY` kicks ([`Xsk::flush`]).
+    tx_refused: u64,
 }
 
 impl fmt::Debug for Xsk {
@@ -740,6 +742,7 @@ impl Xsk {
             multi_buffer: cfg.multi_buffer,
             ifindex,
             queue,
+            tx_refused: 0,
         };
         for idx in 0..rx_frames {
             let pushed = xsk.fill.push(chunk_addr(idx));
@@ -1061,6 +1064,13 @@ impl Xsk {
     /// `EBUSY` and `ENOBUFS` end the flush without error when they made no progress: the rest
     /// goes with the next one. Returns the number of descriptors still waiting in the TX ring.
     ///
+    /// In copy mode `EBUSY` means the device dropped a frame: the kernel takes frames from the
+    /// ring one by one and hands each to the device, and when the device drops one
+    /// (`NET_XMIT_DROP`: it is down, has no carrier, or its peer refused the frame) the kernel
+    /// completes that frame as if sent and ends the kick with `EBUSY`. Each such kick is
+    /// counted as one frame refused ([`Xsk::take_tx_refused`]); the kernel counts it in the
+    /// device's `tx_dropped`.
+    ///
     /// # Errors
     /// Other kick errors (`ENETDOWN` when the device is down, `ENXIO` …); queued frames stay
     /// on the ring.
@@ -1077,6 +1087,10 @@ impl Xsk {
             let before = self.tx.consumer_index();
             kicks += 1;
             if let Err(e) = self.kick_tx() {
+                let busy = e.raw_os_error() == Some(libc::EBUSY);
+                if busy && !self.zero_copy {
+                    self.tx_refused += 1;
+                }
                 match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {
                         if self.tx.consumer_index() == before {
@@ -1097,6 +1111,11 @@ impl Xsk {
     /// Descriptors queued on the TX ring that the kernel has not taken yet.
     pub fn tx_outstanding(&self) -> u32 {
         self.tx.outstanding()
+    }
+
+    /// Frames the device dropped on transmit since the last call (see [`Xsk::flush`]).
+    pub fn take_tx_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.tx_refused)
     }
 
     fn kick_tx(&self) -> io::Result<()> {
