@@ -48,11 +48,16 @@ pub enum DropReason {
     /// Received by the kernel but lost for want of a buffer: an AF_XDP socket's FILL ring was
     /// empty.
     NoRxBuffer,
+    /// Handed to the port's device, which dropped it without telling the sender: it had no
+    /// carrier, or its veth peer could not take the frame (a full backlog, a peer down). The
+    /// device's own `tx_dropped` count, grown since the port opened (AF_XDP and AF_PACKET
+    /// ports; read when the counters are reported). Transmit side only.
+    Device,
 }
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -73,6 +78,7 @@ impl DropReason {
         Self::MeterDrop,
         Self::RxRingFull,
         Self::NoRxBuffer,
+        Self::Device,
     ];
 
     /// Stable snake_case name used in the control protocol and CLI.
@@ -96,6 +102,7 @@ impl DropReason {
             Self::MeterDrop => "meter_drop",
             Self::RxRingFull => "rx_ring_full",
             Self::NoRxBuffer => "no_rx_buffer",
+            Self::Device => "device",
         }
     }
 }

@@ -451,6 +451,56 @@ impl Carrier {
     }
 }
 
+/// One of a port device's own statistics (`/sys/class/net/<dev>/statistics/<name>`), counted
+/// from the port's attach: the file is opened then and kept, so it reads that device for as
+/// long as it exists (a device created later under the same name is another file), and the
+/// last value read stays once it is gone. Read by the control thread when it reports the
+/// port's counters (one `pread`).
+#[derive(Debug)]
+struct DeviceStat {
+    file: Option<std::fs::File>,
+    /// The value at attach.
+    base: u64,
+    /// The growth last read: what is reported once the file no longer reads.
+    last: AtomicU64,
+}
+
+impl DeviceStat {
+    /// Statistic `stat` of device `dev` from now on; one that never reads (no such device
+    /// here, or `dev` is `None`) counts nothing.
+    fn open(dev: Option<&str>, stat: &str) -> Self {
+        let file = dev.and_then(|d| {
+            std::fs::File::open(format!("/sys/class/net/{d}/statistics/{stat}")).ok()
+        });
+        let base = file.as_ref().and_then(read_count).unwrap_or(0);
+        Self {
+            file,
+            base,
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// The growth since attach (the last one read when the device is gone).
+    fn growth(&self) -> u64 {
+        match self.file.as_ref().and_then(read_count) {
+            Some(now) => {
+                let g = now.saturating_sub(self.base);
+                self.last.store(g, Ordering::Relaxed);
+                g
+            }
+            None => self.last.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A decimal count read from the start of a kept sysfs file.
+fn read_count(f: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 24];
+    let n = f.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
 /// What readings of the ports' links found, for [`Switch::settle_links`].
 #[derive(Debug, Default)]
 struct LinkChanges {
@@ -633,6 +683,11 @@ struct Registered {
     /// When [`Switch::reattach`] last tried to open it again (at most once a
     /// [`REATTACH_EVERY`]).
     reattach_tried: Option<Instant>,
+    /// The device's `tx_dropped`, reported as transmit drops of
+    /// [`DropReason::Device`](crate::stats::DropReason::Device)
+    /// (AF_XDP and AF_PACKET ports: a frame their device drops is lost without a word to the
+    /// sender; a tap's `tx_dropped` counts frames on their way to the switch instead).
+    device_tx_dropped: DeviceStat,
 }
 
 impl Registered {
@@ -641,6 +696,7 @@ impl Registered {
         for c in &self.counters {
             s.merge(&c.snapshot());
         }
+        s.tx_drops[crate::stats::DropReason::Device as usize] += self.device_tx_dropped.growth();
         s
     }
 }
@@ -1820,6 +1876,11 @@ impl Switch {
         }
         let mut carrier = Carrier::new(&name, kind);
         let link_up = carrier.read().unwrap_or(true);
+        // Before the workers have the port: what the device dropped before is not its.
+        let device_tx_dropped = DeviceStat::open(
+            matches!(kind, PortKind::AfXdp | PortKind::AfPacket).then_some(name.as_str()),
+            "tx_dropped",
+        );
         // Read after the backend opened with the MTU of then: given to the workers once
         // they have the port, any change in between is not lost.
         let mtu = carrier.mtu_changed();
@@ -1847,6 +1908,7 @@ impl Switch {
                 carrier,
                 spec,
                 reattach_tried: None,
+                device_tx_dropped,
             },
         );
         self.publish();

@@ -790,10 +790,8 @@ impl Worker {
                 std::hint::spin_loop();
             }
         }
-        self.collect_backend_drops();
+        self.close_ports();
         self.stamps.report(self.index);
-        // Ports close (and detach) here, on the worker that owned them.
-        self.ports.clear();
     }
 
     /// Adds the span from `from` to `to` (switch clock) to the worker's busy time.
@@ -905,8 +903,7 @@ impl Worker {
                     while let Some(pos) = self.ports.iter().position(|p| p.id == id) {
                         let mut lp = self.ports.remove(pos);
                         self.dirty.remove(pos);
-                        let _ = lp.port.tx_flush();
-                        lp.counters.add_backend_drops(lp.port.take_backend_drops());
+                        lp.counters.add_backend_drops(lp.port.close());
                         drop(lp);
                     }
                     self.local_of.fill(NOT_LOCAL);
@@ -926,8 +923,7 @@ impl Worker {
                         }
                     }
                     for lp in self.ports.iter_mut().filter(|p| p.id == id) {
-                        let _ = lp.port.tx_flush();
-                        lp.counters.add_backend_drops(lp.port.take_backend_drops());
+                        lp.counters.add_backend_drops(lp.port.close());
                         let stand_in = Box::new(GonePort::of(lp.port.as_ref()));
                         tracing::info!(
                             worker = self.index,
@@ -947,6 +943,14 @@ impl Worker {
                 Command::PacketOut(job) => self.packet_out(*job),
                 Command::Stop => return false,
             }
+        }
+    }
+
+    /// Closes every port ([`Port::close`], its last drops counted) and drops it: its sockets
+    /// close and its program detaches here, on the worker that owned it.
+    fn close_ports(&mut self) {
+        for mut p in self.ports.drain(..) {
+            p.counters.add_backend_drops(p.port.close());
         }
     }
 
@@ -993,8 +997,7 @@ impl Worker {
     /// Closes every port, as the thread does when it exits (an inline worker at shutdown).
     pub(crate) fn finish(&mut self) {
         self.take_commands();
-        self.collect_backend_drops();
-        self.ports.clear();
+        self.close_ports();
         self.dirty.clear();
         self.local_of.fill(NOT_LOCAL);
     }

@@ -275,6 +275,53 @@ fn tag_allowance(tag: char, ring: bool) {
 }
 
 #[test]
+fn frames_left_queued_on_a_device_set_down_are_counted_as_dropped_when_the_port_closes() {
+    if !privileged() {
+        return;
+    }
+    for (tag, ring) in [('c', true), ('m', false)] {
+        down_device_close(tag, ring);
+    }
+}
+
+/// Ten frames out of a port (ring or mmsg mode) whose device is set down. In ring mode the
+/// kernel refuses the kick (`ENETDOWN`) and the frames stay queued in the ring for the next
+/// one, not dropped yet; closing the port loses them, and `close` counts them. In mmsg mode
+/// the flush drops them at once, counted then.
+fn down_device_close(tag: char, ring: bool) {
+    let s = setup(tag);
+    let opts = AfPacketOptions {
+        ring,
+        ..AfPacketOptions::default()
+    };
+    let mut port = AfPacketPort::open_with(&s.host, &opts).expect("open afpacket port");
+    common::ip(&["link", "set", &s.host, "down"]);
+    let _ = port.take_backend_drops();
+    let frame = NET.udp_frame(NS_MAC, 9, b"nobody hears this");
+    for _ in 0..10 {
+        assert!(port.tx_enqueue(&frame, &Offload::NONE));
+    }
+    let err = port.tx_flush().expect_err("the device is down");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENETDOWN),
+        "ring mode: {ring}"
+    );
+    for _ in 0..2 {
+        let _ = port.tx_flush();
+    }
+    let taken = port.take_backend_drops();
+    let closed = port.close();
+    let (flushed, at_close) = if ring { (0, 10) } else { (10, 0) };
+    assert_eq!(taken, BackendDrops::other(0, flushed), "ring mode: {ring}");
+    assert_eq!(
+        closed,
+        BackendDrops::other(0, at_close),
+        "ring mode: {ring}"
+    );
+}
+
+#[test]
 fn kernel_drops_are_reported_as_a_full_receive_ring() {
     if !privileged() {
         return;

@@ -758,8 +758,8 @@ fn tx_enqueue_refuses_when_full_and_recovers_after_a_flush() {
     assert_eq!(again, 32, "no chunk leaked by the dropped frames");
     assert_eq!(
         port.take_backend_drops(),
-        BackendDrops::other(0, 32),
-        "each dropped frame counted"
+        BackendDrops::default(),
+        "the device counts them (the switch reads its count), not the port"
     );
     port.tx_flush().expect("tx_flush");
     let too_big = vec![0u8; 4097];
@@ -778,9 +778,12 @@ fn tx_dropped(dev: &str) -> u64 {
         .expect("a count")
 }
 
+/// What the switch reports as drops of reason `device` (`Switch` reads the device's count):
+/// the kernel completes such frames as if sent, so the port must not count them too.
 #[test]
-fn frames_the_device_drops_on_transmit_are_counted_as_backend_transmit_drops() {
-    if !privileged("frames_the_device_drops_on_transmit_are_counted_as_backend_transmit_drops") {
+fn frames_a_device_without_carrier_drops_are_its_count_and_every_chunk_comes_back() {
+    if !privileged("frames_a_device_without_carrier_drops_are_its_count_and_every_chunk_comes_back")
+    {
         return;
     }
     let v = Veth::new();
@@ -797,10 +800,37 @@ fn frames_the_device_drops_on_transmit_are_counted_as_backend_transmit_drops() {
         let _ = port.tx_flush();
     }
     let kernel = tx_dropped(&v.host) - before;
-    assert_eq!(kernel, 32, "the kernel dropped every frame");
-    assert_eq!(port.take_backend_drops(), BackendDrops::other(0, 32));
+    assert_eq!(kernel, 32, "the device dropped every frame");
+    assert_eq!(port.take_backend_drops(), BackendDrops::default());
     // Every chunk came back.
     assert_eq!(enqueue_until_full(&mut port, &frame), 32);
+    for _ in 0..64 {
+        let _ = port.tx_flush();
+    }
+    assert_eq!(port.close(), BackendDrops::default(), "nothing left unsent");
+}
+
+/// Frames queued on a device set down stay on the TX ring (the kick fails with `ENETDOWN`),
+/// not dropped yet; closing the port loses them, and `close` counts them.
+#[test]
+fn frames_left_on_the_tx_ring_of_a_device_set_down_are_counted_when_the_port_closes() {
+    if !privileged(
+        "frames_left_on_the_tx_ring_of_a_device_set_down_are_counted_when_the_port_closes",
+    ) {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native_sized(&v, 64, 32, 64);
+    let frame = v.frame_to_ns(9, b"discard");
+    common::ip(&["link", "set", &v.host, "down"]);
+    let _ = port.take_backend_drops();
+    assert_eq!(enqueue_until_full(&mut port, &frame), 32);
+    for _ in 0..3 {
+        let err = port.tx_flush().expect_err("the device is down");
+        assert_eq!(err.raw_os_error(), Some(libc::ENETDOWN));
+    }
+    assert_eq!(port.take_backend_drops(), BackendDrops::default());
+    assert_eq!(port.close(), BackendDrops::other(0, 32));
 }
 
 #[test]

@@ -486,3 +486,78 @@ fn mtu_followed(tag: &str, kind: PortKind) {
     assert_eq!(mtu(&sw), Some(1500));
     sw.shutdown();
 }
+
+#[test]
+fn frames_a_device_drops_without_a_word_are_reported_as_its_ports_device_drops() {
+    if !privileged() {
+        return;
+    }
+    for (tag, kind) in [("vda", PortKind::AfPacket), ("vdx", PortKind::AfXdp)] {
+        device_drops(tag, kind);
+    }
+}
+
+/// A port of `kind` on a veth whose namespace end is down (no carrier: the kernel drops what
+/// is sent to it, and tells no sender). Flooded frames from a mem port go out of it: each is
+/// in its `tx_pkts` and in its `device` drops, read from the device's own count, of which the
+/// drops from before the port was added are no part.
+fn device_drops(tag: &str, kind: PortKind) {
+    use datapath::port::mem::{MemPort, MemPortOptions};
+    use datapath::stats::DropReason;
+    let pid = std::process::id();
+    let (host, peer) = (format!("{tag}h{pid}"), format!("{tag}p{pid}"));
+    let _link = Link(host.clone());
+    let ns = Netns::new(format!("{tag}{pid}ns"));
+    common::veth_into(&ns, &host, &peer, None);
+    ns.ip(&["link", "set", &peer, "down"]);
+    let frame = |i: u8| {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0x7d, 1]);
+        f.extend_from_slice(&[0x88, 0xb5, i]);
+        f.resize(60, 0);
+        f
+    };
+    // Three frames the device drops before it is a port's.
+    let hex: String = frame(0).iter().map(|b| format!("{b:02x}")).collect();
+    common::run(&[
+        common::python(),
+        "-c",
+        &format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+             s.bind(('{host}', 0))\n\
+             for _ in range(3): s.send(bytes.fromhex('{hex}'))\n"
+        ),
+    ]);
+    let dropped =
+        std::fs::read_to_string(format!("/sys/class/net/{host}/statistics/tx_dropped")).unwrap();
+    assert!(
+        dropped.trim().parse::<u64>().unwrap() >= 3,
+        "{kind:?}: {dropped}"
+    );
+    let mut sw = Switch::start(adaptive()).unwrap();
+    sw.add_port(spec(&host, kind)).unwrap();
+    let (m, peer_end) = MemPort::new("m1", MemPortOptions::default());
+    sw.add_port_backend(Box::new(m), VlanMode::default())
+        .unwrap();
+    for i in 1..=10 {
+        assert!(peer_end.send(&frame(i)));
+    }
+    let stats = |sw: &Switch| sw.port_stats(Some(&host)).unwrap().remove(0).1;
+    let done = common::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        stats(&sw).tx_drops[DropReason::Device as usize] >= 10
+    });
+    let s = stats(&sw);
+    assert!(done, "{kind:?}: {s:?}");
+    assert_eq!(s.tx_pkts, 10, "{kind:?}: {s:?}");
+    assert_eq!(
+        s.tx_drops[DropReason::Device as usize],
+        10,
+        "{kind:?}: {s:?}"
+    );
+    assert_eq!(
+        s.tx_drops.iter().sum::<u64>(),
+        10,
+        "{kind:?}: no other drop: {s:?}"
+    );
+}

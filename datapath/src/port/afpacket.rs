@@ -1087,6 +1087,14 @@ impl Port for AfPacketPort {
         }
     }
 
+    fn close(&mut self) -> BackendDrops {
+        let _ = self.tx_flush();
+        if let Io::Ring(rings, _) = &self.io {
+            self.tx_drops += u64::from(rings.tx_unsent());
+        }
+        self.take_backend_drops()
+    }
+
     fn take_backend_drops(&mut self) -> BackendDrops {
         self.read_kernel_drops();
         BackendDrops {

@@ -919,6 +919,20 @@ impl Port for AfXdpPort {
         }
     }
 
+    fn close(&mut self) -> BackendDrops {
+        self.tx_pending = Side::None;
+        let _ = self.flush_sockets();
+        let mut sum = self
+            .big
+            .as_mut()
+            .map_or_else(BackendDrops::default, |b| b.port.close());
+        for x in &self.queues {
+            sum.tx += u64::from(x.tx_unsent_frames());
+        }
+        sum += self.take_backend_drops();
+        sum
+    }
+
     /// The growth of the kernel's drop counters (`XDP_STATISTICS`) since the last call, by
     /// cause: one `getsockopt` per queue, so call it from a periodic task, not per batch.
     fn take_backend_drops(&mut self) -> BackendDrops {
@@ -926,12 +940,11 @@ impl Port for AfXdpPort {
             .big
             .as_mut()
             .map_or_else(BackendDrops::default, |b| b.port.take_backend_drops());
-        for (x, last) in self.queues.iter_mut().zip(self.last_stats.iter_mut()) {
+        for (x, last) in self.queues.iter().zip(self.last_stats.iter_mut()) {
             if let Ok(now) = x.statistics() {
                 sum += now.drops_since(last);
                 *last = now;
             }
-            sum.tx += x.take_tx_refused();
         }
         sum
     }

@@ -206,6 +206,16 @@ pub trait Port: Send + fmt::Debug {
     fn take_backend_drops(&mut self) -> BackendDrops {
         BackendDrops::default()
     }
+    /// The last call before the port is dropped (deleted, its device gone, the worker
+    /// stopping): pushes out what it can, and returns the drops not yet taken
+    /// ([`Port::take_backend_drops`]) together with the frames it still held for sending,
+    /// which closing loses: frames a transmit ring kept for the next kick (its device down,
+    /// say) count as transmit drops here.
+    fn close(&mut self) -> BackendDrops {
+        // (A frame the flush could not send is counted in the drops taken next.)
+        let _ = self.tx_flush();
+        self.take_backend_drops()
+    }
     /// Housekeeping that must not cost a system call per `rx_burst`: the worker calls it about
     /// every [`MAINTAIN_MS`](crate::worker::MAINTAIN_MS) millisecond while it polls, and
     /// after each sleep (at most [`MAX_SLEEP`](crate::worker::MAX_SLEEP) apart).

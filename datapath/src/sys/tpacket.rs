@@ -400,6 +400,21 @@ impl Slots {
         r
     }
 
+    /// Frames in flight that the kernel has not taken (still `SEND_REQUEST`, or refused): a
+    /// walk over every slot in flight, for when the ring is about to go.
+    fn unsent(&self) -> u32 {
+        let mut n = 0;
+        let mut i = self.tail;
+        for _ in 0..self.in_flight {
+            let s = self.ring.status(i).load(Ordering::Acquire);
+            if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_WRONG_FORMAT) != 0 {
+                n += 1;
+            }
+            i = self.ring.next(i);
+        }
+        n
+    }
+
     fn waiting(&self) -> bool {
         if self.in_flight == 0 {
             return false;
@@ -859,6 +874,12 @@ impl PacketRings {
     pub fn tx_waiting(&self) -> bool {
         self.tx.waiting()
     }
+
+    /// Frames pushed that the kernel has not taken yet (it has not sent them and will not,
+    /// once the ring is gone): a walk over the slots in flight, for when the port closes.
+    pub fn tx_unsent(&self) -> u32 {
+        self.tx.unsent()
+    }
 }
 
 #[cfg(test)]
@@ -1052,6 +1073,12 @@ mod tests {
             }
         );
         assert_eq!(s.in_flight, 4);
+        // Going away now: the refused frame and the 3 the kernel never took are unsent; one
+        // it is sending is not.
+        s.ring
+            .status(2)
+            .store(libc::TP_STATUS_SENDING, Ordering::Release);
+        assert_eq!(s.unsent(), 3);
     }
 
     /// Receive slots over anonymous memory; the test plays the kernel.

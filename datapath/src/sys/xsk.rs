@@ -537,8 +537,6 @@ pub struct Xsk {
     multi_buffer: bool,
     ifindex: u32,
     queue: u32,
-    /// Frames the device dropped on transmit, seen as `EBUSY` kicks ([`Xsk::flush`]).
-    tx_refused: u64,
 }
 
 impl fmt::Debug for Xsk {
@@ -742,7 +740,6 @@ impl Xsk {
             multi_buffer: cfg.multi_buffer,
             ifindex,
             queue,
-            tx_refused: 0,
         };
         for idx in 0..rx_frames {
             let pushed = xsk.fill.push(chunk_addr(idx));
@@ -1067,9 +1064,10 @@ impl Xsk {
     /// In copy mode `EBUSY` means the device dropped a frame: the kernel takes frames from the
     /// ring one by one and hands each to the device, and when the device drops one
     /// (`NET_XMIT_DROP`: it is down, has no carrier, or its peer refused the frame) the kernel
-    /// completes that frame as if sent and ends the kick with `EBUSY`. Each such kick is
-    /// counted as one frame refused ([`Xsk::take_tx_refused`]); the kernel counts it in the
-    /// device's `tx_dropped`.
+    /// completes that frame as if sent and ends the kick with `EBUSY`. The device counts it in
+    /// its `tx_dropped`, where the switch reads it
+    /// ([`DropReason::Device`](crate::stats::DropReason::Device)), as it does for frames other
+    /// sockets hand to a device that drops them without a word.
     ///
     /// # Errors
     /// Other kick errors (`ENETDOWN` when the device is down, `ENXIO` …); queued frames stay
@@ -1087,10 +1085,6 @@ impl Xsk {
             let before = self.tx.consumer_index();
             kicks += 1;
             if let Err(e) = self.kick_tx() {
-                let busy = e.raw_os_error() == Some(libc::EBUSY);
-                if busy && !self.zero_copy {
-                    self.tx_refused += 1;
-                }
                 match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {
                         if self.tx.consumer_index() == before {
@@ -1113,9 +1107,25 @@ impl Xsk {
         self.tx.outstanding()
     }
 
-    /// Frames the device dropped on transmit since the last call (see [`Xsk::flush`]).
-    pub fn take_tx_refused(&mut self) -> u64 {
-        std::mem::take(&mut self.tx_refused)
+    /// Frames queued on the TX ring that the kernel has not taken yet (the descriptors that
+    /// end a frame: a multi-buffer frame's others carry `XDP_PKT_CONTD`), for when the socket
+    /// is about to close: the kernel will not send them.
+    pub fn tx_unsent_frames(&self) -> u32 {
+        let r = &self.tx.0;
+        let mut idx = self.tx.consumer_index();
+        let mut n = 0;
+        // At most a ring's worth, whatever index the kernel shows.
+        for _ in 0..r.cached_prod.wrapping_sub(idx).min(r.size) {
+            // SAFETY: `idx` runs from the kernel's consumer index to our producer index: slots
+            // we wrote (`ProdRing::push`) and do not write again until the kernel consumes
+            // them; the kernel only reads them. `Ring::slot` keeps the pointer in bounds.
+            let d = unsafe { r.slot(idx).read() };
+            if d.options & libc::XDP_PKT_CONTD == 0 {
+                n += 1;
+            }
+            idx = idx.wrapping_add(1);
+        }
+        n
     }
 
     fn kick_tx(&self) -> io::Result<()> {
