@@ -19,10 +19,13 @@
 //! The kernel walks the ring in order from its own head and stops at the first slot that is
 //! not `SEND_REQUEST`; we fill slots in the same order ([`TxRing::push`]) and take them back in
 //! the same order ([`TxRing::reclaim`]), so one index each (`head`, `tail`) and a count in flight
-//! describe the ring. A device that drops a frame on transmit makes the kernel put the slot back
-//! to `SEND_REQUEST` (and `send` fail with `ENOBUFS`): the frame is retried by the next kick, it is
-//! never reported done. A frame the kernel cannot send at all (shorter than an Ethernet header,
-//! say) becomes `WRONG_FORMAT` and the kernel will not move past it: [`Reclaimed::refused`].
+//! describe the ring. A frame the device takes and then drops (it has no carrier, its veth peer
+//! is down) comes back available like a sent one, and the kick succeeds: only the device's
+//! `tx_dropped` counts it (seen on Linux 6.18). A kick that fails with `ENOBUFS` stopped early,
+//! its frames left `SEND_REQUEST` for the next kick (the port kicks again). A device set down fails the kick with `ENETDOWN` before any slot is taken: the frames stay
+//! queued ([`TxRing::waiting`]) and are lost when the ring goes ([`PacketRings::tx_unsent`]).
+//! A frame the kernel cannot send at all (shorter than an Ethernet header, say) becomes
+//! `WRONG_FORMAT` and the kernel will not move past it: [`Reclaimed::refused`].
 //!
 //! Why `TPACKET_V2`: the kernel transmits from a V1, V2 or V3 ring with the same loop
 //! (`tpacket_snd`: one skb per slot), so the version only sets the header: V3's block machinery
