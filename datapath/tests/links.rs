@@ -561,3 +561,69 @@ fn device_drops(tag: &str, kind: PortKind) {
         "{kind:?}: no other drop: {s:?}"
     );
 }
+
+#[test]
+fn frames_queued_for_a_device_that_is_then_deleted_are_counted_as_dropped() {
+    if !privileged() {
+        return;
+    }
+    for (tag, kind) in [("vqa", PortKind::AfPacket), ("vqx", PortKind::AfXdp)] {
+        queued_then_deleted(tag, kind);
+    }
+}
+
+/// A port of `kind` on a veth set down: frames flooded to it from a mem port are queued in
+/// its transmit ring (the kernel refuses the kick with `ENETDOWN`) and in its `tx_pkts`, not
+/// dropped yet. The device is deleted: the port is parked, its backend closed, and the frames
+/// the ring still held count as transmit drops of reason `backend`.
+fn queued_then_deleted(tag: &str, kind: PortKind) {
+    use datapath::port::mem::{MemPort, MemPortOptions};
+    use datapath::stats::DropReason;
+    let pid = std::process::id();
+    let (host, peer) = (format!("{tag}h{pid}"), format!("{tag}p{pid}"));
+    let _link = Link(host.clone());
+    let ns = Netns::new(format!("{tag}{pid}ns"));
+    common::veth_into(&ns, &host, &peer, None);
+    ns.ip(&["link", "set", &peer, "up"]);
+    let mut sw = Switch::start(adaptive()).unwrap();
+    sw.add_port(spec(&host, kind)).unwrap();
+    let (m, mem) = MemPort::new("m1", MemPortOptions::default());
+    sw.add_port_backend(Box::new(m), VlanMode::default())
+        .unwrap();
+    let fd = sw.watch_links().unwrap();
+    let poller = Poller::new().unwrap();
+    poller.add(fd, 1).unwrap();
+    common::ip(&["link", "set", &host, "down"]);
+    for i in 1..=10u8 {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0x02, 0, 0, 0, 0x7e, 1, 0x88, 0xb5, i]);
+        f.resize(60, 0);
+        assert!(mem.send(&f));
+    }
+    let stats = |sw: &Switch| sw.port_stats(Some(&host)).unwrap().remove(0).1;
+    assert!(
+        common::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            stats(&sw).tx_pkts >= 10
+        }),
+        "{kind:?}: {:?}",
+        stats(&sw)
+    );
+    let s = stats(&sw);
+    assert_eq!(s.tx_drops.iter().sum::<u64>(), 0, "{kind:?}: queued: {s:?}");
+    common::ip(&["link", "del", &host]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sw.ports().iter().any(|p| p.name == host && p.device_gone) {
+        assert!(Instant::now() < deadline, "{kind:?}: not gone within 5 s");
+        poller.wait(Duration::from_millis(100));
+        while sw.link_events() {}
+    }
+    // Parking waits for the workers to let the backend go.
+    let s = stats(&sw);
+    assert_eq!(
+        (s.tx_pkts, s.tx_drops[DropReason::Backend as usize]),
+        (10, 10),
+        "{kind:?}: {s:?}"
+    );
+    assert_eq!(s.tx_drops.iter().sum::<u64>(), 10, "{kind:?}: {s:?}");
+    sw.shutdown();
+}
