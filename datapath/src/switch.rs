@@ -452,17 +452,21 @@ impl Carrier {
 }
 
 /// One of a port device's own statistics (`/sys/class/net/<dev>/statistics/<name>`), counted
-/// from the port's attach: the file is opened then and kept, so it reads that device for as
-/// long as it exists (a device created later under the same name is another file), and the
-/// last value read stays once it is gone. Read by the control thread when it reports the
-/// port's counters (one `pread`).
+/// from the port's attach: the file is opened then and kept, so it reads that device (a
+/// device created later under the same name is another file). While the device is in
+/// another namespace nothing is read (the kept file would go on reading it there), and what
+/// it counted there is left out when it comes back; once it is deleted the last value read
+/// stays ([`DeviceStat::freeze`], when the port is parked).
 #[derive(Debug)]
 struct DeviceStat {
     file: Option<std::fs::File>,
-    /// The value at attach.
+    /// The value at attach, raised by what the device counted while it was away.
     base: u64,
-    /// The growth last read: what is reported once the file no longer reads.
+    /// The growth last read: what is reported while the device is away or gone. (Written by
+    /// readings of the counters, which take the switch as shared.)
     last: AtomicU64,
+    /// The device is in another namespace ([`DeviceStat::left`]).
+    away: bool,
 }
 
 impl DeviceStat {
@@ -477,11 +481,37 @@ impl DeviceStat {
             file,
             base,
             last: AtomicU64::new(0),
+            away: false,
         }
     }
 
-    /// The growth since attach (the last one read when the device is gone).
+    /// The device left this namespace (announced): read a last time, then not until it is
+    /// [`back`](DeviceStat::back).
+    fn left(&mut self) {
+        self.growth();
+        self.away = true;
+    }
+
+    /// The device is back in this namespace: counted on from where it was when it left.
+    fn back(&mut self) {
+        if !std::mem::take(&mut self.away) {
+            return;
+        }
+        if let Some(now) = self.file.as_ref().and_then(read_count) {
+            self.base = now.saturating_sub(self.last.load(Ordering::Relaxed));
+        }
+    }
+
+    /// Stops reading the statistic (the last growth read stays): the port's device is gone.
+    fn freeze(&mut self) {
+        self.file = None;
+    }
+
+    /// The growth since attach (the last one read while the device is away or gone).
     fn growth(&self) -> u64 {
+        if self.away {
+            return self.last.load(Ordering::Relaxed);
+        }
         match self.file.as_ref().and_then(read_count) {
             Some(now) => {
                 let g = now.saturating_sub(self.base);
@@ -1266,9 +1296,10 @@ impl Switch {
     /// sent to it; the addresses learned on it are forgotten, so that their frames flood
     /// again. The port stays (link down, its counters kept) until it is removed.
     fn park(&mut self, id: u32) {
-        let Some(r) = self.ports.get(&id) else {
+        let Some(r) = self.ports.get_mut(&id) else {
             return;
         };
+        r.device_tx_dropped.freeze();
         tracing::warn!(
             port = %r.info.name,
             id,
@@ -1333,6 +1364,7 @@ impl Switch {
                     // A port's device that had left this namespace is back in it: its
                     // announcements are seen again (its file followed it all along).
                     r.carrier.ifindex = ev.ifindex;
+                    r.device_tx_dropped.back();
                 } else if r.carrier.gone
                     && ev.news == LinkNews::Up
                     && reattach_due(r)
@@ -1351,7 +1383,10 @@ impl Switch {
                     LinkNews::Gone => r.carrier.gone = true,
                     // Announced in another namespace from now on (its file follows it there,
                     // for the poll); its index here is free for another device.
-                    LinkNews::Left => r.carrier.ifindex = 0,
+                    LinkNews::Left => {
+                        r.carrier.ifindex = 0;
+                        r.device_tx_dropped.left();
+                    }
                     LinkNews::Up | LinkNews::Down => {}
                 }
                 // The device's state now, one `pread`, rather than the message's: a message

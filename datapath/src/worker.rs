@@ -81,8 +81,8 @@ pub const MAINTAIN_MS: u64 = 1;
 pub const DROPS_EVERY_PASSES: u32 = 1_024;
 /// The longest the worker goes without reading its ports' drop counts, in milliseconds of the
 /// switch clock, however few its passes (an adaptive worker that sleeps makes ten a second):
-/// a drop shows in the port's counters at most this late, or [`MAX_SLEEP`] if the worker
-/// sleeps longer.
+/// a drop shows in the port's counters at most this late, plus a sleep ([`MAX_SLEEP`]) that
+/// began just before the reading fell due.
 pub const DROPS_EVERY_MS: u64 = 100;
 /// A pass must have forwarded at least this many frames for the worker to hold before the
 /// next one ([`Worker::set_batch_hold`]): a lone frame is light load, where a hold would only
@@ -1157,9 +1157,10 @@ impl Worker {
             for p in &mut self.ports {
                 p.port.maintain();
             }
-        }
-        if self.now_ms >= self.next_drops_ms {
-            self.collect_backend_drops();
+            // (Checked here, at most once a millisecond, rather than every pass.)
+            if self.now_ms >= self.next_drops_ms {
+                self.collect_backend_drops();
+            }
         }
         if let (Some(cache), Some(snap)) = (self.cache.as_mut(), self.snap.as_ref())
             && cache.revalidating()

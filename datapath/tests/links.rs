@@ -519,16 +519,13 @@ fn device_drops(tag: &str, kind: PortKind) {
     };
     // Three frames the device drops before it is a port's.
     let hex: String = frame(0).iter().map(|b| format!("{b:02x}")).collect();
-    common::run(&[
-        common::python(),
-        "-c",
-        &format!(
-            "import socket\n\
-             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
-             s.bind(('{host}', 0))\n\
-             for _ in range(3): s.send(bytes.fromhex('{hex}'))\n"
-        ),
-    ]);
+    let send3 = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('{host}', 0))\n\
+         for _ in range(3): s.send(bytes.fromhex('{hex}'))\n"
+    );
+    common::run(&[common::python(), "-c", &send3]);
     let dropped =
         std::fs::read_to_string(format!("/sys/class/net/{host}/statistics/tx_dropped")).unwrap();
     assert!(
@@ -560,6 +557,37 @@ fn device_drops(tag: &str, kind: PortKind) {
         10,
         "{kind:?}: no other drop: {s:?}"
     );
+
+    // The device leaves for another namespace and drops 3 frames there, and comes back:
+    // those are not the port's.
+    let fd = sw.watch_links().unwrap();
+    let poller = Poller::new().unwrap();
+    poller.add(fd, 1).unwrap();
+    let settle = |sw: &mut Switch| {
+        for _ in 0..5 {
+            poller.wait(Duration::from_millis(40));
+            while sw.link_events() {}
+        }
+    };
+    let away = Netns::new(format!("{tag}{pid}aw"));
+    common::ip(&["link", "set", &host, "netns", &away.0]);
+    settle(&mut sw);
+    away.ip(&["link", "set", &host, "up"]);
+    away.run(&[common::python(), "-c", &send3]);
+    let moved = away.run(&[
+        "cat",
+        &format!("/sys/class/net/{host}/statistics/tx_dropped"),
+    ]);
+    assert!(
+        moved.trim().parse::<u64>().unwrap() >= 16,
+        "{kind:?}: dropped there: {moved}"
+    );
+    let device = |sw: &Switch| stats(sw).tx_drops[DropReason::Device as usize];
+    assert_eq!(device(&sw), 10, "{kind:?}: while away");
+    away.ip(&["link", "set", &host, "netns", "1"]);
+    settle(&mut sw);
+    assert_eq!(device(&sw), 10, "{kind:?}: back");
+    sw.shutdown();
 }
 
 #[test]

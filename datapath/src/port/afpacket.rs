@@ -497,12 +497,17 @@ impl AfPacketPort {
     }
 
     /// Replaces the socket and its rings by fresh ones (the old ones are closed). Frames queued
-    /// for transmission and not yet sent are lost; every received frame was released already.
+    /// for transmission and not yet sent are lost, counted; every received frame was released
+    /// already.
     fn rebuild(&mut self) {
         match Self::open_with(&self.name, &self.opts) {
             Ok(mut fresh) => {
+                let unsent = match &self.io {
+                    Io::Ring(rings, _) => u64::from(rings.tx_unsent()),
+                    _ => 0,
+                };
                 fresh.drops = self.drops;
-                fresh.tx_drops = self.tx_drops;
+                fresh.tx_drops = self.tx_drops + unsent;
                 fresh.ring_drops = self.ring_drops;
                 fresh.rebuilds = self.rebuilds + 1;
                 // Logged the 1st, 2nd, 4th, 8th … time: a sender that keeps doing it cannot
@@ -577,7 +582,8 @@ impl AfPacketPort {
 
 impl AfPacketPort {
     /// Sends the queued small frames with `sendmmsg`; frames that fail are counted as drops
-    /// and the first error (other than a full buffer) is returned.
+    /// (but those the device dropped, which it counts itself) and the first error (other than
+    /// a full buffer) is returned.
     fn flush_queued(&mut self) -> io::Result<()> {
         if let Io::Ring(rings, _) = &mut self.io {
             return flush_ring(rings, &mut self.tx_count);
@@ -600,12 +606,14 @@ impl AfPacketPort {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
                     interrupted += 1;
                 }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
-                    // Socket send buffer full (or the device queue dropped): the rest would
-                    // fail the same way now.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The device dropped this frame (a veth peer that could not take it),
+                    // counted in its own `tx_dropped` (reported as `device`): go on with the
+                    // next.
+                    i += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Socket send buffer full: the rest would fail the same way now.
                     self.tx_drops += (self.tx_count - i) as u64;
                     break;
                 }
@@ -642,13 +650,10 @@ impl AfPacketPort {
             match self.io.direct().send_parts(head, frame) {
                 Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Full send buffer or device queue: dropped, as a flush would.
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
-                    break;
-                }
+                // The device dropped it, counted in its own `tx_dropped` (`device`).
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return true,
+                // Full send buffer: dropped, as a flush would.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A frame the device refuses (EMSGSIZE/EINVAL), the device down or gone:
                 // dropped, and reported by the next flush.
                 Err(e) => {
@@ -721,19 +726,27 @@ fn reinsert_vlan(
 }
 
 /// Kicks the transmit ring when `queued` frames were pushed since the last kick (one `send`
-/// normally; again only while the kernel stops early on a device drop), then takes back the
-/// slots the kernel is done with. Frames the kernel could not take now (a full socket send
-/// buffer) stay queued for the next kick.
+/// normally; again only while the kernel stops early on a device drop, at most
+/// [`RING_KICKS`] in all), then takes back the slots the kernel is done with. Frames the
+/// kernel could not take now (a full socket send buffer) stay queued for the next kick.
+/// Most kicks of one ring flush: each frame a device refuses ends a kick (see `flush_ring`).
+const RING_KICKS: usize = 64;
+
 fn flush_ring(rings: &mut PacketRings, queued: &mut usize) -> io::Result<()> {
     let mut first_err = None;
     if *queued > 0 {
-        for _ in 0..4 {
+        for _ in 0..RING_KICKS {
             match rings.tx_kick() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // The device dropped a frame; the kernel stopped there: kick again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                // The device dropped a frame (a veth peer that could not take it: a full
+                // backlog, an MTU smaller than the frame), counted in its `tx_dropped`, and
+                // the kernel stopped there, the frame left queued: skipped, so that the next
+                // kick goes on after it instead of trying it again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    rings.tx_skip_refused();
+                }
                 Err(e) => {
                     first_err.get_or_insert(e);
                     break;

@@ -919,6 +919,8 @@ impl Port for AfXdpPort {
         }
     }
 
+    /// (In zero-copy mode, which veth does not have, the driver takes descriptors on its own:
+    /// one it takes between this count and the socket's closing was counted and still sent.)
     fn close(&mut self) -> BackendDrops {
         self.tx_pending = Side::None;
         let _ = self.flush_sockets();

@@ -21,9 +21,12 @@
 //! the same order ([`TxRing::reclaim`]), so one index each (`head`, `tail`) and a count in flight
 //! describe the ring. A frame the device takes and then drops (it has no carrier, its veth peer
 //! is down) comes back available like a sent one, and the kick succeeds: only the device's
-//! `tx_dropped` counts it (seen on Linux 6.18). A kick that fails with `ENOBUFS` stopped early,
-//! its frames left `SEND_REQUEST` for the next kick (the port kicks again). A device set down fails the kick with `ENETDOWN` before any slot is taken: the frames stay
-//! queued ([`TxRing::waiting`]) and are lost when the ring goes ([`PacketRings::tx_unsent`]).
+//! `tx_dropped` counts it (seen on Linux 6.18). A frame a veth peer refuses (a full backlog, an
+//! MTU smaller than the frame) fails the kick with `ENOBUFS`, and the kernel stops there, that
+//! slot left `SEND_REQUEST`: the next kick would try it first again, for ever when the MTU is
+//! the cause, unless it is skipped ([`PacketRings::tx_skip_refused`]). A device set down fails
+//! the kick with `ENETDOWN` before any slot is taken: the frames stay queued
+//! ([`TxRing::waiting`]) and are lost when the ring goes ([`PacketRings::tx_unsent`]).
 //! A frame the kernel cannot send at all (shorter than an Ethernet header, say) becomes
 //! `WRONG_FORMAT` and the kernel will not move past it: [`Reclaimed::refused`].
 //!
@@ -401,6 +404,47 @@ impl Slots {
             }
         }
         r
+    }
+
+    /// Makes the oldest frame the kernel has not taken (still `SEND_REQUEST`) one that the
+    /// kernel discards at the next kick, so that the frames after it go: a kick that fails
+    /// with `ENOBUFS` stopped at the frame its device refused and left that slot
+    /// `SEND_REQUEST`, and the next kick would try the same frame first again, for ever if the
+    /// device always refuses it (a veth peer whose MTU is smaller than the frame). The slot's
+    /// virtio-net header is rewritten to claim more header (`hdr_len` 65,535, no offload)
+    /// than its frame has (none: `tp_len` is the header alone), which the kernel refuses as
+    /// malformed (`EINVAL`) and, with `PACKET_LOSS` on, skips: the slot comes back available.
+    /// False when no frame is waiting.
+    fn skip_refused(&mut self) -> bool {
+        let mut i = self.tail;
+        for _ in 0..self.in_flight {
+            if self.ring.status(i).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST != 0 {
+                let base = self.ring.slot(i);
+                let bad = Offload {
+                    hdr_len: u16::MAX,
+                    ..Offload::NONE
+                };
+                // SAFETY: slot `i` is in the mapping (`Region::slot`), and its header and the
+                // virtio-net header after it (`DATA_OFFSET + VNET_HDR_LEN` bytes, less than
+                // any slot) are in the slot. The kernel reads a `SEND_REQUEST` slot only inside
+                // a `send` on this socket, and only `&mut self` methods send: none is running,
+                // so nothing reads these bytes while they are written.
+                unsafe {
+                    let mut vnet = [0u8; VNET_HDR_LEN];
+                    encode_vnet_hdr(&bad, &mut vnet);
+                    std::ptr::copy_nonoverlapping(
+                        vnet.as_ptr(),
+                        base.add(DATA_OFFSET),
+                        VNET_HDR_LEN,
+                    );
+                    let hdr = base.cast::<libc::tpacket2_hdr>();
+                    (&raw mut (*hdr).tp_len).write(VNET_HDR_LEN as u32);
+                }
+                return true;
+            }
+            i = self.ring.next(i);
+        }
+        false
     }
 
     /// Frames in flight that the kernel has not taken (still `SEND_REQUEST`, or refused): a
@@ -878,6 +922,12 @@ impl PacketRings {
         self.tx.waiting()
     }
 
+    /// As `Slots::skip_refused`: after a kick that failed with `ENOBUFS`, makes the frame the
+    /// device refused one the kernel skips at the next kick; false when no frame is waiting.
+    pub fn tx_skip_refused(&mut self) -> bool {
+        self.tx.skip_refused()
+    }
+
     /// Frames pushed that the kernel has not taken yet (it has not sent them and will not,
     /// once the ring is gone): a walk over the slots in flight, for when the port closes.
     pub fn tx_unsent(&self) -> u32 {
@@ -1082,6 +1132,42 @@ mod tests {
             .status(2)
             .store(libc::TP_STATUS_SENDING, Ordering::Release);
         assert_eq!(s.unsent(), 3);
+    }
+
+    #[test]
+    fn a_refused_frame_is_made_one_the_kernel_skips_and_nothing_else_is_touched() {
+        let geo = RingGeometry::with_page(100, 8192, 64, PAGE).unwrap();
+        let (_map, mut s) = anon(geo);
+        assert!(!s.skip_refused(), "nothing in flight");
+        for i in 0..3u8 {
+            assert!(s.push(60, &Offload::NONE, |b| b.fill(i)));
+        }
+        // Slot 0 is sent; the kernel stopped at slot 1 (its device refused it).
+        s.ring
+            .status(0)
+            .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
+        assert!(s.skip_refused());
+        let read = |i: u32| {
+            let base = s.ring.slot(i);
+            // SAFETY: the test owns the mapping; slots are read between kicks, as the port
+            // would.
+            unsafe {
+                let hdr = &*base.cast::<libc::tpacket2_hdr>();
+                let vnet = std::slice::from_raw_parts(base.add(DATA_OFFSET), VNET_HDR_LEN);
+                (hdr.tp_len, u16::from_ne_bytes([vnet[2], vnet[3]]), vnet[0])
+            }
+        };
+        // Slot 1: no frame after its header, which claims 65,535 bytes of header, no offload.
+        assert_eq!(read(1), (VNET_HDR_LEN as u32, u16::MAX, 0));
+        // Slot 2 (waiting behind it) and slot 0 (sent) are as they were.
+        assert_eq!(read(2), (VNET_HDR_LEN as u32 + 60, 60, 0));
+        assert_eq!(read(0), (VNET_HDR_LEN as u32 + 60, 60, 0));
+        // Status words are the kernel's to change: still waiting.
+        assert_eq!(
+            s.ring.status(1).load(Ordering::Acquire),
+            libc::TP_STATUS_SEND_REQUEST
+        );
+        assert_eq!(s.unsent(), 2);
     }
 
     /// Receive slots over anonymous memory; the test plays the kernel.

@@ -1063,7 +1063,7 @@ impl Xsk {
     ///
     /// In copy mode `EBUSY` means the device dropped a frame: the kernel takes frames from the
     /// ring one by one and hands each to the device, and when the device drops one
-    /// (`NET_XMIT_DROP`: it is down, has no carrier, or its peer refused the frame) the kernel
+    /// (`NET_XMIT_DROP`: it has no carrier, or its peer refused the frame) the kernel
     /// completes that frame as if sent and ends the kick with `EBUSY`. The device counts it in
     /// its `tx_dropped`, where the switch reads it
     /// ([`DropReason::Device`](crate::stats::DropReason::Device)), as it does for frames other
@@ -1116,9 +1116,12 @@ impl Xsk {
         let mut n = 0;
         // At most a ring's worth, whatever index the kernel shows.
         for _ in 0..r.cached_prod.wrapping_sub(idx).min(r.size) {
-            // SAFETY: `idx` runs from the kernel's consumer index to our producer index: slots
-            // we wrote (`ProdRing::push`) and do not write again until the kernel consumes
-            // them; the kernel only reads them. `Ring::slot` keeps the pointer in bounds.
+            // SAFETY: `Ring::slot` keeps the pointer in bounds of the mapping, every bit pattern
+            // is a valid `XdpDesc`, and nothing writes TX descriptors while this runs: the
+            // kernel only reads them, and we write them only through `&mut self`. (The slots
+            // from the kernel's consumer index to our producer index are the ones we wrote and
+            // it has not taken; should the index it shows be off, the loop stays within one
+            // ring and reads old descriptors, no worse.)
             let d = unsafe { r.slot(idx).read() };
             if d.options & libc::XDP_PKT_CONTD == 0 {
                 n += 1;
