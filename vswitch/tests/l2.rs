@@ -341,3 +341,66 @@ fn without_capabilities_the_daemon_refuses_with_a_clear_message() {
     assert!(err.contains("lacks CAP_NET_ADMIN"), "{err}");
     assert!(!dir.exists(), "nothing created before the check");
 }
+
+/// A container whose `eth0` has a smaller MTU than the frames the switch sends it (its veth
+/// end refuses them): those frames are lost, counted as the port's `device` drops, and the
+/// shorter frames after them still arrive. On an AF_PACKET port (`auto`, rings) one refused
+/// frame jammed the port's transmit ring until 2026-12-07: nothing reached the container again.
+#[test]
+fn a_container_with_a_smaller_mtu_loses_only_the_longer_frames() {
+    if !require_privileges("smaller mtu") {
+        return;
+    }
+    for (prefix, net, ty, kind) in [
+        ("vsn", "10.209.0", PortType::Auto, "afpacket"),
+        ("vsj", "10.222.0", PortType::Afxdp, "afxdp"),
+    ] {
+        smaller_mtu(prefix, net, ty, kind);
+    }
+}
+
+fn smaller_mtu(prefix: &str, net: &str, ty: PortType, kind: &str) {
+    let mut lab = Lab::start(&[]);
+    let c1 = Container::veth(prefix, 1, &format!("{net}.1")).unwrap();
+    let c2 = Container::veth(prefix, 2, &format!("{net}.2")).unwrap();
+    assert_eq!(lab.add_port(&c1.port, ty, None), kind);
+    assert_eq!(lab.add_port(&c2.port, ty, None), kind);
+    assert!(c1.ns.ping(&c2.addr, 2), "{kind}\n{}", lab.daemon.log());
+    c2.ns
+        .exec("ip", &["link", "set", "eth0", "mtu", "1000"])
+        .unwrap();
+    // 1,228-byte IPv4 packets: within c1's MTU and the switch's, above c2's.
+    let long = |n: &str| {
+        c1.ns
+            .command("ping")
+            .args([
+                "-c", n, "-i", "0.2", "-W", "1", "-q", "-s", "1200", &c2.addr,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        !long("3"),
+        "{kind}: a container does not take frames above its MTU"
+    );
+    assert!(
+        c1.ns.ping(&c2.addr, 3),
+        "{kind}: shorter frames still arrive\n{}",
+        lab.daemon.log()
+    );
+    assert!(!long("2"));
+    assert!(c1.ns.ping(&c2.addr, 3), "{kind}: and again");
+    let s = lab.stats(&c2.port);
+    let device = s.tx_drops.get("device").copied().unwrap_or(0);
+    assert!(
+        device >= 5,
+        "{kind}: the long frames are the device's drops: {s:?}"
+    );
+    assert_eq!(
+        s.tx_drops.get("backend").copied().unwrap_or(0),
+        0,
+        "{kind}: and only the device's: {s:?}"
+    );
+}
