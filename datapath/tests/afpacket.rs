@@ -68,11 +68,51 @@ fn setup(tag: char) -> Setup {
 /// The port on the host end of `s`, on rings (the default, asked for explicitly;
 /// `the_mmsg_mode_still_works_when_asked_for` covers mmsg mode).
 fn open(s: &Setup) -> AfPacketPort {
+    open_mode(s, true)
+}
+
+/// The port on the host end of `s`, on rings (`ring`) or in mmsg mode.
+fn open_mode(s: &Setup, ring: bool) -> AfPacketPort {
     let opts = AfPacketOptions {
-        ring: true,
+        ring,
         ..AfPacketOptions::default()
     };
     AfPacketPort::open_with(&s.host, &opts).expect("open afpacket port")
+}
+
+/// A frame of `len` bytes to the namespace's end: `head` after the addresses, then `mark`.
+fn marked(head: &[u8], mark: &[u8], len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(len);
+    f.extend_from_slice(&NS_MAC);
+    f.extend_from_slice(&NET.peer_mac);
+    f.extend_from_slice(head);
+    f.extend_from_slice(mark);
+    f.resize(len, 0);
+    f
+}
+
+/// A packet socket on `peer` inside `s`'s namespace that prints `ready`, then, once no frame
+/// came for `secs`, which of `marks` the frames it got carried, in the order they came (`-`
+/// for none).
+fn mark_sink(s: &Setup, peer: &str, marks: &[&str], secs: u32) -> common::Proc {
+    let list: Vec<String> = marks.iter().map(|m| format!("b'{m}'")).collect();
+    let mut rx = s.ns.python(&format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n\
+         s.bind(('{peer}', 0))\n\
+         s.settimeout({secs})\n\
+         print('ready', flush=True)\n\
+         seen = []\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       f = s.recv(65536)\n\
+         \x20       seen += [m.decode() for m in ({list},) if m in f]\n\
+         except socket.timeout: pass\n\
+         print(' '.join(seen) or '-', flush=True)\n",
+        list = list.join(", ")
+    ));
+    assert_eq!(rx.line(), "ready");
+    rx
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,38 +259,12 @@ fn a_tags_4_bytes_over_the_mtu_pass_where_the_kernel_lets_them() {
 /// `EMSGSIZE`, an error of the whole flush, before the port knew).
 fn tag_allowance(tag: char, ring: bool) {
     let s = setup(tag);
-    let opts = AfPacketOptions {
-        ring,
-        ..AfPacketOptions::default()
-    };
-    let mut port = AfPacketPort::open_with(&s.host, &opts).expect("open afpacket port");
+    let mut port = open_mode(&s, ring);
     let (_, peer, _) = names(tag);
-    let mut rx = s.ns.python(&format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n\
-         s.bind(('{peer}', 0))\n\
-         s.settimeout(3)\n\
-         print('ready', flush=True)\n\
-         seen = set()\n\
-         try:\n\
-         \x20   while True:\n\
-         \x20       f = s.recv(65536)\n\
-         \x20       for m in (b'ctag-max', b'stag-over', b'stag-max'):\n\
-         \x20           if m in f: seen.add(m.decode())\n\
-         except socket.timeout: pass\n\
-         print(' '.join(sorted(seen)) or '-', flush=True)\n"
-    ));
-    assert_eq!(rx.line(), "ready");
+    let mut rx = mark_sink(&s, &peer, &["ctag-max", "stag-over", "stag-max"], 3);
     // 1,514 bytes untagged, and 4 more with a tag.
     let tagged = |tpid: [u8; 2], len: usize, mark: &[u8]| {
-        let mut f = Vec::with_capacity(len);
-        f.extend_from_slice(&NS_MAC);
-        f.extend_from_slice(&NET.peer_mac);
-        f.extend_from_slice(&tpid);
-        f.extend_from_slice(&[0x00, 0x64, 0x88, 0xb5]);
-        f.extend_from_slice(mark);
-        f.resize(len, 0);
-        f
+        marked(&[tpid[0], tpid[1], 0x00, 0x64, 0x88, 0xb5], mark, len)
     };
     let _ = port.take_backend_drops();
     for f in [
@@ -262,7 +276,7 @@ fn tag_allowance(tag: char, ring: bool) {
     }
     port.tx_flush().expect("the flush sends what it may");
     let (drops, seen) = if ring {
-        (0, "ctag-max stag-max stag-over")
+        (0, "ctag-max stag-over stag-max")
     } else {
         (1, "ctag-max stag-max")
     };
@@ -290,11 +304,7 @@ fn frames_left_queued_on_a_device_set_down_are_counted_as_dropped_when_the_port_
 /// the flush drops them at once, counted then.
 fn down_device_close(tag: char, ring: bool) {
     let s = setup(tag);
-    let opts = AfPacketOptions {
-        ring,
-        ..AfPacketOptions::default()
-    };
-    let mut port = AfPacketPort::open_with(&s.host, &opts).expect("open afpacket port");
+    let mut port = open_mode(&s, ring);
     common::ip(&["link", "set", &s.host, "down"]);
     let _ = port.take_backend_drops();
     let frame = NET.udp_frame(NS_MAC, 9, b"nobody hears this");
@@ -339,37 +349,16 @@ fn a_frame_the_veth_peer_refuses_is_dropped_once_and_the_frames_after_it_go() {
 /// 2026-12-07).
 fn peer_refusal(tag: char, ring: bool) {
     let s = setup(tag);
-    let opts = AfPacketOptions {
-        ring,
-        ..AfPacketOptions::default()
-    };
-    let mut port = AfPacketPort::open_with(&s.host, &opts).expect("open afpacket port");
+    let mut port = open_mode(&s, ring);
     let (_, peer, _) = names(tag);
     s.ns.ip(&["link", "set", &peer, "mtu", "1000"]);
-    let mut rx = s.ns.python(&format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n\
-         s.bind(('{peer}', 0))\n\
-         s.settimeout(2)\n\
-         print('ready', flush=True)\n\
-         seen = []\n\
-         try:\n\
-         \x20   while True:\n\
-         \x20       f = s.recv(65536)\n\
-         \x20       if f[12:14] == b'\\x88\\xb5': seen.append(f[14:20].decode())\n\
-         except socket.timeout: pass\n\
-         print(' '.join(seen) or '-', flush=True)\n"
-    ));
-    assert_eq!(rx.line(), "ready");
-    let frame = |mark: &[u8], len: usize| {
-        let mut f = Vec::with_capacity(len);
-        f.extend_from_slice(&NS_MAC);
-        f.extend_from_slice(&NET.peer_mac);
-        f.extend_from_slice(&[0x88, 0xb5]);
-        f.extend_from_slice(mark);
-        f.resize(len, 0);
-        f
-    };
+    let mut rx = mark_sink(
+        &s,
+        &peer,
+        &["big--1", "small1", "big--2", "small2", "small3"],
+        2,
+    );
+    let frame = |mark: &[u8], len: usize| marked(&[0x88, 0xb5], mark, len);
     let dropped = || -> u64 {
         std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_dropped", s.host))
             .expect("the device's tx_dropped")

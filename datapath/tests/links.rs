@@ -487,6 +487,54 @@ fn mtu_followed(tag: &str, kind: PortKind) {
     sw.shutdown();
 }
 
+/// A veth pair for a drop test: `<tag>h<pid>` here, up (the port's device), and `<tag>p<pid>`
+/// in namespace `<tag><pid>ns`, up when `peer_up`; the guards delete both.
+struct Pair {
+    host: String,
+    // Dropped first: the namespace takes the peer, and with it the host end.
+    _ns: Netns,
+    _link: Link,
+}
+
+fn pair(tag: &str, peer_up: bool) -> Pair {
+    let pid = std::process::id();
+    let (host, peer) = (format!("{tag}h{pid}"), format!("{tag}p{pid}"));
+    let link = Link(host.clone());
+    let ns = Netns::new(format!("{tag}{pid}ns"));
+    common::veth_into(&ns, &host, &peer, None);
+    ns.ip(&["link", "set", &peer, if peer_up { "up" } else { "down" }]);
+    Pair {
+        host,
+        _ns: ns,
+        _link: link,
+    }
+}
+
+/// An adaptive switch with a port of `kind` on `host` and a mem port in the same VLAN, whose
+/// peer floods [`numbered`] frames to it.
+fn with_mem_port(host: &str, kind: PortKind) -> (Switch, datapath::port::mem::MemPeer) {
+    use datapath::port::mem::{MemPort, MemPortOptions};
+    let mut sw = Switch::start(adaptive()).unwrap();
+    sw.add_port(spec(host, kind)).unwrap();
+    let (m, peer) = MemPort::new("m1", MemPortOptions::default());
+    sw.add_port_backend(Box::new(m), VlanMode::default())
+        .unwrap();
+    (sw, peer)
+}
+
+/// A 60-byte broadcast frame numbered `i` (a local experimental EtherType).
+fn numbered(i: u8) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0x7d, 1, 0x88, 0xb5, i]);
+    f.resize(60, 0);
+    f
+}
+
+/// Port `host`'s counters.
+fn counters(sw: &Switch, host: &str) -> datapath::stats::PortCountersSnapshot {
+    sw.port_stats(Some(host)).unwrap().remove(0).1
+}
+
 #[test]
 fn frames_a_device_drops_without_a_word_are_reported_as_its_ports_device_drops() {
     if !privileged() {
@@ -502,23 +550,12 @@ fn frames_a_device_drops_without_a_word_are_reported_as_its_ports_device_drops()
 /// in its `tx_pkts` and in its `device` drops, read from the device's own count, of which the
 /// drops from before the port was added are no part.
 fn device_drops(tag: &str, kind: PortKind) {
-    use datapath::port::mem::{MemPort, MemPortOptions};
     use datapath::stats::DropReason;
     let pid = std::process::id();
-    let (host, peer) = (format!("{tag}h{pid}"), format!("{tag}p{pid}"));
-    let _link = Link(host.clone());
-    let ns = Netns::new(format!("{tag}{pid}ns"));
-    common::veth_into(&ns, &host, &peer, None);
-    ns.ip(&["link", "set", &peer, "down"]);
-    let frame = |i: u8| {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0x7d, 1]);
-        f.extend_from_slice(&[0x88, 0xb5, i]);
-        f.resize(60, 0);
-        f
-    };
+    let p = pair(tag, false);
+    let host = p.host.as_str();
     // Three frames the device drops before it is a port's.
-    let hex: String = frame(0).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = numbered(0).iter().map(|b| format!("{b:02x}")).collect();
     let send3 = format!(
         "import socket\n\
          s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
@@ -532,15 +569,11 @@ fn device_drops(tag: &str, kind: PortKind) {
         dropped.trim().parse::<u64>().unwrap() >= 3,
         "{kind:?}: {dropped}"
     );
-    let mut sw = Switch::start(adaptive()).unwrap();
-    sw.add_port(spec(&host, kind)).unwrap();
-    let (m, peer_end) = MemPort::new("m1", MemPortOptions::default());
-    sw.add_port_backend(Box::new(m), VlanMode::default())
-        .unwrap();
+    let (mut sw, mem) = with_mem_port(host, kind);
     for i in 1..=10 {
-        assert!(peer_end.send(&frame(i)));
+        assert!(mem.send(&numbered(i)));
     }
-    let stats = |sw: &Switch| sw.port_stats(Some(&host)).unwrap().remove(0).1;
+    let stats = |sw: &Switch| counters(sw, host);
     let done = common::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         stats(&sw).tx_drops[DropReason::Device as usize] >= 10
     });
@@ -570,9 +603,9 @@ fn device_drops(tag: &str, kind: PortKind) {
         }
     };
     let away = Netns::new(format!("{tag}{pid}aw"));
-    common::ip(&["link", "set", &host, "netns", &away.0]);
+    common::ip(&["link", "set", host, "netns", &away.0]);
     settle(&mut sw);
-    away.ip(&["link", "set", &host, "up"]);
+    away.ip(&["link", "set", host, "up"]);
     away.run(&[common::python(), "-c", &send3]);
     let moved = away.run(&[
         "cat",
@@ -584,7 +617,7 @@ fn device_drops(tag: &str, kind: PortKind) {
     );
     let device = |sw: &Switch| stats(sw).tx_drops[DropReason::Device as usize];
     assert_eq!(device(&sw), 10, "{kind:?}: while away");
-    away.ip(&["link", "set", &host, "netns", "1"]);
+    away.ip(&["link", "set", host, "netns", "1"]);
     settle(&mut sw);
     assert_eq!(device(&sw), 10, "{kind:?}: back");
     sw.shutdown();
@@ -605,30 +638,18 @@ fn frames_queued_for_a_device_that_is_then_deleted_are_counted_as_dropped() {
 /// dropped yet. The device is deleted: the port is parked, its backend closed, and the frames
 /// the ring still held count as transmit drops of reason `backend`.
 fn queued_then_deleted(tag: &str, kind: PortKind) {
-    use datapath::port::mem::{MemPort, MemPortOptions};
     use datapath::stats::DropReason;
-    let pid = std::process::id();
-    let (host, peer) = (format!("{tag}h{pid}"), format!("{tag}p{pid}"));
-    let _link = Link(host.clone());
-    let ns = Netns::new(format!("{tag}{pid}ns"));
-    common::veth_into(&ns, &host, &peer, None);
-    ns.ip(&["link", "set", &peer, "up"]);
-    let mut sw = Switch::start(adaptive()).unwrap();
-    sw.add_port(spec(&host, kind)).unwrap();
-    let (m, mem) = MemPort::new("m1", MemPortOptions::default());
-    sw.add_port_backend(Box::new(m), VlanMode::default())
-        .unwrap();
+    let p = pair(tag, true);
+    let host = p.host.as_str();
+    let (mut sw, mem) = with_mem_port(host, kind);
     let fd = sw.watch_links().unwrap();
     let poller = Poller::new().unwrap();
     poller.add(fd, 1).unwrap();
-    common::ip(&["link", "set", &host, "down"]);
-    for i in 1..=10u8 {
-        let mut f = vec![0xff; 6];
-        f.extend_from_slice(&[0x02, 0, 0, 0, 0x7e, 1, 0x88, 0xb5, i]);
-        f.resize(60, 0);
-        assert!(mem.send(&f));
+    common::ip(&["link", "set", host, "down"]);
+    for i in 1..=10 {
+        assert!(mem.send(&numbered(i)));
     }
-    let stats = |sw: &Switch| sw.port_stats(Some(&host)).unwrap().remove(0).1;
+    let stats = |sw: &Switch| counters(sw, host);
     assert!(
         common::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
             stats(&sw).tx_pkts >= 10
@@ -638,7 +659,7 @@ fn queued_then_deleted(tag: &str, kind: PortKind) {
     );
     let s = stats(&sw);
     assert_eq!(s.tx_drops.iter().sum::<u64>(), 0, "{kind:?}: queued: {s:?}");
-    common::ip(&["link", "del", &host]);
+    common::ip(&["link", "del", host]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !sw.ports().iter().any(|p| p.name == host && p.device_gone) {
         assert!(Instant::now() < deadline, "{kind:?}: not gone within 5 s");
