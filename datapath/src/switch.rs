@@ -459,7 +459,7 @@ impl Carrier {
 /// stays ([`DeviceStat::freeze`], when the port is parked).
 #[derive(Debug)]
 struct DeviceStat {
-    file: Option<std::fs::File>,
+    file: Option<crate::sys::netdev::StatFile>,
     /// The value at attach, raised by what the device counted while it was away.
     base: u64,
     /// The growth last read: what is reported while the device is away or gone. (Written by
@@ -473,10 +473,11 @@ impl DeviceStat {
     /// Statistic `stat` of device `dev` from now on; one that never reads (no such device
     /// here, or `dev` is `None`) counts nothing.
     fn open(dev: Option<&str>, stat: &str) -> Self {
-        let file = dev.and_then(|d| {
-            std::fs::File::open(format!("/sys/class/net/{d}/statistics/{stat}")).ok()
-        });
-        let base = file.as_ref().and_then(read_count).unwrap_or(0);
+        let file = dev.and_then(|d| crate::sys::netdev::StatFile::open(d, stat));
+        let base = file
+            .as_ref()
+            .and_then(crate::sys::netdev::StatFile::read)
+            .unwrap_or(0);
         Self {
             file,
             base,
@@ -497,7 +498,11 @@ impl DeviceStat {
         if !std::mem::take(&mut self.away) {
             return;
         }
-        if let Some(now) = self.file.as_ref().and_then(read_count) {
+        if let Some(now) = self
+            .file
+            .as_ref()
+            .and_then(crate::sys::netdev::StatFile::read)
+        {
             self.base = now.saturating_sub(self.last.load(Ordering::Relaxed));
         }
     }
@@ -512,7 +517,11 @@ impl DeviceStat {
         if self.away {
             return self.last.load(Ordering::Relaxed);
         }
-        match self.file.as_ref().and_then(read_count) {
+        match self
+            .file
+            .as_ref()
+            .and_then(crate::sys::netdev::StatFile::read)
+        {
             Some(now) => {
                 let g = now.saturating_sub(self.base);
                 self.last.store(g, Ordering::Relaxed);
@@ -521,14 +530,6 @@ impl DeviceStat {
             None => self.last.load(Ordering::Relaxed),
         }
     }
-}
-
-/// A decimal count read from the start of a kept sysfs file.
-fn read_count(f: &std::fs::File) -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 24];
-    let n = f.read_at(&mut buf, 0).ok()?;
-    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
 
 /// What readings of the ports' links found, for [`Switch::settle_links`].

@@ -393,6 +393,77 @@ fn peer_refusal(tag: char, ring: bool) {
     assert_eq!(port.close(), BackendDrops::default(), "ring mode: {ring}");
 }
 
+/// 70 frames the veth peer refuses (longer than its MTU), then a short one: each refusal ends
+/// a kick, and a flush kicks at most 64 times, so the short frame is still queued after it.
+/// The port's `maintain` (once a millisecond) sends it, with no new frame to flush.
+#[test]
+fn frames_a_ring_flush_leaves_queued_go_at_the_next_maintain() {
+    if !privileged() {
+        return;
+    }
+    let s = setup('p');
+    let mut port = open(&s);
+    let (_, peer, _) = names('p');
+    s.ns.ip(&["link", "set", &peer, "mtu", "1000"]);
+    let mut rx = mark_sink(&s, &peer, &["short1"], 2);
+    for i in 0..70u8 {
+        assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], &[b'b', i], 1400), &Offload::NONE));
+    }
+    assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], b"short1", 60), &Offload::NONE));
+    port.tx_flush().expect("flush");
+    port.maintain();
+    assert_eq!(rx.line(), "short1");
+    assert_eq!(port.close(), BackendDrops::default());
+}
+
+#[test]
+fn frames_a_qdisc_drops_are_the_ports_count_and_the_frames_after_them_go() {
+    if !privileged() {
+        return;
+    }
+    for (tag, ring) in [('n', true), ('o', false)] {
+        qdisc_drops(tag, ring);
+    }
+}
+
+/// A qdisc that takes nothing (`pfifo limit 0`) on the port's device: each send fails with
+/// `ENOBUFS`, as for a frame the veth peer refuses, but the device counts none of them (the
+/// qdisc does). The port counts them as `backend` drops, since nothing else the switch reads
+/// does; and once the qdisc is gone, frames go again (the ring was not left stuck).
+fn qdisc_drops(tag: char, ring: bool) {
+    let s = setup(tag);
+    let mut port = open_mode(&s, ring);
+    let (_, peer, _) = names(tag);
+    common::ip(&["link", "set", &s.host, "up"]);
+    assert!(common::quiet(&[
+        "tc", "qdisc", "replace", "dev", &s.host, "root", "pfifo", "limit", "0"
+    ]));
+    let before =
+        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_dropped", s.host))
+            .expect("tx_dropped");
+    let _ = port.take_backend_drops();
+    for i in 0..10u8 {
+        assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], &[b'q', i], 60), &Offload::NONE));
+    }
+    let _ = port.tx_flush();
+    assert_eq!(
+        port.take_backend_drops(),
+        BackendDrops::other(0, 10),
+        "ring mode: {ring}"
+    );
+    let after = std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_dropped", s.host))
+        .expect("tx_dropped");
+    assert_eq!(before, after, "ring mode: {ring}: the device counted none");
+    assert!(common::quiet(&[
+        "tc", "qdisc", "del", "dev", &s.host, "root"
+    ]));
+    let mut rx = mark_sink(&s, &peer, &["after1"], 2);
+    assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], b"after1", 60), &Offload::NONE));
+    port.tx_flush().expect("flush");
+    assert_eq!(rx.line(), "after1", "ring mode: {ring}");
+    assert_eq!(port.close(), BackendDrops::default(), "ring mode: {ring}");
+}
+
 #[test]
 fn kernel_drops_are_reported_as_a_full_receive_ring() {
     if !privileged() {

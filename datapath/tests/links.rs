@@ -617,7 +617,8 @@ fn device_drops(tag: &str, kind: PortKind) {
     );
     let device = |sw: &Switch| stats(sw).tx_drops[DropReason::Device as usize];
     assert_eq!(device(&sw), 10, "{kind:?}: while away");
-    away.ip(&["link", "set", host, "netns", "1"]);
+    // Back to this process's namespace.
+    away.ip(&["link", "set", host, "netns", &pid.to_string()]);
     settle(&mut sw);
     assert_eq!(device(&sw), 10, "{kind:?}: back");
     sw.shutdown();

@@ -241,6 +241,15 @@ pub struct AfPacketPort {
     stop_suspect: bool,
     /// Times the socket and rings were rebuilt after the kernel stopped the rx ring.
     rebuilds: u64,
+    /// Frames the kernel refused with `ENOBUFS` since the last [`AfPacketPort::settle_refused`].
+    refused: u64,
+    /// The device's `tx_dropped` (opened with the port), and its value at the last
+    /// [`AfPacketPort::settle_refused`]: what tells a frame the device dropped from one
+    /// dropped before it.
+    dev_tx_dropped: Option<netdev::StatFile>,
+    dev_tx_dropped_seen: u64,
+    /// Ring mode: the last kick failed (the device down): `maintain` does not kick.
+    tx_blocked: bool,
 }
 
 /// How the port moves frames.
@@ -319,6 +328,7 @@ impl AfPacketPort {
             },
         })?;
         let mtu = netdev::mtu(name).map_err(sys("SIOCGIFMTU"))?;
+        let dev_tx_dropped = netdev::StatFile::open(name, "tx_dropped");
         let mut io = None;
         let mut vnet = false;
         let (mut rcv, mut snd) = (0, 0);
@@ -441,7 +451,42 @@ impl AfPacketPort {
             drops_unchecked: 0,
             stop_suspect: false,
             rebuilds: 0,
+            refused: 0,
+            tx_blocked: false,
+            dev_tx_dropped_seen: dev_tx_dropped
+                .as_ref()
+                .and_then(netdev::StatFile::read)
+                .unwrap_or(0),
+            dev_tx_dropped,
         })
+    }
+
+    /// Settles the frames the kernel refused with `ENOBUFS` since the last call. That error
+    /// says a frame was dropped on its way out, not by whom: the device (a veth peer that could
+    /// not take it, a busy driver) counts it in its own `tx_dropped`, which the switch reports
+    /// as `device` drops, so it is not the port's to count; a qdisc, an egress filter or the
+    /// kernel's want of memory does not, and nothing else counts those. So as many refusals as
+    /// the device's count grew by since the last call are the device's, and the rest are
+    /// counted here. (One `pread`, on this error path only. Drops the device made without a
+    /// word since the last call — no carrier — can pass for the device's refusals once.)
+    fn settle_refused(&mut self) {
+        let refused = std::mem::take(&mut self.refused);
+        if refused == 0 {
+            return;
+        }
+        let grown = match self
+            .dev_tx_dropped
+            .as_ref()
+            .and_then(netdev::StatFile::read)
+        {
+            Some(now) => {
+                let g = now.saturating_sub(self.dev_tx_dropped_seen);
+                self.dev_tx_dropped_seen = now;
+                g
+            }
+            None => 0,
+        };
+        self.tx_drops += refused.saturating_sub(grown);
     }
 
     /// Ring mode, from [`Port::maintain`]: when no frame came since the last check, none waits
@@ -586,7 +631,10 @@ impl AfPacketPort {
     /// a full buffer) is returned.
     fn flush_queued(&mut self) -> io::Result<()> {
         if let Io::Ring(rings, _) = &mut self.io {
-            return flush_ring(rings, &mut self.tx_count);
+            let r = flush_ring(rings, &mut self.tx_count, &mut self.refused);
+            self.tx_blocked = r.is_err();
+            self.settle_refused();
+            return r;
         }
         let mut first_err = None;
         let mut i = 0;
@@ -607,9 +655,9 @@ impl AfPacketPort {
                     interrupted += 1;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    // The device dropped this frame (a veth peer that could not take it),
-                    // counted in its own `tx_dropped` (reported as `device`): go on with the
-                    // next.
+                    // Dropped on its way out (settled below: the device's count, or the
+                    // port's): go on with the next.
+                    self.refused += 1;
                     i += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -627,6 +675,7 @@ impl AfPacketPort {
             }
         }
         self.tx_count = 0;
+        self.settle_refused();
         first_err.map_or(Ok(()), Err)
     }
 
@@ -650,8 +699,12 @@ impl AfPacketPort {
             match self.io.direct().send_parts(head, frame) {
                 Ok(_) => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // The device dropped it, counted in its own `tx_dropped` (`device`).
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return true,
+                // Dropped on its way out: the device's count, or the port's.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    self.refused += 1;
+                    self.settle_refused();
+                    return true;
+                }
                 // Full send buffer: dropped, as a flush would.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A frame the device refuses (EMSGSIZE/EINVAL), the device down or gone:
@@ -725,14 +778,16 @@ fn reinsert_vlan(
     Some((start, frame_len + VLAN_HLEN))
 }
 
-/// Kicks the transmit ring when `queued` frames were pushed since the last kick (one `send`
-/// normally; again only while the kernel stops early on a device drop, at most
-/// [`RING_KICKS`] in all), then takes back the slots the kernel is done with. Frames the
-/// kernel could not take now (a full socket send buffer) stay queued for the next kick.
-/// Most kicks of one ring flush: each frame a device refuses ends a kick (see `flush_ring`).
+/// Most kicks of one ring flush: each frame dropped on its way out ends a kick (see
+/// `flush_ring`).
 const RING_KICKS: usize = 64;
 
-fn flush_ring(rings: &mut PacketRings, queued: &mut usize) -> io::Result<()> {
+/// Kicks the transmit ring when `queued` frames were pushed since the last kick (one `send`
+/// normally; again only while the kernel stops early on a dropped frame, at most
+/// [`RING_KICKS`] in all), then takes back the slots the kernel is done with. Frames the
+/// kernel could not take now (a full socket send buffer) stay queued for the next kick.
+/// Frames refused with `ENOBUFS` are added to `refused`.
+fn flush_ring(rings: &mut PacketRings, queued: &mut usize, refused: &mut u64) -> io::Result<()> {
     let mut first_err = None;
     if *queued > 0 {
         for _ in 0..RING_KICKS {
@@ -740,12 +795,14 @@ fn flush_ring(rings: &mut PacketRings, queued: &mut usize) -> io::Result<()> {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // The device dropped a frame (a veth peer that could not take it: a full
-                // backlog, an MTU smaller than the frame), counted in its `tx_dropped`, and
-                // the kernel stopped there, the frame left queued: skipped, so that the next
-                // kick goes on after it instead of trying it again.
+                // A frame was dropped on its way out (a veth peer that could not take it: a
+                // full backlog, an MTU smaller than the frame; a qdisc) and the kernel stopped
+                // there, the frame left queued: skipped, so that the next kick goes on after
+                // it instead of trying it again (for ever, when the peer's MTU is the cause).
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    rings.tx_skip_refused();
+                    if rings.tx_skip_refused() {
+                        *refused += 1;
+                    }
                 }
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -1120,6 +1177,18 @@ impl Port for AfPacketPort {
 
     fn maintain(&mut self) {
         self.check_stopped_ring();
+        // Frames a ring flush left queued (a full send buffer, its last kicks spent on dropped
+        // frames) go with the next flush, which comes when a frame is next queued here: if
+        // none has come, they go now. Not while kicks fail (the device down: `ENETDOWN`), which
+        // would be a system call a millisecond for nothing.
+        if let Io::Ring(rings, _) = &mut self.io
+            && !self.tx_blocked
+            && rings.tx_waiting()
+        {
+            let mut pending = 1;
+            self.tx_blocked = flush_ring(rings, &mut pending, &mut self.refused).is_err();
+            self.settle_refused();
+        }
     }
 
     fn rx_fd(&self, queue: usize) -> Option<RawFd> {

@@ -185,6 +185,32 @@ pub fn rx_queue_count(name: &str) -> io::Result<usize> {
     Ok(n)
 }
 
+/// One of a device's statistics (`/sys/class/net/<name>/statistics/<stat>`), opened once and
+/// read again with one `pread` each time ([`StatFile::read`]): sysfs makes the value anew at
+/// each read from offset 0. The open file reads that device as long as it exists, wherever
+/// it moves (a device created later under the same name is another file).
+#[derive(Debug)]
+pub struct StatFile(std::fs::File);
+
+impl StatFile {
+    /// Opens statistic `stat` of device `name`; `None` when there is no such device here (or
+    /// no such statistic).
+    pub fn open(name: &str, stat: &str) -> Option<Self> {
+        c_name(name).ok()?;
+        std::fs::File::open(format!("/sys/class/net/{name}/statistics/{stat}"))
+            .ok()
+            .map(Self)
+    }
+
+    /// The value now; `None` once the device is deleted (or the value does not parse).
+    pub fn read(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 24];
+        let n = self.0.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+    }
+}
+
 /// Which XDP programs a device has (rtnetlink `IFLA_XDP`), whether attached by netlink or by a
 /// `bpf_link` (netlink does not tell the two apart; [`xdp_detach_netlink`] does: it fails with
 /// `EBUSY` on a link).

@@ -406,6 +406,15 @@ impl Slots {
         r
     }
 
+    /// True when slot `i` was emptied by [`skip_refused`](Slots::skip_refused) (its length is
+    /// the virtio-net header alone, which `push` never writes: a frame has 14 bytes or more).
+    fn skipped(&self, i: u32) -> bool {
+        let hdr = self.ring.slot(i).cast::<libc::tpacket2_hdr>();
+        // SAFETY: `hdr` is slot `i`'s header, in the mapping and 16-aligned; `tp_len` is read
+        // between sends, when nothing writes it (see `skip_refused`).
+        unsafe { (&raw const (*hdr).tp_len).read() == VNET_HDR_LEN as u32 }
+    }
+
     /// Makes the oldest frame the kernel has not taken (still `SEND_REQUEST`) one that the
     /// kernel discards at the next kick, so that the frames after it go: a kick that fails
     /// with `ENOBUFS` stopped at the frame its device refused and left that slot
@@ -414,11 +423,16 @@ impl Slots {
     /// virtio-net header is rewritten to claim more header (`hdr_len` 65,535, no offload)
     /// than its frame has (none: `tp_len` is the header alone), which the kernel refuses as
     /// malformed (`EINVAL`) and, with `PACKET_LOSS` on, skips: the slot comes back available.
-    /// False when no frame is waiting.
+    /// False when no frame is waiting, or the oldest is emptied already.
     fn skip_refused(&mut self) -> bool {
         let mut i = self.tail;
         for _ in 0..self.in_flight {
             if self.ring.status(i).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST != 0 {
+                if self.skipped(i) {
+                    // Emptied already, and not taken since (the kick failed before it): the
+                    // kernel discards it at the next kick.
+                    return false;
+                }
                 let base = self.ring.slot(i);
                 let bad = Offload {
                     hdr_len: u16::MAX,
@@ -426,9 +440,12 @@ impl Slots {
                 };
                 // SAFETY: slot `i` is in the mapping (`Region::slot`), and its header and the
                 // virtio-net header after it (`DATA_OFFSET + VNET_HDR_LEN` bytes, less than
-                // any slot) are in the slot. The kernel reads a `SEND_REQUEST` slot only inside
-                // a `send` on this socket, and only `&mut self` methods send: none is running,
-                // so nothing reads these bytes while they are written.
+                // any slot) are in the slot. The kernel reads a `SEND_REQUEST` slot's length
+                // and data only inside a `send` on this socket, which runs on the thread that
+                // holds the ring (it is `Send`, not `Sync`) and is not running now; the one
+                // asynchronous writer, the destructor of a sent frame, writes only slots in
+                // `SENDING`, and the kernel put this one back to `SEND_REQUEST` after its
+                // frame's destructor ran. So nothing reads or writes these bytes meanwhile.
                 unsafe {
                     let mut vnet = [0u8; VNET_HDR_LEN];
                     encode_vnet_hdr(&bad, &mut vnet);
@@ -448,13 +465,16 @@ impl Slots {
     }
 
     /// Frames in flight that the kernel has not taken (still `SEND_REQUEST`, or refused): a
-    /// walk over every slot in flight, for when the ring is about to go.
+    /// walk over every slot in flight, for when the ring is about to go. A slot
+    /// [`skip_refused`](Slots::skip_refused) emptied is not one: its frame was dropped already.
     fn unsent(&self) -> u32 {
         let mut n = 0;
         let mut i = self.tail;
         for _ in 0..self.in_flight {
             let s = self.ring.status(i).load(Ordering::Acquire);
-            if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_WRONG_FORMAT) != 0 {
+            if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_WRONG_FORMAT) != 0
+                && !self.skipped(i)
+            {
                 n += 1;
             }
             i = self.ring.next(i);
@@ -560,8 +580,11 @@ impl TxRing {
     /// the bytes it took in this call.
     ///
     /// # Errors
-    /// `EAGAIN` (socket send buffer full) or `ENOBUFS` (the device dropped a frame; that slot is
-    /// queued again): transient, kick again later. `EINVAL`: a frame was refused (see
+    /// `EAGAIN` (socket send buffer full): transient, kick again later. `ENOBUFS`: a frame was
+    /// dropped on its way out and that slot is queued again; the next kick tries it first
+    /// again, so a frame the device always refuses (longer than a veth peer's MTU) stops the
+    /// ring for good (a traffic generator sends frames its device's MTU allows; the switch's
+    /// port skips such a frame: [`PacketRings::tx_skip_refused`]). `EINVAL`: a frame was refused (see
     /// [`Reclaimed::refused`]). `ENETDOWN`/`ENXIO`: the device is down or gone.
     pub fn kick(&self) -> io::Result<usize> {
         kick(&self.sock)
@@ -1147,7 +1170,7 @@ mod tests {
             .status(0)
             .store(libc::TP_STATUS_AVAILABLE, Ordering::Release);
         assert!(s.skip_refused());
-        let read = |i: u32| {
+        let read = |s: &Slots, i: u32| {
             let base = s.ring.slot(i);
             // SAFETY: the test owns the mapping; slots are read between kicks, as the port
             // would.
@@ -1158,16 +1181,21 @@ mod tests {
             }
         };
         // Slot 1: no frame after its header, which claims 65,535 bytes of header, no offload.
-        assert_eq!(read(1), (VNET_HDR_LEN as u32, u16::MAX, 0));
+        assert_eq!(read(&s, 1), (VNET_HDR_LEN as u32, u16::MAX, 0));
         // Slot 2 (waiting behind it) and slot 0 (sent) are as they were.
-        assert_eq!(read(2), (VNET_HDR_LEN as u32 + 60, 60, 0));
-        assert_eq!(read(0), (VNET_HDR_LEN as u32 + 60, 60, 0));
+        assert_eq!(read(&s, 2), (VNET_HDR_LEN as u32 + 60, 60, 0));
+        assert_eq!(read(&s, 0), (VNET_HDR_LEN as u32 + 60, 60, 0));
         // Status words are the kernel's to change: still waiting.
         assert_eq!(
             s.ring.status(1).load(Ordering::Acquire),
             libc::TP_STATUS_SEND_REQUEST
         );
-        assert_eq!(s.unsent(), 2);
+        // Its frame was dropped already: of the two waiting, one is unsent.
+        assert_eq!(s.unsent(), 1);
+        // A kick that fails before the kernel takes it leaves it so; it is not emptied again,
+        // nor is the frame behind it.
+        assert!(!s.skip_refused());
+        assert_eq!(read(&s, 2), (VNET_HDR_LEN as u32 + 60, 60, 0));
     }
 
     /// Receive slots over anonymous memory; the test plays the kernel.
