@@ -453,20 +453,17 @@ impl Carrier {
 
 /// One of a port device's own statistics (`/sys/class/net/<dev>/statistics/<name>`), counted
 /// from the port's attach: the file is opened then and kept, so it reads that device (a
-/// device created later under the same name is another file). While the device is in
-/// another namespace nothing is read (the kept file would go on reading it there), and what
-/// it counted there is left out when it comes back; once it is deleted the last value read
-/// stays ([`DeviceStat::freeze`], when the port is parked).
+/// device created later under the same name is another file), until the port is parked
+/// ([`DeviceStat::freeze`]: its device deleted, or moved to another namespace); the last value
+/// read stays.
 #[derive(Debug)]
 struct DeviceStat {
     file: Option<crate::sys::netdev::StatFile>,
-    /// The value at attach, raised by what the device counted while it was away.
+    /// The value at attach.
     base: u64,
-    /// The growth last read: what is reported while the device is away or gone. (Written by
+    /// The growth last read: what is reported once the file is no longer read. (Written by
     /// readings of the counters, which take the switch as shared.)
     last: AtomicU64,
-    /// The device is in another namespace ([`DeviceStat::left`]).
-    away: bool,
 }
 
 impl DeviceStat {
@@ -482,41 +479,20 @@ impl DeviceStat {
             file,
             base,
             last: AtomicU64::new(0),
-            away: false,
         }
     }
 
-    /// The device left this namespace (announced): read a last time, then not until it is
-    /// [`back`](DeviceStat::back).
-    fn left(&mut self) {
-        self.growth();
-        self.away = true;
-    }
-
-    /// The device is back in this namespace: counted on from where it was when it left.
-    fn back(&mut self) {
-        if !std::mem::take(&mut self.away) {
-            return;
+    /// Stops reading the statistic, after a last reading (of a device that left this
+    /// namespace: its count up to its move) when `read_last`; the last growth read stays.
+    fn freeze(&mut self, read_last: bool) {
+        if read_last {
+            self.growth();
         }
-        if let Some(now) = self
-            .file
-            .as_ref()
-            .and_then(crate::sys::netdev::StatFile::read)
-        {
-            self.base = now.saturating_sub(self.last.load(Ordering::Relaxed));
-        }
-    }
-
-    /// Stops reading the statistic (the last growth read stays): the port's device is gone.
-    fn freeze(&mut self) {
         self.file = None;
     }
 
-    /// The growth since attach (the last one read while the device is away or gone).
+    /// The growth since attach (the last one read once frozen, or when the file fails).
     fn growth(&self) -> u64 {
-        if self.away {
-            return self.last.load(Ordering::Relaxed);
-        }
         match self
             .file
             .as_ref()
@@ -1300,7 +1276,7 @@ impl Switch {
         let Some(r) = self.ports.get_mut(&id) else {
             return;
         };
-        r.device_tx_dropped.freeze();
+        r.device_tx_dropped.freeze(false);
         tracing::warn!(
             port = %r.info.name,
             id,
@@ -1365,7 +1341,6 @@ impl Switch {
                     // A port's device that had left this namespace is back in it: its
                     // announcements are seen again (its file followed it all along).
                     r.carrier.ifindex = ev.ifindex;
-                    r.device_tx_dropped.back();
                 } else if r.carrier.gone
                     && ev.news == LinkNews::Up
                     && reattach_due(r)
@@ -1386,7 +1361,16 @@ impl Switch {
                     // for the poll); its index here is free for another device.
                     LinkNews::Left => {
                         r.carrier.ifindex = 0;
-                        r.device_tx_dropped.left();
+                        if r.info.kind != PortKind::Tap {
+                            r.device_tx_dropped.freeze(true);
+                            // A packet or AF_XDP socket loses its device when the device
+                            // leaves (the kernel unbinds it, and detaches its XDP program):
+                            // the port is parked as if the device were deleted, and opens
+                            // again when a device of its name is up here. A tap's file
+                            // follows its device.
+                            r.carrier.gone = true;
+                            r.carrier.file = None;
+                        }
                     }
                     LinkNews::Up | LinkNews::Down => {}
                 }

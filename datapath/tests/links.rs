@@ -491,8 +491,9 @@ fn mtu_followed(tag: &str, kind: PortKind) {
 /// in namespace `<tag><pid>ns`, up when `peer_up`; the guards delete both.
 struct Pair {
     host: String,
+    peer: String,
     // Dropped first: the namespace takes the peer, and with it the host end.
-    _ns: Netns,
+    ns: Netns,
     _link: Link,
 }
 
@@ -505,7 +506,8 @@ fn pair(tag: &str, peer_up: bool) -> Pair {
     ns.ip(&["link", "set", &peer, if peer_up { "up" } else { "down" }]);
     Pair {
         host,
-        _ns: ns,
+        peer,
+        ns,
         _link: link,
     }
 }
@@ -591,20 +593,24 @@ fn device_drops(tag: &str, kind: PortKind) {
         "{kind:?}: no other drop: {s:?}"
     );
 
-    // The device leaves for another namespace and drops 3 frames there, and comes back:
-    // those are not the port's.
+    // The device leaves for another namespace: its socket loses it, and the port is parked
+    // as gone, its counts kept. The 3 frames it drops there are not the port's.
     let fd = sw.watch_links().unwrap();
     let poller = Poller::new().unwrap();
     poller.add(fd, 1).unwrap();
-    let settle = |sw: &mut Switch| {
-        for _ in 0..5 {
-            poller.wait(Duration::from_millis(40));
+    let until = |sw: &mut Switch, what: &str, done: &dyn Fn(&Switch) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done(sw) {
+            assert!(Instant::now() < deadline, "{kind:?}: not {what} within 5 s");
+            poller.wait(Duration::from_millis(50));
             while sw.link_events() {}
         }
     };
+    let port = |sw: &Switch| sw.ports().into_iter().find(|p| p.name == host).unwrap();
+    let id = port(&sw).id;
     let away = Netns::new(format!("{tag}{pid}aw"));
     common::ip(&["link", "set", host, "netns", &away.0]);
-    settle(&mut sw);
+    until(&mut sw, "parked", &|sw| port(sw).device_gone);
     away.ip(&["link", "set", host, "up"]);
     away.run(&[common::python(), "-c", &send3]);
     let moved = away.run(&[
@@ -617,10 +623,31 @@ fn device_drops(tag: &str, kind: PortKind) {
     );
     let device = |sw: &Switch| stats(sw).tx_drops[DropReason::Device as usize];
     assert_eq!(device(&sw), 10, "{kind:?}: while away");
-    // Back to this process's namespace.
+    // Back in this process's namespace and up (with carrier): the port opens on it again
+    // (the same number, its counters new), and its frames go out on it: with the namespace's
+    // end down again, into the device's drops.
     away.ip(&["link", "set", host, "netns", &pid.to_string()]);
-    settle(&mut sw);
-    assert_eq!(device(&sw), 10, "{kind:?}: back");
+    // (Its IPv6 settings are this namespace's defaults again: off, so the host stays quiet.)
+    std::fs::write(format!("/proc/sys/net/ipv6/conf/{host}/disable_ipv6"), "1").unwrap();
+    p.ns.ip(&["link", "set", &p.peer, "up"]);
+    common::ip(&["link", "set", host, "up"]);
+    until(&mut sw, "open again", &|sw| !port(sw).device_gone);
+    assert_eq!(port(&sw).id, id);
+    assert_eq!(
+        (stats(&sw).tx_pkts, device(&sw)),
+        (0, 0),
+        "{kind:?}: new counters"
+    );
+    p.ns.ip(&["link", "set", &p.peer, "down"]);
+    assert!(mem.send(&numbered(11)));
+    assert!(
+        common::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            device(&sw) == 1
+        }),
+        "{kind:?}: {:?}",
+        stats(&sw)
+    );
+    assert_eq!(stats(&sw).tx_pkts, 1, "{kind:?}");
     sw.shutdown();
 }
 
