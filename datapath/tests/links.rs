@@ -550,7 +550,8 @@ fn frames_a_device_drops_without_a_word_are_reported_as_its_ports_device_drops()
 /// A port of `kind` on a veth whose namespace end is down (no carrier: the kernel drops what
 /// is sent to it, and tells no sender). Flooded frames from a mem port go out of it: each is
 /// in its `tx_pkts` and in its `device` drops, read from the device's own count, of which the
-/// drops from before the port was added are no part.
+/// drops from before the port was added are no part. Then the device moves to another
+/// namespace (the port parked, its counts kept, the drops there not its) and back.
 fn device_drops(tag: &str, kind: PortKind) {
     use datapath::stats::DropReason;
     let pid = std::process::id();
