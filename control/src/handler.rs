@@ -715,6 +715,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 flush_ns: w.flush_ns,
                 holds: w.holds,
                 staged_batches: w.staged_batches,
+                rx_errors: w.rx_errors,
             })
             .collect(),
         event_drops: 0,

@@ -369,6 +369,7 @@ fn replies() -> Vec<Reply> {
                     flush_ns: 98_765_432,
                     holds: 17,
                     staged_batches: 5,
+                    rx_errors: 6,
                 },
                 WorkerDesc {
                     worker: 1,
@@ -388,6 +389,7 @@ fn replies() -> Vec<Reply> {
                     flush_ns: 0,
                     holds: 0,
                     staged_batches: 0,
+                    rx_errors: 0,
                 },
             ],
             event_drops: 3,

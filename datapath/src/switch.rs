@@ -295,6 +295,8 @@ pub struct WorkerStats {
     /// Receive batches looked up in stages (see
     /// [`WorkerCounters::staged_batches`](crate::worker::WorkerCounters::staged_batches)).
     pub staged_batches: u64,
+    /// Receive polls that failed (a device gone or down; no frame lost).
+    pub rx_errors: u64,
 }
 
 /// Flow cache counters of one worker.
@@ -2144,6 +2146,7 @@ impl Switch {
                 flush_ns: c.counters.flush_ns.get(),
                 holds: c.counters.holds.get(),
                 staged_batches: c.counters.staged_batches.get(),
+                rx_errors: c.counters.rx_errors.get(),
                 packet_out_drops: c.counters.packet_out_drops.get(),
             })
             .collect()

@@ -344,6 +344,8 @@ pub struct WorkerCounters {
     /// Receive batches looked up in stages ([`STAGED_LOOKUPS`]): those that came after a
     /// batch of many flows.
     pub staged_batches: Counter,
+    /// Receive polls that failed (a device gone or down: no frame was lost by them).
+    pub rx_errors: Counter,
 }
 
 /// What the control thread and other workers hold of a worker.
@@ -1271,7 +1273,8 @@ impl Worker {
         let n = match lp.port.rx_burst(q, &mut self.batch) {
             Ok(n) => n,
             Err(_) => {
-                lp.counters.backend_drops.add(1);
+                // No frame is lost: the poll failed (a device gone or down).
+                self.ctls[self.index].counters.rx_errors.add(1);
                 if self.now_ms >= lp.next_suspect_ms {
                     lp.next_suspect_ms = self.now_ms + SUSPECT_EVERY_MS;
                     self.shared.links_suspect.store(true, Ordering::Release);
@@ -2858,6 +2861,8 @@ struct TxTally {
     jumbo: u64,
     too_big: u64,
     full: u64,
+    /// Refused by a port whose device is gone ([`DropReason::PortDown`]).
+    down: u64,
 }
 
 impl TxTally {
@@ -2870,6 +2875,7 @@ impl TxTally {
                 self.jumbo += u64::from(len > JUMBO_THRESHOLD);
             }
             Err(DropReason::TooBig) => self.too_big += 1,
+            Err(DropReason::PortDown) => self.down += 1,
             Err(_) => self.full += 1,
         }
     }
@@ -2887,6 +2893,9 @@ impl TxTally {
         }
         if self.full > 0 {
             c.tx_drops[DropReason::TxQueueFull as usize].add(self.full);
+        }
+        if self.down > 0 {
+            c.tx_drops[DropReason::PortDown as usize].add(self.down);
         }
     }
 }

@@ -703,5 +703,52 @@ fn queued_then_deleted(tag: &str, kind: PortKind) {
         "{kind:?}: {s:?}"
     );
     assert_eq!(s.tx_drops.iter().sum::<u64>(), 10, "{kind:?}: {s:?}");
+    // What is sent to the parked port now is dropped as sent to a port that is down.
+    for i in 11..=13 {
+        assert!(mem.send(&numbered(i)));
+    }
+    assert!(
+        common::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            stats(&sw).tx_drops.iter().sum::<u64>() >= 13
+        }),
+        "{kind:?}: {:?}",
+        stats(&sw)
+    );
+    let s = stats(&sw);
+    assert_eq!(
+        (s.tx_drops[DropReason::PortDown as usize], s.tx_pkts),
+        (3, 10),
+        "{kind:?}: {s:?}"
+    );
     sw.shutdown();
+}
+
+/// A receive poll that fails (here a tap port whose device was deleted: every read fails
+/// until the port is parked) loses no frame: it is a worker's receive error, not a drop.
+#[test]
+fn failed_receive_polls_are_errors_not_drops() {
+    if !privileged() {
+        return;
+    }
+    let tap = format!("vle{}", std::process::id());
+    let _link = Link(tap.clone());
+    let mut sw = Switch::start(SwitchConfig {
+        poll_mode: PollMode::Inline,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    common::ip(&["link", "set", &tap, "up"]);
+    common::ip(&["link", "del", &tap]);
+    // No link watch and no poll: the port is not parked, and every poll of it fails.
+    for ms in 1..=100 {
+        sw.poll_inline_at(Duration::from_millis(ms));
+    }
+    let (_, c) = sw.port_stats(Some(&tap)).unwrap().remove(0);
+    assert_eq!(
+        (c.backend_drops, c.rx_drops.iter().sum::<u64>()),
+        (0, 0),
+        "{c:?}"
+    );
+    assert_eq!(sw.worker_stats()[0].rx_errors, 100);
 }

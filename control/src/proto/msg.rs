@@ -617,6 +617,9 @@ pub struct WorkerDesc {
     /// once).
     #[serde(default)]
     pub staged_batches: u64,
+    /// Receive polls that failed (a port's device gone or down; no frame lost by them).
+    #[serde(default)]
+    pub rx_errors: u64,
 }
 
 /// Flow cache counters of one worker.
