@@ -692,10 +692,13 @@ struct Registered {
     /// When [`Switch::reattach`] last tried to open it again (at most once a
     /// [`REATTACH_EVERY`]).
     reattach_tried: Option<Instant>,
-    /// The device's `tx_dropped`, reported as transmit drops of
-    /// [`DropReason::Device`](crate::stats::DropReason::Device)
-    /// (AF_XDP and AF_PACKET ports: a frame their device drops is lost without a word to the
-    /// sender; a tap's `tx_dropped` counts frames on their way to the switch instead).
+    /// The device's `tx_dropped`. On AF_XDP and AF_PACKET ports: frames the device took from
+    /// the switch and dropped (no carrier, a veth peer that could not take them), reported as
+    /// transmit drops of [`DropReason::Device`](crate::stats::DropReason::Device). On a tap:
+    /// frames on their way to the switch that the kernel dropped because the tap's queue was
+    /// full (the switch did not read fast enough), reported as receive drops of
+    /// [`DropReason::RxRingFull`](crate::stats::DropReason::RxRingFull), as the other
+    /// backends' full rings are.
     device_tx_dropped: DeviceStat,
 }
 
@@ -705,7 +708,12 @@ impl Registered {
         for c in &self.counters {
             s.merge(&c.snapshot());
         }
-        s.tx_drops[crate::stats::DropReason::Device as usize] += self.device_tx_dropped.growth();
+        let dropped = self.device_tx_dropped.growth();
+        if self.info.kind == PortKind::Tap {
+            s.rx_drops[crate::stats::DropReason::RxRingFull as usize] += dropped;
+        } else {
+            s.tx_drops[crate::stats::DropReason::Device as usize] += dropped;
+        }
         s
     }
 }
@@ -1900,7 +1908,7 @@ impl Switch {
         let link_up = carrier.read().unwrap_or(true);
         // Before the workers have the port: what the device dropped before is not its.
         let device_tx_dropped = DeviceStat::open(
-            matches!(kind, PortKind::AfXdp | PortKind::AfPacket).then_some(name.as_str()),
+            (kind != PortKind::Mem).then_some(name.as_str()),
             "tx_dropped",
         );
         // Read after the backend opened with the MTU of then: given to the workers once

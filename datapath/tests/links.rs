@@ -752,3 +752,58 @@ fn failed_receive_polls_are_errors_not_drops() {
     );
     assert_eq!(sw.worker_stats()[0].rx_errors, 100);
 }
+
+/// A tap port in its container's namespace, not read for a while (an inline switch that is not
+/// polled): the container sends 3,000 datagrams, the tap's queue holds 1,000 and the kernel
+/// drops the rest, telling no sender. The port reports them as receive drops `rx_ring_full`
+/// (the tap's own `tx_dropped`, which follows it into the namespace), as it does a full ring
+/// of the other backends.
+#[test]
+fn frames_a_full_tap_queue_lost_are_receive_drops_of_its_port() {
+    use datapath::stats::DropReason;
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let tap = format!("vlq{pid}");
+    let _link = Link(tap.clone());
+    let ns = Netns::new(format!("vlq{pid}ns"));
+    let mut sw = Switch::start(SwitchConfig {
+        poll_mode: PollMode::Inline,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    common::ip(&["link", "set", &tap, "netns", &ns.0]);
+    let net = common::Net {
+        peer_mac: [0x02, 0, 0, 0, 0x7f, 0x02],
+        peer_ip: [10, 80, 0, 2],
+        ns_ip: [10, 80, 0, 1],
+    };
+    ns.configure(&tap, &net);
+    let dropped = || -> u64 {
+        ns.run(&[
+            "cat",
+            &format!("/sys/class/net/{tap}/statistics/tx_dropped"),
+        ])
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let before = dropped();
+    ns.run(&[
+        common::python(),
+        "-c",
+        &format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range(3000): s.sendto(b'x', ('{}', 9))\n",
+            net.peer_addr()
+        ),
+    ]);
+    let lost = dropped() - before;
+    assert!(lost >= 1000, "the tap's queue overflowed: {lost}");
+    let (_, c) = sw.port_stats(Some(&tap)).unwrap().remove(0);
+    assert_eq!(c.rx_drops[DropReason::RxRingFull as usize], lost, "{c:?}");
+    assert_eq!(c.tx_drops[DropReason::Device as usize], 0, "{c:?}");
+}
