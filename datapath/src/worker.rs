@@ -915,14 +915,20 @@ impl Worker {
                     let _ = done.send(());
                 }
                 Command::ParkPort { id, done } => {
-                    // Frames of it waiting for a translation would run as received from it.
+                    // Frames of it waiting for a translation would run as received from it:
+                    // dropped, as received on a port that is down.
                     let pending = std::mem::take(&mut self.pending);
+                    let mut purged = 0;
                     for p in pending {
                         if p.port == id {
                             self.pending_pool.push(p.buf);
+                            purged += 1;
                         } else {
                             self.pending.push_back(p);
                         }
+                    }
+                    if let Some(lp) = self.ports.iter().find(|p| p.id == id) {
+                        lp.counters.rx_drops[DropReason::PortDown as usize].add(purged);
                     }
                     for lp in self.ports.iter_mut().filter(|p| p.id == id) {
                         lp.counters.add_backend_drops(lp.port.close());

@@ -807,3 +807,80 @@ fn frames_a_full_tap_queue_lost_are_receive_drops_of_its_port() {
     assert_eq!(c.rx_drops[DropReason::RxRingFull as usize], lost, "{c:?}");
     assert_eq!(c.tx_drops[DropReason::Device as usize], 0, "{c:?}");
 }
+
+/// A burst of 64 new flows from a tap port: a pass translates 32 of them and leaves the rest
+/// waiting for the next. The tap is deleted before that pass: the port is parked, and the
+/// frames that were waiting are its receive drops `port_down`, not lost uncounted.
+#[test]
+fn frames_waiting_for_a_translation_when_their_port_parks_are_counted() {
+    use datapath::ofp::MatchField;
+    use datapath::ofp::action::{Action, Instructions};
+    use datapath::ofp::field::Field;
+    use datapath::ofp::pipeline::FlowMod;
+    use datapath::stats::DropReason;
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let tap = format!("vlw{pid}");
+    let _link = Link(tap.clone());
+    let ns = Netns::new(format!("vlw{pid}ns"));
+    let mut sw = Switch::start(SwitchConfig {
+        poll_mode: PollMode::Inline,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    let (m, mem) =
+        datapath::port::mem::MemPort::new("m1", datapath::port::mem::MemPortOptions::default());
+    sw.add_port_backend(Box::new(m), VlanMode::default())
+        .unwrap();
+    // A rule on UDP port 5000: every other destination port is a megaflow of its own.
+    let mf = |field, value| MatchField {
+        field,
+        value,
+        mask: None,
+    };
+    sw.flow_mod(&FlowMod::add(
+        0,
+        100,
+        vec![
+            mf(Field::EthType, 0x0800),
+            mf(Field::IpProto, 17),
+            mf(Field::UdpDst, 5000),
+        ],
+        Instructions::apply(vec![Action::Output(2)]),
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    common::ip(&["link", "set", &tap, "netns", &ns.0]);
+    let net = common::Net {
+        peer_mac: [0x02, 0, 0, 0, 0x7f, 0x03],
+        peer_ip: [10, 81, 0, 2],
+        ns_ip: [10, 81, 0, 1],
+    };
+    ns.configure(&tap, &net);
+    ns.run(&[
+        common::python(),
+        "-c",
+        &format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for p in range(64): s.sendto(b'x', ('{}', 6000 + p))\n",
+            net.peer_addr()
+        ),
+    ]);
+    sw.poll_inline_at(Duration::from_millis(1));
+    let (_, c) = sw.port_stats(Some(&tap)).unwrap().remove(0);
+    assert_eq!(c.rx_pkts, 64, "one batch: {c:?}");
+    assert_eq!(mem.drain().len(), 32, "32 translated, 32 waiting");
+    ns.ip(&["link", "del", &tap]);
+    sw.poll_links();
+    assert!(sw.ports()[0].device_gone);
+    for ms in 2..5 {
+        sw.poll_inline_at(Duration::from_millis(ms));
+    }
+    assert!(mem.drain().is_empty());
+    let (_, c) = sw.port_stats(Some(&tap)).unwrap().remove(0);
+    assert_eq!(c.rx_drops[DropReason::PortDown as usize], 32, "{c:?}");
+}
