@@ -723,6 +723,46 @@ fn queued_then_deleted(tag: &str, kind: PortKind) {
     sw.shutdown();
 }
 
+/// An inline switch (no worker thread: nothing is read until the test polls) with a tap port
+/// `tap`, which the switch creates.
+fn inline_tap_switch(tap: &str) -> Switch {
+    let mut sw = Switch::start(SwitchConfig {
+        poll_mode: PollMode::Inline,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    sw.add_port(spec(tap, PortKind::Tap)).unwrap();
+    sw
+}
+
+/// Moves `tap` into `ns` as a container's interface, `10.<net>.0.1/24`, with a permanent
+/// neighbour `10.<net>.0.2` that no device is; returns the addresses.
+fn into_container(tap: &str, ns: &Netns, net: u8) -> common::Net {
+    common::ip(&["link", "set", tap, "netns", &ns.0]);
+    let n = common::Net {
+        peer_mac: [0x02, 0, 0, 0, 0x7f, net],
+        peer_ip: [10, net, 0, 2],
+        ns_ip: [10, net, 0, 1],
+    };
+    ns.configure(tap, &n);
+    n
+}
+
+/// Sends `count` one-byte UDP datagrams from `ns` to `to`, port `port + i` for the i-th when
+/// `spread`, else `port`.
+fn send_udp_from(ns: &Netns, to: &str, port: u16, count: u16, spread: bool) {
+    let step = u16::from(spread);
+    ns.run(&[
+        common::python(),
+        "-c",
+        &format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range({count}): s.sendto(b'x', ('{to}', {port} + i * {step}))\n"
+        ),
+    ]);
+}
+
 /// A receive poll that fails (here a tap port whose device was deleted: every read fails
 /// until the port is parked) loses no frame: it is a worker's receive error, not a drop.
 #[test]
@@ -732,12 +772,7 @@ fn failed_receive_polls_are_errors_not_drops() {
     }
     let tap = format!("vle{}", std::process::id());
     let _link = Link(tap.clone());
-    let mut sw = Switch::start(SwitchConfig {
-        poll_mode: PollMode::Inline,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    let mut sw = inline_tap_switch(&tap);
     common::ip(&["link", "set", &tap, "up"]);
     common::ip(&["link", "del", &tap]);
     // No link watch and no poll: the port is not parked, and every poll of it fails.
@@ -768,19 +803,8 @@ fn frames_a_full_tap_queue_lost_are_receive_drops_of_its_port() {
     let tap = format!("vlq{pid}");
     let _link = Link(tap.clone());
     let ns = Netns::new(format!("vlq{pid}ns"));
-    let mut sw = Switch::start(SwitchConfig {
-        poll_mode: PollMode::Inline,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
-    common::ip(&["link", "set", &tap, "netns", &ns.0]);
-    let net = common::Net {
-        peer_mac: [0x02, 0, 0, 0, 0x7f, 0x02],
-        peer_ip: [10, 80, 0, 2],
-        ns_ip: [10, 80, 0, 1],
-    };
-    ns.configure(&tap, &net);
+    let sw = inline_tap_switch(&tap);
+    let net = into_container(&tap, &ns, 80);
     let dropped = || -> u64 {
         ns.run(&[
             "cat",
@@ -791,16 +815,7 @@ fn frames_a_full_tap_queue_lost_are_receive_drops_of_its_port() {
         .unwrap()
     };
     let before = dropped();
-    ns.run(&[
-        common::python(),
-        "-c",
-        &format!(
-            "import socket\n\
-             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             for i in range(3000): s.sendto(b'x', ('{}', 9))\n",
-            net.peer_addr()
-        ),
-    ]);
+    send_udp_from(&ns, &net.peer_addr(), 9, 3000, false);
     let lost = dropped() - before;
     assert!(lost >= 1000, "the tap's queue overflowed: {lost}");
     let (_, c) = sw.port_stats(Some(&tap)).unwrap().remove(0);
@@ -825,12 +840,7 @@ fn frames_waiting_for_a_translation_when_their_port_parks_are_counted() {
     let tap = format!("vlw{pid}");
     let _link = Link(tap.clone());
     let ns = Netns::new(format!("vlw{pid}ns"));
-    let mut sw = Switch::start(SwitchConfig {
-        poll_mode: PollMode::Inline,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    let mut sw = inline_tap_switch(&tap);
     let (m, mem) =
         datapath::port::mem::MemPort::new("m1", datapath::port::mem::MemPortOptions::default());
     sw.add_port_backend(Box::new(m), VlanMode::default())
@@ -853,23 +863,8 @@ fn frames_waiting_for_a_translation_when_their_port_parks_are_counted() {
     ))
     .unwrap();
     sw.barrier().unwrap();
-    common::ip(&["link", "set", &tap, "netns", &ns.0]);
-    let net = common::Net {
-        peer_mac: [0x02, 0, 0, 0, 0x7f, 0x03],
-        peer_ip: [10, 81, 0, 2],
-        ns_ip: [10, 81, 0, 1],
-    };
-    ns.configure(&tap, &net);
-    ns.run(&[
-        common::python(),
-        "-c",
-        &format!(
-            "import socket\n\
-             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-             for p in range(64): s.sendto(b'x', ('{}', 6000 + p))\n",
-            net.peer_addr()
-        ),
-    ]);
+    let net = into_container(&tap, &ns, 81);
+    send_udp_from(&ns, &net.peer_addr(), 6000, 64, true);
     sw.poll_inline_at(Duration::from_millis(1));
     let (_, c) = sw.port_stats(Some(&tap)).unwrap().remove(0);
     assert_eq!(c.rx_pkts, 64, "one batch: {c:?}");
