@@ -48,10 +48,12 @@ pub enum DropReason {
     /// Received by the kernel but lost for want of a buffer: an AF_XDP socket's FILL ring was
     /// empty.
     NoRxBuffer,
-    /// Handed to the port's device, which dropped it without telling the sender: it had no
-    /// carrier, or its veth peer could not take the frame (a full backlog, a peer down). The
-    /// device's own `tx_dropped` count, grown since the port opened (AF_XDP and AF_PACKET
-    /// ports; read when the counters are reported). Transmit side only.
+    /// Handed to the port's device, which dropped it: it had no carrier, or its veth peer
+    /// could not take the frame (a full backlog, an MTU smaller than the frame). The kernel
+    /// tells the sender of some of these (`ENOBUFS`) and not of others; either way they are
+    /// the device's own `tx_dropped` count, grown since the port opened, and not also
+    /// [`DropReason::Backend`] (AF_XDP and AF_PACKET ports; read when the counters are
+    /// reported). Transmit side only.
     Device,
 }
 

@@ -406,6 +406,16 @@ impl Slots {
         r
     }
 
+    /// The slots in flight, oldest first (from `tail`, `in_flight` of them).
+    fn flight(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut i = self.tail;
+        (0..self.in_flight).map(move |_| {
+            let at = i;
+            i = self.ring.next(i);
+            at
+        })
+    }
+
     /// True when slot `i` was emptied by [`skip_refused`](Slots::skip_refused) (its length is
     /// the virtio-net header alone, which `push` never writes: a frame has 14 bytes or more).
     fn skipped(&self, i: u32) -> bool {
@@ -425,61 +435,52 @@ impl Slots {
     /// malformed (`EINVAL`) and, with `PACKET_LOSS` on, skips: the slot comes back available.
     /// False when no frame is waiting, or the oldest is emptied already.
     fn skip_refused(&mut self) -> bool {
-        let mut i = self.tail;
-        for _ in 0..self.in_flight {
-            if self.ring.status(i).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST != 0 {
-                if self.skipped(i) {
-                    // Emptied already, and not taken since (the kick failed before it): the
-                    // kernel discards it at the next kick.
-                    return false;
-                }
-                let base = self.ring.slot(i);
-                let bad = Offload {
-                    hdr_len: u16::MAX,
-                    ..Offload::NONE
-                };
-                // SAFETY: slot `i` is in the mapping (`Region::slot`), and its header and the
-                // virtio-net header after it (`DATA_OFFSET + VNET_HDR_LEN` bytes, less than
-                // any slot) are in the slot. The kernel reads a `SEND_REQUEST` slot's length
-                // and data only inside a `send` on this socket, which runs on the thread that
-                // holds the ring (it is `Send`, not `Sync`) and is not running now; the one
-                // asynchronous writer, the destructor of a sent frame, writes only slots in
-                // `SENDING`, and the kernel put this one back to `SEND_REQUEST` after its
-                // frame's destructor ran. So nothing reads or writes these bytes meanwhile.
-                unsafe {
-                    let mut vnet = [0u8; VNET_HDR_LEN];
-                    encode_vnet_hdr(&bad, &mut vnet);
-                    std::ptr::copy_nonoverlapping(
-                        vnet.as_ptr(),
-                        base.add(DATA_OFFSET),
-                        VNET_HDR_LEN,
-                    );
-                    let hdr = base.cast::<libc::tpacket2_hdr>();
-                    (&raw mut (*hdr).tp_len).write(VNET_HDR_LEN as u32);
-                }
-                return true;
-            }
-            i = self.ring.next(i);
+        let Some(i) = self.flight().find(|&i| {
+            self.ring.status(i).load(Ordering::Acquire) & libc::TP_STATUS_SEND_REQUEST != 0
+        }) else {
+            return false;
+        };
+        if self.skipped(i) {
+            // Emptied already, and not taken since (the kick failed before it): the kernel
+            // discards it at the next kick.
+            return false;
         }
-        false
+        let base = self.ring.slot(i);
+        let bad = Offload {
+            hdr_len: u16::MAX,
+            ..Offload::NONE
+        };
+        // SAFETY: slot `i` is in the mapping (`Region::slot`), and its header and the
+        // virtio-net header after it (`DATA_OFFSET + VNET_HDR_LEN` bytes, less than
+        // any slot) are in the slot. The kernel reads a `SEND_REQUEST` slot's length
+        // and data only inside a `send` on this socket, which runs on the thread that
+        // holds the ring (it is `Send`, not `Sync`) and is not running now; the one
+        // asynchronous writer, the destructor of a sent frame, writes only slots in
+        // `SENDING`, and the kernel put this one back to `SEND_REQUEST` after its
+        // frame's destructor ran. So nothing reads or writes these bytes meanwhile.
+        unsafe {
+            let mut vnet = [0u8; VNET_HDR_LEN];
+            encode_vnet_hdr(&bad, &mut vnet);
+            std::ptr::copy_nonoverlapping(vnet.as_ptr(), base.add(DATA_OFFSET), VNET_HDR_LEN);
+            let hdr = base.cast::<libc::tpacket2_hdr>();
+            (&raw mut (*hdr).tp_len).write(VNET_HDR_LEN as u32);
+        }
+        true
     }
 
     /// Frames in flight that the kernel has not taken (still `SEND_REQUEST`, or refused): a
     /// walk over every slot in flight, for when the ring is about to go. A slot
     /// [`skip_refused`](Slots::skip_refused) emptied is not one: its frame was dropped already.
     fn unsent(&self) -> u32 {
-        let mut n = 0;
-        let mut i = self.tail;
-        for _ in 0..self.in_flight {
-            let s = self.ring.status(i).load(Ordering::Acquire);
-            if s & (libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_WRONG_FORMAT) != 0
-                && !self.skipped(i)
-            {
-                n += 1;
-            }
-            i = self.ring.next(i);
-        }
-        n
+        let waiting = libc::TP_STATUS_SEND_REQUEST | libc::TP_STATUS_WRONG_FORMAT;
+        let n = self
+            .flight()
+            .filter(|&i| {
+                self.ring.status(i).load(Ordering::Acquire) & waiting != 0 && !self.skipped(i)
+            })
+            .count();
+        // (At most `in_flight`, a `u32`.)
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
     fn waiting(&self) -> bool {
@@ -584,8 +585,8 @@ impl TxRing {
     /// dropped on its way out and that slot is queued again; the next kick tries it first
     /// again, so a frame the device always refuses (longer than a veth peer's MTU) stops the
     /// ring for good (a traffic generator sends frames its device's MTU allows; the switch's
-    /// port skips such a frame: [`PacketRings::tx_skip_refused`]). `EINVAL`: a frame was refused (see
-    /// [`Reclaimed::refused`]). `ENETDOWN`/`ENXIO`: the device is down or gone.
+    /// port skips such a frame: [`PacketRings::tx_skip_refused`]). `EINVAL`: a frame was
+    /// refused (see [`Reclaimed::refused`]). `ENETDOWN`/`ENXIO`: the device is down or gone.
     pub fn kick(&self) -> io::Result<usize> {
         kick(&self.sock)
     }
