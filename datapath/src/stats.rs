@@ -24,7 +24,9 @@ pub enum DropReason {
     SameSegment,
     /// No output port for the frame (e.g. flood in a VLAN with no other member).
     NoOutput,
-    /// The output port's tx queue was full.
+    /// The output port's tx queue was full; for a port owned by another worker than the one
+    /// that forwarded the frame, that worker's hand-off channel
+    /// ([`HANDOFF_CAPACITY`](crate::worker::HANDOFF_CAPACITY) frames) was.
     TxQueueFull,
     /// A frame too big for the output port, that could not be segmented.
     TooBig,
@@ -136,7 +138,27 @@ impl Counter {
     }
 }
 
-/// Counters of one port, written by the worker that owns the port.
+/// A counter of rare events that several threads add to (an atomic read-modify-write each:
+/// kept off the hot path).
+#[derive(Debug, Default)]
+pub struct SharedCounter(AtomicU64);
+
+impl SharedCounter {
+    /// Adds `n`; any thread may.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port, written by the worker that owns the port (except
+/// [`PortCounters::handoff_full`]).
 #[derive(Debug, Default)]
 pub struct PortCounters {
     /// Frames received.
@@ -161,6 +183,11 @@ pub struct PortCounters {
     pub rx_drops: [Counter; DropReason::COUNT],
     /// Drops of frames to be sent on this port, by reason.
     pub tx_drops: [Counter; DropReason::COUNT],
+    /// Frames for this port that other workers forwarded and could not hand to its worker:
+    /// its hand-off channel was full (the worker behind). Written by those workers; read as
+    /// transmit drops of reason [`DropReason::TxQueueFull`]. (Only the block of a port's
+    /// first part, whose worker transmits on the port, gets any.)
+    pub handoff_full: SharedCounter,
 }
 
 /// A plain copy of [`PortCounters`] for readers.
@@ -215,6 +242,7 @@ impl PortCounters {
         for (i, c) in self.tx_drops.iter().enumerate() {
             s.tx_drops[i] = c.get();
         }
+        s.tx_drops[DropReason::TxQueueFull as usize] += self.handoff_full.get();
         s
     }
 }
@@ -270,5 +298,10 @@ mod tests {
         assert_eq!(s.rx_pkts, 3);
         assert_eq!(s.rx_drops[DropReason::BadLength as usize], 2);
         assert_eq!(s.rx_dropped(), 2);
+        c.tx_drops[DropReason::TxQueueFull as usize].add(1);
+        c.handoff_full.add(2);
+        let s = c.snapshot();
+        assert_eq!(s.tx_drops[DropReason::TxQueueFull as usize], 3);
+        assert_eq!(s.tx_dropped(), 3);
     }
 }

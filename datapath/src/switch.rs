@@ -1715,6 +1715,7 @@ impl Switch {
                 vlan: r.info.vlan.clone(),
                 worker: r.info.worker,
                 live: r.info.link_up,
+                counters: r.counters.first().cloned(),
             })
             .collect();
         self.shared.snapshot.store(Arc::new(Snapshot::build(

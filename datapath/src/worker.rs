@@ -162,6 +162,9 @@ pub struct PortConf {
     pub worker: usize,
     /// The link is up (fast-failover groups skip ports that are not).
     pub live: bool,
+    /// The counters of its first part, whose worker transmits on it: other workers count
+    /// there the frames for it they could not hand off ([`PortCounters::handoff_full`]).
+    pub counters: Option<Arc<PortCounters>>,
 }
 
 /// Immutable configuration published to the workers. A new one replaces the old atomically.
@@ -288,7 +291,9 @@ pub struct WorkerCounters {
     pub frames: Counter,
     /// Times the worker slept.
     pub sleeps: Counter,
-    /// Frames for another worker's port dropped because its hand-off channel was full.
+    /// Frames for another worker's port dropped because its hand-off channel was full (also
+    /// counted on that port: [`PortCounters::handoff_full`]), or because the port was gone
+    /// when they came out of the channel.
     pub handoff_drops: Counter,
     /// Source addresses not learned because the MAC table was full.
     pub mac_learn_full: Counter,
@@ -2536,6 +2541,7 @@ impl Worker {
                 worker: conf.worker,
                 port: out,
                 incarnation: conf.incarnation,
+                counters: conf.counters.as_deref(),
             };
             handoff(&to, &mut scratch.pool, recycle_rx, bytes, off);
             return true;
@@ -2770,10 +2776,13 @@ struct Remote<'a> {
     worker: usize,
     port: u32,
     incarnation: u64,
+    /// The port's counters ([`PortConf::counters`]).
+    counters: Option<&'a PortCounters>,
 }
 
 /// Copies a frame into a recycled buffer and queues it for the worker that owns its port (a
-/// full channel is counted in the sender's `handoff_drops`).
+/// full channel is counted on the port, as a transmit drop of reason `tx_queue_full`, and in
+/// the sender's `handoff_drops`).
 fn handoff(
     to: &Remote<'_>,
     pool: &mut Vec<Vec<u8>>,
@@ -2804,6 +2813,9 @@ fn handoff(
         Ok(()) => ctl.wake_if_sleeping(),
         Err(TrySendError::Full(h) | TrySendError::Disconnected(h)) => {
             pool.push(h.buf);
+            if let Some(c) = to.counters {
+                c.handoff_full.add(1);
+            }
             if let Some(me) = to.ctls.get(to.from) {
                 me.counters.handoff_drops.add(1);
             }

@@ -263,6 +263,80 @@ fn frames_handed_to_another_worker_are_completed_for_ports_without_offloads() {
 }
 
 #[test]
+fn frames_the_owning_worker_cannot_take_are_counted_as_drops_of_their_output_port() {
+    use datapath::stats::DropReason;
+    use datapath::switch::PollMode;
+    use datapath::worker::HANDOFF_CAPACITY;
+    let mut sw = Switch::start(SwitchConfig {
+        cpus: vec![0, 1],
+        poll_mode: PollMode::Busy,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    let (a, pa) = MemPort::new("from", MemPortOptions::default());
+    // Room for every frame the hand-off channel can hold: no drop of the port's own.
+    let (b, pb) = MemPort::new(
+        "behind",
+        MemPortOptions {
+            capacity: 2 * HANDOFF_CAPACITY,
+            ..MemPortOptions::default()
+        },
+    );
+    let ia = sw.add_port_backend(Box::new(a), access(1)).unwrap();
+    let ib = sw.add_port_backend(Box::new(b), access(1)).unwrap();
+    assert_ne!(
+        ia.worker, ib.worker,
+        "the two ports live on different workers"
+    );
+    // The worker that owns "behind" stops taking anything, its hand-off channel too.
+    let hold = pb.hold_worker(T).expect("the worker stops");
+    let sent = HANDOFF_CAPACITY as u64 + 1_000;
+    // Unknown unicast: flooded to the one other port, on the other worker.
+    let f = udp(1, mac(2), b"handed over");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while n < sent {
+        if pa.send(&f) {
+            n += 1;
+        } else {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first worker takes frames"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    let stats = |name: &str| sw.port_stats(Some(name)).unwrap().remove(0).1;
+    while stats("from").rx_pkts < sent {
+        assert!(std::time::Instant::now() < deadline, "every frame received");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The first worker counts after it forwarded: wait for its account to settle.
+    std::thread::sleep(Duration::from_millis(50));
+    let lost = sent - HANDOFF_CAPACITY as u64;
+    let s = stats("behind");
+    assert_eq!(s.tx_drops[DropReason::TxQueueFull as usize], lost);
+    assert_eq!(s.tx_dropped(), lost);
+    assert_eq!(s.tx_pkts, 0, "its worker sent nothing yet");
+    assert_eq!(sw.worker_stats()[ia.worker].handoff_drops, lost);
+    // Let go: the frames the channel held go out, and nothing more is lost.
+    drop(hold);
+    let mut out = 0;
+    while pb.recv_timeout(T).is_some() {
+        out += 1;
+        if out == HANDOFF_CAPACITY {
+            break;
+        }
+    }
+    assert_eq!(out, HANDOFF_CAPACITY);
+    assert!(pb.recv_timeout(Duration::from_millis(100)).is_none());
+    let s = stats("behind");
+    assert_eq!(s.tx_pkts, HANDOFF_CAPACITY as u64);
+    assert_eq!(s.tx_dropped(), lost);
+    sw.shutdown();
+}
+
+#[test]
 fn a_priority_tag_hiding_an_inner_tag_cannot_hop_vlans() {
     let trunk = VlanMode::Trunk {
         allowed: vec![10, 20],

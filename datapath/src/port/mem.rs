@@ -8,7 +8,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
@@ -53,6 +53,26 @@ pub struct MemPort {
     maintained: Arc<AtomicU64>,
     /// Drops the peer says the backend made ([`MemPeer::add_backend_drops`]).
     drops: Arc<DropCounts>,
+    /// The peer's hold on the worker ([`MemPeer::hold_worker`]).
+    hold: Arc<Hold>,
+}
+
+/// A hold on the worker that runs a mem port: asked for by the peer, kept by the port in
+/// [`Port::maintain`] until the peer lets go.
+#[derive(Debug, Default)]
+struct Hold {
+    asked: AtomicBool,
+    holding: AtomicBool,
+}
+
+/// A worker stopped by [`MemPeer::hold_worker`]; dropping this lets it go on.
+#[derive(Debug)]
+pub struct WorkerHold(Arc<Hold>);
+
+impl Drop for WorkerHold {
+    fn drop(&mut self) {
+        self.0.asked.store(false, Ordering::SeqCst);
+    }
 }
 
 /// [`BackendDrops`] as counters that the peer adds to and the port takes.
@@ -73,6 +93,7 @@ pub struct MemPeer {
     recycle_out: Sender<Vec<u8>>,
     maintained: Arc<AtomicU64>,
     drops: Arc<DropCounts>,
+    hold: Arc<Hold>,
 }
 
 impl MemPort {
@@ -84,6 +105,7 @@ impl MemPort {
         let (port_recycle_tx, peer_recycle_rx) = bounded(opts.capacity + BATCH_SIZE);
         let maintained = Arc::new(AtomicU64::new(0));
         let drops = Arc::new(DropCounts::default());
+        let hold = Arc::new(Hold::default());
         let port = Self {
             name: name.to_owned(),
             opts,
@@ -94,6 +116,7 @@ impl MemPort {
             slots: (0..BATCH_SIZE).map(|_| Vec::new()).collect(),
             maintained: Arc::clone(&maintained),
             drops: Arc::clone(&drops),
+            hold: Arc::clone(&hold),
         };
         let peer = MemPeer {
             to_port,
@@ -102,6 +125,7 @@ impl MemPort {
             recycle_out: peer_recycle_tx,
             maintained,
             drops,
+            hold,
         };
         (port, peer)
     }
@@ -149,6 +173,24 @@ impl MemPeer {
         c.no_rx_buffer.fetch_add(d.no_rx_buffer, Ordering::Relaxed);
         c.other.fetch_add(d.other, Ordering::Relaxed);
         c.tx.fetch_add(d.tx, Ordering::Relaxed);
+    }
+
+    /// Stops the worker that runs the port, as if it fell behind: at its next
+    /// [`Port::maintain`] of the port (about once a millisecond while it polls, at least every
+    /// [`MAX_SLEEP`](crate::worker::MAX_SLEEP) while it sleeps) it waits there until the
+    /// returned hold is dropped (a test that panics lets go too). `None` if it did not stop
+    /// within `timeout`. An inline switch's caller would wait for ever: not for those.
+    pub fn hold_worker(&self, timeout: Duration) -> Option<WorkerHold> {
+        self.hold.asked.store(true, Ordering::SeqCst);
+        let hold = WorkerHold(Arc::clone(&self.hold));
+        let until = std::time::Instant::now() + timeout;
+        while !self.hold.holding.load(Ordering::SeqCst) {
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Some(hold)
     }
 
     /// Gives a buffer back for reuse by the port (benches use this to avoid allocation).
@@ -242,6 +284,13 @@ impl Port for MemPort {
 
     fn maintain(&mut self) {
         self.maintained.fetch_add(1, Ordering::Relaxed);
+        if self.hold.asked.load(Ordering::SeqCst) {
+            self.hold.holding.store(true, Ordering::SeqCst);
+            while self.hold.asked.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            self.hold.holding.store(false, Ordering::SeqCst);
+        }
     }
 
     fn rx_fd(&self, _queue: usize) -> Option<RawFd> {
