@@ -1812,7 +1812,7 @@ impl Switch {
                 let port = open_afxdp(&spec.name, spec.queues, spec.xdp_mode, spec.xdp_frags)?;
                 if spec.queues > 1 && self.workers.len() > 1 {
                     return Ok(port
-                        .into_queues()
+                        .into_queues()?
                         .into_iter()
                         .map(|p| Box::new(p) as Box<dyn Port>)
                         .collect());

@@ -62,6 +62,11 @@ impl Veth {
 
     /// A pair whose ends both have `queues` rx and tx queues.
     fn with_queues(queues: usize) -> Self {
+        Self::with_rx_tx(queues, queues)
+    }
+
+    /// A pair whose ends both have `rx` rx queues and `tx` tx queues.
+    fn with_rx_tx(rx: usize, tx: usize) -> Self {
         let id = std::process::id() % 10000;
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let host = format!("vxt{id}{k}a");
@@ -69,7 +74,7 @@ impl Veth {
         // The guards exist before anything is created, so a failure below still cleans up.
         let host_link = Link(host.clone());
         let ns = Netns::new(format!("vxt{id}n{k}"));
-        common::veth_into(&ns, &host, &peer, Some(queues));
+        common::veth_into_queues(&ns, &host, &peer, Some((rx, tx)));
         ns.run(&[
             "sysctl",
             "-qw",
@@ -770,7 +775,12 @@ fn tx_enqueue_refuses_when_full_and_recovers_after_a_flush() {
 
 /// The kernel's count of frames `dev` dropped on transmit.
 fn tx_dropped(dev: &str) -> u64 {
-    let path = format!("/sys/class/net/{dev}/statistics/tx_dropped");
+    dev_stat(dev, "tx_dropped")
+}
+
+/// One of the kernel's counters of `dev` (`/sys/class/net/<dev>/statistics/<what>`).
+fn dev_stat(dev: &str, what: &str) -> u64 {
+    let path = format!("/sys/class/net/{dev}/statistics/{what}");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .trim()
@@ -808,6 +818,124 @@ fn frames_a_device_without_carrier_drops_are_its_count_and_every_chunk_comes_bac
         let _ = port.tx_flush();
     }
     assert_eq!(port.close(), BackendDrops::default(), "nothing left unsent");
+}
+
+/// In copy mode each frame the device drops (here: longer than the peer's MTU) ends a kick,
+/// and a flush kicks a bounded number of times (6 with a 64-entry TX ring): frames behind more
+/// drops than that stay on the ring. The port's `maintain`, which the worker runs about once a
+/// millisecond, sends them; before, they waited for the next frame queued on the port, which
+/// may never come (found by an audit, 2026-12-07).
+#[test]
+fn frames_a_flush_leaves_on_the_tx_ring_go_at_maintain_without_new_traffic() {
+    if !privileged("frames_a_flush_leaves_on_the_tx_ring_go_at_maintain_without_new_traffic") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native_sized(&v, 64, 32, 64);
+    let sent_before = dev_stat(&v.host, "tx_packets");
+    let dropped_before = tx_dropped(&v.host);
+    // 2,042 bytes: above the peer's 1,500-byte MTU, within a chunk.
+    let jumbo = v.frame_to_ns(9, &[0u8; 2000]);
+    for _ in 0..20 {
+        assert!(port.tx_enqueue(&jumbo, &Offload::NONE));
+    }
+    for i in 0..10u8 {
+        assert!(port.tx_enqueue(&v.frame_to_ns(9, &[i; 20]), &Offload::NONE));
+    }
+    port.tx_flush().expect("tx_flush");
+    assert!(
+        dev_stat(&v.host, "tx_packets") - sent_before < 10,
+        "one flush cannot pass 20 drops (else this test shows nothing)"
+    );
+    let done = wait_until(Duration::from_secs(2), Duration::from_millis(1), || {
+        port.maintain();
+        dev_stat(&v.host, "tx_packets") - sent_before == 10
+    });
+    assert!(
+        done,
+        "the 10 frames behind the dropped ones went with maintain"
+    );
+    assert_eq!(tx_dropped(&v.host) - dropped_before, 20);
+    assert_eq!(port.close(), BackendDrops::default(), "nothing left unsent");
+}
+
+/// While kicks fail (the device down), `maintain` does not retry them every millisecond; the
+/// frames stay queued and go with the next flush once the device is up.
+#[test]
+fn maintain_does_not_kick_a_device_that_is_down_and_its_frames_go_when_it_is_up() {
+    if !privileged("maintain_does_not_kick_a_device_that_is_down_and_its_frames_go_when_it_is_up") {
+        return;
+    }
+    let v = Veth::new();
+    let mut port = open_native_sized(&v, 64, 32, 64);
+    let sent_before = dev_stat(&v.host, "tx_packets");
+    common::ip(&["link", "set", &v.host, "down"]);
+    for i in 0..10u8 {
+        assert!(port.tx_enqueue(&v.frame_to_ns(9, &[i; 20]), &Offload::NONE));
+    }
+    assert!(port.tx_flush().is_err(), "the device is down");
+    common::ip(&["link", "set", &v.host, "up"]);
+    // The peer needs its carrier back before a frame gets through.
+    std::thread::sleep(Duration::from_millis(100));
+    for _ in 0..20 {
+        port.maintain();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        dev_stat(&v.host, "tx_packets"),
+        sent_before,
+        "no kick from maintain after a failed flush"
+    );
+    port.tx_flush().expect("tx_flush");
+    assert!(wait_until(
+        Duration::from_secs(2),
+        Duration::from_millis(1),
+        || dev_stat(&v.host, "tx_packets") - sent_before == 10
+    ));
+    assert_eq!(port.close(), BackendDrops::default());
+}
+
+/// A port split by queue (`into_queues`, one part per worker) transmits on each part through
+/// its own socket, on the tx queue of its number: a device with fewer tx queues than that is
+/// refused (the kernel would take nothing from the part without one, its flushes succeeding;
+/// found by an audit, 2026-12-07), and with enough, every part sends.
+#[test]
+fn a_port_split_by_queue_needs_a_tx_queue_for_each_part_and_each_part_sends() {
+    if !privileged("a_port_split_by_queue_needs_a_tx_queue_for_each_part_and_each_part_sends") {
+        return;
+    }
+    let short = Veth::with_rx_tx(2, 1);
+    let port = AfXdpPort::open(&short.host, 2, native(AfXdpOptions::default()))
+        .expect("two rx queues open");
+    let err = port.into_queues().expect_err("one tx queue");
+    assert!(
+        matches!(
+            err,
+            PortError::Invalid {
+                field: "queues",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(short.xdp_gone(), "the refused port is closed");
+    let v = Veth::with_queues(2);
+    let port = AfXdpPort::open(&v.host, 2, native(AfXdpOptions::default())).expect("open");
+    let mut parts = port.into_queues().expect("two tx queues");
+    assert_eq!(parts.len(), 2);
+    for (q, part) in parts.iter_mut().enumerate() {
+        let before = dev_stat(&v.host, "tx_packets");
+        for i in 0..10u8 {
+            assert!(part.tx_enqueue(&v.frame_to_ns(9, &[i; 20]), &Offload::NONE));
+        }
+        part.tx_flush().expect("tx_flush");
+        assert!(
+            wait_until(Duration::from_secs(2), Duration::from_millis(1), || {
+                dev_stat(&v.host, "tx_packets") - before == 10
+            }),
+            "part {q} sent its frames"
+        );
+    }
 }
 
 /// Frames queued on a device set down stay on the TX ring (the kick fails with `ENETDOWN`),

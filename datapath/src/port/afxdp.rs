@@ -201,6 +201,9 @@ pub struct AfXdpPort {
     split_max: usize,
     /// Which side has transmit frames queued since the last flush (see `tx_enqueue`).
     tx_pending: Side,
+    /// The sockets' last flush failed (device down or gone): `maintain` leaves frames a flush
+    /// left queued to the next `tx_flush` instead of kicking every millisecond for nothing.
+    tx_blocked: bool,
 }
 
 /// A split port's AF_PACKET socket, and what queue 0 needs to give its frames and socket 0's
@@ -484,6 +487,7 @@ impl AfXdpPort {
             split_len: usize::from(split_len),
             split_max: usize::from(split_len),
             tx_pending: Side::None,
+            tx_blocked: false,
         })
     }
 
@@ -508,11 +512,31 @@ impl AfXdpPort {
     /// Splits the port into one port per rx queue, so that different workers can own different
     /// queues. Each part receives on its queue and transmits through its own socket; the program
     /// stays attached until the last part is dropped.
-    pub fn into_queues(mut self) -> Vec<Self> {
+    ///
+    /// # Errors
+    /// `Invalid` (`queues`) when the device has fewer tx queues than the port has queues: a
+    /// socket transmits on the tx queue of its number, and the kernel's copy-mode transmit
+    /// takes nothing from a socket whose number has none (the part would keep every frame
+    /// queued, its flushes succeeding). The port is closed then.
+    pub fn into_queues(mut self) -> Result<Vec<Self>, PortError> {
+        if self.queues.len() > 1
+            && let Ok(tx) = netdev::tx_queue_count(&self.name)
+            && tx > 0
+            && tx < self.queues.len()
+        {
+            return Err(invalid(
+                &self.name,
+                "queues",
+                format!(
+                    "{} queues over several workers need as many tx queues; the device has {tx}",
+                    self.queues.len()
+                ),
+            ));
+        }
         let socks = std::mem::take(&mut self.queues);
         let stats = std::mem::take(&mut self.last_stats);
         let mut big = self.big.take();
-        socks
+        Ok(socks
             .into_iter()
             .zip(stats)
             .map(|(x, st)| Self {
@@ -528,8 +552,9 @@ impl AfXdpPort {
                 split_len: self.split_len,
                 split_max: self.split_max,
                 tx_pending: Side::None,
+                tx_blocked: false,
             })
-            .collect()
+            .collect())
     }
 
     /// Kernel-side counters of queue `queue` (one `getsockopt`), without resetting anything.
@@ -894,12 +919,20 @@ impl Port for AfXdpPort {
     fn tx_flush(&mut self) -> io::Result<()> {
         self.tx_pending = Side::None;
         let sockets = self.flush_sockets();
+        self.tx_blocked = sockets.is_err();
         // Both sides flush whatever the other's result.
         let big = self.big.as_mut().map_or(Ok(()), |b| b.port.tx_flush());
         sockets.and(big)
     }
 
     fn maintain(&mut self) {
+        // Frames a flush left on a TX ring go now, not with the next frame queued here, which
+        // may never come: a flush kicks at most `max_kicks` times, and in copy mode each frame
+        // the device drops (no carrier, a veth peer that refuses it) ends a kick. Not while
+        // kicks fail (the device down): a system call a millisecond for nothing.
+        if !self.tx_blocked && self.queues.iter().any(|x| x.tx_outstanding() > 0) {
+            self.tx_blocked = self.flush_sockets().is_err();
+        }
         let Some(Companion { port: big, order }) = self.big.as_deref_mut() else {
             return;
         };

@@ -174,11 +174,23 @@ pub fn mtu(name: &str) -> io::Result<u32> {
 /// # Errors
 /// The I/O error reading sysfs (`NotFound` for a missing device).
 pub fn rx_queue_count(name: &str) -> io::Result<usize> {
+    queue_count(name, "rx-")
+}
+
+/// Number of tx queues the kernel exposes for `name` (`/sys/class/net/<name>/queues/tx-*`).
+///
+/// # Errors
+/// The I/O error reading sysfs (`NotFound` for a missing device).
+pub fn tx_queue_count(name: &str) -> io::Result<usize> {
+    queue_count(name, "tx-")
+}
+
+fn queue_count(name: &str, prefix: &str) -> io::Result<usize> {
     c_name(name)?;
     let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues"))?;
     let mut n = 0;
     for entry in dir {
-        if entry?.file_name().to_string_lossy().starts_with("rx-") {
+        if entry?.file_name().to_string_lossy().starts_with(prefix) {
             n += 1;
         }
     }

@@ -1084,8 +1084,13 @@ impl Xsk {
             }
             let before = self.tx.consumer_index();
             kicks += 1;
-            if let Err(e) = self.kick_tx() {
-                match e.raw_os_error() {
+            match self.kick_tx() {
+                // A kick that took nothing: the kernel will take nothing more now (in copy
+                // mode it sends synchronously, and sends nothing for a socket whose queue the
+                // device does not transmit on; a zero-copy driver takes them in its own time).
+                Ok(()) if self.tx.consumer_index() == before => break,
+                Ok(()) => {}
+                Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {
                         if self.tx.consumer_index() == before {
                             break;
@@ -1095,7 +1100,7 @@ impl Xsk {
                         self.reap();
                         return Err(e);
                     }
-                }
+                },
             }
         }
         self.reap();

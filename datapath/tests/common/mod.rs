@@ -231,14 +231,19 @@ impl Drop for Link {
 /// given), moves `peer` into `ns`, and brings `host` up with IPv6 off so the host stack stays
 /// quiet. The caller holds the guards ([`Link`] for `host`, `ns`).
 pub fn veth_into(ns: &Netns, host: &str, peer: &str, queues: Option<usize>) {
-    let q = queues.map(|q| q.to_string());
+    veth_into_queues(ns, host, peer, queues.map(|q| (q, q)));
+}
+
+/// [`veth_into`] with `(rx, tx)` queues on each end (`None`: ip's default).
+pub fn veth_into_queues(ns: &Netns, host: &str, peer: &str, queues: Option<(usize, usize)>) {
+    let q = queues.map(|(r, t)| (r.to_string(), t.to_string()));
     let mut add = vec!["link", "add", host];
-    if let Some(q) = &q {
-        add.extend(["numrxqueues", q, "numtxqueues", q]);
+    if let Some((r, t)) = &q {
+        add.extend(["numrxqueues", r, "numtxqueues", t]);
     }
     add.extend(["type", "veth", "peer", "name", peer]);
-    if let Some(q) = &q {
-        add.extend(["numrxqueues", q, "numtxqueues", q]);
+    if let Some((r, t)) = &q {
+        add.extend(["numrxqueues", r, "numtxqueues", t]);
     }
     ip(&add);
     ip(&["link", "set", peer, "netns", &ns.0]);
