@@ -158,4 +158,30 @@ mod tests {
         assert_eq!(m.count(), 1001);
         assert_eq!(m.percentile(0.0001), Some(1));
     }
+
+    #[test]
+    fn percentiles_match_the_exact_rank_within_a_bucket() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in [1usize, 2, 3, 7, 100, 999, 1000, 1001, 12345] {
+            let mut h = Histogram::new();
+            let mut v: Vec<u64> = (0..n).map(|_| rnd() >> (rnd() % 64)).collect();
+            for &a in &v {
+                h.record(a);
+            }
+            v.sort_unstable();
+            for p in [0.0001, 0.5, 0.9, 0.99, 0.999, 1.0] {
+                let rank = ((p * n as f64).ceil() as usize).max(1);
+                let want = v[rank - 1];
+                let got = h.percentile(p).unwrap();
+                let (lo, w) = bounds(index(want));
+                assert!(got >= lo && got - lo < w, "n {n} p {p}: {got} vs {want}");
+            }
+        }
+    }
 }

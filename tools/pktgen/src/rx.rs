@@ -127,6 +127,8 @@ struct Clock {
     count: u64,
     first: Option<u64>,
     last: u64,
+    /// `received` at the last arrival of generated frames.
+    seen: u64,
 }
 
 impl Clock {
@@ -140,12 +142,15 @@ impl Clock {
             count: o.count.unwrap_or(u64::MAX),
             first: None,
             last: start,
+            seen: 0,
         }
     }
 
-    /// Notes arrivals at `now` (when `got > 0`) and says whether to stop.
+    /// Notes arrivals of generated frames at `now` (other frames do not count: `secs` is
+    /// first to last generated frame) and says whether to stop.
     fn tick(&mut self, now: u64, got: usize, st: &RxStats) -> bool {
-        if got > 0 && st.received > 0 {
+        if got > 0 && st.received > self.seen {
+            self.seen = st.received;
             self.first.get_or_insert(now);
             self.last = now;
         }
@@ -316,4 +321,36 @@ fn run_packet(o: &RxOptions) -> Result<RxReport> {
         stats: st,
         mode: RxMode::Afpacket,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_frames_after_the_traffic_do_not_stretch_secs() {
+        // docs/pktgen.md: "`secs`: first to last generated frame; `pps = received / secs`".
+        let o = RxOptions {
+            dev: "unused".into(),
+            mode: None,
+            duration: Duration::from_secs(100),
+            count: None,
+            idle: Duration::from_secs(1),
+            ready: None,
+        };
+        let mut c = Clock::new(&o);
+        let t0 = c.start;
+        let mut st = RxStats::new();
+        // Generated frames at +1 s and +2 s.
+        st.received = 100;
+        assert!(!c.tick(t0 + 1_000_000_000, 100, &st));
+        st.received = 200;
+        assert!(!c.tick(t0 + 2_000_000_000, 100, &st));
+        // Then only foreign frames (ARP, LLDP, other hosts' traffic), every 0.9 s.
+        for k in 1..=5u64 {
+            st.other += 1;
+            let _ = c.tick(t0 + 2_000_000_000 + k * 900_000_000, 1, &st);
+        }
+        assert!((c.secs() - 1.0).abs() < 1e-9, "secs {}", c.secs());
+    }
 }

@@ -21,6 +21,9 @@ pub const MAX_STREAMS: usize = 256;
 pub const MAX_TUPLES: usize = 65536;
 /// Sequence numbers behind the highest one for which duplicates are told from late frames.
 const WINDOW: u64 = 4096;
+/// Sequence numbers of this generator's frames are below this (2^48: 32 days at 100 Mpps);
+/// a payload with a larger one is some other UDP datagram that starts with the magic.
+const MAX_SEQ: u64 = 1 << 48;
 /// Latencies above this (ns) are taken as clock mismatches and not recorded.
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// The kernel pktgen's payload magic.
@@ -93,7 +96,12 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
     };
     let udp = frame.get(l4..l4 + 8)?;
     let tuple = fnv(&[src, dst, &udp[0..4]]);
-    let p = frame.get(l4 + 8..)?;
+    // The payload ends where the UDP length says: what follows is Ethernet padding.
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if udp_len < 8 {
+        return None;
+    }
+    let p = frame.get(l4 + 8..l4 + udp_len)?;
     if let Some(k) = p.get(..16)
         && u32::from_be_bytes([k[0], k[1], k[2], k[3]]) == KERNEL_MAGIC
     {
@@ -114,9 +122,13 @@ pub fn parse(frame: &[u8]) -> Option<Parsed> {
     }
     let mut ts = [0u8; 8];
     ts[2..].copy_from_slice(&p[12..18]);
+    let seq = u64::from_be_bytes(p[4..12].try_into().ok()?);
+    if seq >= MAX_SEQ {
+        return None;
+    }
     Some(Parsed {
         stream: u32::from(u16::from_be_bytes([p[2], p[3]])),
-        seq: u64::from_be_bytes(p[4..12].try_into().ok()?),
+        seq,
         ts: Some(u64::from_be_bytes(ts)),
         kernel: false,
         tuple,
@@ -130,6 +142,9 @@ struct Stream {
     highest: u64,
     /// Sequence numbers below `highest` not (yet) seen.
     missing: u64,
+    /// Kernel streams: the latest send time seen (48-bit ns), to tell a new run's frames
+    /// (sent after every frame seen) from late ones and duplicates.
+    latest_ts: Option<u64>,
     /// Bit `s % WINDOW` set: `s` seen, for `s` in `highest - WINDOW + 1 ..= highest`.
     window: [u64; (WINDOW / 64) as usize],
 }
@@ -140,6 +155,7 @@ impl Stream {
         let mut s = Self {
             highest: seq,
             missing,
+            latest_ts: None,
             window: [0; (WINDOW / 64) as usize],
         };
         let (w, b) = s.bit(seq);
@@ -229,7 +245,9 @@ impl RxStats {
 
     /// Sequence numbers missing across streams (below each stream's highest).
     pub fn lost(&self) -> u64 {
-        self.streams.values().map(|s| s.missing).sum()
+        self.streams
+            .values()
+            .fold(0u64, |a, s| a.saturating_add(s.missing))
     }
 
     /// Streams seen.
@@ -267,7 +285,7 @@ impl RxStats {
                 if self.tuples.len() < MAX_TUPLES {
                     self.tuples.insert(p.tuple);
                 }
-                self.sequence(p.stream, p.seq, p.kernel);
+                self.sequence(p.stream, p.seq, p.kernel, p.ts);
             }
             _ => self.other += 1,
         }
@@ -277,20 +295,54 @@ impl RxStats {
     /// counts from 1, and whose id is not unique per run (DSCP only) and whose 32-bit numbers
     /// wrap, so a number far behind the highest starts the stream over (a new run, or the
     /// wrap) instead of counting as a late frame.
-    fn sequence(&mut self, stream: u32, seq: u64, kernel: bool) {
+    fn sequence(&mut self, stream: u32, raw: u64, kernel: bool, ts: Option<u64>) {
         let first_seq = u64::from(kernel);
         let Some(s) = self.streams.get_mut(&stream) else {
             // The stream's first frame: everything from the sender's first number is missing.
-            self.streams.insert(
-                stream,
-                Stream::starting_at(seq, seq.saturating_sub(first_seq)),
-            );
+            let mut n = Stream::starting_at(raw, raw.saturating_sub(first_seq));
+            n.latest_ts = ts.filter(|_| kernel);
+            self.streams.insert(stream, n);
             return;
         };
+        let mut seq = raw;
+        if kernel {
+            // 32-bit numbers: take the one nearest the highest (serial-number arithmetic),
+            // so the wrap from 2^32 - 1 to 0 is one step and frames around it stay in order.
+            let d = (raw as u32).wrapping_sub(s.highest as u32) as i32;
+            seq = s.highest.checked_add_signed(i64::from(d)).unwrap_or(raw);
+            let newer = match (ts, s.latest_ts) {
+                (Some(t), Some(l)) => {
+                    let d = t.wrapping_sub(l) & TS_MASK;
+                    d != 0 && d < 1 << 47
+                }
+                _ => false,
+            };
+            let timed = ts.is_some() && s.latest_ts.is_some();
+            let continues = seq > s.highest && seq - s.highest <= WINDOW;
+            // A new run starts at 1: a small number that does not continue the stream and
+            // was sent after every frame seen (or, without send times, is far from it).
+            let new_run = raw < WINDOW
+                && !continues
+                && if timed {
+                    newer
+                } else {
+                    seq.abs_diff(s.highest) >= WINDOW
+                };
+            if newer || s.latest_ts.is_none() {
+                s.latest_ts = ts;
+            }
+            if new_run {
+                // What it missed so far stays missed.
+                let missing = s.missing.saturating_add(raw.saturating_sub(first_seq));
+                *s = Stream::starting_at(raw, missing);
+                s.latest_ts = ts;
+                return;
+            }
+        }
         if seq > s.highest {
             // New highest: the numbers skipped are missing (until they arrive late).
             let gap = seq - s.highest - 1;
-            s.missing += gap;
+            s.missing = s.missing.saturating_add(gap);
             if gap + 1 >= WINDOW {
                 s.window = [0; (WINDOW / 64) as usize];
             } else {
@@ -302,10 +354,6 @@ impl RxStats {
             s.highest = seq;
             let (w, b) = s.bit(seq);
             *w |= b;
-        } else if kernel && s.highest - seq >= WINDOW {
-            // A new kernel run (or the sequence wrapped): the stream starts over; what it
-            // missed so far stays missed.
-            *s = Stream::starting_at(seq, s.missing + seq.saturating_sub(first_seq));
         } else if s.highest - seq >= WINDOW {
             // Too old to tell a duplicate from a late frame: counted late.
             self.reordered += 1;
@@ -335,7 +383,7 @@ impl RxStats {
         for (id, b) in &o.streams {
             let room = self.streams.len() < MAX_STREAMS;
             match self.streams.get_mut(id) {
-                Some(a) => a.missing += b.missing,
+                Some(a) => a.missing = a.missing.saturating_add(b.missing),
                 None if room => {
                     self.streams.insert(*id, b.clone());
                 }
@@ -514,5 +562,163 @@ mod tests {
         st.frame(&frame(&t, 0, 1_000_000, 0, 0), false, 1000);
         assert_eq!(st.lost(), 1_000_000 - 10_000);
         let _ = Cursor::new(0, 0, 1, false);
+    }
+
+    // ---- audit tests ----
+
+    /// A real UDP datagram from elsewhere on the link, built with etherparse, padded to the
+    /// Ethernet minimum like a real short frame.
+    fn foreign_udp(payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 9], [10, 0, 0, 2], 64)
+            .udp(40000, 8125)
+            .write(&mut f, payload)
+            .unwrap();
+        f.resize(f.len().max(60), 0);
+        f
+    }
+
+    #[test]
+    fn lost_saturates_instead_of_overflowing() {
+        // Two streams whose first frames carry huge numbers (foreign or corrupted frames with
+        // the 2-byte magic): each stream's `missing` is ~2^64, and summing them overflows.
+        let t = template(None, false, 1);
+        let mut st = RxStats::new();
+        st.frame(&frame(&t, 1, u64::MAX, 0, 0), false, 0);
+        st.frame(&frame(&t, 2, u64::MAX, 0, 0), false, 0);
+        // Debug builds (and tests): panics "attempt to add with overflow"; release: wraps.
+        let _ = st.lost();
+    }
+
+    #[test]
+    fn foreign_udp_starting_with_the_magic_is_not_a_generated_frame() {
+        // A StatsD metric (UDP, plain text) whose name starts with "pg" is not a pktgen
+        // frame; taken for one, it is a "stream" whose first number is ~8.5e18, all "lost".
+        let mut st = RxStats::new();
+        st.frame(&foreign_udp(b"pgbouncer.pool.active:3|g"), false, 0);
+        assert_eq!(
+            (st.received, st.other, st.streams(), st.lost()),
+            (0, 1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_payload_is_bounded_by_the_udp_length() {
+        // A 2-byte UDP datagram "pg" in a frame padded to the 60-byte Ethernet minimum: the
+        // 16 "payload" bytes after it are Ethernet padding, not a stream id and sequence.
+        let f = foreign_udp(b"pg");
+        assert_eq!(f.len(), 60);
+        assert_eq!(parse(&f), None);
+    }
+
+    #[test]
+    fn mangled_and_truncated_frames_never_panic() {
+        // Every truncation and many random corruptions of valid frames (ours and the
+        // kernel's, IPv4/IPv6, tagged or not), plus random bytes.
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut st = RxStats::new();
+        for (vlan, ipv6) in [
+            (None, false),
+            (Some(5), false),
+            (None, true),
+            (Some(7), true),
+        ] {
+            let t = template(vlan, ipv6, 1);
+            for base in [frame(&t, 1, 5, 0, 7), kernel_frame(&t, 3, 9, 1, 2)] {
+                for n in 0..=base.len() {
+                    st.frame(&base[..n], false, 0);
+                }
+                for _ in 0..20_000 {
+                    let mut f = base.clone();
+                    for _ in 0..(rnd() % 4 + 1) {
+                        let i = (rnd() as usize) % f.len();
+                        f[i] = rnd() as u8;
+                    }
+                    let n = (rnd() as usize) % (f.len() + 1);
+                    st.frame(&f[..n], rnd() & 1 == 0, rnd());
+                }
+            }
+        }
+        for _ in 0..20_000 {
+            let len = (rnd() % 128) as usize;
+            let f: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            st.frame(&f, false, rnd());
+        }
+    }
+
+    /// A kernel pktgen frame of DSCP 0 with number `seq`, sent at `secs` s + `seq` µs of
+    /// `CLOCK_REALTIME` (the kernel stamps every frame; `--mode kernel` never sets
+    /// `NO_TIMESTAMP`).
+    fn kframe(t: &Template, seq: u32, secs: u32) -> Vec<u8> {
+        let us = u64::from(seq);
+        let secs = secs + u32::try_from(us / 1_000_000).unwrap();
+        kernel_frame(t, 0, seq, secs, u32::try_from(us % 1_000_000).unwrap())
+    }
+
+    #[test]
+    fn a_second_short_kernel_run_is_a_new_run_not_duplicates() {
+        // Docs: "a number far behind the stream's highest starts the stream over (a second
+        // kernel run into the same rx ...)". Two runs of 1,000 frames each (e.g. `--count
+        // 1000`, twice, 100 s apart): nothing lost, nothing duplicated.
+        let t = template(None, false, 1);
+        let mut st = RxStats::new();
+        for seq in 1..=1000 {
+            st.frame(&kframe(&t, seq, 100), false, 0);
+        }
+        for seq in 1..=1000 {
+            st.frame(&kframe(&t, seq, 200), false, 0);
+        }
+        assert_eq!(
+            (st.received, st.lost(), st.reordered, st.dup),
+            (2000, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn one_late_kernel_frame_does_not_count_thousands_lost() {
+        // Kernel stream 1..=10_000 with 5_000 late (after 10_000, with its own send time),
+        // then 10_001..=10_100. At most 1 lost (if the late frame cannot be credited), not
+        // ~10,000.
+        let t = template(None, false, 1);
+        let mut st = RxStats::new();
+        for seq in (1..=10_000u32)
+            .filter(|&s| s != 5_000)
+            .chain([5_000])
+            .chain(10_001..=10_100)
+        {
+            st.frame(&kframe(&t, seq, 100), false, 0);
+        }
+        assert!(st.lost() <= 1, "lost {}", st.lost());
+    }
+
+    #[test]
+    fn a_kernel_frame_reordered_across_the_32_bit_wrap_is_one_reordered_frame() {
+        // The kernel's 32-bit number wraps to 0; 4294967295 arrives just after 0.
+        let t = template(None, false, 1);
+        let mut st = RxStats::new();
+        let at = |seq: u32, k: u32| kernel_frame(&t, 0, seq, 1000, k);
+        st.frame(&at(4_294_967_290, 0), false, 0);
+        let before = st.lost(); // 4294967289: the run's start was missed
+        for (k, seq) in [
+            (1, 4_294_967_291),
+            (2, 4_294_967_292),
+            (3, 4_294_967_293),
+            (4, 4_294_967_294),
+            (6, 0),
+            (5, 4_294_967_295),
+            (7, 1),
+            (8, 2),
+        ] {
+            st.frame(&at(seq, k), false, 0);
+        }
+        assert_eq!(st.lost() - before, 0, "nothing lost across the wrap");
+        assert_eq!((st.reordered, st.dup), (1, 0));
     }
 }
