@@ -25,14 +25,23 @@ pub enum Generator {
 }
 
 impl Generator {
-    /// Name for the results.
+    /// Name for the results (without the binary's path: the `generator` fact, which runs
+    /// must share to be pooled).
     pub fn describe(&self, mode: &str, rate: Option<u64>) -> String {
         match self {
-            Self::Pktgen(p) => match rate {
-                Some(r) => format!("pktgen {} --mode {mode} --rate {r}", p.display()),
-                None => format!("pktgen {} --mode {mode}", p.display()),
+            Self::Pktgen(_) => match rate {
+                Some(r) => format!("pktgen --mode {mode} --rate {r}"),
+                None => format!("pktgen --mode {mode}"),
             },
             Self::Trafgen => "trafgen (netsniff-ng, PACKET_MMAP)".into(),
+        }
+    }
+
+    /// The generator's binary, if it is the project's.
+    pub fn binary(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Pktgen(p) => Some(p),
+            Self::Trafgen => None,
         }
     }
 }
@@ -460,9 +469,11 @@ impl Ctx {
         sys::sleep(Duration::from_secs(1))?;
         self.measured(topo, || {
             let t0 = Instant::now();
-            let a = sys::procs_ticks(&pids);
+            // A switch that has stopped uses no CPU either: not an idle switch's figure.
+            let a = sys::running_ticks(&pids).context("the switch is not running")?;
             sys::sleep(Duration::from_secs(u64::from(self.idle_secs)))?;
-            let b = sys::procs_ticks(&pids);
+            let b = sys::running_ticks(&pids)
+                .context("the switch stopped during the idle measurement")?;
             let secs = t0.elapsed().as_secs_f64();
             let mut m = Meas::default();
             m.values.insert(

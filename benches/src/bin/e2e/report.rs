@@ -62,8 +62,9 @@ pub fn read_raw(path: &Path) -> Result<(serde_json::Value, Vec<Rec>)> {
 
 /// Machine facts on which raw files must agree to be pooled: rounds from another machine or
 /// kernel, another placement of the generator, the switch and the servers, another congestion
-/// control, another halt-poll window of idle vCPUs, another length of measurement or another
-/// generator are not draws of the same thing.
+/// control, another halt-poll window of idle vCPUs, another length of measurement (traffic or
+/// idle), another round-trip load, another generator, or switches set up another way (a rule
+/// per flow, vswitchd's or Open vSwitch's XDP mode) are not draws of the same thing.
 const POOL_SAME: &[&str] = &[
     "cpu_model",
     "cpus",
@@ -75,8 +76,65 @@ const POOL_SAME: &[&str] = &[
     "tcp_congestion_control",
     "guest_halt_poll_ns",
     "secs",
+    "idle_secs",
+    "mps",
     "generator",
+    "rule_per_flow",
+    "xdp_mode",
+    "ovs_xdp_mode",
 ];
+
+/// Fact `key` of a raw file's facts `f` as pooling compares it: the switch settings that files
+/// from before 2026-12-07 record only in their `args` are read from there (the options'
+/// defaults when absent), and the generator without its binary's path (the same generator
+/// built elsewhere is the same generator).
+fn pool_fact(f: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
+    if let Some(v) = f.get(key) {
+        if key == "generator"
+            && let Some(g) = v.as_str()
+        {
+            return Some(generator_without_path(g).into());
+        }
+        return Some(v.clone());
+    }
+    let args: Vec<&str> = f
+        .get("args")?
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let value_of = |flag: &str| {
+        let eq = format!("{flag}=");
+        args.iter().enumerate().find_map(|(i, a)| {
+            if *a == flag {
+                args.get(i + 1).map(|v| (*v).to_owned())
+            } else {
+                a.strip_prefix(eq.as_str()).map(str::to_owned)
+            }
+        })
+    };
+    match key {
+        "rule_per_flow" => Some(args.contains(&"--rule-per-flow").into()),
+        "xdp_mode" => Some(value_of("--xdp-mode").into()),
+        "ovs_xdp_mode" => Some(
+            value_of("--ovs-xdp-mode")
+                .unwrap_or_else(|| "native".into())
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+/// `pktgen PATH --mode …` as `pktgen --mode …` (the form recorded since 2026-12-07).
+fn generator_without_path(g: &str) -> String {
+    match g.split_once(' ') {
+        Some(("pktgen", rest)) if rest.starts_with('/') || rest.starts_with('.') => {
+            let rest = rest.split_once(' ').map_or("", |(_, r)| r);
+            format!("pktgen {rest}").trim_end().to_owned()
+        }
+        _ => g.to_owned(),
+    }
+}
 
 /// Reads several raw files as one run: each file's rounds follow the rounds of the files
 /// before it (renumbered), and the machine facts are the first file's with `pooled_from`
@@ -115,18 +173,23 @@ pub fn pool(paths: &[PathBuf]) -> Result<(serde_json::Value, Vec<Rec>)> {
         }
         let mut unchecked = Vec::new();
         for key in POOL_SAME {
-            if facts.get(key).is_none() != f.get(key).is_none() {
-                unchecked.push(*key);
+            let is = pool_fact(&f, key);
+            // Not compared: this file does not record it though a file before it does, or
+            // this file is the first to (the files before it do not).
+            match (known.get(key), &is) {
+                (Some(_), None) => unchecked.push(*key),
+                (None, Some(_)) if i > 0 => unchecked.push(*key),
+                _ => {}
             }
-            let Some(is) = f.get(key) else { continue };
+            let Some(is) = is else { continue };
             match known.get(key) {
-                Some(was) if was != is => bail!(
+                Some(was) if *was != is => bail!(
                     "{} cannot be pooled with the files before it: {key} is {was} there, {is} here",
                     path.display(),
                 ),
                 Some(_) => {}
                 None => {
-                    known.insert(key, is.clone());
+                    known.insert(key, is);
                 }
             }
         }
@@ -781,7 +844,12 @@ fn goals_section(data: &Data<'_>) -> String {
         };
         let interval = median_interval(&v, GOAL_LEVEL);
         let interval_cell = match interval {
-            Some((lo, hi, c)) => format!("{}–{} ({:.1} %)", num(lo, fmt), num(hi, fmt), c * 100.0),
+            Some((lo, hi, c)) => format!(
+                "{}–{} ({:.1} %)",
+                bar_num(lo, fmt, g.bar),
+                bar_num(hi, fmt, g.bar),
+                c * 100.0
+            ),
             // What min–max alone would give.
             None => format!(
                 "— (min–max: {:.1} %)",
@@ -912,8 +980,14 @@ impl Data<'_> {
     }
 
     fn failed(&self, path: &str, figure: &str) -> bool {
+        // The adaptive figures are measured on a topology of their own.
+        let setup = if figure.ends_with("_adaptive") {
+            "setup_adaptive"
+        } else {
+            "setup"
+        };
         self.recs.iter().any(|r| {
-            r.kind == "failure" && r.path == path && (r.figure == figure || r.figure == "setup")
+            r.kind == "failure" && r.path == path && (r.figure == figure || r.figure == setup)
         })
     }
 
@@ -922,6 +996,24 @@ impl Data<'_> {
         let b = median(&self.values(PathKind::Bridge.key(), figure, key))?;
         (b > 0.0).then(|| v / b)
     }
+}
+
+/// [`num`] of an end of a goal's interval, with as many more digits as it takes (up to 6
+/// decimals) for the printed value to be on the same side of `bar` as the value: the verdict
+/// compares the values, and a reader compares what is printed (×1.296 printed as 1.30 would
+/// look like it meets "≥ 1.3").
+fn bar_num(v: f64, fmt: Fmt, bar: Bar) -> String {
+    let shown = num(v, fmt);
+    if shown
+        .parse::<f64>()
+        .map_or(true, |p| bar.holds(p) == bar.holds(v))
+    {
+        return shown;
+    }
+    (2..=6)
+        .map(|d| format!("{v:.d$}"))
+        .find(|t| t.parse::<f64>().is_ok_and(|p| bar.holds(p) == bar.holds(v)))
+        .unwrap_or_else(|| format!("{v}"))
 }
 
 fn num(v: f64, fmt: Fmt) -> String {
@@ -1902,5 +1994,283 @@ mod tests {
         let _ = std::fs::remove_file(old);
         let _ = std::fs::remove_file(a);
         let _ = std::fs::remove_file(b);
+    }
+}
+
+#[cfg(test)]
+mod pooling_and_cells {
+    use super::*;
+
+    fn rec(path: &str, figure: &str, key: &str, v: f64, round: u32) -> Rec {
+        let mut meas = Meas::default();
+        meas.values.insert(key.into(), v);
+        meas.cpu_busy = vec![90.0, 50.0];
+        Rec {
+            kind: "measurement".into(),
+            round,
+            path: path.into(),
+            figure: figure.into(),
+            meas,
+            error: None,
+            time: String::new(),
+        }
+    }
+
+    fn failure(path: &str, figure: &str, round: u32) -> Rec {
+        Rec {
+            kind: "failure".into(),
+            round,
+            path: path.into(),
+            figure: figure.into(),
+            meas: Meas::default(),
+            error: Some("vswitchd did not start".into()),
+            time: String::new(),
+        }
+    }
+
+    fn row<'a>(md: &'a str, label: &str) -> Option<&'a str> {
+        md.lines().find(|l| l.starts_with(&format!("| {label} |")))
+    }
+
+    // ---- Evidence (passes): the interval is the exact binomial one. ----
+
+    /// C(n, i) exactly, n ≤ 120.
+    fn choose(n: u128, i: u128) -> u128 {
+        let mut c: u128 = 1;
+        for j in 0..i {
+            c = c * (n - j) / (j + 1);
+        }
+        c
+    }
+
+    #[test]
+    fn median_interval_matches_the_exact_binomial_for_n_1_to_120() {
+        for n in 1..=120usize {
+            let v: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+            // Exact: the largest k with 1 - 2 P(X <= k-1) >= 0.95, X ~ binomial(n, 1/2),
+            // i.e. 40 * sum_{i<k} C(n,i) <= 2^n.
+            let total: u128 = 1u128 << n;
+            let mut below: u128 = 0;
+            let mut k_exact = None;
+            for k in 1..=n.div_ceil(2) {
+                below += choose(n as u128, (k - 1) as u128);
+                if 40 * below <= total {
+                    k_exact = Some(k);
+                } else {
+                    break;
+                }
+            }
+            let got = median_interval(&v, 0.95);
+            match k_exact {
+                None => assert_eq!(got, None, "n = {n}"),
+                Some(k) => {
+                    let (lo, hi, c) = got.unwrap_or_else(|| panic!("n = {n}: None"));
+                    assert_eq!((lo, hi), (k as f64, (n - k + 1) as f64), "n = {n}");
+                    let mut b = 0u128;
+                    for i in 0..k {
+                        b += choose(n as u128, i as u128);
+                    }
+                    let exact = 1.0 - 2.0 * (b as f64 / total as f64);
+                    assert!((c - exact).abs() < 1e-9, "n = {n}: {c} vs {exact}");
+                }
+            }
+        }
+    }
+
+    // ---- Finding: a failed adaptive topology is not shown as failed. ----
+
+    #[test]
+    fn a_failed_adaptive_setup_is_shown_as_failed() {
+        // Round 1: the busy topology of A and B measured, the adaptive one of A failed to
+        // build (`setup_adaptive`), B's adaptive measured.
+        let recs = vec![
+            rec("bridge", "rtt", "p50_us", 20.0, 1),
+            rec("vswitchd-afxdp", "rtt", "p50_us", 40.0, 1),
+            rec("vswitchd-tap", "rtt", "p50_us", 40.0, 1),
+            rec("vswitchd-tap", "rtt_adaptive", "p50_us", 60.0, 1),
+            failure("vswitchd-afxdp", "setup_adaptive", 1),
+        ];
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        let r = row(&md, "UDP RTT p50, adaptive poll (µs)").unwrap_or_else(|| panic!("{md}"));
+        // Columns: A, B, D.
+        assert!(
+            r.starts_with("| UDP RTT p50, adaptive poll (µs) | failed † |"),
+            "A's adaptive RTT failed (setup_adaptive), but its cell says otherwise: {r}"
+        );
+    }
+
+    #[test]
+    fn adaptive_rows_stay_when_every_adaptive_setup_failed() {
+        let recs = vec![
+            rec("bridge", "rtt", "p50_us", 20.0, 1),
+            rec("vswitchd-afxdp", "rtt", "p50_us", 40.0, 1),
+            failure("vswitchd-afxdp", "setup_adaptive", 1),
+        ];
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        assert!(
+            row(&md, "UDP RTT p50, adaptive poll (µs)").is_some(),
+            "the adaptive RTT rows vanish from the table although they were attempted and failed:\n{md}"
+        );
+    }
+
+    // ---- Finding: pooling accepts runs made with different settings. ----
+
+    fn raw_file(facts: &serde_json::Value, rounds: u32) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("results-{}.jsonl", testbed::unique("e2eaudit")));
+        let mut text = format!("{facts}\n");
+        for n in 1..=rounds {
+            for r in [
+                rec("vswitchd-tap", "idle_adaptive", "core_pct", 0.4, n),
+                rec("vswitchd-tap", "rtt", "p99_us", 40.0, n),
+                rec("bridge", "rtt", "p99_us", 20.0, n),
+            ] {
+                text.push_str(&serde_json::to_string(&r).expect("serializes"));
+                text.push('\n');
+            }
+        }
+        std::fs::write(&path, text).expect("temporary file");
+        path
+    }
+
+    fn facts_with(extra: serde_json::Value) -> serde_json::Value {
+        let mut f = serde_json::json!({"kind": "machine", "cpu_model": "AMD EPYC", "cpus": 2,
+            "kernel": "6.18", "gen_cpu": 0, "switch_cpu": 1, "sink_cpu": 0, "rtt_sink_cpu": 0,
+            "tcp_congestion_control": "bbr", "secs": 5, "idle_secs": 5, "mps": 5000,
+            "placement_probe": "during", "args": ["--goals"],
+            "generator": "pktgen /work/main/target/release/pktgen --mode afxdp"});
+        for (k, v) in extra.as_object().expect("object") {
+            f[k] = v.clone();
+        }
+        f
+    }
+
+    fn pools(extra: serde_json::Value) -> bool {
+        let a = raw_file(&facts_with(serde_json::json!({})), 3);
+        let b = raw_file(&facts_with(extra), 3);
+        let ok = pool(&[a.clone(), b.clone()]).is_ok();
+        let _ = std::fs::remove_file(a);
+        let _ = std::fs::remove_file(b);
+        ok
+    }
+
+    #[test]
+    fn pooling_refuses_another_idle_measurement_length() {
+        // docs/e2e.md: files that record different values of ... the measurement length are
+        // refused. `idle_secs` is the idle figure's measurement length.
+        assert!(
+            !pools(serde_json::json!({"idle_secs": 2})),
+            "pooled a 5 s idle measurement with a 2 s one"
+        );
+    }
+
+    #[test]
+    fn pooling_refuses_another_round_trip_rate() {
+        // sockperf --mps sets the load of the RTT figure (its percentiles and the goal).
+        assert!(
+            !pools(serde_json::json!({"mps": 100000})),
+            "pooled RTT at 5,000 and at 100,000 messages/s"
+        );
+    }
+
+    #[test]
+    fn pooling_refuses_another_switch_configuration() {
+        // --rule-per-flow (a megaflow per flow), --xdp-mode, --ovs-xdp-mode change what the
+        // switches do; they are recorded only in `args` (and as notes, merged into one set).
+        for args in [
+            serde_json::json!({"args": ["--goals", "--rule-per-flow"]}),
+            serde_json::json!({"args": ["--goals", "--xdp-mode", "native"]}),
+            serde_json::json!({"args": ["--goals", "--ovs-xdp-mode", "generic"]}),
+        ] {
+            assert!(!pools(args.clone()), "pooled runs differing in {args}");
+        }
+    }
+
+    #[test]
+    fn pooling_accepts_the_same_generator_from_another_directory() {
+        // The generator fact holds the binary's path: the same pktgen built in another
+        // checkout (or --bin-dir) is refused as "another generator".
+        assert!(
+            pools(
+                serde_json::json!({"generator": "pktgen /tmp/wt/target/release/pktgen --mode afxdp"})
+            ),
+            "refused the same generator mode because its binary lives elsewhere"
+        );
+    }
+
+    // ---- Finding: the displayed interval contradicts the verdict. ----
+
+    /// The goal row's interval cell `lo–hi (c %)` as numbers, and its verdict cell.
+    fn interval_and_verdict(r: &str) -> (f64, f64, String) {
+        let cells: Vec<&str> = r.split(" | ").collect();
+        let iv = cells[4];
+        let (lo, rest) = iv.split_once('–').expect("lo–hi");
+        let hi = rest.split_whitespace().next().expect("hi");
+        (
+            lo.trim().parse().expect("lo"),
+            hi.parse().expect("hi"),
+            cells[5].trim_end_matches(" |").to_string(),
+        )
+    }
+
+    #[test]
+    fn idle_interval_as_shown_agrees_with_met() {
+        // Every round 1.96 % of a core: below the bar of 2 %, met; shown as 2.0–2.0.
+        let recs: Vec<Rec> = (1..=6)
+            .map(|n| rec("vswitchd-tap", "idle_adaptive", "core_pct", 1.96, n))
+            .collect();
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        let r = row(&md, "adaptive poll, idle: < 2 % of a core").expect("row");
+        let (lo, hi, verdict) = interval_and_verdict(r);
+        assert!(
+            !(verdict.contains("**met**") && !(lo < 2.0 && hi < 2.0)),
+            "the row says met for < 2 % with an interval shown as {lo}–{hi}: {r}"
+        );
+    }
+
+    #[test]
+    fn ratio_interval_as_shown_agrees_with_not_met() {
+        // Every round ×1.296 the bridge: below the bar of 1.3, not met; shown as 1.30–1.30.
+        let mut recs = Vec::new();
+        for n in 1..=6 {
+            recs.push(rec("vswitchd-afxdp", "fps_1", "fps", 648_000.0, n));
+            recs.push(rec("bridge", "fps_1", "fps", 500_000.0, n));
+        }
+        let md = markdown(&serde_json::json!({"kind": "machine"}), &recs);
+        let r = row(&md, "64 B frames/s, 1 flow, ≥ 1.3× the Linux bridge").expect("row");
+        let (lo, hi, verdict) = interval_and_verdict(r);
+        assert!(
+            !(verdict.contains("**not met**") && lo >= 1.3 && hi >= 1.3),
+            "the row says not met for ≥ 1.3 with an interval shown as {lo}–{hi}: {r}"
+        );
+    }
+
+    #[test]
+    fn a_fact_checked_against_a_later_file_is_not_called_unchecked() {
+        // The first file predates the congestion control; the second and third record bbr.
+        // The third was checked against the second (a cubic third would be refused), yet the
+        // report says it was not checked.
+        let old = raw_file(&serde_json::json!({"kind": "machine", "secs": 5}), 2);
+        let b = raw_file(
+            &serde_json::json!({"kind": "machine", "secs": 5,
+            "tcp_congestion_control": "bbr"}),
+            2,
+        );
+        let c = raw_file(
+            &serde_json::json!({"kind": "machine", "secs": 5,
+            "tcp_congestion_control": "bbr"}),
+            2,
+        );
+        let (facts, _) = pool(&[old.clone(), b.clone(), c.clone()]).expect("pools");
+        let from = facts["pooled_from"].as_array().expect("array").clone();
+        for f in [old, b, c] {
+            let _ = std::fs::remove_file(f);
+        }
+        assert_eq!(
+            from[2]["unchecked"],
+            serde_json::json!([]),
+            "the third file is reported unchecked: {}",
+            from[2]
+        );
     }
 }

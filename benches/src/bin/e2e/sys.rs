@@ -278,25 +278,39 @@ impl CpuSnap {
 /// Reads `/proc/stat`.
 pub fn cpu_snap() -> Result<CpuSnap> {
     let s = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let mut cpus = Vec::new();
-    for line in s.lines() {
-        let mut it = line.split_whitespace();
-        let Some(name) = it.next() else { continue };
-        if !name.starts_with("cpu") || name == "cpu" {
-            continue;
-        }
-        // user nice system idle iowait irq softirq steal (guest time is inside user/nice).
-        let v: Vec<u64> = it.take(8).filter_map(|x| x.parse().ok()).collect();
-        if v.len() < 8 {
-            continue;
-        }
-        let total: u64 = v.iter().sum();
-        cpus.push((total - v[3] - v[4], total));
-    }
+    let cpus = parse_cpu_lines(&s);
     if cpus.is_empty() {
         bail!("no cpu lines in /proc/stat");
     }
     Ok(CpuSnap { cpus })
+}
+
+/// (busy, total) jiffies of each CPU of a `/proc/stat` text, indexed by the CPU's number:
+/// the file lists online CPUs only, so a CPU that is offline leaves a gap, (0, 0), rather than
+/// shifting the CPUs after it onto its index.
+fn parse_cpu_lines(stat: &str) -> Vec<(u64, u64)> {
+    let mut cpus = Vec::new();
+    for line in stat.lines() {
+        let mut it = line.split_whitespace();
+        let Some(n) = it
+            .next()
+            .and_then(|name| name.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        // user nice system idle iowait irq softirq steal (guest time is inside user/nice).
+        let v: Vec<u64> = it.take(8).filter_map(|x| x.parse().ok()).collect();
+        if v.len() < 8 || n >= 4096 {
+            continue;
+        }
+        let total: u64 = v.iter().sum();
+        if cpus.len() <= n {
+            cpus.resize(n + 1, (0, 0));
+        }
+        cpus[n] = (total - v[3] - v[4], total);
+    }
+    cpus
 }
 
 /// Busy % of each CPU between two snapshots.
@@ -329,6 +343,21 @@ pub fn proc_ticks(pid: u32) -> Option<u64> {
 /// Sum of [`proc_ticks`] over `pids` (missing processes count 0).
 pub fn procs_ticks(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&p| proc_ticks(p)).sum()
+}
+
+/// [`procs_ticks`] of processes that all still run: `None` when one has exited (a zombie
+/// not yet reaped, whose ticks stand still, or gone).
+pub fn running_ticks(pids: &[u32]) -> Option<u64> {
+    let mut sum = 0;
+    for &pid in pids {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = s.rsplit_once(") ")?.1.chars().next()?;
+        if matches!(state, 'Z' | 'X' | 'x') {
+            return None;
+        }
+        sum += proc_ticks(pid)?;
+    }
+    Some(sum)
 }
 
 /// Jiffies per second (`getconf CLK_TCK`, 100 when unknown).
@@ -545,5 +574,42 @@ mod tests {
     #[test]
     fn ansi_is_stripped() {
         assert_eq!(strip_ansi("a\u{1b}[2;35mb\u{1b}[0mc"), "abc");
+    }
+
+    #[test]
+    fn cpu_figures_keep_their_cpu_numbers_when_one_is_offline() {
+        let stat = "cpu  30 0 30 100 0 0 0 0 0 0\n\
+                    cpu1 10 0 10 50 0 0 0 0 0 0\n\
+                    cpu3 20 0 20 50 10 0 0 0 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(
+            parse_cpu_lines(stat),
+            vec![(0, 0), (20, 70), (0, 0), (40, 100)]
+        );
+    }
+
+    #[test]
+    fn a_switch_that_is_gone_has_no_ticks_to_measure() {
+        // A crashed vswitchd is a zombie until its Daemon guard reaps it, then gone: neither
+        // may read as a switch that used no CPU (the idle goal would be met by a dead switch).
+        let mut child = Command::new("sh").args(["-c", "exit 0"]).spawn().unwrap();
+        let pid = child.id();
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").and_then(|(_, r)| r.chars().next()))
+                == Some('Z')
+        };
+        let t0 = Instant::now();
+        while !zombie() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the child exits");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(running_ticks(&[pid]), None, "a zombie");
+        child.wait().unwrap();
+        assert_eq!(running_ticks(&[pid]), None, "reaped");
+        let me = std::process::id();
+        assert!(running_ticks(&[me]).is_some());
+        assert_eq!(running_ticks(&[me, pid]), None, "one of two gone");
     }
 }
