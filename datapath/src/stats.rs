@@ -57,11 +57,15 @@ pub enum DropReason {
     /// [`DropReason::Backend`] (AF_XDP and AF_PACKET ports; read when the counters are
     /// reported). Transmit side only.
     Device,
+    /// A frame of a new flow found its worker's queue of frames waiting for a translation
+    /// full ([`PENDING_MAX`](crate::worker::PENDING_MAX)): a flood of new flows. Receive side
+    /// only.
+    UpcallFull,
 }
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -83,6 +87,7 @@ impl DropReason {
         Self::RxRingFull,
         Self::NoRxBuffer,
         Self::Device,
+        Self::UpcallFull,
     ];
 
     /// Stable snake_case name used in the control protocol and CLI.
@@ -107,6 +112,7 @@ impl DropReason {
             Self::RxRingFull => "rx_ring_full",
             Self::NoRxBuffer => "no_rx_buffer",
             Self::Device => "device",
+            Self::UpcallFull => "upcall_full",
         }
     }
 }

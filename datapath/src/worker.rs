@@ -105,7 +105,8 @@ pub const MAX_FRAME: usize = 65_535 + 14 + 8;
 /// Translations (cache misses) a worker performs per rx batch; further misses in the batch wait
 /// (copied) in a bounded queue of [`PENDING_MAX`] frames, translated at the start of the next
 /// pass under the same budget, so a flood of new flows cannot starve cached traffic. Beyond
-/// the queue they are dropped and counted (`upcall_drops`).
+/// the queue they are dropped and counted (the worker's `upcall_drops`, the ingress port's
+/// receive drops [`DropReason::UpcallFull`]).
 pub const UPCALL_BUDGET: usize = 32;
 /// Frames waiting for a translation (per worker).
 pub const PENDING_MAX: usize = 1_024;
@@ -1900,6 +1901,7 @@ impl Worker {
     fn defer(&mut self, li: usize, desc: &RxDesc) {
         if self.pending.len() >= PENDING_MAX {
             self.ctls[self.index].counters.upcall_drops.add(1);
+            self.rx_drop(li, DropReason::UpcallFull);
             return;
         }
         let lp = &self.ports[li];

@@ -1062,3 +1062,61 @@ fn a_staged_batch_queues_chaining_flows_behind_one_run_and_charges_each_flow() {
     assert!(got(&p[0]).is_empty());
     assert_eq!(counters(&sw, "m1").rx_drops.iter().sum::<u64>(), 0);
 }
+
+/// A flood of new flows from two ports at once: each batch translates 32 and defers the rest,
+/// and the queue of deferred frames (1,024 per worker) fills; frames beyond it are dropped and
+/// counted on the port they came from (`upcall_full`) as well as in the worker's
+/// `upcall_drops`. Every frame is either delivered or counted.
+#[test]
+fn new_flows_beyond_the_translation_queue_are_counted_on_their_ingress_port() {
+    let mut sw = Switch::start(SwitchConfig {
+        poll_mode: PollMode::Inline,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    let opts = MemPortOptions {
+        capacity: 4096,
+        ..MemPortOptions::default()
+    };
+    let peers: Vec<MemPeer> = (1..=3)
+        .map(|i| {
+            let (p, peer) = MemPort::new(&format!("m{i}"), opts);
+            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                .unwrap();
+            peer
+        })
+        .collect();
+    // A rule on UDP port 5000 makes every miss exact on the UDP port: one translation per
+    // destination port.
+    sw.flow_mod(&FlowMod::add(
+        0,
+        100,
+        udp_dst_5000(),
+        Instructions::apply(vec![Action::Output(3)]),
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    let per_port = 3_000u16;
+    for d in 0..per_port {
+        assert!(peers[0].send(&udp_to(1, mac(3), 6_000 + d)));
+        assert!(peers[1].send(&udp_to(2, mac(3), 6_000 + per_port + d)));
+    }
+    let mut delivered = 0;
+    for _ in 0..1_000 {
+        sw.poll_inline();
+        delivered += got(&peers[2]).len();
+    }
+    let (a, b) = (counters(&sw, "m1"), counters(&sw, "m2"));
+    assert_eq!(a.rx_pkts + b.rx_pkts, 2 * u64::from(per_port));
+    let full =
+        a.rx_drops[DropReason::UpcallFull as usize] + b.rx_drops[DropReason::UpcallFull as usize];
+    assert!(full > 0, "the queue filled: {a:?} {b:?}");
+    assert_eq!(sw.worker_stats()[0].cache.upcall_drops, full);
+    assert_eq!(
+        delivered as u64 + a.rx_dropped() + b.rx_dropped(),
+        2 * u64::from(per_port),
+        "every frame delivered or counted"
+    );
+    assert_eq!(a.rx_dropped() + b.rx_dropped(), full, "no other drop");
+    sw.shutdown();
+}
