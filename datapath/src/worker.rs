@@ -2861,10 +2861,13 @@ fn enqueue(
         return Err(DropReason::TooBig);
     }
     // A full tx queue is flushed once mid-batch before giving up (GSO segmentation can queue
-    // dozens of frames for one received frame).
-    if lp.port.tx_enqueue(bytes, off)
-        || (lp.port.tx_flush().is_ok() && lp.port.tx_enqueue(bytes, off))
-    {
+    // dozens of frames for one received frame). The flush's error does not say it made no
+    // room (it may be a frame's of this flush or an earlier send's, dropped and counted
+    // already): the frame is tried again either way.
+    if lp.port.tx_enqueue(bytes, off) || {
+        let _ = lp.port.tx_flush();
+        lp.port.tx_enqueue(bytes, off)
+    } {
         Ok(bytes.len())
     } else if lp.port.is_gone() {
         Err(DropReason::PortDown)

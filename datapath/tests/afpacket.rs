@@ -815,3 +815,294 @@ fn a_ring_that_overflowed_is_not_taken_for_a_stopped_one() {
     let got = count_filled(&mut port, 0xe5, 1_024, Duration::from_secs(2));
     assert!(got >= 1_000, "{got} frames left in the ring");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Link flaps, blocked rings and the worker's retry (found by an audit, 2026-12-07)
+
+/// Waits until the namespace's end of `s` (peer `peer`) has its carrier back.
+fn carrier_back(s: &Setup, peer: &str) {
+    assert!(common::wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(20),
+        || s.ns
+            .run(&["cat", &format!("/sys/class/net/{peer}/carrier")])
+            .trim()
+            == "1"
+    ));
+}
+
+/// After a link flap the kernel leaves `ENETDOWN` on the socket, and the next read of the
+/// copies of frames longer than a ring slot reported it and stopped: the port dropped those
+/// frames (counted) and from then on paired every long frame with a later one's copy. Three
+/// UDP GSO super-frames after the flap, then three more: each arrives once, with its own
+/// payload, none counted as dropped (fails without reading on after the error).
+#[test]
+fn long_frames_after_a_link_flap_keep_their_own_payload() {
+    if !privileged() {
+        return;
+    }
+    let s = setup('A');
+    let (_, peer, _) = names('A');
+    let mut port = open(&s);
+    assert!(port.has_rings());
+    common::ip(&["link", "set", &s.host, "down"]);
+    common::ip(&["link", "set", &s.host, "up"]);
+    carrier_back(&s, &peer);
+    let _ = port.take_backend_drops();
+    let send = |first: u32| {
+        let mut p = s.ns.python(&format!(
+            "import socket\n\
+             g = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             g.setsockopt(socket.IPPROTO_UDP, 103, 1000)  # UDP_SEGMENT\n\
+             for i in range({first}, {first} + 3):\n    \
+             g.sendto(b'%02d' % i + b'g' * 5998, ('10.78.0.2', 9300))\n\
+             print('sent', flush=True)\n"
+        ));
+        assert_eq!(p.line(), "sent");
+    };
+    send(0);
+    let mut got = collect_udp(&mut port, 9300, 3, Duration::from_secs(1));
+    send(10);
+    got.extend(collect_udp(
+        &mut port,
+        9300,
+        6 - got.len(),
+        Duration::from_secs(1),
+    ));
+    let marks: Vec<String> = got
+        .iter()
+        .map(|(p, _, _)| String::from_utf8_lossy(&p[..2]).into_owned())
+        .collect();
+    assert_eq!(
+        (marks.join(" ").as_str(), port.take_backend_drops()),
+        ("00 01 02 10 11 12", BackendDrops::default()),
+        "frames received (by their first payload bytes) and drops"
+    );
+}
+
+/// After a link flap the first send reports the `ENETDOWN` the kernel left on the socket
+/// instead of sending: ring mode then left the frame queued and its `maintain` stopped kicking
+/// (the device looked down); mmsg mode dropped a good frame. Frames arrive meanwhile (one waits
+/// in the receive ring, so no quiet `maintain` clears the error first). Now the port sends
+/// once more: the frame goes, nothing is dropped.
+fn flap_then_send(tag: char, ring: bool) {
+    let s = setup(tag);
+    let (_, peer, _) = names(tag);
+    let mut port = open_mode(&s, ring);
+    assert_eq!(port.has_rings(), ring);
+    common::ip(&["link", "set", &s.host, "down"]);
+    common::ip(&["link", "set", &s.host, "up"]);
+    carrier_back(&s, &peer);
+    let mut p = s.ns.python(
+        "import socket\n\
+         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'in', ('10.78.0.2', 9301))\n\
+         print('sent', flush=True)\n",
+    );
+    assert_eq!(p.line(), "sent");
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = port.take_backend_drops();
+    let mut rx = mark_sink(&s, &peer, &["after-flap"], 1);
+    assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], b"after-flap", 60), &Offload::NONE));
+    let flushed = port.tx_flush();
+    for _ in 0..200 {
+        port.maintain();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        (
+            rx.line().as_str(),
+            port.take_backend_drops(),
+            flushed.map_err(|e| e.raw_os_error())
+        ),
+        ("after-flap", BackendDrops::default(), Ok(())),
+        "ring mode {ring}: (frames seen in the namespace, port's drops, flush result)"
+    );
+}
+
+#[test]
+fn a_frame_sent_after_a_link_flap_goes_out() {
+    if !privileged() {
+        return;
+    }
+    for (tag, ring) in [('B', true), ('C', false)] {
+        flap_then_send(tag, ring);
+    }
+}
+
+/// Frames flushed while the device is down stay queued in the ring (`ENETDOWN`); once it is
+/// up again they go at `maintain`, which kicks a blocked ring every 64 calls, with no new
+/// frame for the port (before, they waited for one, however long).
+#[test]
+fn frames_queued_while_the_device_was_down_go_when_it_is_up_again() {
+    if !privileged() {
+        return;
+    }
+    let s = setup('D');
+    let (_, peer, _) = names('D');
+    let mut port = open(&s);
+    assert!(port.has_rings());
+    common::ip(&["link", "set", &s.host, "down"]);
+    let _ = port.take_backend_drops();
+    for m in [b"down-1", b"down-2", b"down-3"] {
+        assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], m, 60), &Offload::NONE));
+    }
+    let err = port.tx_flush().expect_err("the device is down");
+    assert_eq!(err.raw_os_error(), Some(libc::ENETDOWN));
+    for _ in 0..10 {
+        port.maintain();
+    }
+    common::ip(&["link", "set", &s.host, "up"]);
+    carrier_back(&s, &peer);
+    let mut rx = mark_sink(&s, &peer, &["down-1", "down-2", "down-3"], 1);
+    for _ in 0..300 {
+        port.maintain();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(rx.line(), "down-1 down-2 down-3");
+    assert_eq!(port.take_backend_drops(), BackendDrops::default());
+}
+
+/// How the worker queues a frame (`enqueue` in datapath/src/worker.rs): when the queue is
+/// full it flushes once and tries again, whatever the flush returned (its error may be one
+/// refused frame's, or an earlier direct send's, everything else sent).
+fn enqueue_as_the_worker_does(port: &mut AfPacketPort, frame: &[u8], off: &Offload) -> bool {
+    port.tx_enqueue(frame, off) || {
+        let _ = port.tx_flush();
+        port.tx_enqueue(frame, off)
+    }
+}
+
+/// The port's side of the worker's retry: a flush that returns an error (one refused frame
+/// among many) still makes room. Mmsg mode: 63 good frames and one the kernel refuses
+/// (`EINVAL`, a counted backend drop) fill the 64 slots; the next frame is queued after the
+/// flush, and one bad frame is one drop (the worker gave up on a flush error before, a
+/// second drop).
+#[test]
+fn a_flush_that_returns_an_error_still_makes_room() {
+    if !privileged() {
+        return;
+    }
+    let s = setup('E');
+    let (_, peer, _) = names('E');
+    let mut port = open_mode(&s, false);
+    let _ = port.take_backend_drops();
+    for i in 0..64u8 {
+        let (f, o) = if i == 10 {
+            (marked(&[0x88, 0xb5], b"bad", 100), common::BAD_GSO)
+        } else {
+            (marked(&[0x88, 0xb5], &[b'g', i], 60), Offload::NONE)
+        };
+        assert!(port.tx_enqueue(&f, &o), "frame {i}");
+    }
+    let mut rx = mark_sink(&s, &peer, &["next"], 1);
+    let f = marked(&[0x88, 0xb5], b"next", 60);
+    assert!(!port.tx_enqueue(&f, &Offload::NONE), "the queue is full");
+    assert!(port.tx_flush().is_err(), "the bad frame's error");
+    assert!(enqueue_as_the_worker_does(&mut port, &f, &Offload::NONE));
+    let _ = port.tx_flush();
+    assert_eq!(rx.line(), "next");
+    assert_eq!(port.take_backend_drops().tx, 1);
+}
+
+/// Ring mode: a frame whose partial checksum starts inside the first 20 bytes is refused by
+/// the kernel, which skips its slot without a word (`PACKET_LOSS`); the port checks it first
+/// and counts it, as mmsg mode's failed send is (lost uncounted before).
+#[test]
+fn a_frame_the_kernel_would_skip_silently_is_counted() {
+    if !privileged() {
+        return;
+    }
+    for (tag, ring) in [('F', true), ('G', false)] {
+        let s = setup(tag);
+        let mut port = open_mode(&s, ring);
+        let _ = port.take_backend_drops();
+        let o = Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            csum_start: 16,
+            csum_offset: 0,
+            ..Offload::NONE
+        };
+        assert!(port.tx_enqueue(&marked(&[0x88, 0xb5], b"lowcsum", 60), &o));
+        let _ = port.tx_flush();
+        assert_eq!(port.take_backend_drops().tx, 1, "ring mode {ring}");
+    }
+}
+
+/// As a worker runs the port (`rx_burst`, `rx_release`, `maintain` about once a millisecond)
+/// while the namespace sends a numbered stream (a short datagram every ~0.5 ms, a 6,000-byte
+/// UDP GSO super-frame every 10th), the device flaps at once (`ip -batch`). Frames lost while
+/// it is down are fine; those received come in the order sent, and the port drops none.
+#[test]
+fn a_quick_link_flap_under_traffic_keeps_long_frames_in_order() {
+    if !privileged() {
+        return;
+    }
+    let s = setup('H');
+    let mut port = open(&s);
+    assert!(port.has_rings());
+    let mut p = s.ns.python(
+        "import socket, time\n\
+         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         g = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         g.setsockopt(socket.IPPROTO_UDP, 103, 1000)  # UDP_SEGMENT\n\
+         print('go', flush=True)\n\
+         for i in range(4000):\n    \
+         if i % 10 == 9:\n        g.sendto(b'%06d' % i + b'g' * 5994, ('10.78.0.2', 9400))\n    \
+         else:\n        a.sendto(b'%06d' % i, ('10.78.0.2', 9400))\n    \
+         time.sleep(0.0005)\n",
+    );
+    assert_eq!(p.line(), "go");
+    let host = s.host.clone();
+    let flapper = std::thread::spawn(move || {
+        use std::io::Write;
+        std::thread::sleep(Duration::from_millis(500));
+        let mut c = std::process::Command::new("ip")
+            .args(["-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip -batch");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("link set {host} down\nlink set {host} up\n").as_bytes())
+            .expect("write");
+        assert!(c.wait().expect("ip").success());
+    });
+    let _ = port.take_backend_drops();
+    let mut seqs: Vec<(u32, bool)> = Vec::new();
+    let mut batch = datapath::buf::RxBatch::new();
+    let start = std::time::Instant::now();
+    let mut last_maintain = start;
+    while start.elapsed() < Duration::from_secs(5) {
+        batch.clear();
+        let n = port.rx_burst(0, &mut batch).expect("rx_burst");
+        for d in batch.descs() {
+            if let Some((_, 9400, payload)) = udp_of(port.frame(d)) {
+                let seq: u32 = std::str::from_utf8(&payload[..6]).unwrap().parse().unwrap();
+                seqs.push((seq, payload.len() > 100));
+            }
+        }
+        port.rx_release(0, &batch);
+        if last_maintain.elapsed() >= Duration::from_millis(1) {
+            last_maintain = std::time::Instant::now();
+            port.maintain();
+        }
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    flapper.join().expect("flap");
+    let drops = port.take_backend_drops();
+    let out_of_order: Vec<_> = seqs
+        .windows(2)
+        .filter(|w| w[1].0 <= w[0].0)
+        .take(5)
+        .collect();
+    let long = seqs.iter().filter(|(_, l)| *l).count();
+    assert!(long > 100, "{long} long frames received");
+    assert!(
+        out_of_order.is_empty() && drops.other == 0,
+        "{} frames ({long} long): out of order {out_of_order:?}, port drops {drops:?}",
+        seqs.len()
+    );
+}

@@ -126,6 +126,10 @@ pub const TX_SLOT_LEN: usize = VNET_HDR_LEN + DIRECT_TX_MIN;
 /// Ethernet header length.
 const ETH_HLEN: usize = 14;
 
+/// Smallest `csum_start` the kernel takes with a partial checksum (`sizeof(struct iphdr)`,
+/// `virtio_net_hdr_to_skb`).
+const CSUM_START_MIN: usize = 20;
+
 /// Length of an 802.1Q tag.
 const VLAN_HLEN: usize = 4;
 
@@ -248,9 +252,15 @@ pub struct AfPacketPort {
     /// dropped before it.
     dev_tx_dropped: Option<netdev::StatFile>,
     dev_tx_dropped_seen: u64,
-    /// Ring mode: the last kick failed (the device down): `maintain` does not kick.
+    /// Ring mode: the last kick failed (the device down): `maintain` kicks only every
+    /// [`TX_BLOCKED_RETRY`] calls.
     tx_blocked: bool,
+    /// `maintain` calls while `tx_blocked`.
+    blocked_calls: u32,
 }
+
+/// While the device is down, `maintain` tries a kick once in this many calls (about 64 ms).
+const TX_BLOCKED_RETRY: u32 = 64;
 
 /// How the port moves frames.
 enum Io {
@@ -453,6 +463,7 @@ impl AfPacketPort {
             rebuilds: 0,
             refused: 0,
             tx_blocked: false,
+            blocked_calls: 0,
             dev_tx_dropped_seen: dev_tx_dropped
                 .as_ref()
                 .and_then(netdev::StatFile::read)
@@ -639,6 +650,7 @@ impl AfPacketPort {
         let mut first_err = None;
         let mut i = 0;
         let mut interrupted = 0;
+        let mut stale = false;
         // Each round either sends at least one frame or drops at least one: at most
         // `tx_count` rounds (plus a few EINTR retries).
         while i < self.tx_count {
@@ -653,6 +665,11 @@ impl AfPacketPort {
                 Ok(sent) => i += sent,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < 3 => {
                     interrupted += 1;
+                }
+                // A socket error the kernel left when the device went down (see `flush_ring`),
+                // reported by this send instead of sending: once, try the same frame again.
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) && !stale => {
+                    stale = true;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     // Dropped on its way out (settled below: the device's count, or the
@@ -789,11 +806,20 @@ const RING_KICKS: usize = 64;
 /// Frames refused with `ENOBUFS` are added to `refused`.
 fn flush_ring(rings: &mut PacketRings, queued: &mut usize, refused: &mut u64) -> io::Result<()> {
     let mut first_err = None;
+    let mut stale = false;
     if *queued > 0 {
         for _ in 0..RING_KICKS {
             match rings.tx_kick() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The kernel leaves `ENETDOWN` on the socket when its device goes down, and the
+                // next send reports it (clearing it) before looking at any slot, even once the
+                // device is up again: kick once more, which fails the same way only while the
+                // device is really down.
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) && !stale => {
+                    stale = true;
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // A frame was dropped on its way out (a veth peer that could not take it: a
                 // full backlog, an MTU smaller than the frame; a qdisc) and the kernel stopped
@@ -875,20 +901,26 @@ impl AfPacketPort {
                 free &= free - 1;
                 *pick = slot as u16;
             }
+            // Every copied slot's copy is queued on the socket (the kernel queues it before it
+            // hands the slot over), in slot order: they must all be read now, or the next
+            // burst's copied slots would be paired with this burst's copies. A pending socket
+            // error (`ENETDOWN` left by a link flap) is reported before any queued message,
+            // and reading it clears it; an error after some messages ends `recvmmsg` early
+            // (and is left pending): read on from where it stopped.
             for _ in 0..RX_TRIES {
+                if got_copies == copies {
+                    break;
+                }
                 match self.rx.recv(
                     rings.socket(),
-                    &self.rx_pick[..copies],
-                    &mut self.rx_meta[..copies],
+                    &self.rx_pick[got_copies..copies],
+                    &mut self.rx_meta[got_copies..copies],
                 ) {
-                    Ok(n) => {
-                        got_copies = n;
-                        break;
-                    }
+                    Ok(0) => break,
+                    Ok(n) => got_copies += n,
                     // As in mmsg mode: a frame the kernel could not describe, dropped.
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.drops += 1,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+                    Err(_) => {}
                 }
             }
         }
@@ -1117,7 +1149,12 @@ impl Port for AfPacketPort {
                 return self.send_direct(frame, offload);
             }
             let csum_end = usize::from(offload.csum_start) + usize::from(offload.csum_offset) + 2;
-            if offload.needs_csum() && csum_end > frame.len() {
+            // `virtio_net_hdr_to_skb` also wants the checksummed part to start after an IPv4
+            // header's length (`nh_min_len`); a slot it refuses is skipped (`PACKET_LOSS`)
+            // without a word.
+            if offload.needs_csum()
+                && (csum_end > frame.len() || usize::from(offload.csum_start) < CSUM_START_MIN)
+            {
                 // The kernel would refuse it (EINVAL).
                 self.tx_drops += 1;
                 return true;
@@ -1179,12 +1216,19 @@ impl Port for AfPacketPort {
         self.check_stopped_ring();
         // Frames a ring flush left queued (a full send buffer, its last kicks spent on dropped
         // frames) go with the next flush, which comes when a frame is next queued here: if
-        // none has come, they go now. Not while kicks fail (the device down: `ENETDOWN`), which
-        // would be a system call a millisecond for nothing.
+        // none has come, they go now. While kicks fail (the device down: `ENETDOWN`) only now
+        // and then: a system call a millisecond would be for nothing.
         if let Io::Ring(rings, _) = &mut self.io
-            && !self.tx_blocked
             && rings.tx_waiting()
         {
+            // While kicks fail, one kick every `TX_BLOCKED_RETRY` calls: the frames left
+            // queued go soon after the device is up again, even when no new frame comes.
+            if self.tx_blocked {
+                self.blocked_calls = self.blocked_calls.wrapping_add(1);
+                if !self.blocked_calls.is_multiple_of(TX_BLOCKED_RETRY) {
+                    return;
+                }
+            }
             let mut pending = 1;
             self.tx_blocked = flush_ring(rings, &mut pending, &mut self.refused).is_err();
             self.settle_refused();

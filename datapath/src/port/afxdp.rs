@@ -201,10 +201,17 @@ pub struct AfXdpPort {
     split_max: usize,
     /// Which side has transmit frames queued since the last flush (see `tx_enqueue`).
     tx_pending: Side,
-    /// The sockets' last flush failed (device down or gone): `maintain` leaves frames a flush
-    /// left queued to the next `tx_flush` instead of kicking every millisecond for nothing.
+    /// The sockets' last flush failed (device down or gone): `maintain` kicks the frames a
+    /// flush left queued only every [`TX_BLOCKED_RETRY`] calls, not every millisecond for
+    /// nothing.
     tx_blocked: bool,
+    /// `maintain` calls while `tx_blocked`.
+    blocked_calls: u32,
 }
+
+/// While the sockets' kicks fail (the device down), `maintain` tries once in this many calls
+/// (about 64 ms), so that frames left queued go soon after the device is up again.
+const TX_BLOCKED_RETRY: u32 = 64;
 
 /// A split port's AF_PACKET socket, and what queue 0 needs to give its frames and socket 0's
 /// in arrival order.
@@ -488,6 +495,7 @@ impl AfXdpPort {
             split_max: usize::from(split_len),
             tx_pending: Side::None,
             tx_blocked: false,
+            blocked_calls: 0,
         })
     }
 
@@ -553,6 +561,7 @@ impl AfXdpPort {
                 split_max: self.split_max,
                 tx_pending: Side::None,
                 tx_blocked: false,
+                blocked_calls: 0,
             })
             .collect())
     }
@@ -928,10 +937,16 @@ impl Port for AfXdpPort {
     fn maintain(&mut self) {
         // Frames a flush left on a TX ring go now, not with the next frame queued here, which
         // may never come: a flush kicks at most `max_kicks` times, and in copy mode each frame
-        // the device drops (no carrier, a veth peer that refuses it) ends a kick. Not while
-        // kicks fail (the device down): a system call a millisecond for nothing.
-        if !self.tx_blocked && self.queues.iter().any(|x| x.tx_outstanding() > 0) {
-            self.tx_blocked = self.flush_sockets().is_err();
+        // the device drops (no carrier, a veth peer that refuses it) ends a kick. While kicks
+        // fail (the device down) only now and then: a system call a millisecond would be for
+        // nothing.
+        if self.queues.iter().any(|x| x.tx_outstanding() > 0) {
+            if self.tx_blocked {
+                self.blocked_calls = self.blocked_calls.wrapping_add(1);
+            }
+            if !self.tx_blocked || self.blocked_calls.is_multiple_of(TX_BLOCKED_RETRY) {
+                self.tx_blocked = self.flush_sockets().is_err();
+            }
         }
         let Some(Companion { port: big, order }) = self.big.as_deref_mut() else {
             return;
