@@ -312,6 +312,130 @@ fn inner_headers(frame: &[u8], outer: &Headers, l4: usize) -> Result<Headers, Pa
     Err(ParseError::BadHeader)
 }
 
+/// Smallest segment size of a TCP super-frame a Linux sender makes (`TCP_MIN_SND_MSS`).
+pub const MIN_TCP_GSO_SIZE: u16 = 48;
+/// Most segments of a UDP super-frame a Linux sender makes (`UDP_MAX_SEGMENTS`).
+pub const MAX_UDP_GSO_SEGS: usize = 128;
+
+/// True when a received GSO super-frame (true for any other) cuts into no more segments than
+/// a real sender's would: TCP segments of at least [`MIN_TCP_GSO_SIZE`] bytes, at most
+/// [`MAX_UDP_GSO_SEGS`] UDP ones. A `gso_size` of 1 would have the switch (or the next
+/// device) make a 55-byte frame of each payload byte: 65 000 frames from one.
+pub fn gso_size_fits(frame: &[u8], off: &Offload) -> bool {
+    if !off.is_gso() {
+        return true;
+    }
+    match off.gso_kind() {
+        Offload::GSO_TCPV4 | Offload::GSO_TCPV6 => off.gso_size >= MIN_TCP_GSO_SIZE,
+        Offload::GSO_UDP_L4 => {
+            let payload = frame
+                .len()
+                .saturating_sub(usize::from(off.csum_start) + udp::HEADER_LEN);
+            off.gso_size != 0 && payload.div_ceil(usize::from(off.gso_size)) <= MAX_UDP_GSO_SEGS
+        }
+        // Refused later (segmentation, or the kernel of the port it goes to).
+        _ => true,
+    }
+}
+
+/// True when the partial checksum of a received frame (`F_NEEDS_CSUM`; true without it) is
+/// one that completing may store: the TCP or UDP checksum field of the frame's L4 header
+/// (`l4`, `proto` as flow extraction found them: `csum_start == l4`, `csum_offset` 16 or 6),
+/// or of the inner L4 header of a UDP tunnel (VXLAN, Geneve, …; see `inner_headers`), of
+/// IP-in-IP or of GRE (`ip_tunnel_inner`). Any
+/// other place — an address, a port, a tag — is two bytes of the sender's choice that the
+/// switch ([`complete_csum`]) or the next device would overwrite after the flows matched the
+/// frame: such a frame is refused.
+pub fn partial_csum_fits(frame: &[u8], off: &Offload, l4: usize, proto: u8) -> bool {
+    if !off.needs_csum() {
+        return true;
+    }
+    let start = usize::from(off.csum_start);
+    let field = |p: IpProtocol| match p {
+        IpProtocol::TCP => Some(tcp::CHECKSUM_OFFSET),
+        IpProtocol::UDP => Some(udp::CHECKSUM_OFFSET),
+        _ => None,
+    };
+    let fits = |p: IpProtocol| {
+        field(p) == Some(usize::from(off.csum_offset))
+            && start + usize::from(off.csum_offset) + 2 <= frame.len()
+    };
+    // (Flow extraction leaves `l4` at 0 for protocols whose header it does not read, such
+    // as IP-in-IP and GRE: their L4 offset is the outer headers'.)
+    if l4 != 0 && start == l4 {
+        return fits(IpProtocol::from(proto));
+    }
+    let Ok(outer) = parse_headers(frame) else {
+        return false;
+    };
+    if (l4 != 0 && outer.l4 != l4) || outer.fragment || start <= outer.l4 {
+        return false;
+    }
+    let l4 = outer.l4;
+    let inner = match proto {
+        17 if outer.protocol == IpProtocol::UDP
+            && start >= l4 + udp::HEADER_LEN + TUNNEL_HEADER_LEN =>
+        {
+            inner_headers(frame, &outer, start).ok()
+        }
+        IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_GRE => ip_tunnel_inner(frame, &outer, proto, start),
+        _ => None,
+    };
+    inner.is_some_and(|h| fits(h.protocol))
+}
+
+/// IPv4 in IP.
+const IPPROTO_IPIP: u8 = 4;
+/// IPv6 in IP.
+const IPPROTO_IPV6: u8 = 41;
+/// GRE.
+const IPPROTO_GRE: u8 = 47;
+
+/// The inner headers of an IP-in-IP packet (`proto` 4 or 41: an IP header right behind the
+/// outer one) or a GRE one (47: version 0 without routing, its optional checksum, key and
+/// sequence number, then IPv4, IPv6 or an Ethernet frame), when its inner L4 header is at `l4`
+/// and it ends where the outer packet ends (an overlay in the container whose kernel left the
+/// inner checksum partial).
+fn ip_tunnel_inner(frame: &[u8], outer: &Headers, proto: u8, l4: usize) -> Option<Headers> {
+    let inner = frame.get(..outer.end)?;
+    let (at, eth) = if proto == IPPROTO_GRE {
+        let g = inner.get(outer.l4..outer.l4 + 4)?;
+        let flags = u16::from_be_bytes([g[0], g[1]]);
+        // Routing present, reserved bits or a version other than 0: not the GRE of RFC 2784.
+        if flags & 0x4fff != 0 {
+            return None;
+        }
+        let words = [0x8000u16, 0x2000, 0x1000]
+            .iter()
+            .filter(|&&b| flags & b != 0)
+            .count();
+        let at = outer.l4 + 4 + 4 * words;
+        match u16::from_be_bytes([g[2], g[3]]) {
+            0x0800 | 0x86dd => (at, false),
+            ETH_P_TEB => (at, true),
+            _ => return None,
+        }
+    } else {
+        (outer.l4, false)
+    };
+    let rest = inner.get(at..)?;
+    let h = if eth {
+        parse_headers(rest)
+    } else {
+        let ty = match rest.first().map(|b| b >> 4) {
+            Some(4) => EtherType::IPV4,
+            Some(6) => EtherType::IPV6,
+            _ => return None,
+        };
+        parse_l3(rest, 0, ty)
+    };
+    let mut h = h.ok()?;
+    h.l3 += at;
+    h.l4 += at;
+    h.end += at;
+    (h.l4 == l4 && h.end == outer.end && !h.fragment).then_some(h)
+}
+
 /// Completes an `F_NEEDS_CSUM` checksum in place: sums `frame[csum_start..]` (whose checksum
 /// field, at `csum_start + csum_offset`, already holds the pseudo-header sum, as virtio and
 /// Linux `CHECKSUM_PARTIAL` leave it) and stores the inverted result. Like Linux, a result of
@@ -1308,6 +1432,108 @@ mod tests {
                 assert!(r.is_err(), "cut at {len} accepted");
             }
         }
+    }
+
+    #[test]
+    fn only_a_tcp_or_udp_checksum_field_may_be_a_partial_checksum() {
+        let csum = |start: usize, offset: u16| Offload {
+            flags: Offload::F_NEEDS_CSUM,
+            csum_start: u16::try_from(start).unwrap(),
+            csum_offset: offset,
+            ..Offload::NONE
+        };
+        let fits = |f: &[u8], o: &Offload| {
+            let (key, lay) = crate::flow::extract(f, 1).unwrap();
+            partial_csum_fits(f, o, usize::from(lay.l4), key.nw_proto)
+        };
+        let tcp4 = tcp4_frame(&payload(100));
+        let tcp6 = with_dest_opts(&tcp6_frame(&payload(100)), 18);
+        let udp4 = udp_frame(false, &payload(100));
+        let udp6 = udp_frame(true, &payload(100));
+        // What a kernel hands over: the L4 checksum field, behind tags and extension headers.
+        assert!(fits(&tcp4, &csum(34, 16)));
+        assert!(fits(&tcp6, &csum(18 + 48, 16)));
+        assert!(fits(&udp4, &csum(34, 6)));
+        assert!(fits(&udp6, &csum(54, 6)));
+        assert!(fits(&tcp4, &Offload::NONE));
+        // The inner TCP checksum of a VXLAN packet.
+        let (vx, ie) = tunnelled(false, 4789, &VXLAN, &tcp4);
+        assert!(fits(&vx, &csum(ie + 34, 16)));
+        // The inner TCP checksum of IP-in-IP and of GRE (plain, and with a key).
+        let ipip = ip_tunnelled(&tcp4, 4, None);
+        assert!(fits(&ipip, &csum(34 + 20, 16)));
+        let gre = ip_tunnelled(&tcp4, 47, Some(0));
+        assert!(fits(&gre, &csum(34 + 4 + 20, 16)));
+        let gre_key = ip_tunnelled(&tcp4, 47, Some(0x2000));
+        assert!(fits(&gre_key, &csum(34 + 8 + 20, 16)));
+        // …but not the inner source address, nor behind GRE with routing or a version.
+        assert!(!fits(&ipip, &csum(34 + 12, 0)));
+        assert!(!fits(
+            &ip_tunnelled(&tcp4, 47, Some(0x4000)),
+            &csum(34 + 8 + 20, 16)
+        ));
+        assert!(!fits(
+            &ip_tunnelled(&tcp4, 47, Some(0x0001)),
+            &csum(34 + 4 + 20, 16)
+        ));
+        // Two bytes of the sender's choice anywhere else: the IPv4 source and destination,
+        // the ports, the TCP flags, a checksum "field" of the other protocol or past the end.
+        for (f, o) in [
+            (&udp4, csum(28, 0)),
+            (&udp4, csum(26, 4)),
+            (&udp4, csum(30, 0)),
+            (&udp4, csum(34, 2)),
+            (&udp4, csum(36, 0)),
+            (&tcp4, csum(34, 6)),
+            (&tcp4, csum(34, 12)),
+            (&udp4, csum(34, 16)),
+            (&udp4, csum(udp4.len() - 1, 0)),
+            (&vx, csum(ie + 30, 0)),
+            (&vx, csum(ie, 0)),
+        ] {
+            assert!(!fits(f, &o), "{o:?}");
+        }
+    }
+
+    /// `eth_ip` (an Ethernet/IPv4 frame) with its IP packet carried in an outer IPv4 packet
+    /// of protocol `proto`, behind a GRE header with `gre` flags (and 4 bytes for each of the
+    /// checksum, key and sequence flags it sets) when given.
+    fn ip_tunnelled(eth_ip: &[u8], proto: u8, gre: Option<u16>) -> Vec<u8> {
+        let mut inner = Vec::new();
+        if let Some(flags) = gre {
+            inner.extend_from_slice(&flags.to_be_bytes());
+            inner.extend_from_slice(&0x0800u16.to_be_bytes());
+            for bit in [0x8000u16, 0x4000, 0x2000, 0x1000] {
+                if flags & bit != 0 {
+                    inner.extend_from_slice(&[0; 4]);
+                }
+            }
+        }
+        inner.extend_from_slice(&eth_ip[14..]);
+        let total = u16::try_from(20 + inner.len()).unwrap();
+        let mut f = eth_ip[..14].to_vec();
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+        f.extend_from_slice(&inner);
+        f
+    }
+
+    #[test]
+    fn super_frames_cut_finer_than_a_real_sender_would_are_refused() {
+        let tcp4 = tcp4_frame(&payload(60_000));
+        let udp4 = udp_frame(false, &payload(60_000));
+        let tcp = |size| gso(Offload::GSO_TCPV4, 66, size, 34, 16);
+        let udp = |size| gso(Offload::GSO_UDP_L4, 42, size, 34, 6);
+        assert!(gso_size_fits(&tcp4, &tcp(1448)));
+        assert!(gso_size_fits(&tcp4, &tcp(48)));
+        assert!(!gso_size_fits(&tcp4, &tcp(47)));
+        assert!(!gso_size_fits(&tcp4, &tcp(1)));
+        assert!(gso_size_fits(&udp4, &udp(1400)));
+        assert!(gso_size_fits(&udp4, &udp(469)));
+        assert!(!gso_size_fits(&udp4, &udp(468)));
+        assert!(!gso_size_fits(&udp4, &udp(1)));
+        assert!(gso_size_fits(&tcp4, &Offload::NONE));
     }
 
     #[test]

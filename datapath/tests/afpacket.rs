@@ -1078,7 +1078,10 @@ fn a_quick_link_flap_under_traffic_keeps_long_frames_in_order() {
         let n = port.rx_burst(0, &mut batch).expect("rx_burst");
         for d in batch.descs() {
             if let Some((_, 9400, payload)) = udp_of(port.frame(d)) {
-                let seq: u32 = std::str::from_utf8(&payload[..6]).unwrap().parse().unwrap();
+                let seq: u32 = std::str::from_utf8(&payload[..6])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .expect("a numbered datagram");
                 seqs.push((seq, payload.len() > 100));
             }
         }

@@ -306,3 +306,215 @@ fn bad_names_are_rejected() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile offload state from the container (found by an audit, 2026-12-07)
+
+/// Python that sends `frame` once with the virtio-net header `hdr` (flags, gso_type, hdr_len,
+/// gso_size, csum_start, csum_offset) through a packet socket with `PACKET_VNET_HDR` on `dev`:
+/// what root in a container can hand its tap. A long frame goes through a file.
+fn vnet_send_py(dev: &str, hdr: (u8, u8, u16, u16, u16, u16), frame: &[u8]) -> String {
+    let path = format!("/tmp/vt-frame-{}-{dev}.bin", std::process::id());
+    std::fs::write(&path, frame).expect("frame file");
+    format!(
+        "import socket, struct, os\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.setsockopt(263, 15, 1)  # PACKET_VNET_HDR\n\
+         s.bind(('{dev}', 0))\n\
+         h = struct.pack('<BBHHHH', {}, {}, {}, {}, {}, {})\n\
+         f = open('{path}', 'rb').read()\n\
+         os.unlink('{path}')\n\
+         print(s.send(h + f), flush=True)\n",
+        hdr.0, hdr.1, hdr.2, hdr.3, hdr.4, hdr.5
+    )
+}
+
+/// A switch with a tap (moved into its own namespace and configured there) and a mem port
+/// `m1`; returns the switch, the tap's name and MAC, the tap's port number, the namespace,
+/// the guard of the tap and the mem port's peer.
+fn switch_with_tap(
+    tag: char,
+) -> (
+    datapath::switch::Switch,
+    String,
+    [u8; 6],
+    u32,
+    u32,
+    Netns,
+    Link,
+    datapath::port::mem::MemPeer,
+) {
+    use datapath::port::mem::{MemPort, MemPortOptions};
+    use datapath::switch::{PortSpec, Switch, SwitchConfig, VlanMode};
+    let name = dev_name(tag);
+    let host = Link(name.clone());
+    let ns = Netns::new(format!("{name}ns"));
+    let mut sw = Switch::start(SwitchConfig::default()).expect("switch");
+    let tap = sw
+        .add_port(PortSpec {
+            name: name.clone(),
+            kind: Some(PortKind::Tap),
+            queues: 1,
+            vlan: VlanMode::default(),
+            xdp_mode: None,
+            xdp_frags: false,
+        })
+        .expect("tap port");
+    let tap_mac = common::mac_of(&name);
+    ip(&["link", "set", &name, "netns", &ns.0]);
+    ns.configure(&name, &NET);
+    let (m, peer) = MemPort::new(
+        "m1",
+        MemPortOptions {
+            capacity: 100_000,
+            ..MemPortOptions::default()
+        },
+    );
+    let mem = sw
+        .add_port_backend(Box::new(m), VlanMode::default())
+        .expect("mem port");
+    (sw, name, tap_mac, tap.id, mem.id, ns, host, peer)
+}
+
+/// A frame from the namespace (10.77.0.1) whose IPv4 header checksum is right for source
+/// 10.77.0.99 and whose first two payload bytes make the checksum completed from byte 28 and
+/// stored at byte 28 come to `0x0063`: completing it turns the source into 10.77.0.99.
+fn spoof_frame(tap_mac: [u8; 6]) -> Vec<u8> {
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(tap_mac, NET.peer_mac)
+        .ipv4([10, 77, 0, 99], NET.peer_ip, 64)
+        .udp(4444, 9999)
+        .write(&mut f, b"XXspoofed")
+        .expect("frame");
+    f[26..30].copy_from_slice(&NET.ns_ip);
+    f[40..42].copy_from_slice(&[0, 0]);
+    let o = datapath::buf::Offload {
+        flags: datapath::buf::Offload::F_NEEDS_CSUM,
+        csum_start: 28,
+        csum_offset: 0,
+        ..datapath::buf::Offload::NONE
+    };
+    for x in 0..=u16::MAX {
+        f[42..44].copy_from_slice(&x.to_be_bytes());
+        let mut g = f.clone();
+        datapath::offload::complete_csum(&mut g, &o).expect("completes");
+        if g[28..30] == [0, 99] {
+            return f;
+        }
+    }
+    unreachable!("two payload bytes reach every checksum")
+}
+
+/// The IPv4 source of an Ethernet/IPv4 frame.
+fn ipv4_source(frame: &[u8]) -> [u8; 4] {
+    frame[26..30].try_into().expect("an IPv4 frame")
+}
+
+/// Root in a container hands its tap a frame whose "partial checksum" sits over its own IPv4
+/// source address. An anti-spoofing flow lets it through (the source is the container's);
+/// completing that checksum for a port without offloads wrote 10.77.0.99 there after the
+/// flows had matched, with a valid IP header checksum. Such a frame is now dropped at receive
+/// as `bad_header`; the container's ordinary datagrams still go, their checksums completed.
+#[test]
+fn a_partial_checksum_placed_over_an_address_cannot_rewrite_it_past_the_flows() {
+    use datapath::ofp::MatchField;
+    use datapath::ofp::action::{Action, Instructions};
+    use datapath::ofp::field::Field;
+    use datapath::ofp::pipeline::FlowMod;
+    use datapath::stats::DropReason;
+    if !privileged() {
+        return;
+    }
+    let (mut sw, name, tap_mac, tap, mem, ns, _host, peer) = switch_with_tap('S');
+    let mf = |field, value| MatchField {
+        field,
+        value,
+        mask: None,
+    };
+    // From the tap only IPv4 from 10.77.0.1 goes on (to m1); the rest is dropped.
+    sw.flow_mod(&FlowMod::add(
+        0,
+        200,
+        vec![
+            mf(Field::InPort, u128::from(tap)),
+            mf(Field::EthType, 0x0800),
+            mf(Field::IpSrc, u128::from(u32::from_be_bytes(NET.ns_ip))),
+        ],
+        Instructions::apply(vec![Action::Output(mem)]),
+    ))
+    .expect("flow");
+    sw.flow_mod(&FlowMod::add(
+        0,
+        100,
+        vec![mf(Field::InPort, u128::from(tap))],
+        Instructions::apply(vec![]),
+    ))
+    .expect("flow");
+    sw.barrier().expect("barrier");
+    let f = spoof_frame(tap_mac);
+    let out = ns.run(&[
+        common::python(),
+        "-c",
+        &vnet_send_py(&name, (1, 0, 0, 0, 28, 0), &f),
+    ]);
+    assert_eq!(out.trim(), f.len().saturating_add(10).to_string(), "sent");
+    if let Some((got, _)) = peer.recv_timeout(Duration::from_secs(1)) {
+        panic!(
+            "forwarded with source {:?} (the flows matched {:?})",
+            ipv4_source(&got),
+            NET.ns_ip
+        );
+    }
+    let peer_ip = NET.peer_addr();
+    ns.run(&[
+        common::python(),
+        "-c",
+        &format!(
+            "import socket\n\
+             socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'honest', ('{peer_ip}', 9999))\n"
+        ),
+    ]);
+    let (got, off) = peer
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the ordinary datagram is forwarded");
+    assert_eq!(ipv4_source(&got), NET.ns_ip);
+    assert!(off.is_none());
+    assert!(common::l4_csum_ok(&got), "its checksum completed");
+    let s = sw.port_stats(Some(&name)).expect("stats").remove(0).1;
+    assert_eq!(s.rx_drops[DropReason::BadHeader as usize], 1);
+    sw.shutdown();
+}
+
+/// Root in a container hands its tap one TCP super-frame of 64 KB with a segment size of 1:
+/// the switch cut it into a frame per payload byte (65,400 frames, 3.6 MB) for a port without
+/// offloads. A segment size below any Linux sender's (48) is now dropped at receive as
+/// `bad_header`.
+#[test]
+fn a_super_frame_cut_into_one_byte_segments_is_dropped_not_multiplied() {
+    use datapath::stats::DropReason;
+    if !privileged() {
+        return;
+    }
+    let (sw, name, tap_mac, _tap, _mem, ns, _host, peer) = switch_with_tap('T');
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2(tap_mac, NET.peer_mac)
+        .ipv4(NET.ns_ip, NET.peer_ip, 64)
+        .tcp(4444, 9001, 1, 1000)
+        .ack(1)
+        .write(&mut f, &vec![7u8; 65_400])
+        .expect("frame");
+    let out = ns.run(&[
+        common::python(),
+        "-c",
+        &vnet_send_py(&name, (1, 1, 54, 1, 34, 16), &f),
+    ]);
+    assert!(out.trim().parse::<usize>().is_ok(), "sent: {out}");
+    let mut n = 0;
+    while peer.recv_timeout(Duration::from_millis(500)).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 0, "one received frame became {n} frames");
+    let s = sw.port_stats(Some(&name)).expect("stats").remove(0).1;
+    assert_eq!(s.rx_drops[DropReason::BadHeader as usize], 1);
+    sw.shutdown();
+}
