@@ -133,12 +133,13 @@ fn parse_l3(frame: &[u8], l3: usize, ty: EtherType) -> Result<Headers, ParseErro
     match ty {
         EtherType::IPV4 => {
             let p = Ipv4Packet::new_checked(ip)?;
+            let dst = v4_final_dst(&ip[..p.header_len()]).unwrap_or_else(|| p.dst_addr());
             Ok(Headers {
                 l3,
                 l4: l3 + p.header_len(),
                 end: l3 + usize::from(p.total_len()),
                 protocol: p.protocol(),
-                addrs: Addrs::V4(p.src_addr(), p.dst_addr()),
+                addrs: Addrs::V4(p.src_addr(), dst),
                 fragment: p.is_fragment(),
                 ident: p.ident(),
             })
@@ -146,18 +147,83 @@ fn parse_l3(frame: &[u8], l3: usize, ty: EtherType) -> Result<Headers, ParseErro
         EtherType::IPV6 => {
             let p = Ipv6Packet::new_checked(ip)?;
             let upper = p.upper_layer()?;
+            let dst = v6_final_dst(&ip[..upper.offset]).unwrap_or_else(|| p.dst_addr());
             Ok(Headers {
                 l3,
                 l4: l3 + upper.offset,
                 end: l3 + ipv6::HEADER_LEN + usize::from(p.payload_len()),
                 protocol: upper.protocol,
-                addrs: Addrs::V6(p.src_addr(), p.dst_addr()),
+                addrs: Addrs::V6(p.src_addr(), dst),
                 fragment: upper.fragment.is_some_and(|f| !f.is_atomic()),
                 ident: 0,
             })
         }
         _ => Err(ParseError::BadHeader),
     }
+}
+
+/// The final destination of an IPv4 packet whose header `hdr` (options included) carries an
+/// unexhausted loose or strict source route: the last address of the route data, where the
+/// sender put it (Linux `ip_options_build`). The TCP and UDP pseudo-headers use that address,
+/// not the first hop in the header: the sender summed its socket's destination
+/// (`tcp_v4_send_check`, `inet_daddr`), and the final receiver, whose header by then holds
+/// it, verifies against it. `None` without such an option.
+fn v4_final_dst(hdr: &[u8]) -> Option<Ipv4Addr> {
+    let opts = hdr.get(20..)?;
+    let mut i = 0;
+    while let Some(&kind) = opts.get(i) {
+        match kind {
+            0 => return None,
+            1 => i += 1,
+            _ => {
+                let len = usize::from(*opts.get(i + 1)?);
+                let opt = opts.get(i..i + len).filter(|_| len >= 2)?;
+                // LSRR, SSRR: type, length, pointer, addresses; the pointer past the end
+                // means the route is done and the header holds the final destination.
+                if matches!(kind, 131 | 137) {
+                    return (len >= 7 && usize::from(opt[2]) <= len).then(|| {
+                        Ipv4Addr::new(opt[len - 4], opt[len - 3], opt[len - 2], opt[len - 1])
+                    });
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}
+
+/// The final destination of an IPv6 packet (`ip`: the fixed header and the extension headers
+/// up to the upper layer) with a routing header whose segments are not all visited: the last
+/// address of a type 0 header, the home address of a type 2 one, Segment List[0] of a segment
+/// routing header (type 4). The pseudo-header uses it (RFC 8200 §8.1). `None` otherwise.
+fn v6_final_dst(ip: &[u8]) -> Option<Ipv6Addr> {
+    let mut next = *ip.get(6)?;
+    let mut at = ipv6::HEADER_LEN;
+    while at < ip.len() {
+        let h = ip.get(at..at + 8)?;
+        let len = match next {
+            0 | 60 => (usize::from(h[1]) + 1) * 8,
+            44 => 8,
+            43 => {
+                let (kind, left) = (h[2], h[3]);
+                let words = usize::from(h[1]);
+                let addr = |k: usize| -> Option<Ipv6Addr> {
+                    let a = ip.get(at + 8 + 16 * k..at + 8 + 16 * (k + 1))?;
+                    Some(Ipv6Addr::from(<[u8; 16]>::try_from(a).ok()?))
+                };
+                return match kind {
+                    _ if left == 0 || words < 2 => None,
+                    0 => addr(words / 2 - 1),
+                    2 | 4 => addr(0),
+                    _ => None,
+                };
+            }
+            _ => return None,
+        };
+        next = h[0];
+        at += len;
+    }
+    None
 }
 
 #[inline]
@@ -503,17 +569,26 @@ pub fn repair_partial_csum_keyed(
             let Some(total) = read_u16(frame, l3 + 2) else {
                 return CsumState::NotApplicable;
             };
-            (
-                Addrs::V4(ip4(&key.nw_src), ip4(&key.nw_dst)),
-                l3 + usize::from(total),
-            )
+            // (Options, such as a source route, may name another final destination.)
+            let dst = frame
+                .get(l3..l4)
+                .filter(|h| h.len() > 20)
+                .and_then(v4_final_dst)
+                .unwrap_or_else(|| ip4(&key.nw_dst));
+            (Addrs::V4(ip4(&key.nw_src), dst), l3 + usize::from(total))
         }
         crate::flow::ETH_TYPE_IPV6 => {
             let Some(payload) = read_u16(frame, l3 + 4) else {
                 return CsumState::NotApplicable;
             };
+            // (A routing header may name another final destination.)
+            let dst = frame
+                .get(l3..l4)
+                .filter(|h| h.len() > ipv6::HEADER_LEN)
+                .and_then(v6_final_dst)
+                .unwrap_or_else(|| Ipv6Addr::from(key.nw_dst));
             (
-                Addrs::V6(Ipv6Addr::from(key.nw_src), Ipv6Addr::from(key.nw_dst)),
+                Addrs::V6(Ipv6Addr::from(key.nw_src), dst),
                 l3 + ipv6::HEADER_LEN + usize::from(payload),
             )
         }
@@ -567,7 +642,8 @@ fn repair_at(frame: &mut [u8], h: &Headers) -> CsumState {
         return CsumState::NotApplicable;
     };
     // 0 and 0xffff are the same one's complement number.
-    let is_partial = field == pseudo || (field | pseudo == 0xffff && field & pseudo == 0);
+    let is_partial =
+        field == pseudo || (field == 0 && pseudo == 0xffff) || (field == 0xffff && pseudo == 0);
     if !is_partial {
         return CsumState::NotPartial;
     }
@@ -1957,6 +2033,324 @@ mod tests {
                 joined.extend(check_segment(s).2);
             }
             prop_assert_eq!(joined, data);
+        }
+    }
+
+    // ---- the pseudo-header destination of source-routed packets (an audit, 2026-12-07) ----
+
+    /// The first-hop router the source route sends the packets through.
+    const V4_HOP: [u8; 4] = [10, 0, 0, 254];
+    const V6_HOP: [u8; 16] = [0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99];
+
+    /// `tcp4_frame(data)` (addressed to V4_B, its checksum computed for V4_B) sent with a
+    /// loose source route through V4_HOP, as Linux builds it (IP_OPTIONS): the IP header
+    /// addressed to the first hop, the final destination V4_B in the last 4 bytes of the
+    /// LSRR option; the TCP checksum still over V4_B, the final destination (Linux sums the
+    /// socket's `inet_daddr`; the final host verifies against its own address).
+    fn tcp4_lsrr_frame(data: &[u8]) -> Vec<u8> {
+        let f = tcp4_frame(data);
+        let mut out = f[..34].to_vec();
+        // NOP, LSRR (type 131), length 7, pointer 4, route data: the final destination.
+        out.extend_from_slice(&[1, 0x83, 7, 4]);
+        out.extend_from_slice(&V4_B);
+        out.extend_from_slice(&f[34..]);
+        out[14] = 0x47; // IHL 7
+        let total = u16::from_be_bytes([out[16], out[17]]) + 8;
+        out[16..18].copy_from_slice(&total.to_be_bytes());
+        out[30..34].copy_from_slice(&V4_HOP);
+        Ipv4Packet::new_unchecked(&mut out[14..]).fill_checksum();
+        out
+    }
+
+    /// A TCP/IPv6 frame (untagged) to V6_B with a segment routing header (type 4) whose
+    /// segment list is [V6_B (final), V6_HOP]: segments left 1, the IPv6 header addressed to
+    /// V6_HOP, the TCP checksum computed for the final destination V6_B (RFC 8200 §8.1).
+    fn tcp6_srh_frame(data: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(V6_A, V6_B, 64)
+            .tcp(40000, 443, 1000, 65000)
+            .ack(5)
+            .psh()
+            .write(&mut f, data)
+            .unwrap();
+        let mut out = f[..54].to_vec();
+        let next = out[20];
+        out[20] = 43;
+        let plen = u16::from_be_bytes([out[18], out[19]]) + 40;
+        out[18..20].copy_from_slice(&plen.to_be_bytes());
+        out[38..54].copy_from_slice(&V6_HOP);
+        // Next header, hdr ext len 4 (40 bytes), type 4, segments left 1, last entry 1,
+        // flags 0, tag 0; then Segment List[0] = final destination, [1] = first hop.
+        out.extend_from_slice(&[next, 4, 4, 1, 1, 0, 0, 0]);
+        out.extend_from_slice(&V6_B);
+        out.extend_from_slice(&V6_HOP);
+        out.extend_from_slice(&f[54..]);
+        out
+    }
+
+    #[test]
+    fn source_routed_frames_are_sane_fixtures() {
+        // The fixtures are what a receiver (the final destination) accepts: the checksums
+        // verify against the final destination, and etherparse reads them.
+        let f = tcp4_lsrr_frame(&payload(100));
+        let h = parse_headers(&f).unwrap();
+        assert_eq!(h.l4, 14 + 28);
+        assert!(Ipv4Packet::new_checked(&f[14..]).unwrap().verify_checksum());
+        assert!(checksum::verify_v4(
+            V4_A.into(),
+            V4_B.into(),
+            IpProtocol::TCP,
+            &f[h.l4..h.end]
+        ));
+        let f = tcp6_srh_frame(&payload(100));
+        let h = parse_headers(&f).unwrap();
+        assert_eq!(h.l4, 14 + 40 + 40);
+        assert!(checksum::verify_v6(
+            &V6_A.into(),
+            &V6_B.into(),
+            IpProtocol::TCP,
+            &f[h.l4..h.end]
+        ));
+        PacketHeaders::from_ethernet_slice(&f).unwrap();
+    }
+
+    #[test]
+    fn segments_of_a_source_routed_tcp_super_frame_keep_the_final_destination_checksum() {
+        let data = payload(5_000);
+        for v6 in [true, false] {
+            let mut frame = if v6 {
+                tcp6_srh_frame(&data)
+            } else {
+                tcp4_lsrr_frame(&data)
+            };
+            let h = parse_headers(&frame).unwrap();
+            let l4_len = h.end - h.l4;
+            // As the sender's kernel leaves it (CHECKSUM_PARTIAL, virtio F_NEEDS_CSUM): the
+            // pseudo-header sum of the *final* destination (tcp_v4/v6_send_check use the
+            // socket's daddr).
+            let pseudo = if v6 {
+                checksum::pseudo_header_v6(
+                    &V6_A.into(),
+                    &V6_B.into(),
+                    IpProtocol::TCP,
+                    u32::try_from(l4_len).unwrap(),
+                )
+            } else {
+                checksum::pseudo_header_v4(
+                    V4_A.into(),
+                    V4_B.into(),
+                    IpProtocol::TCP,
+                    u16::try_from(l4_len).unwrap(),
+                )
+            };
+            make_partial(&mut frame, h.l4 + 16, pseudo);
+            let kind = if v6 {
+                Offload::GSO_TCPV6
+            } else {
+                Offload::GSO_TCPV4
+            };
+            // Completing the checksum of the whole frame works (it uses the field)...
+            let mut whole = frame.clone();
+            complete_csum(
+                &mut whole,
+                &Offload {
+                    gso_type: 0,
+                    ..gso(kind, 0, 0, h.l4, 16)
+                },
+            )
+            .unwrap();
+            let ok = |s: &[u8]| {
+                let hs = parse_headers(s).unwrap();
+                let l4 = &s[hs.l4..hs.end];
+                if v6 {
+                    checksum::verify_v6(&V6_A.into(), &V6_B.into(), IpProtocol::TCP, l4)
+                } else {
+                    checksum::verify_v4(V4_A.into(), V4_B.into(), IpProtocol::TCP, l4)
+                }
+            };
+            assert!(ok(&whole), "v6={v6}: complete_csum");
+            // ...but segmenting it (what the kernel's GSO does with the field: adjusts the
+            // length only) yields segments the final destination drops.
+            let segs = collect(&frame, &gso(kind, 0, 1400, h.l4, 16)).unwrap();
+            assert_eq!(segs.len(), 4);
+            for (i, s) in segs.iter().enumerate() {
+                assert!(
+                    ok(s),
+                    "v6={v6}: segment {i} fails the final destination's TCP checksum"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn repair_completes_a_source_routed_partial_checksum() {
+        for v6 in [true, false] {
+            let good = if v6 {
+                tcp6_srh_frame(&payload(300))
+            } else {
+                tcp4_lsrr_frame(&payload(300))
+            };
+            let h = parse_headers(&good).unwrap();
+            let l4_len = h.end - h.l4;
+            let pseudo = if v6 {
+                checksum::pseudo_header_v6(
+                    &V6_A.into(),
+                    &V6_B.into(),
+                    IpProtocol::TCP,
+                    u32::try_from(l4_len).unwrap(),
+                )
+            } else {
+                checksum::pseudo_header_v4(
+                    V4_A.into(),
+                    V4_B.into(),
+                    IpProtocol::TCP,
+                    u16::try_from(l4_len).unwrap(),
+                )
+            };
+            let mut f = good.clone();
+            make_partial(&mut f, h.l4 + 16, pseudo);
+            let mut g = f.clone();
+            assert_eq!(repair_partial_csum(&mut f), CsumState::Completed, "v6={v6}");
+            assert_eq!(f, good, "v6={v6}");
+            // The worker's keyed variant (AF_XDP receive path) too.
+            let (key, lay) = crate::flow::extract(&g, 1).unwrap();
+            assert_eq!(
+                repair_partial_csum_keyed(&mut g, &key, &lay),
+                CsumState::Completed,
+                "v6={v6} keyed"
+            );
+            assert_eq!(g, good, "v6={v6} keyed");
+        }
+    }
+
+    #[test]
+    fn a_checksum_equal_to_the_complement_of_the_pseudo_sum_is_not_partial() {
+        // A UDP/IPv4 frame whose (wrong) checksum is !pseudo: not the pseudo-header sum, so
+        // it should be NotPartial and left alone; it is taken as partial and rewritten.
+        let mut f = udp_frame(false, &payload(64));
+        let pseudo = checksum::pseudo_header_v4(V4_A.into(), V4_B.into(), IpProtocol::UDP, 72);
+        f[40..42].copy_from_slice(&(!pseudo).to_be_bytes());
+        let before = f.clone();
+        let state = repair_partial_csum(&mut f);
+        assert_eq!((state, f == before), (CsumState::NotPartial, true));
+    }
+
+    #[test]
+    fn a_uso_segment_whose_checksum_comes_to_zero_sends_all_ones() {
+        for v6 in [false, true] {
+            let l4 = if v6 { 54 } else { 34 };
+            let mut frame = udp_frame(v6, &payload(2_000));
+            let off = gso(Offload::GSO_UDP_L4, l4 + 8, 1200, l4, 6);
+            // Make the last segment's checksum compute to 0: its last two bytes chosen.
+            let n = frame.len();
+            frame[n - 2..].copy_from_slice(&[0, 0]);
+            let last = collect(&frame, &off).unwrap().pop().unwrap();
+            let h = parse_headers(&last).unwrap();
+            let pseudo = h.addrs.pseudo(IpProtocol::UDP, h.end - h.l4).unwrap();
+            let mut seg = last[h.l4..].to_vec();
+            seg[6..8].copy_from_slice(&[0, 0]);
+            let c = checksum::compute(pseudo, &seg, 6);
+            frame[n - 2..].copy_from_slice(&c.to_be_bytes());
+            let segs = collect(&frame, &off).unwrap();
+            let last = segs.last().unwrap();
+            assert_eq!(&last[l4 + 6..l4 + 8], &[0xff, 0xff], "v6={v6}");
+            for s in &segs {
+                check_segment(s);
+            }
+        }
+    }
+
+    #[test]
+    fn double_tagged_ipv4_with_options_cut_into_an_exact_multiple_of_segments() {
+        let data = payload(4 * 1000);
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
+            .ipv4(V4_A, V4_B, 64)
+            .tcp(1, 2, 7, 100)
+            .ack(1)
+            .psh()
+            .fin()
+            .write(&mut f, &data)
+            .unwrap();
+        // Add a router alert option (4 bytes) to the IPv4 header, DF, CE.
+        let l3 = 22;
+        let mut g = f[..l3 + 20].to_vec();
+        g.extend_from_slice(&[0x94, 4, 0, 0]);
+        g.extend_from_slice(&f[l3 + 20..]);
+        g[l3] = 0x46;
+        g[l3 + 1] = 0x03;
+        let t = u16::from_be_bytes([g[l3 + 2], g[l3 + 3]]) + 4;
+        g[l3 + 2..l3 + 4].copy_from_slice(&t.to_be_bytes());
+        g[l3 + 6] = 0x40;
+        Ipv4Packet::new_unchecked(&mut g[l3..]).fill_checksum();
+        let segs = collect(&g, &gso(Offload::GSO_TCPV4, 0, 1000, l3 + 24, 16)).unwrap();
+        assert_eq!(segs.len(), 4);
+        let mut joined = vec![];
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(&s[..l3 + 24][..12], &g[..12]);
+            assert_eq!(&s[12..l3], &g[12..l3]);
+            let (net, tr, d) = check_segment(s);
+            let NetHeaders::Ipv4(ip, _) = net else {
+                panic!()
+            };
+            assert_eq!(ip.options.as_slice(), &[0x94, 4, 0, 0]);
+            assert!(ip.dont_fragment);
+            assert_eq!(ip.ecn.value(), 3);
+            let t = tcp_of(&tr);
+            assert_eq!((t.fin, t.psh), (i == 3, i == 3));
+            assert_eq!(d.len(), 1000);
+            joined.extend(d);
+        }
+        assert_eq!(joined, data);
+    }
+
+    #[test]
+    fn tunnel_outer_udp_checksums_stay_zero_or_are_recomputed() {
+        // IPv4 outer with the UDP checksum in use, IPv6 outer with a zero UDP checksum.
+        for v6 in [false, true] {
+            let inner = tcp4_frame(&payload(3_000));
+            let (mut frame, ie) = tunnelled(v6, 4789, &VXLAN, &inner);
+            let udp = if v6 { 54 } else { 34 };
+            if v6 {
+                frame[udp + 6..udp + 8].copy_from_slice(&[0, 0]);
+            } else {
+                // A partial outer sum, non-zero, as udp_set_csum leaves it for GSO.
+                frame[udp + 6..udp + 8].copy_from_slice(&[0x12, 0x34]);
+            }
+            let mut off = gso(Offload::GSO_TCPV4, 0, 1400, ie + 34, 16);
+            mark_udp_tunnel(&frame, &mut off);
+            let segs = collect(&frame, &off).unwrap();
+            assert_eq!(segs.len(), 3);
+            for s in &segs {
+                let o = parse_headers(s).unwrap();
+                let u = UdpPacket::new_checked(&s[o.l4..]).unwrap();
+                match o.addrs {
+                    Addrs::V4(a, b) => assert!(u.verify_checksum_v4(a, b)),
+                    Addrs::V6(..) => assert_eq!(u.checksum(), 0),
+                }
+                check_segment(&s[ie..]);
+            }
+        }
+        // UDP segmentation inside VXLAN over IPv6.
+        let inner = udp_frame(false, &payload(3_000));
+        let (frame, ie) = tunnelled(true, 4789, &VXLAN, &inner);
+        let mut off = gso(Offload::GSO_UDP_L4, 0, 1000, ie + 34, 6);
+        mark_udp_tunnel(&frame, &mut off);
+        let segs = collect(&frame, &off).unwrap();
+        assert_eq!(segs.len(), 3);
+        for (i, s) in segs.iter().enumerate() {
+            let o = parse_headers(s).unwrap();
+            let u = UdpPacket::new_checked(&s[o.l4..]).unwrap();
+            let Addrs::V6(a, b) = o.addrs else { panic!() };
+            assert!(u.verify_checksum_v6(&a, &b));
+            let (net, _, d) = check_segment(&s[ie..]);
+            let NetHeaders::Ipv4(ip, _) = net else {
+                panic!()
+            };
+            assert_eq!(usize::from(ip.identification), i);
+            assert_eq!(d.len(), 1000);
         }
     }
 }
