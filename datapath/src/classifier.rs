@@ -46,7 +46,7 @@ fn per_word(a: &FlowKey, b: &FlowKey, op: impl Fn(u64, u64) -> u64) -> FlowKey {
 /// Which bits of a [`FlowKey`] matter: same layout as the key, a bit is 1 where it is matched
 /// (or, as the output of [`Table::lookup_wc`], where it was consulted).
 ///
-/// The `pad` bytes are never set by the constructors here; keys keep them zero anyway.
+/// The `pad2` bytes are never set by the constructors here; keys keep them zero anyway.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowMask {
     /// The mask bits, one per key bit.
@@ -70,7 +70,6 @@ impl FlowMask {
     pub fn exact() -> Self {
         let mut bits = FlowKey::default();
         bits.words_mut().fill(u64::MAX);
-        bits.pad = [0; 2];
         bits.pad2 = [0; 4];
         Self { bits }
     }
@@ -436,7 +435,7 @@ mod tests {
         let k = pkt([10, 1, 2, 3]);
         assert_eq!(FlowMask::exact().apply(&k), k);
         assert_eq!(FlowMask::all_wildcards().apply(&k), FlowKey::default());
-        assert_eq!(FlowMask::exact().bits.pad, [0; 2]);
+        assert_eq!(FlowMask::exact().bits.pad2, [0; 4]);
         let a = dst_mask(8);
         let mut b = FlowMask::all_wildcards();
         b.bits.in_port = u32::MAX;

@@ -75,8 +75,9 @@ pub struct FlowKey {
     pub arp_sha: [u8; 6],
     /// ARP target hardware address.
     pub arp_tha: [u8; 6],
-    /// Explicit padding, always zero.
-    pub pad: [u8; 2],
+    /// Inner 802.1Q TCI of a double-tagged frame with [`VLAN_PRESENT`] set, else 0: the tag a
+    /// `pop_vlan` makes the outer one, which later tables match.
+    pub vlan_inner: u16,
     /// Pipeline registers `reg0..reg7` (zero on ingress; written by actions).
     pub regs: [u32; 8],
     /// Tunnel source (IPv4) of a decapsulated frame, else 0.
@@ -149,7 +150,7 @@ impl FlowKey {
         tcp_flags: 0,
         arp_sha: [0; 6],
         arp_tha: [0; 6],
-        pad: [0; 2],
+        vlan_inner: 0,
         regs: [0; 8],
         tun_src: 0,
         tun_dst: 0,
@@ -240,6 +241,8 @@ pub fn extract_into(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Lay
         let tci = be16(frame, l3)?;
         if lay.tags == 0 {
             key.vlan_tci = tci | VLAN_PRESENT;
+        } else {
+            key.vlan_inner = tci | VLAN_PRESENT;
         }
         lay.tags += 1;
         l3 += VLAN_HLEN;
@@ -527,7 +530,7 @@ mod tests {
             assert_ne!(*k.words(), zero, "{f} is not hashed");
         }
         let k = FlowKey {
-            pad: [1, 1],
+            vlan_inner: 0x0101,
             nw_frag: 1,
             ..FlowKey::default()
         };

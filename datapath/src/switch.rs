@@ -1567,6 +1567,10 @@ impl Switch {
     /// has switched to it and pushed them (or, when a worker already `lagging`, only checks);
     /// returns whether a worker lags. `what` names the counters for the log.
     fn sync_stats(&mut self, lagging: bool, what: &str) -> bool {
+        // A worker that lagged and has since taken up the last publication (the request it
+        // lagged behind included) has caught up: wait for this request again. (Checked before
+        // publishing: just after it, no worker thread has had the time to take it up.)
+        let lagging = lagging && self.lagging_worker().is_some();
         // Before the generation: a worker that sees the generation sees the request.
         self.shared.stats_req.fetch_add(1, Ordering::Release);
         self.publish();

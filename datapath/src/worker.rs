@@ -1065,7 +1065,9 @@ impl Worker {
     fn push_owed(&mut self, budget: usize) {
         if let Some(cache) = self.cache.as_mut() {
             let n = cache.push_stats(budget);
-            self.stats_owed = self.stats_owed.saturating_sub(n);
+            // The entries owed at the request are the oldest on the list, so at most what it
+            // still holds: a flush (which pushes and empties it) ends the wait too.
+            self.stats_owed = self.stats_owed.saturating_sub(n).min(cache.owed());
         } else {
             self.stats_owed = 0;
         }
@@ -2216,6 +2218,7 @@ impl Worker {
                         st.lay.l4 += 4;
                     }
                     st.lay.tags = st.lay.tags.saturating_add(1);
+                    st.key.vlan_inner = st.key.vlan_tci;
                     st.key.vlan_tci = tci | flow::VLAN_PRESENT;
                 }
                 Action::PopVlan => {
@@ -2234,6 +2237,12 @@ impl Worker {
                     st.lay.tags = st.lay.tags.saturating_sub(1);
                     st.key.vlan_tci = match self.scratch.work.get(14..16) {
                         Some(t) if st.lay.tags > 0 => {
+                            u16::from_be_bytes([t[0], t[1]]) | flow::VLAN_PRESENT
+                        }
+                        _ => 0,
+                    };
+                    st.key.vlan_inner = match self.scratch.work.get(18..20) {
+                        Some(t) if st.lay.tags > 1 => {
                             u16::from_be_bytes([t[0], t[1]]) | flow::VLAN_PRESENT
                         }
                         _ => 0,

@@ -94,7 +94,12 @@ fn check_key(frame: &[u8], key: &FlowKey, lay: &Layout) {
         key.eth_type,
         u16::from_be_bytes([frame[l3 - 2], frame[l3 - 1]])
     );
-    assert_eq!(key.pad, [0, 0]);
+    if lay.tags == 2 {
+        let inner = u16::from_be_bytes([frame[18], frame[19]]);
+        assert_eq!(key.vlan_inner, inner | flow::VLAN_PRESENT);
+    } else {
+        assert_eq!(key.vlan_inner, 0);
+    }
     if lay.tags == 0 {
         assert_eq!(key.vlan_tci, 0);
         assert_eq!(key.vlan_vid(), None);
@@ -149,6 +154,7 @@ fn check_key(frame: &[u8], key: &FlowKey, lay: &Layout) {
                 eth_src: key.eth_src,
                 eth_type: key.eth_type,
                 vlan_tci: key.vlan_tci,
+                vlan_inner: key.vlan_inner,
                 ..FlowKey::default()
             }
         );

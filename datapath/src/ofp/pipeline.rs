@@ -69,7 +69,8 @@ impl FlowStats {
         }
     }
 
-    /// Records `packets`/`bytes` by `writer` (its own slot only) at `now_ms`.
+    /// Records `packets`/`bytes` by `writer` (its own slot only) at `now_ms` (the latest hit
+    /// stays the latest: an older `now_ms` leaves it).
     #[inline]
     pub fn hit(&self, writer: usize, packets: u64, bytes: u64, now_ms: u64) {
         if let Some(s) = self.slots.get(writer) {
@@ -81,7 +82,9 @@ impl FlowStats {
                 s.bytes.load(Ordering::Relaxed).wrapping_add(bytes),
                 Ordering::Relaxed,
             );
-            if s.last_hit_ms.load(Ordering::Relaxed) != now_ms {
+            // Only forward: a cache entry pushes its latest hit late (`FlowCache::push_stats`),
+            // possibly after another entry of the flow pushed a newer one.
+            if s.last_hit_ms.load(Ordering::Relaxed) < now_ms {
                 s.last_hit_ms.store(now_ms, Ordering::Relaxed);
             }
         }

@@ -179,13 +179,19 @@ fn apply(a: &Action, k: &mut FlowKey, t: &mut Translation) {
             }
         }
         Action::PushVlan(tpid) => {
-            // The new tag copies the current outer tag's VID/PCP, or is zero.
+            // The new tag copies the current outer tag's VID/PCP, or is zero; the old outer
+            // tag is now the inner one.
+            k.vlan_inner = k.vlan_tci;
             k.vlan_tci |= VLAN_PRESENT;
             t.mask.bits.vlan_tci = 0xffff;
             t.ops.push(Action::PushVlan(tpid));
         }
         Action::PopVlan => {
-            k.vlan_tci = 0;
+            // The inner tag, if any, becomes the outer one (tables after this see it): the
+            // translation depends on it.
+            k.vlan_tci = k.vlan_inner;
+            k.vlan_inner = 0;
+            t.mask.bits.vlan_inner = 0xffff;
             t.ops.push(Action::PopVlan);
         }
         Action::DecTtl => {
