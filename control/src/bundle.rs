@@ -10,10 +10,11 @@
 //! **Bounds.** A session has at most [`MAX_OPEN_BUNDLES`] open bundles; a bundle holds at most
 //! [`MAX_BUNDLE_OPS`] ops; a session's staged bundles cost at most
 //! [`StagingBudget::max_session_bytes`] and all sessions' at most
-//! [`StagingBudget::max_total_bytes`]. The cost of a `bundle_add` is its payload length plus
-//! [`OP_OVERHEAD`] per op (the converted op kept in memory), so memory stays bounded
-//! whatever the ops look like. A `bundle_add` that would pass a bound is refused with `limit`
-//! and stages nothing.
+//! [`StagingBudget::max_total_bytes`]. The cost of a `bundle_add` is its payload length plus,
+//! per op, [`OP_OVERHEAD`] and the heap bytes of the converted op and its path map (action
+//! lists, bucket lists, match fields: [`staged_heap_bytes`]), so memory stays bounded
+//! whatever the ops look like (a 6-byte `"all",` stages a 32-byte action and its index). A
+//! `bundle_add` that would pass a bound is refused with `limit` and stages nothing.
 //!
 //! **Validation.** `bundle_add` converts each op at once (`to_bundle_op`: syntax, field names,
 //! values; errors name `body.ops[i]…`, `i` the index in that message) and stages nothing from
@@ -37,6 +38,48 @@ use crate::proto::{
 /// Bytes counted per staged op on top of the `bundle_add` payload: the converted op and its
 /// error-path map.
 pub(crate) const OP_OVERHEAD: usize = size_of::<BundleOp>() + size_of::<OpPathMap>();
+
+/// Heap bytes a staged op holds beyond [`OP_OVERHEAD`]: its vectors' capacities.
+pub(crate) fn staged_heap_bytes(op: &BundleOp, map: &OpPathMap) -> usize {
+    use datapath::ofp::MatchField;
+    use datapath::ofp::action::Action;
+    use datapath::ofp::group::Bucket;
+    let actions = |v: &Vec<Action>| v.capacity() * size_of::<Action>();
+    let op_bytes = match op {
+        BundleOp::Flow(fm) => {
+            fm.fields.capacity() * size_of::<MatchField>()
+                + actions(&fm.instructions.apply)
+                + actions(&fm.instructions.write)
+        }
+        BundleOp::Group(gm) => {
+            gm.buckets.capacity() * size_of::<Bucket>()
+                + gm.buckets
+                    .iter()
+                    .map(|b| actions(&b.actions))
+                    .sum::<usize>()
+        }
+        BundleOp::Meter(_) => 0,
+    };
+    op_bytes + map.heap_bytes()
+}
+
+/// Frees a converted op's spare capacity before it is staged.
+fn shrink(op: &mut BundleOp) {
+    match op {
+        BundleOp::Flow(fm) => {
+            fm.fields.shrink_to_fit();
+            fm.instructions.apply.shrink_to_fit();
+            fm.instructions.write.shrink_to_fit();
+        }
+        BundleOp::Group(gm) => {
+            gm.buckets.shrink_to_fit();
+            for b in &mut gm.buckets {
+                b.actions.shrink_to_fit();
+            }
+        }
+        BundleOp::Meter(_) => {}
+    }
+}
 
 /// The server-wide account of staged bytes, and the bounds.
 #[derive(Debug)]
@@ -163,32 +206,42 @@ impl Bundles {
                 ),
             ));
         }
-        let cost = payload_len.saturating_add(req.ops.len().saturating_mul(OP_OVERHEAD));
-        if session_bytes.saturating_add(cost) > budget.max_session_bytes {
-            return Err(limit(
-                "body.ops",
-                format!(
-                    "this session's open bundles would hold more than {} bytes; nothing added",
-                    budget.max_session_bytes
-                ),
-            ));
-        }
-        if budget.used.saturating_add(cost) > budget.max_total_bytes {
-            return Err(limit(
-                "body.ops",
-                format!(
-                    "the open bundles of all sessions would hold more than {} bytes; nothing added",
-                    budget.max_total_bytes
-                ),
-            ));
-        }
+        let check = |cost: usize, budget: &StagingBudget| {
+            if session_bytes.saturating_add(cost) > budget.max_session_bytes {
+                return Err(limit(
+                    "body.ops",
+                    format!(
+                        "this session's open bundles would hold more than {} bytes; nothing added",
+                        budget.max_session_bytes
+                    ),
+                ));
+            }
+            if budget.used.saturating_add(cost) > budget.max_total_bytes {
+                return Err(limit(
+                    "body.ops",
+                    format!(
+                        "the open bundles of all sessions would hold more than {} bytes; nothing added",
+                        budget.max_total_bytes
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        // A lower bound first (refused before converting anything), then the real cost.
+        let mut cost = payload_len.saturating_add(req.ops.len().saturating_mul(OP_OVERHEAD));
+        check(cost, budget)?;
         let mut ops = Vec::with_capacity(req.ops.len());
         let mut maps = Vec::with_capacity(req.ops.len());
         for (i, op) in req.ops.iter().enumerate() {
-            let (op, map) = op.to_bundle_op(&format!("body.ops[{i}]"))?;
+            let (mut op, map) = op.to_bundle_op(&format!("body.ops[{i}]"))?;
+            let mut map = map.without_prefix();
+            shrink(&mut op);
+            map.shrink_to_fit();
+            cost = cost.saturating_add(staged_heap_bytes(&op, &map));
             ops.push(op);
-            maps.push(map.without_prefix());
+            maps.push(map);
         }
+        check(cost, budget)?;
         staged.ops.append(&mut ops);
         staged.maps.append(&mut maps);
         staged.bytes += cost;

@@ -37,7 +37,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,6 +150,14 @@ pub enum ServerError {
         /// The path.
         path: PathBuf,
     },
+    /// The socket's directory could let another user replace the socket.
+    #[error("unsafe control socket directory {path}: {reason}")]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A setting is out of range.
     #[error("invalid server setting {field}: {reason}")]
     Config {
@@ -172,6 +180,20 @@ pub enum ServerError {
     /// The event loop failed.
     #[error("control event loop: {0}")]
     Poll(#[source] io::Error),
+}
+
+/// The locked `<socket>.lock` file of a server; the file is removed, while still locked, when
+/// this is dropped.
+#[derive(Debug)]
+struct PathLock {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl Drop for PathLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
 }
 
 /// Wakes a running [`Server::run`] so that it looks at its shutdown flag at once.
@@ -345,6 +367,9 @@ pub struct Server {
     staging: StagingBudget,
     /// Device and inode of the socket file we created, to remove only ours on drop.
     socket_id: (u64, u64),
+    /// `<path>.lock`, locked (`flock`) while the server exists: one daemon per socket path.
+    /// (Declared last: dropped after the socket file is removed.)
+    _lock: PathLock,
 }
 
 impl Server {
@@ -363,24 +388,73 @@ impl Server {
             let path = path.to_path_buf();
             move |source| ServerError::Io { what, path, source }
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."))
+            .to_path_buf();
+        // 0755 whatever the umask (the umask only takes bits away).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&parent)
+            .map_err(io_err("creating directory", &parent))?;
+        check_directory(&parent)?;
+        // One daemon per path: the probe, the removal of a stale socket and the rename below
+        // happen under the lock, held until the server is dropped.
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock_path = PathBuf::from(lock_name);
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(ServerError::AlreadyRunning { path });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", &lock_path)(e)),
         }
+        // A server that was stopping may have removed the file we locked (Drop): then a
+        // newer one may hold the file now at the path.
+        let held = lock.metadata().map_err(io_err("inspecting", &lock_path))?;
+        match fs::symlink_metadata(&lock_path) {
+            Ok(m) if (m.dev(), m.ino()) == (held.dev(), held.ino()) => {}
+            _ => return Err(ServerError::AlreadyRunning { path }),
+        }
+        // Ours from here: removed (still locked) when bind fails or the server is dropped.
+        let lock = PathLock {
+            _file: lock,
+            path: lock_path,
+        };
         remove_stale_socket(&path)?;
-        // Bind under a private name, set the mode, then rename into place: the socket never
-        // appears at `path` with the umask's permissions.
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = PathBuf::from(tmp_name);
-        let _ = fs::remove_file(&tmp);
-        let listener = UnixListener::bind(&tmp).map_err(io_err("binding", &tmp))?;
-        let placed = fs::set_permissions(&tmp, fs::Permissions::from_mode(config.socket_mode))
-            .map_err(io_err("setting permissions of", &tmp))
-            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err("renaming into", &path)));
-        if let Err(e) = placed {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
+        // Bind in a private directory (0700 whatever the umask), set the mode, then rename
+        // into place: nobody else can reach the socket before it has its mode, and nobody
+        // else can swap the name that is chmodded.
+        let mut private_name = path.as_os_str().to_owned();
+        private_name.push(format!(".{}.d", std::process::id()));
+        let private = PathBuf::from(private_name);
+        let _ = fs::remove_dir_all(&private);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&private)
+            .map_err(io_err("creating directory", &private))?;
+        let tmp = private.join("s");
+        let placed = UnixListener::bind(&tmp)
+            .map_err(io_err("binding", &tmp))
+            .and_then(|listener| {
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(config.socket_mode))
+                    .map_err(io_err("setting permissions of", &tmp))?;
+                fs::rename(&tmp, &path).map_err(io_err("renaming into", &path))?;
+                Ok(listener)
+            });
+        let _ = fs::remove_dir_all(&private);
+        let listener = placed?;
         let meta = fs::symlink_metadata(&path).map_err(io_err("inspecting", &path))?;
         let socket_id = (meta.dev(), meta.ino());
 
@@ -410,6 +484,7 @@ impl Server {
             warn_limit: RateLimit::new(10, Duration::from_secs(5)),
             staging: StagingBudget::new(config.max_bundle_bytes, config.max_bundle_bytes_total),
             socket_id,
+            _lock: lock,
             config,
             poll,
             listener,
@@ -1040,6 +1115,37 @@ fn notification(event: Event) -> Notification {
     }
 }
 
+/// Refuses a socket directory another user could write: it must be owned by root or by
+/// this process's user and not writable by group or others (unless sticky, like `/tmp`:
+/// then others cannot rename or remove our files).
+fn check_directory(dir: &Path) -> Result<(), ServerError> {
+    let unsafe_dir = |reason: String| ServerError::UnsafeDirectory {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let meta = fs::metadata(dir).map_err(|source| ServerError::Io {
+        what: "inspecting",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(unsafe_dir("not a directory".into()));
+    }
+    // Our effective user owns our /proc entry.
+    let me = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        return Err(unsafe_dir(format!("owned by uid {}", meta.uid())));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(unsafe_dir(format!(
+            "mode {:o} lets group or others replace the socket",
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 /// Removes `path` if it is a socket nobody answers on.
 fn remove_stale_socket(path: &Path) -> Result<(), ServerError> {
     let meta = match fs::symlink_metadata(path) {
@@ -1159,6 +1265,42 @@ mod tests {
         assert!(matches!(err, ServerError::NotASocket { .. }), "{err}");
         assert_eq!(fs::read(&path).unwrap(), b"precious");
         fs::remove_file(&path).unwrap();
+        let _ = fs::remove_dir(path.parent().unwrap());
+    }
+
+    #[test]
+    fn refuses_a_directory_others_could_write_or_own() {
+        let path = temp_path("dirs");
+        let dir = path.parent().unwrap();
+        fs::create_dir_all(dir).unwrap();
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Server::bind(config(&path)).unwrap_err();
+        assert!(matches!(err, ServerError::UnsafeDirectory { .. }), "{err}");
+        assert!(!path.exists());
+        // Sticky like /tmp: others cannot rename or remove our files.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o1777)).unwrap();
+        drop(Server::bind(config(&path)).unwrap());
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        if fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0) {
+            std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+            let err = Server::bind(config(&path)).unwrap_err();
+            assert!(matches!(err, ServerError::UnsafeDirectory { .. }), "{err}");
+        }
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 0, "left files behind");
+        let _ = fs::remove_dir(dir);
+    }
+
+    #[test]
+    fn the_lock_refuses_a_second_server_even_without_a_socket() {
+        let path = temp_path("lock");
+        let first = Server::bind(config(&path)).unwrap();
+        // The socket file is gone (removed by someone), the first server still runs.
+        fs::remove_file(&path).unwrap();
+        let err = Server::bind(config(&path)).unwrap_err();
+        assert!(matches!(err, ServerError::AlreadyRunning { .. }), "{err}");
+        drop(first);
+        drop(Server::bind(config(&path)).unwrap());
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 0);
         let _ = fs::remove_dir(path.parent().unwrap());
     }
 

@@ -296,6 +296,16 @@ impl Table {
         Ok(None)
     }
 
+    /// The id of the rule with exactly this match and priority (one hash probe).
+    pub fn find(&self, m: &Match, priority: u16) -> Option<u64> {
+        let st = self.subtables.iter().find(|s| s.mask == m.mask)?;
+        st.buckets
+            .get(&m.key)?
+            .iter()
+            .find(|e| e.priority == priority)
+            .map(|e| e.id)
+    }
+
     /// Removes the rule with this match and priority, returning its id.
     pub fn remove(&mut self, m: &Match, priority: u16) -> Option<u64> {
         let i = self.subtables.iter().position(|s| s.mask == m.mask)?;

@@ -79,6 +79,21 @@ impl Default for OpPathMap {
 }
 
 impl OpPathMap {
+    /// Heap bytes this map holds (see [`PathMap::heap_bytes`]).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Flow(m) => m.heap_bytes(),
+            Self::Group | Self::Meter => 0,
+        }
+    }
+
+    /// Frees spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        if let Self::Flow(m) = self {
+            m.shrink_to_fit();
+        }
+    }
+
     /// The same map without its prefix (small while staged; the prefix is given at the error).
     #[must_use]
     pub fn without_prefix(self) -> Self {

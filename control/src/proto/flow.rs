@@ -798,6 +798,24 @@ impl PathMap {
         }
     }
 
+    /// Heap bytes this map holds (its prefix and the shorthand's index list), for the
+    /// staging budget of multi-message bundles.
+    pub fn heap_bytes(&self) -> usize {
+        self.prefix.capacity()
+            + self
+                .shorthand
+                .as_ref()
+                .map_or(0, |sh| sh.apply.capacity() * size_of::<usize>())
+    }
+
+    /// Frees spare capacity (a staged op is kept until its bundle is committed).
+    pub fn shrink_to_fit(&mut self) {
+        self.prefix.shrink_to_fit();
+        if let Some(sh) = self.shorthand.as_mut() {
+            sh.apply.shrink_to_fit();
+        }
+    }
+
     /// The protocol error for a datapath flow error.
     pub fn error(&self, e: &FlowError) -> ProtoError {
         let field = self.map(&e.at);

@@ -1010,14 +1010,22 @@ impl Pipeline {
             if filter.table.is_some_and(|ft| ft != t) || table.is_empty() {
                 continue;
             }
+            let selected = |f: &Flow| {
+                (f.cookie & filter.cookie_mask) == (filter.cookie & filter.cookie_mask)
+                    && filter.out_port.is_none_or(|p| f.outputs_to(p))
+            };
+            if let Some(p) = filter.strict {
+                // At most one flow has this match and priority: ask the classifier instead of
+                // looking at every flow (a bundle of strict ops would cost ops x flows).
+                if let Some(f) = table.cls.find(m, p).and_then(|id| table.flows.get(&id))
+                    && selected(f)
+                {
+                    out.push((t, f.id));
+                }
+                continue;
+            }
             for f in table.flows.values() {
-                let hit = match filter.strict {
-                    Some(p) => f.priority == p && f.m == *m,
-                    None => covers(m, &f.m),
-                } && (f.cookie & filter.cookie_mask)
-                    == (filter.cookie & filter.cookie_mask)
-                    && filter.out_port.is_none_or(|p| f.outputs_to(p));
-                if hit {
+                if covers(m, &f.m) && selected(f) {
                     out.push((t, f.id));
                 }
             }
