@@ -1446,7 +1446,7 @@ pub fn svg(recs: &[Rec]) -> String {
 mod tests {
     use super::*;
 
-    fn rec(path: &str, figure: &str, key: &str, v: f64, round: u32) -> Rec {
+    pub(super) fn rec(path: &str, figure: &str, key: &str, v: f64, round: u32) -> Rec {
         let mut meas = Meas::default();
         meas.values.insert(key.into(), v);
         meas.cpu_busy = vec![90.0, 50.0];
@@ -2001,20 +2001,7 @@ mod tests {
 mod pooling_and_cells {
     use super::*;
 
-    fn rec(path: &str, figure: &str, key: &str, v: f64, round: u32) -> Rec {
-        let mut meas = Meas::default();
-        meas.values.insert(key.into(), v);
-        meas.cpu_busy = vec![90.0, 50.0];
-        Rec {
-            kind: "measurement".into(),
-            round,
-            path: path.into(),
-            figure: figure.into(),
-            meas,
-            error: None,
-            time: String::new(),
-        }
-    }
+    use super::tests::rec;
 
     fn failure(path: &str, figure: &str, round: u32) -> Rec {
         Rec {
