@@ -2089,6 +2089,25 @@ mod tests {
         out
     }
 
+    /// The TCP pseudo-header sum (A to the final destination B) of `l4_len` bytes.
+    fn final_pseudo(v6: bool, l4_len: usize) -> u16 {
+        if v6 {
+            checksum::pseudo_header_v6(
+                &V6_A.into(),
+                &V6_B.into(),
+                IpProtocol::TCP,
+                u32::try_from(l4_len).unwrap(),
+            )
+        } else {
+            checksum::pseudo_header_v4(
+                V4_A.into(),
+                V4_B.into(),
+                IpProtocol::TCP,
+                u16::try_from(l4_len).unwrap(),
+            )
+        }
+    }
+
     #[test]
     fn source_routed_frames_are_sane_fixtures() {
         // The fixtures are what a receiver (the final destination) accepts: the checksums
@@ -2129,21 +2148,7 @@ mod tests {
             // As the sender's kernel leaves it (CHECKSUM_PARTIAL, virtio F_NEEDS_CSUM): the
             // pseudo-header sum of the *final* destination (tcp_v4/v6_send_check use the
             // socket's daddr).
-            let pseudo = if v6 {
-                checksum::pseudo_header_v6(
-                    &V6_A.into(),
-                    &V6_B.into(),
-                    IpProtocol::TCP,
-                    u32::try_from(l4_len).unwrap(),
-                )
-            } else {
-                checksum::pseudo_header_v4(
-                    V4_A.into(),
-                    V4_B.into(),
-                    IpProtocol::TCP,
-                    u16::try_from(l4_len).unwrap(),
-                )
-            };
+            let pseudo = final_pseudo(v6, l4_len);
             make_partial(&mut frame, h.l4 + 16, pseudo);
             let kind = if v6 {
                 Offload::GSO_TCPV6
@@ -2193,21 +2198,7 @@ mod tests {
             };
             let h = parse_headers(&good).unwrap();
             let l4_len = h.end - h.l4;
-            let pseudo = if v6 {
-                checksum::pseudo_header_v6(
-                    &V6_A.into(),
-                    &V6_B.into(),
-                    IpProtocol::TCP,
-                    u32::try_from(l4_len).unwrap(),
-                )
-            } else {
-                checksum::pseudo_header_v4(
-                    V4_A.into(),
-                    V4_B.into(),
-                    IpProtocol::TCP,
-                    u16::try_from(l4_len).unwrap(),
-                )
-            };
+            let pseudo = final_pseudo(v6, l4_len);
             let mut f = good.clone();
             make_partial(&mut f, h.l4 + 16, pseudo);
             let mut g = f.clone();
