@@ -2541,13 +2541,17 @@ impl Worker {
         };
         // Rewrite the tag into scratch when the output wants it differently.
         let edited = match vlan {
-            Some(v) => retag(
-                src,
-                lay,
-                egress(&conf.vlan, v),
-                &mut scratch.frame,
-                &mut off,
-            ),
+            Some(v) => {
+                let want = egress(&conf.vlan, v);
+                // Popping the outer tag of a double-tagged frame would let its inner tag pick
+                // the VLAN on the far side (double-tagging VLAN hop): that copy is not sent,
+                // and counted on the port the frame came in on.
+                if want == Egress::Untagged && lay.tags > 1 {
+                    ports[li].counters.rx_drops[DropReason::VlanNotAllowed as usize].add(1);
+                    return true;
+                }
+                retag(src, lay, want, &mut scratch.frame, &mut off)
+            }
             None => false,
         };
         if lo == NOT_LOCAL {
@@ -3046,12 +3050,16 @@ fn retag(src: &[u8], lay: &Layout, want: Egress, out: &mut Vec<u8>, off: &mut Of
         (false, Egress::Untagged) => false,
         (true, Egress::Tagged(v)) => {
             let tci = u16::from_be_bytes([src[14], src[15]]);
-            if tci & 0x0fff == v {
+            let tpid = u16::from_be_bytes([src[12], src[13]]);
+            // A trunk carries 802.1Q tags: an 802.1ad outer tag would read as untagged (the
+            // native VLAN) to an 802.1Q neighbour.
+            if tci & 0x0fff == v && tpid == flow::ETH_TYPE_VLAN {
                 return false;
             }
             out.clear();
             out.extend_from_slice(src);
             let new = (tci & 0xf000) | v;
+            out[12..14].copy_from_slice(&flow::ETH_TYPE_VLAN.to_be_bytes());
             out[14..16].copy_from_slice(&new.to_be_bytes());
             true
         }
