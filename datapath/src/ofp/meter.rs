@@ -36,6 +36,9 @@ pub struct MeterConfig {
 /// Largest rate accepted (1 Tbit/s, or 1 G packets/s).
 pub const MAX_RATE: u64 = 1_000_000_000;
 
+/// TAT resolution: 1/16 ns (a u64 of ticks lasts 36 years).
+const TICKS_PER_NS: u64 = 16;
+
 /// A meter as the workers run it.
 #[derive(Debug)]
 pub struct Meter {
@@ -43,9 +46,11 @@ pub struct Meter {
     pub id: u32,
     /// Its configuration.
     pub config: MeterConfig,
-    /// Nanoseconds per unit of cost (per bit for kbps, per packet for pktps), ×1024 fixed point.
-    period_x1024: u64,
-    /// Tolerance in ns.
+    /// Ticks ([`TICKS_PER_NS`]) per unit of cost (per bit for kbps, per packet for pktps),
+    /// ×2³² fixed point (a ×1024 ns period truncated to 1 ns at 1 Gbit/s-per-1024 rates: a
+    /// 600 Gbit/s meter charged 64-byte frames nothing).
+    period_q32: u128,
+    /// Tolerance in ticks.
     tolerance: u64,
     tat: AtomicU64,
     /// Packets and bytes offered to the meter.
@@ -63,18 +68,19 @@ impl Meter {
             MeterUnit::Kbps => rate.saturating_mul(1000),
             MeterUnit::Pktps => rate,
         };
-        let period_x1024 = (1_000_000_000u128 * 1024 / u128::from(units_per_sec)).max(1);
+        let period_q32 =
+            ((u128::from(1_000_000_000 * TICKS_PER_NS) << 32) / u128::from(units_per_sec)).max(1);
         let burst_units = match (config.burst, config.unit) {
             (0, MeterUnit::Kbps) => (units_per_sec / 10).max(12_000),
             (0, MeterUnit::Pktps) => (units_per_sec / 10).max(1),
             (b, MeterUnit::Kbps) => b.saturating_mul(1000),
             (b, MeterUnit::Pktps) => b,
         };
-        let tolerance = u128::from(burst_units) * period_x1024 / 1024;
+        let tolerance = (u128::from(burst_units) * period_q32) >> 32;
         Self {
             id,
             config,
-            period_x1024: u64::try_from(period_x1024).unwrap_or(u64::MAX),
+            period_q32,
             tolerance: u64::try_from(tolerance).unwrap_or(u64::MAX),
             tat: AtomicU64::new(0),
             offered: FlowStats::new(writers),
@@ -91,8 +97,10 @@ impl Meter {
             MeterUnit::Kbps => bytes.saturating_mul(8),
             MeterUnit::Pktps => 1,
         };
-        let inc = u64::try_from(u128::from(units) * u128::from(self.period_x1024) / 1024)
+        // Rounded to the nearest tick.
+        let inc = u64::try_from((u128::from(units) * self.period_q32 + (1 << 31)) >> 32)
             .unwrap_or(u64::MAX);
+        let now_ns = now_ns.saturating_mul(TICKS_PER_NS);
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             if tat.saturating_sub(now_ns) > self.tolerance {

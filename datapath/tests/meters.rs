@@ -1,0 +1,220 @@
+//! Meters at high rates and on flows that send nothing, and select groups' weights, in an
+//! inline switch (found by an audit, 2026-12-07).
+#![allow(clippy::unwrap_used)]
+use std::time::Duration;
+
+use datapath::ofp::MatchField;
+use datapath::ofp::action::{Action, Instructions};
+use datapath::ofp::field::Field;
+use datapath::ofp::group::{Bucket, GroupType};
+use datapath::ofp::meter::{Meter, MeterConfig, MeterUnit};
+use datapath::ofp::pipeline::{FlowMod, GroupMod, MeterMod, ModCommand};
+use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
+use datapath::switch::{PollMode, Switch, SwitchConfig, VlanMode};
+use etherparse::PacketBuilder;
+
+fn mac(i: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, i]
+}
+
+fn udp(src: u8, dst: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac(src), mac(dst))
+        .ipv4([10, 0, 0, src], [10, 0, 0, dst], 64)
+        .udp(sport, dport)
+        .write(&mut v, b"x")
+        .unwrap();
+    v
+}
+
+fn inline_switch(n: usize) -> (Switch, Vec<MemPeer>) {
+    let mut sw = Switch::start(SwitchConfig {
+        poll_mode: PollMode::Inline,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    let peers = (1..=n)
+        .map(|i| {
+            let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
+            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                .unwrap();
+            peer
+        })
+        .collect();
+    (sw, peers)
+}
+
+fn mf(field: Field, value: u128) -> MatchField {
+    MatchField {
+        field,
+        value,
+        mask: None,
+    }
+}
+
+fn udp_dst(port: u16) -> Vec<MatchField> {
+    vec![
+        mf(Field::EthType, 0x0800),
+        mf(Field::IpProto, 17),
+        mf(Field::UdpDst, u128::from(port)),
+    ]
+}
+
+/// A 600 Gbit/s meter (MAX_RATE allows 1 Tbit/s) offered 2 Tbit/s of 64-byte frames for 100 µs
+/// of virtual time must admit ~600 Gbit/s (~117k frames), not everything.
+#[test]
+fn a_600_gbit_meter_limits_64_byte_frames_to_its_rate() {
+    let m = Meter::new(
+        1,
+        MeterConfig {
+            unit: MeterUnit::Kbps,
+            rate: 600_000_000,
+            burst: 1,
+        },
+        1,
+    );
+    let t0 = 1_000_000_000u64;
+    let mut ok = 0u64;
+    let mut offered = 0u64;
+    for ns in 0..100_000u64 {
+        for _ in 0..4 {
+            offered += 1;
+            if m.admit(0, 64, t0 + ns, 0) {
+                ok += 1;
+            }
+        }
+    }
+    // 600e9 bit/s * 100e-6 s / 512 bit = 117_187 frames.
+    assert!(
+        (110_000..=125_000).contains(&ok),
+        "{ok} of {offered} 64-byte frames admitted by a 600 Gbit/s meter (expected ~117k)"
+    );
+}
+
+/// A 600 Mpps meter offered 1 Gpps for 100 µs admits ~60k frames, not 100k.
+#[test]
+fn a_600_mpps_meter_limits_frames_to_its_rate() {
+    let m = Meter::new(
+        1,
+        MeterConfig {
+            unit: MeterUnit::Pktps,
+            rate: 600_000_000,
+            burst: 1,
+        },
+        1,
+    );
+    let t0 = 1_000_000_000u64;
+    let ok = (0..100_000u64)
+        .filter(|ns| m.admit(0, 64, t0 + ns, 0))
+        .count();
+    assert!(
+        (58_000..=62_000).contains(&ok),
+        "{ok} admitted (expected ~60k)"
+    );
+}
+
+/// A 40 Gbit/s meter with 1500-byte frames: rate within 1 %.
+#[test]
+fn a_40_gbit_meter_passes_40_gbit_within_one_percent() {
+    let m = Meter::new(
+        1,
+        MeterConfig {
+            unit: MeterUnit::Kbps,
+            rate: 40_000_000,
+            burst: 12,
+        },
+        1,
+    );
+    let t0 = 1_000_000_000u64;
+    let mut bytes = 0u64;
+    // 80 Gbit/s offered: a 1500-byte frame every 150 ns, for 10 ms.
+    for i in 0..(10_000_000u64 / 150) {
+        if m.admit(0, 1500, t0 + i * 150, 0) {
+            bytes += 1500;
+        }
+    }
+    let gbps = bytes as f64 * 8.0 / 10e-3 / 1e9;
+    assert!(
+        (39.6..=40.4).contains(&gbps),
+        "{gbps} Gbit/s through a 40 Gbit/s meter"
+    );
+}
+
+/// A meter offered frames by a flow that meters then drops (no output) counts them.
+#[test]
+fn a_meter_on_a_flow_that_sends_nothing_counts_its_frames() {
+    let (mut sw, p) = inline_switch(2);
+    sw.meter_mod(&MeterMod {
+        command: ModCommand::Add,
+        id: Some(1),
+        config: MeterConfig {
+            unit: MeterUnit::Pktps,
+            rate: 1000,
+            burst: 10,
+        },
+    })
+    .unwrap();
+    sw.flow_mod(&FlowMod::add(
+        0,
+        10,
+        udp_dst(9),
+        Instructions::apply(vec![Action::Meter(1)]),
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    for i in 0..5 {
+        assert!(p[0].send(&udp(1, 2, 100 + i, 9)));
+    }
+    sw.poll_inline_at(Duration::from_secs(1));
+    let m = sw.pipeline().meter(1).unwrap().clone();
+    assert_eq!(m.offered.totals().0, 5, "meter offered count");
+}
+
+/// Select group weights at the worker: weights 1:3.
+#[test]
+fn select_group_buckets_follow_their_weights() {
+    let (mut sw, p) = inline_switch(3);
+    sw.group_mod(&GroupMod {
+        command: ModCommand::Add,
+        id: Some(1),
+        kind: GroupType::Select,
+        buckets: vec![
+            Bucket {
+                weight: 1,
+                watch_port: None,
+                actions: vec![Action::Output(2)],
+            },
+            Bucket {
+                weight: 3,
+                watch_port: None,
+                actions: vec![Action::Output(3)],
+            },
+        ],
+    })
+    .unwrap();
+    sw.flow_mod(&FlowMod::add(
+        0,
+        10,
+        udp_dst(9),
+        Instructions::apply(vec![Action::Group(1)]),
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    let (mut a, mut b) = (0, 0);
+    for round in 0..2 {
+        for chunk in 0..25u16 {
+            for i in 0..32u16 {
+                assert!(p[0].send(&udp(1, 2, 1000 + chunk * 32 + i, 9)));
+            }
+            sw.poll_inline_at(Duration::from_secs(1));
+            let (x, y) = (p[1].drain().len(), p[2].drain().len());
+            assert_eq!(x + y, 32, "round {round}");
+            a += x;
+            b += y;
+        }
+    }
+    assert!(
+        (350..=450).contains(&a) && (1150..=1250).contains(&b),
+        "{a} {b}"
+    );
+}
