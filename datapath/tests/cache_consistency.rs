@@ -4,6 +4,8 @@
 //! 2026-12-07).
 #![allow(clippy::unwrap_used)]
 
+mod mem;
+
 use std::time::{Duration, Instant};
 
 use datapath::ofp::MatchField;
@@ -13,6 +15,7 @@ use datapath::ofp::pipeline::{FlowFilter, FlowMod};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::switch::{PollMode, Switch, SwitchConfig, VlanMode};
 use etherparse::PacketBuilder;
+use mem::mf;
 
 const T: Duration = Duration::from_secs(3);
 
@@ -28,14 +31,6 @@ fn udp_to(src: u8, dst: u8, dport: u16) -> Vec<u8> {
         .write(&mut v, b"audit")
         .unwrap();
     v
-}
-
-fn mf(field: Field, value: u128) -> MatchField {
-    MatchField {
-        field,
-        value,
-        mask: None,
-    }
 }
 
 fn udp_port(port: u16) -> Vec<MatchField> {

@@ -3,6 +3,8 @@
 //! cached decision, and bundles that swap thousands of rules with no packet seeing a mixture.
 #![allow(clippy::unwrap_used)]
 
+mod mem;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
 use datapath::switch::{PacketOutError, PollMode, Switch, SwitchConfig, VlanMode};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use mem::mf;
 
 const T: Duration = Duration::from_secs(3);
 const QUIET: Duration = Duration::from_millis(100);
@@ -46,14 +49,6 @@ fn tcp_to(src: u8, dst: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
         .write(&mut v, payload)
         .unwrap();
     v
-}
-
-fn mf(field: Field, value: u128) -> MatchField {
-    MatchField {
-        field,
-        value,
-        mask: None,
-    }
 }
 
 fn udp_port(port: u16) -> Vec<MatchField> {

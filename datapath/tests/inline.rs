@@ -4,6 +4,8 @@
 //! waits or sleeps: a frame is out (or counted as dropped) when `poll_inline` returns.
 #![allow(clippy::unwrap_used)]
 
+mod mem;
+
 use std::time::Duration;
 
 use datapath::ofp::MatchField;
@@ -15,6 +17,7 @@ use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
 use datapath::switch::{PollMode, Switch, SwitchConfig, SwitchError, VlanMode};
 use etherparse::PacketBuilder;
+use mem::inline_switch;
 
 fn mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, i]
@@ -28,23 +31,6 @@ fn udp_to(src: u8, dst: [u8; 6], dport: u16) -> Vec<u8> {
         .write(&mut v, b"inline")
         .unwrap();
     v
-}
-
-fn inline_switch(n: usize) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig {
-        poll_mode: PollMode::Inline,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let peers = (1..=n)
-        .map(|i| {
-            let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                .unwrap();
-            peer
-        })
-        .collect();
-    (sw, peers)
 }
 
 /// A match on UDP destination port 5000.

@@ -1,6 +1,9 @@
 //! Meters at high rates and on flows that send nothing, and select groups' weights, in an
 //! inline switch (found by an audit, 2026-12-07).
 #![allow(clippy::unwrap_used)]
+
+mod mem;
+
 use std::time::Duration;
 
 use datapath::ofp::MatchField;
@@ -9,9 +12,8 @@ use datapath::ofp::field::Field;
 use datapath::ofp::group::{Bucket, GroupType};
 use datapath::ofp::meter::{Meter, MeterConfig, MeterUnit};
 use datapath::ofp::pipeline::{FlowMod, GroupMod, MeterMod, ModCommand};
-use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
-use datapath::switch::{PollMode, Switch, SwitchConfig, VlanMode};
 use etherparse::PacketBuilder;
+use mem::{inline_switch, mf};
 
 fn mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, i]
@@ -25,31 +27,6 @@ fn udp(src: u8, dst: u8, sport: u16, dport: u16) -> Vec<u8> {
         .write(&mut v, b"x")
         .unwrap();
     v
-}
-
-fn inline_switch(n: usize) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig {
-        poll_mode: PollMode::Inline,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let peers = (1..=n)
-        .map(|i| {
-            let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                .unwrap();
-            peer
-        })
-        .collect();
-    (sw, peers)
-}
-
-fn mf(field: Field, value: u128) -> MatchField {
-    MatchField {
-        field,
-        value,
-        mask: None,
-    }
 }
 
 fn udp_dst(port: u16) -> Vec<MatchField> {
