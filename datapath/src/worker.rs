@@ -1580,17 +1580,6 @@ impl Worker {
             run.queue(i);
         } else if entry.outputs {
             self.run_slow(cache, r, li, i, snap);
-        } else {
-            // Ops that send nothing (their drop is counted when the run ends) still offer the
-            // frame to their meters, in order until one drops it.
-            for op in entry.ops.iter() {
-                if let Action::Meter(id) = *op
-                    && let Some(m) = snap.pipeline.meter(id)
-                    && !m.admit(self.index, u64::from(len), self.now_ns, self.now_ms)
-                {
-                    break;
-                }
-            }
         }
     }
 

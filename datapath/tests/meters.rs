@@ -145,6 +145,13 @@ fn a_meter_on_a_flow_that_sends_nothing_counts_its_frames() {
     sw.poll_inline_at(Duration::from_secs(1));
     let m = sw.pipeline().meter(1).unwrap().clone();
     assert_eq!(m.offered.totals().0, 5, "meter offered count");
+    // Each dropped once, as sent nowhere.
+    let s = sw.port_stats(Some("m1")).unwrap().remove(0).1;
+    assert_eq!(
+        s.rx_drops[datapath::stats::DropReason::FlowDrop as usize],
+        5
+    );
+    assert_eq!(s.rx_dropped(), 5);
 }
 
 /// Select group weights at the worker: weights 1:3.

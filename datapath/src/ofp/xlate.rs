@@ -81,7 +81,11 @@ impl Translation {
         self.tables[usize::from(t / 64)] & (1 << (t % 64)) != 0
     }
 
-    /// Whether the ops can send the packet anywhere.
+    /// Whether the ops can send the packet anywhere, or must run on each packet all the same:
+    /// a meter counts (and may drop) each packet offered to it, also when nothing sends it
+    /// on (`actions=meter:1` alone, a meter before a table miss; until 2026-12-07 such
+    /// packets were dropped without reaching the meter). Such ops run per packet, which
+    /// counts its drop.
     pub fn outputs(&self) -> bool {
         self.ops.iter().any(|o| {
             matches!(
@@ -93,6 +97,7 @@ impl Translation {
                     | Action::All
                     | Action::Controller { .. }
                     | Action::Group(_)
+                    | Action::Meter(_)
             )
         })
     }
