@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Options: `--quick` (a quarter of the counted runs; CI), `--check FILE` (exit 1 when a
-//! scenario exceeds its baseline by more than 10 % or has no line in it), `--write FILE`
+//! scenario exceeds its baseline by more than 10 % or has no line in it, or when the switch's
+//! part of `pipeline_l2` passes the issue's goal of 300 instructions a frame), `--write FILE`
 //! (write the figures as the new baseline), `--top N` (the N most expensive functions,
 //! exclusive, of each pipeline scenario counted), `--keep DIR` (where the callgrind outputs
 //! go; default a temporary directory, removed), and scenario names to count only those. Each
@@ -93,7 +94,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Counts, prints, checks; Ok(false) when a scenario exceeds its baseline.
+/// Instructions per frame of the switch's own part that a scenario may not exceed (issue 4:
+/// cached L2 forwarding ≤ 300), checked with `--check`.
+const SWITCH_GOALS: &[(&str, f64)] = &[("pipeline_l2", 300.0)];
+
+/// Counts, prints, checks; Ok(false) when a scenario exceeds its baseline, or its switch part
+/// its goal ([`SWITCH_GOALS`]).
 fn parent(args: &[String]) -> Result<bool, String> {
     let o = parse(args)?;
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
@@ -173,14 +179,23 @@ fn parent(args: &[String]) -> Result<bool, String> {
         let b = icount::breakdown(c.instructions, &incl);
         #[expect(clippy::cast_precision_loss, reason = "per-frame display")]
         let per = |v: u64| v as f64 / c.units as f64;
+        // The issue's goal holds whatever the baseline says (a step within its 10 % can
+        // pass the goal's bar).
+        let goal = SWITCH_GOALS.iter().find(|(n, _)| *n == c.name).map(|g| g.1);
+        let over = o.check.is_some() && goal.is_some_and(|g| per(b.switch()) > g);
+        ok &= !over;
         println!(
-            "{:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}{}",
             c.name,
             per(b.total),
             per(b.switch()),
             per(b.rx_burst),
             per(b.tx_enqueue + b.tx_flush),
-            per(b.peer)
+            per(b.peer),
+            match (over, goal) {
+                (true, Some(g)) => format!("  OVER THE GOAL: the switch's part ≤ {g:.0}"),
+                _ => String::new(),
+            }
         );
     }
     if o.top > 0 {
@@ -204,7 +219,7 @@ fn parent(args: &[String]) -> Result<bool, String> {
         println!("\nwrote {}", f.display());
     }
     if !ok {
-        println!("\nFAILED: a scenario exceeds its baseline by more than 10 %");
+        println!("\nFAILED: a scenario exceeds its baseline by more than 10 %, or its goal");
     }
     Ok(ok)
 }
