@@ -15,7 +15,7 @@ use datapath::ofp::pipeline::{FlowFilter, FlowMod};
 use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::switch::{PollMode, Switch, SwitchConfig, VlanMode};
 use etherparse::PacketBuilder;
-use mem::mf;
+use mem::{mf, udp_dst};
 
 const T: Duration = Duration::from_secs(3);
 
@@ -31,14 +31,6 @@ fn udp_to(src: u8, dst: u8, dport: u16) -> Vec<u8> {
         .write(&mut v, b"audit")
         .unwrap();
     v
-}
-
-fn udp_port(port: u16) -> Vec<MatchField> {
-    vec![
-        mf(Field::EthType, 0x0800),
-        mf(Field::IpProto, 17),
-        mf(Field::UdpDst, u128::from(port)),
-    ]
 }
 
 fn switch_with(n: usize, config: SwitchConfig) -> (Switch, Vec<MemPeer>) {
@@ -88,7 +80,7 @@ fn flow_counters_are_synced_again_once_a_worker_that_lagged_has_caught_up() {
         sw.flow_mod(&FlowMod::add(
             0,
             100,
-            udp_port(10_000 + port),
+            udp_dst(10_000 + port),
             Instructions::apply(vec![Action::Output(2)]),
         ))
         .unwrap();
@@ -172,7 +164,7 @@ fn one_flow_hit_through_two_entries() -> (Switch, Vec<MemPeer>) {
     sw.flow_mod(&FlowMod::add(
         0,
         20,
-        udp_port(9),
+        udp_dst(9),
         Instructions::apply(vec![Action::Output(2)]),
     ))
     .unwrap();
@@ -327,7 +319,7 @@ fn a_cache_flush_while_the_worker_pushes_counters_does_not_stall_barriers() {
     sw.flow_mod(&FlowMod::add(
         0,
         20,
-        udp_port(1),
+        udp_dst(1),
         Instructions::apply(vec![Action::Output(2)]),
     ))
     .unwrap();
@@ -404,7 +396,7 @@ fn a_cache_flush_while_the_worker_pushes_counters_does_not_stall_barriers() {
                     FlowMod::add(
                         5,
                         10,
-                        udp_port(30_000 + i),
+                        udp_dst(30_000 + i),
                         Instructions::apply(vec![Action::Output(2)]),
                     )
                 })

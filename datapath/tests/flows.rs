@@ -22,7 +22,7 @@ use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
 use datapath::switch::{PacketOutError, PollMode, Switch, SwitchConfig, VlanMode};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
-use mem::mf;
+use mem::{mf, udp_dst};
 
 const T: Duration = Duration::from_secs(3);
 const QUIET: Duration = Duration::from_millis(100);
@@ -49,14 +49,6 @@ fn tcp_to(src: u8, dst: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
         .write(&mut v, payload)
         .unwrap();
     v
-}
-
-fn udp_port(port: u16) -> Vec<MatchField> {
-    vec![
-        mf(Field::EthType, 0x0800),
-        mf(Field::IpProto, 17),
-        mf(Field::UdpDst, u128::from(port)),
-    ]
 }
 
 fn switch(n: usize, cpus: Vec<usize>) -> (Switch, Vec<MemPeer>) {
@@ -100,8 +92,8 @@ fn rx_drop(sw: &Switch, port: &str, r: DropReason) -> u64 {
 fn flows_steer_and_drop_and_count_cached_hits() {
     let (mut sw, p) = switch(3, Vec::new());
     // UDP to port 5000 goes to m3 whatever its MAC; port 6000 is dropped; the rest is normal.
-    add(&mut sw, 0, 100, udp_port(5000), vec![Action::Output(3)]);
-    add(&mut sw, 0, 100, udp_port(6000), vec![]);
+    add(&mut sw, 0, 100, udp_dst(5000), vec![Action::Output(3)]);
+    add(&mut sw, 0, 100, udp_dst(6000), vec![]);
     sw.barrier().unwrap();
     for i in 0..20u8 {
         assert!(p[0].send(&udp_to(1, 2, 5000, &[i])));
@@ -258,7 +250,7 @@ fn after_a_barrier_no_packet_uses_the_old_decision() {
     let (mut sw, p) = switch(3, Vec::new());
     for round in 0..30u16 {
         let out = 2 + u32::from(round % 2);
-        add(&mut sw, 0, 100, udp_port(4000), vec![Action::Output(out)]);
+        add(&mut sw, 0, 100, udp_dst(4000), vec![Action::Output(out)]);
         sw.barrier().unwrap();
         // Warm the caches, then check every packet lands on the current port.
         for i in 0..3u8 {
@@ -281,7 +273,7 @@ fn a_bundle_with_one_bad_flow_changes_nothing() {
             FlowMod::add(
                 0,
                 10,
-                udp_port(i),
+                udp_dst(i),
                 Instructions::apply(vec![Action::Output(2)]),
             )
         })
@@ -317,7 +309,7 @@ fn bundles_swap_thousands_of_rules_and_no_packet_sees_a_mixture() {
             mods.push(FlowMod::add(
                 0,
                 10,
-                udp_port(port),
+                udp_dst(port),
                 Instructions {
                     apply: vec![Action::SetField {
                         field: Field::EthSrc,
@@ -330,7 +322,7 @@ fn bundles_swap_thousands_of_rules_and_no_packet_sees_a_mixture() {
             mods.push(FlowMod::add(
                 1,
                 10,
-                udp_port(port),
+                udp_dst(port),
                 Instructions::apply(vec![
                     Action::SetField {
                         field: Field::IpDscp,
@@ -489,8 +481,8 @@ fn all_and_fast_failover_groups() {
         ],
     })
     .unwrap();
-    add(&mut sw, 0, 10, udp_port(1), vec![Action::Group(1)]);
-    add(&mut sw, 0, 10, udp_port(2), vec![Action::Group(2)]);
+    add(&mut sw, 0, 10, udp_dst(1), vec![Action::Group(1)]);
+    add(&mut sw, 0, 10, udp_dst(2), vec![Action::Group(2)]);
     sw.barrier().unwrap();
     let f = udp_to(1, 2, 1, b"all");
     assert!(p[0].send(&f));
@@ -538,7 +530,7 @@ fn a_meter_caps_a_stream_and_counts_its_drops() {
         &mut sw,
         0,
         10,
-        udp_port(9),
+        udp_dst(9),
         vec![Action::Meter(1), Action::Output(2)],
     );
     sw.barrier().unwrap();
@@ -596,7 +588,7 @@ fn controller_action_sends_packet_ins_with_table_cookie_and_truncated_data() {
     let mut fm = FlowMod::add(
         0,
         10,
-        udp_port(77),
+        udp_dst(77),
         Instructions {
             apply: vec![Action::SetField {
                 field: Field::Reg(3),
@@ -698,7 +690,7 @@ fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
     let mut idle = FlowMod::add(
         0,
         10,
-        udp_port(1),
+        udp_dst(1),
         Instructions::apply(vec![Action::Output(2)]),
     );
     idle.idle_timeout = 1;
@@ -706,7 +698,7 @@ fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
     let mut hard = FlowMod::add(
         0,
         10,
-        udp_port(2),
+        udp_dst(2),
         Instructions::apply(vec![Action::Output(2)]),
     );
     hard.hard_timeout = 2;
@@ -714,14 +706,14 @@ fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
     let mut del = FlowMod::add(
         0,
         10,
-        udp_port(3),
+        udp_dst(3),
         Instructions::apply(vec![Action::Output(2)]),
     );
     del.flags.send_flow_rem = true;
     let quiet = FlowMod::add(
         0,
         10,
-        udp_port(4),
+        udp_dst(4),
         Instructions::apply(vec![Action::Output(2)]),
     );
     for fm in [&idle, &hard, &del, &quiet] {
@@ -764,10 +756,10 @@ fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
     );
     assert!(removed[0].packets >= 10 || removed[1].packets >= 10);
     // A delete of a flow with send_flow_rem reports it; one without does not.
-    let mut d = FlowMod::delete(Some(0), udp_port(3));
+    let mut d = FlowMod::delete(Some(0), udp_dst(3));
     d.command = FlowModCommand::Delete;
     sw.flow_mod(&d).unwrap();
-    sw.flow_mod(&FlowMod::delete(Some(0), udp_port(4))).unwrap();
+    sw.flow_mod(&FlowMod::delete(Some(0), udp_dst(4))).unwrap();
     let ev = events(&mut sw, 1);
     assert_eq!(ev.len(), 1);
     assert!(matches!(&ev[0], Event::FlowRemoved(r) if r.reason == RemovedReason::Delete));
@@ -784,7 +776,7 @@ fn timeouts_and_deletes_remove_flows_with_flow_removed_events() {
 fn a_burst_of_new_flows_waits_for_translation_instead_of_being_dropped() {
     let (mut sw, p) = switch(2, Vec::new());
     for port in 0..500u16 {
-        add(&mut sw, 0, 10, udp_port(port), vec![Action::Output(2)]);
+        add(&mut sw, 0, 10, udp_dst(port), vec![Action::Output(2)]);
     }
     sw.barrier().unwrap();
     // 500 frames of 500 new flows, sent at once: far more misses than one batch may translate.
@@ -815,7 +807,7 @@ fn a_busy_polling_worker_counts_the_time_it_works_not_the_time_it_spins() {
                 ..SwitchConfig::default()
             },
         );
-        add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
+        add(&mut sw, 0, 10, udp_dst(1), vec![Action::Output(2)]);
         sw.barrier().unwrap();
         let busy = |sw: &Switch| Duration::from_nanos(sw.worker_stats()[0].busy_ns);
         // Spinning (or sleeping) over empty ports is not work.
@@ -880,7 +872,7 @@ fn a_worker_holds_after_a_pass_of_a_few_frames_never_after_a_lone_frame() {
         },
     );
     assert_eq!(sw.info().batch_hold, hold);
-    add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
+    add(&mut sw, 0, 10, udp_dst(1), vec![Action::Output(2)]);
     sw.barrier().unwrap();
     // One frame at a time (a ping-pong): every pass finds a lone frame, none holds.
     for i in 0..50u8 {
@@ -916,7 +908,7 @@ fn a_worker_holds_after_a_pass_of_a_few_frames_never_after_a_lone_frame() {
             },
         );
         assert_eq!(sw.info().batch_hold, batch_hold);
-        add(&mut sw, 0, 10, udp_port(1), vec![Action::Output(2)]);
+        add(&mut sw, 0, 10, udp_dst(1), vec![Action::Output(2)]);
         sw.barrier().unwrap();
         for burst in 0..3u8 {
             burst_while_asleep(&sw, &p, burst);
@@ -934,14 +926,14 @@ fn table_stats_count_lookups_matches_and_misses() {
     sw.flow_mod(&FlowMod::add(
         0,
         10,
-        udp_port(1),
+        udp_dst(1),
         Instructions {
             goto_table: Some(3),
             ..Instructions::default()
         },
     ))
     .unwrap();
-    add(&mut sw, 3, 10, udp_port(1), vec![Action::Output(2)]);
+    add(&mut sw, 3, 10, udp_dst(1), vec![Action::Output(2)]);
     sw.barrier().unwrap();
     // 5 frames match in table 0 and then in table 3.
     for _ in 0..5 {
@@ -952,7 +944,7 @@ fn table_stats_count_lookups_matches_and_misses() {
     sw.flow_mod(&FlowMod::add(
         0,
         10,
-        udp_port(2),
+        udp_dst(2),
         Instructions {
             goto_table: Some(3),
             ..Instructions::default()
@@ -988,7 +980,7 @@ fn a_bundle_adds_a_group_and_the_flow_using_it_atomically() {
         BundleOp::Flow(FlowMod::add(
             0,
             10,
-            udp_port(9),
+            udp_dst(9),
             Instructions::apply(vec![Action::Group(gid)]),
         ))
     };
@@ -1033,7 +1025,7 @@ fn flow_counters_read_right_after_the_frames_count_every_cached_hit() {
         // A rule per UDP destination port: a megaflow per flow.
         let ports = 5000..5300u16;
         for port in ports.clone() {
-            add(&mut sw, 0, 100, udp_port(port), vec![Action::Output(2)]);
+            add(&mut sw, 0, 100, udp_dst(port), vec![Action::Output(2)]);
         }
         sw.barrier().unwrap();
         // Round 1 translates (hits and deferred frames), round 2 hits the cache.

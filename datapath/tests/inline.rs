@@ -17,7 +17,7 @@ use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
 use datapath::stats::DropReason;
 use datapath::switch::{PollMode, Switch, SwitchConfig, SwitchError, VlanMode};
 use etherparse::PacketBuilder;
-use mem::inline_switch;
+use mem::{inline_switch, udp_dst};
 
 fn mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, i]
@@ -31,20 +31,6 @@ fn udp_to(src: u8, dst: [u8; 6], dport: u16) -> Vec<u8> {
         .write(&mut v, b"inline")
         .unwrap();
     v
-}
-
-/// A match on UDP destination port 5000.
-fn udp_dst_5000() -> Vec<MatchField> {
-    let mf = |field, value| MatchField {
-        field,
-        value,
-        mask: None,
-    };
-    vec![
-        mf(Field::EthType, 0x0800),
-        mf(Field::IpProto, 17),
-        mf(Field::UdpDst, 5000),
-    ]
 }
 
 /// Every frame waiting at `peer`, without waiting.
@@ -104,7 +90,7 @@ fn inline_switch_floods_learns_and_forwards_on_the_callers_thread() {
 #[test]
 fn inline_switch_applies_flow_mods_at_the_next_poll_and_after_a_barrier() {
     let (mut sw, p) = inline_switch(3);
-    let steer = udp_dst_5000();
+    let steer = udp_dst(5000);
     // Learn m2's address, then cache the bridged decision for port 5000.
     assert!(p[1].send(&udp_to(2, [0xff; 6], 1)));
     sw.poll_inline();
@@ -343,7 +329,7 @@ fn a_rewriting_flow_between_forwarding_runs_keeps_the_order() {
     sw.flow_mod(&FlowMod::add(
         0,
         100,
-        udp_dst_5000(),
+        udp_dst(5000),
         Instructions::apply(vec![Action::DecTtl, Action::Output(2)]),
     ))
     .unwrap();
@@ -465,13 +451,6 @@ fn a_run_that_misses_every_table_is_counted_per_frame() {
     );
     let t0 = sw.table_stats().into_iter().find(|t| t.table == 0).unwrap();
     assert_eq!(t0.lookups, 10);
-}
-
-/// A match on UDP destination port `port`.
-fn udp_dst(port: u16) -> Vec<MatchField> {
-    let mut m = udp_dst_5000();
-    m[2].value = u128::from(port);
-    m
 }
 
 #[test]
@@ -658,7 +637,7 @@ fn a_flow_removed_event_counts_the_frames_forwarded_until_the_workers_let_go() {
     let mut fm = FlowMod::add(
         0,
         100,
-        udp_dst_5000(),
+        udp_dst(5000),
         Instructions::apply(vec![Action::Output(2)]),
     );
     fm.flags.send_flow_rem = true;
@@ -670,7 +649,7 @@ fn a_flow_removed_event_counts_the_frames_forwarded_until_the_workers_let_go() {
     }
     assert_eq!(sw.poll_inline(), 3);
     // Deleted, not yet published: the worker still forwards by the flow, and counts into it.
-    sw.flow_mod(&FlowMod::delete(Some(0), udp_dst_5000()))
+    sw.flow_mod(&FlowMod::delete(Some(0), udp_dst(5000)))
         .unwrap();
     for _ in 0..2 {
         assert!(p[0].send(&f));
@@ -775,7 +754,7 @@ fn a_remembered_normal_decision_is_forgotten_when_the_mac_table_is_flushed() {
 /// A UDP frame from m1 to m2 with source port `sport` (one flow per port).
 /// A match on UDP source port `port`.
 fn udp_src(port: u16) -> Vec<MatchField> {
-    let mut m = udp_dst_5000();
+    let mut m = udp_dst(5000);
     m[2] = MatchField {
         field: Field::UdpSrc,
         value: u128::from(port),
@@ -1077,7 +1056,7 @@ fn new_flows_beyond_the_translation_queue_are_counted_on_their_ingress_port() {
     sw.flow_mod(&FlowMod::add(
         0,
         100,
-        udp_dst_5000(),
+        udp_dst(5000),
         Instructions::apply(vec![Action::Output(3)]),
     ))
     .unwrap();

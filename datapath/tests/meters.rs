@@ -6,14 +6,12 @@ mod mem;
 
 use std::time::Duration;
 
-use datapath::ofp::MatchField;
 use datapath::ofp::action::{Action, Instructions};
-use datapath::ofp::field::Field;
 use datapath::ofp::group::{Bucket, GroupType};
 use datapath::ofp::meter::{Meter, MeterConfig, MeterUnit};
 use datapath::ofp::pipeline::{FlowMod, GroupMod, MeterMod, ModCommand};
 use etherparse::PacketBuilder;
-use mem::{inline_switch, mf};
+use mem::{inline_switch, udp_dst};
 
 fn mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, i]
@@ -27,14 +25,6 @@ fn udp(src: u8, dst: u8, sport: u16, dport: u16) -> Vec<u8> {
         .write(&mut v, b"x")
         .unwrap();
     v
-}
-
-fn udp_dst(port: u16) -> Vec<MatchField> {
-    vec![
-        mf(Field::EthType, 0x0800),
-        mf(Field::IpProto, 17),
-        mf(Field::UdpDst, u128::from(port)),
-    ]
 }
 
 /// A 600 Gbit/s meter (MAX_RATE allows 1 Tbit/s) offered 2 Tbit/s of 64-byte frames for 100 µs

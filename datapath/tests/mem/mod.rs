@@ -1,5 +1,6 @@
 //! Support code of the in-memory switch tests (`inline`, `meters`, `flows`,
-//! `cache_consistency`): an inline switch of mem ports, and an exact match field.
+//! `cache_consistency`): an inline switch of mem ports, an exact match field, a match on a UDP
+//! destination port.
 //!
 //! Each test binary uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -35,4 +36,13 @@ pub fn mf(field: Field, value: u128) -> MatchField {
         value,
         mask: None,
     }
+}
+
+/// A match on IPv4 UDP destination port `port`.
+pub fn udp_dst(port: u16) -> Vec<MatchField> {
+    vec![
+        mf(Field::EthType, 0x0800),
+        mf(Field::IpProto, 17),
+        mf(Field::UdpDst, u128::from(port)),
+    ]
 }
