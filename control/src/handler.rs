@@ -8,7 +8,12 @@ use datapath::switch::{
     VlanMode, WorkerStats,
 };
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use datapath::ofp::group::Group;
+use datapath::ofp::meter::Meter;
+use datapath::ofp::pipeline::Flow;
 
 use crate::proto::codec::quote;
 use crate::proto::{
@@ -58,13 +63,14 @@ pub(crate) struct Handler {
 
 impl Handler {
     /// Runs one request. A multipart reply is returned as several parts (the last has
-    /// `more = false`); any other reply is one element.
+    /// `more = false`), or for the dumps of flows, groups and meters as a [`Dump`] that gives
+    /// its parts one by one; any other reply is one element.
     pub(crate) fn handle(
         &self,
         switch: &mut Switch,
         request: Request,
-    ) -> Result<Vec<Reply>, ProtoError> {
-        Ok(match request {
+    ) -> Result<Answer, ProtoError> {
+        Ok(Answer::Now(match request {
             Request::Hello(h) => {
                 if !h.versions.is_empty() && !h.versions.contains(&VERSION) {
                     return Err(ProtoError::field(
@@ -178,15 +184,7 @@ impl Handler {
                 let flows = switch
                     .dump_flows(&filter)
                     .map_err(|e| PathMap::new("body").error(&e))?;
-                let clock = switch.clock_ms();
-                let now = Instant::now();
-                let descs = flows.iter().map(|f| FlowDesc::from_flow(f, clock, now));
-                sized_parts(
-                    descs,
-                    FLOWS_PER_PART,
-                    self.max_frame_bytes,
-                    |flows, more| Reply::FlowDump(FlowDumpReply { flows, more }),
-                )
+                return Ok(Answer::Dump(self.dump(DumpItems::Flows(flows))));
             }
             Request::FlowAggregate(req) => {
                 let filter = req.to_filter("body")?;
@@ -257,24 +255,11 @@ impl Handler {
             }
             Request::GroupDump(req) => {
                 let pipeline = switch.pipeline();
-                let groups: Vec<GroupDesc> = match req.group_id {
-                    Some(id) => pipeline
-                        .group(id)
-                        .into_iter()
-                        .map(|g| GroupDesc::from_group(g))
-                        .collect(),
-                    None => pipeline
-                        .groups()
-                        .values()
-                        .map(|g| GroupDesc::from_group(g))
-                        .collect(),
+                let groups: Vec<Arc<Group>> = match req.group_id {
+                    Some(id) => pipeline.group(id).into_iter().cloned().collect(),
+                    None => pipeline.groups().values().cloned().collect(),
                 };
-                sized_parts(
-                    groups.into_iter(),
-                    GROUPS_PER_PART,
-                    self.max_frame_bytes,
-                    |groups, more| Reply::GroupDump(GroupDumpReply { groups, more }),
-                )
+                return Ok(Answer::Dump(self.dump(DumpItems::Groups(groups))));
             }
             Request::MeterMod(req) => {
                 let mm = req.to_meter_mod("body")?;
@@ -287,24 +272,11 @@ impl Handler {
             }
             Request::MeterDump(req) => {
                 let pipeline = switch.pipeline();
-                let meters: Vec<MeterDesc> = match req.meter_id {
-                    Some(id) => pipeline
-                        .meter(id)
-                        .into_iter()
-                        .map(|m| MeterDesc::from_meter(m))
-                        .collect(),
-                    None => pipeline
-                        .meters()
-                        .values()
-                        .map(|m| MeterDesc::from_meter(m))
-                        .collect(),
+                let meters: Vec<Arc<Meter>> = match req.meter_id {
+                    Some(id) => pipeline.meter(id).into_iter().cloned().collect(),
+                    None => pipeline.meters().values().cloned().collect(),
                 };
-                sized_parts(
-                    meters.into_iter(),
-                    METERS_PER_PART,
-                    self.max_frame_bytes,
-                    |meters, more| Reply::MeterDump(MeterDumpReply { meters, more }),
-                )
+                return Ok(Answer::Dump(self.dump(DumpItems::Meters(meters))));
             }
             Request::PacketOut(req) => {
                 packet_out(switch, req)?;
@@ -322,7 +294,86 @@ impl Handler {
                     "subscriptions and multi-message bundles are handled by the server",
                 ));
             }
-        })
+        }))
+    }
+
+    fn dump(&self, items: DumpItems) -> Dump {
+        Dump {
+            items,
+            next: 0,
+            budget: self.max_frame_bytes.saturating_sub(ENVELOPE_SLACK),
+            finished: false,
+        }
+    }
+}
+
+/// What [`Handler::handle`] answers.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The reply (several parts for a multipart reply, in order).
+    Now(Vec<Reply>),
+    /// A dump whose parts are encoded one at a time, as the client reads them.
+    Dump(Dump),
+}
+
+/// A multipart dump in progress: a snapshot of the dumped objects taken when the request ran
+/// (8 bytes each: shared references), whose parts are encoded one at a time
+/// ([`Dump::next_part`]). The server encodes the next part only when the session's send
+/// queue is nearly empty, so a session that asks for a dump and does not read holds a part or
+/// two of JSON, not the whole tables, and one large dump does not hold up the control loop.
+/// Each part's counters and ages are read when the part is encoded (at or after the request;
+/// a flow removed meanwhile is still listed, with its last counts).
+#[derive(Debug)]
+pub(crate) struct Dump {
+    items: DumpItems,
+    /// The first item of the next part.
+    next: usize,
+    /// Most bytes of JSON items per part.
+    budget: usize,
+    /// The last part has been taken.
+    finished: bool,
+}
+
+/// The objects of a [`Dump`].
+#[derive(Debug)]
+enum DumpItems {
+    Flows(Vec<Arc<Flow>>),
+    Groups(Vec<Arc<Group>>),
+    Meters(Vec<Arc<Meter>>),
+}
+
+impl Dump {
+    /// The next part (`more` is false in the last one, which an empty dump also has).
+    pub(crate) fn next_part(&mut self, switch: &Switch) -> Reply {
+        let (next, budget) = (&mut self.next, self.budget);
+        let reply = match &self.items {
+            DumpItems::Flows(flows) => {
+                let (clock, now) = (switch.clock_ms(), Instant::now());
+                let (flows, more) = take_part(flows, next, FLOWS_PER_PART, budget, |f| {
+                    FlowDesc::from_flow(f, clock, now)
+                });
+                Reply::FlowDump(FlowDumpReply { flows, more })
+            }
+            DumpItems::Groups(groups) => {
+                let (groups, more) = take_part(groups, next, GROUPS_PER_PART, budget, |g| {
+                    GroupDesc::from_group(g)
+                });
+                Reply::GroupDump(GroupDumpReply { groups, more })
+            }
+            DumpItems::Meters(meters) => {
+                let (meters, more) = take_part(meters, next, METERS_PER_PART, budget, |m| {
+                    MeterDesc::from_meter(m)
+                });
+                Reply::MeterDump(MeterDumpReply { meters, more })
+            }
+        };
+        self.finished = !reply.more();
+        reply
+    }
+
+    /// The last part has been taken.
+    pub(crate) fn finished(&self) -> bool {
+        self.finished
     }
 }
 
@@ -378,31 +429,46 @@ fn packet_out_error(e: PacketOutError) -> ProtoError {
     }
 }
 
-/// Splits dumped items into reply parts of at most `per_part` items and at most
-/// `max_frame_bytes` (minus room for the envelope) of JSON each. A single item too big for a
-/// frame gets a part of its own (which then becomes a `limit` error). An empty list is one
-/// empty part.
-fn sized_parts<T: serde::Serialize>(
-    items: impl Iterator<Item = T>,
+/// Converts the items from `*next` on into one reply part of at most `per_part` items and at
+/// most `budget` bytes of JSON (the frame limit minus room for the envelope), and moves `*next`
+/// past them; also says whether items are left. A single item too big for a frame gets a part
+/// of its own (which then becomes a `limit` error).
+fn take_part<S, T: serde::Serialize>(
+    items: &[Arc<S>],
+    next: &mut usize,
     per_part: usize,
-    max_frame_bytes: usize,
-    make: impl Fn(Vec<T>, bool) -> Reply,
-) -> Vec<Reply> {
-    let budget = max_frame_bytes.saturating_sub(ENVELOPE_SLACK);
-    let mut out = Vec::new();
-    let mut part: Vec<T> = Vec::new();
+    budget: usize,
+    desc: impl Fn(&S) -> T,
+) -> (Vec<T>, bool) {
+    let mut part = Vec::new();
     let mut bytes = 0usize;
-    for item in items {
-        let len = serde_json::to_vec(&item).map_or(0, |v| v.len()) + 1;
+    while let Some(item) = items.get(*next) {
+        let d = desc(item);
+        let len = json_len(&d) + 1;
         if !part.is_empty() && (part.len() >= per_part || bytes + len > budget) {
-            out.push(make(std::mem::take(&mut part), true));
-            bytes = 0;
+            break;
         }
         bytes += len;
-        part.push(item);
+        part.push(d);
+        *next += 1;
     }
-    out.push(make(part, false));
-    out
+    (part, *next < items.len())
+}
+
+/// Bytes of `v`'s JSON (counted, not kept).
+fn json_len<T: serde::Serialize>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, v).map_or(0, |()| c.0)
 }
 
 /// Splits `items` into parts of at most `per_part`; an empty list is one empty part.
@@ -984,6 +1050,33 @@ mod tests {
         };
         assert_eq!(list.ports.len(), 5);
         assert!(!list.more);
+    }
+
+    #[test]
+    fn dump_parts_are_bounded_in_items_and_bytes() {
+        // Items whose JSON is their length plus 2 (the quotes).
+        let items: Vec<Arc<usize>> = [10, 10, 10, 50, 10, 200, 10].map(Arc::new).to_vec();
+        let desc = |n: &usize| "x".repeat(*n);
+        let mut next = 0;
+        let mut parts = Vec::new();
+        loop {
+            let (part, more) = take_part(&items, &mut next, 3, 100, desc);
+            parts.push(part.iter().map(String::len).collect::<Vec<_>>());
+            if !more {
+                break;
+            }
+        }
+        // At most 3 items and 100 bytes (13 per 10-byte item) a part; an item above the
+        // budget alone.
+        assert_eq!(
+            parts,
+            vec![vec![10, 10, 10], vec![50, 10], vec![200], vec![10]]
+        );
+        assert_eq!(next, items.len());
+        let mut next = 0;
+        let (part, more) = take_part(&Vec::<Arc<usize>>::new(), &mut next, 3, 100, desc);
+        assert!(part.is_empty() && !more);
+        assert_eq!(json_len(&"abc"), 5);
     }
 
     #[test]

@@ -52,7 +52,7 @@ use tracing::{debug, debug_span, info, warn};
 use datapath::notify::Event;
 
 use crate::bundle::{Bundles, StagingBudget};
-use crate::handler::{Handler, port_desc};
+use crate::handler::{Answer, Dump, Handler, port_desc};
 use crate::proto::frame::{self, FrameStatus, HEADER_LEN};
 use crate::proto::{
     BundleAddReply, DEFAULT_MAX_FRAME_BYTES, DecodeError, Decoded, EmptyReply, ErrorCode,
@@ -68,6 +68,13 @@ pub const FRAMES_PER_WAKEUP: usize = 64;
 /// Events drained from the switch per loop iteration (a packet-in flood cannot starve requests:
 /// sessions are serviced between batches).
 pub const EVENTS_PER_WAKEUP: usize = 1024;
+
+/// A dump in progress gets its next part encoded only while less than this waits in its
+/// session's send queue: the queue holds at most this plus one part (a frame).
+pub const DUMP_LOW_WATER: usize = 64 * 1024;
+
+/// Parts of one session's dump encoded per wake-up before the others get their turn.
+pub const DUMP_PARTS_PER_WAKEUP: usize = 8;
 
 /// Longest `message` or `field` of an error reply (longer ones are cut).
 const MAX_ERROR_TEXT: usize = 512;
@@ -231,6 +238,12 @@ struct Session {
     lost: u64,
     /// Its open multi-message bundles (discarded with the session).
     bundles: Bundles,
+    /// The dump being sent (with its request's `xid`): its next requests wait until the last
+    /// part is queued.
+    dump: Option<(u64, Dump)>,
+    /// Notifications held back while a dump is sent (a notification never comes between the
+    /// parts of a multipart reply); they follow its last part.
+    held: Vec<u8>,
 }
 
 /// What to do with a session after servicing it.
@@ -253,6 +266,8 @@ impl Session {
             sub: Subscription::default(),
             lost: 0,
             bundles: Bundles::default(),
+            dump: None,
+            held: Vec::new(),
         }
     }
 
@@ -327,13 +342,47 @@ fn push_error(out: &mut Vec<u8>, xid: u64, error: ProtoError, max_frame_bytes: u
     }
 }
 
-/// Appends the frame of `reply` (or of an error saying why it cannot be sent) to `out`.
-fn push_reply(out: &mut Vec<u8>, xid: u64, reply: &Reply, max_frame_bytes: usize) {
+/// Appends the frame of `reply` (or of an error saying why it cannot be sent) to `out`;
+/// false when that was an error.
+fn push_reply(out: &mut Vec<u8>, xid: u64, reply: &Reply, max_frame_bytes: usize) -> bool {
     let framed =
         encode_reply(xid, reply).and_then(|payload| frame::write(out, &payload, max_frame_bytes));
     if let Err(e) = framed {
         push_error(out, xid, e, max_frame_bytes);
+        return false;
     }
+    true
+}
+
+/// Encodes and sends the next parts of the session's dump in progress: a part whenever less
+/// than [`DUMP_LOW_WATER`] bytes wait to be sent, at most [`DUMP_PARTS_PER_WAKEUP`] parts.
+/// True when parts are left and the socket would take more now (call again soon; otherwise
+/// the socket's next writable event does).
+fn pump(s: &mut Session, switch: &Switch, max_frame_bytes: usize) -> io::Result<bool> {
+    for _ in 0..DUMP_PARTS_PER_WAKEUP {
+        if s.dump.is_none() {
+            break;
+        }
+        if s.queued() >= DUMP_LOW_WATER {
+            s.flush()?;
+            if s.queued() >= DUMP_LOW_WATER {
+                // The client has not read: nothing more until it does.
+                return Ok(false);
+            }
+        }
+        let Some((xid, dump)) = s.dump.as_mut() else {
+            break;
+        };
+        let part = dump.next_part(switch);
+        // A part that cannot be sent ends the dump with its error.
+        if !push_reply(&mut s.wbuf, *xid, &part, max_frame_bytes) || dump.finished() {
+            s.dump = None;
+            let held = std::mem::take(&mut s.held);
+            s.wbuf.extend_from_slice(&held);
+        }
+    }
+    s.flush()?;
+    Ok(s.dump.is_some() && s.queued() < DUMP_LOW_WATER)
 }
 
 /// The control server. See the module docs.
@@ -664,11 +713,16 @@ impl Server {
                     } else {
                         &payload
                     };
-                    if s.queued() + HEADER_LEN + body.len() > bound {
+                    // While a dump is sent, held back until its last part.
+                    let holding = s.dump.is_some();
+                    let queued = if holding { s.held.len() } else { s.queued() };
+                    let queue = if holding { &mut s.held } else { &mut s.wbuf };
+                    if queued + HEADER_LEN + body.len() > bound {
                         s.lost += 1;
                         continue;
                     }
-                    if frame::write(&mut s.wbuf, body, max_frame_bytes).is_ok()
+                    if frame::write(queue, body, max_frame_bytes).is_ok()
+                        && !holding
                         && !notified.contains(token)
                     {
                         notified.push(*token);
@@ -787,12 +841,24 @@ impl Server {
             return Next::Close;
         }
         let max_frame_bytes = self.config.max_frame_bytes;
+        // A dump in progress first: the session's next requests wait for its last part.
+        match pump(s, switch, max_frame_bytes) {
+            Err(_) => return Next::Close,
+            Ok(again) => {
+                if s.dump.is_some() {
+                    if again {
+                        self.backlog.push(token);
+                    }
+                    return Next::Keep;
+                }
+            }
+        }
         let mut budget = FRAMES_PER_WAKEUP;
         let mut pending = false;
         'io: loop {
-            // Handle the complete frames already buffered.
+            // Handle the complete frames already buffered (none while a dump is sent).
             let mut consumed = 0;
-            while !s.closing {
+            while !s.closing && s.dump.is_none() {
                 match frame::peek(&s.rbuf[consumed..], max_frame_bytes) {
                     FrameStatus::Incomplete { .. } => break,
                     FrameStatus::TooLong { announced } => {
@@ -849,6 +915,7 @@ impl Server {
                             &mut s.wbuf,
                             &mut notify,
                             &mut s.bundles,
+                            &mut s.dump,
                             switch,
                         );
                         s.sub = notify.0;
@@ -886,6 +953,18 @@ impl Server {
         if flushed.is_err() {
             return Next::Close;
         }
+        if s.dump.is_some() {
+            // The dump's first parts (after the publication: they may list flows just added).
+            match pump(s, switch, max_frame_bytes) {
+                Err(_) => return Next::Close,
+                // Parts left and room for them, or requests waiting behind a finished dump.
+                Ok(again) if again || (s.dump.is_none() && !s.rbuf.is_empty()) => {
+                    self.backlog.push(token);
+                    pending = true;
+                }
+                Ok(_) => pending |= s.dump.is_some(),
+            }
+        }
         if s.read_closed && !pending && s.queued() == 0 {
             // The peer is done and has every reply; a truncated frame left behind is dropped.
             return Next::Close;
@@ -900,9 +979,13 @@ impl Server {
         s.flush()
     }
 
-    /// Decodes and runs one request, appending its reply frames to `out`. `notify` is the
-    /// session's subscription (changed by `subscribe`) and its lost count; `bundles` its open
-    /// multi-message bundles.
+    /// Decodes and runs one request, appending its reply frames to `out`, or for a dump
+    /// setting `dump` (with the request's `xid`). `notify` is the session's subscription
+    /// (changed by `subscribe`) and its lost count; `bundles` its open multi-message bundles.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a session's parts, borrowed apart from its receive buffer"
+    )]
     fn handle_frame(
         &mut self,
         session: u64,
@@ -910,6 +993,7 @@ impl Server {
         out: &mut Vec<u8>,
         notify: &mut (Subscription, u64),
         bundles: &mut Bundles,
+        dump: &mut Option<(u64, Dump)>,
         switch: &mut Switch,
     ) {
         let max_frame_bytes = self.config.max_frame_bytes;
@@ -976,15 +1060,16 @@ impl Server {
                     _ => None,
                 };
                 let result = match staged {
-                    Some(r) => r.map(|reply| vec![reply]),
+                    Some(r) => r.map(|reply| Answer::Now(vec![reply])),
                     None => self.handler.handle(switch, msg),
                 };
                 match result {
-                    Ok(parts) => {
+                    Ok(Answer::Now(parts)) => {
                         for part in &parts {
                             push_reply(out, xid, part, max_frame_bytes);
                         }
                     }
+                    Ok(Answer::Dump(d)) => *dump = Some((xid, d)),
                     Err(error) => {
                         debug!(
                             code = error.code.as_str(),
