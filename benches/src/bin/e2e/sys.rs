@@ -331,13 +331,19 @@ pub fn busy_pct(a: &CpuSnap, b: &CpuSnap) -> Vec<f64> {
 
 /// User + system jiffies of a process (all its threads), from `/proc/PID/stat`.
 pub fn proc_ticks(pid: u32) -> Option<u64> {
+    stat_ticks(pid).map(|(_, ticks)| ticks)
+}
+
+/// The state letter and user + system ticks of `pid`, from one read of `/proc/PID/stat`.
+fn stat_ticks(pid: u32) -> Option<(char, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3 (state).
     let rest = &s[s.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((state, utime + stime))
 }
 
 /// Sum of [`proc_ticks`] over `pids` (missing processes count 0).
@@ -350,12 +356,11 @@ pub fn procs_ticks(pids: &[u32]) -> u64 {
 pub fn running_ticks(pids: &[u32]) -> Option<u64> {
     let mut sum = 0;
     for &pid in pids {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = s.rsplit_once(") ")?.1.chars().next()?;
+        let (state, ticks) = stat_ticks(pid)?;
         if matches!(state, 'Z' | 'X' | 'x') {
             return None;
         }
-        sum += proc_ticks(pid)?;
+        sum += ticks;
     }
     Some(sum)
 }
