@@ -377,6 +377,33 @@ impl Table {
         best
     }
 
+    /// Calls `visit` with the id and priority of every rule whose match is `m` or more specific
+    /// (its mask holds every bit of `m`'s and its key agrees with `m`'s on them: the flows an
+    /// OpenFlow non-strict modify or delete selects), in no particular order. Only subtables
+    /// whose mask holds `m`'s can have such rules: in the one with `m`'s own mask a single probe
+    /// finds them, the others are scanned (so an op with a flow's own match fields costs one
+    /// probe per such subtable, not a look at every rule).
+    pub fn for_each_covered(&self, m: &Match, mut visit: impl FnMut(u64, u16)) {
+        for st in &self.subtables {
+            if !m.mask.is_subset_of(&st.mask) {
+                continue;
+            }
+            if st.mask == m.mask {
+                for e in st.buckets.get(&m.key).into_iter().flatten() {
+                    visit(e.id, e.priority);
+                }
+                continue;
+            }
+            for (key, bucket) in &st.buckets {
+                if m.mask.apply(key) == m.key {
+                    for e in bucket {
+                        visit(e.id, e.priority);
+                    }
+                }
+            }
+        }
+    }
+
     /// Every rule, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = Rule> + '_ {
         self.subtables.iter().flat_map(|st| {
@@ -774,6 +801,24 @@ mod tests {
             model.sort_by_key(key_of);
             prop_assert_eq!(&all, &model);
 
+            // The rules a non-strict op selects: those whose match is the op's or more
+            // specific (probed with the rules' own matches, narrower and wider ones).
+            for m in model.iter().map(|r| r.m).chain(probes.iter().flat_map(|(k, _)| {
+                mask_pool().into_iter().map(|mask| Match::new(*k, mask))
+            })) {
+                let mut got = Vec::new();
+                t.for_each_covered(&m, |id, p| got.push((id, p)));
+                got.sort_unstable();
+                let mut want: Vec<(u64, u16)> = model
+                    .iter()
+                    .filter(|r| {
+                        m.mask().is_subset_of(r.m.mask()) && m.mask().apply(r.m.key()) == *m.key()
+                    })
+                    .map(|r| (r.id, r.priority))
+                    .collect();
+                want.sort_unstable();
+                prop_assert_eq!(got, want);
+            }
             for (k, other) in probes {
                 let want = naive(&model, &k);
                 prop_assert_eq!(t.lookup(&k), want);

@@ -458,11 +458,6 @@ pub struct Pipeline {
     max_flows_per_table: usize,
 }
 
-/// Whether flow match `f` is `m` or more specific.
-fn covers(m: &Match, f: &Match) -> bool {
-    m.mask().is_subset_of(f.mask()) && m.mask().apply(f.key()) == *m.key()
-}
-
 /// Whether some key matches both.
 fn overlaps(a: &Match, b: &Match) -> bool {
     let both = a.mask().intersection(b.mask());
@@ -1024,11 +1019,15 @@ impl Pipeline {
                 }
                 continue;
             }
-            for f in table.flows.values() {
-                if covers(m, &f.m) && selected(f) {
-                    out.push((t, f.id));
+            // The flows whose match is `m` or more specific (subtables that cannot hold any
+            // are skipped, and flows with `m`'s own match fields are one probe).
+            table.cls.for_each_covered(m, |id, _| {
+                if let Some(f) = table.flows.get(&id)
+                    && selected(f)
+                {
+                    out.push((t, id));
                 }
-            }
+            });
         }
         out.sort_unstable();
         out
