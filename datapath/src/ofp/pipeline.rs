@@ -306,6 +306,14 @@ pub struct FlowTable {
     >,
     /// How many of `flows` have a timeout ([`Flow::times_out`]).
     timed: usize,
+    /// Cookie → ids of the flows with it, for every cookie but 0 (a selection by a whole
+    /// cookie, `cookie_mask` all ones, looks at its flows only, as Open vSwitch's does).
+    cookies: imbl::GenericHashMap<
+        u64,
+        imbl::GenericHashSet<u64, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
+        ahash::RandomState,
+        imbl::shared_ptr::DefaultSharedPtr,
+    >,
 }
 
 impl FlowTable {
@@ -314,16 +322,25 @@ impl FlowTable {
             cls: Table::with_capacity(max),
             flows: imbl::GenericHashMap::with_hasher(crate::hash::state()),
             timed: 0,
+            cookies: imbl::GenericHashMap::with_hasher(crate::hash::state()),
         }
     }
 
     /// Puts `flow` under `id`, returning the flow it replaces.
     fn put(&mut self, id: u64, flow: Arc<Flow>) -> Option<Arc<Flow>> {
         let times_out = flow.times_out();
+        let cookie = flow.cookie;
         let old = self.flows.insert(id, flow);
         self.timed += usize::from(times_out);
         if let Some(f) = &old {
             self.timed -= usize::from(f.times_out());
+            self.unindex_cookie(f.cookie, id);
+        }
+        if cookie != 0 {
+            self.cookies
+                .entry(cookie)
+                .or_insert_with(|| imbl::GenericHashSet::with_hasher(crate::hash::state()))
+                .insert(id);
         }
         old
     }
@@ -332,7 +349,20 @@ impl FlowTable {
     fn take(&mut self, id: u64) -> Option<Arc<Flow>> {
         let f = self.flows.remove(&id)?;
         self.timed -= usize::from(f.times_out());
+        self.unindex_cookie(f.cookie, id);
         Some(f)
+    }
+
+    fn unindex_cookie(&mut self, cookie: u64, id: u64) {
+        if cookie == 0 {
+            return;
+        }
+        if let Some(ids) = self.cookies.get_mut(&cookie) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.cookies.remove(&cookie);
+            }
+        }
     }
 
     /// Flows with an idle or hard timeout: where there are none, nothing can expire (the
@@ -456,6 +486,11 @@ pub struct Pipeline {
     next_id: u64,
     writers: usize,
     max_flows_per_table: usize,
+}
+
+/// Whether flow match `f` is `m` or more specific.
+fn covers(m: &Match, f: &Match) -> bool {
+    m.mask().is_subset_of(f.mask()) && m.mask().apply(f.key()) == *m.key()
 }
 
 /// Whether some key matches both.
@@ -1019,6 +1054,18 @@ impl Pipeline {
                 }
                 continue;
             }
+            if filter.cookie_mask == u64::MAX && filter.cookie != 0 {
+                // A whole cookie: its flows only.
+                for &id in table.cookies.get(&filter.cookie).into_iter().flatten() {
+                    if let Some(f) = table.flows.get(&id)
+                        && covers(m, &f.m)
+                        && selected(f)
+                    {
+                        out.push((t, id));
+                    }
+                }
+                continue;
+            }
             // The flows whose match is `m` or more specific (subtables that cannot hold any
             // are skipped, and flows with `m`'s own match fields are one probe).
             table.cls.for_each_covered(m, |id, _| {
@@ -1204,6 +1251,72 @@ mod tests {
         let d = FlowMod::delete(None, Vec::new());
         assert_eq!(p.flow_mod(&d, &NoGroups, now()).unwrap().removed.len(), 1);
         assert!(p.is_empty());
+    }
+
+    proptest::proptest! {
+        /// A selection by a whole cookie (through the cookie index) finds what a look at every
+        /// flow finds, through adds, replacements (another cookie), modifies and deletes.
+        #[test]
+        fn selection_by_a_whole_cookie_equals_a_look_at_every_flow(
+            ops in proptest::collection::vec(
+                (0u8..4, 0u8..2, 0u32..6, 0u8..3, 0u64..4, 0u32..3),
+                0..80,
+            ),
+        ) {
+            let mut p = Pipeline::new(1, 1000);
+            for (kind, table, net, prio, cookie, port) in ops {
+                let fields = ip_dst(0x0a00_0000 + (net << 8), if net % 2 == 0 { 24 } else { 16 });
+                match kind {
+                    0 | 1 => {
+                        let mut fm = FlowMod::add(table, u16::from(prio), fields, out(port + 1));
+                        fm.cookie = cookie;
+                        p.flow_mod(&fm, &NoGroups, now()).unwrap();
+                    }
+                    2 => {
+                        let mut fm = FlowMod::delete(Some(table), fields);
+                        fm.command = FlowModCommand::Modify;
+                        fm.instructions = out(port + 1);
+                        p.flow_mod(&fm, &NoGroups, now()).unwrap();
+                    }
+                    _ => {
+                        let mut fm = FlowMod::delete(None, fields);
+                        fm.cookie = cookie;
+                        fm.cookie_mask = u64::MAX;
+                        p.flow_mod(&fm, &NoGroups, now()).unwrap();
+                    }
+                }
+            }
+            // The index holds the flows with a cookie, no more (no stale ids).
+            for t in 0..2u8 {
+                let table = p.table(t);
+                let indexed: usize = table.cookies.values().map(|ids| ids.len()).sum();
+                proptest::prop_assert_eq!(indexed, table.flows().filter(|f| f.cookie != 0).count());
+            }
+            let ids = |flows: Vec<Arc<Flow>>| flows.iter().map(|f| (f.table, f.id)).collect::<Vec<_>>();
+            for cookie in 0..4u64 {
+                for (fields, out_port) in [
+                    (Vec::new(), None),
+                    (ip_dst(0x0a00_0000, 8), Some(2)),
+                    (ip_dst(0x0a00_0200, 24), None),
+                ] {
+                    let by_index = FlowFilter {
+                        fields: fields.clone(),
+                        cookie,
+                        cookie_mask: u64::MAX,
+                        out_port,
+                        ..FlowFilter::default()
+                    };
+                    let all = FlowFilter {
+                        fields,
+                        out_port,
+                        ..FlowFilter::default()
+                    };
+                    let want: Vec<Arc<Flow>> =
+                        p.dump(&all).unwrap().into_iter().filter(|f| f.cookie == cookie).collect();
+                    proptest::prop_assert_eq!(ids(p.dump(&by_index).unwrap()), ids(want));
+                }
+            }
+        }
     }
 
     #[test]
