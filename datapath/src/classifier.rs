@@ -404,6 +404,30 @@ impl Table {
         }
     }
 
+    /// Calls `visit` with the id and priority of every rule that some key matches together
+    /// with `m` (the two agree on every bit both masks hold: OpenFlow's overlap), in no
+    /// particular order. In a subtable whose mask `m`'s holds, a single probe finds them; the
+    /// others are scanned.
+    pub fn for_each_overlapping(&self, m: &Match, mut visit: impl FnMut(u64, u16)) {
+        for st in &self.subtables {
+            if st.mask.is_subset_of(&m.mask) {
+                for e in st.buckets.get(&st.mask.apply(&m.key)).into_iter().flatten() {
+                    visit(e.id, e.priority);
+                }
+                continue;
+            }
+            let both = st.mask.intersection(&m.mask);
+            let want = both.apply(&m.key);
+            for (key, bucket) in &st.buckets {
+                if both.apply(key) == want {
+                    for e in bucket {
+                        visit(e.id, e.priority);
+                    }
+                }
+            }
+        }
+    }
+
     /// Every rule, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = Rule> + '_ {
         self.subtables.iter().flat_map(|st| {
@@ -813,6 +837,20 @@ mod tests {
                     .iter()
                     .filter(|r| {
                         m.mask().is_subset_of(r.m.mask()) && m.mask().apply(r.m.key()) == *m.key()
+                    })
+                    .map(|r| (r.id, r.priority))
+                    .collect();
+                want.sort_unstable();
+                prop_assert_eq!(got, want);
+                // And those some key matches together with it.
+                let mut got = Vec::new();
+                t.for_each_overlapping(&m, |id, p| got.push((id, p)));
+                got.sort_unstable();
+                let mut want: Vec<(u64, u16)> = model
+                    .iter()
+                    .filter(|r| {
+                        let both = m.mask().intersection(r.m.mask());
+                        both.apply(m.key()) == both.apply(r.m.key())
                     })
                     .map(|r| (r.id, r.priority))
                     .collect();

@@ -493,12 +493,6 @@ fn covers(m: &Match, f: &Match) -> bool {
     m.mask().is_subset_of(f.mask()) && m.mask().apply(f.key()) == *m.key()
 }
 
-/// Whether some key matches both.
-fn overlaps(a: &Match, b: &Match) -> bool {
-    let both = a.mask().intersection(b.mask());
-    both.apply(a.key()) == both.apply(b.key())
-}
-
 /// How groups and meters differ as id-keyed tables.
 struct IdKind {
     /// `group` / `meter`, for messages.
@@ -914,12 +908,14 @@ impl Pipeline {
         fm.instructions
             .validate(t, &m.key().to_owned(), &m.mask().bits, ctx)?;
         let table = &self.tables[usize::from(t)];
-        if fm.flags.check_overlap
-            && table
-                .flows
-                .values()
-                .any(|f| f.priority == fm.priority && f.m != m && overlaps(&f.m, &m))
-        {
+        let overlapped = fm.flags.check_overlap && {
+            let mut found = false;
+            table.cls.for_each_overlapping(&m, |id, p| {
+                found |= p == fm.priority && table.flows.get(&id).is_some_and(|f| f.m != m);
+            });
+            found
+        };
+        if overlapped {
             return Err(FlowError {
                 kind: FlowErrorKind::Overlap,
                 at: "match".into(),
