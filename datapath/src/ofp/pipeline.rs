@@ -306,14 +306,9 @@ pub struct FlowTable {
     >,
     /// How many of `flows` have a timeout ([`Flow::times_out`]).
     timed: usize,
-    /// Cookie → ids of the flows with it, for every cookie but 0 (a selection by a whole
-    /// cookie, `cookie_mask` all ones, looks at its flows only, as Open vSwitch's does).
-    cookies: imbl::GenericHashMap<
-        u64,
-        imbl::GenericHashSet<u64, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
-        ahash::RandomState,
-        imbl::shared_ptr::DefaultSharedPtr,
-    >,
+    /// (cookie, id) of every flow with a cookie but 0, in order: a selection by a whole
+    /// cookie (`cookie_mask` all ones) looks at its flows only, as Open vSwitch's does.
+    cookies: imbl::OrdSet<(u64, u64)>,
 }
 
 impl FlowTable {
@@ -322,7 +317,7 @@ impl FlowTable {
             cls: Table::with_capacity(max),
             flows: imbl::GenericHashMap::with_hasher(crate::hash::state()),
             timed: 0,
-            cookies: imbl::GenericHashMap::with_hasher(crate::hash::state()),
+            cookies: imbl::OrdSet::new(),
         }
     }
 
@@ -337,10 +332,7 @@ impl FlowTable {
             self.unindex_cookie(f.cookie, id);
         }
         if cookie != 0 {
-            self.cookies
-                .entry(cookie)
-                .or_insert_with(|| imbl::GenericHashSet::with_hasher(crate::hash::state()))
-                .insert(id);
+            self.cookies.insert((cookie, id));
         }
         old
     }
@@ -354,14 +346,8 @@ impl FlowTable {
     }
 
     fn unindex_cookie(&mut self, cookie: u64, id: u64) {
-        if cookie == 0 {
-            return;
-        }
-        if let Some(ids) = self.cookies.get_mut(&cookie) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.cookies.remove(&cookie);
-            }
+        if cookie != 0 {
+            self.cookies.remove(&(cookie, id));
         }
     }
 
@@ -1052,7 +1038,8 @@ impl Pipeline {
             }
             if filter.cookie_mask == u64::MAX && filter.cookie != 0 {
                 // A whole cookie: its flows only.
-                for &id in table.cookies.get(&filter.cookie).into_iter().flatten() {
+                let c = filter.cookie;
+                for &(_, id) in table.cookies.range((c, 0)..=(c, u64::MAX)) {
                     if let Some(f) = table.flows.get(&id)
                         && covers(m, &f.m)
                         && selected(f)
@@ -1285,7 +1272,7 @@ mod tests {
             // The index holds the flows with a cookie, no more (no stale ids).
             for t in 0..2u8 {
                 let table = p.table(t);
-                let indexed: usize = table.cookies.values().map(|ids| ids.len()).sum();
+                let indexed = table.cookies.len();
                 proptest::prop_assert_eq!(indexed, table.flows().filter(|f| f.cookie != 0).count());
             }
             let ids = |flows: Vec<Arc<Flow>>| flows.iter().map(|f| (f.table, f.id)).collect::<Vec<_>>();
