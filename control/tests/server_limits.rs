@@ -117,53 +117,37 @@ fn a_bundle_of_strict_deletes_does_not_scan_every_flow_per_op() {
     let _serial = serial();
     let srv = TestServer::start("audc-strict");
     let mut s = raw(&srv.path);
-    assert!(matches!(
-        request(&mut s, 1, "bundle_open", r#"{"bundle_id":1}"#),
-        Reply::BundleOpen(_)
-    ));
-    for chunk in 0..10u32 {
-        let ops: Vec<String> = (chunk * 5000..(chunk + 1) * 5000)
-            .map(|i| {
-                format!(
-                    r#"{{"command":"add","table":1,"priority":10,"match":{{"eth_type":"0x0800","ip_dst":"10.{}.{}.{}"}}}}"#,
-                    i >> 16,
-                    (i >> 8) & 255,
-                    i & 255
-                )
-            })
-            .collect();
-        let body = format!(r#"{{"bundle_id":1,"ops":[{}]}}"#, ops.join(","));
-        assert!(matches!(
-            request(&mut s, 2 + u64::from(chunk), "bundle_add", &body),
-            Reply::BundleAdd(_)
-        ));
-    }
-    assert!(matches!(
-        request(&mut s, 20, "bundle_commit", r#"{"bundle_id":1}"#),
-        Reply::BundleCommit(_)
-    ));
+    add_flows(&mut s, 50_000, 0);
     // One frame: 18,000 strict deletes of a flow that does not exist, and one that does.
     let mut ops = vec![r#"{"command":"delete_strict","table":1,"priority":1}"#.to_owned(); 18_000];
     ops.push(
         r#"{"command":"delete_strict","table":1,"priority":10,"match":{"eth_type":"0x0800","ip_dst":"10.0.0.7"}}"#
             .to_owned(),
     );
+    // (Answered at all: each op scanned the 50,000 flows before, ~200 s in a debug build; the
+    // classifier finds a strict op's flow with one probe. How long it takes is for benches.)
+    assert_eq!(run_bundle(&mut s, 21, &ops).removed, 1);
+    srv.stop();
+}
+
+/// Sends one `bundle` of `ops` and returns its reply (`raw` gives up reading after 10 s).
+fn run_bundle(s: &mut UnixStream, xid: u64, ops: &[String]) -> control::proto::BundleReply {
     let start = Instant::now();
-    // (`raw` gives up reading after 10 s.)
     let reply = request(
-        &mut s,
-        21,
+        s,
+        xid,
         "bundle",
         &format!(r#"{{"ops":[{}]}}"#, ops.join(",")),
     );
-    let Reply::Bundle(r) = reply else {
-        panic!("unexpected {reply:?}");
-    };
-    assert_eq!(r.removed, 1);
-    // (Answered at all: each op scanned the 50,000 flows before, ~200 s in a debug build; the
-    // classifier finds a strict op's flow with one probe. How long it takes is for benches.)
-    eprintln!("answered in {:?}", start.elapsed());
-    srv.stop();
+    eprintln!(
+        "bundle of {} ops answered in {:?}",
+        ops.len(),
+        start.elapsed()
+    );
+    match reply {
+        Reply::Bundle(r) => r,
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 /// A bundle of non-strict deletes, each with a flow's own match fields, finds each op's flows
@@ -191,19 +175,7 @@ fn a_bundle_of_non_strict_deletes_does_not_scan_every_flow_per_op() {
         r#"{"command":"delete","table":1,"match":{"eth_type":"0x0800","ip_dst":"10.0.0.7"}}"#
             .to_owned(),
     );
-    let start = Instant::now();
-    // (`raw` gives up reading after 10 s.)
-    let reply = request(
-        &mut s,
-        100,
-        "bundle",
-        &format!(r#"{{"ops":[{}]}}"#, ops.join(",")),
-    );
-    let Reply::Bundle(r) = reply else {
-        panic!("unexpected {reply:?}");
-    };
-    assert_eq!(r.removed, 1);
-    eprintln!("answered in {:?}", start.elapsed());
+    assert_eq!(run_bundle(&mut s, 100, &ops).removed, 1);
     // A wider match takes all it covers: 10.0.1.0/24 holds 256 of the flows.
     let reply = request(
         &mut s,
@@ -222,18 +194,7 @@ fn a_bundle_of_non_strict_deletes_does_not_scan_every_flow_per_op() {
             format!(r#"{{"command":"delete","table":1,"cookie":{i},"cookie_mask":18446744073709551615}}"#)
         })
         .collect();
-    let start = Instant::now();
-    let reply = request(
-        &mut s,
-        102,
-        "bundle",
-        &format!(r#"{{"ops":[{}]}}"#, ops.join(",")),
-    );
-    let Reply::Bundle(r) = reply else {
-        panic!("unexpected {reply:?}");
-    };
-    assert_eq!(r.removed, 10_000);
-    eprintln!("by cookie: answered in {:?}", start.elapsed());
+    assert_eq!(run_bundle(&mut s, 102, &ops).removed, 10_000);
     srv.stop();
 }
 
