@@ -211,10 +211,11 @@ fn prefix_mask(len: u32, bits: u32) -> u128 {
     }
 }
 
-/// The prefix length of `mask` if it is a contiguous prefix of a `bits`-bit field.
+/// The prefix length of `mask` if it is a contiguous prefix of a `bits`-bit field (a mask
+/// with more ones than the field has bits is none).
 fn mask_prefix(mask: u128, bits: u32) -> Option<u32> {
     let ones = mask.count_ones();
-    (prefix_mask(ones, bits) == mask).then_some(ones)
+    (ones <= bits && prefix_mask(ones, bits) == mask).then_some(ones)
 }
 
 fn parse_flags(s: &str, table: &[(&str, u16)], what: &str) -> Result<(u128, Option<u128>), String> {

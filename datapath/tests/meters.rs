@@ -1,5 +1,5 @@
-//! Meters at high rates and on flows that send nothing, and select groups' weights, in an
-//! inline switch (found by an audit, 2026-12-07).
+//! Meters at high rates, with absurd bursts and on flows that send nothing, and select
+//! groups' weights, in an inline switch (found by audits, 2026-12-07).
 #![allow(clippy::unwrap_used)]
 
 mod mem;
@@ -191,4 +191,51 @@ fn select_group_buckets_follow_their_weights() {
         (350..=450).contains(&a) && (1150..=1250).contains(&b),
         "{a} {b}"
     );
+}
+
+/// A meter's burst is any u64 on the wire (`meter_mod.burst`, flowtext `burst_size`); its
+/// tolerance (burst × period, in 1/16 ns ticks) overflowed a u128 from a burst of ~4.95e18
+/// packets at 1 packet/s: a debug build panicked on the control thread, a release build
+/// wrapped, and this burst (chosen so that the product wraps to almost nothing) admitted 1
+/// frame of 100 sent at once. Such a burst is no limit at all.
+#[test]
+fn a_meter_with_a_huge_burst_admits_its_burst_without_overflow() {
+    // (2^83 + r) / 5^9 with r making it whole: burst × 5^9 × 2^45 ≡ r × 2^45 (mod 2^128).
+    let five9: u128 = 1_953_125;
+    let r = (five9 - (1u128 << 83) % five9) % five9;
+    let burst = u64::try_from(((1u128 << 83) + r) / five9).unwrap();
+    assert!(burst > 4_000_000_000_000_000_000);
+    let mm = MeterMod {
+        command: ModCommand::Add,
+        id: Some(1),
+        config: MeterConfig {
+            unit: MeterUnit::Pktps,
+            rate: 1,
+            burst,
+        },
+    };
+    // Through the control thread's own path (Switch::meter_mod → Pipeline::meter_mod →
+    // Meter::new), as a meter_mod request reaches it.
+    let (mut sw, _) = inline_switch(0);
+    sw.meter_mod(&mm).unwrap();
+    let m = sw.pipeline().meter(1).unwrap();
+    let t0 = 1_000_000_000u64;
+    let admitted = (0..100).filter(|_| m.admit(0, 64, t0, 0)).count();
+    assert_eq!(
+        admitted, 100,
+        "a meter with a burst of {burst} packets admitted {admitted} of 100 frames at once"
+    );
+    // The largest burst, in both units.
+    for unit in [MeterUnit::Pktps, MeterUnit::Kbps] {
+        let m = Meter::new(
+            1,
+            MeterConfig {
+                unit,
+                rate: 1,
+                burst: u64::MAX,
+            },
+            1,
+        );
+        assert!((0..100).all(|_| m.admit(0, 1500, t0, 0)));
+    }
 }

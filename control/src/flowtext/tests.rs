@@ -881,6 +881,16 @@ fn format_then_parse_round_trips_flows() {
 
 #[test]
 fn values_parse_and_format_per_field_kind() {
+    // A mask wider than its field (a library caller's, never a validated flow's) is written,
+    // not a panic (found by an audit, 2026-12-07: subtract with overflow).
+    assert_eq!(
+        format_value(Field::IpDst, 0, Some(0x1_ffff_ffff)),
+        "0.0.0.0/255.255.255.255"
+    );
+    assert_eq!(
+        format_value(Field::IpDst, 0, Some(0xffff_ffff)),
+        "0.0.0.0/32"
+    );
     assert_eq!(
         parse_value(Field::IpDst, "10.0.0.0/8"),
         Ok((0x0a00_0000, Some(0xff00_0000)))

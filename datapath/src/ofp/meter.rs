@@ -76,12 +76,15 @@ impl Meter {
             (b, MeterUnit::Kbps) => b.saturating_mul(1000),
             (b, MeterUnit::Pktps) => b,
         };
-        let tolerance = (u128::from(burst_units) * period_q32) >> 32;
+        // A burst beyond what the ticks can hold (any u64 is accepted) is no limit at all.
+        let tolerance = u128::from(burst_units)
+            .checked_mul(period_q32)
+            .map_or(u64::MAX, |t| u64::try_from(t >> 32).unwrap_or(u64::MAX));
         Self {
             id,
             config,
             period_q32,
-            tolerance: u64::try_from(tolerance).unwrap_or(u64::MAX),
+            tolerance,
             tat: AtomicU64::new(0),
             offered: FlowStats::new(writers),
             dropped: FlowStats::new(writers),
