@@ -266,8 +266,9 @@ fn check_bucket_action(a: &Action, at: &str) -> Result<(), FlowError> {
     }
 }
 
-/// The groups of a pipeline.
-pub type Groups = std::collections::BTreeMap<u32, Arc<Group>>;
+/// The groups of a pipeline (a persistent map: a change after a publication copies the path to
+/// its entry, not every group).
+pub type Groups = imbl::OrdMap<u32, Arc<Group>>;
 
 #[cfg(test)]
 mod tests {

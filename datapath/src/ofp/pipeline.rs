@@ -309,6 +309,11 @@ pub struct FlowTable {
     /// (cookie, id) of every flow with a cookie but 0, in order: a selection by a whole
     /// cookie (`cookie_mask` all ones) looks at its flows only, as Open vSwitch's does.
     cookies: imbl::OrdSet<(u64, u64)>,
+    /// (group id, flow id) of every flow whose actions use a group: deleting a group looks at
+    /// its flows only (an add or a modify of a group, none).
+    group_refs: imbl::OrdSet<(u32, u64)>,
+    /// (meter id, flow id), the same for meters.
+    meter_refs: imbl::OrdSet<(u32, u64)>,
 }
 
 impl FlowTable {
@@ -318,30 +323,81 @@ impl FlowTable {
             flows: imbl::GenericHashMap::with_hasher(crate::hash::state()),
             timed: 0,
             cookies: imbl::OrdSet::new(),
+            group_refs: imbl::OrdSet::new(),
+            meter_refs: imbl::OrdSet::new(),
         }
     }
 
     /// Puts `flow` under `id`, returning the flow it replaces.
     fn put(&mut self, id: u64, flow: Arc<Flow>) -> Option<Arc<Flow>> {
         let times_out = flow.times_out();
-        let cookie = flow.cookie;
+        if let Some(f) = self.flows.get(&id).cloned() {
+            self.unindex(id, &f);
+        }
+        self.index(id, &flow);
         let old = self.flows.insert(id, flow);
         self.timed += usize::from(times_out);
         if let Some(f) = &old {
             self.timed -= usize::from(f.times_out());
-            self.unindex_cookie(f.cookie, id);
-        }
-        if cookie != 0 {
-            self.cookies.insert((cookie, id));
         }
         old
+    }
+
+    /// Adds `f` (under `id`) to the indexes: its cookie, groups and meters.
+    fn index(&mut self, id: u64, f: &Flow) {
+        if f.cookie != 0 {
+            self.cookies.insert((f.cookie, id));
+        }
+        for a in f.instructions.actions() {
+            match *a {
+                Action::Group(g) => {
+                    self.group_refs.insert((g, id));
+                }
+                Action::Meter(m) => {
+                    self.meter_refs.insert((m, id));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes `f` (under `id`) out of the indexes.
+    fn unindex(&mut self, id: u64, f: &Flow) {
+        self.unindex_cookie(f.cookie, id);
+        for a in f.instructions.actions() {
+            match *a {
+                Action::Group(g) => {
+                    self.group_refs.remove(&(g, id));
+                }
+                Action::Meter(m) => {
+                    self.meter_refs.remove(&(m, id));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ids of the flows that use one of these groups (`meters`: meters); a flow that uses
+    /// several is listed once for each.
+    fn referring(&self, ids: &[u32], meters: bool) -> Vec<u64> {
+        let refs = if meters {
+            &self.meter_refs
+        } else {
+            &self.group_refs
+        };
+        if refs.is_empty() {
+            return Vec::new();
+        }
+        ids.iter()
+            .flat_map(|&g| refs.range((g, 0)..=(g, u64::MAX)).map(|&(_, id)| id))
+            .collect()
     }
 
     /// Takes the flow under `id` out.
     fn take(&mut self, id: u64) -> Option<Arc<Flow>> {
         let f = self.flows.remove(&id)?;
         self.timed -= usize::from(f.times_out());
-        self.unindex_cookie(f.cookie, id);
+        self.unindex(id, &f);
         Some(f)
     }
 
@@ -385,8 +441,8 @@ impl FlowTable {
     }
 }
 
-/// Meters by id.
-pub type Meters = std::collections::BTreeMap<u32, Arc<Meter>>;
+/// Meters by id (persistent, as [`Groups`]).
+pub type Meters = imbl::OrdMap<u32, Arc<Meter>>;
 /// Most meters.
 pub const MAX_METERS: usize = 65_536;
 /// Largest group or meter id (OpenFlow reserves the ids above).
@@ -513,7 +569,7 @@ const METER_IDS: IdKind = IdKind {
 /// add needs a free id, modify an existing one, delete of `None` removes all. `build` makes the
 /// new entry once the id checks passed. Returns the deleted ids; nothing changes on an error.
 fn id_mod<T>(
-    map: &mut Arc<std::collections::BTreeMap<u32, Arc<T>>>,
+    map: &mut Arc<imbl::OrdMap<u32, Arc<T>>>,
     kind: &IdKind,
     command: ModCommand,
     id: Option<u32>,
@@ -682,20 +738,19 @@ impl Pipeline {
         removed
     }
 
-    /// Removes every flow for which `uses` is true; returns them.
-    fn remove_flows_where(&mut self, uses: impl Fn(&Flow) -> bool) -> Vec<Arc<Flow>> {
+    /// Removes every flow that uses one of the groups `deleted` (`meters`: meters), found
+    /// through the tables' reference indexes; returns them.
+    fn remove_flows_referring(&mut self, deleted: &[u32], meters: bool) -> Vec<Arc<Flow>> {
         let mut removed = Vec::new();
+        if deleted.is_empty() {
+            return removed;
+        }
         for t in &mut self.tables {
-            if !t.flows.values().any(|f| uses(f)) {
+            let ids = t.referring(deleted, meters);
+            if ids.is_empty() {
                 continue;
             }
             let table = Arc::make_mut(t);
-            let ids: Vec<u64> = table
-                .flows
-                .values()
-                .filter(|f| uses(f))
-                .map(|f| f.id)
-                .collect();
             for id in ids {
                 if let Some(f) = table.take(id) {
                     table.cls.remove(&f.m, f.priority);
@@ -718,11 +773,7 @@ impl Pipeline {
         let deleted = id_mod(&mut self.groups, &GROUP_IDS, gm.command, gm.id, |id| {
             Group::new(id, gm.kind, gm.buckets.clone(), writers)
         })?;
-        Ok(self.remove_flows_where(|f| {
-            f.instructions
-                .actions()
-                .any(|a| matches!(a, Action::Group(g) if deleted.contains(g)))
-        }))
+        Ok(self.remove_flows_referring(&deleted, false))
     }
 
     /// Applies a meter-mod; returns the flows removed with deleted meters.
@@ -745,11 +796,7 @@ impl Pipeline {
             }
             Ok(Meter::new(id, mm.config, writers))
         })?;
-        Ok(self.remove_flows_where(|f| {
-            f.instructions
-                .actions()
-                .any(|a| matches!(a, Action::Meter(m) if deleted.contains(m)))
-        }))
+        Ok(self.remove_flows_referring(&deleted, true))
     }
 
     /// Bound on each table's flows.
@@ -1297,6 +1344,101 @@ mod tests {
                     let want: Vec<Arc<Flow>> =
                         p.dump(&all).unwrap().into_iter().filter(|f| f.cookie == cookie).collect();
                     proptest::prop_assert_eq!(ids(p.dump(&by_index).unwrap()), ids(want));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Deleting groups or meters removes exactly the flows that use them (found through
+        /// the reference indexes), through adds, replacements, modifies that change the
+        /// groups a flow uses, and deletes; adds and modifies of groups remove none.
+        #[test]
+        fn deleting_groups_and_meters_removes_exactly_the_flows_that_use_them(
+            ops in proptest::collection::vec(
+                (0u8..6, 0u8..2, 0u32..6, 0u8..2, 1u32..4, 1u32..4),
+                0..60,
+            ),
+        ) {
+            use super::super::group::{Bucket, GroupType};
+            use super::super::meter::{MeterConfig, MeterUnit};
+            let group = |command, id| GroupMod {
+                command,
+                id,
+                kind: GroupType::All,
+                buckets: vec![Bucket { weight: 1, watch_port: None, actions: vec![Action::Output(1)] }],
+            };
+            let meter = |command, id| MeterMod {
+                command,
+                id,
+                config: MeterConfig { unit: MeterUnit::Pktps, rate: 10, burst: 0 },
+            };
+            let uses = |f: &Flow, id: u32, meters: bool| {
+                f.instructions.actions().any(|a| match *a {
+                    Action::Group(g) => !meters && g == id,
+                    Action::Meter(m) => meters && m == id,
+                    _ => false,
+                })
+            };
+            let mut p = Pipeline::new(1, 1000);
+            for (kind, table, net, prio, g, m) in ops {
+                // Every op makes sure groups and meters 1..4 exist first (deletes remove them).
+                for id in 1..4 {
+                    if p.group(id).is_none() {
+                        p.group_mod(&group(ModCommand::Add, Some(id))).unwrap();
+                    }
+                    if p.meter(id).is_none() {
+                        p.meter_mod(&meter(ModCommand::Add, Some(id))).unwrap();
+                    }
+                }
+                let fields = ip_dst(0x0a00_0000 + (net << 8), 24);
+                let acts = Instructions::apply(vec![Action::Meter(m), Action::Group(g)]);
+                let before: Vec<Arc<Flow>> = p.dump(&FlowFilter::default()).unwrap();
+                match kind {
+                    0 | 1 => {
+                        let fm = FlowMod::add(table, u16::from(prio), fields, acts);
+                        p.flow_mod(&fm, &p.refs(), now()).unwrap();
+                    }
+                    2 => {
+                        let mut fm = FlowMod::delete(Some(table), fields);
+                        fm.command = FlowModCommand::Modify;
+                        fm.instructions = acts;
+                        p.flow_mod(&fm, &p.refs(), now()).unwrap();
+                    }
+                    3 => {
+                        // A modify of a group removes nothing.
+                        let r = p.group_mod(&group(ModCommand::Modify, Some(g))).unwrap();
+                        proptest::prop_assert!(r.is_empty());
+                    }
+                    4 => {
+                        let id = if net == 0 { None } else { Some(g) };
+                        let removed = p.group_mod(&group(ModCommand::Delete, id)).unwrap();
+                        let mut got: Vec<u64> = removed.iter().map(|f| f.id).collect();
+                        let mut want: Vec<u64> = before
+                            .iter()
+                            .filter(|f| (1..4).any(|i| id.is_none_or(|g| g == i) && uses(f, i, false)))
+                            .map(|f| f.id)
+                            .collect();
+                        got.sort_unstable();
+                        want.sort_unstable();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                    _ => {
+                        let removed = p.meter_mod(&meter(ModCommand::Delete, Some(m))).unwrap();
+                        let mut got: Vec<u64> = removed.iter().map(|f| f.id).collect();
+                        let mut want: Vec<u64> =
+                            before.iter().filter(|f| uses(f, m, true)).map(|f| f.id).collect();
+                        got.sort_unstable();
+                        want.sort_unstable();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                for t in 0..2u8 {
+                    let table = p.table(t);
+                    let groups: usize = table.flows().map(|f| (1..4).filter(|&i| uses(f, i, false)).count()).sum();
+                    let meters: usize = table.flows().map(|f| (1..4).filter(|&i| uses(f, i, true)).count()).sum();
+                    proptest::prop_assert_eq!(table.group_refs.len(), groups);
+                    proptest::prop_assert_eq!(table.meter_refs.len(), meters);
                 }
             }
         }
