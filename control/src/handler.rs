@@ -257,7 +257,12 @@ impl Handler {
                 let pipeline = switch.pipeline();
                 let groups: Vec<Arc<Group>> = match req.group_id {
                     Some(id) => pipeline.group(id).into_iter().cloned().collect(),
-                    None => pipeline.groups().values().cloned().collect(),
+                    None => {
+                        let mut all: Vec<Arc<Group>> =
+                            pipeline.groups().values().cloned().collect();
+                        all.sort_unstable_by_key(|g| g.id);
+                        all
+                    }
                 };
                 return Ok(Answer::Dump(self.dump(DumpItems::Groups(groups))));
             }
@@ -274,7 +279,12 @@ impl Handler {
                 let pipeline = switch.pipeline();
                 let meters: Vec<Arc<Meter>> = match req.meter_id {
                     Some(id) => pipeline.meter(id).into_iter().cloned().collect(),
-                    None => pipeline.meters().values().cloned().collect(),
+                    None => {
+                        let mut all: Vec<Arc<Meter>> =
+                            pipeline.meters().values().cloned().collect();
+                        all.sort_unstable_by_key(|m| m.id);
+                        all
+                    }
                 };
                 return Ok(Answer::Dump(self.dump(DumpItems::Meters(meters))));
             }

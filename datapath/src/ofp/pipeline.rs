@@ -441,8 +441,9 @@ impl FlowTable {
     }
 }
 
-/// Meters by id (persistent, as [`Groups`]).
-pub type Meters = imbl::OrdMap<u32, Arc<Meter>>;
+/// Meters by id, in no order (persistent, as [`Groups`]).
+pub type Meters =
+    imbl::GenericHashMap<u32, Arc<Meter>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 /// Most meters.
 pub const MAX_METERS: usize = 65_536;
 /// Largest group or meter id (OpenFlow reserves the ids above).
@@ -569,7 +570,9 @@ const METER_IDS: IdKind = IdKind {
 /// add needs a free id, modify an existing one, delete of `None` removes all. `build` makes the
 /// new entry once the id checks passed. Returns the deleted ids; nothing changes on an error.
 fn id_mod<T>(
-    map: &mut Arc<imbl::OrdMap<u32, Arc<T>>>,
+    map: &mut Arc<
+        imbl::GenericHashMap<u32, Arc<T>, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
+    >,
     kind: &IdKind,
     command: ModCommand,
     id: Option<u32>,
@@ -640,8 +643,8 @@ impl Pipeline {
         let empty = Arc::new(FlowTable::new(max_flows_per_table));
         Self {
             tables: (0..TABLES).map(|_| Arc::clone(&empty)).collect(),
-            groups: Arc::new(Groups::new()),
-            meters: Arc::new(Meters::new()),
+            groups: Arc::new(Groups::with_hasher(crate::hash::state())),
+            meters: Arc::new(Meters::with_hasher(crate::hash::state())),
             version: 0,
             changes: imbl::Vector::new(),
             changes_floor: 0,
