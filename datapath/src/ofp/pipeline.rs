@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::action::{Action, Instructions, MAX_TABLE, ValidationContext};
 use super::group::{Bucket, Group, GroupType, Groups, MAX_GROUPS};
@@ -151,6 +151,17 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The earliest it can expire: its hard timeout or its idle timeout after its creation,
+    /// whichever comes first (`None` without timeouts).
+    pub fn first_deadline(&self) -> Option<Instant> {
+        let after =
+            |secs: u16| (secs != 0).then(|| self.created + Duration::from_secs(u64::from(secs)));
+        match (after(self.hard_timeout), after(self.idle_timeout)) {
+            (Some(h), Some(i)) => Some(h.min(i)),
+            (h, i) => h.or(i),
+        }
+    }
+
     /// Whether it has an idle or a hard timeout.
     pub fn times_out(&self) -> bool {
         self.idle_timeout != 0 || self.hard_timeout != 0
@@ -314,6 +325,13 @@ pub struct FlowTable {
     group_refs: imbl::OrdSet<(u32, u64)>,
     /// (meter id, flow id), the same for meters.
     meter_refs: imbl::OrdSet<(u32, u64)>,
+    /// (when, flow id) of every flow with a timeout: the earliest it can expire (its hard
+    /// timeout, or its idle timeout after its last hit as last seen): expiry looks only at the
+    /// flows whose time has come, and moves a flow hit since to its new time
+    /// ([`Pipeline::rearm`]).
+    deadlines: imbl::OrdMap<(Instant, u64), Arc<Flow>>,
+    /// Each timed flow's entry in `deadlines`.
+    due: imbl::GenericHashMap<u64, Instant, ahash::RandomState, imbl::shared_ptr::DefaultSharedPtr>,
 }
 
 impl FlowTable {
@@ -325,6 +343,8 @@ impl FlowTable {
             cookies: imbl::OrdSet::new(),
             group_refs: imbl::OrdSet::new(),
             meter_refs: imbl::OrdSet::new(),
+            deadlines: imbl::OrdMap::new(),
+            due: imbl::GenericHashMap::with_hasher(crate::hash::state()),
         }
     }
 
@@ -343,10 +363,13 @@ impl FlowTable {
         old
     }
 
-    /// Adds `f` (under `id`) to the indexes: its cookie, groups and meters.
-    fn index(&mut self, id: u64, f: &Flow) {
+    /// Adds `f` (under `id`) to the indexes: its cookie, groups, meters and deadline.
+    fn index(&mut self, id: u64, f: &Arc<Flow>) {
         if f.cookie != 0 {
             self.cookies.insert((f.cookie, id));
+        }
+        if let Some(when) = f.first_deadline() {
+            self.set_due(id, when, f);
         }
         for a in f.instructions.actions() {
             match *a {
@@ -364,6 +387,9 @@ impl FlowTable {
     /// Takes `f` (under `id`) out of the indexes.
     fn unindex(&mut self, id: u64, f: &Flow) {
         self.unindex_cookie(f.cookie, id);
+        if let Some(when) = self.due.remove(&id) {
+            self.deadlines.remove(&(when, id));
+        }
         for a in f.instructions.actions() {
             match *a {
                 Action::Group(g) => {
@@ -375,6 +401,20 @@ impl FlowTable {
                 _ => {}
             }
         }
+    }
+
+    /// Moves flow `id`'s (`f`'s) deadline to `when`.
+    fn set_due(&mut self, id: u64, when: Instant, f: &Arc<Flow>) {
+        if let Some(old) = self.due.insert(id, when) {
+            self.deadlines.remove(&(old, id));
+        }
+        self.deadlines.insert((when, id), Arc::clone(f));
+    }
+
+    /// The flows whose deadline is at or before `now`, earliest first: those that may have
+    /// expired (the others cannot have).
+    pub fn due_by(&self, now: Instant) -> impl Iterator<Item = &Arc<Flow>> {
+        self.deadlines.range(..=(now, u64::MAX)).map(|(_, f)| f)
     }
 
     /// Ids of the flows that use one of these groups (`meters`: meters); a flow that uses
@@ -717,6 +757,23 @@ impl Pipeline {
     /// Every meter.
     pub fn meters(&self) -> &Meters {
         &self.meters
+    }
+
+    /// Moves the deadlines of these (table, flow id) to the times given (flows not there any
+    /// more are skipped): expiry's re-arming of flows hit since their last deadline.
+    pub fn rearm(&mut self, due: &[(u8, u64, Instant)]) {
+        for &(t, id, when) in due {
+            let Some(slot) = self.tables.get_mut(usize::from(t)) else {
+                continue;
+            };
+            if slot.due.get(&id).is_none_or(|&w| w == when) {
+                continue;
+            }
+            let Some(f) = slot.flows.get(&id).cloned() else {
+                continue;
+            };
+            Arc::make_mut(slot).set_due(id, when, &f);
+        }
     }
 
     /// Removes the flows with these (table, id); returns them.
@@ -1445,6 +1502,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_flows_whose_deadline_has_come_are_due_and_rearming_moves_them() {
+        let mut p = Pipeline::new(1, 100);
+        let t0 = now();
+        let past = t0.checked_sub(Duration::from_secs(5)).unwrap();
+        // (name, idle, hard), all added 5 s ago.
+        let flows = [
+            ("a", 1, 0),
+            ("b", 0, 10),
+            ("c", 10, 0),
+            ("d", 0, 0),
+            ("e", 100, 2),
+        ];
+        for (i, (_, idle, hard)) in flows.iter().enumerate() {
+            let mut fm = FlowMod::add(
+                0,
+                10,
+                ip_dst(0x0a00_0000 + u32::try_from(i).unwrap(), 32),
+                out(1),
+            );
+            fm.idle_timeout = *idle;
+            fm.hard_timeout = *hard;
+            p.flow_mod(&fm, &NoGroups, past).unwrap();
+        }
+        let id_of = |p: &Pipeline, i: u32| {
+            p.dump(&FlowFilter {
+                fields: ip_dst(0x0a00_0000 + i, 32),
+                ..FlowFilter::default()
+            })
+            .unwrap()[0]
+                .id
+        };
+        let due = |p: &Pipeline, at: Instant| {
+            let mut v: Vec<u64> = p.table(0).due_by(at).map(|f| f.id).collect();
+            v.sort_unstable();
+            v
+        };
+        let (a, b, c, e) = (id_of(&p, 0), id_of(&p, 1), id_of(&p, 2), id_of(&p, 4));
+        // a's idle second and e's hard 2 s have passed; b (10 s hard) and c (10 s idle) not.
+        assert_eq!(due(&p, t0), [a, e]);
+        assert_eq!(due(&p, t0 + Duration::from_secs(6)), [a, b, c, e]);
+        // a was hit: its next deadline is in 3 s.
+        p.rearm(&[(0, a, t0 + Duration::from_secs(3))]);
+        assert_eq!(due(&p, t0), [e]);
+        assert_eq!(due(&p, t0 + Duration::from_secs(3)), [a, e]);
+        // A modify starts it over from its first deadline (then re-armed again if hit).
+        let mut m = FlowMod::delete(Some(0), ip_dst(0x0a00_0000, 32));
+        m.command = FlowModCommand::ModifyStrict;
+        m.priority = 10;
+        m.instructions = out(2);
+        p.flow_mod(&m, &NoGroups, t0).unwrap();
+        assert_eq!(due(&p, t0), [a, e]);
+        // A removed flow is not due; the index holds the timed flows, no more.
+        p.remove_flows(&[(0, e)]);
+        assert_eq!(due(&p, t0), [a]);
+        assert_eq!(p.table(0).deadlines.len(), 3);
+        assert_eq!(p.table(0).due.len(), 3);
     }
 
     #[test]
