@@ -1041,10 +1041,18 @@ impl Pipeline {
                 m,
                 id,
             })
-            .map_err(|ClassifierError::TableFull { max }| FlowError {
+            .map_err(|e| FlowError {
                 kind: FlowErrorKind::TableFull,
                 at: "table".into(),
-                message: format!("table {t} is full ({max} flows)"),
+                message: match e {
+                    ClassifierError::TableFull { max } => {
+                        format!("table {t} is full ({max} flows)")
+                    }
+                    ClassifierError::TooManyMasks { max } => format!(
+                        "table {t} has the most distinct match shapes it takes ({max}: fields \
+                         and masks matched, prefix lengths)"
+                    ),
+                },
             })?;
         self.next_id += 1;
         let mut removed = Vec::new();
@@ -1561,6 +1569,40 @@ mod tests {
         assert_eq!(due(&p, t0), [a]);
         assert_eq!(p.table(0).deadlines.len(), 3);
         assert_eq!(p.table(0).due.len(), 3);
+    }
+
+    #[test]
+    fn a_table_refuses_more_distinct_match_shapes_than_its_bound() {
+        let mut p = Pipeline::new(1, 10_000);
+        let shape = |mask: u64| {
+            vec![MatchField {
+                field: Field::Metadata,
+                value: 0,
+                mask: Some(u128::from(mask)),
+            }]
+        };
+        for mask in 1..=u64::try_from(crate::classifier::MAX_MASKS).unwrap() {
+            p.flow_mod(&FlowMod::add(0, 1, shape(mask), out(1)), &NoGroups, now())
+                .unwrap();
+        }
+        let e = p
+            .flow_mod(
+                &FlowMod::add(0, 1, shape(1 << 40), out(1)),
+                &NoGroups,
+                now(),
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, FlowErrorKind::TableFull);
+        assert!(e.message.contains("distinct match shapes"), "{}", e.message);
+        // Another table has its own bound; a known shape is still taken.
+        p.flow_mod(
+            &FlowMod::add(1, 1, shape(1 << 40), out(1)),
+            &NoGroups,
+            now(),
+        )
+        .unwrap();
+        p.flow_mod(&FlowMod::add(0, 2, shape(1), out(1)), &NoGroups, now())
+            .unwrap();
     }
 
     #[test]
