@@ -8,12 +8,7 @@ use datapath::switch::{
     VlanMode, WorkerStats,
 };
 
-use std::sync::Arc;
 use std::time::Instant;
-
-use datapath::ofp::group::Group;
-use datapath::ofp::meter::Meter;
-use datapath::ofp::pipeline::Flow;
 
 use crate::proto::codec::quote;
 use crate::proto::{
@@ -184,7 +179,8 @@ impl Handler {
                 let flows = switch
                     .dump_flows(&filter)
                     .map_err(|e| PathMap::new("body").error(&e))?;
-                return Ok(Answer::Dump(self.dump(DumpItems::Flows(flows))));
+                let ids = flows.iter().map(|f| (f.table, f.id)).collect();
+                return Ok(Answer::Dump(self.dump(DumpItems::Flows(ids))));
             }
             Request::FlowAggregate(req) => {
                 let filter = req.to_filter("body")?;
@@ -255,12 +251,11 @@ impl Handler {
             }
             Request::GroupDump(req) => {
                 let pipeline = switch.pipeline();
-                let groups: Vec<Arc<Group>> = match req.group_id {
-                    Some(id) => pipeline.group(id).into_iter().cloned().collect(),
+                let groups: Vec<u32> = match req.group_id {
+                    Some(id) => pipeline.group(id).map(|g| g.id).into_iter().collect(),
                     None => {
-                        let mut all: Vec<Arc<Group>> =
-                            pipeline.groups().values().cloned().collect();
-                        all.sort_unstable_by_key(|g| g.id);
+                        let mut all: Vec<u32> = pipeline.groups().keys().copied().collect();
+                        all.sort_unstable();
                         all
                     }
                 };
@@ -277,12 +272,11 @@ impl Handler {
             }
             Request::MeterDump(req) => {
                 let pipeline = switch.pipeline();
-                let meters: Vec<Arc<Meter>> = match req.meter_id {
-                    Some(id) => pipeline.meter(id).into_iter().cloned().collect(),
+                let meters: Vec<u32> = match req.meter_id {
+                    Some(id) => pipeline.meter(id).map(|m| m.id).into_iter().collect(),
                     None => {
-                        let mut all: Vec<Arc<Meter>> =
-                            pipeline.meters().values().cloned().collect();
-                        all.sort_unstable_by_key(|m| m.id);
+                        let mut all: Vec<u32> = pipeline.meters().keys().copied().collect();
+                        all.sort_unstable();
                         all
                     }
                 };
@@ -326,13 +320,14 @@ pub(crate) enum Answer {
     Dump(Dump),
 }
 
-/// A multipart dump in progress: a snapshot of the dumped objects taken when the request ran
-/// (8 bytes each: shared references), whose parts are encoded one at a time
-/// ([`Dump::next_part`]). The server encodes the next part only when the session's send
-/// queue is nearly empty, so a session that asks for a dump and does not read holds a part or
-/// two of JSON, not the whole tables, and one large dump does not hold up the control loop.
-/// Each part's counters and ages are read when the part is encoded (at or after the request;
-/// a flow removed meanwhile is still listed, with its last counts).
+/// A multipart dump in progress: the ids of the dumped objects, in order, taken when the
+/// request ran (16 bytes a flow, 4 a group or meter: not the objects, which a dump that is
+/// not read would otherwise keep alive after the tables change), whose parts are encoded one
+/// at a time ([`Dump::next_part`]) from the objects as they are then. The server encodes the
+/// next part only when the session's send queue is nearly empty, so a session that asks for a
+/// dump and does not read holds a part or two of JSON, not the whole tables, and one large
+/// dump does not hold up the control loop. An object removed before its part is encoded is
+/// left out; one added after the request is not in the dump.
 #[derive(Debug)]
 pub(crate) struct Dump {
     items: DumpItems,
@@ -347,9 +342,10 @@ pub(crate) struct Dump {
 /// The objects of a [`Dump`].
 #[derive(Debug)]
 enum DumpItems {
-    Flows(Vec<Arc<Flow>>),
-    Groups(Vec<Arc<Group>>),
-    Meters(Vec<Arc<Meter>>),
+    /// (table, flow id).
+    Flows(Vec<(u8, u64)>),
+    Groups(Vec<u32>),
+    Meters(Vec<u32>),
 }
 
 impl Dump {
@@ -359,20 +355,24 @@ impl Dump {
         let reply = match &self.items {
             DumpItems::Flows(flows) => {
                 let (clock, now) = (switch.clock_ms(), Instant::now());
-                let (flows, more) = take_part(flows, next, FLOWS_PER_PART, budget, |f| {
-                    FlowDesc::from_flow(f, clock, now)
+                let p = switch.pipeline();
+                let (flows, more) = take_part(flows, next, FLOWS_PER_PART, budget, |&(t, id)| {
+                    let f = p.table(t).flow(id)?;
+                    Some(FlowDesc::from_flow(f, clock, now))
                 });
                 Reply::FlowDump(FlowDumpReply { flows, more })
             }
             DumpItems::Groups(groups) => {
-                let (groups, more) = take_part(groups, next, GROUPS_PER_PART, budget, |g| {
-                    GroupDesc::from_group(g)
+                let p = switch.pipeline();
+                let (groups, more) = take_part(groups, next, GROUPS_PER_PART, budget, |&id| {
+                    p.group(id).map(|g| GroupDesc::from_group(g))
                 });
                 Reply::GroupDump(GroupDumpReply { groups, more })
             }
             DumpItems::Meters(meters) => {
-                let (meters, more) = take_part(meters, next, METERS_PER_PART, budget, |m| {
-                    MeterDesc::from_meter(m)
+                let p = switch.pipeline();
+                let (meters, more) = take_part(meters, next, METERS_PER_PART, budget, |&id| {
+                    p.meter(id).map(|m| MeterDesc::from_meter(m))
                 });
                 Reply::MeterDump(MeterDumpReply { meters, more })
             }
@@ -441,19 +441,23 @@ fn packet_out_error(e: PacketOutError) -> ProtoError {
 
 /// Converts the items from `*next` on into one reply part of at most `per_part` items and at
 /// most `budget` bytes of JSON (the frame limit minus room for the envelope), and moves `*next`
-/// past them; also says whether items are left. A single item too big for a frame gets a part
-/// of its own (which then becomes a `limit` error).
-fn take_part<S, T: serde::Serialize>(
-    items: &[Arc<S>],
+/// past them; also says whether items are left. Items `desc` has nothing for (gone since) are
+/// skipped. A single item too big for a frame gets a part of its own (which then becomes a
+/// `limit` error).
+fn take_part<K, T: serde::Serialize>(
+    items: &[K],
     next: &mut usize,
     per_part: usize,
     budget: usize,
-    desc: impl Fn(&S) -> T,
+    desc: impl Fn(&K) -> Option<T>,
 ) -> (Vec<T>, bool) {
     let mut part = Vec::new();
     let mut bytes = 0usize;
     while let Some(item) = items.get(*next) {
-        let d = desc(item);
+        let Some(d) = desc(item) else {
+            *next += 1;
+            continue;
+        };
         let len = json_len(&d) + 1;
         if !part.is_empty() && (part.len() >= per_part || bytes + len > budget) {
             break;
@@ -1065,8 +1069,9 @@ mod tests {
     #[test]
     fn dump_parts_are_bounded_in_items_and_bytes() {
         // Items whose JSON is their length plus 2 (the quotes).
-        let items: Vec<Arc<usize>> = [10, 10, 10, 50, 10, 200, 10].map(Arc::new).to_vec();
-        let desc = |n: &usize| "x".repeat(*n);
+        // (0: gone since the request, skipped.)
+        let items = vec![10, 10, 0, 10, 50, 10, 200, 0, 10];
+        let desc = |n: &usize| (*n > 0).then(|| "x".repeat(*n));
         let mut next = 0;
         let mut parts = Vec::new();
         loop {
@@ -1084,7 +1089,7 @@ mod tests {
         );
         assert_eq!(next, items.len());
         let mut next = 0;
-        let (part, more) = take_part(&Vec::<Arc<usize>>::new(), &mut next, 3, 100, desc);
+        let (part, more) = take_part(&Vec::<usize>::new(), &mut next, 3, 100, desc);
         assert!(part.is_empty() && !more);
         assert_eq!(json_len(&"abc"), 5);
     }

@@ -358,7 +358,15 @@ fn push_reply(out: &mut Vec<u8>, xid: u64, reply: &Reply, max_frame_bytes: usize
 /// than [`DUMP_LOW_WATER`] bytes wait to be sent, at most [`DUMP_PARTS_PER_WAKEUP`] parts.
 /// True when parts are left and the socket would take more now (call again soon; otherwise
 /// the socket's next writable event does).
-fn pump(s: &mut Session, switch: &Switch, max_frame_bytes: usize) -> io::Result<bool> {
+/// `bound` is the notification bound: the notifications held back during the dump follow its
+/// last part as far as the bound leaves room for them, as if they came then (the others are
+/// dropped and counted in the session's `lost`).
+fn pump(
+    s: &mut Session,
+    switch: &Switch,
+    max_frame_bytes: usize,
+    bound: usize,
+) -> io::Result<bool> {
     for _ in 0..DUMP_PARTS_PER_WAKEUP {
         if s.dump.is_none() {
             break;
@@ -377,12 +385,28 @@ fn pump(s: &mut Session, switch: &Switch, max_frame_bytes: usize) -> io::Result<
         // A part that cannot be sent ends the dump with its error.
         if !push_reply(&mut s.wbuf, *xid, &part, max_frame_bytes) || dump.finished() {
             s.dump = None;
-            let held = std::mem::take(&mut s.held);
-            s.wbuf.extend_from_slice(&held);
+            release_held(s, bound);
         }
     }
     s.flush()?;
     Ok(s.dump.is_some() && s.queued() < DUMP_LOW_WATER)
+}
+
+/// Queues the notifications held back during a dump, each only if the session's queue stays
+/// within `bound` with it (the rule of a notification that comes now); the others are dropped
+/// and counted in `lost`.
+fn release_held(s: &mut Session, bound: usize) {
+    let held = std::mem::take(&mut s.held);
+    let mut rest = &held[..];
+    while let FrameStatus::Complete { len } = frame::peek(rest, usize::MAX) {
+        let framed = &rest[..HEADER_LEN + len];
+        if s.queued() + framed.len() > bound {
+            s.lost += 1;
+        } else {
+            s.wbuf.extend_from_slice(framed);
+        }
+        rest = &rest[framed.len()..];
+    }
 }
 
 /// The control server. See the module docs.
@@ -676,10 +700,7 @@ impl Server {
             return;
         }
         let max_frame_bytes = self.config.max_frame_bytes;
-        let bound = self
-            .config
-            .max_notify_queued_bytes
-            .min(self.config.max_queued_bytes);
+        let bound = self.notify_bound();
         let mut notified = std::mem::take(&mut self.notified);
         notified.clear();
         if self.sessions.values().any(|s| s.sub.any()) {
@@ -743,6 +764,14 @@ impl Server {
             }
         }
         self.notified = notified;
+    }
+
+    /// The notification bound: a notification is dropped for a session whose send queue it
+    /// would take above this.
+    fn notify_bound(&self) -> usize {
+        self.config
+            .max_notify_queued_bytes
+            .min(self.config.max_queued_bytes)
     }
 
     fn warn_allowed(&mut self) -> Option<u64> {
@@ -841,20 +870,18 @@ impl Server {
             return Next::Close;
         }
         let max_frame_bytes = self.config.max_frame_bytes;
+        let bound = self.notify_bound();
+        let mut pending = false;
         // A dump in progress first: the session's next requests wait for its last part.
-        match pump(s, switch, max_frame_bytes) {
+        match pump(s, switch, max_frame_bytes, bound) {
             Err(_) => return Next::Close,
-            Ok(again) => {
-                if s.dump.is_some() {
-                    if again {
-                        self.backlog.push(token);
-                    }
-                    return Next::Keep;
-                }
+            Ok(true) => {
+                self.backlog.push(token);
+                pending = true;
             }
+            Ok(false) => {}
         }
         let mut budget = FRAMES_PER_WAKEUP;
-        let mut pending = false;
         'io: loop {
             // Handle the complete frames already buffered (none while a dump is sent).
             let mut consumed = 0;
@@ -930,10 +957,28 @@ impl Server {
             if s.closing || s.read_closed {
                 break;
             }
-            // Read more, never beyond one frame.
-            let room = (HEADER_LEN + max_frame_bytes).saturating_sub(s.rbuf.len());
+            // Read more, never beyond one frame; behind a dump that is being sent, up to
+            // `max_queued_bytes` of requests more (a client may write its next requests before
+            // it reads the dump, and block until they are read).
+            let ahead = if s.dump.is_some() {
+                self.config.max_queued_bytes
+            } else {
+                0
+            };
+            let room = (ahead + HEADER_LEN + max_frame_bytes).saturating_sub(s.rbuf.len());
             let n = room.min(self.scratch.len());
             if n == 0 {
+                if s.dump.is_some() {
+                    if let Some(suppressed) = self.warn_allowed() {
+                        warn!(
+                            session = s.id,
+                            buffered = s.rbuf.len(),
+                            suppressed,
+                            "control client writes requests behind a dump it does not read, disconnecting"
+                        );
+                    }
+                    return Next::Close;
+                }
                 break;
             }
             match s.stream.read(&mut self.scratch[..n]) {
@@ -955,7 +1000,7 @@ impl Server {
         }
         if s.dump.is_some() {
             // The dump's first parts (after the publication: they may list flows just added).
-            match pump(s, switch, max_frame_bytes) {
+            match pump(s, switch, max_frame_bytes, bound) {
                 Err(_) => return Next::Close,
                 // Parts left and room for them, or requests waiting behind a finished dump.
                 Ok(again) if again || (s.dump.is_none() && !s.rbuf.is_empty()) => {

@@ -479,6 +479,11 @@ impl FlowTable {
     pub fn flows(&self) -> impl Iterator<Item = &Arc<Flow>> {
         self.flows.values()
     }
+
+    /// The flow with this id.
+    pub fn flow(&self, id: u64) -> Option<&Arc<Flow>> {
+        self.flows.get(&id)
+    }
 }
 
 /// Meters by id, in no order (persistent, as [`Groups`]).
