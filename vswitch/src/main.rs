@@ -95,6 +95,12 @@ fn run() -> Result<()> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while stopping ends the process at once, exit status 1 (the first
+        // is seen between requests and waits for the workers to stop: a long request or a
+        // stuck stop would otherwise need SIGKILL). Registered first, so that it sees the
+        // flag as the signal before set it.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&shutdown))
+            .context("installing signal handler")?;
         signal_hook::flag::register(sig, Arc::clone(&shutdown))
             .context("installing signal handler")?;
     }

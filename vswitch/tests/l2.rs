@@ -7,7 +7,8 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Lab, VSNET};
+use common::{Lab, VSNET, parse_line};
+use control::proto::FlowModRequest;
 use control::proto::msg::{PortType, VlanSpec};
 use etherparse::PacketBuilder;
 use testbed::{Container, require_privileges, wait_until};
@@ -295,6 +296,62 @@ fn sigterm_detaches_ports_removes_its_tap_and_socket_and_exits_cleanly() {
         testbed::ip(&["link", "show", &tap]).is_err(),
         "tap created by the switch left behind"
     );
+}
+
+/// A second SIGTERM ends a daemon that the first did not stop at once, with exit status 1
+/// (2026-12-07; before, only SIGKILL did). The first is seen by the control loop between
+/// requests: here the loop is inside a long request, a bundle of 10,000 deletes by a partial
+/// cookie mask, each of which looks at all 50,000 flows (minutes in a debug build).
+#[test]
+fn a_second_sigterm_ends_a_daemon_busy_in_a_long_request() {
+    if !require_privileges("second sigterm") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let flows: Vec<String> = (0..50_000u32)
+        .map(|i| {
+            format!(
+                "table=1,priority=10,cookie={:#x},ip,nw_dst=10.{}.{}.{},actions=drop",
+                i + 1,
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )
+        })
+        .collect();
+    lab.bundle(&flows);
+    let deletes: Vec<String> = (0..10_000u32)
+        // (A cookie no flow has, under a partial mask: nothing is removed, every op looks
+        // at every flow.)
+        .map(|i| {
+            format!(
+                "delete table=1,cookie={:#x}/0xffff000000000000",
+                u64::from(i + 1) << 48
+            )
+        })
+        .collect();
+    let ports = lab.ports();
+    let ops: Vec<FlowModRequest> = deletes.iter().map(|l| parse_line(&ports, l)).collect();
+    let mut busy = lab.connect().unwrap();
+    let long = std::thread::spawn(move || {
+        // (Fails when the daemon goes: that is the point.)
+        let _ = busy.bundle_chunked(ops, control::client::DEFAULT_BUNDLE_CHUNK_BYTES);
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    lab.daemon.send_term().unwrap();
+    let first = lab.daemon.wait_exit(Duration::from_secs(1)).unwrap();
+    assert!(
+        first.is_none(),
+        "the daemon stopped at the first SIGTERM ({first:?}): the bundle did not keep it busy"
+    );
+    lab.daemon.send_term().unwrap();
+    let status = lab
+        .daemon
+        .wait_exit(Duration::from_secs(10))
+        .unwrap()
+        .expect("the daemon still runs 10 s after a second SIGTERM");
+    assert_eq!(status.code(), Some(1), "{}", lab.daemon.log());
+    long.join().unwrap();
 }
 
 #[test]

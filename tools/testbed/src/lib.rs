@@ -398,6 +398,33 @@ impl Daemon {
         Ok(())
     }
 
+    /// Sends SIGTERM (by PID: only the process this guard started), without waiting.
+    pub fn send_term(&self) -> Result<()> {
+        let Some(c) = self.child.as_ref() else {
+            bail!("daemon already stopped");
+        };
+        run("kill", &["-TERM", &c.id().to_string()])?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the daemon to exit: its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+        let t0 = Instant::now();
+        loop {
+            let Some(c) = self.child.as_mut() else {
+                bail!("daemon already stopped");
+            };
+            if let Some(st) = c.try_wait()? {
+                self.child = None;
+                return Ok(Some(st));
+            }
+            if t0.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns its exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let Some(mut c) = self.child.take() else {
