@@ -86,7 +86,7 @@ impl Default for ClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be connected.
-    #[error("connecting to {path}: {source}")]
+    #[error("connecting to {path}")]
     Connect {
         /// Socket path.
         path: PathBuf,
@@ -95,7 +95,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// Reading or writing the socket failed.
-    #[error("control socket I/O: {0}")]
+    #[error("control socket I/O")]
     Io(#[source] io::Error),
     /// No complete reply within the timeout.
     #[error("no reply within {0:?}")]

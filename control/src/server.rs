@@ -76,6 +76,9 @@ pub const DUMP_LOW_WATER: usize = 64 * 1024;
 /// Parts of one session's dump encoded per wake-up before the others get their turn.
 pub const DUMP_PARTS_PER_WAKEUP: usize = 8;
 
+/// Longest path of a Unix socket (`sun_path` holds 108 bytes with the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// Longest `message` or `field` of an error reply (longer ones are cut).
 const MAX_ERROR_TEXT: usize = 512;
 
@@ -174,7 +177,7 @@ pub enum ServerError {
         reason: String,
     },
     /// A file-system or socket operation failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         /// What was being done.
         what: &'static str,
@@ -185,7 +188,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The event loop failed.
-    #[error("control event loop: {0}")]
+    #[error("control event loop")]
     Poll(#[source] io::Error),
 }
 
@@ -509,15 +512,33 @@ impl Server {
         // Bind in a private directory (0700 whatever the umask), set the mode, then rename
         // into place: nobody else can reach the socket before it has its mode, and nobody
         // else can swap the name that is chmodded.
-        let mut private_name = path.as_os_str().to_owned();
-        private_name.push(format!(".{}.d", std::process::id()));
-        let private = PathBuf::from(private_name);
+        let private = parent.join(format!(".{:x}.d", std::process::id()));
         let _ = fs::remove_dir_all(&private);
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&private)
             .map_err(io_err("creating directory", &private))?;
         let tmp = private.join("s");
+        for p in [&path, &tmp] {
+            let len = p.as_os_str().len();
+            if len > MAX_SOCKET_PATH {
+                return Err(ServerError::Config {
+                    field: "path",
+                    reason: if p == &path {
+                        format!(
+                            "{} is {len} bytes long; a Unix socket path has at most {MAX_SOCKET_PATH}",
+                            path.display()
+                        )
+                    } else {
+                        format!(
+                            "the socket is first bound at {} ({len} bytes, at most \
+                             {MAX_SOCKET_PATH}), then renamed: use a shorter directory",
+                            p.display()
+                        )
+                    },
+                });
+            }
+        }
         let placed = UnixListener::bind(&tmp)
             .map_err(io_err("binding", &tmp))
             .and_then(|listener| {
@@ -1347,6 +1368,32 @@ mod tests {
             path: path.to_path_buf(),
             ..ServerConfig::default()
         }
+    }
+
+    /// A socket path the kernel takes (up to 107 bytes) binds: the server bound at
+    /// `<path>.<pid>.d/s` first, so paths of ~97 bytes or more were refused with an error
+    /// naming that internal path (found by an audit, 2026-12-07). One too long for the kernel
+    /// is refused by name.
+    #[test]
+    fn a_socket_path_up_to_the_kernels_limit_binds() {
+        let dir = PathBuf::from(format!("/tmp/vsw-sp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let prefix = format!("{}/", dir.display());
+        let named = |len: usize| {
+            PathBuf::from(format!(
+                "{prefix}{}.sock",
+                "x".repeat(len - prefix.len() - 5)
+            ))
+        };
+        let path = named(MAX_SOCKET_PATH);
+        assert_eq!(path.as_os_str().len(), 107);
+        let res = Server::bind(config(&path)).map(drop);
+        let long = Server::bind(config(&named(MAX_SOCKET_PATH + 1))).map(drop);
+        let _ = fs::remove_dir_all(&dir);
+        res.unwrap();
+        let e = long.unwrap_err().to_string();
+        assert!(e.contains("108 bytes") && e.contains("107"), "{e}");
     }
 
     #[test]

@@ -840,41 +840,42 @@ const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of each worker's command channel.
 const COMMAND_CAPACITY: usize = 64;
 
-impl Switch {
-    /// Starts the workers (one per CPU in `config.cpus`, pinned; one unpinned if empty).
+impl SwitchConfig {
+    /// Checks the settings as [`Switch::start`] does, without starting anything (a
+    /// configuration can be refused before anything is bound or attached).
     ///
     /// # Errors
-    /// Invalid settings, or a worker thread could not be started or pinned.
-    pub fn start(config: SwitchConfig) -> Result<Self, SwitchError> {
-        if config.batch_hold > crate::worker::MAX_BATCH_HOLD {
+    /// [`SwitchError::Invalid`] naming the offending setting.
+    pub fn validate(&self) -> Result<(), SwitchError> {
+        if self.batch_hold > crate::worker::MAX_BATCH_HOLD {
             return Err(SwitchError::Invalid {
                 field: "batch_hold",
                 reason: format!(
                     "{:?} above the limit, {:?}",
-                    config.batch_hold,
+                    self.batch_hold,
                     crate::worker::MAX_BATCH_HOLD
                 ),
             });
         }
-        if config.mac_table_max == 0 || config.mac_table_max > 1 << 24 {
+        if self.mac_table_max == 0 || self.mac_table_max > 1 << 24 {
             return Err(SwitchError::Invalid {
                 field: "mac_table_max",
-                reason: format!("{} not in 1..=16777216", config.mac_table_max),
+                reason: format!("{} not in 1..=16777216", self.mac_table_max),
             });
         }
-        if config.max_flows_per_table == 0 || config.max_flows_per_table > 10_000_000 {
+        if self.max_flows_per_table == 0 || self.max_flows_per_table > 10_000_000 {
             return Err(SwitchError::Invalid {
                 field: "max_flows_per_table",
-                reason: format!("{} not in 1..=10000000", config.max_flows_per_table),
+                reason: format!("{} not in 1..=10000000", self.max_flows_per_table),
             });
         }
-        if config.mac_aging.as_secs() == 0 {
+        if self.mac_aging.as_secs() == 0 {
             return Err(SwitchError::Invalid {
                 field: "mac_aging",
                 reason: "must be at least 1 second".into(),
             });
         }
-        if config.poll_mode == PollMode::Inline && !config.cpus.is_empty() {
+        if self.poll_mode == PollMode::Inline && !self.cpus.is_empty() {
             return Err(SwitchError::Invalid {
                 field: "cpus",
                 reason: "an inline switch runs its one worker on the caller's thread".into(),
@@ -882,7 +883,7 @@ impl Switch {
         }
         let allowed = crate::sys::cpu::allowed_cpus();
         let mut seen = std::collections::HashSet::new();
-        for &c in &config.cpus {
+        for &c in &self.cpus {
             if !seen.insert(c) {
                 return Err(SwitchError::Invalid {
                     field: "cpus",
@@ -896,6 +897,17 @@ impl Switch {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+impl Switch {
+    /// Starts the workers (one per CPU in `config.cpus`, pinned; one unpinned if empty).
+    ///
+    /// # Errors
+    /// Invalid settings, or a worker thread could not be started or pinned.
+    pub fn start(config: SwitchConfig) -> Result<Self, SwitchError> {
+        config.validate()?;
         let cpus: Vec<Option<usize>> = if config.cpus.is_empty() {
             vec![None]
         } else {

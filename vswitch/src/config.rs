@@ -46,7 +46,9 @@ pub struct Args {
     /// Port to add at start: `NAME[:TYPE]` (TYPE afxdp|tap|afpacket|auto), access VLAN 1.
     #[arg(long = "port")]
     pub ports: Vec<String>,
-    /// Log filter (`info`, `debug`, `datapath=debug`, …); `RUST_LOG` also works.
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`), optionally with
+    /// `target=level` parts (`info,datapath=debug`). `RUST_LOG`, when set, is used instead
+    /// of the configuration file's `log_level` but not of this flag.
     #[arg(long)]
     pub log_level: Option<String>,
     /// Log format.
@@ -231,7 +233,11 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
     let mut v = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) = (a.parse()?, b.parse()?);
+            let bad = || format!("bad CPU range {part:?}");
+            let (a, b): (usize, usize) = (
+                a.trim().parse().with_context(bad)?,
+                b.trim().parse().with_context(bad)?,
+            );
             if a > b || b - a > 1024 {
                 bail!("bad CPU range {part}");
             }
@@ -341,10 +347,41 @@ pub fn load(args: &Args) -> Result<FileConfig> {
             xdp_frags: false,
         });
     }
+    if cfg.socket.as_os_str().is_empty() {
+        bail!("invalid socket: an empty path");
+    }
+    check_log_filter(&cfg.log_level)?;
     for p in &cfg.ports {
         p.spec()?;
     }
+    // What the datapath would refuse at start, refused now (before the socket is bound, and
+    // by --print-config).
+    cfg.switch_config()
+        .validate()
+        .context("invalid configuration")?;
     Ok(cfg)
+}
+
+/// Levels a log filter part may name.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Refuses a log filter whose bare parts are not levels: the filter library takes `warning`
+/// for a target name and logs nothing else, errors included.
+fn check_log_filter(filter: &str) -> Result<()> {
+    for part in filter.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let level = match part.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            Some(_) => bail!("invalid log_level {filter:?}: `{part}` has no target"),
+            None => part,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            bail!(
+                "invalid log_level {filter:?}: `{level}` is not a level ({})",
+                LOG_LEVELS.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 impl FileConfig {
@@ -446,12 +483,59 @@ mod tests {
         assert_eq!(c.switch_config().batch_hold, Duration::from_nanos(2500));
         let c = load(&args(&["--batch-hold-ns", "100000"])).unwrap();
         assert_eq!(c.switch_config().batch_hold, Duration::from_micros(100));
-        // The datapath refuses a longer one when the daemon starts it (before any thread).
-        let c = load(&args(&["--batch-hold-ns", "100001"])).unwrap();
+        // A longer one is refused when the configuration is read (and by the datapath, when
+        // a configuration that was not read here starts it).
+        let err = load(&args(&["--batch-hold-ns", "100001"])).unwrap_err();
+        assert!(format!("{err:#}").contains("batch_hold"), "{err:#}");
+        let mut c = load(&args(&[])).unwrap();
+        c.batch_hold_ns = 100_001;
         let Err(err) = Switch::start(c.switch_config()) else {
             panic!("a hold of 100001 ns was accepted");
         };
         assert!(err.to_string().contains("batch_hold"), "{err}");
+    }
+
+    // Found by an audit (2026-12-07): each of these was accepted or unclear.
+
+    #[test]
+    fn a_log_level_that_is_not_a_level_is_refused() {
+        // `warning` (and a typo like `inf0`) parsed as a *target* directive: every other
+        // target was then off and the daemon logged nothing at all, errors included.
+        let args = |l: &str| Args::try_parse_from(["vswitchd", "--log-level", l]).unwrap();
+        for bad in ["warning", "inf0", "[", "=debug"] {
+            assert!(load(&args(bad)).is_err(), "--log-level {bad} accepted");
+        }
+        for good in [
+            "info",
+            "WARN",
+            "debug,datapath=trace",
+            "datapath=debug",
+            "off",
+        ] {
+            assert!(load(&args(good)).is_ok(), "--log-level {good} refused");
+        }
+    }
+
+    #[test]
+    fn a_bad_cpu_range_names_the_cpu_list() {
+        let e = format!("{:#}", parse_cpus("1-x").unwrap_err());
+        assert!(
+            e.contains("1-x"),
+            "error does not say which part is bad: {e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_socket_path_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("vs-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("empty-socket.toml");
+        std::fs::write(&file, "socket = \"\"\n").unwrap();
+        let args = Args::try_parse_from(["vswitchd", "-c", file.to_str().unwrap()]).unwrap();
+        let res = load(&args);
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = format!("{:#}", res.expect_err("socket = \"\" accepted"));
+        assert!(err.contains("socket"), "{err}");
     }
 
     #[test]

@@ -42,9 +42,15 @@ fn check_capabilities() -> Result<()> {
     Ok(())
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+/// Logs to stderr with the filter `level` (the `--log-level` flag's, else `RUST_LOG` when set
+/// and valid, else the configuration file's).
+fn init_logging(level: &str, flag_given: bool, format: LogFormat) {
+    let from_env = if flag_given {
+        None
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env().ok()
+    };
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -90,7 +96,7 @@ fn run() -> Result<()> {
         );
         return Ok(());
     }
-    init_logging(&cfg.log_level, cfg.log_format);
+    init_logging(&cfg.log_level, args.log_level.is_some(), cfg.log_format);
     check_capabilities()?;
 
     let shutdown = Arc::new(AtomicBool::new(false));

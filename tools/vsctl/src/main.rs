@@ -39,9 +39,10 @@ struct Cli {
     /// Print replies as JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait for each reply (default 10); `monitor`: stop after this many seconds
-    /// (default: never).
-    #[arg(long, global = true, value_name = "SECS")]
+    /// Seconds to wait for each reply, 1 to 86400 (default 10); `monitor`: stop after this
+    /// many seconds (default: never).
+    #[arg(long, global = true, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     timeout: Option<u64>,
     #[command(subcommand)]
     command: Command,
@@ -1304,7 +1305,7 @@ fn parse_packet_out(items: &[String], ports: &[PortDesc]) -> Result<(PacketOutRe
 
 fn run(cli: &Cli) -> Result<()> {
     let config = control::client::ClientConfig {
-        timeout: Duration::from_secs(cli.timeout.unwrap_or(10).max(1)),
+        timeout: Duration::from_secs(cli.timeout.unwrap_or(10)),
         ..control::client::ClientConfig::default()
     };
     let mut client = Client::connect_with(&cli.socket, config)

@@ -735,3 +735,35 @@ fn bundle_files_mix_flows_groups_and_meters() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+/// `--timeout` is 1..=86400 seconds: a huge one was taken and panicked (status 101) adding it
+/// to the clock (the reply deadline, `monitor`'s end); found by an audit, 2026-12-07.
+#[test]
+fn a_huge_timeout_is_refused_not_a_panic() {
+    let d = Daemon::start("vstimeout");
+    for args in [
+        &["--timeout", "18446744073709551615", "list-ports"][..],
+        &[
+            "--timeout",
+            "18446744073709551615",
+            "monitor",
+            "--count",
+            "0",
+        ],
+        &["--timeout", "0", "list-ports"],
+    ] {
+        let o = d.vsctl(args);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "vsctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--timeout"));
+    }
+    assert!(
+        d.vsctl(&["--timeout", "86400", "list-ports"])
+            .status
+            .success()
+    );
+}
