@@ -442,7 +442,8 @@ fn a_dump_in_progress_keeps_its_session_in_order_and_others_served() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Audit of 8f6a8d1 (dumps encoded part by part).
+// From a review of the first version of dumps encoded part by part (8f6a8d1, 2026-12-07):
+// each of its findings failed there and is fixed since (b31fa31).
 // ---------------------------------------------------------------------------------------------
 
 /// Appends the frame of a request to `out`.
@@ -465,12 +466,10 @@ fn delete_table_1(s: &mut UnixStream, xid: u64) -> u64 {
 }
 
 /// A client that pipelines requests behind a dump and reads only once it has written them
-/// all, with less than `max_queued_bytes` (4 MiB) of replies in all: before 8f6a8d1 the server
-/// read and answered every request (it queues up to `max_queued_bytes` of replies for a
-/// client that writes but does not read, and closes the session past it). Since 8f6a8d1 the
-/// server reads nothing while the dump waits for its reader (at most one frame of input is
-/// buffered), and the dump waits for a reader that is blocked writing: the session hangs for
-/// ever, neither answered nor closed.
+/// all, with less than `max_queued_bytes` (4 MiB) of replies in all, gets every reply: the
+/// server reads requests ahead while the dump waits for its reader. (The first version read
+/// nothing while a dump waited, and waited for a reader blocked writing: the session hung for
+/// ever, neither answered nor closed.)
 #[test]
 fn requests_pipelined_behind_a_dump_by_a_client_that_reads_afterwards_are_answered() {
     let _serial = serial();
@@ -526,13 +525,10 @@ fn requests_pipelined_behind_a_dump_by_a_client_that_reads_afterwards_are_answer
     srv.stop();
 }
 
-/// "A session that asks for a dump and does not read holds at most about 64 KiB plus one
-/// frame of it, and 8 bytes per dumped object" (docs, Limits): the snapshot holds the flows
-/// themselves (`Arc<Flow>`: match key and mask, 64-byte counter slots per worker, actions),
-/// so once the tables change, every unread dump keeps the flows it listed alive. Here 4
+/// Dumps that are not read do not keep the flows they list alive once the tables change: 4
 /// sessions ask for a dump of 40,000 flows and do not read, and after each one the table is
-/// replaced by 40,000 equal flows: every unread dump pins a generation of the table (more
-/// memory than the dump's JSON that the server held before 8f6a8d1).
+/// replaced by 40,000 equal flows. (The first version kept `Arc<Flow>`s: every unread dump
+/// pinned a generation of the table, 145 MiB here, more than the dumps' JSON before.)
 #[test]
 fn unread_dumps_do_not_pin_the_flows_of_replaced_tables() {
     let _serial = serial();
@@ -830,13 +826,11 @@ fn add_flows_to(
     assert!(matches!(reply, Reply::BundleCommit(_)), "{reply:?}");
 }
 
-/// Notifications held back during a dump are appended to the session's queue after the last
-/// part, on top of the dump's own last part, without counting against any bound with it: the
-/// queue then exceeds `max_queued_bytes` (here 1 MiB, which caps the notification bound at 1
-/// MiB too) and the request the client pipelined behind the dump gets the session closed,
-/// although the client reads all the while and its replies alone (a dump of ~0.9 MB and an
-/// echo) are under the bound. Before 8f6a8d1 the same client got all its replies
-/// ("notifications alone never get a session disconnected").
+/// Notifications held back during a dump do not get a reading client closed: they are queued
+/// after the last part under the notification bound (`max_queued_bytes` 1 MiB here, which caps
+/// that bound at 1 MiB too). (The first version appended them all on top of the dump's last
+/// part: the queue passed `max_queued_bytes` and the request pipelined behind the dump got the
+/// session closed, although the client read all the while.)
 #[test]
 fn notifications_held_during_a_dump_do_not_get_a_reading_client_disconnected() {
     let _serial = serial();
@@ -1106,12 +1100,11 @@ fn check_a_part_too_large_ends_the_dump_with_an_error() {
     srv.stop();
 }
 
-/// "When a session's next request is due while more than [`max_queued_bytes`] is still unsent
-/// (the client writes but does not read), the session is closed" (docs, Limits). A client
-/// that asks for a dump and then keeps writing requests without reading was closed by that
-/// rule before 8f6a8d1 (its write fails); since, the server stops reading it while the dump
-/// waits: the session is neither answered nor closed, and the client blocks in its write for
-/// ever (here until the 10 s write timeout of `raw`).
+/// A client that asks for a dump and then keeps writing requests without reading is closed
+/// once more than `max_queued_bytes` of requests wait behind the dump (its write fails), as a
+/// client that does not read its replies is. (The first version stopped reading it while the
+/// dump waited: the session was neither answered nor closed, and the client blocked in its
+/// write for ever, here until the 10 s write timeout of `raw`.)
 #[test]
 fn a_client_that_writes_behind_a_dump_and_never_reads_is_closed() {
     let _serial = serial();
