@@ -206,6 +206,20 @@ fn add_flows(s: &mut UnixStream, n: u32, flagged: u32) {
 
 /// [`add_flows`] with `chunk` ops per `bundle_add`.
 fn add_flows_chunked(s: &mut UnixStream, n: u32, flagged: u32, chunk: u32) {
+    bundle_adds(s, n, chunk, |i| {
+        format!(
+            r#"{{"command":"add","table":1,"priority":10,"cookie":{i},"flags":{{"send_flow_rem":{}}},"match":{{"eth_type":"0x0800","ip_dst":"10.{}.{}.{}"}},"actions":[{{"output":1}}]}}"#,
+            i < flagged,
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        )
+    });
+}
+
+/// Applies the ops `op(0..n)` through one multi-message bundle (id 7), `chunk` per
+/// `bundle_add`.
+fn bundle_adds(s: &mut UnixStream, n: u32, chunk: u32, op: impl Fn(u32) -> String) {
     assert!(matches!(
         request(s, 1, "bundle_open", r#"{"bundle_id":7}"#),
         Reply::BundleOpen(_)
@@ -214,17 +228,7 @@ fn add_flows_chunked(s: &mut UnixStream, n: u32, flagged: u32, chunk: u32) {
     let mut xid = 2;
     while i < n {
         let end = (i + chunk).min(n);
-        let ops: Vec<String> = (i..end)
-            .map(|i| {
-                format!(
-                    r#"{{"command":"add","table":1,"priority":10,"cookie":{i},"flags":{{"send_flow_rem":{}}},"match":{{"eth_type":"0x0800","ip_dst":"10.{}.{}.{}"}},"actions":[{{"output":1}}]}}"#,
-                    i < flagged,
-                    i >> 16,
-                    (i >> 8) & 255,
-                    i & 255
-                )
-            })
-            .collect();
+        let ops: Vec<String> = (i..end).map(&op).collect();
         let body = format!(r#"{{"bundle_id":7,"ops":[{}]}}"#, ops.join(","));
         let reply = request(s, xid, "bundle_add", &body);
         assert!(matches!(reply, Reply::BundleAdd(_)), "{reply:?}");
@@ -783,9 +787,9 @@ fn stress_dumps_small_frames_and_queues() {
     });
 }
 
-/// Adds `n` flows to `table` through one multi-message bundle (id 8), `chunk` per
-/// `bundle_add`, each with `send_flow_rem` as `flagged` says and `outputs` output actions
-/// (each `{"output":N}` adds ~14 bytes to the flow's JSON); matches 10.`net`.x.y.
+/// Adds `n` flows to `table` through one multi-message bundle, `chunk` per `bundle_add`,
+/// each with `send_flow_rem` as `flagged` says and `outputs` output actions (each
+/// `{"output":N}` adds ~14 bytes to the flow's JSON); matches 10.`net`.x.y.
 fn add_flows_to(
     s: &mut UnixStream,
     table: u8,
@@ -795,35 +799,17 @@ fn add_flows_to(
     outputs: u32,
     chunk: u32,
 ) {
-    assert!(matches!(
-        request(s, 1, "bundle_open", r#"{"bundle_id":8}"#),
-        Reply::BundleOpen(_)
-    ));
     let actions: Vec<String> = (1..=outputs)
         .map(|p| format!(r#"{{"output":{p}}}"#))
         .collect();
     let actions = actions.join(",");
-    let mut i = 0;
-    let mut xid = 2;
-    while i < n {
-        let end = (i + chunk).min(n);
-        let ops: Vec<String> = (i..end)
-            .map(|i| {
-                format!(
-                    r#"{{"command":"add","table":{table},"priority":10,"cookie":{i},"flags":{{"send_flow_rem":{flagged}}},"match":{{"eth_type":"0x0800","ip_dst":"10.{net}.{}.{}"}},"actions":[{actions}]}}"#,
-                    (i >> 8) & 255,
-                    i & 255
-                )
-            })
-            .collect();
-        let body = format!(r#"{{"bundle_id":8,"ops":[{}]}}"#, ops.join(","));
-        let reply = request(s, xid, "bundle_add", &body);
-        assert!(matches!(reply, Reply::BundleAdd(_)), "{reply:?}");
-        xid += 1;
-        i = end;
-    }
-    let reply = request(s, xid, "bundle_commit", r#"{"bundle_id":8}"#);
-    assert!(matches!(reply, Reply::BundleCommit(_)), "{reply:?}");
+    bundle_adds(s, n, chunk, |i| {
+        format!(
+            r#"{{"command":"add","table":{table},"priority":10,"cookie":{i},"flags":{{"send_flow_rem":{flagged}}},"match":{{"eth_type":"0x0800","ip_dst":"10.{net}.{}.{}"}},"actions":[{actions}]}}"#,
+            (i >> 8) & 255,
+            i & 255
+        )
+    });
 }
 
 /// Notifications held back during a dump do not get a reading client closed: they are queued
