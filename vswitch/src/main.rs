@@ -1,7 +1,7 @@
 //! `vswitchd`: the vswitch daemon.
 //!
 //! Reads its configuration (TOML file + flags), checks its privileges, starts the datapath
-//! workers, adds the configured ports, serves the control socket until SIGTERM/SIGINT, then
+//! workers, adds the configured ports, serves the control socket until SIGTERM/SIGINT/SIGHUP, then
 //! detaches and closes every port and removes the socket.
 #![forbid(unsafe_code)]
 
@@ -44,6 +44,15 @@ fn check_capabilities() -> Result<()> {
 
 /// Logs to stderr with the filter `level` (the `--log-level` flag's, else `RUST_LOG` when set
 /// and valid, else the configuration file's).
+/// The signals that stop the daemon cleanly: SIGTERM, SIGINT, and SIGHUP (the terminal of a
+/// daemon started from a shell went away; its default action would end the process without
+/// detaching anything or removing the socket).
+const STOP_SIGNALS: [std::ffi::c_int; 3] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+];
+
 fn init_logging(level: &str, flag_given: bool, format: LogFormat) {
     let from_env = if flag_given {
         None
@@ -60,7 +69,7 @@ fn init_logging(level: &str, flag_given: bool, format: LogFormat) {
     }
 }
 
-/// Starts a thread that, on SIGTERM or SIGINT, sets `shutdown` and wakes the control loop, so
+/// Starts a thread that, on a [`STOP_SIGNALS`] signal, sets `shutdown` and wakes the control loop, so
 /// that the daemon stops at once whichever of its threads the kernel gave the signal to (the
 /// flag alone would be seen at the loop's next timeout). The thread sleeps until a signal
 /// comes.
@@ -68,11 +77,8 @@ fn wake_on_signals(
     shutdown: &Arc<AtomicBool>,
     waker: control::server::ShutdownWaker,
 ) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("installing signal handler")?;
+    let mut signals =
+        signal_hook::iterator::Signals::new(STOP_SIGNALS).context("installing signal handler")?;
     let shutdown = Arc::clone(shutdown);
     std::thread::Builder::new()
         .name("vswitch-signals".into())
@@ -100,7 +106,7 @@ fn run() -> Result<()> {
     check_capabilities()?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+    for sig in STOP_SIGNALS {
         // A second signal while stopping ends the process at once, exit status 1 (the first
         // is seen between requests and waits for the workers to stop: a long request or a
         // stuck stop would otherwise need SIGKILL). Registered first, so that it sees the

@@ -298,6 +298,35 @@ fn sigterm_detaches_ports_removes_its_tap_and_socket_and_exits_cleanly() {
     );
 }
 
+/// SIGHUP (the terminal of a daemon started from a shell went away) stops it as cleanly as
+/// SIGTERM: its tap deleted, its socket removed, exit status 0. Before 2026-12-07 its default
+/// action ended the process at once, leaving the socket file.
+#[test]
+fn sighup_stops_the_daemon_cleanly() {
+    if !require_privileges("sighup") {
+        return;
+    }
+    let mut lab = Lab::start(&[]);
+    let tap = testbed::unique("vsh");
+    lab.add_port(&tap, PortType::Tap, None);
+    lab.daemon.send_signal("HUP").unwrap();
+    let status = lab
+        .daemon
+        .wait_exit(Duration::from_secs(10))
+        .unwrap()
+        .expect("the daemon still runs 10 s after SIGHUP");
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        lab.daemon.log()
+    );
+    assert!(!lab.daemon.socket.exists(), "socket left behind");
+    assert!(
+        testbed::ip(&["link", "show", &tap]).is_err(),
+        "tap created by the switch left behind"
+    );
+}
+
 /// A second SIGTERM ends a daemon that the first did not stop at once, with exit status 1
 /// (2026-12-07; before, only SIGKILL did). The first is seen by the control loop between
 /// requests: here the loop is inside a long request, a bundle of 10,000 deletes by a partial

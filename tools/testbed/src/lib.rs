@@ -400,10 +400,16 @@ impl Daemon {
 
     /// Sends SIGTERM (by PID: only the process this guard started), without waiting.
     pub fn send_term(&self) -> Result<()> {
+        self.send_signal("TERM")
+    }
+
+    /// Sends the signal named `sig` (`TERM`, `HUP`, …; by PID: only the process this guard
+    /// started), without waiting.
+    pub fn send_signal(&self, sig: &str) -> Result<()> {
         let Some(c) = self.child.as_ref() else {
             bail!("daemon already stopped");
         };
-        run("kill", &["-TERM", &c.id().to_string()])?;
+        run("kill", &[&format!("-{sig}"), &c.id().to_string()])?;
         Ok(())
     }
 
