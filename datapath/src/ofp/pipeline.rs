@@ -806,27 +806,18 @@ impl Pipeline {
     /// Removes every flow that uses one of the groups `deleted` (`meters`: meters), found
     /// through the tables' reference indexes; returns them.
     fn remove_flows_referring(&mut self, deleted: &[u32], meters: bool) -> Vec<Arc<Flow>> {
-        let mut removed = Vec::new();
         if deleted.is_empty() {
-            return removed;
+            return Vec::new();
         }
-        for t in &mut self.tables {
-            let ids = t.referring(deleted, meters);
-            if ids.is_empty() {
-                continue;
-            }
-            let table = Arc::make_mut(t);
-            for id in ids {
-                if let Some(f) = table.take(id) {
-                    table.cls.remove(&f.m, f.priority);
-                    removed.push(f);
-                }
-            }
-        }
-        for f in &removed {
-            self.note_change(f.table, f.m);
-        }
-        removed
+        let ids: Vec<(u8, u64)> = (0..=MAX_TABLE)
+            .flat_map(|t| {
+                self.tables[usize::from(t)]
+                    .referring(deleted, meters)
+                    .into_iter()
+                    .map(move |id| (t, id))
+            })
+            .collect();
+        self.remove_flows(&ids)
     }
 
     /// Applies a group-mod; returns the flows removed with deleted groups.
