@@ -361,6 +361,7 @@ fn push_reply(out: &mut Vec<u8>, xid: u64, reply: &Reply, max_frame_bytes: usize
 /// than [`DUMP_LOW_WATER`] bytes wait to be sent, at most [`DUMP_PARTS_PER_WAKEUP`] parts.
 /// True when parts are left and the socket would take more now (call again soon; otherwise
 /// the socket's next writable event does).
+///
 /// `bound` is the notification bound: the notifications held back during the dump follow its
 /// last part as far as the bound leaves room for them, as if they came then (the others are
 /// dropped and counted in the session's `lost`).

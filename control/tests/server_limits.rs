@@ -30,9 +30,13 @@ fn rss() -> usize {
     kb * 1024
 }
 
+/// The JSON of a request.
+fn payload(xid: u64, kind: &str, body: &str) -> String {
+    format!(r#"{{"version":1,"xid":{xid},"type":"{kind}","body":{body}}}"#)
+}
+
 fn request(s: &mut UnixStream, xid: u64, kind: &str, body: &str) -> Reply {
-    let payload = format!(r#"{{"version":1,"xid":{xid},"type":"{kind}","body":{body}}}"#);
-    send_frame(s, payload.as_bytes()).expect("sending");
+    send_frame(s, payload(xid, kind, body).as_bytes()).expect("sending");
     let d = read_reply(s).expect("a reply");
     assert_eq!(d.xid, xid);
     d.msg
@@ -198,6 +202,17 @@ fn a_bundle_of_non_strict_deletes_does_not_scan_every_flow_per_op() {
     srv.stop();
 }
 
+/// Subscribes `s` to `flow_removed` notifications (request xid 1).
+fn subscribe_flow_removed(s: &mut UnixStream) {
+    let r = request(
+        s,
+        1,
+        "subscribe",
+        r#"{"packet_in":false,"flow_removed":true,"port_status":false}"#,
+    );
+    assert!(matches!(r, Reply::Subscribe(_)), "{r:?}");
+}
+
 /// Adds `n` flows to table 1 (each with an action and a cookie, ~200 bytes of JSON dumped),
 /// through one multi-message bundle; `flagged` of them (the first ones) with `send_flow_rem`.
 fn add_flows(s: &mut UnixStream, n: u32, flagged: u32) {
@@ -345,15 +360,7 @@ fn a_dump_in_progress_keeps_its_session_in_order_and_others_served() {
     let mut ctl = raw(&srv.path);
     add_flows(&mut ctl, FLOWS, 1);
     let mut s = raw(&srv.path);
-    assert!(matches!(
-        request(
-            &mut s,
-            1,
-            "subscribe",
-            r#"{"packet_in":false,"flow_removed":true,"port_status":false}"#
-        ),
-        Reply::Subscribe(_)
-    ));
+    subscribe_flow_removed(&mut s);
     // A dump and, behind it, an echo; nothing read yet.
     send_frame(
         &mut s,
@@ -452,7 +459,7 @@ fn a_dump_in_progress_keeps_its_session_in_order_and_others_served() {
 
 /// Appends the frame of a request to `out`.
 fn push_request(out: &mut Vec<u8>, xid: u64, kind: &str, body: &str) {
-    let payload = format!(r#"{{"version":1,"xid":{xid},"type":"{kind}","body":{body}}}"#);
+    let payload = payload(xid, kind, body);
     out.extend_from_slice(
         &u32::try_from(payload.len())
             .expect("audit test")
@@ -657,13 +664,7 @@ fn dump_stress(
                     .expect("audit test");
                 let subscribed = c % 2 == 0;
                 if subscribed {
-                    let r = request(
-                        &mut s,
-                        1,
-                        "subscribe",
-                        r#"{"packet_in":false,"flow_removed":true,"port_status":false}"#,
-                    );
-                    assert!(matches!(r, Reply::Subscribe(_)), "{r:?}");
+                    subscribe_flow_removed(&mut s);
                 }
                 let shut = c % 3 == 0;
                 let mut xid = 10;
@@ -837,15 +838,7 @@ fn notifications_held_during_a_dump_do_not_get_a_reading_client_disconnected() {
     // server has dispatched them to every session.
     let watcher = {
         let mut w = raw(&srv.path);
-        assert!(matches!(
-            request(
-                &mut w,
-                1,
-                "subscribe",
-                r#"{"packet_in":false,"flow_removed":true,"port_status":false}"#
-            ),
-            Reply::Subscribe(_)
-        ));
+        subscribe_flow_removed(&mut w);
         w.set_read_timeout(Some(Duration::from_secs(60)))
             .expect("audit test");
         std::thread::spawn(move || {
@@ -856,15 +849,7 @@ fn notifications_held_during_a_dump_do_not_get_a_reading_client_disconnected() {
         })
     };
     let mut s = raw(&srv.path);
-    assert!(matches!(
-        request(
-            &mut s,
-            1,
-            "subscribe",
-            r#"{"packet_in":false,"flow_removed":true,"port_status":false}"#
-        ),
-        Reply::Subscribe(_)
-    ));
+    subscribe_flow_removed(&mut s);
     // A dump and, pipelined behind it, an echo; nothing read yet.
     let mut batch = Vec::new();
     push_request(&mut batch, 2, "flow_dump", r#"{"table":1}"#);
@@ -961,15 +946,7 @@ fn check_stalled_dumps_do_not_spin_and_finish() {
     add_flows(&mut ctl, 20_000, 10);
     let mut a = raw(&srv.path);
     let mut b = raw(&srv.path);
-    assert!(matches!(
-        request(
-            &mut b,
-            1,
-            "subscribe",
-            r#"{"packet_in":false,"flow_removed":true,"port_status":false}"#
-        ),
-        Reply::Subscribe(_)
-    ));
+    subscribe_flow_removed(&mut b);
     let mut batch = Vec::new();
     push_request(&mut batch, 2, "flow_dump", r#"{"table":1}"#);
     for i in 0..200 {

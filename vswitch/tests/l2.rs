@@ -291,9 +291,14 @@ fn sigterm_detaches_ports_removes_its_tap_and_socket_and_exits_cleanly() {
         lab.daemon.log()
     );
     assert!(!testbed::xdp_attached(&c1.port));
+    assert_cleaned_up(&lab, &tap);
+}
+
+/// After a clean stop: the socket removed, the tap the switch created deleted.
+fn assert_cleaned_up(lab: &Lab, tap: &str) {
     assert!(!lab.daemon.socket.exists(), "socket left behind");
     assert!(
-        testbed::ip(&["link", "show", &tap]).is_err(),
+        testbed::ip(&["link", "show", tap]).is_err(),
         "tap created by the switch left behind"
     );
 }
@@ -320,11 +325,7 @@ fn sighup_stops_the_daemon_cleanly() {
         "exit status {status}: {}",
         lab.daemon.log()
     );
-    assert!(!lab.daemon.socket.exists(), "socket left behind");
-    assert!(
-        testbed::ip(&["link", "show", &tap]).is_err(),
-        "tap created by the switch left behind"
-    );
+    assert_cleaned_up(&lab, &tap);
 }
 
 /// A second SIGTERM ends a daemon that the first did not stop at once, with exit status 1

@@ -433,25 +433,18 @@ impl Daemon {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns its exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let Some(mut c) = self.child.take() else {
-            bail!("daemon already stopped");
-        };
-        run("kill", &["-TERM", &c.id().to_string()])?;
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = c.try_wait()? {
-                return Ok(st);
-            }
-            if t0.elapsed() > timeout {
-                let _ = c.kill();
-                let _ = c.wait();
-                bail!(
-                    "vswitchd did not exit within {timeout:?} of SIGTERM: {}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.send_term()?;
+        if let Some(st) = self.wait_exit(timeout)? {
+            return Ok(st);
         }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        bail!(
+            "vswitchd did not exit within {timeout:?} of SIGTERM: {}",
+            self.log()
+        );
     }
 }
 
