@@ -31,6 +31,7 @@ use crate::port::afxdp::{AfXdpOptions, AfXdpPort, XdpAttachment, XdpMode};
 use crate::port::tap::TapPort;
 use crate::port::{Port, PortError, PortKind, select};
 use crate::stats::{PortCounters, PortCountersSnapshot};
+use crate::sys::caps;
 use crate::sys::ethtool;
 use crate::sys::linkmon::{LinkMonitor, LinkNews};
 use crate::sys::poller::Poller;
@@ -1845,6 +1846,17 @@ impl Switch {
     fn open_parts(&self, spec: &PortSpec) -> Result<Vec<Box<dyn Port>>, SwitchError> {
         let port: Box<dyn Port> = match spec.kind {
             Some(PortKind::AfXdp) => {
+                if !caps::process_may_load_bpf() {
+                    return Err(PortError::Unsupported {
+                        name: spec.name.clone(),
+                        kind: PortKind::AfXdp,
+                        reason: "vswitchd lacks CAP_BPF and CAP_SYS_ADMIN, one of which an AF_XDP \
+                                 port's XDP program needs (`auto`, `afpacket` and `tap` ports \
+                                 need neither)"
+                            .into(),
+                    }
+                    .into());
+                }
                 let port = open_afxdp(&spec.name, spec.queues, spec.xdp_mode, spec.xdp_frags)?;
                 if spec.queues > 1 && self.workers.len() > 1 {
                     return Ok(port
@@ -1864,6 +1876,13 @@ impl Switch {
                 });
             }
             None if select::auto_kind(&spec.name) == PortKind::AfPacket => {
+                Box::new(AfPacketPort::open(&spec.name)?)
+            }
+            None if !caps::process_may_load_bpf() => {
+                tracing::info!(
+                    port = %spec.name,
+                    "auto: AF_PACKET (no CAP_BPF or CAP_SYS_ADMIN for an AF_XDP port's XDP program)"
+                );
                 Box::new(AfPacketPort::open(&spec.name)?)
             }
             None => match open_afxdp(&spec.name, spec.queues, None, false) {

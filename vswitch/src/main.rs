@@ -16,34 +16,28 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use config::{Args, LogFormat};
 use datapath::switch::Switch;
+use datapath::sys::caps;
 
-/// Capabilities vswitchd needs (bit numbers of `CapEff`).
-const NEEDED_CAPS: [(u32, &str); 3] = [(12, "CAP_NET_ADMIN"), (13, "CAP_NET_RAW"), (39, "CAP_BPF")];
-
+/// Refuses to start without the capabilities every port type needs (`caps::NEEDED`); warns
+/// when AF_XDP ports will be refused (neither CAP_BPF nor CAP_SYS_ADMIN: `auto` ports then
+/// get AF_PACKET).
 fn check_capabilities() -> Result<()> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .context("no CapEff in /proc/self/status")?;
-    let missing: Vec<&str> = NEEDED_CAPS
-        .iter()
-        .filter(|(bit, _)| eff & (1u64 << bit) == 0)
-        .map(|(_, n)| *n)
-        .collect();
+    let set = caps::effective().context("reading /proc/self/status")?;
+    let missing: Vec<&str> = caps::missing(set).iter().map(|c| c.name).collect();
     if !missing.is_empty() {
         bail!(
             "vswitchd lacks {}: run it as root (or grant these capabilities)",
             missing.join(", ")
         );
     }
+    if !caps::may_load_bpf(set) {
+        tracing::warn!(
+            "no CAP_BPF or CAP_SYS_ADMIN: AF_XDP ports will be refused; `auto` ports get AF_PACKET"
+        );
+    }
     Ok(())
 }
 
-/// Logs to stderr with the filter `level` (the `--log-level` flag's, else `RUST_LOG` when set
-/// and valid, else the configuration file's).
 /// The signals that stop the daemon cleanly: SIGTERM, SIGINT, and SIGHUP (the terminal of a
 /// daemon started from a shell went away; its default action would end the process without
 /// detaching anything or removing the socket).
@@ -53,6 +47,8 @@ const STOP_SIGNALS: [std::ffi::c_int; 3] = [
     signal_hook::consts::SIGHUP,
 ];
 
+/// Logs to stderr with the filter `level` (the `--log-level` flag's, else `RUST_LOG` when set
+/// and valid, else the configuration file's).
 fn init_logging(level: &str, flag_given: bool, format: LogFormat) {
     let from_env = if flag_given {
         None

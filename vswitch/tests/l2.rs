@@ -8,8 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Lab, VSNET, parse_line};
+use control::Request;
 use control::proto::FlowModRequest;
-use control::proto::msg::{PortType, VlanSpec};
+use control::proto::msg::{PortAddRequest, PortType, VlanSpec};
 use etherparse::PacketBuilder;
 use testbed::{Container, require_privileges, wait_until};
 
@@ -427,6 +428,60 @@ fn without_capabilities_the_daemon_refuses_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lacks CAP_NET_ADMIN"), "{err}");
     assert!(!dir.exists(), "nothing created before the check");
+}
+
+/// Without CAP_BPF and CAP_SYS_ADMIN (a daemon granted only what packet sockets and taps need,
+/// or root on a kernel before 5.8, where CAP_BPF does not exist but CAP_SYS_ADMIN stands in)
+/// vswitchd starts, says AF_XDP ports will be refused, and forwards through `auto` (AF_PACKET)
+/// and tap ports; an `afxdp` port is refused naming the capability. Until 2026-12-07 it refused
+/// to start without CAP_BPF, whatever its ports.
+#[test]
+fn without_cap_bpf_the_daemon_forwards_through_packet_sockets_and_taps() {
+    if !require_privileges("no CAP_BPF") {
+        return;
+    }
+    let drop_bpf = [
+        "setpriv",
+        "--inh-caps=-bpf,-sys_admin",
+        "--bounding-set=-bpf,-sys_admin",
+        "--",
+    ];
+    let mut lab = Lab::start_wrapped(&drop_bpf, &[]);
+    let pid = lab.daemon.pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(
+        eff & (1 << 39 | 1 << 21),
+        0,
+        "the daemon runs without both: {eff:x}"
+    );
+    assert!(
+        lab.daemon.log().contains("no CAP_BPF or CAP_SYS_ADMIN"),
+        "{}",
+        lab.daemon.log()
+    );
+
+    let c1 = Container::veth("vsb", 1, "10.223.0.1").unwrap();
+    let c2 = Container::veth("vsb", 2, "10.223.0.2").unwrap();
+    let mut req = PortAddRequest::new(&c1.port);
+    req.port_type = Some(PortType::Afxdp);
+    let err = lab.client.request(&Request::PortAdd(req)).unwrap_err();
+    assert!(err.to_string().contains("CAP_BPF"), "{err}");
+    assert_eq!(lab.add_port(&c1.port, PortType::Auto, None), "afpacket");
+    assert_eq!(lab.add_port(&c2.port, PortType::Auto, None), "afpacket");
+    let tap = testbed::unique("vst");
+    assert_eq!(lab.add_port(&tap, PortType::Tap, None), "tap");
+    let c3 = Container::tap("vsb", 3, "10.223.0.3", &tap).unwrap();
+    assert!(c1.ns.ping(&c2.addr, 2), "afpacket\n{}", lab.daemon.log());
+    assert!(
+        c1.ns.ping(&c3.addr, 2),
+        "afpacket to tap\n{}",
+        lab.daemon.log()
+    );
 }
 
 /// A container whose `eth0` has a smaller MTU than the frames the switch sends it (its veth

@@ -3,6 +3,7 @@
 #![allow(unsafe_code)]
 
 pub mod bpf;
+pub mod caps;
 pub mod cpu;
 pub mod ethtool;
 pub mod linkmon;

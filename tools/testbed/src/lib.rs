@@ -334,11 +334,25 @@ impl Daemon {
     /// Starts `binary` with `--socket` in a fresh directory plus `args`, and waits until the
     /// control socket accepts connections.
     pub fn start(binary: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_wrapped(&[], binary, args)
+    }
+
+    /// As [`Daemon::start`], run through `wrapper` (a command that ends by executing its last
+    /// argument, such as `setpriv … --`, so that the PID is still the daemon's); empty: none.
+    pub fn start_wrapped(wrapper: &[&str], binary: &Path, args: &[&str]) -> Result<Self> {
         let dir = std::env::temp_dir().join(unique("vsd"));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("vswitchd.sock");
         let log = std::fs::File::create(dir.join("vswitchd.log"))?;
-        let child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg("--socket")
             .arg(&socket)
             .args(args)

@@ -48,14 +48,13 @@ impl Drop for RemoveOnDrop {
 impl Lab {
     pub fn start(args: &[&str]) -> Self {
         let daemon = Daemon::start(vswitchd(), args).expect("vswitchd starts");
-        let client_config = ClientConfig::default();
-        let client =
-            Client::connect_with(&daemon.socket, client_config.clone()).expect("client connects");
-        Self {
-            client,
-            daemon,
-            client_config,
-        }
+        Self::with_client(daemon, ClientConfig::default())
+    }
+
+    /// A daemon started through `wrapper` (`Daemon::start_wrapped`: `setpriv … --`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Self {
+        let daemon = Daemon::start_wrapped(wrapper, vswitchd(), args).expect("vswitchd starts");
+        Self::with_client(daemon, ClientConfig::default())
     }
 
     /// A daemon with default settings and a client that waits up to `timeout` per request.
@@ -65,6 +64,11 @@ impl Lab {
             timeout,
             ..ClientConfig::default()
         };
+        Self::with_client(daemon, client_config)
+    }
+
+    /// `daemon` and a client connected to it with `client_config`.
+    fn with_client(daemon: Daemon, client_config: ClientConfig) -> Self {
         let client =
             Client::connect_with(&daemon.socket, client_config.clone()).expect("client connects");
         Self {
@@ -88,17 +92,13 @@ impl Lab {
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend_from_slice(args);
         let daemon = Daemon::start(vswitchd(), &all).expect("vswitchd starts");
-        let client_config = ClientConfig {
-            timeout,
-            max_frame_bytes,
-        };
-        let client =
-            Client::connect_with(&daemon.socket, client_config.clone()).expect("client connects");
-        Self {
-            client,
+        Self::with_client(
             daemon,
-            client_config,
-        }
+            ClientConfig {
+                timeout,
+                max_frame_bytes,
+            },
+        )
     }
 
     /// Another connection to the daemon, with the lab client's settings.
