@@ -307,6 +307,38 @@ fn bad_names_are_rejected() {
     );
 }
 
+/// A `tap` port asked for on a device that exists and is not a tap (here a veth) is refused as
+/// the wrong type, naming the device's driver: the kernel's `EINVAL` from `TUNSETIFF` alone
+/// read as "invalid name" until 2026-12-07. The veth is left as it was.
+#[test]
+fn a_tap_port_on_a_veth_is_refused_as_the_wrong_type() {
+    if !privileged() {
+        return;
+    }
+    let host = dev_name('w');
+    let _link = Link(host.clone());
+    ip(&[
+        "link",
+        "add",
+        &host,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{host}p"),
+    ]);
+    let err = TapPort::open(&host).expect_err("a veth is not a tap");
+    assert!(
+        matches!(
+            err,
+            datapath::port::PortError::Invalid { field: "type", .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is a veth, not a tap"), "{err}");
+    assert!(Path::new("/sys/class/net").join(&host).exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile offload state from the container (found by an audit, 2026-12-07)
 

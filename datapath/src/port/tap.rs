@@ -205,6 +205,23 @@ impl TapPort {
     pub fn open_with(name: &str, opts: &TapOptions) -> Result<Self, PortError> {
         let existed = !name.is_empty() && netdev::ifindex(name).is_ok();
         let fd = TunFd::open_tap(name).map_err(|e| {
+            if existed && e.raw_os_error() == Some(libc::EINVAL) {
+                // The device is there but TUNSETIFF will not take it: not a tap (a veth, a
+                // NIC, a TUN device). The kernel's EINVAL alone reads as a bad name.
+                let driver = match crate::sys::ethtool::driver(name) {
+                    Ok(d) if d == "tun" => "a TUN device (or a tap with other flags)".to_owned(),
+                    Ok(d) => format!("a {d}"),
+                    Err(_) => "another kind of device".to_owned(),
+                };
+                return PortError::Invalid {
+                    name: name.to_owned(),
+                    field: "type",
+                    reason: format!(
+                        "{name} exists and is {driver}, not a tap device: a `tap` port creates \
+                         its device or opens an existing tap; `auto` opens a veth or a NIC"
+                    ),
+                };
+            }
             let what = if e.kind() == io::ErrorKind::NotFound {
                 "open /dev/net/tun"
             } else {
