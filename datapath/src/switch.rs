@@ -608,7 +608,9 @@ pub struct TableStats {
     pub subtables: usize,
     /// Packets looked up in it (matched + missed).
     pub lookups: u64,
-    /// Packets that matched a flow in it (counters of its current flows).
+    /// Packets that matched a flow in it since the switch started: its flows' counters, and
+    /// those of the flows it no longer holds (removed, replaced, reset) as they were when
+    /// they left. Never goes back.
     pub matched: u64,
 }
 
@@ -766,6 +768,13 @@ pub struct Switch {
     /// A worker did not push its flow counters in time: reads of them stop waiting (see
     /// `settle_lagging`).
     stats_lagging: bool,
+    /// Flows that left their table (removed, replaced, or their counters reset) whose
+    /// packets their table's `matched` keeps: added to `retired` at the next reading of the
+    /// counters ([`Switch::sync_stats`]), when the workers have pushed what their caches
+    /// still owed the flows. At most [`RETIRING_MAX`] between operations.
+    retiring: Vec<Arc<Flow>>,
+    /// Per table, the packets its flows that left it had matched.
+    retired: Vec<u64>,
     /// The worker of a [`PollMode::Inline`] switch (no thread runs it).
     inline: Option<Box<Worker>>,
     /// The kernel's announcements of link changes, once [`Switch::watch_links`] opened it.
@@ -835,6 +844,10 @@ fn open_afxdp(
         other => other,
     }
 }
+
+/// The most flows that left their tables kept waiting for their last counts (each keeps its
+/// flow alive, ~0.3–2 KB) before the counters are read at once ([`Switch::table_stats`]).
+const RETIRING_MAX: usize = 4096;
 
 /// How long a control operation waits for a worker to acknowledge.
 const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1038,6 +1051,8 @@ impl Switch {
             removals_unsettled: false,
             settle_lagging: false,
             stats_lagging: false,
+            retiring: Vec::new(),
+            retired: vec![0; usize::from(crate::ofp::action::MAX_TABLE) + 1],
             inline,
             links: None,
             links_polled: None,
@@ -1055,12 +1070,7 @@ impl Switch {
         let refs = self.pipeline.refs();
         let r = self.pipeline.flow_mod(fm, &refs, Instant::now())?;
         self.flows_dirty = true;
-        if matches!(
-            fm.command,
-            FlowModCommand::Delete | FlowModCommand::DeleteStrict
-        ) {
-            self.flows_removed(&r.removed, RemovedReason::Delete);
-        }
+        self.flow_mod_done(fm, &r);
         Ok(r)
     }
 
@@ -1077,14 +1087,24 @@ impl Switch {
         self.flows_dirty = true;
         self.commit();
         for (fm, res) in mods.iter().zip(&r) {
-            if matches!(
-                fm.command,
-                FlowModCommand::Delete | FlowModCommand::DeleteStrict
-            ) {
-                self.flows_removed(&res.removed, RemovedReason::Delete);
-            }
+            self.flow_mod_done(fm, res);
         }
         Ok(r)
+    }
+
+    /// After `fm` did `r`: flow-removed events for what a delete removed, and the counters
+    /// of every flow that left its table (an add replaces, a modify resets) kept for the
+    /// table's `matched`.
+    fn flow_mod_done(&mut self, fm: &FlowMod, r: &FlowModResult) {
+        if matches!(
+            fm.command,
+            FlowModCommand::Delete | FlowModCommand::DeleteStrict
+        ) {
+            self.flows_removed(&r.removed, RemovedReason::Delete);
+        } else {
+            self.retire(&r.removed);
+        }
+        self.retire(&r.reset);
     }
 
     /// Applies flow, group and meter mods all or nothing and publishes them as one change (see
@@ -1102,14 +1122,7 @@ impl Switch {
         self.commit();
         for (op, res) in ops.iter().zip(&r) {
             match (op, res) {
-                (BundleOp::Flow(fm), BundleResult::Flow(res))
-                    if matches!(
-                        fm.command,
-                        FlowModCommand::Delete | FlowModCommand::DeleteStrict
-                    ) =>
-                {
-                    self.flows_removed(&res.removed, RemovedReason::Delete);
-                }
+                (BundleOp::Flow(fm), BundleResult::Flow(res)) => self.flow_mod_done(fm, res),
                 (_, BundleResult::Group(removed)) => {
                     self.flows_removed(removed, RemovedReason::GroupDelete);
                 }
@@ -1158,6 +1171,7 @@ impl Switch {
     /// when the events are drained, after every worker has stopped using the flows
     /// ([`settle_removals`](Self::settle_removals)).
     fn flows_removed(&mut self, flows: &[Arc<Flow>], reason: RemovedReason) {
+        self.retire(flows);
         for f in flows {
             if f.flags.send_flow_rem {
                 self.push_event(Event::FlowRemoved(FlowRemoved {
@@ -1600,6 +1614,27 @@ impl Switch {
     /// has switched to it and pushed them (or, when a worker already `lagging`, only checks);
     /// returns whether a worker lags. `what` names the counters for the log.
     fn sync_stats(&mut self, lagging: bool, what: &str) -> bool {
+        let lagging = self.sync_stats_only(lagging, what);
+        for f in self.retiring.drain(..) {
+            if let Some(r) = self.retired.get_mut(usize::from(f.table)) {
+                *r = r.wrapping_add(f.stats.totals().0);
+            }
+        }
+        lagging
+    }
+
+    /// Keeps the packets of flows that left their tables for the tables' `matched`
+    /// ([`Switch::table_stats`]); when more than [`RETIRING_MAX`] wait, reads the counters
+    /// now (one grace period) rather than keep them all alive.
+    fn retire(&mut self, flows: &[Arc<Flow>]) {
+        self.retiring.extend(flows.iter().cloned());
+        if self.retiring.len() > RETIRING_MAX {
+            self.sync_flow_stats();
+        }
+    }
+
+    /// [`Switch::sync_stats`] without retiring.
+    fn sync_stats_only(&mut self, lagging: bool, what: &str) -> bool {
         // A worker that lagged and has since taken up the last publication (the request it
         // lagged behind included) has caught up: wait for this request again. (Checked before
         // publishing: just after it, no worker thread has had the time to take it up.)
@@ -1708,10 +1743,14 @@ impl Switch {
                 .iter()
                 .map(|c| c.table_misses.get(usize::from(t)).map_or(0, |m| m.get()))
                 .sum();
-            if table.is_empty() && missed == 0 {
+            let retired = self.retired.get(usize::from(t)).copied().unwrap_or(0);
+            if table.is_empty() && missed == 0 && retired == 0 {
                 continue;
             }
-            let matched: u64 = table.flows().map(|f| f.stats.totals().0).sum();
+            let matched = table
+                .flows()
+                .map(|f| f.stats.totals().0)
+                .fold(retired, u64::wrapping_add);
             out.push(TableStats {
                 table: t,
                 active: table.len(),
@@ -2347,6 +2386,40 @@ mod tests {
         sw.flow_mod(&FlowMod::add(0, 100, decoy, Instructions::apply(vec![])))
             .unwrap();
         sw.commit();
+    }
+
+    /// The flows that left their tables wait for their last counts in `retiring`: never
+    /// more than `RETIRING_MAX` after an operation (the counters are read at once beyond it),
+    /// none after a reading of the counters.
+    #[test]
+    fn flows_that_left_are_kept_for_their_counts_within_a_bound() {
+        let (mut sw, _peers) = inline_two_ports();
+        let add = |i: u64| FlowMod::add(0, 10, vec![eth_src(i)], Instructions::apply(vec![]));
+        let del = |i: u64| FlowMod {
+            command: FlowModCommand::DeleteStrict,
+            ..add(i)
+        };
+        for i in 1..=100 {
+            sw.flow_mod(&add(i)).unwrap();
+        }
+        for i in 1..=100 {
+            sw.flow_mod(&del(i)).unwrap();
+        }
+        assert_eq!(sw.retiring.len(), 100);
+        sw.table_stats();
+        assert!(sw.retiring.is_empty());
+        let n = RETIRING_MAX as u64 + 10;
+        let adds: Vec<FlowMod> = (1..=n).map(add).collect();
+        sw.bundle(&adds).unwrap();
+        for i in 1..=n {
+            sw.flow_mod(&del(i)).unwrap();
+            assert!(sw.retiring.len() <= RETIRING_MAX, "{i}");
+        }
+        assert!(
+            !sw.retiring.is_empty(),
+            "the ones since the last reading wait"
+        );
+        sw.shutdown();
     }
 
     #[test]

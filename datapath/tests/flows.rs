@@ -965,6 +965,68 @@ fn table_stats_count_lookups_matches_and_misses() {
     sw.shutdown();
 }
 
+/// A table's `matched` (and so `lookups`) never goes back: the packets of a flow that leaves
+/// it (deleted, replaced by an identical add, its counters reset by a modify, deleted in a
+/// bundle) stay counted, cached hits it was still owed when it left included. Until
+/// 2026-12-07 `matched` was the sum of the flows held at the time, so each removal took its
+/// packets away.
+#[test]
+fn table_matched_keeps_the_packets_of_flows_that_left_the_table() {
+    let (mut sw, p) = switch(2, Vec::new());
+    let fwd = |dport: u16| {
+        FlowMod::add(
+            0,
+            10,
+            udp_dst(dport),
+            Instructions::apply(vec![Action::Output(2)]),
+        )
+    };
+    let send = |dport: u16, n: usize| {
+        for _ in 0..n {
+            assert!(p[0].send(&udp_to(1, 2, dport, b"k")));
+            assert!(p[1].recv_timeout(T).is_some());
+        }
+    };
+    let matched = |sw: &mut Switch| {
+        let stats = sw.table_stats();
+        let t0 = stats.iter().find(|t| t.table == 0).unwrap();
+        assert_eq!(t0.lookups, t0.matched, "no misses: {stats:?}");
+        t0.matched
+    };
+    sw.flow_mod(&fwd(1)).unwrap();
+    sw.barrier().unwrap();
+    // 5 frames, 4 of them cached hits the flow is owed; deleted before anything read them.
+    send(1, 5);
+    let mut del = FlowMod::delete(Some(0), udp_dst(1));
+    del.command = FlowModCommand::DeleteStrict;
+    del.priority = 10;
+    assert_eq!(sw.flow_mod(&del).unwrap().removed.len(), 1);
+    assert_eq!(matched(&mut sw), 5);
+    // Replaced by an identical add: the new flow starts at 0, the table keeps 3.
+    sw.flow_mod(&fwd(1)).unwrap();
+    sw.barrier().unwrap();
+    send(1, 3);
+    assert_eq!(sw.flow_mod(&fwd(1)).unwrap().removed.len(), 1);
+    sw.barrier().unwrap();
+    send(1, 2);
+    assert_eq!(matched(&mut sw), 10);
+    // Counters reset by a modify.
+    let mut reset = fwd(1);
+    reset.command = FlowModCommand::ModifyStrict;
+    reset.flags.reset_counts = true;
+    assert_eq!(sw.flow_mod(&reset).unwrap().modified, 1);
+    sw.barrier().unwrap();
+    send(1, 1);
+    assert_eq!(matched(&mut sw), 11);
+    let flows = sw.dump_flows(&FlowFilter::default()).unwrap();
+    assert_eq!(flows[0].stats.totals().0, 1, "the flow itself restarted");
+    // Deleted by a bundle.
+    sw.bundle(&[FlowMod::delete(None, Vec::new())]).unwrap();
+    assert_eq!(matched(&mut sw), 11);
+    assert_eq!(sw.table_stats()[0].active, 0);
+    sw.shutdown();
+}
+
 #[test]
 fn a_bundle_adds_a_group_and_the_flow_using_it_atomically() {
     let (mut sw, p) = switch(3, Vec::new());

@@ -286,6 +286,10 @@ pub struct FlowModResult {
     pub modified: usize,
     /// Flows removed (replaced ones included), for flow-removed notifications.
     pub removed: Vec<Arc<Flow>>,
+    /// The versions before a `modify` with `reset_counts` of the flows it modified: their
+    /// counters leave the flows (and count in their table's `matched` no more, unless kept
+    /// there: [`crate::switch::Switch::table_stats`]).
+    pub reset: Vec<Arc<Flow>>,
 }
 
 /// Which flows a dump, modify or delete selects.
@@ -1061,8 +1065,8 @@ impl Pipeline {
         self.note_change(t, m);
         Ok(FlowModResult {
             added: 1,
-            modified: 0,
             removed,
+            ..FlowModResult::default()
         })
     }
 
@@ -1088,12 +1092,14 @@ impl Pipeline {
             fm.instructions
                 .validate(*t, f.m.key(), &f.m.mask().bits, ctx)?;
         }
+        let mut reset = Vec::new();
         for (t, id) in &ids {
             let table = Arc::make_mut(&mut self.tables[usize::from(*t)]);
             let Some(old) = table.flows.get(id) else {
                 continue;
             };
             let stats = if fm.flags.reset_counts {
+                reset.push(Arc::clone(old));
                 FlowStats::new(self.writers)
             } else {
                 old.stats.clone()
@@ -1121,6 +1127,7 @@ impl Pipeline {
         }
         Ok(FlowModResult {
             modified: ids.len(),
+            reset,
             ..FlowModResult::default()
         })
     }
