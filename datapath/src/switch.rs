@@ -1232,9 +1232,11 @@ impl Switch {
                 .map(|e| (e.0, e.1))
                 .collect();
             let removed = self.pipeline.remove_flows(&ids);
+            // Before `flows_removed`: a reading of the counters it may start (`retire`) must
+            // publish these removals, or the workers go on counting into flows already read.
+            self.flows_dirty = true;
             self.flows_removed(&removed, reason);
         }
-        self.flows_dirty = true;
         self.commit();
         n
     }
@@ -1615,6 +1617,13 @@ impl Switch {
     /// returns whether a worker lags. `what` names the counters for the log.
     fn sync_stats(&mut self, lagging: bool, what: &str) -> bool {
         let lagging = self.sync_stats_only(lagging, what);
+        // A flow still in the published tables would go on counting after it is read.
+        debug_assert!(
+            self.retiring
+                .iter()
+                .all(|f| !self.published.table(f.table).holds(f)),
+            "a flow that left its table was read while the workers still had it"
+        );
         for f in self.retiring.drain(..) {
             if let Some(r) = self.retired.get_mut(usize::from(f.table)) {
                 *r = r.wrapping_add(f.stats.totals().0);
@@ -1629,6 +1638,8 @@ impl Switch {
     fn retire(&mut self, flows: &[Arc<Flow>]) {
         self.retiring.extend(flows.iter().cloned());
         if self.retiring.len() > RETIRING_MAX {
+            // They left the tables being built: the reading publishes those.
+            self.flows_dirty = true;
             self.sync_flow_stats();
         }
     }
@@ -1730,9 +1741,10 @@ impl Switch {
         &self.pipeline
     }
 
-    /// Per non-empty table (or table with misses): flows, masks, packets looked up and matched.
-    /// `matched` sums the counters of the flows in the table now (a removed flow's packets
-    /// leave with it); `lookups` adds the packets that found no flow there.
+    /// Per non-empty table (or table with misses, or flows that left): flows, masks, packets
+    /// looked up and matched. `matched` sums the counters of the flows in the table now and
+    /// those of the flows that left it (as [`TableStats::matched`] says); `lookups` adds the
+    /// packets that found no flow there.
     pub fn table_stats(&mut self) -> Vec<TableStats> {
         self.sync_flow_stats();
         let mut out = Vec::new();
@@ -2419,6 +2431,30 @@ mod tests {
             !sw.retiring.is_empty(),
             "the ones since the last reading wait"
         );
+        sw.shutdown();
+    }
+
+    /// Expiry that pushes `retiring` past its bound reads the counters with the expired flows
+    /// already gone from the published tables (found by a review: the reading published the
+    /// tables before the expiry, the workers went on counting into flows already read, and a
+    /// busy table's `matched` lost millions of packets). The debug assertion in `sync_stats`
+    /// fails without it.
+    #[test]
+    fn expiry_that_fills_retiring_publishes_the_removals_before_reading() {
+        let (mut sw, _peers) = inline_two_ports();
+        let add = |i: u64| FlowMod::add(0, 10, vec![eth_src(i)], Instructions::apply(vec![]));
+        // With the table's `normal` flow, RETIRING_MAX flows leave.
+        let adds: Vec<FlowMod> = (1..RETIRING_MAX as u64).map(add).collect();
+        sw.bundle(&adds).unwrap();
+        sw.bundle(&[FlowMod::delete(Some(0), Vec::new())]).unwrap();
+        assert_eq!(sw.retiring.len(), RETIRING_MAX);
+        let mut timed = add(1);
+        timed.hard_timeout = 1;
+        sw.flow_mod(&timed).unwrap();
+        sw.commit();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(sw.expire_flows(), 1);
+        assert!(sw.retiring.is_empty());
         sw.shutdown();
     }
 

@@ -462,6 +462,11 @@ impl FlowTable {
         self.flows.len()
     }
 
+    /// Whether this very flow (not another version of it) is in the table.
+    pub fn holds(&self, f: &Arc<Flow>) -> bool {
+        self.flows.get(&f.id).is_some_and(|g| Arc::ptr_eq(g, f))
+    }
+
     /// Whether the table has no flows.
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
