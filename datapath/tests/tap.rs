@@ -339,6 +339,31 @@ fn a_tap_port_on_a_veth_is_refused_as_the_wrong_type() {
     assert!(Path::new("/sys/class/net").join(&host).exists());
 }
 
+/// A multi-queue tap whose queues are all taken (the kernel allows 256) is a tap: the port
+/// fails with the kernel's reason for the multi-queue attach (`E2BIG`), not as the wrong type
+/// (found by a review: the first attach's `EINVAL` was reported instead).
+#[test]
+fn a_full_multi_queue_tap_is_refused_with_the_reason_of_its_attach() {
+    if !privileged() {
+        return;
+    }
+    let name = dev_name('q');
+    let _host = Link(name.clone());
+    ip(&["tuntap", "add", "dev", &name, "mode", "tap", "multi_queue"]);
+    let held: Vec<_> = std::iter::from_fn(|| datapath::sys::tun::TunFd::open_tap(&name).ok())
+        .take(300)
+        .collect();
+    assert_eq!(held.len(), 256, "the kernel's queue limit");
+    let err = TapPort::open(&name).expect_err("no queue left");
+    assert!(
+        matches!(
+            &err,
+            datapath::port::PortError::Sys { source, .. } if source.raw_os_error() == Some(libc::E2BIG)
+        ),
+        "{err}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile offload state from the container (found by an audit, 2026-12-07)
 

@@ -184,8 +184,10 @@ impl TunFd {
                 return Err(e);
             }
             req = IfReqFlags::new(name, (base | libc::IFF_MULTI_QUEUE) as libc::c_short)?;
+            // (Its error, not the first one: a multi-queue tap whose queues are all taken
+            // says E2BIG here; a device that is no tap says EINVAL again.)
             // SAFETY: as above.
-            unsafe { ioctl_ptr(file.as_raw_fd(), libc::TUNSETIFF, &mut req) }.map_err(|_| e)?;
+            unsafe { ioctl_ptr(file.as_raw_fd(), libc::TUNSETIFF, &mut req) }?;
         }
         let name = name_from_ifr(&req.name);
         let mut tun = Self {
