@@ -575,6 +575,9 @@ pub struct Worker {
     last_learned: Option<(u16, [u8; 6], u32)>,
     /// That learning found the MAC table full.
     last_learn_full: bool,
+    /// The frame (or run) being executed had a copy withheld by the double-tag guard
+    /// ([`Worker::output`]): if nothing else sent it, it counts as `vlan_not_allowed`.
+    withheld: bool,
     /// Recent `normal` decisions ([`NormalMemo`]), direct-mapped by [`memo_slot`].
     normal_memo: [NormalMemo; NORMAL_MEMO],
     /// Passes run by [`Worker::poll_inline`].
@@ -691,6 +694,7 @@ impl Worker {
             clock: Duration::ZERO,
             clock_fresh: false,
             last_learned: None,
+            withheld: false,
             last_learn_full: false,
             normal_memo: [NormalMemo::EMPTY; NORMAL_MEMO],
             inline_passes: 0,
@@ -1602,7 +1606,7 @@ impl Worker {
             Cur::Rx,
             key,
             lay,
-            &entry.ops,
+            (&entry.ops, entry.miss),
             entry.controller(),
             snap,
         );
@@ -1618,7 +1622,7 @@ impl Worker {
         let queued = std::mem::take(&mut self.run.queued);
         let entry = cache.entry(r);
         if entry.outputs && queued > 0 {
-            self.forward_run(li, queued, &entry.ops, snap);
+            self.forward_run(li, queued, &entry.ops, entry.miss, snap);
         }
     }
 
@@ -1715,10 +1719,19 @@ impl Worker {
 
     /// Runs forward-only `ops` once for the `queued` frames of the run: each output port is
     /// resolved, and `normal` decides, once; then the frames are queued on it in order.
-    fn forward_run(&mut self, li: usize, queued: usize, ops: &[Action], snap: &Snapshot) {
+    /// Frames that nothing sent are counted as dropped once each ([`Worker::unsent_reason`]).
+    fn forward_run(
+        &mut self,
+        li: usize,
+        queued: usize,
+        ops: &[Action],
+        miss: bool,
+        snap: &Snapshot,
+    ) {
         let in_id = self.ports[li].id;
         let mut sent = false;
-        let mut counted = false;
+        let mut failed = None;
+        self.withheld = false;
         for op in ops {
             match *op {
                 Action::Output(p) if p != in_id => {
@@ -1737,20 +1750,18 @@ impl Worker {
                     let (tci, src, dst) = (key.vlan_tci, key.eth_src, key.eth_dst);
                     match self.normal_decide(in_id, tci, self.run.tags, src, dst, snap) {
                         Ok(NormalOut::Unicast(vlan, out)) => {
-                            self.output_run(li, queued, Some(vlan), out, snap);
-                            sent = true;
+                            sent |= self.output_run(li, queued, Some(vlan), out, snap);
                         }
                         Ok(NormalOut::Flood(vlan)) => {
-                            if self.flood_run(li, queued, vlan, snap) {
-                                sent = true;
-                            } else {
-                                self.rx_drops(li, DropReason::NoOutput, queued);
-                                counted = true;
+                            match self.flood_run(li, queued, vlan, snap) {
+                                Some(s) => sent |= s,
+                                None => {
+                                    failed.get_or_insert(DropReason::NoOutput);
+                                }
                             }
                         }
                         Err(r) => {
-                            self.rx_drops(li, r, queued);
-                            counted = true;
+                            failed.get_or_insert(r);
                         }
                     }
                 }
@@ -1758,23 +1769,39 @@ impl Worker {
                 _ => {}
             }
         }
-        if !sent && !counted {
-            self.rx_drops(li, DropReason::FlowDrop, queued);
+        if !sent {
+            let r = self.unsent_reason(failed, miss);
+            self.rx_drops(li, r, queued);
         }
     }
 
-    /// `normal` flooding of the run's frames in `vlan`; false when there was no candidate port.
-    fn flood_run(&mut self, li: usize, queued: usize, vlan: u16, snap: &Snapshot) -> bool {
+    /// Why a frame that no op sent went nowhere: the first op that failed (`failed`), else a
+    /// copy the double-tag guard withheld ([`Worker::output`]), else a table miss (`miss`),
+    /// else flows that output nothing. A frame is counted once, and only when nothing sent
+    /// it: `rx_drops` never exceed the frames received.
+    fn unsent_reason(&self, failed: Option<DropReason>, miss: bool) -> DropReason {
+        match failed {
+            Some(r) => r,
+            None if self.withheld => DropReason::VlanNotAllowed,
+            None if miss => DropReason::TableMiss,
+            None => DropReason::FlowDrop,
+        }
+    }
+
+    /// `normal` flooding of the run's frames in `vlan`: whether a copy went out, or `None`
+    /// when there was no candidate port.
+    fn flood_run(&mut self, li: usize, queued: usize, vlan: u16, snap: &Snapshot) -> Option<bool> {
         let in_id = self.ports[li].id;
         let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
-        let mut any = false;
+        let mut candidates = false;
+        let mut sent = false;
         for &out in list.iter().chain(snap.trunk_all.iter()) {
             if out != in_id {
-                any = true;
-                self.output_run(li, queued, Some(vlan), out, snap);
+                candidates = true;
+                sent |= self.output_run(li, queued, Some(vlan), out, snap);
             }
         }
-        any
+        candidates.then_some(sent)
     }
 
     /// [`output`](Self::output) for each of the run's `queued` frames, in order. Frames that
@@ -1803,12 +1830,13 @@ impl Worker {
             Some(v) => tags == 0 && egress(&conf.vlan, v) == Egress::Untagged,
         };
         if !unchanged || lo == usize::from(NOT_LOCAL) || lo == li {
+            let mut sent = false;
             for k in 0..queued {
                 let i = usize::from(self.run.idx[k]);
                 let (desc, lay) = (self.batch.descs()[i], self.lays[i]);
-                self.output(li, &desc, Cur::Rx, &desc.offload, &lay, vlan, out, snap);
+                sent |= self.output(li, &desc, Cur::Rx, &desc.offload, &lay, vlan, out, snap);
             }
-            return true;
+            return sent;
         }
         let Self {
             ports,
@@ -1883,7 +1911,7 @@ impl Worker {
                 cur,
                 key,
                 lay,
-                &entry.ops,
+                (&entry.ops, entry.miss),
                 entry.controller(),
                 snap,
             );
@@ -2007,25 +2035,21 @@ impl Worker {
             self.ctls[self.index].counters.packet_out_drops.add(1);
             return;
         };
-        let li = self
-            .local_of
-            .get(job.in_port as usize)
-            .map_or(usize::MAX, |&l| {
-                if l == NOT_LOCAL {
-                    usize::MAX
-                } else {
-                    usize::from(l)
-                }
-            });
+        // No local port: the frame was not received on `in_port`, so its drops are the
+        // worker's `packet_out_drops`, not that port's `rx_drops`.
+        let li = usize::MAX;
         let len = u32::try_from(job.data.len()).unwrap_or(u32::MAX);
-        let (ops, meta) = match job.actions {
-            Some(a) => (a, vec![CtlMeta::PACKET_OUT]),
+        let (ops, meta, miss) = match job.actions {
+            Some(a) => (a, vec![CtlMeta::PACKET_OUT], false),
             None => {
                 let t = crate::ofp::xlate::xlate(&snap.pipeline, &key);
                 for f in &t.flows {
                     f.stats.hit(self.index, 1, u64::from(len), self.now_ms);
                 }
-                (t.ops, t.controller)
+                if t.miss {
+                    self.count_miss(t.miss_table, 1);
+                }
+                (t.ops, t.controller, t.miss)
             }
         };
         self.scratch.work.clear();
@@ -2042,12 +2066,13 @@ impl Worker {
             cur: Cur::Work,
             off: Offload::NONE,
             sent: false,
-            counted: false,
+            failed: None,
             ctl: 0,
         };
+        self.withheld = false;
         self.run_ops(li, &desc, &mut st, &ops, &snap, true, &meta);
-        if !st.sent && !st.counted {
-            self.rx_drop(li, DropReason::FlowDrop);
+        if !st.sent {
+            self.rx_drop(li, self.unsent_reason(st.failed, miss));
         }
         self.flush_dirty();
     }
@@ -2103,8 +2128,9 @@ impl Worker {
         }
     }
 
-    /// Runs a cached action list on one received frame. Every frame ends either sent
-    /// somewhere or counted as dropped on the ingress port, with its reason.
+    /// Runs a cached action list (`ops`, and whether its translation ended in a table miss)
+    /// on one received frame. Every frame ends either sent somewhere or counted once as
+    /// dropped on the ingress port, with its reason ([`Worker::unsent_reason`]).
     #[expect(
         clippy::too_many_arguments,
         reason = "the frame's parts, borrowed separately"
@@ -2116,7 +2142,7 @@ impl Worker {
         cur: Cur,
         key: FlowKey,
         lay: Layout,
-        ops: &[Action],
+        (ops, miss): (&[Action], bool),
         meta: &[CtlMeta],
         snap: &Snapshot,
     ) {
@@ -2127,16 +2153,18 @@ impl Worker {
             cur,
             off: desc.offload,
             sent: false,
-            counted: false,
+            failed: None,
             ctl: 0,
         };
+        self.withheld = false;
         self.run_ops(li, desc, &mut st, ops, snap, true, meta);
-        if !st.sent && !st.counted {
-            self.rx_drop(li, DropReason::FlowDrop);
+        if !st.sent {
+            self.rx_drop(li, self.unsent_reason(st.failed, miss));
         }
     }
 
-    /// Runs `ops` on the frame in `st`; false when the frame was dropped (reason counted).
+    /// Runs `ops` on the frame in `st`; false when an op dropped it (its reason kept in
+    /// `st.failed`, counted by the caller if nothing sent the frame).
     /// `top` is false inside a group bucket (no nested groups); `meta` is the (table, cookie)
     /// of each `controller` op.
     #[expect(
@@ -2174,12 +2202,8 @@ impl Worker {
                     }
                 }
                 Action::Normal => {
-                    if self.normal(li, desc, st, snap) {
-                        st.sent = true;
-                    } else {
-                        // Normal counted its own reason for not sending.
-                        st.counted = true;
-                    }
+                    // (Why it sent nothing, if so, is in `st.failed`.)
+                    st.sent |= self.normal(li, desc, st, snap);
                 }
                 Action::SetField { field, value } => {
                     self.make_work(li, desc, &mut st.cur);
@@ -2193,7 +2217,7 @@ impl Worker {
                     )
                     .is_err()
                     {
-                        return self.fail(li, st, DropReason::ActionFailed);
+                        return st.fail(DropReason::ActionFailed);
                     }
                     field.set(&mut st.key, value);
                 }
@@ -2209,7 +2233,7 @@ impl Worker {
                     };
                     match rewrite::push_vlan(src, tpid, tci, &st.off, &mut self.scratch.alt) {
                         Ok(o) => st.off = o,
-                        Err(_) => return self.fail(li, st, DropReason::ActionFailed),
+                        Err(_) => return st.fail(DropReason::ActionFailed),
                     }
                     std::mem::swap(&mut self.scratch.work, &mut self.scratch.alt);
                     st.cur = Cur::Work;
@@ -2228,7 +2252,7 @@ impl Worker {
                     };
                     match rewrite::pop_vlan(src, &st.off, &mut self.scratch.alt) {
                         Ok(o) => st.off = o,
-                        Err(_) => return self.fail(li, st, DropReason::ActionFailed),
+                        Err(_) => return st.fail(DropReason::ActionFailed),
                     }
                     std::mem::swap(&mut self.scratch.work, &mut self.scratch.alt);
                     st.cur = Cur::Work;
@@ -2252,25 +2276,25 @@ impl Worker {
                     self.make_work(li, desc, &mut st.cur);
                     match rewrite::dec_ttl(&mut self.scratch.work, &st.key, &st.lay) {
                         Ok(true) => st.key.nw_ttl = st.key.nw_ttl.saturating_sub(1),
-                        Ok(false) => return self.fail(li, st, DropReason::TtlExpired),
-                        Err(_) => return self.fail(li, st, DropReason::ActionFailed),
+                        Ok(false) => return st.fail(DropReason::TtlExpired),
+                        Err(_) => return st.fail(DropReason::ActionFailed),
                     }
                 }
                 Action::Meter(id) => {
                     let Some(m) = snap.pipeline.meter(id) else {
-                        return self.fail(li, st, DropReason::ActionFailed);
+                        return st.fail(DropReason::ActionFailed);
                     };
                     let len = match st.cur {
                         Cur::Rx => u64::from(desc.len),
                         Cur::Work => self.scratch.work.len() as u64,
                     };
                     if !m.admit(self.index, len, self.now_ns, self.now_ms) {
-                        return self.fail(li, st, DropReason::MeterDrop);
+                        return st.fail(DropReason::MeterDrop);
                     }
                 }
                 Action::Group(id) if top => {
                     let Some(g) = snap.pipeline.group(id).cloned() else {
-                        return self.fail(li, st, DropReason::ActionFailed);
+                        return st.fail(DropReason::ActionFailed);
                     };
                     self.run_group(li, desc, st, &g, snap);
                 }
@@ -2286,19 +2310,11 @@ impl Worker {
                 }
                 // Rejected when groups are added; defence in depth.
                 Action::Group(_) => {
-                    return self.fail(li, st, DropReason::ActionFailed);
+                    return st.fail(DropReason::ActionFailed);
                 }
             }
         }
         true
-    }
-
-    fn fail(&self, li: usize, st: &mut Exec, r: DropReason) -> bool {
-        if !st.sent {
-            self.rx_drop(li, r);
-            st.counted = true;
-        }
-        false
     }
 
     /// Runs a group: each chosen bucket on its own copy of the packet as it is now.
@@ -2322,7 +2338,7 @@ impl Worker {
             GroupType::Select => match g.select(&st.key) {
                 Some(b) => Some(b),
                 None => {
-                    self.fail(li, st, DropReason::FlowDrop);
+                    st.fail(DropReason::FlowDrop);
                     return;
                 }
             },
@@ -2334,7 +2350,7 @@ impl Worker {
                 match live {
                     Some(b) => Some(b),
                     None => {
-                        self.fail(li, st, DropReason::FlowDrop);
+                        st.fail(DropReason::FlowDrop);
                         return;
                     }
                 }
@@ -2358,15 +2374,19 @@ impl Worker {
             }
             let mut bst = Exec {
                 sent: false,
-                counted: false,
+                failed: None,
                 ..*st
             };
             if let Some(s) = g.bucket_stats.get(bi) {
                 s.hit(self.index, 1, len, self.now_ms);
             }
             self.run_ops(li, desc, &mut bst, &b.actions, snap, false, &[]);
+            // One frame, one count: a bucket that fails does not count a drop of its own
+            // (the frame counts as dropped only if no bucket, and nothing else, sent it).
             st.sent |= bst.sent;
-            st.counted |= bst.counted;
+            if st.failed.is_none() {
+                st.failed = bst.failed;
+            }
         }
         if base_in_work {
             // The ops after the group see the packet as it was before it.
@@ -2374,8 +2394,9 @@ impl Worker {
         }
     }
 
-    /// The learning bridge for one frame; false when it sent nothing (reason counted).
-    fn normal(&mut self, li: usize, desc: &RxDesc, st: &Exec, snap: &Snapshot) -> bool {
+    /// The learning bridge for one frame; false when it sent nothing (why, when a reason is
+    /// known, kept in `st.failed`).
+    fn normal(&mut self, li: usize, desc: &RxDesc, st: &mut Exec, snap: &Snapshot) -> bool {
         let (cur, key, lay, off) = (st.cur, &st.key, &st.lay, &st.off);
         let out = self.normal_decide(
             st.in_id,
@@ -2387,27 +2408,24 @@ impl Worker {
         );
         match out {
             Ok(NormalOut::Unicast(vlan, out)) => {
-                self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
-                true
+                self.output(li, desc, cur, off, lay, Some(vlan), out, snap)
             }
             Ok(NormalOut::Flood(vlan)) => {
                 let list = snap.flood.get(&vlan).map_or(&[][..], |b| &b[..]);
-                let mut candidates = 0usize;
+                let mut candidates = false;
+                let mut sent = false;
                 for &out in list.iter().chain(snap.trunk_all.iter()) {
                     if out != st.in_id {
-                        candidates += 1;
-                        self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
+                        candidates = true;
+                        sent |= self.output(li, desc, cur, off, lay, Some(vlan), out, snap);
                     }
                 }
-                if candidates == 0 {
-                    self.rx_drop(li, DropReason::NoOutput);
+                if !candidates {
+                    st.fail(DropReason::NoOutput);
                 }
-                candidates > 0
+                sent
             }
-            Err(r) => {
-                self.rx_drop(li, r);
-                false
-            }
+            Err(r) => st.fail(r),
         }
     }
 
@@ -2533,6 +2551,7 @@ impl Worker {
             index,
             recycle_rx,
             dirty,
+            withheld,
             ..
         } = self;
         let src: &[u8] = match cur {
@@ -2547,8 +2566,8 @@ impl Worker {
                 // the VLAN on the far side (double-tagging VLAN hop): that copy is not sent,
                 // and counted on the port the frame came in on.
                 if want == Egress::Untagged && lay.tags > 1 {
-                    ports[li].counters.rx_drops[DropReason::VlanNotAllowed as usize].add(1);
-                    return true;
+                    *withheld = true;
+                    return false;
                 }
                 retag(src, lay, want, &mut scratch.frame, &mut off)
             }
@@ -2830,8 +2849,17 @@ struct Exec {
     off: Offload,
     /// Some op queued it on a port.
     sent: bool,
-    /// A drop reason was counted for it.
-    counted: bool,
+    /// Why the first op that failed dropped it (counted only if nothing sent it).
+    failed: Option<DropReason>,
+}
+
+impl Exec {
+    /// An op dropped the frame for `r` (kept unless an earlier one did): false, so that
+    /// `return st.fail(..)` ends the ops.
+    fn fail(&mut self, r: DropReason) -> bool {
+        self.failed.get_or_insert(r);
+        false
+    }
 }
 
 /// Which buffer holds the frame being processed.

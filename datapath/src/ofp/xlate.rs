@@ -13,6 +13,8 @@
 //! translation *did* decide came from the tables, and the returned mask holds every key bit the
 //! table lookups consulted (see [`Table::lookup_wc`](crate::classifier::Table::lookup_wc)),
 //! plus the TTL when `dec_ttl` runs: any key equal to this one on those bits translates the same.
+//! An apply-actions `dec_ttl` of a TTL of at most 1 ends the walk, as the executor drops the
+//! packet there ([`Translation::ttl_expired`]).
 
 use std::sync::Arc;
 
@@ -36,6 +38,11 @@ pub struct Translation {
     pub flows: Vec<Arc<Flow>>,
     /// The walk ended in a table with no matching flow.
     pub miss: bool,
+    /// The walk ended at an apply-actions `dec_ttl` of a packet whose TTL (hop limit) is at
+    /// most 1 (or that is not IP): the executor drops it there (`ttl_expired`), so nothing
+    /// after it is translated and no later table's flow counts it, as in Open vSwitch. The
+    /// mask holds the TTL, so every packet of the translation ends there.
+    pub ttl_expired: bool,
     /// That table (when `miss`).
     pub miss_table: u8,
     /// Where each `controller` op was applied, in op order.
@@ -87,19 +94,21 @@ impl Translation {
     /// packets were dropped without reaching the meter). Such ops run per packet, which
     /// counts its drop.
     pub fn outputs(&self) -> bool {
-        self.ops.iter().any(|o| {
-            matches!(
-                o,
-                Action::Output(_)
-                    | Action::InPort
-                    | Action::Normal
-                    | Action::Flood
-                    | Action::All
-                    | Action::Controller { .. }
-                    | Action::Group(_)
-                    | Action::Meter(_)
-            )
-        })
+        // A `dec_ttl` that drops the packet counts why per packet (`ttl_expired`).
+        self.ttl_expired
+            || self.ops.iter().any(|o| {
+                matches!(
+                    o,
+                    Action::Output(_)
+                        | Action::InPort
+                        | Action::Normal
+                        | Action::Flood
+                        | Action::All
+                        | Action::Controller { .. }
+                        | Action::Group(_)
+                        | Action::Meter(_)
+                )
+            })
     }
 }
 
@@ -235,7 +244,12 @@ pub fn xlate(p: &Pipeline, key: &FlowKey) -> Translation {
         t.cur = (table, flow.cookie);
         let ins = &flow.instructions;
         for a in &ins.apply {
+            let expires = *a == Action::DecTtl && k.nw_ttl <= 1;
             apply(a, &mut k, &mut t);
+            if expires {
+                t.ttl_expired = true;
+                return t;
+            }
         }
         if ins.clear_actions {
             set = ActionSet::default();
