@@ -2519,7 +2519,8 @@ impl Worker {
 
     /// Sends the current frame (received or rewritten) out of port `out`, re-tagged for the
     /// port's VLAN mode when `vlan` is given (normal), as it is otherwise. Failures are
-    /// counted on the output port; false when the port does not exist.
+    /// counted on the output port; false when the port does not exist, or when the
+    /// double-tag guard withholds the copy (`self.withheld` then says so).
     #[expect(
         clippy::too_many_arguments,
         reason = "the frame's parts, borrowed separately"
