@@ -121,14 +121,22 @@ fn add_dump_modify_delete_with_cookie_masks_and_out_port() {
     let sel = c.flow_dump(filter(json!({"out_port": 2}))).unwrap();
     assert_eq!(sel.len(), 2);
 
-    // Modify the 0x1xx flows that output to port 2: one flow.
+    // A delete of the 0x1xx flows that output to port 3: none.
+    let r = c
+        .flow_mod(fm(json!({
+            "command": "delete", "cookie": 0x100, "cookie_mask": 0xf00, "out_port": 3
+        })))
+        .unwrap();
+    assert_eq!(r.removed, 0);
+    // Modify the 0x1xx flows: `out_port` is ignored by a modify (OpenFlow 1.3.5 §7.3.4.2),
+    // so both change, not only the one that outputs to port 2.
     let r = c
         .flow_mod(fm(json!({
             "command": "modify", "cookie": 0x100, "cookie_mask": 0xf00, "out_port": 2,
             "actions": ["flood"]
         })))
         .unwrap();
-    assert_eq!((r.added, r.modified, r.removed), (0, 1, 0));
+    assert_eq!((r.added, r.modified, r.removed), (0, 2, 0));
     let flows = c.flow_dump(filter(json!({"table": 1}))).unwrap();
     let changed = flows.iter().find(|f| f.cookie == 0x102).unwrap();
     assert_eq!(changed.instructions.apply, vec![ActionDesc::Flood]);

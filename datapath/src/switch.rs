@@ -1093,16 +1093,15 @@ impl Switch {
     }
 
     /// After `fm` did `r`: flow-removed events for what a delete removed, and the counters
-    /// of every flow that left its table (an add replaces, a modify resets) kept for the
-    /// table's `matched`.
+    /// of every flow that left its table or whose counters restarted (`reset_counts`) kept
+    /// for the table's `matched`. (A flow an `add` replaces without `reset_counts` passes its
+    /// counters to its successor: nothing to keep.)
     fn flow_mod_done(&mut self, fm: &FlowMod, r: &FlowModResult) {
         if matches!(
             fm.command,
             FlowModCommand::Delete | FlowModCommand::DeleteStrict
         ) {
             self.flows_removed(&r.removed, RemovedReason::Delete);
-        } else {
-            self.retire(&r.removed);
         }
         self.retire(&r.reset);
     }

@@ -1002,7 +1002,7 @@ fn table_matched_keeps_the_packets_of_flows_that_left_the_table() {
     del.priority = 10;
     assert_eq!(sw.flow_mod(&del).unwrap().removed.len(), 1);
     assert_eq!(matched(&mut sw), 5);
-    // Replaced by an identical add: the new flow starts at 0, the table keeps 3.
+    // Replaced by an identical add: the new flow carries the 3 on, counted once.
     sw.flow_mod(&fwd(1)).unwrap();
     sw.barrier().unwrap();
     send(1, 3);
@@ -1010,6 +1010,16 @@ fn table_matched_keeps_the_packets_of_flows_that_left_the_table() {
     sw.barrier().unwrap();
     send(1, 2);
     assert_eq!(matched(&mut sw), 10);
+    let flows = sw.dump_flows(&FlowFilter::default()).unwrap();
+    assert_eq!(flows[0].stats.totals().0, 5, "counters carried over");
+    // Replaced with reset_counts: the new flow starts at 0, the table keeps the 5.
+    let mut again = fwd(1);
+    again.flags.reset_counts = true;
+    assert_eq!(sw.flow_mod(&again).unwrap().removed.len(), 1);
+    sw.barrier().unwrap();
+    assert_eq!(matched(&mut sw), 10);
+    let flows = sw.dump_flows(&FlowFilter::default()).unwrap();
+    assert_eq!(flows[0].stats.totals().0, 0, "counters reset");
     // Counters reset by a modify.
     let mut reset = fwd(1);
     reset.command = FlowModCommand::ModifyStrict;
@@ -1024,6 +1034,82 @@ fn table_matched_keeps_the_packets_of_flows_that_left_the_table() {
     sw.bundle(&[FlowMod::delete(None, Vec::new())]).unwrap();
     assert_eq!(matched(&mut sw), 11);
     assert_eq!(sw.table_stats()[0].active, 0);
+    sw.shutdown();
+}
+
+/// OpenFlow 1.3.5 §5.5, §6.4: `reset_counts` zeroes a flow's counters, not its idle clock.
+/// A busy flow with an idle timeout, older than that timeout, modified with `reset_counts`
+/// right after a hit stays (found by an audit: its last hit went with its counters, and the
+/// next expiry pass removed it as idle).
+#[test]
+fn a_modify_that_resets_counters_does_not_make_a_busy_flow_idle() {
+    let (mut sw, p) = switch(2, Vec::new());
+    let mut fm = FlowMod::add(
+        0,
+        10,
+        udp_dst(7),
+        Instructions::apply(vec![Action::Output(2)]),
+    );
+    fm.idle_timeout = 1;
+    fm.flags.send_flow_rem = true;
+    sw.flow_mod(&fm).unwrap();
+    sw.barrier().unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1300) {
+        assert!(p[0].send(&udp_to(1, 2, 7, b"b")));
+        assert!(p[1].recv_timeout(T).is_some());
+        std::thread::sleep(Duration::from_millis(100));
+        sw.housekeeping();
+    }
+    assert!(p[0].send(&udp_to(1, 2, 7, b"b")));
+    assert!(p[1].recv_timeout(T).is_some());
+    let mut m = fm.clone();
+    m.command = FlowModCommand::ModifyStrict;
+    m.flags.reset_counts = true;
+    assert_eq!(sw.flow_mod(&m).unwrap().modified, 1);
+    sw.barrier().unwrap();
+    sw.housekeeping();
+    let mut ev = Vec::new();
+    sw.drain_events(&mut ev, 64);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::FlowRemoved(_))),
+        "a flow hit just now expired as idle: {ev:?}"
+    );
+    let f = sw.dump_flows(&FlowFilter::default()).unwrap();
+    let f = f.iter().find(|f| f.priority == 10).expect("still there");
+    assert_eq!(f.stats.totals().0, 0, "its counters restarted");
+    assert!(f.stats.last_hit_ms() > 0, "its last hit stayed");
+    sw.shutdown();
+}
+
+/// OpenFlow 1.3.5 §7.3.4.2: `out_port` narrows deletes; `modify` ignores it (as Open
+/// vSwitch). Until 2026-12-07 a controller that filled `out_port` in every flow-mod modified
+/// nothing.
+#[test]
+fn a_modify_ignores_out_port() {
+    let (mut sw, p) = switch(3, Vec::new());
+    add(&mut sw, 0, 10, udp_dst(7), vec![Action::Output(2)]);
+    let mut m = FlowMod::add(
+        0,
+        10,
+        udp_dst(7),
+        Instructions::apply(vec![Action::Output(3)]),
+    );
+    m.command = FlowModCommand::Modify;
+    m.out_port = Some(3);
+    assert_eq!(sw.flow_mod(&m).unwrap().modified, 1);
+    sw.barrier().unwrap();
+    assert!(p[0].send(&udp_to(1, 2, 7, b"m")));
+    assert!(
+        p[2].recv_timeout(T).is_some(),
+        "the modified flow sends to m3"
+    );
+    // A delete still honours it.
+    let mut d = FlowMod::delete(Some(0), udp_dst(7));
+    d.out_port = Some(2);
+    assert!(sw.flow_mod(&d).unwrap().removed.is_empty());
+    d.out_port = Some(3);
+    assert_eq!(sw.flow_mod(&d).unwrap().removed.len(), 1);
     sw.shutdown();
 }
 

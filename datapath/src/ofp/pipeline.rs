@@ -6,14 +6,16 @@
 //! publications cost one copy.
 //!
 //! OpenFlow semantics:
-//! - `add`: a flow with the same match and priority in the table is replaced (counters reset);
+//! - `add`: a flow with the same match and priority in the table is replaced (its duration
+//!   restarts; its counters carry over unless `reset_counts`);
 //!   with `check_overlap`, a flow of the same priority that some packet could match together
 //!   with the new one is an error.
 //! - `modify` / `delete` select flows whose match is the given match or more specific (every
 //!   field of the given match is matched by the flow with at least its bits, same values),
 //!   whose cookie agrees under `cookie_mask`, and (delete) that output to `out_port`;
 //!   the `_strict` forms select the flow with exactly this match and priority. `modify` changes
-//!   instructions only (cookie, timeouts and counters stay, unless `reset_counts`).
+//!   instructions only (cookie, timeouts and counters stay, unless `reset_counts`, which
+//!   keeps the time of the last hit).
 //! - Tables are bounded ([`Pipeline::max_flows_per_table`]); an add beyond it fails.
 //!
 //! Flow counters ([`FlowStats`]) are shared by all versions of a flow and written by the
@@ -88,6 +90,16 @@ impl FlowStats {
                 s.last_hit_ms.store(now_ms, Ordering::Relaxed);
             }
         }
+    }
+
+    /// New counters for `writers` writers (zero packets and bytes) that keep this one's latest
+    /// hit: a flow whose counters are reset (`reset_counts`) is not idle because of it.
+    pub fn restarted(&self, writers: usize) -> Self {
+        let new = Self::new(writers);
+        if let Some(s) = new.slots.first() {
+            s.last_hit_ms.store(self.last_hit_ms(), Ordering::Relaxed);
+        }
+        new
     }
 
     /// Total packets and bytes.
@@ -286,9 +298,10 @@ pub struct FlowModResult {
     pub modified: usize,
     /// Flows removed (replaced ones included), for flow-removed notifications.
     pub removed: Vec<Arc<Flow>>,
-    /// The versions before a `modify` with `reset_counts` of the flows it modified: their
-    /// counters leave the flows (and count in their table's `matched` no more, unless kept
-    /// there: [`crate::switch::Switch::table_stats`]).
+    /// The flows whose counters left them without a delete: those an `add` or a `modify`
+    /// with `reset_counts` replaced or changed (their versions before). Their packets stay in
+    /// their table's `matched` ([`crate::switch::Switch::table_stats`]). A flow an `add`
+    /// replaces without `reset_counts` passes its counters on, and is in `removed` only.
     pub reset: Vec<Arc<Flow>>,
 }
 
@@ -1024,20 +1037,6 @@ impl Pipeline {
             });
         }
         let id = self.next_id;
-        let flow = Arc::new(Flow {
-            id,
-            table: t,
-            priority: fm.priority,
-            fields,
-            m,
-            instructions: fm.instructions.clone(),
-            cookie: fm.cookie,
-            idle_timeout: fm.idle_timeout,
-            hard_timeout: fm.hard_timeout,
-            flags: fm.flags,
-            created: now,
-            stats: FlowStats::new(self.writers),
-        });
         let table = Arc::make_mut(&mut self.tables[usize::from(t)]);
         let replaced = table
             .cls
@@ -1060,17 +1059,40 @@ impl Pipeline {
                 },
             })?;
         self.next_id += 1;
-        let mut removed = Vec::new();
-        if let Some(old) = replaced
-            && let Some(f) = table.take(old)
-        {
-            removed.push(f);
-        }
-        table.put(id, flow);
+        let old = replaced.and_then(|old| table.take(old));
+        // A flow replaced by an identical add passes its counters on unless the add says
+        // `reset_counts` (OpenFlow 1.3.5 §6.4, as Open vSwitch); its duration restarts.
+        let stats = match &old {
+            Some(f) if !fm.flags.reset_counts => f.stats.clone(),
+            _ => FlowStats::new(self.writers),
+        };
+        let reset = old
+            .iter()
+            .filter(|_| fm.flags.reset_counts)
+            .cloned()
+            .collect();
+        table.put(
+            id,
+            Arc::new(Flow {
+                id,
+                table: t,
+                priority: fm.priority,
+                fields,
+                m,
+                instructions: fm.instructions.clone(),
+                cookie: fm.cookie,
+                idle_timeout: fm.idle_timeout,
+                hard_timeout: fm.hard_timeout,
+                flags: fm.flags,
+                created: now,
+                stats,
+            }),
+        );
         self.note_change(t, m);
         Ok(FlowModResult {
             added: 1,
-            removed,
+            removed: old.into_iter().collect(),
+            reset,
             ..FlowModResult::default()
         })
     }
@@ -1082,13 +1104,15 @@ impl Pipeline {
         strict: bool,
         ctx: &dyn ValidationContext,
     ) -> Result<FlowModResult, FlowError> {
+        // `out_port` narrows deletes only: a modify ignores it (OpenFlow 1.3.5 §7.3.4.2, as
+        // Open vSwitch; until 2026-12-07 it narrowed modifies too).
         let filter = FlowFilter {
             table: fm.table,
             fields: fm.fields.clone(),
             strict: strict.then_some(fm.priority),
             cookie: fm.cookie,
             cookie_mask: fm.cookie_mask,
-            out_port: fm.out_port,
+            out_port: None,
         };
         let ids = self.select(&filter, m);
         // Validate against every selected flow first: all or nothing.
@@ -1105,7 +1129,7 @@ impl Pipeline {
             };
             let stats = if fm.flags.reset_counts {
                 reset.push(Arc::clone(old));
-                FlowStats::new(self.writers)
+                old.stats.restarted(self.writers)
             } else {
                 old.stats.clone()
             };
@@ -1634,9 +1658,10 @@ mod tests {
         assert_eq!(f.stats.totals(), (3, 300));
         // The versions share the counters: a hit charged through the old version (a cache
         // entry still holding it) counts for the new one.
-        // reset_counts starts new counters; the old handle no longer counts for the flow.
+        // reset_counts starts new counters that keep the latest hit (the idle clock); the old
+        // handle no longer counts for the flow.
         let old_stats = f.stats.clone();
-        for (reset, port, totals, last) in [(false, 6, (4, 400), 6), (true, 7, (0, 0), 0)] {
+        for (reset, port, totals, last) in [(false, 6, (4, 400), 6), (true, 7, (0, 0), 6)] {
             m.flags.reset_counts = reset;
             m.instructions = out(port);
             p.flow_mod(&m, &NoGroups, now()).unwrap();
