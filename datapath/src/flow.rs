@@ -373,8 +373,11 @@ fn l4(
                 return Err(DropReason::Truncated);
             }
             let len = usize::from(u16::from_be_bytes([seg[4], seg[5]]));
-            // A UDP GSO super-frame keeps the first segment's length; otherwise it must fit.
-            if len < 8 || (len > seg.len()) {
+            // A UDP GSO super-frame keeps the first segment's length; otherwise it must fit,
+            // except in the first fragment of a datagram, whose length is the whole
+            // datagram's (found by an audit: until 2026-12-07 every such fragment was dropped
+            // as `bad_length`, so fragmented UDP — large DNS answers, NFS, IKE — never crossed).
+            if len < 8 || (len > seg.len() && key.nw_frag & frag::ANY == 0) {
                 return Err(DropReason::BadLength);
             }
             key.tp_src = u16::from_be_bytes([seg[0], seg[1]]);

@@ -2335,13 +2335,15 @@ impl Worker {
         let chosen: Option<usize> = match g.kind {
             GroupType::All => None,
             GroupType::Indirect => Some(0),
-            GroupType::Select => match g.select(&st.key) {
-                Some(b) => Some(b),
-                None => {
-                    st.fail(DropReason::FlowDrop);
-                    return;
+            GroupType::Select => {
+                match g.select(&st.key, |p| snap.port(p).is_some_and(|c| c.live)) {
+                    Some(b) => Some(b),
+                    None => {
+                        st.fail(DropReason::FlowDrop);
+                        return;
+                    }
                 }
-            },
+            }
             GroupType::FastFailover => {
                 let live = g.buckets.iter().position(|b| {
                     b.watch_port

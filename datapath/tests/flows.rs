@@ -446,6 +446,58 @@ fn select_group_spreads_connections_and_keeps_each_on_one_bucket() {
     sw.shutdown();
 }
 
+/// A `select` bucket whose `watch_port` goes away is left out: its connections move to the
+/// live buckets instead of to a port that is gone (found by an audit: until 2026-12-07 the
+/// liveness of a select bucket was not looked at, and a third of the connections were lost).
+#[test]
+fn a_select_group_leaves_out_a_bucket_whose_watch_port_is_gone() {
+    let (mut sw, p) = switch(4, Vec::new());
+    sw.group_mod(&GroupMod {
+        command: ModCommand::Add,
+        id: Some(7),
+        kind: GroupType::Select,
+        buckets: (2..=4)
+            .map(|o| bucket(1, Some(o), vec![Action::Output(o)]))
+            .collect(),
+    })
+    .unwrap();
+    add(
+        &mut sw,
+        0,
+        10,
+        vec![mf(Field::InPort, 1)],
+        vec![Action::Group(7)],
+    );
+    sw.barrier().unwrap();
+    // Where each connection goes, by peer index (1..=3); `None`: nowhere.
+    let route = |p: &[MemPeer], sport: u16| {
+        assert!(p[0].send(&udp_from_port(sport)));
+        let mut got = None;
+        for (i, peer) in p.iter().enumerate().skip(1) {
+            while peer.recv_timeout(Duration::from_millis(20)).is_some() {
+                got = Some(i);
+            }
+        }
+        got
+    };
+    let before: Vec<_> = (0..60).map(|s| route(&p, 10_000 + s)).collect();
+    assert!(before.iter().all(Option::is_some));
+    assert!(
+        before.contains(&Some(2)),
+        "some connections use m3's bucket"
+    );
+    sw.del_port("m3").unwrap();
+    sw.barrier().unwrap();
+    for (s, was) in (0..60).zip(&before) {
+        let now = route(&p, 10_000 + s);
+        assert!(matches!(now, Some(1 | 3)), "sport {s}: {now:?}");
+        if *was != Some(2) {
+            assert_eq!(now, *was, "sport {s}: a connection of a live bucket stays");
+        }
+    }
+    sw.shutdown();
+}
+
 #[test]
 fn all_and_fast_failover_groups() {
     let (mut sw, p) = switch(4, Vec::new());

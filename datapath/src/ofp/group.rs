@@ -163,21 +163,27 @@ impl Group {
     }
 
     /// The bucket a `select` group uses for `key`: weighted by a hash of the 5-tuple (IP
-    /// addresses, protocol, L4 ports), so one connection always takes one bucket.
-    pub fn select(&self, key: &FlowKey) -> Option<usize> {
-        if self.total_weight == 0 {
-            return None;
-        }
+    /// addresses, protocol, L4 ports; a fragment's addresses and protocol only), so one
+    /// connection always takes one bucket. A bucket whose `watch_port` is not `live` is left
+    /// out (as Open vSwitch; until 2026-12-07 its connections went on to the dead port): its
+    /// connections are spread over the live buckets by weight with a second hash, and the
+    /// connections of the live buckets stay where they are. `None`: no live bucket with a
+    /// weight.
+    pub fn select(&self, key: &FlowKey, live: impl Fn(u32) -> bool) -> Option<usize> {
+        let alive = |b: &Bucket| b.watch_port.is_none_or(&live);
         let h = hash5(key);
-        let mut pick = u32::try_from(h % u64::from(self.total_weight)).unwrap_or(0);
-        for (i, b) in self.buckets.iter().enumerate() {
-            let w = u32::from(b.weight);
-            if pick < w {
-                return Some(i);
-            }
-            pick -= w;
+        let first = pick(&self.buckets, self.total_weight, h, |_| true)?;
+        if alive(&self.buckets[first]) {
+            return Some(first);
         }
-        None
+        let total = self
+            .buckets
+            .iter()
+            .filter(|b| alive(b))
+            .map(|b| u32::from(b.weight))
+            .sum();
+        let h2 = (h ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        pick(&self.buckets, total, h2 ^ (h2 >> 31), alive)
     }
 
     /// Whether any bucket outputs to `port` (for `out_port`-style filters).
@@ -187,6 +193,31 @@ impl Group {
             .flat_map(|b| b.actions.iter())
             .any(|a| a.output_port() == Some(port))
     }
+}
+
+/// The bucket of `buckets` that `h` falls in when the weights of those `counted` (summing to
+/// `total`) are laid end to end.
+fn pick(
+    buckets: &[Bucket],
+    total: u32,
+    h: u64,
+    counted: impl Fn(&Bucket) -> bool,
+) -> Option<usize> {
+    if total == 0 {
+        return None;
+    }
+    let mut at = u32::try_from(h % u64::from(total)).unwrap_or(0);
+    for (i, b) in buckets.iter().enumerate() {
+        if !counted(b) {
+            continue;
+        }
+        let w = u32::from(b.weight);
+        if at < w {
+            return Some(i);
+        }
+        at -= w;
+    }
+    None
 }
 
 /// A symmetric-insensitive, deterministic hash of the 5-tuple (not keyed: the same connection
@@ -210,7 +241,15 @@ pub fn hash5(k: &FlowKey) -> u64 {
     mix(u64::from_le_bytes(
         k.nw_dst[8..].try_into().unwrap_or_default(),
     ));
-    mix(u64::from(k.nw_proto) << 32 | u64::from(k.tp_src) << 16 | u64::from(k.tp_dst));
+    // A fragment's ports are left out: later fragments have none, and the first must take
+    // the same bucket (found by an audit: the fragments of one datagram went to different
+    // buckets, which never reassembled them).
+    let ports = if k.nw_frag & crate::flow::frag::ANY == 0 {
+        u64::from(k.tp_src) << 16 | u64::from(k.tp_dst)
+    } else {
+        0
+    };
+    mix(u64::from(k.nw_proto) << 32 | ports);
     h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 32)
 }
@@ -301,8 +340,8 @@ mod tests {
                 tp_dst: 80,
                 ..FlowKey::default()
             };
-            let b = g.select(&k).unwrap();
-            assert_eq!(g.select(&k), Some(b));
+            let b = g.select(&k, |_| true).unwrap();
+            assert_eq!(g.select(&k, |_| true), Some(b));
             counts[b] += 1;
         }
         // Weights 1:1:2 within a loose tolerance.
