@@ -734,12 +734,20 @@ impl Server {
                 let payload = match encode_notification(&n) {
                     // Room for the largest `lost` count written into it.
                     Ok(p) if p.len() + 20 <= max_frame_bytes => p,
-                    Ok(p) => {
-                        warn!(bytes = p.len(), "notification larger than a frame, dropped");
-                        continue;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "could not encode a notification");
+                    other => {
+                        match other {
+                            Ok(p) => {
+                                warn!(bytes = p.len(), "notification larger than a frame, dropped");
+                            }
+                            Err(e) => warn!(error = %e, "could not encode a notification"),
+                        }
+                        // Lost for every session that wanted it: its next notification says
+                        // so (found by an audit: until 2026-12-07 such a one vanished).
+                        for s in self.sessions.values_mut() {
+                            if n.wanted_by(&s.sub) {
+                                s.lost += 1;
+                            }
+                        }
                         continue;
                     }
                 };

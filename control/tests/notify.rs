@@ -733,3 +733,42 @@ fn a_controller_that_never_reads_loses_notifications_but_blocks_nobody() {
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].lost(), r.lost);
 }
+
+/// A packet-in whose notification would not fit in a frame (a jumbo frame's 18,000 hex
+/// digits, frames of 16 KiB) is lost for the sessions that wanted it, and the next one says
+/// so in `lost` (found by an audit: until 2026-12-07 it vanished without a count).
+#[test]
+fn a_notification_too_large_for_a_frame_is_counted_in_lost() {
+    let (tx, rx) = mpsc::channel();
+    let server = TestServer::start_with(
+        "notify-big",
+        |c| control::ServerConfig {
+            max_frame_bytes: 16 << 10,
+            ..c
+        },
+        move |sw| {
+            let peers: Vec<MemPeer> = common::mem_ports(sw, &["m1", "m2"]);
+            let _ = tx.send(peers.clone());
+            peers
+        },
+    );
+    let peers = rx.recv().unwrap();
+    let mut ctl = server.client();
+    ctl.subscribe(SubscribeRequest::only(true, false, false))
+        .unwrap();
+    ctl.flow_mod(fm(json!({
+        "command": "add", "priority": 100,
+        "match": {"eth_type": "0x0800", "ip_proto": 17, "udp_dst": 77},
+        "actions": [{"controller": {}}]
+    })))
+    .unwrap();
+    ctl.barrier().unwrap();
+    assert!(peers[0].send(&udp_frame(1, 2, 77, 9000)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(peers[0].send(&udp_frame(1, 2, 77, 100)));
+    let n = ctl.next_notification(Duration::from_secs(5)).unwrap();
+    let Some(Notification::PacketIn(p)) = n else {
+        panic!("{n:?}")
+    };
+    assert_eq!((p.total_len, p.lost), (100, 1), "{p:?}");
+}
