@@ -931,6 +931,7 @@ impl Switch {
         let shared = Arc::new(Shared {
             packet_in: packet_in_tx,
             control_waker: std::sync::OnceLock::new(),
+            packet_in_armed: AtomicBool::new(true),
             links_suspect: AtomicBool::new(false),
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
             generation: AtomicU64::new(0),
@@ -1542,8 +1543,12 @@ impl Switch {
         n
     }
 
-    /// Whether events are waiting.
+    /// Whether events are waiting. Also arms the workers' wake-up: when this says none, the
+    /// first packet-in queued after it wakes the control thread (its waker), so a loop that
+    /// sleeps when this is false misses none.
     pub fn has_events(&self) -> bool {
+        self.shared.packet_in_armed.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         !self.packet_in_rx.is_empty() || !self.events.is_empty()
     }
 

@@ -260,8 +260,15 @@ pub struct Shared {
     pub start: Instant,
     /// Packet-ins for the control thread (bounded: [`PACKET_IN_QUEUE`](crate::notify::PACKET_IN_QUEUE)).
     pub packet_in: Sender<PacketIn>,
-    /// Called when a packet-in is queued on an empty queue (wakes the control thread).
+    /// Wakes the control thread: called for the first packet-in queued after the control
+    /// thread armed `packet_in_armed`.
     pub control_waker: std::sync::OnceLock<ControlWaker>,
+    /// Set by the control thread before it may sleep (`Switch::has_events`), taken by the
+    /// first worker that queues a packet-in after it, which then wakes it: one wake-up per
+    /// sleep, none lost. (Until 2026-12-07 a worker woke it when the queue held one
+    /// packet-in after its own; two workers queuing at once each saw two and neither woke
+    /// it, found by an audit: the packet-ins waited for the loop's timeout.)
+    pub packet_in_armed: AtomicBool,
     /// A port failed to receive: its device may be gone. The control thread reads the links
     /// at its next turn (`Switch::drain_events`), the worker having woken it.
     pub links_suspect: AtomicBool,
@@ -2108,7 +2115,10 @@ impl Worker {
         match self.shared.packet_in.try_send(pi) {
             Ok(()) => {
                 c.packet_ins.add(1);
-                if self.shared.packet_in.len() <= 1
+                // (The fence orders the send before the look at the flag, as the control
+                // thread's orders its store of the flag before its look at the queue.)
+                std::sync::atomic::fence(Ordering::SeqCst);
+                if self.shared.packet_in_armed.swap(false, Ordering::SeqCst)
                     && let Some(w) = self.shared.control_waker.get()
                 {
                     (w.0)();

@@ -634,6 +634,57 @@ fn events(sw: &mut Switch, want: usize) -> Vec<Event> {
     out
 }
 
+/// The control thread's wake-up on packet-ins: once it has looked for events and found none
+/// (`has_events`, before it sleeps), the next packet-in queued wakes it, once; after it looked
+/// again, the next one wakes it again. This is what makes a lost wake-up impossible: until
+/// 2026-12-07 a worker woke the control thread only when the queue held one packet-in after
+/// its own send, and two workers sending at once could each see two and neither wake it (an
+/// audit's code sequence; the interleaving was not reproduced on this 2-vCPU machine).
+#[test]
+fn the_first_packet_in_after_the_control_thread_looked_wakes_it_once() {
+    use std::sync::atomic::AtomicU64;
+    let (mut sw, p) = mem::inline_switch(2);
+    let wakes = Arc::new(AtomicU64::new(0));
+    let w = Arc::clone(&wakes);
+    sw.set_control_waker(Box::new(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    }));
+    sw.flow_mod(&FlowMod::add(
+        0,
+        10,
+        udp_dst(9),
+        Instructions::apply(vec![Action::Controller {
+            max_len: 64,
+            reason: PacketInReason::Action,
+        }]),
+    ))
+    .unwrap();
+    sw.barrier().unwrap();
+    let mut out = Vec::new();
+    let send = |sw: &mut Switch, n: usize| {
+        for _ in 0..n {
+            assert!(p[0].send(&udp_to(1, 2, 9, b"a")));
+        }
+        sw.poll_inline();
+    };
+    sw.drain_events(&mut out, 1024);
+    let _ = sw.has_events();
+    send(&mut sw, 3);
+    assert_eq!(wakes.load(Ordering::SeqCst), 1, "one wake-up for the first");
+    send(&mut sw, 2);
+    assert_eq!(
+        wakes.load(Ordering::SeqCst),
+        1,
+        "the control thread is awake"
+    );
+    assert!(sw.has_events(), "five waiting");
+    sw.drain_events(&mut out, 1024);
+    assert!(!sw.has_events());
+    send(&mut sw, 1);
+    assert_eq!(wakes.load(Ordering::SeqCst), 2, "looked again: woken again");
+    sw.shutdown();
+}
+
 #[test]
 fn controller_action_sends_packet_ins_with_table_cookie_and_truncated_data() {
     let (mut sw, p) = switch(2, Vec::new());
