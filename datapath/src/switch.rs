@@ -1581,6 +1581,21 @@ impl Switch {
                 .ok_or(PacketOutError::NoSuchPort(in_port))?
         };
         if let Some(a) = &actions {
+            // `normal` learns the sender's address on the ingress port and takes the VLAN
+            // from it: the controller has neither (found by an audit: such a packet-out was
+            // accepted and dropped).
+            if in_port == 0
+                && let Some(i) = a.iter().position(|a| *a == Action::Normal)
+            {
+                return Err(PacketOutError::Actions(FlowError {
+                    kind: crate::ofp::FlowErrorKind::BadAction,
+                    at: format!("actions[{i}]"),
+                    message: "normal needs a port as in_port (its VLAN and the address it \
+                              learns come from there; the controller has neither): give the \
+                              port the frame stands for, or use flood, all or output"
+                        .into(),
+                }));
+            }
             let ins = Instructions::apply(a.clone());
             let exact = crate::classifier::FlowMask::exact();
             ins.validate(

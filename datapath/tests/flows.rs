@@ -782,6 +782,24 @@ fn packet_out_with_actions_and_through_the_tables() {
         sw.packet_out(0, vec![1, 2, 3], None),
         Err(PacketOutError::Frame(_))
     ));
+    // `normal` from the controller is refused, not accepted and dropped (audit, 2026-12-07);
+    // from a port it floods, and `flood` from the controller is fine.
+    match sw.packet_out(0, f.clone(), Some(vec![Action::Output(3), Action::Normal])) {
+        Err(PacketOutError::Actions(e)) => {
+            assert_eq!(e.kind, FlowErrorKind::BadAction);
+            assert_eq!(e.at, "actions[1]");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p[2].recv_timeout(QUIET).is_none(), "nothing sent");
+    sw.packet_out(1, f.clone(), Some(vec![Action::Normal]))
+        .unwrap();
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, f);
+    sw.packet_out(0, f.clone(), Some(vec![Action::Flood]))
+        .unwrap();
+    for peer in &p {
+        assert_eq!(peer.recv_timeout(T).unwrap().0, f);
+    }
     sw.shutdown();
 }
 
