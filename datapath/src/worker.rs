@@ -2102,6 +2102,18 @@ impl Worker {
         let mut key = st.key;
         key.metadata = m.metadata;
         key.regs = m.regs;
+        // The controller gets a frame as it would be on the wire: a checksum left partial by
+        // the sender's offload (a tap, AF_PACKET) is completed first, over the whole frame
+        // (found by an audit: the data carried the partial sum, and a packet-out of it went
+        // out with a bad checksum). One that cannot be completed goes as it is.
+        let data = if st.off.needs_csum() {
+            let mut full = bytes.to_vec();
+            let _ = offload::complete_csum(&mut full, &st.off);
+            full.truncate(n);
+            full
+        } else {
+            bytes[..n].to_vec()
+        };
         let pi = PacketIn {
             in_port: st.in_id,
             table: m.table,
@@ -2109,7 +2121,7 @@ impl Worker {
             reason,
             key,
             total_len,
-            data: bytes[..n].to_vec(),
+            data,
         };
         let c = &self.ctls[self.index].counters;
         match self.shared.packet_in.try_send(pi) {
