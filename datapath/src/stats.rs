@@ -61,11 +61,14 @@ pub enum DropReason {
     /// full ([`PENDING_MAX`](crate::worker::PENDING_MAX)): a flood of new flows. Receive side
     /// only.
     UpcallFull,
+    /// An IEEE 802.1 link-local multicast frame (01:80:c2:00:00:01–0f: pause, LACP, 802.1X,
+    /// LLDP, …) that the learning bridge (`normal`) does not relay. Receive side only.
+    LinkLocal,
 }
 
 impl DropReason {
     /// Number of reasons, for sizing counter arrays.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
     /// All reasons in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::Truncated,
@@ -88,6 +91,7 @@ impl DropReason {
         Self::NoRxBuffer,
         Self::Device,
         Self::UpcallFull,
+        Self::LinkLocal,
     ];
 
     /// Stable snake_case name used in the control protocol and CLI.
@@ -113,6 +117,7 @@ impl DropReason {
             Self::NoRxBuffer => "no_rx_buffer",
             Self::Device => "device",
             Self::UpcallFull => "upcall_full",
+            Self::LinkLocal => "link_local",
         }
     }
 }

@@ -1468,6 +1468,14 @@ impl Switch {
         if !changed.is_empty() {
             self.publish();
             for port in changed {
+                // A port that lost its link forgets the addresses learned on it, as the
+                // Linux bridge does: frames to them are flooded (and reach them where they
+                // went, a bond's other leg, say) instead of lost for up to the aging time
+                // (found by an audit, 2026-12-07).
+                if !port.link_up {
+                    let id = port.id;
+                    self.shared.macs.remove_if(|_, _, p, _| p == id);
+                }
                 self.push_event(Event::PortStatus(PortStatus {
                     change: PortChange::Modify,
                     port,
@@ -2474,6 +2482,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         assert_eq!(sw.expire_flows(), 1);
         assert!(sw.retiring.is_empty());
+        sw.shutdown();
+    }
+
+    /// A port whose link goes down (as the link watch applies it) forgets the addresses
+    /// learned on it, as the Linux bridge does: a frame to one of them is flooded, not sent
+    /// to the dead port alone until the entry ages out (found by an audit).
+    #[test]
+    fn a_port_whose_link_goes_down_forgets_its_addresses() {
+        let (mut sw, peers) = inline_two_ports();
+        let (m1, m2) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        assert!(peers[1].send(&frame(m2, [0xff; 6])));
+        sw.poll_inline();
+        let _ = peers[0].drain();
+        assert_eq!(sw.mac_table().iter().filter(|e| e.port == 2).count(), 1);
+        let mut c = LinkChanges::default();
+        note_link(sw.ports.get_mut(&2).unwrap(), false, &mut c.changed);
+        sw.settle_links(c);
+        assert!(!sw.ports()[1].link_up);
+        assert_eq!(sw.mac_table().iter().filter(|e| e.port == 2).count(), 0);
+        // Back up: learned again from its next frame.
+        let mut c = LinkChanges::default();
+        note_link(sw.ports.get_mut(&2).unwrap(), true, &mut c.changed);
+        sw.settle_links(c);
+        assert!(peers[1].send(&frame(m2, m1)));
+        sw.poll_inline();
+        assert_eq!(sw.mac_table().iter().filter(|e| e.port == 2).count(), 1);
         sw.shutdown();
     }
 

@@ -2513,7 +2513,9 @@ impl Worker {
     ) -> Result<NormalOut, DropReason> {
         let in_conf = snap.port(in_id).ok_or(DropReason::PortDown)?;
         let vlan = ingress_vlan(&in_conf.vlan, tci, tags).ok_or(DropReason::VlanNotAllowed)?;
-        if src[0] & 1 != 0 {
+        // A group address, or the all-zero one (the Linux bridge's `is_valid_ether_addr`;
+        // until 2026-12-07 the zero address was learned and unicast to it followed).
+        if src[0] & 1 != 0 || src == [0; 6] {
             return Err(DropReason::BadSrcMac);
         }
         // A burst of one sender's frames learns its address once per batch (the table entry is
@@ -2530,6 +2532,14 @@ impl Worker {
         let unicast_out = if dst[0] & 1 == 0 {
             self.shared.macs.lookup(vlan, &dst)
         } else {
+            // IEEE 802.1 link-local addresses 01:80:c2:00:00:01–0f (pause, LACP, 802.1X,
+            // LLDP, …) are for the link they came on: a bridge does not relay them (802.1Q
+            // table 8-1, the Linux bridge, Open vSwitch). 01:80:c2:00:00:00 (STP BPDUs) is
+            // flooded, as the Linux bridge does with STP off: this switch runs none, and
+            // the switches beyond it see their loops. (Until 2026-12-07 all were flooded.)
+            if dst[..5] == [0x01, 0x80, 0xc2, 0, 0] && (1..=0x0f).contains(&dst[5]) {
+                return Err(DropReason::LinkLocal);
+            }
             None
         };
         match unicast_out {

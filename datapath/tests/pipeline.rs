@@ -416,3 +416,63 @@ fn workers_pin_to_cpus_the_process_may_use_and_cpus_it_may_not_are_refused() {
         other => panic!("a CPU the process may not use: {other:?}"),
     }
 }
+
+/// An untagged frame of `ethertype` from station 1 to `dst`, 60 bytes.
+fn raw(dst: [u8; 6], ethertype: u16) -> Vec<u8> {
+    let mut v = dst.to_vec();
+    v.extend_from_slice(&mac(1));
+    v.extend_from_slice(&ethertype.to_be_bytes());
+    v.resize(60, 0);
+    v
+}
+
+/// IEEE 802.1 link-local frames (01:80:c2:00:00:01–0f) are for their link: the learning
+/// bridge does not relay them (802.1Q table 8-1, the Linux bridge, Open vSwitch) and counts
+/// them as `link_local`; STP BPDUs (…:00) are flooded, as by the Linux bridge with STP off.
+/// Until 2026-12-07 a container's pause, LACP, 802.1X and LLDP frames reached every port
+/// (found by an audit).
+#[test]
+fn link_local_multicast_is_not_relayed_and_bpdus_are() {
+    use datapath::stats::DropReason as D;
+    let (sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1)), ("m3", access(1))],
+        MemPortOptions::default(),
+    );
+    for (last, ethertype) in [
+        (0x01, 0x8808),
+        (0x02, 0x8809),
+        (0x03, 0x888e),
+        (0x0e, 0x88cc),
+    ] {
+        assert!(p[0].send(&raw([0x01, 0x80, 0xc2, 0, 0, last], ethertype)));
+    }
+    let bpdu = raw([0x01, 0x80, 0xc2, 0, 0, 0], 0x0026);
+    assert!(p[0].send(&bpdu));
+    for peer in &p[1..] {
+        assert_eq!(peer.recv_timeout(T).unwrap().0, bpdu, "only the BPDU");
+        assert!(peer.recv_timeout(Duration::from_millis(100)).is_none());
+    }
+    let s = sw.port_stats(Some("m1")).unwrap().remove(0).1;
+    assert_eq!(s.rx_drops[D::LinkLocal as usize], 4, "{s:?}");
+    assert_eq!(s.rx_dropped(), 4);
+    sw.shutdown();
+}
+
+/// The all-zero source address is not a station's: dropped as `bad_src_mac` and not learned,
+/// as by the Linux bridge (until 2026-12-07 it was learned, and unicast to it followed).
+#[test]
+fn an_all_zero_source_is_neither_learned_nor_forwarded() {
+    use datapath::stats::DropReason as D;
+    let (sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1))],
+        MemPortOptions::default(),
+    );
+    let mut f = udp(1, [0xff; 6], b"zero");
+    f[6..12].fill(0);
+    assert!(p[0].send(&f));
+    assert!(p[1].recv_timeout(Duration::from_millis(200)).is_none());
+    let s = sw.port_stats(Some("m1")).unwrap().remove(0).1;
+    assert_eq!(s.rx_drops[D::BadSrcMac as usize], 1, "{s:?}");
+    assert!(sw.mac_table().is_empty());
+    sw.shutdown();
+}
