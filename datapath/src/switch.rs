@@ -1824,6 +1824,8 @@ impl Switch {
         let confs = self
             .ports
             .values()
+            // (A port waiting for its device, never opened, is no worker's.)
+            .filter(|r| !r.info.queue_workers.is_empty())
             .map(|r| PortConf {
                 id: r.info.id,
                 incarnation: r.incarnation,
@@ -1917,6 +1919,64 @@ impl Switch {
         // (Opened again as the same type, should its device go and come back.)
         spec.kind = parts.first().map(|p| p.kind());
         self.attach(None, parts, vlan, Some(spec))
+    }
+
+    /// Registers a port whose device does not exist yet (a configured port whose container
+    /// is not running): numbered and listed, with no backend, as a port whose device is gone
+    /// ([`PortInfo::device_gone`]); it opens when a device of its name appears, as a gone
+    /// port's does ("Port links" in docs/operating.md). Until then no worker has it and the
+    /// datapath does not see it (frames to it go nowhere).
+    ///
+    /// # Errors
+    /// As [`Switch::add_port`] before it opens anything: the name, the registry, the VLAN
+    /// settings, the queue count.
+    pub fn add_port_waiting(&mut self, mut spec: PortSpec) -> Result<PortInfo, SwitchError> {
+        self.check_new_name(&spec.name)?;
+        spec.vlan = spec.vlan.validated()?;
+        if spec.queues == 0 || spec.queues > 64 {
+            return Err(SwitchError::Invalid {
+                field: "queues",
+                reason: format!("{} not in 1..=64", spec.queues),
+            });
+        }
+        let id = (1..=MAX_PORTS as u32)
+            .find(|i| !self.ports.contains_key(i))
+            .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?;
+        let kind = spec.kind.unwrap_or(PortKind::AfPacket);
+        let info = PortInfo {
+            id,
+            name: spec.name.clone(),
+            kind,
+            queues: 0,
+            vlan: spec.vlan.clone(),
+            worker: 0,
+            queue_workers: Vec::new(),
+            link_up: false,
+            xdp: None,
+            device_gone: true,
+            mtu: None,
+        };
+        let mut carrier = Carrier::new(&spec.name, kind);
+        carrier.gone = true;
+        self.incarnations += 1;
+        self.ports.insert(
+            id,
+            Registered {
+                info: info.clone(),
+                incarnation: self.incarnations,
+                counters: Vec::new(),
+                carrier,
+                spec: Some(spec),
+                reattach_tried: None,
+                device_tx_dropped: DeviceStat::open(None, "tx_dropped"),
+            },
+        );
+        self.publish();
+        self.push_event(Event::PortStatus(PortStatus {
+            change: PortChange::Add,
+            port: info.clone(),
+        }));
+        Ok(info)
     }
 
     /// Opens the backend of `spec`: one part, or one per queue (an AF_XDP port of several

@@ -133,10 +133,27 @@ fn run() -> Result<()> {
     let mut switch = Switch::start(cfg.switch_config()).context("starting the datapath")?;
     for p in &cfg.ports {
         let spec = p.spec()?;
-        let info = switch
-            .add_port(spec)
-            .with_context(|| format!("adding port {}", p.name))?;
-        tracing::info!(port = %info.name, kind = %info.kind, "configured port up");
+        match switch.add_port(spec.clone()) {
+            Ok(info) => {
+                tracing::info!(port = %info.name, kind = %info.kind, "configured port up");
+            }
+            // A configured port whose device is not there yet (its container is not
+            // running): it opens when the device appears, instead of keeping the switch
+            // down for every other container (until 2026-12-07 the daemon exited).
+            Err(datapath::switch::SwitchError::Port(datapath::port::PortError::NoDevice {
+                ..
+            })) => {
+                let info = switch
+                    .add_port_waiting(spec)
+                    .with_context(|| format!("adding port {}", p.name))?;
+                tracing::warn!(
+                    port = %info.name,
+                    id = info.id,
+                    "configured port's device does not exist yet: the port opens when it appears"
+                );
+            }
+            Err(e) => return Err(e).with_context(|| format!("adding port {}", p.name)),
+        }
     }
     tracing::info!(socket = %cfg.socket.display(), workers = switch.info().workers, "vswitchd ready");
     let res = server.run(&mut switch, &shutdown);

@@ -484,6 +484,52 @@ fn without_cap_bpf_the_daemon_forwards_through_packet_sockets_and_taps() {
     );
 }
 
+/// A port given at start whose device does not exist yet (its container is not running) does
+/// not keep the switch down: the daemon starts, forwards for the others, lists the port as
+/// gone, and opens it when a device of its name appears (found by an audit: until 2026-12-07
+/// the daemon exited, "device … not found", and with it every container's network).
+#[test]
+fn a_configured_port_whose_device_is_missing_opens_when_it_appears() {
+    if !require_privileges("missing configured device") {
+        return;
+    }
+    let c1 = Container::veth("vsw", 1, "10.224.0.1").unwrap();
+    let c2 = Container::veth("vsw", 2, "10.224.0.2").unwrap();
+    // c2's host end is away under another name while the daemon starts.
+    let away = testbed::unique("vsz");
+    let ip = |args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    ip(&["link", "set", &c2.port, "down"]);
+    ip(&["link", "set", &c2.port, "name", &away]);
+    let mut lab = Lab::start(&["--port", &c1.port, "--port", &c2.port]);
+    let waiting = lab.ports().into_iter().find(|p| p.name == c2.port).unwrap();
+    assert!(waiting.device_gone && !waiting.link_up, "{waiting:?}");
+    assert!(
+        lab.ports()
+            .iter()
+            .any(|p| p.name == c1.port && !p.device_gone)
+    );
+    ip(&["link", "set", &away, "name", &c2.port]);
+    ip(&["link", "set", &c2.port, "up"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || lab.ports().iter().any(|p| p
+            .name
+            == c2.port
+            && !p.device_gone
+            && p.link_up)),
+        "{:?}\n{}",
+        lab.ports(),
+        lab.daemon.log()
+    );
+    assert!(c1.ns.ping(&c2.addr, 2), "{}", lab.daemon.log());
+    assert!(lab.daemon.log().contains("does not exist yet"));
+}
+
 /// A container whose `eth0` has a smaller MTU than the frames the switch sends it (its veth
 /// end refuses them): those frames are lost, counted as the port's `device` drops, and the
 /// shorter frames after them still arrive. On an AF_PACKET port (`auto`, rings) one refused
