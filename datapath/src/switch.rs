@@ -442,6 +442,21 @@ impl Carrier {
         }
     }
 
+    /// Whether the device of the port's name in this namespace now is the port's own: the
+    /// kept carrier file and the name's file are one sysfs node (it follows its device across
+    /// namespaces). Another device that took the name while the port's was away (a tap in its
+    /// container's namespace) is not.
+    fn is_here(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Some(f), Some(p)) = (self.file.as_ref(), self.path.as_ref()) else {
+            return false;
+        };
+        match (f.metadata(), std::fs::metadata(p)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        }
+    }
+
     /// The device's MTU when it is not the one last read (the first reading always is one);
     /// `None` when it is the same, or cannot be read. (Read through a kept file, opened at the
     /// first call and, until it opens, at each one after.)
@@ -1396,9 +1411,15 @@ impl Switch {
                     .values_mut()
                     .find(|r| r.info.name.as_bytes() == ev.name.as_bytes())
             {
-                if !r.carrier.gone && r.carrier.ifindex == 0 && r.carrier.path.is_some() {
+                if !r.carrier.gone
+                    && r.carrier.ifindex == 0
+                    && r.carrier.path.is_some()
+                    && r.carrier.is_here()
+                {
                     // A port's device that had left this namespace is back in it: its
-                    // announcements are seen again (its file followed it all along).
+                    // announcements are seen again (its file followed it all along). Only
+                    // that device: another of its name is not adopted (found by an audit:
+                    // its deletion then closed the port, deleting a container's tap).
                     r.carrier.ifindex = ev.ifindex;
                 } else if r.carrier.gone
                     && ev.news == LinkNews::Up

@@ -234,6 +234,65 @@ fn a_tap_moved_into_a_namespace_is_followed_by_its_carrier_there() {
     drop(link);
 }
 
+/// A tap in its container's namespace is not taken for another device that gets the tap's
+/// name in the switch's namespace: that device's deletion leaves the port (and the container's
+/// tap) alone. Until 2026-12-07 its announcements were adopted as the tap's, and its deletion
+/// closed the port, which deleted the tap inside the running container (found by an audit).
+#[test]
+fn another_device_of_a_moved_taps_name_does_not_close_the_tap() {
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let tap = format!("vlu{pid}");
+    let other_peer = format!("vlv{pid}");
+    let _link = Link(tap.clone());
+    let _other = Link(other_peer.clone());
+    let ns = Netns::new(format!("vlu{pid}ns"));
+    let mut sw = Switch::start(adaptive()).unwrap();
+    sw.add_port(spec(&tap, PortKind::Tap)).unwrap();
+    let fd = sw.watch_links().unwrap();
+    let poller = Poller::new().unwrap();
+    poller.add(fd, 1).unwrap();
+    let settle = |sw: &mut Switch| {
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            poller.wait(Duration::from_millis(50));
+            while sw.link_events() {}
+        }
+    };
+    common::ip(&["link", "set", &tap, "netns", &ns.0]);
+    ns.ip(&["link", "set", &tap, "up"]);
+    settle(&mut sw);
+    sw.poll_links();
+    assert!(sw.ports()[0].link_up && !sw.ports()[0].device_gone);
+    // Another device takes the name here, comes up, and is deleted.
+    common::ip(&[
+        "link",
+        "add",
+        &tap,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &other_peer,
+    ]);
+    common::ip(&["link", "set", &other_peer, "up"]);
+    common::ip(&["link", "set", &tap, "up"]);
+    settle(&mut sw);
+    common::ip(&["link", "del", &tap]);
+    settle(&mut sw);
+    let p = sw.ports().remove(0);
+    assert!(!p.device_gone, "the tap's port was closed: {p:?}");
+    assert!(
+        ns.exec(&["ip", "link", "show", &tap]),
+        "the container's tap is gone"
+    );
+    sw.del_port(&tap).unwrap();
+    sw.shutdown();
+    drop(ns);
+}
+
 /// Veth pairs (one end named each), deleted on drop.
 struct Pairs(Vec<String>);
 
