@@ -65,7 +65,9 @@ fn port(sw: &Switch, name: &str) -> PortCountersSnapshot {
     sw.port_stats(Some(name)).unwrap().remove(0).1
 }
 
-fn add_meter(sw: &mut Switch, rate: u64, burst: u64) {
+/// Table 0 (emptied) sends UDP port 7 through meter 1 (`rate` packets/s, `burst`) to table 1.
+fn meter_then_table_1(sw: &mut Switch, rate: u64, burst: u64) {
+    clear_table0(sw);
     sw.meter_mod(&MeterMod {
         command: ModCommand::Add,
         id: Some(1),
@@ -75,6 +77,13 @@ fn add_meter(sw: &mut Switch, rate: u64, burst: u64) {
             burst,
         },
     })
+    .unwrap();
+    sw.flow_mod(&FlowMod::add(
+        0,
+        10,
+        udp_dst(7),
+        goto(1, vec![Action::Meter(1)]),
+    ))
     .unwrap();
 }
 
@@ -127,15 +136,7 @@ fn frames_dropped_by_dec_ttl_are_not_counted_by_later_tables() {
 #[test]
 fn a_flow_behind_a_meter_counts_what_the_meter_was_offered() {
     let (mut sw, p) = inline_switch(2);
-    clear_table0(&mut sw);
-    add_meter(&mut sw, 1, 1);
-    sw.flow_mod(&FlowMod::add(
-        0,
-        10,
-        udp_dst(7),
-        goto(1, vec![Action::Meter(1)]),
-    ))
-    .unwrap();
+    meter_then_table_1(&mut sw, 1, 1);
     sw.flow_mod(&FlowMod::add(
         1,
         10,
@@ -161,15 +162,7 @@ fn a_flow_behind_a_meter_counts_what_the_meter_was_offered() {
 #[test]
 fn a_table_miss_after_a_meter_is_a_table_miss() {
     let (mut sw, p) = inline_switch(2);
-    clear_table0(&mut sw);
-    add_meter(&mut sw, 1_000_000, 0);
-    sw.flow_mod(&FlowMod::add(
-        0,
-        10,
-        udp_dst(7),
-        goto(1, vec![Action::Meter(1)]),
-    ))
-    .unwrap();
+    meter_then_table_1(&mut sw, 1_000_000, 0);
     sw.barrier().unwrap();
     for _ in 0..3 {
         assert!(p[0].send(&udp(64, 7)));

@@ -12,27 +12,13 @@ use datapath::ofp::action::{Action, Instructions};
 use datapath::ofp::field::Field;
 use datapath::ofp::group::{Bucket, GroupType};
 use datapath::ofp::pipeline::{FlowMod, GroupMod, ModCommand};
-use datapath::port::mem::{MemPeer, MemPort, MemPortOptions};
-use datapath::switch::{Switch, SwitchConfig, VlanMode};
-use mem::mf;
+use datapath::port::mem::MemPeer;
+use mem::{mf, threaded_switch};
 
 const QUIET: Duration = Duration::from_millis(100);
 
 fn mac(i: u8) -> [u8; 6] {
     [2, 0, 0, 0, 0, i]
-}
-
-fn switch(n: usize) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
-    let peers = (1..=n)
-        .map(|i| {
-            let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                .unwrap();
-            peer
-        })
-        .collect();
-    (sw, peers)
 }
 
 /// The peers (indexes) that got a frame within `wait`, once per frame.
@@ -101,7 +87,7 @@ fn tcp_fragments(sport: u16) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn the_learning_bridge_forwards_both_fragments_of_a_udp_datagram() {
-    let (sw, p) = switch(2);
+    let (sw, p) = threaded_switch(2);
     let (a, b) = udp_fragments(4242);
     assert!(p[0].send(&a));
     assert!(p[0].send(&b));
@@ -117,7 +103,7 @@ fn the_learning_bridge_forwards_both_fragments_of_a_udp_datagram() {
 
 #[test]
 fn a_select_group_keeps_the_fragments_of_a_datagram_on_one_bucket() {
-    let (mut sw, p) = switch(4);
+    let (mut sw, p) = threaded_switch(4);
     sw.group_mod(&GroupMod {
         command: ModCommand::Add,
         id: Some(7),

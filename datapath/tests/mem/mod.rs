@@ -29,6 +29,20 @@ pub fn inline_switch(n: usize) -> (Switch, Vec<MemPeer>) {
     (sw, peers)
 }
 
+/// As [`inline_switch`], with the default worker thread (adaptive polling).
+pub fn threaded_switch(n: usize) -> (Switch, Vec<MemPeer>) {
+    let mut sw = Switch::start(SwitchConfig::default()).expect("a switch");
+    let peers = (1..=n)
+        .map(|i| {
+            let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
+            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
+                .expect("a mem port");
+            peer
+        })
+        .collect();
+    (sw, peers)
+}
+
 /// An exact match on `field`.
 pub fn mf(field: Field, value: u128) -> MatchField {
     MatchField {
