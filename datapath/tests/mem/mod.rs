@@ -13,25 +13,23 @@ use datapath::switch::{PollMode, Switch, SwitchConfig, VlanMode};
 /// A switch in `PollMode::Inline` with mem ports `m1`..`mN`, access ports of VLAN 1, and
 /// their peers in that order.
 pub fn inline_switch(n: usize) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig {
-        poll_mode: PollMode::Inline,
-        ..SwitchConfig::default()
-    })
-    .expect("an inline switch");
-    let peers = (1..=n)
-        .map(|i| {
-            let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
-            sw.add_port_backend(Box::new(p), VlanMode::Access { vlan: 1 })
-                .expect("a mem port");
-            peer
-        })
-        .collect();
-    (sw, peers)
+    switch_of(
+        SwitchConfig {
+            poll_mode: PollMode::Inline,
+            ..SwitchConfig::default()
+        },
+        n,
+    )
 }
 
 /// As [`inline_switch`], with the default worker thread (adaptive polling).
 pub fn threaded_switch(n: usize) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig::default()).expect("a switch");
+    switch_of(SwitchConfig::default(), n)
+}
+
+/// A switch of `config` with mem ports `m1`..`mN` (access VLAN 1) and their peers.
+fn switch_of(config: SwitchConfig, n: usize) -> (Switch, Vec<MemPeer>) {
+    let mut sw = Switch::start(config).expect("a switch");
     let peers = (1..=n)
         .map(|i| {
             let (p, peer) = MemPort::new(&format!("m{i}"), MemPortOptions::default());
