@@ -1922,20 +1922,34 @@ impl Switch {
         Ok(())
     }
 
-    /// Opens a port backend for `spec` and hands it to a worker.
-    ///
-    /// # Errors
-    /// Name taken, registry full, invalid VLAN settings, or the backend failed to open.
-    pub fn add_port(&mut self, mut spec: PortSpec) -> Result<PortInfo, SwitchError> {
+    /// `spec` checked before anything is opened for it: a new, valid name, room in the
+    /// registry, valid VLAN settings (normalized), 1..=64 queues.
+    fn checked_spec(&self, mut spec: PortSpec) -> Result<PortSpec, SwitchError> {
         self.check_new_name(&spec.name)?;
         spec.vlan = spec.vlan.validated()?;
-        let vlan = spec.vlan.clone();
         if spec.queues == 0 || spec.queues > 64 {
             return Err(SwitchError::Invalid {
                 field: "queues",
                 reason: format!("{} not in 1..=64", spec.queues),
             });
         }
+        Ok(spec)
+    }
+
+    /// The lowest free port number.
+    fn free_id(&self) -> Result<u32, SwitchError> {
+        (1..=MAX_PORTS as u32)
+            .find(|i| !self.ports.contains_key(i))
+            .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })
+    }
+
+    /// Opens a port backend for `spec` and hands it to a worker.
+    ///
+    /// # Errors
+    /// Name taken, registry full, invalid VLAN settings, or the backend failed to open.
+    pub fn add_port(&mut self, spec: PortSpec) -> Result<PortInfo, SwitchError> {
+        let mut spec = self.checked_spec(spec)?;
+        let vlan = spec.vlan.clone();
         let parts = self.open_parts(&spec)?;
         // (Opened again as the same type, should its device go and come back.)
         spec.kind = parts.first().map(|p| p.kind());
@@ -1951,18 +1965,9 @@ impl Switch {
     /// # Errors
     /// As [`Switch::add_port`] before it opens anything: the name, the registry, the VLAN
     /// settings, the queue count.
-    pub fn add_port_waiting(&mut self, mut spec: PortSpec) -> Result<PortInfo, SwitchError> {
-        self.check_new_name(&spec.name)?;
-        spec.vlan = spec.vlan.validated()?;
-        if spec.queues == 0 || spec.queues > 64 {
-            return Err(SwitchError::Invalid {
-                field: "queues",
-                reason: format!("{} not in 1..=64", spec.queues),
-            });
-        }
-        let id = (1..=MAX_PORTS as u32)
-            .find(|i| !self.ports.contains_key(i))
-            .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?;
+    pub fn add_port_waiting(&mut self, spec: PortSpec) -> Result<PortInfo, SwitchError> {
+        let spec = self.checked_spec(spec)?;
+        let id = self.free_id()?;
         let kind = spec.kind.unwrap_or(PortKind::AfPacket);
         let info = PortInfo {
             id,
@@ -2084,9 +2089,7 @@ impl Switch {
         let returning = id.is_some();
         let id = match id {
             Some(id) => id,
-            None => (1..=MAX_PORTS as u32)
-                .find(|i| !self.ports.contains_key(i))
-                .ok_or(SwitchError::TooManyPorts { max: MAX_PORTS })?,
+            None => self.free_id()?,
         };
         let (Some(name), Some(kind)) = (
             parts.first().map(|p| p.name().to_owned()),
@@ -2500,6 +2503,11 @@ mod tests {
         }
     }
 
+    /// A flow of table 0, priority 10, that drops frames from `mac`.
+    fn drop_on_eth_src(mac: u64) -> FlowMod {
+        FlowMod::add(0, 10, vec![eth_src(mac)], Instructions::apply(vec![]))
+    }
+
     /// Adds a rule on a source address no frame has: every megaflow is then exact on it.
     fn exact_on_eth_src(sw: &mut Switch) {
         let decoy = vec![eth_src(0x02ff_0000_0001)];
@@ -2514,7 +2522,7 @@ mod tests {
     #[test]
     fn flows_that_left_are_kept_for_their_counts_within_a_bound() {
         let (mut sw, _peers) = inline_two_ports();
-        let add = |i: u64| FlowMod::add(0, 10, vec![eth_src(i)], Instructions::apply(vec![]));
+        let add = drop_on_eth_src;
         let del = |i: u64| FlowMod {
             command: FlowModCommand::DeleteStrict,
             ..add(i)
@@ -2550,7 +2558,7 @@ mod tests {
     #[test]
     fn expiry_that_fills_retiring_publishes_the_removals_before_reading() {
         let (mut sw, _peers) = inline_two_ports();
-        let add = |i: u64| FlowMod::add(0, 10, vec![eth_src(i)], Instructions::apply(vec![]));
+        let add = drop_on_eth_src;
         // With the table's `normal` flow, RETIRING_MAX flows leave.
         let adds: Vec<FlowMod> = (1..RETIRING_MAX as u64).map(add).collect();
         sw.bundle(&adds).unwrap();

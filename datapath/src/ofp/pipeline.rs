@@ -1062,15 +1062,11 @@ impl Pipeline {
         let old = replaced.and_then(|old| table.take(old));
         // A flow replaced by an identical add passes its counters on unless the add says
         // `reset_counts` (OpenFlow 1.3.5 §6.4, as Open vSwitch); its duration restarts.
-        let stats = match &old {
-            Some(f) if !fm.flags.reset_counts => f.stats.clone(),
-            _ => FlowStats::new(self.writers),
+        let (stats, reset) = match &old {
+            Some(f) if !fm.flags.reset_counts => (f.stats.clone(), Vec::new()),
+            Some(f) => (FlowStats::new(self.writers), vec![Arc::clone(f)]),
+            None => (FlowStats::new(self.writers), Vec::new()),
         };
-        let reset = old
-            .iter()
-            .filter(|_| fm.flags.reset_counts)
-            .cloned()
-            .collect();
         table.put(
             id,
             Arc::new(Flow {
