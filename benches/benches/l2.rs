@@ -110,6 +110,25 @@ fn bench_l2(c: &mut Criterion) {
             total
         });
     });
+    g.bench_function("mac_learn_evict", |b| {
+        // A full table, nearly all of it one port's (a MAC flood, with a few stations on
+        // eight others): each new address of the flooder evicts one of its own.
+        let full = MacTable::new(CAPACITY);
+        for i in 0..CAPACITY as u32 {
+            let port = if i % 64 == 0 { 2 + i / 64 % 8 } else { 1 };
+            assert_eq!(full.learn(1, &mac(i), port, 0), Learned::Added);
+        }
+        let mut next = CAPACITY as u32;
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let r = full.learn(1, black_box(&mac(next)), 1, 0);
+                debug_assert_eq!(r, Learned::Added);
+                next = next.wrapping_add(1);
+            }
+        });
+        assert_eq!(full.len(), CAPACITY);
+        assert_eq!(full.port_entries(2), CAPACITY / 64 / 8);
+    });
     g.finish();
 
     let aging = MacTable::new(CAPACITY);

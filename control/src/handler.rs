@@ -624,6 +624,7 @@ fn port_spec(req: PortAddRequest) -> Result<PortSpec, ProtoError> {
         vlan: vlan_mode(req.vlan)?,
         xdp_mode,
         xdp_frags: req.xdp_frags,
+        mac_max: req.mac_max,
     })
 }
 
@@ -690,6 +691,8 @@ pub(crate) fn port_desc(info: &PortInfo) -> PortDesc {
         xdp_frags: info.xdp.is_some_and(|x| x.frags),
         device_gone: info.device_gone,
         mtu: info.mtu,
+        mac_max: info.mac_max,
+        mac_entries: info.mac_entries as u64,
     }
 }
 
@@ -762,6 +765,8 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
         mac_entries: info.mac_entries as u64,
         mac_aging_secs: info.mac_aging.as_secs(),
         mac_moves: info.mac_moves,
+        mac_evictions: info.mac_evictions,
+        mac_port_max: u64::from(info.mac_port_max),
         ports: info.ports.iter().map(port_desc).collect(),
         worker_stats: workers
             .iter()
@@ -773,6 +778,7 @@ fn switch_show(info: &SwitchInfo, workers: &[WorkerStats]) -> SwitchShowReply {
                 sleeps: w.sleeps,
                 handoff_drops: w.handoff_drops,
                 mac_learn_full: w.mac_learn_full,
+                mac_learn_port_full: w.mac_learn_port_full,
                 cache: CacheDesc {
                     emc_hits: w.cache.emc_hits,
                     run_hits: w.cache.run_hits,
@@ -938,6 +944,8 @@ mod tests {
             }),
             device_gone: false,
             mtu: Some(1500),
+            mac_max: 0,
+            mac_entries: 0,
         };
         let d = port_desc(&info);
         assert_eq!((d.xdp_mode, d.xdp_frags), (Some(XdpModeSpec::Split), true));

@@ -94,6 +94,7 @@ fn link_changes_reach_a_controller_without_waiting_for_housekeeping() {
                 vlan: VlanMode::default(),
                 xdp_mode: None,
                 xdp_frags: false,
+                mac_max: None,
             })
             .expect("adding the veth port");
             Vec::new()

@@ -22,6 +22,7 @@ fn requests() -> Vec<Request> {
             vlan: Some(VlanSpec::access(10)),
             xdp_mode: Some(XdpModeSpec::Split),
             xdp_frags: true,
+            mac_max: Some(16),
         }),
         Request::PortAdd(PortAddRequest {
             name: "tap0".into(),
@@ -30,6 +31,7 @@ fn requests() -> Vec<Request> {
             vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         }),
         Request::PortAdd(PortAddRequest {
             name: "eth0".into(),
@@ -38,6 +40,7 @@ fn requests() -> Vec<Request> {
             vlan: Some(VlanSpec::trunk(vec![], None)),
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         }),
         Request::PortAdd(PortAddRequest {
             name: "eth1".into(),
@@ -46,6 +49,7 @@ fn requests() -> Vec<Request> {
             vlan: None,
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         }),
         Request::PortDel(PortDelRequest {
             name: "veth0".into(),
@@ -273,6 +277,8 @@ fn port(id: u32, name: &str) -> PortDesc {
         xdp_frags: true,
         device_gone: id.is_multiple_of(2),
         mtu: (!id.is_multiple_of(3)).then_some(1500 + id),
+        mac_max: if id.is_multiple_of(2) { 0 } else { 8 },
+        mac_entries: u64::from(id) * 3,
     }
 }
 
@@ -337,6 +343,8 @@ fn replies() -> Vec<Reply> {
             mac_entries: 5,
             mac_aging_secs: 300,
             mac_moves: 1,
+            mac_evictions: 9,
+            mac_port_max: 64,
             ports: vec![port(1, "veth0")],
             worker_stats: vec![
                 WorkerDesc {
@@ -347,6 +355,7 @@ fn replies() -> Vec<Reply> {
                     sleeps: 3,
                     handoff_drops: 1,
                     mac_learn_full: 2,
+                    mac_learn_port_full: 4,
                     cache: CacheDesc {
                         emc_hits: 7,
                         run_hits: 40,
@@ -379,6 +388,7 @@ fn replies() -> Vec<Reply> {
                     sleeps: 0,
                     handoff_drops: 0,
                     mac_learn_full: 0,
+                    mac_learn_port_full: 0,
                     cache: CacheDesc::default(),
                     packet_ins: 0,
                     packet_in_drops: 0,
@@ -579,6 +589,7 @@ fn wire_shape_is_the_documented_one() {
         vlan: Some(VlanSpec::trunk(vec![10, 20], Some(10))),
         xdp_mode: Some(XdpModeSpec::Native),
         xdp_frags: true,
+        mac_max: None,
     });
     let v: Value = serde_json::from_slice(&encode_request(7, &req).unwrap()).unwrap();
     assert_eq!(
@@ -769,6 +780,7 @@ fn arbitrary_bytes_never_panic_the_decoder() {
             vlan: Some(VlanSpec::trunk(vec![1, 2], Some(1))),
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         }),
     )
     .unwrap();

@@ -15,6 +15,17 @@
 //!   value behind; the next frame from that address corrects it (benign, documented).
 //! - A frame from a known address on a new port is a move: the value is rewritten and the move
 //!   counter incremented.
+//! - Values change only by compare-and-swap (a move, a refresh at a new second) or, on
+//!   deletion, by a swap to `DEAD` while the key is held `RESERVED` (so no inserter can reuse
+//!   the slot meanwhile). Every change of a value's port adjusts the per-port counts by the
+//!   ports it swapped, so [`MacTable::port_entries`] is exact once concurrent learns end.
+//! - **Bounds.** A port may have its own bound ([`MacTable::set_port_limit`]): a new address
+//!   from a port at it is not learned ([`Learned::PortFull`]). When the whole table is full, a
+//!   new address evicts an entry of the port with the most addresses (as Open vSwitch does;
+//!   the learner's own port when it is that port): the oldest of a few of its entries sampled
+//!   from where the new address's probe starts ([`EVICT_SCAN`] slots at most). One port sending from many
+//!   addresses thus churns its own share and cannot keep other ports' stations from being
+//!   learned.
 //! - Every change of where an address is (added, moved, deleted) advances the table's
 //!   [`generation`](MacTable::generation) after the change; a refresh (same port, newer time)
 //!   does not. A worker that read the generation before its lookups may reuse their result
@@ -39,6 +50,18 @@ const TOMBSTONE: u64 = 1 << 62;
 /// Lookups and other inserters go on past it; aging and flushing skip it.
 const RESERVED: u64 = 1 << 61;
 const EMPTY: u64 = 0;
+/// Value of a slot being deleted (its key `RESERVED` meanwhile): never a live value, so a
+/// worker's compare-and-swap of a value it read before the deletion fails.
+const DEAD: u64 = u64::MAX;
+/// Ports whose addresses are counted one by one (port numbers above share the last count).
+const COUNTED_PORTS: usize = crate::switch::MAX_PORTS + 1;
+/// Most slots one eviction looks at for an entry of the port to evict from (a full table
+/// only: under one port's flood its entries are most slots, and a few are looked at).
+pub const EVICT_SCAN: usize = 2048;
+/// Entries of the port to evict from that an eviction compares (it takes the oldest).
+const EVICT_SAMPLE: usize = 4;
+/// Attempts of a value's compare-and-swap before a refresh gives up (the next frame retries).
+const VALUE_ATTEMPTS: usize = 4;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -58,8 +81,12 @@ pub enum Learned {
         /// Port it was on before.
         from: u32,
     },
-    /// New address, but the table is full (or its probe sequence is): not learned.
+    /// New address, but the table is full (or its probe sequence is) and no entry could be
+    /// evicted for it: not learned.
     Full,
+    /// New address (or one moving) from a port that holds its bound of addresses
+    /// ([`MacTable::set_port_limit`]): not learned (a moving address is forgotten).
+    PortFull,
 }
 
 /// The shared MAC table. See the module docs for the concurrency protocol.
@@ -70,6 +97,14 @@ pub struct MacTable {
     max_entries: usize,
     entries: AtomicUsize,
     moves: AtomicU64,
+    evictions: AtomicU64,
+    /// Addresses per port number (exact once concurrent learns end; see the module docs).
+    counts: Box<[AtomicU32]>,
+    /// Bound of addresses per port number (0: only the table's).
+    limits: Box<[AtomicU32]>,
+    /// The port with the most addresses as far as learning saw it: raised by a learn that
+    /// takes a port past it, set exactly by every removal pass. Where evictions start.
+    biggest: AtomicU32,
     /// A second no live entry was last seen before (`u32::MAX`: none seen yet): until
     /// `aging_secs` have passed since it, [`MacTable::age`] has nothing to remove and skips its
     /// pass over every slot (2 MiB at the default size: ~37 µs with a few addresses, ~385 µs
@@ -99,6 +134,12 @@ fn unpack_key(k: u64) -> (u16, [u8; 6]) {
     (vlan, [b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
+/// Index of `port`'s count and bound.
+#[inline]
+fn counted(port: u32) -> usize {
+    (port as usize).min(COUNTED_PORTS - 1)
+}
+
 #[inline]
 fn pack_val(port: u32, now: u32) -> u64 {
     (u64::from(port) << 32) | u64::from(now)
@@ -122,6 +163,10 @@ impl MacTable {
             max_entries,
             entries: AtomicUsize::new(0),
             moves: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            counts: (0..COUNTED_PORTS).map(|_| AtomicU32::new(0)).collect(),
+            limits: (0..COUNTED_PORTS).map(|_| AtomicU32::new(0)).collect(),
+            biggest: AtomicU32::new(0),
             oldest: AtomicU32::new(u32::MAX),
             // Random per process: a container cannot precompute addresses that collide with a
             // victim's probe window and keep it from being learned.
@@ -163,7 +208,8 @@ impl MacTable {
             let k = slot.key.load(Ordering::Acquire);
             if k == key {
                 let v = slot.val.load(Ordering::Acquire);
-                if slot.key.load(Ordering::Acquire) == key {
+                // `DEAD`: read while the slot was deleted and its key learned again since.
+                if v != DEAD && slot.key.load(Ordering::Acquire) == key {
                     return Some(unpack_val(v).0);
                 }
                 return None;
@@ -174,6 +220,35 @@ impl MacTable {
             i = (i + 1) & self.mask;
         }
         None
+    }
+
+    #[inline]
+    fn count(&self, port: u32) -> &AtomicU32 {
+        &self.counts[counted(port)]
+    }
+
+    /// Counts one more address on `port` unless that takes it past its bound.
+    #[inline]
+    fn reserve(&self, port: u32) -> bool {
+        let limit = self.limits[counted(port)].load(Ordering::Relaxed);
+        let before = self.count(port).fetch_add(1, Ordering::AcqRel);
+        if limit != 0 && before >= limit {
+            self.count(port).fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// After `port` gained an address: makes it the eviction's start if it now has more
+    /// than the port there.
+    #[inline]
+    fn note_count(&self, port: u32) {
+        let big = self.biggest.load(Ordering::Relaxed);
+        if big != port
+            && self.count(port).load(Ordering::Relaxed) > self.count(big).load(Ordering::Relaxed)
+        {
+            self.biggest.store(port, Ordering::Relaxed);
+        }
     }
 
     /// Records that `mac` was seen in `vlan` on `port` at `now` (seconds).
@@ -189,7 +264,7 @@ impl MacTable {
                 let slot = &self.slots[i];
                 let k = slot.key.load(Ordering::Acquire);
                 if k == key {
-                    return self.refresh(slot, port, now);
+                    return self.refresh(slot, key, port, now);
                 }
                 if (k == EMPTY || k == TOMBSTONE) && free.is_none() {
                     free = Some((i, k));
@@ -199,11 +274,28 @@ impl MacTable {
                 }
                 i = (i + 1) & self.mask;
             }
-            let Some((idx, seen_key)) = free else {
-                return Learned::Full;
+            if !self.reserve(port) {
+                return Learned::PortFull;
+            }
+            // No free slot in the probe sequence (a run of taken slots, rare below the
+            // capacity's half load): one of the biggest port's entries there makes room.
+            let (idx, seen_key) = match free {
+                Some(f) => f,
+                None => match self.evict(self.victim(port), start, MAX_PROBE) {
+                    Some(i) => (i, TOMBSTONE),
+                    None => {
+                        self.count(port).fetch_sub(1, Ordering::AcqRel);
+                        return Learned::Full;
+                    }
+                },
             };
-            if self.entries.fetch_add(1, Ordering::Relaxed) >= self.max_entries {
+            // Past the table's capacity an entry of the biggest port makes room (its removal
+            // takes its share of `entries`; this learn keeps the one it added).
+            if self.entries.fetch_add(1, Ordering::Relaxed) >= self.max_entries
+                && self.evict(self.victim(port), start, EVICT_SCAN).is_none()
+            {
                 self.entries.fetch_sub(1, Ordering::Relaxed);
+                self.count(port).fetch_sub(1, Ordering::AcqRel);
                 return Learned::Full;
             }
             let slot = &self.slots[idx];
@@ -215,11 +307,13 @@ impl MacTable {
                 .is_err()
             {
                 self.entries.fetch_sub(1, Ordering::Relaxed);
+                self.count(port).fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
             slot.val.store(pack_val(port, now), Ordering::Release);
             self.note_seen(now);
             slot.key.store(key, Ordering::SeqCst);
+            self.note_count(port);
             self.dedupe(key, start);
             self.changed();
             return Learned::Added;
@@ -227,21 +321,147 @@ impl MacTable {
         Learned::Full
     }
 
-    fn refresh(&self, slot: &Slot, port: u32, now: u32) -> Learned {
-        let old = slot.val.load(Ordering::Relaxed);
-        let (old_port, seen) = unpack_val(old);
-        if old_port != port {
-            slot.val.store(pack_val(port, now), Ordering::Release);
-            self.note_seen(now);
-            self.moves.fetch_add(1, Ordering::Relaxed);
-            self.changed();
-            return Learned::Moved { from: old_port };
-        }
-        if seen != now {
-            slot.val.store(pack_val(port, now), Ordering::Release);
-            self.note_seen(now);
+    /// A frame from a known address (`slot`, holding `key`): a move to another port or a
+    /// newer last-seen second, each by a compare-and-swap of the value read.
+    fn refresh(&self, slot: &Slot, key: u64, port: u32, now: u32) -> Learned {
+        let mut old = slot.val.load(Ordering::Acquire);
+        for _ in 0..VALUE_ATTEMPTS {
+            if old == DEAD {
+                // Being deleted: the next frame learns it anew.
+                return Learned::Refreshed;
+            }
+            let (old_port, seen) = unpack_val(old);
+            if old_port != port {
+                if !self.reserve(port) {
+                    // The address is not on its old port any more; frames to it flood.
+                    if self.delete(slot, key) {
+                        self.changed();
+                    }
+                    return Learned::PortFull;
+                }
+                match slot.val.compare_exchange(
+                    old,
+                    pack_val(port, now),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        self.count(old_port).fetch_sub(1, Ordering::AcqRel);
+                        self.note_count(port);
+                        self.note_seen(now);
+                        self.moves.fetch_add(1, Ordering::Relaxed);
+                        self.changed();
+                        return Learned::Moved { from: old_port };
+                    }
+                    Err(cur) => {
+                        self.count(port).fetch_sub(1, Ordering::AcqRel);
+                        old = cur;
+                        continue;
+                    }
+                }
+            }
+            if seen == now {
+                return Learned::Refreshed;
+            }
+            match slot.val.compare_exchange(
+                old,
+                pack_val(port, now),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.note_seen(now);
+                    return Learned::Refreshed;
+                }
+                Err(cur) => old = cur,
+            }
         }
         Learned::Refreshed
+    }
+
+    /// Deletes the entry in `slot` if its key is still `k`: holds the key `RESERVED` (no
+    /// inserter reuses the slot, readers go past it), takes the value out, uncounts its port,
+    /// then frees the slot. False if the key changed first.
+    fn delete(&self, slot: &Slot, k: u64) -> bool {
+        if slot
+            .key
+            .compare_exchange(k, RESERVED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let v = slot.val.swap(DEAD, Ordering::AcqRel);
+        self.count(unpack_val(v).0).fetch_sub(1, Ordering::AcqRel);
+        slot.key.store(TOMBSTONE, Ordering::Release);
+        self.entries.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The port whose entry makes room for a new address of `learner` (counted already):
+    /// the port with the most addresses, the learner's own if it has as many.
+    fn victim(&self, learner: u32) -> u32 {
+        let biggest = self.biggest.load(Ordering::Relaxed);
+        let learner_count = self.count(learner).load(Ordering::Relaxed);
+        if self.count(biggest).load(Ordering::Relaxed) > learner_count {
+            biggest
+        } else if learner_count > 1 {
+            learner
+        } else {
+            // The learner has only the address it adds, and the start is stale.
+            self.recount_biggest()
+        }
+    }
+
+    /// Deletes one entry of port `victim` to make room: the oldest of up to
+    /// [`EVICT_SAMPLE`] of them found within `span` slots from `start` (the new address's
+    /// own probe start: a place as random as the hash, so that evictions do not empty one
+    /// part of the table and crowd the entries into another). Returns the slot it freed;
+    /// `None` if it found none there.
+    fn evict(&self, victim: u32, start: usize, span: usize) -> Option<usize> {
+        let mut i = start;
+        let mut best: Option<(usize, u64, u32)> = None;
+        let mut sampled = 0;
+        for _ in 0..span.min(self.slots.len()) {
+            let slot = &self.slots[i];
+            let k = slot.key.load(Ordering::Acquire);
+            if k & VALID != 0 {
+                let v = slot.val.load(Ordering::Acquire);
+                let (p, seen) = unpack_val(v);
+                if v != DEAD && p == victim {
+                    if best.is_none_or(|(_, _, s)| seen < s) {
+                        best = Some((i, k, seen));
+                    }
+                    sampled += 1;
+                    if sampled == EVICT_SAMPLE {
+                        break;
+                    }
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+        let (idx, k, _) = best?;
+        if !self.delete(&self.slots[idx], k) {
+            return None;
+        }
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+        self.changed();
+        Some(idx)
+    }
+
+    /// Sets the eviction's start to the port with the most addresses (a pass over the
+    /// counts) and returns it.
+    fn recount_biggest(&self) -> u32 {
+        let mut best = (0u32, 0u32);
+        for (p, c) in self.counts.iter().enumerate() {
+            let c = c.load(Ordering::Relaxed);
+            if c > best.1 {
+                #[expect(clippy::cast_possible_truncation, reason = "COUNTED_PORTS fits u32")]
+                let p = p as u32;
+                best = (p, c);
+            }
+        }
+        self.biggest.store(best.0, Ordering::Relaxed);
+        best.0
     }
 
     /// Keeps [`MacTable::age`]'s bound below `now`, just written as an entry's last-seen
@@ -268,12 +488,8 @@ impl MacTable {
             if k == key {
                 if first {
                     first = false;
-                } else if slot
-                    .key
-                    .compare_exchange(k, TOMBSTONE, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    self.entries.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    self.delete(slot, k);
                 }
             }
             if k == EMPTY {
@@ -292,24 +508,22 @@ impl MacTable {
             if k & VALID == 0 {
                 continue;
             }
+            let v = slot.val.load(Ordering::Acquire);
+            if v == DEAD {
+                continue;
+            }
             let (vlan, mac) = unpack_key(k);
-            let (port, seen) = unpack_val(slot.val.load(Ordering::Acquire));
-            if pred(vlan, mac, port, seen)
-                && slot
-                    .key
-                    .compare_exchange(k, TOMBSTONE, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                self.entries.fetch_sub(1, Ordering::Relaxed);
+            let (port, seen) = unpack_val(v);
+            if pred(vlan, mac, port, seen) && self.delete(slot, k) {
                 n += 1;
             }
         }
         if n > 0 {
+            self.recount_biggest();
             self.changed();
         }
         n
     }
-
     /// Forgets addresses not seen for more than `aging_secs` at `now`; returns how many.
     ///
     /// A pass over every slot only when an entry can be that old: the table keeps a second no
@@ -352,7 +566,7 @@ impl MacTable {
                 continue;
             }
             let v = slot.val.load(Ordering::Acquire);
-            if slot.key.load(Ordering::Acquire) != k {
+            if v == DEAD || slot.key.load(Ordering::Acquire) != k {
                 continue;
             }
             let (vlan, mac) = unpack_key(k);
@@ -380,6 +594,27 @@ impl MacTable {
     pub fn moves(&self) -> u64 {
         self.moves.load(Ordering::Relaxed)
     }
+
+    /// Entries evicted to make room for a new address since creation.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+
+    /// Addresses learned on `port` (exact once concurrent learns end).
+    pub fn port_entries(&self, port: u32) -> usize {
+        self.count(port).load(Ordering::Relaxed) as usize
+    }
+
+    /// Bounds the addresses learned on `port` (0: only the table's capacity). Addresses it
+    /// already has above a lower bound stay until they age out or are flushed.
+    pub fn set_port_limit(&self, port: u32, limit: u32) {
+        self.limits[counted(port)].store(limit, Ordering::Relaxed);
+    }
+
+    /// The bound of `port` (0: none of its own).
+    pub fn port_limit(&self, port: u32) -> u32 {
+        self.limits[counted(port)].load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +624,150 @@ mod tests {
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
     const C: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+
+    fn mac_of(i: u32) -> [u8; 6] {
+        let b = i.to_be_bytes();
+        [2, 1, b[0], b[1], b[2], b[3]]
+    }
+
+    /// Addresses per port as a walk of the table finds them.
+    fn walk_counts(t: &MacTable) -> std::collections::BTreeMap<u32, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        t.for_each(|_, _, p, _| *m.entry(p).or_default() += 1);
+        m
+    }
+
+    #[test]
+    fn a_full_table_evicts_from_the_port_with_the_most_addresses() {
+        let t = MacTable::new(8);
+        for i in 0..6 {
+            assert_eq!(t.learn(1, &mac_of(i), 1, i), Learned::Added);
+        }
+        t.learn(1, &A, 2, 0);
+        t.learn(1, &B, 2, 0);
+        assert_eq!(t.len(), 8);
+        // Port 3's first address takes the place of one of port 1's: the oldest sampled.
+        assert_eq!(t.learn(1, &C, 3, 10), Learned::Added);
+        assert_eq!(t.evictions(), 1);
+        assert_eq!(t.len(), 8);
+        assert_eq!(
+            (t.port_entries(1), t.port_entries(2), t.port_entries(3)),
+            (5, 2, 1)
+        );
+        assert_eq!(t.lookup(1, &A), Some(2));
+        assert_eq!(t.lookup(1, &B), Some(2));
+        assert_eq!(t.lookup(1, &C), Some(3));
+        assert_eq!(
+            walk_counts(&t),
+            [(1, 5), (2, 2), (3, 1)].into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn one_port_flooding_addresses_cannot_keep_other_ports_stations_out() {
+        let t = MacTable::new(64);
+        let mut n = 0;
+        let mut flood = |t: &MacTable, count: u32| {
+            for _ in 0..count {
+                assert_eq!(t.learn(1, &mac_of(n), 1, n / 1000), Learned::Added);
+                n += 1;
+            }
+        };
+        flood(&t, 10_000);
+        for p in 2..=9u32 {
+            let mac = [2, 0, 0, 0, 1, p as u8];
+            assert_eq!(t.learn(1, &mac, p, 10), Learned::Added, "port {p}");
+        }
+        flood(&t, 10_000);
+        for p in 2..=9u32 {
+            assert_eq!(t.lookup(1, &[2, 0, 0, 0, 1, p as u8]), Some(p));
+            assert_eq!(t.port_entries(p), 1);
+        }
+        assert_eq!(t.port_entries(1), 56);
+        assert_eq!(t.len(), 64);
+        assert_eq!(t.evictions(), 20_000 - 64 + 8);
+    }
+
+    #[test]
+    fn a_port_at_its_bound_learns_no_new_address_until_one_goes() {
+        let t = MacTable::new(64);
+        t.set_port_limit(1, 3);
+        assert_eq!(t.port_limit(1), 3);
+        let r: Vec<_> = (0..5).map(|i| t.learn(1, &mac_of(i), 1, 0)).collect();
+        assert_eq!(r[..3], [Learned::Added; 3]);
+        assert_eq!(r[3..], [Learned::PortFull; 2]);
+        assert_eq!(t.port_entries(1), 3);
+        assert_eq!(t.lookup(1, &mac_of(3)), None);
+        // Known addresses are refreshed as usual.
+        assert_eq!(t.learn(1, &mac_of(0), 1, 5), Learned::Refreshed);
+        // An address moving onto the port at its bound is forgotten, not left on its old
+        // port: frames to it flood.
+        assert_eq!(t.learn(1, &A, 2, 0), Learned::Added);
+        assert_eq!(t.learn(1, &A, 1, 1), Learned::PortFull);
+        assert_eq!(t.lookup(1, &A), None);
+        assert_eq!((t.port_entries(1), t.port_entries(2)), (3, 0));
+        // One of its addresses goes: a new one is learned.
+        assert_eq!(t.remove_if(|_, m, _, _| m == mac_of(1)), 1);
+        assert_eq!(t.learn(1, &mac_of(3), 1, 2), Learned::Added);
+        assert_eq!(t.port_entries(1), 3);
+        // Other ports are not bound by it.
+        for i in 10..20 {
+            assert_eq!(t.learn(1, &mac_of(i), 2, 2), Learned::Added);
+        }
+        t.set_port_limit(1, 0);
+        assert_eq!(t.learn(1, &mac_of(4), 1, 3), Learned::Added);
+    }
+
+    #[test]
+    fn per_port_counts_stay_exact_under_concurrent_learns_moves_evictions_and_removals() {
+        let t = std::sync::Arc::new(MacTable::new(128));
+        t.set_port_limit(6, 20);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let learners: Vec<_> = (0..3u64)
+            .map(|w| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (w + 1);
+                    for i in 0..200_000u32 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // 400 addresses over 6 ports: moves, evictions, a bound on port 6.
+                        let (a, p) = ((x % 400) as u32, ((x >> 20) % 6) as u32 + 1);
+                        t.learn(1, &mac_of(a), p, i / 10_000);
+                    }
+                })
+            })
+            .collect();
+        let remover = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut k = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    k += 1;
+                    t.remove_if(|_, m, p, _| (u32::from(m[5]) + p + k).is_multiple_of(7));
+                    t.age(k, 3);
+                }
+            })
+        };
+        for h in learners {
+            h.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        remover.join().unwrap();
+        let walked = walk_counts(&t);
+        for p in 1..=6 {
+            assert_eq!(
+                t.port_entries(p),
+                walked.get(&p).copied().unwrap_or(0),
+                "port {p}"
+            );
+        }
+        assert!(t.port_entries(6) <= 20);
+        assert_eq!(t.len(), walked.values().sum::<usize>());
+        assert!(t.len() <= 128);
+        assert!(t.evictions() > 0);
+    }
 
     #[test]
     fn learned_mac_is_found_in_its_vlan_only() {
@@ -432,12 +811,25 @@ mod tests {
         assert_eq!(t.generation(), g2);
         assert_eq!(t.remove_if(|_, _, p, _| p == 2), 1);
         assert!(t.generation() > g2);
-        // A full table adds nothing.
+        // A full table evicts to add: a change; a port at its bound adds nothing.
         let small = MacTable::new(1);
         small.learn(1, &A, 1, 0);
         let g = small.generation();
-        assert_eq!(small.learn(1, &B, 1, 0), Learned::Full);
+        assert_eq!(small.learn(1, &B, 1, 0), Learned::Added);
+        assert!(small.generation() > g);
+        small.set_port_limit(1, 1);
+        let g = small.generation();
+        assert_eq!(small.learn(1, &C, 1, 0), Learned::PortFull);
         assert_eq!(small.generation(), g);
+        // An address forgotten as it moves onto a port at its bound: a change.
+        let t = MacTable::new(16);
+        t.set_port_limit(2, 1);
+        t.learn(1, &A, 1, 0);
+        t.learn(1, &B, 2, 0);
+        let g = t.generation();
+        assert_eq!(t.learn(1, &A, 2, 1), Learned::PortFull);
+        assert!(t.generation() > g);
+        assert_eq!(t.lookup(1, &A), None);
     }
 
     #[test]
@@ -492,16 +884,13 @@ mod tests {
     #[test]
     fn table_never_exceeds_its_capacity() {
         let t = MacTable::new(100);
-        let mut full = 0;
         for i in 0..1000u32 {
-            let b = i.to_be_bytes();
-            let mac = [2, 0, b[0], b[1], b[2], b[3]];
-            if t.learn(1, &mac, 1, 0) == Learned::Full {
-                full += 1;
-            }
+            // A full table makes room by evicting the (only) port's own entries.
+            assert_eq!(t.learn(1, &mac_of(i), 1, 0), Learned::Added);
         }
         assert_eq!(t.len(), 100);
-        assert_eq!(full, 900);
+        assert_eq!(t.evictions(), 900);
+        assert_eq!(t.port_entries(1), 100);
         let mut n = 0;
         t.for_each(|_, _, _, _| n += 1);
         assert_eq!(n, 100);

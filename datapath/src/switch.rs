@@ -191,6 +191,10 @@ pub struct PortSpec {
     /// little more; on a native veth port it lets the program attach above a ~3500-byte peer
     /// MTU.
     pub xdp_frags: bool,
+    /// Most addresses the MAC table learns on this port (0: only the table's capacity);
+    /// `None` = the switch's [`SwitchConfig::mac_port_max`]. A new address beyond it is not
+    /// learned (frames to it flood) until one of the port's ages out or is flushed.
+    pub mac_max: Option<u32>,
 }
 
 /// A port as the control plane sees it.
@@ -224,6 +228,10 @@ pub struct PortInfo {
     /// The device's MTU as last read (with the link; `None` for a port that is not a device),
     /// which the port follows ([`Port::set_mtu`]).
     pub mtu: Option<u32>,
+    /// Most addresses the MAC table learns on the port (0: only the table's capacity).
+    pub mac_max: u32,
+    /// Addresses learned on the port (read when the port is listed).
+    pub mac_entries: usize,
 }
 
 /// One learned MAC address.
@@ -258,6 +266,10 @@ pub struct SwitchInfo {
     pub mac_aging: Duration,
     /// MAC moves detected since start.
     pub mac_moves: u64,
+    /// Addresses evicted from a full MAC table to learn new ones, since start.
+    pub mac_evictions: u64,
+    /// Default bound of addresses per port ([`SwitchConfig::mac_port_max`]).
+    pub mac_port_max: u32,
     /// Ports.
     pub ports: Vec<PortInfo>,
 }
@@ -277,8 +289,11 @@ pub struct WorkerStats {
     pub sleeps: u64,
     /// Frames dropped because another worker's hand-off channel was full.
     pub handoff_drops: u64,
-    /// Source addresses not learned because the MAC table was full.
+    /// Source addresses not learned because the MAC table was full (and no entry could be
+    /// evicted for them).
     pub mac_learn_full: u64,
+    /// Source addresses not learned because their port held its bound of addresses.
+    pub mac_learn_port_full: u64,
     /// Flow cache counters.
     pub cache: CacheCounters,
     /// Packet-ins queued for controllers.
@@ -349,8 +364,12 @@ pub struct SwitchConfig {
     /// [`MAX_BATCH_HOLD`](crate::worker::MAX_BATCH_HOLD) (a longer one is refused). Default
     /// [`DEFAULT_BATCH_HOLD`].
     pub batch_hold: Duration,
-    /// MAC table capacity (entries).
+    /// MAC table capacity (entries). When it is full, a new address evicts one of the port
+    /// with the most addresses (see [`crate::l2`]).
     pub mac_table_max: usize,
+    /// Default bound of addresses learned per port (0: none but the table's capacity); a
+    /// port's own [`PortSpec::mac_max`] overrides it.
+    pub mac_port_max: u32,
     /// Time after which an address not seen again is forgotten.
     pub mac_aging: Duration,
     /// Most flows per table.
@@ -364,6 +383,7 @@ impl Default for SwitchConfig {
             poll_mode: PollMode::Adaptive,
             batch_hold: DEFAULT_BATCH_HOLD,
             mac_table_max: 65_536,
+            mac_port_max: 0,
             mac_aging: Duration::from_secs(300),
             max_flows_per_table: DEFAULT_MAX_FLOWS_PER_TABLE,
         }
@@ -1936,6 +1956,16 @@ impl Switch {
         Ok(spec)
     }
 
+    /// Sets the MAC table's bound for port `id` from its spec (or the switch's default) and
+    /// returns it.
+    fn bind_macs(&self, id: u32, spec: Option<&PortSpec>) -> u32 {
+        let max = spec
+            .and_then(|s| s.mac_max)
+            .unwrap_or(self.config.mac_port_max);
+        self.shared.macs.set_port_limit(id, max);
+        max
+    }
+
     /// The lowest free port number.
     fn free_id(&self) -> Result<u32, SwitchError> {
         (1..=MAX_PORTS as u32)
@@ -1969,6 +1999,7 @@ impl Switch {
         let spec = self.checked_spec(spec)?;
         let id = self.free_id()?;
         let kind = spec.kind.unwrap_or(PortKind::AfPacket);
+        let mac_max = self.bind_macs(id, Some(&spec));
         let info = PortInfo {
             id,
             name: spec.name.clone(),
@@ -1981,6 +2012,8 @@ impl Switch {
             xdp: None,
             device_gone: true,
             mtu: None,
+            mac_max,
+            mac_entries: 0,
         };
         let mut carrier = Carrier::new(&spec.name, kind);
         carrier.gone = true;
@@ -2144,6 +2177,8 @@ impl Switch {
             xdp,
             device_gone: false,
             mtu,
+            mac_max: self.bind_macs(id, spec.as_ref()),
+            mac_entries: self.shared.macs.port_entries(id),
         };
         self.incarnations += 1;
         let incarnation = self.incarnations;
@@ -2279,7 +2314,13 @@ impl Switch {
 
     /// The ports, by port number.
     pub fn ports(&self) -> Vec<PortInfo> {
-        self.ports.values().map(|r| r.info.clone()).collect()
+        self.ports
+            .values()
+            .map(|r| PortInfo {
+                mac_entries: self.shared.macs.port_entries(r.info.id),
+                ..r.info.clone()
+            })
+            .collect()
     }
 
     /// Counters of one port (`Some(name)`) or of all ports.
@@ -2351,6 +2392,7 @@ impl Switch {
                 sleeps: c.counters.sleeps.get(),
                 handoff_drops: c.counters.handoff_drops.get(),
                 mac_learn_full: c.counters.mac_learn_full.get(),
+                mac_learn_port_full: c.counters.mac_learn_port_full.get(),
                 cache: CacheCounters {
                     emc_hits: c.counters.emc_hits.get(),
                     run_hits: c.counters.run_hits.get(),
@@ -2393,6 +2435,8 @@ impl Switch {
             mac_entries: self.shared.macs.len(),
             mac_aging: self.config.mac_aging,
             mac_moves: self.shared.macs.moves(),
+            mac_evictions: self.shared.macs.evictions(),
+            mac_port_max: self.config.mac_port_max,
             ports: self.ports(),
         }
     }

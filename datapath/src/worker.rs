@@ -303,8 +303,11 @@ pub struct WorkerCounters {
     /// counted on that port: [`PortCounters::handoff_full`]), or because the port was gone
     /// when they came out of the channel.
     pub handoff_drops: Counter,
-    /// Source addresses not learned because the MAC table was full.
+    /// Source addresses not learned because the MAC table was full (no entry could be
+    /// evicted for them).
     pub mac_learn_full: Counter,
+    /// Source addresses not learned because their port held its bound of addresses.
+    pub mac_learn_port_full: Counter,
     /// Flow cache: exact-match cache hits.
     pub emc_hits: Counter,
     /// Flow cache: frames that joined the run of the frame before them (no lookup).
@@ -2523,11 +2526,18 @@ impl Worker {
         let learned = (vlan, src, in_id);
         if self.last_learned != Some(learned) {
             self.last_learned = Some(learned);
-            self.last_learn_full =
-                self.shared.macs.learn(vlan, &src, in_id, self.now) == Learned::Full;
-            if self.last_learn_full {
-                self.ctls[self.index].counters.mac_learn_full.add(1);
-            }
+            let counters = &self.ctls[self.index].counters;
+            self.last_learn_full = match self.shared.macs.learn(vlan, &src, in_id, self.now) {
+                Learned::Full => {
+                    counters.mac_learn_full.add(1);
+                    true
+                }
+                Learned::PortFull => {
+                    counters.mac_learn_port_full.add(1);
+                    true
+                }
+                Learned::Added | Learned::Refreshed | Learned::Moved { .. } => false,
+            };
         }
         let unicast_out = if dst[0] & 1 == 0 {
             self.shared.macs.lookup(vlan, &dst)

@@ -33,6 +33,7 @@ fn spec(name: &str, kind: PortKind) -> PortSpec {
         vlan: VlanMode::default(),
         xdp_mode: None,
         xdp_frags: false,
+        mac_max: None,
     }
 }
 

@@ -476,3 +476,121 @@ fn an_all_zero_source_is_neither_learned_nor_forwarded() {
     assert!(sw.mac_table().is_empty());
     sw.shutdown();
 }
+
+/// Frames from `n` source addresses (`base`, `base + 1`, …) sent on `p[0]` to the broadcast
+/// address, waiting until the switch took each burst; what was flooded to the other ports is
+/// thrown away.
+fn flood_sources(sw: &Switch, p: &[MemPeer], base: u32, n: u32) {
+    let before = sw.port_stats(Some("m1")).unwrap()[0].1.rx_pkts;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(32) {
+        for i in chunk {
+            let b = (base + i).to_be_bytes();
+            let mut f = udp(1, [0xff; 6], b"flood");
+            f[6..12].copy_from_slice(&[0x0a, 0xee, b[0], b[1], b[2], b[3]]);
+            assert!(p[0].send(&f));
+        }
+        let want = before + u64::from(chunk[chunk.len() - 1] + 1);
+        let t0 = std::time::Instant::now();
+        while sw.port_stats(Some("m1")).unwrap()[0].1.rx_pkts < want {
+            assert!(t0.elapsed() < T, "the switch did not take the flood");
+            std::thread::yield_now();
+        }
+        for q in &p[1..] {
+            q.drain();
+        }
+    }
+}
+
+/// One port sending from thousands of source addresses (a MAC flood) fills the table, but
+/// stations on other ports are still learned and their unicast goes to one port only: a new
+/// address in a full table evicts one of the port with the most (until 2026-12-08 a full
+/// table learned nothing new, and unicast to later stations was flooded to every port, the
+/// flooder's included).
+#[test]
+fn a_port_flooding_source_addresses_cannot_make_the_switch_a_hub() {
+    let mut sw = Switch::start(SwitchConfig {
+        mac_table_max: 64,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    let p: Vec<MemPeer> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| {
+            let (port, peer) = MemPort::new(n, MemPortOptions::default());
+            sw.add_port_backend(Box::new(port), access(1)).unwrap();
+            peer
+        })
+        .collect();
+    flood_sources(&sw, &p, 0, 2_000);
+    assert_eq!(sw.info().mac_entries, 64);
+    // Station 2 (on m2) to station 3 (on m3), unknown: flooded. 3 answers: unicast to m2.
+    let f = udp(2, mac(3), b"to 3");
+    assert!(p[1].send(&f));
+    assert_eq!(p[2].recv_timeout(T).unwrap().0, f);
+    assert_eq!(p[0].recv_timeout(T).unwrap().0, f);
+    let r = udp(3, mac(2), b"to 2");
+    assert!(p[2].send(&r));
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, r);
+    assert!(p[0].recv_timeout(Duration::from_millis(100)).is_none());
+    // The flood goes on; the stations stay learned, their unicast never reaches m1.
+    flood_sources(&sw, &p, 2_000, 2_000);
+    assert!(p[1].send(&f));
+    assert_eq!(p[2].recv_timeout(T).unwrap().0, f);
+    assert!(p[2].send(&r));
+    assert_eq!(p[1].recv_timeout(T).unwrap().0, r);
+    assert!(p[0].recv_timeout(Duration::from_millis(100)).is_none());
+    let info = sw.info();
+    let macs: Vec<usize> = info.ports.iter().map(|p| p.mac_entries).collect();
+    assert_eq!(macs, [62, 1, 1]);
+    assert_eq!(info.mac_entries, 64);
+    assert_eq!(info.mac_evictions, 4_000 - 64 + 2);
+    assert_eq!(
+        sw.worker_stats()
+            .iter()
+            .map(|w| w.mac_learn_full)
+            .sum::<u64>(),
+        0
+    );
+    sw.shutdown();
+}
+
+/// A port's bound of addresses (`mac_port_max`, or a port's `mac_max`): beyond it nothing
+/// new is learned on the port (counted `mac_learn_port_full`), other ports learn as before.
+#[test]
+fn a_port_learns_no_more_addresses_than_its_bound() {
+    let mut sw = Switch::start(SwitchConfig {
+        mac_port_max: 4,
+        ..SwitchConfig::default()
+    })
+    .unwrap();
+    let p: Vec<MemPeer> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|n| {
+            let (port, peer) = MemPort::new(n, MemPortOptions::default());
+            sw.add_port_backend(Box::new(port), access(1)).unwrap();
+            peer
+        })
+        .collect();
+    flood_sources(&sw, &p, 0, 100);
+    let info = sw.info();
+    assert_eq!(info.mac_port_max, 4);
+    assert_eq!(
+        info.ports
+            .iter()
+            .map(|p| (p.mac_entries, p.mac_max))
+            .collect::<Vec<_>>(),
+        [(4, 4), (0, 4), (0, 4)]
+    );
+    assert_eq!(
+        sw.worker_stats()
+            .iter()
+            .map(|w| w.mac_learn_port_full)
+            .sum::<u64>(),
+        96
+    );
+    let r = udp(3, mac(2), b"to 2");
+    assert!(p[2].send(&r));
+    assert!(p[1].recv_timeout(T).is_some());
+    assert_eq!(sw.info().ports[2].mac_entries, 1);
+    sw.shutdown();
+}

@@ -415,6 +415,7 @@ fn switch_with_tap(
             vlan: VlanMode::default(),
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         })
         .expect("tap port");
     let tap_mac = common::mac_of(&name);

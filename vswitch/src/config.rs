@@ -43,6 +43,10 @@ pub struct Args {
     /// MAC table capacity.
     #[arg(long)]
     pub mac_table_max: Option<usize>,
+    /// Most MAC addresses learned on one port (0: no bound but the table's); a port's own
+    /// `mac_max` overrides it.
+    #[arg(long)]
+    pub mac_port_max: Option<u32>,
     /// Port to add at start: `NAME[:TYPE]` (TYPE afxdp|tap|afpacket|auto), access VLAN 1.
     #[arg(long = "port")]
     pub ports: Vec<String>,
@@ -113,8 +117,12 @@ pub struct FileConfig {
 pub struct MacConfig {
     /// Aging time in seconds (default 300).
     pub aging_secs: u64,
-    /// Capacity (default 65536).
+    /// Capacity (default 65536). When full, a new address evicts one of the port with the
+    /// most.
     pub table_max: usize,
+    /// Most addresses learned on one port (default 0: no bound but the table's); a port's
+    /// `mac_max` overrides it.
+    pub port_max: u32,
 }
 
 impl Default for MacConfig {
@@ -122,6 +130,7 @@ impl Default for MacConfig {
         Self {
             aging_secs: 300,
             table_max: 65_536,
+            port_max: 0,
         }
     }
 }
@@ -205,6 +214,10 @@ pub struct PortConfig {
     /// one ~64 KiB buffer). Default false.
     #[serde(default)]
     pub xdp_frags: bool,
+    /// Most MAC addresses learned on this port (0: no bound but the table's); default
+    /// `[mac] port_max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_max: Option<u32>,
 }
 
 fn one() -> usize {
@@ -293,6 +306,7 @@ impl PortConfig {
             vlan,
             xdp_mode,
             xdp_frags: self.xdp_frags,
+            mac_max: self.mac_max,
         })
     }
 }
@@ -325,6 +339,9 @@ pub fn load(args: &Args) -> Result<FileConfig> {
     if let Some(m) = args.mac_table_max {
         cfg.mac.table_max = m;
     }
+    if let Some(m) = args.mac_port_max {
+        cfg.mac.port_max = m;
+    }
     if let Some(l) = &args.log_level {
         cfg.log_level.clone_from(l);
     }
@@ -345,6 +362,7 @@ pub fn load(args: &Args) -> Result<FileConfig> {
             native_vlan: None,
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         });
     }
     if cfg.socket.as_os_str().is_empty() {
@@ -395,6 +413,7 @@ impl FileConfig {
             },
             batch_hold: Duration::from_nanos(self.batch_hold_ns),
             mac_table_max: self.mac.table_max,
+            mac_port_max: self.mac.port_max,
             mac_aging: Duration::from_secs(self.mac.aging_secs),
             max_flows_per_table: self.flows.max_per_table,
         }
@@ -430,6 +449,27 @@ mod tests {
                 allowed: vec![10, 20],
                 native: Some(30)
             }
+        );
+    }
+
+    #[test]
+    fn mac_bounds_per_port_come_from_the_file_the_flag_and_the_port() {
+        let c: FileConfig = toml::from_str(
+            "[mac]\nport_max = 32\n[[port]]\nname = 'p1'\nmac_max = 4\n[[port]]\nname = 'p2'\n",
+        )
+        .unwrap();
+        assert_eq!(c.switch_config().mac_port_max, 32);
+        assert_eq!(c.ports[0].spec().unwrap().mac_max, Some(4));
+        // A port without its own bound takes the switch's default there.
+        assert_eq!(c.ports[1].spec().unwrap().mac_max, None);
+        let args = Args::try_parse_from(["vswitchd", "--mac-port-max", "8"]).unwrap();
+        assert_eq!(load(&args).unwrap().switch_config().mac_port_max, 8);
+        assert_eq!(
+            load(&Args::try_parse_from(["vswitchd"]).unwrap())
+                .unwrap()
+                .switch_config()
+                .mac_port_max,
+            0
         );
     }
 
@@ -549,6 +589,7 @@ mod tests {
             native_vlan: None,
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         };
         assert!(p.spec().is_err());
     }

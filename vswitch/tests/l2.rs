@@ -592,3 +592,74 @@ fn smaller_mtu(prefix: &str, net: &str, ty: PortType, kind: &str) {
         "{kind}: and only the device's: {s:?}"
     );
 }
+
+/// A container sending from thousands of source MACs (a MAC flood) into a small table: the
+/// other containers are still learned and their unicast is not flooded to it, during the
+/// flood and after (a full table evicts an address of the port with the most; until
+/// 2026-12-08 it learned nothing new and the switch became a hub for later stations). A port
+/// with a bound (`mac_max`) keeps no more than it.
+#[test]
+fn a_container_flooding_source_macs_cannot_make_the_switch_a_hub() {
+    if !require_privileges("mac flood") {
+        return;
+    }
+    let mut lab = Lab::start(&["--mac-table-max", "64"]);
+    let flooder = Container::veth("vsh", 1, "10.225.0.1").unwrap();
+    let c2 = Container::veth("vsh", 2, "10.225.0.2").unwrap();
+    let c3 = Container::veth("vsh", 3, "10.225.0.3").unwrap();
+    for c in [&flooder, &c2, &c3] {
+        lab.add_port(&c.port, PortType::Auto, None);
+    }
+    // A fourth port bounded to 8 addresses, its container flooding too.
+    let bounded = Container::veth("vsh", 4, "10.225.0.4").unwrap();
+    let mut req = PortAddRequest::new(bounded.port.clone());
+    req.mac_max = Some(8);
+    lab.request(Request::PortAdd(req));
+    let flood = |c: &Container, first: [u8; 6]| {
+        let mut args = vec!["raw-send", "--dev", "eth0", "--count", "3000"];
+        args.extend(["--src-macs", "3000"]);
+        let hex_frame = hex(&arp_broadcast(first, None));
+        args.extend(["--hex", hex_frame.as_str()]);
+        c.ns.exec(VSNET, &args).expect("raw send");
+    };
+    flood(&flooder, [0x0a, 0xee, 0, 0, 0, 0]);
+    flood(&bounded, [0x0a, 0xef, 0, 0, 0, 0]);
+    assert!(
+        wait_until(Duration::from_secs(3), || lab.show().mac_entries == 64),
+        "{:?}",
+        lab.show()
+    );
+    assert!(c2.ns.ping(&c3.addr, 1), "c2 → c3 in a full table");
+    let learned = |lab: &mut Lab, c: &Container| {
+        lab.macs()
+            .iter()
+            .any(|m| m.mac == c.mac && m.port_name == c.port)
+    };
+    // Flood again while the two talk: they stay learned, and none of their unicast reaches
+    // the flooder (a flood of it would: 40 frames).
+    flood(&flooder, [0x0a, 0xee, 1, 0, 0, 0]);
+    let before = lab.stats(&flooder.port).tx_pkts;
+    assert!(c2.ns.ping(&c3.addr, 20), "c2 → c3 during the flood");
+    let to_flooder = lab.stats(&flooder.port).tx_pkts - before;
+    assert!(
+        to_flooder < 20,
+        "{to_flooder} frames reached the flooder while c2 pinged c3 20 times"
+    );
+    assert!(learned(&mut lab, &c2) && learned(&mut lab, &c3));
+    let show = lab.show();
+    assert!(show.mac_entries <= 64 && show.mac_evictions > 0, "{show:?}");
+    let port = |show: &control::proto::SwitchShowReply, name: &str| {
+        show.ports.iter().find(|p| p.name == name).cloned().unwrap()
+    };
+    assert_eq!(port(&show, &bounded.port).mac_max, 8);
+    assert_eq!(port(&show, &bounded.port).mac_entries, 8);
+    assert!(
+        show.worker_stats
+            .iter()
+            .map(|w| w.mac_learn_port_full)
+            .sum::<u64>()
+            > 0
+    );
+    assert_eq!(port(&show, &c2.port).mac_entries, 1);
+    assert_eq!(port(&show, &c3.port).mac_entries, 1);
+}

@@ -207,6 +207,11 @@ pub struct PortAddRequest {
     /// false. Only with `type` `afxdp`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub xdp_frags: bool,
+    /// Most addresses the MAC table learns on this port (0: only the table's capacity);
+    /// omitted = the daemon's default (`[mac] port_max`). A new address beyond it is not
+    /// learned until one of the port's ages out or is flushed (frames to it flood).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_max: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -223,6 +228,7 @@ impl PortAddRequest {
             vlan: None,
             xdp_mode: None,
             xdp_frags: false,
+            mac_max: None,
         }
     }
 }
@@ -462,6 +468,17 @@ pub struct PortDesc {
     /// port that is not a device, and by older servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Most addresses the MAC table learns on the port (0 or omitted: only the table's
+    /// capacity).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mac_max: u32,
+    /// Addresses learned on the port (older servers omit it).
+    #[serde(default)]
+    pub mac_entries: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn link_up_default() -> bool {
@@ -577,9 +594,13 @@ pub struct WorkerDesc {
     /// Frames for another worker's port dropped (hand-off channel full, port gone).
     #[serde(default)]
     pub handoff_drops: u64,
-    /// Source addresses not learned because the MAC table was full.
+    /// Source addresses not learned because the MAC table was full (and no address could be
+    /// evicted for them).
     #[serde(default)]
     pub mac_learn_full: u64,
+    /// Source addresses not learned because their port held its bound of addresses.
+    #[serde(default)]
+    pub mac_learn_port_full: u64,
     /// Flow cache counters.
     #[serde(default)]
     pub cache: CacheDesc,
@@ -681,6 +702,13 @@ pub struct SwitchShowReply {
     pub mac_aging_secs: u64,
     /// MAC moves since start.
     pub mac_moves: u64,
+    /// Addresses evicted from the full MAC table, since start, to learn new ones (each an
+    /// address of the port with the most).
+    #[serde(default)]
+    pub mac_evictions: u64,
+    /// Default bound of addresses learned per port (0: none but the table's capacity).
+    #[serde(default)]
+    pub mac_port_max: u64,
     /// Ports, by port number.
     pub ports: Vec<PortDesc>,
     /// Per-worker counters.

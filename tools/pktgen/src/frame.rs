@@ -51,6 +51,10 @@ pub struct FrameSpec {
     pub size: Option<usize>,
     /// Ethernet source.
     pub src_mac: Mac,
+    /// Distinct Ethernet sources (at least 1): flow `i` sends from `src_mac` with
+    /// `i % src_macs` added to its last three bytes; there are at least this many flows
+    /// (a switch's MAC table under a flood of stations, or a MAC-flooding attack).
+    pub src_macs: u32,
     /// Ethernet destination.
     pub dst_mac: Mac,
     /// Source addresses.
@@ -184,12 +188,20 @@ impl Template {
         let l4_off = l3_off + if spec.ipv6 { IPV6_LEN } else { IPV4_LEN };
         let mut headers = vec![0u8; tuples.len() * hdr_len].into_boxed_slice();
         let mut partial = vec![0u32; tuples.len()].into_boxed_slice();
-        for ((h, p), t) in headers
+        for (i, ((h, p), t)) in headers
             .chunks_exact_mut(hdr_len)
             .zip(partial.iter_mut())
             .zip(&tuples)
+            .enumerate()
         {
             *p = write_headers(h, spec, t, len, l3_off, l4_off);
+            if spec.src_macs > 1 {
+                // The checksums do not cover the MACs.
+                #[expect(clippy::cast_possible_truncation, reason = "i < MAX_FLOWS")]
+                let add = (i as u32) % spec.src_macs;
+                let low = u32::from_be_bytes([0, h[9], h[10], h[11]]).wrapping_add(add);
+                h[9..12].copy_from_slice(&low.to_be_bytes()[1..]);
+            }
         }
         Ok(Self {
             len,
@@ -290,8 +302,22 @@ fn flow_tuples(spec: &FrameSpec) -> Result<Vec<Tuple>, SpecError> {
             )));
         }
         Some(f) => f,
-        None => u32::try_from(all.min(u128::from(MAX_FLOWS))).unwrap_or(MAX_FLOWS),
+        None => u32::try_from(all.min(u128::from(MAX_FLOWS)))
+            .unwrap_or(MAX_FLOWS)
+            .max(spec.src_macs),
     };
+    if spec.src_macs == 0 || spec.src_macs > MAX_FLOWS {
+        return Err(SpecError(format!(
+            "--src-macs {} out of range 1..={MAX_FLOWS}",
+            spec.src_macs
+        )));
+    }
+    if flows < spec.src_macs {
+        return Err(SpecError(format!(
+            "--flows {flows} is fewer than --src-macs {}: each source MAC needs a flow",
+            spec.src_macs
+        )));
+    }
     if u128::from(flows) > all {
         // Widen a single source port into a range starting there.
         let need = u128::from(flows).div_ceil(others);
@@ -457,6 +483,7 @@ pub(crate) mod tests {
         FrameSpec {
             size: None,
             src_mac: [2, 0, 0, 0, 0, 1],
+            src_macs: 1,
             dst_mac: [2, 0, 0, 0, 0, 2],
             src_ip: parse_ip_range(s, ipv6).unwrap(),
             dst_ip: parse_ip_range(d, ipv6).unwrap(),
@@ -728,6 +755,57 @@ pub(crate) mod tests {
             let want: HashSet<Vec<u8>> = want.into_iter().collect();
             assert_eq!(dsts, want, "{range}");
             assert_eq!(dports, HashSet::from([5000, 5001]), "{range}");
+        }
+    }
+
+    #[test]
+    fn source_macs_count_up_one_per_flow_in_turn() {
+        let macs = |t: &Template| -> Vec<Mac> {
+            let mut c = Cursor::new(0, 0, t.flows(), false);
+            (0..t.flows())
+                .map(|_| {
+                    let f = frame(t, &c, 0);
+                    check(&f);
+                    c.advance();
+                    f[6..12].try_into().unwrap()
+                })
+                .collect()
+        };
+        // Without --flows there is a flow per MAC.
+        let t = Template::new(&FrameSpec {
+            src_mac: [2, 0, 0, 0, 0xff, 0xfe],
+            src_macs: 3,
+            ..spec(false)
+        })
+        .unwrap();
+        assert_eq!(t.flows(), 3);
+        assert_eq!(
+            macs(&t),
+            [
+                [2, 0, 0, 0, 0xff, 0xfe],
+                [2, 0, 0, 0, 0xff, 0xff],
+                [2, 0, 0, 1, 0, 0]
+            ]
+        );
+        // With more flows the MACs repeat in turn; with fewer it is an error.
+        let t = Template::new(&FrameSpec {
+            src_macs: 2,
+            flows: Some(4),
+            ..spec(false)
+        })
+        .unwrap();
+        let m = macs(&t);
+        assert_eq!((m[0], m[1]), (m[2], m[3]));
+        assert_ne!(m[0], m[1]);
+        for (src_macs, flows) in [(5, Some(4)), (0, None), (MAX_FLOWS + 1, None)] {
+            assert!(
+                Template::new(&FrameSpec {
+                    src_macs,
+                    flows,
+                    ..spec(false)
+                })
+                .is_err()
+            );
         }
     }
 

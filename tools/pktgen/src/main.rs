@@ -75,6 +75,10 @@ struct TxArgs {
     /// Source MAC (default: the device's).
     #[arg(long, value_parser = args::parse_mac)]
     src_mac: Option<Mac>,
+    /// Distinct source MACs: the flows send from the source MAC counted up in its last three
+    /// bytes, one MAC per flow in turn (there are at least this many flows).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_FLOWS as i64))]
+    src_macs: u32,
     /// Destination MAC.
     #[arg(long, value_parser = args::parse_mac, default_value = "02:00:00:00:00:02")]
     dst_mac: Mac,
@@ -151,6 +155,7 @@ fn tx_main(a: TxArgs) -> Result<()> {
             .src_mac
             .or_else(|| device_mac(&a.dev))
             .unwrap_or([2, 0, 0, 0, 0, 1]),
+        src_macs: a.src_macs,
         dst_mac: a.dst_mac,
         src_ip: range(&a.src_ip, src_def, "src-ip")?,
         dst_ip: range(&a.dst_ip, dst_def, "dst-ip")?,

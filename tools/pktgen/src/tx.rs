@@ -805,6 +805,9 @@ mod kernel {
                     format!("queue_map_max {i}"),
                     "flag UDPCSUM".into(),
                 ];
+                if s.src_macs > 1 {
+                    cmds.push(format!("src_mac_count {}", s.src_macs));
+                }
                 if s.ipv6 {
                     cmds.push(format!("src6 {}", ip_text(&sl, true)));
                     cmds.push(format!("dst6 {}", ip_text(&dl, true)));
@@ -1144,6 +1147,7 @@ mod tests {
         Template::new(&crate::frame::FrameSpec {
             size: None,
             src_mac: [2, 0, 0, 0, 0, 1],
+            src_macs: 1,
             dst_mac: [2, 0, 0, 0, 0, 2],
             src_ip: parse_ip_range(ranges[0], ipv6).unwrap(),
             dst_ip: parse_ip_range(ranges[1], ipv6).unwrap(),
@@ -1224,6 +1228,15 @@ mod tests {
             p.cmds
         );
         assert!(has(p, "udp_src_max 1100") && !p.cmds.iter().any(|c| c.ends_with("_RND")));
+        assert!(!p.cmds.iter().any(|c| c.starts_with("src_mac_count")));
+        // Several source MACs: pktgen counts the MAC up as the flows do.
+        let macs = Template::new(&crate::frame::FrameSpec {
+            src_macs: 300,
+            ..t.spec().clone()
+        })
+        .unwrap();
+        let p = &kernel::plan(&kernel_opts(1, None), &macs).unwrap()[0];
+        assert!(has(p, "src_mac_count 300"), "{:?}", p.cmds);
     }
 
     #[test]

@@ -145,6 +145,10 @@ enum Command {
         /// pages, not one ~64 KiB buffer (with `--type afxdp`).
         #[arg(long)]
         xdp_frags: bool,
+        /// Most MAC addresses learned on the port (0: no bound but the table's; default:
+        /// the daemon's `[mac] port_max`).
+        #[arg(long, value_name = "N")]
+        mac_max: Option<u32>,
     },
     /// Remove a port.
     DelPort {
@@ -379,6 +383,7 @@ fn ports_table(ports: &[PortDesc]) -> String {
         ("VLAN", false),
         ("LINK", false),
         ("MTU", true),
+        ("MACS", true),
     ]);
     for p in ports {
         t.row(vec![
@@ -390,9 +395,19 @@ fn ports_table(ports: &[PortDesc]) -> String {
             vlan_text(&p.vlan),
             link_text(p).to_owned(),
             p.mtu.map_or_else(|| "-".to_owned(), |m| m.to_string()),
+            macs_text(p),
         ]);
     }
     t.render()
+}
+
+/// Addresses learned on a port, with its bound if it has one: `3`, `3/16`.
+fn macs_text(p: &PortDesc) -> String {
+    if p.mac_max == 0 {
+        p.mac_entries.to_string()
+    } else {
+        format!("{}/{}", p.mac_entries, p.mac_max)
+    }
 }
 
 /// A port's link: `up`, `down`, or `gone` (its device was deleted).
@@ -518,8 +533,17 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
     );
     let _ = writeln!(
         out,
-        "mac table: {} of {} entries, aging {} s, {} moves",
-        s.mac_entries, s.mac_table_max, s.mac_aging_secs, s.mac_moves
+        "mac table: {} of {} entries, aging {} s, {} moves, {} evictions{}",
+        s.mac_entries,
+        s.mac_table_max,
+        s.mac_aging_secs,
+        s.mac_moves,
+        s.mac_evictions,
+        if s.mac_port_max == 0 {
+            String::new()
+        } else {
+            format!(", at most {} per port", s.mac_port_max)
+        }
     );
     out.push('\n');
     if s.ports.is_empty() {
@@ -536,6 +560,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
         ("SLEEPS", true),
         ("HANDOFF_DROP", true),
         ("MAC_FULL", true),
+        ("MAC_PORT_FULL", true),
         ("BUSY", true),
         ("IN_TX_FLUSH", true),
         ("HOLDS", true),
@@ -550,6 +575,7 @@ fn show_text(hello: &HelloReply, s: &SwitchShowReply) -> String {
             w.sleeps.to_string(),
             w.handoff_drops.to_string(),
             w.mac_learn_full.to_string(),
+            w.mac_learn_port_full.to_string(),
             busy_secs(w.busy_ns),
             busy_secs(w.flush_ns),
             w.holds.to_string(),
@@ -1333,12 +1359,14 @@ fn run(cli: &Cli) -> Result<()> {
             native_vlan,
             xdp_mode,
             xdp_frags,
+            mac_max,
         } => {
             let mut request = PortAddRequest::new(name.clone());
             request.port_type = port_type.map(PortType::from);
             request.queues = queues.unwrap_or(1);
             request.xdp_mode = xdp_mode.map(XdpModeSpec::from);
             request.xdp_frags = *xdp_frags;
+            request.mac_max = *mac_max;
             request.vlan = match (vlan, trunks) {
                 (Some(v), _) => Some(VlanSpec::access(*v)),
                 (None, Some(Trunks(list))) => Some(VlanSpec::trunk(list.clone(), *native_vlan)),

@@ -105,9 +105,9 @@ fn human_tables_are_aligned() {
     let d = Daemon::start("tables");
     assert_eq!(
         stdout(&d.vsctl(&["list-ports"])),
-        "PORT  NAME  TYPE  QUEUES  WORKER  VLAN                   LINK  MTU\n\
-         \x20  1  mem0  mem        1       0  access 1               up      -\n\
-         \x20  2  mem1  mem        1       0  trunk 10,20 native 10  up      -\n"
+        "PORT  NAME  TYPE  QUEUES  WORKER  VLAN                   LINK  MTU  MACS\n\
+         \x20  1  mem0  mem        1       0  access 1               up      -     0\n\
+         \x20  2  mem1  mem        1       0  trunk 10,20 native 10  up      -     0\n"
     );
     let stats = stdout(&d.vsctl(&["dump-ports", "mem1"]));
     let lines: Vec<&str> = stats.lines().collect();

@@ -93,6 +93,10 @@ enum Cmd {
         frames: Vec<String>,
         #[arg(long, default_value_t = 1)]
         count: u64,
+        /// Send each frame from this many source MACs in turn: the frame's source with 0,
+        /// 1, … N-1 added to its last three bytes, one per frame sent (a MAC flood).
+        #[arg(long, default_value_t = 1)]
+        src_macs: u32,
     },
     /// Receive raw frames on a device for TIMEOUT seconds; print one hex line per frame.
     RawRecv {
@@ -426,13 +430,31 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Cmd::RawSend { dev, frames, count } => {
-            let frames: Vec<Vec<u8>> =
+        Cmd::RawSend {
+            dev,
+            frames,
+            count,
+            src_macs,
+        } => {
+            let mut frames: Vec<Vec<u8>> =
                 frames.iter().map(|f| hexdecode(f)).collect::<Result<_>>()?;
+            anyhow::ensure!(
+                frames.iter().all(|f| f.len() >= 14),
+                "a frame has at least 14 bytes"
+            );
             let mut p = AfPacketPort::open(&dev)?;
+            let mut sent = 0u32;
             for _ in 0..count {
-                for f in &frames {
+                for f in &mut frames {
+                    let orig = f[9..12].to_vec();
+                    if src_macs > 1 {
+                        let low = u32::from_be_bytes([0, f[9], f[10], f[11]])
+                            .wrapping_add(sent % src_macs);
+                        f[9..12].copy_from_slice(&low.to_be_bytes()[1..]);
+                    }
                     p.tx_enqueue(f, &Offload::NONE);
+                    f[9..12].copy_from_slice(&orig);
+                    sent = sent.wrapping_add(1);
                 }
                 p.tx_flush()?;
             }
