@@ -2101,10 +2101,38 @@ impl Worker {
             .get(usize::from(st.ctl))
             .copied()
             .unwrap_or(CtlMeta::PACKET_OUT);
-        let n = bytes.len().min(usize::from(max_len));
         let mut key = st.key;
         key.metadata = m.metadata;
         key.regs = m.regs;
+        // A GSO super-frame (from a tap or an AF_PACKET port with offloads, up to 64 KiB)
+        // goes as the segments it stands for, each a packet-in: what the wire would have
+        // carried, within the MTU, so that a packet-out of it leaves (until 2026-12-08 the
+        // controller got the whole super-frame, above any MTU, and its packet-out was dropped
+        // as `too_big`). One that cannot be segmented goes whole. A slow path: the buffer is
+        // allocated here, as the packet-ins' data is.
+        if st.off.is_gso() {
+            let mut seg = offload::SegmentBuf::new();
+            let mut segments = Vec::new();
+            if offload::segment(bytes, &st.off, &mut seg, &mut |s| segments.push(s.to_vec()))
+                .is_ok()
+            {
+                for mut data in segments {
+                    let total = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    data.truncate(usize::from(max_len));
+                    self.queue_packet_in(PacketIn {
+                        in_port: st.in_id,
+                        table: m.table,
+                        cookie: m.cookie,
+                        reason,
+                        key,
+                        total_len: total,
+                        data,
+                    });
+                }
+                return;
+            }
+        }
+        let n = bytes.len().min(usize::from(max_len));
         // The controller gets a frame as it would be on the wire: a checksum left partial by
         // the sender's offload (a tap, AF_PACKET) is completed first, over the whole frame
         // (found by an audit: the data carried the partial sum, and a packet-out of it went
@@ -2117,7 +2145,7 @@ impl Worker {
         } else {
             bytes[..n].to_vec()
         };
-        let pi = PacketIn {
+        self.queue_packet_in(PacketIn {
             in_port: st.in_id,
             table: m.table,
             cookie: m.cookie,
@@ -2125,7 +2153,12 @@ impl Worker {
             key,
             total_len,
             data,
-        };
+        });
+    }
+
+    /// Queues `pi` for the control thread and wakes it if it asked (dropped and counted when
+    /// the queue is full).
+    fn queue_packet_in(&self, pi: PacketIn) {
         let c = &self.ctls[self.index].counters;
         match self.shared.packet_in.try_send(pi) {
             Ok(()) => {
