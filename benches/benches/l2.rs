@@ -129,6 +129,24 @@ fn bench_l2(c: &mut Criterion) {
         assert_eq!(full.len(), CAPACITY);
         assert_eq!(full.port_entries(2), CAPACITY / 64 / 8);
     });
+    g.bench_function("mac_learn_evict_station", |b| {
+        // The same full table; the new addresses are stations on other ports (each one reads
+        // the per-port counts to find the port with the most, then evicts one of its).
+        let full = MacTable::new(CAPACITY);
+        for i in 0..CAPACITY as u32 {
+            assert_eq!(full.learn(1, &mac(i), 1, 0), Learned::Added);
+        }
+        let mut next = CAPACITY as u32;
+        b.iter(|| {
+            for _ in 0..BATCH {
+                let port = 2 + next % 1000;
+                let r = full.learn(1, black_box(&mac(next)), port, 0);
+                debug_assert_eq!(r, Learned::Added);
+                next = next.wrapping_add(1);
+            }
+        });
+        assert_eq!(full.len(), CAPACITY);
+    });
     g.finish();
 
     let aging = MacTable::new(CAPACITY);

@@ -102,6 +102,9 @@ pub struct MacTable {
     counts: Box<[AtomicU32]>,
     /// Bound of addresses per port number (0: only the table's).
     limits: Box<[AtomicU32]>,
+    /// Per port number: the slot of the address it learned (or that moved to it) last
+    /// (`u32::MAX`: none), where an eviction that finds none of its entries nearby looks.
+    last_slot: Box<[AtomicU32]>,
     /// The port with the most addresses as far as learning saw it: raised by a learn that
     /// takes a port past it, set exactly by every removal pass. Where evictions start.
     biggest: AtomicU32,
@@ -166,6 +169,9 @@ impl MacTable {
             evictions: AtomicU64::new(0),
             counts: (0..COUNTED_PORTS).map(|_| AtomicU32::new(0)).collect(),
             limits: (0..COUNTED_PORTS).map(|_| AtomicU32::new(0)).collect(),
+            last_slot: (0..COUNTED_PORTS)
+                .map(|_| AtomicU32::new(u32::MAX))
+                .collect(),
             biggest: AtomicU32::new(0),
             oldest: AtomicU32::new(u32::MAX),
             // Random per process: a container cannot precompute addresses that collide with a
@@ -239,10 +245,12 @@ impl MacTable {
         true
     }
 
-    /// After `port` gained an address: makes it the eviction's start if it now has more
-    /// than the port there.
+    /// After `port` gained an address (in slot `idx`): remembers the slot as its last, and
+    /// makes the port the eviction's start if it now has more than the port there.
     #[inline]
-    fn note_count(&self, port: u32) {
+    fn note_added(&self, port: u32, idx: usize) {
+        #[expect(clippy::cast_possible_truncation, reason = "at most 2^25 slots")]
+        self.last_slot[counted(port)].store(idx as u32, Ordering::Relaxed);
         let big = self.biggest.load(Ordering::Relaxed);
         if big != port
             && self.count(port).load(Ordering::Relaxed) > self.count(big).load(Ordering::Relaxed)
@@ -257,6 +265,7 @@ impl MacTable {
         let start = self.start(key);
         // A claim can lose to another inserter taking the same free slot; the probe is then
         // repeated (a bounded number of times, so a contended slot cannot stall a worker).
+        let mut evicted = false;
         for _ in 0..CLAIM_ATTEMPTS {
             let mut free = None;
             let mut i = start;
@@ -264,7 +273,7 @@ impl MacTable {
                 let slot = &self.slots[i];
                 let k = slot.key.load(Ordering::Acquire);
                 if k == key {
-                    return self.refresh(slot, key, port, now);
+                    return self.refresh(i, key, port, now);
                 }
                 if (k == EMPTY || k == TOMBSTONE) && free.is_none() {
                     free = Some((i, k));
@@ -275,28 +284,57 @@ impl MacTable {
                 i = (i + 1) & self.mask;
             }
             if !self.reserve(port) {
+                if evicted {
+                    self.changed();
+                }
                 return Learned::PortFull;
             }
             // No free slot in the probe sequence (a run of taken slots, rare below the
-            // capacity's half load): one of the biggest port's entries there makes room.
+            // capacity's half load): one of the biggest port's entries there makes room, or
+            // else one of a port with at least as many as the learner.
             let (idx, seen_key) = match free {
                 Some(f) => f,
-                None => match self.evict(self.victim(port), start, MAX_PROBE) {
-                    Some(i) => (i, TOMBSTONE),
-                    None => {
-                        self.count(port).fetch_sub(1, Ordering::AcqRel);
-                        return Learned::Full;
+                None => {
+                    let victim = self.victim(port);
+                    let learner = self.count(port).load(Ordering::Relaxed);
+                    match self.evict(start, MAX_PROBE, |p| p == victim).or_else(|| {
+                        self.evict(start, MAX_PROBE, |p| {
+                            p != port && self.count(p).load(Ordering::Relaxed) >= learner
+                        })
+                    }) {
+                        Some(i) => {
+                            evicted = true;
+                            (i, TOMBSTONE)
+                        }
+                        None => {
+                            self.count(port).fetch_sub(1, Ordering::AcqRel);
+                            if evicted {
+                                self.changed();
+                            }
+                            return Learned::Full;
+                        }
                     }
-                },
+                }
             };
             // Past the table's capacity an entry of the biggest port makes room (its removal
-            // takes its share of `entries`; this learn keeps the one it added).
-            if self.entries.fetch_add(1, Ordering::Relaxed) >= self.max_entries
-                && self.evict(self.victim(port), start, EVICT_SCAN).is_none()
-            {
-                self.entries.fetch_sub(1, Ordering::Relaxed);
-                self.count(port).fetch_sub(1, Ordering::AcqRel);
-                return Learned::Full;
+            // takes its share of `entries`; this learn keeps the one it added): the oldest of
+            // a few near the new address's slot, or else the port's last learned.
+            if self.entries.fetch_add(1, Ordering::Relaxed) >= self.max_entries {
+                let victim = self.victim(port);
+                if self
+                    .evict(start, EVICT_SCAN, |p| p == victim)
+                    .or_else(|| self.evict_last(victim))
+                    .is_some()
+                {
+                    evicted = true;
+                } else {
+                    self.entries.fetch_sub(1, Ordering::Relaxed);
+                    self.count(port).fetch_sub(1, Ordering::AcqRel);
+                    if evicted {
+                        self.changed();
+                    }
+                    return Learned::Full;
+                }
             }
             let slot = &self.slots[idx];
             // Claim the slot, then write the value, then publish the key: a reader that sees
@@ -313,17 +351,22 @@ impl MacTable {
             slot.val.store(pack_val(port, now), Ordering::Release);
             self.note_seen(now);
             slot.key.store(key, Ordering::SeqCst);
-            self.note_count(port);
+            self.note_added(port, idx);
             self.dedupe(key, start);
+            // (Also for what was evicted to make room.)
             self.changed();
             return Learned::Added;
+        }
+        if evicted {
+            self.changed();
         }
         Learned::Full
     }
 
     /// A frame from a known address (`slot`, holding `key`): a move to another port or a
     /// newer last-seen second, each by a compare-and-swap of the value read.
-    fn refresh(&self, slot: &Slot, key: u64, port: u32, now: u32) -> Learned {
+    fn refresh(&self, idx: usize, key: u64, port: u32, now: u32) -> Learned {
+        let slot = &self.slots[idx];
         let mut old = slot.val.load(Ordering::Acquire);
         for _ in 0..VALUE_ATTEMPTS {
             if old == DEAD {
@@ -347,7 +390,7 @@ impl MacTable {
                 ) {
                     Ok(_) => {
                         self.count(old_port).fetch_sub(1, Ordering::AcqRel);
-                        self.note_count(port);
+                        self.note_added(port, idx);
                         self.note_seen(now);
                         self.moves.fetch_add(1, Ordering::Relaxed);
                         self.changed();
@@ -399,25 +442,31 @@ impl MacTable {
 
     /// The port whose entry makes room for a new address of `learner` (counted already):
     /// the port with the most addresses, the learner's own if it has as many.
+    ///
+    /// A learner that is the port there (a port flooding addresses) takes its own at once;
+    /// for any other (a new station in a full table) the counts are read to find the port
+    /// with the most exactly: the start only rises as ports gain, so after evictions or
+    /// moves it may name a port that is no longer the biggest (found by a review: it drained
+    /// one port while a bigger one kept all of its addresses).
     fn victim(&self, learner: u32) -> u32 {
-        let biggest = self.biggest.load(Ordering::Relaxed);
-        let learner_count = self.count(learner).load(Ordering::Relaxed);
-        if self.count(biggest).load(Ordering::Relaxed) > learner_count {
-            biggest
-        } else if learner_count > 1 {
-            learner
+        if self.biggest.load(Ordering::Relaxed) == learner {
+            return learner;
+        }
+        let big = self.recount_biggest();
+        if self.count(big).load(Ordering::Relaxed) > self.count(learner).load(Ordering::Relaxed) {
+            big
         } else {
-            // The learner has only the address it adds, and the start is stale.
-            self.recount_biggest()
+            self.biggest.store(learner, Ordering::Relaxed);
+            learner
         }
     }
 
-    /// Deletes one entry of port `victim` to make room: the oldest of up to
-    /// [`EVICT_SAMPLE`] of them found within `span` slots from `start` (the new address's
-    /// own probe start: a place as random as the hash, so that evictions do not empty one
-    /// part of the table and crowd the entries into another). Returns the slot it freed;
-    /// `None` if it found none there.
-    fn evict(&self, victim: u32, start: usize, span: usize) -> Option<usize> {
+    /// Deletes one entry of a port for which `candidate` holds, to make room: the oldest of
+    /// up to [`EVICT_SAMPLE`] of them found within `span` slots from `start` (the new
+    /// address's own probe start: a place as random as the hash, so that evictions do not
+    /// empty one part of the table and crowd the entries into another). Returns the slot it
+    /// freed; `None` if it found none there.
+    fn evict(&self, start: usize, span: usize, candidate: impl Fn(u32) -> bool) -> Option<usize> {
         let mut i = start;
         let mut best: Option<(usize, u64, u32)> = None;
         let mut sampled = 0;
@@ -427,7 +476,7 @@ impl MacTable {
             if k & VALID != 0 {
                 let v = slot.val.load(Ordering::Acquire);
                 let (p, seen) = unpack_val(v);
-                if v != DEAD && p == victim {
+                if v != DEAD && candidate(p) {
                     if best.is_none_or(|(_, _, s)| seen < s) {
                         best = Some((i, k, seen));
                     }
@@ -444,7 +493,20 @@ impl MacTable {
             return None;
         }
         self.evictions.fetch_add(1, Ordering::Relaxed);
-        self.changed();
+        Some(idx)
+    }
+
+    /// Deletes the address `victim` learned last, if it is still there (when none of its
+    /// entries is near the new address's slot: a port with few addresses in a large table).
+    fn evict_last(&self, victim: u32) -> Option<usize> {
+        let idx = self.last_slot[counted(victim)].load(Ordering::Relaxed) as usize;
+        let slot = self.slots.get(idx)?;
+        let k = slot.key.load(Ordering::Acquire);
+        let v = slot.val.load(Ordering::Acquire);
+        if k & VALID == 0 || v == DEAD || unpack_val(v).0 != victim || !self.delete(slot, k) {
+            return None;
+        }
+        self.evictions.fetch_add(1, Ordering::Relaxed);
         Some(idx)
     }
 
@@ -686,6 +748,67 @@ mod tests {
         assert_eq!(t.port_entries(1), 56);
         assert_eq!(t.len(), 64);
         assert_eq!(t.evictions(), 20_000 - 64 + 8);
+    }
+
+    /// Address `i` of port `port` (distinct over ports).
+    fn port_mac(port: u32, i: u32) -> [u8; 6] {
+        let (p, b) = (port.to_be_bytes(), i.to_be_bytes());
+        [2, p[2], p[3], b[1], b[2], b[3]]
+    }
+
+    /// Found by a review: the eviction's start only rose as ports gained, so once evictions
+    /// took the port there below another, it went on losing addresses (down to 2 of 550)
+    /// while the bigger port (a flooder gone quiet) kept all of its 450.
+    #[test]
+    fn evictions_follow_the_port_that_is_biggest_now() {
+        let t = MacTable::new(1000);
+        for i in 0..450 {
+            assert_eq!(t.learn(1, &port_mac(2, i), 2, 0), Learned::Added);
+        }
+        for i in 0..550 {
+            assert_eq!(t.learn(1, &port_mac(1, i), 1, 1), Learned::Added);
+        }
+        for p in 3..=550u32 {
+            assert_eq!(t.learn(1, &port_mac(p, 0), p, 2), Learned::Added);
+        }
+        let (a, b) = (t.port_entries(1), t.port_entries(2));
+        assert!(a.abs_diff(b) <= 1, "port 1 {a}, port 2 {b}");
+        // A station's second address takes one of the biggest's, not its first.
+        assert_eq!(t.learn(1, &port_mac(3, 1), 3, 3), Learned::Added);
+        assert_eq!(t.lookup(1, &port_mac(3, 0)), Some(3));
+        assert_eq!(t.port_entries(3), 2);
+    }
+
+    /// Found by a review: in a table larger than [`EVICT_SCAN`] a port with few addresses
+    /// rarely has one near a new address's slot, and new stations were refused (1,237 of
+    /// 6,132 here, while one port held half the table; ~36 % in a table filled evenly by
+    /// 1,024 ports). The port's last learned address is taken then.
+    #[test]
+    fn new_stations_are_learned_in_a_large_full_table() {
+        let t = MacTable::new(8192);
+        for i in 0..4000 {
+            assert_eq!(t.learn(1, &port_mac(2, i), 2, 0), Learned::Added);
+        }
+        for i in 0..4192 {
+            assert_eq!(t.learn(1, &port_mac(1, i), 1, 1), Learned::Added);
+        }
+        for round in 0..6u32 {
+            for p in 3..=1024u32 {
+                let r = t.learn(1, &port_mac(p, round), p, 2);
+                assert_eq!(r, Learned::Added, "port {p}, round {round}");
+            }
+        }
+        assert_eq!(t.len(), 8192);
+        let evenly = MacTable::new(65_536);
+        for i in 0..64 {
+            for p in 1..=1024u32 {
+                evenly.learn(1, &port_mac(p, i), p, 0);
+            }
+        }
+        let refused = (1..=1024u32)
+            .filter(|&p| evenly.learn(1, &port_mac(p, 1000), p, 1) != Learned::Added)
+            .count();
+        assert_eq!(refused, 0);
     }
 
     #[test]

@@ -1194,7 +1194,15 @@ impl Switch {
         Ok(r)
     }
 
-    fn push_event(&mut self, e: Event) {
+    fn push_event(&mut self, mut e: Event) {
+        // A port object as listed: its addresses now (the registry's copy has them as they
+        // were when the port was attached; found by a review). A deleted port's are as they
+        // were before its addresses were flushed (`del_port`).
+        if let Event::PortStatus(ps) = &mut e
+            && ps.change != PortChange::Delete
+        {
+            ps.port.mac_entries = self.shared.macs.port_entries(ps.port.id);
+        }
         if self.events.len() >= EVENT_QUEUE {
             self.event_drops += 1;
         } else {
@@ -2291,12 +2299,14 @@ impl Switch {
     /// No such port, or the worker did not answer.
     pub fn del_port(&mut self, name: &str) -> Result<(), SwitchError> {
         let id = self.id_of(name)?;
-        let Some(reg) = self.ports.remove(&id) else {
+        let Some(mut reg) = self.ports.remove(&id) else {
             return Err(SwitchError::NoSuchPort {
                 name: name.to_owned(),
             });
         };
         self.publish();
+        // The `delete` event's port object is as it was: with the addresses it had.
+        reg.info.mac_entries = self.shared.macs.port_entries(id);
         // Forget its addresses first, so that even a worker failure below leaves none behind.
         self.shared.macs.remove_if(|_, _, p, _| p == id);
         for worker in owners(&reg.info) {

@@ -594,3 +594,32 @@ fn a_port_learns_no_more_addresses_than_its_bound() {
     assert_eq!(sw.info().ports[2].mac_entries, 1);
     sw.shutdown();
 }
+
+/// A port object in a `port_status` event carries its addresses as listed, a deleted port's
+/// as they were before the flush (found by a review: the registry's copy from the port's
+/// attach, 0, went out).
+#[test]
+fn port_status_events_carry_the_ports_addresses() {
+    use datapath::notify::{Event, PortChange};
+    let (mut sw, p) = switch_with(
+        &[("m1", access(1)), ("m2", access(1))],
+        MemPortOptions::default(),
+    );
+    flood_sources(&sw, &p, 0, 5);
+    let listed: Vec<usize> = sw.ports().iter().map(|p| p.mac_entries).collect();
+    assert_eq!(listed, [5, 0]);
+    let mut ev = Vec::new();
+    sw.drain_events(&mut ev, 64);
+    ev.clear();
+    sw.del_port("m1").unwrap();
+    sw.drain_events(&mut ev, 64);
+    let del = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::PortStatus(s) if s.change == PortChange::Delete => Some(s.port.mac_entries),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(del, 5);
+    sw.shutdown();
+}
