@@ -449,16 +449,30 @@ impl MacTable {
     /// moves it may name a port that is no longer the biggest (found by a review: it drained
     /// one port while a bigger one kept all of its addresses).
     fn victim(&self, learner: u32) -> u32 {
-        if self.biggest.load(Ordering::Relaxed) == learner {
+        // (The learner's count includes the address it adds.)
+        let learner_count = self.count(learner).load(Ordering::Relaxed);
+        if self.biggest.load(Ordering::Relaxed) == learner && learner_count > 1 {
             return learner;
         }
-        let big = self.recount_biggest();
-        if self.count(big).load(Ordering::Relaxed) > self.count(learner).load(Ordering::Relaxed) {
-            big
-        } else {
-            self.biggest.store(learner, Ordering::Relaxed);
-            learner
+        // The other port with the most: if it has more addresses than the learner had
+        // before this one, it gives one up; else (a tie, or fewer) the learner gives up one
+        // of its own.
+        let mut big = (learner, 0u32);
+        for (p, c) in self.counts.iter().enumerate() {
+            let c = c.load(Ordering::Relaxed);
+            #[expect(clippy::cast_possible_truncation, reason = "COUNTED_PORTS fits u32")]
+            let p = p as u32;
+            if c > big.1 && p != learner {
+                big = (p, c);
+            }
         }
+        let victim = if big.1 >= learner_count {
+            big.0
+        } else {
+            learner
+        };
+        self.biggest.store(victim, Ordering::Relaxed);
+        victim
     }
 
     /// Deletes one entry of a port for which `candidate` holds, to make room: the oldest of

@@ -18,8 +18,12 @@
 //! and table-full all happen often.
 //!
 //! The table has at least twice as many slots as its capacity and probes up to
-//! [`datapath::l2::MAX_PROBE`] slots, so with at most 24 live entries an insertion can only fail
-//! because the table is full: the model is exact, and every result is compared with it.
+//! [`datapath::l2::MAX_PROBE`] slots, so with at most 24 live entries a probe never runs out of
+//! free slots, and an eviction's scan covers the whole table. A new address in a full table is
+//! added, and exactly one entry goes: one of the learner's own port (which then had at least
+//! one), or one of a port with the most addresses (since 2026-12-08; before, it was refused).
+//! Which of that port's entries goes is the table's choice: the model follows it. Every other
+//! result is compared with the model exactly.
 
 use std::collections::HashMap;
 
@@ -52,6 +56,7 @@ pub fn mac_table_ops(data: &[u8]) {
     let mut model = Model::new();
     let mut now: u32 = 0;
     let mut moves: u64 = 0;
+    let mut evictions: u64 = 0;
     while let Some((&op, rest)) = ops.split_first() {
         let Some((&arg, rest)) = rest.split_first() else {
             break;
@@ -67,16 +72,38 @@ pub fn mac_table_ops(data: &[u8]) {
                 let port = port(p);
                 let key = (vlan & 0x0fff, mac);
                 let got = table.learn(vlan, &mac, port, now);
+                let full = !model.contains_key(&key) && model.len() >= capacity;
                 let want = match model.get(&key) {
                     Some(&(old, _)) if old == port => Learned::Refreshed,
                     Some(&(old, _)) => Learned::Moved { from: old },
-                    None if model.len() >= capacity => Learned::Full,
                     None => Learned::Added,
                 };
                 assert_eq!(got, want, "learn({vlan}, {mac:02x?}, {port}, {now})");
-                if want != Learned::Full {
-                    model.insert(key, (port, now));
+                if full {
+                    let mut present = Model::new();
+                    table.for_each(|v, m, p, t| {
+                        present.insert((v, m), (p, t));
+                    });
+                    let gone: Vec<_> = model
+                        .keys()
+                        .filter(|k| !present.contains_key(k))
+                        .copied()
+                        .collect();
+                    assert_eq!(gone.len(), 1, "one entry evicted: {gone:02x?}");
+                    let victim = model[&gone[0]].0;
+                    let count = |p: u32| model.values().filter(|&&(q, _)| q == p).count();
+                    let most = (0..6).map(count).max().unwrap_or(0);
+                    assert!(
+                        (victim == port && count(port) >= 1) || count(victim) == most,
+                        "evicted from port {victim} ({} addresses) for port {port} ({}), \
+                         the most {most}",
+                        count(victim),
+                        count(port)
+                    );
+                    model.remove(&gone[0]);
+                    evictions += 1;
                 }
+                model.insert(key, (port, now));
                 if matches!(want, Learned::Moved { .. }) {
                     moves += 1;
                 }
@@ -123,4 +150,5 @@ pub fn mac_table_ops(data: &[u8]) {
     });
     assert_eq!(seen, model);
     assert_eq!(table.moves(), moves);
+    assert_eq!(table.evictions(), evictions);
 }
