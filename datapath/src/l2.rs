@@ -457,15 +457,7 @@ impl MacTable {
         // The other port with the most: if it has more addresses than the learner had
         // before this one, it gives one up; else (a tie, or fewer) the learner gives up one
         // of its own.
-        let mut big = (learner, 0u32);
-        for (p, c) in self.counts.iter().enumerate() {
-            let c = c.load(Ordering::Relaxed);
-            #[expect(clippy::cast_possible_truncation, reason = "COUNTED_PORTS fits u32")]
-            let p = p as u32;
-            if c > big.1 && p != learner {
-                big = (p, c);
-            }
-        }
+        let big = self.most(Some(learner));
         let victim = if big.1 >= learner_count {
             big.0
         } else {
@@ -527,17 +519,24 @@ impl MacTable {
     /// Sets the eviction's start to the port with the most addresses (a pass over the
     /// counts) and returns it.
     fn recount_biggest(&self) -> u32 {
-        let mut best = (0u32, 0u32);
+        let (port, _) = self.most(None);
+        self.biggest.store(port, Ordering::Relaxed);
+        port
+    }
+
+    /// The port with the most addresses and their count (a pass over the counts; the first
+    /// such port on a tie), leaving out `skip`; `(skip or 0, 0)` when none has any.
+    fn most(&self, skip: Option<u32>) -> (u32, u32) {
+        let mut best = (skip.unwrap_or(0), 0u32);
         for (p, c) in self.counts.iter().enumerate() {
             let c = c.load(Ordering::Relaxed);
-            if c > best.1 {
-                #[expect(clippy::cast_possible_truncation, reason = "COUNTED_PORTS fits u32")]
-                let p = p as u32;
+            #[expect(clippy::cast_possible_truncation, reason = "COUNTED_PORTS fits u32")]
+            let p = p as u32;
+            if c > best.1 && Some(p) != skip {
                 best = (p, c);
             }
         }
-        self.biggest.store(best.0, Ordering::Relaxed);
-        best.0
+        best
     }
 
     /// Keeps [`MacTable::age`]'s bound below `now`, just written as an entry's last-seen
@@ -770,18 +769,21 @@ mod tests {
         [2, p[2], p[3], b[1], b[2], b[3]]
     }
 
+    /// Learns `n` new addresses of `port` at `now`, each added.
+    fn learn_new(t: &MacTable, port: u32, n: u32, now: u32) {
+        for i in 0..n {
+            assert_eq!(t.learn(1, &port_mac(port, i), port, now), Learned::Added);
+        }
+    }
+
     /// Found by a review: the eviction's start only rose as ports gained, so once evictions
     /// took the port there below another, it went on losing addresses (down to 2 of 550)
     /// while the bigger port (a flooder gone quiet) kept all of its 450.
     #[test]
     fn evictions_follow_the_port_that_is_biggest_now() {
         let t = MacTable::new(1000);
-        for i in 0..450 {
-            assert_eq!(t.learn(1, &port_mac(2, i), 2, 0), Learned::Added);
-        }
-        for i in 0..550 {
-            assert_eq!(t.learn(1, &port_mac(1, i), 1, 1), Learned::Added);
-        }
+        learn_new(&t, 2, 450, 0);
+        learn_new(&t, 1, 550, 1);
         for p in 3..=550u32 {
             assert_eq!(t.learn(1, &port_mac(p, 0), p, 2), Learned::Added);
         }
@@ -800,12 +802,8 @@ mod tests {
     #[test]
     fn new_stations_are_learned_in_a_large_full_table() {
         let t = MacTable::new(8192);
-        for i in 0..4000 {
-            assert_eq!(t.learn(1, &port_mac(2, i), 2, 0), Learned::Added);
-        }
-        for i in 0..4192 {
-            assert_eq!(t.learn(1, &port_mac(1, i), 1, 1), Learned::Added);
-        }
+        learn_new(&t, 2, 4000, 0);
+        learn_new(&t, 1, 4192, 1);
         for round in 0..6u32 {
             for p in 3..=1024u32 {
                 let r = t.learn(1, &port_mac(p, round), p, 2);

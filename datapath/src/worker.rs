@@ -2104,6 +2104,17 @@ impl Worker {
         let mut key = st.key;
         key.metadata = m.metadata;
         key.regs = m.regs;
+        let queue = |total_len: u32, data: Vec<u8>| {
+            self.queue_packet_in(PacketIn {
+                in_port: st.in_id,
+                table: m.table,
+                cookie: m.cookie,
+                reason,
+                key,
+                total_len,
+                data,
+            });
+        };
         // A GSO super-frame (from a tap or an AF_PACKET port with offloads, up to 64 KiB)
         // goes as the segments it stands for, each a packet-in: what the wire would have
         // carried, within the MTU, so that a packet-out of it leaves (until 2026-12-08 the
@@ -2119,15 +2130,7 @@ impl Worker {
                 for mut data in segments {
                     let total = u32::try_from(data.len()).unwrap_or(u32::MAX);
                     data.truncate(usize::from(max_len));
-                    self.queue_packet_in(PacketIn {
-                        in_port: st.in_id,
-                        table: m.table,
-                        cookie: m.cookie,
-                        reason,
-                        key,
-                        total_len: total,
-                        data,
-                    });
+                    queue(total, data);
                 }
                 return;
             }
@@ -2145,15 +2148,7 @@ impl Worker {
         } else {
             bytes[..n].to_vec()
         };
-        self.queue_packet_in(PacketIn {
-            in_port: st.in_id,
-            table: m.table,
-            cookie: m.cookie,
-            reason,
-            key,
-            total_len,
-            data,
-        });
+        queue(total_len, data);
     }
 
     /// Queues `pi` for the control thread and wakes it if it asked (dropped and counted when

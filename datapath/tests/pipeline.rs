@@ -26,7 +26,15 @@ fn udp(src: u8, dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
 }
 
 fn switch_with(ports: &[(&str, VlanMode)], opts: MemPortOptions) -> (Switch, Vec<MemPeer>) {
-    let mut sw = Switch::start(SwitchConfig::default()).unwrap();
+    configured_switch(SwitchConfig::default(), ports, opts)
+}
+
+fn configured_switch(
+    config: SwitchConfig,
+    ports: &[(&str, VlanMode)],
+    opts: MemPortOptions,
+) -> (Switch, Vec<MemPeer>) {
+    let mut sw = Switch::start(config).unwrap();
     let peers = ports
         .iter()
         .map(|(n, v)| {
@@ -508,19 +516,14 @@ fn flood_sources(sw: &Switch, p: &[MemPeer], base: u32, n: u32) {
 /// flooder's included).
 #[test]
 fn a_port_flooding_source_addresses_cannot_make_the_switch_a_hub() {
-    let mut sw = Switch::start(SwitchConfig {
-        mac_table_max: 64,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let p: Vec<MemPeer> = ["m1", "m2", "m3"]
-        .iter()
-        .map(|n| {
-            let (port, peer) = MemPort::new(n, MemPortOptions::default());
-            sw.add_port_backend(Box::new(port), access(1)).unwrap();
-            peer
-        })
-        .collect();
+    let (sw, p) = configured_switch(
+        SwitchConfig {
+            mac_table_max: 64,
+            ..SwitchConfig::default()
+        },
+        &[("m1", access(1)), ("m2", access(1)), ("m3", access(1))],
+        MemPortOptions::default(),
+    );
     flood_sources(&sw, &p, 0, 2_000);
     assert_eq!(sw.info().mac_entries, 64);
     // Station 2 (on m2) to station 3 (on m3), unknown: flooded. 3 answers: unicast to m2.
@@ -558,19 +561,14 @@ fn a_port_flooding_source_addresses_cannot_make_the_switch_a_hub() {
 /// new is learned on the port (counted `mac_learn_port_full`), other ports learn as before.
 #[test]
 fn a_port_learns_no_more_addresses_than_its_bound() {
-    let mut sw = Switch::start(SwitchConfig {
-        mac_port_max: 4,
-        ..SwitchConfig::default()
-    })
-    .unwrap();
-    let p: Vec<MemPeer> = ["m1", "m2", "m3"]
-        .iter()
-        .map(|n| {
-            let (port, peer) = MemPort::new(n, MemPortOptions::default());
-            sw.add_port_backend(Box::new(port), access(1)).unwrap();
-            peer
-        })
-        .collect();
+    let (sw, p) = configured_switch(
+        SwitchConfig {
+            mac_port_max: 4,
+            ..SwitchConfig::default()
+        },
+        &[("m1", access(1)), ("m2", access(1)), ("m3", access(1))],
+        MemPortOptions::default(),
+    );
     flood_sources(&sw, &p, 0, 100);
     let info = sw.info();
     assert_eq!(info.mac_port_max, 4);
