@@ -296,10 +296,11 @@ impl MacTable {
                 Some(f) => f,
                 None => {
                     let victim = self.victim(port);
-                    let learner = self.count(port).load(Ordering::Relaxed);
+                    // What the learner had before this address (its count holds it too).
+                    let had = self.count(port).load(Ordering::Relaxed) - 1;
                     match self.evict(start, MAX_PROBE, |p| p == victim).or_else(|| {
                         self.evict(start, MAX_PROBE, |p| {
-                            p != port && self.count(p).load(Ordering::Relaxed) >= learner
+                            p != port && self.count(p).load(Ordering::Relaxed) >= had
                         })
                     }) {
                         Some(i) => {
